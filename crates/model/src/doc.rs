@@ -1,0 +1,382 @@
+//! How a record lives in an Automerge document, and how to read it back.
+//!
+//! Layout of every record document:
+//!
+//! ```text
+//! { "rapport": 1,            // layout version
+//!   "kind": "deal",
+//!   "deleted": false,        // the tombstone; true after `delete`
+//!   "fields": { "title": "...", "tags": ["a", "b"], "when": <timestamp>, ... } }
+//! ```
+//!
+//! Scalars are strings, integers, booleans and timestamps; list fields are
+//! Automerge lists of strings, edited item by item so that concurrent
+//! additions merge. Reading is schema-free, so a field written by a newer
+//! version still shows up.
+
+use std::collections::BTreeMap;
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
+use jiff::Timestamp;
+
+use crate::id::RecordId;
+use crate::schema::{FieldType, Kind, stage_probability};
+use crate::value::{FieldValue, format_instant};
+
+/// Version of the document layout above.
+pub const LAYOUT_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("automerge: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    #[error("document is not a Rapport record: {0}")]
+    NotARecord(&'static str),
+    #[error("field `{0}` is not a field of {1}")]
+    UnknownField(String, Kind),
+}
+
+/// One edit of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Edit {
+    Set(String, FieldValue),
+    Unset(String),
+    /// Writes or clears the tombstone.
+    Deleted(bool),
+}
+
+/// A new record document holding `fields`, as one change by `actor`.
+pub fn create(
+    actor: ActorId,
+    kind: Kind,
+    fields: &[(String, FieldValue)],
+    time: Timestamp,
+) -> Result<AutoCommit, DocError> {
+    let mut doc = AutoCommit::new().with_actor(actor);
+    doc.put(ROOT, "rapport", LAYOUT_VERSION)?;
+    doc.put(ROOT, "kind", kind.as_str())?;
+    doc.put(ROOT, "deleted", false)?;
+    let map = doc.put_object(ROOT, "fields", ObjType::Map)?;
+    for (name, value) in fields {
+        put_field(&mut doc, &map, kind, name, value)?;
+    }
+    doc.commit_with(options(format!("create {kind}"), time));
+    Ok(doc)
+}
+
+/// Applies `edits` as one change; returns its hash, or `None` if nothing
+/// actually changed (no empty changes are recorded).
+pub fn edit(
+    doc: &mut AutoCommit,
+    edits: &[Edit],
+    time: Timestamp,
+) -> Result<Option<ChangeHash>, DocError> {
+    let kind = read_kind(doc, None)?;
+    let map = fields_obj(doc)?;
+    let mut summary = Vec::new();
+    for e in edits {
+        match e {
+            Edit::Set(name, value) => {
+                if read_field(doc, &map, name, None)?.as_ref() != Some(value) {
+                    put_field(doc, &map, kind, name, value)?;
+                    summary.push(format!("set {name}"));
+                }
+            }
+            Edit::Unset(name) => {
+                if doc.get(&map, name.as_str())?.is_some() {
+                    doc.delete(&map, name.as_str())?;
+                    summary.push(format!("unset {name}"));
+                }
+            }
+            Edit::Deleted(d) => {
+                if read_deleted(doc, None)? != *d {
+                    doc.put(ROOT, "deleted", *d)?;
+                    summary.push(if *d { "delete" } else { "restore" }.to_string());
+                }
+            }
+        }
+    }
+    if summary.is_empty() {
+        doc.rollback();
+        return Ok(None);
+    }
+    Ok(doc.commit_with(options(summary.join(", "), time)))
+}
+
+fn options(message: String, time: Timestamp) -> CommitOptions {
+    CommitOptions::default()
+        .with_message(message)
+        .with_time(time.as_second())
+}
+
+fn fields_obj(doc: &AutoCommit) -> Result<ObjId, DocError> {
+    match doc.get(ROOT, "fields")? {
+        Some((automerge::Value::Object(ObjType::Map), id)) => Ok(id),
+        _ => Err(DocError::NotARecord("no `fields` map")),
+    }
+}
+
+fn put_field(
+    doc: &mut AutoCommit,
+    map: &ObjId,
+    kind: Kind,
+    name: &str,
+    value: &FieldValue,
+) -> Result<(), DocError> {
+    let def = kind
+        .field(name)
+        .ok_or_else(|| DocError::UnknownField(name.to_string(), kind))?;
+    match value {
+        FieldValue::List(items) => put_list(doc, map, name, items),
+        FieldValue::Text(s) if def.ty == FieldType::DateTime => {
+            let t: Timestamp = s
+                .parse()
+                .map_err(|_| DocError::NotARecord("instant is not RFC 3339"))?;
+            doc.put(map, name, ScalarValue::Timestamp(t.as_millisecond()))?;
+            Ok(())
+        }
+        FieldValue::Text(s) => Ok(doc.put(map, name, s.as_str())?),
+        FieldValue::Int(i) => Ok(doc.put(map, name, *i)?),
+        FieldValue::Flag(b) => Ok(doc.put(map, name, *b)?),
+    }
+}
+
+/// Makes the list at `name` hold `items`, deleting and appending only what
+/// differs, so that a concurrent addition by someone else survives.
+fn put_list(
+    doc: &mut AutoCommit,
+    map: &ObjId,
+    name: &str,
+    items: &[String],
+) -> Result<(), DocError> {
+    let list = match doc.get(map, name)? {
+        Some((automerge::Value::Object(ObjType::List), id)) => id,
+        _ => doc.put_object(map, name, ObjType::List)?,
+    };
+    let current = read_list(doc, &list, None);
+    for (i, item) in current.iter().enumerate().rev() {
+        if !items.contains(item) {
+            doc.delete(&list, i)?;
+        }
+    }
+    let mut len = doc.length(&list);
+    for item in items {
+        if !current.contains(item) {
+            doc.insert(&list, len, item.as_str())?;
+            len += 1;
+        }
+    }
+    Ok(())
+}
+
+fn read_list(doc: &AutoCommit, list: &ObjId, heads: Option<&[ChangeHash]>) -> Vec<String> {
+    let values = match heads {
+        Some(h) => doc.list_range_at(list, .., h).collect::<Vec<_>>(),
+        None => doc.list_range(list, ..).collect::<Vec<_>>(),
+    };
+    let mut out: Vec<String> = Vec::new();
+    for item in values {
+        if let Some(v) = scalar_to_value(&item.value.into_value()).and_then(|v| match v {
+            FieldValue::Text(s) => Some(s),
+            other => Some(other.to_string()),
+        }) && !out.contains(&v)
+        {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn scalar_to_value(v: &automerge::Value<'_>) -> Option<FieldValue> {
+    match v {
+        automerge::Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Str(s) => Some(FieldValue::Text(s.to_string())),
+            ScalarValue::Int(i) => Some(FieldValue::Int(*i)),
+            ScalarValue::Uint(u) => Some(FieldValue::Int(i64::try_from(*u).unwrap_or(i64::MAX))),
+            ScalarValue::F64(f) => Some(FieldValue::Text(f.to_string())),
+            ScalarValue::Boolean(b) => Some(FieldValue::Flag(*b)),
+            ScalarValue::Timestamp(ms) => Timestamp::from_millisecond(*ms)
+                .ok()
+                .map(|t| FieldValue::Text(format_instant(t))),
+            ScalarValue::Counter(c) => Some(FieldValue::Int(i64::from(c))),
+            _ => None,
+        },
+        automerge::Value::Object(_) => None,
+    }
+}
+
+fn value_of(
+    doc: &AutoCommit,
+    (v, id): (automerge::Value<'_>, ObjId),
+    heads: Option<&[ChangeHash]>,
+) -> Option<FieldValue> {
+    match v {
+        automerge::Value::Object(ObjType::List) => Some(FieldValue::List(read_list(doc, &id, heads))),
+        automerge::Value::Object(_) => None,
+        scalar => scalar_to_value(&scalar),
+    }
+}
+
+fn read_field(
+    doc: &AutoCommit,
+    map: &ObjId,
+    name: &str,
+    heads: Option<&[ChangeHash]>,
+) -> Result<Option<FieldValue>, DocError> {
+    let got = match heads {
+        Some(h) => doc.get_at(map, name, h)?,
+        None => doc.get(map, name)?,
+    };
+    Ok(got.and_then(|v| value_of(doc, v, heads)))
+}
+
+fn read_kind(doc: &AutoCommit, heads: Option<&[ChangeHash]>) -> Result<Kind, DocError> {
+    let got = match heads {
+        Some(h) => doc.get_at(ROOT, "kind", h)?,
+        None => doc.get(ROOT, "kind")?,
+    };
+    match got.and_then(|v| scalar_to_value(&v.0)) {
+        Some(FieldValue::Text(k)) => k.parse().map_err(|_| DocError::NotARecord("unknown kind")),
+        _ => Err(DocError::NotARecord("no `kind`")),
+    }
+}
+
+fn read_deleted(doc: &AutoCommit, heads: Option<&[ChangeHash]>) -> Result<bool, DocError> {
+    let got = match heads {
+        Some(h) => doc.get_at(ROOT, "deleted", h)?,
+        None => doc.get(ROOT, "deleted")?,
+    };
+    Ok(matches!(
+        got.and_then(|v| scalar_to_value(&v.0)),
+        Some(FieldValue::Flag(true))
+    ))
+}
+
+/// A record as users see it: the current (or historical) values of its
+/// fields, plus any values that were written concurrently and still
+/// conflict. This is also what the store's indexes are built from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RecordView {
+    pub id: RecordId,
+    pub kind: Kind,
+    pub deleted: bool,
+    /// Time of the newest change, seconds since the Unix epoch.
+    pub updated: i64,
+    pub fields: BTreeMap<String, FieldValue>,
+    /// Fields whose value was written concurrently: every value, winner first.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conflicts: BTreeMap<String, Vec<FieldValue>>,
+}
+
+impl RecordView {
+    /// Reads the record as of `heads` (the current state if `None`).
+    pub fn read(
+        doc: &mut AutoCommit,
+        id: RecordId,
+        heads: Option<&[ChangeHash]>,
+    ) -> Result<Self, DocError> {
+        let kind = read_kind(doc, heads)?;
+        let map = fields_obj(doc)?;
+        let keys: Vec<String> = match heads {
+            Some(h) => doc.keys_at(&map, h).collect(),
+            None => doc.keys(&map).collect(),
+        };
+        let mut fields = BTreeMap::new();
+        let mut conflicts = BTreeMap::new();
+        for key in keys {
+            let all = match heads {
+                Some(h) => doc.get_all_at(&map, key.as_str(), h)?,
+                None => doc.get_all(&map, key.as_str())?,
+            };
+            let mut values: Vec<FieldValue> = all
+                .into_iter()
+                .filter_map(|v| value_of(doc, v, heads))
+                .collect();
+            // Automerge returns concurrent values in op order; its winner is last.
+            values.reverse();
+            values.dedup();
+            let Some(winner) = values.first().cloned() else {
+                continue;
+            };
+            if values.len() > 1 {
+                conflicts.insert(key.clone(), values);
+            }
+            fields.insert(key, winner);
+        }
+        if kind == Kind::Deal && !fields.contains_key("probability") {
+            let p = fields
+                .get("stage")
+                .and_then(FieldValue::as_text)
+                .and_then(stage_probability);
+            if let Some(p) = p {
+                fields.insert("probability".into(), FieldValue::Int(p));
+            }
+        }
+        let updated = latest_time(doc, heads);
+        Ok(RecordView {
+            id,
+            kind,
+            deleted: read_deleted(doc, heads)?,
+            updated,
+            fields,
+            conflicts,
+        })
+    }
+
+    pub fn get(&self, field: &str) -> Option<&FieldValue> {
+        self.fields.get(field)
+    }
+
+    pub fn text(&self, field: &str) -> Option<&str> {
+        self.get(field).and_then(FieldValue::as_text)
+    }
+
+    /// The record's name in lists and references.
+    pub fn title(&self) -> String {
+        if let Some(t) = self.text(self.kind.title_field()) {
+            return t.to_string();
+        }
+        match self.kind {
+            Kind::Activity => {
+                let ty = self.text("type").unwrap_or("activity");
+                let when = self.text("when").map(|w| &w[..w.len().min(10)]).unwrap_or("");
+                format!("{ty} {when}").trim().to_string()
+            }
+            _ => format!("({})", self.id),
+        }
+    }
+
+    /// Every record this one refers to, with the field that refers.
+    pub fn references(&self) -> Vec<(&'static str, RecordId)> {
+        let mut out = Vec::new();
+        for def in self.kind.fields() {
+            if def.ty.ref_kinds().is_none() {
+                continue;
+            }
+            let ids: Vec<&str> = match self.fields.get(def.name) {
+                Some(FieldValue::Text(s)) => vec![s],
+                Some(FieldValue::List(l)) => l.iter().map(String::as_str).collect(),
+                _ => continue,
+            };
+            out.extend(
+                ids.into_iter()
+                    .filter_map(|s| s.parse().ok())
+                    .map(|id| (def.name, id)),
+            );
+        }
+        out
+    }
+}
+
+fn latest_time(doc: &mut AutoCommit, heads: Option<&[ChangeHash]>) -> i64 {
+    let heads: Vec<ChangeHash> = match heads {
+        Some(h) => h.to_vec(),
+        None => doc.get_heads(),
+    };
+    heads
+        .iter()
+        .filter_map(|h| doc.get_change_by_hash(h).map(|c| c.timestamp()))
+        .max()
+        .unwrap_or(0)
+}

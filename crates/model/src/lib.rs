@@ -1,0 +1,17 @@
+//! Rapport's data model: record kinds and their fields, validation of what
+//! users type, and the mapping of a record onto an Automerge document.
+//!
+//! Sans-IO: nothing here touches the disk, the network or the clock.
+
+pub mod doc;
+pub mod id;
+pub mod schema;
+pub mod value;
+
+pub use doc::{DocError, Edit, RecordView};
+pub use id::RecordId;
+pub use schema::{FieldDef, FieldType, Kind};
+pub use value::{Decimal, FieldValue, InvalidValue, ParseContext};
+
+/// Re-exported so that callers use the exact Automerge this crate maps onto.
+pub use automerge;

@@ -1,0 +1,315 @@
+//! The built-in record kinds and their fields.
+//!
+//! A schema is data: each kind is a list of [`FieldDef`]s, and everything
+//! else (parsing, validation, tables, JSON) is driven by that list.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Company,
+    Person,
+    Deal,
+    Activity,
+    Ticket,
+    Campaign,
+}
+
+/// What a field holds, and so how it is parsed, validated and stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Text,
+    Email,
+    Emails,
+    Phone,
+    Phones,
+    Url,
+    Domain,
+    Tags,
+    /// One of a fixed list of lower-case words.
+    Choice(&'static [&'static str]),
+    /// A calendar day, `YYYY-MM-DD`.
+    Date,
+    /// An instant; stored as an Automerge timestamp.
+    DateTime,
+    /// A non-negative decimal amount (its currency is a sibling field).
+    Amount,
+    /// An ISO 4217 currency code.
+    Currency,
+    /// A whole percentage, 0 to 100.
+    Percent,
+    Flag,
+    /// A reference to one record of the given kinds (empty: any kind).
+    Ref(&'static [Kind]),
+    /// References to several records of the given kinds (empty: any kind).
+    Refs(&'static [Kind]),
+}
+
+impl FieldType {
+    pub fn is_list(self) -> bool {
+        matches!(
+            self,
+            FieldType::Emails | FieldType::Phones | FieldType::Tags | FieldType::Refs(_)
+        )
+    }
+
+    /// The kinds a reference field may point at, if it is one.
+    pub fn ref_kinds(self) -> Option<&'static [Kind]> {
+        match self {
+            FieldType::Ref(k) | FieldType::Refs(k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FieldDef {
+    pub name: &'static str,
+    pub ty: FieldType,
+    pub required: bool,
+    pub help: &'static str,
+}
+
+const fn f(name: &'static str, ty: FieldType, help: &'static str) -> FieldDef {
+    FieldDef {
+        name,
+        ty,
+        required: false,
+        help,
+    }
+}
+
+const fn req(name: &'static str, ty: FieldType, help: &'static str) -> FieldDef {
+    FieldDef {
+        name,
+        ty,
+        required: true,
+        help,
+    }
+}
+
+use FieldType as T;
+
+pub const DEAL_STAGES: &[&str] = &[
+    "lead",
+    "qualified",
+    "proposal",
+    "negotiation",
+    "won",
+    "lost",
+];
+pub const ACTIVITY_TYPES: &[&str] = &["call", "email", "meeting", "note", "task"];
+pub const TICKET_STATUSES: &[&str] = &["new", "open", "pending", "resolved", "closed"];
+pub const TICKET_PRIORITIES: &[&str] = &["low", "normal", "high", "urgent"];
+pub const CAMPAIGN_CHANNELS: &[&str] = &[
+    "email", "event", "webinar", "social", "ads", "print", "phone", "other",
+];
+
+/// The probability (percent) a deal has while its own is not set.
+pub fn stage_probability(stage: &str) -> Option<i64> {
+    Some(match stage {
+        "lead" => 10,
+        "qualified" => 25,
+        "proposal" => 50,
+        "negotiation" => 75,
+        "won" => 100,
+        "lost" => 0,
+        _ => return None,
+    })
+}
+
+const COMPANY: &[FieldDef] = &[
+    req("name", T::Text, "company name"),
+    f("domain", T::Domain, "web domain, e.g. acme.com"),
+    f("industry", T::Text, "industry"),
+    f("address", T::Text, "postal address"),
+    f("phone", T::Phone, "main phone number"),
+    f("website", T::Url, "website URL"),
+    f("owner", T::Text, "who looks after this account"),
+    f("tags", T::Tags, "comma-separated tags"),
+];
+
+const PERSON: &[FieldDef] = &[
+    req("name", T::Text, "full name"),
+    f("emails", T::Emails, "comma-separated email addresses"),
+    f("phones", T::Phones, "comma-separated phone numbers"),
+    f("title", T::Text, "job title"),
+    f("company", T::Ref(&[Kind::Company]), "the company they work for"),
+    f("owner", T::Text, "who looks after this contact"),
+    f("tags", T::Tags, "comma-separated tags"),
+];
+
+const DEAL: &[FieldDef] = &[
+    req("title", T::Text, "what is being sold"),
+    req("company", T::Ref(&[Kind::Company]), "the buying company"),
+    f("contacts", T::Refs(&[Kind::Person]), "people involved"),
+    f("amount", T::Amount, "deal value, e.g. 1200.50"),
+    f("currency", T::Currency, "ISO 4217 code of the amount, e.g. EUR"),
+    req("stage", T::Choice(DEAL_STAGES), "pipeline stage"),
+    f(
+        "probability",
+        T::Percent,
+        "chance to win in percent; follows the stage unless set",
+    ),
+    f("close", T::Date, "expected close date"),
+    f("lost_reason", T::Text, "why the deal was lost"),
+    f("owner", T::Text, "who works the deal"),
+    f("tags", T::Tags, "comma-separated tags"),
+];
+
+const ACTIVITY: &[FieldDef] = &[
+    req("type", T::Choice(ACTIVITY_TYPES), "call, email, meeting, note or task"),
+    f("subject", T::Text, "one-line summary"),
+    f("body", T::Text, "notes or text"),
+    req("when", T::DateTime, "when it happened or is planned"),
+    f("due", T::Date, "due date (tasks)"),
+    f("done", T::Flag, "whether the task is done"),
+    f("about", T::Refs(&[]), "records this activity is about"),
+    f("owner", T::Text, "who does it"),
+];
+
+const TICKET: &[FieldDef] = &[
+    req("title", T::Text, "short description of the problem"),
+    f("description", T::Text, "details"),
+    req("status", T::Choice(TICKET_STATUSES), "new, open, pending, resolved or closed"),
+    req("priority", T::Choice(TICKET_PRIORITIES), "low, normal, high or urgent"),
+    f("company", T::Ref(&[Kind::Company]), "the customer company"),
+    f("person", T::Ref(&[Kind::Person]), "the person who reported it"),
+    f("owner", T::Text, "who handles the ticket"),
+    f("tags", T::Tags, "comma-separated tags"),
+];
+
+const CAMPAIGN: &[FieldDef] = &[
+    req("name", T::Text, "campaign name"),
+    f("channel", T::Choice(CAMPAIGN_CHANNELS), "how it reaches people"),
+    f("start", T::Date, "first day"),
+    f("end", T::Date, "last day"),
+    f("budget", T::Amount, "budget, e.g. 5000"),
+    f("currency", T::Currency, "ISO 4217 code of the budget"),
+    f("members", T::Refs(&[Kind::Person]), "people the campaign targets"),
+    f("owner", T::Text, "who runs it"),
+    f("tags", T::Tags, "comma-separated tags"),
+];
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Company,
+        Kind::Person,
+        Kind::Deal,
+        Kind::Activity,
+        Kind::Ticket,
+        Kind::Campaign,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Company => "company",
+            Kind::Person => "person",
+            Kind::Deal => "deal",
+            Kind::Activity => "activity",
+            Kind::Ticket => "ticket",
+            Kind::Campaign => "campaign",
+        }
+    }
+
+    pub fn fields(self) -> &'static [FieldDef] {
+        match self {
+            Kind::Company => COMPANY,
+            Kind::Person => PERSON,
+            Kind::Deal => DEAL,
+            Kind::Activity => ACTIVITY,
+            Kind::Ticket => TICKET,
+            Kind::Campaign => CAMPAIGN,
+        }
+    }
+
+    pub fn field(self, name: &str) -> Option<&'static FieldDef> {
+        self.fields().iter().find(|d| d.name == name)
+    }
+
+    /// The field that names a record of this kind in lists and references.
+    pub fn title_field(self) -> &'static str {
+        match self {
+            Kind::Deal | Kind::Ticket => "title",
+            Kind::Activity => "subject",
+            _ => "name",
+        }
+    }
+
+    /// The fields a table of this kind shows by default.
+    pub fn columns(self) -> &'static [&'static str] {
+        match self {
+            Kind::Company => &["name", "domain", "industry", "owner"],
+            Kind::Person => &["name", "emails", "title", "company"],
+            Kind::Deal => &["title", "company", "stage", "amount", "currency", "close"],
+            Kind::Activity => &["type", "subject", "when", "due", "done", "about"],
+            Kind::Ticket => &["title", "status", "priority", "company", "owner"],
+            Kind::Campaign => &["name", "channel", "start", "end", "budget", "currency"],
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown record kind `{0}`: use one of company, person, deal, activity, ticket, campaign"
+)]
+pub struct UnknownKind(pub String);
+
+impl FromStr for Kind {
+    type Err = UnknownKind;
+
+    /// Accepts singular and plural names in any case (`Deals`, `people`).
+    fn from_str(s: &str) -> Result<Self, UnknownKind> {
+        let lower = s.trim().to_ascii_lowercase();
+        Ok(match lower.as_str() {
+            "company" | "companies" => Kind::Company,
+            "person" | "people" | "persons" | "contact" | "contacts" => Kind::Person,
+            "deal" | "deals" => Kind::Deal,
+            "activity" | "activities" => Kind::Activity,
+            "ticket" | "tickets" => Kind::Ticket,
+            "campaign" | "campaigns" => Kind::Campaign,
+            _ => return Err(UnknownKind(s.to_string())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_from_their_names_and_plurals() {
+        for k in Kind::ALL {
+            assert_eq!(k.as_str().parse::<Kind>(), Ok(k));
+        }
+        assert_eq!("People".parse::<Kind>(), Ok(Kind::Person));
+        assert!("widget".parse::<Kind>().is_err());
+    }
+
+    #[test]
+    fn every_kind_has_its_title_field_and_columns() {
+        for k in Kind::ALL {
+            assert!(k.field(k.title_field()).is_some(), "{k}");
+            for c in k.columns() {
+                assert!(k.field(c).is_some(), "{k}.{c}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_stage_has_a_probability() {
+        for s in DEAL_STAGES {
+            assert!(stage_probability(s).is_some());
+        }
+    }
+}
