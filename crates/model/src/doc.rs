@@ -324,6 +324,29 @@ impl RecordView {
         })
     }
 
+    /// The record as one flat JSON object: `id`, `kind`, `updated`, then
+    /// every field by name; `deleted` and `conflicts` only when they apply.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut o = serde_json::Map::new();
+        o.insert("id".into(), self.id.to_string().into());
+        o.insert("kind".into(), self.kind.as_str().into());
+        for (k, v) in &self.fields {
+            o.insert(k.clone(), serde_json::to_value(v).unwrap_or_default());
+        }
+        if self.deleted {
+            o.insert("deleted".into(), true.into());
+        }
+        let updated = Timestamp::from_second(self.updated).unwrap_or_default();
+        o.insert("updated".into(), format_instant(updated).into());
+        if !self.conflicts.is_empty() {
+            o.insert(
+                "conflicts".into(),
+                serde_json::to_value(&self.conflicts).unwrap_or_default(),
+            );
+        }
+        serde_json::Value::Object(o)
+    }
+
     pub fn get(&self, field: &str) -> Option<&FieldValue> {
         self.fields.get(field)
     }
@@ -379,4 +402,120 @@ fn latest_time(doc: &mut AutoCommit, heads: Option<&[ChangeHash]>) -> i64 {
         .filter_map(|h| doc.get_change_by_hash(h).map(|c| c.timestamp()))
         .max()
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(n: u8) -> ActorId {
+        ActorId::from(&[n; 32][..])
+    }
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(s).expect("valid")
+    }
+
+    fn text(s: &str) -> FieldValue {
+        FieldValue::Text(s.into())
+    }
+
+    fn list(items: &[&str]) -> FieldValue {
+        FieldValue::List(items.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn company() -> AutoCommit {
+        let fields = [
+            ("name".to_string(), text("Acme")),
+            ("tags".to_string(), list(&["a"])),
+        ];
+        create(actor(1), Kind::Company, &fields, t(100)).expect("create")
+    }
+
+    fn id() -> RecordId {
+        RecordId::new(1, [1; 10])
+    }
+
+    #[test]
+    fn edits_are_recorded_and_no_op_edits_are_not() {
+        let mut doc = company();
+        let set = [Edit::Set("domain".into(), text("acme.com"))];
+        assert!(edit(&mut doc, &set, t(200)).expect("edit").is_some());
+        assert_eq!(edit(&mut doc, &set, t(300)).expect("edit"), None);
+        let v = RecordView::read(&mut doc, id(), None).expect("read");
+        assert_eq!(v.text("domain"), Some("acme.com"));
+        assert_eq!(v.updated, 200);
+        assert_eq!(doc.get_changes(&[]).len(), 2);
+    }
+
+    #[test]
+    fn concurrent_list_additions_merge_and_scalar_writes_conflict() {
+        let mut a = company();
+        let mut b = a.fork().with_actor(actor(2));
+        let edits_a = [
+            Edit::Set("tags".into(), list(&["a", "vip"])),
+            Edit::Set("industry".into(), text("Steel")),
+        ];
+        let edits_b = [
+            Edit::Set("tags".into(), list(&["a", "eu"])),
+            Edit::Set("industry".into(), text("Mining")),
+        ];
+        edit(&mut a, &edits_a, t(200)).expect("edit a");
+        edit(&mut b, &edits_b, t(201)).expect("edit b");
+        a.merge(&mut b).expect("merge");
+        b.merge(&mut a).expect("merge");
+        let va = RecordView::read(&mut a, id(), None).expect("read");
+        let vb = RecordView::read(&mut b, id(), None).expect("read");
+        assert_eq!(va, vb, "both sides converge");
+        let mut tags = va.get("tags").expect("tags").as_list().to_vec();
+        tags.sort();
+        assert_eq!(tags, ["a", "eu", "vip"]);
+        let conflict = va.conflicts.get("industry").expect("a visible conflict");
+        assert_eq!(conflict.len(), 2);
+        let map = fields_obj(&a).expect("fields");
+        let automerge_winner = read_field(&a, &map, "industry", None).expect("read");
+        assert_eq!(Some(&conflict[0]), automerge_winner.as_ref(), "winner first");
+        assert_eq!(va.get("industry"), automerge_winner.as_ref());
+    }
+
+    #[test]
+    fn history_can_be_read_at_any_change() {
+        let mut doc = company();
+        let first = doc.get_heads();
+        edit(&mut doc, &[Edit::Set("name".into(), text("Acme Corp"))], t(200)).expect("edit");
+        edit(&mut doc, &[Edit::Deleted(true)], t(300)).expect("delete");
+        let then = RecordView::read(&mut doc, id(), Some(&first)).expect("read");
+        let now = RecordView::read(&mut doc, id(), None).expect("read");
+        assert_eq!(then.text("name"), Some("Acme"));
+        assert!(!then.deleted);
+        assert_eq!(now.text("name"), Some("Acme Corp"));
+        assert!(now.deleted);
+    }
+
+    #[test]
+    fn deal_probability_follows_the_stage_until_set() {
+        let fields = [
+            ("title".to_string(), text("Rollout")),
+            ("stage".to_string(), text("proposal")),
+        ];
+        let mut doc = create(actor(1), Kind::Deal, &fields, t(1)).expect("create");
+        let v = RecordView::read(&mut doc, id(), None).expect("read");
+        assert_eq!(v.get("probability"), Some(&FieldValue::Int(50)));
+        edit(&mut doc, &[Edit::Set("probability".into(), FieldValue::Int(60))], t(2))
+            .expect("edit");
+        edit(&mut doc, &[Edit::Set("stage".into(), text("negotiation"))], t(3)).expect("edit");
+        let v = RecordView::read(&mut doc, id(), None).expect("read");
+        assert_eq!(v.get("probability"), Some(&FieldValue::Int(60)));
+    }
+
+    #[test]
+    fn json_is_flat_with_id_and_kind() {
+        let mut doc = company();
+        let v = RecordView::read(&mut doc, id(), None).expect("read");
+        let j = v.to_json();
+        assert_eq!(j["kind"], "company");
+        assert_eq!(j["name"], "Acme");
+        assert_eq!(j["id"], id().to_string());
+        assert!(j.get("deleted").is_none());
+    }
 }

@@ -10,7 +10,7 @@ pub mod value;
 
 pub use doc::{DocError, Edit, RecordView};
 pub use id::RecordId;
-pub use schema::{FieldDef, FieldType, Kind};
+pub use schema::{FieldDef, FieldType, Kind, RuleError, check_record};
 pub use value::{Decimal, FieldValue, InvalidValue, ParseContext};
 
 /// Re-exported so that callers use the exact Automerge this crate maps onto.

@@ -71,7 +71,17 @@ pub struct FieldDef {
     pub name: &'static str,
     pub ty: FieldType,
     pub required: bool,
+    /// What a new record gets when the user gives no value (parsed like
+    /// user input, so `now` means the time of creation).
+    pub default: Option<&'static str>,
     pub help: &'static str,
+}
+
+impl FieldDef {
+    const fn or(mut self, default: &'static str) -> Self {
+        self.default = Some(default);
+        self
+    }
 }
 
 const fn f(name: &'static str, ty: FieldType, help: &'static str) -> FieldDef {
@@ -79,6 +89,7 @@ const fn f(name: &'static str, ty: FieldType, help: &'static str) -> FieldDef {
         name,
         ty,
         required: false,
+        default: None,
         help,
     }
 }
@@ -88,6 +99,7 @@ const fn req(name: &'static str, ty: FieldType, help: &'static str) -> FieldDef 
         name,
         ty,
         required: true,
+        default: None,
         help,
     }
 }
@@ -149,7 +161,7 @@ const DEAL: &[FieldDef] = &[
     f("contacts", T::Refs(&[Kind::Person]), "people involved"),
     f("amount", T::Amount, "deal value, e.g. 1200.50"),
     f("currency", T::Currency, "ISO 4217 code of the amount, e.g. EUR"),
-    req("stage", T::Choice(DEAL_STAGES), "pipeline stage"),
+    req("stage", T::Choice(DEAL_STAGES), "pipeline stage").or("lead"),
     f(
         "probability",
         T::Percent,
@@ -165,7 +177,7 @@ const ACTIVITY: &[FieldDef] = &[
     req("type", T::Choice(ACTIVITY_TYPES), "call, email, meeting, note or task"),
     f("subject", T::Text, "one-line summary"),
     f("body", T::Text, "notes or text"),
-    req("when", T::DateTime, "when it happened or is planned"),
+    req("when", T::DateTime, "when it happened or is planned").or("now"),
     f("due", T::Date, "due date (tasks)"),
     f("done", T::Flag, "whether the task is done"),
     f("about", T::Refs(&[]), "records this activity is about"),
@@ -175,8 +187,8 @@ const ACTIVITY: &[FieldDef] = &[
 const TICKET: &[FieldDef] = &[
     req("title", T::Text, "short description of the problem"),
     f("description", T::Text, "details"),
-    req("status", T::Choice(TICKET_STATUSES), "new, open, pending, resolved or closed"),
-    req("priority", T::Choice(TICKET_PRIORITIES), "low, normal, high or urgent"),
+    req("status", T::Choice(TICKET_STATUSES), "new, open, pending, resolved or closed").or("new"),
+    req("priority", T::Choice(TICKET_PRIORITIES), "low, normal, high or urgent").or("normal"),
     f("company", T::Ref(&[Kind::Company]), "the customer company"),
     f("person", T::Ref(&[Kind::Person]), "the person who reported it"),
     f("owner", T::Text, "who handles the ticket"),
@@ -253,6 +265,60 @@ impl Kind {
     }
 }
 
+/// A rule that involves more than one field, broken by a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("{kind} needs a {field}")]
+    Missing { kind: Kind, field: &'static str },
+    #[error("{amount} needs a currency: add --currency with an ISO 4217 code such as EUR")]
+    AmountWithoutCurrency { amount: &'static str },
+    #[error("the campaign ends ({end}) before it starts ({start})")]
+    EndsBeforeStart { start: String, end: String },
+    #[error("only a task can be done; this is a {0}")]
+    DoneOnNonTask(String),
+}
+
+/// Checks the rules that span fields, on a record's complete field set.
+pub fn check_record(
+    kind: Kind,
+    fields: &std::collections::BTreeMap<String, crate::FieldValue>,
+) -> Result<(), RuleError> {
+    for def in kind.fields() {
+        if def.required && !fields.contains_key(def.name) {
+            return Err(RuleError::Missing {
+                kind,
+                field: def.name,
+            });
+        }
+    }
+    for amount in ["amount", "budget"] {
+        if kind.field(amount).is_some()
+            && fields.contains_key(amount)
+            && !fields.contains_key("currency")
+        {
+            let amount = if amount == "amount" { "amount" } else { "budget" };
+            return Err(RuleError::AmountWithoutCurrency { amount });
+        }
+    }
+    let text = |f: &str| fields.get(f).and_then(crate::FieldValue::as_text);
+    if let (Some(start), Some(end)) = (text("start"), text("end"))
+        && end < start
+    {
+        return Err(RuleError::EndsBeforeStart {
+            start: start.into(),
+            end: end.into(),
+        });
+    }
+    if kind == Kind::Activity
+        && fields.get("done") == Some(&crate::FieldValue::Flag(true))
+        && let Some(ty) = text("type")
+        && ty != "task"
+    {
+        return Err(RuleError::DoneOnNonTask(ty.into()));
+    }
+    Ok(())
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -304,6 +370,37 @@ mod tests {
                 assert!(k.field(c).is_some(), "{k}.{c}");
             }
         }
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        use crate::FieldValue::Text;
+        let fields = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Text(v.to_string())))
+                .collect()
+        };
+        let deal = fields(&[("title", "X"), ("company", "c"), ("stage", "lead")]);
+        assert_eq!(check_record(Kind::Deal, &deal), Ok(()));
+        let mut no_currency = deal.clone();
+        no_currency.insert("amount".into(), Text("5.00".into()));
+        assert!(matches!(
+            check_record(Kind::Deal, &no_currency),
+            Err(RuleError::AmountWithoutCurrency { .. })
+        ));
+        assert_eq!(
+            check_record(Kind::Deal, &fields(&[("title", "X")])),
+            Err(RuleError::Missing {
+                kind: Kind::Deal,
+                field: "company"
+            })
+        );
+        let campaign = fields(&[("name", "C"), ("start", "2026-05-01"), ("end", "2026-04-01")]);
+        assert!(matches!(
+            check_record(Kind::Campaign, &campaign),
+            Err(RuleError::EndsBeforeStart { .. })
+        ));
     }
 
     #[test]

@@ -1,1 +1,393 @@
+//! sled persistence: record documents, every signed change by hash, and the
+//! indexes that listing, filtering and reference lookup need.
+//!
+//! Trees (all keys and values are bytes; ids are the 26-character text
+//! form, so an id prefix is a key prefix):
+//!
+//! | tree          | key                       | value                          |
+//! |---------------|---------------------------|--------------------------------|
+//! | `meta`        | `format`                  | [`FORMAT`]                     |
+//! | `docs`        | id                        | saved Automerge document       |
+//! | `changes`     | change hash (32 bytes)    | encoded `SignedChange`         |
+//! | `doc_changes` | id, change hash           | empty                          |
+//! | `records`     | id                        | `RecordView` as JSON           |
+//! | `by_kind`     | kind, 0, id               | empty                          |
+//! | `by_name`     | lower-case title, 0, id   | empty                          |
+//! | `links`       | target id, source id      | field name                     |
+//!
+//! Every write goes through one sled transaction across these trees and is
+//! flushed before [`Store::write`] returns: a write the caller reports as
+//! done survives a crash, and indexes never disagree with documents.
 
+use std::path::Path;
+
+use rapport_model::{Kind, RecordId, RecordView};
+use rapport_proto::SignedChange;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+/// What `meta/format` holds in a Rapport store of this layout.
+pub const FORMAT: &[u8] = b"rapport-store/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("could not open the store at {path}: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error(
+        "the store at {path} is in use by another Rapport process; stop it (or wait for it) and try again"
+    )]
+    Locked { path: String },
+    #[error("{path} is not a Rapport store (format marker {found:?})")]
+    NotRapport { path: String, found: String },
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One record write: the document as saved after the change, the new
+/// signed changes, and the record's view before and after (to keep the
+/// indexes in step).
+#[derive(Debug)]
+pub struct RecordWrite<'a> {
+    pub doc: &'a [u8],
+    pub changes: &'a [(Vec<u8>, SignedChange)],
+    pub view: &'a RecordView,
+    pub previous: Option<&'a RecordView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    docs: sled::Tree,
+    changes: sled::Tree,
+    doc_changes: sled::Tree,
+    records: sled::Tree,
+    by_kind: sled::Tree,
+    by_name: sled::Tree,
+    links: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store in directory `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let display = path.display().to_string();
+        let db = sled::Config::new().path(path).open().map_err(|e| {
+            let text = e.to_string();
+            if text.contains("lock") || text.contains("Resource temporarily unavailable") {
+                StoreError::Locked {
+                    path: display.clone(),
+                }
+            } else {
+                StoreError::Open {
+                    path: display.clone(),
+                    source: e,
+                }
+            }
+        })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("format")? {
+            Some(f) if f.as_ref() == FORMAT => {}
+            Some(f) => {
+                return Err(StoreError::NotRapport {
+                    path: display,
+                    found: String::from_utf8_lossy(&f).into_owned(),
+                });
+            }
+            None => {
+                meta.insert("format", FORMAT)?;
+                db.flush()?;
+            }
+        }
+        Ok(Store {
+            docs: db.open_tree("docs")?,
+            changes: db.open_tree("changes")?,
+            doc_changes: db.open_tree("doc_changes")?,
+            records: db.open_tree("records")?,
+            by_kind: db.open_tree("by_kind")?,
+            by_name: db.open_tree("by_name")?,
+            links: db.open_tree("links")?,
+            db,
+        })
+    }
+
+    /// Writes one record atomically and durably.
+    pub fn write(&self, w: &RecordWrite<'_>) -> Result<()> {
+        self.write_batch(std::slice::from_ref(w))
+    }
+
+    /// Writes several records in one transaction and one flush (imports).
+    pub fn write_batch(&self, writes: &[RecordWrite<'_>]) -> Result<()> {
+        let encoded: Vec<Vec<u8>> = writes
+            .iter()
+            .map(|w| serde_json::to_vec(w.view))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let trees = (
+            &self.docs,
+            &self.changes,
+            &self.doc_changes,
+            &self.records,
+            &self.by_kind,
+            &self.by_name,
+            &self.links,
+        );
+        let result: std::result::Result<(), TransactionError<()>> = trees.transaction(
+            |(docs, changes, doc_changes, records, by_kind, by_name, links)| {
+                for (w, view_json) in writes.iter().zip(&encoded) {
+                    let id = w.view.id.to_string();
+                    docs.insert(id.as_bytes(), w.doc)?;
+                    for (hash, signed) in w.changes {
+                        changes.insert(hash.as_slice(), signed.encode())?;
+                        doc_changes.insert(concat(id.as_bytes(), hash), &[][..])?;
+                    }
+                    records.insert(id.as_bytes(), view_json.as_slice())?;
+                    if let Some(old) = w.previous {
+                        by_kind.remove(kind_key(old.kind, old.id))?;
+                        by_name.remove(name_key(&old.title(), old.id))?;
+                        for (_, target) in old.references() {
+                            links.remove(link_key(target, old.id))?;
+                        }
+                    }
+                    let v = w.view;
+                    by_kind.insert(kind_key(v.kind, v.id), &[][..])?;
+                    by_name.insert(name_key(&v.title(), v.id), &[][..])?;
+                    for (field, target) in v.references() {
+                        links.insert(link_key(target, v.id), field.as_bytes())?;
+                    }
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            },
+        );
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+            Err(TransactionError::Abort(())) => {
+                return Err(StoreError::Corrupt("transaction aborted".into()));
+            }
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The saved Automerge document of a record.
+    pub fn doc(&self, id: RecordId) -> Result<Option<Vec<u8>>> {
+        Ok(self.docs.get(id.to_string())?.map(|v| v.to_vec()))
+    }
+
+    /// The indexed view of a record.
+    pub fn view(&self, id: RecordId) -> Result<Option<RecordView>> {
+        self.records
+            .get(id.to_string())?
+            .map(|v| decode_view(&v))
+            .transpose()
+    }
+
+    /// Views of every record of `kind`, in id (creation) order, read lazily.
+    pub fn views_of_kind(&self, kind: Kind) -> impl Iterator<Item = Result<RecordView>> + '_ {
+        let prefix = format!("{}\0", kind.as_str());
+        self.by_kind.scan_prefix(prefix).map(move |entry| {
+            let (key, _) = entry?;
+            let id = &key[kind.as_str().len() + 1..];
+            let v = self
+                .records
+                .get(id)?
+                .ok_or_else(|| StoreError::Corrupt("kind index names a missing record".into()))?;
+            decode_view(&v)
+        })
+    }
+
+    /// Ids of records whose text id starts with `prefix`.
+    pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<RecordId>> {
+        self.records
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .take(limit)
+            .map(|k| parse_id(&k?))
+            .collect()
+    }
+
+    /// Ids of records whose title, in lower case, equals `title` (if
+    /// `exact`) or starts with it.
+    pub fn ids_by_title(&self, title: &str, exact: bool, limit: usize) -> Result<Vec<RecordId>> {
+        let lower = title.to_lowercase();
+        let prefix = if exact {
+            format!("{lower}\0")
+        } else {
+            lower
+        };
+        self.by_name
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .take(limit)
+            .map(|k| {
+                let k = k?;
+                let split = k.iter().rposition(|b| *b == 0).unwrap_or(0);
+                parse_id(&k[split + 1..])
+            })
+            .collect()
+    }
+
+    /// Records that refer to `target`, with the referring field.
+    pub fn backlinks(&self, target: RecordId) -> Result<Vec<(RecordId, String)>> {
+        let prefix = target.to_string();
+        self.links
+            .scan_prefix(prefix.as_bytes())
+            .map(|e| {
+                let (k, field) = e?;
+                Ok((
+                    parse_id(&k[prefix.len()..])?,
+                    String::from_utf8_lossy(&field).into_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// A signed change by its Automerge hash.
+    pub fn signed_change(&self, hash: &[u8]) -> Result<Option<SignedChange>> {
+        self.changes
+            .get(hash)?
+            .map(|v| SignedChange::decode(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// Hashes of every change stored for a record.
+    pub fn change_hashes(&self, id: RecordId) -> Result<Vec<Vec<u8>>> {
+        let prefix = id.to_string();
+        self.doc_changes
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .map(|k| Ok(k?[prefix.len()..].to_vec()))
+            .collect()
+    }
+
+    /// Number of records, deleted ones included.
+    pub fn record_count(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+fn decode_view(bytes: &[u8]) -> Result<RecordView> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("record view: {e}")))
+}
+
+fn parse_id(bytes: &[u8]) -> Result<RecordId> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt("an index holds a malformed record id".into()))
+}
+
+fn concat(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + b.len());
+    k.extend_from_slice(a);
+    k.extend_from_slice(b);
+    k
+}
+
+fn kind_key(kind: Kind, id: RecordId) -> Vec<u8> {
+    format!("{}\0{id}", kind.as_str()).into_bytes()
+}
+
+fn name_key(title: &str, id: RecordId) -> Vec<u8> {
+    // A NUL inside a title would split the key wrongly; titles never need one.
+    format!("{}\0{id}", title.to_lowercase().replace('\0', "")).into_bytes()
+}
+
+fn link_key(target: RecordId, source: RecordId) -> Vec<u8> {
+    format!("{target}{source}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rapport_model::FieldValue;
+    use std::collections::BTreeMap;
+
+    fn view(id: u64, kind: Kind, fields: &[(&str, FieldValue)]) -> RecordView {
+        RecordView {
+            id: RecordId::new(id, [id as u8; 10]),
+            kind,
+            deleted: false,
+            updated: 0,
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<BTreeMap<_, _>>(),
+            conflicts: BTreeMap::new(),
+        }
+    }
+
+    fn text(s: &str) -> FieldValue {
+        FieldValue::Text(s.into())
+    }
+
+    #[test]
+    fn indexes_follow_renames_and_reference_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let acme = view(1, Kind::Company, &[("name", text("Acme"))]);
+        let globex = view(2, Kind::Company, &[("name", text("Globex"))]);
+        let ann = view(
+            3,
+            Kind::Person,
+            &[("name", text("Ann")), ("company", text(&acme.id.to_string()))],
+        );
+        for v in [&acme, &globex, &ann] {
+            store
+                .write(&RecordWrite {
+                    doc: b"doc",
+                    changes: &[],
+                    view: v,
+                    previous: None,
+                })
+                .expect("write");
+        }
+        assert_eq!(store.ids_by_title("ACME", true, 10).expect("q"), vec![acme.id]);
+        assert_eq!(store.backlinks(acme.id).expect("q"), vec![(ann.id, "company".into())]);
+
+        let moved = view(
+            3,
+            Kind::Person,
+            &[("name", text("Ann B")), ("company", text(&globex.id.to_string()))],
+        );
+        store
+            .write(&RecordWrite {
+                doc: b"doc2",
+                changes: &[],
+                view: &moved,
+                previous: Some(&ann),
+            })
+            .expect("write");
+        assert!(store.backlinks(acme.id).expect("q").is_empty());
+        assert_eq!(store.backlinks(globex.id).expect("q").len(), 1);
+        assert!(store.ids_by_title("ann", true, 10).expect("q").is_empty());
+        assert_eq!(store.ids_by_title("ann", false, 10).expect("q"), vec![ann.id]);
+        let people: Vec<_> = store
+            .views_of_kind(Kind::Person)
+            .collect::<Result<_>>()
+            .expect("scan");
+        assert_eq!(people, vec![moved]);
+    }
+
+    #[test]
+    fn refuses_a_foreign_sled_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = sled::open(dir.path()).expect("sled");
+            db.open_tree("meta")
+                .and_then(|t| t.insert("format", "something-else"))
+                .expect("insert");
+            db.flush().expect("flush");
+        }
+        let err = Store::open(dir.path()).expect_err("must refuse");
+        assert!(matches!(err, StoreError::NotRapport { .. }), "{err}");
+    }
+}
