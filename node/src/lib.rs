@@ -1,1 +1,120 @@
+//! The Rapport node: the local CRM engine over the store ([`Repo`]), and
+//! (with the sync work) the daemon that shares it with peers.
+//!
+//! Every operation a user can do goes through [`Repo`]; the CLI only parses
+//! arguments, calls it and prints. That keeps one way to do each thing when
+//! the HTTP API and the web UI arrive.
 
+pub mod datadir;
+pub mod demo;
+pub mod pipeline;
+pub mod repo;
+pub mod timeline;
+
+use std::path::{Path, PathBuf};
+
+use rapport_model::{DocError, InvalidValue, Kind, RecordId, RuleError};
+
+pub use repo::{OpenMode, Repo};
+
+/// Everything that can go wrong in a node operation. Each message says what
+/// is wrong and, where there is one, what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(
+        "{path} is not a Rapport data directory (it has other files and no rapport.json); \
+         choose another directory with --data-dir or RAPPORT_DATA_DIR"
+    )]
+    NotRapportDir { path: PathBuf },
+    #[error(
+        "no Rapport data in {path} yet; run `rapport init` (or add a record) to create it, \
+         or point --data-dir at an existing one"
+    )]
+    NotInitialized { path: PathBuf },
+    #[error("{path} is damaged: {reason}. Restore the data directory from a backup")]
+    Damaged { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] rapport_store::StoreError),
+    #[error("device key: {0}")]
+    Key(#[from] rapport_trust::KeyError),
+    #[error("signing a change failed: {0}")]
+    Sign(#[from] rapport_trust::VerifyError),
+    #[error("record document: {0}")]
+    Doc(#[from] DocError),
+    #[error("{kind} has no field `{field}`; its fields are: {known}")]
+    UnknownField {
+        kind: Kind,
+        field: String,
+        known: String,
+    },
+    #[error("`{field}` cannot be cleared: every {kind} needs one")]
+    RequiredField { kind: Kind, field: String },
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error("no record matches `{0}`; `rapport list KIND` shows what there is")]
+    NotFound(String),
+    #[error("`{reference}` matches several records; use the id (or a longer prefix):\n{}", list_candidates(.candidates))]
+    Ambiguous {
+        reference: String,
+        candidates: Vec<(RecordId, Kind, String)>,
+    },
+    #[error("`{reference}` is a {found} ({title}), but {field} must refer to a {}", expected_kinds(.expected))]
+    WrongKind {
+        reference: String,
+        found: Kind,
+        title: String,
+        field: String,
+        expected: Vec<Kind>,
+    },
+    #[error("{kind} `{title}` is deleted; `rapport restore {id}` brings it back")]
+    Deleted {
+        id: RecordId,
+        kind: Kind,
+        title: String,
+    },
+    #[error("`{0}` is not FIELD=VALUE (for example --set name=Acme)")]
+    BadAssignment(String),
+    #[error("{0}")]
+    Export(String),
+}
+
+impl NodeError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        NodeError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+fn list_candidates(c: &[(RecordId, Kind, String)]) -> String {
+    c.iter()
+        .map(|(id, kind, title)| format!("  {id}  {kind:<8}  {title}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn expected_kinds(kinds: &[Kind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// Splits `FIELD=VALUE` (as given to `--set` and `--where`).
+pub fn parse_assignment(s: &str) -> Result<(String, String), NodeError> {
+    match s.split_once('=') {
+        Some((f, v)) if !f.trim().is_empty() => {
+            Ok((f.trim().to_ascii_lowercase(), v.trim().to_string()))
+        }
+        _ => Err(NodeError::BadAssignment(s.to_string())),
+    }
+}

@@ -212,7 +212,9 @@ fn value_of(
     heads: Option<&[ChangeHash]>,
 ) -> Option<FieldValue> {
     match v {
-        automerge::Value::Object(ObjType::List) => Some(FieldValue::List(read_list(doc, &id, heads))),
+        automerge::Value::Object(ObjType::List) => {
+            Some(FieldValue::List(read_list(doc, &id, heads)))
+        }
         automerge::Value::Object(_) => None,
         scalar => scalar_to_value(&scalar),
     }
@@ -363,7 +365,10 @@ impl RecordView {
         match self.kind {
             Kind::Activity => {
                 let ty = self.text("type").unwrap_or("activity");
-                let when = self.text("when").map(|w| &w[..w.len().min(10)]).unwrap_or("");
+                let when = self
+                    .text("when")
+                    .map(|w| &w[..w.len().min(10)])
+                    .unwrap_or("");
                 format!("{ty} {when}").trim().to_string()
             }
             _ => format!("({})", self.id),
@@ -474,7 +479,11 @@ mod tests {
         assert_eq!(conflict.len(), 2);
         let map = fields_obj(&a).expect("fields");
         let automerge_winner = read_field(&a, &map, "industry", None).expect("read");
-        assert_eq!(Some(&conflict[0]), automerge_winner.as_ref(), "winner first");
+        assert_eq!(
+            Some(&conflict[0]),
+            automerge_winner.as_ref(),
+            "winner first"
+        );
         assert_eq!(va.get("industry"), automerge_winner.as_ref());
     }
 
@@ -482,7 +491,12 @@ mod tests {
     fn history_can_be_read_at_any_change() {
         let mut doc = company();
         let first = doc.get_heads();
-        edit(&mut doc, &[Edit::Set("name".into(), text("Acme Corp"))], t(200)).expect("edit");
+        edit(
+            &mut doc,
+            &[Edit::Set("name".into(), text("Acme Corp"))],
+            t(200),
+        )
+        .expect("edit");
         edit(&mut doc, &[Edit::Deleted(true)], t(300)).expect("delete");
         let then = RecordView::read(&mut doc, id(), Some(&first)).expect("read");
         let now = RecordView::read(&mut doc, id(), None).expect("read");
@@ -501,9 +515,18 @@ mod tests {
         let mut doc = create(actor(1), Kind::Deal, &fields, t(1)).expect("create");
         let v = RecordView::read(&mut doc, id(), None).expect("read");
         assert_eq!(v.get("probability"), Some(&FieldValue::Int(50)));
-        edit(&mut doc, &[Edit::Set("probability".into(), FieldValue::Int(60))], t(2))
-            .expect("edit");
-        edit(&mut doc, &[Edit::Set("stage".into(), text("negotiation"))], t(3)).expect("edit");
+        edit(
+            &mut doc,
+            &[Edit::Set("probability".into(), FieldValue::Int(60))],
+            t(2),
+        )
+        .expect("edit");
+        edit(
+            &mut doc,
+            &[Edit::Set("stage".into(), text("negotiation"))],
+            t(3),
+        )
+        .expect("edit");
         let v = RecordView::read(&mut doc, id(), None).expect("read");
         assert_eq!(v.get("probability"), Some(&FieldValue::Int(60)));
     }

@@ -150,7 +150,11 @@ const PERSON: &[FieldDef] = &[
     f("emails", T::Emails, "comma-separated email addresses"),
     f("phones", T::Phones, "comma-separated phone numbers"),
     f("title", T::Text, "job title"),
-    f("company", T::Ref(&[Kind::Company]), "the company they work for"),
+    f(
+        "company",
+        T::Ref(&[Kind::Company]),
+        "the company they work for",
+    ),
     f("owner", T::Text, "who looks after this contact"),
     f("tags", T::Tags, "comma-separated tags"),
 ];
@@ -160,7 +164,11 @@ const DEAL: &[FieldDef] = &[
     req("company", T::Ref(&[Kind::Company]), "the buying company"),
     f("contacts", T::Refs(&[Kind::Person]), "people involved"),
     f("amount", T::Amount, "deal value, e.g. 1200.50"),
-    f("currency", T::Currency, "ISO 4217 code of the amount, e.g. EUR"),
+    f(
+        "currency",
+        T::Currency,
+        "ISO 4217 code of the amount, e.g. EUR",
+    ),
     req("stage", T::Choice(DEAL_STAGES), "pipeline stage").or("lead"),
     f(
         "probability",
@@ -174,7 +182,11 @@ const DEAL: &[FieldDef] = &[
 ];
 
 const ACTIVITY: &[FieldDef] = &[
-    req("type", T::Choice(ACTIVITY_TYPES), "call, email, meeting, note or task"),
+    req(
+        "type",
+        T::Choice(ACTIVITY_TYPES),
+        "call, email, meeting, note or task",
+    ),
     f("subject", T::Text, "one-line summary"),
     f("body", T::Text, "notes or text"),
     req("when", T::DateTime, "when it happened or is planned").or("now"),
@@ -187,22 +199,44 @@ const ACTIVITY: &[FieldDef] = &[
 const TICKET: &[FieldDef] = &[
     req("title", T::Text, "short description of the problem"),
     f("description", T::Text, "details"),
-    req("status", T::Choice(TICKET_STATUSES), "new, open, pending, resolved or closed").or("new"),
-    req("priority", T::Choice(TICKET_PRIORITIES), "low, normal, high or urgent").or("normal"),
+    req(
+        "status",
+        T::Choice(TICKET_STATUSES),
+        "new, open, pending, resolved or closed",
+    )
+    .or("new"),
+    req(
+        "priority",
+        T::Choice(TICKET_PRIORITIES),
+        "low, normal, high or urgent",
+    )
+    .or("normal"),
     f("company", T::Ref(&[Kind::Company]), "the customer company"),
-    f("person", T::Ref(&[Kind::Person]), "the person who reported it"),
+    f(
+        "person",
+        T::Ref(&[Kind::Person]),
+        "the person who reported it",
+    ),
     f("owner", T::Text, "who handles the ticket"),
     f("tags", T::Tags, "comma-separated tags"),
 ];
 
 const CAMPAIGN: &[FieldDef] = &[
     req("name", T::Text, "campaign name"),
-    f("channel", T::Choice(CAMPAIGN_CHANNELS), "how it reaches people"),
+    f(
+        "channel",
+        T::Choice(CAMPAIGN_CHANNELS),
+        "how it reaches people",
+    ),
     f("start", T::Date, "first day"),
     f("end", T::Date, "last day"),
     f("budget", T::Amount, "budget, e.g. 5000"),
     f("currency", T::Currency, "ISO 4217 code of the budget"),
-    f("members", T::Refs(&[Kind::Person]), "people the campaign targets"),
+    f(
+        "members",
+        T::Refs(&[Kind::Person]),
+        "people the campaign targets",
+    ),
     f("owner", T::Text, "who runs it"),
     f("tags", T::Tags, "comma-separated tags"),
 ];
@@ -296,7 +330,11 @@ pub fn check_record(
             && fields.contains_key(amount)
             && !fields.contains_key("currency")
         {
-            let amount = if amount == "amount" { "amount" } else { "budget" };
+            let amount = if amount == "amount" {
+                "amount"
+            } else {
+                "budget"
+            };
             return Err(RuleError::AmountWithoutCurrency { amount });
         }
     }
@@ -326,9 +364,7 @@ impl fmt::Display for Kind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown record kind `{0}`: use one of company, person, deal, activity, ticket, campaign"
-)]
+#[error("unknown record kind `{0}`: use one of company, person, deal, activity, ticket, campaign")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for Kind {
@@ -396,7 +432,11 @@ mod tests {
                 field: "company"
             })
         );
-        let campaign = fields(&[("name", "C"), ("start", "2026-05-01"), ("end", "2026-04-01")]);
+        let campaign = fields(&[
+            ("name", "C"),
+            ("start", "2026-05-01"),
+            ("end", "2026-04-01"),
+        ]);
         assert!(matches!(
             check_record(Kind::Campaign, &campaign),
             Err(RuleError::EndsBeforeStart { .. })

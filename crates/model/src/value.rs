@@ -252,9 +252,8 @@ fn parse_url(s: &str) -> Result<String, String> {
 
 fn parse_phone(s: &str) -> Result<String, String> {
     const HINT: &str = "expected a phone number like +49 30 1234567 (digits, spaces, + - . ( ))";
-    let allowed = |(i, c): (usize, char)| {
-        c.is_ascii_digit() || " -.()/".contains(c) || (c == '+' && i == 0)
-    };
+    let allowed =
+        |(i, c): (usize, char)| c.is_ascii_digit() || " -.()/".contains(c) || (c == '+' && i == 0);
     let digits = s.chars().filter(char::is_ascii_digit).count();
     if !s.chars().enumerate().all(allowed) || !(3..=17).contains(&digits) {
         return Err(HINT.into());
@@ -434,10 +433,25 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(
-            check(Kind::Person, "emails", "Ann@Example.COM, b@x.io, Ann@example.com"),
-            Ok(FieldValue::List(vec!["Ann@example.com".into(), "b@x.io".into()]))
+            check(
+                Kind::Person,
+                "emails",
+                "Ann@Example.COM, b@x.io, Ann@example.com"
+            ),
+            Ok(FieldValue::List(vec![
+                "Ann@example.com".into(),
+                "b@x.io".into()
+            ]))
         );
-        for bad in ["bob@", "@x.com", "bob", "a b@x.com", "a@x", "a@@x.com", "a@-x.com"] {
+        for bad in [
+            "bob@",
+            "@x.com",
+            "bob",
+            "a b@x.com",
+            "a@x",
+            "a@@x.com",
+            "a@-x.com",
+        ] {
             let err = check(Kind::Person, "emails", bad).expect_err(bad);
             assert!(err.contains("name@example.com"), "{err}");
         }

@@ -29,6 +29,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 /// What `meta/format` holds in a Rapport store of this layout.
 pub const FORMAT: &[u8] = b"rapport-store/1";
 
+/// Page cache bound for sled.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("could not open the store at {path}: {source}")]
@@ -74,19 +77,25 @@ impl Store {
     /// Opens (or creates) the store in directory `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let display = path.display().to_string();
-        let db = sled::Config::new().path(path).open().map_err(|e| {
-            let text = e.to_string();
-            if text.contains("lock") || text.contains("Resource temporarily unavailable") {
-                StoreError::Locked {
-                    path: display.clone(),
+        // sled caches pages up to `cache_capacity` (1 GiB by default); bound it so
+        // memory stays small however large the store grows.
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("lock") || text.contains("Resource temporarily unavailable") {
+                    StoreError::Locked {
+                        path: display.clone(),
+                    }
+                } else {
+                    StoreError::Open {
+                        path: display.clone(),
+                        source: e,
+                    }
                 }
-            } else {
-                StoreError::Open {
-                    path: display.clone(),
-                    source: e,
-                }
-            }
-        })?;
+            })?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
             Some(f) if f.as_ref() == FORMAT => {}
@@ -213,11 +222,7 @@ impl Store {
     /// `exact`) or starts with it.
     pub fn ids_by_title(&self, title: &str, exact: bool, limit: usize) -> Result<Vec<RecordId>> {
         let lower = title.to_lowercase();
-        let prefix = if exact {
-            format!("{lower}\0")
-        } else {
-            lower
-        };
+        let prefix = if exact { format!("{lower}\0") } else { lower };
         self.by_name
             .scan_prefix(prefix.as_bytes())
             .keys()
@@ -338,7 +343,10 @@ mod tests {
         let ann = view(
             3,
             Kind::Person,
-            &[("name", text("Ann")), ("company", text(&acme.id.to_string()))],
+            &[
+                ("name", text("Ann")),
+                ("company", text(&acme.id.to_string())),
+            ],
         );
         for v in [&acme, &globex, &ann] {
             store
@@ -350,13 +358,22 @@ mod tests {
                 })
                 .expect("write");
         }
-        assert_eq!(store.ids_by_title("ACME", true, 10).expect("q"), vec![acme.id]);
-        assert_eq!(store.backlinks(acme.id).expect("q"), vec![(ann.id, "company".into())]);
+        assert_eq!(
+            store.ids_by_title("ACME", true, 10).expect("q"),
+            vec![acme.id]
+        );
+        assert_eq!(
+            store.backlinks(acme.id).expect("q"),
+            vec![(ann.id, "company".into())]
+        );
 
         let moved = view(
             3,
             Kind::Person,
-            &[("name", text("Ann B")), ("company", text(&globex.id.to_string()))],
+            &[
+                ("name", text("Ann B")),
+                ("company", text(&globex.id.to_string())),
+            ],
         );
         store
             .write(&RecordWrite {
@@ -369,7 +386,10 @@ mod tests {
         assert!(store.backlinks(acme.id).expect("q").is_empty());
         assert_eq!(store.backlinks(globex.id).expect("q").len(), 1);
         assert!(store.ids_by_title("ann", true, 10).expect("q").is_empty());
-        assert_eq!(store.ids_by_title("ann", false, 10).expect("q"), vec![ann.id]);
+        assert_eq!(
+            store.ids_by_title("ann", false, 10).expect("q"),
+            vec![ann.id]
+        );
         let people: Vec<_> = store
             .views_of_kind(Kind::Person)
             .collect::<Result<_>>()

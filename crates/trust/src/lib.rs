@@ -37,7 +37,9 @@ impl DeviceId {
     }
 
     pub fn from_actor(actor: &ActorId) -> Option<Self> {
-        <[u8; AUTHOR_LEN]>::try_from(actor.to_bytes()).ok().map(DeviceId)
+        <[u8; AUTHOR_LEN]>::try_from(actor.to_bytes())
+            .ok()
+            .map(DeviceId)
     }
 
     /// The first 12 hex digits: enough to tell devices apart in a table.
@@ -149,7 +151,10 @@ mod tests {
         let key = DeviceKey::from_secret([1; 32]);
         let signed = key.sign_change(&change_by(&key)).expect("sign");
         let change = verify_change(&signed).expect("verifies");
-        assert_eq!(DeviceId::from_actor(change.actor_id()), Some(key.device_id()));
+        assert_eq!(
+            DeviceId::from_actor(change.actor_id()),
+            Some(key.device_id())
+        );
     }
 
     #[test]
@@ -160,11 +165,17 @@ mod tests {
 
         let mut bad_sig = good.clone();
         bad_sig.signature[0] ^= 1;
-        assert_eq!(verify_change(&bad_sig).err(), Some(VerifyError::BadSignature));
+        assert_eq!(
+            verify_change(&bad_sig).err(),
+            Some(VerifyError::BadSignature)
+        );
 
         let mut wrong_author = good.clone();
         wrong_author.author = other.device_id().0;
-        assert_eq!(verify_change(&wrong_author).err(), Some(VerifyError::ActorMismatch));
+        assert_eq!(
+            verify_change(&wrong_author).err(),
+            Some(VerifyError::ActorMismatch)
+        );
 
         let mut flipped = good.clone();
         let last = flipped.change.len() - 1;

@@ -1,0 +1,211 @@
+//! The data directory: what is in it, how it is created, and how a
+//! directory that is not Rapport's (or is damaged) is refused untouched.
+//!
+//! ```text
+//! DIR/                 mode 0700
+//!   rapport.json       the profile: format, device id, user name, organisation
+//!   device.key         the device's ed25519 secret, 32 bytes, mode 0600
+//!   store/             the sled database (rapport-store)
+//! ```
+//!
+//! `rapport.json` is written last, so its presence means "initialised".
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rapport_trust::{DeviceId, DeviceKey};
+
+use crate::NodeError;
+
+pub const PROFILE_FILE: &str = "rapport.json";
+pub const KEY_FILE: &str = "device.key";
+pub const STORE_DIR: &str = "store";
+const PROFILE_FORMAT: u32 = 1;
+
+/// Who this node's user is. Lives in `rapport.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Profile {
+    pub format: u32,
+    /// Hex of the device's public key.
+    pub device: String,
+    pub name: Option<String>,
+    pub org: Option<String>,
+    /// When this data directory was created, RFC 3339.
+    pub created: String,
+}
+
+/// The default data directory: `$XDG_DATA_HOME/rapport` on Linux and the
+/// platform's equivalent elsewhere.
+pub fn default_data_dir() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("rapport"))
+}
+
+/// What a directory holds, as far as Rapport is concerned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DirState {
+    Missing,
+    /// Exists with nothing of value in it (leftovers of an interrupted
+    /// first start are ignored).
+    Empty,
+    Rapport,
+    Foreign,
+}
+
+pub fn inspect(dir: &Path) -> Result<DirState, NodeError> {
+    if !dir.exists() {
+        return Ok(DirState::Missing);
+    }
+    if !dir.is_dir() {
+        return Ok(DirState::Foreign);
+    }
+    if dir.join(PROFILE_FILE).is_file() {
+        return Ok(DirState::Rapport);
+    }
+    let leftovers = [KEY_FILE, "device.key.tmp", "rapport.json.tmp"];
+    for entry in fs::read_dir(dir).map_err(|e| NodeError::io(dir, e))? {
+        let entry = entry.map_err(|e| NodeError::io(dir, e))?;
+        if !leftovers.iter().any(|l| entry.file_name() == *l) {
+            return Ok(DirState::Foreign);
+        }
+    }
+    Ok(DirState::Empty)
+}
+
+/// Creates the directory layout with a new device key.
+pub fn create(dir: &Path, name: Option<String>, org: Option<String>) -> Result<Profile, NodeError> {
+    create_private_dir(dir)?;
+    let key = DeviceKey::generate()?;
+    write_atomically(dir, KEY_FILE, &key.secret(), true)?;
+    let profile = Profile {
+        format: PROFILE_FORMAT,
+        device: key.device_id().to_string(),
+        name,
+        org,
+        created: jiff::Timestamp::now().to_string(),
+    };
+    save_profile(dir, &profile)?;
+    Ok(profile)
+}
+
+pub fn save_profile(dir: &Path, profile: &Profile) -> Result<(), NodeError> {
+    let json = serde_json::to_vec_pretty(profile).map_err(|e| NodeError::Damaged {
+        path: dir.join(PROFILE_FILE),
+        reason: e.to_string(),
+    })?;
+    write_atomically(dir, PROFILE_FILE, &json, false)
+}
+
+/// Loads the profile and the device key, checking that they belong together.
+pub fn load(dir: &Path) -> Result<(Profile, DeviceKey), NodeError> {
+    let profile_path = dir.join(PROFILE_FILE);
+    let bytes = fs::read(&profile_path).map_err(|e| NodeError::io(&profile_path, e))?;
+    let profile: Profile = serde_json::from_slice(&bytes).map_err(|e| NodeError::Damaged {
+        path: profile_path.clone(),
+        reason: e.to_string(),
+    })?;
+    if profile.format != PROFILE_FORMAT {
+        return Err(NodeError::Damaged {
+            path: profile_path,
+            reason: format!(
+                "format {} is not understood by this version (expects {PROFILE_FORMAT}); upgrade Rapport",
+                profile.format
+            ),
+        });
+    }
+    let key_path = dir.join(KEY_FILE);
+    let secret = fs::read(&key_path).map_err(|e| NodeError::io(&key_path, e))?;
+    let key = DeviceKey::from_secret_slice(&secret).map_err(|e| NodeError::Damaged {
+        path: key_path.clone(),
+        reason: e.to_string(),
+    })?;
+    if key.device_id().to_string() != profile.device {
+        return Err(NodeError::Damaged {
+            path: key_path,
+            reason: format!(
+                "the key is for device {}, but the profile names device {}",
+                key.device_id().short(),
+                &profile.device[..profile.device.len().min(12)]
+            ),
+        });
+    }
+    Ok((profile, key))
+}
+
+pub fn device_id(profile: &Profile) -> Option<DeviceId> {
+    let bytes = rapport_proto::parse_hex(&profile.device)?;
+    Some(DeviceId(bytes.try_into().ok()?))
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
+    fs::create_dir_all(dir).map_err(|e| NodeError::io(dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| NodeError::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Writes `name` in `dir` via a temporary file, fsync and rename, so that a
+/// crash leaves either the old file or the new one, never half of one.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8], secret: bool) -> Result<(), NodeError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if secret { 0o600 } else { 0o644 });
+    }
+    let _ = secret;
+    let mut f = options.open(&tmp).map_err(|e| NodeError::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| NodeError::io(&tmp, e))?;
+    f.sync_all().map_err(|e| NodeError::io(&tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| NodeError::io(&path, e))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_dir_loads_and_keeps_its_key_private() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        assert_eq!(inspect(&dir).expect("inspect"), DirState::Missing);
+        let profile = create(&dir, Some("Ann".into()), None).expect("create");
+        assert_eq!(inspect(&dir).expect("inspect"), DirState::Rapport);
+        let (loaded, key) = load(&dir).expect("load");
+        assert_eq!(loaded, profile);
+        assert_eq!(key.device_id().to_string(), profile.device);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join(KEY_FILE))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn foreign_and_damaged_dirs_are_recognised() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::write(tmp.path().join("notes.txt"), "mine").expect("write");
+        assert_eq!(inspect(tmp.path()).expect("inspect"), DirState::Foreign);
+
+        let tmp = tempfile::tempdir().expect("tempdir");
+        create(tmp.path(), None, None).expect("create");
+        fs::write(tmp.path().join(KEY_FILE), [0u8; 5]).expect("write");
+        let err = load(tmp.path()).expect_err("damaged key");
+        assert!(err.to_string().contains("32 bytes"), "{err}");
+    }
+}

@@ -1,0 +1,135 @@
+//! The sales pipeline: open and closed deals by stage, with count, total
+//! and probability-weighted total per currency.
+
+use std::collections::BTreeMap;
+
+use rapport_model::schema::DEAL_STAGES;
+use rapport_model::{Decimal, FieldValue, Kind, RecordView};
+
+use crate::{NodeError, Repo};
+
+/// Totals of one currency within one stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Money {
+    pub total: String,
+    pub weighted: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stage {
+    pub stage: &'static str,
+    /// Deals in this stage, with or without an amount.
+    pub count: usize,
+    /// Per currency code.
+    pub currencies: BTreeMap<String, Money>,
+}
+
+/// Sums deals by stage, in pipeline order. Deals without an amount count
+/// but add nothing to the totals.
+pub fn summarize<'a>(deals: impl IntoIterator<Item = &'a RecordView>) -> Vec<Stage> {
+    let mut sums: BTreeMap<&str, (usize, BTreeMap<String, (Decimal, Decimal)>)> = BTreeMap::new();
+    for d in deals {
+        let Some(stage) = d.text("stage") else {
+            continue;
+        };
+        let entry = sums.entry(stage_key(stage)).or_default();
+        entry.0 += 1;
+        let amount = d.text("amount").and_then(|a| a.parse::<Decimal>().ok());
+        if let (Some(amount), Some(cur)) = (amount, d.text("currency")) {
+            let p = match d.get("probability") {
+                Some(FieldValue::Int(p)) => *p,
+                _ => 0,
+            };
+            let m = entry.1.entry(cur.to_string()).or_default();
+            m.0 = m.0 + amount;
+            m.1 = m.1 + amount.percent(p);
+        }
+    }
+    DEAL_STAGES
+        .iter()
+        .map(|s| {
+            let (count, cur) = sums.remove(*s).unwrap_or_default();
+            Stage {
+                stage: s,
+                count,
+                currencies: cur
+                    .into_iter()
+                    .map(|(c, (t, w))| {
+                        (
+                            c,
+                            Money {
+                                total: t.to_string(),
+                                weighted: w.to_string(),
+                            },
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn stage_key(stage: &str) -> &'static str {
+    DEAL_STAGES
+        .iter()
+        .find(|s| **s == stage)
+        .copied()
+        .unwrap_or("lead")
+}
+
+impl Repo {
+    /// The pipeline of all live deals.
+    pub fn pipeline(&self) -> Result<Vec<Stage>, NodeError> {
+        let deals = self.list(Kind::Deal, &[], false)?;
+        Ok(summarize(&deals))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rapport_model::RecordId;
+
+    fn deal(stage: &str, amount: Option<(&str, &str)>, prob: Option<i64>) -> RecordView {
+        let mut fields = BTreeMap::new();
+        fields.insert("stage".into(), FieldValue::Text(stage.into()));
+        if let Some((a, c)) = amount {
+            fields.insert("amount".into(), FieldValue::Text(a.into()));
+            fields.insert("currency".into(), FieldValue::Text(c.into()));
+        }
+        let p = prob.or(rapport_model::schema::stage_probability(stage));
+        if let Some(p) = p {
+            fields.insert("probability".into(), FieldValue::Int(p));
+        }
+        RecordView {
+            id: RecordId::new(0, [0; 10]),
+            kind: Kind::Deal,
+            deleted: false,
+            updated: 0,
+            fields,
+            conflicts: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn totals_per_stage_and_currency_with_weights() {
+        let deals = [
+            deal("proposal", Some(("1000", "EUR")), None),
+            deal("proposal", Some(("500.50", "EUR")), Some(10)),
+            deal("proposal", Some(("200", "USD")), None),
+            deal("proposal", None, None),
+            deal("won", Some(("300", "EUR")), None),
+        ];
+        let p = summarize(&deals);
+        assert_eq!(p.len(), DEAL_STAGES.len());
+        let proposal = p.iter().find(|s| s.stage == "proposal").expect("stage");
+        assert_eq!(proposal.count, 4);
+        assert_eq!(proposal.currencies["EUR"].total, "1500.50");
+        assert_eq!(proposal.currencies["EUR"].weighted, "550.05");
+        assert_eq!(proposal.currencies["USD"].weighted, "100.00");
+        let won = p.iter().find(|s| s.stage == "won").expect("stage");
+        assert_eq!(won.currencies["EUR"].weighted, "300.00");
+        assert_eq!(p[0].stage, "lead");
+        assert_eq!(p[0].count, 0);
+    }
+}

@@ -1,0 +1,711 @@
+//! [`Repo`]: the local CRM. Creates, edits, deletes, finds and lists
+//! records; every change is signed by the device key and durable in the
+//! store before a call returns.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use rapport_model::automerge::AutoCommit;
+use rapport_model::id::{is_id_prefix, normalize_prefix};
+use rapport_model::value::{parse_value, split_list};
+use rapport_model::{
+    Edit, FieldDef, FieldValue, Kind, ParseContext, RecordId, RecordView, check_record, doc,
+};
+use rapport_proto::SignedChange;
+use rapport_store::{RecordWrite, Store, StoreError};
+use rapport_trust::{DeviceId, DeviceKey};
+
+use crate::NodeError;
+use crate::datadir::{self, DirState, Profile};
+
+/// How long to wait for another Rapport process to release the store.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How many candidates an ambiguous reference lists.
+const MAX_CANDIDATES: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the data directory (with a new device key) if it is missing.
+    Create,
+    /// Fail with a clear message if there is no Rapport data yet.
+    Existing,
+}
+
+#[derive(Debug)]
+pub struct Repo {
+    dir: PathBuf,
+    profile: Profile,
+    key: DeviceKey,
+    store: Store,
+}
+
+/// A user's field assignment before parsing: `("amount", "1200.50")`.
+pub type Input = (String, String);
+
+impl Repo {
+    pub fn open(dir: &Path, mode: OpenMode) -> Result<Self, NodeError> {
+        match datadir::inspect(dir)? {
+            DirState::Rapport => {}
+            DirState::Foreign => {
+                return Err(NodeError::NotRapportDir {
+                    path: dir.to_path_buf(),
+                });
+            }
+            DirState::Missing | DirState::Empty => match mode {
+                OpenMode::Create => {
+                    let profile = datadir::create(dir, None, None)?;
+                    tracing::info!(dir = %dir.display(), device = %profile.device, "created data directory");
+                }
+                OpenMode::Existing => {
+                    return Err(NodeError::NotInitialized {
+                        path: dir.to_path_buf(),
+                    });
+                }
+            },
+        }
+        let (profile, key) = datadir::load(dir)?;
+        let store = open_store(&dir.join(datadir::STORE_DIR))?;
+        Ok(Repo {
+            dir: dir.to_path_buf(),
+            profile,
+            key,
+            store,
+        })
+    }
+
+    /// Sets the user's name and organisation (those given), durably.
+    pub fn set_identity(
+        &mut self,
+        name: Option<String>,
+        org: Option<String>,
+    ) -> Result<(), NodeError> {
+        if name.is_none() && org.is_none() {
+            return Ok(());
+        }
+        if name.is_some() {
+            self.profile.name = name;
+        }
+        if org.is_some() {
+            self.profile.org = org;
+        }
+        datadir::save_profile(&self.dir, &self.profile)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    pub fn device_id(&self) -> DeviceId {
+        self.key.device_id()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// How a change's author is shown: the user's name for this device,
+    /// the short device id for others (until the directory of members
+    /// arrives with sharing).
+    pub fn author_label(&self, device: Option<DeviceId>) -> String {
+        match device {
+            Some(d) if d == self.key.device_id() => {
+                let name = self.profile.name.as_deref().unwrap_or("me");
+                match &self.profile.org {
+                    Some(org) => format!("{name} ({org})"),
+                    None => name.to_string(),
+                }
+            }
+            Some(d) => format!("device {}", d.short()),
+            None => "unknown author".into(),
+        }
+    }
+
+    fn context(&self) -> ParseContext {
+        ParseContext {
+            now: Timestamp::now(),
+            tz: TimeZone::system(),
+        }
+    }
+
+    // ----- finding records -------------------------------------------------
+
+    /// Finds the record a user means: an id, a unique id prefix, or a title
+    /// (exact, then prefix; case-insensitive). Deleted records are found too.
+    pub fn resolve(&self, reference: &str) -> Result<RecordView, NodeError> {
+        self.resolve_among(reference, &[], "")
+    }
+
+    /// Like [`Repo::resolve`], but only records of `kinds` (all if empty)
+    /// qualify; `field` names what is being filled in, for the error.
+    fn resolve_among(
+        &self,
+        reference: &str,
+        kinds: &[Kind],
+        field: &str,
+    ) -> Result<RecordView, NodeError> {
+        let r = reference.trim();
+        if r.is_empty() {
+            return Err(NodeError::NotFound(reference.into()));
+        }
+        if let Ok(id) = r.parse::<RecordId>()
+            && let Some(v) = self.store.view(id)?
+        {
+            return self.check_kind(v, reference, kinds, field);
+        }
+        let mut ids = Vec::new();
+        if is_id_prefix(r) && r.len() >= 4 {
+            ids = self
+                .store
+                .ids_with_prefix(&normalize_prefix(r), MAX_CANDIDATES + 1)?;
+        }
+        if ids.is_empty() {
+            ids = self.store.ids_by_title(r, true, MAX_CANDIDATES + 1)?;
+        }
+        if ids.is_empty() {
+            ids = self.store.ids_by_title(r, false, MAX_CANDIDATES + 1)?;
+        }
+        let mut views = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(v) = self.store.view(id)? {
+                views.push(v);
+            }
+        }
+        let wrong_kind = views.first().cloned();
+        if !kinds.is_empty() {
+            views.retain(|v| kinds.contains(&v.kind));
+        }
+        if views.len() > 1 {
+            let live: Vec<RecordView> = views.iter().filter(|v| !v.deleted).cloned().collect();
+            if live.len() == 1 {
+                views = live;
+            }
+        }
+        match views.len() {
+            0 => match wrong_kind {
+                Some(v) => self.check_kind(v, reference, kinds, field),
+                None => Err(NodeError::NotFound(reference.into())),
+            },
+            1 => Ok(views.remove(0)),
+            _ => Err(NodeError::Ambiguous {
+                reference: reference.into(),
+                candidates: views
+                    .iter()
+                    .take(MAX_CANDIDATES)
+                    .map(|v| (v.id, v.kind, v.title()))
+                    .collect(),
+            }),
+        }
+    }
+
+    fn check_kind(
+        &self,
+        v: RecordView,
+        reference: &str,
+        kinds: &[Kind],
+        field: &str,
+    ) -> Result<RecordView, NodeError> {
+        if kinds.is_empty() || kinds.contains(&v.kind) {
+            return Ok(v);
+        }
+        Err(NodeError::WrongKind {
+            reference: reference.into(),
+            found: v.kind,
+            title: v.title(),
+            field: field.into(),
+            expected: kinds.to_vec(),
+        })
+    }
+
+    /// Records of `kind` whose fields match every `(field, value)` filter;
+    /// deleted ones only if `deleted`, live ones otherwise.
+    pub fn list(
+        &self,
+        kind: Kind,
+        filters: &[Input],
+        deleted: bool,
+    ) -> Result<Vec<RecordView>, NodeError> {
+        let ctx = self.context();
+        let mut wanted = Vec::with_capacity(filters.len());
+        for (field, raw) in filters {
+            let def = field_def(kind, field)?;
+            wanted.push((def.name, self.parse_input(def, raw, &ctx)?));
+        }
+        let mut out = Vec::new();
+        for v in self.store.views_of_kind(kind) {
+            let v = v?;
+            if v.deleted == deleted && wanted.iter().all(|(f, w)| matches(v.get(f), w)) {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record (of one kind, or all), deleted ones included.
+    pub fn all(
+        &self,
+        kind: Option<Kind>,
+    ) -> impl Iterator<Item = Result<RecordView, NodeError>> + '_ {
+        let kinds: Vec<Kind> = kind.map_or(Kind::ALL.to_vec(), |k| vec![k]);
+        kinds
+            .into_iter()
+            .flat_map(|k| self.store.views_of_kind(k))
+            .map(|r| r.map_err(NodeError::from))
+    }
+
+    /// Records that refer to `id`, with the referring field.
+    pub fn related(&self, id: RecordId) -> Result<Vec<(String, RecordView)>, NodeError> {
+        let mut out = Vec::new();
+        for (source, field) in self.store.backlinks(id)? {
+            if let Some(v) = self.store.view(source)? {
+                out.push((field, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The record's Automerge document.
+    pub fn load_doc(&self, id: RecordId) -> Result<AutoCommit, NodeError> {
+        let bytes = self.store.doc(id)?.ok_or_else(|| NodeError::Damaged {
+            path: self.dir.join(datadir::STORE_DIR),
+            reason: format!("record {id} is indexed but its document is missing"),
+        })?;
+        let doc = AutoCommit::load(&bytes).map_err(|e| NodeError::Damaged {
+            path: self.dir.join(datadir::STORE_DIR),
+            reason: format!("document of record {id} does not load: {e}"),
+        })?;
+        Ok(doc.with_actor(self.key.device_id().actor_id()))
+    }
+
+    // ----- writing records -------------------------------------------------
+
+    /// Creates a record from user input, with defaults for what is missing.
+    pub fn create(&self, kind: Kind, inputs: &[Input]) -> Result<RecordView, NodeError> {
+        let mut views = self.create_many(kind, std::slice::from_ref(&inputs.to_vec()))?;
+        Ok(views.remove(0))
+    }
+
+    /// Creates several records in one durable batch (imports, demo data):
+    /// all are stored or, on any invalid input, none.
+    pub fn create_many(
+        &self,
+        kind: Kind,
+        rows: &[Vec<Input>],
+    ) -> Result<Vec<RecordView>, NodeError> {
+        let ctx = self.context();
+        let mut built = Vec::with_capacity(rows.len());
+        for inputs in rows {
+            let fields = self.prepare(kind, inputs, &ctx)?;
+            let fields: Vec<(String, FieldValue)> = fields.into_iter().collect();
+            let mut random = [0u8; 10];
+            getrandom::fill(&mut random)
+                .map_err(|e| rapport_trust::KeyError::Random(e.to_string()))?;
+            let id = RecordId::new(ctx.now.as_millisecond().max(0) as u64, random);
+            let mut doc = doc::create(self.key.device_id().actor_id(), kind, &fields, ctx.now)?;
+            built.push(self.finish(&mut doc, id, None)?);
+        }
+        self.store
+            .write_batch(&built.iter().map(Built::write).collect::<Vec<_>>())?;
+        Ok(built.into_iter().map(|b| b.view).collect())
+    }
+
+    /// Sets and clears fields of an existing, live record.
+    pub fn edit(
+        &self,
+        reference: &str,
+        sets: &[Input],
+        unsets: &[String],
+    ) -> Result<RecordView, NodeError> {
+        let view = self.resolve(reference)?;
+        if view.deleted {
+            return Err(deleted_error(&view));
+        }
+        let ctx = self.context();
+        let mut edits = Vec::new();
+        let mut fields = view.fields.clone();
+        for (field, raw) in sets {
+            let def = field_def(view.kind, field)?;
+            let value = self.parse_input(def, raw, &ctx)?;
+            fields.insert(def.name.to_string(), value.clone());
+            edits.push(Edit::Set(def.name.to_string(), value));
+        }
+        for field in unsets {
+            let def = field_def(view.kind, field)?;
+            if def.required {
+                return Err(NodeError::RequiredField {
+                    kind: view.kind,
+                    field: def.name.into(),
+                });
+            }
+            fields.remove(def.name);
+            edits.push(Edit::Unset(def.name.to_string()));
+        }
+        check_record(view.kind, &fields)?;
+        self.apply(view, &edits, ctx.now)
+    }
+
+    /// Writes the tombstone: the record disappears from lists but keeps its
+    /// history and can be restored.
+    pub fn delete(&self, reference: &str) -> Result<RecordView, NodeError> {
+        let view = self.resolve(reference)?;
+        self.apply(view, &[Edit::Deleted(true)], Timestamp::now())
+    }
+
+    pub fn restore(&self, reference: &str) -> Result<RecordView, NodeError> {
+        let view = self.resolve(reference)?;
+        self.apply(view, &[Edit::Deleted(false)], Timestamp::now())
+    }
+
+    /// Marks a task activity done.
+    pub fn complete_task(&self, reference: &str) -> Result<RecordView, NodeError> {
+        let view = self.resolve_among(reference, &[Kind::Activity], "task")?;
+        if view.text("type") != Some("task") {
+            return Err(rapport_model::RuleError::DoneOnNonTask(
+                view.text("type").unwrap_or("record").into(),
+            )
+            .into());
+        }
+        if view.deleted {
+            return Err(deleted_error(&view));
+        }
+        self.apply(
+            view,
+            &[Edit::Set("done".into(), FieldValue::Flag(true))],
+            Timestamp::now(),
+        )
+    }
+
+    fn apply(
+        &self,
+        old: RecordView,
+        edits: &[Edit],
+        now: Timestamp,
+    ) -> Result<RecordView, NodeError> {
+        let mut doc = self.load_doc(old.id)?;
+        if doc::edit(&mut doc, edits, now)?.is_none() {
+            return Ok(old);
+        }
+        let built = self.finish(&mut doc, old.id, Some(old))?;
+        self.store.write(&built.write())?;
+        Ok(built.view)
+    }
+
+    /// Signs the change just committed to `doc` and prepares its write.
+    fn finish(
+        &self,
+        doc: &mut AutoCommit,
+        id: RecordId,
+        previous: Option<RecordView>,
+    ) -> Result<Built, NodeError> {
+        let change = doc
+            .get_last_local_change()
+            .ok_or_else(|| NodeError::Damaged {
+                path: self.dir.clone(),
+                reason: "a committed change is missing from its document".into(),
+            })?;
+        let signed = self.key.sign_change(&change)?;
+        let view = RecordView::read(doc, id, None)?;
+        Ok(Built {
+            saved: doc.save(),
+            changes: vec![(change.hash().0.to_vec(), signed)],
+            view,
+            previous,
+        })
+    }
+
+    // ----- input -----------------------------------------------------------
+
+    /// Parses every input and adds defaults; checks the cross-field rules.
+    fn prepare(
+        &self,
+        kind: Kind,
+        inputs: &[Input],
+        ctx: &ParseContext,
+    ) -> Result<BTreeMap<String, FieldValue>, NodeError> {
+        let mut fields = BTreeMap::new();
+        for (field, raw) in inputs {
+            let def = field_def(kind, field)?;
+            fields.insert(def.name.to_string(), self.parse_input(def, raw, ctx)?);
+        }
+        for def in kind.fields() {
+            if let (Some(default), false) = (def.default, fields.contains_key(def.name)) {
+                fields.insert(def.name.to_string(), parse_value(def, default, ctx)?);
+            }
+        }
+        check_record(kind, &fields)?;
+        Ok(fields)
+    }
+
+    /// Parses one value; references are resolved to ids of live records of
+    /// the kinds the field allows.
+    fn parse_input(
+        &self,
+        def: &FieldDef,
+        raw: &str,
+        ctx: &ParseContext,
+    ) -> Result<FieldValue, NodeError> {
+        let Some(kinds) = def.ty.ref_kinds() else {
+            return Ok(parse_value(def, raw, ctx)?);
+        };
+        let mut ids = Vec::new();
+        let parts: Vec<&str> = if def.ty.is_list() {
+            split_list(raw).collect()
+        } else {
+            vec![raw]
+        };
+        for part in parts {
+            let v = self.resolve_among(part, kinds, def.name)?;
+            if v.deleted {
+                return Err(deleted_error(&v));
+            }
+            let id = v.id.to_string();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok(if def.ty.is_list() {
+            FieldValue::List(ids)
+        } else {
+            FieldValue::Text(ids.remove(0))
+        })
+    }
+}
+
+/// A record ready to be written.
+struct Built {
+    saved: Vec<u8>,
+    changes: Vec<(Vec<u8>, SignedChange)>,
+    view: RecordView,
+    previous: Option<RecordView>,
+}
+
+impl Built {
+    fn write(&self) -> RecordWrite<'_> {
+        RecordWrite {
+            doc: &self.saved,
+            changes: &self.changes,
+            view: &self.view,
+            previous: self.previous.as_ref(),
+        }
+    }
+}
+
+fn deleted_error(v: &RecordView) -> NodeError {
+    NodeError::Deleted {
+        id: v.id,
+        kind: v.kind,
+        title: v.title(),
+    }
+}
+
+pub(crate) fn field_def(kind: Kind, field: &str) -> Result<&'static FieldDef, NodeError> {
+    let name = field.trim().to_ascii_lowercase().replace('-', "_");
+    kind.field(&name).ok_or_else(|| NodeError::UnknownField {
+        kind,
+        field: field.to_string(),
+        known: kind
+            .fields()
+            .iter()
+            .map(|d| d.name)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// Whether a record's value satisfies a filter: equal (case-insensitive for
+/// text), or for lists, containing every wanted item.
+fn matches(have: Option<&FieldValue>, want: &FieldValue) -> bool {
+    let eq = |a: &str, b: &str| a.to_lowercase() == b.to_lowercase();
+    match (have, want) {
+        (Some(FieldValue::List(h)), FieldValue::List(w)) => {
+            w.iter().all(|w| h.iter().any(|h| eq(h, w)))
+        }
+        (Some(FieldValue::List(h)), FieldValue::Text(w)) => h.iter().any(|h| eq(h, w)),
+        (Some(FieldValue::Text(h)), FieldValue::Text(w)) => eq(h, w),
+        (Some(h), w) => h == w,
+        (None, _) => false,
+    }
+}
+
+fn open_store(path: &Path) -> Result<Store, NodeError> {
+    let started = Instant::now();
+    loop {
+        match Store::open(path) {
+            Err(StoreError::Locked { .. }) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> (tempfile::TempDir, Repo) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repo::open(&tmp.path().join("data"), OpenMode::Create).expect("open");
+        (tmp, repo)
+    }
+
+    fn input(pairs: &[(&str, &str)]) -> Vec<Input> {
+        pairs
+            .iter()
+            .map(|(f, v)| (f.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn references_resolve_by_name_and_must_have_the_right_kind() {
+        let (_t, repo) = repo();
+        let acme = repo
+            .create(Kind::Company, &input(&[("name", "Acme")]))
+            .expect("company");
+        let ann = repo
+            .create(
+                Kind::Person,
+                &input(&[("name", "Ann"), ("company", "acme")]),
+            )
+            .expect("person");
+        assert_eq!(ann.text("company"), Some(acme.id.to_string().as_str()));
+
+        let err = repo
+            .create(Kind::Deal, &input(&[("title", "X"), ("company", "Ann")]))
+            .expect_err("a person is not a company");
+        assert!(matches!(err, NodeError::WrongKind { .. }), "{err}");
+        let err = repo
+            .create(
+                Kind::Deal,
+                &input(&[("title", "X"), ("company", "Initech")]),
+            )
+            .expect_err("no such company");
+        assert!(matches!(err, NodeError::NotFound(_)), "{err}");
+    }
+
+    #[test]
+    fn ambiguous_names_list_candidates_and_ids_disambiguate() {
+        let (_t, repo) = repo();
+        let a = repo
+            .create(Kind::Company, &input(&[("name", "Acme")]))
+            .expect("a");
+        repo.create(Kind::Person, &input(&[("name", "Acme")]))
+            .expect("b");
+        let err = repo.resolve("acme").expect_err("ambiguous");
+        assert!(matches!(&err, NodeError::Ambiguous { candidates, .. } if candidates.len() == 2));
+        assert_eq!(repo.resolve(&a.id.to_string()).expect("by id").id, a.id);
+        // Where a field takes only companies, the name is not ambiguous.
+        let deal = repo
+            .create(Kind::Deal, &input(&[("title", "D"), ("company", "Acme")]))
+            .expect("deal");
+        assert_eq!(deal.text("company"), Some(a.id.to_string().as_str()));
+    }
+
+    #[test]
+    fn failed_writes_change_nothing() {
+        let (_t, repo) = repo();
+        repo.create(Kind::Company, &input(&[("name", "Acme")]))
+            .expect("company");
+        let bad = input(&[
+            ("title", "X"),
+            ("company", "Acme"),
+            ("amount", "-3"),
+            ("currency", "EUR"),
+        ]);
+        assert!(repo.create(Kind::Deal, &bad).is_err());
+        assert!(
+            repo.edit("Acme", &input(&[("domain", "not a domain")]), &[])
+                .is_err()
+        );
+        assert!(repo.edit("Acme", &[], &["name".into()]).is_err());
+        assert_eq!(repo.store().record_count(), 1);
+        let acme = repo.resolve("Acme").expect("still there");
+        assert_eq!(acme.get("domain"), None);
+        assert_eq!(
+            repo.load_doc(acme.id).expect("doc").get_changes(&[]).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn delete_hides_and_restore_brings_back() {
+        let (_t, repo) = repo();
+        repo.create(Kind::Company, &input(&[("name", "Acme")]))
+            .expect("company");
+        repo.delete("Acme").expect("delete");
+        assert!(
+            repo.list(Kind::Company, &[], false)
+                .expect("list")
+                .is_empty()
+        );
+        assert_eq!(repo.list(Kind::Company, &[], true).expect("list").len(), 1);
+        assert!(matches!(
+            repo.edit("Acme", &input(&[("industry", "x")]), &[]),
+            Err(NodeError::Deleted { .. })
+        ));
+        repo.restore("Acme").expect("restore");
+        assert_eq!(repo.list(Kind::Company, &[], false).expect("list").len(), 1);
+    }
+
+    #[test]
+    fn filters_match_text_lists_and_references() {
+        let (_t, repo) = repo();
+        repo.create(Kind::Company, &input(&[("name", "Acme")]))
+            .expect("c");
+        repo.create(Kind::Company, &input(&[("name", "Globex")]))
+            .expect("c");
+        repo.create(
+            Kind::Person,
+            &input(&[("name", "Ann"), ("company", "Acme"), ("tags", "vip, eu")]),
+        )
+        .expect("p");
+        repo.create(
+            Kind::Person,
+            &input(&[("name", "Bob"), ("company", "Globex")]),
+        )
+        .expect("p");
+        let names = |filters: &[(&str, &str)]| -> Vec<String> {
+            repo.list(Kind::Person, &input(filters), false)
+                .expect("list")
+                .iter()
+                .map(RecordView::title)
+                .collect()
+        };
+        assert_eq!(names(&[("company", "acme")]), ["Ann"]);
+        assert_eq!(names(&[("tags", "VIP")]), ["Ann"]);
+        assert_eq!(names(&[("name", "bob")]), ["Bob"]);
+        assert!(names(&[("tags", "vip"), ("company", "Globex")]).is_empty());
+        assert!(matches!(
+            repo.list(Kind::Person, &input(&[("colour", "red")]), false),
+            Err(NodeError::UnknownField { .. })
+        ));
+    }
+
+    #[test]
+    fn every_stored_change_is_signed_by_this_device() {
+        let (_t, repo) = repo();
+        let c = repo
+            .create(Kind::Company, &input(&[("name", "Acme")]))
+            .expect("c");
+        repo.edit("Acme", &input(&[("industry", "Steel")]), &[])
+            .expect("edit");
+        let hashes = repo.store().change_hashes(c.id).expect("hashes");
+        assert_eq!(hashes.len(), 2);
+        for h in hashes {
+            let signed = repo
+                .store()
+                .signed_change(&h)
+                .expect("read")
+                .expect("stored");
+            let change = rapport_trust::verify_change(&signed).expect("verifies");
+            assert_eq!(change.hash().0.to_vec(), h);
+            assert_eq!(DeviceId(signed.author), repo.device_id());
+        }
+    }
+}
