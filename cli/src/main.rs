@@ -1,1 +1,331 @@
-fn main() {}
+//! `rapport`: the command line of the Rapport CRM. It parses, calls
+//! `rapport_node::Repo`, and prints: tables for people, JSON for scripts.
+
+mod bench;
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Rapport: a CRM with no central server.
+///
+/// Records live on this machine in a data directory; every change is signed
+/// by this device's key.
+#[derive(Debug, Parser)]
+#[command(name = "rapport", version, propagate_version = true)]
+pub struct Cli {
+    /// Data directory [default: the platform's data directory, e.g. ~/.local/share/rapport]
+    #[arg(long, global = true, env = "RAPPORT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Print JSON instead of tables (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory and device key, or update your name and organisation.
+    Init {
+        /// Your name, shown as the author of your changes.
+        #[arg(long)]
+        name: Option<String>,
+        /// Your organisation.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Show who this device is and where its data lives.
+    Whoami,
+    /// Start Rapport on this machine (creating the data directory if needed).
+    Up {
+        /// Load demo records (companies, people, deals, ...) into an empty store.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Companies (accounts).
+    #[command(subcommand)]
+    Company(CompanyCmd),
+    /// People (contacts).
+    #[command(subcommand)]
+    Person(PersonCmd),
+    /// Deals in the sales pipeline.
+    #[command(subcommand)]
+    Deal(DealCmd),
+    /// Calls, emails, meetings, notes and tasks.
+    #[command(subcommand)]
+    Activity(ActivityCmd),
+    /// Tasks (activities of type task).
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Service tickets.
+    #[command(subcommand)]
+    Ticket(TicketCmd),
+    /// Marketing campaigns.
+    #[command(subcommand)]
+    Campaign(CampaignCmd),
+    /// List records of one kind, optionally filtered.
+    List {
+        /// company, person, deal, activity, ticket or campaign
+        kind: String,
+        /// Keep records whose FIELD equals VALUE (lists: contain it; references: by name or id).
+        #[arg(long = "where", value_name = "FIELD=VALUE")]
+        filters: Vec<String>,
+        /// List deleted records instead.
+        #[arg(long)]
+        deleted: bool,
+    },
+    /// Show one record with its related records.
+    Show {
+        /// An id, a unique id prefix, or a name.
+        reference: String,
+    },
+    /// Change fields of a record.
+    Edit {
+        reference: String,
+        /// Set a field (repeatable).
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
+        /// Clear a field (repeatable).
+        #[arg(long = "unset", value_name = "FIELD")]
+        unsets: Vec<String>,
+    },
+    /// Delete a record (a signed tombstone: restorable, history kept).
+    Delete { reference: String },
+    /// Bring back a deleted record.
+    Restore { reference: String },
+    /// A record's history (who changed what, when) and its activities, newest first.
+    Timeline { reference: String },
+    /// Deals by stage: count, total and weighted total per currency.
+    Pipeline,
+    /// Export records as JSON, or as Automerge documents any Automerge implementation reads.
+    Export {
+        /// Only this kind.
+        kind: Option<String>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: ExportFormat,
+        /// Write files into this directory (required for --format automerge).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// The fields of a record kind, with their types and help.
+    Fields { kind: String },
+    /// Measure write throughput, disk use, memory and read latency.
+    Bench {
+        /// How many person records to create.
+        #[arg(long, default_value_t = 10_000)]
+        records: usize,
+        /// Where to create the throw-away store [default: a temporary directory].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Json,
+    Automerge,
+}
+
+/// Options every `add` takes: any field by name.
+#[derive(Debug, Args)]
+pub struct Extra {
+    /// Set any field by name (repeatable), e.g. --set owner=Dana
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub sets: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CompanyCmd {
+    /// Add a company.
+    Add {
+        name: String,
+        #[arg(long)]
+        domain: Option<String>,
+        #[arg(long)]
+        industry: Option<String>,
+        #[arg(long)]
+        address: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        website: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        /// A tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[command(flatten)]
+        extra: Extra,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PersonCmd {
+    /// Add a person.
+    Add {
+        name: String,
+        /// An email address (repeatable).
+        #[arg(long = "email")]
+        emails: Vec<String>,
+        /// A phone number (repeatable).
+        #[arg(long = "phone")]
+        phones: Vec<String>,
+        #[arg(long)]
+        title: Option<String>,
+        /// The company they work for (name or id).
+        #[arg(long, value_name = "REF")]
+        company: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[command(flatten)]
+        extra: Extra,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DealCmd {
+    /// Add a deal.
+    Add {
+        title: String,
+        /// The buying company (name or id).
+        #[arg(long, value_name = "REF")]
+        company: String,
+        /// A person involved (repeatable).
+        #[arg(long = "contact", value_name = "REF")]
+        contacts: Vec<String>,
+        /// Value, e.g. 1200.50
+        #[arg(long)]
+        amount: Option<String>,
+        /// ISO 4217 code, e.g. EUR
+        #[arg(long)]
+        currency: Option<String>,
+        /// lead, qualified, proposal, negotiation, won or lost [default: lead]
+        #[arg(long)]
+        stage: Option<String>,
+        /// Chance to win in percent [default: follows the stage]
+        #[arg(long)]
+        probability: Option<String>,
+        /// Expected close date (2026-12-31, +4w, ...)
+        #[arg(long, value_name = "DATE")]
+        close: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        extra: Extra,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActivityCmd {
+    /// Log a call, email, meeting or note, or add a task.
+    Add {
+        /// call, email, meeting, note or task
+        kind: String,
+        /// A record it is about (repeatable).
+        #[arg(long, value_name = "REF", required = true)]
+        about: Vec<String>,
+        /// One-line summary [default: the first line of --text]
+        #[arg(long)]
+        subject: Option<String>,
+        /// Notes or text.
+        #[arg(long)]
+        text: Option<String>,
+        /// When it happened or is planned [default: now]
+        #[arg(long)]
+        when: Option<String>,
+        /// Due date, for tasks (2026-12-01, today, +3d, ...)
+        #[arg(long, value_name = "DATE")]
+        due: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        extra: Extra,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// Mark a task done.
+    Done { reference: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketCmd {
+    /// Open a ticket.
+    Add {
+        title: String,
+        /// The company or person it is about.
+        #[arg(long, value_name = "REF")]
+        about: Option<String>,
+        /// low, normal, high or urgent [default: normal]
+        #[arg(long)]
+        priority: Option<String>,
+        /// new, open, pending, resolved or closed [default: new]
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        extra: Extra,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignCmd {
+    /// Add a campaign.
+    Add {
+        name: String,
+        /// email, event, webinar, social, ads, print, phone or other
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, value_name = "DATE")]
+        start: Option<String>,
+        #[arg(long, value_name = "DATE")]
+        end: Option<String>,
+        #[arg(long)]
+        budget: Option<String>,
+        #[arg(long)]
+        currency: Option<String>,
+        /// A person it targets (repeatable).
+        #[arg(long = "member", value_name = "REF")]
+        members: Vec<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        extra: Extra,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RAPPORT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    };
+    if std::env::var_os(bench::PEAK_RSS_ENV).is_some()
+        && let Some(kib) = bench::peak_rss_kib()
+    {
+        eprintln!("peak_rss_kib={kib}");
+    }
+    code
+}

@@ -96,7 +96,7 @@ impl NodeError {
 
 fn list_candidates(c: &[(RecordId, Kind, String)]) -> String {
     c.iter()
-        .map(|(id, kind, title)| format!("  {id}  {kind:<8}  {title}"))
+        .map(|(id, kind, title)| format!("  {id}  {:<8}  {title}", kind.as_str()))
         .collect::<Vec<_>>()
         .join("\n")
 }

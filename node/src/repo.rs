@@ -300,13 +300,16 @@ impl Repo {
     ) -> Result<Vec<RecordView>, NodeError> {
         let ctx = self.context();
         let mut built = Vec::with_capacity(rows.len());
-        for inputs in rows {
+        let now_ms = ctx.now.as_millisecond().max(0) as u64;
+        for (n, inputs) in rows.iter().enumerate() {
             let fields = self.prepare(kind, inputs, &ctx)?;
             let fields: Vec<(String, FieldValue)> = fields.into_iter().collect();
             let mut random = [0u8; 10];
             getrandom::fill(&mut random)
                 .map_err(|e| rapport_trust::KeyError::Random(e.to_string()))?;
-            let id = RecordId::new(ctx.now.as_millisecond().max(0) as u64, random);
+            // Rows of one batch get ids a millisecond apart: they sort in
+            // the order given, and differ early enough for short prefixes.
+            let id = RecordId::new(now_ms + n as u64, random);
             let mut doc = doc::create(self.key.device_id().actor_id(), kind, &fields, ctx.now)?;
             built.push(self.finish(&mut doc, id, None)?);
         }
@@ -360,6 +363,22 @@ impl Repo {
     pub fn restore(&self, reference: &str) -> Result<RecordView, NodeError> {
         let view = self.resolve(reference)?;
         self.apply(view, &[Edit::Deleted(false)], Timestamp::now())
+    }
+
+    /// The fields a ticket gets from `--about REF`: the company, or the
+    /// person and the company they work for.
+    pub fn ticket_about(&self, reference: &str) -> Result<Vec<Input>, NodeError> {
+        let v = self.resolve_among(reference, &[Kind::Company, Kind::Person], "about")?;
+        if v.deleted {
+            return Err(deleted_error(&v));
+        }
+        let mut fields = vec![(v.kind.as_str().to_string(), v.id.to_string())];
+        if v.kind == Kind::Person
+            && let Some(company) = v.text("company")
+        {
+            fields.push(("company".into(), company.to_string()));
+        }
+        Ok(fields)
     }
 
     /// Marks a task activity done.

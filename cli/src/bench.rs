@@ -1,0 +1,189 @@
+//! `rapport bench`: creates a throw-away store of N people and measures
+//! what a user feels: write throughput, disk per record, memory, and the
+//! latency of `show` and of a filtered `list`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rapport_model::{Kind, RecordId};
+use rapport_node::repo::Input;
+use rapport_node::{OpenMode, Repo};
+use serde_json::json;
+
+const BATCH: usize = 1_000;
+const PEOPLE_PER_COMPANY: usize = 100;
+const SINGLE_WRITES: usize = 200;
+const SHOW_SAMPLES: usize = 500;
+const LIST_SAMPLES: usize = 20;
+
+/// Environment variable that makes `rapport` print its peak RSS on exit,
+/// so the bench can measure a cold CLI process.
+pub const PEAK_RSS_ENV: &str = "RAPPORT_REPORT_PEAK_RSS";
+
+pub fn run(records: usize, dir: Option<&Path>, json: bool) -> Result<()> {
+    let tmp = match dir {
+        Some(d) => tempfile::Builder::new().prefix("rapport-bench-").tempdir_in(d),
+        None => tempfile::Builder::new().prefix("rapport-bench-").tempdir(),
+    }
+    .context("cannot create a directory for the benchmark store")?;
+    let data = tmp.path().join("data");
+    let repo = Repo::open(&data, OpenMode::Create)?;
+
+    // Companies first, then people spread over them in durable batches.
+    let companies = records.div_ceil(PEOPLE_PER_COMPANY).max(1);
+    let company_rows: Vec<Vec<Input>> = (0..companies)
+        .map(|c| vec![("name".into(), format!("Company {c:05}"))])
+        .collect();
+    let company_ids: Vec<RecordId> = repo
+        .create_many(Kind::Company, &company_rows)?
+        .iter()
+        .map(|v| v.id)
+        .collect();
+
+    let bar = indicatif::ProgressBar::new(records as u64);
+    let mut person_ids = Vec::with_capacity(records);
+    let started = Instant::now();
+    for start in (0..records).step_by(BATCH) {
+        let rows: Vec<Vec<Input>> = (start..(start + BATCH).min(records))
+            .map(|i| person(i, company_ids[i % companies]))
+            .collect();
+        person_ids.extend(repo.create_many(Kind::Person, &rows)?.iter().map(|v| v.id));
+        bar.inc(rows.len() as u64);
+    }
+    let batch_secs = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+
+    let mut single = Vec::with_capacity(SINGLE_WRITES);
+    for i in 0..SINGLE_WRITES {
+        let t = Instant::now();
+        repo.create(Kind::Person, &person(records + i, company_ids[i % companies]))?;
+        single.push(t.elapsed());
+    }
+
+    let mut rng = SplitMix(0x5eed);
+    let mut show = Vec::with_capacity(SHOW_SAMPLES);
+    for _ in 0..SHOW_SAMPLES {
+        let id = person_ids[rng.below(person_ids.len())].to_string();
+        let t = Instant::now();
+        let v = repo.resolve(&id)?;
+        repo.related(v.id)?;
+        show.push(t.elapsed());
+    }
+    let mut list = Vec::with_capacity(LIST_SAMPLES);
+    let mut matched = 0;
+    for _ in 0..LIST_SAMPLES {
+        let company = format!("Company {:05}", rng.below(companies));
+        let t = Instant::now();
+        matched = repo.list(Kind::Person, &[("company".into(), company)], false)?.len();
+        list.push(t.elapsed());
+    }
+    let disk = dir_size(&data);
+    let total_records = repo.store().record_count();
+    drop(repo);
+    let in_process_peak = peak_rss_kib();
+    let cold = cold_list_peak_rss(&data)?;
+
+    let figures = json!({
+        "records": records,
+        "batched_write_records_per_s": (records as f64 / batch_secs).round(),
+        "single_write_p50_ms": ms(percentile(&mut single, 50)),
+        "single_write_p95_ms": ms(percentile(&mut single, 95)),
+        "disk_bytes_per_record": disk / total_records.max(1) as u64,
+        "show_p50_ms": ms(percentile(&mut show, 50)),
+        "show_p95_ms": ms(percentile(&mut show, 95)),
+        "filtered_list_p50_ms": ms(percentile(&mut list, 50)),
+        "filtered_list_p95_ms": ms(percentile(&mut list, 95)),
+        "filtered_list_matches": matched,
+        "bench_process_peak_rss_mib": in_process_peak.map(|k| k / 1024),
+        "cold_cli_list_peak_rss_mib": cold.map(|k| k / 1024),
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+        return Ok(());
+    }
+    println!("rapport bench: {records} people in {companies} companies");
+    if let Some(map) = figures.as_object() {
+        for (k, v) in map {
+            println!("  {k:<30} {v}");
+        }
+    }
+    Ok(())
+}
+
+fn person(i: usize, company: RecordId) -> Vec<Input> {
+    vec![
+        ("name".into(), format!("Person {i:07}")),
+        ("emails".into(), format!("person{i}@example.com")),
+        ("company".into(), company.to_string()),
+        ("tags".into(), if i % 10 == 0 { "vip".into() } else { "lead".into() }),
+    ]
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}
+
+fn percentile(samples: &mut [Duration], p: usize) -> Duration {
+    samples.sort();
+    samples
+        .get((samples.len() * p / 100).min(samples.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// This process's peak resident set (VmHWM), in KiB, where /proc has it.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Runs `rapport list person --where company=...` as a fresh process on the
+/// bench store and returns the peak RSS it reports: what opening a store of
+/// this size costs, since nothing is loaded at start-up.
+fn cold_list_peak_rss(data: &Path) -> Result<Option<u64>> {
+    let exe = std::env::current_exe().context("cannot find the rapport binary")?;
+    let out = Command::new(exe)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["list", "person", "--where", "company=Company 00000", "--json"])
+        .env(PEAK_RSS_ENV, "1")
+        .output()
+        .context("cannot run rapport list")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Ok(stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_rss_kib="))
+        .and_then(|v| v.trim().parse().ok()))
+}
+
+/// A tiny seeded generator so that runs pick the same samples.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % n.max(1) as u64) as usize
+    }
+}
