@@ -24,7 +24,9 @@ pub const PEAK_RSS_ENV: &str = "RAPPORT_REPORT_PEAK_RSS";
 
 pub fn run(records: usize, dir: Option<&Path>, json: bool) -> Result<()> {
     let tmp = match dir {
-        Some(d) => tempfile::Builder::new().prefix("rapport-bench-").tempdir_in(d),
+        Some(d) => tempfile::Builder::new()
+            .prefix("rapport-bench-")
+            .tempdir_in(d),
         None => tempfile::Builder::new().prefix("rapport-bench-").tempdir(),
     }
     .context("cannot create a directory for the benchmark store")?;
@@ -58,7 +60,10 @@ pub fn run(records: usize, dir: Option<&Path>, json: bool) -> Result<()> {
     let mut single = Vec::with_capacity(SINGLE_WRITES);
     for i in 0..SINGLE_WRITES {
         let t = Instant::now();
-        repo.create(Kind::Person, &person(records + i, company_ids[i % companies]))?;
+        repo.create(
+            Kind::Person,
+            &person(records + i, company_ids[i % companies]),
+        )?;
         single.push(t.elapsed());
     }
 
@@ -76,7 +81,9 @@ pub fn run(records: usize, dir: Option<&Path>, json: bool) -> Result<()> {
     for _ in 0..LIST_SAMPLES {
         let company = format!("Company {:05}", rng.below(companies));
         let t = Instant::now();
-        matched = repo.list(Kind::Person, &[("company".into(), company)], false)?.len();
+        matched = repo
+            .list(Kind::Person, &[("company".into(), company)], false)?
+            .len();
         list.push(t.elapsed());
     }
     let disk = dir_size(&data);
@@ -117,7 +124,14 @@ fn person(i: usize, company: RecordId) -> Vec<Input> {
         ("name".into(), format!("Person {i:07}")),
         ("emails".into(), format!("person{i}@example.com")),
         ("company".into(), company.to_string()),
-        ("tags".into(), if i % 10 == 0 { "vip".into() } else { "lead".into() }),
+        (
+            "tags".into(),
+            if i.is_multiple_of(10) {
+                "vip".into()
+            } else {
+                "lead".into()
+            },
+        ),
     ]
 }
 
@@ -164,7 +178,13 @@ fn cold_list_peak_rss(data: &Path) -> Result<Option<u64>> {
     let out = Command::new(exe)
         .arg("--data-dir")
         .arg(data)
-        .args(["list", "person", "--where", "company=Company 00000", "--json"])
+        .args([
+            "list",
+            "person",
+            "--where",
+            "company=Company 00000",
+            "--json",
+        ])
         .env(PEAK_RSS_ENV, "1")
         .output()
         .context("cannot run rapport list")?;

@@ -27,7 +27,11 @@ pub fn run(cli: Cli) -> Result<()> {
             if !json {
                 println!(
                     "{} {}",
-                    if existed { "Rapport data directory already set up at" } else { "Created Rapport data directory at" },
+                    if existed {
+                        "Rapport data directory already set up at"
+                    } else {
+                        "Created Rapport data directory at"
+                    },
                     dir.display()
                 );
             }
@@ -35,30 +39,98 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Whoami => whoami(&open(OpenMode::Existing)?, json),
         Command::Up { demo } => up(&open(OpenMode::Create)?, demo, json),
-        Command::Company(CompanyCmd::Add { name, domain, industry, address, phone, website, owner, tags, extra }) => {
-            let mut i = inputs(&[("name", Some(name)), ("domain", domain), ("industry", industry), ("address", address), ("phone", phone), ("website", website), ("owner", owner)]);
+        Command::Company(CompanyCmd::Add {
+            name,
+            domain,
+            industry,
+            address,
+            phone,
+            website,
+            owner,
+            tags,
+            extra,
+        }) => {
+            let mut i = inputs(&[
+                ("name", Some(name)),
+                ("domain", domain),
+                ("industry", industry),
+                ("address", address),
+                ("phone", phone),
+                ("website", website),
+                ("owner", owner),
+            ]);
             push_list(&mut i, "tags", &tags);
             add(&open(OpenMode::Create)?, Kind::Company, i, extra, json)
         }
-        Command::Person(PersonCmd::Add { name, emails, phones, title, company, owner, tags, extra }) => {
-            let mut i = inputs(&[("name", Some(name)), ("title", title), ("company", company), ("owner", owner)]);
+        Command::Person(PersonCmd::Add {
+            name,
+            emails,
+            phones,
+            title,
+            company,
+            owner,
+            tags,
+            extra,
+        }) => {
+            let mut i = inputs(&[
+                ("name", Some(name)),
+                ("title", title),
+                ("company", company),
+                ("owner", owner),
+            ]);
             push_list(&mut i, "emails", &emails);
             push_list(&mut i, "phones", &phones);
             push_list(&mut i, "tags", &tags);
             add(&open(OpenMode::Create)?, Kind::Person, i, extra, json)
         }
-        Command::Deal(DealCmd::Add { title, company, contacts, amount, currency, stage, probability, close, owner, extra }) => {
-            let mut i = inputs(&[("title", Some(title)), ("company", Some(company)), ("amount", amount), ("currency", currency), ("stage", stage), ("probability", probability), ("close", close), ("owner", owner)]);
+        Command::Deal(DealCmd::Add {
+            title,
+            company,
+            contacts,
+            amount,
+            currency,
+            stage,
+            probability,
+            close,
+            owner,
+            extra,
+        }) => {
+            let mut i = inputs(&[
+                ("title", Some(title)),
+                ("company", Some(company)),
+                ("amount", amount),
+                ("currency", currency),
+                ("stage", stage),
+                ("probability", probability),
+                ("close", close),
+                ("owner", owner),
+            ]);
             push_list(&mut i, "contacts", &contacts);
             add(&open(OpenMode::Create)?, Kind::Deal, i, extra, json)
         }
-        Command::Activity(ActivityCmd::Add { kind, about, subject, text, when, due, owner, extra }) => {
+        Command::Activity(ActivityCmd::Add {
+            kind,
+            about,
+            subject,
+            text,
+            when,
+            due,
+            owner,
+            extra,
+        }) => {
             let subject = subject.or_else(|| {
                 text.as_deref()
                     .and_then(|t| t.lines().next())
                     .map(|l| clip(l.trim(), 80))
             });
-            let mut i = inputs(&[("type", Some(kind)), ("subject", subject), ("body", text), ("when", when), ("due", due), ("owner", owner)]);
+            let mut i = inputs(&[
+                ("type", Some(kind)),
+                ("subject", subject),
+                ("body", text),
+                ("when", when),
+                ("due", due),
+                ("owner", owner),
+            ]);
             push_list(&mut i, "about", &about);
             add(&open(OpenMode::Create)?, Kind::Activity, i, extra, json)
         }
@@ -67,23 +139,62 @@ pub fn run(cli: Cli) -> Result<()> {
             let v = repo.complete_task(&reference)?;
             done(&v, "Done:", json)
         }
-        Command::Ticket(TicketCmd::Add { title, about, priority, status, description, owner, extra }) => {
+        Command::Ticket(TicketCmd::Add {
+            title,
+            about,
+            priority,
+            status,
+            description,
+            owner,
+            extra,
+        }) => {
             let repo = open(OpenMode::Create)?;
-            let mut i = inputs(&[("title", Some(title)), ("priority", priority), ("status", status), ("description", description), ("owner", owner)]);
+            let mut i = inputs(&[
+                ("title", Some(title)),
+                ("priority", priority),
+                ("status", status),
+                ("description", description),
+                ("owner", owner),
+            ]);
             if let Some(about) = about {
                 i.extend(repo.ticket_about(&about)?);
             }
             add(&repo, Kind::Ticket, i, extra, json)
         }
-        Command::Campaign(CampaignCmd::Add { name, channel, start, end, budget, currency, members, owner, extra }) => {
-            let mut i = inputs(&[("name", Some(name)), ("channel", channel), ("start", start), ("end", end), ("budget", budget), ("currency", currency), ("owner", owner)]);
+        Command::Campaign(CampaignCmd::Add {
+            name,
+            channel,
+            start,
+            end,
+            budget,
+            currency,
+            members,
+            owner,
+            extra,
+        }) => {
+            let mut i = inputs(&[
+                ("name", Some(name)),
+                ("channel", channel),
+                ("start", start),
+                ("end", end),
+                ("budget", budget),
+                ("currency", currency),
+                ("owner", owner),
+            ]);
             push_list(&mut i, "members", &members);
             add(&open(OpenMode::Create)?, Kind::Campaign, i, extra, json)
         }
-        Command::List { kind, filters, deleted } => {
+        Command::List {
+            kind,
+            filters,
+            deleted,
+        } => {
             let repo = open(OpenMode::Existing)?;
             let kind: Kind = kind.parse()?;
-            let filters = filters.iter().map(|f| parse_assignment(f)).collect::<Result<Vec<_>, _>>()?;
+            let filters = filters
+                .iter()
+                .map(|f| parse_assignment(f))
+                .collect::<Result<Vec<_>, _>>()?;
             let views = repo.list(kind, &filters, deleted)?;
             list(&repo, kind, &views, json)
         }
@@ -92,12 +203,19 @@ pub fn run(cli: Cli) -> Result<()> {
             let v = repo.resolve(&reference)?;
             show(&repo, &v, json)
         }
-        Command::Edit { reference, sets, unsets } => {
+        Command::Edit {
+            reference,
+            sets,
+            unsets,
+        } => {
             if sets.is_empty() && unsets.is_empty() {
                 bail!("nothing to change: give --set FIELD=VALUE or --unset FIELD");
             }
             let repo = open(OpenMode::Existing)?;
-            let sets = sets.iter().map(|s| parse_assignment(s)).collect::<Result<Vec<_>, _>>()?;
+            let sets = sets
+                .iter()
+                .map(|s| parse_assignment(s))
+                .collect::<Result<Vec<_>, _>>()?;
             let v = repo.edit(&reference, &sets, &unsets)?;
             done(&v, "Updated", json)
         }
@@ -105,7 +223,12 @@ pub fn run(cli: Cli) -> Result<()> {
             let repo = open(OpenMode::Existing)?;
             let v = repo.delete(&reference)?;
             if !json {
-                println!("Deleted {} {} (undo: rapport restore {})", v.kind, v.title(), v.id);
+                println!(
+                    "Deleted {} {} (undo: rapport restore {})",
+                    v.kind,
+                    v.title(),
+                    v.id
+                );
                 return Ok(());
             }
             print_json(&v.to_json())
@@ -123,7 +246,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Pipeline => pipeline(&open(OpenMode::Existing)?, json),
         Command::Export { kind, format, out } => {
             let kind = kind.map(|k| k.parse::<Kind>()).transpose()?;
-            export(&open(OpenMode::Existing)?, kind, format, out.as_deref(), json)
+            export(
+                &open(OpenMode::Existing)?,
+                kind,
+                format,
+                out.as_deref(),
+                json,
+            )
         }
         Command::Fields { kind } => fields(kind.parse()?, json),
         Command::Bench { records, dir } => crate::bench::run(records, dir.as_deref(), json),
@@ -182,8 +311,18 @@ fn whoami(repo: &Repo, json: bool) -> Result<()> {
             "data_dir": repo.dir(), "records": repo.store().record_count(),
         }));
     }
-    println!("name        {}", p.name.as_deref().unwrap_or("(not set: rapport init --name NAME)"));
-    println!("org         {}", p.org.as_deref().unwrap_or("(not set: rapport init --org ORG)"));
+    println!(
+        "name        {}",
+        p.name
+            .as_deref()
+            .unwrap_or("(not set: rapport init --name NAME)")
+    );
+    println!(
+        "org         {}",
+        p.org
+            .as_deref()
+            .unwrap_or("(not set: rapport init --org ORG)")
+    );
     println!("device      {}", p.device);
     println!("data dir    {}", repo.dir().display());
     println!("records     {}", repo.store().record_count());
@@ -191,7 +330,11 @@ fn whoami(repo: &Repo, json: bool) -> Result<()> {
 }
 
 fn up(repo: &Repo, demo: bool, json: bool) -> Result<()> {
-    let added = if demo { rapport_node::demo::seed(repo)? } else { 0 };
+    let added = if demo {
+        rapport_node::demo::seed(repo)?
+    } else {
+        0
+    };
     if json {
         return print_json(&json!({
             "data_dir": repo.dir(), "device": repo.profile().device,
@@ -216,7 +359,9 @@ fn up(repo: &Repo, demo: bool, json: bool) -> Result<()> {
 
 fn list(repo: &Repo, kind: Kind, views: &[RecordView], json: bool) -> Result<()> {
     if json {
-        return print_json(&serde_json::Value::Array(views.iter().map(RecordView::to_json).collect()));
+        return print_json(&serde_json::Value::Array(
+            views.iter().map(RecordView::to_json).collect(),
+        ));
     }
     if views.is_empty() {
         println!("No {kind} records. Add one with `rapport {kind} add ...`.");
@@ -237,7 +382,15 @@ fn list(repo: &Repo, kind: Kind, views: &[RecordView], json: bool) -> Result<()>
         })
         .collect();
     println!("{}", table(&header, &rows));
-    println!("{} {}", views.len(), if views.len() == 1 { "record" } else { "records" });
+    println!(
+        "{} {}",
+        views.len(),
+        if views.len() == 1 {
+            "record"
+        } else {
+            "records"
+        }
+    );
     Ok(())
 }
 
@@ -252,7 +405,13 @@ fn show(repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
     if !live.is_empty() {
         println!("\nrelated");
         for (field, r) in live {
-            println!("  {:<9} {:<40} {:<10} {}", r.kind.as_str(), clip(&r.title(), 40), format!("({field})"), r.id);
+            println!(
+                "  {:<9} {:<40} {:<10} {}",
+                r.kind.as_str(),
+                clip(&r.title(), 40),
+                format!("({field})"),
+                r.id
+            );
         }
     }
     Ok(())
@@ -267,12 +426,25 @@ fn timeline(repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
     println!("Timeline of {} {}\n", v.kind, v.title());
     for e in &entries {
         match e {
-            Entry::Change { time, author, action, fields, verified, .. } => {
-                let mark = if *verified { "" } else { "  [SIGNATURE DOES NOT VERIFY]" };
+            Entry::Change {
+                time,
+                author,
+                action,
+                fields,
+                verified,
+                ..
+            } => {
+                let mark = if *verified {
+                    ""
+                } else {
+                    "  [SIGNATURE DOES NOT VERIFY]"
+                };
                 println!("{}  {action} by {author}{mark}", local_time(*time));
                 for f in fields {
                     let show = |val: &Option<rapport_model::FieldValue>, d: &mut Display| {
-                        val.as_ref().map_or("—".to_string(), |x| clip(&d.value(v.kind, &f.field, x), 50))
+                        val.as_ref().map_or("—".to_string(), |x| {
+                            clip(&d.value(v.kind, &f.field, x), 50)
+                        })
                     };
                     let before = show(&f.before, &mut d);
                     let after = show(&f.after, &mut d);
@@ -283,7 +455,13 @@ fn timeline(repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
                     }
                 }
             }
-            Entry::Activity { time, activity, subject, done, .. } => {
+            Entry::Activity {
+                time,
+                activity,
+                subject,
+                done,
+                ..
+            } => {
                 let status = match done {
                     Some(true) => " [done]",
                     Some(false) => " [open]",
@@ -307,14 +485,33 @@ fn pipeline(repo: &Repo, json: bool) -> Result<()> {
     let mut rows = Vec::new();
     for s in &stages {
         if s.currencies.is_empty() {
-            rows.push(vec![s.stage.to_string(), s.count.to_string(), String::new(), String::new(), String::new()]);
+            rows.push(vec![
+                s.stage.to_string(),
+                s.count.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
         }
         for (i, (cur, m)) in s.currencies.iter().enumerate() {
-            let (stage, count) = if i == 0 { (s.stage.to_string(), s.count.to_string()) } else { (String::new(), String::new()) };
-            rows.push(vec![stage, count, cur.clone(), m.total.clone(), m.weighted.clone()]);
+            let (stage, count) = if i == 0 {
+                (s.stage.to_string(), s.count.to_string())
+            } else {
+                (String::new(), String::new())
+            };
+            rows.push(vec![
+                stage,
+                count,
+                cur.clone(),
+                m.total.clone(),
+                m.weighted.clone(),
+            ]);
         }
     }
-    println!("{}", table(&["stage", "deals", "currency", "total", "weighted"], &rows));
+    println!(
+        "{}",
+        table(&["stage", "deals", "currency", "total", "weighted"], &rows)
+    );
     Ok(())
 }
 
@@ -333,36 +530,67 @@ fn fields(kind: Kind, json: bool) -> Result<()> {
         .map(|d| {
             let ty = match d.ty {
                 rapport_model::FieldType::Choice(o) => o.join("|"),
-                rapport_model::FieldType::Ref(k) | rapport_model::FieldType::Refs(k) if !k.is_empty() => {
-                    format!("{}{}", k.iter().map(|k| k.as_str()).collect::<Vec<_>>().join("|"), if d.ty.is_list() { " (list)" } else { "" })
+                rapport_model::FieldType::Ref(k) | rapport_model::FieldType::Refs(k)
+                    if !k.is_empty() =>
+                {
+                    format!(
+                        "{}{}",
+                        k.iter().map(|k| k.as_str()).collect::<Vec<_>>().join("|"),
+                        if d.ty.is_list() { " (list)" } else { "" }
+                    )
                 }
                 other => format!("{other:?}").to_lowercase(),
             };
-            vec![d.name.to_string(), ty, if d.required { "yes".into() } else { String::new() }, d.help.to_string()]
+            vec![
+                d.name.to_string(),
+                ty,
+                if d.required {
+                    "yes".into()
+                } else {
+                    String::new()
+                },
+                d.help.to_string(),
+            ]
         })
         .collect();
     println!("{}", table(&["field", "type", "required", "help"], &rows));
     Ok(())
 }
 
-fn export(repo: &Repo, kind: Option<Kind>, format: ExportFormat, out: Option<&Path>, json: bool) -> Result<()> {
+fn export(
+    repo: &Repo,
+    kind: Option<Kind>,
+    format: ExportFormat,
+    out: Option<&Path>,
+    json: bool,
+) -> Result<()> {
     let views: Vec<RecordView> = repo.all(kind).collect::<Result<_, _>>()?;
     match (format, out) {
-        (ExportFormat::Json, None) => print_json(&serde_json::Value::Array(views.iter().map(RecordView::to_json).collect())),
-        (ExportFormat::Automerge, None) => bail!("--format automerge writes one file per record: give a directory with --out DIR"),
+        (ExportFormat::Json, None) => print_json(&serde_json::Value::Array(
+            views.iter().map(RecordView::to_json).collect(),
+        )),
+        (ExportFormat::Automerge, None) => {
+            bail!("--format automerge writes one file per record: give a directory with --out DIR")
+        }
         (format, Some(out)) => {
-            std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::create_dir_all(out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
             let bar = indicatif::ProgressBar::new(views.len() as u64);
             let mut written = 0usize;
             match format {
                 ExportFormat::Json => {
                     for k in Kind::ALL {
-                        let of_kind: Vec<_> = views.iter().filter(|v| v.kind == k).map(RecordView::to_json).collect();
+                        let of_kind: Vec<_> = views
+                            .iter()
+                            .filter(|v| v.kind == k)
+                            .map(RecordView::to_json)
+                            .collect();
                         if of_kind.is_empty() {
                             continue;
                         }
                         let path = out.join(format!("{k}.json"));
-                        std::fs::write(&path, serde_json::to_vec_pretty(&of_kind)?).with_context(|| format!("cannot write {}", path.display()))?;
+                        std::fs::write(&path, serde_json::to_vec_pretty(&of_kind)?)
+                            .with_context(|| format!("cannot write {}", path.display()))?;
                         written += 1;
                         bar.inc(of_kind.len() as u64);
                     }
@@ -370,10 +598,15 @@ fn export(repo: &Repo, kind: Option<Kind>, format: ExportFormat, out: Option<&Pa
                 ExportFormat::Automerge => {
                     for v in &views {
                         let dir = out.join(v.kind.as_str());
-                        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-                        let bytes = repo.store().doc(v.id)?.with_context(|| format!("record {} has no document", v.id))?;
+                        std::fs::create_dir_all(&dir)
+                            .with_context(|| format!("cannot create {}", dir.display()))?;
+                        let bytes = repo
+                            .store()
+                            .doc(v.id)?
+                            .with_context(|| format!("record {} has no document", v.id))?;
                         let path = dir.join(format!("{}.automerge", v.id));
-                        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+                        std::fs::write(&path, bytes)
+                            .with_context(|| format!("cannot write {}", path.display()))?;
                         written += 1;
                         bar.inc(1);
                     }
@@ -383,7 +616,12 @@ fn export(repo: &Repo, kind: Option<Kind>, format: ExportFormat, out: Option<&Pa
             if json {
                 return print_json(&json!({"records": views.len(), "files": written, "out": out}));
             }
-            println!("Exported {} records into {} files in {}", views.len(), written, out.display());
+            println!(
+                "Exported {} records into {} files in {}",
+                views.len(),
+                written,
+                out.display()
+            );
             Ok(())
         }
     }

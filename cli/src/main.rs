@@ -202,7 +202,7 @@ pub enum DealCmd {
         #[arg(long = "contact", value_name = "REF")]
         contacts: Vec<String>,
         /// Value, e.g. 1200.50
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: Option<String>,
         /// ISO 4217 code, e.g. EUR
         #[arg(long)]
@@ -211,10 +211,10 @@ pub enum DealCmd {
         #[arg(long)]
         stage: Option<String>,
         /// Chance to win in percent [default: follows the stage]
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         probability: Option<String>,
         /// Expected close date (2026-12-31, +4w, ...)
-        #[arg(long, value_name = "DATE")]
+        #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
         close: Option<String>,
         #[arg(long)]
         owner: Option<String>,
@@ -239,10 +239,10 @@ pub enum ActivityCmd {
         #[arg(long)]
         text: Option<String>,
         /// When it happened or is planned [default: now]
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         when: Option<String>,
         /// Due date, for tasks (2026-12-01, today, +3d, ...)
-        #[arg(long, value_name = "DATE")]
+        #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
         due: Option<String>,
         #[arg(long)]
         owner: Option<String>,
@@ -288,11 +288,11 @@ pub enum CampaignCmd {
         /// email, event, webinar, social, ads, print, phone or other
         #[arg(long)]
         channel: Option<String>,
-        #[arg(long, value_name = "DATE")]
+        #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
         start: Option<String>,
-        #[arg(long, value_name = "DATE")]
+        #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
         end: Option<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         budget: Option<String>,
         #[arg(long)]
         currency: Option<String>,

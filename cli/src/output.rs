@@ -23,8 +23,19 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             .collect();
         padded.join("  ").trim_end().to_string()
     };
-    let mut out = vec![line(header.iter().map(|h| h.to_uppercase()).collect::<Vec<_>>().iter().map(String::as_str).collect())];
-    out.extend(rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
+    let mut out = vec![line(
+        header
+            .iter()
+            .map(|h| h.to_uppercase())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    )];
+    out.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
     out.join("\n")
 }
 
@@ -34,7 +45,12 @@ pub fn short_id_len(ids: &[RecordId]) -> usize {
     texts.sort();
     let common = texts
         .windows(2)
-        .map(|w| w[0].bytes().zip(w[1].bytes()).take_while(|(a, b)| a == b).count())
+        .map(|w| {
+            w[0].bytes()
+                .zip(w[1].bytes())
+                .take_while(|(a, b)| a == b)
+                .count()
+        })
         .max()
         .unwrap_or(0);
     (common + 1).clamp(8, rapport_model::id::ID_LEN)
@@ -127,7 +143,12 @@ impl<'a> Display<'a> {
         )];
         lines.push(format!("  {:<12} {}", "id", view.id));
         let mut names: Vec<&str> = view.kind.fields().iter().map(|d| d.name).collect();
-        names.extend(view.fields.keys().map(String::as_str).filter(|k| view.kind.field(k).is_none()));
+        names.extend(
+            view.fields
+                .keys()
+                .map(String::as_str)
+                .filter(|k| view.kind.field(k).is_none()),
+        );
         for name in names {
             let Some(v) = view.get(name) else { continue };
             let mut text = self.value(view.kind, name, v);
@@ -153,7 +174,10 @@ mod tests {
     fn tables_align_and_clip() {
         let t = table(
             &["name", "n"],
-            &[vec!["Acme".into(), "1".into()], vec!["Globex Corp".into(), "22".into()]],
+            &[
+                vec!["Acme".into(), "1".into()],
+                vec!["Globex Corp".into(), "22".into()],
+            ],
         );
         assert_eq!(t, "NAME         N\nAcme         1\nGlobex Corp  22");
         assert_eq!(clip("abcdef", 4), "abc…");

@@ -39,13 +39,13 @@ pub enum NodeError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Store(#[from] rapport_store::StoreError),
+    Store(Box<rapport_store::StoreError>),
     #[error("device key: {0}")]
     Key(#[from] rapport_trust::KeyError),
     #[error("signing a change failed: {0}")]
     Sign(#[from] rapport_trust::VerifyError),
     #[error("record document: {0}")]
-    Doc(#[from] DocError),
+    Doc(Box<DocError>),
     #[error("{kind} has no field `{field}`; its fields are: {known}")]
     UnknownField {
         kind: Kind,
@@ -55,7 +55,7 @@ pub enum NodeError {
     #[error("`{field}` cannot be cleared: every {kind} needs one")]
     RequiredField { kind: Kind, field: String },
     #[error(transparent)]
-    Invalid(#[from] InvalidValue),
+    Invalid(Box<InvalidValue>),
     #[error(transparent)]
     Rule(#[from] RuleError),
     #[error("no record matches `{0}`; `rapport list KIND` shows what there is")]
@@ -65,14 +65,8 @@ pub enum NodeError {
         reference: String,
         candidates: Vec<(RecordId, Kind, String)>,
     },
-    #[error("`{reference}` is a {found} ({title}), but {field} must refer to a {}", expected_kinds(.expected))]
-    WrongKind {
-        reference: String,
-        found: Kind,
-        title: String,
-        field: String,
-        expected: Vec<Kind>,
-    },
+    #[error(transparent)]
+    WrongKind(Box<WrongKind>),
     #[error("{kind} `{title}` is deleted; `rapport restore {id}` brings it back")]
     Deleted {
         id: RecordId,
@@ -83,6 +77,38 @@ pub enum NodeError {
     BadAssignment(String),
     #[error("{0}")]
     Export(String),
+}
+
+// Errors travel up every call; keep them small (large fields are boxed).
+const _: () = assert!(std::mem::size_of::<NodeError>() <= 64);
+
+/// A reference that names a record of a kind the field does not take.
+#[derive(Debug, thiserror::Error)]
+#[error("`{reference}` is a {found} ({title}), but {field} must refer to a {}", expected_kinds(.expected))]
+pub struct WrongKind {
+    pub reference: String,
+    pub found: Kind,
+    pub title: String,
+    pub field: String,
+    pub expected: Vec<Kind>,
+}
+
+impl From<rapport_store::StoreError> for NodeError {
+    fn from(e: rapport_store::StoreError) -> Self {
+        NodeError::Store(Box::new(e))
+    }
+}
+
+impl From<DocError> for NodeError {
+    fn from(e: DocError) -> Self {
+        NodeError::Doc(Box::new(e))
+    }
+}
+
+impl From<InvalidValue> for NodeError {
+    fn from(e: InvalidValue) -> Self {
+        NodeError::Invalid(Box::new(e))
+    }
 }
 
 impl NodeError {

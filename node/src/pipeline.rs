@@ -27,7 +27,9 @@ pub struct Stage {
 /// Sums deals by stage, in pipeline order. Deals without an amount count
 /// but add nothing to the totals.
 pub fn summarize<'a>(deals: impl IntoIterator<Item = &'a RecordView>) -> Vec<Stage> {
-    let mut sums: BTreeMap<&str, (usize, BTreeMap<String, (Decimal, Decimal)>)> = BTreeMap::new();
+    // stage -> (deal count, currency -> (total, weighted total))
+    type Sums = (usize, BTreeMap<String, (Decimal, Decimal)>);
+    let mut sums: BTreeMap<&str, Sums> = BTreeMap::new();
     for d in deals {
         let Some(stage) = d.text("stage") else {
             continue;

@@ -214,13 +214,13 @@ impl Repo {
         if kinds.is_empty() || kinds.contains(&v.kind) {
             return Ok(v);
         }
-        Err(NodeError::WrongKind {
+        Err(NodeError::WrongKind(Box::new(crate::WrongKind {
             reference: reference.into(),
             found: v.kind,
             title: v.title(),
             field: field.into(),
             expected: kinds.to_vec(),
-        })
+        })))
     }
 
     /// Records of `kind` whose fields match every `(field, value)` filter;
@@ -598,7 +598,7 @@ mod tests {
         let err = repo
             .create(Kind::Deal, &input(&[("title", "X"), ("company", "Ann")]))
             .expect_err("a person is not a company");
-        assert!(matches!(err, NodeError::WrongKind { .. }), "{err}");
+        assert!(matches!(err, NodeError::WrongKind(_)), "{err}");
         let err = repo
             .create(
                 Kind::Deal,

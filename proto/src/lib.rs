@@ -123,7 +123,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Parses lower- or upper-case hex; `None` on odd length or a non-hex digit.
 pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| match c {

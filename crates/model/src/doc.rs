@@ -177,10 +177,12 @@ fn read_list(doc: &AutoCommit, list: &ObjId, heads: Option<&[ChangeHash]>) -> Ve
     };
     let mut out: Vec<String> = Vec::new();
     for item in values {
-        if let Some(v) = scalar_to_value(&item.value.into_value()).and_then(|v| match v {
-            FieldValue::Text(s) => Some(s),
-            other => Some(other.to_string()),
-        }) && !out.contains(&v)
+        let text = scalar_to_value(&item.value.into_value()).map(|v| match v {
+            FieldValue::Text(s) => s,
+            other => other.to_string(),
+        });
+        if let Some(v) = text
+            && !out.contains(&v)
         {
             out.push(v);
         }

@@ -1,0 +1,521 @@
+//! The `rapport` binary, driven as a user would: the README tour, each
+//! record kind, references, history, the pipeline, export, and bad input.
+
+mod common;
+
+use common::Node;
+use serde_json::Value;
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().expect("an id").to_string()
+}
+
+#[test]
+fn readme_tour_works_on_a_fresh_directory() {
+    let n = Node::new();
+    let up = n.ok(&["up", "--demo"]);
+    assert!(up.contains("Loaded 27 demo records"), "{up}");
+    // Running it again keeps the data and adds nothing.
+    assert!(!n.ok(&["up", "--demo"]).contains("Loaded"));
+    let companies = n.json(&["list", "company"]);
+    assert_eq!(companies.as_array().expect("array").len(), 5);
+    let table = n.ok(&["list", "deal"]);
+    assert!(
+        table.contains("Acme plant rollout") && table.contains("negotiation"),
+        "{table}"
+    );
+    let show = n.ok(&["show", "Acme Corporation"]);
+    assert!(
+        show.contains("acme.example") && show.contains("Ann Baker"),
+        "{show}"
+    );
+}
+
+#[test]
+fn records_of_every_kind_are_created_shown_and_listed() {
+    let n = Node::new();
+    n.ok(&["init", "--name", "Dana", "--org", "Acme Sales"]);
+    let acme = n.json(&[
+        "company",
+        "add",
+        "Acme",
+        "--domain",
+        "https://www.acme.com",
+        "--tag",
+        "key",
+    ]);
+    assert_eq!(acme["kind"], "company");
+    assert_eq!(acme["domain"], "acme.com");
+    let ann = n.json(&[
+        "person",
+        "add",
+        "Ann Baker",
+        "--email",
+        "ann@acme.com",
+        "--email",
+        "a.baker@acme.com",
+        "--company",
+        "acme",
+        "--title",
+        "Buyer",
+    ]);
+    assert_eq!(ann["company"], acme["id"]);
+    assert_eq!(ann["emails"].as_array().expect("emails").len(), 2);
+    let deal = n.json(&[
+        "deal",
+        "add",
+        "Rollout",
+        "--company",
+        "Acme",
+        "--contact",
+        "Ann Baker",
+        "--amount",
+        "1200.50",
+        "--currency",
+        "eur",
+        "--stage",
+        "proposal",
+    ]);
+    assert_eq!(deal["amount"], "1200.50");
+    assert_eq!(deal["currency"], "EUR");
+    assert_eq!(deal["probability"], 50, "probability follows the stage");
+    let task = n.json(&[
+        "activity",
+        "add",
+        "task",
+        "--about",
+        "Rollout",
+        "--text",
+        "Send quote",
+        "--due",
+        "2026-12-01",
+    ]);
+    assert_eq!(task["subject"], "Send quote");
+    assert_eq!(task["done"], Value::Null);
+    let ticket = n.json(&[
+        "ticket",
+        "add",
+        "Login broken",
+        "--about",
+        "Ann Baker",
+        "--priority",
+        "urgent",
+    ]);
+    assert_eq!(ticket["person"], ann["id"]);
+    assert_eq!(
+        ticket["company"], acme["id"],
+        "a person's company is filled in"
+    );
+    assert_eq!(ticket["status"], "new");
+    let campaign = n.json(&[
+        "campaign",
+        "add",
+        "Spring webinar",
+        "--channel",
+        "webinar",
+        "--start",
+        "2026-03-01",
+        "--end",
+        "2026-03-02",
+        "--budget",
+        "2500",
+        "--currency",
+        "EUR",
+        "--member",
+        "Ann Baker",
+    ]);
+    assert_eq!(campaign["members"][0], ann["id"]);
+
+    // show --json: the record by name, fields by name.
+    let shown = n.json(&["show", &id_of(&ann)[..12]]);
+    assert_eq!(shown["name"], "Ann Baker");
+    assert_eq!(shown["kind"], "person");
+    assert_eq!(shown["emails"][0], "ann@acme.com");
+
+    let done = n.json(&["task", "done", "Send quote"]);
+    assert_eq!(done["done"], true);
+    let err = n.fails(&["task", "done", "Login broken"]);
+    assert!(err.contains("activity"), "{err}");
+
+    let people = n.json(&["list", "person", "--where", "company=Acme"]);
+    assert_eq!(people.as_array().expect("array").len(), 1);
+    let none = n.json(&["list", "deal", "--where", "stage=won"]);
+    assert!(none.as_array().expect("array").is_empty());
+}
+
+#[test]
+fn edits_deletes_and_the_timeline() {
+    let n = Node::new();
+    n.ok(&["init", "--name", "Dana", "--org", "Acme Sales"]);
+    n.ok(&["company", "add", "Acme"]);
+    n.ok(&["deal", "add", "Rollout", "--company", "Acme"]);
+    let edited = n.json(&[
+        "edit",
+        "Rollout",
+        "--set",
+        "stage=won",
+        "--set",
+        "amount=10",
+        "--set",
+        "currency=USD",
+    ]);
+    assert_eq!(edited["stage"], "won");
+    assert_eq!(edited["probability"], 100);
+    let edited = n.json(&[
+        "edit",
+        "Rollout",
+        "--unset",
+        "amount",
+        "--set",
+        "probability=80",
+    ]);
+    assert_eq!(edited.get("amount"), None);
+    assert_eq!(edited["probability"], 80);
+    n.ok(&[
+        "activity",
+        "add",
+        "call",
+        "--about",
+        "Rollout",
+        "--subject",
+        "Kick-off",
+        "--when",
+        "2999-01-01 09:00",
+    ]);
+
+    let timeline = n.json(&["timeline", "Rollout"]);
+    let entries = timeline.as_array().expect("array");
+    assert_eq!(entries.len(), 4, "{timeline:#}");
+    assert_eq!(entries[0]["type"], "activity");
+    assert_eq!(entries[0]["subject"], "Kick-off");
+    assert_eq!(entries[1]["action"], "edited");
+    assert_eq!(entries[1]["author"], "Dana (Acme Sales)");
+    assert_eq!(entries[1]["verified"], true);
+    let fields: Vec<&str> = entries[1]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .map(|f| f["field"].as_str().expect("name"))
+        .collect();
+    assert_eq!(fields, ["amount", "probability"]);
+    assert_eq!(entries[3]["action"], "created");
+
+    n.ok(&["delete", "Acme"]);
+    assert!(
+        n.json(&["list", "company"])
+            .as_array()
+            .expect("a")
+            .is_empty()
+    );
+    assert_eq!(
+        n.json(&["list", "company", "--deleted"])[0]["deleted"],
+        true
+    );
+    let err = n.fails(&["deal", "add", "Another", "--company", "Acme"]);
+    assert!(
+        err.contains("deleted") && err.contains("rapport restore"),
+        "{err}"
+    );
+    n.ok(&["restore", "Acme"]);
+    assert_eq!(n.json(&["list", "company"]).as_array().expect("a").len(), 1);
+    let history = n.json(&["timeline", "Acme"]);
+    assert_eq!(history[0]["action"], "restored");
+    assert_eq!(history[1]["action"], "deleted");
+}
+
+#[test]
+fn pipeline_totals_per_stage_and_currency() {
+    let n = Node::new();
+    n.ok(&["company", "add", "Acme"]);
+    for (title, amount, cur, stage) in [
+        ("A", "1000", "EUR", "proposal"),
+        ("B", "500", "EUR", "proposal"),
+        ("C", "200", "USD", "proposal"),
+        ("D", "300", "EUR", "won"),
+    ] {
+        n.ok(&[
+            "deal",
+            "add",
+            title,
+            "--company",
+            "Acme",
+            "--amount",
+            amount,
+            "--currency",
+            cur,
+            "--stage",
+            stage,
+        ]);
+    }
+    n.ok(&["deal", "add", "E", "--company", "Acme", "--stage", "lost"]);
+    let p = n.json(&["pipeline"]);
+    let stage = |name: &str| {
+        p.as_array()
+            .expect("stages")
+            .iter()
+            .find(|s| s["stage"] == name)
+            .cloned()
+            .expect("stage present")
+    };
+    assert_eq!(stage("proposal")["count"], 3);
+    assert_eq!(stage("proposal")["currencies"]["EUR"]["total"], "1500.00");
+    assert_eq!(stage("proposal")["currencies"]["EUR"]["weighted"], "750.00");
+    assert_eq!(stage("proposal")["currencies"]["USD"]["total"], "200.00");
+    assert_eq!(stage("won")["currencies"]["EUR"]["weighted"], "300.00");
+    assert_eq!(stage("lost")["count"], 1);
+    assert!(n.ok(&["pipeline"]).contains("1500.00"));
+}
+
+#[test]
+fn export_as_json_and_as_automerge_documents() {
+    let n = Node::new();
+    n.ok(&["up", "--demo"]);
+    let all = n.json(&["export"]);
+    assert_eq!(all.as_array().expect("array").len(), 27);
+    let deals = n.json(&["export", "deal"]);
+    assert_eq!(deals.as_array().expect("array").len(), 6);
+
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().join("am");
+    n.ok(&[
+        "export",
+        "company",
+        "--format",
+        "automerge",
+        "--out",
+        dir.to_str().expect("utf8"),
+    ]);
+    let files: Vec<_> = std::fs::read_dir(dir.join("company"))
+        .expect("dir")
+        .collect();
+    assert_eq!(files.len(), 5);
+    // Any Automerge implementation can read them; here, the Rust one.
+    use rapport_model::automerge::{AutoCommit, ROOT, ReadDoc};
+    let mut names = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(f.expect("entry").path()).expect("read");
+        let doc = AutoCommit::load(&bytes).expect("a valid Automerge document");
+        assert_eq!(
+            doc.get(ROOT, "kind")
+                .expect("get")
+                .expect("kind")
+                .0
+                .to_string(),
+            "\"company\""
+        );
+        let (_, fields) = doc.get(ROOT, "fields").expect("get").expect("fields");
+        let (name, _) = doc.get(&fields, "name").expect("get").expect("name");
+        names.push(name.to_string());
+    }
+    assert!(
+        names.iter().any(|n| n.contains("Acme Corporation")),
+        "{names:?}"
+    );
+
+    let json_dir = out.path().join("json");
+    n.ok(&["export", "--out", json_dir.to_str().expect("utf8")]);
+    let people: Value =
+        serde_json::from_slice(&std::fs::read(json_dir.join("person.json")).expect("file"))
+            .expect("json");
+    assert_eq!(people.as_array().expect("array").len(), 6);
+    let err = n.fails(&["export", "--format", "automerge"]);
+    assert!(err.contains("--out"), "{err}");
+}
+
+#[test]
+fn invalid_input_is_refused_with_a_clear_message_and_changes_nothing() {
+    let n = Node::new();
+    n.ok(&["company", "add", "Acme"]);
+    n.ok(&["person", "add", "Ann", "--company", "Acme"]);
+    n.ok(&["person", "add", "Acme"]);
+    let before = n.snapshot();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["person", "add", "Bob", "--email", "bob@"],
+            "name@example.com",
+        ),
+        (
+            &["deal", "add", "X", "--company", "Acme Corp Ltd"],
+            "no record matches",
+        ),
+        (
+            &["deal", "add", "X", "--company", "Ann"],
+            "must refer to a company",
+        ),
+        (
+            &[
+                "deal",
+                "add",
+                "X",
+                "--company",
+                "Acme",
+                "--stage",
+                "closed-won",
+            ],
+            "lead, qualified, proposal",
+        ),
+        (
+            &[
+                "deal",
+                "add",
+                "X",
+                "--company",
+                "Acme",
+                "--amount",
+                "-5",
+                "--currency",
+                "EUR",
+            ],
+            "negative",
+        ),
+        (
+            &[
+                "deal",
+                "add",
+                "X",
+                "--company",
+                "Acme",
+                "--amount",
+                "5",
+                "--currency",
+                "EUD",
+            ],
+            "ISO 4217",
+        ),
+        (
+            &["deal", "add", "X", "--company", "Acme", "--amount", "5"],
+            "needs a currency",
+        ),
+        (
+            &[
+                "deal",
+                "add",
+                "X",
+                "--company",
+                "Acme",
+                "--close",
+                "2026-02-30",
+            ],
+            "expected a date",
+        ),
+        (&["show", "acme"], "matches several records"),
+        (&["show", "nobody"], "no record matches"),
+        (
+            &["edit", "Ann", "--set", "colour=red"],
+            "has no field `colour`",
+        ),
+        (&["edit", "Ann", "--set", "nonsense"], "FIELD=VALUE"),
+        (&["edit", "Ann", "--unset", "name"], "cannot be cleared"),
+        (&["edit", "Ann"], "nothing to change"),
+        (&["list", "widgets"], "unknown record kind"),
+        (
+            &[
+                "campaign",
+                "add",
+                "C",
+                "--start",
+                "2026-05-02",
+                "--end",
+                "2026-05-01",
+            ],
+            "ends",
+        ),
+    ];
+    for (args, expected) in cases {
+        let err = n.fails(args);
+        assert!(
+            err.contains(expected),
+            "rapport {args:?}: expected `{expected}` in: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // Malformed arguments are caught by the parser, with usage help.
+    let out = n.run(&["deal", "add"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
+    assert_eq!(n.snapshot(), before, "a refused command changed the store");
+}
+
+#[test]
+fn a_directory_that_is_not_rapports_is_left_untouched() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("thesis.tex"), "precious").expect("write");
+    let out = Node::at(tmp.path())
+        .args(["company", "add", "Acme"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a Rapport data directory") && err.contains("--data-dir"),
+        "{err}"
+    );
+    let names: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("dir")
+        .map(|e| e.expect("e").file_name())
+        .collect();
+    assert_eq!(names, ["thesis.tex"]);
+
+    // Reading commands do not create a directory that is not there.
+    let missing = tmp.path().join("typo");
+    let out = Node::at(&missing)
+        .args(["list", "company"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rapport init"));
+    assert!(!missing.exists());
+}
+
+#[test]
+fn damaged_data_directories_give_a_clear_error() {
+    let n = Node::new();
+    n.ok(&["company", "add", "Acme"]);
+    let profile = n.dir.join("rapport.json");
+    let saved = std::fs::read(&profile).expect("read");
+    std::fs::write(&profile, "{ not json").expect("write");
+    let err = n.fails(&["list", "company"]);
+    assert!(
+        err.contains("rapport.json is damaged") && err.contains("backup"),
+        "{err}"
+    );
+    std::fs::write(&profile, &saved).expect("restore");
+
+    let key = n.dir.join("device.key");
+    let saved_key = std::fs::read(&key).expect("read");
+    std::fs::write(&key, [0u8; 32]).expect("write");
+    let err = n.fails(&["list", "company"]);
+    assert!(err.contains("device.key is damaged"), "{err}");
+    std::fs::write(&key, &saved_key).expect("restore");
+    assert_eq!(n.json(&["list", "company"]).as_array().expect("a").len(), 1);
+
+    // A store whose files are garbage is reported, not panicked on.
+    for entry in std::fs::read_dir(n.dir.join("store")).expect("dir") {
+        let path = entry.expect("e").path();
+        if path.is_file() {
+            std::fs::write(&path, b"garbage garbage garbage").expect("write");
+        }
+    }
+    let err = n.fails(&["list", "company"]);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.starts_with("error:"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_device_key_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let n = Node::new();
+    let who = n.json(&["init", "--name", "Dana"]);
+    assert_eq!(who["device"].as_str().expect("device").len(), 64);
+    let mode = std::fs::metadata(n.dir.join("device.key"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "key mode {mode:o}");
+    let dir_mode = std::fs::metadata(&n.dir)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o077, 0, "dir mode {dir_mode:o}");
+}

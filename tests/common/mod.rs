@@ -1,0 +1,101 @@
+//! Helpers shared by the tests that drive the real `rapport` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn rapport_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rapport")
+}
+
+/// A data directory in a temporary folder, and a way to run commands on it.
+pub struct Node {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+}
+
+impl Node {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        Node { _tmp: tmp, dir }
+    }
+
+    pub fn at(dir: &Path) -> Command {
+        let mut c = Command::new(rapport_bin());
+        c.arg("--data-dir").arg(dir).env_remove("RAPPORT_DATA_DIR");
+        c
+    }
+
+    pub fn cmd(&self) -> Command {
+        Self::at(&self.dir)
+    }
+
+    /// Runs and returns the raw output, whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run rapport")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rapport {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs with `--json` and parses stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ok(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("rapport {args:?}: {e}: {out}"))
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "rapport {args:?} should have failed but printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Every record as JSON, deleted ones included: a snapshot to compare.
+    pub fn snapshot(&self) -> Value {
+        self.json(&["export"])
+    }
+}
+
+/// A small seeded generator (SplitMix64): failing runs replay exactly.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The seed to use: `RAPPORT_TEST_SEED` if set, else `default`.
+pub fn seed(default: u64) -> u64 {
+    std::env::var("RAPPORT_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
