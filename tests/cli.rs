@@ -519,3 +519,55 @@ fn the_device_key_is_readable_by_its_owner_only() {
         .mode();
     assert_eq!(dir_mode & 0o077, 0, "dir mode {dir_mode:o}");
 }
+
+/// The README's tour, run line by line in bash against a fresh data
+/// directory: if the README drifts from the CLI, this fails.
+#[test]
+fn the_readme_tour_runs_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let tour = readme
+        .split("## A five-minute tour")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a tour section");
+    let mut script = String::new();
+    let mut in_block = false;
+    for line in tour.lines() {
+        if line.starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if in_block && !line.trim_start().starts_with("cargo install") {
+            script.push_str(line);
+            script.push('\n');
+        }
+    }
+    let commands = script.replace("\\\n", " ");
+    let n = Node::new();
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut ran = 0;
+    for cmd in commands
+        .lines()
+        .filter(|l| l.trim_start().starts_with("rapport "))
+    {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("rapport() {{ \"$RAPPORT_BIN\" \"$@\"; }}\n{cmd}"))
+            .env("RAPPORT_BIN", common::rapport_bin())
+            .env("RAPPORT_DATA_DIR", &n.dir)
+            .current_dir(work.path())
+            .output()
+            .expect("bash");
+        assert!(
+            out.status.success(),
+            "README command failed: {cmd}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ran += 1;
+    }
+    assert!(ran >= 20, "only {ran} commands found in the tour");
+    let deal = n.json(&["show", "Wayne fleet upgrade"]);
+    assert_eq!(deal["stage"], "proposal");
+    assert_eq!(deal["probability"], 60);
+}
