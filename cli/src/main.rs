@@ -308,11 +308,13 @@ pub enum CampaignCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // RAPPORT_LOG=error|warn|info|debug|trace; warnings by default.
+    let level = std::env::var("RAPPORT_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::WARN);
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RAPPORT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .init();
     let code = match commands::run(cli) {

@@ -237,10 +237,43 @@ impl Repo {
             let def = field_def(kind, field)?;
             wanted.push((def.name, self.parse_input(def, raw, &ctx)?));
         }
+        let keep = |v: &RecordView| {
+            v.kind == kind
+                && v.deleted == deleted
+                && wanted.iter().all(|(f, w)| matches(v.get(f), w))
+        };
+        // A filter on a reference field (`company=Acme`) is answered from the
+        // reverse-link index: only records that point at Acme are read.
+        let by_reference = wanted.iter().find_map(|(f, w)| {
+            let single = kind
+                .field(f)?
+                .ty
+                .ref_kinds()
+                .and(w.as_text().or(w.as_list().first().map(String::as_str)))?;
+            single.parse::<RecordId>().ok()
+        });
         let mut out = Vec::new();
+        if let Some(target) = by_reference {
+            let mut ids: Vec<RecordId> = self
+                .store
+                .backlinks(target)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            ids.sort();
+            ids.dedup();
+            for id in ids {
+                if let Some(v) = self.store.view(id)?
+                    && keep(&v)
+                {
+                    out.push(v);
+                }
+            }
+            return Ok(out);
+        }
         for v in self.store.views_of_kind(kind) {
             let v = v?;
-            if v.deleted == deleted && wanted.iter().all(|(f, w)| matches(v.get(f), w)) {
+            if keep(&v) {
                 out.push(v);
             }
         }
