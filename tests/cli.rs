@@ -498,7 +498,13 @@ fn damaged_data_directories_give_a_clear_error() {
     }
     let err = n.fails(&["list", "company"]);
     assert!(!err.contains("panicked"), "{err}");
-    assert!(err.starts_with("error:"), "{err}");
+    assert!(
+        err.starts_with("error:") && err.to_lowercase().contains("restore the data directory"),
+        "{err}"
+    );
+    // Writing is refused too: no empty store silently takes its place.
+    let err = n.fails(&["company", "add", "Globex"]);
+    assert!(err.contains("damaged"), "{err}");
 }
 
 #[cfg(unix)]

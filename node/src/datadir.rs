@@ -45,8 +45,9 @@ pub fn default_data_dir() -> Option<PathBuf> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum DirState {
     Missing,
-    /// Exists with nothing of value in it (leftovers of an interrupted
-    /// first start are ignored).
+    /// Exists with nothing of value in it: empty, or only the leftovers of
+    /// an interrupted first start (a key, a store, temporary files, but no
+    /// profile, which is written last).
     Empty,
     Rapport,
     Foreign,
@@ -62,7 +63,7 @@ pub fn inspect(dir: &Path) -> Result<DirState, NodeError> {
     if dir.join(PROFILE_FILE).is_file() {
         return Ok(DirState::Rapport);
     }
-    let leftovers = [KEY_FILE, "device.key.tmp", "rapport.json.tmp"];
+    let leftovers = [KEY_FILE, "device.key.tmp", "rapport.json.tmp", STORE_DIR];
     for entry in fs::read_dir(dir).map_err(|e| NodeError::io(dir, e))? {
         let entry = entry.map_err(|e| NodeError::io(dir, e))?;
         if !leftovers.iter().any(|l| entry.file_name() == *l) {
@@ -137,7 +138,7 @@ pub fn device_id(profile: &Profile) -> Option<DeviceId> {
     Some(DeviceId(bytes.try_into().ok()?))
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
+pub fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
     fs::create_dir_all(dir).map_err(|e| NodeError::io(dir, e))?;
     #[cfg(unix)]
     {

@@ -47,17 +47,23 @@ pub type Input = (String, String);
 
 impl Repo {
     pub fn open(dir: &Path, mode: OpenMode) -> Result<Self, NodeError> {
-        match datadir::inspect(dir)? {
-            DirState::Rapport => {}
+        let store_dir = dir.join(datadir::STORE_DIR);
+        let store = match datadir::inspect(dir)? {
+            DirState::Rapport => open_store(&store_dir, false)?,
             DirState::Foreign => {
                 return Err(NodeError::NotRapportDir {
                     path: dir.to_path_buf(),
                 });
             }
             DirState::Missing | DirState::Empty => match mode {
+                // The store first, the profile last: a crash in between
+                // leaves a directory that is still "not set up".
                 OpenMode::Create => {
+                    datadir::create_private_dir(dir)?;
+                    let store = open_store(&store_dir, true)?;
                     let profile = datadir::create(dir, None, None)?;
                     tracing::info!(dir = %dir.display(), device = %profile.device, "created data directory");
+                    store
                 }
                 OpenMode::Existing => {
                     return Err(NodeError::NotInitialized {
@@ -65,9 +71,8 @@ impl Repo {
                     });
                 }
             },
-        }
+        };
         let (profile, key) = datadir::load(dir)?;
-        let store = open_store(&dir.join(datadir::STORE_DIR))?;
         Ok(Repo {
             dir: dir.to_path_buf(),
             profile,
@@ -585,10 +590,10 @@ fn matches(have: Option<&FieldValue>, want: &FieldValue) -> bool {
     }
 }
 
-fn open_store(path: &Path) -> Result<Store, NodeError> {
+fn open_store(path: &Path, create: bool) -> Result<Store, NodeError> {
     let started = Instant::now();
     loop {
-        match Store::open(path) {
+        match Store::open(path, create) {
             Err(StoreError::Locked { .. }) if started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(Duration::from_millis(50));
             }

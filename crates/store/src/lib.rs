@@ -34,12 +34,20 @@ const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("could not open the store at {path}: {source}")]
+    #[error(
+        "could not open the store at {path}: {source}. If it is damaged, \
+         restore the data directory from a backup"
+    )]
     Open { path: String, source: sled::Error },
     #[error(
         "the store at {path} is in use by another Rapport process; stop it (or wait for it) and try again"
     )]
     Locked { path: String },
+    #[error(
+        "the store at {path} holds no Rapport data although this data directory was set up before: \
+         it is damaged or was removed. Restore the data directory from a backup"
+    )]
+    Missing { path: String },
     #[error("{path} is not a Rapport store (format marker {found:?})")]
     NotRapport { path: String, found: String },
     #[error("storage error: {0}")]
@@ -74,8 +82,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in directory `path`.
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Opens the store in directory `path`; creates it only if `create`.
+    ///
+    /// Without `create`, a store with no format marker is refused: sled
+    /// opens a directory whose files are damaged as an empty database, and
+    /// an empty CRM must never silently replace the user's.
+    pub fn open(path: &Path, create: bool) -> Result<Self> {
         let display = path.display().to_string();
         // sled caches pages up to `cache_capacity` (1 GiB by default); bound it so
         // memory stays small however large the store grows.
@@ -105,10 +117,11 @@ impl Store {
                     found: String::from_utf8_lossy(&f).into_owned(),
                 });
             }
-            None => {
+            None if create => {
                 meta.insert("format", FORMAT)?;
                 db.flush()?;
             }
+            None => return Err(StoreError::Missing { path: display }),
         }
         Ok(Store {
             docs: db.open_tree("docs")?,
@@ -337,7 +350,7 @@ mod tests {
     #[test]
     fn indexes_follow_renames_and_reference_changes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = Store::open(dir.path(), true).expect("open");
         let acme = view(1, Kind::Company, &[("name", text("Acme"))]);
         let globex = view(2, Kind::Company, &[("name", text("Globex"))]);
         let ann = view(
@@ -407,7 +420,16 @@ mod tests {
                 .expect("insert");
             db.flush().expect("flush");
         }
-        let err = Store::open(dir.path()).expect_err("must refuse");
+        let err = Store::open(dir.path(), true).expect_err("must refuse");
         assert!(matches!(err, StoreError::NotRapport { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_existing_store_without_its_marker_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = Store::open(dir.path(), false).expect_err("must refuse");
+        assert!(matches!(err, StoreError::Missing { .. }), "{err}");
+        Store::open(dir.path(), true).expect("created when asked");
+        Store::open(dir.path(), false).expect("then it opens");
     }
 }
