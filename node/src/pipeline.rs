@@ -106,6 +106,7 @@ mod tests {
         RecordView {
             id: RecordId::new(0, [0; 10]),
             kind: Kind::Deal,
+            space: Default::default(),
             deleted: false,
             updated: 0,
             fields,

@@ -348,7 +348,13 @@ impl Repo {
             // Rows of one batch get ids a millisecond apart: they sort in
             // the order given, and differ early enough for short prefixes.
             let id = RecordId::new(now_ms + n as u64, random);
-            let mut doc = doc::create(self.key.device_id().actor_id(), kind, &fields, ctx.now)?;
+            let mut doc = doc::create(
+                self.key.device_id().actor_id(),
+                kind,
+                rapport_model::SpaceId::Private,
+                &fields,
+                ctx.now,
+            )?;
             built.push(self.finish(&mut doc, id, None)?);
         }
         self.store

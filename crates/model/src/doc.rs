@@ -5,6 +5,7 @@
 //! ```text
 //! { "rapport": 1,            // layout version
 //!   "kind": "deal",
+//!   "space": "private",      // or a shared space's id; set at creation, never changed
 //!   "deleted": false,        // the tombstone; true after `delete`
 //!   "fields": { "title": "...", "tags": ["a", "b"], "when": <timestamp>, ... } }
 //! ```
@@ -22,6 +23,7 @@ use jiff::Timestamp;
 
 use crate::id::RecordId;
 use crate::schema::{FieldType, Kind, stage_probability};
+use crate::space::{SpaceId, space_of};
 use crate::value::{FieldValue, format_instant};
 
 /// Version of the document layout above.
@@ -50,12 +52,14 @@ pub enum Edit {
 pub fn create(
     actor: ActorId,
     kind: Kind,
+    space: SpaceId,
     fields: &[(String, FieldValue)],
     time: Timestamp,
 ) -> Result<AutoCommit, DocError> {
     let mut doc = AutoCommit::new().with_actor(actor);
     doc.put(ROOT, "rapport", LAYOUT_VERSION)?;
     doc.put(ROOT, "kind", kind.as_str())?;
+    doc.put(ROOT, "space", space.to_string())?;
     doc.put(ROOT, "deleted", false)?;
     let map = doc.put_object(ROOT, "fields", ObjType::Map)?;
     for (name, value) in fields {
@@ -264,6 +268,8 @@ fn read_deleted(doc: &AutoCommit, heads: Option<&[ChangeHash]>) -> Result<bool, 
 pub struct RecordView {
     pub id: RecordId,
     pub kind: Kind,
+    #[serde(default)]
+    pub space: SpaceId,
     pub deleted: bool,
     /// Time of the newest change, seconds since the Unix epoch.
     pub updated: i64,
@@ -321,6 +327,7 @@ impl RecordView {
         Ok(RecordView {
             id,
             kind,
+            space: space_of(doc)?,
             deleted: read_deleted(doc, heads)?,
             updated,
             fields,
@@ -334,6 +341,7 @@ impl RecordView {
         let mut o = serde_json::Map::new();
         o.insert("id".into(), self.id.to_string().into());
         o.insert("kind".into(), self.kind.as_str().into());
+        o.insert("space".into(), self.space.to_string().into());
         for (k, v) in &self.fields {
             o.insert(k.clone(), serde_json::to_value(v).unwrap_or_default());
         }
@@ -436,7 +444,7 @@ mod tests {
             ("name".to_string(), text("Acme")),
             ("tags".to_string(), list(&["a"])),
         ];
-        create(actor(1), Kind::Company, &fields, t(100)).expect("create")
+        create(actor(1), Kind::Company, SpaceId::Private, &fields, t(100)).expect("create")
     }
 
     fn id() -> RecordId {
@@ -514,7 +522,8 @@ mod tests {
             ("title".to_string(), text("Rollout")),
             ("stage".to_string(), text("proposal")),
         ];
-        let mut doc = create(actor(1), Kind::Deal, &fields, t(1)).expect("create");
+        let mut doc =
+            create(actor(1), Kind::Deal, SpaceId::Private, &fields, t(1)).expect("create");
         let v = RecordView::read(&mut doc, id(), None).expect("read");
         assert_eq!(v.get("probability"), Some(&FieldValue::Int(50)));
         edit(

@@ -6,11 +6,13 @@
 pub mod doc;
 pub mod id;
 pub mod schema;
+pub mod space;
 pub mod value;
 
 pub use doc::{DocError, Edit, RecordView};
 pub use id::RecordId;
 pub use schema::{FieldDef, FieldType, Kind, RuleError, check_record};
+pub use space::{SpaceId, SpaceView};
 pub use value::{Decimal, FieldValue, InvalidValue, ParseContext};
 
 /// Re-exported so that callers use the exact Automerge this crate maps onto.

@@ -333,6 +333,7 @@ mod tests {
         RecordView {
             id: RecordId::new(id, [id as u8; 10]),
             kind,
+            space: Default::default(),
             deleted: false,
             updated: 0,
             fields: fields
