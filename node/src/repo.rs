@@ -15,7 +15,7 @@ use rapport_model::{
     Edit, FieldDef, FieldValue, Kind, ParseContext, RecordId, RecordView, check_record, doc,
 };
 use rapport_proto::SignedChange;
-use rapport_store::{RecordWrite, Store, StoreError};
+use rapport_store::{Indexed, RecordWrite, Store, StoreError};
 use rapport_trust::{DeviceId, DeviceKey};
 
 use crate::NodeError;
@@ -475,6 +475,7 @@ impl Repo {
         let signed = self.key.sign_change(&change)?;
         let view = RecordView::read(doc, id, None)?;
         Ok(Built {
+            heads: doc.get_heads().iter().map(|h| h.0).collect(),
             saved: doc.save(),
             changes: vec![(change.hash().0.to_vec(), signed)],
             view,
@@ -542,6 +543,7 @@ impl Repo {
 
 /// A record ready to be written.
 struct Built {
+    heads: Vec<[u8; 32]>,
     saved: Vec<u8>,
     changes: Vec<(Vec<u8>, SignedChange)>,
     view: RecordView,
@@ -551,10 +553,15 @@ struct Built {
 impl Built {
     fn write(&self) -> RecordWrite<'_> {
         RecordWrite {
+            id: self.view.id,
+            space: self.view.space,
             doc: &self.saved,
+            heads: &self.heads,
             changes: &self.changes,
-            view: &self.view,
-            previous: self.previous.as_ref(),
+            index: Indexed::Record {
+                view: &self.view,
+                previous: self.previous.as_ref(),
+            },
         }
     }
 }

@@ -14,6 +14,8 @@
 //! | `by_kind`     | kind, 0, id               | empty                          |
 //! | `by_name`     | lower-case title, 0, id   | empty                          |
 //! | `links`       | target id, source id      | field name                     |
+//! | `by_space`    | space, 0, id              | the document's heads (32-byte hashes) |
+//! | `spaces`      | space id                  | `SpaceView` as JSON            |
 //!
 //! Every write goes through one sled transaction across these trees and is
 //! flushed before [`Store::write`] returns: a write the caller reports as
@@ -21,7 +23,7 @@
 
 use std::path::Path;
 
-use rapport_model::{Kind, RecordId, RecordView};
+use rapport_model::{Kind, RecordId, RecordView, SpaceId, SpaceView};
 use rapport_proto::SignedChange;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -58,15 +60,31 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// One record write: the document as saved after the change, the new
-/// signed changes, and the record's view before and after (to keep the
-/// indexes in step).
+/// One document write: the document as saved after the change, its heads,
+/// the new signed changes, and what to index.
 #[derive(Debug)]
 pub struct RecordWrite<'a> {
+    pub id: RecordId,
+    pub space: SpaceId,
     pub doc: &'a [u8],
+    /// The document's heads after the write (32-byte change hashes).
+    pub heads: &'a [[u8; 32]],
     pub changes: &'a [(Vec<u8>, SignedChange)],
-    pub view: &'a RecordView,
-    pub previous: Option<&'a RecordView>,
+    pub index: Indexed<'a>,
+}
+
+/// What a written document is, for the indexes.
+#[derive(Debug, Clone, Copy)]
+pub enum Indexed<'a> {
+    /// A CRM record, with its view before the write (to drop stale entries).
+    Record {
+        view: &'a RecordView,
+        previous: Option<&'a RecordView>,
+    },
+    /// A space's own document.
+    Space(&'a SpaceView),
+    /// A document that cannot be read yet (waiting for earlier changes).
+    Opaque,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +97,8 @@ pub struct Store {
     by_kind: sled::Tree,
     by_name: sled::Tree,
     links: sled::Tree,
+    by_space: sled::Tree,
+    spaces: sled::Tree,
 }
 
 impl Store {
@@ -131,6 +151,8 @@ impl Store {
             by_kind: db.open_tree("by_kind")?,
             by_name: db.open_tree("by_name")?,
             links: db.open_tree("links")?,
+            by_space: db.open_tree("by_space")?,
+            spaces: db.open_tree("spaces")?,
             db,
         })
     }
@@ -144,10 +166,14 @@ impl Store {
     pub fn write_batch(&self, writes: &[RecordWrite<'_>]) -> Result<()> {
         let encoded: Vec<Vec<u8>> = writes
             .iter()
-            .map(|w| serde_json::to_vec(w.view))
+            .map(|w| match w.index {
+                Indexed::Record { view, .. } => serde_json::to_vec(view),
+                Indexed::Space(space) => serde_json::to_vec(space),
+                Indexed::Opaque => Ok(Vec::new()),
+            })
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let trees = (
+        let trees = [
             &self.docs,
             &self.changes,
             &self.doc_changes,
@@ -155,34 +181,57 @@ impl Store {
             &self.by_kind,
             &self.by_name,
             &self.links,
-        );
-        let result: std::result::Result<(), TransactionError<()>> = trees.transaction(
-            |(docs, changes, doc_changes, records, by_kind, by_name, links)| {
-                for (w, view_json) in writes.iter().zip(&encoded) {
-                    let id = w.view.id.to_string();
+            &self.by_space,
+            &self.spaces,
+        ];
+        let result: std::result::Result<(), TransactionError<()>> =
+            trees.as_slice().transaction(|t| {
+                let [
+                    docs,
+                    changes,
+                    doc_changes,
+                    records,
+                    by_kind,
+                    by_name,
+                    links,
+                    by_space,
+                    spaces,
+                ] = t.as_slice()
+                else {
+                    return Err(ConflictableTransactionError::Abort(()));
+                };
+                for (w, json) in writes.iter().zip(&encoded) {
+                    let id = w.id.to_string();
                     docs.insert(id.as_bytes(), w.doc)?;
                     for (hash, signed) in w.changes {
                         changes.insert(hash.as_slice(), signed.encode())?;
                         doc_changes.insert(concat(id.as_bytes(), hash), &[][..])?;
                     }
-                    records.insert(id.as_bytes(), view_json.as_slice())?;
-                    if let Some(old) = w.previous {
-                        by_kind.remove(kind_key(old.kind, old.id))?;
-                        by_name.remove(name_key(&old.title(), old.id))?;
-                        for (_, target) in old.references() {
-                            links.remove(link_key(target, old.id))?;
+                    by_space.insert(space_key(w.space, w.id), w.heads.concat())?;
+                    match w.index {
+                        Indexed::Record { view, previous } => {
+                            records.insert(id.as_bytes(), json.as_slice())?;
+                            if let Some(old) = previous {
+                                by_kind.remove(kind_key(old.kind, old.id))?;
+                                by_name.remove(name_key(&old.title(), old.id))?;
+                                for (_, target) in old.references() {
+                                    links.remove(link_key(target, old.id))?;
+                                }
+                            }
+                            by_kind.insert(kind_key(view.kind, view.id), &[][..])?;
+                            by_name.insert(name_key(&view.title(), view.id), &[][..])?;
+                            for (field, target) in view.references() {
+                                links.insert(link_key(target, view.id), field.as_bytes())?;
+                            }
                         }
-                    }
-                    let v = w.view;
-                    by_kind.insert(kind_key(v.kind, v.id), &[][..])?;
-                    by_name.insert(name_key(&v.title(), v.id), &[][..])?;
-                    for (field, target) in v.references() {
-                        links.insert(link_key(target, v.id), field.as_bytes())?;
+                        Indexed::Space(_) => {
+                            spaces.insert(id.as_bytes(), json.as_slice())?;
+                        }
+                        Indexed::Opaque => {}
                     }
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
-            },
-        );
+            });
         match result {
             Ok(()) => {}
             Err(TransactionError::Storage(e)) => return Err(e.into()),
@@ -192,6 +241,49 @@ impl Store {
         }
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Every document of a space with its heads, in id order: what
+    /// reconciliation compares with a peer.
+    pub fn space_items(
+        &self,
+        space: SpaceId,
+    ) -> impl Iterator<Item = Result<(RecordId, Vec<[u8; 32]>)>> + '_ {
+        let prefix = format!("{space}\0");
+        let skip = prefix.len();
+        self.by_space.scan_prefix(prefix).map(move |e| {
+            let (k, v) = e?;
+            Ok((parse_id(&k[skip..])?, split_heads(&v)?))
+        })
+    }
+
+    /// The heads of one document of `space`, if it is stored.
+    pub fn heads(&self, space: SpaceId, id: RecordId) -> Result<Option<Vec<[u8; 32]>>> {
+        self.by_space
+            .get(space_key(space, id))?
+            .map(|v| split_heads(&v))
+            .transpose()
+    }
+
+    /// A shared space this node knows.
+    pub fn space(&self, id: RecordId) -> Result<Option<SpaceView>> {
+        self.spaces
+            .get(id.to_string())?
+            .map(|v| {
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("space: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Every shared space this node knows.
+    pub fn spaces(&self) -> Result<Vec<SpaceView>> {
+        self.spaces
+            .iter()
+            .values()
+            .map(|v| {
+                serde_json::from_slice(&v?).map_err(|e| StoreError::Corrupt(format!("space: {e}")))
+            })
+            .collect()
     }
 
     /// The saved Automerge document of a record.
@@ -319,6 +411,26 @@ fn name_key(title: &str, id: RecordId) -> Vec<u8> {
     format!("{}\0{id}", title.to_lowercase().replace('\0', "")).into_bytes()
 }
 
+fn space_key(space: SpaceId, id: RecordId) -> Vec<u8> {
+    format!("{space}\0{id}").into_bytes()
+}
+
+fn split_heads(bytes: &[u8]) -> Result<Vec<[u8; 32]>> {
+    if !bytes.len().is_multiple_of(32) {
+        return Err(StoreError::Corrupt(
+            "stored heads are not 32-byte hashes".into(),
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect())
+}
+
 fn link_key(target: RecordId, source: RecordId) -> Vec<u8> {
     format!("{target}{source}").into_bytes()
 }
@@ -365,10 +477,15 @@ mod tests {
         for v in [&acme, &globex, &ann] {
             store
                 .write(&RecordWrite {
+                    id: v.id,
+                    space: v.space,
                     doc: b"doc",
+                    heads: &[[1; 32]],
                     changes: &[],
-                    view: v,
-                    previous: None,
+                    index: Indexed::Record {
+                        view: v,
+                        previous: None,
+                    },
                 })
                 .expect("write");
         }
@@ -391,12 +508,22 @@ mod tests {
         );
         store
             .write(&RecordWrite {
+                id: moved.id,
+                space: moved.space,
                 doc: b"doc2",
+                heads: &[[2; 32], [3; 32]],
                 changes: &[],
-                view: &moved,
-                previous: Some(&ann),
+                index: Indexed::Record {
+                    view: &moved,
+                    previous: Some(&ann),
+                },
             })
             .expect("write");
+        assert_eq!(
+            store.heads(SpaceId::Private, moved.id).expect("heads"),
+            Some(vec![[2; 32], [3; 32]])
+        );
+        assert_eq!(store.space_items(SpaceId::Private).count(), 3);
         assert!(store.backlinks(acme.id).expect("q").is_empty());
         assert_eq!(store.backlinks(globex.id).expect("q").len(), 1);
         assert!(store.ids_by_title("ann", true, 10).expect("q").is_empty());
