@@ -22,6 +22,10 @@ impl RecordId {
         RecordId(((unix_ms as u128 & 0xffff_ffff_ffff) << 80) | random)
     }
 
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        RecordId(u128::from_be_bytes(bytes))
+    }
+
     pub fn to_bytes(self) -> [u8; 16] {
         self.0.to_be_bytes()
     }

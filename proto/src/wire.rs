@@ -1,0 +1,152 @@
+//! Messages between nodes, and how they are framed.
+//!
+//! Every message is one frame: a 4-byte big-endian length, then the
+//! message encoded with postcard. A frame longer than [`MAX_FRAME`] is
+//! refused before it is read.
+
+use serde::{Deserialize, Serialize};
+
+/// ALPN of the catch-up (reconciliation) protocol. The suffix is the
+/// protocol version: an incompatible change gets a new ALPN.
+pub const SYNC_ALPN: &[u8] = b"rapport/sync/1";
+/// ALPN of the join protocol (redeeming an invite ticket).
+pub const JOIN_ALPN: &[u8] = b"rapport/join/1";
+
+/// Largest frame a node sends or accepts (4 MiB).
+pub const MAX_FRAME: usize = 4 << 20;
+/// Largest gossip message (iroh-gossip's default limit is 4096 bytes).
+pub const MAX_GOSSIP: usize = 4096;
+
+/// A record (or space document) id on the wire: 16 bytes.
+pub type WireId = [u8; 16];
+/// An Automerge change hash.
+pub type Hash = [u8; 32];
+
+/// One message of a catch-up session between a dialer (initiator) and the
+/// peer it dialed (responder), about one space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncMessage {
+    /// Initiator: sync this space with me.
+    Open { space: WireId },
+    /// Responder: no (not a member, unknown space); the session ends.
+    Refused { reason: String },
+    /// A negentropy range-reconciliation message.
+    Reconcile(Vec<u8>),
+    /// The sender's heads of records found to differ (empty: it lacks them).
+    Heads(Vec<RecordHeads>),
+    /// Signed changes the receiver lacks.
+    Changes(Vec<RecordChanges>),
+    /// Initiator: the session is complete.
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordHeads {
+    pub record: WireId,
+    pub heads: Vec<Hash>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordChanges {
+    pub record: WireId,
+    /// Each an encoded [`crate::SignedChange`].
+    pub changes: Vec<Vec<u8>>,
+}
+
+/// A live announcement on a space's gossip topic: a record changed. Small
+/// changes travel inside; otherwise only the heads do and receivers catch
+/// up over [`SYNC_ALPN`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announce {
+    pub space: WireId,
+    pub record: WireId,
+    pub heads: Vec<Hash>,
+    /// Encoded [`crate::SignedChange`]s, possibly empty.
+    pub changes: Vec<Vec<u8>>,
+}
+
+/// Joining a space with a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinMessage {
+    /// Joiner: here is the ticket's secret for this space.
+    Redeem { space: WireId, secret: [u8; 16] },
+    /// Inviter: you are a member now; catch up with me.
+    Welcome,
+    /// Inviter: the ticket is not valid (used, expired, unknown).
+    Denied { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    FrameTooLarge(usize),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// Encodes a message as one frame (length prefix included).
+pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    let body = postcard::to_allocvec(msg).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(WireError::FrameTooLarge(body.len()));
+    }
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Checks a frame's length prefix, before reading the body.
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, WireError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::FrameTooLarge(len));
+    }
+    Ok(len)
+}
+
+/// Decodes a frame body (without its length prefix).
+pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, WireError> {
+    if body.len() > MAX_FRAME {
+        return Err(WireError::FrameTooLarge(body.len()));
+    }
+    postcard::from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Encodes a gossip message (no length prefix: gossip frames itself).
+pub fn encode_gossip(msg: &Announce) -> Result<Vec<u8>, WireError> {
+    postcard::to_allocvec(msg).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let msg = SyncMessage::Heads(vec![RecordHeads {
+            record: [1; 16],
+            heads: vec![[2; 32]],
+        }]);
+        let frame = encode_frame(&msg).expect("encode");
+        let len = frame_len([frame[0], frame[1], frame[2], frame[3]]).expect("len");
+        assert_eq!(len, frame.len() - 4);
+        assert_eq!(decode::<SyncMessage>(&frame[4..]), Ok(msg));
+    }
+
+    #[test]
+    fn oversized_and_malformed_frames_are_refused() {
+        assert!(matches!(
+            frame_len((MAX_FRAME as u32 + 1).to_be_bytes()),
+            Err(WireError::FrameTooLarge(_))
+        ));
+        for junk in [&b""[..], b"\xff\xff\xff", b"\x07garbage"] {
+            assert!(decode::<SyncMessage>(junk).is_err());
+        }
+        // Every truncation of a valid message fails cleanly.
+        let frame = encode_frame(&SyncMessage::Open { space: [9; 16] }).expect("encode");
+        for cut in 4..frame.len() - 1 {
+            assert!(decode::<SyncMessage>(&frame[4..cut]).is_err(), "cut {cut}");
+        }
+    }
+}
