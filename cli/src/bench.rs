@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rapport_model::{Kind, RecordId};
+use rapport_model::{Kind, RecordId, SpaceId};
 use rapport_node::repo::Input;
 use rapport_node::{OpenMode, Repo};
 use serde_json::json;
@@ -40,7 +40,7 @@ pub fn run(records: usize, dir: Option<&Path>, json: bool) -> Result<()> {
         .map(|c| vec![("name".into(), format!("Company {c:05}"))])
         .collect();
     let company_ids: Vec<RecordId> = repo
-        .create_many(Kind::Company, &company_rows)?
+        .create_many(Kind::Company, SpaceId::Private, &company_rows)?
         .iter()
         .map(|v| v.id)
         .collect();
@@ -52,7 +52,11 @@ pub fn run(records: usize, dir: Option<&Path>, json: bool) -> Result<()> {
         let rows: Vec<Vec<Input>> = (start..(start + BATCH).min(records))
             .map(|i| person(i, company_ids[i % companies]))
             .collect();
-        person_ids.extend(repo.create_many(Kind::Person, &rows)?.iter().map(|v| v.id));
+        person_ids.extend(
+            repo.create_many(Kind::Person, SpaceId::Private, &rows)?
+                .iter()
+                .map(|v| v.id),
+        );
         bar.inc(rows.len() as u64);
     }
     let batch_secs = started.elapsed().as_secs_f64();
@@ -63,6 +67,7 @@ pub fn run(records: usize, dir: Option<&Path>, json: bool) -> Result<()> {
         let t = Instant::now();
         repo.create(
             Kind::Person,
+            SpaceId::Private,
             &person(records + i, company_ids[i % companies]),
         )?;
         single.push(t.elapsed());

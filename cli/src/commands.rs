@@ -290,7 +290,11 @@ fn add(repo: &Repo, kind: Kind, mut inputs: Vec<Input>, extra: Extra, json: bool
     for s in &extra.sets {
         inputs.push(parse_assignment(s)?);
     }
-    let v = repo.create(kind, &inputs)?;
+    let space = match &extra.space {
+        Some(s) => repo.resolve_space(s)?,
+        None => rapport_model::SpaceId::Private,
+    };
+    let v = repo.create(kind, space, &inputs)?;
     done(&v, "Created", json)
 }
 

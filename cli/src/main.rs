@@ -132,9 +132,12 @@ pub enum ExportFormat {
     Automerge,
 }
 
-/// Options every `add` takes: any field by name.
+/// Options every `add` takes: the space, and any field by name.
 #[derive(Debug, Args)]
 pub struct Extra {
+    /// The space to create it in (name or id) [default: your private space]
+    #[arg(long, value_name = "SPACE")]
+    pub space: Option<String>,
     /// Set any field by name (repeatable), e.g. --set owner=Dana
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     pub sets: Vec<String>,

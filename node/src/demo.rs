@@ -1,7 +1,7 @@
 //! Demo data for `rapport up --demo`: a small, believable book of business
 //! so that a newcomer has something to list, edit and search.
 
-use rapport_model::Kind;
+use rapport_model::{Kind, SpaceId};
 
 use crate::repo::Input;
 use crate::{NodeError, Repo};
@@ -234,7 +234,7 @@ pub fn seed(repo: &Repo) -> Result<usize, NodeError> {
                     .collect()
             })
             .collect();
-        added += repo.create_many(kind, &rows)?.len();
+        added += repo.create_many(kind, SpaceId::Private, &rows)?.len();
     }
     Ok(added)
 }

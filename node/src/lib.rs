@@ -8,7 +8,9 @@
 pub mod datadir;
 pub mod demo;
 pub mod pipeline;
+pub mod remote;
 pub mod repo;
+pub mod spaces;
 pub mod timeline;
 
 use std::path::{Path, PathBuf};
@@ -73,6 +75,14 @@ pub enum NodeError {
         kind: Kind,
         title: String,
     },
+    #[error("{title} is in space {theirs}; a record may refer only to records of its own space")]
+    CrossSpace { title: String, theirs: String },
+    #[error("this device is not a member of space {0}")]
+    NotMember(String),
+    #[error("invite: {0}")]
+    Invite(String),
+    #[error("no space matches `{0}`; `rapport space list` shows yours")]
+    UnknownSpace(String),
     #[error("`{0}` is not FIELD=VALUE (for example --set name=Acme)")]
     BadAssignment(String),
     #[error("{0}")]

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -12,7 +13,8 @@ use rapport_model::automerge::AutoCommit;
 use rapport_model::id::{is_id_prefix, normalize_prefix};
 use rapport_model::value::{parse_value, split_list};
 use rapport_model::{
-    Edit, FieldDef, FieldValue, Kind, ParseContext, RecordId, RecordView, check_record, doc,
+    Edit, FieldDef, FieldValue, Kind, ParseContext, RecordId, RecordView, SpaceId, check_record,
+    doc,
 };
 use rapport_proto::SignedChange;
 use rapport_store::{Indexed, RecordWrite, Store, StoreError};
@@ -34,13 +36,36 @@ pub enum OpenMode {
     Existing,
 }
 
-#[derive(Debug)]
 pub struct Repo {
     dir: PathBuf,
     profile: Profile,
     key: DeviceKey,
     store: Store,
+    writes: Mutex<()>,
+    observer: Mutex<Option<Observer>>,
 }
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo")
+            .field("dir", &self.dir)
+            .field("device", &self.key.device_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A change this node made to a shared space, for the daemon to announce.
+#[derive(Debug, Clone)]
+pub struct LocalChange {
+    pub space: SpaceId,
+    pub record: RecordId,
+    pub heads: Vec<[u8; 32]>,
+    /// Encoded signed changes.
+    pub changes: Vec<Vec<u8>>,
+}
+
+/// Told about every local change to a shared space.
+pub type Observer = Arc<dyn Fn(LocalChange) + Send + Sync>;
 
 /// A user's field assignment before parsing: `("amount", "1200.50")`.
 pub type Input = (String, String);
@@ -78,6 +103,8 @@ impl Repo {
             profile,
             key,
             store,
+            writes: Mutex::new(()),
+            observer: Mutex::new(None),
         })
     }
 
@@ -132,7 +159,11 @@ impl Repo {
         }
     }
 
-    fn context(&self) -> ParseContext {
+    pub(crate) fn key(&self) -> &DeviceKey {
+        &self.key
+    }
+
+    pub(crate) fn context(&self) -> ParseContext {
         ParseContext {
             now: Timestamp::now(),
             tz: TimeZone::system(),
@@ -240,7 +271,7 @@ impl Repo {
         let mut wanted = Vec::with_capacity(filters.len());
         for (field, raw) in filters {
             let def = field_def(kind, field)?;
-            wanted.push((def.name, self.parse_input(def, raw, &ctx)?));
+            wanted.push((def.name, self.parse_input(def, raw, &ctx, None)?));
         }
         let keep = |v: &RecordView| {
             v.kind == kind
@@ -323,9 +354,15 @@ impl Repo {
 
     // ----- writing records -------------------------------------------------
 
-    /// Creates a record from user input, with defaults for what is missing.
-    pub fn create(&self, kind: Kind, inputs: &[Input]) -> Result<RecordView, NodeError> {
-        let mut views = self.create_many(kind, std::slice::from_ref(&inputs.to_vec()))?;
+    /// Creates a record in `space` from user input, with defaults for what
+    /// is missing.
+    pub fn create(
+        &self,
+        kind: Kind,
+        space: SpaceId,
+        inputs: &[Input],
+    ) -> Result<RecordView, NodeError> {
+        let mut views = self.create_many(kind, space, std::slice::from_ref(&inputs.to_vec()))?;
         Ok(views.remove(0))
     }
 
@@ -334,13 +371,19 @@ impl Repo {
     pub fn create_many(
         &self,
         kind: Kind,
+        space: SpaceId,
         rows: &[Vec<Input>],
     ) -> Result<Vec<RecordView>, NodeError> {
+        if let SpaceId::Shared(id) = space
+            && self.store.space(id)?.is_none()
+        {
+            return Err(NodeError::UnknownSpace(space.to_string()));
+        }
         let ctx = self.context();
         let mut built = Vec::with_capacity(rows.len());
         let now_ms = ctx.now.as_millisecond().max(0) as u64;
         for (n, inputs) in rows.iter().enumerate() {
-            let fields = self.prepare(kind, inputs, &ctx)?;
+            let fields = self.prepare(kind, space, inputs, &ctx)?;
             let fields: Vec<(String, FieldValue)> = fields.into_iter().collect();
             let mut random = [0u8; 10];
             getrandom::fill(&mut random)
@@ -351,14 +394,18 @@ impl Repo {
             let mut doc = doc::create(
                 self.key.device_id().actor_id(),
                 kind,
-                rapport_model::SpaceId::Private,
+                space,
                 &fields,
                 ctx.now,
             )?;
             built.push(self.finish(&mut doc, id, None)?);
         }
+        let _guard = self.write_guard();
         self.store
             .write_batch(&built.iter().map(Built::write).collect::<Vec<_>>())?;
+        for b in &built {
+            self.announce(b);
+        }
         Ok(built.into_iter().map(|b| b.view).collect())
     }
 
@@ -378,7 +425,7 @@ impl Repo {
         let mut fields = view.fields.clone();
         for (field, raw) in sets {
             let def = field_def(view.kind, field)?;
-            let value = self.parse_input(def, raw, &ctx)?;
+            let value = self.parse_input(def, raw, &ctx, Some(view.space))?;
             fields.insert(def.name.to_string(), value.clone());
             edits.push(Edit::Set(def.name.to_string(), value));
         }
@@ -450,13 +497,53 @@ impl Repo {
         edits: &[Edit],
         now: Timestamp,
     ) -> Result<RecordView, NodeError> {
+        let _guard = self.write_guard();
         let mut doc = self.load_doc(old.id)?;
         if doc::edit(&mut doc, edits, now)?.is_none() {
             return Ok(old);
         }
         let built = self.finish(&mut doc, old.id, Some(old))?;
         self.store.write(&built.write())?;
+        self.announce(&built);
         Ok(built.view)
+    }
+
+    /// Serialises writes: a document is loaded, changed and saved by one
+    /// writer at a time (the API, sync and gossip all write).
+    pub(crate) fn write_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sets what is told about every local change to a shared space (the
+    /// daemon broadcasts it).
+    pub fn set_observer(&self, observer: Observer) {
+        *self.observer.lock().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+    }
+
+    fn announce(&self, built: &Built) {
+        self.notify(LocalChange {
+            space: built.view.space,
+            record: built.view.id,
+            heads: built.heads.clone(),
+            changes: built.changes.iter().map(|(_, c)| c.encode()).collect(),
+        });
+    }
+
+    /// Tells the observer about a local change to a shared space.
+    pub(crate) fn notify(&self, change: LocalChange) {
+        if change.space == SpaceId::Private {
+            return;
+        }
+        let observer = self
+            .observer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(observer) = observer {
+            observer(change);
+        }
     }
 
     /// Signs the change just committed to `doc` and prepares its write.
@@ -489,13 +576,17 @@ impl Repo {
     fn prepare(
         &self,
         kind: Kind,
+        space: SpaceId,
         inputs: &[Input],
         ctx: &ParseContext,
     ) -> Result<BTreeMap<String, FieldValue>, NodeError> {
         let mut fields = BTreeMap::new();
         for (field, raw) in inputs {
             let def = field_def(kind, field)?;
-            fields.insert(def.name.to_string(), self.parse_input(def, raw, ctx)?);
+            fields.insert(
+                def.name.to_string(),
+                self.parse_input(def, raw, ctx, Some(space))?,
+            );
         }
         for def in kind.fields() {
             if let (Some(default), false) = (def.default, fields.contains_key(def.name)) {
@@ -507,12 +598,14 @@ impl Repo {
     }
 
     /// Parses one value; references are resolved to ids of live records of
-    /// the kinds the field allows.
+    /// the kinds the field allows. A record in a shared space may refer only
+    /// to records of that space (its other members could not see the rest).
     fn parse_input(
         &self,
         def: &FieldDef,
         raw: &str,
         ctx: &ParseContext,
+        space: Option<SpaceId>,
     ) -> Result<FieldValue, NodeError> {
         let Some(kinds) = def.ty.ref_kinds() else {
             return Ok(parse_value(def, raw, ctx)?);
@@ -528,6 +621,14 @@ impl Repo {
             if v.deleted {
                 return Err(deleted_error(&v));
             }
+            if let Some(space @ SpaceId::Shared(_)) = space
+                && v.space != space
+            {
+                return Err(NodeError::CrossSpace {
+                    title: v.title(),
+                    theirs: v.space.to_string(),
+                });
+            }
             let id = v.id.to_string();
             if !ids.contains(&id) {
                 ids.push(id);
@@ -542,7 +643,7 @@ impl Repo {
 }
 
 /// A record ready to be written.
-struct Built {
+pub(crate) struct Built {
     heads: Vec<[u8; 32]>,
     saved: Vec<u8>,
     changes: Vec<(Vec<u8>, SignedChange)>,
@@ -636,23 +737,29 @@ mod tests {
     fn references_resolve_by_name_and_must_have_the_right_kind() {
         let (_t, repo) = repo();
         let acme = repo
-            .create(Kind::Company, &input(&[("name", "Acme")]))
+            .create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
             .expect("company");
         let ann = repo
             .create(
                 Kind::Person,
+                SpaceId::Private,
                 &input(&[("name", "Ann"), ("company", "acme")]),
             )
             .expect("person");
         assert_eq!(ann.text("company"), Some(acme.id.to_string().as_str()));
 
         let err = repo
-            .create(Kind::Deal, &input(&[("title", "X"), ("company", "Ann")]))
+            .create(
+                Kind::Deal,
+                SpaceId::Private,
+                &input(&[("title", "X"), ("company", "Ann")]),
+            )
             .expect_err("a person is not a company");
         assert!(matches!(err, NodeError::WrongKind(_)), "{err}");
         let err = repo
             .create(
                 Kind::Deal,
+                SpaceId::Private,
                 &input(&[("title", "X"), ("company", "Initech")]),
             )
             .expect_err("no such company");
@@ -663,16 +770,20 @@ mod tests {
     fn ambiguous_names_list_candidates_and_ids_disambiguate() {
         let (_t, repo) = repo();
         let a = repo
-            .create(Kind::Company, &input(&[("name", "Acme")]))
+            .create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
             .expect("a");
-        repo.create(Kind::Person, &input(&[("name", "Acme")]))
+        repo.create(Kind::Person, SpaceId::Private, &input(&[("name", "Acme")]))
             .expect("b");
         let err = repo.resolve("acme").expect_err("ambiguous");
         assert!(matches!(&err, NodeError::Ambiguous { candidates, .. } if candidates.len() == 2));
         assert_eq!(repo.resolve(&a.id.to_string()).expect("by id").id, a.id);
         // Where a field takes only companies, the name is not ambiguous.
         let deal = repo
-            .create(Kind::Deal, &input(&[("title", "D"), ("company", "Acme")]))
+            .create(
+                Kind::Deal,
+                SpaceId::Private,
+                &input(&[("title", "D"), ("company", "Acme")]),
+            )
             .expect("deal");
         assert_eq!(deal.text("company"), Some(a.id.to_string().as_str()));
     }
@@ -680,7 +791,7 @@ mod tests {
     #[test]
     fn failed_writes_change_nothing() {
         let (_t, repo) = repo();
-        repo.create(Kind::Company, &input(&[("name", "Acme")]))
+        repo.create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
             .expect("company");
         let bad = input(&[
             ("title", "X"),
@@ -688,7 +799,7 @@ mod tests {
             ("amount", "-3"),
             ("currency", "EUR"),
         ]);
-        assert!(repo.create(Kind::Deal, &bad).is_err());
+        assert!(repo.create(Kind::Deal, SpaceId::Private, &bad).is_err());
         assert!(
             repo.edit("Acme", &input(&[("domain", "not a domain")]), &[])
                 .is_err()
@@ -706,7 +817,7 @@ mod tests {
     #[test]
     fn delete_hides_and_restore_brings_back() {
         let (_t, repo) = repo();
-        repo.create(Kind::Company, &input(&[("name", "Acme")]))
+        repo.create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
             .expect("company");
         repo.delete("Acme").expect("delete");
         assert!(
@@ -726,17 +837,23 @@ mod tests {
     #[test]
     fn filters_match_text_lists_and_references() {
         let (_t, repo) = repo();
-        repo.create(Kind::Company, &input(&[("name", "Acme")]))
-            .expect("c");
-        repo.create(Kind::Company, &input(&[("name", "Globex")]))
+        repo.create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
             .expect("c");
         repo.create(
+            Kind::Company,
+            SpaceId::Private,
+            &input(&[("name", "Globex")]),
+        )
+        .expect("c");
+        repo.create(
             Kind::Person,
+            SpaceId::Private,
             &input(&[("name", "Ann"), ("company", "Acme"), ("tags", "vip, eu")]),
         )
         .expect("p");
         repo.create(
             Kind::Person,
+            SpaceId::Private,
             &input(&[("name", "Bob"), ("company", "Globex")]),
         )
         .expect("p");
@@ -761,7 +878,7 @@ mod tests {
     fn every_stored_change_is_signed_by_this_device() {
         let (_t, repo) = repo();
         let c = repo
-            .create(Kind::Company, &input(&[("name", "Acme")]))
+            .create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
             .expect("c");
         repo.edit("Acme", &input(&[("industry", "Steel")]), &[])
             .expect("edit");

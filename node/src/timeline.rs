@@ -144,7 +144,7 @@ fn diff(before: Option<&RecordView>, after: &RecordView) -> Vec<FieldChange> {
 #[cfg(test)]
 mod tests {
     use crate::{OpenMode, Repo};
-    use rapport_model::Kind;
+    use rapport_model::{Kind, SpaceId};
 
     use super::Entry;
 
@@ -158,12 +158,13 @@ mod tests {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect()
         };
-        repo.create(Kind::Company, &s(&[("name", "Acme")]))
+        repo.create(Kind::Company, SpaceId::Private, &s(&[("name", "Acme")]))
             .expect("create");
         repo.edit("Acme", &s(&[("industry", "Steel")]), &[])
             .expect("edit");
         repo.create(
             Kind::Activity,
+            SpaceId::Private,
             &s(&[
                 ("type", "call"),
                 ("subject", "Intro call"),

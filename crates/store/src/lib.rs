@@ -16,6 +16,8 @@
 //! | `links`       | target id, source id      | field name                     |
 //! | `by_space`    | space, 0, id              | the document's heads (32-byte hashes) |
 //! | `spaces`      | space id                  | `SpaceView` as JSON            |
+//! | `invites`     | SHA-256 of the secret     | `InviteRecord` as JSON         |
+//! | `rejected`    | sequence number           | `Rejection` as JSON            |
 //!
 //! Every write goes through one sled transaction across these trees and is
 //! flushed before [`Store::write`] returns: a write the caller reports as
@@ -99,6 +101,44 @@ pub struct Store {
     links: sled::Tree,
     by_space: sled::Tree,
     spaces: sled::Tree,
+    invites: sled::Tree,
+    rejected: sled::Tree,
+}
+
+/// An invitation this node issued: redeemable once, until it expires.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InviteRecord {
+    pub space: RecordId,
+    /// Seconds since the Unix epoch.
+    pub expires: i64,
+    /// Hex of the device that redeemed it, once it has been.
+    pub redeemed_by: Option<String>,
+}
+
+/// Why redeeming an invite failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InviteError {
+    #[error("this ticket is not known here (mistyped, or from another node)")]
+    Unknown,
+    #[error("this ticket was already used; ask for a new one")]
+    Used,
+    #[error("this ticket has expired; ask for a new one")]
+    Expired,
+}
+
+/// A change another node sent that this node refused, kept for `status`
+/// and audit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rejection {
+    pub space: String,
+    pub record: String,
+    /// Hex of the claimed author, if the envelope named one.
+    pub author: Option<String>,
+    /// Hex of the peer that sent it.
+    pub from: String,
+    pub reason: String,
+    /// Seconds since the Unix epoch.
+    pub at: i64,
 }
 
 impl Store {
@@ -153,6 +193,8 @@ impl Store {
             links: db.open_tree("links")?,
             by_space: db.open_tree("by_space")?,
             spaces: db.open_tree("spaces")?,
+            invites: db.open_tree("invites")?,
+            rejected: db.open_tree("rejected")?,
             db,
         })
     }
@@ -370,6 +412,83 @@ impl Store {
             .scan_prefix(prefix.as_bytes())
             .keys()
             .map(|k| Ok(k?[prefix.len()..].to_vec()))
+            .collect()
+    }
+
+    /// Keeps verified changes whose dependencies have not arrived: stored by
+    /// hash and listed for the record, but not yet in its document.
+    pub fn keep_pending(&self, id: RecordId, changes: &[(Vec<u8>, SignedChange)]) -> Result<()> {
+        let key = id.to_string();
+        for (hash, signed) in changes {
+            self.changes.insert(hash.as_slice(), signed.encode())?;
+            self.doc_changes
+                .insert(concat(key.as_bytes(), hash), &[][..])?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Stores an invite under the hash of its secret (the secret itself is
+    /// never stored), durably.
+    pub fn put_invite(&self, secret_hash: &[u8], invite: &InviteRecord) -> Result<()> {
+        let json = serde_json::to_vec(invite).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.invites.insert(secret_hash, json)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Marks an invite redeemed by `device`, atomically: of two concurrent
+    /// redemptions, one wins.
+    pub fn redeem_invite(
+        &self,
+        secret_hash: &[u8],
+        device: &str,
+        now: i64,
+    ) -> Result<std::result::Result<InviteRecord, InviteError>> {
+        loop {
+            let Some(current) = self.invites.get(secret_hash)? else {
+                return Ok(Err(InviteError::Unknown));
+            };
+            let invite: InviteRecord = serde_json::from_slice(&current)
+                .map_err(|e| StoreError::Corrupt(format!("invite: {e}")))?;
+            if invite.redeemed_by.is_some() {
+                return Ok(Err(InviteError::Used));
+            }
+            if invite.expires < now {
+                return Ok(Err(InviteError::Expired));
+            }
+            let mut used = invite.clone();
+            used.redeemed_by = Some(device.to_string());
+            let json = serde_json::to_vec(&used).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if self
+                .invites
+                .compare_and_swap(secret_hash, Some(current), Some(json))?
+                .is_ok()
+            {
+                self.db.flush()?;
+                return Ok(Ok(used));
+            }
+        }
+    }
+
+    /// Records a refused change, durably.
+    pub fn log_rejection(&self, r: &Rejection) -> Result<()> {
+        let key = self.db.generate_id()?.to_be_bytes();
+        let json = serde_json::to_vec(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.rejected.insert(key, json)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every refused change, oldest first.
+    pub fn rejections(&self) -> Result<Vec<Rejection>> {
+        self.rejected
+            .iter()
+            .values()
+            .map(|v| {
+                serde_json::from_slice(&v?)
+                    .map_err(|e| StoreError::Corrupt(format!("rejection: {e}")))
+            })
             .collect()
     }
 

@@ -483,6 +483,57 @@ impl Responder {
     }
 }
 
+/// Messages and bytes a session exchanged.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+/// Runs a whole session between two replicas in this thread, passing
+/// messages directly: for tests and simulations (the daemon runs the same
+/// state machines over QUIC streams).
+pub fn run_in_memory(
+    space: SpaceId,
+    initiator: &mut impl Replica,
+    responder: &mut impl Replica,
+) -> Result<Traffic, SyncError> {
+    let (mut init, first) = Initiator::start(space, initiator)?;
+    let mut resp = Responder::new();
+    let mut traffic = Traffic::default();
+    let count = |m: &SyncMessage, t: &mut Traffic| {
+        t.messages += 1;
+        t.bytes += rapport_proto::wire::encode_frame(m).map_or(0, |f| f.len());
+    };
+    let mut to_resp = first;
+    loop {
+        let mut to_init = Vec::new();
+        for m in to_resp.drain(..) {
+            if resp.is_finished() {
+                break; // a real responder closes the stream here
+            }
+            count(&m, &mut traffic);
+            to_init.extend(resp.handle(m, responder)?.send);
+        }
+        if to_init.is_empty() {
+            break;
+        }
+        for m in to_init {
+            count(&m, &mut traffic);
+            to_resp.extend(init.handle(m, initiator)?.send);
+        }
+        if to_resp.is_empty() {
+            break;
+        }
+    }
+    if !init.is_finished() || !resp.is_finished() {
+        return Err(SyncError::Protocol(
+            "the session stopped before it finished".into(),
+        ));
+    }
+    Ok(traffic)
+}
+
 fn message_name(m: &SyncMessage) -> &'static str {
     match m {
         SyncMessage::Open { .. } => "Open",

@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use rapport_proto::wire::encode_frame;
 
 /// A replica whose documents are grow-only sets of opaque changes; a
 /// document's heads are its change set. Enough to check that sessions find
@@ -87,35 +86,7 @@ fn replica(n: usize, rng: &mut Rng) -> Mem {
 
 /// Runs a whole session; returns (messages, bytes) exchanged.
 fn session(a: &mut Mem, b: &mut Mem) -> Result<(usize, usize), SyncError> {
-    let (mut init, first) = Initiator::start(space(), a)?;
-    let mut resp = Responder::new();
-    let (mut messages, mut bytes) = (0, 0);
-    let mut to_resp: Vec<SyncMessage> = first;
-    loop {
-        let mut to_init = Vec::new();
-        for m in to_resp.drain(..) {
-            if resp.is_finished() {
-                break; // a real responder closes the stream here
-            }
-            messages += 1;
-            bytes += encode_frame(&m).expect("encode").len();
-            to_init.extend(resp.handle(m, b)?.send);
-        }
-        if to_init.is_empty() {
-            break;
-        }
-        for m in to_init {
-            messages += 1;
-            bytes += encode_frame(&m).expect("encode").len();
-            to_resp.extend(init.handle(m, a)?.send);
-        }
-        if to_resp.is_empty() {
-            break;
-        }
-    }
-    assert!(init.is_finished(), "initiator did not finish: {init:?}");
-    assert!(resp.is_finished(), "responder did not finish: {resp:?}");
-    Ok((messages, bytes))
+    run_in_memory(space(), a, b).map(|t| (t.messages, t.bytes))
 }
 
 #[test]
