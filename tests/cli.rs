@@ -11,12 +11,10 @@ fn id_of(v: &Value) -> String {
 }
 
 #[test]
-fn readme_tour_works_on_a_fresh_directory() {
+fn up_demo_starts_a_node_that_commands_talk_to() {
     let n = Node::new();
-    let up = n.ok(&["up", "--demo"]);
-    assert!(up.contains("Loaded 27 demo records"), "{up}");
-    // Running it again keeps the data and adds nothing.
-    assert!(!n.ok(&["up", "--demo"]).contains("Loaded"));
+    let mut node = n.start(&["--demo"]);
+    // While the node runs, commands go through its local API.
     let companies = n.json(&["list", "company"]);
     assert_eq!(companies.as_array().expect("array").len(), 5);
     let table = n.ok(&["list", "deal"]);
@@ -29,6 +27,26 @@ fn readme_tour_works_on_a_fresh_directory() {
         show.contains("acme.example") && show.contains("Ann Baker"),
         "{show}"
     );
+    let status = n.json(&["status"]);
+    assert_eq!(status["running"], true);
+    // A second node on the same data directory is refused.
+    let err = n.fails(&["up", "--bind", "127.0.0.1:0", "--no-mdns"]);
+    assert!(err.contains("already running"), "{err}");
+    node.stop();
+    assert!(
+        !n.dir.join("api.json").exists(),
+        "a clean stop removes api.json"
+    );
+    // Starting it again keeps the data and adds nothing.
+    n.demo();
+    assert_eq!(
+        n.json(&["list", "company"])
+            .as_array()
+            .expect("array")
+            .len(),
+        5
+    );
+    assert_eq!(n.json(&["status"])["running"], false);
 }
 
 #[test]
@@ -269,7 +287,7 @@ fn pipeline_totals_per_stage_and_currency() {
 #[test]
 fn export_as_json_and_as_automerge_documents() {
     let n = Node::new();
-    n.ok(&["up", "--demo"]);
+    n.demo();
     let all = n.json(&["export"]);
     assert_eq!(all.as_array().expect("array").len(), 27);
     let deals = n.json(&["export", "deal"]);
@@ -544,13 +562,16 @@ fn the_readme_tour_runs_as_written() {
             in_block = !in_block;
             continue;
         }
-        if in_block && !line.trim_start().starts_with("cargo install") {
+        let skip = ["cargo install", "rapport up"];
+        if in_block && !skip.iter().any(|p| line.trim_start().starts_with(p)) {
             script.push_str(line);
             script.push('\n');
         }
     }
     let commands = script.replace("\\\n", " ");
     let n = Node::new();
+    // The tour's first step, `rapport up --demo`, as a background node.
+    let _node = n.start(&["--demo"]);
     let work = tempfile::tempdir().expect("tempdir");
     let mut ran = 0;
     for cmd in commands

@@ -23,7 +23,7 @@ const LIST_SAMPLES: usize = 20;
 /// so the bench can measure a cold CLI process.
 pub const PEAK_RSS_ENV: &str = "RAPPORT_REPORT_PEAK_RSS";
 
-pub fn run(records: usize, dir: Option<&Path>, json: bool) -> Result<()> {
+pub fn run(out: &mut String, records: usize, dir: Option<&Path>, json: bool) -> Result<()> {
     let tmp = match dir {
         Some(d) => tempfile::Builder::new()
             .prefix("rapport-bench-")
@@ -122,13 +122,16 @@ pub fn run(records: usize, dir: Option<&Path>, json: bool) -> Result<()> {
         "cold_cli_list_peak_rss_mib": cold.map(|k| k / 1024),
     });
     if json {
-        println!("{}", serde_json::to_string_pretty(&figures)?);
+        outln!(out, "{}", serde_json::to_string_pretty(&figures)?);
         return Ok(());
     }
-    println!("rapport bench: {records} people in {companies} companies");
+    outln!(
+        out,
+        "rapport bench: {records} people in {companies} companies"
+    );
     if let Some(map) = figures.as_object() {
         for (k, v) in map {
-            println!("  {k:<30} {v}");
+            outln!(out, "  {k:<30} {v}");
         }
     }
     Ok(())

@@ -1,9 +1,14 @@
-//! One function per command: call the node, print the result.
+//! One function per command: call the node, write the result.
+//!
+//! Commands write into a `String` rather than to stdout, so that the same
+//! code serves a command run directly and one forwarded to a running node.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use rapport_model::{Kind, RecordView};
+use rapport_node::net::Node;
 use rapport_node::repo::Input;
 use rapport_node::timeline::Entry;
 use rapport_node::{OpenMode, Repo, parse_assignment};
@@ -12,33 +17,59 @@ use serde_json::json;
 use crate::output::{Display, clip, local_time, short_id_len, table};
 use crate::{
     ActivityCmd, CampaignCmd, Cli, Command, CompanyCmd, DealCmd, ExportFormat, Extra, PersonCmd,
-    TaskCmd, TicketCmd,
+    SpaceCmd, TaskCmd, TicketCmd,
 };
 
-pub fn run(cli: Cli) -> Result<()> {
-    let dir = data_dir(cli.data_dir)?;
+/// Where a command's data comes from.
+pub enum Backend {
+    /// No node runs: open the data directory for this one command.
+    Direct(PathBuf),
+    /// Inside the running node, for a command forwarded by the local API;
+    /// relative paths are resolved against the client's `cwd`.
+    Node { node: Node, cwd: PathBuf },
+}
+
+impl Backend {
+    fn repo(&self, mode: OpenMode) -> Result<Arc<Repo>> {
+        match self {
+            Backend::Direct(dir) => Ok(Arc::new(Repo::open(dir, mode)?)),
+            Backend::Node { node, .. } => Ok(node.repo().clone()),
+        }
+    }
+
+    fn node(&self, what: &str) -> Result<&Node> {
+        match self {
+            Backend::Node { node, .. } => Ok(node),
+            Backend::Direct(_) => bail!(
+                "{what} needs the running node: start it with `rapport up` (in another terminal) and try again"
+            ),
+        }
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        match self {
+            Backend::Node { cwd, .. } => cwd.join(p),
+            Backend::Direct(_) => p.to_path_buf(),
+        }
+    }
+}
+
+pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
     let json = cli.json;
-    let open = |mode| Repo::open(&dir, mode);
+    let open = |mode| backend.repo(mode);
     match cli.command {
         Command::Init { name, org } => {
-            let existed = dir.join(rapport_node::datadir::PROFILE_FILE).exists();
-            let mut repo = open(OpenMode::Create)?;
+            let repo = open(OpenMode::Create)?;
             repo.set_identity(name, org)?;
             if !json {
-                println!(
-                    "{} {}",
-                    if existed {
-                        "Rapport data directory already set up at"
-                    } else {
-                        "Created Rapport data directory at"
-                    },
-                    dir.display()
-                );
+                outln!(out, "Rapport data directory: {}", repo.dir().display());
             }
-            whoami(&repo, json)
+            whoami(out, &repo, json)
         }
-        Command::Whoami => whoami(&open(OpenMode::Existing)?, json),
-        Command::Up { demo } => up(&open(OpenMode::Create)?, demo, json),
+        Command::Whoami => whoami(out, &*open(OpenMode::Existing)?, json),
+        Command::Up(_) => bail!("a node is already running for this data directory"),
+        Command::Status => status(out, backend, json),
+        Command::Space(cmd) => space(out, backend, cmd, json),
         Command::Company(CompanyCmd::Add {
             name,
             domain,
@@ -60,7 +91,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 ("owner", owner),
             ]);
             push_list(&mut i, "tags", &tags);
-            add(&open(OpenMode::Create)?, Kind::Company, i, extra, json)
+            add(
+                out,
+                &*open(OpenMode::Create)?,
+                Kind::Company,
+                i,
+                extra,
+                json,
+            )
         }
         Command::Person(PersonCmd::Add {
             name,
@@ -81,7 +119,7 @@ pub fn run(cli: Cli) -> Result<()> {
             push_list(&mut i, "emails", &emails);
             push_list(&mut i, "phones", &phones);
             push_list(&mut i, "tags", &tags);
-            add(&open(OpenMode::Create)?, Kind::Person, i, extra, json)
+            add(out, &*open(OpenMode::Create)?, Kind::Person, i, extra, json)
         }
         Command::Deal(DealCmd::Add {
             title,
@@ -106,7 +144,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 ("owner", owner),
             ]);
             push_list(&mut i, "contacts", &contacts);
-            add(&open(OpenMode::Create)?, Kind::Deal, i, extra, json)
+            add(out, &*open(OpenMode::Create)?, Kind::Deal, i, extra, json)
         }
         Command::Activity(ActivityCmd::Add {
             kind,
@@ -132,12 +170,19 @@ pub fn run(cli: Cli) -> Result<()> {
                 ("owner", owner),
             ]);
             push_list(&mut i, "about", &about);
-            add(&open(OpenMode::Create)?, Kind::Activity, i, extra, json)
+            add(
+                out,
+                &*open(OpenMode::Create)?,
+                Kind::Activity,
+                i,
+                extra,
+                json,
+            )
         }
         Command::Task(TaskCmd::Done { reference }) => {
             let repo = open(OpenMode::Existing)?;
             let v = repo.complete_task(&reference)?;
-            done(&v, "Done:", json)
+            done(out, &v, "Done:", json)
         }
         Command::Ticket(TicketCmd::Add {
             title,
@@ -159,7 +204,7 @@ pub fn run(cli: Cli) -> Result<()> {
             if let Some(about) = about {
                 i.extend(repo.ticket_about(&about)?);
             }
-            add(&repo, Kind::Ticket, i, extra, json)
+            add(out, &repo, Kind::Ticket, i, extra, json)
         }
         Command::Campaign(CampaignCmd::Add {
             name,
@@ -182,7 +227,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 ("owner", owner),
             ]);
             push_list(&mut i, "members", &members);
-            add(&open(OpenMode::Create)?, Kind::Campaign, i, extra, json)
+            add(
+                out,
+                &*open(OpenMode::Create)?,
+                Kind::Campaign,
+                i,
+                extra,
+                json,
+            )
         }
         Command::List {
             kind,
@@ -196,12 +248,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 .map(|f| parse_assignment(f))
                 .collect::<Result<Vec<_>, _>>()?;
             let views = repo.list(kind, &filters, deleted)?;
-            list(&repo, kind, &views, json)
+            list(out, &repo, kind, &views, json)
         }
         Command::Show { reference } => {
             let repo = open(OpenMode::Existing)?;
             let v = repo.resolve(&reference)?;
-            show(&repo, &v, json)
+            show(out, &repo, &v, json)
         }
         Command::Edit {
             reference,
@@ -217,13 +269,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 .map(|s| parse_assignment(s))
                 .collect::<Result<Vec<_>, _>>()?;
             let v = repo.edit(&reference, &sets, &unsets)?;
-            done(&v, "Updated", json)
+            done(out, &v, "Updated", json)
         }
         Command::Delete { reference } => {
             let repo = open(OpenMode::Existing)?;
             let v = repo.delete(&reference)?;
             if !json {
-                println!(
+                outln!(
+                    out,
                     "Deleted {} {} (undo: rapport restore {})",
                     v.kind,
                     v.title(),
@@ -231,35 +284,46 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
                 return Ok(());
             }
-            print_json(&v.to_json())
+            print_json(out, &v.to_json())
         }
         Command::Restore { reference } => {
             let repo = open(OpenMode::Existing)?;
             let v = repo.restore(&reference)?;
-            done(&v, "Restored", json)
+            done(out, &v, "Restored", json)
         }
         Command::Timeline { reference } => {
             let repo = open(OpenMode::Existing)?;
             let v = repo.resolve(&reference)?;
-            timeline(&repo, &v, json)
+            timeline(out, &repo, &v, json)
         }
-        Command::Pipeline => pipeline(&open(OpenMode::Existing)?, json),
-        Command::Export { kind, format, out } => {
+        Command::Pipeline => pipeline(out, &*open(OpenMode::Existing)?, json),
+        Command::Export {
+            kind,
+            format,
+            out: dir,
+        } => {
             let kind = kind.map(|k| k.parse::<Kind>()).transpose()?;
+            let dir = dir.map(|d| backend.path(&d));
+            let bar = match backend {
+                Backend::Direct(_) => indicatif::ProgressBar::new(0),
+                Backend::Node { .. } => indicatif::ProgressBar::hidden(),
+            };
             export(
-                &open(OpenMode::Existing)?,
+                out,
+                &*open(OpenMode::Existing)?,
                 kind,
                 format,
-                out.as_deref(),
+                dir.as_deref(),
+                bar,
                 json,
             )
         }
-        Command::Fields { kind } => fields(kind.parse()?, json),
-        Command::Bench { records, dir } => crate::bench::run(records, dir.as_deref(), json),
+        Command::Fields { kind } => fields(out, kind.parse()?, json),
+        Command::Bench { records, dir } => crate::bench::run(out, records, dir.as_deref(), json),
     }
 }
 
-fn data_dir(given: Option<PathBuf>) -> Result<PathBuf> {
+pub fn data_dir(given: Option<PathBuf>) -> Result<PathBuf> {
     match given {
         Some(d) => Ok(d),
         None => rapport_node::datadir::default_data_dir().context(
@@ -281,12 +345,19 @@ fn push_list(inputs: &mut Vec<Input>, field: &str, items: &[String]) {
     }
 }
 
-fn print_json(v: &serde_json::Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+fn print_json(out: &mut String, v: &serde_json::Value) -> Result<()> {
+    outln!(out, "{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-fn add(repo: &Repo, kind: Kind, mut inputs: Vec<Input>, extra: Extra, json: bool) -> Result<()> {
+fn add(
+    out: &mut String,
+    repo: &Repo,
+    kind: Kind,
+    mut inputs: Vec<Input>,
+    extra: Extra,
+    json: bool,
+) -> Result<()> {
     for s in &extra.sets {
         inputs.push(parse_assignment(s)?);
     }
@@ -295,80 +366,61 @@ fn add(repo: &Repo, kind: Kind, mut inputs: Vec<Input>, extra: Extra, json: bool
         None => rapport_model::SpaceId::Private,
     };
     let v = repo.create(kind, space, &inputs)?;
-    done(&v, "Created", json)
+    done(out, &v, "Created", json)
 }
 
 /// Prints the outcome of a write: the record as JSON, or one line.
-fn done(v: &RecordView, verb: &str, json: bool) -> Result<()> {
+fn done(out: &mut String, v: &RecordView, verb: &str, json: bool) -> Result<()> {
     if json {
-        return print_json(&v.to_json());
+        return print_json(out, &v.to_json());
     }
-    println!("{verb} {} {}  ({})", v.kind, v.title(), v.id);
+    outln!(out, "{verb} {} {}  ({})", v.kind, v.title(), v.id);
     Ok(())
 }
 
-fn whoami(repo: &Repo, json: bool) -> Result<()> {
+fn whoami(out: &mut String, repo: &Repo, json: bool) -> Result<()> {
     let p = repo.profile();
     if json {
-        return print_json(&json!({
-            "name": p.name, "org": p.org, "device": p.device,
-            "data_dir": repo.dir(), "records": repo.store().record_count(),
-        }));
+        return print_json(
+            out,
+            &json!({
+                "name": p.name, "org": p.org, "device": p.device,
+                "data_dir": repo.dir(), "records": repo.store().record_count(),
+            }),
+        );
     }
-    println!(
+    outln!(
+        out,
         "name        {}",
         p.name
             .as_deref()
             .unwrap_or("(not set: rapport init --name NAME)")
     );
-    println!(
+    outln!(
+        out,
         "org         {}",
         p.org
             .as_deref()
             .unwrap_or("(not set: rapport init --org ORG)")
     );
-    println!("device      {}", p.device);
-    println!("data dir    {}", repo.dir().display());
-    println!("records     {}", repo.store().record_count());
+    outln!(out, "device      {}", p.device);
+    outln!(out, "data dir    {}", repo.dir().display());
+    outln!(out, "records     {}", repo.store().record_count());
     Ok(())
 }
 
-fn up(repo: &Repo, demo: bool, json: bool) -> Result<()> {
-    let added = if demo {
-        rapport_node::demo::seed(repo)?
-    } else {
-        0
-    };
+fn list(out: &mut String, repo: &Repo, kind: Kind, views: &[RecordView], json: bool) -> Result<()> {
     if json {
-        return print_json(&json!({
-            "data_dir": repo.dir(), "device": repo.profile().device,
-            "records": repo.store().record_count(), "demo_records_added": added,
-        }));
-    }
-    println!("Rapport is ready: data in {}", repo.dir().display());
-    println!("device {}", repo.profile().device);
-    if added > 0 {
-        println!("Loaded {added} demo records.");
-    }
-    println!("{} records in the store.\n", repo.store().record_count());
-    println!("Try:");
-    println!("  rapport list company");
-    println!("  rapport show \"Acme Corporation\"");
-    println!("  rapport pipeline");
-    println!("  rapport timeline \"Acme plant rollout\"");
-    println!("  rapport deal add \"New deal\" --company Globex --amount 5000 --currency USD");
-    println!("\nThis release works on the local store: no node process needs to keep running.");
-    Ok(())
-}
-
-fn list(repo: &Repo, kind: Kind, views: &[RecordView], json: bool) -> Result<()> {
-    if json {
-        return print_json(&serde_json::Value::Array(
-            views.iter().map(RecordView::to_json).collect(),
-        ));
+        return print_json(
+            out,
+            &serde_json::Value::Array(views.iter().map(RecordView::to_json).collect()),
+        );
     }
     if views.is_empty() {
-        println!("No {kind} records. Add one with `rapport {kind} add ...`.");
+        outln!(
+            out,
+            "No {kind} records. Add one with `rapport {kind} add ...`."
+        );
         return Ok(());
     }
     let mut d = Display::new(repo);
@@ -385,8 +437,9 @@ fn list(repo: &Repo, kind: Kind, views: &[RecordView], json: bool) -> Result<()>
             row
         })
         .collect();
-    println!("{}", table(&header, &rows));
-    println!(
+    outln!(out, "{}", table(&header, &rows));
+    outln!(
+        out,
         "{} {}",
         views.len(),
         if views.len() == 1 {
@@ -398,18 +451,19 @@ fn list(repo: &Repo, kind: Kind, views: &[RecordView], json: bool) -> Result<()>
     Ok(())
 }
 
-fn show(repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
+fn show(out: &mut String, repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
     if json {
-        return print_json(&v.to_json());
+        return print_json(out, &v.to_json());
     }
     let mut d = Display::new(repo);
-    println!("{}", d.card(v));
+    outln!(out, "{}", d.card(v));
     let related = repo.related(v.id)?;
     let live: Vec<_> = related.iter().filter(|(_, r)| !r.deleted).collect();
     if !live.is_empty() {
-        println!("\nrelated");
+        outln!(out, "\nrelated");
         for (field, r) in live {
-            println!(
+            outln!(
+                out,
                 "  {:<9} {:<40} {:<10} {}",
                 r.kind.as_str(),
                 clip(&r.title(), 40),
@@ -421,13 +475,13 @@ fn show(repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn timeline(repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
+fn timeline(out: &mut String, repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
     let entries = repo.timeline(v)?;
     if json {
-        return print_json(&serde_json::to_value(&entries)?);
+        return print_json(out, &serde_json::to_value(&entries)?);
     }
     let mut d = Display::new(repo);
-    println!("Timeline of {} {}\n", v.kind, v.title());
+    outln!(out, "Timeline of {} {}\n", v.kind, v.title());
     for e in &entries {
         match e {
             Entry::Change {
@@ -443,7 +497,7 @@ fn timeline(repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
                 } else {
                     "  [SIGNATURE DOES NOT VERIFY]"
                 };
-                println!("{}  {action} by {author}{mark}", local_time(*time));
+                outln!(out, "{}  {action} by {author}{mark}", local_time(*time));
                 for f in fields {
                     let show = |val: &Option<rapport_model::FieldValue>, d: &mut Display| {
                         val.as_ref().map_or("—".to_string(), |x| {
@@ -453,9 +507,9 @@ fn timeline(repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
                     let before = show(&f.before, &mut d);
                     let after = show(&f.after, &mut d);
                     if action == "created" {
-                        println!("    {}: {after}", f.field);
+                        outln!(out, "    {}: {after}", f.field);
                     } else {
-                        println!("    {}: {before} → {after}", f.field);
+                        outln!(out, "    {}: {before} → {after}", f.field);
                     }
                 }
             }
@@ -471,20 +525,20 @@ fn timeline(repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
                     Some(false) => " [open]",
                     None => "",
                 };
-                println!("{}  {activity}: {subject}{status}", local_time(*time));
+                outln!(out, "{}  {activity}: {subject}{status}", local_time(*time));
             }
         }
     }
     if entries.is_empty() {
-        println!("(no history)");
+        outln!(out, "(no history)");
     }
     Ok(())
 }
 
-fn pipeline(repo: &Repo, json: bool) -> Result<()> {
+fn pipeline(out: &mut String, repo: &Repo, json: bool) -> Result<()> {
     let stages = repo.pipeline()?;
     if json {
-        return print_json(&serde_json::to_value(&stages)?);
+        return print_json(out, &serde_json::to_value(&stages)?);
     }
     let mut rows = Vec::new();
     for s in &stages {
@@ -512,21 +566,22 @@ fn pipeline(repo: &Repo, json: bool) -> Result<()> {
             ]);
         }
     }
-    println!(
+    outln!(
+        out,
         "{}",
         table(&["stage", "deals", "currency", "total", "weighted"], &rows)
     );
     Ok(())
 }
 
-fn fields(kind: Kind, json: bool) -> Result<()> {
+fn fields(out: &mut String, kind: Kind, json: bool) -> Result<()> {
     if json {
         let list: Vec<_> = kind
             .fields()
             .iter()
             .map(|d| json!({"name": d.name, "type": format!("{:?}", d.ty), "required": d.required, "default": d.default, "help": d.help}))
             .collect();
-        return print_json(&serde_json::Value::Array(list));
+        return print_json(out, &serde_json::Value::Array(list));
     }
     let rows: Vec<Vec<String>> = kind
         .fields()
@@ -557,29 +612,36 @@ fn fields(kind: Kind, json: bool) -> Result<()> {
             ]
         })
         .collect();
-    println!("{}", table(&["field", "type", "required", "help"], &rows));
+    outln!(
+        out,
+        "{}",
+        table(&["field", "type", "required", "help"], &rows)
+    );
     Ok(())
 }
 
 fn export(
+    out: &mut String,
     repo: &Repo,
     kind: Option<Kind>,
     format: ExportFormat,
-    out: Option<&Path>,
+    out_dir: Option<&Path>,
+    bar: indicatif::ProgressBar,
     json: bool,
 ) -> Result<()> {
     let views: Vec<RecordView> = repo.all(kind).collect::<Result<_, _>>()?;
-    match (format, out) {
-        (ExportFormat::Json, None) => print_json(&serde_json::Value::Array(
-            views.iter().map(RecordView::to_json).collect(),
-        )),
+    match (format, out_dir) {
+        (ExportFormat::Json, None) => print_json(
+            out,
+            &serde_json::Value::Array(views.iter().map(RecordView::to_json).collect()),
+        ),
         (ExportFormat::Automerge, None) => {
             bail!("--format automerge writes one file per record: give a directory with --out DIR")
         }
-        (format, Some(out)) => {
-            std::fs::create_dir_all(out)
-                .with_context(|| format!("cannot create {}", out.display()))?;
-            let bar = indicatif::ProgressBar::new(views.len() as u64);
+        (format, Some(dir)) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            bar.set_length(views.len() as u64);
             let mut written = 0usize;
             match format {
                 ExportFormat::Json => {
@@ -592,7 +654,7 @@ fn export(
                         if of_kind.is_empty() {
                             continue;
                         }
-                        let path = out.join(format!("{k}.json"));
+                        let path = dir.join(format!("{k}.json"));
                         std::fs::write(&path, serde_json::to_vec_pretty(&of_kind)?)
                             .with_context(|| format!("cannot write {}", path.display()))?;
                         written += 1;
@@ -601,14 +663,14 @@ fn export(
                 }
                 ExportFormat::Automerge => {
                     for v in &views {
-                        let dir = out.join(v.kind.as_str());
-                        std::fs::create_dir_all(&dir)
+                        let kind_dir = dir.join(v.kind.as_str());
+                        std::fs::create_dir_all(&kind_dir)
                             .with_context(|| format!("cannot create {}", dir.display()))?;
                         let bytes = repo
                             .store()
                             .doc(v.id)?
                             .with_context(|| format!("record {} has no document", v.id))?;
-                        let path = dir.join(format!("{}.automerge", v.id));
+                        let path = kind_dir.join(format!("{}.automerge", v.id));
                         std::fs::write(&path, bytes)
                             .with_context(|| format!("cannot write {}", path.display()))?;
                         written += 1;
@@ -618,13 +680,191 @@ fn export(
             }
             bar.finish_and_clear();
             if json {
-                return print_json(&json!({"records": views.len(), "files": written, "out": out}));
+                return print_json(
+                    out,
+                    &json!({"records": views.len(), "files": written, "out": dir}),
+                );
             }
-            println!(
+            outln!(
+                out,
                 "Exported {} records into {} files in {}",
                 views.len(),
                 written,
-                out.display()
+                dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
+    let Backend::Node { node, .. } = backend else {
+        let repo = backend.repo(OpenMode::Existing)?;
+        if json {
+            return print_json(
+                out,
+                &json!({"running": false, "records": repo.store().record_count()}),
+            );
+        }
+        outln!(out, "node        not running (start it with `rapport up`)");
+        outln!(out, "records     {}", repo.store().record_count());
+        return Ok(());
+    };
+    let s = node.status()?;
+    if json {
+        let mut v = serde_json::to_value(&s)?;
+        v["running"] = true.into();
+        return print_json(out, &v);
+    }
+    outln!(out, "node        {}", s.node_id);
+    outln!(out, "addresses   {}", s.addrs.join(", "));
+    outln!(out, "relay       {}", s.relay);
+    outln!(
+        out,
+        "peers       {}",
+        if s.connected.is_empty() {
+            "none connected".to_string()
+        } else {
+            s.connected.join(", ")
+        }
+    );
+    let rows: Vec<Vec<String>> = s
+        .spaces
+        .iter()
+        .map(|(id, sp)| {
+            vec![
+                sp.name.clone(),
+                id[..10].to_string(),
+                sp.members.to_string(),
+                sp.records.to_string(),
+                sp.pending_out.to_string(),
+                sp.last_sync
+                    .clone()
+                    .map_or("never".into(), |t| t[..19.min(t.len())].replace('T', " ")),
+                sp.rejected.to_string(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        outln!(
+            out,
+            "spaces      none shared yet (`rapport space create NAME`)"
+        );
+    } else {
+        outln!(out);
+        outln!(
+            out,
+            "{}",
+            table(
+                &[
+                    "space",
+                    "id",
+                    "members",
+                    "records",
+                    "pending",
+                    "last sync (utc)",
+                    "rejected"
+                ],
+                &rows
+            )
+        );
+    }
+    Ok(())
+}
+
+fn space(out: &mut String, backend: &Backend, cmd: SpaceCmd, json: bool) -> Result<()> {
+    match cmd {
+        SpaceCmd::Create { name } => {
+            let repo = backend.repo(OpenMode::Create)?;
+            let v = repo.create_space(&name)?;
+            if json {
+                return print_json(out, &serde_json::to_value(&v)?);
+            }
+            outln!(out, "Created space {} ({})", v.name, v.id);
+            outln!(
+                out,
+                "Invite a partner with: rapport space invite \"{}\"",
+                v.name
+            );
+            Ok(())
+        }
+        SpaceCmd::List => {
+            let repo = backend.repo(OpenMode::Existing)?;
+            let spaces = repo.spaces()?;
+            if json {
+                return print_json(out, &serde_json::to_value(&spaces)?);
+            }
+            if spaces.is_empty() {
+                outln!(
+                    out,
+                    "No shared spaces. Create one with `rapport space create NAME`, or join one with a ticket."
+                );
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = spaces
+                .iter()
+                .map(|s| {
+                    let records = repo
+                        .store()
+                        .space_items(rapport_model::SpaceId::Shared(s.id))
+                        .count()
+                        .saturating_sub(1);
+                    vec![
+                        s.name.clone(),
+                        s.id.to_string(),
+                        s.members.len().to_string(),
+                        records.to_string(),
+                    ]
+                })
+                .collect();
+            outln!(
+                out,
+                "{}",
+                table(&["space", "id", "members", "records"], &rows)
+            );
+            Ok(())
+        }
+        SpaceCmd::Invite { space, ttl_hours } => {
+            let node = backend.node("inviting")?;
+            let rapport_model::SpaceId::Shared(id) = node.repo().resolve_space(&space)? else {
+                bail!(
+                    "the private space cannot be shared; create a shared one with `rapport space create NAME`"
+                );
+            };
+            let ticket = node.invite(id, (ttl_hours * 3600.0) as i64)?;
+            let text = ticket.encode();
+            if json {
+                return print_json(out, &json!({"ticket": text, "expires": ticket.expires}));
+            }
+            outln!(out, "{text}");
+            outln!(out);
+            outln!(
+                out,
+                "One use, valid {ttl_hours} h. On the other node: rapport space join <ticket>"
+            );
+            Ok(())
+        }
+        SpaceCmd::Join { ticket } => {
+            let node = backend.node("joining")?;
+            let ticket = rapport_proto::wire::Ticket::decode(&ticket)?;
+            let handle = tokio::runtime::Handle::current();
+            let view = handle.block_on(node.join(&ticket))?;
+            if json {
+                return print_json(out, &serde_json::to_value(&view)?);
+            }
+            let records = node
+                .repo()
+                .store()
+                .space_items(rapport_model::SpaceId::Shared(view.id))
+                .count()
+                .saturating_sub(1);
+            outln!(
+                out,
+                "Joined space {} ({}): {} members, {} records so far",
+                view.name,
+                view.id,
+                view.members.len(),
+                records
             );
             Ok(())
         }

@@ -1,8 +1,21 @@
 //! `rapport`: the command line of the Rapport CRM. It parses, calls
 //! `rapport_node::Repo`, and prints: tables for people, JSON for scripts.
 
+/// `writeln!` into a `String`, which cannot fail.
+macro_rules! outln {
+    ($out:expr) => {{
+        $out.push('\n');
+    }};
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
 mod bench;
+mod client;
 mod commands;
+mod daemon;
 mod output;
 
 use std::path::PathBuf;
@@ -42,12 +55,13 @@ pub enum Command {
     },
     /// Show who this device is and where its data lives.
     Whoami,
-    /// Start Rapport on this machine (creating the data directory if needed).
-    Up {
-        /// Load demo records (companies, people, deals, ...) into an empty store.
-        #[arg(long)]
-        demo: bool,
-    },
+    /// Run the node in the foreground: sync with peers, serve the local API.
+    Up(UpArgs),
+    /// The node, its peers, and each shared space's sync state.
+    Status,
+    /// Shared spaces: create, invite, join, list.
+    #[command(subcommand)]
+    Space(SpaceCmd),
     /// Companies (accounts).
     #[command(subcommand)]
     Company(CompanyCmd),
@@ -124,6 +138,46 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Load demo records (companies, people, deals, ...) into an empty store.
+    #[arg(long)]
+    pub demo: bool,
+    /// Address to listen on for peers (repeatable) [default: all interfaces, a random port]
+    #[arg(long, value_name = "IP:PORT")]
+    pub bind: Vec<std::net::SocketAddr>,
+    /// Relays for reaching peers behind NAT: none, default (iroh's public relays), or a URL.
+    #[arg(long, default_value = "none", value_name = "none|default|URL")]
+    pub relay: rapport_node::net::RelayChoice,
+    /// Do not look for peers on the local network (mDNS).
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Where the local API listens (loopback only unless you say otherwise).
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "IP:PORT")]
+    pub api: std::net::SocketAddr,
+    /// Seconds between catch-up rounds with every member.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub sync_interval: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpaceCmd {
+    /// Create a shared space (you are its first member).
+    Create { name: String },
+    /// The shared spaces this node belongs to.
+    List,
+    /// Print a one-time ticket that lets another node join (needs the running node).
+    Invite {
+        /// The space (name or id).
+        space: String,
+        /// Hours until the ticket expires.
+        #[arg(long = "ttl", default_value_t = 24.0, value_name = "HOURS")]
+        ttl_hours: f64,
+    },
+    /// Join a space with a ticket from one of its members (needs the running node).
+    Join { ticket: String },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -311,20 +365,12 @@ pub enum CampaignCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // RAPPORT_LOG=error|warn|info|debug|trace; warnings by default.
-    let level = std::env::var("RAPPORT_LOG")
-        .ok()
-        .and_then(|l| l.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::WARN);
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .init();
-    let code = match commands::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    init_tracing();
+    let code = match run(cli) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            1
         }
     };
     if std::env::var_os(bench::PEAK_RSS_ENV).is_some()
@@ -332,5 +378,51 @@ fn main() -> ExitCode {
     {
         eprintln!("peak_rss_kib={kib}");
     }
-    code
+    ExitCode::from(code)
+}
+
+/// Runs `up` as the node, forwards other commands to a running node, or
+/// runs them directly on the data directory.
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let dir = commands::data_dir(cli.data_dir.clone())?;
+    if let Command::Up(args) = cli.command {
+        daemon::up(&dir, args, cli.json)?;
+        return Ok(0);
+    }
+    if !matches!(cli.command, Command::Bench { .. }) {
+        let request = rapport_node::api::ExecRequest {
+            args: std::env::args().skip(1).collect(),
+            cwd: std::env::current_dir().unwrap_or_default(),
+        };
+        if let Some(answer) = client::forward(&dir, &request)? {
+            print!("{}", answer.stdout);
+            eprint!("{}", answer.stderr);
+            return Ok(u8::try_from(answer.code).unwrap_or(1));
+        }
+    }
+    let mut out = String::new();
+    let result = commands::run(cli, &commands::Backend::Direct(dir), &mut out);
+    print!("{out}");
+    result.map(|()| 0)
+}
+
+/// Logs go to stderr: Rapport's own at `RAPPORT_LOG` (default warn), the
+/// libraries' at error only, so that an offline node stays quiet.
+fn init_tracing() {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let level = std::env::var("RAPPORT_LOG")
+        .ok()
+        .and_then(|l| l.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::WARN);
+    let filter = Targets::new()
+        .with_default(LevelFilter::ERROR)
+        .with_target("rapport", level)
+        .with_target("rapport_node", level)
+        .with_target("rapport_sync", level)
+        .with_target("rapport_store", level);
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
 }

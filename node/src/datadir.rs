@@ -151,7 +151,12 @@ pub fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
 
 /// Writes `name` in `dir` via a temporary file, fsync and rename, so that a
 /// crash leaves either the old file or the new one, never half of one.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8], secret: bool) -> Result<(), NodeError> {
+pub(crate) fn write_atomically(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    secret: bool,
+) -> Result<(), NodeError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
     let mut options = fs::OpenOptions::new();

@@ -5,8 +5,10 @@
 //! arguments, calls it and prints. That keeps one way to do each thing when
 //! the HTTP API and the web UI arrive.
 
+pub mod api;
 pub mod datadir;
 pub mod demo;
+pub mod net;
 pub mod pipeline;
 pub mod remote;
 pub mod repo;

@@ -38,7 +38,7 @@ pub enum OpenMode {
 
 pub struct Repo {
     dir: PathBuf,
-    profile: Profile,
+    profile: Mutex<Profile>,
     key: DeviceKey,
     store: Store,
     writes: Mutex<()>,
@@ -100,7 +100,7 @@ impl Repo {
         let (profile, key) = datadir::load(dir)?;
         Ok(Repo {
             dir: dir.to_path_buf(),
-            profile,
+            profile: Mutex::new(profile),
             key,
             store,
             writes: Mutex::new(()),
@@ -109,29 +109,29 @@ impl Repo {
     }
 
     /// Sets the user's name and organisation (those given), durably.
-    pub fn set_identity(
-        &mut self,
-        name: Option<String>,
-        org: Option<String>,
-    ) -> Result<(), NodeError> {
+    pub fn set_identity(&self, name: Option<String>, org: Option<String>) -> Result<(), NodeError> {
         if name.is_none() && org.is_none() {
             return Ok(());
         }
+        let mut profile = self.profile.lock().unwrap_or_else(|p| p.into_inner());
         if name.is_some() {
-            self.profile.name = name;
+            profile.name = name;
         }
         if org.is_some() {
-            self.profile.org = org;
+            profile.org = org;
         }
-        datadir::save_profile(&self.dir, &self.profile)
+        datadir::save_profile(&self.dir, &profile)
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    pub fn profile(&self) -> &Profile {
-        &self.profile
+    pub fn profile(&self) -> Profile {
+        self.profile
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn device_id(&self) -> DeviceId {
@@ -148,8 +148,9 @@ impl Repo {
     pub fn author_label(&self, device: Option<DeviceId>) -> String {
         match device {
             Some(d) if d == self.key.device_id() => {
-                let name = self.profile.name.as_deref().unwrap_or("me");
-                match &self.profile.org {
+                let profile = self.profile();
+                let name = profile.name.as_deref().unwrap_or("me");
+                match &profile.org {
                     Some(org) => format!("{name} ({org})"),
                     None => name.to_string(),
                 }

@@ -65,11 +65,64 @@ pub struct Announce {
     pub changes: Vec<Vec<u8>>,
 }
 
+/// An invitation to a space, as a short string a person can paste or put
+/// in a QR code: `rapport1` followed by lower-case base32 of this struct.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub space: WireId,
+    pub space_name: String,
+    /// The inviting node's id (its device public key).
+    pub inviter: [u8; 32],
+    /// Where the inviter listens (`ip:port`), for dialing it directly.
+    pub addrs: Vec<String>,
+    /// A relay the inviter can be reached through, if it uses one.
+    pub relay: Option<String>,
+    /// The one-time secret.
+    pub secret: [u8; 16],
+    /// Seconds since the Unix epoch after which the ticket is refused.
+    pub expires: i64,
+}
+
+const TICKET_PREFIX: &str = "rapport1";
+/// Longest ticket text accepted.
+const MAX_TICKET: usize = 4096;
+
+impl Ticket {
+    pub fn encode(&self) -> String {
+        let body = postcard::to_allocvec(self).unwrap_or_default();
+        let text = data_encoding::BASE32_NOPAD
+            .encode(&body)
+            .to_ascii_lowercase();
+        format!("{TICKET_PREFIX}{text}")
+    }
+
+    pub fn decode(text: &str) -> Result<Self, WireError> {
+        let text = text.trim();
+        if text.len() > MAX_TICKET {
+            return Err(WireError::Malformed("ticket is too long".into()));
+        }
+        let body = text
+            .strip_prefix(TICKET_PREFIX)
+            .ok_or_else(|| WireError::Malformed("a ticket starts with `rapport1`".into()))?;
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(body.to_ascii_uppercase().as_bytes())
+            .map_err(|_| {
+                WireError::Malformed("the ticket is damaged (not base32): copy it again".into())
+            })?;
+        postcard::from_bytes(&bytes)
+            .map_err(|_| WireError::Malformed("the ticket is damaged: copy it again".into()))
+    }
+}
+
 /// Joining a space with a ticket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JoinMessage {
-    /// Joiner: here is the ticket's secret for this space.
-    Redeem { space: WireId, secret: [u8; 16] },
+    /// Joiner: here is the ticket's secret for this space, and where I listen.
+    Redeem {
+        space: WireId,
+        secret: [u8; 16],
+        addrs: Vec<String>,
+    },
     /// Inviter: you are a member now; catch up with me.
     Welcome,
     /// Inviter: the ticket is not valid (used, expired, unknown).
@@ -132,6 +185,27 @@ mod tests {
         let len = frame_len([frame[0], frame[1], frame[2], frame[3]]).expect("len");
         assert_eq!(len, frame.len() - 4);
         assert_eq!(decode::<SyncMessage>(&frame[4..]), Ok(msg));
+    }
+
+    #[test]
+    fn tickets_round_trip_and_damage_is_reported() {
+        let t = Ticket {
+            space: [3; 16],
+            space_name: "Acme ↔ Northwind".into(),
+            inviter: [4; 32],
+            addrs: vec!["127.0.0.1:4433".into()],
+            relay: None,
+            secret: [5; 16],
+            expires: 1_800_000_000,
+        };
+        let text = t.encode();
+        assert!(text.starts_with("rapport1"));
+        assert_eq!(Ticket::decode(&format!("  {text}\n")), Ok(t));
+        assert!(Ticket::decode("hello").is_err());
+        let mut damaged = text.clone();
+        damaged.truncate(text.len() - 7);
+        assert!(Ticket::decode(&damaged).is_err());
+        assert!(Ticket::decode(&format!("{text}!")).is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -69,10 +70,99 @@ impl Node {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Starts `rapport up` on this data directory (loopback only, no mDNS)
+    /// and waits until its local API answers.
+    pub fn start(&self, extra: &[&str]) -> Running {
+        let _ = std::fs::remove_file(self.dir.join("api.json"));
+        let child = self
+            .cmd()
+            .args([
+                "up",
+                "--bind",
+                "127.0.0.1:0",
+                "--no-mdns",
+                "--sync-interval",
+                "1",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rapport up");
+        let running = Running { child };
+        let started = Instant::now();
+        while !self.dir.join("api.json").exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the node did not start within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        running
+    }
+
+    /// Loads the demo data (by starting the node once with --demo).
+    pub fn demo(&self) {
+        let mut node = self.start(&["--demo"]);
+        node.stop();
+    }
+
     /// Every record as JSON, deleted ones included: a snapshot to compare.
     pub fn snapshot(&self) -> Value {
         self.json(&["export"])
     }
+}
+
+/// A `rapport up` process; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Running {
+    child: Child,
+}
+
+impl Running {
+    /// Stops the node gracefully and waits for it to exit.
+    pub fn stop(&mut self) {
+        #[cfg(unix)]
+        {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the node at once, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+/// Polls `check` until it holds or `timeout` passes; returns whether it held.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check()
 }
 
 /// A small seeded generator (SplitMix64): failing runs replay exactly.

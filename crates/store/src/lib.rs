@@ -18,6 +18,7 @@
 //! | `spaces`      | space id                  | `SpaceView` as JSON            |
 //! | `invites`     | SHA-256 of the secret     | `InviteRecord` as JSON         |
 //! | `rejected`    | sequence number           | `Rejection` as JSON            |
+//! | `peers`       | device hex                | `PeerRecord` as JSON           |
 //!
 //! Every write goes through one sled transaction across these trees and is
 //! flushed before [`Store::write`] returns: a write the caller reports as
@@ -103,6 +104,18 @@ pub struct Store {
     spaces: sled::Tree,
     invites: sled::Tree,
     rejected: sled::Tree,
+    peers: sled::Tree,
+}
+
+/// Where another node was last reachable.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerRecord {
+    /// Hex of the peer's device key (its node id).
+    pub device: String,
+    /// Direct addresses, `ip:port`.
+    pub addrs: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub seen: i64,
 }
 
 /// An invitation this node issued: redeemable once, until it expires.
@@ -195,6 +208,7 @@ impl Store {
             spaces: db.open_tree("spaces")?,
             invites: db.open_tree("invites")?,
             rejected: db.open_tree("rejected")?,
+            peers: db.open_tree("peers")?,
             db,
         })
     }
@@ -412,6 +426,24 @@ impl Store {
             .scan_prefix(prefix.as_bytes())
             .keys()
             .map(|k| Ok(k?[prefix.len()..].to_vec()))
+            .collect()
+    }
+
+    /// Remembers where a peer can be reached.
+    pub fn put_peer(&self, peer: &PeerRecord) -> Result<()> {
+        let json = serde_json::to_vec(peer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.peers.insert(peer.device.as_bytes(), json)?;
+        Ok(())
+    }
+
+    /// Every peer this node has an address for.
+    pub fn peers(&self) -> Result<Vec<PeerRecord>> {
+        self.peers
+            .iter()
+            .values()
+            .map(|v| {
+                serde_json::from_slice(&v?).map_err(|e| StoreError::Corrupt(format!("peer: {e}")))
+            })
             .collect()
     }
 

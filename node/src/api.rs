@@ -1,0 +1,171 @@
+//! The local API: HTTP on loopback, for the CLI (and later the web UI)
+//! while a node runs.
+//!
+//! The node holds the store open, so other `rapport` commands cannot open
+//! it themselves; they send their arguments to `POST /v1/exec` and print
+//! what comes back. Every request carries `Authorization: Bearer TOKEN`;
+//! the token and port are in `DATA_DIR/api.json`, readable by the data
+//! directory's owner only, and the file is removed on a clean shutdown.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::NodeError;
+use crate::net::Node;
+
+pub const API_FILE: &str = "api.json";
+
+/// Where the running node's API is, as written to `api.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiInfo {
+    pub addr: SocketAddr,
+    pub token: String,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// The command line, without the program name.
+    pub args: Vec<String>,
+    /// The client's working directory, for relative paths in arguments.
+    pub cwd: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecResponse {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs one CLI command inside the node (given by the binary).
+pub type Exec = Arc<dyn Fn(&Node, ExecRequest) -> ExecResponse + Send + Sync>;
+
+#[derive(Clone)]
+struct ApiState {
+    token: Arc<String>,
+    node: Node,
+    exec: Exec,
+}
+
+fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
+    let Some(given) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Constant-time comparison: the token is a secret.
+    let (a, b) = (given.as_bytes(), state.token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn exec_handler(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Json(req): Json<ExecRequest>,
+) -> Result<Json<ExecResponse>, StatusCode> {
+    if !authorized(&state, &headers) {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    let ApiState { node, exec, .. } = state;
+    let out = tokio::task::spawn_blocking(move || exec(&node, req))
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    Ok(Json(out))
+}
+
+async fn status_handler(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, StatusCode> {
+    if !authorized(&state, &headers) {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    let node = state.node.clone();
+    let status = tokio::task::spawn_blocking(move || node.status())
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    Ok(Json(serde_json::to_value(status).unwrap_or_default()))
+}
+
+/// A running local API; dropping it does not stop it, [`Api::stop`] does.
+#[derive(Debug)]
+pub struct Api {
+    pub info: ApiInfo,
+    file: PathBuf,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Api {
+    /// Serves on `addr` (loopback) and writes `api.json` into `dir`.
+    pub async fn start(
+        dir: &Path,
+        addr: SocketAddr,
+        node: Node,
+        exec: Exec,
+    ) -> Result<Api, NodeError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| NodeError::io(Path::new(&addr.to_string()), e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| NodeError::io(Path::new(&addr.to_string()), e))?;
+        let mut token = [0u8; 24];
+        getrandom::fill(&mut token).map_err(|e| rapport_trust::KeyError::Random(e.to_string()))?;
+        let info = ApiInfo {
+            addr: local,
+            token: rapport_proto::hex(&token),
+            pid: std::process::id(),
+        };
+        let json = serde_json::to_vec_pretty(&info).map_err(|e| NodeError::Damaged {
+            path: dir.join(API_FILE),
+            reason: e.to_string(),
+        })?;
+        crate::datadir::write_atomically(dir, API_FILE, &json, true)?;
+        let state = ApiState {
+            token: Arc::new(info.token.clone()),
+            node,
+            exec,
+        };
+        let app = axum::Router::new()
+            .route("/v1/exec", post(exec_handler))
+            .route("/v1/status", get(status_handler))
+            .with_state(state);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!("local API stopped: {e}");
+            }
+        });
+        Ok(Api {
+            info,
+            file: dir.join(API_FILE),
+            shutdown: tx,
+        })
+    }
+
+    /// Stops serving and removes `api.json`.
+    pub fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// Reads `api.json`, if a node wrote one.
+pub fn read_info(dir: &Path) -> Option<ApiInfo> {
+    let bytes = std::fs::read(dir.join(API_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}

@@ -1,0 +1,870 @@
+//! The networked node: an iroh endpoint whose identity is the device key,
+//! the sync and join protocols, live gossip per space, and periodic
+//! catch-up. The protocol logic lives in `rapport-sync`; this module only
+//! moves its messages over QUIC streams and gossip topics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use iroh::address_lookup::MemoryLookup;
+use iroh::endpoint::{Connection, RecvStream, SendStream, presets};
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
+use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMode, SecretKey};
+use iroh_gossip::api::{Event, GossipSender};
+use iroh_gossip::{Gossip, TopicId};
+use jiff::Timestamp;
+use n0_future::StreamExt;
+use rapport_model::{RecordId, SpaceId, SpaceView};
+use rapport_proto::wire::{
+    self, Announce, JOIN_ALPN, JoinMessage, MAX_GOSSIP, SYNC_ALPN, SyncMessage, Ticket,
+};
+use rapport_store::PeerRecord;
+use rapport_sync::{Initiator, Responder};
+use rapport_trust::DeviceId;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::repo::LocalChange;
+use crate::{NodeError, Repo};
+
+/// How long one read on a stream may wait before the session is dropped.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for a peer to answer a dial.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which relays the node uses to reach peers it cannot reach directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayChoice {
+    /// Direct connections only (LAN, loopback, public addresses).
+    Disabled,
+    /// iroh's public relays.
+    Default,
+    /// A relay of your own, e.g. one run by `rapport relay`.
+    Custom(String),
+}
+
+impl std::str::FromStr for RelayChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" | "off" | "disabled" => Ok(RelayChoice::Disabled),
+            "default" => Ok(RelayChoice::Default),
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                Ok(RelayChoice::Custom(url.to_string()))
+            }
+            other => Err(format!(
+                "`{other}` is not a relay choice: use none, default, or a relay URL (https://...)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Addresses to listen on; empty: all interfaces, a random port.
+    pub bind: Vec<SocketAddr>,
+    pub relay: RelayChoice,
+    /// Find peers on the local network with mDNS.
+    pub mdns: bool,
+    /// How often to catch up with every known member.
+    pub sync_interval: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            bind: Vec::new(),
+            relay: RelayChoice::Disabled,
+            mdns: true,
+            sync_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What `rapport status` shows about the network.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NetStatus {
+    pub node_id: String,
+    pub addrs: Vec<String>,
+    pub relay: String,
+    /// Peers we currently share a gossip topic with.
+    pub connected: Vec<String>,
+    pub spaces: BTreeMap<String, SpaceStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SpaceStatus {
+    pub name: String,
+    pub members: usize,
+    pub records: usize,
+    /// Local changes made since the last completed sync of this space.
+    pub pending_out: usize,
+    /// When this space last completed a sync with a peer (RFC 3339).
+    pub last_sync: Option<String>,
+    pub rejected: usize,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    pending_out: HashMap<SpaceId, usize>,
+    last_sync: HashMap<SpaceId, Timestamp>,
+    neighbors: HashMap<SpaceId, Vec<EndpointId>>,
+}
+
+/// A running node. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    repo: Arc<Repo>,
+    endpoint: Endpoint,
+    gossip: Gossip,
+    lookup: MemoryLookup,
+    router: Mutex<Option<Router>>,
+    topics: tokio::sync::Mutex<HashMap<SpaceId, GossipSender>>,
+    counters: Mutex<Counters>,
+    relay: RelayChoice,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot start the network endpoint: {0}")]
+    Bind(String),
+    #[error("{0}")]
+    Node(#[from] NodeError),
+    #[error("peer {peer}: {reason}")]
+    Peer { peer: String, reason: String },
+    #[error("invalid ticket: {0}")]
+    Ticket(String),
+}
+
+fn peer_err(peer: impl std::fmt::Display, reason: impl std::fmt::Display) -> NetError {
+    NetError::Peer {
+        peer: peer.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The gossip topic of a space: derived from its id, which only members
+/// learn (from a ticket).
+fn topic_of(space: RecordId) -> TopicId {
+    let mut h = Sha256::new();
+    h.update(b"rapport/topic/v1\0");
+    h.update(space.to_bytes());
+    let d: [u8; 32] = h.finalize().into();
+    TopicId::from_bytes(d)
+}
+
+fn device_of(id: EndpointId) -> DeviceId {
+    DeviceId(*id.as_bytes())
+}
+
+/// Runs blocking storage work (sled, Automerge) without stalling the
+/// async runtime's other tasks.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+impl Node {
+    /// Binds the endpoint, starts the protocols, joins every space's topic
+    /// and starts periodic catch-up. Never waits for the internet.
+    pub async fn start(repo: Arc<Repo>, config: NetConfig) -> Result<Node, NetError> {
+        let secret = SecretKey::from_bytes(&repo.key().secret());
+        let relay_mode = match &config.relay {
+            RelayChoice::Disabled => RelayMode::Disabled,
+            RelayChoice::Default => RelayMode::Default,
+            RelayChoice::Custom(url) => RelayMode::custom([url
+                .parse()
+                .map_err(|e| NetError::Bind(format!("relay URL {url}: {e}")))?]),
+        };
+        // Keep the port of the last run where the user left it to us: peers
+        // remember our address, and a node that comes back on a new port
+        // is one nobody can find.
+        let wanted = if config.bind.is_empty() {
+            vec![SocketAddr::from(([0, 0, 0, 0], 0))]
+        } else {
+            config.bind.clone()
+        };
+        let saved = load_ports(repo.dir());
+        let reuse: Vec<SocketAddr> = wanted
+            .iter()
+            .map(|a| match (a.port(), saved.get(&a.ip().to_string())) {
+                (0, Some(port)) => SocketAddr::new(a.ip(), *port),
+                _ => *a,
+            })
+            .collect();
+        let endpoint = match bind(secret.clone(), relay_mode.clone(), &reuse).await {
+            Ok(ep) => ep,
+            Err(_) if reuse != wanted => bind(secret, relay_mode, &wanted).await?,
+            Err(e) => return Err(e),
+        };
+        save_ports(repo.dir(), &endpoint.bound_sockets());
+        let lookup = MemoryLookup::new();
+        if let Ok(l) = endpoint.address_lookup() {
+            l.add(lookup.clone());
+            if config.mdns {
+                match iroh_mdns_address_lookup::MdnsAddressLookup::builder().build(endpoint.id()) {
+                    Ok(mdns) => l.add(mdns),
+                    Err(e) => tracing::warn!("local network discovery (mDNS) is off: {e}"),
+                }
+            }
+        }
+        let gossip = Gossip::builder()
+            .max_message_size(MAX_GOSSIP)
+            .spawn(endpoint.clone());
+        let node = Node {
+            inner: Arc::new(Inner {
+                repo: repo.clone(),
+                endpoint: endpoint.clone(),
+                gossip: gossip.clone(),
+                lookup,
+                router: Mutex::new(None),
+                topics: tokio::sync::Mutex::new(HashMap::new()),
+                counters: Mutex::new(Counters::default()),
+                relay: config.relay.clone(),
+            }),
+        };
+        for peer in blocking(|| repo.store().peers()).map_err(NodeError::from)? {
+            node.remember(&peer.device, &peer.addrs);
+        }
+        let router = Router::builder(endpoint)
+            .accept(SYNC_ALPN, SyncHandler { node: node.clone() })
+            .accept(JOIN_ALPN, JoinHandler { node: node.clone() })
+            .accept(iroh_gossip::ALPN, gossip)
+            .spawn();
+        *node.inner.router.lock().unwrap_or_else(|p| p.into_inner()) = Some(router);
+
+        // Local changes go out on gossip as they happen.
+        let (tx, mut rx) = mpsc::unbounded_channel::<LocalChange>();
+        repo.set_observer(Arc::new(move |c| {
+            let _ = tx.send(c);
+        }));
+        let announcer = node.clone();
+        tokio::spawn(async move {
+            while let Some(change) = rx.recv().await {
+                announcer.announce(change).await;
+            }
+        });
+
+        for space in blocking(|| repo.spaces())? {
+            node.join_topic(space.id).await;
+        }
+        let periodic = node.clone();
+        tokio::spawn(async move {
+            loop {
+                periodic.catch_up_all().await;
+                tokio::time::sleep(config.sync_interval).await;
+            }
+        });
+        Ok(node)
+    }
+
+    pub fn repo(&self) -> &Arc<Repo> {
+        &self.inner.repo
+    }
+
+    pub fn id(&self) -> EndpointId {
+        self.inner.endpoint.id()
+    }
+
+    /// Addresses peers can dial, `ip:port`.
+    pub fn addrs(&self) -> Vec<String> {
+        let mut addrs: Vec<String> = self
+            .inner
+            .endpoint
+            .addr()
+            .ip_addrs()
+            .map(|a| a.to_string())
+            .collect();
+        if addrs.is_empty() {
+            addrs = self
+                .inner
+                .endpoint
+                .bound_sockets()
+                .iter()
+                .filter(|a| !a.ip().is_unspecified())
+                .map(|a| a.to_string())
+                .collect();
+        }
+        addrs.sort();
+        addrs
+    }
+
+    pub async fn shutdown(&self) {
+        let router = self
+            .inner
+            .router
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(router) = router
+            && let Err(e) = router.shutdown().await
+        {
+            tracing::warn!("shutting down the network: {e}");
+        }
+    }
+
+    /// Learns where a peer listens, for dialing it and for gossip.
+    fn remember(&self, device_hex: &str, addrs: &[String]) {
+        let Some(id) = rapport_proto::parse_hex(device_hex)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .and_then(|b| EndpointId::from_bytes(&b).ok())
+        else {
+            return;
+        };
+        let mut addr = EndpointAddr::new(id);
+        for a in addrs {
+            if let Ok(sock) = a.parse::<SocketAddr>() {
+                addr = addr.with_ip_addr(sock);
+            }
+        }
+        self.inner.lookup.add_endpoint_info(addr);
+    }
+
+    fn save_peer(&self, device: DeviceId, addrs: Vec<String>) {
+        if addrs.is_empty() || device == self.inner.repo.device_id() {
+            return;
+        }
+        self.remember(&device.to_string(), &addrs);
+        let record = PeerRecord {
+            device: device.to_string(),
+            addrs,
+            seen: Timestamp::now().as_second(),
+        };
+        if let Err(e) = blocking(|| self.inner.repo.store().put_peer(&record)) {
+            tracing::warn!("remembering a peer's address: {e}");
+        }
+    }
+
+    /// Members of `space` other than this node.
+    fn other_members(&self, space: &SpaceView) -> Vec<EndpointId> {
+        let me = self.inner.repo.device_id().to_string();
+        space
+            .members
+            .keys()
+            .filter(|d| **d != me)
+            .filter_map(|d| rapport_proto::parse_hex(d))
+            .filter_map(|b| <[u8; 32]>::try_from(b).ok())
+            .filter_map(|b| EndpointId::from_bytes(&b).ok())
+            .collect()
+    }
+
+    /// Subscribes to a space's gossip topic (once) and starts receiving.
+    async fn join_topic(&self, space_id: RecordId) {
+        let space = SpaceId::Shared(space_id);
+        let mut topics = self.inner.topics.lock().await;
+        if topics.contains_key(&space) {
+            return;
+        }
+        let members = match blocking(|| self.inner.repo.space(space_id)) {
+            Ok(Some(v)) => self.other_members(&v),
+            _ => Vec::new(),
+        };
+        let topic = match self
+            .inner
+            .gossip
+            .subscribe(topic_of(space_id), members)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(%space, "cannot join the space's gossip topic: {e}");
+                return;
+            }
+        };
+        let (sender, mut receiver) = topic.split();
+        topics.insert(space, sender);
+        let node = self.clone();
+        tokio::spawn(async move {
+            while let Some(event) = receiver.next().await {
+                match event {
+                    Ok(Event::Received(msg)) => {
+                        node.on_gossip(space, &msg.content, msg.delivered_from)
+                            .await;
+                    }
+                    Ok(Event::NeighborUp(peer)) => {
+                        node.neighbors(space, |n| n.push(peer));
+                        // A member came (back) online: catch up with it.
+                        let n = node.clone();
+                        tokio::spawn(async move { n.sync_logged(peer, space).await });
+                    }
+                    Ok(Event::NeighborDown(peer)) => {
+                        node.neighbors(space, |n| n.retain(|p| *p != peer))
+                    }
+                    Ok(Event::Lagged) => {
+                        tracing::warn!(%space, "missed gossip messages; catching up");
+                        let n = node.clone();
+                        tokio::spawn(async move { n.catch_up_space(space_id).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!(%space, "gossip: {e}");
+                        break;
+                    }
+                }
+            }
+        });
+    }
+
+    fn neighbors(&self, space: SpaceId, f: impl FnOnce(&mut Vec<EndpointId>)) {
+        let mut c = self
+            .inner
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        f(c.neighbors.entry(space).or_default());
+    }
+
+    /// Broadcasts a local change; large ones go out as heads only.
+    async fn announce(&self, change: LocalChange) {
+        let SpaceId::Shared(space_id) = change.space else {
+            return;
+        };
+        if change.record == space_id {
+            // A new space (or new members): (re)join its topic.
+            self.join_topic(space_id).await;
+        }
+        {
+            let mut c = self
+                .inner
+                .counters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *c.pending_out.entry(change.space).or_default() += 1;
+        }
+        let mut msg = Announce {
+            space: space_id.to_bytes(),
+            record: change.record.to_bytes(),
+            heads: change.heads,
+            changes: change.changes,
+        };
+        let mut bytes = wire::encode_gossip(&msg).unwrap_or_default();
+        if bytes.len() > MAX_GOSSIP - 64 {
+            msg.changes.clear();
+            bytes = wire::encode_gossip(&msg).unwrap_or_default();
+        }
+        let topics = self.inner.topics.lock().await;
+        if let Some(sender) = topics.get(&change.space)
+            && let Err(e) = sender.broadcast(bytes.into()).await
+        {
+            tracing::warn!(space = %change.space, "gossip broadcast failed: {e}");
+        }
+    }
+
+    async fn on_gossip(&self, space: SpaceId, bytes: &[u8], from: EndpointId) {
+        let msg: Announce = match wire::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(%space, from = %from.fmt_short(), "ignored a malformed gossip message: {e}");
+                return;
+            }
+        };
+        if SpaceId::Shared(RecordId::from_bytes(msg.space)) != space {
+            tracing::warn!(%space, "ignored a gossip message for another space");
+            return;
+        }
+        let record = RecordId::from_bytes(msg.record);
+        let repo = self.inner.repo.clone();
+        let changes = msg.changes;
+        let report = if changes.is_empty() {
+            None
+        } else {
+            match blocking(|| repo.apply_remote(space, record, changes, device_of(from))) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(%space, %record, "applying a gossiped change: {e}");
+                    None
+                }
+            }
+        };
+        let have = blocking(|| repo.store().heads(space, record))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let mut want = msg.heads.clone();
+        want.sort();
+        let mut have_sorted = have;
+        have_sorted.sort();
+        let behind = report.is_none_or(|r| r.pending > 0) && have_sorted != want;
+        if behind {
+            let node = self.clone();
+            tokio::spawn(async move { node.sync_logged(from, space).await });
+        }
+    }
+
+    async fn catch_up_all(&self) {
+        let spaces = blocking(|| self.inner.repo.spaces()).unwrap_or_default();
+        for s in spaces {
+            self.catch_up_space(s.id).await;
+        }
+    }
+
+    /// Runs a catch-up session with every other member of a space.
+    pub async fn catch_up_space(&self, space_id: RecordId) {
+        let Ok(Some(view)) = blocking(|| self.inner.repo.space(space_id)) else {
+            return;
+        };
+        for peer in self.other_members(&view) {
+            self.sync_logged(peer, SpaceId::Shared(space_id)).await;
+        }
+    }
+
+    async fn sync_logged(&self, peer: EndpointId, space: SpaceId) {
+        if let Err(e) = self.sync_with(peer, space).await {
+            tracing::debug!(peer = %peer.fmt_short(), %space, "catch-up: {e}");
+        }
+    }
+
+    /// Runs one catch-up session for `space` with `peer` (we dial).
+    pub async fn sync_with(
+        &self,
+        peer: EndpointId,
+        space: SpaceId,
+    ) -> Result<rapport_sync::SessionStats, NetError> {
+        let conn = tokio::time::timeout(DIAL_TIMEOUT, self.inner.endpoint.connect(peer, SYNC_ALPN))
+            .await
+            .map_err(|_| peer_err(peer.fmt_short(), "did not answer"))?
+            .map_err(|e| peer_err(peer.fmt_short(), e))?;
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| peer_err(peer.fmt_short(), e))?;
+        let repo = self.inner.repo.clone();
+        let mut replica = repo.replica(device_of(peer));
+        let (mut init, first) = blocking(|| Initiator::start(space, &replica))
+            .map_err(|e| peer_err(peer.fmt_short(), e))?;
+        for m in first {
+            write_frame(&mut send, &m)
+                .await
+                .map_err(|e| peer_err(peer.fmt_short(), e))?;
+        }
+        while !init.is_finished() {
+            let msg = read_frame::<SyncMessage>(&mut recv)
+                .await
+                .map_err(|e| peer_err(peer.fmt_short(), e))?;
+            let step = blocking(|| init.handle(msg, &mut replica))
+                .map_err(|e| peer_err(peer.fmt_short(), e))?;
+            for m in step.send {
+                write_frame(&mut send, &m)
+                    .await
+                    .map_err(|e| peer_err(peer.fmt_short(), e))?;
+            }
+        }
+        let _ = send.finish();
+        // Let the responder read everything before the connection closes.
+        let _ = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(64)).await;
+        conn.close(0u32.into(), b"done");
+        self.synced(space);
+        if replica.report.rejected > 0 {
+            tracing::warn!(peer = %peer.fmt_short(), %space, rejected = replica.report.rejected, "refused changes from a peer");
+        }
+        Ok(init.stats)
+    }
+
+    fn synced(&self, space: SpaceId) {
+        let mut c = self
+            .inner
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        c.pending_out.insert(space, 0);
+        c.last_sync.insert(space, Timestamp::now());
+    }
+
+    /// Creates an invite ticket for a space this node is a member of.
+    pub fn invite(&self, space_id: RecordId, ttl_seconds: i64) -> Result<Ticket, NetError> {
+        let repo = &self.inner.repo;
+        let view = repo
+            .space(space_id)?
+            .ok_or_else(|| NodeError::UnknownSpace(space_id.to_string()))?;
+        let (secret, expires) = repo.create_invite(space_id, ttl_seconds)?;
+        Ok(Ticket {
+            space: space_id.to_bytes(),
+            space_name: view.name,
+            inviter: *self.id().as_bytes(),
+            addrs: self.addrs(),
+            relay: self
+                .inner
+                .endpoint
+                .addr()
+                .relay_urls()
+                .next()
+                .map(|u| u.to_string()),
+            secret,
+            expires,
+        })
+    }
+
+    /// Redeems a ticket with its inviter, then catches up with it.
+    pub async fn join(&self, ticket: &Ticket) -> Result<SpaceView, NetError> {
+        if ticket.expires < Timestamp::now().as_second() {
+            return Err(NetError::Ticket(
+                "this ticket has expired; ask for a new one".into(),
+            ));
+        }
+        let inviter = EndpointId::from_bytes(&ticket.inviter)
+            .map_err(|_| NetError::Ticket("the inviter's id is damaged".into()))?;
+        self.save_peer(device_of(inviter), ticket.addrs.clone());
+        let mut addr = EndpointAddr::new(inviter);
+        for a in &ticket.addrs {
+            if let Ok(sock) = a.parse::<SocketAddr>() {
+                addr = addr.with_ip_addr(sock);
+            }
+        }
+        if let Some(relay) = &ticket.relay
+            && let Ok(url) = relay.parse()
+        {
+            addr = addr.with_relay_url(url);
+        }
+        let who = inviter.fmt_short().to_string();
+        let conn = tokio::time::timeout(DIAL_TIMEOUT, self.inner.endpoint.connect(addr, JOIN_ALPN))
+            .await
+            .map_err(|_| {
+                peer_err(
+                    &who,
+                    "the inviter did not answer; is its node running and reachable?",
+                )
+            })?
+            .map_err(|e| peer_err(&who, e))?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| peer_err(&who, e))?;
+        let redeem = JoinMessage::Redeem {
+            space: ticket.space,
+            secret: ticket.secret,
+            addrs: self.addrs(),
+        };
+        write_frame(&mut send, &redeem)
+            .await
+            .map_err(|e| peer_err(&who, e))?;
+        let _ = send.finish();
+        let answer = read_frame::<JoinMessage>(&mut recv)
+            .await
+            .map_err(|e| peer_err(&who, e))?;
+        conn.close(0u32.into(), b"done");
+        match answer {
+            JoinMessage::Welcome => {}
+            JoinMessage::Denied { reason } => return Err(NetError::Ticket(reason)),
+            JoinMessage::Redeem { .. } => return Err(peer_err(&who, "answered with a redeem")),
+        }
+        let space_id = RecordId::from_bytes(ticket.space);
+        let space = SpaceId::Shared(space_id);
+        self.sync_with(inviter, space).await?;
+        self.join_topic(space_id).await;
+        blocking(|| self.inner.repo.space(space_id))?
+            .ok_or_else(|| peer_err(&who, "the space did not arrive"))
+    }
+
+    /// A snapshot for `rapport status`.
+    pub fn status(&self) -> Result<NetStatus, NodeError> {
+        let repo = &self.inner.repo;
+        let rejections = repo.store().rejections()?;
+        let c = self
+            .inner
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut connected: Vec<String> = c
+            .neighbors
+            .values()
+            .flatten()
+            .map(|p| p.to_string())
+            .collect();
+        connected.sort();
+        connected.dedup();
+        let mut spaces = BTreeMap::new();
+        for s in repo.spaces()? {
+            let id = SpaceId::Shared(s.id);
+            let records = repo.store().space_items(id).count().saturating_sub(1);
+            spaces.insert(
+                s.id.to_string(),
+                SpaceStatus {
+                    name: s.name.clone(),
+                    members: s.members.len(),
+                    records,
+                    pending_out: c.pending_out.get(&id).copied().unwrap_or(0),
+                    last_sync: c.last_sync.get(&id).map(|t| t.to_string()),
+                    rejected: rejections
+                        .iter()
+                        .filter(|r| r.space == id.to_string())
+                        .count(),
+                },
+            );
+        }
+        Ok(NetStatus {
+            node_id: self.id().to_string(),
+            addrs: self.addrs(),
+            relay: match &self.inner.relay {
+                RelayChoice::Disabled => "none".into(),
+                RelayChoice::Default => "default".into(),
+                RelayChoice::Custom(u) => u.clone(),
+            },
+            connected,
+            spaces,
+        })
+    }
+}
+
+async fn bind(
+    secret: SecretKey,
+    relay: RelayMode,
+    addrs: &[SocketAddr],
+) -> Result<Endpoint, NetError> {
+    let mut builder = Endpoint::builder(presets::Minimal)
+        .secret_key(secret)
+        .relay_mode(relay)
+        .clear_ip_transports();
+    for addr in addrs {
+        builder = builder
+            .bind_addr(*addr)
+            .map_err(|e| NetError::Bind(format!("{addr}: {e}")))?;
+    }
+    builder
+        .bind()
+        .await
+        .map_err(|e| NetError::Bind(e.to_string()))
+}
+
+const PORTS_FILE: &str = "ports.json";
+
+fn load_ports(dir: &std::path::Path) -> HashMap<String, u16> {
+    std::fs::read(dir.join(PORTS_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_ports(dir: &std::path::Path, bound: &[SocketAddr]) {
+    let ports: HashMap<String, u16> = bound
+        .iter()
+        .map(|a| (a.ip().to_string(), a.port()))
+        .collect();
+    if let Ok(json) = serde_json::to_vec(&ports) {
+        let _ = std::fs::write(dir.join(PORTS_FILE), json);
+    }
+}
+
+async fn write_frame<T: Serialize>(send: &mut SendStream, msg: &T) -> Result<(), String> {
+    let frame = wire::encode_frame(msg).map_err(|e| e.to_string())?;
+    send.write_all(&frame).await.map_err(|e| e.to_string())
+}
+
+async fn read_frame<T: serde::de::DeserializeOwned>(recv: &mut RecvStream) -> Result<T, String> {
+    let read = async {
+        let mut len = [0u8; 4];
+        recv.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+        let len = wire::frame_len(len).map_err(|e| e.to_string())?;
+        let mut body = vec![0u8; len];
+        recv.read_exact(&mut body)
+            .await
+            .map_err(|e| e.to_string())?;
+        wire::decode::<T>(&body).map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(READ_TIMEOUT, read)
+        .await
+        .map_err(|_| "timed out waiting for the peer".to_string())?
+}
+
+/// Serves catch-up sessions that peers open with us.
+#[derive(Debug, Clone)]
+struct SyncHandler {
+    node: Node,
+}
+
+impl ProtocolHandler for SyncHandler {
+    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+        let peer = connection.remote_id();
+        while let Ok((send, recv)) = connection.accept_bi().await {
+            let node = self.node.clone();
+            tokio::spawn(async move {
+                if let Err(e) = node.respond(peer, send, recv).await {
+                    tracing::info!(peer = %peer.fmt_short(), "sync session ended: {e}");
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Node {
+    async fn respond(
+        &self,
+        peer: EndpointId,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) -> Result<(), String> {
+        let repo = self.inner.repo.clone();
+        let mut replica = repo.replica(device_of(peer));
+        let mut responder = Responder::new();
+        while !responder.is_finished() {
+            let msg = read_frame::<SyncMessage>(&mut recv).await?;
+            let step =
+                blocking(|| responder.handle(msg, &mut replica)).map_err(|e| e.to_string())?;
+            for m in &step.send {
+                write_frame(&mut send, m).await?;
+            }
+        }
+        let _ = send.finish();
+        if replica.report.rejected > 0 {
+            tracing::warn!(peer = %peer.fmt_short(), rejected = replica.report.rejected, "refused changes from a peer");
+        }
+        if !matches!(responder.space(), SpaceId::Private) && replica.report.rejected == 0 {
+            self.synced(responder.space());
+        }
+        Ok(())
+    }
+}
+
+/// Serves ticket redemptions.
+#[derive(Debug, Clone)]
+struct JoinHandler {
+    node: Node,
+}
+
+impl ProtocolHandler for JoinHandler {
+    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+        let peer = connection.remote_id();
+        let (mut send, mut recv) = connection.accept_bi().await?;
+        let answer = match read_frame::<JoinMessage>(&mut recv).await {
+            Ok(JoinMessage::Redeem {
+                space,
+                secret,
+                addrs,
+            }) => {
+                let space_id = RecordId::from_bytes(space);
+                let device = device_of(peer);
+                let repo = self.node.inner.repo.clone();
+                match blocking(|| repo.redeem_invite(space_id, &secret, &device.to_string())) {
+                    Ok(_) => {
+                        tracing::info!(peer = %peer.fmt_short(), space = %space_id, "a new member joined");
+                        self.node.save_peer(device, addrs);
+                        JoinMessage::Welcome
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.fmt_short(), "refused a ticket: {e}");
+                        JoinMessage::Denied {
+                            reason: e.to_string(),
+                        }
+                    }
+                }
+            }
+            Ok(_) => JoinMessage::Denied {
+                reason: "expected a ticket".into(),
+            },
+            Err(e) => {
+                tracing::warn!(peer = %peer.fmt_short(), "malformed join request: {e}");
+                JoinMessage::Denied {
+                    reason: "malformed request".into(),
+                }
+            }
+        };
+        if write_frame(&mut send, &answer).await.is_ok() {
+            let _ = send.finish();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), connection.closed()).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,247 @@
+//! Real nodes on loopback sharing a space: convergence of concurrent
+//! edits, catch-up after a restart, privacy of the private space, and
+//! rejection of forged changes by every node.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Node, eventually};
+use serde_json::Value;
+
+const SPACE: &str = "Acme ↔ Northwind";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn ticket(from: &Node) -> String {
+    from.json(&["space", "invite", SPACE])["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_string()
+}
+
+/// The hashes of every change of a record, as its timeline lists them.
+fn change_set(n: &Node, record: &str) -> BTreeSet<String> {
+    let t = n.json(&["timeline", record]);
+    t.as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e["hash"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn show(n: &Node, record: &str) -> Value {
+    let mut v = n.json(&["show", record]);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("updated");
+    }
+    v
+}
+
+#[test]
+fn three_nodes_converge_on_concurrent_edits_and_catch_up_after_restart() {
+    let (a, b, c) = (Node::new(), Node::new(), Node::new());
+    let mut na = a.start(&[]);
+    let _nb = b.start(&[]);
+    let mut nc = c.start(&[]);
+    a.ok(&["space", "create", SPACE]);
+    let acme = a.json(&["company", "add", "Acme", "--space", SPACE]);
+    let id = acme["id"].as_str().expect("id").to_string();
+    b.ok(&["space", "join", &ticket(&a)]);
+    c.ok(&["space", "join", &ticket(&a)]);
+    for n in [&b, &c] {
+        assert!(
+            eventually(WAIT, || n.run(&["show", &id]).status.success()),
+            "Acme did not arrive"
+        );
+    }
+
+    // Live: an edit on one node shows on the others.
+    b.ok(&["edit", &id, "--set", "industry=Steel"]);
+    for n in [&a, &c] {
+        assert!(
+            eventually(WAIT, || show(n, &id)["industry"] == "Steel"),
+            "a live edit did not arrive"
+        );
+    }
+
+    // Concurrent: stop A and C, edit offline (different fields, and the
+    // same field), edit on B meanwhile, then restart.
+    na.stop();
+    nc.stop();
+    a.ok(&[
+        "edit",
+        &id,
+        "--set",
+        "owner=Ann",
+        "--set",
+        "domain=acme.com",
+    ]);
+    c.ok(&[
+        "edit",
+        &id,
+        "--set",
+        "owner=Cara",
+        "--set",
+        "phone=+1 555 0100",
+    ]);
+    b.ok(&["edit", &id, "--set", "address=1 Main St"]);
+    let _na = a.start(&[]);
+    let _nc = c.start(&[]);
+
+    let converged = eventually(Duration::from_secs(40), || {
+        let sets = [
+            change_set(&a, &id),
+            change_set(&b, &id),
+            change_set(&c, &id),
+        ];
+        sets[0].len() == 5 && sets[0] == sets[1] && sets[1] == sets[2]
+    });
+    assert!(converged, "the three nodes did not reach the same changes");
+    let views = [show(&a, &id), show(&b, &id), show(&c, &id)];
+    assert_eq!(views[0], views[1]);
+    assert_eq!(views[1], views[2]);
+    let v = &views[0];
+    assert_eq!(v["domain"], "acme.com");
+    assert_eq!(v["phone"], "+1 555 0100");
+    assert_eq!(v["address"], "1 Main St");
+    assert_eq!(v["industry"], "Steel");
+    let owners = v["conflicts"]["owner"]
+        .as_array()
+        .expect("a visible conflict on owner");
+    assert_eq!(owners.len(), 2);
+    assert!(owners.contains(&Value::from("Ann")) && owners.contains(&Value::from("Cara")));
+}
+
+#[test]
+fn private_records_never_reach_another_node() {
+    let (a, b) = (Node::new(), Node::new());
+    let _na = a.start(&[]);
+    let mut nb = b.start(&[]);
+    a.ok(&["company", "add", "Zyxwv Private Holdings"]);
+    a.ok(&["space", "create", SPACE]);
+    a.ok(&["company", "add", "Shared Corp", "--space", SPACE]);
+    b.ok(&["space", "join", &ticket(&a)]);
+    assert!(eventually(WAIT, || b
+        .run(&["show", "Shared Corp"])
+        .status
+        .success()));
+    std::thread::sleep(Duration::from_secs(2)); // a few more sync rounds
+    nb.stop();
+
+    // Not in B's records, nor anywhere in B's files.
+    let names: Vec<String> = b
+        .snapshot()
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(names, ["Shared Corp"]);
+    let needle = b"Zyxwv Private";
+    assert!(
+        dir_contains(&a.dir, needle),
+        "the check must see the record in A's files"
+    );
+    assert!(
+        !dir_contains(&b.dir, needle),
+        "a private record reached B's store"
+    );
+}
+
+fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).expect("dir").flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            dir_contains(&p, needle)
+        } else {
+            std::fs::read(&p).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}
+
+#[test]
+fn forged_changes_are_rejected_by_every_node() {
+    let (a, b, m) = (Node::new(), Node::new(), Node::new());
+    let _na = a.start(&[]);
+    let _nb = b.start(&[]);
+    a.ok(&["space", "create", SPACE]);
+    let acme = a.json(&["company", "add", "Acme", "--space", SPACE]);
+    let id = acme["id"].as_str().expect("id").to_string();
+    b.ok(&["space", "join", &ticket(&a)]);
+    assert!(eventually(WAIT, || b.run(&["show", &id]).status.success()));
+
+    // Mallory joins honestly (through both nodes, to learn their
+    // addresses), then forges: a change with a broken signature.
+    m.ok(&["init", "--name", "Mallory"]);
+    let mut nm = m.start(&[]);
+    m.ok(&["space", "join", &ticket(&a)]);
+    m.ok(&["space", "join", &ticket(&b)]);
+    assert!(eventually(WAIT, || m.run(&["show", &id]).status.success()));
+    nm.stop();
+    forge_edit(&m, &id);
+    let _nm = m.start(&[]);
+
+    let rejected_everywhere = eventually(Duration::from_secs(30), || {
+        [&a, &b].iter().all(|n| {
+            let s = n.json(&["status"]);
+            s["spaces"].as_object().is_some_and(|spaces| {
+                spaces
+                    .values()
+                    .any(|sp| sp["rejected"].as_u64().unwrap_or(0) >= 1)
+            })
+        })
+    });
+    assert!(
+        rejected_everywhere,
+        "a node did not reject the forged change"
+    );
+    for n in [&a, &b] {
+        assert_eq!(show(n, &id)["name"], "Acme", "a forged change was applied");
+    }
+}
+
+/// Writes into Mallory's (stopped) store a change to `id` whose signature
+/// does not verify, as if Mallory's node had made it.
+fn forge_edit(m: &Node, id: &str) {
+    use rapport_model::automerge::AutoCommit;
+    use rapport_model::{Edit, FieldValue, RecordView};
+    use rapport_store::{Indexed, RecordWrite, Store};
+
+    let key = std::fs::read(m.dir.join("device.key")).expect("key");
+    let key = rapport_trust::DeviceKey::from_secret_slice(&key).expect("key");
+    let store = Store::open(&m.dir.join("store"), false).expect("store");
+    let rid: rapport_model::RecordId = id.parse().expect("id");
+    let old = store
+        .view(rid)
+        .expect("view")
+        .expect("Acme on Mallory's node");
+    let bytes = store.doc(rid).expect("doc").expect("doc");
+    let mut doc = AutoCommit::load(&bytes)
+        .expect("load")
+        .with_actor(key.device_id().actor_id());
+    rapport_model::doc::edit(
+        &mut doc,
+        &[Edit::Set("name".into(), FieldValue::Text("Hacked".into()))],
+        jiff::Timestamp::now(),
+    )
+    .expect("edit");
+    let change = doc.get_last_local_change().expect("change");
+    let mut signed = key.sign_change(&change).expect("sign");
+    signed.signature[0] ^= 0x01;
+    let view = RecordView::read(&mut doc, rid, None).expect("view");
+    let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
+    store
+        .write(&RecordWrite {
+            id: rid,
+            space: old.space,
+            doc: &doc.save(),
+            heads: &heads,
+            changes: &[(change.hash().0.to_vec(), signed)],
+            index: Indexed::Record {
+                view: &view,
+                previous: Some(&old),
+            },
+        })
+        .expect("write");
+}
