@@ -245,3 +245,62 @@ fn forge_edit(m: &Node, id: &str) {
         })
         .expect("write");
 }
+
+#[test]
+fn oversized_and_malformed_frames_are_refused_and_the_node_keeps_serving() {
+    let (a, b) = (Node::new(), Node::new());
+    let _na = a.start(&[]);
+    let _nb = b.start(&[]);
+    a.ok(&["space", "create", SPACE]);
+    let acme = a.json(&["company", "add", "Acme", "--space", SPACE]);
+    let id = acme["id"].as_str().expect("id").to_string();
+    b.ok(&["space", "join", &ticket(&a)]);
+    let status = a.json(&["status"]);
+    let node_id: iroh::EndpointId = status["node_id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("node id");
+    let sock: std::net::SocketAddr = status["addrs"][0]
+        .as_str()
+        .expect("addr")
+        .parse()
+        .expect("addr");
+
+    // A hostile peer: a length prefix of 4 GiB, then a frame of garbage.
+    let mut oversized = u32::MAX.to_be_bytes().to_vec();
+    oversized.extend_from_slice(b"junk");
+    let mut malformed = 5u32.to_be_bytes().to_vec();
+    malformed.extend_from_slice(&[0xff; 5]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let ep = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+            .clear_ip_transports()
+            .bind_addr("127.0.0.1:0")
+            .expect("addr")
+            .bind()
+            .await
+            .expect("bind");
+        let addr = iroh::EndpointAddr::new(node_id).with_ip_addr(sock);
+        for payload in [&oversized, &malformed] {
+            let conn = ep
+                .connect(addr.clone(), b"rapport/sync/1")
+                .await
+                .expect("connect");
+            let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+            send.write_all(payload).await.expect("write");
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1024)).await;
+            conn.close(0u32.into(), b"bye");
+        }
+        ep.close().await;
+    });
+    assert!(
+        eventually(WAIT, || a.json(&["status"])["refused_frames"].as_u64()
+            >= Some(2)),
+        "the refused frames were not counted"
+    );
+    // The node still serves its members.
+    b.ok(&["edit", &id, "--set", "industry=Steel"]);
+    assert!(eventually(WAIT, || show(&a, &id)["industry"] == "Steel"));
+}

@@ -721,6 +721,13 @@ fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
     outln!(out, "relay       {}", s.relay);
     outln!(
         out,
+        "traffic     {} B sent, {} B received, {} frames refused",
+        s.bytes_sent,
+        s.bytes_received,
+        s.refused_frames
+    );
+    outln!(
+        out,
         "peers       {}",
         if s.connected.is_empty() {
             "none connected".to_string()

@@ -41,7 +41,8 @@ async fn serve(dir: &Path, args: UpArgs, json: bool) -> Result<()> {
         bind: args.bind,
         relay: args.relay,
         mdns: !args.no_mdns,
-        sync_interval: Duration::from_secs(args.sync_interval.max(1)),
+        sync_interval: Some(Duration::from_secs(args.sync_interval.max(1))),
+        live: true,
     };
     let node = Node::start(repo.clone(), config).await?;
     let api = Api::start(dir, args.api, node.clone(), Arc::new(exec)).await?;

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,8 +70,12 @@ pub struct NetConfig {
     pub relay: RelayChoice,
     /// Find peers on the local network with mDNS.
     pub mdns: bool,
-    /// How often to catch up with every known member.
-    pub sync_interval: Duration,
+    /// How often to catch up with every known member (`None`: only when
+    /// asked, for benchmarks).
+    pub sync_interval: Option<Duration>,
+    /// Join each space's gossip topic for live changes (off only in
+    /// benchmarks that measure catch-up alone).
+    pub live: bool,
 }
 
 impl Default for NetConfig {
@@ -79,7 +84,8 @@ impl Default for NetConfig {
             bind: Vec::new(),
             relay: RelayChoice::Disabled,
             mdns: true,
-            sync_interval: Duration::from_secs(30),
+            sync_interval: Some(Duration::from_secs(30)),
+            live: true,
         }
     }
 }
@@ -92,6 +98,11 @@ pub struct NetStatus {
     pub relay: String,
     /// Peers we currently share a gossip topic with.
     pub connected: Vec<String>,
+    /// Bytes of Rapport frames sent and received since the node started.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Frames refused as malformed or oversized.
+    pub refused_frames: u64,
     pub spaces: BTreeMap<String, SpaceStatus>,
 }
 
@@ -130,6 +141,17 @@ struct Inner {
     topics: tokio::sync::Mutex<HashMap<SpaceId, GossipSender>>,
     counters: Mutex<Counters>,
     relay: RelayChoice,
+    live: bool,
+    traffic: Traffic,
+}
+
+/// Bytes of Rapport frames sent and received (QUIC overhead excluded), and
+/// frames refused as malformed or oversized.
+#[derive(Debug, Default)]
+struct Traffic {
+    sent: AtomicU64,
+    received: AtomicU64,
+    refused_frames: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +250,8 @@ impl Node {
                 topics: tokio::sync::Mutex::new(HashMap::new()),
                 counters: Mutex::new(Counters::default()),
                 relay: config.relay.clone(),
+                live: config.live,
+                traffic: Traffic::default(),
             }),
         };
         for peer in blocking(|| repo.store().peers()).map_err(NodeError::from)? {
@@ -252,16 +276,20 @@ impl Node {
             }
         });
 
-        for space in blocking(|| repo.spaces())? {
-            node.join_topic(space.id).await;
-        }
-        let periodic = node.clone();
-        tokio::spawn(async move {
-            loop {
-                periodic.catch_up_all().await;
-                tokio::time::sleep(config.sync_interval).await;
+        if config.live {
+            for space in blocking(|| repo.spaces())? {
+                node.join_topic(space.id).await;
             }
-        });
+        }
+        if let Some(interval) = config.sync_interval {
+            let periodic = node.clone();
+            tokio::spawn(async move {
+                loop {
+                    periodic.catch_up_all().await;
+                    tokio::time::sleep(interval).await;
+                }
+            });
+        }
         Ok(node)
     }
 
@@ -357,6 +385,9 @@ impl Node {
 
     /// Subscribes to a space's gossip topic (once) and starts receiving.
     async fn join_topic(&self, space_id: RecordId) {
+        if !self.inner.live {
+            return;
+        }
         let space = SpaceId::Shared(space_id);
         let mut topics = self.inner.topics.lock().await;
         if topics.contains_key(&space) {
@@ -539,18 +570,18 @@ impl Node {
         let (mut init, first) = blocking(|| Initiator::start(space, &replica))
             .map_err(|e| peer_err(peer.fmt_short(), e))?;
         for m in first {
-            write_frame(&mut send, &m)
+            write_frame(&self.inner.traffic, &mut send, &m)
                 .await
                 .map_err(|e| peer_err(peer.fmt_short(), e))?;
         }
         while !init.is_finished() {
-            let msg = read_frame::<SyncMessage>(&mut recv)
+            let msg = read_frame::<SyncMessage>(&self.inner.traffic, &mut recv)
                 .await
                 .map_err(|e| peer_err(peer.fmt_short(), e))?;
             let step = blocking(|| init.handle(msg, &mut replica))
                 .map_err(|e| peer_err(peer.fmt_short(), e))?;
             for m in step.send {
-                write_frame(&mut send, &m)
+                write_frame(&self.inner.traffic, &mut send, &m)
                     .await
                     .map_err(|e| peer_err(peer.fmt_short(), e))?;
             }
@@ -637,11 +668,11 @@ impl Node {
             secret: ticket.secret,
             addrs: self.addrs(),
         };
-        write_frame(&mut send, &redeem)
+        write_frame(&self.inner.traffic, &mut send, &redeem)
             .await
             .map_err(|e| peer_err(&who, e))?;
         let _ = send.finish();
-        let answer = read_frame::<JoinMessage>(&mut recv)
+        let answer = read_frame::<JoinMessage>(&self.inner.traffic, &mut recv)
             .await
             .map_err(|e| peer_err(&who, e))?;
         conn.close(0u32.into(), b"done");
@@ -703,6 +734,9 @@ impl Node {
                 RelayChoice::Custom(u) => u.clone(),
             },
             connected,
+            bytes_sent: self.inner.traffic.sent.load(Ordering::Relaxed),
+            bytes_received: self.inner.traffic.received.load(Ordering::Relaxed),
+            refused_frames: self.inner.traffic.refused_frames.load(Ordering::Relaxed),
             spaces,
         })
     }
@@ -747,25 +781,64 @@ fn save_ports(dir: &std::path::Path, bound: &[SocketAddr]) {
     }
 }
 
-async fn write_frame<T: Serialize>(send: &mut SendStream, msg: &T) -> Result<(), String> {
-    let frame = wire::encode_frame(msg).map_err(|e| e.to_string())?;
-    send.write_all(&frame).await.map_err(|e| e.to_string())
+/// Why reading a frame failed.
+#[derive(Debug)]
+enum FrameError {
+    /// The connection broke or the peer went quiet.
+    Io(String),
+    /// The peer sent an oversized or malformed frame: refused and counted.
+    Refused(wire::WireError),
 }
 
-async fn read_frame<T: serde::de::DeserializeOwned>(recv: &mut RecvStream) -> Result<T, String> {
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Io(e) => f.write_str(e),
+            FrameError::Refused(e) => write!(f, "refused a frame: {e}"),
+        }
+    }
+}
+
+async fn write_frame<T: Serialize>(
+    traffic: &Traffic,
+    send: &mut SendStream,
+    msg: &T,
+) -> Result<(), String> {
+    let frame = wire::encode_frame(msg).map_err(|e| e.to_string())?;
+    send.write_all(&frame).await.map_err(|e| e.to_string())?;
+    traffic
+        .sent
+        .fetch_add(frame.len() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+async fn read_frame<T: serde::de::DeserializeOwned>(
+    traffic: &Traffic,
+    recv: &mut RecvStream,
+) -> Result<T, FrameError> {
     let read = async {
         let mut len = [0u8; 4];
-        recv.read_exact(&mut len).await.map_err(|e| e.to_string())?;
-        let len = wire::frame_len(len).map_err(|e| e.to_string())?;
+        recv.read_exact(&mut len)
+            .await
+            .map_err(|e| FrameError::Io(e.to_string()))?;
+        let len = wire::frame_len(len).map_err(FrameError::Refused)?;
         let mut body = vec![0u8; len];
         recv.read_exact(&mut body)
             .await
-            .map_err(|e| e.to_string())?;
-        wire::decode::<T>(&body).map_err(|e| e.to_string())
+            .map_err(|e| FrameError::Io(e.to_string()))?;
+        traffic
+            .received
+            .fetch_add(4 + len as u64, Ordering::Relaxed);
+        wire::decode::<T>(&body).map_err(FrameError::Refused)
     };
-    tokio::time::timeout(READ_TIMEOUT, read)
+    let result = tokio::time::timeout(READ_TIMEOUT, read)
         .await
-        .map_err(|_| "timed out waiting for the peer".to_string())?
+        .map_err(|_| FrameError::Io("timed out waiting for the peer".into()))?;
+    if let Err(FrameError::Refused(e)) = &result {
+        traffic.refused_frames.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("refused a frame from a peer: {e}");
+    }
+    result
 }
 
 /// Serves catch-up sessions that peers open with us.
@@ -800,11 +873,13 @@ impl Node {
         let mut replica = repo.replica(device_of(peer));
         let mut responder = Responder::new();
         while !responder.is_finished() {
-            let msg = read_frame::<SyncMessage>(&mut recv).await?;
+            let msg = read_frame::<SyncMessage>(&self.inner.traffic, &mut recv)
+                .await
+                .map_err(|e| e.to_string())?;
             let step =
                 blocking(|| responder.handle(msg, &mut replica)).map_err(|e| e.to_string())?;
             for m in &step.send {
-                write_frame(&mut send, m).await?;
+                write_frame(&self.inner.traffic, &mut send, m).await?;
             }
         }
         let _ = send.finish();
@@ -828,7 +903,7 @@ impl ProtocolHandler for JoinHandler {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
         let peer = connection.remote_id();
         let (mut send, mut recv) = connection.accept_bi().await?;
-        let answer = match read_frame::<JoinMessage>(&mut recv).await {
+        let answer = match read_frame::<JoinMessage>(&self.node.inner.traffic, &mut recv).await {
             Ok(JoinMessage::Redeem {
                 space,
                 secret,
@@ -861,7 +936,10 @@ impl ProtocolHandler for JoinHandler {
                 }
             }
         };
-        if write_frame(&mut send, &answer).await.is_ok() {
+        if write_frame(&self.node.inner.traffic, &mut send, &answer)
+            .await
+            .is_ok()
+        {
             let _ = send.finish();
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), connection.closed()).await;
