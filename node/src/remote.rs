@@ -63,8 +63,22 @@ impl Repo {
         Ok(out)
     }
 
-    /// Verifies, authorizes and applies changes a peer sent for `record`.
+    /// Verifies, authorizes and applies changes a peer sent for `record`,
+    /// durably.
     pub fn apply_remote(
+        &self,
+        space: SpaceId,
+        record: RecordId,
+        encoded: Vec<Vec<u8>>,
+        from: DeviceId,
+    ) -> Result<ApplyReport, NodeError> {
+        let report = self.apply_remote_deferred(space, record, encoded, from)?;
+        self.store().flush()?;
+        Ok(report)
+    }
+
+    /// Like [`Repo::apply_remote`], leaving the flush to the caller.
+    pub fn apply_remote_deferred(
         &self,
         space: SpaceId,
         record: RecordId,
@@ -213,7 +227,7 @@ impl Repo {
                 );
                 return Ok(report);
             }
-            self.store().write(&RecordWrite {
+            self.store().write_deferred(&RecordWrite {
                 id: record,
                 space,
                 doc: &saved,
@@ -235,7 +249,7 @@ impl Repo {
                     return Ok(report);
                 }
             };
-            self.store().write(&RecordWrite {
+            self.store().write_deferred(&RecordWrite {
                 id: record,
                 space,
                 doc: &saved,
@@ -316,6 +330,10 @@ impl Replica for SyncReplica<'_> {
         self.report.rejected += r.rejected;
         self.report.pending += r.pending;
         Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        self.repo.store().flush().map_err(|e| e.to_string())
     }
 
     /// Both ends must be members: this node (or it has nothing to share)

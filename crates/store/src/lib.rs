@@ -220,6 +220,24 @@ impl Store {
 
     /// Writes several records in one transaction and one flush (imports).
     pub fn write_batch(&self, writes: &[RecordWrite<'_>]) -> Result<()> {
+        self.write_batch_deferred(writes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Writes atomically but leaves the flush to a later [`Store::flush`]:
+    /// for changes received from peers, made durable once per message.
+    pub fn write_deferred(&self, w: &RecordWrite<'_>) -> Result<()> {
+        self.write_batch_deferred(std::slice::from_ref(w))
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn write_batch_deferred(&self, writes: &[RecordWrite<'_>]) -> Result<()> {
         let encoded: Vec<Vec<u8>> = writes
             .iter()
             .map(|w| match w.index {
@@ -295,7 +313,6 @@ impl Store {
                 return Err(StoreError::Corrupt("transaction aborted".into()));
             }
         }
-        self.db.flush()?;
         Ok(())
     }
 

@@ -29,6 +29,8 @@ pub const MAX_ROUNDS: usize = 64;
 const NEGENTROPY_FRAME: u64 = 512 * 1024;
 /// Target size of one `Changes` message.
 const CHANGES_BATCH_BYTES: usize = 1 << 20;
+/// Records per `Heads` message (keeps each well under the frame limit).
+const HEADS_PER_MESSAGE: usize = 10_000;
 
 /// What a session needs from the node's storage and rules.
 pub trait Replica {
@@ -52,6 +54,10 @@ pub trait Replica {
         record: RecordId,
         changes: Vec<Vec<u8>>,
     ) -> Result<(), String>;
+    /// Called after each `Changes` message has been applied: make it durable.
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
     /// Whether the peer of this session may sync `space` with us.
     fn may_sync(&self, space: SpaceId) -> bool;
 }
@@ -184,7 +190,7 @@ fn apply_all(
             .apply(space, RecordId::from_bytes(rc.record), rc.changes)
             .map_err(SyncError::Replica)?;
     }
-    Ok(())
+    replica.flush().map_err(SyncError::Replica)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -199,6 +205,8 @@ pub struct Initiator {
     space: SpaceId,
     neg: Negentropy<'static, NegentropyStorageVector>,
     differing: BTreeSet<RecordId>,
+    /// `Heads` messages sent whose answer has not come yet.
+    awaiting_heads: usize,
     state: InitiatorState,
     pub stats: SessionStats,
 }
@@ -230,6 +238,7 @@ impl Initiator {
             space,
             neg,
             differing: BTreeSet::new(),
+            awaiting_heads: 0,
             state: InitiatorState::Reconciling,
             stats: SessionStats {
                 rounds: 1,
@@ -298,8 +307,13 @@ impl Initiator {
                     });
                 }
                 self.state = InitiatorState::AwaitingChanges;
+                let send: Vec<SyncMessage> = heads
+                    .chunks(HEADS_PER_MESSAGE)
+                    .map(|c| SyncMessage::Heads(c.to_vec()))
+                    .collect();
+                self.awaiting_heads = send.len();
                 Ok(Step {
-                    send: vec![SyncMessage::Heads(heads)],
+                    send,
                     finished: false,
                 })
             }
@@ -317,14 +331,15 @@ impl Initiator {
                     ));
                 }
                 let changes = changes_for_heads(replica, self.space, &theirs)?;
-                self.stats.changes_sent = changes.iter().map(|c| c.changes.len()).sum();
+                self.stats.changes_sent += changes.iter().map(|c| c.changes.len()).sum::<usize>();
                 let mut send = batch_changes(changes);
-                send.push(SyncMessage::Done);
-                self.state = InitiatorState::Finished;
-                Ok(Step {
-                    send,
-                    finished: true,
-                })
+                self.awaiting_heads = self.awaiting_heads.saturating_sub(1);
+                let finished = self.awaiting_heads == 0;
+                if finished {
+                    send.push(SyncMessage::Done);
+                    self.state = InitiatorState::Finished;
+                }
+                Ok(Step { send, finished })
             }
             (state, msg) => Err(SyncError::Protocol(format!(
                 "unexpected {} while {state:?}",
@@ -432,10 +447,13 @@ impl Responder {
                     finished: false,
                 })
             }
-            (ResponderState::Reconciling, SyncMessage::Heads(theirs)) => {
-                self.stats.differing = theirs.len();
+            (
+                ResponderState::Reconciling | ResponderState::AwaitingChanges,
+                SyncMessage::Heads(theirs),
+            ) => {
+                self.stats.differing += theirs.len();
                 let changes = changes_for_heads(replica, self.space, &theirs)?;
-                self.stats.changes_sent = changes.iter().map(|c| c.changes.len()).sum();
+                self.stats.changes_sent += changes.iter().map(|c| c.changes.len()).sum::<usize>();
                 let mut mine = Vec::with_capacity(theirs.len());
                 for rh in &theirs {
                     let record = RecordId::from_bytes(rh.record);

@@ -174,3 +174,16 @@ fn the_private_space_is_never_synced() {
     let a = Mem::default();
     assert!(Initiator::start(SpaceId::Private, &a).is_err());
 }
+
+#[test]
+fn large_differences_travel_in_several_messages() {
+    let mut rng = Rng(9);
+    let mut a = replica(25_000, &mut rng);
+    let mut b = Mem {
+        member: true,
+        ..Default::default()
+    };
+    let (messages, _) = session(&mut a, &mut b).expect("session");
+    assert_eq!(a, b);
+    assert!(messages > 8, "{messages} messages for 25k documents");
+}
