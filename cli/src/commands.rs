@@ -319,7 +319,14 @@ pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
             )
         }
         Command::Fields { kind } => fields(out, kind.parse()?, json),
-        Command::Bench { records, dir } => crate::bench::run(out, records, dir.as_deref(), json),
+        Command::Bench(crate::BenchCmd::Store { records, dir }) => {
+            crate::bench::run(out, records, dir.as_deref(), json)
+        }
+        Command::Bench(crate::BenchCmd::Sync {
+            records,
+            changed,
+            naive,
+        }) => crate::bench_sync::run(out, records, changed, naive, json),
     }
 }
 

@@ -13,6 +13,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod bench_sync;
 mod client;
 mod commands;
 mod daemon;
@@ -129,14 +130,34 @@ pub enum Command {
     },
     /// The fields of a record kind, with their types and help.
     Fields { kind: String },
-    /// Measure write throughput, disk use, memory and read latency.
-    Bench {
+    /// Measure the store, or sync between two nodes (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Write throughput, disk use, memory and read latency of the store.
+    Store {
         /// How many person records to create.
         #[arg(long, default_value_t = 10_000)]
         records: usize,
         /// Where to create the throw-away store [default: a temporary directory].
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+    /// Two nodes on loopback sharing a space: initial sync and catch-up.
+    Sync {
+        /// Records in the shared space.
+        #[arg(long, default_value_t = 10_000)]
+        records: usize,
+        /// Records changed on one side before the catch-up.
+        #[arg(long, default_value_t = 10)]
+        changed: usize,
+        /// Also measure catching up the naive way: one Automerge sync
+        /// session per record.
+        #[arg(long)]
+        naive: bool,
     },
 }
 
@@ -389,7 +410,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         daemon::up(&dir, args, cli.json)?;
         return Ok(0);
     }
-    if !matches!(cli.command, Command::Bench { .. }) {
+    if !matches!(cli.command, Command::Bench(_)) {
         let request = rapport_node::api::ExecRequest {
             args: std::env::args().skip(1).collect(),
             cwd: std::env::current_dir().unwrap_or_default(),

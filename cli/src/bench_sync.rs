@@ -1,0 +1,197 @@
+//! `rapport bench sync`: two nodes on loopback (real iroh endpoints, real
+//! stores) share a space of N records. Measures the initial sync, the
+//! floor of verifying that many signatures, a catch-up after a few records
+//! changed on one side, and a session between identical spaces; optionally
+//! the same catch-up done naively, one Automerge sync session per record.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rapport_model::automerge::AutoCommit;
+use rapport_model::automerge::sync::{State, SyncDoc};
+use rapport_model::{Kind, SpaceId};
+use rapport_node::net::{NetConfig, Node, RelayChoice};
+use rapport_node::repo::Input;
+use rapport_node::{OpenMode, Repo};
+use serde_json::json;
+
+const BATCH: usize = 1_000;
+
+pub fn run(out: &mut String, records: usize, changed: usize, naive: bool, json: bool) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let figures = runtime.block_on(measure(records, changed.min(records), naive))?;
+    if json {
+        outln!(out, "{}", serde_json::to_string_pretty(&figures)?);
+        return Ok(());
+    }
+    outln!(out, "rapport bench sync: {records} records, {changed} changed for the catch-up");
+    if let Some(map) = figures.as_object() {
+        for (k, v) in map {
+            outln!(out, "  {k:<36} {v}");
+        }
+    }
+    Ok(())
+}
+
+fn config() -> NetConfig {
+    NetConfig {
+        bind: vec!["127.0.0.1:0".parse().expect("a socket address")],
+        relay: RelayChoice::Disabled,
+        mdns: false,
+        // Only the sessions this benchmark asks for.
+        sync_interval: None,
+        live: false,
+    }
+}
+
+fn traffic(node: &Node) -> Result<u64> {
+    let s = node.status()?;
+    Ok(s.bytes_sent + s.bytes_received)
+}
+
+async fn measure(records: usize, changed: usize, naive: bool) -> Result<serde_json::Value> {
+    let tmp = tempfile::Builder::new().prefix("rapport-bench-sync-").tempdir()?;
+    let repo_a = Arc::new(Repo::open(&tmp.path().join("a"), OpenMode::Create)?);
+    let repo_b = Arc::new(Repo::open(&tmp.path().join("b"), OpenMode::Create)?);
+    let space = repo_a.create_space("bench")?;
+    let sid = SpaceId::Shared(space.id);
+
+    let bar = indicatif::ProgressBar::new(records as u64);
+    let mut ids = Vec::with_capacity(records);
+    for start in (0..records).step_by(BATCH) {
+        let rows: Vec<Vec<Input>> = (start..(start + BATCH).min(records))
+            .map(|i| {
+                vec![
+                    ("name".into(), format!("Person {i:07}")),
+                    ("emails".into(), format!("p{i}@example.com")),
+                ]
+            })
+            .collect();
+        ids.extend(repo_a.create_many(Kind::Person, sid, &rows)?.iter().map(|v| v.id));
+        bar.inc(rows.len() as u64);
+    }
+    bar.finish_and_clear();
+
+    let node_a = Node::start(repo_a.clone(), config()).await?;
+    let node_b = Node::start(repo_b.clone(), config()).await?;
+    let ticket = node_a.invite(space.id, 3600)?;
+
+    // (a) Initial sync: B joins and fetches the whole space.
+    let t = Instant::now();
+    node_b.join(&ticket).await?;
+    let initial = t.elapsed();
+    let initial_bytes = traffic(&node_b)?;
+    let on_b = repo_b.store().space_items(sid).count();
+    anyhow::ensure!(on_b == records + 1, "B has {on_b} documents, expected {}", records + 1);
+
+    // The floor: verifying every signature B received.
+    let t = Instant::now();
+    let mut verified = 0usize;
+    for (id, _) in repo_b.store().space_items(sid).collect::<Result<Vec<_>, _>>()? {
+        for hash in repo_b.store().change_hashes(id)? {
+            if let Some(signed) = repo_b.store().signed_change(&hash)? {
+                rapport_trust::verify_change(&signed).context("a stored change does not verify")?;
+                verified += 1;
+            }
+        }
+    }
+    let verify_floor = t.elapsed();
+
+    // (b) Catch-up after `changed` records changed on A while B was away.
+    for (n, id) in ids.iter().take(changed).enumerate() {
+        repo_a.edit(&id.to_string(), &[("title".into(), format!("Changed {n}"))], &[])?;
+    }
+    let before = traffic(&node_b)?;
+    let t = Instant::now();
+    let stats = node_b.sync_with(node_a.id(), sid).await?;
+    let catch_up = t.elapsed();
+    let catch_up_bytes = traffic(&node_b)? - before;
+
+    // Identical spaces.
+    let before = traffic(&node_b)?;
+    let t = Instant::now();
+    node_b.sync_with(node_a.id(), sid).await?;
+    let identical = t.elapsed();
+    let identical_bytes = traffic(&node_b)? - before;
+
+    let mut figures = json!({
+        "records": records,
+        "initial_sync_s": secs(initial),
+        "initial_sync_bytes": initial_bytes,
+        "initial_sync_records_per_s": (records as f64 / initial.as_secs_f64()).round(),
+        "verify_all_signatures_s": secs(verify_floor),
+        "signatures_verified": verified,
+        "catch_up_changed_records": changed,
+        "catch_up_ms": ms(catch_up),
+        "catch_up_bytes": catch_up_bytes,
+        "catch_up_rounds": stats.rounds,
+        "catch_up_differing": stats.differing,
+        "identical_ms": ms(identical),
+        "identical_bytes": identical_bytes,
+    });
+
+    if naive {
+        // Make B stale again, then catch up one Automerge session per record.
+        for (n, id) in ids.iter().take(changed).enumerate() {
+            repo_a.edit(&id.to_string(), &[("title".into(), format!("Again {n}"))], &[])?;
+        }
+        let t = Instant::now();
+        let (mut messages, mut bytes) = (0usize, 0usize);
+        for id in &ids {
+            let mut a = repo_a.load_doc(*id)?;
+            let mut b = repo_b.load_doc(*id)?;
+            let (m, b_) = automerge_sync(&mut a, &mut b)?;
+            messages += m;
+            bytes += b_;
+        }
+        let naive_time = t.elapsed();
+        figures["naive_catch_up_s"] = secs(naive_time).into();
+        figures["naive_catch_up_messages"] = messages.into();
+        figures["naive_catch_up_bytes"] = bytes.into();
+    }
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+    Ok(figures)
+}
+
+/// One Automerge sync session between two in-memory documents: messages
+/// and bytes until both sides have nothing more to say.
+fn automerge_sync(a: &mut AutoCommit, b: &mut AutoCommit) -> Result<(usize, usize)> {
+    let (mut sa, mut sb) = (State::new(), State::new());
+    let (mut messages, mut bytes) = (0, 0);
+    for _ in 0..100 {
+        let mut quiet = true;
+        if let Some(m) = a.sync().generate_sync_message(&mut sa) {
+            quiet = false;
+            let encoded = m.encode();
+            messages += 1;
+            bytes += encoded.len();
+            let m = rapport_model::automerge::sync::Message::decode(&encoded)?;
+            b.sync().receive_sync_message(&mut sb, m)?;
+        }
+        if let Some(m) = b.sync().generate_sync_message(&mut sb) {
+            quiet = false;
+            let encoded = m.encode();
+            messages += 1;
+            bytes += encoded.len();
+            let m = rapport_model::automerge::sync::Message::decode(&encoded)?;
+            a.sync().receive_sync_message(&mut sa, m)?;
+        }
+        if quiet {
+            break;
+        }
+    }
+    Ok((messages, bytes))
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}
