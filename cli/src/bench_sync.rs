@@ -18,7 +18,13 @@ use serde_json::json;
 
 const BATCH: usize = 1_000;
 
-pub fn run(out: &mut String, records: usize, changed: usize, naive: bool, json: bool) -> Result<()> {
+pub fn run(
+    out: &mut String,
+    records: usize,
+    changed: usize,
+    naive: bool,
+    json: bool,
+) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,7 +34,10 @@ pub fn run(out: &mut String, records: usize, changed: usize, naive: bool, json: 
         outln!(out, "{}", serde_json::to_string_pretty(&figures)?);
         return Ok(());
     }
-    outln!(out, "rapport bench sync: {records} records, {changed} changed for the catch-up");
+    outln!(
+        out,
+        "rapport bench sync: {records} records, {changed} changed for the catch-up"
+    );
     if let Some(map) = figures.as_object() {
         for (k, v) in map {
             outln!(out, "  {k:<36} {v}");
@@ -54,7 +63,9 @@ fn traffic(node: &Node) -> Result<u64> {
 }
 
 async fn measure(records: usize, changed: usize, naive: bool) -> Result<serde_json::Value> {
-    let tmp = tempfile::Builder::new().prefix("rapport-bench-sync-").tempdir()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("rapport-bench-sync-")
+        .tempdir()?;
     let repo_a = Arc::new(Repo::open(&tmp.path().join("a"), OpenMode::Create)?);
     let repo_b = Arc::new(Repo::open(&tmp.path().join("b"), OpenMode::Create)?);
     let space = repo_a.create_space("bench")?;
@@ -71,7 +82,12 @@ async fn measure(records: usize, changed: usize, naive: bool) -> Result<serde_js
                 ]
             })
             .collect();
-        ids.extend(repo_a.create_many(Kind::Person, sid, &rows)?.iter().map(|v| v.id));
+        ids.extend(
+            repo_a
+                .create_many(Kind::Person, sid, &rows)?
+                .iter()
+                .map(|v| v.id),
+        );
         bar.inc(rows.len() as u64);
     }
     bar.finish_and_clear();
@@ -86,12 +102,20 @@ async fn measure(records: usize, changed: usize, naive: bool) -> Result<serde_js
     let initial = t.elapsed();
     let initial_bytes = traffic(&node_b)?;
     let on_b = repo_b.store().space_items(sid).count();
-    anyhow::ensure!(on_b == records + 1, "B has {on_b} documents, expected {}", records + 1);
+    anyhow::ensure!(
+        on_b == records + 1,
+        "B has {on_b} documents, expected {}",
+        records + 1
+    );
 
     // The floor: verifying every signature B received.
     let t = Instant::now();
     let mut verified = 0usize;
-    for (id, _) in repo_b.store().space_items(sid).collect::<Result<Vec<_>, _>>()? {
+    for (id, _) in repo_b
+        .store()
+        .space_items(sid)
+        .collect::<Result<Vec<_>, _>>()?
+    {
         for hash in repo_b.store().change_hashes(id)? {
             if let Some(signed) = repo_b.store().signed_change(&hash)? {
                 rapport_trust::verify_change(&signed).context("a stored change does not verify")?;
@@ -103,7 +127,11 @@ async fn measure(records: usize, changed: usize, naive: bool) -> Result<serde_js
 
     // (b) Catch-up after `changed` records changed on A while B was away.
     for (n, id) in ids.iter().take(changed).enumerate() {
-        repo_a.edit(&id.to_string(), &[("title".into(), format!("Changed {n}"))], &[])?;
+        repo_a.edit(
+            &id.to_string(),
+            &[("title".into(), format!("Changed {n}"))],
+            &[],
+        )?;
     }
     let before = traffic(&node_b)?;
     let t = Instant::now();
@@ -137,7 +165,11 @@ async fn measure(records: usize, changed: usize, naive: bool) -> Result<serde_js
     if naive {
         // Make B stale again, then catch up one Automerge session per record.
         for (n, id) in ids.iter().take(changed).enumerate() {
-            repo_a.edit(&id.to_string(), &[("title".into(), format!("Again {n}"))], &[])?;
+            repo_a.edit(
+                &id.to_string(),
+                &[("title".into(), format!("Again {n}"))],
+                &[],
+            )?;
         }
         let t = Instant::now();
         let (mut messages, mut bytes) = (0usize, 0usize);

@@ -142,6 +142,13 @@ impl<'a> Display<'a> {
             if view.deleted { "  [deleted]" } else { "" }
         )];
         lines.push(format!("  {:<12} {}", "id", view.id));
+        if let rapport_model::SpaceId::Shared(space) = view.space {
+            let name = match self.repo.space(space) {
+                Ok(Some(s)) => format!("{} ({space})", s.name),
+                _ => space.to_string(),
+            };
+            lines.push(format!("  {:<12} {name}", "space"));
+        }
         let mut names: Vec<&str> = view.kind.fields().iter().map(|d| d.name).collect();
         names.extend(
             view.fields
