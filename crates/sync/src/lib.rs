@@ -9,8 +9,11 @@
 //!
 //! ```text
 //! I → R  Heads(I's heads)          R → I  Changes(what I lacks), Heads(R's heads)
-//! I → R  Changes(what R lacks), Done
+//! I → R  Changes(what R lacks), then the next Heads chunk ... or Done
 //! ```
+//!
+//! Only one side writes a large message at a time: both writing at once
+//! could fill both flow-control windows and deadlock.
 //!
 //! The state machines never touch a socket, a disk or a clock: messages
 //! go in, messages come out, and the node's storage is reached through
@@ -205,8 +208,10 @@ pub struct Initiator {
     space: SpaceId,
     neg: Negentropy<'static, NegentropyStorageVector>,
     differing: BTreeSet<RecordId>,
-    /// `Heads` messages sent whose answer has not come yet.
-    awaiting_heads: usize,
+    /// `Heads` messages not sent yet: one goes out per answer received, so
+    /// that the two sides never both write large messages at once (which
+    /// would deadlock on full flow-control windows).
+    heads_to_send: Vec<Vec<RecordHeads>>,
     state: InitiatorState,
     pub stats: SessionStats,
 }
@@ -238,7 +243,7 @@ impl Initiator {
             space,
             neg,
             differing: BTreeSet::new(),
-            awaiting_heads: 0,
+            heads_to_send: Vec::new(),
             state: InitiatorState::Reconciling,
             stats: SessionStats {
                 rounds: 1,
@@ -307,13 +312,14 @@ impl Initiator {
                     });
                 }
                 self.state = InitiatorState::AwaitingChanges;
-                let send: Vec<SyncMessage> = heads
+                self.heads_to_send = heads
                     .chunks(HEADS_PER_MESSAGE)
-                    .map(|c| SyncMessage::Heads(c.to_vec()))
+                    .rev()
+                    .map(<[_]>::to_vec)
                     .collect();
-                self.awaiting_heads = send.len();
+                let first = self.heads_to_send.pop().unwrap_or_default();
                 Ok(Step {
-                    send,
+                    send: vec![SyncMessage::Heads(first)],
                     finished: false,
                 })
             }
@@ -333,12 +339,17 @@ impl Initiator {
                 let changes = changes_for_heads(replica, self.space, &theirs)?;
                 self.stats.changes_sent += changes.iter().map(|c| c.changes.len()).sum::<usize>();
                 let mut send = batch_changes(changes);
-                self.awaiting_heads = self.awaiting_heads.saturating_sub(1);
-                let finished = self.awaiting_heads == 0;
-                if finished {
-                    send.push(SyncMessage::Done);
-                    self.state = InitiatorState::Finished;
-                }
+                let finished = match self.heads_to_send.pop() {
+                    Some(next) => {
+                        send.push(SyncMessage::Heads(next));
+                        false
+                    }
+                    None => {
+                        send.push(SyncMessage::Done);
+                        self.state = InitiatorState::Finished;
+                        true
+                    }
+                };
                 Ok(Step { send, finished })
             }
             (state, msg) => Err(SyncError::Protocol(format!(
