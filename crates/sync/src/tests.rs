@@ -187,3 +187,38 @@ fn large_differences_travel_in_several_messages() {
     assert_eq!(a, b);
     assert!(messages > 8, "{messages} messages for 25k documents");
 }
+
+/// Regression: the initiator once sent every `Heads` chunk at once; over
+/// QUIC, both sides then wrote large messages together and a 100k-record
+/// initial sync deadlocked on full flow-control windows.
+#[test]
+fn at_most_one_heads_message_is_in_flight() {
+    let mut rng = Rng(11);
+    let mut a = Mem {
+        member: true,
+        ..Default::default()
+    };
+    let mut b = replica(3 * HEADS_PER_MESSAGE + 5, &mut rng);
+    let (mut init, first) = Initiator::start(space(), &a).expect("start");
+    let mut resp = Responder::new();
+    let mut in_flight = 0usize;
+    let mut to_resp = first;
+    while !to_resp.is_empty() {
+        let mut to_init = Vec::new();
+        for m in to_resp.drain(..) {
+            if matches!(m, SyncMessage::Heads(_)) {
+                in_flight += 1;
+                assert!(in_flight <= 1, "two Heads messages in flight");
+            }
+            to_init.extend(resp.handle(m, &mut b).expect("responder").send);
+        }
+        for m in to_init {
+            if matches!(m, SyncMessage::Heads(_)) {
+                in_flight -= 1;
+            }
+            to_resp.extend(init.handle(m, &mut a).expect("initiator").send);
+        }
+    }
+    assert!(init.is_finished() && resp.is_finished());
+    assert_eq!(a, b);
+}
