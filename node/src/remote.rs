@@ -188,79 +188,56 @@ impl Repo {
             return Ok(report);
         }
 
-        // Rule 2 and 3: the document must belong to this space, and for the
-        // space document, every signer must be a member of the result.
-        if space_of(&doc).ok() != Some(space) {
+        // Rules 2 and 3: the document must belong to this space, and for
+        // the space document, every signer must be a member of the result.
+        let reject_all = |reason: &str, report: &mut ApplyReport| {
             for (_, signed) in &changes {
-                reject(
-                    Some(signed.author),
-                    "the document does not belong to this space".into(),
-                    &mut report,
-                );
+                reject(Some(signed.author), reason.to_string(), report);
             }
+        };
+        if space_of(&doc).ok() != Some(space) {
+            reject_all("the document does not belong to this space", &mut report);
             return Ok(report);
         }
-        let saved = doc.save();
-        let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
-        if is_space_record {
-            let view = match is_space_doc(&doc).then(|| space::read_space(&doc)) {
+        let (space_view, record_view);
+        let index = if is_space_record {
+            space_view = match is_space_doc(&doc).then(|| space::read_space(&doc)) {
                 Some(Ok(v)) => v,
                 _ => {
-                    for (_, signed) in &changes {
-                        reject(
-                            Some(signed.author),
-                            "not a valid space document".into(),
-                            &mut report,
-                        );
-                    }
+                    reject_all("not a valid space document", &mut report);
                     return Ok(report);
                 }
             };
-            if let Some((_, signed)) = changes
+            if changes
                 .iter()
-                .find(|(_, s)| !view.is_member(&hex(&s.author)))
+                .any(|(_, s)| !space_view.is_member(&hex(&s.author)))
             {
-                reject(
-                    Some(signed.author),
-                    "the author is not a member of the space".into(),
-                    &mut report,
-                );
+                reject_all("an author is not a member of the space", &mut report);
                 return Ok(report);
             }
-            self.store().write_deferred(&RecordWrite {
-                id: record,
-                space,
-                doc: &saved,
-                heads: &heads,
-                changes: &changes,
-                index: Indexed::Space(&view),
-            })?;
+            Indexed::Space(&space_view)
         } else {
-            let view = match RecordView::read(&mut doc, record, None) {
+            record_view = match RecordView::read(&mut doc, record, None) {
                 Ok(v) => v,
                 Err(e) => {
-                    for (_, signed) in &changes {
-                        reject(
-                            Some(signed.author),
-                            format!("not a valid record: {e}"),
-                            &mut report,
-                        );
-                    }
+                    reject_all(&format!("not a valid record: {e}"), &mut report);
                     return Ok(report);
                 }
             };
-            self.store().write_deferred(&RecordWrite {
-                id: record,
-                space,
-                doc: &saved,
-                heads: &heads,
-                changes: &changes,
-                index: Indexed::Record {
-                    view: &view,
-                    previous: old_view.as_ref(),
-                },
-            })?;
-        }
+            Indexed::Record {
+                view: &record_view,
+                previous: old_view.as_ref(),
+            }
+        };
+        let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
+        self.store().write_deferred(&RecordWrite {
+            id: record,
+            space,
+            doc: &doc.save(),
+            heads: &heads,
+            changes: &changes,
+            index,
+        })?;
         report.applied += changes.len();
         Ok(report)
     }
