@@ -33,6 +33,8 @@ use crate::{NodeError, Repo};
 
 /// How long one read on a stream may wait before the session is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a whole catch-up session may take.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long to wait for a peer to answer a dial.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -468,16 +470,18 @@ impl Node {
                 .unwrap_or_else(|p| p.into_inner());
             *c.pending_out.entry(change.space).or_default() += 1;
         }
-        let mut msg = Announce {
+        // Heads only: anyone who knows the topic can read gossip, so the
+        // changes themselves are pulled by members over the authenticated
+        // sync protocol.
+        let msg = Announce {
             space: space_id.to_bytes(),
             record: change.record.to_bytes(),
             heads: change.heads,
-            changes: change.changes,
+            changes: Vec::new(),
         };
-        let mut bytes = wire::encode_gossip(&msg).unwrap_or_default();
-        if bytes.len() > MAX_GOSSIP - 64 {
-            msg.changes.clear();
-            bytes = wire::encode_gossip(&msg).unwrap_or_default();
+        let bytes = wire::encode_gossip(&msg).unwrap_or_default();
+        if bytes.len() > MAX_GOSSIP {
+            return;
         }
         let topics = self.inner.topics.lock().await;
         if let Some(sender) = topics.get(&change.space)
@@ -524,7 +528,21 @@ impl Node {
         let behind = report.is_none_or(|r| r.pending > 0) && have_sorted != want;
         if behind {
             let node = self.clone();
-            tokio::spawn(async move { node.sync_logged(from, space).await });
+            let SpaceId::Shared(space_id) = space else {
+                return;
+            };
+            let from_member = blocking(|| repo.space(space_id))
+                .ok()
+                .flatten()
+                .is_some_and(|v| v.is_member(&device_of(from).to_string()));
+            tokio::spawn(async move {
+                if from_member {
+                    node.sync_logged(from, space).await;
+                } else {
+                    // Relayed by a non-member: catch up with the members.
+                    node.catch_up_space(space_id).await;
+                }
+            });
         }
     }
 
@@ -551,8 +569,26 @@ impl Node {
         }
     }
 
-    /// Runs one catch-up session for `space` with `peer` (we dial).
+    /// Runs one catch-up session for `space` with `peer` (we dial), within
+    /// an overall deadline. A peer that is not a member of a space we know
+    /// is not dialed at all.
     pub async fn sync_with(
+        &self,
+        peer: EndpointId,
+        space: SpaceId,
+    ) -> Result<rapport_sync::SessionStats, NetError> {
+        if let SpaceId::Shared(id) = space
+            && let Some(view) = blocking(|| self.inner.repo.space(id))?
+            && !view.is_member(&device_of(peer).to_string())
+        {
+            return Err(peer_err(peer.fmt_short(), "not a member of this space"));
+        }
+        tokio::time::timeout(SESSION_TIMEOUT, self.sync_session(peer, space))
+            .await
+            .map_err(|_| peer_err(peer.fmt_short(), "the session took too long"))?
+    }
+
+    async fn sync_session(
         &self,
         peer: EndpointId,
         space: SpaceId,
@@ -853,7 +889,11 @@ impl ProtocolHandler for SyncHandler {
         while let Ok((send, recv)) = connection.accept_bi().await {
             let node = self.node.clone();
             tokio::spawn(async move {
-                if let Err(e) = node.respond(peer, send, recv).await {
+                let session = tokio::time::timeout(SESSION_TIMEOUT, node.respond(peer, send, recv));
+                let result = session
+                    .await
+                    .unwrap_or_else(|_| Err("the session took too long".into()));
+                if let Err(e) = result {
                     tracing::info!(peer = %peer.fmt_short(), "sync session ended: {e}");
                 }
             });
@@ -886,7 +926,7 @@ impl Node {
         if replica.report.rejected > 0 {
             tracing::warn!(peer = %peer.fmt_short(), rejected = replica.report.rejected, "refused changes from a peer");
         }
-        if !matches!(responder.space(), SpaceId::Private) && replica.report.rejected == 0 {
+        if !responder.was_refused() && replica.report.rejected == 0 {
             self.synced(responder.space());
         }
         Ok(())

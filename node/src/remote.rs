@@ -116,8 +116,12 @@ impl Repo {
             }
         }
         let is_space_record = record == space_id;
+        let _guard = self.write_guard();
         let members = self.space(space_id)?;
-        if !is_space_record {
+        // Authors must already be members. The one exception is the first
+        // download of a space document by a node that is joining: it has
+        // no member list yet, and checks the result instead (below).
+        if !is_space_record || members.is_some() {
             verified.retain(|(signed, _)| {
                 let ok = members
                     .as_ref()
@@ -133,7 +137,6 @@ impl Repo {
             });
         }
 
-        let _guard = self.write_guard();
         let existing = self.store().doc(record)?;
         let mut doc = match &existing {
             Some(bytes) => AutoCommit::load(bytes).map_err(|e| NodeError::Damaged {
@@ -142,6 +145,17 @@ impl Repo {
             })?,
             None => AutoCommit::new(),
         };
+        if existing.is_some() && space_of(&doc).ok() != Some(space) {
+            // Rule 3: a document never moves between spaces.
+            for (signed, _) in &verified {
+                reject(
+                    Some(signed.author),
+                    "the document belongs to another space".into(),
+                    &mut report,
+                );
+            }
+            return Ok(report);
+        }
         let old_view = if existing.is_some() && !is_space_record {
             RecordView::read(&mut doc, record, None).ok()
         } else {
@@ -171,11 +185,18 @@ impl Repo {
         if fresh.is_empty() {
             return Ok(report);
         }
-        doc.apply_changes(fresh.iter().map(|(_, _, c)| c.clone()))
-            .map_err(|e| NodeError::Damaged {
-                path: self.dir().to_path_buf(),
-                reason: format!("applying changes to {record}: {e}"),
-            })?;
+        if let Err(e) = doc.apply_changes(fresh.iter().map(|(_, _, c)| c.clone())) {
+            // Malformed history from a peer (e.g. a reused sequence number):
+            // its fault, not damage here; refuse the batch and go on.
+            for (_, signed, _) in &fresh {
+                reject(
+                    Some(signed.author),
+                    format!("the change does not apply: {e}"),
+                    &mut report,
+                );
+            }
+            return Ok(report);
+        }
         let missing = !doc.get_missing_deps(&[]).is_empty();
         let changes: Vec<(Vec<u8>, SignedChange)> = fresh
             .iter()
@@ -267,6 +288,11 @@ fn text(e: NodeError) -> String {
 
 impl Replica for SyncReplica<'_> {
     fn items(&self, space: SpaceId) -> Result<Vec<(RecordId, Vec<[u8; 32]>)>, String> {
+        // Nothing of a space goes to a peer that is not a member of it,
+        // whichever side dialed.
+        if !self.may_sync(space) {
+            return Ok(Vec::new());
+        }
         self.repo
             .store()
             .space_items(space)
@@ -275,6 +301,9 @@ impl Replica for SyncReplica<'_> {
     }
 
     fn heads(&self, space: SpaceId, record: RecordId) -> Result<Option<Vec<[u8; 32]>>, String> {
+        if !self.may_sync(space) {
+            return Ok(None);
+        }
         self.repo
             .store()
             .heads(space, record)
@@ -287,6 +316,9 @@ impl Replica for SyncReplica<'_> {
         record: RecordId,
         peer_heads: &[[u8; 32]],
     ) -> Result<Vec<Vec<u8>>, String> {
+        if !self.may_sync(space) {
+            return Ok(Vec::new());
+        }
         self.repo
             .changes_for(space, record, peer_heads)
             .map_err(text)
@@ -494,9 +526,30 @@ mod tests {
         assert_eq!(on_b.text("name"), Some("Acme"));
         assert_eq!(on_b.get("industry"), None);
         let log = b.store().rejections().expect("log");
-        assert_eq!(log.len(), 3);
+        assert!(log.len() >= 3);
         assert!(log[0].reason.contains("not a member"), "{:?}", log[0]);
         assert!(log[1].reason.contains("signature"), "{:?}", log[1]);
+
+        // Nor can Mallory make itself a member by editing the space
+        // document: only members may change it.
+        let mut space_doc = a
+            .load_doc(shared.id)
+            .expect("space doc")
+            .with_actor(mallory.device_id().actor_id());
+        rapport_model::space::add_member(
+            &mut space_doc,
+            &mallory.device_id().to_string(),
+            Timestamp::now(),
+        )
+        .expect("add");
+        let change = space_doc.get_last_local_change().expect("change");
+        let signed = mallory.key().sign_change(&change).expect("sign");
+        let report = b
+            .apply_remote(space, shared.id, vec![signed.encode()], mallory.device_id())
+            .expect("apply");
+        assert_eq!((report.rejected, report.applied), (1, 0));
+        let members = b.space(shared.id).expect("space").expect("known");
+        assert!(!members.is_member(&mallory.device_id().to_string()));
 
         // And a non-member cannot even open a session.
         let mut rm = mallory.replica(a.device_id());

@@ -375,6 +375,7 @@ pub struct Responder {
     asked: BTreeSet<RecordId>,
     state: ResponderState,
     rounds: usize,
+    refused: bool,
     pub stats: SessionStats,
 }
 
@@ -402,6 +403,7 @@ impl Responder {
             asked: BTreeSet::new(),
             state: ResponderState::AwaitingOpen,
             rounds: 0,
+            refused: false,
             stats: SessionStats::default(),
         }
     }
@@ -412,6 +414,11 @@ impl Responder {
 
     pub fn is_finished(&self) -> bool {
         self.state == ResponderState::Finished
+    }
+
+    /// Whether the session was refused (the peer may not sync the space).
+    pub fn was_refused(&self) -> bool {
+        self.refused
     }
 
     /// Handles one message from the initiator.
@@ -425,6 +432,7 @@ impl Responder {
                 let space = SpaceId::Shared(RecordId::from_bytes(space));
                 self.space = space;
                 if !replica.may_sync(space) {
+                    self.refused = true;
                     self.state = ResponderState::Finished;
                     return Ok(Step {
                         // The same answer whether the space is unknown or
