@@ -153,7 +153,7 @@ fn person(i: usize, company: RecordId) -> Vec<Input> {
     ]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
 }
 

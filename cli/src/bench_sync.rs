@@ -16,6 +16,8 @@ use rapport_node::repo::Input;
 use rapport_node::{OpenMode, Repo};
 use serde_json::json;
 
+use crate::bench::ms;
+
 const BATCH: usize = 1_000;
 
 pub fn run(
@@ -222,8 +224,4 @@ fn automerge_sync(a: &mut AutoCommit, b: &mut AutoCommit) -> Result<(usize, usiz
 
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
 }

@@ -818,11 +818,7 @@ fn space(out: &mut String, backend: &Backend, cmd: SpaceCmd, json: bool) -> Resu
             let rows: Vec<Vec<String>> = spaces
                 .iter()
                 .map(|s| {
-                    let records = repo
-                        .store()
-                        .space_items(rapport_model::SpaceId::Shared(s.id))
-                        .count()
-                        .saturating_sub(1);
+                    let records = repo.space_record_count(s.id);
                     vec![
                         s.name.clone(),
                         s.id.to_string(),
@@ -866,12 +862,7 @@ fn space(out: &mut String, backend: &Backend, cmd: SpaceCmd, json: bool) -> Resu
             if json {
                 return print_json(out, &serde_json::to_value(&view)?);
             }
-            let records = node
-                .repo()
-                .store()
-                .space_items(rapport_model::SpaceId::Shared(view.id))
-                .count()
-                .saturating_sub(1);
+            let records = node.repo().space_record_count(view.id);
             outln!(
                 out,
                 "Joined space {} ({}): {} members, {} records so far",

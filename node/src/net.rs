@@ -745,7 +745,7 @@ impl Node {
         let mut spaces = BTreeMap::new();
         for s in repo.spaces()? {
             let id = SpaceId::Shared(s.id);
-            let records = repo.store().space_items(id).count().saturating_sub(1);
+            let records = repo.space_record_count(s.id);
             spaces.insert(
                 s.id.to_string(),
                 SpaceStatus {

@@ -365,15 +365,9 @@ impl Replica for SyncReplica<'_> {
 mod tests {
     use super::*;
     use crate::OpenMode;
+    use crate::repo::tests::input;
     use rapport_model::Kind;
     use rapport_sync::run_in_memory;
-
-    fn input(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
 
     fn node() -> (tempfile::TempDir, Repo) {
         let tmp = tempfile::tempdir().expect("tempdir");

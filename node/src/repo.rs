@@ -718,7 +718,7 @@ fn open_store(path: &Path, create: bool) -> Result<Store, NodeError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn repo() -> (tempfile::TempDir, Repo) {
@@ -727,7 +727,8 @@ mod tests {
         (tmp, repo)
     }
 
-    fn input(pairs: &[(&str, &str)]) -> Vec<Input> {
+    /// `[("name", "Acme")]` as inputs; shared by the node's tests.
+    pub(crate) fn input(pairs: &[(&str, &str)]) -> Vec<Input> {
         pairs
             .iter()
             .map(|(f, v)| (f.to_string(), v.to_string()))

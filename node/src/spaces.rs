@@ -110,6 +110,14 @@ impl Repo {
         Ok(self.store().space(id)?)
     }
 
+    /// Records in a shared space (its own space document not counted).
+    pub fn space_record_count(&self, id: RecordId) -> usize {
+        self.store()
+            .space_items(SpaceId::Shared(id))
+            .count()
+            .saturating_sub(1)
+    }
+
     /// Adds a device to a space (this device must be a member).
     pub fn add_member(&self, space_id: RecordId, device_hex: &str) -> Result<SpaceView, NodeError> {
         let _guard = self.write_guard();
@@ -186,14 +194,8 @@ fn secret_hash(secret: &[u8; 16]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::OpenMode;
+    use crate::repo::tests::input;
     use rapport_model::Kind;
-
-    fn input(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
 
     #[test]
     fn records_in_a_space_refer_only_within_it() {
