@@ -96,7 +96,7 @@ async fn measure(records: usize, changed: usize, naive: bool) -> Result<serde_js
 
     let node_a = Node::start(repo_a.clone(), config()).await?;
     let node_b = Node::start(repo_b.clone(), config()).await?;
-    let ticket = node_a.invite(space.id, 3600)?;
+    let ticket = node_a.invite(space.id, 3600, rapport_model::Role::Writer, None)?;
 
     // (a) Initial sync: B joins and fetches the whole space.
     let t = Instant::now();

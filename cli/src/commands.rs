@@ -291,6 +291,9 @@ pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
             let v = repo.restore(&reference)?;
             done(out, &v, "Restored", json)
         }
+        Command::Audit { space } => {
+            crate::membership::audit(out, &*open(OpenMode::Existing)?, &space, json)
+        }
         Command::Timeline { reference } => {
             let repo = open(OpenMode::Existing)?;
             let v = repo.resolve(&reference)?;
@@ -352,7 +355,7 @@ fn push_list(inputs: &mut Vec<Input>, field: &str, items: &[String]) {
     }
 }
 
-fn print_json(out: &mut String, v: &serde_json::Value) -> Result<()> {
+pub(crate) fn print_json(out: &mut String, v: &serde_json::Value) -> Result<()> {
     outln!(out, "{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -393,6 +396,7 @@ fn whoami(out: &mut String, repo: &Repo, json: bool) -> Result<()> {
             &json!({
                 "name": p.name, "org": p.org, "device": p.device,
                 "data_dir": repo.dir(), "records": repo.store().record_count(),
+                "spaces": crate::membership::certifications(repo)?,
             }),
         );
     }
@@ -413,6 +417,31 @@ fn whoami(out: &mut String, repo: &Repo, json: bool) -> Result<()> {
     outln!(out, "device      {}", p.device);
     outln!(out, "data dir    {}", repo.dir().display());
     outln!(out, "records     {}", repo.store().record_count());
+    for c in crate::membership::certifications(repo)?
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+        let or_dash = |k: &str| match text(k) {
+            t if t.is_empty() => "-".to_string(),
+            t => t,
+        };
+        outln!(
+            out,
+            "space       {}: {}, user {} of {}, certified by {}{}",
+            text("space"),
+            text("role"),
+            or_dash("user"),
+            or_dash("org"),
+            text("certified_by"),
+            if c["removed"] == true {
+                " (removed)"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(())
 }
 
@@ -749,6 +778,7 @@ fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
             vec![
                 sp.name.clone(),
                 id[..10].to_string(),
+                sp.role.map_or("-".into(), |r| r.to_string()),
                 sp.members.to_string(),
                 sp.records.to_string(),
                 sp.pending_out.to_string(),
@@ -773,6 +803,7 @@ fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
                 &[
                     "space",
                     "id",
+                    "role",
                     "members",
                     "records",
                     "pending",
@@ -782,6 +813,11 @@ fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
                 &rows
             )
         );
+        for sp in s.spaces.values() {
+            if let Some(reason) = &sp.refused {
+                outln!(out, "{}: a member refused to sync: {reason}", sp.name);
+            }
+        }
     }
     Ok(())
 }
@@ -834,14 +870,29 @@ fn space(out: &mut String, backend: &Backend, cmd: SpaceCmd, json: bool) -> Resu
             );
             Ok(())
         }
-        SpaceCmd::Invite { space, ttl_hours } => {
+        SpaceCmd::Members { space } => {
+            crate::membership::members(out, &*backend.repo(OpenMode::Existing)?, &space, json)
+        }
+        SpaceCmd::Remove { space, member } => crate::membership::remove(
+            out,
+            &*backend.repo(OpenMode::Existing)?,
+            &space,
+            &member,
+            json,
+        ),
+        SpaceCmd::Invite {
+            space,
+            role,
+            org,
+            ttl_hours,
+        } => {
             let node = backend.node("inviting")?;
             let rapport_model::SpaceId::Shared(id) = node.repo().resolve_space(&space)? else {
                 bail!(
                     "the private space cannot be shared; create a shared one with `rapport space create NAME`"
                 );
             };
-            let ticket = node.invite(id, (ttl_hours * 3600.0) as i64)?;
+            let ticket = node.invite(id, (ttl_hours * 3600.0) as i64, role, org)?;
             let text = ticket.encode();
             if json {
                 return print_json(out, &json!({"ticket": text, "expires": ticket.expires}));
@@ -850,7 +901,7 @@ fn space(out: &mut String, backend: &Backend, cmd: SpaceCmd, json: bool) -> Resu
             outln!(out);
             outln!(
                 out,
-                "One use, valid {ttl_hours} h. On the other node: rapport space join <ticket>"
+                "Grants the {role} role; one use, valid {ttl_hours} h. On the other node: rapport space join <ticket>"
             );
             Ok(())
         }

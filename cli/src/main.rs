@@ -17,6 +17,7 @@ mod bench_sync;
 mod client;
 mod commands;
 mod daemon;
+mod membership;
 mod output;
 
 use std::path::PathBuf;
@@ -116,6 +117,8 @@ pub enum Command {
     Restore { reference: String },
     /// A record's history (who changed what, when) and its activities, newest first.
     Timeline { reference: String },
+    /// Membership changes and refused changes of a shared space, with reasons and authors.
+    Audit { space: String },
     /// Deals by stage: count, total and weighted total per currency.
     Pipeline,
     /// Export records as JSON, or as Automerge documents any Automerge implementation reads.
@@ -185,17 +188,31 @@ pub struct UpArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SpaceCmd {
-    /// Create a shared space (you are its first member).
+    /// Create a shared space (you are its first admin).
     Create { name: String },
     /// The shared spaces this node belongs to.
     List,
-    /// Print a one-time ticket that lets another node join (needs the running node).
+    /// Print a one-time ticket that lets another node join (admins; needs the running node).
     Invite {
         /// The space (name or id).
         space: String,
+        /// What the new member may do: admin, writer, reader or relay.
+        #[arg(long, default_value = "writer")]
+        role: rapport_model::Role,
+        /// Certify the joiner as belonging to this organisation (else its own claim is recorded).
+        #[arg(long)]
+        org: Option<String>,
         /// Hours until the ticket expires.
         #[arg(long = "ttl", default_value_t = 24.0, value_name = "HOURS")]
         ttl_hours: f64,
+    },
+    /// Who is in a space: organisation, user, device, role, since when; and who was removed.
+    Members { space: String },
+    /// Remove a member: a device (id or prefix), a user (all their devices) or an organisation (admins).
+    Remove {
+        space: String,
+        /// A device id or prefix, a user name, or an organisation name.
+        member: String,
     },
     /// Join a space with a ticket from one of its members (needs the running node).
     Join { ticket: String },

@@ -81,6 +81,9 @@ pub enum NodeError {
     CrossSpace { title: String, theirs: String },
     #[error("this device is not a member of space {0}")]
     NotMember(String),
+    /// The space's rules do not let this device do that; says why.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("invite: {0}")]
     Invite(String),
     #[error("no space matches `{0}`; `rapport space list` shows yours")]

@@ -17,7 +17,7 @@ use iroh_gossip::api::{Event, GossipSender};
 use iroh_gossip::{Gossip, TopicId};
 use jiff::Timestamp;
 use n0_future::StreamExt;
-use rapport_model::{RecordId, SpaceId, SpaceView};
+use rapport_model::{RecordId, Role, SpaceId, SpaceView};
 use rapport_proto::wire::{
     self, Announce, JOIN_ALPN, JoinMessage, MAX_GOSSIP, SYNC_ALPN, SyncMessage, Ticket,
 };
@@ -118,6 +118,11 @@ pub struct SpaceStatus {
     /// When this space last completed a sync with a peer (RFC 3339).
     pub last_sync: Option<String>,
     pub rejected: usize,
+    /// This device's role in the space.
+    pub role: Option<Role>,
+    /// The last refusal from a member of this space (for example "you
+    /// were removed from space ... by ..."), if it was refused since.
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +130,15 @@ struct Counters {
     pending_out: HashMap<SpaceId, usize>,
     last_sync: HashMap<SpaceId, Timestamp>,
     neighbors: HashMap<SpaceId, Vec<EndpointId>>,
+    refused: HashMap<SpaceId, String>,
+}
+
+/// A gossip topic the node is subscribed to for a space.
+#[derive(Debug)]
+struct Subscription {
+    topic: TopicId,
+    sender: GossipSender,
+    receiving: tokio::task::AbortHandle,
 }
 
 /// A running node. Cheap to clone.
@@ -140,7 +154,8 @@ struct Inner {
     gossip: Gossip,
     lookup: MemoryLookup,
     router: Mutex<Option<Router>>,
-    topics: tokio::sync::Mutex<HashMap<SpaceId, GossipSender>>,
+    topics: tokio::sync::Mutex<HashMap<SpaceId, Subscription>>,
+    topic_refresh: mpsc::UnboundedSender<RecordId>,
     counters: Mutex<Counters>,
     relay: RelayChoice,
     live: bool,
@@ -175,12 +190,14 @@ fn peer_err(peer: impl std::fmt::Display, reason: impl std::fmt::Display) -> Net
     }
 }
 
-/// The gossip topic of a space: derived from its id, which only members
-/// learn (from a ticket).
-fn topic_of(space: RecordId) -> TopicId {
+/// The gossip topic of a space: derived from its id and the topic secret
+/// in its space document, which only current members hold (the document
+/// is served only to members, and every removal renews the secret).
+fn topic_of(space: &SpaceView) -> TopicId {
     let mut h = Sha256::new();
-    h.update(b"rapport/topic/v1\0");
-    h.update(space.to_bytes());
+    h.update(b"rapport/topic/v2\0");
+    h.update(space.id.to_bytes());
+    h.update(&space.topic);
     let d: [u8; 32] = h.finalize().into();
     TopicId::from_bytes(d)
 }
@@ -239,6 +256,7 @@ impl Node {
                 }
             }
         }
+        let (topic_refresh, mut refresh_rx) = mpsc::unbounded_channel::<RecordId>();
         let gossip = Gossip::builder()
             .max_message_size(MAX_GOSSIP)
             .spawn(endpoint.clone());
@@ -250,6 +268,7 @@ impl Node {
                 lookup,
                 router: Mutex::new(None),
                 topics: tokio::sync::Mutex::new(HashMap::new()),
+                topic_refresh,
                 counters: Mutex::new(Counters::default()),
                 relay: config.relay.clone(),
                 live: config.live,
@@ -271,6 +290,12 @@ impl Node {
         repo.set_observer(Arc::new(move |c| {
             let _ = tx.send(c);
         }));
+        let refresher = node.clone();
+        tokio::spawn(async move {
+            while let Some(space) = refresh_rx.recv().await {
+                refresher.join_topic(space).await;
+            }
+        });
         let announcer = node.clone();
         tokio::spawn(async move {
             while let Some(change) = rx.recv().await {
@@ -385,26 +410,34 @@ impl Node {
             .collect()
     }
 
-    /// Subscribes to a space's gossip topic (once) and starts receiving.
+    /// Subscribes to a space's current gossip topic and starts receiving;
+    /// leaves the old topic when a removal renewed it, and leaves
+    /// altogether when this device is no longer a member.
     async fn join_topic(&self, space_id: RecordId) {
         if !self.inner.live {
             return;
         }
         let space = SpaceId::Shared(space_id);
-        let mut topics = self.inner.topics.lock().await;
-        if topics.contains_key(&space) {
-            return;
-        }
-        let members = match blocking(|| self.inner.repo.space(space_id)) {
-            Ok(Some(v)) => self.other_members(&v),
-            _ => Vec::new(),
+        let me = self.inner.repo.device_id().to_string();
+        let view = match blocking(|| self.inner.repo.space(space_id)) {
+            Ok(Some(v)) if v.is_member(&me) => Some(v),
+            _ => None,
         };
-        let topic = match self
-            .inner
-            .gossip
-            .subscribe(topic_of(space_id), members)
-            .await
-        {
+        let mut topics = self.inner.topics.lock().await;
+        let wanted = view.as_ref().map(topic_of);
+        if let Some(current) = topics.get(&space) {
+            if Some(current.topic) == wanted {
+                return;
+            }
+            current.receiving.abort();
+            topics.remove(&space);
+            self.neighbors(space, Vec::clear);
+        }
+        let (Some(view), Some(topic_id)) = (view, wanted) else {
+            return;
+        };
+        let members = self.other_members(&view);
+        let topic = match self.inner.gossip.subscribe(topic_id, members).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(%space, "cannot join the space's gossip topic: {e}");
@@ -412,9 +445,8 @@ impl Node {
             }
         };
         let (sender, mut receiver) = topic.split();
-        topics.insert(space, sender);
         let node = self.clone();
-        tokio::spawn(async move {
+        let receiving = tokio::spawn(async move {
             while let Some(event) = receiver.next().await {
                 match event {
                     Ok(Event::Received(msg)) => {
@@ -442,6 +474,14 @@ impl Node {
                 }
             }
         });
+        topics.insert(
+            space,
+            Subscription {
+                topic: topic_id,
+                sender,
+                receiving: receiving.abort_handle(),
+            },
+        );
     }
 
     fn neighbors(&self, space: SpaceId, f: impl FnOnce(&mut Vec<EndpointId>)) {
@@ -458,10 +498,6 @@ impl Node {
         let SpaceId::Shared(space_id) = change.space else {
             return;
         };
-        if change.record == space_id {
-            // A new space (or new members): (re)join its topic.
-            self.join_topic(space_id).await;
-        }
         {
             let mut c = self
                 .inner
@@ -483,11 +519,19 @@ impl Node {
         if bytes.len() > MAX_GOSSIP {
             return;
         }
-        let topics = self.inner.topics.lock().await;
-        if let Some(sender) = topics.get(&change.space)
-            && let Err(e) = sender.broadcast(bytes.into()).await
         {
-            tracing::warn!(space = %change.space, "gossip broadcast failed: {e}");
+            let topics = self.inner.topics.lock().await;
+            if let Some(sub) = topics.get(&change.space)
+                && let Err(e) = sub.sender.broadcast(bytes.into()).await
+            {
+                tracing::warn!(space = %change.space, "gossip broadcast failed: {e}");
+            }
+        }
+        if change.record == space_id {
+            // A new space, new members, or a removal that renewed the
+            // topic: the members still on the old topic heard this above
+            // and follow after catching up.
+            self.join_topic(space_id).await;
         }
     }
 
@@ -614,8 +658,12 @@ impl Node {
             let msg = read_frame::<SyncMessage>(&self.inner.traffic, &mut recv)
                 .await
                 .map_err(|e| peer_err(peer.fmt_short(), e))?;
-            let step = blocking(|| init.handle(msg, &mut replica))
-                .map_err(|e| peer_err(peer.fmt_short(), e))?;
+            let step = blocking(|| init.handle(msg, &mut replica)).map_err(|e| {
+                if let rapport_sync::SyncError::Refused(reason) = &e {
+                    self.counters().refused.insert(space, reason.clone());
+                }
+                peer_err(peer.fmt_short(), e)
+            })?;
             for m in step.send {
                 write_frame(&self.inner.traffic, &mut send, &m)
                     .await
@@ -627,29 +675,49 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(64)).await;
         conn.close(0u32.into(), b"done");
         self.synced(space);
+        self.counters().refused.remove(&space);
+        self.refresh_topic(space);
         if replica.report.rejected > 0 {
             tracing::warn!(peer = %peer.fmt_short(), %space, rejected = replica.report.rejected, "refused changes from a peer");
         }
         Ok(init.stats)
     }
 
-    fn synced(&self, space: SpaceId) {
-        let mut c = self
-            .inner
+    /// Membership may have changed in a session (a removal renews the
+    /// topic): re-checks the space's subscription, from its own task.
+    fn refresh_topic(&self, space: SpaceId) {
+        if let SpaceId::Shared(id) = space {
+            let _ = self.inner.topic_refresh.send(id);
+        }
+    }
+
+    fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.inner
             .counters
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn synced(&self, space: SpaceId) {
+        let mut c = self.counters();
         c.pending_out.insert(space, 0);
         c.last_sync.insert(space, Timestamp::now());
     }
 
-    /// Creates an invite ticket for a space this node is a member of.
-    pub fn invite(&self, space_id: RecordId, ttl_seconds: i64) -> Result<Ticket, NetError> {
+    /// Creates an invite ticket granting `role` for a space this node
+    /// administers.
+    pub fn invite(
+        &self,
+        space_id: RecordId,
+        ttl_seconds: i64,
+        role: Role,
+        org: Option<String>,
+    ) -> Result<Ticket, NetError> {
         let repo = &self.inner.repo;
         let view = repo
             .space(space_id)?
             .ok_or_else(|| NodeError::UnknownSpace(space_id.to_string()))?;
-        let (secret, expires) = repo.create_invite(space_id, ttl_seconds)?;
+        let (secret, expires) = repo.create_invite(space_id, ttl_seconds, role, org)?;
         Ok(Ticket {
             space: space_id.to_bytes(),
             space_name: view.name,
@@ -662,6 +730,7 @@ impl Node {
                 .relay_urls()
                 .next()
                 .map(|u| u.to_string()),
+            role: role.to_string(),
             secret,
             expires,
         })
@@ -699,10 +768,13 @@ impl Node {
             })?
             .map_err(|e| peer_err(&who, e))?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| peer_err(&who, e))?;
+        let me = self.inner.repo.identity();
         let redeem = JoinMessage::Redeem {
             space: ticket.space,
             secret: ticket.secret,
             addrs: self.addrs(),
+            user: me.user,
+            org: me.org,
         };
         write_frame(&self.inner.traffic, &mut send, &redeem)
             .await
@@ -758,6 +830,8 @@ impl Node {
                         .iter()
                         .filter(|r| r.space == id.to_string())
                         .count(),
+                    role: s.role_of(&repo.device_id().to_string()),
+                    refused: c.refused.get(&id).cloned(),
                 },
             );
         }
@@ -929,6 +1003,7 @@ impl Node {
         if !responder.was_refused() && replica.report.rejected == 0 {
             self.synced(responder.space());
         }
+        self.refresh_topic(responder.space());
         Ok(())
     }
 }
@@ -948,11 +1023,16 @@ impl ProtocolHandler for JoinHandler {
                 space,
                 secret,
                 addrs,
+                user,
+                org,
             }) => {
                 let space_id = RecordId::from_bytes(space);
                 let device = device_of(peer);
                 let repo = self.node.inner.repo.clone();
-                match blocking(|| repo.redeem_invite(space_id, &secret, &device.to_string())) {
+                let claim = rapport_model::Identity { user, org };
+                match blocking(|| {
+                    repo.redeem_invite(space_id, &secret, &device.to_string(), &claim)
+                }) {
                     Ok(_) => {
                         tracing::info!(peer = %peer.fmt_short(), space = %space_id, "a new member joined");
                         self.node.save_peer(device, addrs);

@@ -5,23 +5,29 @@
 //!
 //! 1. The envelope decodes, its signature verifies strictly, and the
 //!    change's actor is its signer.
-//! 2. The signer is a member of the space (as this node knows the space).
-//!    For the space document itself, the signer must be a member in the
-//!    document that results, and the document must name that space.
-//! 3. A record document must say it belongs to the space it arrived in,
-//!    and keep saying so.
+//! 2. The signer is, or was, a member of the space; for a record, one
+//!    whose role writes records. (A node that is joining has no member
+//!    list yet and lets the space document's rules judge it instead.)
+//! 3. A document must say it belongs to the space it arrived in, and keep
+//!    saying so.
+//! 4. `rapport_trust::policy` then judges the whole history held for the
+//!    document: membership statements need an admin, and changes written
+//!    after their author's removal are kept aside unless a member who was
+//!    not removed built on them.
 //!
-//! A change that breaks a rule is dropped, logged and recorded as a
-//! rejection; the others from the same batch still apply. Changes whose
-//! dependencies have not arrived yet are kept and applied once they have.
+//! A refused change is dropped, logged and recorded as a rejection; the
+//! others from the same batch still apply. Changes that wait for changes
+//! they depend on, or that are kept aside, are stored but not applied; the
+//! document is rebuilt from what the rules accept whenever that changes.
 
 use jiff::Timestamp;
 use rapport_model::automerge::{AutoCommit, Change, ChangeHash};
-use rapport_model::space::{self, is_space_doc, space_of};
-use rapport_model::{RecordId, RecordView, SpaceId};
+use rapport_model::space::{is_space_doc, space_of};
+use rapport_model::{RecordId, RecordView, SpaceId, SpaceView};
 use rapport_proto::{SignedChange, hex};
 use rapport_store::{Indexed, RecordWrite, Rejection};
 use rapport_sync::Replica;
+use rapport_trust::policy::{ChangeMeta, Verdict, accepted_heads, evaluate_space, judge_record};
 use rapport_trust::{DeviceId, verify_change};
 
 use crate::{NodeError, Repo};
@@ -34,7 +40,12 @@ pub struct ApplyReport {
     pub rejected: usize,
     /// Waiting for changes they depend on.
     pub pending: usize,
+    /// Written after their author's removal; kept aside.
+    pub held: usize,
 }
+
+/// A change verified and ready to be judged.
+type Verified = (SignedChange, Change);
 
 impl Repo {
     /// Encoded signed changes of `record` that a peer with `peer_heads` lacks.
@@ -77,6 +88,25 @@ impl Repo {
         Ok(report)
     }
 
+    fn log_rejection(
+        &self,
+        space: SpaceId,
+        record: RecordId,
+        author: Option<[u8; 32]>,
+        from: &str,
+        reason: &str,
+    ) {
+        tracing::warn!(%space, %record, %from, %reason, "refused a change");
+        let _ = self.store().log_rejection(&Rejection {
+            space: space.to_string(),
+            record: record.to_string(),
+            author: author.map(|a| hex(&a)),
+            from: from.to_string(),
+            reason: reason.to_string(),
+            at: Timestamp::now().as_second(),
+        });
+    }
+
     /// Like [`Repo::apply_remote`], leaving the flush to the caller.
     pub fn apply_remote_deferred(
         &self,
@@ -88,81 +118,72 @@ impl Repo {
         let SpaceId::Shared(space_id) = space else {
             return Err(NodeError::NotMember(space.to_string()));
         };
+        let from_label = from.to_string();
         let mut report = ApplyReport::default();
-        let reject = |author: Option<[u8; 32]>, reason: String, report: &mut ApplyReport| {
+        let reject = |author: Option<[u8; 32]>, reason: &str, report: &mut ApplyReport| {
             report.rejected += 1;
-            tracing::warn!(%space, %record, from = %from.short(), %reason, "rejected a change");
-            let _ = self.store().log_rejection(&Rejection {
-                space: space.to_string(),
-                record: record.to_string(),
-                author: author.map(|a| hex(&a)),
-                from: from.to_string(),
-                reason,
-                at: Timestamp::now().as_second(),
-            });
+            self.log_rejection(space, record, author, &from_label, reason);
         };
-        let mut verified: Vec<(SignedChange, Change)> = Vec::new();
+        let mut verified: Vec<Verified> = Vec::new();
         for bytes in encoded {
             let signed = match SignedChange::decode(&bytes) {
                 Ok(s) => s,
                 Err(e) => {
-                    reject(None, format!("malformed envelope: {e}"), &mut report);
+                    reject(None, &format!("malformed envelope: {e}"), &mut report);
                     continue;
                 }
             };
             match verify_change(&signed) {
                 Ok(change) => verified.push((signed, change)),
-                Err(e) => reject(Some(signed.author), e.to_string(), &mut report),
+                Err(e) => reject(Some(signed.author), &e.to_string(), &mut report),
             }
         }
         let is_space_record = record == space_id;
         let _guard = self.write_guard();
-        let members = self.space(space_id)?;
-        // Authors must already be members. The one exception is the first
-        // download of a space document by a node that is joining: it has
-        // no member list yet, and checks the result instead (below).
-        if !is_space_record || members.is_some() {
+        let view = self.space(space_id)?;
+        // Rule 2. A node that is joining has no member list yet; the
+        // space document's own rules judge what it receives.
+        if !is_space_record || view.is_some() {
             verified.retain(|(signed, _)| {
-                let ok = members
-                    .as_ref()
-                    .is_some_and(|m| m.is_member(&hex(&signed.author)));
-                if !ok {
-                    reject(
-                        Some(signed.author),
-                        "the author is not a member of the space".into(),
-                        &mut report,
-                    );
+                let author = hex(&signed.author);
+                let refusal = match view.as_ref().and_then(|v| v.entry(&author)) {
+                    None => Some("the author is not a member of the space".to_string()),
+                    Some(m) if !is_space_record && !m.role.writes_records() => {
+                        Some(format!("a {} may not change records", m.role))
+                    }
+                    Some(_) => None,
+                };
+                if let Some(reason) = &refusal {
+                    reject(Some(signed.author), reason, &mut report);
                 }
-                ok
+                refusal.is_none()
             });
         }
+        self.settle(
+            space_id,
+            record,
+            view.as_ref(),
+            verified,
+            Some(&from_label),
+            &mut report,
+        )?;
+        Ok(report)
+    }
 
-        let existing = self.store().doc(record)?;
-        let mut doc = match &existing {
-            Some(bytes) => AutoCommit::load(bytes).map_err(|e| NodeError::Damaged {
+    /// The document as stored, plus every stored change of it that is not
+    /// in it (waiting or kept aside), verified again.
+    pub(crate) fn candidate(
+        &self,
+        record: RecordId,
+    ) -> Result<(AutoCommit, Vec<Verified>), NodeError> {
+        let mut doc = match self.store().doc(record)? {
+            Some(bytes) => AutoCommit::load(&bytes).map_err(|e| NodeError::Damaged {
                 path: self.dir().to_path_buf(),
                 reason: format!("document of {record} does not load: {e}"),
             })?,
             None => AutoCommit::new(),
         };
-        if existing.is_some() && space_of(&doc).ok() != Some(space) {
-            // Rule 3: a document never moves between spaces.
-            for (signed, _) in &verified {
-                reject(
-                    Some(signed.author),
-                    "the document belongs to another space".into(),
-                    &mut report,
-                );
-            }
-            return Ok(report);
-        }
-        let old_view = if existing.is_some() && !is_space_record {
-            RecordView::read(&mut doc, record, None).ok()
-        } else {
-            None
-        };
-        // Changes kept earlier while their dependencies were missing.
-        let mut fresh: Vec<(Vec<u8>, SignedChange, Change)> = Vec::new();
+        let mut aside = Vec::new();
         for hash in self.store().change_hashes(record)? {
             let Ok(h) = <[u8; 32]>::try_from(hash.as_slice()) else {
                 continue;
@@ -171,96 +192,265 @@ impl Repo {
                 && let Some(signed) = self.store().signed_change(&hash)?
                 && let Ok(change) = verify_change(&signed)
             {
-                fresh.push((hash, signed, change));
+                aside.push((signed, change));
             }
         }
-        for (signed, change) in verified {
-            let hash = change.hash();
-            if doc.get_change_by_hash(&hash).is_some() || fresh.iter().any(|(h, ..)| h == &hash.0) {
+        Ok((doc, aside))
+    }
+
+    /// Judges `incoming` together with what is held for `record`, and
+    /// stores the document the rules accept (rebuilt if the rules now
+    /// refuse something it held). `from` is the peer, or `None` when
+    /// re-judging after a removal.
+    fn settle(
+        &self,
+        space_id: RecordId,
+        record: RecordId,
+        view: Option<&SpaceView>,
+        incoming: Vec<Verified>,
+        from: Option<&str>,
+        report: &mut ApplyReport,
+    ) -> Result<(), NodeError> {
+        let space = SpaceId::Shared(space_id);
+        let is_space_record = record == space_id;
+        let from_label = from.unwrap_or("this node");
+        let (mut doc, aside) = self.candidate(record)?;
+        let existing = !doc.get_heads().is_empty();
+        if existing && space_of(&doc).ok() != Some(space) {
+            // Rule 3: a document never moves between spaces.
+            for (signed, _) in &incoming {
+                report.rejected += 1;
+                self.log_rejection(
+                    space,
+                    record,
+                    Some(signed.author),
+                    from_label,
+                    "the document belongs to another space",
+                );
+            }
+            return Ok(());
+        }
+        let old_view = if existing && !is_space_record {
+            RecordView::read(&mut doc, record, None).ok()
+        } else {
+            None
+        };
+        let mut before_sorted: Vec<ChangeHash> = doc.get_heads();
+        before_sorted.sort();
+        let mut fresh: Vec<(Verified, bool)> = aside.into_iter().map(|v| (v, false)).collect();
+        for v in incoming {
+            let hash = v.1.hash();
+            if doc.get_change_by_hash(&hash).is_some()
+                || fresh.iter().any(|((_, c), _)| c.hash() == hash)
+            {
                 report.duplicates += 1;
                 continue;
             }
-            fresh.push((hash.0.to_vec(), signed, change));
+            fresh.push((v, true));
         }
-        if fresh.is_empty() {
-            return Ok(report);
+        if fresh.is_empty() && from.is_some() {
+            return Ok(());
         }
-        if let Err(e) = doc.apply_changes(fresh.iter().map(|(_, _, c)| c.clone())) {
+        if let Err(e) = doc.apply_changes(fresh.iter().map(|((_, c), _)| c.clone())) {
             // Malformed history from a peer (e.g. a reused sequence number):
             // its fault, not damage here; refuse the batch and go on.
-            for (_, signed, _) in &fresh {
-                reject(
-                    Some(signed.author),
-                    format!("the change does not apply: {e}"),
-                    &mut report,
-                );
+            for ((signed, _), new) in &fresh {
+                if *new {
+                    report.rejected += 1;
+                    self.log_rejection(
+                        space,
+                        record,
+                        Some(signed.author),
+                        from_label,
+                        &format!("the change does not apply: {e}"),
+                    );
+                }
             }
-            return Ok(report);
-        }
-        let missing = !doc.get_missing_deps(&[]).is_empty();
-        let changes: Vec<(Vec<u8>, SignedChange)> = fresh
-            .iter()
-            .map(|(h, s, _)| (h.clone(), s.clone()))
-            .collect();
-        if missing || doc.get_heads().is_empty() {
-            // Keep them aside; they apply when what they build on arrives.
-            report.pending += changes.len();
-            self.store().keep_pending(record, &changes)?;
-            return Ok(report);
+            return Ok(());
         }
 
-        // Rules 2 and 3: the document must belong to this space, and for
-        // the space document, every signer must be a member of the result.
-        let reject_all = |reason: &str, report: &mut ApplyReport| {
-            for (_, signed) in &changes {
-                reject(Some(signed.author), reason.to_string(), report);
+        // Rule 4: judge the whole history held.
+        let removed_author =
+            |v: &Verified| view.is_some_and(|s| s.removed.contains_key(&hex(&v.0.author)));
+        let needs_judging =
+            is_space_record || from.is_none() || fresh.iter().any(|(v, _)| removed_author(v));
+        let mut space_view = None;
+        let (heads, verdict_of): (Vec<ChangeHash>, Box<dyn Fn(&ChangeHash) -> Verdict>) =
+            if !needs_judging {
+                (doc.get_heads(), Box::new(|_| Verdict::Accepted))
+            } else if is_space_record {
+                let m = evaluate_space(doc.document(), space_id);
+                space_view = m.view.clone();
+                (
+                    m.heads.clone(),
+                    Box::new(move |h| m.verdict(&h.0).cloned().unwrap_or(Verdict::Waiting)),
+                )
+            } else {
+                let Some(v) = view else { return Ok(()) };
+                let metas: Vec<ChangeMeta> = doc
+                    .get_changes(&[])
+                    .iter()
+                    .map(|c| ChangeMeta::of(c))
+                    .collect();
+                let verdicts = judge_record(&metas, v, record);
+                let heads = accepted_heads(&metas, &verdicts);
+                let map: std::collections::HashMap<[u8; 32], Verdict> =
+                    metas.iter().map(|m| m.hash).zip(verdicts).collect();
+                (
+                    heads,
+                    Box::new(move |h| map.get(&h.0).cloned().unwrap_or(Verdict::Waiting)),
+                )
+            };
+        let mut keep: Vec<(Vec<u8>, SignedChange)> = Vec::new();
+        for ((signed, change), new) in &fresh {
+            let hash = change.hash();
+            let verdict = if doc.get_change_by_hash(&hash).is_none() {
+                Verdict::Waiting
+            } else {
+                verdict_of(&hash)
+            };
+            match verdict {
+                Verdict::Accepted => report.applied += usize::from(*new),
+                Verdict::Waiting => report.pending += usize::from(*new),
+                Verdict::Held(reason) => {
+                    if *new {
+                        report.held += 1;
+                        self.log_rejection(
+                            space,
+                            record,
+                            Some(signed.author),
+                            from_label,
+                            &format!("kept aside: {reason}"),
+                        );
+                    }
+                }
+                Verdict::Rejected(reason) => {
+                    if *new {
+                        report.rejected += 1;
+                        self.log_rejection(space, record, Some(signed.author), from_label, &reason);
+                    }
+                    continue;
+                }
             }
-        };
-        if space_of(&doc).ok() != Some(space) {
-            reject_all("the document does not belong to this space", &mut report);
-            return Ok(report);
+            keep.push((hash.0.to_vec(), signed.clone()));
         }
-        let (space_view, record_view);
-        let index = if is_space_record {
-            space_view = match is_space_doc(&doc).then(|| space::read_space(&doc)) {
-                Some(Ok(v)) => v,
-                _ => {
-                    reject_all("not a valid space document", &mut report);
-                    return Ok(report);
-                }
-            };
-            if changes
+        let mut sorted_heads = heads.clone();
+        sorted_heads.sort();
+        let mut all_heads = doc.get_heads();
+        all_heads.sort();
+        if sorted_heads == before_sorted
+            && keep
                 .iter()
-                .any(|(_, s)| !space_view.is_member(&hex(&s.author)))
-            {
-                reject_all("an author is not a member of the space", &mut report);
-                return Ok(report);
-            }
-            Indexed::Space(&space_view)
+                .all(|(h, _)| self.store().signed_change(h).ok().flatten().is_some())
+        {
+            // Nothing new is accepted and everything kept is already stored.
+            return Ok(());
+        }
+        let mut kept = if sorted_heads == all_heads {
+            doc
         } else {
-            record_view = match RecordView::read(&mut doc, record, None) {
-                Ok(v) => v,
-                Err(e) => {
-                    reject_all(&format!("not a valid record: {e}"), &mut report);
-                    return Ok(report);
-                }
+            doc.fork_at(&heads).map_err(|e| NodeError::Damaged {
+                path: self.dir().to_path_buf(),
+                reason: format!("rebuilding {record}: {e}"),
+            })?
+        };
+        if heads.is_empty() {
+            // Nothing readable yet: keep what arrived until it can apply.
+            self.store().keep_pending(record, &keep)?;
+            return Ok(());
+        }
+        let (record_view, index) = if is_space_record {
+            let Some(v) = space_view.as_ref() else {
+                self.store().keep_pending(record, &keep)?;
+                return Ok(());
             };
-            Indexed::Record {
-                view: &record_view,
-                previous: old_view.as_ref(),
+            if !is_space_doc(&kept) {
+                return Ok(());
+            }
+            (None, Indexed::Space(v))
+        } else {
+            if space_of(&kept).ok() != Some(space) {
+                for ((signed, _), new) in &fresh {
+                    if *new {
+                        report.rejected += 1;
+                        self.log_rejection(
+                            space,
+                            record,
+                            Some(signed.author),
+                            from_label,
+                            "the document does not belong to this space",
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            match RecordView::read(&mut kept, record, None) {
+                Ok(v) => (Some(v), Indexed::Opaque),
+                Err(e) => {
+                    for ((signed, _), new) in &fresh {
+                        if *new {
+                            report.rejected += 1;
+                            self.log_rejection(
+                                space,
+                                record,
+                                Some(signed.author),
+                                from_label,
+                                &format!("not a valid record: {e}"),
+                            );
+                        }
+                    }
+                    return Ok(());
+                }
             }
         };
-        let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
+        let index = match &record_view {
+            Some(v) => Indexed::Record {
+                view: v,
+                previous: old_view.as_ref(),
+            },
+            None => index,
+        };
+        let heads: Vec<[u8; 32]> = heads.iter().map(|h| h.0).collect();
         self.store().write_deferred(&RecordWrite {
             id: record,
             space,
-            doc: &doc.save(),
+            doc: &kept.save(),
             heads: &heads,
-            changes: &changes,
+            changes: &keep,
             index,
         })?;
-        report.applied += changes.len();
-        Ok(report)
+        if let (true, Some(after)) = (is_space_record, space_view.as_ref()) {
+            self.resettle_after_removals(space_id, view, after)?;
+        }
+        Ok(())
+    }
+
+    /// After a space document changed: re-judges every record that a newly
+    /// removed device wrote to, so its changes past the cutoff leave them.
+    pub(crate) fn resettle_after_removals(
+        &self,
+        space_id: RecordId,
+        before: Option<&SpaceView>,
+        after: &SpaceView,
+    ) -> Result<(), NodeError> {
+        let space = SpaceId::Shared(space_id);
+        for device in after.removed.keys() {
+            if before.is_some_and(|b| b.removed.contains_key(device)) {
+                continue;
+            }
+            let Some(key) =
+                rapport_proto::parse_hex(device).and_then(|b| <[u8; 32]>::try_from(b).ok())
+            else {
+                continue;
+            };
+            for record in self.store().authored(&key)? {
+                if record != space_id && self.store().heads(space, record)?.is_some() {
+                    let mut report = ApplyReport::default();
+                    self.settle(space_id, record, Some(after), Vec::new(), None, &mut report)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The storage side of a catch-up session with `peer`.
@@ -345,6 +535,27 @@ impl Replica for SyncReplica<'_> {
         self.repo.store().flush().map_err(|e| e.to_string())
     }
 
+    /// A removed member is told so (it is entitled to know); anyone else
+    /// learns nothing about the space, not even whether it exists here.
+    fn refusal_reason(&self, space: SpaceId) -> String {
+        let generic = "not a member of this space here".to_string();
+        let SpaceId::Shared(id) = space else {
+            return generic;
+        };
+        match self.repo.space(id) {
+            Ok(Some(v)) => match v.removed.get(&self.peer.to_string()) {
+                Some((_, removal)) => format!(
+                    "you were removed from space {} by {} on {}",
+                    v.name,
+                    self.repo.device_label(&v, &removal.by),
+                    crate::spaces::day(removal.at)
+                ),
+                None => generic,
+            },
+            _ => generic,
+        }
+    }
+
     /// Both ends must be members: this node (or it has nothing to share)
     /// and the peer (or it gets nothing).
     fn may_sync(&self, space: SpaceId) -> bool {
@@ -366,7 +577,7 @@ mod tests {
     use super::*;
     use crate::OpenMode;
     use crate::repo::tests::input;
-    use rapport_model::Kind;
+    use rapport_model::{Kind, Member, Role};
     use rapport_sync::run_in_memory;
 
     fn node() -> (tempfile::TempDir, Repo) {
@@ -380,6 +591,22 @@ mod tests {
         let mut ra = a.replica(b.device_id());
         let mut rb = b.replica(a.device_id());
         run_in_memory(space, &mut ra, &mut rb).expect("session")
+    }
+
+    fn add(admin: &Repo, space: RecordId, who: &Repo, role: Role) {
+        admin
+            .add_member(
+                space,
+                Member {
+                    device: who.device_id().to_string(),
+                    role,
+                    user: String::new(),
+                    org: String::new(),
+                    added_by: String::new(),
+                    since: 0,
+                },
+            )
+            .expect("add member");
     }
 
     fn views(r: &Repo, kind: Kind) -> Vec<RecordView> {
@@ -396,8 +623,7 @@ mod tests {
         let (_tb, b) = node();
         let shared = a.create_space("Joint").expect("space");
         let space = SpaceId::Shared(shared.id);
-        a.add_member(shared.id, &b.device_id().to_string())
-            .expect("add b");
+        add(&a, shared.id, &b, Role::Writer);
         a.create(Kind::Company, space, &input(&[("name", "Acme")]))
             .expect("c");
         a.create(
@@ -460,8 +686,7 @@ mod tests {
         let (_tm, mallory) = node();
         let shared = a.create_space("Joint").expect("space");
         let space = SpaceId::Shared(shared.id);
-        a.add_member(shared.id, &b.device_id().to_string())
-            .expect("add b");
+        add(&a, shared.id, &b, Role::Writer);
         let acme = a
             .create(Kind::Company, space, &input(&[("name", "Acme")]))
             .expect("c");
@@ -532,7 +757,14 @@ mod tests {
             .with_actor(mallory.device_id().actor_id());
         rapport_model::space::add_member(
             &mut space_doc,
-            &mallory.device_id().to_string(),
+            &Member {
+                device: mallory.device_id().to_string(),
+                role: Role::Admin,
+                user: "Mallory".into(),
+                org: String::new(),
+                added_by: mallory.device_id().to_string(),
+                since: 0,
+            },
             Timestamp::now(),
         )
         .expect("add");

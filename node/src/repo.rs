@@ -142,9 +142,9 @@ impl Repo {
         &self.store
     }
 
-    /// How a change's author is shown: the user's name for this device,
-    /// the short device id for others (until the directory of members
-    /// arrives with sharing).
+    /// How a change's author is shown: "user (organisation)", as this
+    /// device's profile says or as an admin certified it in a space; the
+    /// short device id when nobody did.
     pub fn author_label(&self, device: Option<DeviceId>) -> String {
         match device {
             Some(d) if d == self.key.device_id() => {
@@ -155,7 +155,16 @@ impl Repo {
                     None => name.to_string(),
                 }
             }
-            Some(d) => format!("device {}", d.short()),
+            Some(d) => {
+                let hex = d.to_string();
+                let spaces = self.store.spaces().unwrap_or_default();
+                match spaces.iter().find_map(|s| s.entry(&hex)) {
+                    Some(m) if !m.user.is_empty() || !m.org.is_empty() => {
+                        member_label(&m.user, &m.org, &d.short())
+                    }
+                    _ => format!("device {}", d.short()),
+                }
+            }
             None => "unknown author".into(),
         }
     }
@@ -554,6 +563,9 @@ impl Repo {
         id: RecordId,
         previous: Option<RecordView>,
     ) -> Result<Built, NodeError> {
+        if let SpaceId::Shared(space) = rapport_model::space::space_of(doc)? {
+            self.check_may_write(space)?;
+        }
         let change = doc
             .get_last_local_change()
             .ok_or_else(|| NodeError::Damaged {
@@ -640,6 +652,16 @@ impl Repo {
         } else {
             FieldValue::Text(ids.remove(0))
         })
+    }
+}
+
+/// "user (org)", falling back to what is known.
+pub(crate) fn member_label(user: &str, org: &str, device_short: &str) -> String {
+    let user = if user.is_empty() { device_short } else { user };
+    if org.is_empty() {
+        user.to_string()
+    } else {
+        format!("{user} ({org})")
     }
 }
 

@@ -1,33 +1,67 @@
-//! Spaces on this node: creating them, finding them by name, adding
-//! members, and the one-time secrets behind invite tickets.
+//! Spaces on this node: creating them, finding them by name, membership
+//! (adding, removing, roles), the one-time secrets behind invite tickets,
+//! and the audit trail. Who may do what is decided by
+//! `rapport_trust::policy`; this module writes statements and asks it.
 
 use jiff::Timestamp;
 use rapport_model::automerge::AutoCommit;
 use rapport_model::id::{is_id_prefix, normalize_prefix};
-use rapport_model::space::{self, PRIVATE};
+use rapport_model::space::{self, Identity, Member, PRIVATE, Removal, Role};
 use rapport_model::{RecordId, SpaceId, SpaceView};
-use rapport_store::{Indexed, InviteRecord, RecordWrite};
+use rapport_store::{Indexed, InviteRecord, RecordWrite, Rejection};
+use rapport_trust::policy::{Membership, Statement, Verdict, evaluate_space};
 use sha2::{Digest, Sha256};
 
 use crate::{NodeError, Repo};
 
+/// What `rapport audit` shows: every membership statement with its
+/// verdict, and every change refused from a peer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Audit {
+    pub space: SpaceView,
+    pub statements: Vec<Statement>,
+    pub rejections: Vec<Rejection>,
+}
+
+fn random<const N: usize>() -> Result<[u8; N], NodeError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| rapport_trust::KeyError::Random(e.to_string()))?;
+    Ok(b)
+}
+
 impl Repo {
-    /// Creates a shared space with this device as its first member.
+    /// Who this device says it is: its profile's name and organisation.
+    pub fn identity(&self) -> Identity {
+        let p = self.profile();
+        Identity {
+            user: p.name.unwrap_or_default(),
+            org: p.org.unwrap_or_default(),
+        }
+    }
+
+    /// Creates a shared space with this device as its first admin.
     pub fn create_space(&self, name: &str) -> Result<SpaceView, NodeError> {
         let name = name.trim();
         if name.is_empty() {
             return Err(NodeError::BadAssignment("a space needs a name".into()));
         }
         let now = Timestamp::now();
-        let mut random = [0u8; 10];
-        getrandom::fill(&mut random).map_err(|e| rapport_trust::KeyError::Random(e.to_string()))?;
-        let id = RecordId::new(now.as_millisecond().max(0) as u64, random);
-        let mut doc = space::create_space(self.device_id().actor_id(), id, name, now)?;
+        let device = self.device_id();
+        let id = space::new_space_id(&device.0, now.as_millisecond().max(0) as u64, random()?);
+        let mut doc = space::create_space(
+            device.actor_id(),
+            id,
+            name,
+            &self.identity(),
+            random()?,
+            now,
+        )?;
         let _guard = self.write_guard();
         self.write_space_doc(&mut doc, id)
     }
 
-    /// Signs the change just committed to a space document and stores it.
+    /// Signs the statement just committed to a space document, checks the
+    /// rules accept it, and stores it.
     fn write_space_doc(&self, doc: &mut AutoCommit, id: RecordId) -> Result<SpaceView, NodeError> {
         let change = doc
             .get_last_local_change()
@@ -35,8 +69,22 @@ impl Repo {
                 path: self.dir().to_path_buf(),
                 reason: "a committed change is missing from its space document".into(),
             })?;
+        let membership = evaluate_space(doc.document(), id);
+        let verdict = membership.verdict(&change.hash().0).cloned();
+        let view = match (verdict, membership.view) {
+            (Some(Verdict::Accepted), Some(view)) => view,
+            (verdict, _) => {
+                return Err(NodeError::Forbidden(format!(
+                    "the space's rules refuse this: {}",
+                    match verdict {
+                        Some(Verdict::Rejected(r) | Verdict::Held(r)) => r,
+                        _ => "it does not apply".to_string(),
+                    }
+                )));
+            }
+        };
         let signed = self.key().sign_change(&change)?;
-        let view = space::read_space(doc)?;
+        let before = self.space(id)?;
         let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
         let saved = doc.save();
         let changes = [(change.hash().0.to_vec(), signed)];
@@ -48,6 +96,8 @@ impl Repo {
             changes: &changes,
             index: Indexed::Space(&view),
         })?;
+        self.resettle_after_removals(id, before.as_ref(), &view)?;
+        self.store().flush()?;
         self.notify(crate::repo::LocalChange {
             space: SpaceId::Shared(id),
             record: id,
@@ -118,43 +168,102 @@ impl Repo {
             .saturating_sub(1)
     }
 
-    /// Adds a device to a space (this device must be a member).
-    pub fn add_member(&self, space_id: RecordId, device_hex: &str) -> Result<SpaceView, NodeError> {
-        let _guard = self.write_guard();
+    /// The space, which this device must be a member of.
+    fn joined_space(&self, id: RecordId) -> Result<SpaceView, NodeError> {
         let view = self
-            .space(space_id)?
-            .ok_or_else(|| NodeError::UnknownSpace(space_id.to_string()))?;
-        if !view.is_member(&self.device_id().to_string()) {
+            .space(id)?
+            .ok_or_else(|| NodeError::UnknownSpace(id.to_string()))?;
+        let me = self.device_id().to_string();
+        if let Some((_, removal)) = view.removed.get(&me) {
+            return Err(NodeError::Forbidden(format!(
+                "this device was removed from space {} by {} on {}",
+                view.name,
+                self.device_label(&view, &removal.by),
+                day(removal.at)
+            )));
+        }
+        if !view.is_member(&me) {
             return Err(NodeError::NotMember(view.name));
         }
-        if view.is_member(device_hex) {
+        Ok(view)
+    }
+
+    /// Refuses record changes in a space where this device may not write.
+    pub fn check_may_write(&self, space: RecordId) -> Result<(), NodeError> {
+        let view = self.joined_space(space)?;
+        match view.role_of(&self.device_id().to_string()) {
+            Some(role) if role.writes_records() => Ok(()),
+            Some(role) => Err(NodeError::Forbidden(format!(
+                "you are a {role} in space {}: only its admins and writers change its records",
+                view.name
+            ))),
+            None => Err(NodeError::NotMember(view.name)),
+        }
+    }
+
+    /// The space, which this device must administer.
+    fn administered(&self, space: RecordId) -> Result<SpaceView, NodeError> {
+        let view = self.joined_space(space)?;
+        match view.role_of(&self.device_id().to_string()) {
+            Some(Role::Admin) => Ok(view),
+            Some(role) => Err(NodeError::Forbidden(format!(
+                "you are a {role} in space {}: only its admins manage membership",
+                view.name
+            ))),
+            None => Err(NodeError::NotMember(view.name)),
+        }
+    }
+
+    /// "user (org)" for a device of a space, or its short id.
+    pub fn device_label(&self, view: &SpaceView, device_hex: &str) -> String {
+        let short = device_hex.get(..8).unwrap_or(device_hex);
+        match view.entry(device_hex) {
+            Some(m) => crate::repo::member_label(&m.user, &m.org, short),
+            None => short.to_string(),
+        }
+    }
+
+    /// Adds a member (this device must be an admin of the space).
+    pub fn add_member(&self, space_id: RecordId, member: Member) -> Result<SpaceView, NodeError> {
+        let _guard = self.write_guard();
+        let view = self.administered(space_id)?;
+        if view.removed.contains_key(&member.device) {
+            return Err(NodeError::Forbidden(
+                "that device was removed from the space and cannot be added again".into(),
+            ));
+        }
+        if view.is_member(&member.device) {
             return Ok(view);
         }
         let mut doc = self.load_doc(space_id)?;
-        space::add_member(&mut doc, device_hex, Timestamp::now())?;
+        let member = Member {
+            added_by: self.device_id().to_string(),
+            since: Timestamp::now().as_second(),
+            ..member
+        };
+        space::add_member(&mut doc, &member, Timestamp::now())?;
         self.write_space_doc(&mut doc, space_id)
     }
 
-    /// Issues a one-time invite to `space`, valid for `ttl_seconds`; returns
-    /// its secret (only its hash is stored).
+    /// Issues a one-time invite to `space` granting `role`, valid for
+    /// `ttl_seconds`; returns its secret (only its hash is stored). With
+    /// `org`, the joiner is certified as belonging to that organisation.
     pub fn create_invite(
         &self,
         space_id: RecordId,
         ttl_seconds: i64,
+        role: Role,
+        org: Option<String>,
     ) -> Result<([u8; 16], i64), NodeError> {
-        let view = self
-            .space(space_id)?
-            .ok_or_else(|| NodeError::UnknownSpace(space_id.to_string()))?;
-        if !view.is_member(&self.device_id().to_string()) {
-            return Err(NodeError::NotMember(view.name));
-        }
-        let mut secret = [0u8; 16];
-        getrandom::fill(&mut secret).map_err(|e| rapport_trust::KeyError::Random(e.to_string()))?;
+        self.administered(space_id)?;
+        let secret: [u8; 16] = random()?;
         let expires = Timestamp::now().as_second() + ttl_seconds;
         self.store().put_invite(
             &secret_hash(&secret),
             &InviteRecord {
                 space: space_id,
+                role,
+                org: org.map(|o| o.trim().to_string()).filter(|o| !o.is_empty()),
                 expires,
                 redeemed_by: None,
             },
@@ -163,13 +272,21 @@ impl Repo {
     }
 
     /// Redeems an invite for `device`: checks the secret is known, unused
-    /// and unexpired, and for this space; then makes the device a member.
+    /// and unexpired, and for this space; then adds the device with the
+    /// invite's role, certifying who it says it is.
     pub fn redeem_invite(
         &self,
         space_id: RecordId,
         secret: &[u8; 16],
         device_hex: &str,
+        claim: &Identity,
     ) -> Result<SpaceView, NodeError> {
+        let view = self.administered(space_id)?;
+        if view.removed.contains_key(device_hex) {
+            return Err(NodeError::Invite(
+                "this device was removed from the space and cannot rejoin".into(),
+            ));
+        }
         let now = Timestamp::now().as_second();
         let hash = secret_hash(secret);
         let invite = self
@@ -179,8 +296,156 @@ impl Repo {
         if invite.space != space_id {
             return Err(NodeError::Invite("this ticket is for another space".into()));
         }
-        self.add_member(space_id, device_hex)
+        let clip = |s: &str| s.trim().chars().take(80).collect::<String>();
+        self.add_member(
+            space_id,
+            Member {
+                device: device_hex.to_string(),
+                role: invite.role,
+                user: clip(&claim.user),
+                org: invite.org.unwrap_or_else(|| clip(&claim.org)),
+                added_by: String::new(),
+                since: now,
+            },
+        )
     }
+
+    /// Current members matching `reference`: a device id (or a prefix of
+    /// at least 4 hex digits), else a user name, else an organisation.
+    fn members_matching(view: &SpaceView, reference: &str) -> Vec<Member> {
+        let r = reference.trim();
+        let lower = r.to_ascii_lowercase();
+        let tests: [&dyn Fn(&Member) -> bool; 3] = [
+            &|m| {
+                r.len() >= 4
+                    && r.chars().all(|c| c.is_ascii_hexdigit())
+                    && m.device.starts_with(&lower)
+            },
+            &|m| m.user.eq_ignore_ascii_case(r),
+            &|m| m.org.eq_ignore_ascii_case(r),
+        ];
+        tests
+            .iter()
+            .map(|t| {
+                view.members
+                    .values()
+                    .filter(|m| t(m))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .find(|found| !found.is_empty())
+            .unwrap_or_default()
+    }
+
+    /// Removes a device, a user (all its devices) or an organisation (all
+    /// its users' devices) from a space, and renews the space's topic
+    /// secret. Each removal names, per record, the last change of the
+    /// removed device this node has: later ones will be refused everywhere.
+    pub fn remove_members(
+        &self,
+        space_id: RecordId,
+        reference: &str,
+    ) -> Result<Vec<Member>, NodeError> {
+        let _guard = self.write_guard();
+        let view = self.administered(space_id)?;
+        let me = self.device_id().to_string();
+        let targets = Self::members_matching(&view, reference);
+        if targets.is_empty() {
+            return Err(NodeError::Forbidden(format!(
+                "no member of space {} matches `{reference}`; `rapport space members {}` lists them",
+                view.name, view.name
+            )));
+        }
+        if targets.iter().any(|m| m.device == me) {
+            return Err(NodeError::Forbidden(format!(
+                "`{reference}` includes this device, which cannot remove itself"
+            )));
+        }
+        let now = Timestamp::now();
+        let mut removals = Vec::new();
+        for m in &targets {
+            removals.push(Removal {
+                device: m.device.clone(),
+                by: me.clone(),
+                at: now.as_second(),
+                cutoff: self.cutoff(space_id, &m.device)?,
+            });
+        }
+        let mut doc = self.load_doc(space_id)?;
+        space::remove_members(&mut doc, &removals, random()?, now)?;
+        self.write_space_doc(&mut doc, space_id)?;
+        Ok(targets)
+    }
+
+    /// Per record of the space, the last change of `device` this node has.
+    fn cutoff(
+        &self,
+        space_id: RecordId,
+        device: &str,
+    ) -> Result<Vec<(RecordId, [u8; 32])>, NodeError> {
+        let Some(key) = rapport_proto::parse_hex(device).and_then(|b| <[u8; 32]>::try_from(b).ok())
+        else {
+            return Ok(Vec::new());
+        };
+        let actor = rapport_model::automerge::ActorId::from(&key[..]);
+        let mut out = Vec::new();
+        for record in self.store().authored(&key)? {
+            if record == space_id
+                || self
+                    .store()
+                    .heads(SpaceId::Shared(space_id), record)?
+                    .is_none()
+            {
+                continue;
+            }
+            let mut doc = self.load_doc(record)?;
+            let last = doc
+                .get_changes(&[])
+                .into_iter()
+                .filter(|c| c.actor_id() == &actor)
+                .max_by_key(|c| c.seq());
+            if let Some(c) = last {
+                out.push((record, c.hash().0));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every change of the space document held here, judged.
+    pub fn membership(&self, space_id: RecordId) -> Result<Membership, NodeError> {
+        let (mut candidate, _) = self.candidate(space_id)?;
+        Ok(evaluate_space(candidate.document(), space_id))
+    }
+
+    /// Membership statements and refused changes of a space.
+    pub fn audit(&self, space_id: RecordId) -> Result<Audit, NodeError> {
+        let space = self
+            .joined_space(space_id)
+            .or_else(|e| match self.space(space_id)? {
+                Some(v) => Ok(v),
+                None => Err(e),
+            })?;
+        let statements = self.membership(space_id)?.log;
+        let sid = space_id.to_string();
+        let rejections = self
+            .store()
+            .rejections()?
+            .into_iter()
+            .filter(|r| r.space == sid)
+            .collect();
+        Ok(Audit {
+            space,
+            statements,
+            rejections,
+        })
+    }
+}
+
+/// A day as users read it.
+pub(crate) fn day(seconds: i64) -> String {
+    Timestamp::from_second(seconds)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| seconds.to_string())
 }
 
 fn secret_hash(secret: &[u8; 16]) -> Vec<u8> {
@@ -237,21 +502,36 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = Repo::open(tmp.path(), OpenMode::Create).expect("open");
         let s = repo.create_space("Team").expect("space");
-        let (secret, _) = repo.create_invite(s.id, 3600).expect("invite");
+        let (secret, _) = repo
+            .create_invite(s.id, 3600, Role::Reader, Some("Northwind".into()))
+            .expect("invite");
         let guest = "ab".repeat(32);
-        let v = repo.redeem_invite(s.id, &secret, &guest).expect("redeem");
-        assert!(v.is_member(&guest));
+        let claim = Identity {
+            user: "Bo".into(),
+            org: "Acme (really)".into(),
+        };
+        let v = repo
+            .redeem_invite(s.id, &secret, &guest, &claim)
+            .expect("redeem");
+        let m = &v.members[&guest];
+        assert_eq!(
+            (m.role, m.user.as_str(), m.org.as_str()),
+            (Role::Reader, "Bo", "Northwind")
+        );
+        assert_eq!(m.added_by, repo.device_id().to_string());
         let err = repo
-            .redeem_invite(s.id, &secret, &"cd".repeat(32))
+            .redeem_invite(s.id, &secret, &"cd".repeat(32), &claim)
             .expect_err("reuse");
         assert!(err.to_string().contains("already used"), "{err}");
         let err = repo
-            .redeem_invite(s.id, &[0; 16], &guest)
+            .redeem_invite(s.id, &[0; 16], &guest, &claim)
             .expect_err("unknown");
         assert!(err.to_string().contains("not known"), "{err}");
-        let (expired, _) = repo.create_invite(s.id, -10).expect("invite");
+        let (expired, _) = repo
+            .create_invite(s.id, -10, Role::Writer, None)
+            .expect("invite");
         let err = repo
-            .redeem_invite(s.id, &expired, &guest)
+            .redeem_invite(s.id, &expired, &"ef".repeat(32), &claim)
             .expect_err("expired");
         assert!(err.to_string().contains("expired"), "{err}");
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// protocol version: an incompatible change gets a new ALPN.
 pub const SYNC_ALPN: &[u8] = b"rapport/sync/1";
 /// ALPN of the join protocol (redeeming an invite ticket).
-pub const JOIN_ALPN: &[u8] = b"rapport/join/1";
+pub const JOIN_ALPN: &[u8] = b"rapport/join/2";
 
 /// Largest frame a node sends or accepts (4 MiB).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -66,7 +66,8 @@ pub struct Announce {
 }
 
 /// An invitation to a space, as a short string a person can paste or put
-/// in a QR code: `rapport1` followed by lower-case base32 of this struct.
+/// in a QR code: `rapport2` followed by lower-case base32 of this struct
+/// (postcard) and a 4-byte checksum, so a mistyped ticket is caught here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
     pub space: WireId,
@@ -77,19 +78,23 @@ pub struct Ticket {
     pub addrs: Vec<String>,
     /// A relay the inviter can be reached through, if it uses one.
     pub relay: Option<String>,
+    /// The role it grants (for display: the inviter's own record decides).
+    pub role: String,
     /// The one-time secret.
     pub secret: [u8; 16],
     /// Seconds since the Unix epoch after which the ticket is refused.
     pub expires: i64,
 }
 
-const TICKET_PREFIX: &str = "rapport1";
+const TICKET_PREFIX: &str = "rapport2";
 /// Longest ticket text accepted.
 const MAX_TICKET: usize = 4096;
 
 impl Ticket {
     pub fn encode(&self) -> String {
-        let body = postcard::to_allocvec(self).unwrap_or_default();
+        let mut body = postcard::to_allocvec(self).unwrap_or_default();
+        let sum = checksum(&body);
+        body.extend_from_slice(&sum);
         let text = data_encoding::BASE32_NOPAD
             .encode(&body)
             .to_ascii_lowercase();
@@ -103,15 +108,28 @@ impl Ticket {
         }
         let body = text
             .strip_prefix(TICKET_PREFIX)
-            .ok_or_else(|| WireError::Malformed("a ticket starts with `rapport1`".into()))?;
-        let bytes = data_encoding::BASE32_NOPAD
+            .ok_or_else(|| WireError::Malformed("a ticket starts with `rapport2`".into()))?;
+        let mut bytes = data_encoding::BASE32_NOPAD
             .decode(body.to_ascii_uppercase().as_bytes())
             .map_err(|_| {
                 WireError::Malformed("the ticket is damaged (not base32): copy it again".into())
             })?;
-        postcard::from_bytes(&bytes)
-            .map_err(|_| WireError::Malformed("the ticket is damaged: copy it again".into()))
+        let damaged = || WireError::Malformed("the ticket is damaged: copy it again".into());
+        if bytes.len() < 4 {
+            return Err(damaged());
+        }
+        let sum = bytes.split_off(bytes.len() - 4);
+        if sum != checksum(&bytes) {
+            return Err(damaged());
+        }
+        postcard::from_bytes(&bytes).map_err(|_| damaged())
     }
+}
+
+fn checksum(body: &[u8]) -> [u8; 4] {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(body);
+    [d[0], d[1], d[2], d[3]]
 }
 
 /// Joining a space with a ticket.
@@ -122,6 +140,10 @@ pub enum JoinMessage {
         space: WireId,
         secret: [u8; 16],
         addrs: Vec<String>,
+        /// Who the joiner says it is; the admin certifies it (the ticket
+        /// may fix the organisation).
+        user: String,
+        org: String,
     },
     /// Inviter: you are a member now; catch up with me.
     Welcome,
@@ -195,17 +217,29 @@ mod tests {
             inviter: [4; 32],
             addrs: vec!["127.0.0.1:4433".into()],
             relay: None,
+            role: "reader".into(),
             secret: [5; 16],
             expires: 1_800_000_000,
         };
         let text = t.encode();
-        assert!(text.starts_with("rapport1"));
+        assert!(text.starts_with("rapport2"));
         assert_eq!(Ticket::decode(&format!("  {text}\n")), Ok(t));
         assert!(Ticket::decode("hello").is_err());
         let mut damaged = text.clone();
         damaged.truncate(text.len() - 7);
         assert!(Ticket::decode(&damaged).is_err());
         assert!(Ticket::decode(&format!("{text}!")).is_err());
+        // One character changed (a typo, or someone editing the role or
+        // the secret) is caught by the checksum.
+        for at in [10, text.len() / 2, text.len() - 2] {
+            let mut chars: Vec<char> = text.chars().collect();
+            chars[at] = if chars[at] == 'a' { 'b' } else { 'a' };
+            let tampered: String = chars.into_iter().collect();
+            assert!(
+                Ticket::decode(&tampered).is_err(),
+                "tampering at {at} went unnoticed"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod value;
 pub use doc::{DocError, Edit, RecordView};
 pub use id::RecordId;
 pub use schema::{FieldDef, FieldType, Kind, RuleError, check_record};
-pub use space::{SpaceId, SpaceView};
+pub use space::{Identity, Member, Removal, Role, SpaceId, SpaceState, SpaceView};
 pub use value::{Decimal, FieldValue, InvalidValue, ParseContext};
 
 /// Re-exported so that callers use the exact Automerge this crate maps onto.

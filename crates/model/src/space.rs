@@ -3,19 +3,26 @@
 //! Every record names its space in its document (`"space"` at the root,
 //! written at creation and never changed). The private space never leaves
 //! the node. A shared space is itself an Automerge document, synced with
-//! the space like any record:
+//! the space like any record; each of its changes is one signed membership
+//! statement:
 //!
 //! ```text
 //! { "rapport": 1, "kind": "space", "space": "<its own id>", "name": "...",
-//!   "members": { "<device hex>": { "added_by": "<device hex>", "at": <timestamp> } } }
+//!   "topic": <32 random bytes, renewed on every removal>,
+//!   "members": { "<device hex>": { "role", "user", "org", "added_by", "at" } },
+//!   "removed": { "<device hex>": { "by", "at", "cutoff": <bytes> } } }
 //! ```
+//!
+//! Entries are written once and never edited: a removal is a new entry in
+//! `removed`, not a change to `members`. This module reads and writes the
+//! layout; which statements count is decided in `rapport-trust`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue};
+use automerge::{ActorId, AutoCommit, ChangeHash, ObjType, ROOT, ReadDoc, ScalarValue};
 use jiff::Timestamp;
 
 use crate::doc::{DocError, LAYOUT_VERSION};
@@ -65,36 +72,180 @@ impl<'de> serde::Deserialize<'de> for SpaceId {
     }
 }
 
-/// A member as the space document records it.
+/// What a member may do in a space.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Manages membership; writes records.
+    Admin,
+    /// Writes records.
+    Writer,
+    /// Reads records.
+    Reader,
+    /// Stores and forwards the space's changes; authors none.
+    Relay,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Writer, Role::Reader, Role::Relay];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+            Role::Relay => "relay",
+        }
+    }
+
+    /// May author record changes.
+    pub fn writes_records(self) -> bool {
+        matches!(self, Role::Admin | Role::Writer)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("unknown role `{s}`: use admin, writer, reader or relay"))
+    }
+}
+
+/// A member entry: an admin's signed statement that a device belongs to
+/// a user of an organisation and holds a role.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     /// Hex of the member device's public key.
     pub device: String,
-    /// Hex of the device that added it (the creator adds itself).
+    pub role: Role,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub org: String,
+    /// Hex of the admin device that added it (the creator adds itself).
     pub added_by: String,
     /// Seconds since the Unix epoch.
     pub since: i64,
 }
 
-/// A shared space as users see it.
+/// A removal entry. `cutoff` names, per record, the removed device's last
+/// change the remover had; its later changes are refused (see
+/// `docs/PROTOCOL.md`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Removal {
+    pub device: String,
+    /// Hex of the admin device that removed it.
+    pub by: String,
+    /// Seconds since the Unix epoch.
+    pub at: i64,
+    pub cutoff: Vec<(RecordId, [u8; 32])>,
+}
+
+/// The raw content of a space document at some point of its history,
+/// before any authorization.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpaceState {
+    /// `None` when the document has no id (an empty history).
+    pub id: Option<RecordId>,
+    pub kind: Option<String>,
+    pub name: String,
+    pub topic: Option<Vec<u8>>,
+    pub members: BTreeMap<String, Member>,
+    pub removed: BTreeMap<String, Removal>,
+}
+
+/// A shared space as users see it, after authorization.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SpaceView {
     pub id: RecordId,
     pub name: String,
+    /// Secret shared by current members; the gossip topic derives from it.
+    #[serde(default)]
+    pub topic: Vec<u8>,
+    /// Current members.
     pub members: BTreeMap<String, Member>,
+    /// Former members: their entry and their removal.
+    #[serde(default)]
+    pub removed: BTreeMap<String, (Member, Removal)>,
 }
 
 impl SpaceView {
     pub fn is_member(&self, device_hex: &str) -> bool {
         self.members.contains_key(device_hex)
     }
+
+    pub fn role_of(&self, device_hex: &str) -> Option<Role> {
+        self.members.get(device_hex).map(|m| m.role)
+    }
+
+    /// The entry of a device, current or former.
+    pub fn entry(&self, device_hex: &str) -> Option<&Member> {
+        self.members
+            .get(device_hex)
+            .or_else(|| self.removed.get(device_hex).map(|(m, _)| m))
+    }
 }
 
-/// A new space document, created by `creator` (who becomes its first member).
+/// Who a device says it is, certified by the admin who adds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub user: String,
+    pub org: String,
+}
+
+/// The id of a new space created by `creator`: its random part begins
+/// with a digest of the creator's key, so nobody else can write a first
+/// change for it (see `creator_matches`).
+pub fn new_space_id(creator: &[u8], unix_ms: u64, random: [u8; 2]) -> RecordId {
+    let d = creator_digest(creator);
+    let mut r = [0u8; 10];
+    r[..8].copy_from_slice(&d);
+    r[8..].copy_from_slice(&random);
+    RecordId::new(unix_ms, r)
+}
+
+/// Whether `creator` is the device that space `id` was created by.
+pub fn creator_matches(id: RecordId, creator: &[u8]) -> bool {
+    id.to_bytes()[6..14] == creator_digest(creator)
+}
+
+fn creator_digest(creator: &[u8]) -> [u8; 8] {
+    // Forging a first change must cost a 64-bit preimage search.
+    let d = sha256(&[b"rapport/space-id/v1\0", creator]);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&d[..8]);
+    out
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// A new space document, created by `creator` (who becomes its first
+/// admin). `id` must come from [`new_space_id`] for the creator.
 pub fn create_space(
     actor: ActorId,
     id: RecordId,
     name: &str,
+    who: &Identity,
+    topic: [u8; 32],
     time: Timestamp,
 ) -> Result<AutoCommit, DocError> {
     let creator = hex(&actor);
@@ -103,41 +254,78 @@ pub fn create_space(
     doc.put(ROOT, "kind", "space")?;
     doc.put(ROOT, "space", id.to_string())?;
     doc.put(ROOT, "name", name)?;
+    doc.put(ROOT, "topic", ScalarValue::Bytes(topic.to_vec()))?;
     doc.put_object(ROOT, "members", ObjType::Map)?;
-    put_member(&mut doc, &creator, &creator, time)?;
-    doc.commit_with(
-        CommitOptions::default()
-            .with_message("create space")
-            .with_time(time.as_second()),
-    );
+    doc.put_object(ROOT, "removed", ObjType::Map)?;
+    put_member(
+        &mut doc,
+        &Member {
+            device: creator.clone(),
+            role: Role::Admin,
+            user: who.user.clone(),
+            org: who.org.clone(),
+            added_by: creator,
+            since: time.as_second(),
+        },
+    )?;
+    commit(&mut doc, "create space", time);
     Ok(doc)
 }
 
-/// Adds `device` as a member, as one change by the document's actor.
-pub fn add_member(doc: &mut AutoCommit, device: &str, time: Timestamp) -> Result<(), DocError> {
-    let by = hex(doc.get_actor());
-    put_member(doc, device, &by, time)?;
+fn commit(doc: &mut AutoCommit, message: &str, time: Timestamp) {
     doc.commit_with(
         CommitOptions::default()
-            .with_message("add member")
+            .with_message(message.to_string())
             .with_time(time.as_second()),
     );
+}
+
+/// Adds a member, as one change by the document's actor.
+pub fn add_member(doc: &mut AutoCommit, member: &Member, time: Timestamp) -> Result<(), DocError> {
+    put_member(doc, member)?;
+    commit(doc, "add member", time);
     Ok(())
 }
 
-fn put_member(
+/// Removes devices and renews the topic secret, as one change.
+pub fn remove_members(
     doc: &mut AutoCommit,
-    device: &str,
-    by: &str,
+    removals: &[Removal],
+    topic: [u8; 32],
     time: Timestamp,
 ) -> Result<(), DocError> {
-    let members = match doc.get(ROOT, "members")? {
-        Some((automerge::Value::Object(ObjType::Map), id)) => id,
-        _ => return Err(DocError::NotARecord("space without members")),
-    };
-    let m = doc.put_object(&members, device, ObjType::Map)?;
-    doc.put(&m, "added_by", by)?;
-    doc.put(&m, "at", ScalarValue::Timestamp(time.as_millisecond()))?;
+    let removed = map_of(doc, "removed")?;
+    for r in removals {
+        let m = doc.put_object(&removed, r.device.as_str(), ObjType::Map)?;
+        doc.put(&m, "by", r.by.as_str())?;
+        doc.put(&m, "at", ScalarValue::Timestamp(r.at * 1000))?;
+        let mut cutoff = Vec::with_capacity(r.cutoff.len() * 48);
+        for (record, hash) in &r.cutoff {
+            cutoff.extend_from_slice(&record.to_bytes());
+            cutoff.extend_from_slice(hash);
+        }
+        doc.put(&m, "cutoff", ScalarValue::Bytes(cutoff))?;
+    }
+    doc.put(ROOT, "topic", ScalarValue::Bytes(topic.to_vec()))?;
+    commit(doc, "remove members", time);
+    Ok(())
+}
+
+fn map_of(doc: &AutoCommit, key: &str) -> Result<automerge::ObjId, DocError> {
+    match doc.get(ROOT, key)? {
+        Some((automerge::Value::Object(ObjType::Map), id)) => Ok(id),
+        _ => Err(DocError::NotARecord("space document without its maps")),
+    }
+}
+
+fn put_member(doc: &mut AutoCommit, member: &Member) -> Result<(), DocError> {
+    let members = map_of(doc, "members")?;
+    let m = doc.put_object(&members, member.device.as_str(), ObjType::Map)?;
+    doc.put(&m, "role", member.role.as_str())?;
+    doc.put(&m, "user", member.user.as_str())?;
+    doc.put(&m, "org", member.org.as_str())?;
+    doc.put(&m, "added_by", member.added_by.as_str())?;
+    doc.put(&m, "at", ScalarValue::Timestamp(member.since * 1000))?;
     Ok(())
 }
 
@@ -145,14 +333,69 @@ fn hex(actor: &ActorId) -> String {
     actor.to_hex_string()
 }
 
-fn get_str(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> Option<String> {
-    match doc.get(obj, key).ok()?? {
-        (automerge::Value::Scalar(s), _) => match s.as_ref() {
+/// Reads the document as it was at `heads` (now, if `None`).
+struct At<'a, D> {
+    doc: &'a D,
+    heads: Option<&'a [ChangeHash]>,
+}
+
+impl<D: ReadDoc> At<'_, D> {
+    fn get(
+        &self,
+        obj: &automerge::ObjId,
+        key: &str,
+    ) -> Option<(automerge::Value<'_>, automerge::ObjId)> {
+        match self.heads {
+            Some(h) => self.doc.get_at(obj, key, h).ok()?,
+            None => self.doc.get(obj, key).ok()?,
+        }
+    }
+
+    fn keys(&self, obj: &automerge::ObjId) -> Vec<String> {
+        match self.heads {
+            Some(h) => self.doc.keys_at(obj, h).collect(),
+            None => self.doc.keys(obj).collect(),
+        }
+    }
+
+    fn map(&self, obj: &automerge::ObjId, key: &str) -> Option<automerge::ObjId> {
+        match self.get(obj, key)? {
+            (automerge::Value::Object(ObjType::Map), id) => Some(id),
+            _ => None,
+        }
+    }
+
+    fn scalar(&self, obj: &automerge::ObjId, key: &str) -> Option<ScalarValue> {
+        match self.get(obj, key)? {
+            (automerge::Value::Scalar(s), _) => Some(s.into_owned()),
+            _ => None,
+        }
+    }
+
+    fn str(&self, obj: &automerge::ObjId, key: &str) -> Option<String> {
+        match self.scalar(obj, key)? {
             ScalarValue::Str(s) => Some(s.to_string()),
             _ => None,
-        },
-        _ => None,
+        }
     }
+
+    fn seconds(&self, obj: &automerge::ObjId, key: &str) -> i64 {
+        match self.scalar(obj, key) {
+            Some(ScalarValue::Timestamp(ms)) => ms.div_euclid(1000),
+            _ => 0,
+        }
+    }
+
+    fn bytes(&self, obj: &automerge::ObjId, key: &str) -> Option<Vec<u8>> {
+        match self.scalar(obj, key)? {
+            ScalarValue::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+fn get_str(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> Option<String> {
+    At { doc, heads: None }.str(obj, key)
 }
 
 /// The space a document says it belongs to (records and space documents
@@ -171,41 +414,66 @@ pub fn is_space_doc(doc: &AutoCommit) -> bool {
     get_str(doc, &ROOT, "kind").as_deref() == Some("space")
 }
 
-/// Reads a space document.
-pub fn read_space(doc: &AutoCommit) -> Result<SpaceView, DocError> {
-    let SpaceId::Shared(id) = space_of(doc)? else {
-        return Err(DocError::NotARecord("a space document must name itself"));
+/// Reads a space document's raw content as of `heads` (or now). Malformed
+/// entries are skipped; authorization decides what counts.
+pub fn read_state<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> SpaceState {
+    let at = At { doc, heads };
+    let mut state = SpaceState {
+        id: at.str(&ROOT, "space").and_then(|s| s.parse().ok()),
+        kind: at.str(&ROOT, "kind"),
+        name: at.str(&ROOT, "name").unwrap_or_default(),
+        topic: at.bytes(&ROOT, "topic"),
+        ..SpaceState::default()
     };
-    if !is_space_doc(doc) {
-        return Err(DocError::NotARecord("not a space document"));
-    }
-    let name = get_str(doc, &ROOT, "name").unwrap_or_default();
-    let mut members = BTreeMap::new();
-    if let Some((automerge::Value::Object(ObjType::Map), m)) = doc.get(ROOT, "members")? {
-        for device in doc.keys(&m) {
-            let Some((automerge::Value::Object(ObjType::Map), entry)) =
-                doc.get(&m, device.as_str())?
-            else {
+    if let Some(m) = at.map(&ROOT, "members") {
+        for device in at.keys(&m) {
+            let Some(e) = at.map(&m, &device) else {
                 continue;
             };
-            let since = match doc.get(&entry, "at")? {
-                Some((automerge::Value::Scalar(s), _)) => match s.as_ref() {
-                    ScalarValue::Timestamp(ms) => ms / 1000,
-                    _ => 0,
-                },
-                _ => 0,
+            let Some(role) = at.str(&e, "role").and_then(|r| r.parse().ok()) else {
+                continue;
             };
-            members.insert(
+            state.members.insert(
                 device.clone(),
                 Member {
-                    device: device.clone(),
-                    added_by: get_str(doc, &entry, "added_by").unwrap_or_default(),
-                    since,
+                    device,
+                    role,
+                    user: at.str(&e, "user").unwrap_or_default(),
+                    org: at.str(&e, "org").unwrap_or_default(),
+                    added_by: at.str(&e, "added_by").unwrap_or_default(),
+                    since: at.seconds(&e, "at"),
                 },
             );
         }
     }
-    Ok(SpaceView { id, name, members })
+    if let Some(m) = at.map(&ROOT, "removed") {
+        for device in at.keys(&m) {
+            let Some(e) = at.map(&m, &device) else {
+                continue;
+            };
+            let bytes = at.bytes(&e, "cutoff").unwrap_or_default();
+            let cutoff = bytes
+                .chunks_exact(48)
+                .map(|c| {
+                    let mut id = [0u8; 16];
+                    id.copy_from_slice(&c[..16]);
+                    let mut h = [0u8; 32];
+                    h.copy_from_slice(&c[16..]);
+                    (RecordId::from_bytes(id), h)
+                })
+                .collect();
+            state.removed.insert(
+                device.clone(),
+                Removal {
+                    device,
+                    by: at.str(&e, "by").unwrap_or_default(),
+                    at: at.seconds(&e, "at"),
+                    cutoff,
+                },
+            );
+        }
+    }
+    state
 }
 
 #[cfg(test)]
@@ -213,18 +481,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_space_lists_its_creator_and_added_members() {
+    fn a_space_document_reads_back_members_and_removals_at_any_point() {
         let creator = ActorId::from(&[1u8; 32][..]);
-        let id = RecordId::new(5, [5; 10]);
+        let id = new_space_id(&[1u8; 32], 5, [5, 5]);
+        assert!(creator_matches(id, &[1u8; 32]));
+        assert!(!creator_matches(id, &[2u8; 32]));
         let t = Timestamp::from_second(1_000).expect("t");
-        let mut doc = create_space(creator.clone(), id, "Acme ↔ Northwind", t).expect("create");
-        add_member(&mut doc, &"02".repeat(32), t).expect("add");
-        let v = read_space(&doc).expect("read");
-        assert_eq!(v.name, "Acme ↔ Northwind");
-        assert_eq!(v.id, id);
-        assert!(v.is_member(&"01".repeat(32)));
-        assert_eq!(v.members[&"02".repeat(32)].added_by, "01".repeat(32));
-        assert_eq!(space_of(&doc).expect("space"), SpaceId::Shared(id));
+        let who = Identity {
+            user: "Ann".into(),
+            org: "Acme".into(),
+        };
+        let mut doc =
+            create_space(creator, id, "Acme ↔ Northwind", &who, [7; 32], t).expect("create");
+        let created = doc.get_heads();
+        let guest = Member {
+            device: "02".repeat(32),
+            role: Role::Reader,
+            user: "Bo".into(),
+            org: "Northwind".into(),
+            added_by: "01".repeat(32),
+            since: 1_000,
+        };
+        add_member(&mut doc, &guest, t).expect("add");
+        let removal = Removal {
+            device: "02".repeat(32),
+            by: "01".repeat(32),
+            at: 1_000,
+            cutoff: vec![(RecordId::new(1, [1; 10]), [9; 32])],
+        };
+        remove_members(&mut doc, std::slice::from_ref(&removal), [8; 32], t).expect("remove");
+        let now = read_state(&doc, None);
+        assert_eq!(now.id, Some(id));
+        assert_eq!(now.name, "Acme ↔ Northwind");
+        assert_eq!(now.members[&"01".repeat(32)].role, Role::Admin);
+        assert_eq!(now.members[&"01".repeat(32)].org, "Acme");
+        assert_eq!(now.members[&"02".repeat(32)], guest);
+        assert_eq!(now.removed[&"02".repeat(32)], removal);
+        assert_eq!(now.topic, Some(vec![8; 32]));
+        let then = read_state(&doc, Some(&created));
+        assert_eq!(then.members.len(), 1);
+        assert!(then.removed.is_empty());
+        assert_eq!(then.topic, Some(vec![7; 32]));
+        assert_eq!(read_state(doc.document(), Some(&[])), SpaceState::default());
+    }
+
+    #[test]
+    fn roles_parse_from_text() {
+        assert_eq!("Reader".parse::<Role>(), Ok(Role::Reader));
+        assert!("owner".parse::<Role>().is_err());
+        assert!(Role::Writer.writes_records() && !Role::Relay.writes_records());
     }
 
     #[test]

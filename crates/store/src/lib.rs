@@ -19,6 +19,7 @@
 //! | `invites`     | SHA-256 of the secret     | `InviteRecord` as JSON         |
 //! | `rejected`    | sequence number           | `Rejection` as JSON            |
 //! | `peers`       | device hex                | `PeerRecord` as JSON           |
+//! | `authored`    | author key (32 bytes), id | empty                          |
 //!
 //! Every write goes through one sled transaction across these trees and is
 //! flushed before [`Store::write`] returns: a write the caller reports as
@@ -26,7 +27,7 @@
 
 use std::path::Path;
 
-use rapport_model::{Kind, RecordId, RecordView, SpaceId, SpaceView};
+use rapport_model::{Kind, RecordId, RecordView, Role, SpaceId, SpaceView};
 use rapport_proto::SignedChange;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -105,6 +106,7 @@ pub struct Store {
     invites: sled::Tree,
     rejected: sled::Tree,
     peers: sled::Tree,
+    authored: sled::Tree,
 }
 
 /// Where another node was last reachable.
@@ -122,10 +124,21 @@ pub struct PeerRecord {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InviteRecord {
     pub space: RecordId,
+    /// The role the ticket grants.
+    #[serde(default = "default_role")]
+    pub role: Role,
+    /// The organisation the joiner is certified as belonging to; when
+    /// unset, the joiner's own claim is recorded.
+    #[serde(default)]
+    pub org: Option<String>,
     /// Seconds since the Unix epoch.
     pub expires: i64,
     /// Hex of the device that redeemed it, once it has been.
     pub redeemed_by: Option<String>,
+}
+
+fn default_role() -> Role {
+    Role::Writer
 }
 
 /// Why redeeming an invite failed.
@@ -209,6 +222,7 @@ impl Store {
             invites: db.open_tree("invites")?,
             rejected: db.open_tree("rejected")?,
             peers: db.open_tree("peers")?,
+            authored: db.open_tree("authored")?,
             db,
         })
     }
@@ -257,6 +271,7 @@ impl Store {
             &self.links,
             &self.by_space,
             &self.spaces,
+            &self.authored,
         ];
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {
@@ -270,6 +285,7 @@ impl Store {
                     links,
                     by_space,
                     spaces,
+                    authored,
                 ] = t.as_slice()
                 else {
                     return Err(ConflictableTransactionError::Abort(()));
@@ -280,6 +296,7 @@ impl Store {
                     for (hash, signed) in w.changes {
                         changes.insert(hash.as_slice(), signed.encode())?;
                         doc_changes.insert(concat(id.as_bytes(), hash), &[][..])?;
+                        authored.insert(concat(&signed.author, id.as_bytes()), &[][..])?;
                     }
                     by_space.insert(space_key(w.space, w.id), w.heads.concat())?;
                     match w.index {
@@ -446,6 +463,16 @@ impl Store {
             .collect()
     }
 
+    /// Documents that `author` has written changes to (kept-aside ones
+    /// included), in id order.
+    pub fn authored(&self, author: &[u8; 32]) -> Result<Vec<RecordId>> {
+        self.authored
+            .scan_prefix(author)
+            .keys()
+            .map(|k| parse_id(&k?[32..]))
+            .collect()
+    }
+
     /// Remembers where a peer can be reached.
     pub fn put_peer(&self, peer: &PeerRecord) -> Result<()> {
         let json = serde_json::to_vec(peer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -472,6 +499,8 @@ impl Store {
             self.changes.insert(hash.as_slice(), signed.encode())?;
             self.doc_changes
                 .insert(concat(key.as_bytes(), hash), &[][..])?;
+            self.authored
+                .insert(concat(&signed.author, key.as_bytes()), &[][..])?;
         }
         self.db.flush()?;
         Ok(())

@@ -63,6 +63,12 @@ pub trait Replica {
     }
     /// Whether the peer of this session may sync `space` with us.
     fn may_sync(&self, space: SpaceId) -> bool;
+    /// What to tell a peer that may not. Reveals nothing about the space
+    /// unless the replica knows the peer is entitled to know (a removed
+    /// member learns it was removed).
+    fn refusal_reason(&self, _space: SpaceId) -> String {
+        "not a member of this space here".into()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -435,10 +441,8 @@ impl Responder {
                     self.refused = true;
                     self.state = ResponderState::Finished;
                     return Ok(Step {
-                        // The same answer whether the space is unknown or
-                        // the peer is not a member: nothing is revealed.
                         send: vec![SyncMessage::Refused {
-                            reason: "not a member of this space here".into(),
+                            reason: replica.refusal_reason(space),
                         }],
                         finished: true,
                     });

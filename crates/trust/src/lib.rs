@@ -8,6 +8,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rapport_model::automerge::{ActorId, Change, ChangeHash};
 use rapport_proto::{AUTHOR_LEN, SignedChange, hex};
 
+pub mod policy;
+
 /// Prefix of every signed message, so that a change signature can never be
 /// mistaken for (or replayed as) a signature over anything else.
 const CHANGE_CONTEXT: &[u8] = b"rapport/change/v1\0";

@@ -1,0 +1,555 @@
+//! Who may change what in a space: the rules every node applies, as pure
+//! functions of the changes it holds. Two nodes holding the same changes
+//! reach the same verdicts, whatever order the changes arrived in; that
+//! is what makes membership and removal converge without a server.
+//!
+//! The rules (argued in `docs/PROTOCOL.md`):
+//!
+//! 1. A space document's first change must be written by the device its
+//!    id was derived from, which becomes its first admin.
+//! 2. Every later change to a space document is judged against the state
+//!    its author saw (the document at the change's dependencies): only an
+//!    admin may add members, rename the space or renew its topic; an admin
+//!    may remove only members it added, directly or through admins it
+//!    added (its descendants in the add tree). Entries are never edited.
+//! 3. A removal cuts the removed device off: its changes that the removal
+//!    does not name (record changes past the cutoff, space changes not in
+//!    the removal's history) are held aside, not applied, unless a member
+//!    who was not removed built on them.
+//! 4. Removals are settled most senior remover first (depth in the add
+//!    tree), so a removed admin's later removals never take effect.
+//! 5. Record changes need a writing role (admin or writer).
+//! 6. A change that builds on a refused change is refused too.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use rapport_model::RecordId;
+use rapport_model::automerge::{Automerge, Change, ChangeHash};
+use rapport_model::space::{
+    Member, Removal, Role, SpaceState, SpaceView, creator_matches, read_state,
+};
+use rapport_proto::{hex, parse_hex};
+
+pub type Hash = [u8; 32];
+
+/// One change, as the rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeMeta {
+    pub hash: Hash,
+    /// Hex of the author's device key (the Automerge actor).
+    pub author: String,
+    pub deps: Vec<Hash>,
+    /// Seconds since the Unix epoch, as the author claims.
+    pub time: i64,
+}
+
+impl ChangeMeta {
+    pub fn of(change: &Change) -> Self {
+        ChangeMeta {
+            hash: change.hash().0,
+            author: change.actor_id().to_hex_string(),
+            deps: change.deps().iter().map(|h| h.0).collect(),
+            time: change.timestamp(),
+        }
+    }
+}
+
+/// What the rules make of one change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "verdict", content = "reason", rename_all = "lowercase")]
+pub enum Verdict {
+    Accepted,
+    /// Never applies.
+    Rejected(String),
+    /// Written after its author's removal: kept aside, applies only if a
+    /// member who was not removed builds on it.
+    Held(String),
+    /// Builds on changes not received yet.
+    Waiting,
+}
+
+impl Verdict {
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Verdict::Accepted)
+    }
+}
+
+/// A change's causal graph among the changes held.
+struct Dag<'a> {
+    metas: &'a [ChangeMeta],
+    index: HashMap<Hash, usize>,
+    /// Topological, ties broken by hash, so the same set gives the same order.
+    order: Vec<usize>,
+}
+
+impl<'a> Dag<'a> {
+    fn new(metas: &'a [ChangeMeta]) -> Self {
+        let index: HashMap<Hash, usize> =
+            metas.iter().enumerate().map(|(i, m)| (m.hash, i)).collect();
+        let mut waiting_on = vec![0usize; metas.len()];
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); metas.len()];
+        for (i, m) in metas.iter().enumerate() {
+            for d in &m.deps {
+                if let Some(&p) = index.get(d) {
+                    waiting_on[i] += 1;
+                    children[p].push(i);
+                }
+            }
+        }
+        let mut ready: BTreeSet<(Hash, usize)> = (0..metas.len())
+            .filter(|&i| waiting_on[i] == 0)
+            .map(|i| (metas[i].hash, i))
+            .collect();
+        let mut order = Vec::with_capacity(metas.len());
+        while let Some((_, i)) = ready.pop_first() {
+            order.push(i);
+            for &c in &children[i] {
+                waiting_on[c] -= 1;
+                if waiting_on[c] == 0 {
+                    ready.insert((metas[c].hash, c));
+                }
+            }
+        }
+        Dag {
+            metas,
+            index,
+            order,
+        }
+    }
+
+    /// `i` and everything it builds on.
+    fn ancestors(&self, i: usize) -> HashSet<usize> {
+        let mut seen = HashSet::from([i]);
+        let mut stack = vec![i];
+        while let Some(x) = stack.pop() {
+            for d in &self.metas[x].deps {
+                if let Some(&p) = self.index.get(d)
+                    && seen.insert(p)
+                {
+                    stack.push(p);
+                }
+            }
+        }
+        seen
+    }
+
+    fn missing_deps(&self, i: usize) -> bool {
+        self.metas[i]
+            .deps
+            .iter()
+            .any(|d| !self.index.contains_key(d))
+    }
+
+    /// The verdicts, given which changes the rules allow in themselves
+    /// (`allowed`) and which fall after their author's removal (`cut`).
+    fn settle(&self, allowed: &[Result<(), String>], cut: &[Option<String>]) -> Vec<Verdict> {
+        let n = self.metas.len();
+        let mut exempt = vec![false; n];
+        if cut.iter().any(Option::is_some) {
+            for d in 0..n {
+                if allowed[d].is_ok() && cut[d].is_none() {
+                    for a in self.ancestors(d) {
+                        if cut[a].is_some() && self.metas[a].author != self.metas[d].author {
+                            exempt[a] = true;
+                        }
+                    }
+                }
+            }
+        }
+        let mut verdicts = vec![Verdict::Waiting; n];
+        let mut placed = vec![false; n];
+        for &i in &self.order {
+            placed[i] = true;
+            let deps: Vec<&Verdict> = self.metas[i]
+                .deps
+                .iter()
+                .filter_map(|d| self.index.get(d).map(|&p| &verdicts[p]))
+                .collect();
+            verdicts[i] = if self.missing_deps(i) || deps.iter().any(|v| **v == Verdict::Waiting) {
+                Verdict::Waiting
+            } else if let Some(Verdict::Held(r)) =
+                deps.iter().find(|v| matches!(v, Verdict::Held(_)))
+            {
+                Verdict::Held(r.clone())
+            } else if deps.iter().any(|v| !v.is_accepted()) {
+                Verdict::Rejected("builds on a refused change".into())
+            } else if let Err(r) = &allowed[i] {
+                Verdict::Rejected(r.clone())
+            } else if let (Some(r), false) = (&cut[i], exempt[i]) {
+                Verdict::Held(r.clone())
+            } else {
+                Verdict::Accepted
+            };
+        }
+        // Changes in a dependency cycle cannot exist (hashes), but a
+        // change whose dependencies never resolve stays waiting.
+        debug_assert!(placed.iter().all(|p| *p));
+        verdicts
+    }
+
+    /// Accepted changes that no accepted change builds on.
+    fn heads(&self, verdicts: &[Verdict]) -> Vec<ChangeHash> {
+        let mut is_dep = HashSet::new();
+        for (i, m) in self.metas.iter().enumerate() {
+            if verdicts[i].is_accepted() {
+                is_dep.extend(m.deps.iter().copied());
+            }
+        }
+        let mut heads: Vec<ChangeHash> = self
+            .metas
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| verdicts[*i].is_accepted() && !is_dep.contains(&m.hash))
+            .map(|(_, m)| ChangeHash(m.hash))
+            .collect();
+        heads.sort();
+        heads
+    }
+}
+
+/// One statement of a space document's history, for the audit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Statement {
+    pub hash: String,
+    pub author: String,
+    pub time: i64,
+    pub actions: Vec<Action>,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// What a space document change says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum Action {
+    Create {
+        name: String,
+    },
+    Add {
+        member: Member,
+    },
+    Remove {
+        removal: Removal,
+    },
+    Rename {
+        name: String,
+    },
+    /// A new topic secret (written with every removal).
+    Rotate,
+    /// Not a valid statement; the verdict says why.
+    Unknown,
+}
+
+/// A space's membership as the rules settle it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// `None` until the space's first change has been accepted.
+    pub view: Option<SpaceView>,
+    /// Heads of the accepted history: the document to keep and serve.
+    pub heads: Vec<ChangeHash>,
+    /// Every change with its verdict, in causal order.
+    pub log: Vec<Statement>,
+}
+
+impl Membership {
+    pub fn verdict(&self, hash: &Hash) -> Option<&Verdict> {
+        let h = hex(hash);
+        self.log.iter().find(|s| s.hash == h).map(|s| &s.verdict)
+    }
+}
+
+/// Judges every change of a space document (all changes held, including
+/// those kept aside) and settles who is a member.
+pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
+    let changes = doc.get_changes(&[]);
+    let metas: Vec<ChangeMeta> = changes.iter().map(|c| ChangeMeta::of(c)).collect();
+    let dag = Dag::new(&metas);
+    let n = metas.len();
+
+    // Rule 1 and 2: each change against the state its author saw.
+    let mut allowed: Vec<Result<(), String>> = vec![Ok(()); n];
+    let mut actions: Vec<Vec<Action>> = vec![Vec::new(); n];
+    for &i in &dag.order {
+        let m = &metas[i];
+        let deps: Vec<ChangeHash> = m.deps.iter().map(|h| ChangeHash(*h)).collect();
+        let before = read_state(doc, Some(&deps));
+        let after = read_state(doc, Some(&[ChangeHash(m.hash)]));
+        match judge(&before, &after, &m.author, id) {
+            Ok(a) => actions[i] = a,
+            Err(e) => {
+                allowed[i] = Err(e);
+                actions[i] = vec![Action::Unknown];
+            }
+        }
+    }
+    // Only removals whose whole history is allowed can cut anyone off.
+    let mut clean = vec![false; n];
+    for &i in &dag.order {
+        clean[i] = allowed[i].is_ok()
+            && metas[i]
+                .deps
+                .iter()
+                .all(|d| dag.index.get(d).is_some_and(|&p| clean[p]));
+    }
+    let clean_heads = dag.heads(
+        &clean
+            .iter()
+            .map(|c| {
+                if *c {
+                    Verdict::Accepted
+                } else {
+                    Verdict::Waiting
+                }
+            })
+            .collect::<Vec<_>>(),
+    );
+    let tree = read_state(doc, Some(&clean_heads)).members;
+
+    // Rule 4: settle removals, most senior remover first.
+    let mut candidates: Vec<(usize, usize, &Removal)> = Vec::new();
+    for i in (0..n).filter(|&i| clean[i]) {
+        for a in &actions[i] {
+            if let Action::Remove { removal } = a {
+                candidates.push((depth(&tree, &metas[i].author), i, removal));
+            }
+        }
+    }
+    candidates.sort_by_key(|(d, i, _)| (*d, metas[*i].hash));
+    // device → (the change that removed it, its history, the removal)
+    let mut effective: BTreeMap<String, (usize, HashSet<usize>, Removal)> = BTreeMap::new();
+    for (_, i, removal) in candidates {
+        if effective.contains_key(&removal.device) {
+            continue;
+        }
+        let remover_cut = effective
+            .get(&metas[i].author)
+            .is_some_and(|(_, history, _)| !history.contains(&i));
+        if !remover_cut {
+            effective.insert(
+                removal.device.clone(),
+                (i, dag.ancestors(i), removal.clone()),
+            );
+        }
+    }
+
+    // Rule 3 for the space document: changes outside the removal's history.
+    let cut: Vec<Option<String>> = metas
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            effective.get(&m.author).and_then(|(_, history, r)| {
+                (!history.contains(&i))
+                    .then(|| format!("written after its author was removed by {}", short(&r.by)))
+            })
+        })
+        .collect();
+    let verdicts = dag.settle(&allowed, &cut);
+    let heads = dag.heads(&verdicts);
+
+    let view = (!heads.is_empty()).then(|| {
+        let state = read_state(doc, Some(&heads));
+        let mut members = state.members;
+        let mut removed = BTreeMap::new();
+        for (device, (_, _, removal)) in &effective {
+            if let Some(entry) = members.remove(device) {
+                removed.insert(device.clone(), (entry, removal.clone()));
+            }
+        }
+        SpaceView {
+            id,
+            name: state.name,
+            topic: state.topic.unwrap_or_default(),
+            members,
+            removed,
+        }
+    });
+    let log = dag
+        .order
+        .iter()
+        .map(|&i| Statement {
+            hash: hex(&metas[i].hash),
+            author: metas[i].author.clone(),
+            time: metas[i].time,
+            actions: actions[i].clone(),
+            verdict: verdicts[i].clone(),
+        })
+        .collect();
+    Membership { view, heads, log }
+}
+
+fn short(device: &str) -> &str {
+    device.get(..8).unwrap_or(device)
+}
+
+/// How far `device` is from the space's creator in the add tree.
+fn depth(members: &BTreeMap<String, Member>, device: &str) -> usize {
+    let mut d = device;
+    for depth in 0..members.len() + 1 {
+        match members.get(d) {
+            Some(m) if m.added_by != d => d = &m.added_by,
+            _ => return depth,
+        }
+    }
+    usize::MAX
+}
+
+/// Whether `admin` added `device`, directly or through admins it added.
+fn is_above(members: &BTreeMap<String, Member>, admin: &str, device: &str) -> bool {
+    let mut d = device;
+    for _ in 0..members.len() + 1 {
+        match members.get(d) {
+            Some(m) if m.added_by != d => {
+                if m.added_by == admin {
+                    return true;
+                }
+                d = &m.added_by;
+            }
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Rule 1 and 2: what a change says, if its author may say it.
+fn judge(
+    before: &SpaceState,
+    after: &SpaceState,
+    author: &str,
+    id: RecordId,
+) -> Result<Vec<Action>, String> {
+    if before.id.is_none() {
+        let author_bytes = parse_hex(author).unwrap_or_default();
+        let creator_only = after.members.len() == 1
+            && after
+                .members
+                .get(author)
+                .is_some_and(|m| m.role == Role::Admin && m.added_by == author);
+        return if after.id == Some(id)
+            && after.kind.as_deref() == Some("space")
+            && creator_matches(id, &author_bytes)
+            && creator_only
+            && after.removed.is_empty()
+        {
+            Ok(vec![Action::Create {
+                name: after.name.clone(),
+            }])
+        } else {
+            Err("only the space's creator can write its first change".into())
+        };
+    }
+    if after.id != before.id || after.kind != before.kind {
+        return Err("a change may not alter what the document is".into());
+    }
+    if before.removed.contains_key(author) {
+        return Err("its author had been removed".into());
+    }
+    match before.members.get(author) {
+        Some(m) if m.role == Role::Admin => {}
+        Some(m) => {
+            return Err(format!(
+                "only admins change membership; its author is a {}",
+                m.role
+            ));
+        }
+        None => return Err("its author is not a member".into()),
+    }
+    let mut actions = Vec::new();
+    if after.name != before.name {
+        actions.push(Action::Rename {
+            name: after.name.clone(),
+        });
+    }
+    if after.topic != before.topic {
+        actions.push(Action::Rotate);
+    }
+    if before
+        .members
+        .iter()
+        .any(|(d, m)| after.members.get(d) != Some(m))
+        || before
+            .removed
+            .iter()
+            .any(|(d, r)| after.removed.get(d) != Some(r))
+    {
+        return Err("membership entries are never edited".into());
+    }
+    for (device, m) in &after.members {
+        if before.members.contains_key(device) {
+            continue;
+        }
+        if m.added_by != author {
+            return Err("an admin adds members in its own name".into());
+        }
+        if before.removed.contains_key(device) {
+            return Err(format!(
+                "{} was removed and cannot be added again",
+                short(device)
+            ));
+        }
+        actions.push(Action::Add { member: m.clone() });
+    }
+    for (device, r) in &after.removed {
+        if before.removed.contains_key(device) {
+            continue;
+        }
+        if r.by != author {
+            return Err("an admin removes members in its own name".into());
+        }
+        if !before.members.contains_key(device) {
+            return Err(format!("{} is not a member", short(device)));
+        }
+        if !is_above(&before.members, author, device) {
+            return Err(format!(
+                "{} may remove only members it added (or that admins it added added)",
+                short(author)
+            ));
+        }
+        actions.push(Action::Remove { removal: r.clone() });
+    }
+    if actions.is_empty() {
+        return Err("the change says nothing the rules know".into());
+    }
+    Ok(actions)
+}
+
+/// Judges every change of a record document in a space (all changes held,
+/// including those kept aside).
+pub fn judge_record(metas: &[ChangeMeta], space: &SpaceView, record: RecordId) -> Vec<Verdict> {
+    let dag = Dag::new(metas);
+    let mut histories: HashMap<&str, Option<HashSet<usize>>> = HashMap::new();
+    let allowed: Vec<Result<(), String>> = metas
+        .iter()
+        .map(|m| match space.entry(&m.author) {
+            Some(e) if e.role.writes_records() => Ok(()),
+            Some(e) => Err(format!("a {} may not change records", e.role)),
+            None => Err("its author is not a member of the space".into()),
+        })
+        .collect();
+    let cut: Vec<Option<String>> = metas
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let (_, removal) = space.removed.get(&m.author)?;
+            let history = histories.entry(m.author.as_str()).or_insert_with(|| {
+                let last = removal.cutoff.iter().find(|(r, _)| *r == record)?.1;
+                dag.index.get(&last).map(|&l| dag.ancestors(l))
+            });
+            let named = history.as_ref().is_some_and(|h| h.contains(&i));
+            (!named).then(|| {
+                format!(
+                    "written after its author was removed by {}",
+                    short(&removal.by)
+                )
+            })
+        })
+        .collect();
+    dag.settle(&allowed, &cut)
+}
+
+/// The heads of the accepted part of a record's history.
+pub fn accepted_heads(metas: &[ChangeMeta], verdicts: &[Verdict]) -> Vec<ChangeHash> {
+    Dag::new(metas).heads(verdicts)
+}
+
+#[cfg(test)]
+mod tests;

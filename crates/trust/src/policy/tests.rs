@@ -1,0 +1,378 @@
+//! The rules, driven deterministically: seeded scenarios of removals
+//! concurrent with the removed device's edits, delivered in many orders.
+
+use super::*;
+use jiff::Timestamp;
+use rapport_model::automerge::transaction::Transactable;
+use rapport_model::automerge::{ActorId, AutoCommit, ROOT};
+use rapport_model::space::{self, Identity, new_space_id};
+
+const A: [u8; 32] = [1; 32];
+const W: [u8; 32] = [2; 32];
+const C: [u8; 32] = [3; 32];
+const R: [u8; 32] = [4; 32];
+
+/// xorshift64*: small, seeded, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+fn hexs(k: &[u8; 32]) -> String {
+    hex(k)
+}
+
+fn member(device: &[u8; 32], role: Role, by: &[u8; 32]) -> Member {
+    Member {
+        device: hexs(device),
+        role,
+        user: format!("user{}", device[0]),
+        org: if device[0] == 3 {
+            "Northwind".into()
+        } else {
+            "Acme".into()
+        },
+        added_by: hexs(by),
+        since: 1,
+    }
+}
+
+fn t() -> Timestamp {
+    Timestamp::from_second(1_000).expect("time")
+}
+
+/// A space created by A with writer W, writer C and reader R.
+fn space_with_members(id: RecordId) -> AutoCommit {
+    let mut doc = space::create_space(
+        ActorId::from(&A[..]),
+        id,
+        "Joint",
+        &Identity::default(),
+        [0; 32],
+        t(),
+    )
+    .expect("space");
+    for (d, role) in [(W, Role::Writer), (C, Role::Writer), (R, Role::Reader)] {
+        space::add_member(&mut doc, &member(&d, role, &A), t()).expect("add");
+    }
+    doc
+}
+
+fn edit(doc: &mut AutoCommit, actor: &[u8; 32], n: usize) -> Change {
+    doc.set_actor(ActorId::from(&actor[..]));
+    doc.put(ROOT, format!("field{}", actor[0]), n as i64)
+        .expect("put");
+    doc.commit();
+    doc.get_last_local_change().expect("change").clone()
+}
+
+/// Everything one scenario produces, and what the rules must conclude.
+struct Scenario {
+    space_changes: Vec<Change>,
+    record_changes: Vec<Change>,
+    record: RecordId,
+    id: RecordId,
+    /// W's record changes that must end up applied.
+    w_accepted: BTreeSet<Hash>,
+    w_all: BTreeSet<Hash>,
+    reader_change: Hash,
+}
+
+fn scenario(rng: &mut Rng) -> Scenario {
+    let id = new_space_id(&A, 1, [0, 1]);
+    let record = RecordId::new(2, [2; 10]);
+    let mut space_a = space_with_members(id);
+    let mut base = AutoCommit::new().with_actor(ActorId::from(&A[..]));
+    base.put(ROOT, "name", "Acme").expect("put");
+    base.commit();
+
+    // W edits; A sees the first `seen` of them, then removes W.
+    let mut w = base.fork().with_actor(ActorId::from(&W[..]));
+    let before = 1 + rng.below(4);
+    let after = 1 + rng.below(4);
+    let mut w_changes = Vec::new();
+    for n in 0..before {
+        w_changes.push(edit(&mut w, &W, n));
+    }
+    let seen = rng.below(before + 1);
+    let mut a = base.fork().with_actor(ActorId::from(&A[..]));
+    a.apply_changes(w_changes[..seen].iter().cloned())
+        .expect("A sees");
+    let cutoff = if seen == 0 {
+        Vec::new()
+    } else {
+        vec![(record, w_changes[seen - 1].hash().0)]
+    };
+    space::remove_members(
+        &mut space_a,
+        &[Removal {
+            device: hexs(&W),
+            by: hexs(&A),
+            at: 2,
+            cutoff,
+        }],
+        [9; 32],
+        t(),
+    )
+    .expect("remove");
+    edit(&mut a, &A, 100);
+    // W goes on, not knowing.
+    for n in 0..after {
+        w_changes.push(edit(&mut w, &W, before + n));
+    }
+    // C may have built on some of W's changes before hearing of it.
+    let mut c = base.fork().with_actor(ActorId::from(&C[..]));
+    let built_on = if rng.below(2) == 0 {
+        rng.below(w_changes.len() + 1)
+    } else {
+        0
+    };
+    c.apply_changes(w_changes[..built_on].iter().cloned())
+        .expect("C sees");
+    edit(&mut c, &C, 200);
+    // The reader writes anyway (a modified client).
+    let mut r = base.fork();
+    let reader_change = edit(&mut r, &R, 300).hash().0;
+
+    let mut record_changes: Vec<Change> = Vec::new();
+    for d in [&mut base, &mut w, &mut a, &mut c, &mut r] {
+        for ch in d.get_changes(&[]) {
+            if !record_changes.iter().any(|x| x.hash() == ch.hash()) {
+                record_changes.push(ch.clone());
+            }
+        }
+    }
+    let keep = seen.max(built_on);
+    Scenario {
+        space_changes: space_a.get_changes(&[]),
+        record_changes,
+        record,
+        id,
+        w_accepted: w_changes[..keep].iter().map(|c| c.hash().0).collect(),
+        w_all: w_changes.iter().map(|c| c.hash().0).collect(),
+        reader_change,
+    }
+}
+
+/// A node that receives changes one at a time and re-judges after each,
+/// as `rapport-node` does; returns what it ends with.
+fn deliver(s: &Scenario, order: &[(bool, usize)]) -> (Vec<ChangeHash>, Vec<Verdict>, String) {
+    let mut space_doc = AutoCommit::new();
+    let mut record_held: Vec<Change> = Vec::new();
+    let mut last = (Vec::new(), Vec::new(), String::new());
+    for &(is_space, i) in order {
+        if is_space {
+            space_doc
+                .apply_changes([s.space_changes[i].clone()])
+                .expect("apply");
+        } else {
+            record_held.push(s.record_changes[i].clone());
+        }
+        let membership = evaluate_space(space_doc.document(), s.id);
+        let Some(view) = membership.view else {
+            continue;
+        };
+        let mut doc = AutoCommit::new();
+        doc.apply_changes(record_held.iter().cloned())
+            .expect("apply");
+        let metas: Vec<ChangeMeta> = doc
+            .get_changes(&[])
+            .iter()
+            .map(|c| ChangeMeta::of(c))
+            .collect();
+        let verdicts = judge_record(&metas, &view, s.record);
+        let heads = accepted_heads(&metas, &verdicts);
+        let kept = doc.fork_at(&heads).expect("fork");
+        let values =
+            serde_json::to_string(&rapport_model::automerge::AutoSerde::from(&kept)).expect("json");
+        let mut sorted: Vec<(Hash, Verdict)> = metas.iter().map(|m| m.hash).zip(verdicts).collect();
+        sorted.sort_by_key(|(h, _)| *h);
+        last = (heads, sorted.into_iter().map(|(_, v)| v).collect(), values);
+    }
+    last
+}
+
+#[test]
+fn removal_concurrent_with_the_removed_devices_edits_converges_in_every_order() {
+    let seeds = std::env::var("RAPPORT_POLICY_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30u64);
+    for seed in 1..=seeds {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let s = scenario(&mut rng);
+        let mut all: Vec<(bool, usize)> = (0..s.space_changes.len())
+            .map(|i| (true, i))
+            .chain((0..s.record_changes.len()).map(|i| (false, i)))
+            .collect();
+        let mut outcomes = Vec::new();
+        for _ in 0..8 {
+            rng.shuffle(&mut all);
+            outcomes.push(deliver(&s, &all));
+        }
+        let first = &outcomes[0];
+        for o in &outcomes[1..] {
+            assert_eq!(
+                o, first,
+                "seed {seed}: two delivery orders ended differently"
+            );
+        }
+
+        // What a user would check: the removed writer's changes past what
+        // the admin saw are gone unless C built on them; the reader's edit
+        // never applies; A's and C's edits all apply.
+        let mut doc = AutoCommit::new();
+        doc.apply_changes(s.record_changes.iter().cloned())
+            .expect("apply");
+        let metas: Vec<ChangeMeta> = doc
+            .get_changes(&[])
+            .iter()
+            .map(|c| ChangeMeta::of(c))
+            .collect();
+        let mut by_hash: HashMap<Hash, &Verdict> = HashMap::new();
+        let mut sorted: Vec<Hash> = metas.iter().map(|m| m.hash).collect();
+        sorted.sort();
+        for (h, v) in sorted.iter().zip(&first.1) {
+            by_hash.insert(*h, v);
+        }
+        for m in &metas {
+            let v = by_hash[&m.hash];
+            let expect = if m.hash == s.reader_change {
+                false
+            } else if s.w_all.contains(&m.hash) {
+                s.w_accepted.contains(&m.hash)
+            } else {
+                true
+            };
+            assert_eq!(
+                v.is_accepted(),
+                expect,
+                "seed {seed}: change by {} got {v:?}",
+                short(&m.author)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_removed_admin_cannot_act_after_its_removal() {
+    // A adds admin B, B adds writer D; A removes B while B, unaware,
+    // removes D and adds E. B's late statements never take effect.
+    let b = [5u8; 32];
+    let d = [6u8; 32];
+    let e = [7u8; 32];
+    let id = new_space_id(&A, 1, [0, 2]);
+    let mut doc = space::create_space(
+        ActorId::from(&A[..]),
+        id,
+        "Joint",
+        &Identity::default(),
+        [0; 32],
+        t(),
+    )
+    .expect("space");
+    space::add_member(&mut doc, &member(&b, Role::Admin, &A), t()).expect("add b");
+    let mut at_b = doc.fork().with_actor(ActorId::from(&b[..]));
+    space::add_member(&mut at_b, &member(&d, Role::Writer, &b), t()).expect("b adds d");
+    doc.merge(&mut at_b).expect("merge");
+    space::remove_members(
+        &mut doc,
+        &[Removal {
+            device: hexs(&b),
+            by: hexs(&A),
+            at: 2,
+            cutoff: Vec::new(),
+        }],
+        [1; 32],
+        t(),
+    )
+    .expect("remove b");
+    let r = Removal {
+        device: hexs(&d),
+        by: hexs(&b),
+        at: 3,
+        cutoff: Vec::new(),
+    };
+    space::remove_members(&mut at_b, &[r], [2; 32], t()).expect("b removes d");
+    space::add_member(&mut at_b, &member(&e, Role::Writer, &b), t()).expect("b adds e");
+    doc.merge(&mut at_b).expect("merge");
+
+    let m = evaluate_space(doc.document(), id);
+    let view = m.view.expect("view");
+    assert!(view.removed.contains_key(&hexs(&b)));
+    assert!(
+        view.is_member(&hexs(&d)),
+        "D was removed by a removed admin"
+    );
+    assert!(!view.is_member(&hexs(&e)), "E was added by a removed admin");
+    assert_eq!(
+        view.topic,
+        vec![1; 32],
+        "the removed admin's topic is not the space's"
+    );
+    let held = m
+        .log
+        .iter()
+        .filter(|s| matches!(s.verdict, Verdict::Held(_)))
+        .count();
+    assert_eq!(held, 2, "{:#?}", m.log);
+}
+
+#[test]
+fn only_admins_change_membership_and_only_the_creator_starts_a_space() {
+    let id = new_space_id(&A, 1, [0, 3]);
+    let mut doc = space_with_members(id);
+    // Writer W tries to add a member, and to make itself admin.
+    let mut at_w = doc.fork().with_actor(ActorId::from(&W[..]));
+    space::add_member(&mut at_w, &member(&[8; 32], Role::Writer, &W), t()).expect("w adds");
+    doc.merge(&mut at_w).expect("merge");
+    // A removes R, whom only A may remove; W may not remove C.
+    let mut at_w2 = doc.fork().with_actor(ActorId::from(&W[..]));
+    let r = Removal {
+        device: hexs(&C),
+        by: hexs(&W),
+        at: 2,
+        cutoff: Vec::new(),
+    };
+    space::remove_members(&mut at_w2, &[r], [3; 32], t()).expect("w removes c");
+    doc.merge(&mut at_w2).expect("merge");
+    let m = evaluate_space(doc.document(), id);
+    let view = m.view.expect("view");
+    assert!(!view.is_member(&hexs(&[8; 32])));
+    assert!(view.is_member(&hexs(&C)));
+    let rejected: Vec<&Statement> = m
+        .log
+        .iter()
+        .filter(|s| matches!(s.verdict, Verdict::Rejected(_)))
+        .collect();
+    assert_eq!(rejected.len(), 2, "{rejected:#?}");
+    assert!(format!("{:?}", rejected[0].verdict).contains("only admins"));
+
+    // Someone else's first change for the same space id counts for nothing.
+    let mut forged = space::create_space(
+        ActorId::from(&W[..]),
+        id,
+        "Mine",
+        &Identity::default(),
+        [0; 32],
+        t(),
+    )
+    .expect("forged");
+    let m = evaluate_space(forged.document(), id);
+    assert!(m.view.is_none());
+    assert!(matches!(&m.log[0].verdict, Verdict::Rejected(r) if r.contains("creator")));
+}
