@@ -14,7 +14,11 @@ const SPACE: &str = "Acme ↔ Northwind";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn ticket(from: &Node) -> String {
-    from.json(&["space", "invite", SPACE])["ticket"]
+    ticket_as(from, "writer")
+}
+
+fn ticket_as(from: &Node, role: &str) -> String {
+    from.json(&["space", "invite", SPACE, "--role", role])["ticket"]
         .as_str()
         .expect("ticket")
         .to_string()
@@ -168,7 +172,7 @@ fn forged_changes_are_rejected_by_every_node() {
     a.ok(&["space", "create", SPACE]);
     let acme = a.json(&["company", "add", "Acme", "--space", SPACE]);
     let id = acme["id"].as_str().expect("id").to_string();
-    b.ok(&["space", "join", &ticket(&a)]);
+    b.ok(&["space", "join", &ticket_as(&a, "admin")]);
     assert!(eventually(WAIT, || b.run(&["show", &id]).status.success()));
 
     // Mallory joins honestly (through both nodes, to learn their

@@ -175,7 +175,7 @@ struct Traffic {
 pub enum NetError {
     #[error("cannot start the network endpoint: {0}")]
     Bind(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Node(#[from] NodeError),
     #[error("peer {peer}: {reason}")]
     Peer { peer: String, reason: String },

@@ -784,4 +784,172 @@ mod tests {
         assert!(matches!(err, rapport_sync::SyncError::Refused(_)), "{err}");
         assert!(mallory.spaces().expect("spaces").is_empty());
     }
+
+    /// Every signed change a store holds for `record`, applied or not.
+    fn all_changes(r: &Repo, record: RecordId) -> Vec<Vec<u8>> {
+        r.store()
+            .change_hashes(record)
+            .expect("hashes")
+            .iter()
+            .filter_map(|h| r.store().signed_change(h).expect("change"))
+            .map(|c| c.encode())
+            .collect()
+    }
+
+    #[test]
+    fn a_readers_record_change_is_refused() {
+        let (_ta, a) = node();
+        let (_tr, r) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &r, Role::Reader);
+        let acme = a
+            .create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("c");
+        sync(&r, &a, space);
+        let err = r
+            .edit("Acme", &input(&[("industry", "X")]), &[])
+            .expect_err("reader");
+        assert!(err.to_string().contains("you are a reader"), "{err}");
+
+        // A modified client writes anyway; the admin's node refuses it.
+        let mut doc = r
+            .load_doc(acme.id)
+            .expect("doc")
+            .with_actor(r.device_id().actor_id());
+        rapport_model::doc::edit(
+            &mut doc,
+            &[rapport_model::Edit::Set(
+                "industry".into(),
+                rapport_model::FieldValue::Text("Hacked".into()),
+            )],
+            Timestamp::now(),
+        )
+        .expect("edit");
+        let signed = r
+            .key()
+            .sign_change(&doc.get_last_local_change().expect("c"))
+            .expect("sign");
+        let report = a
+            .apply_remote(space, acme.id, vec![signed.encode()], r.device_id())
+            .expect("apply");
+        assert_eq!((report.applied, report.rejected), (0, 1));
+        assert_eq!(a.resolve("Acme").expect("acme").get("industry"), None);
+        let log = a.audit(shared.id).expect("audit").rejections;
+        assert!(
+            log[0].reason.contains("a reader may not change records"),
+            "{log:?}"
+        );
+    }
+
+    /// A removes W while W, offline, goes on editing; C heard W's late
+    /// edits before the removal and built on the first of them. A fourth
+    /// node receives everything, one change at a time, in seeded orders:
+    /// it must always end with the same record, without W's late edits
+    /// except the one C built on.
+    #[test]
+    fn a_removal_concurrent_with_edits_settles_the_same_in_any_order() {
+        let (_ta, a) = node();
+        let (_tw, w) = node();
+        let (_tc, c) = node();
+        let (_tr, reader) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        for (n, role) in [
+            (&w, Role::Writer),
+            (&c, Role::Writer),
+            (&reader, Role::Reader),
+        ] {
+            add(&a, shared.id, n, role);
+        }
+        let acme = a
+            .create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("c");
+        sync(&w, &a, space);
+        sync(&c, &a, space);
+        w.edit("Acme", &input(&[("industry", "Steel")]), &[])
+            .expect("seen");
+        sync(&a, &w, space);
+        let before_removal = all_changes(&a, shared.id);
+        a.remove_members(shared.id, &w.device_id().to_string())
+            .expect("remove");
+        let removal: Vec<Vec<u8>> = all_changes(&a, shared.id)
+            .into_iter()
+            .filter(|c| !before_removal.contains(c))
+            .collect();
+        assert_eq!(removal.len(), 1);
+        w.edit("Acme", &input(&[("phone", "+1 555 0100")]), &[])
+            .expect("late 1");
+        sync(&c, &w, space); // C hears the late edit, not the removal
+        c.edit("Acme", &input(&[("owner", "Cy")]), &[])
+            .expect("c builds on it");
+        w.edit("Acme", &input(&[("domain", "evil.example")]), &[])
+            .expect("late 2");
+
+        let mut deliveries: Vec<(RecordId, Vec<u8>, DeviceId)> = Vec::new();
+        for n in [&a, &w, &c] {
+            for record in [shared.id, acme.id] {
+                for ch in all_changes(n, record) {
+                    if !deliveries.iter().any(|(_, d, _)| *d == ch) {
+                        deliveries.push((record, ch, n.device_id()));
+                    }
+                }
+            }
+        }
+        let mut outcomes = Vec::new();
+        let mut seed: u64 = 0x5eed;
+        for round in 0..8 {
+            let (_t, d) = node();
+            if round == 0 {
+                // The removal last: W's late edits are applied first and
+                // must leave when it arrives.
+                deliveries
+                    .sort_by_key(|(record, ch, _)| (removal.contains(ch), *record != shared.id));
+            } else {
+                for i in (1..deliveries.len()).rev() {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    deliveries.swap(i, (seed % (i as u64 + 1)) as usize);
+                }
+            }
+            // Twice: what arrived before its space document is offered
+            // again, as the next catch-up session would.
+            for _ in 0..2 {
+                for (record, ch, from) in &deliveries {
+                    d.apply_remote(space, *record, vec![ch.clone()], *from)
+                        .expect("apply");
+                }
+            }
+            let mut v = d.resolve(&acme.id.to_string()).expect("acme on d");
+            v.updated = 0;
+            outcomes.push((v, d.store().heads(space, acme.id).expect("heads")));
+        }
+        for o in &outcomes[1..] {
+            assert_eq!(o, &outcomes[0], "two delivery orders ended differently");
+        }
+        let v = &outcomes[0].0;
+        assert_eq!(v.text("industry"), Some("Steel"), "A had seen this one");
+        assert_eq!(v.text("phone"), Some("+1 555 0100"), "C built on this one");
+        assert_eq!(v.text("owner"), Some("Cy"));
+        assert_eq!(
+            v.get("domain"),
+            None,
+            "written after the removal, built on by nobody"
+        );
+
+        // A hears the rest later and ends the same, without rebuilding by
+        // hand: the late edit leaves, the one C built on stays.
+        sync(&a, &c, space);
+        let on_a = a.resolve("Acme").expect("acme");
+        assert_eq!(on_a.get("domain"), None);
+        assert_eq!(on_a.text("owner"), Some("Cy"));
+        assert_eq!(
+            a.store().heads(space, acme.id).expect("heads"),
+            outcomes[0].1
+        );
+        // And C, once it hears of the removal, drops what W wrote after.
+        sync(&c, &a, space);
+        assert_eq!(c.resolve("Acme").expect("acme").get("domain"), None);
+    }
 }
