@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Node, eventually};
+use common::{Node, dir_contains, eventually};
 use serde_json::Value;
 
 const SPACE: &str = "Acme ↔ Northwind";
@@ -153,17 +153,6 @@ fn private_records_never_reach_another_node() {
     );
 }
 
-fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).expect("dir").flatten().any(|e| {
-        let p = e.path();
-        if p.is_dir() {
-            dir_contains(&p, needle)
-        } else {
-            std::fs::read(&p).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-        }
-    })
-}
-
 #[test]
 fn forged_changes_are_rejected_by_every_node() {
     let (a, b, m) = (Node::new(), Node::new(), Node::new());
@@ -183,7 +172,7 @@ fn forged_changes_are_rejected_by_every_node() {
     m.ok(&["space", "join", &ticket(&b)]);
     assert!(eventually(WAIT, || m.run(&["show", &id]).status.success()));
     nm.stop();
-    forge_edit(&m, &id);
+    common::write_as_modified_client(&m.dir, &id, "name", "Hacked", true);
     let _nm = m.start(&[]);
 
     let rejected_everywhere = eventually(Duration::from_secs(30), || {
@@ -203,51 +192,6 @@ fn forged_changes_are_rejected_by_every_node() {
     for n in [&a, &b] {
         assert_eq!(show(n, &id)["name"], "Acme", "a forged change was applied");
     }
-}
-
-/// Writes into Mallory's (stopped) store a change to `id` whose signature
-/// does not verify, as if Mallory's node had made it.
-fn forge_edit(m: &Node, id: &str) {
-    use rapport_model::automerge::AutoCommit;
-    use rapport_model::{Edit, FieldValue, RecordView};
-    use rapport_store::{Indexed, RecordWrite, Store};
-
-    let key = std::fs::read(m.dir.join("device.key")).expect("key");
-    let key = rapport_trust::DeviceKey::from_secret_slice(&key).expect("key");
-    let store = Store::open(&m.dir.join("store"), false).expect("store");
-    let rid: rapport_model::RecordId = id.parse().expect("id");
-    let old = store
-        .view(rid)
-        .expect("view")
-        .expect("Acme on Mallory's node");
-    let bytes = store.doc(rid).expect("doc").expect("doc");
-    let mut doc = AutoCommit::load(&bytes)
-        .expect("load")
-        .with_actor(key.device_id().actor_id());
-    rapport_model::doc::edit(
-        &mut doc,
-        &[Edit::Set("name".into(), FieldValue::Text("Hacked".into()))],
-        jiff::Timestamp::now(),
-    )
-    .expect("edit");
-    let change = doc.get_last_local_change().expect("change");
-    let mut signed = key.sign_change(&change).expect("sign");
-    signed.signature[0] ^= 0x01;
-    let view = RecordView::read(&mut doc, rid, None).expect("view");
-    let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
-    store
-        .write(&RecordWrite {
-            id: rid,
-            space: old.space,
-            doc: &doc.save(),
-            heads: &heads,
-            changes: &[(change.hash().0.to_vec(), signed)],
-            index: Indexed::Record {
-                view: &view,
-                previous: Some(&old),
-            },
-        })
-        .expect("write");
 }
 
 #[test]

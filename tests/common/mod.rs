@@ -189,3 +189,70 @@ pub fn seed(default: u64) -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
 }
+
+/// Writes into a stopped node's store a signed change to record `id`
+/// setting `field` to `value`, as a modified client would, skipping the
+/// node's own checks (its role, its removal). With `break_signature`, the
+/// signature does not verify either.
+pub fn write_as_modified_client(
+    dir: &Path,
+    id: &str,
+    field: &str,
+    value: &str,
+    break_signature: bool,
+) {
+    use rapport_model::automerge::AutoCommit;
+    use rapport_model::{Edit, FieldValue, RecordView};
+    use rapport_store::{Indexed, RecordWrite, Store};
+
+    let key = std::fs::read(dir.join("device.key")).expect("key");
+    let key = rapport_trust::DeviceKey::from_secret_slice(&key).expect("key");
+    let store = Store::open(&dir.join("store"), false).expect("store");
+    let rid: rapport_model::RecordId = id.parse().expect("id");
+    let old = store
+        .view(rid)
+        .expect("view")
+        .expect("the record is on this node");
+    let bytes = store.doc(rid).expect("doc").expect("doc");
+    let mut doc = AutoCommit::load(&bytes)
+        .expect("load")
+        .with_actor(key.device_id().actor_id());
+    rapport_model::doc::edit(
+        &mut doc,
+        &[Edit::Set(field.into(), FieldValue::Text(value.into()))],
+        jiff::Timestamp::now(),
+    )
+    .expect("edit");
+    let change = doc.get_last_local_change().expect("change");
+    let mut signed = key.sign_change(&change).expect("sign");
+    if break_signature {
+        signed.signature[0] ^= 0x01;
+    }
+    let view = RecordView::read(&mut doc, rid, None).expect("view");
+    let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
+    store
+        .write(&RecordWrite {
+            id: rid,
+            space: old.space,
+            doc: &doc.save(),
+            heads: &heads,
+            changes: &[(change.hash().0.to_vec(), signed)],
+            index: Indexed::Record {
+                view: &view,
+                previous: Some(&old),
+            },
+        })
+        .expect("write");
+}
+
+/// Whether any file under `dir` contains `needle`.
+pub fn dir_contains(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).expect("dir").flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            dir_contains(&p, needle)
+        } else {
+            std::fs::read(&p).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}
