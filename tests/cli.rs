@@ -544,57 +544,113 @@ fn the_device_key_is_readable_by_its_owner_only() {
     assert_eq!(dir_mode & 0o077, 0, "dir mode {dir_mode:o}");
 }
 
-/// The README's tour, run line by line in bash against a fresh data
-/// directory: if the README drifts from the CLI, this fails.
-#[test]
-fn the_readme_tour_runs_as_written() {
+/// The `rapport ...` lines of a README section's code blocks (line
+/// continuations joined), except installing and starting nodes.
+fn readme_commands(section: &str) -> Vec<String> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .expect("README.md");
-    let tour = readme
-        .split("## A five-minute tour")
+    let text = readme
+        .split(section)
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
-        .expect("a tour section");
+        .unwrap_or_else(|| panic!("no section {section}"));
     let mut script = String::new();
     let mut in_block = false;
-    for line in tour.lines() {
+    for line in text.lines() {
         if line.starts_with("```") {
             in_block = !in_block;
             continue;
         }
-        let skip = ["cargo install", "rapport up"];
-        if in_block && !skip.iter().any(|p| line.trim_start().starts_with(p)) {
+        if in_block && !line.trim_start().starts_with("cargo install") {
             script.push_str(line);
             script.push('\n');
         }
     }
-    let commands = script.replace("\\\n", " ");
+    script
+        .replace("\\\n", " ")
+        .lines()
+        .filter(|l| l.trim_start().starts_with("rapport "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs one README line in bash; lines whose comment says "refused" must
+/// fail (with a message), the others succeed.
+fn run_readme_line(cmd: &str, data_dir: &std::path::Path, cwd: &std::path::Path) {
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("rapport() {{ \"$RAPPORT_BIN\" \"$@\"; }}\n{cmd}"))
+        .env("RAPPORT_BIN", common::rapport_bin())
+        .env("RAPPORT_DATA_DIR", data_dir)
+        .current_dir(cwd)
+        .output()
+        .expect("bash");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if cmd.contains("# refused") {
+        assert!(
+            !out.status.success() && !stderr.is_empty(),
+            "README command should be refused: {cmd}"
+        );
+    } else {
+        assert!(
+            out.status.success(),
+            "README command failed: {cmd}\n{stderr}"
+        );
+    }
+}
+
+/// The README's tour, run line by line in bash against a fresh data
+/// directory: if the README drifts from the CLI, this fails.
+#[test]
+fn the_readme_tour_runs_as_written() {
     let n = Node::new();
     // The tour's first step, `rapport up --demo`, as a background node.
     let _node = n.start(&["--demo"]);
     let work = tempfile::tempdir().expect("tempdir");
     let mut ran = 0;
-    for cmd in commands
-        .lines()
-        .filter(|l| l.trim_start().starts_with("rapport "))
-    {
-        let out = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(format!("rapport() {{ \"$RAPPORT_BIN\" \"$@\"; }}\n{cmd}"))
-            .env("RAPPORT_BIN", common::rapport_bin())
-            .env("RAPPORT_DATA_DIR", &n.dir)
-            .current_dir(work.path())
-            .output()
-            .expect("bash");
-        assert!(
-            out.status.success(),
-            "README command failed: {cmd}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for cmd in readme_commands("## A five-minute tour") {
+        if cmd.trim_start().starts_with("rapport up") {
+            continue;
+        }
+        run_readme_line(&cmd, &n.dir, work.path());
         ran += 1;
     }
     assert!(ran >= 20, "only {ran} commands found in the tour");
     let deal = n.json(&["show", "Wayne fleet upgrade"]);
     assert_eq!(deal["stage"], "proposal");
     assert_eq!(deal["probability"], 60);
+
+    // Then the partner section, with the partner's node in a temporary
+    // directory in place of /tmp/partner.
+    let partner = Node::new();
+    let dir = partner.dir.to_str().expect("utf-8 path").to_string();
+    let mut partner_node = None;
+    let mut ran = 0;
+    for cmd in readme_commands("## Share a space with a partner organisation") {
+        let cmd = cmd.replace("/tmp/partner", &dir);
+        let code = cmd.split('#').next().unwrap_or_default().trim_end();
+        if code.ends_with(" up") {
+            partner_node = Some(partner.start(&[]));
+            continue;
+        }
+        run_readme_line(&cmd, &n.dir, work.path());
+        ran += 1;
+        if code.ends_with("industry=Retail") {
+            // "within a second": wait for it before the removal.
+            assert!(common::eventually(
+                std::time::Duration::from_secs(20),
+                || { partner.json(&["show", "Joint Co"])["industry"] == "Retail" }
+            ));
+        }
+    }
+    assert!(
+        partner_node.is_some() && ran >= 10,
+        "the partner section changed shape ({ran} commands)"
+    );
+    assert!(
+        !partner.run(&["show", "After Co"]).status.success(),
+        "a removed partner received a new record"
+    );
+    let removed = n.json(&["space", "members", "Acme ↔ Northwind"])["removed"].clone();
+    assert_eq!(removed.as_object().map(|m| m.len()), Some(1), "{removed}");
 }

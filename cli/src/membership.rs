@@ -115,7 +115,7 @@ pub fn remove(out: &mut String, repo: &Repo, space: &str, member: &str, json: bo
     }
     outln!(
         out,
-        "Members stop serving it the space as they hear of this; changes it wrote after what this node had are refused everywhere."
+        "Other members stop serving it as they hear of the removal; what it writes from now on is refused everywhere."
     );
     Ok(())
 }

@@ -20,6 +20,8 @@
 //! they depend on, or that are kept aside, are stored but not applied; the
 //! document is rebuilt from what the rules accept whenever that changes.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 use rapport_model::automerge::{AutoCommit, Change, ChangeHash};
 use rapport_model::space::{is_space_doc, space_of};
@@ -275,32 +277,37 @@ impl Repo {
         let needs_judging =
             is_space_record || from.is_none() || fresh.iter().any(|(v, _)| removed_author(v));
         let mut space_view = None;
-        let (heads, verdict_of): (Vec<ChangeHash>, Box<dyn Fn(&ChangeHash) -> Verdict>) =
+        // `None`: every change applies (no author of this batch was removed).
+        let (heads, verdicts): (Vec<ChangeHash>, Option<HashMap<[u8; 32], Verdict>>) =
             if !needs_judging {
-                (doc.get_heads(), Box::new(|_| Verdict::Accepted))
+                (doc.get_heads(), None)
             } else if is_space_record {
                 let m = evaluate_space(doc.document(), space_id);
                 space_view = m.view.clone();
-                (
-                    m.heads.clone(),
-                    Box::new(move |h| m.verdict(&h.0).cloned().unwrap_or(Verdict::Waiting)),
-                )
+                let map = m
+                    .log
+                    .iter()
+                    .filter_map(|s| {
+                        let h = rapport_proto::parse_hex(&s.hash)?;
+                        Some((<[u8; 32]>::try_from(h).ok()?, s.verdict.clone()))
+                    })
+                    .collect();
+                (m.heads, Some(map))
             } else {
                 let Some(v) = view else { return Ok(()) };
-                let metas: Vec<ChangeMeta> = doc
-                    .get_changes(&[])
-                    .iter()
-                    .map(|c| ChangeMeta::of(c))
-                    .collect();
+                let metas: Vec<ChangeMeta> =
+                    doc.get_changes(&[]).iter().map(ChangeMeta::of).collect();
                 let verdicts = judge_record(&metas, v, record);
                 let heads = accepted_heads(&metas, &verdicts);
-                let map: std::collections::HashMap<[u8; 32], Verdict> =
-                    metas.iter().map(|m| m.hash).zip(verdicts).collect();
                 (
                     heads,
-                    Box::new(move |h| map.get(&h.0).cloned().unwrap_or(Verdict::Waiting)),
+                    Some(metas.iter().map(|m| m.hash).zip(verdicts).collect()),
                 )
             };
+        let verdict_of = |h: &ChangeHash| match &verdicts {
+            None => Verdict::Accepted,
+            Some(map) => map.get(&h.0).cloned().unwrap_or(Verdict::Waiting),
+        };
         let mut keep: Vec<(Vec<u8>, SignedChange)> = Vec::new();
         for ((signed, change), new) in &fresh {
             let hash = change.hash();

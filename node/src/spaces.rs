@@ -350,6 +350,21 @@ impl Repo {
         let view = self.administered(space_id)?;
         let me = self.device_id().to_string();
         let targets = Self::members_matching(&view, reference);
+        if targets.is_empty()
+            && let Some((m, r)) = view.removed.values().find(|(m, _)| {
+                m.user.eq_ignore_ascii_case(reference.trim())
+                    || m.org.eq_ignore_ascii_case(reference.trim())
+                    || (reference.trim().len() >= 4
+                        && m.device.starts_with(&reference.trim().to_ascii_lowercase()))
+            })
+        {
+            return Err(NodeError::Forbidden(format!(
+                "{} was already removed from space {} on {}",
+                crate::repo::member_label(&m.user, &m.org, m.device.get(..8).unwrap_or_default()),
+                view.name,
+                day(r.at)
+            )));
+        }
         if targets.is_empty() {
             return Err(NodeError::Forbidden(format!(
                 "no member of space {} matches `{reference}`; `rapport space members {}` lists them",

@@ -262,7 +262,7 @@ impl Membership {
 /// those kept aside) and settles who is a member.
 pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
     let changes = doc.get_changes(&[]);
-    let metas: Vec<ChangeMeta> = changes.iter().map(|c| ChangeMeta::of(c)).collect();
+    let metas: Vec<ChangeMeta> = changes.iter().map(ChangeMeta::of).collect();
     let dag = Dag::new(&metas);
     let n = metas.len();
 
@@ -459,9 +459,6 @@ fn judge(
             name: after.name.clone(),
         });
     }
-    if after.topic != before.topic {
-        actions.push(Action::Rotate);
-    }
     if before
         .members
         .iter()
@@ -505,6 +502,9 @@ fn judge(
             ));
         }
         actions.push(Action::Remove { removal: r.clone() });
+    }
+    if after.topic != before.topic {
+        actions.push(Action::Rotate);
     }
     if actions.is_empty() {
         return Err("the change says nothing the rules know".into());

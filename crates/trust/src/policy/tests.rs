@@ -189,11 +189,7 @@ fn deliver(s: &Scenario, order: &[(bool, usize)]) -> (Vec<ChangeHash>, Vec<Verdi
         let mut doc = AutoCommit::new();
         doc.apply_changes(record_held.iter().cloned())
             .expect("apply");
-        let metas: Vec<ChangeMeta> = doc
-            .get_changes(&[])
-            .iter()
-            .map(|c| ChangeMeta::of(c))
-            .collect();
+        let metas: Vec<ChangeMeta> = doc.get_changes(&[]).iter().map(ChangeMeta::of).collect();
         let verdicts = judge_record(&metas, &view, s.record);
         let heads = accepted_heads(&metas, &verdicts);
         let kept = doc.fork_at(&heads).expect("fork");
@@ -238,11 +234,7 @@ fn removal_concurrent_with_the_removed_devices_edits_converges_in_every_order() 
         let mut doc = AutoCommit::new();
         doc.apply_changes(s.record_changes.iter().cloned())
             .expect("apply");
-        let metas: Vec<ChangeMeta> = doc
-            .get_changes(&[])
-            .iter()
-            .map(|c| ChangeMeta::of(c))
-            .collect();
+        let metas: Vec<ChangeMeta> = doc.get_changes(&[]).iter().map(ChangeMeta::of).collect();
         let mut by_hash: HashMap<Hash, &Verdict> = HashMap::new();
         let mut sorted: Vec<Hash> = metas.iter().map(|m| m.hash).collect();
         sorted.sort();
