@@ -253,21 +253,19 @@ impl Repo {
         if fresh.is_empty() && from.is_some() {
             return Ok(());
         }
+        // Refuses, and records, the changes of this batch that arrived now.
+        let reject_new = |fresh: &[(Verified, bool)], reason: &str, report: &mut ApplyReport| {
+            for ((signed, _), new) in fresh {
+                if *new {
+                    report.rejected += 1;
+                    self.log_rejection(space, record, Some(signed.author), from_label, reason);
+                }
+            }
+        };
         if let Err(e) = doc.apply_changes(fresh.iter().map(|((_, c), _)| c.clone())) {
             // Malformed history from a peer (e.g. a reused sequence number):
             // its fault, not damage here; refuse the batch and go on.
-            for ((signed, _), new) in &fresh {
-                if *new {
-                    report.rejected += 1;
-                    self.log_rejection(
-                        space,
-                        record,
-                        Some(signed.author),
-                        from_label,
-                        &format!("the change does not apply: {e}"),
-                    );
-                }
-            }
+            reject_new(&fresh, &format!("the change does not apply: {e}"), report);
             return Ok(());
         }
 
@@ -377,35 +375,13 @@ impl Repo {
             (None, Indexed::Space(v))
         } else {
             if space_of(&kept).ok() != Some(space) {
-                for ((signed, _), new) in &fresh {
-                    if *new {
-                        report.rejected += 1;
-                        self.log_rejection(
-                            space,
-                            record,
-                            Some(signed.author),
-                            from_label,
-                            "the document does not belong to this space",
-                        );
-                    }
-                }
+                reject_new(&fresh, "the document does not belong to this space", report);
                 return Ok(());
             }
             match RecordView::read(&mut kept, record, None) {
                 Ok(v) => (Some(v), Indexed::Opaque),
                 Err(e) => {
-                    for ((signed, _), new) in &fresh {
-                        if *new {
-                            report.rejected += 1;
-                            self.log_rejection(
-                                space,
-                                record,
-                                Some(signed.author),
-                                from_label,
-                                &format!("not a valid record: {e}"),
-                            );
-                        }
-                    }
+                    reject_new(&fresh, &format!("not a valid record: {e}"), report);
                     return Ok(());
                 }
             }
@@ -616,6 +592,19 @@ mod tests {
             .expect("add member");
     }
 
+    /// A space "Joint" of `a` with `other` in `role`, holding company Acme,
+    /// synced to `other`.
+    fn joint_acme(a: &Repo, other: &Repo, role: Role) -> (SpaceView, SpaceId, RecordView) {
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(a, shared.id, other, role);
+        let acme = a
+            .create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("c");
+        sync(other, a, space);
+        (shared, space, acme)
+    }
+
     fn views(r: &Repo, kind: Kind) -> Vec<RecordView> {
         let mut v = r.list(kind, &[], false).expect("list");
         for x in &mut v {
@@ -691,31 +680,11 @@ mod tests {
         let (_ta, a) = node();
         let (_tb, b) = node();
         let (_tm, mallory) = node();
-        let shared = a.create_space("Joint").expect("space");
-        let space = SpaceId::Shared(shared.id);
-        add(&a, shared.id, &b, Role::Writer);
-        let acme = a
-            .create(Kind::Company, space, &input(&[("name", "Acme")]))
-            .expect("c");
-        sync(&b, &a, space);
+        let (shared, space, acme) = joint_acme(&a, &b, Role::Writer);
 
         // Mallory is not a member; it writes a change to Acme (on a copy of
         // the document it somehow got) and offers it to b.
-        let mut doc = a
-            .load_doc(acme.id)
-            .expect("doc")
-            .with_actor(mallory.device_id().actor_id());
-        rapport_model::doc::edit(
-            &mut doc,
-            &[rapport_model::Edit::Set(
-                "name".into(),
-                rapport_model::FieldValue::Text("Hacked".into()),
-            )],
-            Timestamp::now(),
-        )
-        .expect("edit");
-        let change = doc.get_last_local_change().expect("change");
-        let signed = mallory.key().sign_change(&change).expect("sign");
+        let signed = signed_edit(&mallory, &a, acme.id, "name", "Hacked");
         let report = b
             .apply_remote(space, acme.id, vec![signed.encode()], mallory.device_id())
             .expect("apply");
@@ -792,6 +761,32 @@ mod tests {
         assert!(mallory.spaces().expect("spaces").is_empty());
     }
 
+    /// A change by `author` setting a field of `record` (as `source` holds
+    /// it), signed by `author`, bypassing every local check.
+    fn signed_edit(
+        author: &Repo,
+        source: &Repo,
+        record: RecordId,
+        field: &str,
+        value: &str,
+    ) -> SignedChange {
+        let mut doc = source
+            .load_doc(record)
+            .expect("doc")
+            .with_actor(author.device_id().actor_id());
+        rapport_model::doc::edit(
+            &mut doc,
+            &[rapport_model::Edit::Set(
+                field.into(),
+                rapport_model::FieldValue::Text(value.into()),
+            )],
+            Timestamp::now(),
+        )
+        .expect("edit");
+        let change = doc.get_last_local_change().expect("change");
+        author.key().sign_change(&change).expect("sign")
+    }
+
     /// Every signed change a store holds for `record`, applied or not.
     fn all_changes(r: &Repo, record: RecordId) -> Vec<Vec<u8>> {
         r.store()
@@ -807,36 +802,14 @@ mod tests {
     fn a_readers_record_change_is_refused() {
         let (_ta, a) = node();
         let (_tr, r) = node();
-        let shared = a.create_space("Joint").expect("space");
-        let space = SpaceId::Shared(shared.id);
-        add(&a, shared.id, &r, Role::Reader);
-        let acme = a
-            .create(Kind::Company, space, &input(&[("name", "Acme")]))
-            .expect("c");
-        sync(&r, &a, space);
+        let (shared, space, acme) = joint_acme(&a, &r, Role::Reader);
         let err = r
             .edit("Acme", &input(&[("industry", "X")]), &[])
             .expect_err("reader");
         assert!(err.to_string().contains("you are a reader"), "{err}");
 
         // A modified client writes anyway; the admin's node refuses it.
-        let mut doc = r
-            .load_doc(acme.id)
-            .expect("doc")
-            .with_actor(r.device_id().actor_id());
-        rapport_model::doc::edit(
-            &mut doc,
-            &[rapport_model::Edit::Set(
-                "industry".into(),
-                rapport_model::FieldValue::Text("Hacked".into()),
-            )],
-            Timestamp::now(),
-        )
-        .expect("edit");
-        let signed = r
-            .key()
-            .sign_change(&doc.get_last_local_change().expect("c"))
-            .expect("sign");
+        let signed = signed_edit(&r, &r, acme.id, "industry", "Hacked");
         let report = a
             .apply_remote(space, acme.id, vec![signed.encode()], r.device_id())
             .expect("apply");

@@ -55,9 +55,9 @@ fn t() -> Timestamp {
     Timestamp::from_second(1_000).expect("time")
 }
 
-/// A space created by A with writer W, writer C and reader R.
-fn space_with_members(id: RecordId) -> AutoCommit {
-    let mut doc = space::create_space(
+/// A space created by A, alone.
+fn new_space(id: RecordId) -> AutoCommit {
+    space::create_space(
         ActorId::from(&A[..]),
         id,
         "Joint",
@@ -65,7 +65,12 @@ fn space_with_members(id: RecordId) -> AutoCommit {
         [0; 32],
         t(),
     )
-    .expect("space");
+    .expect("space")
+}
+
+/// A space created by A with writer W, writer C and reader R.
+fn space_with_members(id: RecordId) -> AutoCommit {
+    let mut doc = new_space(id);
     for (d, role) in [(W, Role::Writer), (C, Role::Writer), (R, Role::Reader)] {
         space::add_member(&mut doc, &member(&d, role, &A), t()).expect("add");
     }
@@ -268,15 +273,7 @@ fn a_removed_admin_cannot_act_after_its_removal() {
     let d = [6u8; 32];
     let e = [7u8; 32];
     let id = new_space_id(&A, 1, [0, 2]);
-    let mut doc = space::create_space(
-        ActorId::from(&A[..]),
-        id,
-        "Joint",
-        &Identity::default(),
-        [0; 32],
-        t(),
-    )
-    .expect("space");
+    let mut doc = new_space(id);
     space::add_member(&mut doc, &member(&b, Role::Admin, &A), t()).expect("add b");
     let mut at_b = doc.fork().with_actor(ActorId::from(&b[..]));
     space::add_member(&mut at_b, &member(&d, Role::Writer, &b), t()).expect("b adds d");
