@@ -362,3 +362,44 @@ fn a_removal_concurrent_with_the_removed_devices_edits_converges() {
     );
     nc.stop();
 }
+
+#[test]
+fn tickets_are_one_time_expiring_bound_to_their_role_and_tamper_evident() {
+    let (a, b, c) = (Node::new(), Node::new(), Node::new());
+    let _na = a.start(&[]);
+    let _nb = b.start(&[]);
+    let _nc = c.start(&[]);
+    a.ok(&["space", "create", JOINT]);
+    let reader_ticket = ticket(&a, JOINT, &["--role", "reader"]);
+    b.ok(&["space", "join", &reader_ticket]);
+    let me = device(&b);
+    let members = a.json(&["space", "members", JOINT]);
+    assert_eq!(members["members"][&me]["role"], "reader");
+
+    let spaces_of_c = |c: &Node| c.json(&["space", "list"]).as_array().map(Vec::len);
+    let err = c.fails(&["space", "join", &reader_ticket]);
+    assert!(err.contains("already used"), "{err}");
+    let expired = ticket(&a, JOINT, &["--ttl=-1"]);
+    let err = c.fails(&["space", "join", &expired]);
+    assert!(err.contains("expired"), "{err}");
+    let good = ticket(&a, JOINT, &[]);
+    let mut chars: Vec<char> = good.chars().collect();
+    let at = chars.len() / 2;
+    chars[at] = if chars[at] == 'a' { 'b' } else { 'a' };
+    let err = c.fails(&["space", "join", &chars.into_iter().collect::<String>()]);
+    assert!(err.contains("damaged"), "{err}");
+    assert_eq!(
+        spaces_of_c(&c),
+        Some(0),
+        "a refused ticket granted something"
+    );
+    // A reader cannot invite anyone.
+    let err = b.fails(&["space", "invite", JOINT]);
+    assert!(err.contains("only its admins manage membership"), "{err}");
+    // The intact ticket still works, once, with the role it was made for.
+    c.ok(&["space", "join", &good]);
+    assert_eq!(
+        a.json(&["space", "members", JOINT])["members"][&device(&c)]["role"],
+        "writer"
+    );
+}
