@@ -253,20 +253,55 @@ impl Repo {
         if fresh.is_empty() && from.is_some() {
             return Ok(());
         }
-        // Refuses, and records, the changes of this batch that arrived now.
-        let reject_new = |fresh: &[(Verified, bool)], reason: &str, report: &mut ApplyReport| {
-            for ((signed, _), new) in fresh {
-                if *new {
-                    report.rejected += 1;
-                    self.log_rejection(space, record, Some(signed.author), from_label, reason);
+        // Rule 3, and Automerge's own: the whole batch at once if the
+        // result is a valid document of this space; otherwise one change
+        // at a time, refusing (and forgetting) each one that breaks it, so
+        // that one bad change never blocks the others, now or later.
+        let valid = |d: &mut AutoCommit| -> Result<(), String> {
+            if d.get_heads().is_empty() {
+                return Ok(());
+            }
+            if space_of(d).ok() != Some(space) {
+                return Err("the document does not belong to this space".into());
+            }
+            if is_space_record {
+                return if is_space_doc(d) {
+                    Ok(())
+                } else {
+                    Err("not a space document".into())
+                };
+            }
+            RecordView::read(d, record, None)
+                .map(|_| ())
+                .map_err(|e| format!("not a valid record: {e}"))
+        };
+        let mut whole = doc.clone();
+        let applies = whole
+            .apply_changes(fresh.iter().map(|((_, c), _)| c.clone()))
+            .is_ok();
+        if applies && valid(&mut whole).is_ok() {
+            doc = whole;
+        } else {
+            let mut good = Vec::new();
+            for ((signed, change), new) in fresh {
+                let mut trial = doc.clone();
+                let result = trial
+                    .apply_changes([change.clone()])
+                    .map_err(|e| format!("the change does not apply: {e}"))
+                    .and_then(|()| valid(&mut trial));
+                match result {
+                    Ok(()) => {
+                        doc = trial;
+                        good.push(((signed, change), new));
+                    }
+                    Err(reason) if new => {
+                        report.rejected += 1;
+                        self.log_rejection(space, record, Some(signed.author), from_label, &reason);
+                    }
+                    Err(_) => self.store().forget_change(record, &change.hash().0)?,
                 }
             }
-        };
-        if let Err(e) = doc.apply_changes(fresh.iter().map(|((_, c), _)| c.clone())) {
-            // Malformed history from a peer (e.g. a reused sequence number):
-            // its fault, not damage here; refuse the batch and go on.
-            reject_new(&fresh, &format!("the change does not apply: {e}"), report);
-            return Ok(());
+            fresh = good;
         }
 
         // Rule 4: judge the whole history held.
@@ -351,6 +386,16 @@ impl Repo {
             // Nothing new is accepted and everything kept is already stored.
             return Ok(());
         }
+        if heads.is_empty() {
+            // Nothing accepted: keep what arrived until it can apply, and
+            // withdraw what this node showed before (for example a record
+            // that only a removed device wrote).
+            self.store().keep_pending(record, &keep)?;
+            if !before_sorted.is_empty() {
+                self.store().withdraw(record, space, old_view.as_ref())?;
+            }
+            return Ok(());
+        }
         let mut kept = if sorted_heads == all_heads {
             doc
         } else {
@@ -359,29 +404,18 @@ impl Repo {
                 reason: format!("rebuilding {record}: {e}"),
             })?
         };
-        if heads.is_empty() {
-            // Nothing readable yet: keep what arrived until it can apply.
-            self.store().keep_pending(record, &keep)?;
-            return Ok(());
-        }
         let (record_view, index) = if is_space_record {
             let Some(v) = space_view.as_ref() else {
                 self.store().keep_pending(record, &keep)?;
                 return Ok(());
             };
-            if !is_space_doc(&kept) {
-                return Ok(());
-            }
             (None, Indexed::Space(v))
         } else {
-            if space_of(&kept).ok() != Some(space) {
-                reject_new(&fresh, "the document does not belong to this space", report);
-                return Ok(());
-            }
             match RecordView::read(&mut kept, record, None) {
                 Ok(v) => (Some(v), Indexed::Opaque),
-                Err(e) => {
-                    reject_new(&fresh, &format!("not a valid record: {e}"), report);
+                Err(_) => {
+                    // The accepted part alone is not a record yet.
+                    self.store().keep_pending(record, &keep)?;
                     return Ok(());
                 }
             }
@@ -408,8 +442,10 @@ impl Repo {
         Ok(())
     }
 
-    /// After a space document changed: re-judges every record that a newly
-    /// removed device wrote to, so its changes past the cutoff leave them.
+    /// After a space document changed: re-judges every record written by a
+    /// device whose removal appeared, changed (another removal took
+    /// precedence) or went away, so its changes past the cutoff leave them
+    /// (or come back).
     pub(crate) fn resettle_after_removals(
         &self,
         space_id: RecordId,
@@ -417,8 +453,17 @@ impl Repo {
         after: &SpaceView,
     ) -> Result<(), NodeError> {
         let space = SpaceId::Shared(space_id);
-        for device in after.removed.keys() {
-            if before.is_some_and(|b| b.removed.contains_key(device)) {
+        let removal = |v: Option<&SpaceView>, d: &str| {
+            v.and_then(|v| v.removed.get(d)).map(|(_, r)| r.clone())
+        };
+        let mut devices: Vec<&String> = after.removed.keys().collect();
+        if let Some(b) = before {
+            devices.extend(b.removed.keys());
+        }
+        devices.sort();
+        devices.dedup();
+        for device in devices {
+            if removal(before, device) == removal(Some(after), device) {
                 continue;
             }
             let Some(key) =
@@ -492,9 +537,16 @@ impl Replica for SyncReplica<'_> {
         if !self.may_sync(space) {
             return Ok(Vec::new());
         }
-        self.repo
+        let changes = self
+            .repo
             .changes_for(space, record, peer_heads)
-            .map_err(text)
+            .map_err(text)?;
+        // Again, after loading: a removal committed meanwhile (which holds
+        // the new topic secret) must not reach the member it removes.
+        if !self.may_sync(space) {
+            return Ok(Vec::new());
+        }
+        Ok(changes)
     }
 
     fn apply(
@@ -931,5 +983,116 @@ mod tests {
         // And C, once it hears of the removal, drops what W wrote after.
         sync(&c, &a, space);
         assert_eq!(c.resolve("Acme").expect("acme").get("domain"), None);
+    }
+
+    fn added(after: &[Vec<u8>], before: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        after
+            .iter()
+            .filter(|c| !before.contains(c))
+            .cloned()
+            .collect()
+    }
+
+    /// A record that only a removed writer wrote leaves a node that
+    /// showed it when the removal arrives, as on a node that heard the
+    /// removal first.
+    #[test]
+    fn a_record_only_a_removed_writer_wrote_is_withdrawn() {
+        let (_ta, a) = node();
+        let (_tw, w) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &w, Role::Writer);
+        sync(&w, &a, space);
+        let base = all_changes(&a, shared.id);
+        a.remove_members(shared.id, &w.device_id().to_string())
+            .expect("remove");
+        let removal = added(&all_changes(&a, shared.id), &base);
+        let evil = w
+            .create(Kind::Company, space, &input(&[("name", "Evil Co")]))
+            .expect("w creates");
+        let evil_changes = all_changes(&w, evil.id);
+        let (_t1, d1) = node();
+        let (_t2, d2) = node();
+        let record_first = [
+            (shared.id, &base),
+            (evil.id, &evil_changes),
+            (shared.id, &removal),
+        ];
+        let removal_first = [
+            (shared.id, &base),
+            (shared.id, &removal),
+            (evil.id, &evil_changes),
+        ];
+        for (d, order) in [(&d1, record_first), (&d2, removal_first)] {
+            for (record, changes) in order {
+                d.apply_remote(space, record, changes.clone(), a.device_id())
+                    .expect("apply");
+            }
+            assert_eq!(d.store().heads(space, evil.id).expect("heads"), None);
+            assert!(
+                d.resolve("Evil Co").is_err(),
+                "the removed writer's record shows"
+            );
+        }
+    }
+
+    /// Two admins remove the same writer with different cutoffs; nodes
+    /// that hear the two removals in either order end the same.
+    #[test]
+    fn two_removals_of_one_writer_settle_the_same_in_either_order() {
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let (_tw, w) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &b, Role::Admin);
+        sync(&b, &a, space);
+        add(&b, shared.id, &w, Role::Writer);
+        let acme = b
+            .create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("c");
+        sync(&a, &b, space);
+        sync(&w, &b, space);
+        w.edit("Acme", &input(&[("industry", "Steel")]), &[])
+            .expect("e1");
+        sync(&a, &w, space);
+        w.edit("Acme", &input(&[("domain", "evil.example")]), &[])
+            .expect("e2");
+        sync(&b, &w, space);
+        let base = all_changes(&b, shared.id);
+        let acme_all = all_changes(&b, acme.id);
+        a.remove_members(shared.id, &w.device_id().to_string())
+            .expect("a removes");
+        b.remove_members(shared.id, &w.device_id().to_string())
+            .expect("b removes");
+        let by_a = added(&all_changes(&a, shared.id), &base);
+        let by_b = added(&all_changes(&b, shared.id), &base);
+        let (_t1, d1) = node();
+        let (_t2, d2) = node();
+        for (d, first, second) in [(&d1, &by_b, &by_a), (&d2, &by_a, &by_b)] {
+            for (record, changes) in [
+                (shared.id, &base),
+                (acme.id, &acme_all),
+                (shared.id, first),
+                (shared.id, second),
+            ] {
+                d.apply_remote(space, record, changes.clone(), b.device_id())
+                    .expect("apply");
+            }
+        }
+        assert_eq!(
+            d1.space(shared.id).expect("s"),
+            d2.space(shared.id).expect("s")
+        );
+        assert_eq!(
+            d1.store().heads(space, acme.id).expect("heads"),
+            d2.store().heads(space, acme.id).expect("heads"),
+            "the order two removals arrived in decided the record"
+        );
+        assert_eq!(
+            d1.resolve("Acme").expect("acme").text("industry"),
+            Some("Steel")
+        );
     }
 }

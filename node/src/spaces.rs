@@ -273,7 +273,8 @@ impl Repo {
 
     /// Redeems an invite for `device`: checks the secret is known, unused
     /// and unexpired, and for this space; then adds the device with the
-    /// invite's role, certifying who it says it is.
+    /// invite's role, certifying who it says it is. The secret is checked
+    /// first: without it, the answer says nothing about the space.
     pub fn redeem_invite(
         &self,
         space_id: RecordId,
@@ -281,12 +282,6 @@ impl Repo {
         device_hex: &str,
         claim: &Identity,
     ) -> Result<SpaceView, NodeError> {
-        let view = self.administered(space_id)?;
-        if view.removed.contains_key(device_hex) {
-            return Err(NodeError::Invite(
-                "this device was removed from the space and cannot rejoin".into(),
-            ));
-        }
         let now = Timestamp::now().as_second();
         let hash = secret_hash(secret);
         let invite = self
@@ -294,7 +289,15 @@ impl Repo {
             .redeem_invite(&hash, device_hex, now)?
             .map_err(|e| NodeError::Invite(e.to_string()))?;
         if invite.space != space_id {
-            return Err(NodeError::Invite("this ticket is for another space".into()));
+            return Err(NodeError::Invite(
+                rapport_store::InviteError::Unknown.to_string(),
+            ));
+        }
+        let view = self.administered(space_id)?;
+        if view.removed.contains_key(device_hex) {
+            return Err(NodeError::Invite(
+                "this device was removed from the space and cannot rejoin".into(),
+            ));
         }
         let clip = |s: &str| s.trim().chars().take(80).collect::<String>();
         self.add_member(

@@ -491,6 +491,59 @@ impl Store {
             .collect()
     }
 
+    /// Withdraws a document whose every change the rules now refuse or
+    /// hold: the document, its view and its index entries go, in one
+    /// transaction; its signed changes stay, set aside. `previous` is its
+    /// view as indexed.
+    pub fn withdraw(
+        &self,
+        id: RecordId,
+        space: SpaceId,
+        previous: Option<&RecordView>,
+    ) -> Result<()> {
+        let trees = [
+            &self.docs,
+            &self.records,
+            &self.by_kind,
+            &self.by_name,
+            &self.links,
+            &self.by_space,
+        ];
+        let result: std::result::Result<(), TransactionError<()>> =
+            trees.as_slice().transaction(|t| {
+                let [docs, records, by_kind, by_name, links, by_space] = t.as_slice() else {
+                    return Err(ConflictableTransactionError::Abort(()));
+                };
+                let key = id.to_string();
+                docs.remove(key.as_bytes())?;
+                records.remove(key.as_bytes())?;
+                by_space.remove(space_key(space, id))?;
+                if let Some(old) = previous {
+                    by_kind.remove(kind_key(old.kind, old.id))?;
+                    by_name.remove(name_key(&old.title(), old.id))?;
+                    for (_, target) in old.references() {
+                        links.remove(link_key(target, old.id))?;
+                    }
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => {
+                Err(StoreError::Corrupt("transaction aborted".into()))
+            }
+        }
+    }
+
+    /// Forgets a stored change that can never apply to `id` (it breaks the
+    /// document), so that it is not tried again.
+    pub fn forget_change(&self, id: RecordId, hash: &[u8]) -> Result<()> {
+        self.doc_changes
+            .remove(concat(id.to_string().as_bytes(), hash))?;
+        Ok(())
+    }
+
     /// Keeps verified changes whose dependencies have not arrived: stored by
     /// hash and listed for the record, but not yet in its document.
     pub fn keep_pending(&self, id: RecordId, changes: &[(Vec<u8>, SignedChange)]) -> Result<()> {

@@ -14,8 +14,8 @@
 //!    added (its descendants in the add tree). Entries are never edited.
 //! 3. A removal cuts the removed device off: its changes that the removal
 //!    does not name (record changes past the cutoff, space changes not in
-//!    the removal's history) are held aside, not applied, unless a member
-//!    who was not removed built on them.
+//!    the removal's history) are held aside, not applied; in a record,
+//!    unless a member who was not removed built on them.
 //! 4. Removals are settled most senior remover first (depth in the add
 //!    tree), so a removed admin's later removals never take effect.
 //! 5. Record changes need a writing role (admin or writer).
@@ -142,12 +142,29 @@ impl<'a> Dag<'a> {
 
     /// The verdicts, given which changes the rules allow in themselves
     /// (`allowed`) and which fall after their author's removal (`cut`).
-    fn settle(&self, allowed: &[Result<(), String>], cut: &[Option<String>]) -> Vec<Verdict> {
+    /// With `exemptions`, a cut change that another author built on
+    /// applies, provided that builder is allowed, not cut, and builds on
+    /// nothing refused.
+    fn settle(
+        &self,
+        allowed: &[Result<(), String>],
+        cut: &[Option<String>],
+        exemptions: bool,
+    ) -> Vec<Verdict> {
         let n = self.metas.len();
         let mut exempt = vec![false; n];
-        if cut.iter().any(Option::is_some) {
+        if exemptions && cut.iter().any(Option::is_some) {
+            let mut clean = vec![false; n];
+            for &i in &self.order {
+                clean[i] = allowed[i].is_ok()
+                    && !self.missing_deps(i)
+                    && self.metas[i]
+                        .deps
+                        .iter()
+                        .all(|d| self.index.get(d).is_some_and(|&p| clean[p]));
+            }
             for d in 0..n {
-                if allowed[d].is_ok() && cut[d].is_none() {
+                if clean[d] && cut[d].is_none() {
                     for a in self.ancestors(d) {
                         if cut[a].is_some() && self.metas[a].author != self.metas[d].author {
                             exempt[a] = true;
@@ -343,7 +360,12 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
             })
         })
         .collect();
-    let verdicts = dag.settle(&allowed, &cut);
+    // No exemptions here: a statement's authority comes from the state its
+    // author saw, which a removed admin's late statement could have
+    // shaped (say, by making the builder an admin). An honest admin who
+    // merged such a statement before hearing of the removal has the
+    // statements it wrote meanwhile held, and writes them again.
+    let verdicts = dag.settle(&allowed, &cut, false);
     let heads = dag.heads(&verdicts);
 
     let view = (!heads.is_empty()).then(|| {
@@ -530,11 +552,15 @@ pub fn judge_record(metas: &[ChangeMeta], space: &SpaceView, record: RecordId) -
         .enumerate()
         .map(|(i, m)| {
             let (_, removal) = space.removed.get(&m.author)?;
+            // `None`: the remover named a change not received yet; until it
+            // arrives, the device's changes here are judged as before.
             let history = histories.entry(m.author.as_str()).or_insert_with(|| {
-                let last = removal.cutoff.iter().find(|(r, _)| *r == record)?.1;
-                dag.index.get(&last).map(|&l| dag.ancestors(l))
+                match removal.cutoff.iter().find(|(r, _)| *r == record) {
+                    None => Some(HashSet::new()),
+                    Some((_, last)) => dag.index.get(last).map(|&l| dag.ancestors(l)),
+                }
             });
-            let named = history.as_ref().is_some_and(|h| h.contains(&i));
+            let named = history.as_ref().is_none_or(|h| h.contains(&i));
             (!named).then(|| {
                 format!(
                     "written after its author was removed by {}",
@@ -543,7 +569,7 @@ pub fn judge_record(metas: &[ChangeMeta], space: &SpaceView, record: RecordId) -
             })
         })
         .collect();
-    dag.settle(&allowed, &cut)
+    dag.settle(&allowed, &cut, true)
 }
 
 /// The heads of the accepted part of a record's history.

@@ -365,3 +365,62 @@ fn only_admins_change_membership_and_only_the_creator_starts_a_space() {
     assert!(m.view.is_none());
     assert!(matches!(&m.log[0].verdict, Verdict::Rejected(r) if r.contains("creator")));
 }
+
+/// B, an admin, is removed; unaware, it adds E as admin. A reader then
+/// builds on that (and on its own refused self-promotion): nothing it
+/// builds on makes B's late statement count.
+#[test]
+fn nobody_can_revive_a_removed_admins_late_statement() {
+    let b = [5u8; 32];
+    let e = [7u8; 32];
+    let x = [9u8; 32];
+    let id = new_space_id(&A, 1, [0, 4]);
+    let mut doc = new_space(id);
+    space::add_member(&mut doc, &member(&b, Role::Admin, &A), t()).expect("add b");
+    space::add_member(&mut doc, &member(&R, Role::Reader, &A), t()).expect("add r");
+    let mut at_b = doc.fork().with_actor(ActorId::from(&b[..]));
+    let removal = Removal {
+        device: hexs(&b),
+        by: hexs(&A),
+        at: 2,
+        cutoff: Vec::new(),
+    };
+    space::remove_members(&mut doc, &[removal], [1; 32], t()).expect("remove b");
+    space::add_member(&mut at_b, &member(&e, Role::Admin, &b), t()).expect("b adds e");
+    let mut at_r = doc.fork().with_actor(ActorId::from(&R[..]));
+    space::add_member(&mut at_r, &member(&R, Role::Admin, &A), t()).ok();
+    at_r.merge(&mut at_b).expect("merge");
+    space::add_member(&mut at_r, &member(&x, Role::Reader, &R), t()).expect("r adds x");
+    doc.merge(&mut at_r).expect("merge");
+    let view = evaluate_space(doc.document(), id).view.expect("view");
+    assert!(
+        !view.is_member(&hexs(&e)),
+        "a removed admin's late add counted"
+    );
+    assert!(!view.is_member(&hexs(&x)), "a reader added a member");
+    assert_eq!(view.role_of(&hexs(&R)), Some(Role::Reader));
+
+    // B, removed, re-adds R as admin from a state before R's add; R
+    // builds on that. Neither counts.
+    let id = new_space_id(&A, 1, [0, 5]);
+    let mut doc = new_space(id);
+    space::add_member(&mut doc, &member(&b, Role::Admin, &A), t()).expect("add b");
+    let mut at_b = doc.fork().with_actor(ActorId::from(&b[..]));
+    space::add_member(&mut doc, &member(&R, Role::Reader, &A), t()).expect("add r");
+    let removal = Removal {
+        device: hexs(&b),
+        by: hexs(&A),
+        at: 2,
+        cutoff: Vec::new(),
+    };
+    space::remove_members(&mut doc, &[removal], [1; 32], t()).expect("remove b");
+    space::add_member(&mut at_b, &member(&R, Role::Admin, &b), t()).expect("b adds r");
+    let mut at_r = at_b.fork().with_actor(ActorId::from(&R[..]));
+    space::add_member(&mut at_r, &member(&e, Role::Admin, &R), t()).expect("r adds e");
+    doc.merge(&mut at_r).expect("merge");
+    let view = evaluate_space(doc.document(), id).view.expect("view");
+    assert!(
+        !view.is_member(&hexs(&e)),
+        "a reader promoted by a removed admin added a member"
+    );
+}
