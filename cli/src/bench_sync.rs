@@ -56,6 +56,7 @@ fn config() -> NetConfig {
         // Only the sessions this benchmark asks for.
         sync_interval: None,
         live: false,
+        limits: rapport_node::limits::Limits::default(),
     }
 }
 

@@ -68,6 +68,10 @@ pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
         }
         Command::Whoami => whoami(out, &*open(OpenMode::Existing)?, json),
         Command::Up(_) => bail!("a node is already running for this data directory"),
+        Command::Relay(crate::RelayCmd::Run(_)) => {
+            bail!("a node is already running for this data directory")
+        }
+        Command::Relay(crate::RelayCmd::Status) => crate::relay::status(out, backend, json),
         Command::Status => status(out, backend, json),
         Command::Space(cmd) => space(out, backend, cmd, json),
         Command::Company(CompanyCmd::Add {

@@ -1,4 +1,4 @@
-//! `rapport up`: the node in the foreground.
+//! `rapport up` and `rapport relay run`: the node in the foreground.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,13 +7,22 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use rapport_node::api::{Api, ExecRequest, ExecResponse};
+use rapport_node::limits::Limits;
 use rapport_node::net::{NetConfig, Node};
 use rapport_node::{OpenMode, Repo};
 
 use crate::commands::{self, Backend};
-use crate::{Cli, UpArgs};
+use crate::{Cli, RelayArgs, UpArgs};
 
-pub fn up(dir: &Path, args: UpArgs, json: bool) -> Result<()> {
+/// What the foreground node is.
+pub enum Mode {
+    /// A user's node (`rapport up`).
+    Node(UpArgs),
+    /// An always-on relay (`rapport relay run`).
+    Relay(RelayArgs),
+}
+
+pub fn up(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     if let Some(info) = rapport_node::api::read_info(dir)
         && std::net::TcpStream::connect_timeout(&info.addr, Duration::from_secs(1)).is_ok()
     {
@@ -27,25 +36,63 @@ pub fn up(dir: &Path, args: UpArgs, json: bool) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(dir, args, json))
+    runtime.block_on(serve(dir, mode, json))
 }
 
-async fn serve(dir: &Path, args: UpArgs, json: bool) -> Result<()> {
+async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     let repo = Arc::new(Repo::open(dir, OpenMode::Create)?);
-    let added = if args.demo {
+    let (config, api_addr, demo, metrics) = match mode {
+        Mode::Node(args) => (
+            NetConfig {
+                bind: args.bind,
+                relay: args.relay,
+                mdns: !args.no_mdns,
+                sync_interval: Some(Duration::from_secs(args.sync_interval.max(1))),
+                live: true,
+                limits: Limits::default(),
+            },
+            args.api,
+            args.demo,
+            None,
+        ),
+        Mode::Relay(args) => {
+            if !repo.profile().relay && repo.store().record_count() > 0 {
+                bail!(
+                    "{} holds records of its own; a relay needs a data directory of its own (for example --data-dir /var/lib/rapport-relay)",
+                    dir.display()
+                );
+            }
+            repo.become_relay()?;
+            (
+                NetConfig {
+                    bind: args.bind,
+                    relay: args.relay,
+                    mdns: !args.no_mdns,
+                    sync_interval: Some(Duration::from_secs(args.sync_interval.max(1))),
+                    live: true,
+                    limits: Limits {
+                        space_quota: Some(args.quota),
+                        changes_per_minute: Some(args.rate),
+                    },
+                },
+                args.api,
+                false,
+                args.metrics,
+            )
+        }
+    };
+    let relay = repo.profile().relay;
+    let added = if demo {
         rapport_node::demo::seed(&repo)?
     } else {
         0
     };
-    let config = NetConfig {
-        bind: args.bind,
-        relay: args.relay,
-        mdns: !args.no_mdns,
-        sync_interval: Some(Duration::from_secs(args.sync_interval.max(1))),
-        live: true,
-    };
     let node = Node::start(repo.clone(), config).await?;
-    let api = Api::start(dir, args.api, node.clone(), Arc::new(exec)).await?;
+    let api = Api::start(dir, api_addr, node.clone(), Arc::new(exec)).await?;
+    let metrics = match metrics {
+        Some(addr) => Some(rapport_node::metrics::serve(addr, node.clone()).await?),
+        None => None,
+    };
     if json {
         println!(
             "{}",
@@ -55,10 +102,16 @@ async fn serve(dir: &Path, args: UpArgs, json: bool) -> Result<()> {
                 "api": api.info.addr,
                 "data_dir": dir,
                 "demo_records_added": added,
+                "relay": relay,
+                "metrics": metrics.as_ref().map(|(a, _)| a),
             })
         );
     } else {
-        println!("Rapport node running. Data: {}", dir.display());
+        if relay {
+            println!("Rapport relay running. Data: {}", dir.display());
+        } else {
+            println!("Rapport node running. Data: {}", dir.display());
+        }
         println!("node id    {}", node.id());
         println!("listening  {}", node.addrs().join(", "));
         println!(
@@ -66,17 +119,30 @@ async fn serve(dir: &Path, args: UpArgs, json: bool) -> Result<()> {
             api.info.addr,
             dir.join(rapport_node::api::API_FILE).display()
         );
+        if let Some((addr, _)) = &metrics {
+            println!("metrics    http://{addr}/metrics");
+        }
         if added > 0 {
             println!("Loaded {added} demo records.");
         }
-        println!(
-            "{} records. In another terminal: rapport list company, rapport status",
-            repo.store().record_count()
-        );
+        if relay {
+            println!(
+                "Add it to a space: rapport space invite SPACE --role relay, then rapport --data-dir {} space join TICKET",
+                dir.display()
+            );
+        } else {
+            println!(
+                "{} records. In another terminal: rapport list company, rapport status",
+                repo.store().record_count()
+            );
+        }
         println!("Stop with Ctrl-C.");
     }
     wait_for_shutdown().await;
     eprintln!("Stopping...");
+    if let Some((_, stop)) = metrics {
+        let _ = stop.send(());
+    }
     api.stop();
     node.shutdown().await;
     Ok(())

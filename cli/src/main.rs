@@ -19,6 +19,7 @@ mod commands;
 mod daemon;
 mod membership;
 mod output;
+mod relay;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,9 @@ pub enum Command {
     Up(UpArgs),
     /// The node, its peers, and each shared space's sync state.
     Status,
+    /// An always-on relay node for admins: stores and forwards shared spaces.
+    #[command(subcommand)]
+    Relay(RelayCmd),
     /// Shared spaces: create, invite, join, list.
     #[command(subcommand)]
     Space(SpaceCmd),
@@ -184,6 +188,43 @@ pub struct UpArgs {
     /// Seconds between catch-up rounds with every member.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub sync_interval: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RelayCmd {
+    /// Run this data directory as a relay in the foreground: it keeps every signed change of the
+    /// spaces it joins (with the relay role) and hands them to members that connect later.
+    Run(RelayArgs),
+    /// Spaces served, members seen, peers, changes stored, traffic, disk use, uptime, limits.
+    Status,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RelayArgs {
+    /// Address to listen on for peers (repeatable) [default: all interfaces, a random port]
+    #[arg(long, value_name = "IP:PORT")]
+    pub bind: Vec<std::net::SocketAddr>,
+    /// Relays for reaching peers behind NAT: none, default (iroh's public relays), or a URL.
+    #[arg(long, default_value = "none", value_name = "none|default|URL")]
+    pub relay: rapport_node::net::RelayChoice,
+    /// Do not look for peers on the local network (mDNS).
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Where the local API listens (loopback only unless you say otherwise).
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "IP:PORT")]
+    pub api: std::net::SocketAddr,
+    /// Seconds between catch-up rounds with every member.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub sync_interval: u64,
+    /// Most bytes of signed changes kept per space (k, M, G); more is refused until raised.
+    #[arg(long, default_value = "1G", value_parser = rapport_node::limits::parse_size)]
+    pub quota: u64,
+    /// Most changes taken from one peer per minute; more waits for a later session.
+    #[arg(long, default_value_t = 60_000, value_name = "CHANGES")]
+    pub rate: u32,
+    /// Serve Prometheus metrics at http://IP:PORT/metrics.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -423,9 +464,16 @@ fn main() -> ExitCode {
 /// runs them directly on the data directory.
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let dir = commands::data_dir(cli.data_dir.clone())?;
-    if let Command::Up(args) = cli.command {
-        daemon::up(&dir, args, cli.json)?;
-        return Ok(0);
+    match cli.command {
+        Command::Up(args) => {
+            daemon::up(&dir, daemon::Mode::Node(args), cli.json)?;
+            return Ok(0);
+        }
+        Command::Relay(RelayCmd::Run(args)) => {
+            daemon::up(&dir, daemon::Mode::Relay(args), cli.json)?;
+            return Ok(0);
+        }
+        _ => {}
     }
     if !matches!(cli.command, Command::Bench(_)) {
         let request = rapport_node::api::ExecRequest {

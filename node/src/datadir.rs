@@ -33,6 +33,10 @@ pub struct Profile {
     pub org: Option<String>,
     /// When this data directory was created, RFC 3339.
     pub created: String,
+    /// Set by `rapport relay run`: this node stores and forwards shared
+    /// spaces and authors nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relay: bool,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/rapport` on Linux and the
@@ -84,6 +88,7 @@ pub fn create(dir: &Path, name: Option<String>, org: Option<String>) -> Result<P
         name,
         org,
         created: jiff::Timestamp::now().to_string(),
+        relay: false,
     };
     save_profile(dir, &profile)?;
     Ok(profile)

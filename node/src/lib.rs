@@ -8,6 +8,8 @@
 pub mod api;
 pub mod datadir;
 pub mod demo;
+pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod pipeline;
 pub mod remote;

@@ -28,6 +28,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::limits::{Limiter, Limits};
 use crate::repo::LocalChange;
 use crate::{NodeError, Repo};
 
@@ -78,6 +79,8 @@ pub struct NetConfig {
     /// Join each space's gossip topic for live changes (off only in
     /// benchmarks that measure catch-up alone).
     pub live: bool,
+    /// What peers may cost this node (a relay sets these).
+    pub limits: Limits,
 }
 
 impl Default for NetConfig {
@@ -88,6 +91,7 @@ impl Default for NetConfig {
             mdns: true,
             sync_interval: Some(Duration::from_secs(30)),
             live: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -106,6 +110,21 @@ pub struct NetStatus {
     /// Frames refused as malformed or oversized.
     pub refused_frames: u64,
     pub spaces: BTreeMap<String, SpaceStatus>,
+    /// Seconds since the node started.
+    pub uptime_s: u64,
+    /// Signed changes stored, all spaces together.
+    pub changes_stored: usize,
+    /// Bytes the store occupies on disk.
+    pub disk_bytes: u64,
+    /// Peers that synced with this node, with when they last did (RFC 3339).
+    pub peers_seen: BTreeMap<String, String>,
+    /// Changes refused for their sender's rate, and for a full quota.
+    pub rate_limited: u64,
+    pub over_quota: u64,
+    /// The last such refusal.
+    pub last_limit: Option<String>,
+    pub quota_bytes: Option<u64>,
+    pub changes_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -123,6 +142,8 @@ pub struct SpaceStatus {
     /// The last refusal from a member of this space (for example "you
     /// were removed from space ... by ..."), if it was refused since.
     pub refused: Option<String>,
+    /// Bytes of signed changes stored for the space.
+    pub stored_bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +152,7 @@ struct Counters {
     last_sync: HashMap<SpaceId, Timestamp>,
     neighbors: HashMap<SpaceId, Vec<EndpointId>>,
     refused: HashMap<SpaceId, String>,
+    seen: HashMap<EndpointId, Timestamp>,
 }
 
 /// A gossip topic the node is subscribed to for a space.
@@ -160,6 +182,8 @@ struct Inner {
     relay: RelayChoice,
     live: bool,
     traffic: Traffic,
+    limiter: Limiter,
+    started: std::time::Instant,
 }
 
 /// Bytes of Rapport frames sent and received (QUIC overhead excluded), and
@@ -273,6 +297,8 @@ impl Node {
                 relay: config.relay.clone(),
                 live: config.live,
                 traffic: Traffic::default(),
+                limiter: Limiter::new(config.limits),
+                started: std::time::Instant::now(),
             }),
         };
         for peer in blocking(|| repo.store().peers()).map_err(NodeError::from)? {
@@ -397,9 +423,16 @@ impl Node {
         }
     }
 
-    /// Members of `space` other than this node.
+    /// Members of `space` other than this node; learns the addresses
+    /// their entries record, so that members who never met (say, a laptop
+    /// and the always-on relay) can reach one another.
     fn other_members(&self, space: &SpaceView) -> Vec<EndpointId> {
         let me = self.inner.repo.device_id().to_string();
+        for m in space.members.values() {
+            if m.device != me && !m.addrs.is_empty() {
+                self.remember(&m.device, &m.addrs);
+            }
+        }
         space
             .members
             .keys()
@@ -549,18 +582,9 @@ impl Node {
         }
         let record = RecordId::from_bytes(msg.record);
         let repo = self.inner.repo.clone();
-        let changes = msg.changes;
-        let report = if changes.is_empty() {
-            None
-        } else {
-            match blocking(|| repo.apply_remote(space, record, changes, device_of(from))) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!(%space, %record, "applying a gossiped change: {e}");
-                    None
-                }
-            }
-        };
+        // Announcements carry heads only; changes are pulled over the
+        // authenticated, rate-limited sync protocol. Anything else in a
+        // gossip message is ignored.
         let have = blocking(|| repo.store().heads(space, record))
             .ok()
             .flatten()
@@ -569,7 +593,7 @@ impl Node {
         want.sort();
         let mut have_sorted = have;
         have_sorted.sort();
-        let behind = report.is_none_or(|r| r.pending > 0) && have_sorted != want;
+        let behind = have_sorted != want;
         if behind {
             let node = self.clone();
             let SpaceId::Shared(space_id) = space else {
@@ -646,7 +670,8 @@ impl Node {
             .await
             .map_err(|e| peer_err(peer.fmt_short(), e))?;
         let repo = self.inner.repo.clone();
-        let mut replica = repo.replica(device_of(peer));
+        let mut replica = repo.replica(device_of(peer)).limited(&self.inner.limiter);
+        self.counters().seen.insert(peer, Timestamp::now());
         let (mut init, first) = blocking(|| Initiator::start(space, &replica))
             .map_err(|e| peer_err(peer.fmt_short(), e))?;
         for m in first {
@@ -832,6 +857,7 @@ impl Node {
                         .count(),
                     role: s.role_of(&repo.device_id().to_string()),
                     refused: c.refused.get(&id).cloned(),
+                    stored_bytes: repo.store().space_usage(id)?,
                 },
             );
         }
@@ -848,6 +874,19 @@ impl Node {
             bytes_received: self.inner.traffic.received.load(Ordering::Relaxed),
             refused_frames: self.inner.traffic.refused_frames.load(Ordering::Relaxed),
             spaces,
+            uptime_s: self.inner.started.elapsed().as_secs(),
+            changes_stored: repo.store().change_count(),
+            disk_bytes: repo.store().size_on_disk()?,
+            peers_seen: c
+                .seen
+                .iter()
+                .map(|(p, t)| (p.to_string(), t.to_string()))
+                .collect(),
+            rate_limited: self.inner.limiter.rate_limited.load(Ordering::Relaxed),
+            over_quota: self.inner.limiter.over_quota.load(Ordering::Relaxed),
+            last_limit: self.inner.limiter.last(),
+            quota_bytes: self.inner.limiter.limits.space_quota,
+            changes_per_minute: self.inner.limiter.limits.changes_per_minute,
         })
     }
 }
@@ -984,7 +1023,7 @@ impl Node {
         mut recv: RecvStream,
     ) -> Result<(), String> {
         let repo = self.inner.repo.clone();
-        let mut replica = repo.replica(device_of(peer));
+        let mut replica = repo.replica(device_of(peer)).limited(&self.inner.limiter);
         let mut responder = Responder::new();
         while !responder.is_finished() {
             let msg = read_frame::<SyncMessage>(&self.inner.traffic, &mut recv)
@@ -999,6 +1038,9 @@ impl Node {
         let _ = send.finish();
         if replica.report.rejected > 0 {
             tracing::warn!(peer = %peer.fmt_short(), rejected = replica.report.rejected, "refused changes from a peer");
+        }
+        if !responder.was_refused() {
+            self.counters().seen.insert(peer, Timestamp::now());
         }
         if !responder.was_refused() && replica.report.rejected == 0 {
             self.synced(responder.space());
@@ -1031,7 +1073,7 @@ impl ProtocolHandler for JoinHandler {
                 let repo = self.node.inner.repo.clone();
                 let claim = rapport_model::Identity { user, org };
                 match blocking(|| {
-                    repo.redeem_invite(space_id, &secret, &device.to_string(), &claim)
+                    repo.redeem_invite(space_id, &secret, &device.to_string(), &claim, &addrs)
                 }) {
                     Ok(_) => {
                         tracing::info!(peer = %peer.fmt_short(), space = %space_id, "a new member joined");

@@ -32,6 +32,9 @@ use rapport_sync::Replica;
 use rapport_trust::policy::{ChangeMeta, Verdict, accepted_heads, evaluate_space, judge_record};
 use rapport_trust::{DeviceId, verify_change};
 
+use crate::limits::Limiter;
+use std::time::Instant;
+
 use crate::{NodeError, Repo};
 
 /// What happened to a batch of changes from a peer.
@@ -390,7 +393,7 @@ impl Repo {
             // Nothing accepted: keep what arrived until it can apply, and
             // withdraw what this node showed before (for example a record
             // that only a removed device wrote).
-            self.store().keep_pending(record, &keep)?;
+            self.store().keep_pending(record, space, &keep)?;
             if !before_sorted.is_empty() {
                 self.store().withdraw(record, space, old_view.as_ref())?;
             }
@@ -406,7 +409,7 @@ impl Repo {
         };
         let (record_view, index) = if is_space_record {
             let Some(v) = space_view.as_ref() else {
-                self.store().keep_pending(record, &keep)?;
+                self.store().keep_pending(record, space, &keep)?;
                 return Ok(());
             };
             (None, Indexed::Space(v))
@@ -415,7 +418,7 @@ impl Repo {
                 Ok(v) => (Some(v), Indexed::Opaque),
                 Err(_) => {
                     // The accepted part alone is not a record yet.
-                    self.store().keep_pending(record, &keep)?;
+                    self.store().keep_pending(record, space, &keep)?;
                     return Ok(());
                 }
             }
@@ -486,6 +489,7 @@ impl Repo {
         SyncReplica {
             repo: self,
             peer,
+            limiter: None,
             report: ApplyReport::default(),
         }
     }
@@ -496,8 +500,59 @@ impl Repo {
 pub struct SyncReplica<'a> {
     repo: &'a Repo,
     peer: DeviceId,
+    limiter: Option<&'a Limiter>,
     /// What the session applied and rejected so far.
     pub report: ApplyReport,
+}
+
+impl<'a> SyncReplica<'a> {
+    /// Enforces `limiter`'s rate and quota on what the peer sends.
+    pub fn limited(self, limiter: &'a Limiter) -> Self {
+        SyncReplica {
+            limiter: Some(limiter),
+            ..self
+        }
+    }
+
+    /// Why the peer's batch must wait, if the limits say so. The changes
+    /// are not stored; the peer offers them again at a later session.
+    fn over_limits(&self, space: SpaceId, record: RecordId, changes: &[Vec<u8>]) -> Option<String> {
+        let limiter = self.limiter?;
+        let per_minute = limiter.limits.changes_per_minute.unwrap_or(0);
+        if let Err(wait) = limiter.take(self.peer, changes.len(), Instant::now()) {
+            return Some(format!(
+                "rate limit: peer {} sends more than {per_minute} changes a minute; the rest is taken in {} s",
+                self.peer.short(),
+                wait.as_secs()
+            ));
+        }
+        let SpaceId::Shared(id) = space else {
+            return None;
+        };
+        if record == id {
+            // Membership always flows, or nobody could be removed.
+            return None;
+        }
+        let used = self.repo.store().space_usage(space).unwrap_or(0);
+        let incoming: u64 = changes.iter().map(|c| c.len() as u64).sum();
+        limiter.fits(used, incoming, changes.len()).err().map(|quota| {
+            format!(
+                "storage quota: this node keeps at most {} of space {space}, and holds {}; its admin can raise --quota",
+                human_bytes(quota),
+                human_bytes(used)
+            )
+        })
+    }
+}
+
+/// `1.5 MiB` and the like.
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
 }
 
 fn text(e: NodeError) -> String {
@@ -555,6 +610,14 @@ impl Replica for SyncReplica<'_> {
         record: RecordId,
         changes: Vec<Vec<u8>>,
     ) -> Result<(), String> {
+        if let Some(reason) = self.over_limits(space, record, &changes) {
+            tracing::warn!(peer = %self.peer.short(), %space, %record, "{reason}");
+            if let Some(l) = self.limiter {
+                l.note(format!("{} {reason}", Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC")));
+            }
+            self.report.rejected += changes.len();
+            return Ok(());
+        }
         let r = self
             .repo
             .apply_remote(space, record, changes, self.peer)
@@ -639,6 +702,7 @@ mod tests {
                     org: String::new(),
                     added_by: String::new(),
                     since: 0,
+                    addrs: Vec::new(),
                 },
             )
             .expect("add member");
@@ -792,6 +856,7 @@ mod tests {
                 org: String::new(),
                 added_by: mallory.device_id().to_string(),
                 since: 0,
+                addrs: Vec::new(),
             },
             Timestamp::now(),
         )

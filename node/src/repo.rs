@@ -123,6 +123,27 @@ impl Repo {
         datadir::save_profile(&self.dir, &profile)
     }
 
+    /// Makes this node a relay (kept in its profile): from now on it
+    /// refuses to author records or spaces.
+    pub fn become_relay(&self) -> Result<(), NodeError> {
+        let mut profile = self.profile.lock().unwrap_or_else(|p| p.into_inner());
+        if !profile.relay {
+            profile.relay = true;
+            datadir::save_profile(&self.dir, &profile)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses authoring on a relay node.
+    pub(crate) fn check_authoring(&self) -> Result<(), NodeError> {
+        if self.profile().relay {
+            return Err(NodeError::Forbidden(
+                "this node is a relay: it stores and forwards shared spaces and authors no records; use another data directory to work on records".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -563,6 +584,7 @@ impl Repo {
         id: RecordId,
         previous: Option<RecordView>,
     ) -> Result<Built, NodeError> {
+        self.check_authoring()?;
         if let SpaceId::Shared(space) = rapport_model::space::space_of(doc)? {
             self.check_may_write(space)?;
         }

@@ -41,6 +41,7 @@ impl Repo {
 
     /// Creates a shared space with this device as its first admin.
     pub fn create_space(&self, name: &str) -> Result<SpaceView, NodeError> {
+        self.check_authoring()?;
         let name = name.trim();
         if name.is_empty() {
             return Err(NodeError::BadAssignment("a space needs a name".into()));
@@ -281,6 +282,7 @@ impl Repo {
         secret: &[u8; 16],
         device_hex: &str,
         claim: &Identity,
+        addrs: &[String],
     ) -> Result<SpaceView, NodeError> {
         let now = Timestamp::now().as_second();
         let hash = secret_hash(secret);
@@ -309,6 +311,12 @@ impl Repo {
                 org: invite.org.unwrap_or_else(|| clip(&claim.org)),
                 added_by: String::new(),
                 since: now,
+                addrs: addrs
+                    .iter()
+                    .filter(|a| a.parse::<std::net::SocketAddr>().is_ok())
+                    .take(8)
+                    .cloned()
+                    .collect(),
             },
         )
     }
@@ -529,7 +537,7 @@ mod tests {
             org: "Acme (really)".into(),
         };
         let v = repo
-            .redeem_invite(s.id, &secret, &guest, &claim)
+            .redeem_invite(s.id, &secret, &guest, &claim, &[])
             .expect("redeem");
         let m = &v.members[&guest];
         assert_eq!(
@@ -538,18 +546,18 @@ mod tests {
         );
         assert_eq!(m.added_by, repo.device_id().to_string());
         let err = repo
-            .redeem_invite(s.id, &secret, &"cd".repeat(32), &claim)
+            .redeem_invite(s.id, &secret, &"cd".repeat(32), &claim, &[])
             .expect_err("reuse");
         assert!(err.to_string().contains("already used"), "{err}");
         let err = repo
-            .redeem_invite(s.id, &[0; 16], &guest, &claim)
+            .redeem_invite(s.id, &[0; 16], &guest, &claim, &[])
             .expect_err("unknown");
         assert!(err.to_string().contains("not known"), "{err}");
         let (expired, _) = repo
             .create_invite(s.id, -10, Role::Writer, None)
             .expect("invite");
         let err = repo
-            .redeem_invite(s.id, &expired, &"ef".repeat(32), &claim)
+            .redeem_invite(s.id, &expired, &"ef".repeat(32), &claim, &[])
             .expect_err("expired");
         assert!(err.to_string().contains("expired"), "{err}");
     }

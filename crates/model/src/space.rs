@@ -138,6 +138,11 @@ pub struct Member {
     pub added_by: String,
     /// Seconds since the Unix epoch.
     pub since: i64,
+    /// Where the device listened when it joined (`ip:port`), so that
+    /// members can reach one another (and an always-on relay) without
+    /// having met.
+    #[serde(default)]
+    pub addrs: Vec<String>,
 }
 
 /// A removal entry. `cutoff` names, per record, the removed device's last
@@ -266,6 +271,7 @@ pub fn create_space(
             org: who.org.clone(),
             added_by: creator,
             since: time.as_second(),
+            addrs: Vec::new(),
         },
     )?;
     commit(&mut doc, "create space", time);
@@ -326,6 +332,7 @@ fn put_member(doc: &mut AutoCommit, member: &Member) -> Result<(), DocError> {
     doc.put(&m, "org", member.org.as_str())?;
     doc.put(&m, "added_by", member.added_by.as_str())?;
     doc.put(&m, "at", ScalarValue::Timestamp(member.since * 1000))?;
+    doc.put(&m, "addrs", member.addrs.join(" "))?;
     Ok(())
 }
 
@@ -442,6 +449,12 @@ pub fn read_state<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> SpaceSta
                     org: at.str(&e, "org").unwrap_or_default(),
                     added_by: at.str(&e, "added_by").unwrap_or_default(),
                     since: at.seconds(&e, "at"),
+                    addrs: at
+                        .str(&e, "addrs")
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect(),
                 },
             );
         }
@@ -501,6 +514,7 @@ mod tests {
             org: "Northwind".into(),
             added_by: "01".repeat(32),
             since: 1_000,
+            addrs: vec!["127.0.0.1:4433".into()],
         };
         add_member(&mut doc, &guest, t).expect("add");
         let removal = Removal {

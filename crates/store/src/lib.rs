@@ -20,6 +20,7 @@
 //! | `rejected`    | sequence number           | `Rejection` as JSON            |
 //! | `peers`       | device hex                | `PeerRecord` as JSON           |
 //! | `authored`    | author key (32 bytes), id | empty                          |
+//! | `usage`       | space                     | bytes of signed changes stored (u64, big-endian) |
 //!
 //! Every write goes through one sled transaction across these trees and is
 //! flushed before [`Store::write`] returns: a write the caller reports as
@@ -107,6 +108,7 @@ pub struct Store {
     rejected: sled::Tree,
     peers: sled::Tree,
     authored: sled::Tree,
+    usage: sled::Tree,
 }
 
 /// Where another node was last reachable.
@@ -223,6 +225,7 @@ impl Store {
             rejected: db.open_tree("rejected")?,
             peers: db.open_tree("peers")?,
             authored: db.open_tree("authored")?,
+            usage: db.open_tree("usage")?,
             db,
         })
     }
@@ -272,6 +275,7 @@ impl Store {
             &self.by_space,
             &self.spaces,
             &self.authored,
+            &self.usage,
         ];
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {
@@ -286,6 +290,7 @@ impl Store {
                     by_space,
                     spaces,
                     authored,
+                    usage,
                 ] = t.as_slice()
                 else {
                     return Err(ConflictableTransactionError::Abort(()));
@@ -293,10 +298,20 @@ impl Store {
                 for (w, json) in writes.iter().zip(&encoded) {
                     let id = w.id.to_string();
                     docs.insert(id.as_bytes(), w.doc)?;
+                    let mut added = 0u64;
                     for (hash, signed) in w.changes {
-                        changes.insert(hash.as_slice(), signed.encode())?;
+                        let encoded = signed.encode();
+                        if changes.get(hash.as_slice())?.is_none() {
+                            added += encoded.len() as u64;
+                        }
+                        changes.insert(hash.as_slice(), encoded)?;
                         doc_changes.insert(concat(id.as_bytes(), hash), &[][..])?;
                         authored.insert(concat(&signed.author, id.as_bytes()), &[][..])?;
+                    }
+                    if added > 0 {
+                        let key = w.space.to_string();
+                        let used = usage.get(key.as_bytes())?.map_or(0, |v| be_u64(&v));
+                        usage.insert(key.as_bytes(), &(used + added).to_be_bytes()[..])?;
                     }
                     by_space.insert(space_key(w.space, w.id), w.heads.concat())?;
                     match w.index {
@@ -463,6 +478,20 @@ impl Store {
             .collect()
     }
 
+    /// Bytes of signed changes stored for a space (applied, waiting and
+    /// kept aside alike).
+    pub fn space_usage(&self, space: SpaceId) -> Result<u64> {
+        Ok(self
+            .usage
+            .get(space.to_string().as_bytes())?
+            .map_or(0, |v| be_u64(&v)))
+    }
+
+    /// Number of signed changes stored, all spaces together.
+    pub fn change_count(&self) -> usize {
+        self.changes.len()
+    }
+
     /// Documents that `author` has written changes to (kept-aside ones
     /// included), in id order.
     pub fn authored(&self, author: &[u8; 32]) -> Result<Vec<RecordId>> {
@@ -546,14 +575,31 @@ impl Store {
 
     /// Keeps verified changes whose dependencies have not arrived: stored by
     /// hash and listed for the record, but not yet in its document.
-    pub fn keep_pending(&self, id: RecordId, changes: &[(Vec<u8>, SignedChange)]) -> Result<()> {
+    pub fn keep_pending(
+        &self,
+        id: RecordId,
+        space: SpaceId,
+        changes: &[(Vec<u8>, SignedChange)],
+    ) -> Result<()> {
         let key = id.to_string();
+        let mut added = 0u64;
         for (hash, signed) in changes {
-            self.changes.insert(hash.as_slice(), signed.encode())?;
+            let encoded = signed.encode();
+            if self.changes.get(hash.as_slice())?.is_none() {
+                added += encoded.len() as u64;
+            }
+            self.changes.insert(hash.as_slice(), encoded)?;
             self.doc_changes
                 .insert(concat(key.as_bytes(), hash), &[][..])?;
             self.authored
                 .insert(concat(&signed.author, key.as_bytes()), &[][..])?;
+        }
+        if added > 0 {
+            let key = space.to_string();
+            self.usage.update_and_fetch(key.as_bytes(), |v| {
+                let used = v.map_or(0, be_u64);
+                Some((used + added).to_be_bytes().to_vec())
+            })?;
         }
         self.db.flush()?;
         Ok(())
@@ -643,6 +689,10 @@ fn parse_id(bytes: &[u8]) -> Result<RecordId> {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| StoreError::Corrupt("an index holds a malformed record id".into()))
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(bytes).map_or(0, u64::from_be_bytes)
 }
 
 fn concat(a: &[u8], b: &[u8]) -> Vec<u8> {

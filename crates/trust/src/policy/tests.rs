@@ -48,6 +48,7 @@ fn member(device: &[u8; 32], role: Role, by: &[u8; 32]) -> Member {
         },
         added_by: hexs(by),
         since: 1,
+        addrs: Vec::new(),
     }
 }
 
