@@ -8,7 +8,9 @@ use crate::output::table;
 
 pub fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
     let Backend::Node { node, .. } = backend else {
-        bail!("the relay is not running: start it with `rapport relay run` (see docs/admin-guide.md)");
+        bail!(
+            "the relay is not running: start it with `rapport relay run` (see docs/admin-guide.md)"
+        );
     };
     let s = node.status()?;
     if json {
@@ -16,7 +18,12 @@ pub fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
     }
     let relay = node.repo().profile().relay;
     let uptime = s.uptime_s;
-    outln!(out, "node          {}{}", s.node_id, if relay { " (relay)" } else { "" });
+    outln!(
+        out,
+        "node          {}{}",
+        s.node_id,
+        if relay { " (relay)" } else { "" }
+    );
     outln!(out, "listening     {}", s.addrs.join(", "));
     outln!(
         out,
@@ -40,7 +47,8 @@ pub fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
         out,
         "limits        {} per space, {} changes a minute per peer",
         s.quota_bytes.map_or("no quota".into(), human_bytes),
-        s.changes_per_minute.map_or("no limit".into(), |r| r.to_string())
+        s.changes_per_minute
+            .map_or("no limit".into(), |r| r.to_string())
     );
     outln!(
         out,
@@ -83,7 +91,16 @@ pub fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
             out,
             "{}",
             table(
-                &["space", "id", "role", "members", "records", "stored", "last sync (utc)", "rejected"],
+                &[
+                    "space",
+                    "id",
+                    "role",
+                    "members",
+                    "records",
+                    "stored",
+                    "last sync (utc)",
+                    "rejected"
+                ],
                 &rows
             )
         );

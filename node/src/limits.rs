@@ -133,7 +133,11 @@ mod tests {
         assert_eq!(l.take(p, 50, t0), Ok(()));
         let wait = l.take(p, 20, t0).expect_err("over the rate");
         assert!(wait >= Duration::from_secs(10), "{wait:?}");
-        assert_eq!(l.take(q, 60, t0), Ok(()), "another peer has its own allowance");
+        assert_eq!(
+            l.take(q, 60, t0),
+            Ok(()),
+            "another peer has its own allowance"
+        );
         assert_eq!(l.take(p, 20, t0 + Duration::from_secs(10)), Ok(()));
         assert_eq!(l.rate_limited.load(Ordering::Relaxed), 20);
         // A batch larger than a minute's allowance waits for a full

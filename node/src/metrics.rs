@@ -25,28 +25,103 @@ pub fn render(s: &NetStatus) -> String {
         }
     };
     let one = |v: f64| vec![(String::new(), v)];
-    metric("uptime_seconds", "gauge", "Seconds since the node started.", &one(s.uptime_s as f64));
-    metric("bytes_sent_total", "counter", "Bytes of Rapport frames sent.", &one(s.bytes_sent as f64));
-    metric("bytes_received_total", "counter", "Bytes of Rapport frames received.", &one(s.bytes_received as f64));
-    metric("refused_frames_total", "counter", "Frames refused as malformed or oversized.", &one(s.refused_frames as f64));
-    metric("peers_connected", "gauge", "Peers sharing a gossip topic with this node now.", &one(s.connected.len() as f64));
-    metric("peers_seen", "gauge", "Peers that completed a sync with this node since it started.", &one(s.peers_seen.len() as f64));
-    metric("changes_stored", "gauge", "Signed changes stored, all spaces together.", &one(s.changes_stored as f64));
-    metric("disk_bytes", "gauge", "Bytes the store occupies on disk.", &one(s.disk_bytes as f64));
-    metric("rate_limited_total", "counter", "Changes refused because their sender exceeded its rate.", &one(s.rate_limited as f64));
-    metric("over_quota_total", "counter", "Changes refused because their space's quota was full.", &one(s.over_quota as f64));
+    metric(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since the node started.",
+        &one(s.uptime_s as f64),
+    );
+    metric(
+        "bytes_sent_total",
+        "counter",
+        "Bytes of Rapport frames sent.",
+        &one(s.bytes_sent as f64),
+    );
+    metric(
+        "bytes_received_total",
+        "counter",
+        "Bytes of Rapport frames received.",
+        &one(s.bytes_received as f64),
+    );
+    metric(
+        "refused_frames_total",
+        "counter",
+        "Frames refused as malformed or oversized.",
+        &one(s.refused_frames as f64),
+    );
+    metric(
+        "peers_connected",
+        "gauge",
+        "Peers sharing a gossip topic with this node now.",
+        &one(s.connected.len() as f64),
+    );
+    metric(
+        "peers_seen",
+        "gauge",
+        "Peers that completed a sync with this node since it started.",
+        &one(s.peers_seen.len() as f64),
+    );
+    metric(
+        "changes_stored",
+        "gauge",
+        "Signed changes stored, all spaces together.",
+        &one(s.changes_stored as f64),
+    );
+    metric(
+        "disk_bytes",
+        "gauge",
+        "Bytes the store occupies on disk.",
+        &one(s.disk_bytes as f64),
+    );
+    metric(
+        "rate_limited_total",
+        "counter",
+        "Changes refused because their sender exceeded its rate.",
+        &one(s.rate_limited as f64),
+    );
+    metric(
+        "over_quota_total",
+        "counter",
+        "Changes refused because their space's quota was full.",
+        &one(s.over_quota as f64),
+    );
     let per_space = |f: &dyn Fn(&crate::net::SpaceStatus) -> f64| -> Vec<(String, f64)> {
         s.spaces
             .iter()
             .map(|(id, sp)| (format!("{{space=\"{id}\"}}"), f(sp)))
             .collect()
     };
-    metric("space_members", "gauge", "Current members of each space.", &per_space(&|sp| sp.members as f64));
-    metric("space_records", "gauge", "Records of each space.", &per_space(&|sp| sp.records as f64));
-    metric("space_stored_bytes", "gauge", "Bytes of signed changes stored for each space.", &per_space(&|sp| sp.stored_bytes as f64));
-    metric("space_rejected_total", "counter", "Changes refused from peers, per space.", &per_space(&|sp| sp.rejected as f64));
+    metric(
+        "space_members",
+        "gauge",
+        "Current members of each space.",
+        &per_space(&|sp| sp.members as f64),
+    );
+    metric(
+        "space_records",
+        "gauge",
+        "Records of each space.",
+        &per_space(&|sp| sp.records as f64),
+    );
+    metric(
+        "space_stored_bytes",
+        "gauge",
+        "Bytes of signed changes stored for each space.",
+        &per_space(&|sp| sp.stored_bytes as f64),
+    );
+    metric(
+        "space_rejected_total",
+        "counter",
+        "Changes refused from peers, per space.",
+        &per_space(&|sp| sp.rejected as f64),
+    );
     if let Some(q) = s.quota_bytes {
-        metric("space_quota_bytes", "gauge", "Bytes of signed changes this node keeps per space at most.", &one(q as f64));
+        metric(
+            "space_quota_bytes",
+            "gauge",
+            "Bytes of signed changes this node keeps per space at most.",
+            &one(q as f64),
+        );
     }
     out
 }
@@ -115,7 +190,10 @@ mod tests {
             },
         );
         let text = render(&s);
-        assert!(text.contains("# TYPE rapport_uptime_seconds gauge\nrapport_uptime_seconds 42\n"), "{text}");
+        assert!(
+            text.contains("# TYPE rapport_uptime_seconds gauge\nrapport_uptime_seconds 42\n"),
+            "{text}"
+        );
         assert!(text.contains("rapport_rate_limited_total 3\n"));
         assert!(text.contains("rapport_space_stored_bytes{space=\"01abc\"} 900\n"));
         assert!(text.contains("rapport_space_quota_bytes 1024\n"));

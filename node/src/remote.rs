@@ -613,7 +613,10 @@ impl Replica for SyncReplica<'_> {
         if let Some(reason) = self.over_limits(space, record, &changes) {
             tracing::warn!(peer = %self.peer.short(), %space, %record, "{reason}");
             if let Some(l) = self.limiter {
-                l.note(format!("{} {reason}", Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC")));
+                l.note(format!(
+                    "{} {reason}",
+                    Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC")
+                ));
             }
             self.report.rejected += changes.len();
             return Ok(());

@@ -73,17 +73,20 @@ impl Node {
     /// Starts `rapport up` on this data directory (loopback only, no mDNS)
     /// and waits until its local API answers.
     pub fn start(&self, extra: &[&str]) -> Running {
+        self.start_as(&["up"], extra)
+    }
+
+    /// Like [`Node::start`], as a relay (`rapport relay run`).
+    pub fn start_relay(&self, extra: &[&str]) -> Running {
+        self.start_as(&["relay", "run"], extra)
+    }
+
+    fn start_as(&self, command: &[&str], extra: &[&str]) -> Running {
         let _ = std::fs::remove_file(self.dir.join("api.json"));
         let child = self
             .cmd()
-            .args([
-                "up",
-                "--bind",
-                "127.0.0.1:0",
-                "--no-mdns",
-                "--sync-interval",
-                "1",
-            ])
+            .args(command)
+            .args(["--bind", "127.0.0.1:0", "--no-mdns", "--sync-interval", "1"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
