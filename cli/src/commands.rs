@@ -329,6 +329,9 @@ pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
         Command::Bench(crate::BenchCmd::Store { records, dir }) => {
             crate::bench::run(out, records, dir.as_deref(), json)
         }
+        Command::Bench(crate::BenchCmd::Relay { nodes, changes }) => {
+            crate::bench_relay::run(out, nodes, changes, json)
+        }
         Command::Bench(crate::BenchCmd::Sync {
             records,
             changed,

@@ -13,6 +13,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod bench_relay;
 mod bench_sync;
 mod client;
 mod commands;
@@ -165,6 +166,15 @@ pub enum BenchCmd {
         /// session per record.
         #[arg(long)]
         naive: bool,
+    },
+    /// One relay process serving N nodes that come and go: convergence time, relay RSS, CPU, bytes.
+    Relay {
+        /// Nodes sharing the space.
+        #[arg(long, default_value_t = 20)]
+        nodes: usize,
+        /// Changes each node writes.
+        #[arg(long, default_value_t = 500)]
+        changes: usize,
     },
 }
 
