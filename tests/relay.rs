@@ -236,3 +236,44 @@ fn the_relays_quota_and_rate_limit_trigger_with_clear_errors() {
         "{page}"
     );
 }
+
+/// Two nodes that know no address of each other, only the iroh relay that
+/// `rapport relay run --iroh-relay` runs: they still join and sync.
+#[test]
+fn nodes_reach_each_other_through_the_relays_iroh_relay_server() {
+    use rapport_proto::wire::Ticket;
+
+    let (a, b, r) = (Node::new(), Node::new(), Node::new());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let _nr = r.start_relay(&["--iroh-relay", &format!("127.0.0.1:{port}")]);
+    let url = format!("http://127.0.0.1:{port}");
+    let _na = a.start(&["--relay", &url]);
+    let _nb = b.start(&["--relay", &url]);
+    a.ok(&["space", "create", SPACE]);
+    let acme = a.json(&["company", "add", "Acme", "--space", SPACE]);
+    let acme = acme["id"].as_str().expect("id").to_string();
+
+    // A ticket that names only A's id and the relay URL: no address.
+    let mut stripped = None;
+    assert!(
+        eventually(WAIT, || {
+            let t = Ticket::decode(&ticket(&a, "writer")).expect("ticket");
+            let usable = t.relay.is_some();
+            stripped = Some(Ticket {
+                addrs: Vec::new(),
+                ..t
+            });
+            usable
+        }),
+        "A never connected to the iroh relay"
+    );
+    let stripped = stripped.expect("ticket").encode();
+    b.ok(&["space", "join", &stripped]);
+    assert!(
+        eventually(WAIT, || shows(&b, &acme)),
+        "B did not get A's record through the iroh relay"
+    );
+}

@@ -41,7 +41,7 @@ pub fn up(dir: &Path, mode: Mode, json: bool) -> Result<()> {
 
 async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     let repo = Arc::new(Repo::open(dir, OpenMode::Create)?);
-    let (config, api_addr, demo, metrics) = match mode {
+    let (config, api_addr, demo, metrics, iroh_relay) = match mode {
         Mode::Node(args) => (
             NetConfig {
                 bind: args.bind,
@@ -53,6 +53,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
             },
             args.api,
             args.demo,
+            None,
             None,
         ),
         Mode::Relay(args) => {
@@ -78,6 +79,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
                 args.api,
                 false,
                 args.metrics,
+                args.iroh_relay,
             )
         }
     };
@@ -86,6 +88,11 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
         rapport_node::demo::seed(&repo)?
     } else {
         0
+    };
+    // The iroh relay server first, so that this node can use it as its own.
+    let iroh_relay = match iroh_relay {
+        Some(addr) => Some(start_iroh_relay(addr).await?),
+        None => None,
     };
     let node = Node::start(repo.clone(), config).await?;
     let api = Api::start(dir, api_addr, node.clone(), Arc::new(exec)).await?;
@@ -104,6 +111,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
                 "demo_records_added": added,
                 "relay": relay,
                 "metrics": metrics.as_ref().map(|(a, _)| a),
+                "iroh_relay": iroh_relay.as_ref().and_then(|s| s.http_addr()),
             })
         );
     } else {
@@ -121,6 +129,12 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
         );
         if let Some((addr, _)) = &metrics {
             println!("metrics    http://{addr}/metrics");
+        }
+        if let Some(addr) = iroh_relay.as_ref().and_then(|s| s.http_addr()) {
+            println!(
+                "iroh relay http://{addr} (nodes: rapport up --relay http://HOST:{})",
+                addr.port()
+            );
         }
         if added > 0 {
             println!("Loaded {added} demo records.");
@@ -145,7 +159,22 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     }
     api.stop();
     node.shutdown().await;
+    if let Some(server) = iroh_relay
+        && let Err(e) = server.shutdown().await
+    {
+        tracing::warn!("the iroh relay server stopped with an error: {e}");
+    }
     Ok(())
+}
+
+/// An iroh relay server on `addr`, plain HTTP: it forwards end-to-end
+/// encrypted QUIC traffic between nodes that cannot reach each other.
+async fn start_iroh_relay(addr: std::net::SocketAddr) -> Result<iroh_relay::server::Server> {
+    let mut config = iroh_relay::server::ServerConfig::default();
+    config.relay = Some(iroh_relay::server::RelayConfig::new(addr));
+    iroh_relay::server::Server::spawn(config)
+        .await
+        .with_context(|| format!("cannot start the iroh relay server on {addr}"))
 }
 
 /// A CLI command forwarded by the local API, run against the node's store.

@@ -235,6 +235,10 @@ pub struct RelayArgs {
     /// Serve Prometheus metrics at http://IP:PORT/metrics.
     #[arg(long, value_name = "IP:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Also run an iroh relay server here (plain HTTP; put TLS in front on the internet),
+    /// for nodes behind NAT: start them with `--relay http://HOST:PORT`.
+    #[arg(long, value_name = "IP:PORT")]
+    pub iroh_relay: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]

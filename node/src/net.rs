@@ -153,6 +153,8 @@ struct Counters {
     neighbors: HashMap<SpaceId, Vec<EndpointId>>,
     refused: HashMap<SpaceId, String>,
     seen: HashMap<EndpointId, Timestamp>,
+    /// Catch-up sessions running, and whether another was asked for.
+    in_flight: HashMap<(EndpointId, SpaceId), bool>,
 }
 
 /// A gossip topic the node is subscribed to for a space.
@@ -631,9 +633,31 @@ impl Node {
         }
     }
 
+    /// Catches up with `peer` on `space`, coalescing: while a session
+    /// with that peer for that space runs, further requests (a burst of
+    /// gossip announcements, say) add up to one more session afterwards,
+    /// not one each.
     async fn sync_logged(&self, peer: EndpointId, space: SpaceId) {
-        if let Err(e) = self.sync_with(peer, space).await {
-            tracing::debug!(peer = %peer.fmt_short(), %space, "catch-up: {e}");
+        {
+            let mut c = self.counters();
+            if let Some(again) = c.in_flight.get_mut(&(peer, space)) {
+                *again = true;
+                return;
+            }
+            c.in_flight.insert((peer, space), false);
+        }
+        loop {
+            if let Err(e) = self.sync_with(peer, space).await {
+                tracing::debug!(peer = %peer.fmt_short(), %space, "catch-up: {e}");
+            }
+            let mut c = self.counters();
+            match c.in_flight.get_mut(&(peer, space)) {
+                Some(again) if *again => *again = false,
+                _ => {
+                    c.in_flight.remove(&(peer, space));
+                    return;
+                }
+            }
         }
     }
 
