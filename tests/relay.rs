@@ -112,24 +112,11 @@ fn a_non_member_gets_nothing_from_the_relay() {
         .expect("id")
         .to_string();
     let space: rapport_model::RecordId = space_id.parse().expect("space id");
-    let status = r.json(&["relay", "status"]);
-    let relay_id: iroh::EndpointId = status["node_id"].as_str().expect("id").parse().expect("id");
-    let sock: std::net::SocketAddr = status["addrs"][0]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr");
+    let addr = common::endpoint_addr(&r.json(&["relay", "status"]));
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let answers: Vec<SyncMessage> = runtime.block_on(async {
-        let ep = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
-            .clear_ip_transports()
-            .bind_addr("127.0.0.1:0")
-            .expect("addr")
-            .bind()
-            .await
-            .expect("bind");
-        let addr = iroh::EndpointAddr::new(relay_id).with_ip_addr(sock);
+        let ep = common::bare_endpoint().await;
         let mut answers = Vec::new();
         for asked in [space.to_bytes(), [7u8; 16]] {
             let conn = ep

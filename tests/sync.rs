@@ -203,17 +203,7 @@ fn oversized_and_malformed_frames_are_refused_and_the_node_keeps_serving() {
     let acme = a.json(&["company", "add", "Acme", "--space", SPACE]);
     let id = acme["id"].as_str().expect("id").to_string();
     b.ok(&["space", "join", &ticket(&a)]);
-    let status = a.json(&["status"]);
-    let node_id: iroh::EndpointId = status["node_id"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("node id");
-    let sock: std::net::SocketAddr = status["addrs"][0]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr");
+    let addr = common::endpoint_addr(&a.json(&["status"]));
 
     // A hostile peer: a length prefix of 4 GiB, then a frame of garbage.
     let mut oversized = u32::MAX.to_be_bytes().to_vec();
@@ -222,14 +212,7 @@ fn oversized_and_malformed_frames_are_refused_and_the_node_keeps_serving() {
     malformed.extend_from_slice(&[0xff; 5]);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let ep = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
-            .clear_ip_transports()
-            .bind_addr("127.0.0.1:0")
-            .expect("addr")
-            .bind()
-            .await
-            .expect("bind");
-        let addr = iroh::EndpointAddr::new(node_id).with_ip_addr(sock);
+        let ep = common::bare_endpoint().await;
         for payload in [&oversized, &malformed] {
             let conn = ep
                 .connect(addr.clone(), b"rapport/sync/1")

@@ -180,6 +180,35 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 /// This process's peak resident set (VmHWM), in KiB, where /proc has it.
+/// The async runtime a networked benchmark runs in.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Prints a benchmark's figures: a title and one `name value` line each,
+/// or the JSON object with `--json`.
+pub(crate) fn print_figures(
+    out: &mut String,
+    title: &str,
+    figures: &serde_json::Value,
+    json: bool,
+) -> Result<()> {
+    if json {
+        outln!(out, "{}", serde_json::to_string_pretty(figures)?);
+        return Ok(());
+    }
+    outln!(out, "{title}");
+    if let Some(map) = figures.as_object() {
+        for (k, v) in map {
+            outln!(out, "  {k:<36} {v}");
+        }
+    }
+    Ok(())
+}
+
 pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status

@@ -25,25 +25,15 @@ pub fn run(out: &mut String, nodes: usize, changes: usize, json: bool) -> Result
     if nodes < 2 || changes < RECORDS_PER_NODE {
         bail!("use at least 2 nodes and {RECORDS_PER_NODE} changes per node");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let figures = runtime.block_on(measure(nodes, changes))?;
-    if json {
-        outln!(out, "{}", serde_json::to_string_pretty(&figures)?);
-        return Ok(());
-    }
-    outln!(
+    let figures = crate::bench::runtime()?.block_on(measure(nodes, changes))?;
+    crate::bench::print_figures(
         out,
-        "rapport bench relay: {nodes} nodes x {changes} changes, in {GROUPS} groups never online together"
-    );
-    if let Some(map) = figures.as_object() {
-        for (k, v) in map {
-            outln!(out, "  {k:<36} {v}");
-        }
-    }
-    Ok(())
+        &format!(
+            "rapport bench relay: {nodes} nodes x {changes} changes, in {GROUPS} groups never online together"
+        ),
+        &figures,
+        json,
+    )
 }
 
 fn config() -> NetConfig {

@@ -27,25 +27,14 @@ pub fn run(
     naive: bool,
     json: bool,
 ) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let figures = runtime.block_on(measure(records, changed.min(records), naive))?;
-    if json {
-        outln!(out, "{}", serde_json::to_string_pretty(&figures)?);
-        return Ok(());
-    }
-    outln!(
+    let figures =
+        crate::bench::runtime()?.block_on(measure(records, changed.min(records), naive))?;
+    crate::bench::print_figures(
         out,
-        "rapport bench sync: {records} records, {changed} changed for the catch-up"
-    );
-    if let Some(map) = figures.as_object() {
-        for (k, v) in map {
-            outln!(out, "  {k:<36} {v}");
-        }
-    }
-    Ok(())
+        &format!("rapport bench sync: {records} records, {changed} changed for the catch-up"),
+        &figures,
+        json,
+    )
 }
 
 fn config() -> NetConfig {

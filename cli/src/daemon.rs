@@ -12,7 +12,7 @@ use rapport_node::net::{NetConfig, Node};
 use rapport_node::{OpenMode, Repo};
 
 use crate::commands::{self, Backend};
-use crate::{Cli, RelayArgs, UpArgs};
+use crate::{Cli, NetArgs, RelayArgs, UpArgs};
 
 /// What the foreground node is.
 pub enum Mode {
@@ -43,20 +43,24 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     let repo = Arc::new(Repo::open(dir, OpenMode::Create)?);
     let (config, api_addr, demo, metrics, iroh_relay) = match mode {
         Mode::Node(args) => (
-            NetConfig {
-                bind: args.bind,
-                relay: args.relay,
-                mdns: !args.no_mdns,
-                sync_interval: Some(Duration::from_secs(args.sync_interval.max(1))),
-                live: true,
-                limits: Limits::default(),
-            },
-            args.api,
+            net_config(&args.net, Limits::default()),
+            args.net.api,
             args.demo,
             None,
             None,
         ),
         Mode::Relay(args) => {
+            let me = repo.device_id().to_string();
+            if let Some(s) = repo.spaces()?.iter().find(|s| {
+                s.role_of(&me)
+                    .is_some_and(|r| r != rapport_model::Role::Relay)
+            }) {
+                bail!(
+                    "this device is a {} of space {}; a relay needs a data directory of its own, invited with --role relay",
+                    s.role_of(&me).map(|r| r.to_string()).unwrap_or_default(),
+                    s.name
+                );
+            }
             if !repo.profile().relay && repo.store().record_count() > 0 {
                 bail!(
                     "{} holds records of its own; a relay needs a data directory of its own (for example --data-dir /var/lib/rapport-relay)",
@@ -65,18 +69,14 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
             }
             repo.become_relay()?;
             (
-                NetConfig {
-                    bind: args.bind,
-                    relay: args.relay,
-                    mdns: !args.no_mdns,
-                    sync_interval: Some(Duration::from_secs(args.sync_interval.max(1))),
-                    live: true,
-                    limits: Limits {
+                net_config(
+                    &args.net,
+                    Limits {
                         space_quota: Some(args.quota),
                         changes_per_minute: Some(args.rate),
                     },
-                },
-                args.api,
+                ),
+                args.net.api,
                 false,
                 args.metrics,
                 args.iroh_relay,
@@ -167,14 +167,38 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// What one client may send through the iroh relay: 4 MiB/s, bursts of 16 MiB.
+const IROH_RELAY_BYTES_PER_S: std::num::NonZeroU32 =
+    std::num::NonZeroU32::new(4 << 20).expect("non-zero");
+const IROH_RELAY_BURST: std::num::NonZeroU32 =
+    std::num::NonZeroU32::new(16 << 20).expect("non-zero");
+
 /// An iroh relay server on `addr`, plain HTTP: it forwards end-to-end
 /// encrypted QUIC traffic between nodes that cannot reach each other.
 async fn start_iroh_relay(addr: std::net::SocketAddr) -> Result<iroh_relay::server::Server> {
     let mut config = iroh_relay::server::ServerConfig::default();
-    config.relay = Some(iroh_relay::server::RelayConfig::new(addr));
+    let mut relay = iroh_relay::server::RelayConfig::new(addr);
+    // It admits any iroh node (a joiner reaches its inviter through it
+    // before it is a member) and forwards only end-to-end encrypted
+    // traffic; a per-client rate bounds what a stranger can use it for.
+    let mut rate = iroh_relay::server::ClientRateLimit::new(IROH_RELAY_BYTES_PER_S);
+    rate.max_burst_bytes = Some(IROH_RELAY_BURST);
+    relay.limits.client_rx = Some(rate);
+    config.relay = Some(relay);
     iroh_relay::server::Server::spawn(config)
         .await
         .with_context(|| format!("cannot start the iroh relay server on {addr}"))
+}
+
+fn net_config(args: &NetArgs, limits: Limits) -> NetConfig {
+    NetConfig {
+        bind: args.bind.clone(),
+        relay: args.relay.clone(),
+        mdns: !args.no_mdns,
+        sync_interval: Some(Duration::from_secs(args.sync_interval.max(1))),
+        live: true,
+        limits,
+    }
 }
 
 /// A CLI command forwarded by the local API, run against the node's store.

@@ -178,11 +178,9 @@ pub enum BenchCmd {
     },
 }
 
+/// How a foreground node (`up`, `relay run`) meets its peers.
 #[derive(Debug, Args)]
-pub struct UpArgs {
-    /// Load demo records (companies, people, deals, ...) into an empty store.
-    #[arg(long)]
-    pub demo: bool,
+pub struct NetArgs {
     /// Address to listen on for peers (repeatable) [default: all interfaces, a random port]
     #[arg(long, value_name = "IP:PORT")]
     pub bind: Vec<std::net::SocketAddr>,
@@ -198,6 +196,15 @@ pub struct UpArgs {
     /// Seconds between catch-up rounds with every member.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub sync_interval: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Load demo records (companies, people, deals, ...) into an empty store.
+    #[arg(long)]
+    pub demo: bool,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,21 +218,8 @@ pub enum RelayCmd {
 
 #[derive(Debug, clap::Args)]
 pub struct RelayArgs {
-    /// Address to listen on for peers (repeatable) [default: all interfaces, a random port]
-    #[arg(long, value_name = "IP:PORT")]
-    pub bind: Vec<std::net::SocketAddr>,
-    /// Relays for reaching peers behind NAT: none, default (iroh's public relays), or a URL.
-    #[arg(long, default_value = "none", value_name = "none|default|URL")]
-    pub relay: rapport_node::net::RelayChoice,
-    /// Do not look for peers on the local network (mDNS).
-    #[arg(long)]
-    pub no_mdns: bool,
-    /// Where the local API listens (loopback only unless you say otherwise).
-    #[arg(long, default_value = "127.0.0.1:0", value_name = "IP:PORT")]
-    pub api: std::net::SocketAddr,
-    /// Seconds between catch-up rounds with every member.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    pub sync_interval: u64,
+    #[command(flatten)]
+    pub net: NetArgs,
     /// Most bytes of signed changes kept per space (k, M, G); more is refused until raised.
     #[arg(long, default_value = "1G", value_parser = rapport_node::limits::parse_size)]
     pub quota: u64,
@@ -520,6 +514,9 @@ fn init_tracing() {
         .with_target("rapport", level)
         .with_target("rapport_node", level)
         .with_target("rapport_sync", level)
+        // sled reports what it cannot read as errors of its own; the store
+        // turns them into one message that says what to do.
+        .with_target("sled", LevelFilter::OFF)
         .with_target("rapport_store", level);
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))

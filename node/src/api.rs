@@ -114,12 +114,7 @@ impl Api {
         node: Node,
         exec: Exec,
     ) -> Result<Api, NodeError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| NodeError::io(Path::new(&addr.to_string()), e))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| NodeError::io(Path::new(&addr.to_string()), e))?;
+        let (listener, local) = bind(addr).await?;
         let mut token = [0u8; 24];
         getrandom::fill(&mut token).map_err(|e| rapport_trust::KeyError::Random(e.to_string()))?;
         let info = ApiInfo {
@@ -141,19 +136,10 @@ impl Api {
             .route("/v1/exec", post(exec_handler))
             .route("/v1/status", get(status_handler))
             .with_state(state);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::warn!("local API stopped: {e}");
-            }
-        });
         Ok(Api {
             info,
             file: dir.join(API_FILE),
-            shutdown: tx,
+            shutdown: serve_until_stopped(listener, app, "local API"),
         })
     }
 
@@ -162,6 +148,38 @@ impl Api {
         let _ = self.shutdown.send(());
         let _ = std::fs::remove_file(&self.file);
     }
+}
+
+/// Serves `app` on `listener` in a task until the returned sender fires
+/// (or is dropped).
+pub(crate) fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    what: &'static str,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = rx.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::warn!("{what} stopped: {e}");
+        }
+    });
+    tx
+}
+
+/// Binds a TCP listener, saying which address could not be bound.
+pub(crate) async fn bind(
+    addr: SocketAddr,
+) -> Result<(tokio::net::TcpListener, SocketAddr), NodeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| NodeError::io(Path::new(&addr.to_string()), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| NodeError::io(Path::new(&addr.to_string()), e))?;
+    Ok((listener, local))
 }
 
 /// Reads `api.json`, if a node wrote one.

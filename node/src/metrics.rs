@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -132,24 +131,11 @@ pub async fn serve(
     addr: SocketAddr,
     node: Node,
 ) -> Result<(SocketAddr, tokio::sync::oneshot::Sender<()>), NodeError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| NodeError::io(Path::new(&addr.to_string()), e))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| NodeError::io(Path::new(&addr.to_string()), e))?;
+    let (listener, local) = crate::api::bind(addr).await?;
     let app = axum::Router::new()
         .route("/metrics", get(metrics_handler))
         .with_state(node);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = rx.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::warn!("metrics endpoint stopped: {e}");
-        }
-    });
+    let tx = crate::api::serve_until_stopped(listener, app, "metrics endpoint");
     Ok((local, tx))
 }
 

@@ -36,6 +36,9 @@ use crate::{NodeError, Repo};
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a whole catch-up session may take.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(600);
+/// Catch-up sessions run back to back for one (peer, space) before the
+/// periodic catch-up takes over.
+const MAX_FOLLOW_UPS: usize = 3;
 /// How long to wait for a peer to answer a dial.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -636,7 +639,8 @@ impl Node {
     /// Catches up with `peer` on `space`, coalescing: while a session
     /// with that peer for that space runs, further requests (a burst of
     /// gossip announcements, say) add up to one more session afterwards,
-    /// not one each.
+    /// not one each. At most a few follow-ups run back to back; the
+    /// periodic catch-up picks up after that.
     async fn sync_logged(&self, peer: EndpointId, space: SpaceId) {
         {
             let mut c = self.counters();
@@ -646,17 +650,23 @@ impl Node {
             }
             c.in_flight.insert((peer, space), false);
         }
-        loop {
+        // Clears the entry however this ends (an error, a panic, a
+        // cancelled task), so catch-up with this peer never stops for good.
+        struct InFlight<'a>(&'a Node, EndpointId, SpaceId);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.counters().in_flight.remove(&(self.1, self.2));
+            }
+        }
+        let _entry = InFlight(self, peer, space);
+        for _ in 0..MAX_FOLLOW_UPS + 1 {
             if let Err(e) = self.sync_with(peer, space).await {
                 tracing::debug!(peer = %peer.fmt_short(), %space, "catch-up: {e}");
             }
             let mut c = self.counters();
             match c.in_flight.get_mut(&(peer, space)) {
                 Some(again) if *again => *again = false,
-                _ => {
-                    c.in_flight.remove(&(peer, space));
-                    return;
-                }
+                _ => return,
             }
         }
     }

@@ -518,24 +518,46 @@ impl<'a> SyncReplica<'a> {
     /// are not stored; the peer offers them again at a later session.
     fn over_limits(&self, space: SpaceId, record: RecordId, changes: &[Vec<u8>]) -> Option<String> {
         let limiter = self.limiter?;
+        let SpaceId::Shared(id) = space else {
+            return None;
+        };
+        if record == id {
+            // Membership always flows: a relay that is joining, or a
+            // removal, must never wait behind a burst of records.
+            return None;
+        }
+        // Only what this node does not hold yet counts: a peer that
+        // resends history it cannot know this node has costs nothing.
+        let new: Vec<&Vec<u8>> = changes
+            .iter()
+            .filter(|bytes| {
+                SignedChange::decode(bytes)
+                    .ok()
+                    .and_then(|s| Change::from_bytes(s.change).ok())
+                    .is_none_or(|c| {
+                        self.repo
+                            .store()
+                            .signed_change(&c.hash().0)
+                            .ok()
+                            .flatten()
+                            .is_none()
+                    })
+            })
+            .collect();
+        if new.is_empty() {
+            return None;
+        }
         let per_minute = limiter.limits.changes_per_minute.unwrap_or(0);
-        if let Err(wait) = limiter.take(self.peer, changes.len(), Instant::now()) {
+        if let Err(wait) = limiter.take(self.peer, new.len(), Instant::now()) {
             return Some(format!(
                 "rate limit: peer {} sends more than {per_minute} changes a minute; the rest is taken in {} s",
                 self.peer.short(),
                 wait.as_secs()
             ));
         }
-        let SpaceId::Shared(id) = space else {
-            return None;
-        };
-        if record == id {
-            // Membership always flows, or nobody could be removed.
-            return None;
-        }
         let used = self.repo.store().space_usage(space).unwrap_or(0);
-        let incoming: u64 = changes.iter().map(|c| c.len() as u64).sum();
-        limiter.fits(used, incoming, changes.len()).err().map(|quota| {
+        let incoming: u64 = new.iter().map(|c| c.len() as u64).sum();
+        limiter.fits(used, incoming, new.len()).err().map(|quota| {
             format!(
                 "storage quota: this node keeps at most {} of space {space}, and holds {}; its admin can raise --quota",
                 human_bytes(quota),

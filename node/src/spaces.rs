@@ -202,8 +202,9 @@ impl Repo {
         }
     }
 
-    /// The space, which this device must administer.
+    /// The space, which this device must administer (and not as a relay).
     fn administered(&self, space: RecordId) -> Result<SpaceView, NodeError> {
+        self.check_authoring()?;
         let view = self.joined_space(space)?;
         match view.role_of(&self.device_id().to_string()) {
             Some(Role::Admin) => Ok(view),
@@ -311,12 +312,14 @@ impl Repo {
                 org: invite.org.unwrap_or_else(|| clip(&claim.org)),
                 added_by: String::new(),
                 since: now,
-                addrs: addrs
-                    .iter()
-                    .filter(|a| a.parse::<std::net::SocketAddr>().is_ok())
-                    .take(8)
-                    .cloned()
-                    .collect(),
+                // Only a relay's addresses go into the signed history, where
+                // every member (and later ex-member) can read them: members
+                // need them to reach it, and they are an admin's server's.
+                addrs: if invite.role == Role::Relay {
+                    usable_addrs(addrs)
+                } else {
+                    Vec::new()
+                },
             },
         )
     }
@@ -467,6 +470,26 @@ impl Repo {
     }
 }
 
+/// The addresses worth recording: parseable, not unspecified, not
+/// link-local or multicast; at most 8.
+fn usable_addrs(addrs: &[String]) -> Vec<String> {
+    addrs
+        .iter()
+        .filter(|a| {
+            a.parse::<std::net::SocketAddr>().is_ok_and(|s| {
+                let ip = s.ip();
+                let link_local = match ip {
+                    std::net::IpAddr::V4(v4) => v4.is_link_local(),
+                    std::net::IpAddr::V6(v6) => v6.is_unicast_link_local(),
+                };
+                !ip.is_unspecified() && !ip.is_multicast() && !link_local && s.port() != 0
+            })
+        })
+        .take(8)
+        .cloned()
+        .collect()
+}
+
 /// A day as users read it.
 pub(crate) fn day(seconds: i64) -> String {
     Timestamp::from_second(seconds)
@@ -560,5 +583,24 @@ mod tests {
             .redeem_invite(s.id, &expired, &"ef".repeat(32), &claim, &[])
             .expect_err("expired");
         assert!(err.to_string().contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn only_usable_addresses_are_recorded() {
+        let given: Vec<String> = [
+            "127.0.0.1:7070",
+            "0.0.0.0:7070",
+            "169.254.1.2:7070",
+            "[fe80::1]:7070",
+            "10.0.0.5:0",
+            "not an address",
+            "[2001:db8::1]:7070",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            usable_addrs(&given),
+            vec!["127.0.0.1:7070", "[2001:db8::1]:7070"]
+        );
     }
 }

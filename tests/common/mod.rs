@@ -259,3 +259,29 @@ pub fn dir_contains(dir: &Path, needle: &[u8]) -> bool {
         }
     })
 }
+
+/// Where a running node listens, as its `status` (or `relay status`) says.
+pub fn endpoint_addr(status: &Value) -> iroh::EndpointAddr {
+    let id: iroh::EndpointId = status["node_id"]
+        .as_str()
+        .expect("node id")
+        .parse()
+        .expect("node id");
+    let sock: std::net::SocketAddr = status["addrs"][0]
+        .as_str()
+        .expect("address")
+        .parse()
+        .expect("address");
+    iroh::EndpointAddr::new(id).with_ip_addr(sock)
+}
+
+/// A bare iroh endpoint on loopback: a peer that is not a Rapport node.
+pub async fn bare_endpoint() -> iroh::Endpoint {
+    iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .clear_ip_transports()
+        .bind_addr("127.0.0.1:0")
+        .expect("addr")
+        .bind()
+        .await
+        .expect("bind")
+}

@@ -36,6 +36,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 /// What `meta/format` holds in a Rapport store of this layout.
 pub const FORMAT: &[u8] = b"rapport-store/1";
 
+/// Entries kept in the rejection log (the oldest go first).
+pub const MAX_REJECTIONS: usize = 10_000;
+
 /// Page cache bound for sled.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -648,12 +651,20 @@ impl Store {
         }
     }
 
-    /// Records a refused change, durably.
+    /// Records a refused change. The log keeps the newest
+    /// [`MAX_REJECTIONS`] entries, so a peer sending junk cannot fill the
+    /// disk; it is flushed with the next write, not on its own (nothing
+    /// acknowledged depends on it).
     pub fn log_rejection(&self, r: &Rejection) -> Result<()> {
-        let key = self.db.generate_id()?.to_be_bytes();
+        let id = self.db.generate_id()?;
         let json = serde_json::to_vec(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.rejected.insert(key, json)?;
-        self.db.flush()?;
+        self.rejected.insert(id.to_be_bytes(), json)?;
+        // Counting a sled tree is a scan: trim now and then, not each time.
+        while id % 64 == 0 && self.rejected.len() > MAX_REJECTIONS {
+            if self.rejected.pop_min()?.is_none() {
+                break;
+            }
+        }
         Ok(())
     }
 
