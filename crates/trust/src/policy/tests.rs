@@ -52,6 +52,16 @@ fn member(device: &[u8; 32], role: Role, by: &[u8; 32]) -> Member {
     }
 }
 
+/// `device` removed by `by` at `at`, naming no record change.
+fn removal(device: &[u8; 32], by: &[u8; 32], at: i64) -> Removal {
+    Removal {
+        device: hexs(device),
+        by: hexs(by),
+        at,
+        cutoff: Vec::new(),
+    }
+}
+
 fn t() -> Timestamp {
     Timestamp::from_second(1_000).expect("time")
 }
@@ -279,24 +289,8 @@ fn a_removed_admin_cannot_act_after_its_removal() {
     let mut at_b = doc.fork().with_actor(ActorId::from(&b[..]));
     space::add_member(&mut at_b, &member(&d, Role::Writer, &b), t()).expect("b adds d");
     doc.merge(&mut at_b).expect("merge");
-    space::remove_members(
-        &mut doc,
-        &[Removal {
-            device: hexs(&b),
-            by: hexs(&A),
-            at: 2,
-            cutoff: Vec::new(),
-        }],
-        [1; 32],
-        t(),
-    )
-    .expect("remove b");
-    let r = Removal {
-        device: hexs(&d),
-        by: hexs(&b),
-        at: 3,
-        cutoff: Vec::new(),
-    };
+    space::remove_members(&mut doc, &[removal(&b, &A, 2)], [1; 32], t()).expect("remove b");
+    let r = removal(&d, &b, 3);
     space::remove_members(&mut at_b, &[r], [2; 32], t()).expect("b removes d");
     space::add_member(&mut at_b, &member(&e, Role::Writer, &b), t()).expect("b adds e");
     doc.merge(&mut at_b).expect("merge");
@@ -332,12 +326,7 @@ fn only_admins_change_membership_and_only_the_creator_starts_a_space() {
     doc.merge(&mut at_w).expect("merge");
     // A removes R, whom only A may remove; W may not remove C.
     let mut at_w2 = doc.fork().with_actor(ActorId::from(&W[..]));
-    let r = Removal {
-        device: hexs(&C),
-        by: hexs(&W),
-        at: 2,
-        cutoff: Vec::new(),
-    };
+    let r = removal(&C, &W, 2);
     space::remove_members(&mut at_w2, &[r], [3; 32], t()).expect("w removes c");
     doc.merge(&mut at_w2).expect("merge");
     let m = evaluate_space(doc.document(), id);
@@ -380,13 +369,7 @@ fn nobody_can_revive_a_removed_admins_late_statement() {
     space::add_member(&mut doc, &member(&b, Role::Admin, &A), t()).expect("add b");
     space::add_member(&mut doc, &member(&R, Role::Reader, &A), t()).expect("add r");
     let mut at_b = doc.fork().with_actor(ActorId::from(&b[..]));
-    let removal = Removal {
-        device: hexs(&b),
-        by: hexs(&A),
-        at: 2,
-        cutoff: Vec::new(),
-    };
-    space::remove_members(&mut doc, &[removal], [1; 32], t()).expect("remove b");
+    space::remove_members(&mut doc, &[removal(&b, &A, 2)], [1; 32], t()).expect("remove b");
     space::add_member(&mut at_b, &member(&e, Role::Admin, &b), t()).expect("b adds e");
     let mut at_r = doc.fork().with_actor(ActorId::from(&R[..]));
     space::add_member(&mut at_r, &member(&R, Role::Admin, &A), t()).ok();
@@ -408,13 +391,7 @@ fn nobody_can_revive_a_removed_admins_late_statement() {
     space::add_member(&mut doc, &member(&b, Role::Admin, &A), t()).expect("add b");
     let mut at_b = doc.fork().with_actor(ActorId::from(&b[..]));
     space::add_member(&mut doc, &member(&R, Role::Reader, &A), t()).expect("add r");
-    let removal = Removal {
-        device: hexs(&b),
-        by: hexs(&A),
-        at: 2,
-        cutoff: Vec::new(),
-    };
-    space::remove_members(&mut doc, &[removal], [1; 32], t()).expect("remove b");
+    space::remove_members(&mut doc, &[removal(&b, &A, 2)], [1; 32], t()).expect("remove b");
     space::add_member(&mut at_b, &member(&R, Role::Admin, &b), t()).expect("b adds r");
     let mut at_r = at_b.fork().with_actor(ActorId::from(&R[..]));
     space::add_member(&mut at_r, &member(&e, Role::Admin, &R), t()).expect("r adds e");
