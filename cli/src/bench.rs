@@ -180,6 +180,21 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 /// This process's peak resident set (VmHWM), in KiB, where /proc has it.
+/// A node on 127.0.0.1 with no relay and no mDNS, for networked benchmarks.
+pub(crate) fn loopback(
+    sync_interval: Option<std::time::Duration>,
+    live: bool,
+) -> rapport_node::net::NetConfig {
+    rapport_node::net::NetConfig {
+        bind: vec!["127.0.0.1:0".parse().expect("a socket address")],
+        relay: rapport_node::net::RelayChoice::Disabled,
+        mdns: false,
+        sync_interval,
+        live,
+        limits: rapport_node::limits::Limits::default(),
+    }
+}
+
 /// The async runtime a networked benchmark runs in.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rapport_model::{Kind, Role, SpaceId};
-use rapport_node::net::{NetConfig, Node, RelayChoice};
+use rapport_node::net::{NetConfig, Node};
 use rapport_node::{OpenMode, Repo};
 use serde_json::json;
 
@@ -36,15 +36,9 @@ pub fn run(out: &mut String, nodes: usize, changes: usize, json: bool) -> Result
     )
 }
 
+/// Live nodes that catch up every second, as users' nodes would.
 fn config() -> NetConfig {
-    NetConfig {
-        bind: vec!["127.0.0.1:0".parse().expect("a socket address")],
-        relay: RelayChoice::Disabled,
-        mdns: false,
-        sync_interval: Some(Duration::from_secs(1)),
-        live: true,
-        limits: rapport_node::limits::Limits::default(),
-    }
+    crate::bench::loopback(Some(Duration::from_secs(1)), true)
 }
 
 /// The relay process; killed when dropped.

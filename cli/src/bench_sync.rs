@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use rapport_model::automerge::AutoCommit;
 use rapport_model::automerge::sync::{State, SyncDoc};
 use rapport_model::{Kind, SpaceId};
-use rapport_node::net::{NetConfig, Node, RelayChoice};
+use rapport_node::net::{NetConfig, Node};
 use rapport_node::repo::Input;
 use rapport_node::{OpenMode, Repo};
 use serde_json::json;
@@ -37,16 +37,9 @@ pub fn run(
     )
 }
 
+/// Only the sessions this benchmark asks for: no gossip, no periodic catch-up.
 fn config() -> NetConfig {
-    NetConfig {
-        bind: vec!["127.0.0.1:0".parse().expect("a socket address")],
-        relay: RelayChoice::Disabled,
-        mdns: false,
-        // Only the sessions this benchmark asks for.
-        sync_interval: None,
-        live: false,
-        limits: rapport_node::limits::Limits::default(),
-    }
+    crate::bench::loopback(None, false)
 }
 
 fn traffic(node: &Node) -> Result<u64> {

@@ -789,9 +789,7 @@ fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
                 sp.members.to_string(),
                 sp.records.to_string(),
                 sp.pending_out.to_string(),
-                sp.last_sync
-                    .clone()
-                    .map_or("never".into(), |t| t[..19.min(t.len())].replace('T', " ")),
+                crate::output::sync_time(sp.last_sync.as_deref()),
                 sp.rejected.to_string(),
             ]
         })

@@ -67,6 +67,13 @@ pub fn clip(s: &str, max: usize) -> String {
 }
 
 /// `2026-11-23 14:05` in the local time zone.
+/// A status's RFC 3339 sync time as a table shows it (UTC, to the second).
+pub fn sync_time(rfc3339: Option<&str>) -> String {
+    rfc3339.map_or("never".into(), |t| {
+        t.get(..19).unwrap_or(t).replace('T', " ")
+    })
+}
+
 pub fn local_time(unix_seconds: i64) -> String {
     Timestamp::from_second(unix_seconds)
         .map(|t| {

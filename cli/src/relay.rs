@@ -73,9 +73,7 @@ pub fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
                     Some(q) => format!("{} of {}", human_bytes(sp.stored_bytes), human_bytes(q)),
                     None => human_bytes(sp.stored_bytes),
                 },
-                sp.last_sync
-                    .clone()
-                    .map_or("never".into(), |t| t[..19.min(t.len())].replace('T', " ")),
+                crate::output::sync_time(sp.last_sync.as_deref()),
                 sp.rejected.to_string(),
             ]
         })

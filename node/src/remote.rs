@@ -345,6 +345,8 @@ impl Repo {
             Some(map) => map.get(&h.0).cloned().unwrap_or(Verdict::Waiting),
         };
         let mut keep: Vec<(Vec<u8>, SignedChange)> = Vec::new();
+        // Changes set aside earlier are stored already; new ones are not.
+        let mut keeps_new = false;
         for ((signed, change), new) in &fresh {
             let hash = change.hash();
             let verdict = if doc.get_change_by_hash(&hash).is_none() {
@@ -375,17 +377,14 @@ impl Repo {
                     continue;
                 }
             }
+            keeps_new |= *new;
             keep.push((hash.0.to_vec(), signed.clone()));
         }
         let mut sorted_heads = heads.clone();
         sorted_heads.sort();
         let mut all_heads = doc.get_heads();
         all_heads.sort();
-        if sorted_heads == before_sorted
-            && keep
-                .iter()
-                .all(|(h, _)| self.store().signed_change(h).ok().flatten().is_some())
-        {
+        if sorted_heads == before_sorted && !keeps_new {
             // Nothing new is accepted and everything kept is already stored.
             return Ok(());
         }

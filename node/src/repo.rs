@@ -13,8 +13,8 @@ use rapport_model::automerge::AutoCommit;
 use rapport_model::id::{is_id_prefix, normalize_prefix};
 use rapport_model::value::{parse_value, split_list};
 use rapport_model::{
-    Edit, FieldDef, FieldValue, Kind, ParseContext, RecordId, RecordView, SpaceId, check_record,
-    doc,
+    Edit, FieldDef, FieldValue, Kind, ParseContext, RecordId, RecordView, SpaceId, SpaceView,
+    check_record, doc,
 };
 use rapport_proto::SignedChange;
 use rapport_store::{Indexed, RecordWrite, Store, StoreError};
@@ -166,7 +166,8 @@ impl Repo {
     /// How a change's author is shown: "user (organisation)", as this
     /// device's profile says or as an admin certified it in a space; the
     /// short device id when nobody did.
-    pub fn author_label(&self, device: Option<DeviceId>) -> String {
+    /// `spaces`: the spaces to look certifications up in (`Repo::spaces`).
+    pub fn author_label(&self, device: Option<DeviceId>, spaces: &[SpaceView]) -> String {
         match device {
             Some(d) if d == self.key.device_id() => {
                 let profile = self.profile();
@@ -178,7 +179,6 @@ impl Repo {
             }
             Some(d) => {
                 let hex = d.to_string();
-                let spaces = self.store.spaces().unwrap_or_default();
                 match spaces.iter().find_map(|s| s.entry(&hex)) {
                     Some(m) if !m.user.is_empty() || !m.org.is_empty() => {
                         member_label(&m.user, &m.org, &d.short())

@@ -82,6 +82,7 @@ impl Repo {
         let mut doc = self.load_doc(id)?;
         let changes = doc.get_changes(&[]);
         let mut entries = Vec::with_capacity(changes.len());
+        let spaces = self.spaces()?;
         for change in changes {
             let hash = change.hash();
             let before = if change.deps().is_empty() {
@@ -93,7 +94,7 @@ impl Repo {
             let device = DeviceId::from_actor(change.actor_id());
             entries.push(Entry::Change {
                 time: change.timestamp(),
-                author: self.author_label(device),
+                author: self.author_label(device, &spaces),
                 device: device.map(|d| d.to_string()),
                 action: action(before.as_ref(), &after).into(),
                 fields: diff(before.as_ref(), &after),
