@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use rapport_trust::{DeviceId, DeviceKey};
 
 use crate::NodeError;
+use crate::env::Environment;
 
 pub const PROFILE_FILE: &str = "rapport.json";
 pub const KEY_FILE: &str = "device.key";
@@ -78,16 +79,23 @@ pub fn inspect(dir: &Path) -> Result<DirState, NodeError> {
 }
 
 /// Creates the directory layout with a new device key.
-pub fn create(dir: &Path, name: Option<String>, org: Option<String>) -> Result<Profile, NodeError> {
+pub fn create(
+    dir: &Path,
+    name: Option<String>,
+    org: Option<String>,
+    env: &dyn Environment,
+) -> Result<Profile, NodeError> {
     create_private_dir(dir)?;
-    let key = DeviceKey::generate()?;
+    let mut secret = [0u8; 32];
+    env.fill(&mut secret)?;
+    let key = DeviceKey::from_secret(secret);
     write_atomically(dir, KEY_FILE, &key.secret(), true)?;
     let profile = Profile {
         format: PROFILE_FORMAT,
         device: key.device_id().to_string(),
         name,
         org,
-        created: jiff::Timestamp::now().to_string(),
+        created: env.now().to_string(),
         relay: false,
     };
     save_profile(dir, &profile)?;
@@ -191,7 +199,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("data");
         assert_eq!(inspect(&dir).expect("inspect"), DirState::Missing);
-        let profile = create(&dir, Some("Ann".into()), None).expect("create");
+        let profile = create(&dir, Some("Ann".into()), None, &crate::env::System).expect("create");
         assert_eq!(inspect(&dir).expect("inspect"), DirState::Rapport);
         let (loaded, key) = load(&dir).expect("load");
         assert_eq!(loaded, profile);
@@ -214,7 +222,7 @@ mod tests {
         assert_eq!(inspect(tmp.path()).expect("inspect"), DirState::Foreign);
 
         let tmp = tempfile::tempdir().expect("tempdir");
-        create(tmp.path(), None, None).expect("create");
+        create(tmp.path(), None, None, &crate::env::System).expect("create");
         fs::write(tmp.path().join(KEY_FILE), [0u8; 5]).expect("write");
         let err = load(tmp.path()).expect_err("damaged key");
         assert!(err.to_string().contains("32 bytes"), "{err}");

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod datadir;
 pub mod demo;
+pub mod env;
 pub mod limits;
 pub mod metrics;
 pub mod net;

@@ -22,7 +22,6 @@
 
 use std::collections::HashMap;
 
-use jiff::Timestamp;
 use rapport_model::automerge::{AutoCommit, Change, ChangeHash};
 use rapport_model::space::{is_space_doc, space_of};
 use rapport_model::{RecordId, RecordView, SpaceId, SpaceView};
@@ -108,7 +107,7 @@ impl Repo {
             author: author.map(|a| hex(&a)),
             from: from.to_string(),
             reason: reason.to_string(),
-            at: Timestamp::now().as_second(),
+            at: self.now().as_second(),
         });
     }
 
@@ -636,7 +635,7 @@ impl Replica for SyncReplica<'_> {
             if let Some(l) = self.limiter {
                 l.note(format!(
                     "{} {reason}",
-                    Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC")
+                    self.repo.now().strftime("%Y-%m-%d %H:%M:%S UTC")
                 ));
             }
             self.report.rejected += changes.len();
@@ -699,6 +698,7 @@ mod tests {
     use super::*;
     use crate::OpenMode;
     use crate::repo::tests::input;
+    use jiff::Timestamp;
     use rapport_model::{Kind, Member, Role};
     use rapport_sync::run_in_memory;
 

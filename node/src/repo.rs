@@ -22,6 +22,7 @@ use rapport_trust::{DeviceId, DeviceKey};
 
 use crate::NodeError;
 use crate::datadir::{self, DirState, Profile};
+use crate::env::{Environment, System};
 
 /// How long to wait for another Rapport process to release the store.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -43,6 +44,7 @@ pub struct Repo {
     store: Store,
     writes: Mutex<()>,
     observer: Mutex<Option<Observer>>,
+    env: Arc<dyn Environment>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -72,6 +74,15 @@ pub type Input = (String, String);
 
 impl Repo {
     pub fn open(dir: &Path, mode: OpenMode) -> Result<Self, NodeError> {
+        Self::open_in(dir, mode, Arc::new(System))
+    }
+
+    /// Opens with another clock and random source (the simulation's).
+    pub fn open_in(
+        dir: &Path,
+        mode: OpenMode,
+        env: Arc<dyn Environment>,
+    ) -> Result<Self, NodeError> {
         let store_dir = dir.join(datadir::STORE_DIR);
         let store = match datadir::inspect(dir)? {
             DirState::Rapport => open_store(&store_dir, false)?,
@@ -86,7 +97,7 @@ impl Repo {
                 OpenMode::Create => {
                     datadir::create_private_dir(dir)?;
                     let store = open_store(&store_dir, true)?;
-                    let profile = datadir::create(dir, None, None)?;
+                    let profile = datadir::create(dir, None, None, env.as_ref())?;
                     tracing::info!(dir = %dir.display(), device = %profile.device, "created data directory");
                     store
                 }
@@ -105,6 +116,7 @@ impl Repo {
             store,
             writes: Mutex::new(()),
             observer: Mutex::new(None),
+            env,
         })
     }
 
@@ -194,9 +206,21 @@ impl Repo {
         &self.key
     }
 
+    /// The time, by this node's clock.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.env.now()
+    }
+
+    /// `N` unpredictable bytes from this node's random source.
+    pub(crate) fn random<const N: usize>(&self) -> Result<[u8; N], NodeError> {
+        let mut b = [0u8; N];
+        self.env.fill(&mut b)?;
+        Ok(b)
+    }
+
     pub(crate) fn context(&self) -> ParseContext {
         ParseContext {
-            now: Timestamp::now(),
+            now: self.now(),
             tz: TimeZone::system(),
         }
     }
@@ -416,9 +440,7 @@ impl Repo {
         for (n, inputs) in rows.iter().enumerate() {
             let fields = self.prepare(kind, space, inputs, &ctx)?;
             let fields: Vec<(String, FieldValue)> = fields.into_iter().collect();
-            let mut random = [0u8; 10];
-            getrandom::fill(&mut random)
-                .map_err(|e| rapport_trust::KeyError::Random(e.to_string()))?;
+            let random = self.random::<10>()?;
             // Rows of one batch get ids a millisecond apart: they sort in
             // the order given, and differ early enough for short prefixes.
             let id = RecordId::new(now_ms + n as u64, random);
@@ -479,12 +501,12 @@ impl Repo {
     /// history and can be restored.
     pub fn delete(&self, reference: &str) -> Result<RecordView, NodeError> {
         let view = self.resolve(reference)?;
-        self.apply(view, &[Edit::Deleted(true)], Timestamp::now())
+        self.apply(view, &[Edit::Deleted(true)], self.now())
     }
 
     pub fn restore(&self, reference: &str) -> Result<RecordView, NodeError> {
         let view = self.resolve(reference)?;
-        self.apply(view, &[Edit::Deleted(false)], Timestamp::now())
+        self.apply(view, &[Edit::Deleted(false)], self.now())
     }
 
     /// The fields a ticket gets from `--about REF`: the company, or the
@@ -518,7 +540,7 @@ impl Repo {
         self.apply(
             view,
             &[Edit::Set("done".into(), FieldValue::Flag(true))],
-            Timestamp::now(),
+            self.now(),
         )
     }
 

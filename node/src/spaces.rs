@@ -23,12 +23,6 @@ pub struct Audit {
     pub rejections: Vec<Rejection>,
 }
 
-fn random<const N: usize>() -> Result<[u8; N], NodeError> {
-    let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|e| rapport_trust::KeyError::Random(e.to_string()))?;
-    Ok(b)
-}
-
 impl Repo {
     /// Who this device says it is: its profile's name and organisation.
     pub fn identity(&self) -> Identity {
@@ -46,15 +40,19 @@ impl Repo {
         if name.is_empty() {
             return Err(NodeError::BadAssignment("a space needs a name".into()));
         }
-        let now = Timestamp::now();
+        let now = self.now();
         let device = self.device_id();
-        let id = space::new_space_id(&device.0, now.as_millisecond().max(0) as u64, random()?);
+        let id = space::new_space_id(
+            &device.0,
+            now.as_millisecond().max(0) as u64,
+            self.random()?,
+        );
         let mut doc = space::create_space(
             device.actor_id(),
             id,
             name,
             &self.identity(),
-            random()?,
+            self.random()?,
             now,
         )?;
         let _guard = self.write_guard();
@@ -240,10 +238,10 @@ impl Repo {
         let mut doc = self.load_doc(space_id)?;
         let member = Member {
             added_by: self.device_id().to_string(),
-            since: Timestamp::now().as_second(),
+            since: self.now().as_second(),
             ..member
         };
-        space::add_member(&mut doc, &member, Timestamp::now())?;
+        space::add_member(&mut doc, &member, self.now())?;
         self.write_space_doc(&mut doc, space_id)
     }
 
@@ -258,8 +256,8 @@ impl Repo {
         org: Option<String>,
     ) -> Result<([u8; 16], i64), NodeError> {
         self.administered(space_id)?;
-        let secret: [u8; 16] = random()?;
-        let expires = Timestamp::now().as_second() + ttl_seconds;
+        let secret: [u8; 16] = self.random()?;
+        let expires = self.now().as_second() + ttl_seconds;
         self.store().put_invite(
             &secret_hash(&secret),
             &InviteRecord {
@@ -285,7 +283,7 @@ impl Repo {
         claim: &Identity,
         addrs: &[String],
     ) -> Result<SpaceView, NodeError> {
-        let now = Timestamp::now().as_second();
+        let now = self.now().as_second();
         let hash = secret_hash(secret);
         let invite = self
             .store()
@@ -390,7 +388,7 @@ impl Repo {
                 "`{reference}` includes this device, which cannot remove itself"
             )));
         }
-        let now = Timestamp::now();
+        let now = self.now();
         let mut removals = Vec::new();
         for m in &targets {
             removals.push(Removal {
@@ -401,7 +399,7 @@ impl Repo {
             });
         }
         let mut doc = self.load_doc(space_id)?;
-        space::remove_members(&mut doc, &removals, random()?, now)?;
+        space::remove_members(&mut doc, &removals, self.random()?, now)?;
         self.write_space_doc(&mut doc, space_id)?;
         Ok(targets)
     }

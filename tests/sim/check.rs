@@ -1,0 +1,230 @@
+//! What must hold at the end of every simulated run.
+
+use std::collections::BTreeMap;
+
+use rapport_model::automerge::ChangeHash;
+use rapport_model::{Kind, RecordId, RecordView, Role};
+use rapport_trust::DeviceId;
+
+use super::{Part, World};
+
+type Snapshot = (Vec<(RecordId, Vec<[u8; 32]>)>, Vec<RecordView>);
+
+impl World {
+    /// Every invariant, in the order a failure is easiest to read.
+    pub fn check(&self) -> Result<(), String> {
+        self.same_state()?;
+        self.membership_as_intended()?;
+        self.nothing_unauthorized()?;
+        self.nothing_acknowledged_lost()?;
+        Ok(())
+    }
+
+    fn snapshot(&self, n: usize) -> Result<Snapshot, String> {
+        let repo = self.repo(n).ok_or("down")?;
+        let views = repo
+            .list(Kind::Company, &[], true)
+            .map_err(|e| e.to_string())?;
+        Ok((self.items(n)?, views))
+    }
+
+    /// Every member holds the same documents with the same heads, and
+    /// reads the same records, conflicts included.
+    fn same_state(&self) -> Result<(), String> {
+        let members = self.honest_members();
+        let first = self.snapshot(members[0])?;
+        for &n in &members[1..] {
+            let other = self.snapshot(n)?;
+            if other.0 != first.0 {
+                return Err(format!(
+                    "{} and {} hold different heads",
+                    self.nodes[members[0]].name, self.nodes[n].name
+                ));
+            }
+            if other.1 != first.1 {
+                return Err(format!(
+                    "{} and {} read different records from the same heads",
+                    self.nodes[members[0]].name, self.nodes[n].name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Exactly the intended members, with the intended roles: Rex's
+    /// self-promotion is nowhere.
+    fn membership_as_intended(&self) -> Result<(), String> {
+        let mut expected: BTreeMap<String, Role> = BTreeMap::new();
+        for (n, node) in self.nodes.iter().enumerate() {
+            let role = match node.part {
+                Part::Creator | Part::Admin => Role::Admin,
+                Part::Writer => Role::Writer,
+                Part::Removed if !self.dan_removed => Role::Writer,
+                Part::Late if self.eve_added => Role::Writer,
+                Part::Hostile => Role::Reader,
+                _ => continue,
+            };
+            expected.insert(self.nodes[n].device.to_string(), role);
+        }
+        for n in self.honest_members() {
+            let view = self
+                .repo(n)
+                .ok_or("down")?
+                .space(self.space)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("{} does not hold the space", self.nodes[n].name))?;
+            let got: BTreeMap<String, Role> = view
+                .members
+                .iter()
+                .map(|(d, m)| (d.clone(), m.role))
+                .collect();
+            if got != expected {
+                return Err(format!(
+                    "{} has members {got:?}, expected {expected:?}",
+                    self.nodes[n].name
+                ));
+            }
+            let dan = self.nodes[3].device.to_string();
+            if self.dan_removed != view.removed.contains_key(&dan) {
+                return Err(format!("{} disagrees on Dan's removal", self.nodes[n].name));
+            }
+        }
+        Ok(())
+    }
+
+    /// No member applied a change it must refuse: nothing by the reader,
+    /// membership statements only by admins, and nothing Dan wrote after
+    /// his removal's cutoff unless a member who was not removed built on it.
+    fn nothing_unauthorized(&self) -> Result<(), String> {
+        let author_of = |actor: &rapport_model::automerge::ActorId| DeviceId::from_actor(actor);
+        let rex = self.nodes[4].device;
+        let dan = self.nodes[3].device;
+        let admins = [self.nodes[0].device, self.nodes[1].device];
+        for n in self.honest_members() {
+            let repo = self.repo(n).ok_or("down")?;
+            let name = self.nodes[n].name;
+            let view = repo
+                .space(self.space)
+                .map_err(|e| e.to_string())?
+                .ok_or("no space")?;
+            let cutoff: BTreeMap<RecordId, [u8; 32]> = view
+                .removed
+                .get(&dan.to_string())
+                .map(|(_, r)| r.cutoff.iter().copied().collect())
+                .unwrap_or_default();
+            for (record, _) in self.items(n)? {
+                let mut doc = repo.load_doc(record).map_err(|e| e.to_string())?;
+                let changes: Vec<_> = doc
+                    .get_changes(&[])
+                    .iter()
+                    .map(|c| (c.hash(), author_of(c.actor_id())))
+                    .collect();
+                for (_, author) in &changes {
+                    let Some(author) = author else {
+                        return Err(format!("{name} applied a change with no device author"));
+                    };
+                    if record == self.space && !admins.contains(author) {
+                        return Err(format!(
+                            "{name} applied a membership statement by non-admin {author}"
+                        ));
+                    }
+                    if *author == rex {
+                        return Err(format!("{name} applied the reader's change to {record}"));
+                    }
+                }
+                if !self.dan_removed || record == self.space {
+                    continue;
+                }
+                // What Dan may have here: his changes in the past of the
+                // cutoff, and those someone not removed built on.
+                let mut vouched: Vec<ChangeHash> = changes
+                    .iter()
+                    .filter(|(_, a)| *a != Some(dan))
+                    .map(|(h, _)| *h)
+                    .collect();
+                if let Some(c) = cutoff.get(&record) {
+                    vouched.push(ChangeHash(*c));
+                }
+                let vouched: Vec<ChangeHash> = vouched
+                    .into_iter()
+                    .filter(|h| doc.get_change_by_hash(h).is_some())
+                    .collect();
+                let unvouched: Vec<ChangeHash> = doc
+                    .get_changes(&vouched)
+                    .iter()
+                    .filter(|c| author_of(c.actor_id()) == Some(dan))
+                    .map(|c| c.hash())
+                    .collect();
+                if let Some(h) = unvouched.first() {
+                    return Err(format!(
+                        "{name} applied Dan's change {h} to {record} after his removal, which nobody built on"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every change a member's user was told is saved is applied on every
+    /// member; Dan (removed) still holds all of his own.
+    fn nothing_acknowledged_lost(&self) -> Result<(), String> {
+        let members = self.honest_members();
+        for a in &self.acked {
+            let author = self.nodes[a.node].name;
+            if !members.contains(&a.node) {
+                let repo = self.repo(a.node).ok_or("down")?;
+                if repo
+                    .store()
+                    .signed_change(&a.hash)
+                    .map_err(|e| e.to_string())?
+                    .is_none()
+                {
+                    return Err(format!("{author} lost its own acknowledged change"));
+                }
+                continue;
+            }
+            for &n in &members {
+                let mut doc = self
+                    .repo(n)
+                    .ok_or("down")?
+                    .load_doc(a.record)
+                    .map_err(|e| format!("{}: {e}", self.nodes[n].name))?;
+                if doc.get_change_by_hash(&ChangeHash(a.hash)).is_none() {
+                    return Err(format!(
+                        "{}'s acknowledged change {} to {} is not applied on {}",
+                        author,
+                        rapport_proto::hex(&a.hash[..6]),
+                        a.record,
+                        self.nodes[n].name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivering every change that ever crossed the network again, to
+    /// every member, changes nothing.
+    pub fn redelivery_changes_nothing(&self) -> Result<usize, String> {
+        let mut by_record: BTreeMap<RecordId, Vec<Vec<u8>>> = BTreeMap::new();
+        for (record, bytes) in &self.sent {
+            by_record.entry(*record).or_default().push(bytes.clone());
+        }
+        let from = self.nodes[0].device;
+        for n in self.honest_members() {
+            let before = self.snapshot(n)?;
+            let repo = self.repo(n).ok_or("down")?;
+            for (record, changes) in &by_record {
+                repo.apply_remote(self.space_id(), *record, changes.clone(), from)
+                    .map_err(|e| format!("{}: {e}", self.nodes[n].name))?;
+            }
+            if self.snapshot(n)? != before {
+                return Err(format!(
+                    "re-delivering every change changed {}'s records",
+                    self.nodes[n].name
+                ));
+            }
+        }
+        Ok(self.sent.len())
+    }
+}

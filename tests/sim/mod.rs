@@ -1,0 +1,1162 @@
+//! A deterministic simulation of a group of Rapport nodes.
+//!
+//! Everything runs in one thread, in virtual time: real [`Repo`]s (real
+//! sled stores, real signatures, real Automerge, the real rules) talk
+//! through the real sans-IO catch-up state machines
+//! ([`rapport_sync::Initiator`] / [`rapport_sync::Responder`]), but every
+//! message crosses a simulated network that a seeded scheduler controls.
+//! Nodes get a virtual clock and a seeded random source
+//! ([`rapport_node::env::Environment`]), so a seed replays a run exactly:
+//! same keys, ids, timestamps, change hashes, and the same schedule.
+//!
+//! What the scheduler does to the network while faults are on: delays every
+//! message (so gossip arrives in any order), drops gossip, cuts sessions
+//! (a dropped session message is a lost connection: both ends abandon the
+//! session), duplicates session messages (the receiver must refuse the
+//! out-of-place copy without harm), splits the nodes into two partitions
+//! and heals them, and crashes nodes: a crashed node loses everything it
+//! held in memory and its sessions, and restarts later from its store.
+//!
+//! The cast: Ann creates the space (admin), Ben is a second admin, Cat a
+//! writer, Dan a writer whom Ann removes in the middle of the run (Dan
+//! keeps writing; he does not know), Rex a reader who runs a modified
+//! client (he injects validly signed record edits, a self-promotion to
+//! admin, changes with forged signatures, and replays of old changes), and
+//! Eve, whom Ben adds during the run and who joins from Ben.
+
+pub mod check;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use rapport_model::automerge::Change;
+use rapport_model::{Edit, FieldValue, Kind, Member, RecordId, Role, SpaceId};
+use rapport_node::env::Environment;
+use rapport_node::repo::LocalChange;
+use rapport_node::{OpenMode, Repo};
+use rapport_proto::SignedChange;
+use rapport_proto::wire::{self, SyncMessage};
+use rapport_sync::{Initiator, Responder, SyncError};
+use rapport_trust::{DeviceId, DeviceKey, KeyError};
+
+/// Virtual time starts here (2026-01-01), in Unix milliseconds.
+const EPOCH_MS: u64 = 1_767_225_600_000;
+
+/// SplitMix64: small, fast, and the same everywhere.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// Uniform in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo)
+    }
+
+    /// True with probability `per_mille`/1000.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
+
+/// A node's clock (the world's virtual one) and its own seeded randomness.
+struct SimEnv {
+    clock: Arc<AtomicU64>,
+    rng: Mutex<Rng>,
+}
+
+impl Environment for SimEnv {
+    fn now(&self) -> Timestamp {
+        let ms = EPOCH_MS + self.clock.load(AtomicOrdering::Relaxed);
+        Timestamp::from_millisecond(ms as i64).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn fill(&self, buf: &mut [u8]) -> Result<(), KeyError> {
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        for chunk in buf.chunks_mut(8) {
+            let bytes = rng.next().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// What a node does in the story.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Creator,
+    Admin,
+    Writer,
+    /// A writer removed mid-run, who keeps writing.
+    Removed,
+    /// A reader with a modified client.
+    Hostile,
+    /// A writer added mid-run.
+    Late,
+}
+
+const CAST: [(&str, Part); 6] = [
+    ("Ann", Part::Creator),
+    ("Ben", Part::Admin),
+    ("Cat", Part::Writer),
+    ("Dan", Part::Removed),
+    ("Rex", Part::Hostile),
+    ("Eve", Part::Late),
+];
+
+/// How often each fault happens while faults are on, per mille.
+#[derive(Debug, Clone, Copy)]
+pub struct Faults {
+    /// A gossip message is lost.
+    pub gossip_drop: u64,
+    /// A gossip message arrives twice.
+    pub gossip_dup: u64,
+    /// A session message is lost: the connection breaks.
+    pub cut: u64,
+    /// A session message arrives twice.
+    pub dup: u64,
+    /// A node crashes at one of its ticks.
+    pub crash: u64,
+    /// The network splits at a weather event (and heals at another).
+    pub partition: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            gossip_drop: 150,
+            gossip_dup: 50,
+            cut: 15,
+            dup: 10,
+            crash: 25,
+            partition: 400,
+        }
+    }
+}
+
+/// What happened in a run, for the report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub local_writes: u64,
+    pub sessions: u64,
+    pub sessions_refused: u64,
+    pub sessions_broken: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    pub gossip: u64,
+    pub gossip_dropped: u64,
+    pub duplicated: u64,
+    pub cuts: u64,
+    pub crashes: u64,
+    pub partitions: u64,
+    pub hostile: u64,
+    pub dial_failures: u64,
+    /// Virtual milliseconds from the end of faults to convergence.
+    pub converge_ms: u64,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: &Stats) {
+        self.local_writes += o.local_writes;
+        self.sessions += o.sessions;
+        self.sessions_refused += o.sessions_refused;
+        self.sessions_broken += o.sessions_broken;
+        self.messages += o.messages;
+        self.bytes += o.bytes;
+        self.gossip += o.gossip;
+        self.gossip_dropped += o.gossip_dropped;
+        self.duplicated += o.duplicated;
+        self.cuts += o.cuts;
+        self.crashes += o.crashes;
+        self.partitions += o.partitions;
+        self.hostile += o.hostile;
+        self.dial_failures += o.dial_failures;
+        self.converge_ms = self.converge_ms.max(o.converge_ms);
+    }
+}
+
+/// A change a node's user was told is saved.
+#[derive(Debug, Clone)]
+pub struct Acked {
+    pub node: usize,
+    pub record: RecordId,
+    pub hash: [u8; 32],
+}
+
+struct SimNode {
+    name: &'static str,
+    part: Part,
+    dir: PathBuf,
+    env: Arc<SimEnv>,
+    repo: Option<Repo>,
+    device: DeviceId,
+    key: DeviceKey,
+    outbox: Arc<Mutex<Vec<LocalChange>>>,
+    /// Whom a node that was just added catches up from (its ticket).
+    inviter: Option<usize>,
+}
+
+enum Packet {
+    Gossip {
+        from: usize,
+        record: RecordId,
+        heads: Vec<[u8; 32]>,
+    },
+    Session {
+        id: u64,
+        to_initiator: bool,
+        frame: Vec<u8>,
+    },
+    /// Changes a modified client pushes at a node.
+    Inject {
+        from: usize,
+        record: RecordId,
+        changes: Vec<Vec<u8>>,
+    },
+}
+
+enum Event {
+    Tick(usize),
+    Deliver { to: usize, packet: Packet },
+    Dial(usize, usize),
+    Restart(usize),
+    Weather,
+    RemoveDan,
+    AddEve,
+}
+
+struct Timed {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Timed {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Timed {}
+impl PartialOrd for Timed {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Timed {
+    /// Earliest first (the heap is a max-heap).
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct Session {
+    initiator: usize,
+    responder: usize,
+    init: Initiator,
+    resp: Responder,
+    /// Last scheduled delivery per direction (to the responder, to the
+    /// initiator): a stream delivers in order.
+    last: [u64; 2],
+}
+
+/// How long a run lasts, in virtual milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Edits, membership changes and faults happen in `0..faulty_ms`.
+    pub faulty_ms: u64,
+    /// After that, the network is healed and every node is up; the nodes
+    /// must converge within this long.
+    pub settle_ms: u64,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            faulty_ms: 20_000,
+            settle_ms: 60_000,
+        }
+    }
+}
+
+pub struct World {
+    rng: Rng,
+    clock: Arc<AtomicU64>,
+    seq: u64,
+    queue: BinaryHeap<Timed>,
+    nodes: Vec<SimNode>,
+    _tmp: tempfile::TempDir,
+    space: RecordId,
+    sessions: BTreeMap<u64, Session>,
+    next_session: u64,
+    /// Sessions a node dialed, by (initiator, responder): whether another
+    /// was asked for meanwhile (catch-up is coalesced as in the daemon).
+    dialing: BTreeMap<(usize, usize), bool>,
+    /// Partition: the group of each node, while the network is split.
+    groups: Option<Vec<u8>>,
+    faults: Faults,
+    faulty: bool,
+    pub stats: Stats,
+    pub acked: Vec<Acked>,
+    /// Every signed change that crossed the network, by record.
+    pub sent: BTreeSet<(RecordId, Vec<u8>)>,
+    dan_removed: bool,
+    eve_added: bool,
+}
+
+fn now_ms(clock: &AtomicU64) -> u64 {
+    clock.load(AtomicOrdering::Relaxed)
+}
+
+impl World {
+    /// Creates the nodes and the space, with every initial member caught
+    /// up: the starting point of every run.
+    pub fn new(seed: u64, faults: Faults) -> Result<World, String> {
+        let tmp = sim_tempdir()?;
+        let clock = Arc::new(AtomicU64::new(0));
+        let mut rng = Rng::new(seed);
+        let mut nodes = Vec::new();
+        for (i, (name, part)) in CAST.iter().enumerate() {
+            let dir = tmp.path().join(name);
+            let env = Arc::new(SimEnv {
+                clock: clock.clone(),
+                rng: Mutex::new(Rng::new(rng.next() ^ i as u64)),
+            });
+            let repo =
+                Repo::open_in(&dir, OpenMode::Create, env.clone()).map_err(|e| e.to_string())?;
+            repo.set_identity(Some((*name).into()), Some("Acme".into()))
+                .map_err(|e| e.to_string())?;
+            let (_, key) = rapport_node::datadir::load(&dir).map_err(|e| e.to_string())?;
+            let outbox: Arc<Mutex<Vec<LocalChange>>> = Arc::default();
+            let sink = outbox.clone();
+            repo.set_observer(Arc::new(move |c| {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(c)
+            }));
+            nodes.push(SimNode {
+                name,
+                part: *part,
+                dir,
+                env,
+                device: repo.device_id(),
+                key,
+                repo: Some(repo),
+                outbox,
+                inviter: None,
+            });
+        }
+        let ann = nodes[0].repo.as_ref().ok_or("Ann is down")?;
+        let space = ann.create_space("Joint").map_err(|e| e.to_string())?.id;
+        for (i, role) in [
+            (1, Role::Admin),
+            (2, Role::Writer),
+            (3, Role::Writer),
+            (4, Role::Reader),
+        ] {
+            ann.add_member(space, member(&nodes[i], role))
+                .map_err(|e| e.to_string())?;
+        }
+        for n in 0..3 {
+            ann.create(
+                Kind::Company,
+                SpaceId::Shared(space),
+                &[("name".into(), format!("Initial {n}"))],
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        let mut world = World {
+            rng,
+            clock,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            _tmp: tmp,
+            space,
+            sessions: BTreeMap::new(),
+            next_session: 0,
+            dialing: BTreeMap::new(),
+            groups: None,
+            faults,
+            faulty: false,
+            stats: Stats::default(),
+            acked: Vec::new(),
+            sent: BTreeSet::new(),
+            dan_removed: false,
+            eve_added: false,
+        };
+        world.collect_local(0);
+        for i in 1..5 {
+            world.sync_directly(i, 0)?;
+        }
+        Ok(world)
+    }
+
+    fn repo(&self, n: usize) -> Option<&Repo> {
+        self.nodes[n].repo.as_ref()
+    }
+
+    fn space_id(&self) -> SpaceId {
+        SpaceId::Shared(self.space)
+    }
+
+    fn now(&self) -> u64 {
+        now_ms(&self.clock)
+    }
+
+    fn schedule(&mut self, after: u64, event: Event) {
+        self.seq += 1;
+        let at = self.now() + after;
+        self.queue.push(Timed {
+            at,
+            seq: self.seq,
+            event,
+        });
+    }
+
+    fn schedule_at(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Timed {
+            at,
+            seq: self.seq,
+            event,
+        });
+    }
+
+    /// A whole fault-free session, outside the schedule (setup only).
+    fn sync_directly(&mut self, a: usize, b: usize) -> Result<(), String> {
+        let (ra, rb) = (self.repo(a).ok_or("down")?, self.repo(b).ok_or("down")?);
+        let mut ia = ra.replica(self.nodes[b].device);
+        let mut ib = rb.replica(self.nodes[a].device);
+        rapport_sync::run_in_memory(self.space_id(), &mut ia, &mut ib)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs the plan: faults and edits first, then healing until every
+    /// node that should agree does. Invariants are checked by the caller
+    /// ([`check`]).
+    pub fn run(&mut self, plan: Plan) -> Result<(), String> {
+        self.faulty = true;
+        for n in 0..self.nodes.len() {
+            let first = self.rng.below(1000);
+            self.schedule(first, Event::Tick(n));
+        }
+        let weather = self.rng.range(1000, 4000);
+        self.schedule(weather, Event::Weather);
+        let remove_at = self.rng.range(plan.faulty_ms / 5, plan.faulty_ms * 7 / 10);
+        self.schedule(remove_at, Event::RemoveDan);
+        let add_at = self.rng.range(plan.faulty_ms / 10, plan.faulty_ms * 6 / 10);
+        self.schedule(add_at, Event::AddEve);
+
+        let end = plan.faulty_ms + plan.settle_ms;
+        let mut next_check = plan.faulty_ms;
+        while let Some(Timed { at, event, .. }) = self.queue.pop() {
+            if self.faulty && at >= plan.faulty_ms {
+                self.clock.store(plan.faulty_ms, AtomicOrdering::Relaxed);
+                self.heal();
+            }
+            if at > end {
+                return Err(format!(
+                    "nodes did not converge within {} s of the network healing",
+                    plan.settle_ms / 1000
+                ));
+            }
+            self.clock
+                .store(at.max(self.now()), AtomicOrdering::Relaxed);
+            self.handle(event)?;
+            if !self.faulty && self.now() >= next_check {
+                next_check = self.now() + 100;
+                if self.converged()? {
+                    self.stats.converge_ms = self.now() - plan.faulty_ms;
+                    return Ok(());
+                }
+            }
+        }
+        Err("the schedule ran dry".into())
+    }
+
+    /// The end of faults: the network heals, every node comes back up.
+    fn heal(&mut self) {
+        self.faulty = false;
+        self.groups = None;
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].repo.is_none() {
+                self.schedule(0, Event::Restart(n));
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), String> {
+        match event {
+            Event::Tick(n) => self.tick(n)?,
+            Event::Deliver { to, packet } => self.deliver(to, packet)?,
+            Event::Dial(a, b) => self.dial(a, b),
+            Event::Restart(n) => self.restart(n)?,
+            Event::Weather => self.weather(),
+            Event::RemoveDan => self.remove_dan()?,
+            Event::AddEve => self.add_eve()?,
+        }
+        Ok(())
+    }
+
+    // ----- nodes -----------------------------------------------------------
+
+    fn tick(&mut self, n: usize) -> Result<(), String> {
+        if self.nodes[n].repo.is_none() {
+            return Ok(()); // its restart schedules the next tick
+        }
+        if self.faulty && self.rng.chance(self.faults.crash) {
+            self.crash(n);
+            return Ok(());
+        }
+        if self.faulty && self.rng.chance(600) {
+            self.local_op(n)?;
+        }
+        // Catch-up with one member (the daemon does all, periodically).
+        if !self.faulty || self.rng.chance(400) {
+            let peers = self.believed_peers(n);
+            if !peers.is_empty() {
+                let p = peers[self.rng.below(peers.len() as u64) as usize];
+                self.dial(n, p);
+            } else if let Some(inviter) = self.nodes[n].inviter {
+                self.dial(n, inviter);
+            }
+        }
+        let next = self.rng.range(400, 1600);
+        self.schedule(next, Event::Tick(n));
+        Ok(())
+    }
+
+    /// The other members as node `n` knows them.
+    fn believed_peers(&self, n: usize) -> Vec<usize> {
+        let Some(view) = self
+            .repo(n)
+            .and_then(|r| r.space(self.space).ok().flatten())
+        else {
+            return Vec::new();
+        };
+        (0..self.nodes.len())
+            .filter(|&p| p != n && view.is_member(&self.nodes[p].device.to_string()))
+            .collect()
+    }
+
+    fn crash(&mut self, n: usize) {
+        self.stats.crashes += 1;
+        self.nodes[n].repo = None;
+        self.nodes[n]
+            .outbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let ids: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.initiator == n || s.responder == n)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.end_session(id, true);
+        }
+        let back = self.rng.range(1000, 6000);
+        self.schedule(back, Event::Restart(n));
+    }
+
+    fn restart(&mut self, n: usize) -> Result<(), String> {
+        if self.nodes[n].repo.is_some() {
+            return Ok(());
+        }
+        let node = &self.nodes[n];
+        let repo = Repo::open_in(&node.dir, OpenMode::Existing, node.env.clone())
+            .map_err(|e| format!("{} does not open after a crash: {e}", node.name))?;
+        let sink = node.outbox.clone();
+        repo.set_observer(Arc::new(move |c| {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(c)
+        }));
+        // Nothing this node acknowledged may be missing after the crash.
+        for a in self.acked.iter().filter(|a| a.node == n) {
+            if repo
+                .store()
+                .signed_change(&a.hash)
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                return Err(format!(
+                    "{} lost its acknowledged change {} of record {} in a crash",
+                    node.name,
+                    rapport_proto::hex(&a.hash[..6]),
+                    a.record
+                ));
+            }
+        }
+        self.nodes[n].repo = Some(repo);
+        let next = self.rng.range(0, 500);
+        self.schedule(next, Event::Tick(n));
+        Ok(())
+    }
+
+    fn weather(&mut self) {
+        if !self.faulty {
+            return;
+        }
+        if self.groups.is_none() && self.rng.chance(self.faults.partition) {
+            let mut groups: Vec<u8> = (0..self.nodes.len())
+                .map(|_| self.rng.below(2) as u8)
+                .collect();
+            groups[0] = 0;
+            let last = groups.len() - 1;
+            groups[last] = 1;
+            self.groups = Some(groups);
+            self.stats.partitions += 1;
+        } else if self.groups.is_some() && self.rng.chance(500) {
+            self.groups = None;
+        }
+        let next = self.rng.range(1000, 4000);
+        self.schedule(next, Event::Weather);
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        self.nodes[a].repo.is_some()
+            && self.nodes[b].repo.is_some()
+            && self.groups.as_ref().is_none_or(|g| g[a] == g[b])
+    }
+
+    fn remove_dan(&mut self) -> Result<(), String> {
+        let Some(ann) = self.repo(0) else {
+            self.schedule(500, Event::RemoveDan);
+            return Ok(());
+        };
+        ann.remove_members(self.space, &self.nodes[3].device.to_string())
+            .map_err(|e| format!("Ann could not remove Dan: {e}"))?;
+        self.dan_removed = true;
+        self.collect_local(0);
+        Ok(())
+    }
+
+    fn add_eve(&mut self) -> Result<(), String> {
+        let Some(ben) = self.repo(1) else {
+            self.schedule(500, Event::AddEve);
+            return Ok(());
+        };
+        ben.add_member(self.space, member(&self.nodes[5], Role::Writer))
+            .map_err(|e| format!("Ben could not add Eve: {e}"))?;
+        self.eve_added = true;
+        self.nodes[5].inviter = Some(1);
+        self.collect_local(1);
+        Ok(())
+    }
+
+    // ----- what users do ---------------------------------------------------
+
+    fn local_op(&mut self, n: usize) -> Result<(), String> {
+        if self.nodes[n].part == Part::Hostile {
+            return self.hostile_op(n);
+        }
+        let space = self.space_id();
+        let Some(repo) = self.nodes[n].repo.as_ref() else {
+            return Ok(());
+        };
+        if repo.space(self.space).ok().flatten().is_none() {
+            return Ok(()); // not joined yet
+        }
+        let companies = repo
+            .list(Kind::Company, &[], true)
+            .map_err(|e| e.to_string())?;
+        let roll = self.rng.below(100);
+        let name = self.nodes[n].name;
+        let result = if roll < 25 || companies.is_empty() {
+            let k = self.rng.below(1000);
+            repo.create(
+                Kind::Company,
+                space,
+                &[("name".into(), format!("{name} {k}"))],
+            )
+            .map(|_| ())
+        } else {
+            let target = &companies[self.rng.below(companies.len() as u64) as usize];
+            let id = target.id.to_string();
+            if roll < 88 {
+                let field = ["industry", "owner", "address"][self.rng.below(3) as usize];
+                let value = format!("{name} {}", self.rng.below(4));
+                repo.edit(&id, &[(field.into(), value)], &[]).map(|_| ())
+            } else if target.deleted {
+                repo.restore(&id).map(|_| ())
+            } else {
+                repo.delete(&id).map(|_| ())
+            }
+        };
+        // A refusal (a deleted record, a removal this node heard of) is
+        // what the user would see; it acknowledges nothing.
+        if result.is_ok() {
+            self.stats.local_writes += 1;
+        }
+        self.collect_local(n);
+        Ok(())
+    }
+
+    /// Acknowledges node `n`'s new local changes and gossips their heads.
+    fn collect_local(&mut self, n: usize) {
+        let changes: Vec<LocalChange> = std::mem::take(
+            &mut *self.nodes[n]
+                .outbox
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for c in changes {
+            for bytes in &c.changes {
+                if let Some(hash) = change_hash(bytes) {
+                    self.acked.push(Acked {
+                        node: n,
+                        record: c.record,
+                        hash,
+                    });
+                }
+            }
+            for p in self.believed_peers(n) {
+                self.gossip(n, p, c.record, c.heads.clone());
+            }
+        }
+    }
+
+    fn gossip(&mut self, from: usize, to: usize, record: RecordId, heads: Vec<[u8; 32]>) {
+        self.stats.gossip += 1;
+        if self.faulty && self.rng.chance(self.faults.gossip_drop) {
+            self.stats.gossip_dropped += 1;
+            return;
+        }
+        let copies = if self.faulty && self.rng.chance(self.faults.gossip_dup) {
+            self.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let delay = self.rng.range(5, 400);
+            self.schedule(
+                delay,
+                Event::Deliver {
+                    to,
+                    packet: Packet::Gossip {
+                        from,
+                        record,
+                        heads: heads.clone(),
+                    },
+                },
+            );
+        }
+    }
+
+    /// Rex's modified client: changes no honest node may apply.
+    fn hostile_op(&mut self, n: usize) -> Result<(), String> {
+        let Some(repo) = self.nodes[n].repo.as_ref() else {
+            return Ok(());
+        };
+        let companies = repo
+            .list(Kind::Company, &[], false)
+            .map_err(|e| e.to_string())?;
+        let roll = self.rng.below(100);
+        let me = &self.nodes[n];
+        let (record, changes) = if roll < 40 && !companies.is_empty() {
+            // A validly signed edit by a reader.
+            let target = companies[self.rng.below(companies.len() as u64) as usize].id;
+            let change = signed_edit(repo, &me.key, target, "industry", "defaced")?;
+            (target, vec![change.encode()])
+        } else if roll < 60 {
+            // A self-promotion to admin, validly signed by a non-admin.
+            let mut doc = repo
+                .load_doc(self.space)
+                .map_err(|e| e.to_string())?
+                .with_actor(me.device.actor_id());
+            let mut promoted = member(me, Role::Admin);
+            promoted.added_by = me.device.to_string();
+            rapport_model::space::add_member(&mut doc, &promoted, me.env.now())
+                .map_err(|e| e.to_string())?;
+            let change = doc.get_last_local_change().ok_or("no change")?;
+            let signed = me.key.sign_change(&change).map_err(|e| e.to_string())?;
+            (self.space, vec![signed.encode()])
+        } else if roll < 80 && !companies.is_empty() {
+            // An edit that claims Cat wrote it.
+            let target = companies[self.rng.below(companies.len() as u64) as usize].id;
+            let mut change = signed_edit(repo, &me.key, target, "owner", "forged")?;
+            change.author = self.nodes[2].device.0;
+            (target, vec![change.encode()])
+        } else if !self.sent.is_empty() {
+            // A replay of an old change.
+            let k = self.rng.below(self.sent.len() as u64) as usize;
+            let (record, bytes) = self.sent.iter().nth(k).cloned().ok_or("no change")?;
+            (record, vec![bytes])
+        } else {
+            return Ok(());
+        };
+        let targets: Vec<usize> = (0..self.nodes.len()).filter(|&t| t != n).collect();
+        let to = targets[self.rng.below(targets.len() as u64) as usize];
+        self.stats.hostile += 1;
+        let delay = self.rng.range(5, 100);
+        for c in &changes {
+            self.sent.insert((record, c.clone()));
+        }
+        self.schedule(
+            delay,
+            Event::Deliver {
+                to,
+                packet: Packet::Inject {
+                    from: n,
+                    record,
+                    changes,
+                },
+            },
+        );
+        Ok(())
+    }
+
+    // ----- the network -----------------------------------------------------
+
+    fn deliver(&mut self, to: usize, packet: Packet) -> Result<(), String> {
+        match packet {
+            Packet::Gossip {
+                from,
+                record,
+                heads,
+            } => {
+                if !self.reachable(from, to) {
+                    return Ok(());
+                }
+                let Some(repo) = self.repo(to) else {
+                    return Ok(());
+                };
+                let mut have = repo
+                    .store()
+                    .heads(self.space_id(), record)
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or_default();
+                have.sort();
+                let mut want = heads;
+                want.sort();
+                if have != want && self.believed_peers(to).contains(&from) {
+                    self.dial(to, from);
+                }
+            }
+            Packet::Inject {
+                from,
+                record,
+                changes,
+            } => {
+                if !self.reachable(from, to) {
+                    return Ok(());
+                }
+                let Some(repo) = self.repo(to) else {
+                    return Ok(());
+                };
+                repo.apply_remote(self.space_id(), record, changes, self.nodes[from].device)
+                    .map_err(|e| {
+                        format!("{} failed on injected changes: {e}", self.nodes[to].name)
+                    })?;
+            }
+            Packet::Session {
+                id,
+                to_initiator,
+                frame,
+            } => self.deliver_session(id, to_initiator, &frame)?,
+        }
+        Ok(())
+    }
+
+    /// Node `a` dials `b` for a catch-up session.
+    fn dial(&mut self, a: usize, b: usize) {
+        if let Some(again) = self.dialing.get_mut(&(a, b)) {
+            *again = true;
+            return;
+        }
+        if !self.reachable(a, b) {
+            self.stats.dial_failures += 1;
+            return;
+        }
+        let Some(repo) = self.repo(a) else {
+            return;
+        };
+        let replica = repo.replica(self.nodes[b].device);
+        let (init, first) = match Initiator::start(self.space_id(), &replica) {
+            Ok(started) => started,
+            Err(_) => {
+                self.stats.dial_failures += 1;
+                return;
+            }
+        };
+        self.next_session += 1;
+        let id = self.next_session;
+        self.stats.sessions += 1;
+        self.sessions.insert(
+            id,
+            Session {
+                initiator: a,
+                responder: b,
+                init,
+                resp: Responder::new(),
+                last: [0, 0],
+            },
+        );
+        self.dialing.insert((a, b), false);
+        self.send(id, false, first);
+    }
+
+    fn send(&mut self, id: u64, to_initiator: bool, msgs: Vec<SyncMessage>) {
+        for msg in msgs {
+            let Some(session) = self.sessions.get(&id) else {
+                return;
+            };
+            let frame = match wire::encode_frame(&msg) {
+                Ok(f) => f,
+                Err(_) => {
+                    self.end_session(id, true);
+                    return;
+                }
+            };
+            if let SyncMessage::Changes(records) = &msg {
+                for r in records {
+                    let record = RecordId::from_bytes(r.record);
+                    for c in &r.changes {
+                        self.sent.insert((record, c.clone()));
+                    }
+                }
+            }
+            self.stats.messages += 1;
+            self.stats.bytes += frame.len() as u64;
+            let to = if to_initiator {
+                session.initiator
+            } else {
+                session.responder
+            };
+            if self.faulty && self.rng.chance(self.faults.cut) {
+                self.stats.cuts += 1;
+                self.end_session(id, true);
+                return;
+            }
+            let dir = usize::from(to_initiator);
+            let at = (self.now() + self.rng.range(1, 60)).max(session.last[dir] + 1);
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.last[dir] = at;
+            }
+            if self.faulty && self.rng.chance(self.faults.dup) {
+                self.stats.duplicated += 1;
+                let later = at + self.rng.range(0, 200);
+                self.schedule_at(
+                    later,
+                    Event::Deliver {
+                        to,
+                        packet: Packet::Session {
+                            id,
+                            to_initiator,
+                            frame: frame.clone(),
+                        },
+                    },
+                );
+            }
+            self.schedule_at(
+                at,
+                Event::Deliver {
+                    to,
+                    packet: Packet::Session {
+                        id,
+                        to_initiator,
+                        frame,
+                    },
+                },
+            );
+        }
+    }
+
+    fn deliver_session(&mut self, id: u64, to_initiator: bool, frame: &[u8]) -> Result<(), String> {
+        let Some(s) = self.sessions.get(&id) else {
+            return Ok(()); // a late copy for a session that is over
+        };
+        let (i, r) = (s.initiator, s.responder);
+        if !self.reachable(i, r) {
+            self.end_session(id, true);
+            return Ok(());
+        }
+        let msg: SyncMessage = match wire::decode(&frame[4..]) {
+            Ok(m) => m,
+            Err(_) => {
+                self.end_session(id, true);
+                return Ok(());
+            }
+        };
+        let (Some(ri), Some(rr)) = (self.nodes[i].repo.as_ref(), self.nodes[r].repo.as_ref())
+        else {
+            return Ok(());
+        };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return Ok(());
+        };
+        let step = if to_initiator {
+            if s.init.is_finished() {
+                return Ok(());
+            }
+            s.init.handle(msg, &mut ri.replica(self.nodes[r].device))
+        } else {
+            if s.resp.is_finished() {
+                return Ok(());
+            }
+            s.resp.handle(msg, &mut rr.replica(self.nodes[i].device))
+        };
+        match step {
+            Ok(step) => {
+                self.send(id, !to_initiator, step.send);
+                if let Some(s) = self.sessions.get(&id)
+                    && s.init.is_finished()
+                    && s.resp.is_finished()
+                {
+                    self.end_session(id, false);
+                }
+            }
+            Err(SyncError::Refused(_)) => {
+                self.stats.sessions_refused += 1;
+                self.end_session(id, false);
+            }
+            Err(SyncError::Replica(e)) => {
+                return Err(format!(
+                    "{} failed to store what it received: {e}",
+                    self.nodes[if to_initiator { i } else { r }].name
+                ));
+            }
+            Err(_) => {
+                // A duplicate or out-of-place message: the receiver drops
+                // the connection, as the daemon does.
+                self.stats.sessions_broken += 1;
+                self.end_session(id, true);
+            }
+        }
+        // A responder that was refused, or finished, ends the session too.
+        if let Some(s) = self.sessions.get(&id)
+            && s.resp.was_refused()
+        {
+            self.stats.sessions_refused += 1;
+            self.end_session(id, false);
+        }
+        Ok(())
+    }
+
+    fn end_session(&mut self, id: u64, _broken: bool) {
+        let Some(s) = self.sessions.remove(&id) else {
+            return;
+        };
+        if self.dialing.remove(&(s.initiator, s.responder)) == Some(true) {
+            // Someone asked for another catch-up meanwhile: one follows.
+            let delay = self.rng.range(5, 50);
+            self.schedule(delay, Event::Dial(s.initiator, s.responder));
+        }
+    }
+
+    // ----- observations ------------------------------------------------------
+
+    /// The nodes that must agree at the end: every member, up.
+    pub fn honest_members(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&n| match self.nodes[n].part {
+                Part::Removed => !self.dan_removed,
+                Part::Late => self.eve_added,
+                _ => true,
+            })
+            .collect()
+    }
+
+    /// Each document of the space with its sorted heads, as node `n` holds it.
+    pub fn items(&self, n: usize) -> Result<Vec<(RecordId, Vec<[u8; 32]>)>, String> {
+        let repo = self.repo(n).ok_or("down")?;
+        let mut items: Vec<(RecordId, Vec<[u8; 32]>)> = repo
+            .store()
+            .space_items(self.space_id())
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        for (_, heads) in &mut items {
+            heads.sort();
+        }
+        items.sort();
+        Ok(items)
+    }
+
+    fn converged(&self) -> Result<bool, String> {
+        let members = self.honest_members();
+        if members.iter().any(|&n| self.nodes[n].repo.is_none()) {
+            return Ok(false);
+        }
+        let first = self.items(members[0])?;
+        for &n in &members[1..] {
+            if self.items(n)? != first {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn member(node: &SimNode, role: Role) -> Member {
+    Member {
+        device: node.device.to_string(),
+        role,
+        user: node.name.into(),
+        org: "Acme".into(),
+        added_by: String::new(),
+        since: 0,
+        addrs: Vec::new(),
+    }
+}
+
+/// A change setting `field` of `record` as `repo` holds it, by `key`'s
+/// device, signed, bypassing every local check (a modified client).
+fn signed_edit(
+    repo: &Repo,
+    key: &DeviceKey,
+    record: RecordId,
+    field: &str,
+    value: &str,
+) -> Result<SignedChange, String> {
+    let mut doc = repo
+        .load_doc(record)
+        .map_err(|e| e.to_string())?
+        .with_actor(key.device_id().actor_id());
+    rapport_model::doc::edit(
+        &mut doc,
+        &[Edit::Set(field.into(), FieldValue::Text(value.into()))],
+        Timestamp::from_millisecond(EPOCH_MS as i64).unwrap_or(Timestamp::UNIX_EPOCH),
+    )
+    .map_err(|e| e.to_string())?;
+    let change = doc.get_last_local_change().ok_or("no change")?;
+    key.sign_change(&change).map_err(|e| e.to_string())
+}
+
+fn change_hash(encoded: &[u8]) -> Option<[u8; 32]> {
+    let signed = SignedChange::decode(encoded).ok()?;
+    Change::from_bytes(signed.change).ok().map(|c| c.hash().0)
+}
+
+/// Stores on tmpfs where there is one: the simulation flushes thousands
+/// of times, and a disk's fsync would dominate its run time.
+fn sim_tempdir() -> Result<tempfile::TempDir, String> {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(t) = tempfile::Builder::new()
+            .prefix("rapport-sim")
+            .tempdir_in(shm)
+    {
+        return Ok(t);
+    }
+    tempfile::tempdir().map_err(|e| e.to_string())
+}
