@@ -235,3 +235,95 @@ fn oversized_and_malformed_frames_are_refused_and_the_node_keeps_serving() {
     b.ok(&["edit", &id, "--set", "industry=Steel"]);
     assert!(eventually(WAIT, || show(&a, &id)["industry"] == "Steel"));
 }
+
+/// A member's device that floods a node with catch-up sessions (a
+/// modified client holding a real member key) gets a few served and the
+/// rest turned away, while another member's edit still arrives at once.
+#[test]
+fn a_member_flooding_sessions_is_turned_away_and_others_keep_syncing() {
+    use rapport_proto::wire::{self, SyncMessage};
+
+    let (a, b, m) = (Node::new(), Node::new(), Node::new());
+    let _na = a.start(&[]);
+    let _nb = b.start(&[]);
+    a.ok(&["space", "create", SPACE]);
+    let acme = a.json(&["company", "add", "Acme", "--space", SPACE]);
+    let id = acme["id"].as_str().expect("id").to_string();
+    let space: rapport_model::RecordId = acme["space"]
+        .as_str()
+        .expect("space")
+        .parse()
+        .expect("space id");
+    b.ok(&["space", "join", &ticket(&a)]);
+    m.ok(&["init", "--name", "Mallory"]);
+    let mut nm = m.start(&[]);
+    m.ok(&["space", "join", &ticket(&a)]);
+    assert!(eventually(WAIT, || m.run(&["show", &id]).status.success()));
+    nm.stop();
+
+    let secret: [u8; 32] = std::fs::read(m.dir.join("device.key"))
+        .expect("key")
+        .try_into()
+        .expect("32 bytes");
+    let addr = common::endpoint_addr(&a.json(&["status"]));
+    let open = wire::encode_frame(&SyncMessage::Open {
+        space: space.to_bytes(),
+    })
+    .expect("frame");
+    const FLOOD: usize = 40;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let busy = runtime.block_on(async {
+        let ep = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+            .secret_key(iroh::SecretKey::from_bytes(&secret))
+            .clear_ip_transports()
+            .bind_addr("127.0.0.1:0")
+            .expect("addr")
+            .bind()
+            .await
+            .expect("bind");
+        let conn = ep.connect(addr, b"rapport/sync/1").await.expect("connect");
+        // Open sessions and never finish them: each would hold the node
+        // until its read timeout.
+        let mut streams = Vec::new();
+        for _ in 0..FLOOD {
+            let (mut send, recv) = conn.open_bi().await.expect("stream");
+            send.write_all(&open).await.expect("write");
+            streams.push((send, recv));
+        }
+        let mut busy = 0;
+        for (_, recv) in &mut streams {
+            let mut len = [0u8; 4];
+            let answer =
+                tokio::time::timeout(Duration::from_secs(2), recv.read_exact(&mut len)).await;
+            if let Ok(Ok(())) = answer {
+                let mut body = vec![0u8; wire::frame_len(len).expect("length")];
+                recv.read_exact(&mut body).await.expect("body");
+                if let Ok(SyncMessage::Refused { reason }) = wire::decode(&body) {
+                    assert!(reason.contains("busy"), "{reason}");
+                    busy += 1;
+                }
+            }
+        }
+        // While the flood holds its sessions open, B's edit reaches A.
+        b.ok(&["edit", &id, "--set", "industry=Steel"]);
+        assert!(
+            eventually(WAIT, || show(&a, &id)["industry"] == "Steel"),
+            "a flood from one member stopped another member's edit"
+        );
+        drop(streams);
+        conn.close(0u32.into(), b"bye");
+        ep.close().await;
+        busy
+    });
+    assert!(
+        busy >= FLOOD - 4,
+        "only {busy} of {FLOOD} flooding sessions were turned away"
+    );
+    let turned_away = a.json(&["status"])["sessions_turned_away"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        turned_away >= (FLOOD - 4) as u64,
+        "status shows {turned_away}"
+    );
+}

@@ -764,10 +764,11 @@ fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
     outln!(out, "relay       {}", s.relay);
     outln!(
         out,
-        "traffic     {} B sent, {} B received, {} frames refused",
+        "traffic     {} B sent, {} B received, {} frames refused, {} sessions turned away (too many at once)",
         s.bytes_sent,
         s.bytes_received,
-        s.refused_frames
+        s.refused_frames,
+        s.sessions_turned_away
     );
     outln!(
         out,

@@ -49,6 +49,12 @@ pub fn render(s: &NetStatus) -> String {
         &one(s.refused_frames as f64),
     );
     metric(
+        "sessions_turned_away_total",
+        "counter",
+        "Catch-up sessions turned away: their peer already had as many running as it may.",
+        &one(s.sessions_turned_away as f64),
+    );
+    metric(
         "peers_connected",
         "gauge",
         "Peers sharing a gossip topic with this node now.",

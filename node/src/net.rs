@@ -39,6 +39,13 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(600);
 /// Catch-up sessions run back to back for one (peer, space) before the
 /// periodic catch-up takes over.
 const MAX_FOLLOW_UPS: usize = 3;
+/// Catch-up sessions one peer may have this node serve at once. An honest
+/// node runs one per space at a time (coalescing), and catches up space
+/// after space; a peer that opens more is flooding, and the extra
+/// sessions are turned away before they cost any work.
+pub const MAX_SESSIONS_PER_PEER: usize = 4;
+/// What a peer over [`MAX_SESSIONS_PER_PEER`] is told.
+const BUSY: &str = "busy: too many catch-up sessions from your device at once; try again later";
 /// How long to wait for a peer to answer a dial.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -112,6 +119,9 @@ pub struct NetStatus {
     pub bytes_received: u64,
     /// Frames refused as malformed or oversized.
     pub refused_frames: u64,
+    /// Catch-up sessions turned away because their peer already had
+    /// [`MAX_SESSIONS_PER_PEER`] running.
+    pub sessions_turned_away: u64,
     pub spaces: BTreeMap<String, SpaceStatus>,
     /// Seconds since the node started.
     pub uptime_s: u64,
@@ -158,6 +168,8 @@ struct Counters {
     seen: HashMap<EndpointId, Timestamp>,
     /// Catch-up sessions running, and whether another was asked for.
     in_flight: HashMap<(EndpointId, SpaceId), bool>,
+    /// Sessions this node is serving, per peer.
+    serving: HashMap<EndpointId, usize>,
 }
 
 /// A gossip topic the node is subscribed to for a space.
@@ -198,6 +210,8 @@ struct Traffic {
     sent: AtomicU64,
     received: AtomicU64,
     refused_frames: AtomicU64,
+    /// Sessions turned away: their peer already had as many as it may.
+    turned_away: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -907,6 +921,7 @@ impl Node {
             bytes_sent: self.inner.traffic.sent.load(Ordering::Relaxed),
             bytes_received: self.inner.traffic.received.load(Ordering::Relaxed),
             refused_frames: self.inner.traffic.refused_frames.load(Ordering::Relaxed),
+            sessions_turned_away: self.inner.traffic.turned_away.load(Ordering::Relaxed),
             spaces,
             uptime_s: self.inner.started.elapsed().as_secs(),
             changes_stored: repo.store().change_count(),
@@ -1033,9 +1048,23 @@ struct SyncHandler {
 impl ProtocolHandler for SyncHandler {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
         let peer = connection.remote_id();
-        while let Ok((send, recv)) = connection.accept_bi().await {
+        while let Ok((mut send, recv)) = connection.accept_bi().await {
             let node = self.node.clone();
+            let Some(slot) = ServingSlot::take(&node, peer) else {
+                node.inner.traffic.turned_away.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %peer.fmt_short(), "turned away a catch-up session: the peer already has {MAX_SESSIONS_PER_PEER} running");
+                tokio::spawn(async move {
+                    let busy = SyncMessage::Refused {
+                        reason: BUSY.into(),
+                    };
+                    if write_frame(&node.inner.traffic, &mut send, &busy).await.is_ok() {
+                        let _ = send.finish();
+                    }
+                });
+                continue;
+            };
             tokio::spawn(async move {
+                let _slot = slot;
                 let session = tokio::time::timeout(SESSION_TIMEOUT, node.respond(peer, send, recv));
                 let result = session
                     .await
@@ -1046,6 +1075,39 @@ impl ProtocolHandler for SyncHandler {
             });
         }
         Ok(())
+    }
+}
+
+/// One of a peer's [`MAX_SESSIONS_PER_PEER`] places; given back on drop.
+struct ServingSlot {
+    node: Node,
+    peer: EndpointId,
+}
+
+impl ServingSlot {
+    fn take(node: &Node, peer: EndpointId) -> Option<ServingSlot> {
+        let mut c = node.counters();
+        let serving = c.serving.entry(peer).or_default();
+        if *serving >= MAX_SESSIONS_PER_PEER {
+            return None;
+        }
+        *serving += 1;
+        Some(ServingSlot {
+            node: node.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for ServingSlot {
+    fn drop(&mut self) {
+        let mut c = self.node.counters();
+        if let Some(n) = c.serving.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.serving.remove(&self.peer);
+            }
+        }
     }
 }
 
