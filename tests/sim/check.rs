@@ -21,7 +21,7 @@ impl World {
     }
 
     fn snapshot(&self, n: usize) -> Result<Snapshot, String> {
-        let repo = self.repo(n).ok_or("down")?;
+        let repo = self.up(n)?;
         let views = repo
             .list(Kind::Company, &[], true)
             .map_err(|e| e.to_string())?;
@@ -68,8 +68,7 @@ impl World {
         }
         for n in self.honest_members() {
             let view = self
-                .repo(n)
-                .ok_or("down")?
+                .up(n)?
                 .space(self.space)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("{} does not hold the space", self.nodes[n].name))?;
@@ -101,7 +100,7 @@ impl World {
         let dan = self.nodes[3].device;
         let admins = [self.nodes[0].device, self.nodes[1].device];
         for n in self.honest_members() {
-            let repo = self.repo(n).ok_or("down")?;
+            let repo = self.up(n)?;
             let name = self.nodes[n].name;
             let view = repo
                 .space(self.space)
@@ -172,7 +171,7 @@ impl World {
         for a in &self.acked {
             let author = self.nodes[a.node].name;
             if !members.contains(&a.node) {
-                let repo = self.repo(a.node).ok_or("down")?;
+                let repo = self.up(a.node)?;
                 if repo
                     .store()
                     .signed_change(&a.hash)
@@ -185,8 +184,7 @@ impl World {
             }
             for &n in &members {
                 let mut doc = self
-                    .repo(n)
-                    .ok_or("down")?
+                    .up(n)?
                     .load_doc(a.record)
                     .map_err(|e| format!("{}: {e}", self.nodes[n].name))?;
                 if doc.get_change_by_hash(&ChangeHash(a.hash)).is_none() {
@@ -213,7 +211,7 @@ impl World {
         let from = self.nodes[0].device;
         for n in self.honest_members() {
             let before = self.snapshot(n)?;
-            let repo = self.repo(n).ok_or("down")?;
+            let repo = self.up(n)?;
             for (record, changes) in &by_record {
                 repo.apply_remote(self.space_id(), *record, changes.clone(), from)
                     .map_err(|e| format!("{}: {e}", self.nodes[n].name))?;

@@ -413,6 +413,12 @@ impl World {
         self.nodes[n].repo.as_ref()
     }
 
+    /// Node `n`'s store, which must be up.
+    fn up(&self, n: usize) -> Result<&Repo, String> {
+        self.repo(n)
+            .ok_or_else(|| format!("{} is down", self.nodes[n].name))
+    }
+
     fn space_id(&self) -> SpaceId {
         SpaceId::Shared(self.space)
     }
@@ -442,7 +448,7 @@ impl World {
 
     /// A whole fault-free session, outside the schedule (setup only).
     fn sync_directly(&mut self, a: usize, b: usize) -> Result<(), String> {
-        let (ra, rb) = (self.repo(a).ok_or("down")?, self.repo(b).ok_or("down")?);
+        let (ra, rb) = (self.up(a)?, self.up(b)?);
         let mut ia = ra.replica(self.nodes[b].device);
         let mut ib = rb.replica(self.nodes[a].device);
         rapport_sync::run_in_memory(self.space_id(), &mut ia, &mut ib)
@@ -1079,7 +1085,7 @@ impl World {
 
     /// Each document of the space with its sorted heads, as node `n` holds it.
     pub fn items(&self, n: usize) -> Result<Vec<(RecordId, Vec<[u8; 32]>)>, String> {
-        let repo = self.repo(n).ok_or("down")?;
+        let repo = self.up(n)?;
         let mut items: Vec<(RecordId, Vec<[u8; 32]>)> = repo
             .store()
             .space_items(self.space_id())
@@ -1094,7 +1100,7 @@ impl World {
 
     fn converged(&self) -> Result<bool, String> {
         let members = self.honest_members();
-        if members.iter().any(|&n| self.nodes[n].repo.is_none()) {
+        if self.nodes.iter().any(|n| n.repo.is_none()) {
             return Ok(false);
         }
         let first = self.items(members[0])?;
