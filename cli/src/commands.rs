@@ -332,6 +332,9 @@ pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
         Command::Bench(crate::BenchCmd::Relay { nodes, changes }) => {
             crate::bench_relay::run(out, nodes, changes, json)
         }
+        Command::Bench(crate::BenchCmd::Serve { peers, writes }) => {
+            crate::bench_serve::run(out, peers, writes, json)
+        }
         Command::Bench(crate::BenchCmd::Sync {
             records,
             changed,

@@ -1051,13 +1051,19 @@ impl ProtocolHandler for SyncHandler {
         while let Ok((mut send, recv)) = connection.accept_bi().await {
             let node = self.node.clone();
             let Some(slot) = ServingSlot::take(&node, peer) else {
-                node.inner.traffic.turned_away.fetch_add(1, Ordering::Relaxed);
+                node.inner
+                    .traffic
+                    .turned_away
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(peer = %peer.fmt_short(), "turned away a catch-up session: the peer already has {MAX_SESSIONS_PER_PEER} running");
                 tokio::spawn(async move {
                     let busy = SyncMessage::Refused {
                         reason: BUSY.into(),
                     };
-                    if write_frame(&node.inner.traffic, &mut send, &busy).await.is_ok() {
+                    if write_frame(&node.inner.traffic, &mut send, &busy)
+                        .await
+                        .is_ok()
+                    {
                         let _ = send.finish();
                     }
                 });

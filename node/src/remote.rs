@@ -20,7 +20,7 @@
 //! they depend on, or that are kept aside, are stored but not applied; the
 //! document is rebuilt from what the rules accept whenever that changes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rapport_model::automerge::{AutoCommit, Change, ChangeHash};
 use rapport_model::space::{is_space_doc, space_of};
@@ -277,22 +277,14 @@ impl Repo {
                 .map(|_| ())
                 .map_err(|e| format!("not a valid record: {e}"))
         };
-        let mut whole = doc.clone();
-        let applies = whole
-            .apply_changes(fresh.iter().map(|((_, c), _)| c.clone()))
-            .is_ok();
-        if applies && valid(&mut whole).is_ok() {
+        let batch: Vec<Change> = fresh.iter().map(|((_, c), _)| c.clone()).collect();
+        if let Ok(whole) = try_apply(&doc, &batch, &valid) {
             doc = whole;
         } else {
             let mut good = Vec::new();
             for ((signed, change), new) in fresh {
-                let mut trial = doc.clone();
-                let result = trial
-                    .apply_changes([change.clone()])
-                    .map_err(|e| format!("the change does not apply: {e}"))
-                    .and_then(|()| valid(&mut trial));
-                match result {
-                    Ok(()) => {
+                match try_apply(&doc, std::slice::from_ref(&change), &valid) {
+                    Ok(trial) => {
                         doc = trial;
                         good.push(((signed, change), new));
                     }
@@ -491,6 +483,41 @@ impl Repo {
             report: ApplyReport::default(),
         }
     }
+}
+
+/// `doc` with `changes` applied, if the result passes `valid`.
+///
+/// Automerge 0.12 applies some malformed changes (an op whose predecessor
+/// is an op at another key) and then panics when asked for them again,
+/// which reading, judging and serving the document all do. So the applied
+/// changes must come back out of the document as they were signed, and a
+/// panic on the way refuses them rather than bringing the node down (the
+/// copy it happened on is thrown away).
+fn try_apply(
+    doc: &AutoCommit,
+    changes: &[Change],
+    valid: &dyn Fn(&mut AutoCommit) -> Result<(), String>,
+) -> Result<AutoCommit, String> {
+    let attempt = || {
+        let mut trial = doc.clone();
+        let before = trial.get_heads();
+        trial
+            .apply_changes(changes.iter().cloned())
+            .map_err(|e| format!("the change does not apply: {e}"))?;
+        // Those still waiting for their dependencies do not come back yet.
+        let offered: HashSet<ChangeHash> = changes.iter().map(Change::hash).collect();
+        if trial
+            .get_changes(&before)
+            .iter()
+            .any(|c| !offered.contains(&c.hash()))
+        {
+            return Err("the change does not survive Automerge's re-encoding".into());
+        }
+        valid(&mut trial)?;
+        Ok(trial)
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt))
+        .unwrap_or_else(|_| Err("the change breaks Automerge (it panicked)".into()))
 }
 
 /// [`Replica`] over a [`Repo`], for one session with one peer.
@@ -1183,5 +1210,37 @@ mod tests {
             d1.resolve("Acme").expect("acme").text("industry"),
             Some("Steel")
         );
+    }
+
+    /// Found by the ingest fuzz target (its corpus file
+    /// `crash-b24489e9d8f8274b.bin`): Automerge 0.12 applies a change whose
+    /// op names as predecessor an op at another key, then panics when asked
+    /// for that change again (reading the record asks for it).
+    #[test]
+    fn a_change_automerge_cannot_give_back_is_refused_without_a_panic() {
+        use rapport_model::automerge::legacy::Key;
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let (_shared, space, acme) = joint_acme(&a, &b, Role::Writer);
+        let mut doc = a.load_doc(acme.id).expect("doc");
+        let now = Timestamp::now();
+        let last = |doc: &mut AutoCommit, edit| {
+            rapport_model::doc::edit(doc, &[edit], now).expect("edit");
+            doc.get_last_local_change().expect("change")
+        };
+        let delete = last(&mut doc, rapport_model::Edit::Deleted(true));
+        let mut restore = last(&mut doc, rapport_model::Edit::Deleted(false)).decode();
+        restore.operations[0].key = Key::Map("deheted".into());
+        let forged = Change::from(restore);
+        let batch = [delete, forged].map(|c| a.key().sign_change(&c).expect("sign").encode());
+
+        let report = b
+            .apply_remote(space, acme.id, batch.to_vec(), a.device_id())
+            .expect("apply");
+        assert_eq!((report.applied, report.rejected), (1, 1), "{report:?}");
+        assert!(b.resolve(&acme.id.to_string()).expect("acme").deleted);
+        // The node still serves the record and edits it.
+        assert_eq!(b.changes_for(space, acme.id, &[]).expect("serve").len(), 2);
+        b.restore(&acme.id.to_string()).expect("b restores");
     }
 }

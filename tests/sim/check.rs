@@ -6,9 +6,9 @@ use rapport_model::automerge::ChangeHash;
 use rapport_model::{Kind, RecordId, RecordView, Role};
 use rapport_trust::DeviceId;
 
-use super::{Part, World};
+use super::{Items, Part, World};
 
-type Snapshot = (Vec<(RecordId, Vec<[u8; 32]>)>, Vec<RecordView>);
+type Snapshot = (Items, Vec<RecordView>);
 
 impl World {
     /// Every invariant, in the order a failure is easiest to read.

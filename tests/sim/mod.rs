@@ -43,6 +43,9 @@ use rapport_proto::wire::{self, SyncMessage};
 use rapport_sync::{Initiator, Responder, SyncError};
 use rapport_trust::{DeviceId, DeviceKey, KeyError};
 
+/// Each document of the space with its sorted heads.
+pub type Items = Vec<(RecordId, Vec<[u8; 32]>)>;
+
 /// Virtual time starts here (2026-01-01), in Unix milliseconds.
 const EPOCH_MS: u64 = 1_767_225_600_000;
 
@@ -1084,9 +1087,9 @@ impl World {
     }
 
     /// Each document of the space with its sorted heads, as node `n` holds it.
-    pub fn items(&self, n: usize) -> Result<Vec<(RecordId, Vec<[u8; 32]>)>, String> {
+    pub fn items(&self, n: usize) -> Result<Items, String> {
         let repo = self.up(n)?;
-        let mut items: Vec<(RecordId, Vec<[u8; 32]>)> = repo
+        let mut items: Items = repo
             .store()
             .space_items(self.space_id())
             .collect::<Result<_, _>>()
