@@ -448,10 +448,7 @@ fn check_v(v: &Node, ledger: &Mutex<Ledger>, context: &str) -> u64 {
 #[test]
 fn a_node_killed_during_sync_and_writes_loses_nothing_and_converges() {
     let seed = seed(0xc0ff_ee42);
-    let cycles: u64 = std::env::var("RAPPORT_CRASH_CYCLES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(DEFAULT_CYCLES);
+    let cycles = common::rounds("RAPPORT_CRASH_CYCLES", DEFAULT_CYCLES, 100);
     eprintln!("crash: seed {seed}, {cycles} cycles (replay with RAPPORT_TEST_SEED={seed})");
     let test_started = Instant::now();
     let mut rng = Rng(seed);

@@ -22,10 +22,7 @@ const DEFAULT_CYCLES: u64 = 150;
 #[test]
 fn acknowledged_writes_survive_sigkill() {
     let seed = seed(0x5eed_cafe);
-    let cycles: u64 = std::env::var("RAPPORT_KILL_CYCLES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(DEFAULT_CYCLES);
+    let cycles = common::rounds("RAPPORT_KILL_CYCLES", DEFAULT_CYCLES, 600);
     eprintln!("durability: seed {seed}, {cycles} cycles (replay with RAPPORT_TEST_SEED={seed})");
     let mut rng = Rng(seed);
     let n = Node::new();

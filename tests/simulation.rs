@@ -2,9 +2,10 @@
 //! message loss, duplication, reordering, partitions, crashes and a hostile
 //! member (see `sim/mod.rs` for the world and `sim/check.rs` for what must
 //! hold). A failure prints its seed; `RAPPORT_SIM_SEED=S` replays exactly
-//! that run, `RAPPORT_SIM_SEEDS=N` runs N seeds (the long mode), and
-//! `RAPPORT_SIM_FIRST=K` starts from seed K.
+//! that run, `RAPPORT_SIM_SEEDS=N` runs N seeds (`RAPPORT_LONG=1`: 5000),
+//! and `RAPPORT_SIM_FIRST=K` starts from seed K.
 
+mod common;
 mod sim;
 
 use std::time::Instant;
@@ -37,7 +38,7 @@ fn seeded_runs_converge_lose_nothing_and_apply_nothing_unauthorized() {
         Some(seed) => vec![seed],
         None => {
             let first = env_u64("RAPPORT_SIM_FIRST").unwrap_or(0);
-            let n = env_u64("RAPPORT_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS);
+            let n = common::rounds("RAPPORT_SIM_SEEDS", DEFAULT_SEEDS, 5000);
             (first..first + n).collect()
         }
     };

@@ -185,6 +185,19 @@ impl Rng {
     }
 }
 
+/// How many rounds a fault test runs: `var` if set, else `default`, or
+/// `long` with `RAPPORT_LONG=1` (the long mode, outside CI).
+pub fn rounds(var: &str, default: u64, long: u64) -> u64 {
+    if let Some(n) = std::env::var(var).ok().and_then(|v| v.parse().ok()) {
+        return n;
+    }
+    if std::env::var("RAPPORT_LONG").is_ok_and(|v| v == "1") {
+        long
+    } else {
+        default
+    }
+}
+
 /// The seed to use: `RAPPORT_TEST_SEED` if set, else `default`.
 pub fn seed(default: u64) -> u64 {
     std::env::var("RAPPORT_TEST_SEED")
