@@ -124,8 +124,7 @@ pub enum VerifyError {
 /// Checks that `signed` is a well-formed Automerge change whose actor is its
 /// author and whose signature verifies strictly. Returns the parsed change.
 pub fn verify_change(signed: &SignedChange) -> Result<Change, VerifyError> {
-    let change = Change::from_bytes(signed.change.clone())
-        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let change = parse_change(&signed.change)?;
     if DeviceId::from_actor(change.actor_id()) != Some(DeviceId(signed.author)) {
         return Err(VerifyError::ActorMismatch);
     }
@@ -133,6 +132,23 @@ pub fn verify_change(signed: &SignedChange) -> Result<Change, VerifyError> {
     let sig = Signature::from_bytes(&signed.signature);
     key.verify_strict(&signing_message(&change.hash()), &sig)
         .map_err(|_| VerifyError::BadSignature)?;
+    Ok(change)
+}
+
+/// Parses untrusted change bytes. Automerge 0.12 panics on some (an op
+/// counter above `u32::MAX`), and does not check a change's checksum when
+/// parsing it, only when it loads a saved document holding the change
+/// (which then fails to load); both are refused here as malformed.
+fn parse_change(bytes: &[u8]) -> Result<Change, VerifyError> {
+    let change = std::panic::catch_unwind(|| Change::from_bytes(bytes.to_vec()))
+        .map_err(|_| VerifyError::Malformed("Automerge cannot parse it (it panicked)".into()))?
+        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    // The chunk header's checksum is the start of the change's hash.
+    if bytes.get(4..8) != Some(&change.hash().0[..4]) {
+        return Err(VerifyError::Malformed(
+            "its checksum does not match its contents".into(),
+        ));
+    }
     Ok(change)
 }
 
@@ -186,6 +202,43 @@ mod tests {
 
         // A key cannot sign a change that names another actor.
         assert!(other.sign_change(&change_by(&key)).is_err());
+    }
+
+    /// Found by the fuzz targets (`tests/fuzz-corpus/ingest/crash-0a2ff3914c14031f.bin`):
+    /// a node stored such a change, waiting for its dependencies, in a
+    /// document that then failed to load ("bad checksum").
+    #[test]
+    fn a_change_whose_checksum_does_not_match_is_refused() {
+        let key = DeviceKey::from_secret([1; 32]);
+        let mut bytes = change_by(&key).raw_bytes().to_vec();
+        bytes[4] ^= 1;
+        let change = Change::from_bytes(bytes).expect("Automerge parses it anyway");
+        let signed = key.sign_change(&change).expect("sign");
+        assert!(matches!(
+            verify_change(&signed),
+            Err(VerifyError::Malformed(m)) if m.contains("checksum")
+        ));
+    }
+
+    /// Found by the envelope fuzz target
+    /// (`tests/fuzz-corpus/envelope/crash-646dcad4dff6c6f1.bin`).
+    #[test]
+    fn an_op_counter_beyond_u32_is_refused_without_a_panic() {
+        use rapport_model::automerge::legacy::OpId;
+        let key = DeviceKey::from_secret([1; 32]);
+        let mut expanded = change_by(&key).decode();
+        let beyond = u64::from(u32::MAX) + 5;
+        expanded.operations[0].pred = vec![OpId(beyond, key.device_id().actor_id())].into();
+        let bytes = Change::from(expanded).raw_bytes().to_vec();
+        let signed = SignedChange {
+            author: key.device_id().0,
+            signature: [0; 64],
+            change: bytes,
+        };
+        assert!(matches!(
+            verify_change(&signed),
+            Err(VerifyError::Malformed(_))
+        ));
     }
 
     #[test]
