@@ -34,6 +34,12 @@ fn change_set(n: &Node, record: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Creates the space on `a` with company Acme in it; Acme's JSON.
+fn shared_acme(a: &Node) -> Value {
+    a.ok(&["space", "create", SPACE]);
+    a.json(&["company", "add", "Acme", "--space", SPACE])
+}
+
 fn show(n: &Node, record: &str) -> Value {
     let mut v = n.json(&["show", record]);
     if let Some(o) = v.as_object_mut() {
@@ -48,8 +54,7 @@ fn three_nodes_converge_on_concurrent_edits_and_catch_up_after_restart() {
     let mut na = a.start(&[]);
     let _nb = b.start(&[]);
     let mut nc = c.start(&[]);
-    a.ok(&["space", "create", SPACE]);
-    let acme = a.json(&["company", "add", "Acme", "--space", SPACE]);
+    let acme = shared_acme(&a);
     let id = acme["id"].as_str().expect("id").to_string();
     b.ok(&["space", "join", &ticket(&a)]);
     c.ok(&["space", "join", &ticket(&a)]);
@@ -158,8 +163,7 @@ fn forged_changes_are_rejected_by_every_node() {
     let (a, b, m) = (Node::new(), Node::new(), Node::new());
     let _na = a.start(&[]);
     let _nb = b.start(&[]);
-    a.ok(&["space", "create", SPACE]);
-    let acme = a.json(&["company", "add", "Acme", "--space", SPACE]);
+    let acme = shared_acme(&a);
     let id = acme["id"].as_str().expect("id").to_string();
     b.ok(&["space", "join", &ticket_as(&a, "admin")]);
     assert!(eventually(WAIT, || b.run(&["show", &id]).status.success()));
@@ -199,8 +203,7 @@ fn oversized_and_malformed_frames_are_refused_and_the_node_keeps_serving() {
     let (a, b) = (Node::new(), Node::new());
     let _na = a.start(&[]);
     let _nb = b.start(&[]);
-    a.ok(&["space", "create", SPACE]);
-    let acme = a.json(&["company", "add", "Acme", "--space", SPACE]);
+    let acme = shared_acme(&a);
     let id = acme["id"].as_str().expect("id").to_string();
     b.ok(&["space", "join", &ticket(&a)]);
     let addr = common::endpoint_addr(&a.json(&["status"]));
@@ -246,8 +249,7 @@ fn a_member_flooding_sessions_is_turned_away_and_others_keep_syncing() {
     let (a, b, m) = (Node::new(), Node::new(), Node::new());
     let _na = a.start(&[]);
     let _nb = b.start(&[]);
-    a.ok(&["space", "create", SPACE]);
-    let acme = a.json(&["company", "add", "Acme", "--space", SPACE]);
+    let acme = shared_acme(&a);
     let id = acme["id"].as_str().expect("id").to_string();
     let space: rapport_model::RecordId = acme["space"]
         .as_str()

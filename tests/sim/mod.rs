@@ -43,44 +43,13 @@ use rapport_proto::wire::{self, SyncMessage};
 use rapport_sync::{Initiator, Responder, SyncError};
 use rapport_trust::{DeviceId, DeviceKey, KeyError};
 
+use crate::common::Rng;
+
 /// Each document of the space with its sorted heads.
 pub type Items = Vec<(RecordId, Vec<[u8; 32]>)>;
 
 /// Virtual time starts here (2026-01-01), in Unix milliseconds.
 const EPOCH_MS: u64 = 1_767_225_600_000;
-
-/// SplitMix64: small, fast, and the same everywhere.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Uniform in `lo..hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo)
-    }
-
-    /// True with probability `per_mille`/1000.
-    pub fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
 
 /// A node's clock (the world's virtual one) and its own seeded randomness.
 struct SimEnv {
@@ -336,13 +305,13 @@ impl World {
     pub fn new(seed: u64, faults: Faults) -> Result<World, String> {
         let tmp = sim_tempdir()?;
         let clock = Arc::new(AtomicU64::new(0));
-        let mut rng = Rng::new(seed);
+        let mut rng = Rng(seed);
         let mut nodes = Vec::new();
         for (i, (name, part)) in CAST.iter().enumerate() {
             let dir = tmp.path().join(name);
             let env = Arc::new(SimEnv {
                 clock: clock.clone(),
-                rng: Mutex::new(Rng::new(rng.next() ^ i as u64)),
+                rng: Mutex::new(Rng(rng.next() ^ i as u64)),
             });
             let repo =
                 Repo::open_in(&dir, OpenMode::Create, env.clone()).map_err(|e| e.to_string())?;
