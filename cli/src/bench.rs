@@ -224,6 +224,117 @@ pub(crate) fn print_figures(
     Ok(())
 }
 
+/// A `rapport` daemon (`up` or `relay run`) in a child process of its own,
+/// for benchmarks that measure it from outside; killed when dropped.
+pub(crate) struct Daemon {
+    child: std::process::Child,
+    pub(crate) dir: std::path::PathBuf,
+    /// The first line the daemon printed with `--json`: node id, addresses, API.
+    pub(crate) info: serde_json::Value,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// Runs `rapport --data-dir DIR --json ARGS...` and waits for its first line.
+    pub(crate) fn start(dir: &Path, args: &[&str]) -> Result<Daemon> {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().context("cannot find the rapport binary")?;
+        let mut child = Command::new(exe)
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--json")
+            .args(args)
+            .env_remove("RAPPORT_DATA_DIR")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start rapport {args:?}"))?;
+        let stdout = child.stdout.take().context("daemon stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let mut daemon = Daemon {
+            child,
+            dir: dir.to_path_buf(),
+            info: serde_json::Value::Null,
+        };
+        if line.is_empty() {
+            anyhow::bail!("rapport {args:?} did not start");
+        }
+        daemon.info = serde_json::from_str(&line).unwrap_or_default();
+        Ok(daemon)
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs a CLI command against the daemon (a new process, forwarded
+    /// through the local API) and parses its JSON answer.
+    pub(crate) fn cli(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let exe = std::env::current_exe()?;
+        let out = Command::new(exe)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--json")
+            .args(args)
+            .env_remove("RAPPORT_DATA_DIR")
+            .output()?;
+        if !out.status.success() {
+            anyhow::bail!("rapport {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// Peak RSS (KiB) and CPU seconds so far, from /proc.
+    pub(crate) fn usage(&self) -> (Option<u64>, Option<f64>) {
+        let pid = self.pid();
+        (proc_status_kib(pid, "VmHWM:"), proc_cpu_s(pid))
+    }
+
+    /// Stops the daemon (SIGKILL: what it acknowledged is already durable).
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `kB` line of /proc/PID/status (`VmHWM:`, `VmRSS:`), in KiB.
+pub(crate) fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// User plus system CPU seconds of a process so far, from /proc/PID/stat.
+pub(crate) fn proc_cpu_s(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime: fields 14 and 15, in clock ticks (100/s on Linux).
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Polls `check` (on a blocking-capable thread) every 250 ms until it holds.
+pub(crate) async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> Result<()> {
+    let started = Instant::now();
+    while !tokio::task::block_in_place(&mut check) {
+        if started.elapsed() > limit {
+            anyhow::bail!("gave up after {} s", limit.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
 pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status

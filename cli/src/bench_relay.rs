@@ -5,8 +5,6 @@
 //! back, and the benchmark measures how long until every node holds every
 //! change, with the relay's peak RSS, CPU time and bytes per change.
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +13,8 @@ use rapport_model::{Kind, Role, SpaceId};
 use rapport_node::net::{NetConfig, Node};
 use rapport_node::{OpenMode, Repo};
 use serde_json::json;
+
+use crate::bench::{Daemon, wait_until};
 
 /// Records each node creates; its other changes are edits of them.
 const RECORDS_PER_NODE: usize = 25;
@@ -42,93 +42,29 @@ fn config() -> NetConfig {
 }
 
 /// The relay process; killed when dropped.
-struct Relay {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Relay {
-    fn start(dir: &std::path::Path) -> Result<Relay> {
-        let exe = std::env::current_exe().context("cannot find the rapport binary")?;
-        let mut child = Command::new(exe)
-            .arg("--data-dir")
-            .arg(dir)
-            .args([
-                "--json",
-                "relay",
-                "run",
-                "--bind",
-                "127.0.0.1:0",
-                "--no-mdns",
-            ])
-            .args(["--sync-interval", "1", "--rate", "10000000"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start the relay")?;
-        let stdout = child.stdout.take().context("relay stdout")?;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        if line.is_empty() {
-            bail!("the relay did not start");
-        }
-        Ok(Relay {
-            child,
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    /// Runs a CLI command against the relay (through its local API).
-    fn cli(&self, args: &[&str]) -> Result<serde_json::Value> {
-        let exe = std::env::current_exe()?;
-        let out = Command::new(exe)
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .arg("--json")
-            .args(args)
-            .output()?;
-        if !out.status.success() {
-            bail!("relay {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(serde_json::from_slice(&out.stdout)?)
-    }
-
-    /// Peak RSS (KiB) and CPU seconds so far, from /proc.
-    fn usage(&self) -> (Option<u64>, Option<f64>) {
-        let pid = self.child.id();
-        let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            });
-        let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                let after = s.rsplit_once(')')?.1;
-                let f: Vec<&str> = after.split_whitespace().collect();
-                // utime and stime: fields 14 and 15, in clock ticks (100/s on Linux).
-                let ticks: f64 =
-                    f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-                Some(ticks / 100.0)
-            });
-        (rss, cpu)
-    }
+fn start_relay(dir: &std::path::Path) -> Result<Daemon> {
+    Daemon::start(
+        dir,
+        &[
+            "relay",
+            "run",
+            "--bind",
+            "127.0.0.1:0",
+            "--no-mdns",
+            "--sync-interval",
+            "1",
+            "--rate",
+            "10000000",
+        ],
+    )
+    .context("cannot start the relay")
 }
 
 async fn measure(n: usize, changes: usize) -> Result<serde_json::Value> {
     let tmp = tempfile::Builder::new()
         .prefix("rapport-bench-relay-")
         .tempdir()?;
-    let relay = Relay::start(&tmp.path().join("relay"))?;
+    let relay = start_relay(&tmp.path().join("relay"))?;
     let repos: Vec<Arc<Repo>> = (0..n)
         .map(|i| Repo::open(&tmp.path().join(format!("node{i}")), OpenMode::Create).map(Arc::new))
         .collect::<Result<_, _>>()?;
@@ -250,15 +186,4 @@ async fn measure(n: usize, changes: usize) -> Result<serde_json::Value> {
         "relay_cpu_s": cpu,
         "relay_disk_bytes": status["disk_bytes"],
     }))
-}
-
-async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> Result<()> {
-    let started = Instant::now();
-    while !tokio::task::block_in_place(&mut check) {
-        if started.elapsed() > limit {
-            bail!("gave up after {} s", limit.as_secs());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Ok(())
 }

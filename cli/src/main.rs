@@ -14,6 +14,7 @@ macro_rules! outln {
 
 mod bench;
 mod bench_relay;
+mod bench_serve;
 mod bench_sync;
 mod client;
 mod commands;
@@ -175,6 +176,16 @@ pub enum BenchCmd {
         /// Changes each node writes.
         #[arg(long, default_value_t = 500)]
         changes: usize,
+    },
+    /// One `rapport up` node writing at full speed while serving P peers that write too:
+    /// write throughput, convergence time, the node's RSS over time, CPU, bytes.
+    Serve {
+        /// Peers sharing the space with the served node, all online.
+        #[arg(long, default_value_t = 20)]
+        peers: usize,
+        /// Changes the served node writes (each peer writes a tenth as many).
+        #[arg(long, default_value_t = 2000)]
+        writes: usize,
     },
 }
 
