@@ -244,6 +244,7 @@ fn oversized_and_malformed_frames_are_refused_and_the_node_keeps_serving() {
 /// rest turned away, while another member's edit still arrives at once.
 #[test]
 fn a_member_flooding_sessions_is_turned_away_and_others_keep_syncing() {
+    use rapport_node::net::MAX_SESSIONS_PER_PEER;
     use rapport_proto::wire::{self, SyncMessage};
 
     let (a, b, m) = (Node::new(), Node::new(), Node::new());
@@ -318,14 +319,14 @@ fn a_member_flooding_sessions_is_turned_away_and_others_keep_syncing() {
         busy
     });
     assert!(
-        busy >= FLOOD - 4,
+        busy >= FLOOD - MAX_SESSIONS_PER_PEER,
         "only {busy} of {FLOOD} flooding sessions were turned away"
     );
     let turned_away = a.json(&["status"])["sessions_turned_away"]
         .as_u64()
         .unwrap_or(0);
     assert!(
-        turned_away >= (FLOOD - 4) as u64,
+        turned_away >= (FLOOD - MAX_SESSIONS_PER_PEER) as u64,
         "status shows {turned_away}"
     );
 }

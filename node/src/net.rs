@@ -41,9 +41,10 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(600);
 const MAX_FOLLOW_UPS: usize = 3;
 /// Catch-up sessions one peer may have this node serve at once. An honest
 /// node runs one per space at a time (coalescing), and catches up space
-/// after space; a peer that opens more is flooding, and the extra
-/// sessions are turned away before they cost any work.
-pub const MAX_SESSIONS_PER_PEER: usize = 4;
+/// after space, so only live edits in many spaces at once come near it; a
+/// peer that opens more is flooding, and the extra sessions are turned
+/// away before they cost any work.
+pub const MAX_SESSIONS_PER_PEER: usize = 8;
 /// What a peer over [`MAX_SESSIONS_PER_PEER`] is told.
 const BUSY: &str = "busy: too many catch-up sessions from your device at once; try again later";
 /// How long to wait for a peer to answer a dial.
