@@ -40,13 +40,16 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(600);
 /// periodic catch-up takes over.
 const MAX_FOLLOW_UPS: usize = 3;
 /// Catch-up sessions one peer may have this node serve at once. An honest
-/// node runs one per space at a time (coalescing), and catches up space
-/// after space, so only live edits in many spaces at once come near it; a
-/// peer that opens more is flooding, and the extra sessions are turned
-/// away before they cost any work.
+/// node runs one per space at a time (coalescing) and its periodic
+/// catch-up goes space after space, so only live edits in many spaces at
+/// once come near it (it then retries after [`BUSY_RETRY`]); a peer that
+/// opens more is flooding, and the extra sessions are turned away before
+/// they cost any work.
 pub const MAX_SESSIONS_PER_PEER: usize = 8;
 /// What a peer over [`MAX_SESSIONS_PER_PEER`] is told.
 const BUSY: &str = "busy: too many catch-up sessions from your device at once; try again later";
+/// How long a node waits before trying again a peer that said [`BUSY`].
+const BUSY_RETRY: Duration = Duration::from_secs(2);
 /// How long to wait for a peer to answer a dial.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -675,8 +678,16 @@ impl Node {
         }
         let _entry = InFlight(self, peer, space);
         for _ in 0..MAX_FOLLOW_UPS + 1 {
-            if let Err(e) = self.sync_with(peer, space).await {
-                tracing::debug!(peer = %peer.fmt_short(), %space, "catch-up: {e}");
+            match self.sync_with(peer, space).await {
+                Err(NetError::Peer { reason, .. }) if reason.contains(BUSY) => {
+                    // The peer already serves as many of our sessions as
+                    // it may (live edits in many spaces at once): try
+                    // again shortly instead of waiting for the next round.
+                    tokio::time::sleep(BUSY_RETRY).await;
+                    continue;
+                }
+                Err(e) => tracing::debug!(peer = %peer.fmt_short(), %space, "catch-up: {e}"),
+                Ok(_) => {}
             }
             let mut c = self.counters();
             match c.in_flight.get_mut(&(peer, space)) {
@@ -733,7 +744,9 @@ impl Node {
                 .await
                 .map_err(|e| peer_err(peer.fmt_short(), e))?;
             let step = blocking(|| init.handle(msg, &mut replica)).map_err(|e| {
-                if let rapport_sync::SyncError::Refused(reason) = &e {
+                if let rapport_sync::SyncError::Refused(reason) = &e
+                    && !reason.contains(BUSY)
+                {
                     self.counters().refused.insert(space, reason.clone());
                 }
                 peer_err(peer.fmt_short(), e)

@@ -29,7 +29,7 @@ use rapport_proto::{SignedChange, hex};
 use rapport_store::{Indexed, RecordWrite, Rejection};
 use rapport_sync::Replica;
 use rapport_trust::policy::{ChangeMeta, Verdict, accepted_heads, evaluate_space, judge_record};
-use rapport_trust::{DeviceId, verify_change};
+use rapport_trust::{DeviceId, parse_change, verify_change};
 
 use crate::limits::Limiter;
 use std::time::Instant;
@@ -278,12 +278,15 @@ impl Repo {
                 .map_err(|e| format!("not a valid record: {e}"))
         };
         let batch: Vec<Change> = fresh.iter().map(|((_, c), _)| c.clone()).collect();
-        if let Ok(whole) = try_apply(&doc, &batch, &valid) {
+        // A change applied alone may release others of the batch that
+        // Automerge queued waiting for it: they may come out too.
+        let offered: HashSet<ChangeHash> = batch.iter().map(Change::hash).collect();
+        if let Ok(whole) = try_apply(&doc, &batch, &offered, &valid) {
             doc = whole;
         } else {
             let mut good = Vec::new();
             for ((signed, change), new) in fresh {
-                match try_apply(&doc, std::slice::from_ref(&change), &valid) {
+                match try_apply(&doc, std::slice::from_ref(&change), &offered, &valid) {
                     Ok(trial) => {
                         doc = trial;
                         good.push(((signed, change), new));
@@ -496,6 +499,7 @@ impl Repo {
 fn try_apply(
     doc: &AutoCommit,
     changes: &[Change],
+    offered: &HashSet<ChangeHash>,
     valid: &dyn Fn(&mut AutoCommit) -> Result<(), String>,
 ) -> Result<AutoCommit, String> {
     let attempt = || {
@@ -504,8 +508,8 @@ fn try_apply(
         trial
             .apply_changes(changes.iter().cloned())
             .map_err(|e| format!("the change does not apply: {e}"))?;
-        // Those still waiting for their dependencies do not come back yet.
-        let offered: HashSet<ChangeHash> = changes.iter().map(Change::hash).collect();
+        // Those still waiting for their dependencies do not come back yet;
+        // every one that does must be one of those offered.
         if trial
             .get_changes(&before)
             .iter()
@@ -558,7 +562,7 @@ impl<'a> SyncReplica<'a> {
             .filter(|bytes| {
                 SignedChange::decode(bytes)
                     .ok()
-                    .and_then(|s| Change::from_bytes(s.change).ok())
+                    .and_then(|s| parse_change(&s.change).ok())
                     .is_none_or(|c| {
                         self.repo
                             .store()
@@ -988,6 +992,52 @@ mod tests {
             log[0].reason.contains("a reader may not change records"),
             "{log:?}"
         );
+    }
+
+    /// A change waiting for its dependency, then that dependency in a
+    /// batch with a change that breaks the document: the bad change is
+    /// refused alone, and the two good ones both apply (the dependency
+    /// releases the waiting change, which must not count against it).
+    #[test]
+    fn a_bad_change_in_a_batch_does_not_cost_the_good_ones_their_place() {
+        use rapport_model::automerge::{ROOT, transaction::Transactable};
+        let (_ta, a) = node();
+        let (_tw, w) = node();
+        let (_, space, acme) = joint_acme(&a, &w, Role::Writer);
+        let before = all_changes(&w, acme.id);
+        w.edit("Acme", &input(&[("industry", "Steel")]), &[])
+            .expect("edit");
+        w.edit("Acme", &input(&[("owner", "Wen")]), &[])
+            .expect("edit");
+        let mine = added(&all_changes(&w, acme.id), &before);
+        let hash = |b: &Vec<u8>| {
+            Change::from_bytes(SignedChange::decode(b).expect("decode").change).expect("change")
+        };
+        let (mut first, mut second) = (mine[0].clone(), mine[1].clone());
+        if hash(&first).deps().contains(&hash(&second).hash()) {
+            std::mem::swap(&mut first, &mut second);
+        }
+        // Validly signed, but the record no longer says which space it is in.
+        let mut doc = w.load_doc(acme.id).expect("doc");
+        doc.delete(ROOT, "space").expect("delete");
+        doc.commit();
+        let bad = w
+            .key()
+            .sign_change(&doc.get_last_local_change().expect("change"))
+            .expect("sign")
+            .encode();
+
+        let r = a
+            .apply_remote(space, acme.id, vec![second], w.device_id())
+            .expect("apply");
+        assert_eq!(r.pending, 1, "{r:?}");
+        let r = a
+            .apply_remote(space, acme.id, vec![first, bad], w.device_id())
+            .expect("apply");
+        assert_eq!(r.rejected, 1, "only the bad change is refused: {r:?}");
+        let acme = a.resolve("Acme").expect("acme");
+        assert_eq!(acme.text("industry"), Some("Steel"));
+        assert_eq!(acme.text("owner"), Some("Wen"));
     }
 
     /// A removes W while W, offline, goes on editing; C heard W's late

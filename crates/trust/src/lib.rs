@@ -139,7 +139,7 @@ pub fn verify_change(signed: &SignedChange) -> Result<Change, VerifyError> {
 /// counter above `u32::MAX`), and does not check a change's checksum when
 /// parsing it, only when it loads a saved document holding the change
 /// (which then fails to load); both are refused here as malformed.
-fn parse_change(bytes: &[u8]) -> Result<Change, VerifyError> {
+pub fn parse_change(bytes: &[u8]) -> Result<Change, VerifyError> {
     let change = std::panic::catch_unwind(|| Change::from_bytes(bytes.to_vec()))
         .map_err(|_| VerifyError::Malformed("Automerge cannot parse it (it panicked)".into()))?
         .map_err(|e| VerifyError::Malformed(e.to_string()))?;
