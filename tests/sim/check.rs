@@ -131,6 +131,13 @@ impl World {
                         return Err(format!("{name} applied the reader's change to {record}"));
                     }
                 }
+                for (forged_in, hash) in &self.forged {
+                    if *forged_in == record && changes.iter().any(|(h, _)| h.0 == *hash) {
+                        return Err(format!(
+                            "{name} applied an edit written as Cat but signed by Rex"
+                        ));
+                    }
+                }
                 if !self.dan_removed || record == self.space {
                     continue;
                 }
@@ -165,9 +172,20 @@ impl World {
     }
 
     /// Every change a member's user was told is saved is applied on every
-    /// member; Dan (removed) still holds all of his own.
+    /// member. Dan (removed) still holds all of his own, and those his
+    /// removal's cutoff covers are applied on every member.
     fn nothing_acknowledged_lost(&self) -> Result<(), String> {
         let members = self.honest_members();
+        let view = self
+            .up(members[0])?
+            .space(self.space)
+            .map_err(|e| e.to_string())?
+            .ok_or("no space")?;
+        let dan_cutoff: BTreeMap<RecordId, [u8; 32]> = view
+            .removed
+            .get(&self.nodes[3].device.to_string())
+            .map(|(_, r)| r.cutoff.iter().copied().collect())
+            .unwrap_or_default();
         for a in &self.acked {
             let author = self.nodes[a.node].name;
             if !members.contains(&a.node) {
@@ -180,14 +198,31 @@ impl World {
                 {
                     return Err(format!("{author} lost its own acknowledged change"));
                 }
-                continue;
+                // In the past of the cutoff (as Dan's own document has it)?
+                let Some(cut) = dan_cutoff.get(&a.record) else {
+                    continue;
+                };
+                let mut own = repo.load_doc(a.record).map_err(|e| e.to_string())?;
+                let cut = ChangeHash(*cut);
+                let covered = own.get_change_by_hash(&cut).is_some()
+                    && !own.get_changes(&[cut]).iter().any(|c| c.hash().0 == a.hash);
+                if !covered {
+                    continue;
+                }
             }
             for &n in &members {
-                let mut doc = self
-                    .up(n)?
-                    .load_doc(a.record)
-                    .map_err(|e| format!("{}: {e}", self.nodes[n].name))?;
-                if doc.get_change_by_hash(&ChangeHash(a.hash)).is_none() {
+                let repo = self.up(n)?;
+                let held = repo
+                    .store()
+                    .doc(a.record)
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                    && repo
+                        .load_doc(a.record)
+                        .map_err(|e| format!("{}: {e}", self.nodes[n].name))?
+                        .get_change_by_hash(&ChangeHash(a.hash))
+                        .is_some();
+                if !held {
                     return Err(format!(
                         "{}'s acknowledged change {} to {} is not applied on {}",
                         author,

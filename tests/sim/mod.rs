@@ -141,6 +141,7 @@ pub struct Stats {
     pub cuts: u64,
     pub crashes: u64,
     pub partitions: u64,
+    /// Injections by the modified client that reached a node.
     pub hostile: u64,
     pub dial_failures: u64,
     /// Virtual milliseconds from the end of faults to convergence.
@@ -291,6 +292,8 @@ pub struct World {
     pub acked: Vec<Acked>,
     /// Every signed change that crossed the network, by record.
     pub sent: BTreeSet<(RecordId, Vec<u8>)>,
+    /// Changes Rex wrote as Cat (with his own signature), by record.
+    forged: Vec<(RecordId, [u8; 32])>,
     dan_removed: bool,
     eve_added: bool,
 }
@@ -371,6 +374,7 @@ impl World {
             stats: Stats::default(),
             acked: Vec::new(),
             sent: BTreeSet::new(),
+            forged: Vec::new(),
             dan_removed: false,
             eve_added: false,
         };
@@ -751,6 +755,7 @@ impl World {
             .map_err(|e| e.to_string())?;
         let roll = self.rng.below(100);
         let me = &self.nodes[n];
+        let mut forged = None;
         let (record, changes) = if roll < 40 && !companies.is_empty() {
             // A validly signed edit by a reader.
             let target = companies[self.rng.below(companies.len() as u64) as usize].id;
@@ -770,11 +775,19 @@ impl World {
             let signed = me.key.sign_change(&change).map_err(|e| e.to_string())?;
             (self.space, vec![signed.encode()])
         } else if roll < 80 && !companies.is_empty() {
-            // An edit that claims Cat wrote it.
+            // An edit written as Cat, with Rex's signature: it must fail
+            // signature verification.
             let target = companies[self.rng.below(companies.len() as u64) as usize].id;
-            let mut change = signed_edit(repo, &me.key, target, "owner", "forged")?;
-            change.author = self.nodes[2].device.0;
-            (target, vec![change.encode()])
+            let cat = self.nodes[2].device;
+            let change = edit_as(repo, cat.actor_id(), target, "owner", "forged")?;
+            let signature = signed_edit(repo, &me.key, target, "owner", "forged")?.signature;
+            forged = Some((target, change.hash().0));
+            let envelope = SignedChange {
+                author: cat.0,
+                signature,
+                change: change.raw_bytes().to_vec(),
+            };
+            (target, vec![envelope.encode()])
         } else if !self.sent.is_empty() {
             // A replay of an old change.
             let k = self.rng.below(self.sent.len() as u64) as usize;
@@ -785,7 +798,7 @@ impl World {
         };
         let targets: Vec<usize> = (0..self.nodes.len()).filter(|&t| t != n).collect();
         let to = targets[self.rng.below(targets.len() as u64) as usize];
-        self.stats.hostile += 1;
+        self.forged.extend(forged);
         let delay = self.rng.range(5, 100);
         for c in &changes {
             self.sent.insert((record, c.clone()));
@@ -839,6 +852,7 @@ impl World {
                 if !self.reachable(from, to) {
                     return Ok(());
                 }
+                self.stats.hostile += 1;
                 let Some(repo) = self.repo(to) else {
                     return Ok(());
                 };
@@ -1097,8 +1111,30 @@ fn member(node: &SimNode, role: Role) -> Member {
     }
 }
 
-/// A change setting `field` of `record` as `repo` holds it, by `key`'s
-/// device, signed, bypassing every local check (a modified client).
+/// A change setting `field` of `record` as `repo` holds it, written as
+/// `actor`, bypassing every local check (a modified client).
+fn edit_as(
+    repo: &Repo,
+    actor: rapport_model::automerge::ActorId,
+    record: RecordId,
+    field: &str,
+    value: &str,
+) -> Result<Change, String> {
+    let mut doc = repo
+        .load_doc(record)
+        .map_err(|e| e.to_string())?
+        .with_actor(actor);
+    rapport_model::doc::edit(
+        &mut doc,
+        &[Edit::Set(field.into(), FieldValue::Text(value.into()))],
+        Timestamp::from_millisecond(EPOCH_MS as i64).unwrap_or(Timestamp::UNIX_EPOCH),
+    )
+    .map_err(|e| e.to_string())?;
+    doc.get_last_local_change()
+        .ok_or_else(|| "no change".into())
+}
+
+/// [`edit_as`] by `key`'s device, signed by it.
 fn signed_edit(
     repo: &Repo,
     key: &DeviceKey,
@@ -1106,17 +1142,7 @@ fn signed_edit(
     field: &str,
     value: &str,
 ) -> Result<SignedChange, String> {
-    let mut doc = repo
-        .load_doc(record)
-        .map_err(|e| e.to_string())?
-        .with_actor(key.device_id().actor_id());
-    rapport_model::doc::edit(
-        &mut doc,
-        &[Edit::Set(field.into(), FieldValue::Text(value.into()))],
-        Timestamp::from_millisecond(EPOCH_MS as i64).unwrap_or(Timestamp::UNIX_EPOCH),
-    )
-    .map_err(|e| e.to_string())?;
-    let change = doc.get_last_local_change().ok_or("no change")?;
+    let change = edit_as(repo, key.device_id().actor_id(), record, field, value)?;
     key.sign_change(&change).map_err(|e| e.to_string())
 }
 

@@ -533,6 +533,13 @@ impl Store {
         space: SpaceId,
         previous: Option<&RecordView>,
     ) -> Result<()> {
+        // The index entries to remove are those of the view as stored: the
+        // caller's may be missing (a document it could not read).
+        let stored = match previous {
+            Some(v) => Some(v.clone()),
+            None => self.view(id)?,
+        };
+        let previous = stored.as_ref();
         let trees = [
             &self.docs,
             &self.records,
@@ -846,7 +853,17 @@ mod tests {
             .views_of_kind(Kind::Person)
             .collect::<Result<_>>()
             .expect("scan");
-        assert_eq!(people, vec![moved]);
+        assert_eq!(people, vec![moved.clone()]);
+
+        // Withdrawn without the caller knowing the old view: every index
+        // entry goes with it all the same.
+        store
+            .withdraw(moved.id, moved.space, None)
+            .expect("withdraw");
+        assert!(store.views_of_kind(Kind::Person).next().is_none());
+        assert!(store.ids_by_title("ann b", true, 10).expect("q").is_empty());
+        assert!(store.backlinks(globex.id).expect("q").is_empty());
+        assert_eq!(store.space_items(SpaceId::Private).count(), 2);
     }
 
     #[test]
