@@ -2,8 +2,9 @@
 //! fuzzer (no coverage guidance) over the decoders a peer's bytes reach
 //! and over a real node's change ingestion. Each target replays its
 //! checked-in corpus (`tests/fuzz-corpus/<target>/`), then runs mutants
-//! for `RAPPORT_FUZZ_SECS` seconds (8 by default); `RAPPORT_FUZZ_SEED`
-//! replays a run. See `docs/testing.md`.
+//! for `RAPPORT_FUZZ_SECS` seconds (8 by default) from a fixed seed;
+//! `RAPPORT_FUZZ_SEED=S` replays a run and `RAPPORT_FUZZ_SEED=random`
+//! explores. See `docs/testing.md`.
 
 mod common;
 
