@@ -46,8 +46,10 @@ const MAX_FOLLOW_UPS: usize = 3;
 /// opens more is flooding, and the extra sessions are turned away before
 /// they cost any work.
 pub const MAX_SESSIONS_PER_PEER: usize = 8;
-/// What a peer over [`MAX_SESSIONS_PER_PEER`] is told.
+/// What a peer over [`MAX_SESSIONS_PER_PEER`] is told; the initiator
+/// recognises it by [`BUSY_PREFIX`].
 const BUSY: &str = "busy: too many catch-up sessions from your device at once; try again later";
+const BUSY_PREFIX: &str = "busy:";
 /// How long a node waits before trying again a peer that said [`BUSY`].
 const BUSY_RETRY: Duration = Duration::from_secs(2);
 /// How long to wait for a peer to answer a dial.
@@ -226,6 +228,9 @@ pub enum NetError {
     Node(#[from] NodeError),
     #[error("peer {peer}: {reason}")]
     Peer { peer: String, reason: String },
+    /// The peer serves as many of our sessions as it may right now.
+    #[error("peer {0} is busy: it already serves {MAX_SESSIONS_PER_PEER} of our sessions")]
+    Busy(String),
     #[error("invalid ticket: {0}")]
     Ticket(String),
 }
@@ -679,7 +684,7 @@ impl Node {
         let _entry = InFlight(self, peer, space);
         for _ in 0..MAX_FOLLOW_UPS + 1 {
             match self.sync_with(peer, space).await {
-                Err(NetError::Peer { reason, .. }) if reason.contains(BUSY) => {
+                Err(NetError::Busy(_)) => {
                     // The peer already serves as many of our sessions as
                     // it may (live edits in many spaces at once): try
                     // again shortly instead of waiting for the next round.
@@ -743,13 +748,15 @@ impl Node {
             let msg = read_frame::<SyncMessage>(&self.inner.traffic, &mut recv)
                 .await
                 .map_err(|e| peer_err(peer.fmt_short(), e))?;
-            let step = blocking(|| init.handle(msg, &mut replica)).map_err(|e| {
-                if let rapport_sync::SyncError::Refused(reason) = &e
-                    && !reason.contains(BUSY)
-                {
-                    self.counters().refused.insert(space, reason.clone());
+            let step = blocking(|| init.handle(msg, &mut replica)).map_err(|e| match &e {
+                rapport_sync::SyncError::Refused(reason) if reason.starts_with(BUSY_PREFIX) => {
+                    NetError::Busy(peer.fmt_short().to_string())
                 }
-                peer_err(peer.fmt_short(), e)
+                rapport_sync::SyncError::Refused(reason) => {
+                    self.counters().refused.insert(space, reason.clone());
+                    peer_err(peer.fmt_short(), e)
+                }
+                _ => peer_err(peer.fmt_short(), e),
             })?;
             for m in step.send {
                 write_frame(&self.inner.traffic, &mut send, &m)

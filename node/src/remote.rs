@@ -388,7 +388,7 @@ impl Repo {
             // that only a removed device wrote).
             self.store().keep_pending(record, space, &keep)?;
             if !before_sorted.is_empty() {
-                self.store().withdraw(record, space, old_view.as_ref())?;
+                self.store().withdraw(record, space)?;
             }
             return Ok(());
         }

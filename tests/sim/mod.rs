@@ -404,13 +404,7 @@ impl World {
     }
 
     fn schedule(&mut self, after: u64, event: Event) {
-        self.seq += 1;
-        let at = self.now() + after;
-        self.queue.push(Timed {
-            at,
-            seq: self.seq,
-            event,
-        });
+        self.schedule_at(self.now() + after, event);
     }
 
     fn schedule_at(&mut self, at: u64, event: Event) {

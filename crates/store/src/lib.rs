@@ -525,20 +525,10 @@ impl Store {
 
     /// Withdraws a document whose every change the rules now refuse or
     /// hold: the document, its view and its index entries go, in one
-    /// transaction; its signed changes stay, set aside. `previous` is its
-    /// view as indexed.
-    pub fn withdraw(
-        &self,
-        id: RecordId,
-        space: SpaceId,
-        previous: Option<&RecordView>,
-    ) -> Result<()> {
-        // The index entries to remove are those of the view as stored: the
-        // caller's may be missing (a document it could not read).
-        let stored = match previous {
-            Some(v) => Some(v.clone()),
-            None => self.view(id)?,
-        };
+    /// transaction; its signed changes stay, set aside. The index entries
+    /// removed are those of the view as stored.
+    pub fn withdraw(&self, id: RecordId, space: SpaceId) -> Result<()> {
+        let stored = self.view(id)?;
         let previous = stored.as_ref();
         let trees = [
             &self.docs,
@@ -855,11 +845,8 @@ mod tests {
             .expect("scan");
         assert_eq!(people, vec![moved.clone()]);
 
-        // Withdrawn without the caller knowing the old view: every index
-        // entry goes with it all the same.
-        store
-            .withdraw(moved.id, moved.space, None)
-            .expect("withdraw");
+        // Withdrawn: every index entry goes with it.
+        store.withdraw(moved.id, moved.space).expect("withdraw");
         assert!(store.views_of_kind(Kind::Person).next().is_none());
         assert!(store.ids_by_title("ann b", true, 10).expect("q").is_empty());
         assert!(store.backlinks(globex.id).expect("q").is_empty());
