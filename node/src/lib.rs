@@ -15,6 +15,7 @@ pub mod net;
 pub mod pipeline;
 pub mod remote;
 pub mod repo;
+pub mod search;
 pub mod spaces;
 pub mod timeline;
 

@@ -27,6 +27,7 @@
 //! done survives a crash, and indexes never disagree with documents.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use rapport_model::{Kind, RecordId, RecordView, Role, SpaceId, SpaceView};
 use rapport_proto::SignedChange;
@@ -112,6 +113,9 @@ pub struct Store {
     peers: sled::Tree,
     authored: sled::Tree,
     usage: sled::Tree,
+    /// Who is told the id of every record or space written or withdrawn
+    /// (the web UI's search index and live updates).
+    watchers: Arc<Mutex<Vec<std::sync::mpsc::Sender<RecordId>>>>,
 }
 
 /// Where another node was last reachable.
@@ -229,6 +233,7 @@ impl Store {
             peers: db.open_tree("peers")?,
             authored: db.open_tree("authored")?,
             usage: db.open_tree("usage")?,
+            watchers: Arc::default(),
             db,
         })
     }
@@ -348,7 +353,33 @@ impl Store {
                 return Err(StoreError::Corrupt("transaction aborted".into()));
             }
         }
+        self.tell_watchers(writes.iter().filter_map(|w| match w.index {
+            Indexed::Opaque => None,
+            _ => Some(w.id),
+        }));
         Ok(())
+    }
+
+    /// A feed of the ids of records and spaces as they are written or
+    /// withdrawn, by this node or from peers. A dropped receiver is
+    /// forgotten at the next write.
+    pub fn watch(&self) -> std::sync::mpsc::Receiver<RecordId> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        rx
+    }
+
+    fn tell_watchers(&self, ids: impl Iterator<Item = RecordId>) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        if watchers.is_empty() {
+            return;
+        }
+        for id in ids {
+            watchers.retain(|w| w.send(id).is_ok());
+        }
     }
 
     /// Every document of a space with its heads, in id order: what
@@ -557,7 +588,10 @@ impl Store {
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.tell_watchers(std::iter::once(id));
+                Ok(())
+            }
             Err(TransactionError::Storage(e)) => Err(e.into()),
             Err(TransactionError::Abort(())) => {
                 Err(StoreError::Corrupt("transaction aborted".into()))
@@ -766,6 +800,37 @@ mod tests {
 
     fn text(s: &str) -> FieldValue {
         FieldValue::Text(s.into())
+    }
+
+    #[test]
+    fn watchers_hear_of_every_written_and_withdrawn_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), true).expect("open");
+        let feed = store.watch();
+        let gone = store.watch();
+        drop(gone);
+        let acme = view(1, Kind::Company, &[("name", text("Acme"))]);
+        let globex = view(2, Kind::Company, &[("name", text("Globex"))]);
+        fn write(v: &RecordView) -> RecordWrite<'_> {
+            RecordWrite {
+                id: v.id,
+                space: v.space,
+                doc: b"doc",
+                heads: &[[1; 32]],
+                changes: &[],
+                index: Indexed::Record {
+                    view: v,
+                    previous: None,
+                },
+            }
+        }
+        store
+            .write_batch(&[write(&acme), write(&globex)])
+            .expect("write");
+        store.withdraw(acme.id, acme.space).expect("withdraw");
+        let heard: Vec<RecordId> = feed.try_iter().collect();
+        assert_eq!(heard, vec![acme.id, globex.id, acme.id]);
+        assert_eq!(store.watchers.lock().expect("lock").len(), 1);
     }
 
     #[test]
