@@ -13,6 +13,31 @@ use rapport_node::api::{ExecRequest, ExecResponse, read_info};
 /// Sends the command to the node running on `dir`, if one answers.
 /// `Ok(None)` means no node runs (or a stale `api.json` was left behind).
 pub fn forward(dir: &Path, request: &ExecRequest) -> Result<Option<ExecResponse>> {
+    let body = serde_json::to_vec(request)?;
+    let Some(payload) = post(dir, "/v1/exec", &body)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        serde_json::from_slice(&payload).context("the running node sent a malformed answer")?,
+    ))
+}
+
+/// Asks the node running on `dir` for a one-time login link into its web
+/// UI: `Ok(None)` when no node runs.
+pub fn login_link(dir: &Path) -> Result<Option<String>> {
+    let Some(payload) = post(dir, "/v1/login-link", b"")? else {
+        return Ok(None);
+    };
+    let answer: serde_json::Value =
+        serde_json::from_slice(&payload).context("the running node sent a malformed answer")?;
+    let link = answer["login"]
+        .as_str()
+        .context("the running node sent no login link")?;
+    Ok(Some(link.to_string()))
+}
+
+/// POSTs `body` to `path` of the local API of the node running on `dir`.
+fn post(dir: &Path, path: &str, body: &[u8]) -> Result<Option<Vec<u8>>> {
     let Some(info) = read_info(dir) else {
         return Ok(None);
     };
@@ -21,15 +46,14 @@ pub fn forward(dir: &Path, request: &ExecRequest) -> Result<Option<ExecResponse>
     };
     // Long commands (joining over the network, big exports) may take a while.
     stream.set_read_timeout(Some(Duration::from_secs(600)))?;
-    let body = serde_json::to_vec(request)?;
     let head = format!(
-        "POST /v1/exec HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         info.addr,
         info.token,
         body.len()
     );
     stream.write_all(head.as_bytes())?;
-    stream.write_all(&body)?;
+    stream.write_all(body)?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
@@ -44,15 +68,16 @@ pub fn forward(dir: &Path, request: &ExecRequest) -> Result<Option<ExecResponse>
     if status == "401" {
         bail!("the running node refused our token; is api.json from another node?");
     }
+    if status == "404" && path == "/v1/login-link" {
+        bail!("the running node serves no web UI (it was started with --no-ui, or is a relay)");
+    }
     if status != "200" {
         bail!("the running node answered HTTP {status}");
     }
     if head.contains("transfer-encoding: chunked") {
         payload = dechunk(&payload)?;
     }
-    Ok(Some(
-        serde_json::from_slice(&payload).context("the running node sent a malformed answer")?,
-    ))
+    Ok(Some(payload))
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {

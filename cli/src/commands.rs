@@ -68,6 +68,7 @@ pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
         }
         Command::Whoami => whoami(out, &*open(OpenMode::Existing)?, json),
         Command::Up(_) => bail!("a node is already running for this data directory"),
+        Command::Open { .. } => bail!("`rapport open` asks the running node itself"),
         Command::Relay(crate::RelayCmd::Run(_)) => {
             bail!("a node is already running for this data directory")
         }
@@ -350,6 +351,41 @@ pub fn data_dir(given: Option<PathBuf>) -> Result<PathBuf> {
             "this platform has no default data directory; give one with --data-dir or RAPPORT_DATA_DIR",
         ),
     }
+}
+
+/// `rapport open`: a one-time login link from the running node, opened in
+/// the desktop's browser unless `print`.
+pub fn open(dir: &std::path::Path, print: bool, json: bool) -> Result<()> {
+    let Some(link) = crate::client::login_link(dir)? else {
+        bail!(
+            "no node is running for {}; start one with `rapport up` (it prints the web UI's address)",
+            dir.display()
+        );
+    };
+    if json {
+        println!("{}", serde_json::json!({ "login": link }));
+        return Ok(());
+    }
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let opened = !print
+        && std::process::Command::new(opener)
+            .arg(&link)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if opened {
+        println!("Opened the web UI in your browser (the login link works once, for 15 minutes).");
+    } else {
+        println!("Open this link in a browser on this computer (it works once, for 15 minutes):");
+        println!("{link}");
+    }
+    Ok(())
 }
 
 fn inputs(pairs: &[(&str, Option<String>)]) -> Vec<Input> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use rapport_node::api::{Api, ExecRequest, ExecResponse};
+use rapport_node::api::{Api, ExecRequest, ExecResponse, UiLinks};
 use rapport_node::limits::Limits;
 use rapport_node::net::{NetConfig, Node};
 use rapport_node::{OpenMode, Repo};
@@ -41,13 +41,14 @@ pub fn up(dir: &Path, mode: Mode, json: bool) -> Result<()> {
 
 async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     let repo = Arc::new(Repo::open(dir, OpenMode::Create)?);
-    let (config, api_addr, demo, metrics, iroh_relay) = match mode {
+    let (config, api_addr, demo, metrics, iroh_relay, ui_bind) = match mode {
         Mode::Node(args) => (
             net_config(&args.net, Limits::default()),
             args.net.api,
             args.demo,
             None,
             None,
+            (!args.no_ui).then_some(args.ui_bind),
         ),
         Mode::Relay(args) => {
             let me = repo.device_id().to_string();
@@ -80,6 +81,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
                 false,
                 args.metrics,
                 args.iroh_relay,
+                None,
             )
         }
     };
@@ -95,7 +97,17 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
         None => None,
     };
     let node = Node::start(repo.clone(), config).await?;
-    let api = Api::start(dir, api_addr, node.clone(), Arc::new(exec)).await?;
+    let token = rapport_node::api::new_token()?;
+    let ui = match ui_bind {
+        Some(bind) => Some(rapport_web::Ui::start(node.clone(), bind, token.clone()).await?),
+        None => None,
+    };
+    let links = ui.as_ref().map(|ui| UiLinks {
+        url: ui.url.clone(),
+        login_link: ui.login_links(),
+    });
+    let api = Api::start(dir, api_addr, node.clone(), Arc::new(exec), token, links).await?;
+    let login = ui.as_ref().map(|ui| ui.login_link());
     let metrics = match metrics {
         Some(addr) => Some(rapport_node::metrics::serve(addr, node.clone()).await?),
         None => None,
@@ -109,6 +121,8 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
                 "api": api.info.addr,
                 "data_dir": dir,
                 "demo_records_added": added,
+                "ui": ui.as_ref().map(|ui| &ui.url),
+                "login": login,
                 "relay": relay,
                 "metrics": metrics.as_ref().map(|(a, _)| a),
                 "iroh_relay": iroh_relay.as_ref().and_then(|s| s.http_addr()),
@@ -127,6 +141,17 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
             api.info.addr,
             dir.join(rapport_node::api::API_FILE).display()
         );
+        if let (Some(ui), Some(login)) = (&ui, &login) {
+            println!("web UI     {}", ui.url);
+            println!("           log in: {login}");
+            println!("           (works once, for 15 minutes; `rapport open` makes another)");
+            if !ui.addr.ip().is_loopback() {
+                println!(
+                    "           served to the network on {}: anyone who can reach it sees the login page",
+                    ui.addr
+                );
+            }
+        }
         if let Some((addr, _)) = &metrics {
             println!("metrics    http://{addr}/metrics");
         }
@@ -146,7 +171,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
             );
         } else {
             println!(
-                "{} records. In another terminal: rapport list company, rapport status",
+                "{} records. Open the login link above, or in another terminal: rapport open, rapport list company",
                 repo.store().record_count()
             );
         }
@@ -158,6 +183,9 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
         let _ = stop.send(());
     }
     api.stop();
+    if let Some(ui) = ui {
+        ui.stop();
+    }
     node.shutdown().await;
     if let Some(server) = iroh_relay
         && let Err(e) = server.shutdown().await

@@ -60,8 +60,14 @@ pub enum Command {
     },
     /// Show who this device is and where its data lives.
     Whoami,
-    /// Run the node in the foreground: sync with peers, serve the local API.
+    /// Run the node in the foreground: sync with peers, serve the local API and the web UI.
     Up(UpArgs),
+    /// Open the running node's web UI in a browser, logged in (a one-time link).
+    Open {
+        /// Only print the login link (for another browser, or over ssh).
+        #[arg(long)]
+        print: bool,
+    },
     /// The node, its peers, and each shared space's sync state.
     Status,
     /// An always-on relay node for admins: stores and forwards shared spaces.
@@ -214,6 +220,14 @@ pub struct UpArgs {
     /// Load demo records (companies, people, deals, ...) into an empty store.
     #[arg(long)]
     pub demo: bool,
+    /// Where the web UI listens [default: 127.0.0.1:7470, or another port if taken].
+    /// Another host's address serves it to the network (login still needed;
+    /// put TLS in front beyond a trusted LAN).
+    #[arg(long, value_name = "IP:PORT", conflicts_with = "no_ui")]
+    pub ui_bind: Option<std::net::SocketAddr>,
+    /// Do not serve the web UI.
+    #[arg(long)]
+    pub no_ui: bool,
     #[command(flatten)]
     pub net: NetArgs,
 }
@@ -484,6 +498,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let dir = commands::data_dir(cli.data_dir.clone())?;
     match cli.command {
+        Command::Open { print } => {
+            commands::open(&dir, print, cli.json)?;
+            return Ok(0);
+        }
         Command::Up(args) => {
             daemon::up(&dir, daemon::Mode::Node(args), cli.json)?;
             return Ok(0);

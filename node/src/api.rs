@@ -1,5 +1,4 @@
-//! The local API: HTTP on loopback, for the CLI (and later the web UI)
-//! while a node runs.
+//! The local API: HTTP on loopback, for the CLI while a node runs.
 //!
 //! The node holds the store open, so other `rapport` commands cannot open
 //! it themselves; they send their arguments to `POST /v1/exec` and print
@@ -28,6 +27,31 @@ pub struct ApiInfo {
     pub addr: SocketAddr,
     pub token: String,
     pub pid: u32,
+    /// The web UI's address (`http://127.0.0.1:7470`), if the node serves it.
+    #[serde(default)]
+    pub ui: Option<String>,
+}
+
+/// What the local API knows of the web UI: where it is, and how to make a
+/// one-time login link for `rapport open`.
+#[derive(Clone)]
+pub struct UiLinks {
+    pub url: String,
+    pub login_link: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+impl std::fmt::Debug for UiLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiLinks").field("url", &self.url).finish()
+    }
+}
+
+/// A new random local token: the secret of the local API and of the web
+/// UI's login page.
+pub fn new_token() -> Result<String, NodeError> {
+    let mut token = [0u8; 24];
+    getrandom::fill(&mut token).map_err(|e| rapport_trust::KeyError::Random(e.to_string()))?;
+    Ok(rapport_proto::hex(&token))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +77,7 @@ struct ApiState {
     token: Arc<String>,
     node: Node,
     exec: Exec,
+    ui: Option<UiLinks>,
 }
 
 fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
@@ -98,6 +123,20 @@ async fn status_handler(
     Ok(Json(serde_json::to_value(status).unwrap_or_default()))
 }
 
+/// `POST /v1/login-link`: a one-time link into the web UI, for `rapport open`.
+async fn login_link_handler(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, StatusCode> {
+    if !authorized(&state, &headers) {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    let ui = state.ui.ok_or(StatusCode::NOT_FOUND)?;
+    Ok(Json(
+        serde_json::json!({ "url": ui.url, "login": (ui.login_link)() }),
+    ))
+}
+
 /// A running local API; dropping it does not stop it, [`Api::stop`] does.
 #[derive(Debug)]
 pub struct Api {
@@ -107,20 +146,22 @@ pub struct Api {
 }
 
 impl Api {
-    /// Serves on `addr` (loopback) and writes `api.json` into `dir`.
+    /// Serves on `addr` (loopback) with `token` (see [`new_token`]) and
+    /// writes `api.json` into `dir`.
     pub async fn start(
         dir: &Path,
         addr: SocketAddr,
         node: Node,
         exec: Exec,
+        token: String,
+        ui: Option<UiLinks>,
     ) -> Result<Api, NodeError> {
         let (listener, local) = bind(addr).await?;
-        let mut token = [0u8; 24];
-        getrandom::fill(&mut token).map_err(|e| rapport_trust::KeyError::Random(e.to_string()))?;
         let info = ApiInfo {
             addr: local,
-            token: rapport_proto::hex(&token),
+            token,
             pid: std::process::id(),
+            ui: ui.as_ref().map(|u| u.url.clone()),
         };
         let json = serde_json::to_vec_pretty(&info).map_err(|e| NodeError::Damaged {
             path: dir.join(API_FILE),
@@ -131,9 +172,11 @@ impl Api {
             token: Arc::new(info.token.clone()),
             node,
             exec,
+            ui,
         };
         let app = axum::Router::new()
             .route("/v1/exec", post(exec_handler))
+            .route("/v1/login-link", post(login_link_handler))
             .route("/v1/status", get(status_handler))
             .with_state(state);
         Ok(Api {

@@ -1,0 +1,190 @@
+//! The web UI a node serves to its user's browser: server-rendered pages
+//! with a little progressive JavaScript, over the same [`Repo`] the CLI
+//! uses, so that a form validates exactly like `rapport ... add`.
+//!
+//! - [`auth`]: who may see the pages (a one-time login link or the node's
+//!   local token, exchanged for a session cookie);
+//! - [`live`]: the search index and the change feed that pushes peers'
+//!   edits to open pages (server-sent events);
+//! - [`page`]: the frame every page shares (navigation, search box,
+//!   breadcrumbs, help panel);
+//! - [`pages`]: one module per page.
+//!
+//! Everything the browser loads is compiled into the binary ([`assets`]).
+
+mod assets;
+pub mod auth;
+mod error;
+pub mod live;
+mod page;
+mod pages;
+mod trail;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use rapport_node::net::Node;
+use rapport_node::{NodeError, Repo};
+
+pub use error::WebError;
+
+/// The port the UI tries first on loopback, so that a bookmark keeps
+/// working; another is taken when it is in use.
+pub const DEFAULT_PORT: u16 = 7470;
+
+/// What the pages share.
+#[derive(Debug, Clone)]
+pub(crate) struct App {
+    pub node: Node,
+    pub auth: Arc<auth::Auth>,
+    pub live: live::Live,
+}
+
+impl App {
+    pub fn repo(&self) -> &Arc<Repo> {
+        self.node.repo()
+    }
+
+    /// Runs store work off the async threads (sled reads and writes block).
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&App) -> Result<T, WebError> + Send + 'static,
+    ) -> Result<T, WebError> {
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || work(&app))
+            .await
+            .map_err(|e| WebError::Internal(format!("a page task failed: {e}")))?
+    }
+}
+
+/// A running web UI; [`Ui::stop`] stops it.
+#[derive(Debug)]
+pub struct Ui {
+    /// Where it is served, e.g. `http://127.0.0.1:7470`.
+    pub url: String,
+    pub addr: SocketAddr,
+    auth: Arc<auth::Auth>,
+    live: live::Live,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Ui {
+    /// Serves the UI on `bind`, or on loopback (the default port if free)
+    /// when `None`. `token` is the node's local API token, which the login
+    /// page also accepts.
+    pub async fn start(
+        node: Node,
+        bind: Option<SocketAddr>,
+        token: String,
+    ) -> Result<Ui, NodeError> {
+        let listener = match bind {
+            Some(addr) => bind_to(addr).await?,
+            None => match bind_to(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))).await {
+                Ok(l) => l,
+                Err(_) => bind_to(SocketAddr::from(([127, 0, 0, 1], 0))).await?,
+            },
+        };
+        let addr = listener
+            .local_addr()
+            .map_err(|e| NodeError::io(std::path::Path::new("web UI"), e))?;
+        let auth = Arc::new(auth::Auth::new(token, addr));
+        let live = live::Live::start(node.repo().clone());
+        let app = App {
+            node,
+            auth: auth.clone(),
+            live: live.clone(),
+        };
+        let url = format!("http://{}", display_addr(addr));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let router = router(app);
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!("web UI stopped: {e}");
+            }
+        });
+        Ok(Ui {
+            url,
+            addr,
+            auth,
+            live,
+            shutdown: tx,
+        })
+    }
+
+    /// A link that logs a browser in once, within [`auth::LOGIN_LINK_TTL`].
+    pub fn login_link(&self) -> String {
+        format!("{}/login?code={}", self.url, self.auth.issue_code())
+    }
+
+    /// Makes login links on demand (for `rapport open`, via the local API).
+    pub fn login_links(&self) -> Arc<dyn Fn() -> String + Send + Sync> {
+        let (url, auth) = (self.url.clone(), self.auth.clone());
+        Arc::new(move || format!("{url}/login?code={}", auth.issue_code()))
+    }
+
+    pub fn stop(self) {
+        self.live.stop();
+        let _ = self.shutdown.send(());
+    }
+}
+
+/// `127.0.0.1:7470`, or `localhost`-style brackets for IPv6.
+fn display_addr(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        // Bound to every interface: loopback reaches it from this machine.
+        return format!("127.0.0.1:{}", addr.port());
+    }
+    addr.to_string()
+}
+
+async fn bind_to(addr: SocketAddr) -> Result<tokio::net::TcpListener, NodeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| NodeError::io(std::path::Path::new(&format!("web UI address {addr}")), e))
+}
+
+fn router(app: App) -> Router {
+    let pages = Router::new()
+        .route("/", get(pages::work::page))
+        .route("/search", get(pages::search::page))
+        .route("/k/{kind}", get(pages::list::page))
+        .route(
+            "/new/{kind}",
+            get(pages::form::new_page).post(pages::form::create),
+        )
+        .route("/r/{id}", get(pages::record::page))
+        .route(
+            "/r/{id}/edit",
+            get(pages::form::edit_page).post(pages::form::update),
+        )
+        .route("/r/{id}/pick", post(pages::record::pick))
+        .route("/r/{id}/stage", post(pages::board::move_deal))
+        .route("/r/{id}/done", post(pages::record::complete))
+        .route("/r/{id}/delete", post(pages::record::delete))
+        .route("/r/{id}/restore", post(pages::record::restore))
+        .route("/board", get(pages::board::page))
+        .route("/spaces", get(pages::spaces::page))
+        .route("/spaces/invite", post(pages::spaces::invite))
+        .route("/spaces/join", post(pages::spaces::join))
+        .route("/spaces/create", post(pages::spaces::create))
+        .route("/events", get(live::events))
+        .route("/logout", post(auth::logout))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_session,
+        ));
+    Router::new()
+        .route("/login", get(auth::login_page).post(auth::login_with_token))
+        .route("/assets/{name}", get(assets::serve))
+        .merge(pages)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::check_host_and_origin,
+        ))
+        .with_state(app)
+}

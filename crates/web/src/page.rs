@@ -1,0 +1,219 @@
+//! The frame every page shares: skip link, search box, navigation,
+//! breadcrumbs, the page's help panel, and what live updates watch.
+//! Also the small formatting helpers pages share.
+
+use axum::response::Html;
+use maud::{DOCTYPE, Markup, html};
+use rapport_model::{FieldDef, FieldType, FieldValue, Kind, RecordId, RecordView};
+
+use crate::trail::Crumb;
+
+/// Which entry of the main navigation a page belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Nav {
+    Work,
+    Kind(Kind),
+    Board,
+    Spaces,
+    Other,
+}
+
+/// One page, before it is framed.
+#[derive(Debug)]
+pub(crate) struct Page {
+    pub title: String,
+    pub nav: Nav,
+    pub crumbs: Vec<Crumb>,
+    /// What the help panel explains: what the page shows, what to do here.
+    pub help: Markup,
+    pub body: Markup,
+    /// What a change must touch for the open page to refresh itself: record
+    /// ids, kind names, or `*` for any change.
+    pub watch: Vec<String>,
+}
+
+pub(crate) fn render(p: Page) -> Html<String> {
+    let nav_item = |target: Nav, href: &str, label: &str| {
+        html! {
+            li { a href=(href) aria-current=[(p.nav == target).then_some("page")] { (label) } }
+        }
+    };
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                (head(&p.title))
+                body data-watch=(p.watch.join(" ")) {
+                    a class="skip" href="#main" { "Skip to content" }
+                    header class="top" {
+                        a class="brand" href="/" { "Rapport" }
+                        (search_box())
+                        span id="live" class="live" role="status" aria-live="polite" { }
+                    }
+                    nav class="main-nav" aria-label="Main" {
+                        ul {
+                            (nav_item(Nav::Work, "/", "My work"))
+                            @for k in Kind::ALL {
+                                (nav_item(Nav::Kind(k), &format!("/k/{}", k.as_str()), plural(k)))
+                            }
+                            (nav_item(Nav::Board, "/board", "Pipeline"))
+                            (nav_item(Nav::Spaces, "/spaces", "Spaces & sync"))
+                        }
+                    }
+                    @if p.crumbs.len() > 1 {
+                        nav class="crumbs" aria-label="Breadcrumb" {
+                            ol {
+                                @for c in &p.crumbs {
+                                    li {
+                                        @match &c.href {
+                                            Some(h) => a href=(h) { (c.label) },
+                                            None => span aria-current="page" { (c.label) },
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    main id="main" tabindex="-1" {
+                        details id="help" class="help" {
+                            summary { "Help: " (p.title) " " kbd { "?" } }
+                            div class="help-body" { (p.help) }
+                        }
+                        (p.body)
+                    }
+                    footer class="foot" {
+                        form method="post" action="/logout" { button class="link" type="submit" { "Log out" } }
+                        span { "Keys: " kbd { "/" } " search, " kbd { "?" } " help, " kbd { "g" } " then "
+                            kbd { "w" } " my work, " kbd { "b" } " pipeline" }
+                    }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+/// A page without navigation (login, errors).
+pub(crate) fn bare(title: &str, body: Markup) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                (head(title))
+                body class="bare" { main id="main" { (body) } }
+            }
+        }
+        .into_string(),
+    )
+}
+
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Rapport" }
+            link rel="stylesheet" href=(crate::assets::CSS_PATH);
+            script src=(crate::assets::JS_PATH) defer {}
+        }
+    }
+}
+
+fn search_box() -> Markup {
+    html! {
+        form class="search" role="search" action="/search" method="get" {
+            label for="q" class="visually-hidden" { "Search records" }
+            input id="q" name="q" type="search" placeholder="Search people, companies, deals… ( / )"
+                autocomplete="off" role="combobox" aria-autocomplete="list" aria-expanded="false"
+                aria-controls="search-results";
+            ul id="search-results" role="listbox" aria-label="Search results" hidden {}
+        }
+    }
+}
+
+/// "Companies", "People", ... for headings and navigation.
+pub(crate) fn plural(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Company => "Companies",
+        Kind::Person => "People",
+        Kind::Deal => "Deals",
+        Kind::Activity => "Activities",
+        Kind::Ticket => "Tickets",
+        Kind::Campaign => "Campaigns",
+    }
+}
+
+/// "Company", "Person", ... for one record.
+pub(crate) fn singular(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Company => "Company",
+        Kind::Person => "Person",
+        Kind::Deal => "Deal",
+        Kind::Activity => "Activity",
+        Kind::Ticket => "Ticket",
+        Kind::Campaign => "Campaign",
+    }
+}
+
+/// A field name as a label: `lost_reason` → "Lost reason".
+pub(crate) fn label(field: &str) -> String {
+    let words = field.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Percent-encodes a query-string value.
+pub(crate) fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A field's value for reading: references become links to their records
+/// (titles looked up by `title_of`), everything else text.
+pub(crate) fn field_value(
+    def: &FieldDef,
+    value: &FieldValue,
+    title_of: &dyn Fn(RecordId) -> Option<String>,
+    link: &dyn Fn(RecordId) -> String,
+) -> Markup {
+    let ids: Vec<RecordId> = match (def.ty.ref_kinds(), value) {
+        (Some(_), FieldValue::Text(s)) => s.parse().ok().into_iter().collect(),
+        (Some(_), FieldValue::List(l)) => l.iter().filter_map(|s| s.parse().ok()).collect(),
+        _ => Vec::new(),
+    };
+    if !ids.is_empty() {
+        return html! {
+            @for (n, id) in ids.iter().enumerate() {
+                @if n > 0 { ", " }
+                a href=(link(*id)) { (title_of(*id).unwrap_or_else(|| id.to_string())) }
+            }
+        };
+    }
+    match (def.ty, value) {
+        (FieldType::Email, FieldValue::Text(s)) => html! { a href={ "mailto:" (s) } { (s) } },
+        (FieldType::Url, FieldValue::Text(s)) if s.starts_with("http") => {
+            html! { a href=(s) rel="noreferrer" { (s) } }
+        }
+        _ => html! { (value) },
+    }
+}
+
+/// The record's title, or its id when the record is not here.
+pub(crate) fn title_in(repo: &rapport_node::Repo, id: RecordId) -> Option<String> {
+    repo.store()
+        .view(id)
+        .ok()
+        .flatten()
+        .map(|v: RecordView| v.title())
+}

@@ -1,0 +1,8 @@
+//! (being written)
+use crate::WebError;
+pub(crate) async fn page() -> WebError {
+    WebError::NotFound("not built yet".into())
+}
+pub(crate) async fn move_deal() -> WebError {
+    WebError::NotFound("not built yet".into())
+}

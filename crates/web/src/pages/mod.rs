@@ -1,0 +1,11 @@
+//! One module per page. Each handler reads through [`crate::App`] (the
+//! node's `Repo`, the search index), renders with [`crate::page`], and
+//! writes only through `Repo` methods the CLI uses too.
+
+pub(crate) mod board;
+pub(crate) mod form;
+pub(crate) mod list;
+pub(crate) mod record;
+pub(crate) mod search;
+pub(crate) mod spaces;
+pub(crate) mod work;
