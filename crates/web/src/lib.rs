@@ -188,3 +188,6 @@ fn router(app: App) -> Router {
         ))
         .with_state(app)
 }
+
+#[cfg(test)]
+mod testing;
