@@ -157,7 +157,7 @@ pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
 }
 
-fn percentile(samples: &mut [Duration], p: usize) -> Duration {
+pub(crate) fn percentile(samples: &mut [Duration], p: usize) -> Duration {
     samples.sort();
     samples
         .get((samples.len() * p / 100).min(samples.len().saturating_sub(1)))
@@ -369,10 +369,10 @@ fn cold_list_peak_rss(data: &Path) -> Result<Option<u64>> {
 }
 
 /// A tiny seeded generator so that runs pick the same samples.
-struct SplitMix(u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -330,6 +330,9 @@ pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
         Command::Bench(crate::BenchCmd::Store { records, dir }) => {
             crate::bench::run(out, records, dir.as_deref(), json)
         }
+        Command::Bench(crate::BenchCmd::Search { records }) => {
+            crate::bench_search::run(out, &records, json)
+        }
         Command::Bench(crate::BenchCmd::Relay { nodes, changes }) => {
             crate::bench_relay::run(out, nodes, changes, json)
         }

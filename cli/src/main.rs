@@ -13,6 +13,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod bench_search;
 mod bench_relay;
 mod bench_serve;
 mod bench_sync;
@@ -173,6 +174,13 @@ pub enum BenchCmd {
         /// session per record.
         #[arg(long)]
         naive: bool,
+    },
+    /// The web UI's instant search at N records: index build time and memory, and query
+    /// latency (p50/p95) in the index and through the UI's HTTP endpoint.
+    Search {
+        /// Store sizes to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        records: Vec<usize>,
     },
     /// One relay process serving N nodes that come and go: convergence time, relay RSS, CPU, bytes.
     Relay {

@@ -29,6 +29,7 @@ use rapport_node::net::Node;
 use rapport_node::{NodeError, Repo};
 
 pub use error::WebError;
+pub use page::url_encode;
 
 /// The port the UI tries first on loopback, so that a bookmark keeps
 /// working; another is taken when it is in use.

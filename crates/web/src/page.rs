@@ -166,7 +166,7 @@ pub(crate) fn label(field: &str) -> String {
 }
 
 /// Percent-encodes a query-string value.
-pub(crate) fn url_encode(s: &str) -> String {
+pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
