@@ -78,6 +78,14 @@ impl TestUi {
         t
     }
 
+    /// The same UI, seen by a browser that never logged in.
+    pub fn logged_out(self) -> TestUi {
+        TestUi {
+            cookie: String::new(),
+            ..self
+        }
+    }
+
     pub fn repo(&self) -> &Arc<Repo> {
         self.node.repo()
     }
@@ -186,10 +194,7 @@ async fn login_then_search_and_pages_need_the_session() {
     let page = t.get("/search?q=ann").await;
     assert!(page.body.contains("Ann Baker"), "{}", page.body);
 
-    let stranger = TestUi {
-        cookie: String::new(),
-        ..t
-    };
+    let stranger = t.logged_out();
     let refused = stranger.get("/search?q=acme").await;
     assert_eq!(refused.status, 303, "sent to the login page");
     assert_eq!(
