@@ -654,3 +654,68 @@ fn the_readme_tour_runs_as_written() {
     let removed = n.json(&["space", "members", "Acme ↔ Northwind"])["removed"].clone();
     assert_eq!(removed.as_object().map(|m| m.len()), Some(1), "{removed}");
 }
+
+/// One HTTP GET to the web UI: (status line and headers, body).
+fn ui_get(url: &str, cookie: Option<&str>) -> (String, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to the UI");
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    let path = if path.is_empty() { "/" } else { path };
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn rapport_open_gives_a_login_link_that_works_once() {
+    let n = Node::new();
+    let refused = n.fails(&["open", "--print"]);
+    assert!(
+        refused.contains("no node is running") && refused.contains("rapport up"),
+        "{refused}"
+    );
+    let _node = n.start(&["--demo", "--ui-bind", "127.0.0.1:0"]);
+    let link = n.json(&["open", "--print"])["login"]
+        .as_str()
+        .expect("a login link")
+        .to_string();
+    let base = link.split("/login").next().expect("base URL").to_string();
+
+    let (head, _) = ui_get(&format!("{base}/k/company"), None);
+    assert!(
+        head.starts_with("HTTP/1.1 303") && head.contains("location: /login?next=/k/company"),
+        "a page without a session sends to the login page: {head}"
+    );
+    let (head, _) = ui_get(&link, None);
+    assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let (head, body) = ui_get(&format!("{base}/search?q=acme"), Some(&cookie));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.contains("Acme Corporation"), "{body}");
+    let (again, body) = ui_get(&link, None);
+    assert!(again.starts_with("HTTP/1.1 401"), "{again}");
+    assert!(body.contains("already used or has expired"), "{body}");
+}
+
+#[test]
+fn a_node_started_with_no_ui_says_so_to_rapport_open() {
+    let n = Node::new();
+    let _node = n.start(&["--no-ui"]);
+    let refused = n.fails(&["open", "--print"]);
+    assert!(refused.contains("serves no web UI"), "{refused}");
+}
