@@ -21,8 +21,10 @@ struct Entry {
     title: String,
     /// Lower-cased title, for ranking.
     title_lc: String,
-    /// Every searchable term, lower-cased, each preceded by a space.
+    /// Every searchable term, lower-cased, each preceded by a space; the
+    /// title's terms first, up to `title_end`.
     haystack: String,
+    title_end: usize,
     /// The record's newest change, for ranking equals.
     updated: i64,
 }
@@ -78,7 +80,9 @@ impl SearchIndex {
         let title = view.title();
         let values = searchable_values(view);
         let mut haystack = String::with_capacity(64);
-        for v in std::iter::once(&title).chain(&values) {
+        push_terms(&mut haystack, &title);
+        let title_end = haystack.len();
+        for v in &values {
             push_terms(&mut haystack, v);
         }
         let entry = Entry {
@@ -88,6 +92,7 @@ impl SearchIndex {
             title_lc: title.to_lowercase(),
             title,
             haystack,
+            title_end,
             updated: view.updated,
         };
         self.values.insert(view.id, values);
@@ -176,9 +181,8 @@ fn rank(e: &Entry, q: &str, words: &[Word]) -> u8 {
     } else if e.title_lc.starts_with(q) {
         TITLE_PREFIX
     } else {
-        let mut title_terms = String::new();
-        push_terms(&mut title_terms, &e.title_lc);
-        if words.iter().all(|w| w.found_in(&title_terms)) {
+        let title_terms = &e.haystack[..e.title_end];
+        if words.iter().all(|w| w.found_in(title_terms)) {
             TITLE_WORDS
         } else {
             OTHER_FIELDS
@@ -187,11 +191,12 @@ fn rank(e: &Entry, q: &str, words: &[Word]) -> u8 {
 }
 
 /// One word of a query: its text, and its digits when it looks like part of
-/// a phone number ("+49 (30)" finds 4930...).
+/// a phone number ("+49 (30)" finds 4930...). The searchers are built once
+/// per query, not once per record: that is most of a scan's cost otherwise.
 #[derive(Debug)]
 struct Word {
-    needle: String,
-    digits: Option<String>,
+    needle: memchr::memmem::Finder<'static>,
+    digits: Option<memchr::memmem::Finder<'static>>,
 }
 
 impl Word {
@@ -200,15 +205,16 @@ impl Word {
         let phone_like = !digits.is_empty()
             && w.chars()
                 .all(|c| c.is_ascii_digit() || "+-()./".contains(c));
+        let finder = |s: String| memchr::memmem::Finder::new(s.as_bytes()).into_owned();
         Word {
-            needle: format!(" {w}"),
-            digits: (phone_like && digits != w).then(|| format!(" {digits}")),
+            needle: finder(format!(" {w}")),
+            digits: (phone_like && digits != w).then(|| finder(format!(" {digits}"))),
         }
     }
 
     fn found_in(&self, haystack: &str) -> bool {
-        haystack.contains(&self.needle)
-            || self.digits.as_ref().is_some_and(|d| haystack.contains(d))
+        let h = haystack.as_bytes();
+        self.needle.find(h).is_some() || self.digits.as_ref().is_some_and(|d| d.find(h).is_some())
     }
 }
 
