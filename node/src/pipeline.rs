@@ -79,6 +79,94 @@ fn stage_key(stage: &str) -> &'static str {
         .unwrap_or("lead")
 }
 
+/// One month of the forecast: deals by the month of their expected close
+/// date (`close`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Month {
+    /// `YYYY-MM`; `None` for deals without a (readable) close date.
+    pub month: Option<String>,
+    /// Open deals (neither won nor lost) expected to close this month.
+    pub open: usize,
+    /// Their totals and probability-weighted totals, per currency.
+    pub currencies: BTreeMap<String, Money>,
+    /// Won deals whose close date falls in this month.
+    pub won: usize,
+    /// Their amounts, per currency.
+    pub won_totals: BTreeMap<String, String>,
+}
+
+/// Sums open and won deals by expected close month, earliest first, the
+/// deals without a date last. Lost deals are left out.
+pub fn forecast<'a>(deals: impl IntoIterator<Item = &'a RecordView>) -> Vec<Month> {
+    // month -> (open, currency -> (total, weighted), won, currency -> total)
+    type Sums = (
+        usize,
+        BTreeMap<String, (Decimal, Decimal)>,
+        usize,
+        BTreeMap<String, Decimal>,
+    );
+    let mut sums: BTreeMap<Option<String>, Sums> = BTreeMap::new();
+    for d in deals {
+        let stage = d.text("stage").map(stage_key).unwrap_or("lead");
+        if stage == "lost" {
+            continue;
+        }
+        let month = d
+            .text("close")
+            .filter(|c| c.parse::<jiff::civil::Date>().is_ok())
+            .and_then(|c| c.get(..7))
+            .map(str::to_string);
+        let entry = sums.entry(month).or_default();
+        let amount = d.text("amount").and_then(|a| a.parse::<Decimal>().ok());
+        let cur = d.text("currency");
+        if stage == "won" {
+            entry.2 += 1;
+            if let (Some(amount), Some(cur)) = (amount, cur) {
+                let t = entry.3.entry(cur.to_string()).or_default();
+                *t = *t + amount;
+            }
+            continue;
+        }
+        entry.0 += 1;
+        if let (Some(amount), Some(cur)) = (amount, cur) {
+            let p = match d.get("probability") {
+                Some(FieldValue::Int(p)) => *p,
+                _ => 0,
+            };
+            let m = entry.1.entry(cur.to_string()).or_default();
+            m.0 = m.0 + amount;
+            m.1 = m.1 + amount.percent(p);
+        }
+    }
+    let mut out: Vec<Month> = sums
+        .into_iter()
+        .map(|(month, (open, cur, won, won_cur))| Month {
+            month,
+            open,
+            currencies: cur
+                .into_iter()
+                .map(|(c, (t, w))| {
+                    (
+                        c,
+                        Money {
+                            total: t.to_string(),
+                            weighted: w.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+            won,
+            won_totals: won_cur
+                .into_iter()
+                .map(|(c, t)| (c, t.to_string()))
+                .collect(),
+        })
+        .collect();
+    // `None` sorts first in the map; undated deals belong last.
+    out.sort_by_key(|m| m.month.is_none());
+    out
+}
+
 impl Repo {
     /// The pipeline of all live deals.
     pub fn pipeline(&self) -> Result<Vec<Stage>, NodeError> {
@@ -134,5 +222,36 @@ mod tests {
         assert_eq!(won.currencies["EUR"].weighted, "300.00");
         assert_eq!(p[0].stage, "lead");
         assert_eq!(p[0].count, 0);
+    }
+
+    #[test]
+    fn forecast_groups_open_and_won_deals_by_close_month() {
+        let dated = |stage: &str, amount: &str, close: Option<&str>| {
+            let mut d = deal(stage, Some((amount, "EUR")), None);
+            if let Some(c) = close {
+                d.fields.insert("close".into(), FieldValue::Text(c.into()));
+            }
+            d
+        };
+        let deals = [
+            dated("proposal", "1000", Some("2026-04-10")),
+            dated("negotiation", "2000", Some("2026-04-30")),
+            dated("lead", "500", Some("2026-03-01")),
+            dated("won", "300", Some("2026-04-02")),
+            dated("lost", "9999", Some("2026-04-02")),
+            dated("qualified", "100", None),
+            dated("lead", "100", Some("soon")),
+        ];
+        let f = forecast(&deals);
+        let months: Vec<Option<&str>> = f.iter().map(|m| m.month.as_deref()).collect();
+        assert_eq!(months, [Some("2026-03"), Some("2026-04"), None]);
+        let april = &f[1];
+        assert_eq!(april.open, 2);
+        assert_eq!(april.currencies["EUR"].total, "3000.00");
+        assert_eq!(april.currencies["EUR"].weighted, "2000.00");
+        assert_eq!(april.won, 1);
+        assert_eq!(april.won_totals["EUR"], "300.00");
+        assert_eq!(f[2].open, 2, "no date and an unreadable one");
+        assert_eq!(f[2].currencies["EUR"].weighted, "35.00");
     }
 }
