@@ -654,6 +654,61 @@ impl Repo {
         Ok(fields)
     }
 
+    /// Every problem with `inputs` for a record of `kind`, each with the
+    /// field it belongs to, in the CLI's words: values that do not parse,
+    /// unknown fields, required fields given blank, and, for a `new_record`,
+    /// required fields not given. A form shows them all at once; `create`
+    /// and `edit` still stop at the first.
+    pub fn check_inputs(
+        &self,
+        kind: Kind,
+        space: Option<SpaceId>,
+        inputs: &[Input],
+        new_record: bool,
+    ) -> Vec<(String, NodeError)> {
+        let ctx = self.context();
+        let mut problems = Vec::new();
+        for (field, raw) in inputs {
+            let def = match field_def(kind, field) {
+                Ok(def) => def,
+                Err(e) => {
+                    problems.push((field.clone(), e));
+                    continue;
+                }
+            };
+            if raw.trim().is_empty() {
+                if def.required && !new_record {
+                    problems.push((
+                        def.name.to_string(),
+                        NodeError::RequiredField {
+                            kind,
+                            field: def.name.into(),
+                        },
+                    ));
+                }
+                continue;
+            }
+            if let Err(e) = self.parse_input(def, raw, &ctx, space) {
+                problems.push((def.name.to_string(), e));
+            }
+        }
+        for def in kind.fields() {
+            let given = inputs
+                .iter()
+                .any(|(f, raw)| f.eq_ignore_ascii_case(def.name) && !raw.trim().is_empty());
+            if new_record && def.required && def.default.is_none() && !given {
+                problems.push((
+                    def.name.to_string(),
+                    NodeError::Rule(rapport_model::RuleError::Missing {
+                        kind,
+                        field: def.name,
+                    }),
+                ));
+            }
+        }
+        problems
+    }
+
     /// Parses one value; references are resolved to ids of live records of
     /// the kinds the field allows. A record in a shared space may refer only
     /// to records of that space (its other members could not see the rest).
@@ -799,6 +854,35 @@ pub(crate) mod tests {
             .iter()
             .map(|(f, v)| (f.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn check_inputs_reports_every_problem_with_its_field() {
+        let (_t, repo) = repo();
+        let problems = repo.check_inputs(
+            Kind::Deal,
+            None,
+            &input(&[
+                ("amount", "12x"),
+                ("close", "someday"),
+                ("colour", "red"),
+                ("stage", "lead"),
+            ]),
+            true,
+        );
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["amount", "close", "colour", "title", "company"]);
+        let amount = problems[0].1.to_string();
+        assert!(amount.contains("12x"), "{amount}");
+        assert_eq!(problems[3].1.to_string(), "deal needs a title");
+        // An edit checks only what it changes, but may not blank a required field.
+        let edit = repo.check_inputs(Kind::Deal, None, &input(&[("title", " ")]), false);
+        assert_eq!(edit.len(), 1);
+        assert!(edit[0].1.to_string().contains("cannot be cleared"));
+        assert!(
+            repo.check_inputs(Kind::Company, None, &input(&[("name", "Acme")]), true)
+                .is_empty()
+        );
     }
 
     #[test]
