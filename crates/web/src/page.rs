@@ -217,3 +217,14 @@ pub(crate) fn title_in(repo: &rapport_node::Repo, id: RecordId) -> Option<String
         .flatten()
         .map(|v: RecordView| v.title())
 }
+
+/// Seconds since the Unix epoch as local time, `2026-11-23 14:05`.
+pub(crate) fn local_time(unix_seconds: i64) -> String {
+    jiff::Timestamp::from_second(unix_seconds)
+        .map(|t| {
+            t.to_zoned_datetime(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|_| unix_seconds.to_string())
+}

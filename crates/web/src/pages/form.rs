@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use rapport_model::{FieldDef, FieldType, FieldValue, Kind, RecordView, RuleError, SpaceId};
+use rapport_model::{FieldDef, FieldType, FieldValue, Kind, RecordView, RuleError};
 use rapport_node::{NodeError, Repo};
 
 use crate::page::{self, Nav, Page};

@@ -1,17 +1,496 @@
-//! (being written)
-use crate::WebError;
-pub(crate) async fn page() -> WebError {
-    WebError::NotFound("not built yet".into())
+//! `GET /r/{id}`: one record: its fields, values written at the same time
+//! on two devices (with a way to keep one), the space it is in and who
+//! shares it, related records, and its timeline. Also the record's small
+//! actions: pick a conflicting value, mark a task done, delete, restore.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, Redirect};
+use maud::{Markup, html};
+use rapport_model::{FieldValue, Kind, RecordId, RecordView, SpaceId};
+use rapport_node::Repo;
+use rapport_node::timeline::Entry;
+use serde::Deserialize;
+
+use crate::page::{self, Nav, Page};
+use crate::trail::{Step, Trail};
+use crate::{App, WebError};
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RecordQuery {
+    t: Option<String>,
+    created: Option<String>,
+    saved: Option<String>,
 }
-pub(crate) async fn pick() -> WebError {
-    WebError::NotFound("not built yet".into())
+
+pub(crate) async fn page(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(q): Query<RecordQuery>,
+) -> Result<Html<String>, WebError> {
+    app.blocking(move |app| render(app.repo(), &id, &q)).await
 }
-pub(crate) async fn complete() -> WebError {
-    WebError::NotFound("not built yet".into())
+
+fn render(repo: &Repo, reference: &str, q: &RecordQuery) -> Result<Html<String>, WebError> {
+    let view = repo.resolve(reference)?;
+    let title = view.title();
+    let mut trail = Trail::parse(q.t.as_deref());
+    if trail.is_empty() {
+        trail = Trail::default().then(Step::Kind(view.kind));
+    }
+    let onward = trail.then(Step::Record(view.id));
+    let link = |id: RecordId| onward.link(&format!("/r/{id}"));
+    let title_of = |id: RecordId| page::title_in(repo, id);
+    let related = repo.related(view.id)?;
+    let timeline = repo.timeline(&view)?;
+    let space = match view.space {
+        SpaceId::Shared(id) => repo.space(id)?,
+        SpaceId::Private => None,
+    };
+    let id = view.id;
+    let mut watch = vec![id.to_string()];
+    watch.extend(related.iter().map(|(_, r)| r.id.to_string()));
+
+    let body = html! {
+        h1 { (title) " " span class="kind" { (page::singular(view.kind)) } }
+        @if q.created.is_some() { p class="flash" role="status" { "Created." } }
+        @if q.saved.is_some() { p class="flash" role="status" { "Saved." } }
+        @if view.deleted {
+            div class="notice" {
+                p { "This " (page::singular(view.kind).to_lowercase()) " is deleted: it is kept with its history, but lists and search leave it out." }
+                form method="post" action={ "/r/" (id) "/restore" } { button type="submit" { "Restore" } }
+            }
+        } @else {
+            (actions(&view))
+        }
+        @for (field, values) in &view.conflicts {
+            div class="conflict" id={ "conflict-" (field) } {
+                p { strong { (page::label(field)) } " was changed at the same time on two devices. Pick the value to keep:" }
+                ul {
+                    @for v in values {
+                        li {
+                            form method="post" action={ "/r/" (id) "/pick" } {
+                                input type="hidden" name="field" value=(field);
+                                input type="hidden" name="value" value=(pick_text(&view, field, v));
+                                span class="pill" { (shown(repo, &view, field, v, &link)) } " "
+                                button type="submit" class="secondary" aria-label={ "Keep " (pick_text(&view, field, v)) " as " (page::label(field).to_lowercase()) } { "Keep this value" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        div class="grid2" {
+            section aria-labelledby="fields-h" {
+                h2 id="fields-h" { "Details" }
+                dl class="fields" {
+                    @for def in view.kind.fields() {
+                        @if let Some(v) = view.get(def.name) {
+                            dt title=(def.help) { (page::label(def.name)) }
+                            dd { (page::field_value(def, v, &title_of, &link)) }
+                        }
+                    }
+                    dt { "Updated" }
+                    dd { (page::local_time(view.updated)) }
+                }
+            }
+            section class="panel" aria-labelledby="space-h" id="space" {
+                h2 id="space-h" { "Space" }
+                @match &space {
+                    Some(s) => {
+                        p { "In the shared space " a href="/spaces" { (s.name) } ". Its members see it and may change it as their role allows:" }
+                        ul {
+                            @for m in s.members.values() {
+                                li {
+                                    (if m.user.is_empty() { "a device" } else { m.user.as_str() })
+                                    @if !m.org.is_empty() { " (" (m.org) ")" }
+                                    " · " (m.role.to_string())
+                                }
+                            }
+                        }
+                    }
+                    None => p { "Private: only on this device. Nobody else sees it." },
+                }
+            }
+        }
+        section aria-labelledby="related-h" id="related" {
+            h2 id="related-h" { "Related" }
+            @let refs = view.references();
+            @let live: Vec<_> = related.iter().filter(|(_, r)| !r.deleted).collect();
+            @if refs.is_empty() && live.is_empty() {
+                p class="muted" { "Nothing refers to this record, and it refers to nothing." }
+            } @else {
+                ul {
+                    @for (field, target) in &refs {
+                        li { (page::label(field)) ": " a href=(link(*target)) { (title_of(*target).unwrap_or_else(|| target.to_string())) } }
+                    }
+                    @for (field, r) in &live {
+                        li {
+                            span class="kind" { (page::singular(r.kind)) } " "
+                            a href=(link(r.id)) { (r.title()) }
+                            " " span class="muted" { "(its " (field) ")" }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="timeline-h" id="timeline" {
+            h2 id="timeline-h" { "Timeline" }
+            ol class="timeline" {
+                @for e in &timeline { (entry(repo, &view, e, &link)) }
+            }
+        }
+    };
+    let crumbs = trail.crumbs(repo, &title);
+    Ok(page::render(Page {
+        title,
+        nav: Nav::Kind(view.kind),
+        crumbs,
+        help: html! {
+            p { strong { "Details" } " are the record's fields; hover a name for what it holds. Links lead to the records it refers to." }
+            p { "When two people change the same field at the same time (for example one of them offline), both values are kept and shown in a yellow box. "
+                strong { "Keep this value" } " settles it for everyone who shares the record." }
+            p { strong { "Space" } " says who sees this record: only you, or the members of a shared space, with their organisations." }
+            p { "The " strong { "timeline" } " lists every change, newest first: who made it, from which organisation, and what changed; and the calls, emails, meetings, notes and tasks about the record." }
+            p { "The breadcrumbs at the top show how you got here; each step is a link back." }
+        },
+        body,
+        watch,
+    }))
 }
-pub(crate) async fn delete() -> WebError {
-    WebError::NotFound("not built yet".into())
+
+fn actions(view: &RecordView) -> Markup {
+    let id = view.id;
+    let is_open_task = view.kind == Kind::Activity
+        && view.text("type") == Some("task")
+        && !matches!(view.get("done"), Some(FieldValue::Flag(true)));
+    html! {
+        div class="toolbar" {
+            a class="button" href={ "/r/" (id) "/edit" } { "Edit" }
+            @if is_open_task {
+                form method="post" action={ "/r/" (id) "/done" } { button type="submit" { "Mark done" } }
+            }
+            @if matches!(view.kind, Kind::Company | Kind::Person | Kind::Deal | Kind::Ticket) {
+                a class="button secondary" href={ "/new/activity?about=" (id) } { "Log activity" }
+                a class="button secondary" href={ "/new/activity?type=task&about=" (id) } { "New task" }
+            }
+            @if view.kind == Kind::Company {
+                a class="button secondary" href={ "/new/deal?company=" (id) } { "New deal" }
+                a class="button secondary" href={ "/new/person?company=" (id) } { "New person" }
+                a class="button secondary" href={ "/new/ticket?company=" (id) } { "New ticket" }
+            }
+            details {
+                summary class="button secondary" { "Delete…" }
+                form method="post" action={ "/r/" (id) "/delete" } {
+                    p { "It leaves lists and search, keeps its history, and can be restored." }
+                    button type="submit" class="danger" { "Delete " (view.title()) }
+                }
+            }
+        }
+    }
 }
-pub(crate) async fn restore() -> WebError {
-    WebError::NotFound("not built yet".into())
+
+/// A value as the form would take it back: references by their titles.
+fn pick_text(view: &RecordView, field: &str, v: &FieldValue) -> String {
+    let is_ref = view
+        .kind
+        .field(field)
+        .is_some_and(|d| d.ty.ref_kinds().is_some());
+    match v {
+        FieldValue::Text(s) if is_ref => s.clone(),
+        FieldValue::Flag(b) => if *b { "yes" } else { "no" }.into(),
+        _ => v.to_string(),
+    }
+}
+
+fn shown(
+    repo: &Repo,
+    view: &RecordView,
+    field: &str,
+    v: &FieldValue,
+    link: &dyn Fn(RecordId) -> String,
+) -> Markup {
+    match view.kind.field(field) {
+        Some(def) => page::field_value(def, v, &|id| page::title_in(repo, id), link),
+        None => html! { (v) },
+    }
+}
+
+fn entry(repo: &Repo, view: &RecordView, e: &Entry, link: &dyn Fn(RecordId) -> String) -> Markup {
+    let when = |t: i64| {
+        let iso = jiff::Timestamp::from_second(t)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        html! { time datetime=(iso) { (page::local_time(t)) } }
+    };
+    match e {
+        Entry::Change {
+            time,
+            author,
+            action,
+            fields,
+            verified,
+            ..
+        } => html! {
+            li {
+                span class="who" { (author) } " " (action) " · " (when(*time))
+                @if !verified { " " strong class="error" { "signature does not verify" } }
+                @if !fields.is_empty() {
+                    ul {
+                        @for f in fields {
+                            li {
+                                (page::label(&f.field)) ": "
+                                @match &f.before { Some(b) => (shown(repo, view, &f.field, b, link)), None => "—" }
+                                " → "
+                                @match &f.after { Some(a) => (shown(repo, view, &f.field, a, link)), None => "—" }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        Entry::Activity {
+            time,
+            id,
+            activity,
+            subject,
+            done,
+        } => html! {
+            li {
+                span class="kind" { (activity) } " "
+                a href=(link(*id)) { (if subject.is_empty() { activity.as_str() } else { subject.as_str() }) }
+                " · " (when(*time))
+                @match done { Some(true) => " · done", Some(false) => " · open", None => "" }
+            }
+        },
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PickForm {
+    field: String,
+    value: String,
+}
+
+/// `POST /r/{id}/pick`: keeps one of the values written at the same time,
+/// through the same edit (and validation) as `rapport edit --set`.
+pub(crate) async fn pick(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Form(f): Form<PickForm>,
+) -> Result<Redirect, WebError> {
+    app.blocking(move |app| {
+        let v = app.repo().edit(&id, &[(f.field, f.value)], &[])?;
+        Ok(Redirect::to(&format!("/r/{}?saved=1", v.id)))
+    })
+    .await
+}
+
+pub(crate) async fn complete(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Redirect, WebError> {
+    app.blocking(move |app| {
+        let v = app.repo().complete_task(&id)?;
+        Ok(Redirect::to(&format!("/r/{}?saved=1", v.id)))
+    })
+    .await
+}
+
+pub(crate) async fn delete(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Redirect, WebError> {
+    app.blocking(move |app| {
+        let v = app.repo().delete(&id)?;
+        Ok(Redirect::to(&format!("/k/{}", v.kind.as_str())))
+    })
+    .await
+}
+
+pub(crate) async fn restore(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Redirect, WebError> {
+    app.blocking(move |app| {
+        let v = app.repo().restore(&id)?;
+        Ok(Redirect::to(&format!("/r/{}?saved=1", v.id)))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::TestUi;
+    use rapport_model::RecordView;
+
+    async fn resolve(t: &TestUi, r: &str) -> RecordView {
+        let repo = t.repo().clone();
+        let r = r.to_string();
+        tokio::task::spawn_blocking(move || repo.resolve(&r))
+            .await
+            .expect("task")
+            .expect("record")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_company_page_shows_fields_related_records_and_its_timeline() {
+        let t = TestUi::start().await;
+        let acme = resolve(&t, "Acme Corporation").await;
+        let repo = t.repo().clone();
+        let id = acme.id.to_string();
+        tokio::task::spawn_blocking(move || {
+            repo.edit(&id, &[("industry".into(), "Aerospace".into())], &[])
+        })
+        .await
+        .expect("task")
+        .expect("edit");
+        let page = t.get(&format!("/r/{}", acme.id)).await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("acme.example"), "domain shown");
+        assert!(
+            page.body.contains(">Ann Baker</a>"),
+            "related person linked"
+        );
+        let timeline = page.body.split("id=\"timeline\"").nth(1).expect("timeline");
+        assert!(
+            timeline.contains("Dana Sales (Acme Partners)"),
+            "{timeline}"
+        );
+        assert!(timeline.contains("Manufacturing"), "old value");
+        assert!(timeline.contains("Aerospace"), "new value");
+        assert!(page.body.contains("Private: only on this device"));
+        // Reached from the companies list, the crumbs say so.
+        let crumbs = t.get(&format!("/r/{}?t=k-company", acme.id)).await;
+        assert!(
+            crumbs.body.contains("<a href=\"/k/company\">Companies</a>"),
+            "{}",
+            crumbs.body
+        );
+
+        let missing = t.get("/r/zzzzzzzz").await;
+        assert_eq!(missing.status, 404);
+        assert!(
+            missing.body.contains("no record matches"),
+            "{}",
+            missing.body
+        );
+    }
+
+    /// Two values written at the same time show side by side; keeping one
+    /// leaves that one. (The conflict is put into the stored view directly:
+    /// making one for real needs two devices, which `tests/` does.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conflicting_values_show_side_by_side_and_one_can_be_kept() {
+        use rapport_model::FieldValue;
+        use rapport_store::{Indexed, RecordWrite};
+        let t = TestUi::start().await;
+        let acme = resolve(&t, "Acme Corporation").await;
+        let repo = t.repo().clone();
+        let old = acme.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut torn = old.clone();
+            torn.conflicts.insert(
+                "industry".into(),
+                vec![
+                    FieldValue::Text("Manufacturing".into()),
+                    FieldValue::Text("Robotics".into()),
+                ],
+            );
+            let store = repo.store();
+            let doc = store.doc(old.id).expect("read").expect("doc");
+            let heads = store
+                .heads(old.space, old.id)
+                .expect("read")
+                .unwrap_or_default();
+            store
+                .write(&RecordWrite {
+                    id: old.id,
+                    space: old.space,
+                    doc: &doc,
+                    heads: &heads,
+                    changes: &[],
+                    index: Indexed::Record {
+                        view: &torn,
+                        previous: Some(&old),
+                    },
+                })
+                .expect("write");
+        })
+        .await
+        .expect("task");
+        let page = t.get(&format!("/r/{}", acme.id)).await;
+        let conflict = page
+            .body
+            .split("id=\"conflict-industry\"")
+            .nth(1)
+            .expect("conflict box");
+        assert!(
+            conflict.contains("Manufacturing") && conflict.contains("Robotics"),
+            "{conflict}"
+        );
+        let kept = t
+            .post(
+                &format!("/r/{}/pick", acme.id),
+                &[("field", "industry"), ("value", "Robotics")],
+            )
+            .await;
+        assert_eq!(kept.status, 303);
+        let after = resolve(&t, "Acme Corporation").await;
+        assert_eq!(after.text("industry"), Some("Robotics"));
+        assert!(after.conflicts.is_empty());
+        let page = t.get(&format!("/r/{}", acme.id)).await;
+        assert!(!page.body.contains("conflict-industry"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pick_delete_restore_and_done_act_on_the_record() {
+        let t = TestUi::start().await;
+        let deal = resolve(&t, "Acme plant rollout").await;
+        let picked = t
+            .post(
+                &format!("/r/{}/pick", deal.id),
+                &[("field", "stage"), ("value", "won")],
+            )
+            .await;
+        assert_eq!(picked.status, 303);
+        assert_eq!(
+            resolve(&t, "Acme plant rollout").await.text("stage"),
+            Some("won")
+        );
+        let bad = t
+            .post(
+                &format!("/r/{}/pick", deal.id),
+                &[("field", "stage"), ("value", "maybe")],
+            )
+            .await;
+        assert_eq!(bad.status, 422);
+        assert!(bad.body.contains("maybe"), "{}", bad.body);
+
+        assert_eq!(
+            t.post(&format!("/r/{}/delete", deal.id), &[]).await.status,
+            303
+        );
+        assert!(resolve(&t, &deal.id.to_string()).await.deleted);
+        let page = t.get(&format!("/r/{}", deal.id)).await;
+        assert!(page.body.contains("is deleted"));
+        assert_eq!(
+            t.post(&format!("/r/{}/restore", deal.id), &[]).await.status,
+            303
+        );
+        assert!(!resolve(&t, &deal.id.to_string()).await.deleted);
+
+        let task = resolve(&t, "Send revised quote to Acme").await;
+        let page = t.get(&format!("/r/{}", task.id)).await;
+        assert!(page.body.contains("Mark done"), "an open task offers it");
+        assert_eq!(
+            t.post(&format!("/r/{}/done", task.id), &[]).await.status,
+            303
+        );
+        let done = resolve(&t, &task.id.to_string()).await;
+        assert_eq!(
+            done.get("done"),
+            Some(&rapport_model::FieldValue::Flag(true))
+        );
+    }
 }

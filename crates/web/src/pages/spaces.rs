@@ -9,7 +9,6 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use maud::{Markup, html};
 use rapport_model::{RecordId, Role, SpaceId};
 use rapport_node::NodeError;
@@ -388,7 +387,7 @@ fn body(s: &Snapshot, outcome: &Outcome) -> Markup {
                     code { "rapport space join TICKET" } "."
                 }
                 p class="muted" {
-                    "Grants the " (role) " role; one use, valid " (hours) " h (until " (local_time(*expires)) ")."
+                    "Grants the " (role) " role; one use, valid " (hours) " h (until " (page::local_time(*expires)) ")."
                 }
             }
         }
@@ -647,22 +646,12 @@ fn or_dash(s: &str) -> &str {
     if s.is_empty() { "-" } else { s }
 }
 
-fn local_time(unix_seconds: i64) -> String {
-    Timestamp::from_second(unix_seconds)
-        .map(|t| {
-            t.to_zoned_datetime(TimeZone::system())
-                .strftime("%Y-%m-%d %H:%M")
-                .to_string()
-        })
-        .unwrap_or_else(|_| unix_seconds.to_string())
-}
-
 /// A sync time (RFC 3339) in local time, or "never".
 fn sync_time(rfc3339: Option<&str>) -> String {
     match rfc3339 {
         None => "never".into(),
         Some(t) => match t.parse::<Timestamp>() {
-            Ok(ts) => local_time(ts.as_second()),
+            Ok(ts) => page::local_time(ts.as_second()),
             Err(_) => t.to_string(),
         },
     }
