@@ -325,7 +325,7 @@ fn render(
         None => (
             format!("New {}", singular.to_lowercase()),
             format!("/new/{}", kind.as_str()),
-            format!("Create {}", singular.to_lowercase()),
+            format!("Create {singular}"),
             format!("/k/{}", kind.as_str()),
         ),
     };
@@ -426,7 +426,7 @@ fn field(def: &FieldDef, value: &str, error: Option<&str>) -> Markup {
             select id=(id) name=(def.name) aria-describedby=(described) aria-invalid=[invalid] aria-required=[required] {
                 @if !def.required || def.default.is_none() { option value="" { "" } }
                 @for o in options {
-                    option value=(o) selected[*o == value || (value.is_empty() && def.default == Some(*o))] { (o) }
+                    option value=(o) selected[*o == value || (value.is_empty() && def.default == Some(*o))] { (page::label(o)) }
                 }
             }
         },
@@ -464,7 +464,9 @@ fn field(def: &FieldDef, value: &str, error: Option<&str>) -> Markup {
     };
     html! {
         div class="field" {
-            label for=(id) { (page::label(def.name)) @if def.required { " (required)" } }
+            // "(required)" stays out of the label, so that the field's name
+            // is just its name; assistive technology reads aria-required.
+            div { label for=(id) { (page::label(def.name)) } @if def.required { span class="muted" aria-hidden="true" { " (required)" } } }
             (control)
             p class="hint" id=(hint_id) { (hint) }
             @if let Some(e) = error { p class="error" id=(error_id) { (e) } }
