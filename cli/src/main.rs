@@ -13,8 +13,8 @@ macro_rules! outln {
 }
 
 mod bench;
-mod bench_search;
 mod bench_relay;
+mod bench_search;
 mod bench_serve;
 mod bench_sync;
 mod client;

@@ -439,6 +439,9 @@ mod tests {
         let found = index.query("acme", 5);
         assert_eq!(found.total, 31);
         assert_eq!(found.hits.len(), 5);
-        assert_eq!(found.hits[0].title, "Acme 39 r499", "newest prefix match first");
+        assert_eq!(
+            found.hits[0].title, "Acme 39 r499",
+            "newest prefix match first"
+        );
     }
 }
