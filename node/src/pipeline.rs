@@ -54,18 +54,7 @@ pub fn summarize<'a>(deals: impl IntoIterator<Item = &'a RecordView>) -> Vec<Sta
             Stage {
                 stage: s,
                 count,
-                currencies: cur
-                    .into_iter()
-                    .map(|(c, (t, w))| {
-                        (
-                            c,
-                            Money {
-                                total: t.to_string(),
-                                weighted: w.to_string(),
-                            },
-                        )
-                    })
-                    .collect(),
+                currencies: money(cur),
             }
         })
         .collect()
@@ -143,18 +132,7 @@ pub fn forecast<'a>(deals: impl IntoIterator<Item = &'a RecordView>) -> Vec<Mont
         .map(|(month, (open, cur, won, won_cur))| Month {
             month,
             open,
-            currencies: cur
-                .into_iter()
-                .map(|(c, (t, w))| {
-                    (
-                        c,
-                        Money {
-                            total: t.to_string(),
-                            weighted: w.to_string(),
-                        },
-                    )
-                })
-                .collect(),
+            currencies: money(cur),
             won,
             won_totals: won_cur
                 .into_iter()
@@ -173,6 +151,19 @@ impl Repo {
         let deals = self.list(Kind::Deal, &[], false)?;
         Ok(summarize(&deals))
     }
+}
+
+/// Totals and weighted totals per currency, as shown.
+fn money(sums: BTreeMap<String, (Decimal, Decimal)>) -> BTreeMap<String, Money> {
+    sums.into_iter()
+        .map(|(c, (t, w))| {
+            let m = Money {
+                total: t.to_string(),
+                weighted: w.to_string(),
+            };
+            (c, m)
+        })
+        .collect()
 }
 
 #[cfg(test)]
