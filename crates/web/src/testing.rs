@@ -208,3 +208,40 @@ async fn login_then_search_and_pages_need_the_session() {
     assert_eq!(good.status, 303);
     assert!(good.header("set-cookie").is_some());
 }
+
+/// Another web site the user visits may neither reach the UI under its own
+/// host name (DNS rebinding) nor post a form to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_sites_are_refused() {
+    let t = TestUi::start().await;
+    let (addr, cookie) = (t.ui.addr, t.cookie.clone());
+    let answers = tokio::task::spawn_blocking(move || {
+        let raw = |head: String| {
+            let mut stream = TcpStream::connect(addr).expect("connect");
+            stream.write_all(head.as_bytes()).expect("write");
+            let mut out = Vec::new();
+            stream.read_to_end(&mut out).expect("read");
+            parse(&out)
+        };
+        let rebound = raw(format!(
+            "GET /k/company HTTP/1.1\r\nHost: evil.example:{}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
+            addr.port()
+        ));
+        let forged = raw(format!(
+            "POST /spaces/create HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nCookie: {cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\nConnection: close\r\n\r\nname=Evil"
+        ));
+        (rebound.status, forged.status)
+    })
+    .await
+    .expect("task");
+    assert_eq!(answers, (421, 403));
+    let repo = t.repo().clone();
+    let spaces = tokio::task::spawn_blocking(move || repo.spaces().expect("spaces"))
+        .await
+        .expect("task");
+    assert!(
+        spaces.iter().all(|s| s.name != "Evil"),
+        "nothing was created"
+    );
+}
