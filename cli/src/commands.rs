@@ -46,7 +46,7 @@ impl Backend {
         }
     }
 
-    fn path(&self, p: &Path) -> PathBuf {
+    pub(crate) fn path(&self, p: &Path) -> PathBuf {
         match self {
             Backend::Node { cwd, .. } => cwd.join(p),
             Backend::Direct(_) => p.to_path_buf(),
@@ -291,6 +291,15 @@ pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
             }
             print_json(out, &v.to_json())
         }
+        Command::Restore { reference }
+            if crate::recovery::is_backup(&backend.path(reference.as_ref())) =>
+        {
+            crate::recovery::restore(out, backend, &backend.path(reference.as_ref()), json)
+        }
+        Command::Backup { out: file } => {
+            crate::recovery::backup(out, &*open(OpenMode::Existing)?, &backend.path(&file), json)
+        }
+        Command::Repair { compact } => crate::recovery::repair(out, backend, compact, json),
         Command::Restore { reference } => {
             let repo = open(OpenMode::Existing)?;
             let v = repo.restore(&reference)?;

@@ -22,6 +22,7 @@ mod commands;
 mod daemon;
 mod membership;
 mod output;
+mod recovery;
 mod relay;
 
 use std::path::PathBuf;
@@ -126,8 +127,26 @@ pub enum Command {
     },
     /// Delete a record (a signed tombstone: restorable, history kept).
     Delete { reference: String },
-    /// Bring back a deleted record.
-    Restore { reference: String },
+    /// Bring back a deleted record; or, given a `rapport backup` file, make a new data
+    /// directory from it (`rapport restore FILE --data-dir DIR`).
+    Restore {
+        /// A record (id, prefix or name), or a backup file.
+        reference: String,
+    },
+    /// Write a backup of this node (its journal, device key and profile) to one file, also
+    /// while the node runs. The file holds the device's secret key: keep it safe.
+    Backup {
+        /// The backup file to write (replaced only once the new one is complete).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Rebuild the store from the journal (the node must be stopped); the old store is
+    /// moved aside, never deleted.
+    Repair {
+        /// Also rewrite the journal without what the store no longer holds.
+        #[arg(long)]
+        compact: bool,
+    },
     /// A record's history (who changed what, when) and its activities, newest first.
     Timeline { reference: String },
     /// Membership changes and refused changes of a shared space, with reasons and authors.

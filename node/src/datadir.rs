@@ -5,7 +5,9 @@
 //! DIR/                 mode 0700
 //!   rapport.json       the profile: format, device id, user name, organisation
 //!   device.key         the device's ed25519 secret, 32 bytes, mode 0600
-//!   store/             the sled database (rapport-store)
+//!   journal/           every signed change and invite, append-only: the
+//!                      source of truth the store is rebuilt from
+//!   store/             the sled database (rapport-store), rebuildable
 //! ```
 //!
 //! `rapport.json` is written last, so its presence means "initialised".
@@ -22,6 +24,12 @@ use crate::env::Environment;
 pub const PROFILE_FILE: &str = "rapport.json";
 pub const KEY_FILE: &str = "device.key";
 pub const STORE_DIR: &str = "store";
+pub const JOURNAL_DIR: &str = "journal";
+/// Where a store is rebuilt before it replaces `store/`.
+pub const REBUILD_DIR: &str = "store.rebuilding";
+/// Where the journal of a data directory made before journals existed is
+/// written before it becomes `journal/`.
+pub const MIGRATE_DIR: &str = "journal.migrating";
 const PROFILE_FORMAT: u32 = 1;
 
 /// Who this node's user is. Lives in `rapport.json`.
@@ -68,7 +76,14 @@ pub fn inspect(dir: &Path) -> Result<DirState, NodeError> {
     if dir.join(PROFILE_FILE).is_file() {
         return Ok(DirState::Rapport);
     }
-    let leftovers = [KEY_FILE, "device.key.tmp", "rapport.json.tmp", STORE_DIR];
+    let leftovers = [
+        KEY_FILE,
+        "device.key.tmp",
+        "rapport.json.tmp",
+        STORE_DIR,
+        JOURNAL_DIR,
+        REBUILD_DIR,
+    ];
     for entry in fs::read_dir(dir).map_err(|e| NodeError::io(dir, e))? {
         let entry = entry.map_err(|e| NodeError::io(dir, e))?;
         if !leftovers.iter().any(|l| entry.file_name() == *l) {

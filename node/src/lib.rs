@@ -13,6 +13,7 @@ pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;
+pub mod recovery;
 pub mod remote;
 pub mod repo;
 pub mod search;
@@ -39,7 +40,7 @@ pub enum NodeError {
          or point --data-dir at an existing one"
     )]
     NotInitialized { path: PathBuf },
-    #[error("{path} is damaged: {reason}. Restore the data directory from a backup")]
+    #[error("{path} is damaged: {reason}; {}", rapport_store::REPAIR_HINT)]
     Damaged { path: PathBuf, reason: String },
     #[error("{path}: {source}")]
     Io {

@@ -49,7 +49,7 @@ pub struct ApplyReport {
 }
 
 /// A change verified and ready to be judged.
-type Verified = (SignedChange, Change);
+pub(crate) type Verified = (SignedChange, Change);
 
 impl Repo {
     /// Encoded signed changes of `record` that a peer with `peer_heads` lacks.
@@ -206,7 +206,7 @@ impl Repo {
     /// stores the document the rules accept (rebuilt if the rules now
     /// refuse something it held). `from` is the peer, or `None` when
     /// re-judging after a removal.
-    fn settle(
+    pub(crate) fn settle(
         &self,
         space_id: RecordId,
         record: RecordId,

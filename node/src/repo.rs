@@ -78,25 +78,29 @@ impl Repo {
     }
 
     /// Opens with another clock and random source (the simulation's).
+    ///
+    /// A store that a crash left behind the journal gets the journal's tail
+    /// replayed; one that sled cannot open (or that lost its data) is moved
+    /// aside and rebuilt from the journal.
     pub fn open_in(
         dir: &Path,
         mode: OpenMode,
         env: Arc<dyn Environment>,
     ) -> Result<Self, NodeError> {
-        let store_dir = dir.join(datadir::STORE_DIR);
         let store = match datadir::inspect(dir)? {
-            DirState::Rapport => open_store(&store_dir, false)?,
+            DirState::Rapport => crate::recovery::open_existing(dir, env.clone())?,
             DirState::Foreign => {
                 return Err(NodeError::NotRapportDir {
                     path: dir.to_path_buf(),
                 });
             }
             DirState::Missing | DirState::Empty => match mode {
-                // The store first, the profile last: a crash in between
-                // leaves a directory that is still "not set up".
+                // The journal and store first, the profile last: a crash in
+                // between leaves a directory that is still "not set up".
                 OpenMode::Create => {
                     datadir::create_private_dir(dir)?;
-                    let store = open_store(&store_dir, true)?;
+                    let journal = crate::recovery::open_journal(dir, true)?;
+                    let store = open_store(&dir.join(datadir::STORE_DIR), true, Some(journal))?;
                     let profile = datadir::create(dir, None, None, env.as_ref())?;
                     tracing::info!(dir = %dir.display(), device = %profile.device, "created data directory");
                     store
@@ -108,6 +112,18 @@ impl Repo {
                 }
             },
         };
+        let repo = Self::with_store(dir, store, env)?;
+        repo.replay_journal_tail()?;
+        Ok(repo)
+    }
+
+    /// A `Repo` over an opened store, with the data directory's profile
+    /// and key.
+    pub(crate) fn with_store(
+        dir: &Path,
+        store: Store,
+        env: Arc<dyn Environment>,
+    ) -> Result<Self, NodeError> {
         let (profile, key) = datadir::load(dir)?;
         Ok(Repo {
             dir: dir.to_path_buf(),
@@ -826,10 +842,15 @@ fn matches(have: Option<&FieldValue>, want: &FieldValue) -> bool {
     }
 }
 
-fn open_store(path: &Path, create: bool) -> Result<Store, NodeError> {
+/// Opens the sled store, waiting a while for another process to let go of it.
+pub(crate) fn open_store(
+    path: &Path,
+    create: bool,
+    journal: Option<Arc<rapport_store::Journal>>,
+) -> Result<Store, NodeError> {
     let started = Instant::now();
     loop {
-        match Store::open(path, create) {
+        match Store::open(path, create, journal.clone()) {
             Err(StoreError::Locked { .. }) if started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(Duration::from_millis(50));
             }

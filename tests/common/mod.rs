@@ -234,7 +234,7 @@ pub fn write_as_modified_client(
 
     let key = std::fs::read(dir.join("device.key")).expect("key");
     let key = rapport_trust::DeviceKey::from_secret_slice(&key).expect("key");
-    let store = Store::open(&dir.join("store"), false).expect("store");
+    let store = Store::open(&dir.join("store"), false, None).expect("store");
     let rid: rapport_model::RecordId = id.parse().expect("id");
     let old = store
         .view(rid)

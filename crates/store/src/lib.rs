@@ -22,12 +22,22 @@
 //! | `authored`    | author key (32 bytes), id | empty                          |
 //! | `usage`       | space                     | bytes of signed changes stored (u64, big-endian) |
 //!
-//! Every write goes through one sled transaction across these trees and is
-//! flushed before [`Store::write`] returns: a write the caller reports as
-//! done survives a crash, and indexes never disagree with documents.
+//! `meta/journal` holds the [`journal::Position`] the journal ended at
+//! after the last write that reached sled.
+//!
+//! Every write of signed changes or invites is first appended to the
+//! [`journal`] (the source of truth, from which all of the above can be
+//! rebuilt), then goes through one sled transaction across these trees; a
+//! write the caller reports as done was synced in both before
+//! [`Store::write`] returned, the journal first.
+
+pub mod journal;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+pub use journal::{Entry, Journal, Position};
 
 use rapport_model::{Kind, RecordId, RecordView, Role, SpaceId, SpaceView};
 use rapport_proto::SignedChange;
@@ -43,12 +53,56 @@ pub const MAX_REJECTIONS: usize = 10_000;
 /// Page cache bound for sled.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The `meta` key of the journal position sled has caught up with.
+const JOURNAL_MARK: &str = "journal";
+
+/// Turns journaling back on when dropped (see [`Store::pause_journal`]).
+#[derive(Debug)]
+pub struct JournalPause(Arc<AtomicBool>);
+
+impl Drop for JournalPause {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Removes the half-written snapshots (`snap.*.generating`) a process
+/// killed while sled wrote one leaves behind. sled 0.34 would pick such a
+/// file as the newest snapshot, find it empty or cut short, and refuse to
+/// open the store; it renames a snapshot into place only after syncing
+/// it, so an un-renamed one is never the only copy of anything.
+pub fn remove_incomplete_snapshots(path: &Path) -> Result<usize> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(journal::io_error(path, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| journal::io_error(path, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let file = entry.path();
+            std::fs::remove_file(&file).map_err(|e| journal::io_error(&file, e))?;
+            tracing::warn!(
+                file = %file.display(),
+                "removed an incomplete sled snapshot left by an interrupted process"
+            );
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// What a user does about a store that is damaged beyond what the node
+/// repairs by itself.
+pub const REPAIR_HINT: &str = "`rapport repair` rebuilds it from the journal; \
+     `rapport restore FILE --data-dir DIR` makes a new data directory from a `rapport backup` file";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "could not open the store at {path}: {source}. If it is damaged, \
-         restore the data directory from a backup"
-    )]
+    #[error("could not open the store at {path}: {source}. If it is damaged, {REPAIR_HINT}")]
     Open { path: String, source: sled::Error },
     #[error(
         "the store at {path} is in use by another Rapport process; stop it (or wait for it) and try again"
@@ -56,15 +110,53 @@ pub enum StoreError {
     Locked { path: String },
     #[error(
         "the store at {path} holds no Rapport data although this data directory was set up before: \
-         it is damaged or was removed. Restore the data directory from a backup"
+         it is damaged or was removed; {REPAIR_HINT}"
     )]
     Missing { path: String },
     #[error("{path} is not a Rapport store (format marker {found:?})")]
     NotRapport { path: String, found: String },
     #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
+    #[error("the store is damaged ({0}); {REPAIR_HINT}")]
+    Damaged(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    #[error("the disk holding {path} is full: nothing was saved. Free some space and try again")]
+    DiskFull { path: String },
+    #[error(
+        "the disk holding {path} is read-only: nothing was saved. Remount it read-write and try again"
+    )]
+    ReadOnly { path: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Io(io) => journal::io_error(Path::new("the store"), io),
+            sled::Error::Corruption { .. } => StoreError::Damaged(e.to_string()),
+            e => StoreError::Sled(e),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether this error means the store's files are damaged (rather than
+    /// locked, missing permissions or out of space): what a rebuild from
+    /// the journal cures.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            StoreError::Open { source, .. } => {
+                matches!(source, sled::Error::Corruption { .. })
+            }
+            StoreError::Missing { .. } | StoreError::Damaged(_) => true,
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -113,9 +205,19 @@ pub struct Store {
     peers: sled::Tree,
     authored: sled::Tree,
     usage: sled::Tree,
+    meta: sled::Tree,
     /// Who is told the id of every record or space written or withdrawn
     /// (the web UI's search index and live updates).
     watchers: Arc<Mutex<Vec<std::sync::mpsc::Sender<RecordId>>>>,
+    /// Where every signed change and invite goes first; `None` only in
+    /// tests of the store alone.
+    journal: Option<Arc<Journal>>,
+    /// Off while the store is being filled from the journal itself.
+    journaling: Arc<AtomicBool>,
+    /// Held from a journal append to the end of its sled transaction, so
+    /// that `meta/journal` always names a point the journal reached with
+    /// every earlier entry in sled.
+    commit: Arc<Mutex<()>>,
 }
 
 /// Where another node was last reachable.
@@ -178,17 +280,23 @@ pub struct Rejection {
 
 impl Store {
     /// Opens the store in directory `path`; creates it only if `create`.
+    /// Every signed change and invite written through it is appended to
+    /// `journal` first.
     ///
     /// Without `create`, a store with no format marker is refused: sled
     /// opens a directory whose files are damaged as an empty database, and
     /// an empty CRM must never silently replace the user's.
-    pub fn open(path: &Path, create: bool) -> Result<Self> {
+    pub fn open(path: &Path, create: bool, journal: Option<Arc<Journal>>) -> Result<Self> {
         let display = path.display().to_string();
+        remove_incomplete_snapshots(path)?;
         // sled caches pages up to `cache_capacity` (1 GiB by default); bound it so
-        // memory stays small however large the store grows.
+        // memory stays small however large the store grows. No background
+        // flush: sled's data reaches disk only when `flush` has synced the
+        // journal first.
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(CACHE_BYTES)
+            .flush_every_ms(None)
             .open()
             .map_err(|e| {
                 let text = e.to_string();
@@ -233,9 +341,195 @@ impl Store {
             peers: db.open_tree("peers")?,
             authored: db.open_tree("authored")?,
             usage: db.open_tree("usage")?,
+            meta,
             watchers: Arc::default(),
+            journal,
+            journaling: Arc::new(AtomicBool::new(true)),
+            commit: Arc::default(),
             db,
         })
+    }
+
+    /// The journal this store writes to.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.as_ref()
+    }
+
+    /// Where the journal ended after the last write that reached sled;
+    /// `None` for a store that has never been written through a journal.
+    pub fn journal_mark(&self) -> Result<Option<Position>> {
+        Ok(self
+            .meta
+            .get(JOURNAL_MARK)?
+            .and_then(|v| Position::decode(&v)))
+    }
+
+    /// Records that sled holds everything the journal holds up to `at`.
+    pub fn set_journal_mark(&self, at: Position) -> Result<()> {
+        let _commit = self.commit_lock();
+        self.meta.insert(JOURNAL_MARK, &at.encode()[..])?;
+        Ok(())
+    }
+
+    /// Stops journaling until the guard is dropped: while the store is
+    /// filled from the journal itself (a rebuild, or replaying its tail).
+    pub fn pause_journal(&self) -> JournalPause {
+        self.journaling.store(false, Ordering::SeqCst);
+        JournalPause(self.journaling.clone())
+    }
+
+    fn commit_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.commit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `entries` to the journal (if journaling); returns where it
+    /// ended before and after.
+    fn journal_append(&self, entries: &[Entry]) -> Result<Option<(Position, Position)>> {
+        match &self.journal {
+            Some(j) if !entries.is_empty() && self.journaling.load(Ordering::SeqCst) => {
+                Ok(Some(j.append(entries)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Undoes a journal append whose sled half failed.
+    fn journal_undo(&self, appended: Option<(Position, Position)>) {
+        if let (Some(j), Some((before, _))) = (&self.journal, appended)
+            && let Err(e) = j.truncate(before)
+        {
+            tracing::error!(error = %e, "could not take a failed write back out of the journal");
+        }
+    }
+
+    /// Journal entries for the changes of `writes` that are not stored yet.
+    fn new_change_entries(&self, writes: &[RecordWrite<'_>]) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        if self.journal.is_none() || !self.journaling.load(Ordering::SeqCst) {
+            return Ok(entries);
+        }
+        for w in writes {
+            for (hash, signed) in w.changes {
+                if !self.changes.contains_key(hash.as_slice())? {
+                    entries.push(Entry::Change {
+                        record: w.id,
+                        space: w.space,
+                        change: signed.encode(),
+                    });
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Writes every signed change and invite sled holds to an empty
+    /// journal: for a data directory made before journals existed. Changes
+    /// of documents with no stored heads (waiting ones that never applied)
+    /// have no known space and are left out; peers send them again.
+    /// Returns the number of entries written.
+    pub fn journal_everything(&self) -> Result<u64> {
+        let Some(journal) = &self.journal else {
+            return Ok(0);
+        };
+        let _commit = self.commit_lock();
+        let mut space_of = std::collections::HashMap::new();
+        for key in self.by_space.iter().keys() {
+            let key = key?;
+            let Some(split) = key.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let space = std::str::from_utf8(&key[..split])
+                .ok()
+                .and_then(|s| s.parse::<SpaceId>().ok());
+            if let (Some(space), Ok(id)) = (space, parse_id(&key[split + 1..])) {
+                space_of.insert(id, space);
+            }
+        }
+        let mut batch = Vec::new();
+        let mut written = 0u64;
+        for key in self.doc_changes.iter().keys() {
+            let key = key?;
+            if key.len() < rapport_model::id::ID_LEN {
+                continue;
+            }
+            let (id, hash) = key.split_at(rapport_model::id::ID_LEN);
+            let Ok(id) = parse_id(id) else { continue };
+            let (Some(space), Some(change)) = (space_of.get(&id), self.changes.get(hash)?) else {
+                continue;
+            };
+            batch.push(Entry::Change {
+                record: id,
+                space: *space,
+                change: change.to_vec(),
+            });
+            if batch.len() >= 1024 {
+                written += batch.len() as u64;
+                journal.append(&batch)?;
+                batch.clear();
+            }
+        }
+        for item in self.invites.iter() {
+            let (hash, invite) = item?;
+            batch.push(Entry::Invite {
+                hash: hash.to_vec(),
+                invite: invite.to_vec(),
+            });
+        }
+        written += batch.len() as u64;
+        journal.append(&batch)?;
+        journal.sync()?;
+        self.meta
+            .insert(JOURNAL_MARK, &journal.end().encode()[..])?;
+        self.db.flush()?;
+        Ok(written)
+    }
+
+    /// Rewrites the journal without what the store no longer holds:
+    /// changes that were refused or erased, repeats, and superseded invite
+    /// states. Writes wait until it is done.
+    pub fn compact_journal(&self) -> Result<journal::Compacted> {
+        let Some(journal) = &self.journal else {
+            return Ok(journal::Compacted::default());
+        };
+        let _commit = self.commit_lock();
+        journal.sync()?;
+        // The newest entry of each invite is the one to keep.
+        let mut last_invite = std::collections::HashMap::new();
+        let start = journal.start()?;
+        for item in journal.read(start, journal.end())? {
+            if let (at, Entry::Invite { hash, .. }) = item? {
+                last_invite.insert(hash, at);
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut failure = None;
+        let report = journal.compact(|at, entry| match entry {
+            Entry::Change { record, change, .. } => {
+                let Some(hash) = SignedChange::decode(change)
+                    .ok()
+                    .and_then(|s| rapport_model::automerge::Change::from_bytes(s.change).ok())
+                    .map(|c| c.hash().0)
+                else {
+                    return false;
+                };
+                let key = concat(record.to_string().as_bytes(), &hash);
+                match self.doc_changes.contains_key(key) {
+                    Ok(held) => held && seen.insert((*record, hash)),
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                        true
+                    }
+                }
+            }
+            Entry::Invite { hash, .. } => last_invite.get(hash) == Some(&at),
+        })?;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        self.meta
+            .insert(JOURNAL_MARK, &journal.end().encode()[..])?;
+        self.db.flush()?;
+        Ok(report)
     }
 
     /// Writes one record atomically and durably.
@@ -246,8 +540,7 @@ impl Store {
     /// Writes several records in one transaction and one flush (imports).
     pub fn write_batch(&self, writes: &[RecordWrite<'_>]) -> Result<()> {
         self.write_batch_deferred(writes)?;
-        self.db.flush()?;
-        Ok(())
+        self.flush()
     }
 
     /// Writes atomically but leaves the flush to a later [`Store::flush`]:
@@ -256,8 +549,12 @@ impl Store {
         self.write_batch_deferred(std::slice::from_ref(w))
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable: the journal first, then sled, so
+    /// that sled never holds a change the journal could lose.
     pub fn flush(&self) -> Result<()> {
+        if let Some(j) = &self.journal {
+            j.sync()?;
+        }
         self.db.flush()?;
         Ok(())
     }
@@ -272,6 +569,9 @@ impl Store {
             })
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let _commit = self.commit_lock();
+        let entries = self.new_change_entries(writes)?;
+        let appended = self.journal_append(&entries)?;
         let trees = [
             &self.docs,
             &self.changes,
@@ -284,6 +584,7 @@ impl Store {
             &self.spaces,
             &self.authored,
             &self.usage,
+            &self.meta,
         ];
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {
@@ -299,10 +600,14 @@ impl Store {
                     spaces,
                     authored,
                     usage,
+                    meta,
                 ] = t.as_slice()
                 else {
                     return Err(ConflictableTransactionError::Abort(()));
                 };
+                if let Some((_, end)) = appended {
+                    meta.insert(JOURNAL_MARK, &end.encode()[..])?;
+                }
                 for (w, json) in writes.iter().zip(&encoded) {
                     let id = w.id.to_string();
                     docs.insert(id.as_bytes(), w.doc)?;
@@ -348,8 +653,12 @@ impl Store {
             });
         match result {
             Ok(()) => {}
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
+            Err(TransactionError::Storage(e)) => {
+                self.journal_undo(appended);
+                return Err(e.into());
+            }
             Err(TransactionError::Abort(())) => {
+                self.journal_undo(appended);
                 return Err(StoreError::Corrupt("transaction aborted".into()));
             }
         }
@@ -608,44 +917,116 @@ impl Store {
     }
 
     /// Keeps verified changes whose dependencies have not arrived: stored by
-    /// hash and listed for the record, but not yet in its document.
+    /// hash and listed for the record, but not yet in its document. One
+    /// transaction, journaled, durable.
     pub fn keep_pending(
         &self,
         id: RecordId,
         space: SpaceId,
         changes: &[(Vec<u8>, SignedChange)],
     ) -> Result<()> {
-        let key = id.to_string();
-        let mut added = 0u64;
-        for (hash, signed) in changes {
-            let encoded = signed.encode();
-            if self.changes.get(hash.as_slice())?.is_none() {
-                added += encoded.len() as u64;
+        {
+            let _commit = self.commit_lock();
+            let w = RecordWrite {
+                id,
+                space,
+                doc: &[],
+                heads: &[],
+                changes,
+                index: Indexed::Opaque,
+            };
+            let entries = self.new_change_entries(std::slice::from_ref(&w))?;
+            let appended = self.journal_append(&entries)?;
+            let key = id.to_string();
+            let encoded: Vec<Vec<u8>> = changes.iter().map(|(_, c)| c.encode()).collect();
+            let trees = [
+                &self.changes,
+                &self.doc_changes,
+                &self.authored,
+                &self.usage,
+                &self.meta,
+            ];
+            let result: std::result::Result<(), TransactionError<()>> =
+                trees.as_slice().transaction(|t| {
+                    let [changes_t, doc_changes, authored, usage, meta] = t.as_slice() else {
+                        return Err(ConflictableTransactionError::Abort(()));
+                    };
+                    let mut added = 0u64;
+                    for ((hash, signed), bytes) in changes.iter().zip(&encoded) {
+                        if changes_t.get(hash.as_slice())?.is_none() {
+                            added += bytes.len() as u64;
+                        }
+                        changes_t.insert(hash.as_slice(), bytes.as_slice())?;
+                        doc_changes.insert(concat(key.as_bytes(), hash), &[][..])?;
+                        authored.insert(concat(&signed.author, key.as_bytes()), &[][..])?;
+                    }
+                    if added > 0 {
+                        let key = space.to_string();
+                        let used = usage.get(key.as_bytes())?.map_or(0, |v| be_u64(&v));
+                        usage.insert(key.as_bytes(), &(used + added).to_be_bytes()[..])?;
+                    }
+                    if let Some((_, end)) = appended {
+                        meta.insert(JOURNAL_MARK, &end.encode()[..])?;
+                    }
+                    Ok::<(), ConflictableTransactionError<()>>(())
+                });
+            match result {
+                Ok(()) => {}
+                Err(TransactionError::Storage(e)) => {
+                    self.journal_undo(appended);
+                    return Err(e.into());
+                }
+                Err(TransactionError::Abort(())) => {
+                    self.journal_undo(appended);
+                    return Err(StoreError::Corrupt("transaction aborted".into()));
+                }
             }
-            self.changes.insert(hash.as_slice(), encoded)?;
-            self.doc_changes
-                .insert(concat(key.as_bytes(), hash), &[][..])?;
-            self.authored
-                .insert(concat(&signed.author, key.as_bytes()), &[][..])?;
         }
-        if added > 0 {
-            let key = space.to_string();
-            self.usage.update_and_fetch(key.as_bytes(), |v| {
-                let used = v.map_or(0, be_u64);
-                Some((used + added).to_be_bytes().to_vec())
-            })?;
-        }
-        self.db.flush()?;
-        Ok(())
+        self.flush()
     }
 
     /// Stores an invite under the hash of its secret (the secret itself is
-    /// never stored), durably.
+    /// never stored), journaled and durable.
     pub fn put_invite(&self, secret_hash: &[u8], invite: &InviteRecord) -> Result<()> {
         let json = serde_json::to_vec(invite).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.journal_invite(secret_hash, &json, || {
+            self.invites.insert(secret_hash, json.as_slice())?;
+            Ok(true)
+        })?;
+        self.flush()
+    }
+
+    /// Puts an invite state read back from the journal (not journaled again).
+    pub fn restore_invite(&self, secret_hash: &[u8], json: &[u8]) -> Result<()> {
         self.invites.insert(secret_hash, json)?;
-        self.db.flush()?;
         Ok(())
+    }
+
+    /// Journals an invite state, then runs `apply` (the sled half) and
+    /// moves the journal mark; takes the journal entry back if `apply`
+    /// fails or did not take place (returned `false`).
+    fn journal_invite(
+        &self,
+        hash: &[u8],
+        json: &[u8],
+        apply: impl FnOnce() -> Result<bool>,
+    ) -> Result<bool> {
+        let _commit = self.commit_lock();
+        let appended = self.journal_append(&[Entry::Invite {
+            hash: hash.to_vec(),
+            invite: json.to_vec(),
+        }])?;
+        let applied = apply().and_then(|done| match appended {
+            Some((_, end)) if done => {
+                self.meta.insert(JOURNAL_MARK, &end.encode()[..])?;
+                Ok(true)
+            }
+            _ => Ok(done),
+        });
+        if !matches!(applied, Ok(true)) {
+            self.journal_undo(appended);
+        }
+        applied
     }
 
     /// Marks an invite redeemed by `device`, atomically: of two concurrent
@@ -671,12 +1052,14 @@ impl Store {
             let mut used = invite.clone();
             used.redeemed_by = Some(device.to_string());
             let json = serde_json::to_vec(&used).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if self
-                .invites
-                .compare_and_swap(secret_hash, Some(current), Some(json))?
-                .is_ok()
-            {
-                self.db.flush()?;
+            let won = self.journal_invite(secret_hash, &json, || {
+                Ok(self
+                    .invites
+                    .compare_and_swap(secret_hash, Some(current), Some(json.as_slice()))?
+                    .is_ok())
+            })?;
+            if won {
+                self.flush()?;
                 return Ok(Ok(used));
             }
         }
@@ -805,7 +1188,7 @@ mod tests {
     #[test]
     fn watchers_hear_of_every_written_and_withdrawn_record() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), true).expect("open");
+        let store = Store::open(dir.path(), true, None).expect("open");
         let feed = store.watch();
         let gone = store.watch();
         drop(gone);
@@ -836,7 +1219,7 @@ mod tests {
     #[test]
     fn indexes_follow_renames_and_reference_changes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), true).expect("open");
+        let store = Store::open(dir.path(), true, None).expect("open");
         let acme = view(1, Kind::Company, &[("name", text("Acme"))]);
         let globex = view(2, Kind::Company, &[("name", text("Globex"))]);
         let ann = view(
@@ -928,16 +1311,16 @@ mod tests {
                 .expect("insert");
             db.flush().expect("flush");
         }
-        let err = Store::open(dir.path(), true).expect_err("must refuse");
+        let err = Store::open(dir.path(), true, None).expect_err("must refuse");
         assert!(matches!(err, StoreError::NotRapport { .. }), "{err}");
     }
 
     #[test]
     fn an_existing_store_without_its_marker_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = Store::open(dir.path(), false).expect_err("must refuse");
+        let err = Store::open(dir.path(), false, None).expect_err("must refuse");
         assert!(matches!(err, StoreError::Missing { .. }), "{err}");
-        Store::open(dir.path(), true).expect("created when asked");
-        Store::open(dir.path(), false).expect("then it opens");
+        Store::open(dir.path(), true, None).expect("created when asked");
+        Store::open(dir.path(), false, None).expect("then it opens");
     }
 }

@@ -1,0 +1,849 @@
+//! The journal: every signed change this node accepted, and every invite it
+//! issued or saw redeemed, appended to checksummed segment files and
+//! fsync'd before a write is acknowledged. sled's documents, views and
+//! indexes are a cache of it: a node whose sled store is damaged rebuilds
+//! the store from the journal (see `rapport_node::recovery`).
+//!
+//! Layout of `DIR` (the data directory's `journal/`):
+//!
+//! ```text
+//! 0000000000000001.seg   "rapport-journal/1\n", then frames
+//! 0000000000000002.seg   a new segment once the last passes SEGMENT_BYTES
+//! ```
+//!
+//! A frame is `len: u32 LE | crc32(payload): u32 LE | payload`. Only the
+//! last segment is ever appended to, so only its tail can be torn (a kill
+//! mid-append): [`Journal::open`] cuts it at the first frame that does not
+//! check out. Such a frame was never acknowledged, since an append is
+//! synced before the write it carries is reported done.
+//!
+//! Compaction ([`Journal::compact`]) writes the kept frames to `DIR.new`,
+//! then swaps directories (`DIR` → `DIR.old`, `DIR.new` → `DIR`); `open`
+//! finishes or undoes a swap a crash interrupted.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rapport_model::{RecordId, SpaceId};
+
+use crate::{Result, StoreError};
+
+/// The first bytes of every segment file.
+pub const SEGMENT_MAGIC: &[u8] = b"rapport-journal/1\n";
+/// A segment is closed (and a new one started) once it passes this size.
+pub const SEGMENT_BYTES: u64 = 32 * 1024 * 1024;
+/// The largest frame payload accepted when reading: far above any change
+/// (1 MiB) or invite, so a larger length means damage, not data.
+pub const MAX_FRAME: u32 = 64 * 1024 * 1024;
+const FRAME_HEADER: usize = 8;
+
+/// Where a frame starts (or the journal ends): segment number and byte
+/// offset in it. Ordered as the journal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+impl Position {
+    pub fn encode(self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.segment.to_be_bytes());
+        b[8..].copy_from_slice(&self.offset.to_be_bytes());
+        b
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let b: [u8; 16] = bytes.try_into().ok()?;
+        let (s, o) = b.split_at(8);
+        Some(Position {
+            segment: u64::from_be_bytes(s.try_into().ok()?),
+            offset: u64::from_be_bytes(o.try_into().ok()?),
+        })
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.segment, self.offset)
+    }
+}
+
+/// One journaled fact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A signed change (encoded `SignedChange`) of `record`, which belongs
+    /// to `space`: applied, waiting for its dependencies, or kept aside.
+    Change {
+        record: RecordId,
+        space: SpaceId,
+        change: Vec<u8>,
+    },
+    /// The state of an invite this node issued, by the hash of its secret
+    /// (`InviteRecord` as JSON); a later entry for the same hash replaces
+    /// an earlier one.
+    Invite { hash: Vec<u8>, invite: Vec<u8> },
+}
+
+const TAG_CHANGE: u8 = 1;
+const TAG_INVITE: u8 = 2;
+
+impl Entry {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Entry::Change {
+                record,
+                space,
+                change,
+            } => {
+                let mut b = Vec::with_capacity(34 + change.len());
+                b.push(TAG_CHANGE);
+                b.extend_from_slice(&record.to_bytes());
+                match space {
+                    SpaceId::Private => b.push(0),
+                    SpaceId::Shared(s) => {
+                        b.push(1);
+                        b.extend_from_slice(&s.to_bytes());
+                    }
+                }
+                b.extend_from_slice(change);
+                b
+            }
+            Entry::Invite { hash, invite } => {
+                let mut b = Vec::with_capacity(2 + hash.len() + invite.len());
+                b.push(TAG_INVITE);
+                b.push(hash.len().min(255) as u8);
+                b.extend_from_slice(&hash[..hash.len().min(255)]);
+                b.extend_from_slice(invite);
+                b
+            }
+        }
+    }
+
+    pub fn decode(b: &[u8]) -> std::result::Result<Self, String> {
+        let id = |b: &[u8]| -> std::result::Result<RecordId, String> {
+            let a: [u8; 16] = b
+                .get(..16)
+                .and_then(|s| s.try_into().ok())
+                .ok_or("a journal entry is cut short")?;
+            Ok(RecordId::from_bytes(a))
+        };
+        match b.first() {
+            Some(&TAG_CHANGE) => {
+                let record = id(&b[1..])?;
+                let (space, rest) = match b.get(17) {
+                    Some(0) => (SpaceId::Private, &b[18..]),
+                    Some(1) => (SpaceId::Shared(id(&b[18..])?), &b[34.min(b.len())..]),
+                    _ => return Err("a journal entry names no space".into()),
+                };
+                Ok(Entry::Change {
+                    record,
+                    space,
+                    change: rest.to_vec(),
+                })
+            }
+            Some(&TAG_INVITE) => {
+                let n = *b.get(1).ok_or("a journal entry is cut short")? as usize;
+                let hash = b.get(2..2 + n).ok_or("a journal entry is cut short")?;
+                Ok(Entry::Invite {
+                    hash: hash.to_vec(),
+                    invite: b[2 + n..].to_vec(),
+                })
+            }
+            other => Err(format!("unknown journal entry type {other:?}")),
+        }
+    }
+}
+
+/// Appends one frame holding `payload` to `out`.
+pub fn push_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// What reading a frame found.
+#[derive(Debug)]
+pub enum Frame {
+    Payload(Vec<u8>),
+    /// The input ended cleanly between frames.
+    End,
+    /// A frame that does not check out (cut short, wrong checksum, absurd
+    /// length): what follows cannot be trusted.
+    Bad(String),
+}
+
+/// Reads the next frame from `r`.
+pub fn read_frame(r: &mut impl Read) -> std::io::Result<Frame> {
+    let mut header = [0u8; FRAME_HEADER];
+    let got = read_full(r, &mut header)?;
+    if got == 0 {
+        return Ok(Frame::End);
+    }
+    if got < FRAME_HEADER {
+        return Ok(Frame::Bad("a frame header is cut short".into()));
+    }
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if len > MAX_FRAME {
+        return Ok(Frame::Bad(format!("a frame claims {len} bytes")));
+    }
+    let mut payload = vec![0u8; len as usize];
+    if read_full(r, &mut payload)? < payload.len() {
+        return Ok(Frame::Bad("a frame is cut short".into()));
+    }
+    if crc32fast::hash(&payload) != crc {
+        return Ok(Frame::Bad("a frame's checksum does not match".into()));
+    }
+    Ok(Frame::Payload(payload))
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// What opening the journal found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Opened {
+    pub segments: usize,
+    /// Bytes cut from the last segment's torn tail (a kill mid-append).
+    pub torn_bytes: u64,
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compacted {
+    pub kept: u64,
+    pub dropped: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    tail: Mutex<Tail>,
+}
+
+#[derive(Debug)]
+struct Tail {
+    file: File,
+    segment: u64,
+    len: u64,
+    /// Appended since the last fsync.
+    dirty: bool,
+}
+
+impl Journal {
+    /// Whether a journal was ever set up at `dir` (or a compaction of it
+    /// was interrupted).
+    pub fn exists(dir: &Path) -> bool {
+        dir.is_dir() || sibling(dir, "old").is_dir()
+    }
+
+    /// Opens the journal at `dir`, creating it if `create`; cuts a torn
+    /// tail off the last segment.
+    pub fn open(dir: &Path, create: bool) -> Result<(Journal, Opened)> {
+        finish_swap(dir)?;
+        if !dir.is_dir() {
+            if !create {
+                return Err(StoreError::Corrupt(format!(
+                    "the journal at {} is missing",
+                    dir.display()
+                )));
+            }
+            fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+            sync_dir(dir.parent().unwrap_or(dir))?;
+        }
+        let mut segments = segment_numbers(dir)?;
+        if segments.is_empty() {
+            new_segment(dir, 1)?;
+            segments.push(1);
+        }
+        let last = *segments.last().unwrap_or(&1);
+        let path = segment_path(dir, last);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        let size = file.metadata().map_err(|e| io_error(&path, e))?.len();
+        let valid = valid_length(&mut file).map_err(|e| io_error(&path, e))?;
+        let mut opened = Opened {
+            segments: segments.len(),
+            torn_bytes: 0,
+        };
+        if valid < size || valid < SEGMENT_MAGIC.len() as u64 {
+            // A torn tail, or a segment created but not yet headed.
+            opened.torn_bytes = size.saturating_sub(valid);
+            if valid < SEGMENT_MAGIC.len() as u64 {
+                file.set_len(0).map_err(|e| io_error(&path, e))?;
+                file.write_all(SEGMENT_MAGIC)
+                    .map_err(|e| io_error(&path, e))?;
+            } else {
+                file.set_len(valid).map_err(|e| io_error(&path, e))?;
+            }
+            file.sync_all().map_err(|e| io_error(&path, e))?;
+            tracing::warn!(
+                segment = %path.display(),
+                bytes = opened.torn_bytes,
+                "cut the journal's torn tail (a write that was interrupted and never acknowledged)"
+            );
+        }
+        let len = file.metadata().map_err(|e| io_error(&path, e))?.len();
+        file.seek(SeekFrom::Start(len))
+            .map_err(|e| io_error(&path, e))?;
+        Ok((
+            Journal {
+                dir: dir.to_path_buf(),
+                tail: Mutex::new(Tail {
+                    file,
+                    segment: last,
+                    len,
+                    dirty: false,
+                }),
+            },
+            opened,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where the next frame will go.
+    pub fn end(&self) -> Position {
+        let t = self.tail();
+        Position {
+            segment: t.segment,
+            offset: t.len,
+        }
+    }
+
+    /// The position of the first frame.
+    pub fn start(&self) -> Result<Position> {
+        let first = segment_numbers(&self.dir)?.first().copied().unwrap_or(1);
+        Ok(Position {
+            segment: first,
+            offset: SEGMENT_MAGIC.len() as u64,
+        })
+    }
+
+    /// Appends `entries` (not yet synced: see [`Journal::sync`]) and
+    /// returns where the journal ended before and after. On any error the
+    /// segment is cut back to where it was, so a failed append leaves no
+    /// partial frame for a later one to follow.
+    pub fn append(&self, entries: &[Entry]) -> Result<(Position, Position)> {
+        let mut buf = Vec::new();
+        for e in entries {
+            push_frame(&mut buf, &e.encode());
+        }
+        let mut t = self.tail();
+        if t.len >= SEGMENT_BYTES {
+            let path = segment_path(&self.dir, t.segment);
+            t.file.sync_data().map_err(|e| io_error(&path, e))?;
+            let next = t.segment + 1;
+            let file = new_segment(&self.dir, next)?;
+            t.file = file;
+            t.segment = next;
+            t.len = SEGMENT_MAGIC.len() as u64;
+            t.dirty = false;
+        }
+        let before = Position {
+            segment: t.segment,
+            offset: t.len,
+        };
+        if let Err(e) = t.file.write_all(&buf) {
+            let path = segment_path(&self.dir, t.segment);
+            let len = t.len;
+            let _ = t.file.set_len(len);
+            let _ = t.file.seek(SeekFrom::Start(len));
+            return Err(io_error(&path, e));
+        }
+        t.len += buf.len() as u64;
+        t.dirty = true;
+        Ok((
+            before,
+            Position {
+                segment: t.segment,
+                offset: t.len,
+            },
+        ))
+    }
+
+    /// Cuts the journal back to `to` (the end before a write whose sled
+    /// half failed), so that the write is gone from both.
+    pub fn truncate(&self, to: Position) -> Result<()> {
+        let mut t = self.tail();
+        if to.segment != t.segment || to.offset > t.len {
+            return Err(StoreError::Corrupt(format!(
+                "cannot cut the journal back to {to}: it ends at {}:{}",
+                t.segment, t.len
+            )));
+        }
+        let path = segment_path(&self.dir, t.segment);
+        t.file.set_len(to.offset).map_err(|e| io_error(&path, e))?;
+        t.file
+            .seek(SeekFrom::Start(to.offset))
+            .map_err(|e| io_error(&path, e))?;
+        t.len = to.offset;
+        t.dirty = true;
+        Ok(())
+    }
+
+    /// Makes every append so far durable (fdatasync of the last segment).
+    pub fn sync(&self) -> Result<()> {
+        let mut t = self.tail();
+        if t.dirty {
+            let path = segment_path(&self.dir, t.segment);
+            t.file.sync_data().map_err(|e| io_error(&path, e))?;
+            t.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Reads the entries from `from` up to `to` (exclusive), in order.
+    pub fn read(&self, from: Position, to: Position) -> Result<Reader> {
+        let segments = segment_numbers(&self.dir)?
+            .into_iter()
+            .filter(|s| *s >= from.segment && *s <= to.segment)
+            .collect();
+        Ok(Reader {
+            dir: self.dir.clone(),
+            segments,
+            from,
+            to,
+            current: None,
+        })
+    }
+
+    /// Bytes the journal occupies.
+    pub fn size(&self) -> Result<u64> {
+        let mut total = 0;
+        for s in segment_numbers(&self.dir)? {
+            let p = segment_path(&self.dir, s);
+            total += fs::metadata(&p).map_err(|e| io_error(&p, e))?.len();
+        }
+        Ok(total)
+    }
+
+    /// Rewrites the journal with only the entries `keep` accepts, in
+    /// order. Appends wait until it is done. Positions change: the caller
+    /// records the new [`Journal::end`].
+    pub fn compact(&self, mut keep: impl FnMut(Position, &Entry) -> bool) -> Result<Compacted> {
+        let mut t = self.tail();
+        let end = Position {
+            segment: t.segment,
+            offset: t.len,
+        };
+        let mut report = Compacted {
+            bytes_before: self.size()?,
+            ..Compacted::default()
+        };
+        let new_dir = sibling(&self.dir, "new");
+        if new_dir.exists() {
+            fs::remove_dir_all(&new_dir).map_err(|e| io_error(&new_dir, e))?;
+        }
+        fs::create_dir_all(&new_dir).map_err(|e| io_error(&new_dir, e))?;
+        let mut segment = 1;
+        let mut out = new_segment(&new_dir, segment)?;
+        let mut len = SEGMENT_MAGIC.len() as u64;
+        let start = self.start()?;
+        let mut buf = Vec::new();
+        for item in self.read(start, end)? {
+            let (at, entry) = item?;
+            if !keep(at, &entry) {
+                report.dropped += 1;
+                continue;
+            }
+            report.kept += 1;
+            if len >= SEGMENT_BYTES {
+                let p = segment_path(&new_dir, segment);
+                out.write_all(&buf).map_err(|e| io_error(&p, e))?;
+                out.sync_all().map_err(|e| io_error(&p, e))?;
+                buf.clear();
+                segment += 1;
+                out = new_segment(&new_dir, segment)?;
+                len = SEGMENT_MAGIC.len() as u64;
+            }
+            let before = buf.len();
+            push_frame(&mut buf, &entry.encode());
+            len += (buf.len() - before) as u64;
+        }
+        let p = segment_path(&new_dir, segment);
+        out.write_all(&buf).map_err(|e| io_error(&p, e))?;
+        out.sync_all().map_err(|e| io_error(&p, e))?;
+        sync_dir(&new_dir)?;
+        let old_dir = sibling(&self.dir, "old");
+        fs::rename(&self.dir, &old_dir).map_err(|e| io_error(&self.dir, e))?;
+        fs::rename(&new_dir, &self.dir).map_err(|e| io_error(&self.dir, e))?;
+        sync_dir(self.dir.parent().unwrap_or(&self.dir))?;
+        fs::remove_dir_all(&old_dir).map_err(|e| io_error(&old_dir, e))?;
+        let path = segment_path(&self.dir, segment);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        file.seek(SeekFrom::Start(len))
+            .map_err(|e| io_error(&path, e))?;
+        *t = Tail {
+            file,
+            segment,
+            len,
+            dirty: false,
+        };
+        drop(t);
+        report.bytes_after = self.size()?;
+        Ok(report)
+    }
+}
+
+/// Iterates journal entries with their positions.
+#[derive(Debug)]
+pub struct Reader {
+    dir: PathBuf,
+    segments: std::collections::VecDeque<u64>,
+    from: Position,
+    to: Position,
+    current: Option<(u64, u64, BufReader<File>)>,
+}
+
+impl Iterator for Reader {
+    type Item = Result<(Position, Entry)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.current.is_none() {
+                let segment = self.segments.pop_front()?;
+                let path = segment_path(&self.dir, segment);
+                let opened = File::open(&path).and_then(|mut f| {
+                    let mut magic = [0u8; SEGMENT_MAGIC.len()];
+                    let n = read_full(&mut f, &mut magic)?;
+                    if n < magic.len() || magic != SEGMENT_MAGIC {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "not a Rapport journal segment",
+                        ));
+                    }
+                    let mut offset = SEGMENT_MAGIC.len() as u64;
+                    if segment == self.from.segment && self.from.offset > offset {
+                        f.seek(SeekFrom::Start(self.from.offset))?;
+                        offset = self.from.offset;
+                    }
+                    Ok((segment, offset, BufReader::with_capacity(1 << 20, f)))
+                });
+                match opened {
+                    Ok(c) => self.current = Some(c),
+                    Err(e) => return Some(Err(io_error(&path, e))),
+                }
+            }
+            let (segment, offset, reader) = self.current.as_mut()?;
+            let here = Position {
+                segment: *segment,
+                offset: *offset,
+            };
+            if here >= self.to {
+                self.segments.clear();
+                self.current = None;
+                return None;
+            }
+            match read_frame(reader) {
+                Ok(Frame::Payload(p)) => {
+                    *offset += (FRAME_HEADER + p.len()) as u64;
+                    return Some(
+                        Entry::decode(&p)
+                            .map(|e| (here, e))
+                            .map_err(|e| StoreError::Corrupt(format!("journal at {here}: {e}"))),
+                    );
+                }
+                Ok(Frame::End) => self.current = None,
+                Ok(Frame::Bad(why)) => {
+                    self.segments.clear();
+                    self.current = None;
+                    return Some(Err(StoreError::Corrupt(format!(
+                        "journal at {here}: {why}"
+                    ))));
+                }
+                Err(e) => {
+                    self.current = None;
+                    return Some(Err(io_error(&segment_path(&self.dir, here.segment), e)));
+                }
+            }
+        }
+    }
+}
+
+/// The store's and journal's I/O errors in words that say what to do.
+pub fn io_error(path: &Path, e: std::io::Error) -> StoreError {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            StoreError::DiskFull {
+                path: path.display().to_string(),
+            }
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem => StoreError::ReadOnly {
+            path: path.display().to_string(),
+        },
+        _ => StoreError::Io {
+            path: path.display().to_string(),
+            source: e,
+        },
+    }
+}
+
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    dir.with_file_name(name)
+}
+
+/// Completes or undoes a compaction's directory swap that a crash cut.
+fn finish_swap(dir: &Path) -> Result<()> {
+    let old = sibling(dir, "old");
+    let new = sibling(dir, "new");
+    if old.is_dir() {
+        if dir.is_dir() {
+            // The swap happened; only removing the old copy was left.
+            fs::remove_dir_all(&old).map_err(|e| io_error(&old, e))?;
+        } else {
+            // Cut between the two renames: the old journal is whole.
+            fs::rename(&old, dir).map_err(|e| io_error(dir, e))?;
+            tracing::warn!(journal = %dir.display(), "an interrupted journal compaction was undone");
+        }
+    }
+    if new.is_dir() {
+        fs::remove_dir_all(&new).map_err(|e| io_error(&new, e))?;
+    }
+    Ok(())
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:016x}.seg"))
+}
+
+fn segment_numbers(dir: &Path) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
+            continue;
+        };
+        if let Ok(n) = u64::from_str_radix(stem, 16) {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Creates segment `n` with its header, durably (file and directory).
+fn new_segment(dir: &Path, n: u64) -> Result<File> {
+    let path = segment_path(dir, n);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| io_error(&path, e))?;
+    file.write_all(SEGMENT_MAGIC)
+        .map_err(|e| io_error(&path, e))?;
+    file.sync_all().map_err(|e| io_error(&path, e))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// The length of the part of a segment made of whole, valid frames.
+fn valid_length(file: &mut File) -> std::io::Result<u64> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut r = BufReader::with_capacity(1 << 20, &mut *file);
+    let mut magic = [0u8; SEGMENT_MAGIC.len()];
+    if read_full(&mut r, &mut magic)? < magic.len() || magic != SEGMENT_MAGIC {
+        return Ok(0);
+    }
+    let mut valid = SEGMENT_MAGIC.len() as u64;
+    while let Frame::Payload(p) = read_frame(&mut r)? {
+        valid += (FRAME_HEADER + p.len()) as u64;
+    }
+    Ok(valid)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(n: u8) -> Entry {
+        Entry::Change {
+            record: RecordId::new(n as u64, [n; 10]),
+            space: if n % 2 == 0 {
+                SpaceId::Private
+            } else {
+                SpaceId::Shared(RecordId::new(7, [7; 10]))
+            },
+            change: vec![n; 100 + n as usize],
+        }
+    }
+
+    fn all(j: &Journal) -> Vec<Entry> {
+        j.read(j.start().expect("start"), j.end())
+            .expect("read")
+            .map(|r| r.expect("entry").1)
+            .collect()
+    }
+
+    #[test]
+    fn entries_come_back_in_order_after_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal");
+        let entries: Vec<Entry> = (0..10)
+            .map(change)
+            .chain([Entry::Invite {
+                hash: vec![9; 32],
+                invite: b"{}".to_vec(),
+            }])
+            .collect();
+        {
+            let (j, _) = Journal::open(&path, true).expect("open");
+            j.append(&entries[..4]).expect("append");
+            j.append(&entries[4..]).expect("append");
+            j.sync().expect("sync");
+            assert_eq!(all(&j), entries);
+        }
+        let (j, opened) = Journal::open(&path, false).expect("reopen");
+        assert_eq!(opened.torn_bytes, 0);
+        assert_eq!(all(&j), entries);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_appends_continue_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal");
+        let (j, _) = Journal::open(&path, true).expect("open");
+        j.append(&[change(1), change(2)]).expect("append");
+        j.sync().expect("sync");
+        drop(j);
+        // A kill mid-append: half a frame at the end.
+        let seg = segment_path(&path, 1);
+        let mut torn = Vec::new();
+        push_frame(&mut torn, &change(3).encode());
+        let mut f = OpenOptions::new().append(true).open(&seg).expect("seg");
+        f.write_all(&torn[..torn.len() / 2]).expect("write");
+        drop(f);
+        let (j, opened) = Journal::open(&path, false).expect("reopen");
+        assert_eq!(opened.torn_bytes, (torn.len() / 2) as u64);
+        assert_eq!(all(&j), vec![change(1), change(2)]);
+        j.append(&[change(4)]).expect("append");
+        assert_eq!(all(&j), vec![change(1), change(2), change(4)]);
+        // A flipped bit in the last frame is a torn tail too.
+        drop(j);
+        let mut bytes = fs::read(&seg).expect("read");
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x40;
+        fs::write(&seg, &bytes).expect("write");
+        let (j, opened) = Journal::open(&path, false).expect("reopen");
+        assert!(opened.torn_bytes > 0);
+        assert_eq!(all(&j), vec![change(1), change(2)]);
+    }
+
+    #[test]
+    fn segments_roll_and_read_across_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal");
+        let (j, _) = Journal::open(&path, true).expect("open");
+        let big = Entry::Change {
+            record: RecordId::new(1, [1; 10]),
+            space: SpaceId::Private,
+            change: vec![5; (SEGMENT_BYTES / 2) as usize],
+        };
+        for _ in 0..5 {
+            j.append(std::slice::from_ref(&big)).expect("append");
+        }
+        assert!(j.end().segment >= 3, "{}", j.end());
+        let middle = j.end();
+        j.append(&[change(1)]).expect("append");
+        assert_eq!(all(&j).len(), 6);
+        let tail: Vec<Entry> = j
+            .read(middle, j.end())
+            .expect("read")
+            .map(|r| r.expect("entry").1)
+            .collect();
+        assert_eq!(tail, vec![change(1)]);
+    }
+
+    #[test]
+    fn a_failed_append_leaves_no_partial_frame() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal");
+        let (j, _) = Journal::open(&path, true).expect("open");
+        let (before, _) = j.append(&[change(1)]).expect("append");
+        let (mid, _) = j.append(&[change(2)]).expect("append");
+        j.truncate(mid).expect("truncate");
+        assert_eq!(all(&j), vec![change(1)]);
+        assert!(before < mid);
+    }
+
+    #[test]
+    fn compaction_keeps_what_is_asked_and_survives_an_interrupted_swap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal");
+        let (j, _) = Journal::open(&path, true).expect("open");
+        j.append(&(0..8).map(change).collect::<Vec<_>>())
+            .expect("append");
+        let report = j
+            .compact(|_, e| matches!(e, Entry::Change { change, .. } if change[0] % 3 != 0))
+            .expect("compact");
+        assert_eq!((report.kept, report.dropped), (5, 3));
+        assert!(report.bytes_after < report.bytes_before);
+        let kept: Vec<Entry> = [1, 2, 4, 5, 7].into_iter().map(change).collect();
+        assert_eq!(all(&j), kept);
+        j.append(&[change(9)]).expect("append after compaction");
+        drop(j);
+        // A crash between the two renames of the next compaction.
+        fs::rename(&path, sibling(&path, "old")).expect("rename");
+        fs::create_dir_all(sibling(&path, "new")).expect("new");
+        let (j, _) = Journal::open(&path, false).expect("reopen");
+        assert_eq!(all(&j).len(), 6);
+        assert!(!sibling(&path, "new").exists());
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        for e in [
+            change(1),
+            change(2),
+            Entry::Invite {
+                hash: vec![1, 2, 3],
+                invite: b"{\"a\":1}".to_vec(),
+            },
+        ] {
+            assert_eq!(Entry::decode(&e.encode()).expect("decode"), e);
+        }
+        assert!(Entry::decode(&[1, 2, 3]).is_err());
+        assert!(Entry::decode(&[]).is_err());
+    }
+}

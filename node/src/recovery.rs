@@ -1,0 +1,716 @@
+//! Recovery: the store is a cache of the journal. This module replays the
+//! journal's tail into the store after a crash, rebuilds a damaged store
+//! from the whole journal (moving the damaged one aside, never deleting
+//! it), and writes and restores backups (the journal, the key and the
+//! profile in one checksummed file).
+//!
+//! What the journal holds and what a rebuild derives:
+//!
+//! | state                               | after a rebuild                                  |
+//! |-------------------------------------|--------------------------------------------------|
+//! | signed changes (applied, waiting, kept aside) | journaled; judged again by the same rules |
+//! | documents, views, indexes, usage    | derived from the changes                         |
+//! | membership, removals, topic secrets | derived (the space documents are changes)        |
+//! | invites and their redemption        | journaled                                        |
+//! | refused changes' log, peer addresses | not kept: the log restarts, addresses are learned again from member entries and gossip |
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rapport_model::automerge::AutoCommit;
+use rapport_model::{RecordId, RecordView, SpaceId};
+use rapport_proto::SignedChange;
+use rapport_store::journal::{Frame, push_frame, read_frame};
+use rapport_store::{Entry, Indexed, Journal, RecordWrite, Store};
+use rapport_trust::verify_change;
+use sha2::{Digest, Sha256};
+
+use crate::datadir::{self, DirState};
+use crate::env::Environment;
+use crate::remote::ApplyReport;
+use crate::repo::open_store;
+use crate::{NodeError, Repo};
+
+/// Who rejections found while replaying are attributed to.
+const FROM_JOURNAL: &str = "the journal";
+/// The first bytes of a backup file.
+pub const BACKUP_MAGIC: &[u8] = b"rapport-backup/1\n";
+
+/// Told how far a long replay has come: (records done, records in all).
+pub type Progress<'a> = &'a dyn Fn(u64, u64);
+
+/// What a rebuild found and did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RebuildReport {
+    /// Journal entries read.
+    pub entries: u64,
+    /// Bytes of a torn last entry cut from the journal (never acknowledged).
+    pub torn_bytes: u64,
+    /// Shared spaces and records whose documents were rebuilt.
+    pub spaces: u64,
+    pub records: u64,
+    /// Changes the rules refuse or hold now, as they did before.
+    pub refused: u64,
+    pub held: u64,
+    /// Where the replaced store was moved (it is never deleted).
+    pub moved_aside: Option<PathBuf>,
+    /// Why the store was rebuilt.
+    pub reason: String,
+    #[serde(serialize_with = "seconds")]
+    pub elapsed: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Opens (or creates) the data directory's journal, saying if a torn tail
+/// was cut.
+pub(crate) fn open_journal(dir: &Path, create: bool) -> Result<Arc<Journal>, NodeError> {
+    let (journal, opened) = Journal::open(&dir.join(datadir::JOURNAL_DIR), create)?;
+    if opened.torn_bytes > 0 {
+        tracing::warn!(
+            bytes = opened.torn_bytes,
+            "the journal ended in a write a crash interrupted; it was never acknowledged and was dropped"
+        );
+    }
+    Ok(Arc::new(journal))
+}
+
+/// Opens the store of a set-up data directory: journals a store made
+/// before journals existed, and rebuilds one that is missing or damaged.
+pub(crate) fn open_existing(dir: &Path, env: Arc<dyn Environment>) -> Result<Store, NodeError> {
+    let store_dir = dir.join(datadir::STORE_DIR);
+    for leftover in [datadir::REBUILD_DIR, datadir::MIGRATE_DIR] {
+        let path = dir.join(leftover);
+        if path.exists() {
+            // An interrupted rebuild or migration; the journal (or the old
+            // store) it came from is still whole.
+            fs::remove_dir_all(&path).map_err(|e| NodeError::io(&path, e))?;
+        }
+    }
+    if !Journal::exists(&dir.join(datadir::JOURNAL_DIR)) {
+        migrate(dir)?;
+    }
+    let journal = open_journal(dir, false)?;
+    if !store_dir.exists() {
+        drop(journal);
+        rebuild(dir, env, "the store is missing", &|_, _| {})?;
+        return open_store(&store_dir, false, Some(open_journal(dir, false)?));
+    }
+    match open_store(&store_dir, false, Some(journal)) {
+        Ok(store) => Ok(store),
+        Err(NodeError::Store(e)) if e.is_damage() => {
+            tracing::error!(error = %e, "the store is damaged; rebuilding it from the journal");
+            let report = rebuild(dir, env, &e.to_string(), &|_, _| {})?;
+            tracing::warn!(
+                records = report.records,
+                moved_aside = ?report.moved_aside,
+                seconds = report.elapsed.as_secs_f64(),
+                "rebuilt the store from the journal"
+            );
+            open_store(&store_dir, false, Some(open_journal(dir, false)?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the journal of a data directory made before journals existed,
+/// from what its store holds, in a side directory renamed into place
+/// once complete.
+fn migrate(dir: &Path) -> Result<(), NodeError> {
+    let store = open_store(&dir.join(datadir::STORE_DIR), false, None)?;
+    drop(store);
+    let side = dir.join(datadir::MIGRATE_DIR);
+    let (journal, _) = Journal::open(&side, true)?;
+    let store = open_store(
+        &dir.join(datadir::STORE_DIR),
+        false,
+        Some(Arc::new(journal)),
+    )?;
+    let written = store.journal_everything()?;
+    drop(store);
+    let target = dir.join(datadir::JOURNAL_DIR);
+    fs::rename(&side, &target).map_err(|e| NodeError::io(&target, e))?;
+    sync_dir(dir)?;
+    tracing::info!(
+        entries = written,
+        "wrote the journal of a store made before journals"
+    );
+    Ok(())
+}
+
+/// Rebuilds the store from the journal: into a side directory first, then
+/// swapped in, with the store it replaces (if any) moved aside. A crash at
+/// any point leaves either the old store or the new one in place.
+pub fn rebuild(
+    dir: &Path,
+    env: Arc<dyn Environment>,
+    reason: &str,
+    progress: Progress<'_>,
+) -> Result<RebuildReport, NodeError> {
+    let started = Instant::now();
+    let work = dir.join(datadir::REBUILD_DIR);
+    if work.exists() {
+        fs::remove_dir_all(&work).map_err(|e| NodeError::io(&work, e))?;
+    }
+    let (journal, opened) = Journal::open(&dir.join(datadir::JOURNAL_DIR), false)?;
+    let journal = Arc::new(journal);
+    let store = open_store(&work, true, Some(journal.clone()))?;
+    let repo = Repo::with_store(dir, store, env.clone())?;
+    let entries = journal.read(journal.start()?, journal.end())?;
+    let mut report = repo.replay(entries, progress)?;
+    repo.store().set_journal_mark(journal.end())?;
+    repo.store().flush()?;
+    drop(repo);
+    let store_dir = dir.join(datadir::STORE_DIR);
+    if store_dir.exists() {
+        let stamp = env.now().as_second();
+        let mut aside = dir.join(format!("store.replaced-{stamp}"));
+        let mut n = 1;
+        while aside.exists() {
+            aside = dir.join(format!("store.replaced-{stamp}-{n}"));
+            n += 1;
+        }
+        fs::rename(&store_dir, &aside).map_err(|e| NodeError::io(&store_dir, e))?;
+        report.moved_aside = Some(aside);
+    }
+    fs::rename(&work, &store_dir).map_err(|e| NodeError::io(&store_dir, e))?;
+    sync_dir(dir)?;
+    report.torn_bytes = opened.torn_bytes;
+    report.reason = reason.to_string();
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// `rapport repair`: rebuilds the store of a data directory no node has
+/// open, and with `compact`, rewrites the journal without what the store
+/// no longer holds.
+pub fn repair(
+    dir: &Path,
+    compact: bool,
+    progress: Progress<'_>,
+) -> Result<(RebuildReport, Option<rapport_store::journal::Compacted>), NodeError> {
+    if datadir::inspect(dir)? != DirState::Rapport {
+        return Err(NodeError::NotInitialized {
+            path: dir.to_path_buf(),
+        });
+    }
+    let env: Arc<dyn Environment> = Arc::new(crate::env::System);
+    // Journals an old store, and waits for (or reports) another process
+    // holding the store.
+    let opened = Repo::open_in(dir, crate::OpenMode::Existing, env.clone());
+    let reason = match opened {
+        Ok(repo) => {
+            drop(repo);
+            "asked for (`rapport repair`)".to_string()
+        }
+        Err(NodeError::Store(e)) if matches!(*e, rapport_store::StoreError::Locked { .. }) => {
+            return Err(NodeError::Store(e));
+        }
+        Err(e) => e.to_string(),
+    };
+    let report = rebuild(dir, env.clone(), &reason, progress)?;
+    let compacted = if compact {
+        let repo = Repo::open_in(dir, crate::OpenMode::Existing, env)?;
+        Some(repo.store().compact_journal()?)
+    } else {
+        None
+    };
+    Ok((report, compacted))
+}
+
+impl Repo {
+    /// Replays what the journal holds past the point the store recorded
+    /// (a crash between the journal's sync and sled's).
+    pub(crate) fn replay_journal_tail(&self) -> Result<(), NodeError> {
+        let Some(journal) = self.store().journal().cloned() else {
+            return Ok(());
+        };
+        let end = journal.end();
+        let from = match self.store().journal_mark()? {
+            Some(mark) if mark >= end => {
+                if mark > end {
+                    tracing::warn!(%mark, %end, "the journal ends before the point the store recorded (the disk lost synced writes?)");
+                    self.store().set_journal_mark(end)?;
+                }
+                return Ok(());
+            }
+            Some(mark) => mark,
+            None => journal.start()?,
+        };
+        let report = self.replay(journal.read(from, end)?, &|_, _| {})?;
+        self.store().set_journal_mark(end)?;
+        self.store().flush()?;
+        if report.entries > 0 {
+            tracing::info!(
+                entries = report.entries,
+                records = report.records,
+                "replayed the journal's tail into the store"
+            );
+        }
+        Ok(())
+    }
+
+    /// Puts journal entries into the store (without journaling them
+    /// again): invites as they were, space documents first, then records,
+    /// every change verified and judged by the same rules as when it
+    /// arrived. Entries the store already holds change nothing.
+    pub(crate) fn replay(
+        &self,
+        entries: impl Iterator<
+            Item = Result<(rapport_store::Position, Entry), rapport_store::StoreError>,
+        >,
+        progress: Progress<'_>,
+    ) -> Result<RebuildReport, NodeError> {
+        let _pause = self.store().pause_journal();
+        let mut report = RebuildReport::default();
+        let mut spaces: BTreeMap<RecordId, Vec<Vec<u8>>> = BTreeMap::new();
+        let mut order: Vec<RecordId> = Vec::new();
+        let mut records: HashMap<RecordId, (SpaceId, Vec<Vec<u8>>)> = HashMap::new();
+        for item in entries {
+            let (_, entry) = item?;
+            report.entries += 1;
+            match entry {
+                Entry::Invite { hash, invite } => self.store().restore_invite(&hash, &invite)?,
+                Entry::Change {
+                    record,
+                    space: SpaceId::Shared(space),
+                    change,
+                } if record == space => spaces.entry(space).or_default().push(change),
+                Entry::Change {
+                    record,
+                    space,
+                    change,
+                } => {
+                    records
+                        .entry(record)
+                        .or_insert_with(|| {
+                            order.push(record);
+                            (space, Vec::new())
+                        })
+                        .1
+                        .push(change);
+                }
+            }
+        }
+        let total = (spaces.len() + order.len()) as u64;
+        let mut done = 0u64;
+        let mut applied = ApplyReport::default();
+        let _guard = self.write_guard();
+        for (space, changes) in spaces {
+            let verified = verified(space, changes);
+            let view = self.space(space)?;
+            self.settle(
+                space,
+                space,
+                view.as_ref(),
+                verified,
+                Some(FROM_JOURNAL),
+                &mut applied,
+            )?;
+            report.spaces += 1;
+            done += 1;
+            progress(done, total);
+        }
+        let mut views: HashMap<RecordId, Option<rapport_model::SpaceView>> = HashMap::new();
+        for record in order {
+            let Some((space, changes)) = records.remove(&record) else {
+                continue;
+            };
+            let verified = verified(record, changes);
+            match space {
+                SpaceId::Private => self.restore_private(record, verified)?,
+                SpaceId::Shared(space_id) => {
+                    let view = match views.get(&space_id) {
+                        Some(v) => v.clone(),
+                        None => {
+                            let v = self.space(space_id)?;
+                            views.insert(space_id, v.clone());
+                            v
+                        }
+                    };
+                    self.settle(
+                        space_id,
+                        record,
+                        view.as_ref(),
+                        verified,
+                        Some(FROM_JOURNAL),
+                        &mut applied,
+                    )?;
+                }
+            }
+            report.records += 1;
+            done += 1;
+            if done % 1000 == 0 || done == total {
+                progress(done, total);
+            }
+        }
+        report.refused = applied.rejected as u64;
+        report.held = applied.held as u64;
+        Ok(report)
+    }
+
+    /// Puts a private record's own changes back into its document.
+    fn restore_private(
+        &self,
+        record: RecordId,
+        changes: Vec<(SignedChange, rapport_model::automerge::Change)>,
+    ) -> Result<(), NodeError> {
+        let mut doc = match self.store().doc(record)? {
+            Some(bytes) => AutoCommit::load(&bytes).map_err(|e| NodeError::Damaged {
+                path: self.dir().to_path_buf(),
+                reason: format!("document of {record} does not load: {e}"),
+            })?,
+            None => AutoCommit::new(),
+        };
+        let previous = self.store().view(record)?;
+        let new: Vec<(SignedChange, rapport_model::automerge::Change)> = changes
+            .into_iter()
+            .filter(|(_, c)| doc.get_change_by_hash(&c.hash()).is_none())
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut trial = doc.clone();
+            trial
+                .apply_changes(new.iter().map(|(_, c)| c.clone()))
+                .map(|()| trial)
+        }));
+        match applied {
+            Ok(Ok(trial)) => doc = trial,
+            _ => {
+                tracing::warn!(%record, "a journaled private change does not apply; skipped");
+                return Ok(());
+            }
+        }
+        let view = match RecordView::read(&mut doc, record, None) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(%record, error = %e, "a journaled private record does not read; skipped");
+                return Ok(());
+            }
+        };
+        let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
+        let signed: Vec<(Vec<u8>, SignedChange)> = new
+            .into_iter()
+            .map(|(s, c)| (c.hash().0.to_vec(), s))
+            .collect();
+        self.store().write_deferred(&RecordWrite {
+            id: record,
+            space: SpaceId::Private,
+            doc: &doc.save(),
+            heads: &heads,
+            changes: &signed,
+            index: Indexed::Record {
+                view: &view,
+                previous: previous.as_ref(),
+            },
+        })?;
+        Ok(())
+    }
+
+    /// `rapport backup`: a consistent copy of everything this node needs to
+    /// come back (journal, device key, profile) in one checksummed file,
+    /// written beside `out` and renamed into place once complete. Works
+    /// while the node runs: the journal is only ever appended to, and the
+    /// copy stops at the point synced when it began.
+    pub fn backup(&self, out: &Path) -> Result<BackupReport, NodeError> {
+        let started = Instant::now();
+        let journal = self
+            .store()
+            .journal()
+            .cloned()
+            .ok_or_else(|| NodeError::Damaged {
+                path: self.dir().to_path_buf(),
+                reason: "this store has no journal".into(),
+            })?;
+        let end = {
+            let _guard = self.write_guard();
+            self.store().flush()?;
+            journal.end()
+        };
+        let key = fs::read(self.dir().join(datadir::KEY_FILE))
+            .map_err(|e| NodeError::io(&self.dir().join(datadir::KEY_FILE), e))?;
+        let profile = fs::read(self.dir().join(datadir::PROFILE_FILE))
+            .map_err(|e| NodeError::io(&self.dir().join(datadir::PROFILE_FILE), e))?;
+        let name = out
+            .file_name()
+            .ok_or_else(|| NodeError::Export(format!("{} is not a file name", out.display())))?;
+        let mut tmp_name = name.to_os_string();
+        tmp_name.push(".partial");
+        let tmp = out.with_file_name(tmp_name);
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // It holds the device's secret key.
+            options.mode(0o600);
+        }
+        let file = options.open(&tmp).map_err(|e| NodeError::io(&tmp, e))?;
+        let mut w = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hash: Sha256::new(),
+        };
+        let io = |e| NodeError::io(&tmp, e);
+        w.write_all(BACKUP_MAGIC).map_err(io)?;
+        let header = serde_json::json!({
+            "format": 1,
+            "device": self.device_id().to_string(),
+            "created": self.now().to_string(),
+            "journal_end": end.to_string(),
+        });
+        let mut buf = Vec::new();
+        push_frame(&mut buf, &tagged(b'H', header.to_string().as_bytes()));
+        push_frame(&mut buf, &tagged(b'K', &key));
+        push_frame(&mut buf, &tagged(b'P', &profile));
+        w.write_all(&buf).map_err(io)?;
+        let mut report = BackupReport::default();
+        for item in journal.read(journal.start()?, end)? {
+            let (_, entry) = item?;
+            buf.clear();
+            push_frame(&mut buf, &tagged(b'J', &entry.encode()));
+            w.write_all(&buf).map_err(io)?;
+            report.entries += 1;
+        }
+        let digest = w.hash.clone().finalize();
+        let mut trailer = report.entries.to_le_bytes().to_vec();
+        trailer.extend_from_slice(&digest);
+        buf.clear();
+        push_frame(&mut buf, &tagged(b'E', &trailer));
+        w.write_all(&buf).map_err(io)?;
+        let file = w.inner.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        report.bytes = file.metadata().map_err(io)?.len();
+        drop(file);
+        fs::rename(&tmp, out).map_err(|e| NodeError::io(out, e))?;
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        report.path = out.to_path_buf();
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+}
+
+/// Verifies journaled changes again (a journal is a file on disk like any
+/// other); drops, with a warning, any that fail.
+fn verified(
+    record: RecordId,
+    changes: Vec<Vec<u8>>,
+) -> Vec<(SignedChange, rapport_model::automerge::Change)> {
+    changes
+        .into_iter()
+        .filter_map(|bytes| {
+            let checked = SignedChange::decode(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|s| verify_change(&s).map(|c| (s, c)).map_err(|e| e.to_string()));
+            match checked {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(%record, error = %e, "a journaled change does not verify; skipped");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// What `rapport backup` wrote.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BackupReport {
+    pub path: PathBuf,
+    pub entries: u64,
+    pub bytes: u64,
+    #[serde(serialize_with = "seconds")]
+    pub elapsed: Duration,
+}
+
+/// What `rapport restore` made.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoreReport {
+    pub dir: PathBuf,
+    pub device: String,
+    pub entries: u64,
+    pub rebuild: RebuildReport,
+}
+
+/// `rapport restore`: makes a new data directory at `dir` from a backup
+/// file, after checking every frame and the file's checksum; refuses a
+/// directory that is not empty. The node then catches up with its peers
+/// as after any time offline.
+pub fn restore(
+    file: &Path,
+    dir: &Path,
+    progress: Progress<'_>,
+) -> Result<RestoreReport, NodeError> {
+    if let Ok(mut entries) = fs::read_dir(dir)
+        && entries.next().is_some()
+    {
+        return Err(NodeError::Export(format!(
+            "{} is not empty; restore makes a new data directory: give it a new or empty one with --data-dir",
+            dir.display()
+        )));
+    }
+    // First pass: the whole file checks out, or nothing is written.
+    let checked = read_backup(file, &mut |_| Ok(()))?;
+    datadir::create_private_dir(dir)?;
+    let journal = open_journal(dir, true)?;
+    let mut batch = Vec::new();
+    let mut entries = 0u64;
+    read_backup(file, &mut |entry| {
+        batch.push(entry);
+        entries += 1;
+        if batch.len() >= 4096 {
+            journal.append(&batch)?;
+            batch.clear();
+        }
+        Ok(())
+    })?;
+    journal.append(&batch)?;
+    journal.sync()?;
+    drop(journal);
+    datadir::write_atomically(dir, datadir::KEY_FILE, &checked.key, true)?;
+    // The profile last: until it is there, the directory is not set up.
+    datadir::write_atomically(dir, datadir::PROFILE_FILE, &checked.profile, false)?;
+    let (profile, _) = datadir::load(dir)?;
+    let env: Arc<dyn Environment> = Arc::new(crate::env::System);
+    let rebuild = rebuild(dir, env, "restored from a backup", progress)?;
+    Ok(RestoreReport {
+        dir: dir.to_path_buf(),
+        device: profile.device,
+        entries,
+        rebuild,
+    })
+}
+
+struct CheckedBackup {
+    key: Vec<u8>,
+    profile: Vec<u8>,
+}
+
+/// Reads a backup file, handing each journal entry to `entry`; fails on
+/// any frame that does not check out, a missing or wrong trailer, or
+/// anything after it.
+fn read_backup(
+    file: &Path,
+    entry: &mut dyn FnMut(Entry) -> Result<(), rapport_store::StoreError>,
+) -> Result<CheckedBackup, NodeError> {
+    let bad = |why: String| {
+        NodeError::Export(format!(
+            "{} is not a usable Rapport backup: {why}",
+            file.display()
+        ))
+    };
+    let f = fs::File::open(file).map_err(|e| NodeError::io(file, e))?;
+    let mut r = HashingReader {
+        inner: BufReader::with_capacity(1 << 20, f),
+        hash: Sha256::new(),
+    };
+    let mut magic = vec![0u8; BACKUP_MAGIC.len()];
+    r.read_exact(&mut magic)
+        .map_err(|_| bad("it is too short".into()))?;
+    if magic != BACKUP_MAGIC {
+        return Err(bad("it does not start like one".into()));
+    }
+    let (mut key, mut profile) = (None, None);
+    let mut count = 0u64;
+    loop {
+        let before = r.hash.clone().finalize();
+        let frame = read_frame(&mut r).map_err(|e| NodeError::io(file, e))?;
+        let payload = match frame {
+            Frame::Payload(p) => p,
+            Frame::End => return Err(bad("it ends before its checksum (cut short?)".into())),
+            Frame::Bad(why) => return Err(bad(why)),
+        };
+        let (tag, body) = payload
+            .split_first()
+            .ok_or_else(|| bad("an empty frame".into()))?;
+        match tag {
+            b'H' => {}
+            b'K' => key = Some(body.to_vec()),
+            b'P' => profile = Some(body.to_vec()),
+            b'J' => {
+                let e = Entry::decode(body).map_err(bad)?;
+                entry(e)?;
+                count += 1;
+            }
+            b'E' => {
+                let n = body
+                    .get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_le_bytes);
+                if n != Some(count) {
+                    return Err(bad(format!(
+                        "it says it holds {n:?} entries, but {count} are there"
+                    )));
+                }
+                if body.get(8..) != Some(&before[..]) {
+                    return Err(bad("its checksum does not match its contents".into()));
+                }
+                let mut rest = [0u8; 1];
+                if r.inner
+                    .read(&mut rest)
+                    .map_err(|e| NodeError::io(file, e))?
+                    != 0
+                {
+                    return Err(bad("there is data after its end".into()));
+                }
+                break;
+            }
+            other => return Err(bad(format!("unknown frame type {other}"))),
+        }
+    }
+    match (key, profile) {
+        (Some(key), Some(profile)) => Ok(CheckedBackup { key, profile }),
+        _ => Err(bad("it lacks the device key or the profile".into())),
+    }
+}
+
+fn tagged(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + body.len());
+    v.push(tag);
+    v.extend_from_slice(body);
+    v
+}
+
+struct HashingWriter<W: Write> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct HashingReader<R: Read> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), NodeError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| NodeError::io(dir, e))
+}
