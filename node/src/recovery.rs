@@ -714,3 +714,280 @@ fn sync_dir(dir: &Path) -> Result<(), NodeError> {
         .and_then(|d| d.sync_all())
         .map_err(|e| NodeError::io(dir, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OpenMode;
+    use crate::remote::tests::{add, all_changes, node, sync};
+    use crate::repo::tests::input;
+    use rapport_model::{Kind, Role};
+
+    /// Everything a user or a peer could notice about a node's data.
+    #[derive(Debug, PartialEq)]
+    struct State {
+        records: Vec<RecordView>,
+        spaces: Vec<String>,
+        items: Vec<(SpaceId, Vec<(RecordId, Vec<[u8; 32]>)>)>,
+        changes: usize,
+        usage: Vec<u64>,
+    }
+
+    fn state(r: &Repo) -> State {
+        let mut records: Vec<RecordView> = r.all(None).map(|v| v.expect("view")).collect();
+        records.sort_by_key(|v| v.id);
+        let spaces = r.spaces().expect("spaces");
+        let mut items = Vec::new();
+        let mut usage = Vec::new();
+        for s in &spaces {
+            let space = SpaceId::Shared(s.id);
+            let held: Vec<_> = r
+                .store()
+                .space_items(space)
+                .map(|i| i.expect("item"))
+                .collect();
+            items.push((space, held));
+            usage.push(r.store().space_usage(space).expect("usage"));
+        }
+        State {
+            records,
+            spaces: spaces
+                .iter()
+                .map(|s| serde_json::to_string(s).expect("json"))
+                .collect(),
+            items,
+            changes: r.store().change_count(),
+            usage,
+        }
+    }
+
+    /// Node `d` holds a space where a writer was removed and kept writing
+    /// (its later changes held aside, its own record withdrawn), a private
+    /// record, and an open invite: what a rebuild must reproduce.
+    fn busy_node() -> (Vec<tempfile::TempDir>, Repo, RecordId) {
+        let (ta, a) = node();
+        let (tw, w) = node();
+        let (td, d) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &w, Role::Writer);
+        add(&a, shared.id, &d, Role::Writer);
+        a.create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("acme");
+        sync(&w, &a, space);
+        sync(&d, &a, space);
+        w.edit("Acme", &input(&[("industry", "Steel")]), &[])
+            .expect("w edits");
+        sync(&a, &w, space);
+        a.remove_members(shared.id, &w.device_id().to_string())
+            .expect("remove");
+        let evil = w
+            .create(Kind::Company, space, &input(&[("name", "Evil Co")]))
+            .expect("evil");
+        w.edit("Acme", &input(&[("industry", "Evil")]), &[])
+            .expect("w edits after removal");
+        // d hears w's late changes before the removal.
+        let acme = d.resolve("Acme").expect("acme").id;
+        d.apply_remote(space, evil.id, all_changes(&w, evil.id), w.device_id())
+            .expect("apply");
+        d.apply_remote(space, acme, all_changes(&w, acme), w.device_id())
+            .expect("apply");
+        sync(&d, &a, space);
+        d.create(Kind::Person, SpaceId::Private, &input(&[("name", "Dana")]))
+            .expect("private");
+        d.create(
+            Kind::Deal,
+            space,
+            &input(&[("title", "Pilot"), ("company", "Acme")]),
+        )
+        .expect("deal");
+        (vec![ta, tw, td], d, shared.id)
+    }
+
+    #[test]
+    fn a_damaged_store_is_rebuilt_with_the_same_records_spaces_and_verdicts() {
+        let (_dirs, d, _) = busy_node();
+        let before = state(&d);
+        assert!(
+            d.resolve("Evil Co").is_err(),
+            "the removed writer's record shows"
+        );
+        assert_eq!(
+            d.resolve("Acme").expect("acme").text("industry"),
+            Some("Steel")
+        );
+        let dir = d.dir().to_path_buf();
+        drop(d);
+        // sled's files replaced by garbage.
+        let db = dir.join(datadir::STORE_DIR).join("db");
+        fs::write(&db, vec![0xa5; 4096]).expect("damage");
+        let d = Repo::open(&dir, OpenMode::Existing).expect("opens, rebuilt");
+        assert_eq!(state(&d), before);
+        let aside: Vec<_> = fs::read_dir(&dir)
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("store.replaced-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "the damaged store is kept aside");
+        // It goes on working: a write after the rebuild is journaled too.
+        d.create(
+            Kind::Company,
+            SpaceId::Private,
+            &input(&[("name", "After")]),
+        )
+        .expect("write");
+        let before = state(&d);
+        drop(d);
+        fs::remove_dir_all(dir.join(datadir::STORE_DIR)).expect("remove store");
+        let d = Repo::open(&dir, OpenMode::Existing).expect("opens, rebuilt");
+        assert_eq!(state(&d), before);
+    }
+
+    #[test]
+    fn invites_survive_a_rebuild_once_redeemed_and_open_ones_still_work() {
+        let (_ta, a) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let (used, _) = a
+            .create_invite(shared.id, 3600, Role::Writer, None)
+            .expect("invite");
+        let (open, _) = a
+            .create_invite(shared.id, 3600, Role::Reader, None)
+            .expect("invite");
+        let claim = a.identity();
+        a.redeem_invite(shared.id, &used, &"ab".repeat(32), &claim, &[])
+            .expect("redeem");
+        let dir = a.dir().to_path_buf();
+        drop(a);
+        rebuild(&dir, Arc::new(crate::env::System), "test", &|_, _| {}).expect("rebuild");
+        let a = Repo::open(&dir, OpenMode::Existing).expect("open");
+        let again = a.redeem_invite(shared.id, &used, &"cd".repeat(32), &claim, &[]);
+        assert!(again.is_err(), "a used ticket works again after a rebuild");
+        a.redeem_invite(shared.id, &open, &"ef".repeat(32), &claim, &[])
+            .expect("the open ticket still works");
+    }
+
+    #[test]
+    fn a_write_journaled_but_not_in_sled_is_replayed_at_open() {
+        let (_t, r) = node();
+        r.create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
+            .expect("c");
+        let dir = r.dir().to_path_buf();
+        let journal = r.store().journal().cloned().expect("journal");
+        let mark = r.store().journal_mark().expect("mark").expect("set");
+        assert_eq!(mark, journal.end());
+        // A crash after the journal's sync and before sled's: the journal
+        // holds a write the store does not.
+        let (_t2, other) = node();
+        let lost = other
+            .create(
+                Kind::Company,
+                SpaceId::Private,
+                &input(&[("name", "Globex")]),
+            )
+            .expect("c");
+        let entries: Vec<Entry> = other
+            .store()
+            .change_hashes(lost.id)
+            .expect("hashes")
+            .iter()
+            .map(|h| Entry::Change {
+                record: lost.id,
+                space: SpaceId::Private,
+                change: other
+                    .store()
+                    .signed_change(h)
+                    .expect("get")
+                    .expect("some")
+                    .encode(),
+            })
+            .collect();
+        journal.append(&entries).expect("append");
+        journal.sync().expect("sync");
+        drop(journal);
+        drop(r);
+        let r = Repo::open(&dir, OpenMode::Existing).expect("open");
+        assert_eq!(r.resolve("Globex").expect("replayed").id, lost.id);
+        assert_eq!(
+            r.store().journal_mark().expect("mark"),
+            Some(r.store().journal().expect("j").end())
+        );
+    }
+
+    #[test]
+    fn a_store_made_before_journals_gets_one_and_can_then_be_rebuilt() {
+        let (_t, r) = node();
+        let dir = r.dir().to_path_buf();
+        r.create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
+            .expect("c");
+        let shared = r.create_space("Joint").expect("space");
+        r.create(
+            Kind::Company,
+            SpaceId::Shared(shared.id),
+            &input(&[("name", "Globex")]),
+        )
+        .expect("c");
+        let before = state(&r);
+        drop(r);
+        fs::remove_dir_all(dir.join(datadir::JOURNAL_DIR)).expect("no journal");
+        let r = Repo::open(&dir, OpenMode::Existing).expect("open journals it");
+        assert_eq!(state(&r), before);
+        drop(r);
+        fs::remove_dir_all(dir.join(datadir::STORE_DIR)).expect("lose the store");
+        let r = Repo::open(&dir, OpenMode::Existing).expect("rebuilt");
+        assert_eq!(state(&r), before);
+    }
+
+    #[test]
+    fn a_backup_restores_to_a_working_node_and_damage_is_refused() {
+        let (_dirs, d, space) = busy_node();
+        let before = state(&d);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("d.backup");
+        let report = d.backup(&file).expect("backup");
+        assert!(report.entries > 0);
+        let device = d.device_id();
+        drop(d);
+        let target = tmp.path().join("restored");
+        let restored = restore(&file, &target, &|_, _| {}).expect("restore");
+        assert_eq!(restored.device, device.to_string());
+        let r = Repo::open(&target, OpenMode::Existing).expect("open");
+        assert_eq!(state(&r), before);
+        assert_eq!(r.device_id(), device);
+        r.create(
+            Kind::Company,
+            SpaceId::Shared(space),
+            &input(&[("name", "New")]),
+        )
+        .expect("a restored member writes");
+        // Restoring over a data directory is refused, untouched.
+        let err = restore(&file, &target, &|_, _| {}).expect_err("not empty");
+        assert!(err.to_string().contains("not empty"), "{err}");
+        // Any flipped byte, a cut, or extra bytes are refused before anything is written.
+        let bytes = fs::read(&file).expect("read");
+        let cases = [
+            ("flipped", {
+                let mut b = bytes.clone();
+                let i = b.len() / 2;
+                b[i] ^= 1;
+                b
+            }),
+            ("cut", bytes[..bytes.len() - 10].to_vec()),
+            ("extended", [bytes.clone(), b"x".to_vec()].concat()),
+        ];
+        for (what, damaged) in cases {
+            let bad = tmp.path().join(what);
+            fs::write(&bad, damaged).expect("write");
+            let into = tmp.path().join(format!("into-{what}"));
+            let err = restore(&bad, &into, &|_, _| {}).expect_err(what);
+            assert!(
+                err.to_string().contains("not a usable Rapport backup"),
+                "{what}: {err}"
+            );
+            assert!(!into.exists(), "{what}: something was written");
+        }
+    }
+}

@@ -725,7 +725,7 @@ impl Replica for SyncReplica<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::OpenMode;
     use crate::repo::tests::input;
@@ -733,20 +733,20 @@ mod tests {
     use rapport_model::{Kind, Member, Role};
     use rapport_sync::run_in_memory;
 
-    fn node() -> (tempfile::TempDir, Repo) {
+    pub(crate) fn node() -> (tempfile::TempDir, Repo) {
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = Repo::open(tmp.path(), OpenMode::Create).expect("open");
         (tmp, repo)
     }
 
     /// Syncs `space` from `a`'s point of view (a dials b).
-    fn sync(a: &Repo, b: &Repo, space: SpaceId) -> rapport_sync::Traffic {
+    pub(crate) fn sync(a: &Repo, b: &Repo, space: SpaceId) -> rapport_sync::Traffic {
         let mut ra = a.replica(b.device_id());
         let mut rb = b.replica(a.device_id());
         run_in_memory(space, &mut ra, &mut rb).expect("session")
     }
 
-    fn add(admin: &Repo, space: RecordId, who: &Repo, role: Role) {
+    pub(crate) fn add(admin: &Repo, space: RecordId, who: &Repo, role: Role) {
         admin
             .add_member(
                 space,
@@ -960,7 +960,7 @@ mod tests {
     }
 
     /// Every signed change a store holds for `record`, applied or not.
-    fn all_changes(r: &Repo, record: RecordId) -> Vec<Vec<u8>> {
+    pub(crate) fn all_changes(r: &Repo, record: RecordId) -> Vec<Vec<u8>> {
         r.store()
             .change_hashes(record)
             .expect("hashes")
