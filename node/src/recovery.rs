@@ -97,26 +97,25 @@ pub(crate) fn open_existing(dir: &Path, env: Arc<dyn Environment>) -> Result<Sto
         migrate(dir)?;
     }
     let journal = open_journal(dir, false)?;
-    if !store_dir.exists() {
-        drop(journal);
-        rebuild(dir, env, "the store is missing", &|_, _| {})?;
-        return open_store(&store_dir, false, Some(open_journal(dir, false)?));
-    }
-    match open_store(&store_dir, false, Some(journal)) {
-        Ok(store) => Ok(store),
-        Err(NodeError::Store(e)) if e.is_damage() => {
-            tracing::error!(error = %e, "the store is damaged; rebuilding it from the journal");
-            let report = rebuild(dir, env, &e.to_string(), &|_, _| {})?;
-            tracing::warn!(
-                records = report.records,
-                moved_aside = ?report.moved_aside,
-                seconds = report.elapsed.as_secs_f64(),
-                "rebuilt the store from the journal"
-            );
-            open_store(&store_dir, false, Some(open_journal(dir, false)?))
+    let reason = if store_dir.exists() {
+        match open_store(&store_dir, false, Some(journal)) {
+            Ok(store) => return Ok(store),
+            Err(NodeError::Store(e)) if e.is_damage() => e.to_string(),
+            Err(e) => return Err(e),
         }
-        Err(e) => Err(e),
-    }
+    } else {
+        drop(journal);
+        "the store is missing".to_string()
+    };
+    tracing::error!(%reason, "the store cannot be used; rebuilding it from the journal");
+    let report = rebuild(dir, env, &reason, &|_, _| {})?;
+    tracing::warn!(
+        records = report.records,
+        moved_aside = ?report.moved_aside,
+        seconds = report.elapsed.as_secs_f64(),
+        "rebuilt the store from the journal"
+    );
+    open_store(&store_dir, false, Some(open_journal(dir, false)?))
 }
 
 /// Writes the journal of a data directory made before journals existed,
