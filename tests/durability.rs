@@ -351,3 +351,195 @@ fn check_all_there(
         );
     }
 }
+
+/// One traced system call: which, on what file, and where in the trace it
+/// started and returned.
+#[derive(Debug)]
+struct Call {
+    name: String,
+    path: String,
+    text: String,
+    start: usize,
+    end: usize,
+}
+
+/// Parses `strace -f -y` output, joining `<unfinished ...>` calls with
+/// their `<... resumed>` ends.
+fn traced_calls(log: &str) -> Vec<Call> {
+    let mut open: HashMap<String, Call> = HashMap::new();
+    let mut calls = Vec::new();
+    for (i, line) in log.lines().enumerate() {
+        let Some((pid, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        if let Some(resumed) = rest.strip_prefix("<... ") {
+            if let Some(mut c) = open.remove(pid) {
+                c.end = i;
+                c.text.push_str(resumed);
+                calls.push(c);
+            }
+            continue;
+        }
+        let Some((name, args)) = rest.split_once('(') else {
+            continue;
+        };
+        let path = args
+            .split_once('<')
+            .and_then(|(_, p)| p.split_once('>'))
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default();
+        let call = Call {
+            name: name.to_string(),
+            path,
+            text: rest.to_string(),
+            start: i,
+            end: i,
+        };
+        if rest.ends_with("<unfinished ...>") {
+            open.insert(pid.to_string(), call);
+        } else {
+            calls.push(call);
+        }
+    }
+    calls.sort_by_key(|c| c.end);
+    calls
+}
+
+/// SIGKILL cannot show a missing fsync: the kernel keeps what a killed
+/// process wrote. This test reads the order of system calls instead:
+/// before `rapport` prints that a write is done, the journal entry it
+/// appended has been fdatasync'd, and sled's log written and fsync'd
+/// after it. (A power cut keeps exactly what was synced; see
+/// docs/ARCHITECTURE.md for what this does and does not prove.)
+/// Needs `strace`; `RAPPORT_REQUIRE_STRACE=1` (set by `.ci/run`) makes
+/// its absence a failure.
+#[test]
+fn acknowledged_writes_are_synced_before_the_acknowledgement() {
+    let have = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(
+            std::env::var("RAPPORT_REQUIRE_STRACE").is_err(),
+            "strace is required (RAPPORT_REQUIRE_STRACE) but missing: apt-get install strace"
+        );
+        eprintln!("skipped: strace is not installed");
+        return;
+    }
+    let n = Node::new();
+    n.ok(&["init"]);
+    let id = n.json(&["company", "add", "Before"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let writes: [(&str, Vec<String>); 3] = [
+        (
+            "a new record",
+            vec!["company".into(), "add".into(), "Traced Co".into()],
+        ),
+        (
+            "an edit",
+            vec![
+                "edit".into(),
+                id.clone(),
+                "--set".into(),
+                "industry=Steel".into(),
+            ],
+        ),
+        ("a delete", vec!["delete".into(), id.clone()]),
+    ];
+    for (what, args) in writes {
+        let log = n
+            .dir
+            .with_extension(format!("strace-{}", what.replace(' ', "-")));
+        let status = std::process::Command::new("strace")
+            .args([
+                "-f",
+                "-y",
+                "-qq",
+                "-e",
+                "trace=write,pwrite64,pwritev,writev,fsync,fdatasync,sync_file_range",
+                "-o",
+            ])
+            .arg(&log)
+            .arg(common::rapport_bin())
+            .arg("--data-dir")
+            .arg(&n.dir)
+            .args(&args)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run strace");
+        assert!(status.success(), "{what}: rapport under strace failed");
+        let calls = traced_calls(&std::fs::read_to_string(&log).expect("trace"));
+        let ack = calls
+            .iter()
+            .find(|c| c.name == "write" && c.text.starts_with("write(1<"))
+            .unwrap_or_else(|| panic!("{what}: no acknowledgement on stdout in the trace"));
+        let before_ack = |c: &&Call| c.end < ack.start;
+        let is_journal = |c: &&Call| c.path.contains("/journal/") && c.path.ends_with(".seg");
+        let is_sled = |c: &&Call| c.path.ends_with("/store/db");
+        let is_sync =
+            |c: &&Call| matches!(c.name.as_str(), "fsync" | "fdatasync" | "sync_file_range");
+        let last_journal_write = calls
+            .iter()
+            .filter(before_ack)
+            .filter(is_journal)
+            .filter(|c| !is_sync(c))
+            .last()
+            .unwrap_or_else(|| {
+                panic!("{what}: nothing was written to the journal before the acknowledgement")
+            });
+        let journal_sync = calls
+            .iter()
+            .filter(before_ack)
+            .filter(is_journal)
+            .filter(is_sync)
+            .find(|c| c.start > last_journal_write.end)
+            .unwrap_or_else(|| {
+                panic!("{what}: the journal was not synced after its last write and before the acknowledgement")
+            });
+        // sled writes from its own threads at any time: none of this
+        // write's may start before the journal's sync has returned.
+        if let Some(early) = calls
+            .iter()
+            .filter(is_sled)
+            .filter(|c| !is_sync(c))
+            .find(|c| c.start > last_journal_write.end && c.start < journal_sync.end)
+        {
+            panic!(
+                "{what}: sled wrote (line {}) before the journal's sync returned (line {})",
+                early.start, journal_sync.end
+            );
+        }
+        let last_sled_write = calls
+            .iter()
+            .filter(before_ack)
+            .filter(is_sled)
+            .filter(|c| !is_sync(c))
+            .last()
+            .unwrap_or_else(|| panic!("{what}: sled wrote nothing before the acknowledgement"));
+        assert!(
+            calls
+                .iter()
+                .filter(before_ack)
+                .filter(is_sled)
+                .filter(is_sync)
+                .any(|c| c.start > last_sled_write.end),
+            "{what}: sled's log was not synced after its last write and before the acknowledgement"
+        );
+        // The journal first: no sled sync of this write starts before
+        // the journal's sync has returned.
+        for c in calls.iter().filter(is_sled).filter(is_sync) {
+            if c.start > last_journal_write.end {
+                assert!(
+                    c.start > journal_sync.end,
+                    "{what}: sled synced (line {}) before the journal's sync returned (line {})",
+                    c.start,
+                    journal_sync.end
+                );
+            }
+        }
+    }
+}

@@ -393,6 +393,18 @@ impl Store {
         }
     }
 
+    /// Syncs the journal after an append; on failure takes the append
+    /// back, so that nothing unsynced stays for a later write to follow.
+    fn sync_journal(&self, appended: Option<(Position, Position)>) -> Result<()> {
+        if let Some(j) = &self.journal
+            && let Err(e) = j.sync()
+        {
+            self.journal_undo(appended);
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Undoes a journal append whose sled half failed.
     fn journal_undo(&self, appended: Option<(Position, Position)>) {
         if let (Some(j), Some((before, _))) = (&self.journal, appended)
@@ -538,15 +550,18 @@ impl Store {
     }
 
     /// Writes several records in one transaction and one flush (imports).
+    /// The journal is synced before sled sees the write: sled's own
+    /// writes reach the disk from its I/O threads at any time, and must
+    /// never hold what the journal could still lose.
     pub fn write_batch(&self, writes: &[RecordWrite<'_>]) -> Result<()> {
-        self.write_batch_deferred(writes)?;
+        self.write_batch_inner(writes, true)?;
         self.flush()
     }
 
     /// Writes atomically but leaves the flush to a later [`Store::flush`]:
     /// for changes received from peers, made durable once per message.
     pub fn write_deferred(&self, w: &RecordWrite<'_>) -> Result<()> {
-        self.write_batch_deferred(std::slice::from_ref(w))
+        self.write_batch_inner(std::slice::from_ref(w), false)
     }
 
     /// Makes every write so far durable: the journal first, then sled, so
@@ -559,7 +574,7 @@ impl Store {
         Ok(())
     }
 
-    fn write_batch_deferred(&self, writes: &[RecordWrite<'_>]) -> Result<()> {
+    fn write_batch_inner(&self, writes: &[RecordWrite<'_>], sync_first: bool) -> Result<()> {
         let encoded: Vec<Vec<u8>> = writes
             .iter()
             .map(|w| match w.index {
@@ -572,6 +587,9 @@ impl Store {
         let _commit = self.commit_lock();
         let entries = self.new_change_entries(writes)?;
         let appended = self.journal_append(&entries)?;
+        if sync_first && appended.is_some() {
+            self.sync_journal(appended)?;
+        }
         let trees = [
             &self.docs,
             &self.changes,
@@ -937,6 +955,7 @@ impl Store {
             };
             let entries = self.new_change_entries(std::slice::from_ref(&w))?;
             let appended = self.journal_append(&entries)?;
+            self.sync_journal(appended)?;
             let key = id.to_string();
             let encoded: Vec<Vec<u8>> = changes.iter().map(|(_, c)| c.encode()).collect();
             let trees = [
@@ -1016,6 +1035,7 @@ impl Store {
             hash: hash.to_vec(),
             invite: json.to_vec(),
         }])?;
+        self.sync_journal(appended)?;
         let applied = apply().and_then(|done| match appended {
             Some((_, end)) if done => {
                 self.meta.insert(JOURNAL_MARK, &end.encode()[..])?;
