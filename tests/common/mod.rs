@@ -25,6 +25,15 @@ impl Node {
         Node { _tmp: tmp, dir }
     }
 
+    /// A node whose data directory is `dir` (made by the caller, e.g. on
+    /// a small file system).
+    pub fn on(dir: PathBuf) -> Self {
+        Node {
+            _tmp: tempfile::tempdir().expect("tempdir"),
+            dir,
+        }
+    }
+
     pub fn at(dir: &Path) -> Command {
         let mut c = Command::new(rapport_bin());
         c.arg("--data-dir").arg(dir).env_remove("RAPPORT_DATA_DIR");

@@ -300,7 +300,14 @@ impl Store {
             .open()
             .map_err(|e| {
                 let text = e.to_string();
-                if text.contains("lock") || text.contains("Resource temporarily unavailable") {
+                if let sled::Error::Io(io) = &e
+                    && io.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+                {
+                    StoreError::ReadOnly {
+                        path: display.clone(),
+                    }
+                } else if text.contains("lock") || text.contains("Resource temporarily unavailable")
+                {
                     StoreError::Locked {
                         path: display.clone(),
                     }
