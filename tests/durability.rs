@@ -486,8 +486,7 @@ fn acknowledged_writes_are_synced_before_the_acknowledgement() {
             .iter()
             .filter(before_ack)
             .filter(is_journal)
-            .filter(|c| !is_sync(c))
-            .last()
+            .rfind(|c| !is_sync(c))
             .unwrap_or_else(|| {
                 panic!("{what}: nothing was written to the journal before the acknowledgement")
             });
@@ -517,8 +516,7 @@ fn acknowledged_writes_are_synced_before_the_acknowledgement() {
             .iter()
             .filter(before_ack)
             .filter(is_sled)
-            .filter(|c| !is_sync(c))
-            .last()
+            .rfind(|c| !is_sync(c))
             .unwrap_or_else(|| panic!("{what}: sled wrote nothing before the acknowledgement"));
         assert!(
             calls

@@ -104,6 +104,22 @@ pub fn run(out: &mut String, records: usize, dir: Option<&Path>, json: bool) -> 
     drop(repo);
     let in_process_peak = peak_rss_kib();
     let cold = cold_list_peak_rss(&data)?;
+    // The store rebuilt from the journal alone, as after damage.
+    let journal_bytes = dir_size(&data.join("journal"));
+    let rebuild = rapport_node::recovery::rebuild(
+        &data,
+        std::sync::Arc::new(rapport_node::env::System),
+        "benchmark",
+        &|_, _| {},
+    )?;
+    let rebuilt = Repo::open(&data, OpenMode::Existing)?
+        .store()
+        .record_count();
+    anyhow::ensure!(
+        rebuilt == total_records,
+        "the rebuilt store holds {rebuilt} records, not {total_records}"
+    );
+    let rebuild_secs = rebuild.elapsed.as_secs_f64();
 
     let figures = json!({
         "records": records,
@@ -120,6 +136,9 @@ pub fn run(out: &mut String, records: usize, dir: Option<&Path>, json: bool) -> 
         "unindexed_filter_list_p95_ms": ms(percentile(&mut scan, 95)),
         "bench_process_peak_rss_mib": in_process_peak.map(|k| k / 1024),
         "cold_cli_list_peak_rss_mib": cold.map(|k| k / 1024),
+        "journal_bytes_per_record": journal_bytes / total_records.max(1) as u64,
+        "rebuild_from_journal_s": (rebuild_secs * 100.0).round() / 100.0,
+        "rebuild_records_per_s": (total_records as f64 / rebuild_secs).round(),
     });
     if json {
         outln!(out, "{}", serde_json::to_string_pretty(&figures)?);

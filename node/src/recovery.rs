@@ -345,7 +345,7 @@ impl Repo {
             }
             report.records += 1;
             done += 1;
-            if done % 1000 == 0 || done == total {
+            if done.is_multiple_of(1000) || done == total {
                 progress(done, total);
             }
         }
@@ -722,12 +722,15 @@ mod tests {
     use crate::repo::tests::input;
     use rapport_model::{Kind, Role};
 
+    /// What a space's documents are, by id, with their heads.
+    type SpaceItems = Vec<(RecordId, Vec<[u8; 32]>)>;
+
     /// Everything a user or a peer could notice about a node's data.
     #[derive(Debug, PartialEq)]
     struct State {
         records: Vec<RecordView>,
         spaces: Vec<String>,
-        items: Vec<(SpaceId, Vec<(RecordId, Vec<[u8; 32]>)>)>,
+        items: Vec<(SpaceId, SpaceItems)>,
         changes: usize,
         usage: Vec<u64>,
     }

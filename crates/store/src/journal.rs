@@ -700,7 +700,7 @@ mod tests {
     fn change(n: u8) -> Entry {
         Entry::Change {
             record: RecordId::new(n as u64, [n; 10]),
-            space: if n % 2 == 0 {
+            space: if n.is_multiple_of(2) {
                 SpaceId::Private
             } else {
                 SpaceId::Shared(RecordId::new(7, [7; 10]))
