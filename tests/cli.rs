@@ -507,17 +507,40 @@ fn damaged_data_directories_give_a_clear_error() {
     std::fs::write(&key, &saved_key).expect("restore");
     assert_eq!(n.json(&["list", "company"]).as_array().expect("a").len(), 1);
 
-    // A store whose files are garbage is reported, not panicked on.
-    for entry in std::fs::read_dir(n.dir.join("store")).expect("dir") {
-        let path = entry.expect("e").path();
-        if path.is_file() {
-            std::fs::write(&path, b"garbage garbage garbage").expect("write");
+    // A store whose files are garbage is moved aside and rebuilt from
+    // the journal, and the command goes on.
+    let garble = |dir: &std::path::Path| {
+        for entry in std::fs::read_dir(dir).expect("dir") {
+            let path = entry.expect("e").path();
+            if path.is_file() {
+                std::fs::write(&path, b"garbage garbage garbage").expect("write");
+            }
         }
-    }
+    };
+    garble(&n.dir.join("store"));
+    let out = n.run(&["--json", "list", "company"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("rebuilt the store from the journal"), "{err}");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed[0]["name"], "Acme");
+    assert!(
+        std::fs::read_dir(&n.dir).expect("dir").any(|e| e
+            .expect("e")
+            .file_name()
+            .to_string_lossy()
+            .starts_with("store.replaced-")),
+        "the damaged store was not kept aside"
+    );
+
+    // With the journal damaged too, it is reported, not panicked on, and
+    // nothing takes its place.
+    garble(&n.dir.join("store"));
+    garble(&n.dir.join("journal"));
     let err = n.fails(&["list", "company"]);
     assert!(!err.contains("panicked"), "{err}");
     assert!(
-        err.starts_with("error:") && err.to_lowercase().contains("restore the data directory"),
+        err.starts_with("error:") && err.contains("journal") && err.contains("rapport restore"),
         "{err}"
     );
     // Writing is refused too: no empty store silently takes its place.

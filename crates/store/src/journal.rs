@@ -281,6 +281,13 @@ impl Journal {
             .map_err(|e| io_error(&path, e))?;
         let size = file.metadata().map_err(|e| io_error(&path, e))?.len();
         let valid = valid_length(&mut file).map_err(|e| io_error(&path, e))?;
+        if valid == 0 && size >= SEGMENT_MAGIC.len() as u64 {
+            // Not a torn tail: the header itself is wrong. Never cut it.
+            return Err(StoreError::JournalDamaged {
+                path: path.display().to_string(),
+                reason: "it does not start like a Rapport journal segment".into(),
+            });
+        }
         let mut opened = Opened {
             segments: segments.len(),
             torn_bytes: 0,
@@ -768,6 +775,27 @@ mod tests {
         let (j, opened) = Journal::open(&path, false).expect("reopen");
         assert!(opened.torn_bytes > 0);
         assert_eq!(all(&j), vec![change(1), change(2)]);
+    }
+
+    #[test]
+    fn a_segment_with_a_wrong_header_is_reported_never_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal");
+        let (j, _) = Journal::open(&path, true).expect("open");
+        j.append(&[change(1)]).expect("append");
+        j.sync().expect("sync");
+        drop(j);
+        let seg = segment_path(&path, 1);
+        let mut bytes = fs::read(&seg).expect("read");
+        bytes[0] ^= 0xff;
+        fs::write(&seg, &bytes).expect("write");
+        let err = Journal::open(&path, false).expect_err("damaged");
+        assert!(matches!(err, StoreError::JournalDamaged { .. }), "{err}");
+        assert_eq!(
+            fs::read(&seg).expect("read"),
+            bytes,
+            "the segment was changed"
+        );
     }
 
     #[test]

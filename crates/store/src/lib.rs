@@ -121,6 +121,12 @@ pub enum StoreError {
     Damaged(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    #[error(
+        "the journal at {path} is damaged ({reason}); it cannot be rebuilt from itself: \
+         `rapport restore FILE --data-dir DIR` makes a new data directory from a `rapport backup` file \
+         (members of your shared spaces hold their records too)"
+    )]
+    JournalDamaged { path: String, reason: String },
     #[error("the disk holding {path} is full: nothing was saved. Free some space and try again")]
     DiskFull { path: String },
     #[error(
