@@ -179,7 +179,14 @@ fn kills_at_every_phase_never_brick_a_store_nor_lose_a_write() {
         probe.ok(&["whoami"]);
     }
     let open_time = started.elapsed() / 3;
-    eprintln!("kill loop: an uninterrupted `whoami` takes {open_time:?}");
+    let started = Instant::now();
+    for i in 0..3 {
+        probe.ok(&["company", "add", &format!("probe {i}")]);
+    }
+    let write_time = started.elapsed() / 3;
+    eprintln!(
+        "kill loop: an uninterrupted `whoami` takes {open_time:?}, a `company add` {write_time:?}"
+    );
 
     for d in 0..dirs {
         let n = Node::new();
@@ -216,7 +223,17 @@ fn kills_at_every_phase_never_brick_a_store_nor_lose_a_write() {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn rapport");
-            let delay = Duration::from_micros(rng.below(80_000));
+            // Half the kills as the loop (0–80 ms after the
+            // start), half aimed between the end of opening and the end of
+            // the work, so that both phases get their share on a machine
+            // of any speed.
+            let delay = if rng.below(2) == 0 {
+                Duration::from_micros(rng.below(80_000))
+            } else {
+                let lo = open_time.as_micros() as u64 * 4 / 5;
+                let hi = (write_time.as_micros() as u64 * 13 / 10).max(lo + 1_000);
+                Duration::from_micros(rng.range(lo, hi))
+            };
             std::thread::sleep(delay);
             let running = child.try_wait().expect("try_wait").is_none();
             let _ = child.kill();

@@ -79,8 +79,8 @@ fn seeded_runs_converge_lose_nothing_and_apply_nothing_unauthorized() {
     }
     eprintln!(
         "simulation: {} seeds in {:.1} s: {} local writes, {} sessions ({} refused, {} broken by duplicates), \
-         {} messages ({} KB), {} gossip ({} dropped), {} duplicated, {} connections cut, {} crashes, \
-         {} partitions, {} hostile injections; slowest convergence {} ms after healing",
+         {} messages ({} KB), {} gossip ({} dropped), {} duplicated, {} connections cut, {} crashes \
+         ({} with the store rebuilt from the journal), {} partitions, {} hostile injections; slowest convergence {} ms after healing",
         seeds.len(),
         started.elapsed().as_secs_f64(),
         total.local_writes,
@@ -94,6 +94,7 @@ fn seeded_runs_converge_lose_nothing_and_apply_nothing_unauthorized() {
         total.duplicated,
         total.cuts,
         total.crashes,
+        total.rebuilds,
         total.partitions,
         total.hostile,
         total.converge_ms,

@@ -317,63 +317,66 @@ impl Repo {
             progress(done, total);
         }
         let mut views: HashMap<RecordId, Option<rapport_model::SpaceView>> = HashMap::new();
-        for record in order {
-            let Some((space, changes)) = records.remove(&record) else {
-                continue;
-            };
-            let verified = verified(record, changes);
-            match space {
-                SpaceId::Private => self.restore_private(record, verified)?,
-                SpaceId::Shared(space_id) => {
-                    let view = match views.get(&space_id) {
-                        Some(v) => v.clone(),
-                        None => {
-                            let v = self.space(space_id)?;
-                            views.insert(space_id, v.clone());
-                            v
+        let mut private = Vec::new();
+        for chunk in order.chunks(REPLAY_CHUNK) {
+            let inputs: Vec<(RecordId, SpaceId, Vec<Vec<u8>>)> = chunk
+                .iter()
+                .filter_map(|r| records.remove(r).map(|(s, c)| (*r, s, c)))
+                .collect();
+            for (record, space, verified) in verify_in_parallel(inputs) {
+                match space {
+                    SpaceId::Private => {
+                        if let Some(w) = self.rebuilt_private(record, verified)? {
+                            private.push(w);
                         }
-                    };
-                    self.settle(
-                        space_id,
-                        record,
-                        view.as_ref(),
-                        verified,
-                        Some(FROM_JOURNAL),
-                        &mut applied,
-                    )?;
+                    }
+                    SpaceId::Shared(space_id) => {
+                        let view = match views.get(&space_id) {
+                            Some(v) => v.clone(),
+                            None => {
+                                let v = self.space(space_id)?;
+                                views.insert(space_id, v.clone());
+                                v
+                            }
+                        };
+                        self.settle(
+                            space_id,
+                            record,
+                            view.as_ref(),
+                            verified,
+                            Some(FROM_JOURNAL),
+                            &mut applied,
+                        )?;
+                    }
                 }
+                report.records += 1;
+                done += 1;
             }
-            report.records += 1;
-            done += 1;
-            if done.is_multiple_of(1000) || done == total {
-                progress(done, total);
-            }
+            let writes: Vec<RecordWrite<'_>> = private.iter().map(PrivateRecord::write).collect();
+            self.store().write_batch_deferred(&writes)?;
+            private.clear();
+            progress(done, total);
         }
         report.refused = applied.rejected as u64;
         report.held = applied.held as u64;
         Ok(report)
     }
 
-    /// Puts a private record's own changes back into its document.
-    fn restore_private(
+    /// A private record's document with its own journaled changes put
+    /// back, ready to write; `None` if it holds them all already.
+    fn rebuilt_private(
         &self,
         record: RecordId,
-        changes: Vec<(SignedChange, rapport_model::automerge::Change)>,
-    ) -> Result<(), NodeError> {
-        let mut doc = match self.store().doc(record)? {
-            Some(bytes) => AutoCommit::load(&bytes).map_err(|e| NodeError::Damaged {
-                path: self.dir().to_path_buf(),
-                reason: format!("document of {record} does not load: {e}"),
-            })?,
-            None => AutoCommit::new(),
-        };
+        changes: Vec<crate::remote::Verified>,
+    ) -> Result<Option<PrivateRecord>, NodeError> {
+        let (mut doc, _) = self.candidate(record)?;
         let previous = self.store().view(record)?;
-        let new: Vec<(SignedChange, rapport_model::automerge::Change)> = changes
+        let new: Vec<crate::remote::Verified> = changes
             .into_iter()
             .filter(|(_, c)| doc.get_change_by_hash(&c.hash()).is_none())
             .collect();
         if new.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut trial = doc.clone();
@@ -385,33 +388,26 @@ impl Repo {
             Ok(Ok(trial)) => doc = trial,
             _ => {
                 tracing::warn!(%record, "a journaled private change does not apply; skipped");
-                return Ok(());
+                return Ok(None);
             }
         }
         let view = match RecordView::read(&mut doc, record, None) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(%record, error = %e, "a journaled private record does not read; skipped");
-                return Ok(());
+                return Ok(None);
             }
         };
-        let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
-        let signed: Vec<(Vec<u8>, SignedChange)> = new
-            .into_iter()
-            .map(|(s, c)| (c.hash().0.to_vec(), s))
-            .collect();
-        self.store().write_deferred(&RecordWrite {
-            id: record,
-            space: SpaceId::Private,
-            doc: &doc.save(),
-            heads: &heads,
-            changes: &signed,
-            index: Indexed::Record {
-                view: &view,
-                previous: previous.as_ref(),
-            },
-        })?;
-        Ok(())
+        Ok(Some(PrivateRecord {
+            heads: doc.get_heads().iter().map(|h| h.0).collect(),
+            saved: doc.save(),
+            changes: new
+                .into_iter()
+                .map(|(s, c)| (c.hash().0.to_vec(), s))
+                .collect(),
+            view,
+            previous,
+        }))
     }
 
     /// `rapport backup`: a consistent copy of everything this node needs to
@@ -498,12 +494,72 @@ impl Repo {
     }
 }
 
+/// Records replayed per sled transaction, and verified together.
+const REPLAY_CHUNK: usize = 512;
+
+/// A private record rebuilt from its journaled changes.
+struct PrivateRecord {
+    heads: Vec<[u8; 32]>,
+    saved: Vec<u8>,
+    changes: Vec<(Vec<u8>, SignedChange)>,
+    view: RecordView,
+    previous: Option<RecordView>,
+}
+
+impl PrivateRecord {
+    fn write(&self) -> RecordWrite<'_> {
+        RecordWrite {
+            id: self.view.id,
+            space: SpaceId::Private,
+            doc: &self.saved,
+            heads: &self.heads,
+            changes: &self.changes,
+            index: Indexed::Record {
+                view: &self.view,
+                previous: self.previous.as_ref(),
+            },
+        }
+    }
+}
+
+/// [`verified`] for many records, on every core: signature checks are
+/// most of a rebuild's CPU.
+fn verify_in_parallel(
+    inputs: Vec<(RecordId, SpaceId, Vec<Vec<u8>>)>,
+) -> Vec<(RecordId, SpaceId, Vec<crate::remote::Verified>)> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let per = inputs.len().div_ceil(threads).max(1);
+    let mut parts: Vec<Vec<(RecordId, SpaceId, Vec<Vec<u8>>)>> = Vec::new();
+    let mut rest = inputs;
+    while rest.len() > per {
+        let tail = rest.split_off(per);
+        parts.push(rest);
+        rest = tail;
+    }
+    parts.push(rest);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    part.into_iter()
+                        .map(|(r, s, c)| (r, s, verified(r, c)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 /// Verifies journaled changes again (a journal is a file on disk like any
 /// other); drops, with a warning, any that fail.
-fn verified(
-    record: RecordId,
-    changes: Vec<Vec<u8>>,
-) -> Vec<(SignedChange, rapport_model::automerge::Change)> {
+fn verified(record: RecordId, changes: Vec<Vec<u8>>) -> Vec<crate::remote::Verified> {
     changes
         .into_iter()
         .filter_map(|bytes| {

@@ -15,7 +15,8 @@
 //! session), duplicates session messages (the receiver must refuse the
 //! out-of-place copy without harm), splits the nodes into two partitions
 //! and heals them, and crashes nodes: a crashed node loses everything it
-//! held in memory and its sessions, and restarts later from its store.
+//! held in memory and its sessions, and restarts later from its store (or,
+//! a third of the time, with its store destroyed: rebuilt from its journal).
 //!
 //! The cast: Ann creates the space (admin), Ben is a second admin, Cat a
 //! writer, Dan a writer whom Ann removes in the middle of the run (Dan
@@ -140,6 +141,8 @@ pub struct Stats {
     pub duplicated: u64,
     pub cuts: u64,
     pub crashes: u64,
+    /// Crashes that also destroyed the store (rebuilt from the journal).
+    pub rebuilds: u64,
     pub partitions: u64,
     /// Injections by the modified client that reached a node.
     pub hostile: u64,
@@ -161,6 +164,7 @@ impl Stats {
         self.duplicated += o.duplicated;
         self.cuts += o.cuts;
         self.crashes += o.crashes;
+        self.rebuilds += o.rebuilds;
         self.partitions += o.partitions;
         self.hostile += o.hostile;
         self.dial_failures += o.dial_failures;
@@ -550,6 +554,15 @@ impl World {
             .collect();
         for id in ids {
             self.end_session(id, true);
+        }
+        // A third of the crashes also destroy the store: the node must
+        // rebuild it from its journal, and then judge every change as
+        // before (the convergence check at the end is the judge).
+        if self.rng.below(3) == 0 {
+            let store = self.nodes[n].dir.join("store");
+            if std::fs::remove_dir_all(&store).is_ok() {
+                self.stats.rebuilds += 1;
+            }
         }
         let back = self.rng.range(1000, 6000);
         self.schedule(back, Event::Restart(n));

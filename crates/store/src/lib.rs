@@ -577,6 +577,12 @@ impl Store {
         self.write_batch_inner(std::slice::from_ref(w), false)
     }
 
+    /// [`Store::write_deferred`] for several records in one transaction
+    /// (a rebuild).
+    pub fn write_batch_deferred(&self, writes: &[RecordWrite<'_>]) -> Result<()> {
+        self.write_batch_inner(writes, false)
+    }
+
     /// Makes every write so far durable: the journal first, then sled, so
     /// that sled never holds a change the journal could lose.
     pub fn flush(&self) -> Result<()> {
