@@ -258,33 +258,27 @@ fn kills_at_every_phase_never_brick_a_store_nor_lose_a_write() {
             check_all_there(&n.dir, &acked, &mut t, &context);
         }
         // A backup a kill cut short is never left under the final name.
-        let bak = n.dir.with_extension("bak");
-        if bak.exists() {
-            let into = n.dir.with_extension("from-killed-backup");
-            let out = Node::at(&into)
+        let restore = |bak: &std::path::Path, into: &std::path::Path, what: &str| {
+            let out = Node::at(into)
                 .arg("restore")
-                .arg(&bak)
+                .arg(bak)
                 .output()
                 .expect("run");
             assert!(
                 out.status.success(),
-                "directory {d}: a backup left by the loop does not restore: {}",
+                "directory {d}: {what} does not restore: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+        };
+        let bak = n.dir.with_extension("bak");
+        if bak.exists() {
+            let into = n.dir.with_extension("from-killed-backup");
+            restore(&bak, &into, "a backup left by the loop");
             t.backups_checked += 1;
         }
         n.ok(&["backup", "--out", bak.to_str().expect("utf-8 path")]);
         let into = n.dir.with_extension("restored");
-        let out = Node::at(&into)
-            .arg("restore")
-            .arg(&bak)
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "directory {d}: restore failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        restore(&bak, &into, "the final backup");
         check_all_there(
             &into,
             &acked,

@@ -21,18 +21,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rapport_model::automerge::AutoCommit;
 use rapport_model::{RecordId, RecordView, SpaceId};
 use rapport_proto::SignedChange;
 use rapport_store::journal::{Frame, push_frame, read_frame};
-use rapport_store::{Entry, Indexed, Journal, RecordWrite, Store};
+use rapport_store::{Entry, Journal, RecordWrite, Store};
 use rapport_trust::verify_change;
 use sha2::{Digest, Sha256};
 
 use crate::datadir::{self, DirState};
 use crate::env::Environment;
 use crate::remote::ApplyReport;
-use crate::repo::open_store;
+use crate::repo::{Built, open_store};
 use crate::{NodeError, Repo};
 
 /// Who rejections found while replaying are attributed to.
@@ -319,7 +318,7 @@ impl Repo {
         let mut views: HashMap<RecordId, Option<rapport_model::SpaceView>> = HashMap::new();
         let mut private = Vec::new();
         for chunk in order.chunks(REPLAY_CHUNK) {
-            let inputs: Vec<(RecordId, SpaceId, Vec<Vec<u8>>)> = chunk
+            let inputs: Vec<Journaled> = chunk
                 .iter()
                 .filter_map(|r| records.remove(r).map(|(s, c)| (*r, s, c)))
                 .collect();
@@ -352,7 +351,7 @@ impl Repo {
                 report.records += 1;
                 done += 1;
             }
-            let writes: Vec<RecordWrite<'_>> = private.iter().map(PrivateRecord::write).collect();
+            let writes: Vec<RecordWrite<'_>> = private.iter().map(Built::write).collect();
             self.store().write_batch_deferred(&writes)?;
             private.clear();
             progress(done, total);
@@ -368,7 +367,7 @@ impl Repo {
         &self,
         record: RecordId,
         changes: Vec<crate::remote::Verified>,
-    ) -> Result<Option<PrivateRecord>, NodeError> {
+    ) -> Result<Option<Built>, NodeError> {
         let (mut doc, _) = self.candidate(record)?;
         let previous = self.store().view(record)?;
         let new: Vec<crate::remote::Verified> = changes
@@ -398,7 +397,7 @@ impl Repo {
                 return Ok(None);
             }
         };
-        Ok(Some(PrivateRecord {
+        Ok(Some(Built {
             heads: doc.get_heads().iter().map(|h| h.0).collect(),
             saved: doc.save(),
             changes: new
@@ -497,41 +496,19 @@ impl Repo {
 /// Records replayed per sled transaction, and verified together.
 const REPLAY_CHUNK: usize = 512;
 
-/// A private record rebuilt from its journaled changes.
-struct PrivateRecord {
-    heads: Vec<[u8; 32]>,
-    saved: Vec<u8>,
-    changes: Vec<(Vec<u8>, SignedChange)>,
-    view: RecordView,
-    previous: Option<RecordView>,
-}
-
-impl PrivateRecord {
-    fn write(&self) -> RecordWrite<'_> {
-        RecordWrite {
-            id: self.view.id,
-            space: SpaceId::Private,
-            doc: &self.saved,
-            heads: &self.heads,
-            changes: &self.changes,
-            index: Indexed::Record {
-                view: &self.view,
-                previous: self.previous.as_ref(),
-            },
-        }
-    }
-}
+/// A record's journaled changes, as read.
+type Journaled = (RecordId, SpaceId, Vec<Vec<u8>>);
 
 /// [`verified`] for many records, on every core: signature checks are
 /// most of a rebuild's CPU.
 fn verify_in_parallel(
-    inputs: Vec<(RecordId, SpaceId, Vec<Vec<u8>>)>,
+    inputs: Vec<Journaled>,
 ) -> Vec<(RecordId, SpaceId, Vec<crate::remote::Verified>)> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let per = inputs.len().div_ceil(threads).max(1);
-    let mut parts: Vec<Vec<(RecordId, SpaceId, Vec<Vec<u8>>)>> = Vec::new();
+    let mut parts: Vec<Vec<Journaled>> = Vec::new();
     let mut rest = inputs;
     while rest.len() > per {
         let tail = rest.split_off(per);

@@ -782,15 +782,15 @@ pub(crate) fn member_label(user: &str, org: &str, device_short: &str) -> String 
 
 /// A record ready to be written.
 pub(crate) struct Built {
-    heads: Vec<[u8; 32]>,
-    saved: Vec<u8>,
-    changes: Vec<(Vec<u8>, SignedChange)>,
-    view: RecordView,
-    previous: Option<RecordView>,
+    pub(crate) heads: Vec<[u8; 32]>,
+    pub(crate) saved: Vec<u8>,
+    pub(crate) changes: Vec<(Vec<u8>, SignedChange)>,
+    pub(crate) view: RecordView,
+    pub(crate) previous: Option<RecordView>,
 }
 
 impl Built {
-    fn write(&self) -> RecordWrite<'_> {
+    pub(crate) fn write(&self) -> RecordWrite<'_> {
         RecordWrite {
             id: self.view.id,
             space: self.view.space,

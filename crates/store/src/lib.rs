@@ -192,6 +192,9 @@ pub enum Indexed<'a> {
     Space(&'a SpaceView),
     /// A document that cannot be read yet (waiting for earlier changes).
     Opaque,
+    /// Only the changes: verified, but none of them applies yet, so the
+    /// stored document (if any) and its heads stay as they are.
+    Pending,
 }
 
 #[derive(Debug, Clone)]
@@ -599,7 +602,7 @@ impl Store {
             .map(|w| match w.index {
                 Indexed::Record { view, .. } => serde_json::to_vec(view),
                 Indexed::Space(space) => serde_json::to_vec(space),
-                Indexed::Opaque => Ok(Vec::new()),
+                Indexed::Opaque | Indexed::Pending => Ok(Vec::new()),
             })
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -647,7 +650,10 @@ impl Store {
                 }
                 for (w, json) in writes.iter().zip(&encoded) {
                     let id = w.id.to_string();
-                    docs.insert(id.as_bytes(), w.doc)?;
+                    let pending = matches!(w.index, Indexed::Pending);
+                    if !pending {
+                        docs.insert(id.as_bytes(), w.doc)?;
+                    }
                     let mut added = 0u64;
                     for (hash, signed) in w.changes {
                         let encoded = signed.encode();
@@ -663,7 +669,9 @@ impl Store {
                         let used = usage.get(key.as_bytes())?.map_or(0, |v| be_u64(&v));
                         usage.insert(key.as_bytes(), &(used + added).to_be_bytes()[..])?;
                     }
-                    by_space.insert(space_key(w.space, w.id), w.heads.concat())?;
+                    if !pending {
+                        by_space.insert(space_key(w.space, w.id), w.heads.concat())?;
+                    }
                     match w.index {
                         Indexed::Record { view, previous } => {
                             records.insert(id.as_bytes(), json.as_slice())?;
@@ -683,7 +691,7 @@ impl Store {
                         Indexed::Space(_) => {
                             spaces.insert(id.as_bytes(), json.as_slice())?;
                         }
-                        Indexed::Opaque => {}
+                        Indexed::Opaque | Indexed::Pending => {}
                     }
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
@@ -700,7 +708,7 @@ impl Store {
             }
         }
         self.tell_watchers(writes.iter().filter_map(|w| match w.index {
-            Indexed::Opaque => None,
+            Indexed::Opaque | Indexed::Pending => None,
             _ => Some(w.id),
         }));
         Ok(())
@@ -962,64 +970,15 @@ impl Store {
         space: SpaceId,
         changes: &[(Vec<u8>, SignedChange)],
     ) -> Result<()> {
-        {
-            let _commit = self.commit_lock();
-            let w = RecordWrite {
-                id,
-                space,
-                doc: &[],
-                heads: &[],
-                changes,
-                index: Indexed::Opaque,
-            };
-            let entries = self.new_change_entries(std::slice::from_ref(&w))?;
-            let appended = self.journal_append(&entries)?;
-            self.sync_journal(appended)?;
-            let key = id.to_string();
-            let encoded: Vec<Vec<u8>> = changes.iter().map(|(_, c)| c.encode()).collect();
-            let trees = [
-                &self.changes,
-                &self.doc_changes,
-                &self.authored,
-                &self.usage,
-                &self.meta,
-            ];
-            let result: std::result::Result<(), TransactionError<()>> =
-                trees.as_slice().transaction(|t| {
-                    let [changes_t, doc_changes, authored, usage, meta] = t.as_slice() else {
-                        return Err(ConflictableTransactionError::Abort(()));
-                    };
-                    let mut added = 0u64;
-                    for ((hash, signed), bytes) in changes.iter().zip(&encoded) {
-                        if changes_t.get(hash.as_slice())?.is_none() {
-                            added += bytes.len() as u64;
-                        }
-                        changes_t.insert(hash.as_slice(), bytes.as_slice())?;
-                        doc_changes.insert(concat(key.as_bytes(), hash), &[][..])?;
-                        authored.insert(concat(&signed.author, key.as_bytes()), &[][..])?;
-                    }
-                    if added > 0 {
-                        let key = space.to_string();
-                        let used = usage.get(key.as_bytes())?.map_or(0, |v| be_u64(&v));
-                        usage.insert(key.as_bytes(), &(used + added).to_be_bytes()[..])?;
-                    }
-                    if let Some((_, end)) = appended {
-                        meta.insert(JOURNAL_MARK, &end.encode()[..])?;
-                    }
-                    Ok::<(), ConflictableTransactionError<()>>(())
-                });
-            match result {
-                Ok(()) => {}
-                Err(TransactionError::Storage(e)) => {
-                    self.journal_undo(appended);
-                    return Err(e.into());
-                }
-                Err(TransactionError::Abort(())) => {
-                    self.journal_undo(appended);
-                    return Err(StoreError::Corrupt("transaction aborted".into()));
-                }
-            }
-        }
+        let w = RecordWrite {
+            id,
+            space,
+            doc: &[],
+            heads: &[],
+            changes,
+            index: Indexed::Pending,
+        };
+        self.write_batch_inner(std::slice::from_ref(&w), true)?;
         self.flush()
     }
 
