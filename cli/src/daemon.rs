@@ -264,11 +264,16 @@ fn exec(node: &Node, req: ExecRequest) -> ExecResponse {
             stdout: out,
             stderr: String::new(),
         },
-        Err(e) => ExecResponse {
-            code: 1,
-            stdout: out,
-            stderr: format!("error: {e:#}\n"),
-        },
+        Err(e) => {
+            if let Some(err) = e.downcast_ref::<rapport_node::NodeError>() {
+                rapport_node::recovery::note_damage(node.repo().dir(), err);
+            }
+            ExecResponse {
+                code: 1,
+                stdout: out,
+                stderr: format!("error: {e:#}\n"),
+            }
+        }
     }
 }
 

@@ -551,7 +551,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
     }
     let mut out = String::new();
-    let result = commands::run(cli, &commands::Backend::Direct(dir), &mut out);
+    let result = commands::run(cli, &commands::Backend::Direct(dir.clone()), &mut out);
+    if let Err(e) = &result
+        && let Some(err) = e.downcast_ref::<rapport_node::NodeError>()
+    {
+        rapport_node::recovery::note_damage(&dir, err);
+    }
     print!("{out}");
     result.map(|()| 0)
 }

@@ -80,8 +80,36 @@ pub(crate) fn open_journal(dir: &Path, create: bool) -> Result<Arc<Journal>, Nod
     Ok(Arc::new(journal))
 }
 
+/// The file that says sled reported damage while the store was in use:
+/// the next open rebuilds the store from the journal.
+pub const DAMAGE_MARKER: &str = "store.damaged";
+
+/// If `error` is sled reporting damage at run time (a page that does not
+/// read back), remembers it in the data directory so that the next open
+/// rebuilds the store, and says so; returns whether it did.
+pub fn note_damage(dir: &Path, error: &NodeError) -> bool {
+    let NodeError::Store(e) = error else {
+        return false;
+    };
+    if !matches!(**e, rapport_store::StoreError::Damaged(_)) {
+        return false;
+    }
+    let marker = dir.join(DAMAGE_MARKER);
+    match fs::write(&marker, e.to_string()) {
+        Ok(()) => {
+            tracing::error!(error = %e, "the store reported damage; it will be rebuilt from the journal at the next start");
+            true
+        }
+        Err(io) => {
+            tracing::error!(error = %e, marker = %marker.display(), %io, "the store reported damage; run `rapport repair` with the node stopped");
+            false
+        }
+    }
+}
+
 /// Opens the store of a set-up data directory: journals a store made
-/// before journals existed, and rebuilds one that is missing or damaged.
+/// before journals existed, and rebuilds one that is missing or damaged
+/// (or that reported damage while in use).
 pub(crate) fn open_existing(dir: &Path, env: Arc<dyn Environment>) -> Result<Store, NodeError> {
     let store_dir = dir.join(datadir::STORE_DIR);
     for leftover in [datadir::REBUILD_DIR, datadir::MIGRATE_DIR] {
@@ -96,7 +124,12 @@ pub(crate) fn open_existing(dir: &Path, env: Arc<dyn Environment>) -> Result<Sto
         migrate(dir)?;
     }
     let journal = open_journal(dir, false)?;
-    let reason = if store_dir.exists() {
+    let marker = dir.join(DAMAGE_MARKER);
+    let reason = if marker.exists() {
+        drop(journal);
+        let why = fs::read_to_string(&marker).unwrap_or_default();
+        format!("sled reported damage while the store was in use: {why}")
+    } else if store_dir.exists() {
         match open_store(&store_dir, false, Some(journal)) {
             Ok(store) => return Ok(store),
             Err(NodeError::Store(e)) if e.is_damage() => e.to_string(),
@@ -108,6 +141,9 @@ pub(crate) fn open_existing(dir: &Path, env: Arc<dyn Environment>) -> Result<Sto
     };
     tracing::error!(%reason, "the store cannot be used; rebuilding it from the journal");
     let report = rebuild(dir, env, &reason, &|_, _| {})?;
+    if marker.exists() {
+        fs::remove_file(&marker).map_err(|e| NodeError::io(&marker, e))?;
+    }
     tracing::warn!(
         records = report.records,
         moved_aside = ?report.moved_aside,
@@ -880,6 +916,31 @@ mod tests {
         fs::remove_dir_all(dir.join(datadir::STORE_DIR)).expect("remove store");
         let d = Repo::open(&dir, OpenMode::Existing).expect("opens, rebuilt");
         assert_eq!(state(&d), before);
+    }
+
+    #[test]
+    fn damage_reported_while_running_rebuilds_the_store_at_the_next_open() {
+        let (_t, r) = node();
+        r.create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
+            .expect("c");
+        let before = state(&r);
+        let dir = r.dir().to_path_buf();
+        let other = NodeError::NotFound("x".into());
+        assert!(!note_damage(&dir, &other), "only store damage is noted");
+        let damage = NodeError::from(rapport_store::StoreError::Damaged("a page".into()));
+        assert!(note_damage(&dir, &damage));
+        drop(r);
+        let r = Repo::open(&dir, OpenMode::Existing).expect("open");
+        assert_eq!(state(&r), before);
+        assert!(!dir.join(DAMAGE_MARKER).exists());
+        assert!(
+            fs::read_dir(&dir).expect("dir").any(|e| e
+                .expect("e")
+                .file_name()
+                .to_string_lossy()
+                .starts_with("store.replaced-")),
+            "the store was not rebuilt"
+        );
     }
 
     #[test]
