@@ -742,3 +742,73 @@ fn a_node_started_with_no_ui_says_so_to_rapport_open() {
     let refused = n.fails(&["open", "--print"]);
     assert!(refused.contains("serves no web UI"), "{refused}");
 }
+
+/// `rapport backup` through the running node, restored elsewhere while it
+/// runs: the copy holds what was acknowledged before it, works as the same
+/// device, and `repair` is refused while the node holds the store.
+#[test]
+fn backup_while_the_node_runs_restores_elsewhere_and_repair_waits_for_a_stop() {
+    let n = Node::new();
+    n.ok(&["init", "--name", "Dana"]);
+    let mut node = n.start(&[]);
+    let acme = id_of(&n.json(&["company", "add", "Acme"]));
+    n.ok(&["edit", &acme, "--set", "industry=Steel"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let file = work.path().join("node.backup");
+    let out = n.ok(&["backup", "--out", file.to_str().expect("utf-8")]);
+    assert!(out.contains("secret key"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)
+            .expect("backup")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the backup holds the device key");
+    }
+    n.ok(&["company", "add", "After the backup"]);
+
+    let err = n.fails(&["repair"]);
+    assert!(err.contains("stop it"), "{err}");
+
+    let restored = work.path().join("restored");
+    let out = Node::at(&restored)
+        .args(["restore", file.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = Node::at(&restored)
+        .args(["--json", "show", &acme])
+        .output()
+        .expect("run");
+    let shown: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(shown["industry"], "Steel");
+    let who = |dir: &std::path::Path| -> Value {
+        let out = Node::at(dir)
+            .args(["--json", "whoami"])
+            .output()
+            .expect("run");
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    assert_eq!(who(&restored)["device"], who(&n.dir)["device"]);
+    let after = Node::at(&restored)
+        .args(["show", "After the backup"])
+        .output()
+        .expect("run");
+    assert!(!after.status.success(), "the backup holds a later write");
+    // A restore onto the running node's directory is refused.
+    let err = n.fails(&["restore", file.to_str().expect("utf-8")]);
+    assert!(err.contains("restore makes a new one"), "{err}");
+    node.stop();
+    // Stopped, `repair` rebuilds and keeps every record.
+    let out = n.ok(&["repair"]);
+    assert!(out.contains("records rebuilt   2"), "{out}");
+    assert_eq!(
+        n.json(&["list", "company"]).as_array().map(Vec::len),
+        Some(2)
+    );
+}
