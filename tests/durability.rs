@@ -171,19 +171,25 @@ fn kills_at_every_phase_never_brick_a_store_nor_lose_a_write() {
     );
     let mut rng = Rng(seed);
     let mut t = Tally::default();
-    // How long opening takes here, to say which kills landed mid-open.
+    // How long opening and a write take here, to aim the kills and to say
+    // which landed mid-open: the fastest of several runs after a warm-up
+    // (a slow outlier must not swallow the window).
     let probe = Node::new();
     probe.ok(&["init"]);
-    let started = Instant::now();
-    for _ in 0..3 {
-        probe.ok(&["whoami"]);
-    }
-    let open_time = started.elapsed() / 3;
-    let started = Instant::now();
-    for i in 0..3 {
-        probe.ok(&["company", "add", &format!("probe {i}")]);
-    }
-    let write_time = started.elapsed() / 3;
+    let fastest = |args: &[&str], n: usize| {
+        (0..n)
+            .map(|_| {
+                let started = Instant::now();
+                probe.ok(args);
+                started.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    };
+    fastest(&["whoami"], 2);
+    let open_time = fastest(&["whoami"], 5);
+    let write_time =
+        fastest(&["company", "add", "probe"], 5).max(open_time + Duration::from_millis(2));
     eprintln!(
         "kill loop: an uninterrupted `whoami` takes {open_time:?}, a `company add` {write_time:?}"
     );
@@ -298,7 +304,9 @@ fn kills_at_every_phase_never_brick_a_store_nor_lose_a_write() {
         t.torn_tails
     );
     assert!(
-        t.killed_opening > t.cycles / 10 && t.killed_working > t.cycles / 10,
+        t.killed_opening + t.killed_working > t.cycles / 5
+            && t.killed_opening > t.cycles / 40
+            && t.killed_working > t.cycles / 40,
         "too few kills landed while opening or working ({t:?}); the test would prove little"
     );
     assert!(t.acked > 0 && t.rebuilds > 0, "{t:?}");
