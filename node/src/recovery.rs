@@ -919,6 +919,65 @@ mod tests {
     }
 
     #[test]
+    fn a_compacted_journal_drops_superseded_entries_and_still_rebuilds_everything() {
+        let (_dirs, d, _) = busy_node();
+        let before = state(&d);
+        let dir = d.dir().to_path_buf();
+        let journal = d.store().journal().cloned().expect("journal");
+        let all: Vec<Entry> = journal
+            .read(journal.start().expect("start"), journal.end())
+            .expect("read")
+            .map(|e| e.expect("entry").1)
+            .collect();
+        // What compaction must drop: a change journaled twice (a replay
+        // after a crash can do that), and a change the store does not
+        // hold for that record (refused, or erased).
+        let Some(Entry::Change {
+            record,
+            space,
+            change,
+        }) = all.last().cloned()
+        else {
+            panic!("the journal ends with a change")
+        };
+        let stranger = RecordId::new(1, [9; 10]);
+        journal
+            .append(&[
+                Entry::Change {
+                    record,
+                    space,
+                    change: change.clone(),
+                },
+                Entry::Change {
+                    record: stranger,
+                    space,
+                    change,
+                },
+            ])
+            .expect("append");
+        let count = |j: &Journal| {
+            j.read(j.start().expect("start"), j.end())
+                .expect("read")
+                .count()
+        };
+        let entries = count(&journal);
+        let report = d.store().compact_journal().expect("compact");
+        assert_eq!(report.kept as usize + report.dropped as usize, entries);
+        assert_eq!(report.dropped, 2, "{report:?}");
+        assert_eq!(count(&journal) as u64, report.kept);
+        assert_eq!(
+            d.store().journal_mark().expect("mark"),
+            Some(journal.end()),
+            "the store's mark follows the rewritten journal"
+        );
+        drop(journal);
+        drop(d);
+        fs::remove_dir_all(dir.join(datadir::STORE_DIR)).expect("lose the store");
+        let d = Repo::open(&dir, OpenMode::Existing).expect("rebuilt");
+        assert_eq!(state(&d), before);
+    }
+
+    #[test]
     fn damage_reported_while_running_rebuilds_the_store_at_the_next_open() {
         let (_t, r) = node();
         r.create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
