@@ -1183,6 +1183,22 @@ mod tests {
         FieldValue::Text(s.into())
     }
 
+    /// Opens a store just closed: sled's threads let go of its file lock a
+    /// moment after the last handle is dropped (the node waits likewise).
+    fn reopen(path: &Path, create: bool) -> Result<Store> {
+        let started = std::time::Instant::now();
+        loop {
+            match Store::open(path, create, None) {
+                Err(StoreError::Locked { .. })
+                    if started.elapsed() < std::time::Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
     #[test]
     fn watchers_hear_of_every_written_and_withdrawn_record() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1340,7 +1356,7 @@ mod tests {
             "sled opened a store with a half-written snapshot; is the workaround still needed?"
         );
         plant();
-        let store = Store::open(dir.path(), false, None).expect("opens");
+        let store = reopen(dir.path(), false).expect("opens");
         assert_eq!(store.view(acme.id).expect("read"), Some(acme));
         assert!(!empty.exists() && !truncated.exists());
     }
@@ -1362,9 +1378,9 @@ mod tests {
     #[test]
     fn an_existing_store_without_its_marker_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = Store::open(dir.path(), false, None).expect_err("must refuse");
+        let err = reopen(dir.path(), false).expect_err("must refuse");
         assert!(matches!(err, StoreError::Missing { .. }), "{err}");
-        Store::open(dir.path(), true, None).expect("created when asked");
-        Store::open(dir.path(), false, None).expect("then it opens");
+        reopen(dir.path(), true).expect("created when asked");
+        reopen(dir.path(), false).expect("then it opens");
     }
 }
