@@ -46,6 +46,15 @@ impl Backend {
         }
     }
 
+    /// A progress bar for long work: shown in a terminal, hidden inside
+    /// the node (its output goes back to the client as text).
+    pub(crate) fn progress_bar(&self) -> indicatif::ProgressBar {
+        match self {
+            Backend::Direct(_) => indicatif::ProgressBar::new(0),
+            Backend::Node { .. } => indicatif::ProgressBar::hidden(),
+        }
+    }
+
     pub(crate) fn path(&self, p: &Path) -> PathBuf {
         match self {
             Backend::Node { cwd, .. } => cwd.join(p),
@@ -321,10 +330,7 @@ pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
         } => {
             let kind = kind.map(|k| k.parse::<Kind>()).transpose()?;
             let dir = dir.map(|d| backend.path(&d));
-            let bar = match backend {
-                Backend::Direct(_) => indicatif::ProgressBar::new(0),
-                Backend::Node { .. } => indicatif::ProgressBar::hidden(),
-            };
+            let bar = backend.progress_bar();
             export(
                 out,
                 &*open(OpenMode::Existing)?,

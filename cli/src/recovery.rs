@@ -20,13 +20,6 @@ pub fn is_backup(path: &Path) -> bool {
         && magic == BACKUP_MAGIC
 }
 
-fn bar(backend: &Backend) -> indicatif::ProgressBar {
-    match backend {
-        Backend::Direct(_) => indicatif::ProgressBar::new(0),
-        Backend::Node { .. } => indicatif::ProgressBar::hidden(),
-    }
-}
-
 pub fn backup(out: &mut String, repo: &Repo, file: &Path, json: bool) -> Result<()> {
     let report = repo.backup(file)?;
     if json {
@@ -56,7 +49,7 @@ pub fn restore(out: &mut String, backend: &Backend, file: &Path, json: bool) -> 
              `rapport restore FILE --data-dir NEW_DIR`"
         );
     };
-    let bar = bar(backend);
+    let bar = backend.progress_bar();
     let report = recovery::restore(file, dir, &|done, total| {
         bar.set_length(total);
         bar.set_position(done);
@@ -90,7 +83,7 @@ pub fn repair(out: &mut String, backend: &Backend, compact: bool, json: bool) ->
              then run `rapport repair`"
         );
     };
-    let bar = bar(backend);
+    let bar = backend.progress_bar();
     let (report, compacted) = recovery::repair(dir, compact, &|done, total| {
         bar.set_length(total);
         bar.set_position(done);

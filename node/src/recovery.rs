@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use rapport_model::{RecordId, RecordView, SpaceId};
 use rapport_proto::SignedChange;
-use rapport_store::journal::{Frame, push_frame, read_frame};
+use rapport_store::journal::{Frame, push_frame, read_frame, sync_dir};
 use rapport_store::{Entry, Journal, RecordWrite, Store};
 use rapport_trust::verify_change;
 use sha2::{Digest, Sha256};
@@ -775,12 +775,6 @@ impl<R: Read> Read for HashingReader<R> {
         self.hash.update(&buf[..n]);
         Ok(n)
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), NodeError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| NodeError::io(dir, e))
 }
 
 #[cfg(test)]

@@ -33,7 +33,9 @@ use crate::{Result, StoreError};
 /// The first bytes of every segment file.
 pub const SEGMENT_MAGIC: &[u8] = b"rapport-journal/1\n";
 /// A segment is closed (and a new one started) once it passes this size.
-pub const SEGMENT_BYTES: u64 = 32 * 1024 * 1024;
+/// Every open reads the last segment whole to find a torn tail, so it is
+/// kept small enough for that to cost a few milliseconds.
+pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 /// The largest frame payload accepted when reading: far above any change
 /// (1 MiB) or invite, so a larger length means damage, not data.
 pub const MAX_FRAME: u32 = 64 * 1024 * 1024;
@@ -694,7 +696,8 @@ fn valid_length(file: &mut File) -> std::io::Result<u64> {
     Ok(valid)
 }
 
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+/// Makes a directory's entries (files created or renamed in it) durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(dir, e))
