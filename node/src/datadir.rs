@@ -82,6 +82,7 @@ pub fn inspect(dir: &Path) -> Result<DirState, NodeError> {
         "rapport.json.tmp",
         STORE_DIR,
         JOURNAL_DIR,
+        "journal.lock",
         REBUILD_DIR,
     ];
     for entry in fs::read_dir(dir).map_err(|e| NodeError::io(dir, e))? {

@@ -112,18 +112,16 @@ pub fn note_damage(dir: &Path, error: &NodeError) -> bool {
 /// (or that reported damage while in use).
 pub(crate) fn open_existing(dir: &Path, env: Arc<dyn Environment>) -> Result<Store, NodeError> {
     let store_dir = dir.join(datadir::STORE_DIR);
-    for leftover in [datadir::REBUILD_DIR, datadir::MIGRATE_DIR] {
-        let path = dir.join(leftover);
-        if path.exists() {
-            // An interrupted rebuild or migration; the journal (or the old
-            // store) it came from is still whole.
-            fs::remove_dir_all(&path).map_err(|e| NodeError::io(&path, e))?;
-        }
-    }
     if !Journal::exists(&dir.join(datadir::JOURNAL_DIR)) {
         migrate(dir)?;
     }
+    // The journal's lock first: another process may be rebuilding.
     let journal = open_journal(dir, false)?;
+    let leftover = dir.join(datadir::REBUILD_DIR);
+    if leftover.exists() {
+        // An interrupted rebuild; the journal it came from is whole.
+        fs::remove_dir_all(&leftover).map_err(|e| NodeError::io(&leftover, e))?;
+    }
     let marker = dir.join(DAMAGE_MARKER);
     let reason = if marker.exists() {
         drop(journal);
@@ -157,19 +155,20 @@ pub(crate) fn open_existing(dir: &Path, env: Arc<dyn Environment>) -> Result<Sto
 /// from what its store holds, in a side directory renamed into place
 /// once complete.
 fn migrate(dir: &Path) -> Result<(), NodeError> {
+    // sled's lock, held throughout, keeps other processes out.
     let store = open_store(&dir.join(datadir::STORE_DIR), false, None)?;
-    drop(store);
     let side = dir.join(datadir::MIGRATE_DIR);
+    if side.exists() {
+        // An interrupted migration: the store it came from is whole.
+        fs::remove_dir_all(&side).map_err(|e| NodeError::io(&side, e))?;
+    }
     let (journal, _) = Journal::open(&side, true)?;
-    let store = open_store(
-        &dir.join(datadir::STORE_DIR),
-        false,
-        Some(Arc::new(journal)),
-    )?;
+    let store = store.with_journal(Arc::new(journal));
     let written = store.journal_everything()?;
     drop(store);
     let target = dir.join(datadir::JOURNAL_DIR);
     fs::rename(&side, &target).map_err(|e| NodeError::io(&target, e))?;
+    let _ = fs::remove_file(dir.join(format!("{}.lock", datadir::MIGRATE_DIR)));
     sync_dir(dir)?;
     tracing::info!(
         entries = written,
@@ -188,11 +187,11 @@ pub fn rebuild(
     progress: Progress<'_>,
 ) -> Result<RebuildReport, NodeError> {
     let started = Instant::now();
+    let (journal, opened) = Journal::open(&dir.join(datadir::JOURNAL_DIR), false)?;
     let work = dir.join(datadir::REBUILD_DIR);
     if work.exists() {
         fs::remove_dir_all(&work).map_err(|e| NodeError::io(&work, e))?;
     }
-    let (journal, opened) = Journal::open(&dir.join(datadir::JOURNAL_DIR), false)?;
     let journal = Arc::new(journal);
     let store = open_store(&work, true, Some(journal.clone()))?;
     let repo = Repo::with_store(dir, store, env.clone())?;
@@ -460,11 +459,10 @@ impl Repo {
                 path: self.dir().to_path_buf(),
                 reason: "this store has no journal".into(),
             })?;
-        let end = {
-            let _guard = self.write_guard();
-            self.store().flush()?;
-            journal.end()
-        };
+        // The end first, then the sync: everything before it is durable
+        // (writes that append meanwhile are not part of this backup).
+        let end = journal.end();
+        journal.sync()?;
         let key = fs::read(self.dir().join(datadir::KEY_FILE))
             .map_err(|e| NodeError::io(&self.dir().join(datadir::KEY_FILE), e))?;
         let profile = fs::read(self.dir().join(datadir::PROFILE_FILE))
@@ -484,6 +482,14 @@ impl Repo {
             options.mode(0o600);
         }
         let file = options.open(&tmp).map_err(|e| NodeError::io(&tmp, e))?;
+        #[cfg(unix)]
+        {
+            // A `.partial` left by an earlier run keeps its own mode
+            // otherwise, and this file holds the key.
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(0o600))
+                .map_err(|e| NodeError::io(&tmp, e))?;
+        }
         let mut w = HashingWriter {
             inner: BufWriter::with_capacity(1 << 20, file),
             hash: Sha256::new(),
@@ -632,12 +638,18 @@ pub fn restore(
     let journal = open_journal(dir, true)?;
     let mut batch = Vec::new();
     let mut entries = 0u64;
+    let mut batch_bytes = 0usize;
     read_backup(file, &mut |entry| {
+        if let Entry::Change { change, .. } = &entry {
+            batch_bytes += change.len();
+        }
         batch.push(entry);
         entries += 1;
-        if batch.len() >= 4096 {
+        // Bounded by bytes, not count: a backup's frames may be large.
+        if batch.len() >= 4096 || batch_bytes >= 16 << 20 {
             journal.append(&batch)?;
             batch.clear();
+            batch_bytes = 0;
         }
         Ok(())
     })?;

@@ -192,6 +192,11 @@ pub fn read_frame(r: &mut impl Read) -> std::io::Result<Frame> {
     if len > MAX_FRAME {
         return Ok(Frame::Bad(format!("a frame claims {len} bytes")));
     }
+    if len == 0 {
+        // Nothing writes an empty frame; zeros are what a file system
+        // leaves past a size it grew but never wrote.
+        return Ok(Frame::Bad("an empty frame (zeros)".into()));
+    }
     let mut payload = vec![0u8; len as usize];
     if read_full(r, &mut payload)? < payload.len() {
         return Ok(Frame::Bad("a frame is cut short".into()));
@@ -237,6 +242,42 @@ pub struct Compacted {
 pub struct Journal {
     dir: PathBuf,
     tail: Mutex<Tail>,
+    /// `DIR.lock`, locked for as long as this journal is open: one process
+    /// at a time may cut a torn tail, finish a swap or append.
+    _lock: File,
+}
+
+/// How long opening waits for another process to let go of the journal.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Takes `DIR.lock` (beside the directory, so that a compaction's swap
+/// does not move it), waiting a while for another process.
+fn lock(dir: &Path) -> Result<File> {
+    let path = sibling(dir, "lock");
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io_error(&path, e))?;
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    path: dir.display().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&path, e)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -258,6 +299,7 @@ impl Journal {
     /// Opens the journal at `dir`, creating it if `create`; cuts a torn
     /// tail off the last segment.
     pub fn open(dir: &Path, create: bool) -> Result<(Journal, Opened)> {
+        let lock = lock(dir)?;
         finish_swap(dir)?;
         if !dir.is_dir() {
             if !create {
@@ -323,6 +365,7 @@ impl Journal {
                     len,
                     dirty: false,
                 }),
+                _lock: lock,
             },
             opened,
         ))
@@ -411,8 +454,10 @@ impl Journal {
         t.file
             .seek(SeekFrom::Start(to.offset))
             .map_err(|e| io_error(&path, e))?;
+        // Durable at once: an entry taken back must not return after a crash.
+        t.file.sync_data().map_err(|e| io_error(&path, e))?;
         t.len = to.offset;
-        t.dirty = true;
+        t.dirty = false;
         Ok(())
     }
 
@@ -768,6 +813,14 @@ mod tests {
         assert_eq!(opened.torn_bytes, (torn.len() / 2) as u64);
         assert_eq!(all(&j), vec![change(1), change(2)]);
         j.append(&[change(4)]).expect("append");
+        assert_eq!(all(&j), vec![change(1), change(2), change(4)]);
+        // Zeros past the end (a size grown but never written) are cut too.
+        drop(j);
+        let mut f = OpenOptions::new().append(true).open(&seg).expect("seg");
+        f.write_all(&[0u8; 64]).expect("write");
+        drop(f);
+        let (j, opened) = Journal::open(&path, false).expect("reopen");
+        assert_eq!(opened.torn_bytes, 64);
         assert_eq!(all(&j), vec![change(1), change(2), change(4)]);
         // A flipped bit in the last frame is a torn tail too.
         drop(j);

@@ -366,6 +366,12 @@ impl Store {
         })
     }
 
+    /// This store, journaling to `journal` from now on.
+    pub fn with_journal(mut self, journal: Arc<Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
     /// The journal this store writes to.
     pub fn journal(&self) -> Option<&Arc<Journal>> {
         self.journal.as_ref()
