@@ -123,16 +123,73 @@ pub enum VerifyError {
 
 /// Checks that `signed` is a well-formed Automerge change whose actor is its
 /// author and whose signature verifies strictly. Returns the parsed change.
+///
+/// The signature is checked first, over the hash of the bytes as received
+/// (see [`chunk_hash`]), so that Automerge never parses bytes nobody
+/// signed. Compressed change chunks are refused before anything inflates
+/// them: Rapport never sends one, and a megabyte of deflate can expand to
+/// a gigabyte.
 pub fn verify_change(signed: &SignedChange) -> Result<Change, VerifyError> {
+    let hash = chunk_hash(&signed.change)?;
+    let key = VerifyingKey::from_bytes(&signed.author).map_err(|_| VerifyError::BadKey)?;
+    let sig = Signature::from_bytes(&signed.signature);
+    key.verify_strict(&signing_message(&hash), &sig)
+        .map_err(|_| VerifyError::BadSignature)?;
     let change = parse_change(&signed.change)?;
+    if change.hash() != hash {
+        return Err(VerifyError::Malformed(
+            "its hash is not the hash of its bytes".into(),
+        ));
+    }
     if DeviceId::from_actor(change.actor_id()) != Some(DeviceId(signed.author)) {
         return Err(VerifyError::ActorMismatch);
     }
-    let key = VerifyingKey::from_bytes(&signed.author).map_err(|_| VerifyError::BadKey)?;
-    let sig = Signature::from_bytes(&signed.signature);
-    key.verify_strict(&signing_message(&change.hash()), &sig)
-        .map_err(|_| VerifyError::BadSignature)?;
     Ok(change)
+}
+
+/// Automerge's magic bytes, which start every chunk.
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// Chunk type of an uncompressed change.
+const CHUNK_CHANGE: u8 = 1;
+/// Chunk type of a deflated change.
+const CHUNK_COMPRESSED: u8 = 2;
+
+/// The Automerge hash of an uncompressed change chunk, computed from its
+/// bytes alone (SHA-256 of chunk type, length and data, which is what
+/// Automerge hashes) without parsing or inflating anything.
+pub fn chunk_hash(bytes: &[u8]) -> Result<ChangeHash, VerifyError> {
+    use sha2::{Digest, Sha256};
+    let malformed = |m: &str| VerifyError::Malformed(m.to_string());
+    if bytes.len() < 10 || bytes[..4] != CHUNK_MAGIC {
+        return Err(malformed("it is not an Automerge chunk"));
+    }
+    match bytes[8] {
+        CHUNK_CHANGE => {}
+        CHUNK_COMPRESSED => {
+            return Err(malformed(
+                "it is a compressed change, which Rapport does not accept",
+            ));
+        }
+        _ => return Err(malformed("it is not a change")),
+    }
+    // The data length, LEB128: it must say exactly what follows.
+    let (mut len, mut shift, mut at) = (0u64, 0u32, 9usize);
+    loop {
+        let b = *bytes.get(at).ok_or_else(|| malformed("its length is cut short"))?;
+        at += 1;
+        if shift > 56 {
+            return Err(malformed("its length does not fit"));
+        }
+        len |= u64::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    if (bytes.len() - at) as u64 != len {
+        return Err(malformed("its length does not match its bytes"));
+    }
+    Ok(ChangeHash(Sha256::digest(&bytes[8..]).into()))
 }
 
 /// Parses untrusted change bytes. Automerge 0.12 panics on some (an op
@@ -192,6 +249,12 @@ mod tests {
         wrong_author.author = other.device_id().0;
         assert_eq!(
             verify_change(&wrong_author).err(),
+            Some(VerifyError::BadSignature)
+        );
+        // Signed by one key, written under another's actor id.
+        let relabelled = signed_bytes(&other, good.change.clone());
+        assert_eq!(
+            verify_change(&relabelled).err(),
             Some(VerifyError::ActorMismatch)
         );
 
@@ -230,14 +293,70 @@ mod tests {
         let beyond = u64::from(u32::MAX) + 5;
         expanded.operations[0].pred = vec![OpId(beyond, key.device_id().actor_id())].into();
         let bytes = Change::from(expanded).raw_bytes().to_vec();
-        let signed = SignedChange {
-            author: key.device_id().0,
-            signature: [0; 64],
-            change: bytes,
-        };
+        let signed = signed_bytes(&key, bytes);
         assert!(matches!(
             verify_change(&signed),
             Err(VerifyError::Malformed(_))
+        ));
+    }
+
+    /// Signs raw chunk bytes as their author would, whatever they hold.
+    fn signed_bytes(key: &DeviceKey, bytes: Vec<u8>) -> SignedChange {
+        let hash = chunk_hash(&bytes).expect("a change chunk");
+        SignedChange {
+            author: key.device_id().0,
+            signature: key.0.sign(&signing_message(&hash)).to_bytes(),
+            change: bytes,
+        }
+    }
+
+    /// A deflated change is refused before anything inflates it, even with
+    /// a valid signature over its hash: a small frame could otherwise make
+    /// the node allocate a thousand times its size.
+    #[test]
+    fn a_compressed_change_is_refused_before_it_is_inflated() {
+        let key = DeviceKey::from_secret([1; 32]);
+        let mut doc = AutoCommit::new().with_actor(key.device_id().actor_id());
+        doc.put(ROOT, "notes", "a".repeat(64 * 1024)).expect("put");
+        doc.commit();
+        let mut change = doc.get_last_local_change().expect("a change");
+        let compressed = change.bytes().to_vec();
+        assert_eq!(compressed[8], CHUNK_COMPRESSED, "Automerge deflated it");
+        assert!(compressed.len() < 4096, "{} bytes", compressed.len());
+        let signed = SignedChange {
+            author: key.device_id().0,
+            signature: key.0.sign(&signing_message(&change.hash())).to_bytes(),
+            change: compressed,
+        };
+        assert!(matches!(
+            verify_change(&signed),
+            Err(VerifyError::Malformed(m)) if m.contains("compressed")
+        ));
+        // The same change as Rapport sends it verifies.
+        assert!(verify_change(&key.sign_change(&change).expect("sign")).is_ok());
+    }
+
+    /// Bytes nobody signed never reach Automerge's parser: a forged
+    /// signature is the answer, whatever the bytes would do to a parser.
+    #[test]
+    fn the_signature_is_checked_before_the_change_is_parsed() {
+        let key = DeviceKey::from_secret([1; 32]);
+        let mut bytes = change_by(&key).raw_bytes().to_vec();
+        let len = bytes.len();
+        bytes[len - 3..].copy_from_slice(&[0xff, 0xff, 0xff]);
+        let mut forged = signed_bytes(&key, bytes.clone());
+        forged.signature[0] ^= 1;
+        assert_eq!(verify_change(&forged).err(), Some(VerifyError::BadSignature));
+        assert!(
+            parse_change(&bytes).is_err(),
+            "the bytes are garbage to Automerge too"
+        );
+        // A length that does not match the bytes is refused unparsed.
+        let mut short = change_by(&key).raw_bytes().to_vec();
+        short.pop();
+        assert!(matches!(
+            chunk_hash(&short),
+            Err(VerifyError::Malformed(m)) if m.contains("length")
         ));
     }
 
