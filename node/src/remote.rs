@@ -142,27 +142,8 @@ impl Repo {
                 Err(e) => reject(Some(signed.author), &e.to_string(), &mut report),
             }
         }
-        let is_space_record = record == space_id;
         let _guard = self.write_guard();
         let view = self.space(space_id)?;
-        // Rule 2. A node that is joining has no member list yet; the
-        // space document's own rules judge what it receives.
-        if !is_space_record || view.is_some() {
-            verified.retain(|(signed, _)| {
-                let author = hex(&signed.author);
-                let refusal = match view.as_ref().and_then(|v| v.entry(&author)) {
-                    None => Some("the author is not a member of the space".to_string()),
-                    Some(m) if !is_space_record && !m.role.writes_records() => {
-                        Some(format!("a {} may not change records", m.role))
-                    }
-                    Some(_) => None,
-                };
-                if let Some(reason) = &refusal {
-                    reject(Some(signed.author), reason, &mut report);
-                }
-                refusal.is_none()
-            });
-        }
         self.settle(
             space_id,
             record,
@@ -192,9 +173,12 @@ impl Repo {
             let Ok(h) = <[u8; 32]>::try_from(hash.as_slice()) else {
                 continue;
             };
+            // Stored changes were verified when they arrived: parsing is
+            // enough (verifying again cost every later settle a signature
+            // check per waiting change).
             if doc.get_change_by_hash(&ChangeHash(h)).is_none()
                 && let Some(signed) = self.store().signed_change(&hash)?
-                && let Ok(change) = verify_change(&signed)
+                && let Ok(change) = parse_change(&signed.change)
             {
                 aside.push((signed, change));
             }
@@ -241,16 +225,38 @@ impl Repo {
         };
         let mut before_sorted: Vec<ChangeHash> = doc.get_heads();
         before_sorted.sort();
-        let mut fresh: Vec<(Verified, bool)> = aside.into_iter().map(|v| (v, false)).collect();
-        for v in incoming {
+        let mut fresh: Vec<(Verified, bool)> = Vec::new();
+        // Rule 2 for everything held as well as what just arrived: a change
+        // joins this record only if its author may write in the record's
+        // space now, wherever and whenever the change arrived.
+        for (v, new) in aside
+            .into_iter()
+            .map(|v| (v, false))
+            .chain(incoming.into_iter().map(|v| (v, true)))
+        {
             let hash = v.1.hash();
             if doc.get_change_by_hash(&hash).is_some()
                 || fresh.iter().any(|((_, c), _)| c.hash() == hash)
             {
-                report.duplicates += 1;
+                report.duplicates += usize::from(new);
                 continue;
             }
-            fresh.push((v, true));
+            let refusal = match authorize(record, is_space_record, view, &v) {
+                Err(reason) => Some(reason),
+                // A change this node stores for another document.
+                Ok(()) if new && self.store().signed_change(&hash.0)?.is_some() => {
+                    Some("the change belongs to another document".to_string())
+                }
+                Ok(()) => None,
+            };
+            match refusal {
+                None => fresh.push((v, new)),
+                Some(reason) if new => {
+                    report.rejected += 1;
+                    self.log_rejection(space, record, Some(v.0.author), from_label, &reason);
+                }
+                Some(_) => self.store().forget_change(record, &hash.0)?,
+            }
         }
         if fresh.is_empty() && from.is_some() {
             return Ok(());
@@ -486,6 +492,36 @@ impl Repo {
             report: ApplyReport::default(),
         }
     }
+}
+
+/// Whether `change`'s author may write it to `record`, in the space whose
+/// member list is `view` (`None` while this node joins the space: then
+/// only the space document arrives, and its own rules judge it).
+fn authorize(
+    record: RecordId,
+    is_space_record: bool,
+    view: Option<&SpaceView>,
+    (signed, change): &Verified,
+) -> Result<(), String> {
+    let author = hex(&signed.author);
+    match view.map(|v| v.entry(&author)) {
+        None if is_space_record => {}
+        None | Some(None) => return Err("the author is not a member of the space".into()),
+        Some(Some(m)) if !is_space_record && !m.role.writes_records() => {
+            return Err(format!("a {} may not change records", m.role));
+        }
+        Some(Some(_)) => {}
+    }
+    // Only a record's creator writes a change that starts its history
+    // (its id is bound to the creator's key); the space document's own
+    // rules check its creator.
+    if !is_space_record
+        && change.deps().is_empty()
+        && !rapport_model::space::record_creator_matches(record, &signed.author)
+    {
+        return Err("only the record's creator can write its first change".into());
+    }
+    Ok(())
 }
 
 /// `doc` with `changes` applied, if the result passes `valid`.
@@ -1292,5 +1328,149 @@ pub(crate) mod tests {
         // The node still serves the record and edits it.
         assert_eq!(b.changes_for(space, acme.id, &[]).expect("serve").len(), 2);
         b.restore(&acme.id.to_string()).expect("b restores");
+    }
+
+    /// Issue 15, item 1: M, a reader in B and a writer in A, sends V (in an
+    /// A session, before V joins B) an edit of B's record X. It waits for
+    /// X; when V joins B and receives X, the edit must not apply or be
+    /// served onward, and V's own edits of X must still reach B's admin.
+    #[test]
+    fn a_change_authorized_in_one_space_never_applies_in_another() {
+        let (_tb, admin_b) = node();
+        let (_tm, m) = node();
+        let (_tv, v) = node();
+        let (shared_b, space_b, x) = joint_acme(&admin_b, &m, Role::Reader);
+        let (shared_a, space_a, _) = joint_acme(&m, &v, Role::Writer);
+        assert!(v.space(shared_b.id).expect("space").is_none());
+
+        let smuggled = signed_edit(&m, &m, x.id, "industry", "Smuggled");
+        let report = v
+            .apply_remote(space_a, x.id, vec![smuggled.encode()], m.device_id())
+            .expect("apply");
+        assert_eq!(report.pending, 1, "it waits for X: {report:?}");
+
+        add(&admin_b, shared_b.id, &v, Role::Writer);
+        sync(&v, &admin_b, space_b);
+        let on_v = v.resolve(&x.id.to_string()).expect("X on V");
+        assert_eq!(on_v.get("industry"), None, "the reader's edit applied");
+        let served = v.changes_for(space_b, x.id, &[]).expect("serve");
+        assert!(!served.contains(&smuggled.encode()), "and is served onward");
+        assert!(
+            !all_changes(&v, x.id).contains(&smuggled.encode()),
+            "and is still stored, to be judged again"
+        );
+        assert_eq!(
+            v.store().space_usage(space_a).expect("usage"),
+            stored(&v, space_a),
+            "A is still charged for it"
+        );
+
+        v.edit(&x.id.to_string(), &input(&[("owner", "Vi")]), &[])
+            .expect("V edits X");
+        sync(&admin_b, &v, space_b);
+        let on_admin = admin_b.resolve(&x.id.to_string()).expect("X");
+        assert_eq!(on_admin.text("owner"), Some("Vi"), "V's edit waits forever");
+        assert_eq!(
+            admin_b.store().heads(space_b, x.id).expect("heads"),
+            v.store().heads(space_b, x.id).expect("heads")
+        );
+        let _ = shared_a;
+    }
+
+    /// Issue 15, item 5: a writer of A who learnt the id of B's record X
+    /// (or B's space id) writes an A record under that id. Nobody but X's
+    /// creator can write X's first change, so the squat is refused and
+    /// the real record (and space) still arrive.
+    #[test]
+    fn a_record_id_cannot_be_taken_by_another_device() {
+        let (_tb, admin_b) = node();
+        let (_tm, m) = node();
+        let (_tv, v) = node();
+        let (shared_b, space_b, x) = joint_acme(&admin_b, &v, Role::Reader);
+        // V leaves nothing of B behind: a fresh node W stands for it.
+        let (_tw, w) = node();
+        let (_, space_a, _) = joint_acme(&m, &w, Role::Writer);
+        for stolen in [x.id, shared_b.id] {
+            let mut doc = rapport_model::doc::create(
+                m.device_id().actor_id(),
+                Kind::Company,
+                space_a,
+                &[(
+                    "name".into(),
+                    rapport_model::FieldValue::Text("Squat".into()),
+                )],
+                Timestamp::now(),
+            )
+            .expect("doc");
+            let change = doc.get_last_local_change().expect("change");
+            let signed = m.key().sign_change(&change).expect("sign");
+            let report = w
+                .apply_remote(space_a, stolen, vec![signed.encode()], m.device_id())
+                .expect("apply");
+            assert_eq!((report.applied, report.rejected), (0, 1), "{report:?}");
+            assert!(w.store().doc(stolen).expect("doc").is_none());
+        }
+        let log = w.store().rejections().expect("log");
+        assert!(
+            log.iter()
+                .any(|r| r.reason.contains("only the record's creator")),
+            "{log:?}"
+        );
+        // W can still join B and receive X.
+        add(&admin_b, shared_b.id, &w, Role::Reader);
+        sync(&w, &admin_b, space_b);
+        assert_eq!(w.resolve(&x.id.to_string()).expect("X").title(), "Acme");
+    }
+
+    /// Issue 15, item 11: what the quota counts equals the bytes of the
+    /// signed changes stored, after changes were refused, kept waiting and
+    /// then forgotten.
+    #[test]
+    fn usage_equals_what_is_stored_after_refusals_and_forgetting() {
+        let (_ta, a) = node();
+        let (_tw, w) = node();
+        let (_tr, r) = node();
+        let (shared, space, acme) = joint_acme(&a, &w, Role::Writer);
+        add(&a, shared.id, &r, Role::Reader);
+        sync(&r, &a, space);
+        // Waiting changes by a reader of this space, sent under it: judged
+        // and forgotten once their dependency arrives.
+        let base = all_changes(&w, acme.id);
+        w.edit("Acme", &input(&[("industry", "Steel")]), &[])
+            .expect("edit");
+        let dep = added(&all_changes(&w, acme.id), &base);
+        let by_reader = signed_edit(&r, &w, acme.id, "owner", "Reader");
+        let report = a
+            .apply_remote(space, acme.id, vec![by_reader.encode()], r.device_id())
+            .expect("apply");
+        assert_eq!(report.rejected, 1, "{report:?}");
+        let by_writer = signed_edit(&w, &w, acme.id, "owner", "Wen");
+        let report = a
+            .apply_remote(space, acme.id, vec![by_writer.encode()], w.device_id())
+            .expect("apply");
+        assert_eq!(report.pending, 1, "{report:?}");
+        a.apply_remote(space, acme.id, dep, w.device_id())
+            .expect("apply");
+        assert_eq!(a.resolve("Acme").expect("acme").text("owner"), Some("Wen"));
+        // A change stored for another document is refused, not listed twice.
+        let report = a
+            .apply_remote(space, shared.id, vec![by_writer.encode()], w.device_id())
+            .expect("apply");
+        assert_eq!(report.applied, 0, "{report:?}");
+
+        assert_eq!(
+            a.store().space_usage(space).expect("usage"),
+            stored(&a, space)
+        );
+    }
+
+    /// Bytes of the signed changes a node lists for the documents of `space`.
+    fn stored(r: &Repo, space: SpaceId) -> u64 {
+        r.store()
+            .space_items(space)
+            .map(|i| i.expect("item").0)
+            .flat_map(|id| all_changes(r, id))
+            .map(|c| c.len() as u64)
+            .sum()
     }
 }

@@ -456,10 +456,20 @@ impl Repo {
         for (n, inputs) in rows.iter().enumerate() {
             let fields = self.prepare(kind, space, inputs, &ctx)?;
             let fields: Vec<(String, FieldValue)> = fields.into_iter().collect();
-            let random = self.random::<10>()?;
             // Rows of one batch get ids a millisecond apart: they sort in
-            // the order given, and differ early enough for short prefixes.
-            let id = RecordId::new(now_ms + n as u64, random);
+            // the order given. The id is bound to this device's key (see
+            // `new_record_id`); its two random bytes may repeat one of
+            // this device's ids, which is checked.
+            let id = loop {
+                let id = rapport_model::space::new_record_id(
+                    &self.key.device_id().0,
+                    now_ms + n as u64,
+                    self.random()?,
+                );
+                if self.store.doc(id)?.is_none() && self.store.change_hashes(id)?.is_empty() {
+                    break id;
+                }
+            };
             let mut doc = doc::create(
                 self.key.device_id().actor_id(),
                 kind,

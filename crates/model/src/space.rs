@@ -214,21 +214,41 @@ pub struct Identity {
 /// with a digest of the creator's key, so nobody else can write a first
 /// change for it (see `creator_matches`).
 pub fn new_space_id(creator: &[u8], unix_ms: u64, random: [u8; 2]) -> RecordId {
-    let d = creator_digest(creator);
+    bound_id(SPACE_ID_CONTEXT, creator, unix_ms, random)
+}
+
+/// Whether `creator` is the device that space `id` was created by.
+pub fn creator_matches(id: RecordId, creator: &[u8]) -> bool {
+    id.to_bytes()[6..14] == creator_digest(SPACE_ID_CONTEXT, creator)
+}
+
+/// The id of a new record created by `creator`, bound to it like a space
+/// id (under another context, so that no record id is a space id): only
+/// the creator can write a record's first change, so nobody can take an
+/// id they learnt from another space (see `record_creator_matches`).
+pub fn new_record_id(creator: &[u8], unix_ms: u64, random: [u8; 2]) -> RecordId {
+    bound_id(RECORD_ID_CONTEXT, creator, unix_ms, random)
+}
+
+/// Whether `creator` is the device that record `id` was created by.
+pub fn record_creator_matches(id: RecordId, creator: &[u8]) -> bool {
+    id.to_bytes()[6..14] == creator_digest(RECORD_ID_CONTEXT, creator)
+}
+
+const SPACE_ID_CONTEXT: &[u8] = b"rapport/space-id/v1\0";
+const RECORD_ID_CONTEXT: &[u8] = b"rapport/record-id/v1\0";
+
+fn bound_id(context: &[u8], creator: &[u8], unix_ms: u64, random: [u8; 2]) -> RecordId {
+    let d = creator_digest(context, creator);
     let mut r = [0u8; 10];
     r[..8].copy_from_slice(&d);
     r[8..].copy_from_slice(&random);
     RecordId::new(unix_ms, r)
 }
 
-/// Whether `creator` is the device that space `id` was created by.
-pub fn creator_matches(id: RecordId, creator: &[u8]) -> bool {
-    id.to_bytes()[6..14] == creator_digest(creator)
-}
-
-fn creator_digest(creator: &[u8]) -> [u8; 8] {
+fn creator_digest(context: &[u8], creator: &[u8]) -> [u8; 8] {
     // Forging a first change must cost a 64-bit preimage search.
-    let d = sha256(&[b"rapport/space-id/v1\0", creator]);
+    let d = sha256(&[context, creator]);
     let mut out = [0u8; 8];
     out.copy_from_slice(&d[..8]);
     out
@@ -499,6 +519,13 @@ mod tests {
         let id = new_space_id(&[1u8; 32], 5, [5, 5]);
         assert!(creator_matches(id, &[1u8; 32]));
         assert!(!creator_matches(id, &[2u8; 32]));
+        let record = new_record_id(&[1u8; 32], 5, [5, 5]);
+        assert!(record_creator_matches(record, &[1u8; 32]));
+        assert!(!record_creator_matches(record, &[2u8; 32]));
+        assert!(
+            !record_creator_matches(id, &[1u8; 32]),
+            "a space id is no record id"
+        );
         let t = Timestamp::from_second(1_000).expect("t");
         let who = Identity {
             user: "Ann".into(),

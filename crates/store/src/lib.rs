@@ -9,7 +9,7 @@
 //! | `meta`        | `format`                  | [`FORMAT`]                     |
 //! | `docs`        | id                        | saved Automerge document       |
 //! | `changes`     | change hash (32 bytes)    | encoded `SignedChange`         |
-//! | `doc_changes` | id, change hash           | empty                          |
+//! | `doc_changes` | id, change hash           | the space its bytes are charged to (empty if charged elsewhere) |
 //! | `records`     | id                        | `RecordView` as JSON           |
 //! | `by_kind`     | kind, 0, id               | empty                          |
 //! | `by_name`     | lower-case title, 0, id   | empty                          |
@@ -663,11 +663,16 @@ impl Store {
                     let mut added = 0u64;
                     for (hash, signed) in w.changes {
                         let encoded = signed.encode();
+                        let listed = concat(id.as_bytes(), hash);
                         if changes.get(hash.as_slice())?.is_none() {
                             added += encoded.len() as u64;
+                            // The space charged for it, so that forgetting
+                            // it gives the bytes back to the same space.
+                            doc_changes.insert(listed, w.space.to_string().as_bytes())?;
+                        } else if doc_changes.get(&listed)?.is_none() {
+                            doc_changes.insert(listed, &[][..])?;
                         }
                         changes.insert(hash.as_slice(), encoded)?;
-                        doc_changes.insert(concat(id.as_bytes(), hash), &[][..])?;
                         authored.insert(concat(&signed.author, id.as_bytes()), &[][..])?;
                     }
                     if added > 0 {
@@ -961,10 +966,38 @@ impl Store {
 
     /// Forgets a stored change that can never apply to `id` (it breaks the
     /// document), so that it is not tried again.
+    ///
+    /// The change goes from every tree, and its bytes from the usage of the
+    /// space it was charged to, in one transaction. (It stays in the
+    /// journal until compaction; a rebuild re-judges and forgets it again.)
     pub fn forget_change(&self, id: RecordId, hash: &[u8]) -> Result<()> {
-        self.doc_changes
-            .remove(concat(id.to_string().as_bytes(), hash))?;
-        Ok(())
+        let listed = concat(id.to_string().as_bytes(), hash);
+        let trees = [&self.changes, &self.doc_changes, &self.usage];
+        let result: std::result::Result<(), TransactionError<()>> =
+            trees.as_slice().transaction(|t| {
+                let [changes, doc_changes, usage] = t.as_slice() else {
+                    return Err(ConflictableTransactionError::Abort(()));
+                };
+                let Some(charged) = doc_changes.remove(listed.as_slice())? else {
+                    return Ok(());
+                };
+                let Some(bytes) = changes.remove(hash)? else {
+                    return Ok(());
+                };
+                if !charged.is_empty() {
+                    let used = usage.get(&charged)?.map_or(0, |v| be_u64(&v));
+                    let left = used.saturating_sub(bytes.len() as u64);
+                    usage.insert(&charged, &left.to_be_bytes()[..])?;
+                }
+                Ok(())
+            });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => {
+                Err(StoreError::Corrupt("transaction aborted".into()))
+            }
+        }
     }
 
     /// Keeps verified changes whose dependencies have not arrived: stored by

@@ -175,7 +175,9 @@ pub fn chunk_hash(bytes: &[u8]) -> Result<ChangeHash, VerifyError> {
     // The data length, LEB128: it must say exactly what follows.
     let (mut len, mut shift, mut at) = (0u64, 0u32, 9usize);
     loop {
-        let b = *bytes.get(at).ok_or_else(|| malformed("its length is cut short"))?;
+        let b = *bytes
+            .get(at)
+            .ok_or_else(|| malformed("its length is cut short"))?;
         at += 1;
         if shift > 56 {
             return Err(malformed("its length does not fit"));
@@ -346,7 +348,10 @@ mod tests {
         bytes[len - 3..].copy_from_slice(&[0xff, 0xff, 0xff]);
         let mut forged = signed_bytes(&key, bytes.clone());
         forged.signature[0] ^= 1;
-        assert_eq!(verify_change(&forged).err(), Some(VerifyError::BadSignature));
+        assert_eq!(
+            verify_change(&forged).err(),
+            Some(VerifyError::BadSignature)
+        );
         assert!(
             parse_change(&bytes).is_err(),
             "the bytes are garbage to Automerge too"
