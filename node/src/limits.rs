@@ -9,6 +9,15 @@ use std::time::{Duration, Instant};
 
 use rapport_trust::DeviceId;
 
+/// Most changes kept waiting for their dependencies in one record, by one
+/// author in one space, and in one space. Honest peers send changes in
+/// order, so only a few ever wait (a gossip message overtaking another);
+/// a change over a bound is refused (logged, and counted in `status`) and
+/// offered again by a peer once its dependencies have arrived.
+pub const MAX_WAITING_PER_RECORD: u64 = 256;
+pub const MAX_WAITING_PER_AUTHOR: u64 = 1_000;
+pub const MAX_WAITING_PER_SPACE: u64 = 10_000;
+
 /// Limits a node enforces on what peers send it (`None`: no limit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {

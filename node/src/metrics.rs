@@ -115,6 +115,12 @@ pub fn render(s: &NetStatus) -> String {
         &per_space(&|sp| sp.stored_bytes as f64),
     );
     metric(
+        "space_waiting_changes",
+        "gauge",
+        "Changes stored while they wait for changes they depend on, per space.",
+        &per_space(&|sp| sp.waiting as f64),
+    );
+    metric(
         "space_rejected_total",
         "counter",
         "Changes refused from peers, per space.",
@@ -178,6 +184,7 @@ mod tests {
             crate::net::SpaceStatus {
                 members: 2,
                 stored_bytes: 900,
+                waiting: 0,
                 ..Default::default()
             },
         );

@@ -163,6 +163,10 @@ pub struct SpaceStatus {
     pub refused: Option<String>,
     /// Bytes of signed changes stored for the space.
     pub stored_bytes: u64,
+    /// Changes stored while they wait for changes they depend on (at most
+    /// `limits::MAX_WAITING_PER_SPACE`; refusals over it count in
+    /// `rejected`).
+    pub waiting: u64,
 }
 
 #[derive(Debug, Default)]
@@ -927,6 +931,7 @@ impl Node {
                     role: s.role_of(&repo.device_id().to_string()),
                     refused: c.refused.get(&id).cloned(),
                     stored_bytes: repo.store().space_usage(id)?,
+                    waiting: repo.store().waiting_counts(id, &[0; 32], s.id)?.0,
                 },
             );
         }

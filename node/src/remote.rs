@@ -46,6 +46,9 @@ pub struct ApplyReport {
     pub pending: usize,
     /// Written after their author's removal; kept aside.
     pub held: usize,
+    /// Of `rejected`: waiting for dependencies, over a bound on waiting
+    /// changes.
+    pub waiting_refused: usize,
 }
 
 /// A change verified and ready to be judged.
@@ -143,6 +146,34 @@ impl Repo {
             }
         }
         let _guard = self.write_guard();
+        // A change that names a dependency this node has never seen will
+        // wait: over the bounds, it is refused here, before the record's
+        // history is loaded to judge it (a flood of such changes must cost
+        // a lookup each, not a settle each).
+        let in_batch: HashSet<ChangeHash> = verified.iter().map(|(_, c)| c.hash()).collect();
+        let mut will_wait: HashMap<[u8; 32], usize> = HashMap::new();
+        let mut kept = Vec::with_capacity(verified.len());
+        for v in verified {
+            let mut missing = false;
+            for dep in v.1.deps() {
+                if !in_batch.contains(dep) && self.store().signed_change(&dep.0)?.is_none() {
+                    missing = true;
+                    break;
+                }
+            }
+            if missing {
+                let earlier = will_wait.entry(v.0.author).or_default();
+                if let Some(reason) = self.waiting_bound(space, record, &v.0.author, *earlier)? {
+                    report.rejected += 1;
+                    report.waiting_refused += 1;
+                    self.log_rejection(space, record, Some(v.0.author), &from_label, &reason);
+                    continue;
+                }
+                *earlier += 1;
+            }
+            kept.push(v);
+        }
+        let verified = kept;
         let view = self.space(space_id)?;
         self.settle(
             space_id,
@@ -156,7 +187,8 @@ impl Repo {
     }
 
     /// The document as stored, plus every stored change of it that is not
-    /// in it (waiting or kept aside), verified again.
+    /// in it (waiting or kept aside), parsed (they were verified when they
+    /// arrived).
     pub(crate) fn candidate(
         &self,
         record: RecordId,
@@ -347,6 +379,9 @@ impl Repo {
         let mut keep: Vec<(Vec<u8>, SignedChange)> = Vec::new();
         // Changes set aside earlier are stored already; new ones are not.
         let mut keeps_new = false;
+        // Which changes begin and stop waiting for their dependencies.
+        let mut started: Vec<([u8; 32], [u8; 32])> = Vec::new();
+        let mut ended: Vec<[u8; 32]> = Vec::new();
         for ((signed, change), new) in &fresh {
             let hash = change.hash();
             let verdict = if doc.get_change_by_hash(&hash).is_none() {
@@ -354,9 +389,24 @@ impl Repo {
             } else {
                 verdict_of(&hash)
             };
+            if !new && verdict != Verdict::Waiting {
+                ended.push(hash.0);
+            }
             match verdict {
                 Verdict::Accepted => report.applied += usize::from(*new),
-                Verdict::Waiting => report.pending += usize::from(*new),
+                Verdict::Waiting if *new => {
+                    if let Some(reason) =
+                        self.waiting_bound(space, record, &signed.author, started.len())?
+                    {
+                        report.rejected += 1;
+                        report.waiting_refused += 1;
+                        self.log_rejection(space, record, Some(signed.author), from_label, &reason);
+                        continue;
+                    }
+                    started.push((signed.author, hash.0));
+                    report.pending += 1;
+                }
+                Verdict::Waiting => {}
                 Verdict::Held(reason) => {
                     if *new {
                         report.held += 1;
@@ -384,9 +434,12 @@ impl Repo {
         sorted_heads.sort();
         let mut all_heads = doc.get_heads();
         all_heads.sort();
+        // After what it counts is stored: a crash in between leaves a
+        // count short, never a count of changes that are not there.
+        let note_waiting = || self.store().note_waiting(space, record, &started, &ended);
         if sorted_heads == before_sorted && !keeps_new {
             // Nothing new is accepted and everything kept is already stored.
-            return Ok(());
+            return Ok(note_waiting()?);
         }
         if heads.is_empty() {
             // Nothing accepted: keep what arrived until it can apply, and
@@ -396,7 +449,7 @@ impl Repo {
             if !before_sorted.is_empty() {
                 self.store().withdraw(record, space)?;
             }
-            return Ok(());
+            return Ok(note_waiting()?);
         }
         let mut kept = if sorted_heads == all_heads {
             doc
@@ -409,7 +462,7 @@ impl Repo {
         let (record_view, index) = if is_space_record {
             let Some(v) = space_view.as_ref() else {
                 self.store().keep_pending(record, space, &keep)?;
-                return Ok(());
+                return Ok(note_waiting()?);
             };
             (None, Indexed::Space(v))
         } else {
@@ -418,7 +471,7 @@ impl Repo {
                 Err(_) => {
                     // The accepted part alone is not a record yet.
                     self.store().keep_pending(record, space, &keep)?;
-                    return Ok(());
+                    return Ok(note_waiting()?);
                 }
             }
         };
@@ -438,10 +491,41 @@ impl Repo {
             changes: &keep,
             index,
         })?;
+        note_waiting()?;
         if let (true, Some(after)) = (is_space_record, space_view.as_ref()) {
             self.resettle_after_removals(space_id, view, after)?;
         }
         Ok(())
+    }
+
+    /// Why a change that must wait for its dependencies is not kept, if
+    /// it is over one of the bounds on waiting changes (see
+    /// [`crate::limits`]); `batch` more began waiting since the counts
+    /// were stored.
+    fn waiting_bound(
+        &self,
+        space: SpaceId,
+        record: RecordId,
+        author: &[u8; 32],
+        batch: usize,
+    ) -> Result<Option<String>, NodeError> {
+        use crate::limits::{
+            MAX_WAITING_PER_AUTHOR, MAX_WAITING_PER_RECORD, MAX_WAITING_PER_SPACE,
+        };
+        let (in_space, by_author, here) = self.store().waiting_counts(space, author, record)?;
+        let batch = batch as u64;
+        let over = if here + batch >= MAX_WAITING_PER_RECORD {
+            format!("{MAX_WAITING_PER_RECORD} changes of this record wait already")
+        } else if by_author + batch >= MAX_WAITING_PER_AUTHOR {
+            format!("{MAX_WAITING_PER_AUTHOR} changes by this author wait already in this space")
+        } else if in_space + batch >= MAX_WAITING_PER_SPACE {
+            format!("{MAX_WAITING_PER_SPACE} changes wait already in this space")
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(format!(
+            "not kept: its dependencies have not arrived and {over}; a peer offers it again once they have"
+        )))
     }
 
     /// After a space document changed: re-judges every record written by a
@@ -587,9 +671,21 @@ impl<'a> SyncReplica<'a> {
             return None;
         };
         if record == id {
-            // Membership always flows: a relay that is joining, or a
-            // removal, must never wait behind a burst of records.
-            return None;
+            // Membership always flows: while this node joins, and what the
+            // space's admins write (additions, removals) must never wait
+            // behind a burst of records. Anything else a member writes to
+            // the space document is charged like records.
+            let exempt = match self.repo.space(id).ok().flatten() {
+                None => true,
+                Some(view) => changes.iter().all(|bytes| {
+                    SignedChange::decode(bytes).is_ok_and(|s| {
+                        view.role_of(&hex(&s.author)) == Some(rapport_model::Role::Admin)
+                    })
+                }),
+            };
+            if exempt {
+                return None;
+            }
         }
         // Only what this node does not hold yet counts: a peer that
         // resends history it cannot know this node has costs nothing.
@@ -1472,5 +1568,117 @@ pub(crate) mod tests {
             .flat_map(|id| all_changes(r, id))
             .map(|c| c.len() as u64)
             .sum()
+    }
+
+    /// Issue 15, item 2: readers flood a node with space-document changes
+    /// whose dependencies never arrive, 10,000 in all. What is kept stays
+    /// within the bounds on waiting changes and the quota, the refusals
+    /// are logged and counted, and the next real membership change applies.
+    #[test]
+    fn a_flood_of_changes_that_wait_forever_is_bounded() {
+        use crate::limits::{Limiter, Limits, MAX_WAITING_PER_RECORD};
+        let (_ta, a) = node();
+        let (_tr, r) = node();
+        let (_tq, q) = node();
+        let (_tb, b) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &r, Role::Reader);
+        add(&a, shared.id, &q, Role::Reader);
+        add(&a, shared.id, &b, Role::Admin);
+        for n in [&r, &q, &b] {
+            sync(n, &a, space);
+        }
+        // Changes by a reader to its copy of the space document, re-pointed
+        // at dependencies nobody has.
+        let flood = |reader: &Repo, from: u32, to: u32| -> Vec<Vec<u8>> {
+            let mut doc = reader.load_doc(shared.id).expect("doc");
+            rapport_model::automerge::transaction::Transactable::put(
+                &mut doc,
+                rapport_model::automerge::ROOT,
+                "name",
+                "Flood",
+            )
+            .expect("put");
+            doc.commit();
+            let template = doc.get_last_local_change().expect("change").decode();
+            (from..to)
+                .map(|n| {
+                    let mut forged = template.clone();
+                    let mut dep = [0xfe; 32];
+                    dep[..4].copy_from_slice(&n.to_be_bytes());
+                    forged.deps = vec![ChangeHash(dep)];
+                    forged.seq += u64::from(n) + 1;
+                    let c = Change::from(forged);
+                    reader.key().sign_change(&c).expect("sign").encode()
+                })
+                .collect()
+        };
+
+        // Limited: space-document changes by a non-admin count against the
+        // quota like records.
+        let quota = a.store().space_usage(space).expect("usage") + 16 * 1024;
+        let limiter = Limiter::new(Limits {
+            space_quota: Some(quota),
+            changes_per_minute: None,
+        });
+        let mut replica = a.replica(q.device_id()).limited(&limiter);
+        for c in flood(&q, 0, 1_000) {
+            Replica::apply(&mut replica, space, shared.id, vec![c]).expect("apply");
+        }
+        let usage = a.store().space_usage(space).expect("usage");
+        assert!(
+            usage <= quota,
+            "{usage} bytes kept, over the {quota}-byte quota"
+        );
+        assert!(
+            limiter
+                .over_quota
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        );
+
+        // Unlimited: the bound on waiting changes per record holds.
+        let mut replica = a.replica(r.device_id());
+        for c in flood(&r, 1_000, 10_000) {
+            Replica::apply(&mut replica, space, shared.id, vec![c]).expect("apply");
+        }
+        let counts = |who: &Repo| {
+            a.store()
+                .waiting_counts(space, &who.device_id().0, shared.id)
+                .expect("counts")
+        };
+        let (in_space, by_r, in_record) = counts(&r);
+        let by_q = counts(&q).1;
+        assert!(by_q > 0);
+        assert_eq!(in_record, MAX_WAITING_PER_RECORD);
+        assert_eq!((in_space, by_r + by_q), (in_record, in_record));
+        assert_eq!(replica.report.rejected, 9_000 - by_r as usize);
+        assert!(
+            a.store()
+                .rejections()
+                .expect("log")
+                .iter()
+                .any(|x| x.reason.contains("changes of this record wait already")),
+        );
+
+        // The other admin adds a member: it applies at once on A.
+        let (_tc, c) = node();
+        let before = all_changes(&b, shared.id);
+        add(&b, shared.id, &c, Role::Writer);
+        let addition = added(&all_changes(&b, shared.id), &before);
+        let started = Instant::now();
+        let report = a
+            .apply_remote(space, shared.id, addition, b.device_id())
+            .expect("apply");
+        let took = started.elapsed();
+        eprintln!("a membership change after the flood applied in {took:?}");
+        assert_eq!(report.applied, 1, "{report:?}");
+        assert!(
+            a.space(shared.id)
+                .expect("space")
+                .expect("s")
+                .is_member(&c.device_id().to_string())
+        );
     }
 }

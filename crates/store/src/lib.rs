@@ -21,6 +21,8 @@
 //! | `peers`       | device hex                | `PeerRecord` as JSON           |
 //! | `authored`    | author key (32 bytes), id | empty                          |
 //! | `usage`       | space                     | bytes of signed changes stored (u64, big-endian) |
+//! | `waiting`     | `w`, change hash          | author key, record id (16 bytes), space |
+//! | `waiting`     | `n` space / `a` space, 0, author / `r` record | changes waiting (u64, big-endian) |
 //!
 //! `meta/journal` holds the [`journal::Position`] the journal ended at
 //! after the last write that reached sled.
@@ -214,6 +216,10 @@ pub struct Store {
     peers: sled::Tree,
     authored: sled::Tree,
     usage: sled::Tree,
+    /// Changes stored while they wait for changes they depend on, and
+    /// their counts per space and per author, so that bounds are checked
+    /// without a scan.
+    waiting: sled::Tree,
     meta: sled::Tree,
     /// Who is told the id of every record or space written or withdrawn
     /// (the web UI's search index and live updates).
@@ -357,6 +363,7 @@ impl Store {
             peers: db.open_tree("peers")?,
             authored: db.open_tree("authored")?,
             usage: db.open_tree("usage")?,
+            waiting: db.open_tree("waiting")?,
             meta,
             watchers: Arc::default(),
             journal,
@@ -991,6 +998,86 @@ impl Store {
                 }
                 Ok(())
             });
+        if let Ok(h) = <[u8; 32]>::try_from(hash) {
+            self.note_waiting(SpaceId::Private, id, &[], &[h])?;
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => {
+                Err(StoreError::Corrupt("transaction aborted".into()))
+            }
+        }
+    }
+
+    /// How many changes wait in `space`, how many of them `author` wrote,
+    /// and how many wait in `record`.
+    pub fn waiting_counts(
+        &self,
+        space: SpaceId,
+        author: &[u8; 32],
+        record: RecordId,
+    ) -> Result<(u64, u64, u64)> {
+        let count =
+            |key: Vec<u8>| -> Result<u64> { Ok(self.waiting.get(key)?.map_or(0, |v| be_u64(&v))) };
+        let space = space.to_string();
+        Ok((
+            count(waiting_count_key(b'n', space.as_bytes(), None))?,
+            count(waiting_count_key(b'a', space.as_bytes(), Some(author)))?,
+            count(waiting_count_key(b'r', &record.to_bytes(), None))?,
+        ))
+    }
+
+    /// Records which changes wait now: `started` (author, hash) began
+    /// waiting in `record` of `space`; the changes hashed `ended` stopped
+    /// (applied, held or forgotten), wherever they waited. Counts move only
+    /// for entries that change.
+    pub fn note_waiting(
+        &self,
+        space: SpaceId,
+        record: RecordId,
+        started: &[([u8; 32], [u8; 32])],
+        ended: &[[u8; 32]],
+    ) -> Result<()> {
+        if started.is_empty() && ended.is_empty() {
+            return Ok(());
+        }
+        let space_text = space.to_string();
+        let result: std::result::Result<(), TransactionError<()>> = self.waiting.transaction(|t| {
+            let bump = |key: Vec<u8>, up: bool| {
+                let n = t.get(&key)?.map_or(0, |v| be_u64(&v));
+                let n = if up { n + 1 } else { n.saturating_sub(1) };
+                t.insert(key, &n.to_be_bytes()[..]).map(|_| ())
+            };
+            let counts = |author: &[u8; 32], record: &[u8], space: &[u8]| {
+                [
+                    waiting_count_key(b'n', space, None),
+                    waiting_count_key(b'a', space, Some(author)),
+                    waiting_count_key(b'r', record, None),
+                ]
+            };
+            for (author, hash) in started {
+                let mut value = concat(author, &record.to_bytes());
+                value.extend_from_slice(space_text.as_bytes());
+                if t.insert(concat(b"w", hash), value)?.is_none() {
+                    for key in counts(author, &record.to_bytes(), space_text.as_bytes()) {
+                        bump(key, true)?;
+                    }
+                }
+            }
+            for hash in ended {
+                if let Some(v) = t.remove(concat(b"w", hash))?
+                    && v.len() > 48
+                {
+                    let mut author = [0u8; 32];
+                    author.copy_from_slice(&v[..32]);
+                    for key in counts(&author, &v[32..48], &v[48..]) {
+                        bump(key, false)?;
+                    }
+                }
+            }
+            Ok(())
+        });
         match result {
             Ok(()) => Ok(()),
             Err(TransactionError::Storage(e)) => Err(e.into()),
@@ -1151,6 +1238,18 @@ fn parse_id(bytes: &[u8]) -> Result<RecordId> {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| StoreError::Corrupt("an index holds a malformed record id".into()))
+}
+
+/// `n` space: changes waiting in a space; `a` space 0 author: by one
+/// author there; `r` record (16 bytes): in one record.
+fn waiting_count_key(tag: u8, scope: &[u8], author: Option<&[u8; 32]>) -> Vec<u8> {
+    let mut k = vec![tag];
+    k.extend_from_slice(scope);
+    if let Some(a) = author {
+        k.push(0);
+        k.extend_from_slice(a);
+    }
+    k
 }
 
 fn be_u64(bytes: &[u8]) -> u64 {
