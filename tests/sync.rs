@@ -218,7 +218,7 @@ fn oversized_and_malformed_frames_are_refused_and_the_node_keeps_serving() {
         let ep = common::bare_endpoint().await;
         for payload in [&oversized, &malformed] {
             let conn = ep
-                .connect(addr.clone(), b"rapport/sync/1")
+                .connect(addr.clone(), rapport_proto::wire::SYNC_ALPN)
                 .await
                 .expect("connect");
             let (mut send, mut recv) = conn.open_bi().await.expect("stream");
@@ -284,7 +284,10 @@ fn a_member_flooding_sessions_is_turned_away_and_others_keep_syncing() {
             .bind()
             .await
             .expect("bind");
-        let conn = ep.connect(addr, b"rapport/sync/1").await.expect("connect");
+        let conn = ep
+            .connect(addr, rapport_proto::wire::SYNC_ALPN)
+            .await
+            .expect("connect");
         // Open sessions and never finish them: each would hold the node
         // until its read timeout.
         let mut streams = Vec::new();

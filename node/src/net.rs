@@ -752,7 +752,7 @@ impl Node {
             let msg = read_frame::<SyncMessage>(&self.inner.traffic, &mut recv)
                 .await
                 .map_err(|e| peer_err(peer.fmt_short(), e))?;
-            let step = blocking(|| init.handle(msg, &mut replica)).map_err(|e| match &e {
+            blocking(|| init.handle(msg, &mut replica)).map_err(|e| match &e {
                 rapport_sync::SyncError::Refused(reason) if reason.starts_with(BUSY_PREFIX) => {
                     NetError::Busy(peer.fmt_short().to_string())
                 }
@@ -762,7 +762,10 @@ impl Node {
                 }
                 _ => peer_err(peer.fmt_short(), e),
             })?;
-            for m in step.send {
+            // One bounded message at a time: the rest stays queued in `init`.
+            while let Some(m) =
+                blocking(|| init.poll_send(&replica)).map_err(|e| peer_err(peer.fmt_short(), e))?
+            {
                 write_frame(&self.inner.traffic, &mut send, &m)
                     .await
                     .map_err(|e| peer_err(peer.fmt_short(), e))?;
@@ -1157,10 +1160,12 @@ impl Node {
             let msg = read_frame::<SyncMessage>(&self.inner.traffic, &mut recv)
                 .await
                 .map_err(|e| e.to_string())?;
-            let step =
-                blocking(|| responder.handle(msg, &mut replica)).map_err(|e| e.to_string())?;
-            for m in &step.send {
-                write_frame(&self.inner.traffic, &mut send, m).await?;
+            blocking(|| responder.handle(msg, &mut replica)).map_err(|e| e.to_string())?;
+            // One bounded message at a time: the rest stays queued in `responder`.
+            while let Some(m) =
+                blocking(|| responder.poll_send(&replica)).map_err(|e| e.to_string())?
+            {
+                write_frame(&self.inner.traffic, &mut send, &m).await?;
             }
         }
         let _ = send.finish();

@@ -16,7 +16,7 @@ use rapport_model::{
     Edit, FieldDef, FieldValue, Kind, ParseContext, RecordId, RecordView, SpaceId, SpaceView,
     check_record, doc,
 };
-use rapport_proto::SignedChange;
+use rapport_proto::{MAX_CHANGE_BYTES, SignedChange};
 use rapport_store::{Indexed, RecordWrite, Store, StoreError};
 use rapport_trust::{DeviceId, DeviceKey};
 
@@ -642,6 +642,15 @@ impl Repo {
                 path: self.dir.clone(),
                 reason: "a committed change is missing from its document".into(),
             })?;
+        // Refused here, before it is stored: no peer would accept it, and
+        // the record's later changes would wait on it everywhere.
+        let bytes = change.raw_bytes().len();
+        if bytes > MAX_CHANGE_BYTES {
+            return Err(NodeError::Forbidden(format!(
+                "this edit is {bytes} bytes once encoded, over the {MAX_CHANGE_BYTES}-byte limit \
+                 of one change; nothing was saved: split it into smaller edits"
+            )));
+        }
         let signed = self.key.sign_change(&change)?;
         let view = RecordView::read(doc, id, None)?;
         Ok(Built {
@@ -913,6 +922,33 @@ pub(crate) mod tests {
         assert!(
             repo.check_inputs(Kind::Company, None, &input(&[("name", "Acme")]), true)
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_edit_over_the_change_size_limit_is_refused_and_not_stored() {
+        let (_t, repo) = repo();
+        let huge = "x".repeat(MAX_CHANGE_BYTES + 1000);
+        let err = repo
+            .create(Kind::Company, SpaceId::Private, &input(&[("name", &huge)]))
+            .expect_err("too large");
+        assert!(err.to_string().contains("limit of one change"), "{err}");
+        let acme = repo
+            .create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
+            .expect("a small one is fine");
+        let err = repo
+            .edit(&acme.id.to_string(), &input(&[("name", &huge)]), &[])
+            .expect_err("too large");
+        assert!(err.to_string().contains("nothing was saved"), "{err}");
+        let names: Vec<String> = repo
+            .store()
+            .views_of_kind(Kind::Company)
+            .map(|v| v.expect("view").title())
+            .collect();
+        assert_eq!(names, ["Acme"]);
+        assert_eq!(
+            repo.load_doc(acme.id).expect("doc").get_changes(&[]).len(),
+            1
         );
     }
 

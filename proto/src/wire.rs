@@ -7,8 +7,10 @@
 use serde::{Deserialize, Serialize};
 
 /// ALPN of the catch-up (reconciliation) protocol. The suffix is the
-/// protocol version: an incompatible change gets a new ALPN.
-pub const SYNC_ALPN: &[u8] = b"rapport/sync/1";
+/// protocol version: an incompatible change gets a new ALPN. Version 2:
+/// requests are capped and named once, and a record's changes may span
+/// several `Changes` messages.
+pub const SYNC_ALPN: &[u8] = b"rapport/sync/2";
 /// ALPN of the join protocol (redeeming an invite ticket).
 pub const JOIN_ALPN: &[u8] = b"rapport/join/2";
 
@@ -33,8 +35,13 @@ pub enum SyncMessage {
     /// A negentropy range-reconciliation message.
     Reconcile(Vec<u8>),
     /// The sender's heads of records found to differ (empty: it lacks them).
+    /// From the initiator: at most 10,000 records, ids strictly increasing
+    /// over the whole session. From the responder: the same records, in
+    /// the same order.
     Heads(Vec<RecordHeads>),
-    /// Signed changes the receiver lacks.
+    /// Signed changes the receiver lacks, of records in the current
+    /// exchange. A record's changes may continue in the next message; they
+    /// come in an order the receiver can apply them in.
     Changes(Vec<RecordChanges>),
     /// Initiator: the session is complete.
     Done,

@@ -1004,20 +1004,28 @@ impl World {
         let Some(s) = self.sessions.get_mut(&id) else {
             return Ok(());
         };
+        // Handle the message, then take everything the receiver sends back
+        // (a bounded message at a time; the simulation keeps them all).
         let step = if to_initiator {
             if s.init.is_finished() {
                 return Ok(());
             }
-            s.init.handle(msg, &mut ri.replica(self.nodes[r].device))
+            let mut replica = ri.replica(self.nodes[r].device);
+            s.init.handle(msg, &mut replica).and_then(|()| {
+                std::iter::from_fn(|| s.init.poll_send(&replica).transpose()).collect()
+            })
         } else {
             if s.resp.is_finished() {
                 return Ok(());
             }
-            s.resp.handle(msg, &mut rr.replica(self.nodes[i].device))
+            let mut replica = rr.replica(self.nodes[i].device);
+            s.resp.handle(msg, &mut replica).and_then(|()| {
+                std::iter::from_fn(|| s.resp.poll_send(&replica).transpose()).collect()
+            })
         };
         match step {
-            Ok(step) => {
-                self.send(id, !to_initiator, step.send);
+            Ok(sent) => {
+                self.send(id, !to_initiator, sent);
                 if let Some(s) = self.sessions.get(&id)
                     && s.init.is_finished()
                     && s.resp.is_finished()

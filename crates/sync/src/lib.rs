@@ -5,24 +5,38 @@
 //! the space's documents, each item being a document id with a digest of
 //! its heads: identical spaces finish in one round trip, and the cost
 //! otherwise grows with the number of documents that differ, not with the
-//! size of the space. Then, for the documents that differ only:
+//! size of the space. Then, for the documents that differ only, in
+//! exchanges of at most [`HEADS_PER_MESSAGE`] records each:
 //!
 //! ```text
-//! I → R  Heads(I's heads)          R → I  Changes(what I lacks), Heads(R's heads)
-//! I → R  Changes(what R lacks), then the next Heads chunk ... or Done
+//! I → R  Heads(I's heads of the next records, ids strictly increasing)
+//! R → I  Changes ... (what I lacks, in bounded pieces), Heads(R's heads of the same records)
+//! I → R  Changes ... (what R lacks), then the next Heads ... or Done
 //! ```
 //!
-//! Only one side writes a large message at a time: both writing at once
-//! could fill both flow-control windows and deadlock.
+//! Only one side writes at a time, and a side's `Heads` (or `Done`) hands
+//! the turn over: both writing large messages at once could fill both
+//! flow-control windows and deadlock. A side never builds its whole reply:
+//! it keeps the records still to answer and the changes of one record, and
+//! [`Initiator::poll_send`] / [`Responder::poll_send`] produce one message
+//! of at most about [`CHANGES_BATCH_BYTES`] per call. A record's history
+//! may take several `Changes` messages, in the order the replica gave it.
+//!
+//! What a peer may ask is bounded: at most [`HEADS_PER_MESSAGE`] records
+//! per `Heads` and [`MAX_RECORDS_PER_SESSION`] per session, each record
+//! named once (ids strictly increasing over the session), a responder's
+//! answer naming exactly the records asked, and only records that differ.
+//! Anything else is a protocol violation that ends the session.
 //!
 //! The state machines never touch a socket, a disk or a clock: messages
 //! go in, messages come out, and the node's storage is reached through
 //! [`Replica`]. That makes whole sessions testable in one thread.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 use rapport_model::{RecordId, SpaceId};
+use rapport_proto::MAX_CHANGE_BYTES;
 use rapport_proto::wire::{Hash, RecordChanges, RecordHeads, SyncMessage, WireId};
 use sha2::{Digest, Sha256};
 
@@ -30,10 +44,24 @@ use sha2::{Digest, Sha256};
 pub const MAX_ROUNDS: usize = 64;
 /// Negentropy frame limit: larger differences take more rounds instead.
 const NEGENTROPY_FRAME: u64 = 512 * 1024;
-/// Target size of one `Changes` message.
-const CHANGES_BATCH_BYTES: usize = 1 << 20;
-/// Records per `Heads` message (keeps each well under the frame limit).
-const HEADS_PER_MESSAGE: usize = 10_000;
+/// Target size of one `Changes` message. A single change larger than this
+/// (up to [`MAX_CHANGE_BYTES`]) travels alone, still far below the frame
+/// limit.
+pub const CHANGES_BATCH_BYTES: usize = 1 << 20;
+/// Most records one `Heads` message may name.
+pub const HEADS_PER_MESSAGE: usize = 10_000;
+/// Target size of one `Heads` message (records with many heads).
+const HEADS_BATCH_BYTES: usize = 1 << 20;
+/// Most records one session may name. An initiator that found more
+/// differing leaves the rest to its next session ([`SessionStats::deferred`]).
+pub const MAX_RECORDS_PER_SESSION: usize = 1 << 20;
+/// Largest encoded signed change worth sending: the change itself plus its
+/// envelope's header (101 bytes). No receiver accepts a larger one.
+const MAX_SENDABLE_CHANGE: usize = MAX_CHANGE_BYTES + 1024;
+/// What postcard adds around each change and each record of a `Changes`
+/// message, at most.
+const CHANGE_OVERHEAD: usize = 8;
+const RECORD_OVERHEAD: usize = 32;
 
 /// What a session needs from the node's storage and rules.
 pub trait Replica {
@@ -42,7 +70,8 @@ pub trait Replica {
     /// The heads of one document, if this node has it.
     fn heads(&self, space: SpaceId, record: RecordId) -> Result<Option<Vec<Hash>>, String>;
     /// Encoded signed changes of `record` that a peer whose heads are
-    /// `peer_heads` lacks (all of them if the peer has none).
+    /// `peer_heads` lacks (all of them if the peer has none), in an order
+    /// the peer can apply them in (each after its dependencies).
     fn changes_for(
         &self,
         space: SpaceId,
@@ -51,6 +80,7 @@ pub trait Replica {
     ) -> Result<Vec<Vec<u8>>, String>;
     /// Verifies, authorizes and stores changes from the peer. Rejections
     /// are the replica's to count and log; only storage failures are errors.
+    /// A record's changes may come in several calls, in order.
     fn apply(
         &mut self,
         space: SpaceId,
@@ -83,14 +113,6 @@ pub enum SyncError {
     Replica(String),
 }
 
-/// What a state machine wants done after a message.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Step {
-    pub send: Vec<SyncMessage>,
-    /// The session is over (after sending `send`).
-    pub finished: bool,
-}
-
 /// Counts of one session, for status and benchmarks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SessionStats {
@@ -98,6 +120,9 @@ pub struct SessionStats {
     pub differing: usize,
     pub changes_sent: usize,
     pub changes_received: usize,
+    /// Differing records left for a later session (over
+    /// [`MAX_RECORDS_PER_SESSION`]).
+    pub deferred: usize,
 }
 
 /// The negentropy item of a document: creation time, then id and a digest
@@ -116,10 +141,10 @@ pub fn item_id(record: RecordId, heads: &[Hash]) -> [u8; 32] {
     id
 }
 
-fn record_of(item: &[u8; 32]) -> RecordId {
+fn wire_of(item: &[u8; 32]) -> WireId {
     let mut b = [0u8; 16];
     b.copy_from_slice(&item[..16]);
-    RecordId::from_bytes(b)
+    b
 }
 
 fn negentropy_for(
@@ -146,45 +171,110 @@ fn space_wire(space: SpaceId) -> Option<WireId> {
     }
 }
 
-fn batch_changes(records: Vec<RecordChanges>) -> Vec<SyncMessage> {
-    let mut out = Vec::new();
-    let mut batch = Vec::new();
-    let mut size = 0;
-    for r in records {
-        let len: usize = r.changes.iter().map(Vec::len).sum::<usize>() + 32;
-        if size + len > CHANGES_BATCH_BYTES && !batch.is_empty() {
-            out.push(SyncMessage::Changes(std::mem::take(&mut batch)));
-            size = 0;
-        }
-        size += len;
-        batch.push(r);
-    }
-    if !batch.is_empty() {
-        out.push(SyncMessage::Changes(batch));
-    }
-    out
+fn same_heads(a: &[Hash], b: &[Hash]) -> bool {
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort_unstable();
+    a.dedup();
+    b.sort_unstable();
+    b.dedup();
+    a == b
 }
 
-/// Changes the peer lacks, for each record it sent heads of.
-fn changes_for_heads(
-    replica: &impl Replica,
-    space: SpaceId,
-    peer: &[RecordHeads],
-) -> Result<Vec<RecordChanges>, SyncError> {
-    let mut out = Vec::new();
-    for rh in peer {
-        let record = RecordId::from_bytes(rh.record);
-        let changes = replica
-            .changes_for(space, record, &rh.heads)
-            .map_err(SyncError::Replica)?;
-        if !changes.is_empty() {
-            out.push(RecordChanges {
-                record: rh.record,
-                changes,
-            });
+/// One side's answer in progress: the records still to answer and the
+/// unsent changes of the one being answered. This is all a side holds of
+/// a reply, whatever the size of the space or of a record's history.
+#[derive(Debug, Default)]
+struct Outgoing {
+    /// The peer's heads of records still to answer, in the order named.
+    queue: VecDeque<RecordHeads>,
+    /// The record being answered and its changes not sent yet, in order.
+    current: Option<(WireId, VecDeque<Vec<u8>>)>,
+}
+
+impl Outgoing {
+    /// The next `Changes` message: about [`CHANGES_BATCH_BYTES`] at most (a
+    /// single larger change travels alone), a record's changes split
+    /// across messages where needed, in the order the replica gave them.
+    /// `visit` sees each record before its changes are asked for, and says
+    /// whether to ask. `None` when everything has been sent.
+    fn next_message(
+        &mut self,
+        replica: &impl Replica,
+        space: SpaceId,
+        mut visit: impl FnMut(&RecordHeads) -> Result<bool, SyncError>,
+    ) -> Result<Option<Vec<RecordChanges>>, SyncError> {
+        let mut batch: Vec<RecordChanges> = Vec::new();
+        let mut size = 0;
+        loop {
+            let Some((record, pending)) = &mut self.current else {
+                let Some(rh) = self.queue.pop_front() else {
+                    break;
+                };
+                if visit(&rh)? {
+                    let changes = replica
+                        .changes_for(space, RecordId::from_bytes(rh.record), &rh.heads)
+                        .map_err(SyncError::Replica)?;
+                    if !changes.is_empty() {
+                        self.current = Some((rh.record, changes.into()));
+                    }
+                }
+                continue;
+            };
+            let mut taken = Vec::new();
+            let mut full = false;
+            while let Some(change) = pending.front() {
+                if change.len() > MAX_SENDABLE_CHANGE {
+                    tracing::warn!(
+                        record = %RecordId::from_bytes(*record),
+                        bytes = change.len(),
+                        "not sending a change over the size limit"
+                    );
+                    pending.pop_front();
+                    continue;
+                }
+                let cost = change.len()
+                    + CHANGE_OVERHEAD
+                    + if taken.is_empty() { RECORD_OVERHEAD } else { 0 };
+                if size > 0 && size + cost > CHANGES_BATCH_BYTES {
+                    full = true;
+                    break;
+                }
+                size += cost;
+                taken.extend(pending.pop_front());
+            }
+            if !taken.is_empty() {
+                batch.push(RecordChanges {
+                    record: *record,
+                    changes: taken,
+                });
+            }
+            if pending.is_empty() {
+                self.current = None;
+            }
+            if full {
+                break;
+            }
         }
+        Ok((!batch.is_empty()).then_some(batch))
     }
-    Ok(out)
+}
+
+fn changes_in(batch: &[RecordChanges]) -> usize {
+    batch.iter().map(|c| c.changes.len()).sum()
+}
+
+/// Checks that every record of a `Changes` message was asked about in the
+/// current exchange (`asked` is sorted).
+fn check_asked(asked: &[WireId], batch: &[RecordChanges]) -> Result<(), SyncError> {
+    if batch
+        .iter()
+        .any(|c| asked.binary_search(&c.record).is_err())
+    {
+        return Err(SyncError::Protocol(
+            "changes of a record that is not being discussed".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn apply_all(
@@ -205,19 +295,28 @@ fn apply_all(
 #[derive(Debug, PartialEq, Eq)]
 enum InitiatorState {
     Reconciling,
-    AwaitingChanges,
+    /// Our turn: our changes for the last answer, then the next `Heads`
+    /// or `Done`.
+    Sending,
+    /// A `Heads` message is out: the responder's changes, then its heads.
+    AwaitingAnswer,
     Finished,
 }
 
 /// The dialing side of a session.
+///
+/// Drive it like this: send what [`Initiator::start`] returns; then, until
+/// [`Initiator::is_finished`], read a message, [`Initiator::handle`] it and
+/// send everything [`Initiator::poll_send`] yields.
 pub struct Initiator {
     space: SpaceId,
     neg: Negentropy<'static, NegentropyStorageVector>,
-    differing: BTreeSet<RecordId>,
-    /// `Heads` messages not sent yet: one goes out per answer received, so
-    /// that the two sides never both write large messages at once (which
-    /// would deadlock on full flow-control windows).
-    heads_to_send: Vec<Vec<RecordHeads>>,
+    /// Records found to differ and not named yet, in wire order.
+    to_name: BTreeSet<WireId>,
+    /// The records of the `Heads` message out, in the order named.
+    asked: Vec<WireId>,
+    answer: Outgoing,
+    outbox: VecDeque<SyncMessage>,
     state: InitiatorState,
     pub stats: SessionStats,
 }
@@ -248,8 +347,10 @@ impl Initiator {
         let me = Initiator {
             space,
             neg,
-            differing: BTreeSet::new(),
-            heads_to_send: Vec::new(),
+            to_name: BTreeSet::new(),
+            asked: Vec::new(),
+            answer: Outgoing::default(),
+            outbox: VecDeque::new(),
             state: InitiatorState::Reconciling,
             stats: SessionStats {
                 rounds: 1,
@@ -265,16 +366,18 @@ impl Initiator {
         ))
     }
 
+    /// Whether the session is over (`Done` has been handed out).
     pub fn is_finished(&self) -> bool {
         self.state == InitiatorState::Finished
     }
 
-    /// Handles one message from the responder.
+    /// Handles one message from the responder. What to send in return
+    /// comes from [`Initiator::poll_send`].
     pub fn handle(
         &mut self,
         msg: SyncMessage,
         replica: &mut impl Replica,
-    ) -> Result<Step, SyncError> {
+    ) -> Result<(), SyncError> {
         match (&self.state, msg) {
             (_, SyncMessage::Refused { reason }) => {
                 self.state = InitiatorState::Finished;
@@ -287,76 +390,41 @@ impl Initiator {
                     .reconcile_with_ids(&m, &mut have, &mut need)
                     .map_err(|e| SyncError::Protocol(format!("negentropy: {e}")))?;
                 for id in have.iter().chain(&need) {
-                    self.differing.insert(record_of(id.as_bytes()));
+                    self.to_name.insert(wire_of(id.as_bytes()));
                 }
                 if let Some(next) = next {
                     self.stats.rounds += 1;
                     if self.stats.rounds > MAX_ROUNDS {
                         return Err(SyncError::TooManyRounds);
                     }
-                    return Ok(Step {
-                        send: vec![SyncMessage::Reconcile(next)],
-                        finished: false,
-                    });
+                    self.outbox.push_back(SyncMessage::Reconcile(next));
+                    return Ok(());
                 }
-                self.stats.differing = self.differing.len();
-                if self.differing.is_empty() {
-                    self.state = InitiatorState::Finished;
-                    return Ok(Step {
-                        send: vec![SyncMessage::Done],
-                        finished: true,
-                    });
+                self.stats.differing = self.to_name.len();
+                while self.to_name.len() > MAX_RECORDS_PER_SESSION {
+                    self.to_name.pop_last();
+                    self.stats.deferred += 1;
                 }
-                let mut heads = Vec::with_capacity(self.differing.len());
-                for record in &self.differing {
-                    heads.push(RecordHeads {
-                        record: record.to_bytes(),
-                        heads: replica
-                            .heads(self.space, *record)
-                            .map_err(SyncError::Replica)?
-                            .unwrap_or_default(),
-                    });
-                }
-                self.state = InitiatorState::AwaitingChanges;
-                self.heads_to_send = heads
-                    .chunks(HEADS_PER_MESSAGE)
-                    .rev()
-                    .map(<[_]>::to_vec)
-                    .collect();
-                let first = self.heads_to_send.pop().unwrap_or_default();
-                Ok(Step {
-                    send: vec![SyncMessage::Heads(first)],
-                    finished: false,
-                })
+                self.state = InitiatorState::Sending;
+                Ok(())
             }
-            (InitiatorState::AwaitingChanges, SyncMessage::Changes(batch)) => {
-                apply_all(replica, self.space, batch, &mut self.stats)?;
-                Ok(Step::default())
+            (InitiatorState::AwaitingAnswer, SyncMessage::Changes(batch)) => {
+                check_asked(&self.asked, &batch)?;
+                apply_all(replica, self.space, batch, &mut self.stats)
             }
-            (InitiatorState::AwaitingChanges, SyncMessage::Heads(theirs)) => {
-                if theirs
-                    .iter()
-                    .any(|h| !self.differing.contains(&RecordId::from_bytes(h.record)))
+            (InitiatorState::AwaitingAnswer, SyncMessage::Heads(theirs)) => {
+                // The answer names exactly the records asked, in order:
+                // nothing more (no duplicates, nothing unasked), nothing less.
+                if theirs.len() != self.asked.len()
+                    || theirs.iter().zip(&self.asked).any(|(h, a)| h.record != *a)
                 {
                     return Err(SyncError::Protocol(
-                        "heads of a record that was not asked about".into(),
+                        "the answer does not name the records asked, in order".into(),
                     ));
                 }
-                let changes = changes_for_heads(replica, self.space, &theirs)?;
-                self.stats.changes_sent += changes.iter().map(|c| c.changes.len()).sum::<usize>();
-                let mut send = batch_changes(changes);
-                let finished = match self.heads_to_send.pop() {
-                    Some(next) => {
-                        send.push(SyncMessage::Heads(next));
-                        false
-                    }
-                    None => {
-                        send.push(SyncMessage::Done);
-                        self.state = InitiatorState::Finished;
-                        true
-                    }
-                };
-                Ok(Step { send, finished })
+                self.answer.queue = theirs.into();
+                self.state = InitiatorState::Sending;
+                Ok(())
             }
             (state, msg) => Err(SyncError::Protocol(format!(
                 "unexpected {} while {state:?}",
@@ -364,21 +432,79 @@ impl Initiator {
             ))),
         }
     }
+
+    /// The next message to send, if any: call until `None` after each
+    /// [`Initiator::handle`]. Each is bounded (about
+    /// [`CHANGES_BATCH_BYTES`]); the rest of the work stays queued here.
+    pub fn poll_send(&mut self, replica: &impl Replica) -> Result<Option<SyncMessage>, SyncError> {
+        if let Some(m) = self.outbox.pop_front() {
+            return Ok(Some(m));
+        }
+        if self.state != InitiatorState::Sending {
+            return Ok(None);
+        }
+        if let Some(batch) = self
+            .answer
+            .next_message(replica, self.space, |_| Ok(true))?
+        {
+            self.stats.changes_sent += changes_in(&batch);
+            return Ok(Some(SyncMessage::Changes(batch)));
+        }
+        // Our part of this exchange is out: name the next records, or end.
+        let mut heads = Vec::new();
+        let mut size = 0;
+        while heads.len() < HEADS_PER_MESSAGE && size < HEADS_BATCH_BYTES {
+            let Some(record) = self.to_name.pop_first() else {
+                break;
+            };
+            let mine = replica
+                .heads(self.space, RecordId::from_bytes(record))
+                .map_err(SyncError::Replica)?
+                .unwrap_or_default();
+            size += RECORD_OVERHEAD + mine.len() * 32;
+            heads.push(RecordHeads {
+                record,
+                heads: mine,
+            });
+        }
+        if heads.is_empty() {
+            self.state = InitiatorState::Finished;
+            return Ok(Some(SyncMessage::Done));
+        }
+        self.asked = heads.iter().map(|h| h.record).collect();
+        self.state = InitiatorState::AwaitingAnswer;
+        Ok(Some(SyncMessage::Heads(heads)))
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
 enum ResponderState {
     AwaitingOpen,
     Reconciling,
+    /// Our turn: our changes for the records asked, then our heads.
+    Answering,
+    /// Our heads are out: the initiator's changes, then `Heads` or `Done`.
     AwaitingChanges,
     Finished,
 }
 
 /// The dialed side of a session.
+///
+/// Drive it like this: until [`Responder::is_finished`], read a message,
+/// [`Responder::handle`] it and send everything [`Responder::poll_send`]
+/// yields.
 pub struct Responder {
     space: SpaceId,
     neg: Option<Negentropy<'static, NegentropyStorageVector>>,
-    asked: BTreeSet<RecordId>,
+    outbox: VecDeque<SyncMessage>,
+    /// The records of the current exchange, in the order named (sorted).
+    asked: Vec<WireId>,
+    answer: Outgoing,
+    /// Our heads of the records answered so far, sent after our changes.
+    mine: Vec<RecordHeads>,
+    /// Records named in this session, and the last one.
+    named: usize,
+    last_named: Option<WireId>,
     state: ResponderState,
     rounds: usize,
     refused: bool,
@@ -406,7 +532,12 @@ impl Responder {
         Responder {
             space: SpaceId::Private,
             neg: None,
-            asked: BTreeSet::new(),
+            outbox: VecDeque::new(),
+            asked: Vec::new(),
+            answer: Outgoing::default(),
+            mine: Vec::new(),
+            named: 0,
+            last_named: None,
             state: ResponderState::AwaitingOpen,
             rounds: 0,
             refused: false,
@@ -418,6 +549,8 @@ impl Responder {
         self.space
     }
 
+    /// Whether the session is over: send what [`Responder::poll_send`]
+    /// still yields (a refusal), then close.
     pub fn is_finished(&self) -> bool {
         self.state == ResponderState::Finished
     }
@@ -427,12 +560,13 @@ impl Responder {
         self.refused
     }
 
-    /// Handles one message from the initiator.
+    /// Handles one message from the initiator. What to send in return
+    /// comes from [`Responder::poll_send`].
     pub fn handle(
         &mut self,
         msg: SyncMessage,
         replica: &mut impl Replica,
-    ) -> Result<Step, SyncError> {
+    ) -> Result<(), SyncError> {
         match (&self.state, msg) {
             (ResponderState::AwaitingOpen, SyncMessage::Open { space }) => {
                 let space = SpaceId::Shared(RecordId::from_bytes(space));
@@ -440,17 +574,15 @@ impl Responder {
                 if !replica.may_sync(space) {
                     self.refused = true;
                     self.state = ResponderState::Finished;
-                    return Ok(Step {
-                        send: vec![SyncMessage::Refused {
-                            reason: replica.refusal_reason(space),
-                        }],
-                        finished: true,
+                    self.outbox.push_back(SyncMessage::Refused {
+                        reason: replica.refusal_reason(space),
                     });
+                    return Ok(());
                 }
                 let items = replica.items(space).map_err(SyncError::Replica)?;
                 self.neg = Some(negentropy_for(&items)?);
                 self.state = ResponderState::Reconciling;
-                Ok(Step::default())
+                Ok(())
             }
             (ResponderState::Reconciling, SyncMessage::Reconcile(m)) => {
                 self.rounds += 1;
@@ -465,62 +597,105 @@ impl Responder {
                     .reconcile(&m)
                     .map_err(|e| SyncError::Protocol(format!("negentropy: {e}")))?;
                 self.stats.rounds = self.rounds;
-                Ok(Step {
-                    send: vec![SyncMessage::Reconcile(reply)],
-                    finished: false,
-                })
+                self.outbox.push_back(SyncMessage::Reconcile(reply));
+                Ok(())
             }
             (
                 ResponderState::Reconciling | ResponderState::AwaitingChanges,
                 SyncMessage::Heads(theirs),
-            ) => {
-                self.stats.differing += theirs.len();
-                let changes = changes_for_heads(replica, self.space, &theirs)?;
-                self.stats.changes_sent += changes.iter().map(|c| c.changes.len()).sum::<usize>();
-                let mut mine = Vec::with_capacity(theirs.len());
-                for rh in &theirs {
-                    let record = RecordId::from_bytes(rh.record);
-                    self.asked.insert(record);
-                    mine.push(RecordHeads {
-                        record: rh.record,
-                        heads: replica
-                            .heads(self.space, record)
-                            .map_err(SyncError::Replica)?
-                            .unwrap_or_default(),
-                    });
-                }
-                let mut send = batch_changes(changes);
-                send.push(SyncMessage::Heads(mine));
-                self.state = ResponderState::AwaitingChanges;
-                Ok(Step {
-                    send,
-                    finished: false,
-                })
-            }
+            ) => self.accept_heads(theirs),
             (ResponderState::Reconciling | ResponderState::AwaitingChanges, SyncMessage::Done) => {
                 self.state = ResponderState::Finished;
-                Ok(Step {
-                    send: vec![],
-                    finished: true,
-                })
+                Ok(())
             }
             (ResponderState::AwaitingChanges, SyncMessage::Changes(batch)) => {
-                if batch
-                    .iter()
-                    .any(|c| !self.asked.contains(&RecordId::from_bytes(c.record)))
-                {
-                    return Err(SyncError::Protocol(
-                        "changes of a record that was not discussed".into(),
-                    ));
-                }
-                apply_all(replica, self.space, batch, &mut self.stats)?;
-                Ok(Step::default())
+                check_asked(&self.asked, &batch)?;
+                apply_all(replica, self.space, batch, &mut self.stats)
             }
             (state, msg) => Err(SyncError::Protocol(format!(
                 "unexpected {} while {state:?}",
                 message_name(&msg)
             ))),
         }
+    }
+
+    /// Checks a request before any work is done for it, and queues it.
+    fn accept_heads(&mut self, theirs: Vec<RecordHeads>) -> Result<(), SyncError> {
+        if theirs.is_empty() {
+            return Err(SyncError::Protocol("Heads naming no record".into()));
+        }
+        if theirs.len() > HEADS_PER_MESSAGE {
+            return Err(SyncError::Protocol(format!(
+                "Heads naming {} records (at most {HEADS_PER_MESSAGE})",
+                theirs.len()
+            )));
+        }
+        if self.named + theirs.len() > MAX_RECORDS_PER_SESSION {
+            return Err(SyncError::Protocol(format!(
+                "more than {MAX_RECORDS_PER_SESSION} records named in one session"
+            )));
+        }
+        // Strictly increasing over the whole session: a record named twice
+        // is refused, and remembering the last id is enough to see it.
+        let mut last = self.last_named;
+        for rh in &theirs {
+            if last.is_some_and(|l| rh.record <= l) {
+                return Err(SyncError::Protocol(format!(
+                    "record {} named twice or out of order",
+                    RecordId::from_bytes(rh.record)
+                )));
+            }
+            last = Some(rh.record);
+        }
+        self.last_named = last;
+        self.named += theirs.len();
+        self.stats.differing += theirs.len();
+        self.asked = theirs.iter().map(|h| h.record).collect();
+        self.mine = Vec::with_capacity(theirs.len());
+        self.answer.queue = theirs.into();
+        self.state = ResponderState::Answering;
+        Ok(())
+    }
+
+    /// The next message to send, if any: call until `None` after each
+    /// [`Responder::handle`]. Each is bounded (about
+    /// [`CHANGES_BATCH_BYTES`]); the rest of the work stays queued here.
+    pub fn poll_send(&mut self, replica: &impl Replica) -> Result<Option<SyncMessage>, SyncError> {
+        if let Some(m) = self.outbox.pop_front() {
+            return Ok(Some(m));
+        }
+        if self.state != ResponderState::Answering {
+            return Ok(None);
+        }
+        let space = self.space;
+        let mine = &mut self.mine;
+        let next = self.answer.next_message(replica, space, |rh| {
+            let record = RecordId::from_bytes(rh.record);
+            let ours = replica.heads(space, record).map_err(SyncError::Replica)?;
+            let Some(ours) = ours else {
+                mine.push(RecordHeads {
+                    record: rh.record,
+                    heads: Vec::new(),
+                });
+                return Ok(false);
+            };
+            if same_heads(&ours, &rh.heads) {
+                return Err(SyncError::Protocol(format!(
+                    "record {record} was named but does not differ"
+                )));
+            }
+            mine.push(RecordHeads {
+                record: rh.record,
+                heads: ours,
+            });
+            Ok(true)
+        })?;
+        if let Some(batch) = next {
+            self.stats.changes_sent += changes_in(&batch);
+            return Ok(Some(SyncMessage::Changes(batch)));
+        }
+        self.state = ResponderState::AwaitingChanges;
+        Ok(Some(SyncMessage::Heads(std::mem::take(&mut self.mine))))
     }
 }
 
@@ -529,11 +704,13 @@ impl Responder {
 pub struct Traffic {
     pub messages: usize,
     pub bytes: usize,
+    /// The largest frame.
+    pub largest: usize,
 }
 
-/// Runs a whole session between two replicas in this thread, passing
-/// messages directly: for tests and simulations (the daemon runs the same
-/// state machines over QUIC streams).
+/// Runs a whole session between two replicas in this thread, passing each
+/// message on as soon as it is produced: for tests and simulations (the
+/// daemon runs the same state machines over QUIC streams).
 pub fn run_in_memory(
     space: SpaceId,
     initiator: &mut impl Replica,
@@ -542,28 +719,36 @@ pub fn run_in_memory(
     let (mut init, first) = Initiator::start(space, initiator)?;
     let mut resp = Responder::new();
     let mut traffic = Traffic::default();
-    let count = |m: &SyncMessage, t: &mut Traffic| {
+    let count = |m: &SyncMessage, t: &mut Traffic| -> Result<(), SyncError> {
+        let frame = rapport_proto::wire::encode_frame(m)
+            .map_err(|e| SyncError::Protocol(format!("cannot send {}: {e}", message_name(m))))?;
         t.messages += 1;
-        t.bytes += rapport_proto::wire::encode_frame(m).map_or(0, |f| f.len());
+        t.bytes += frame.len();
+        t.largest = t.largest.max(frame.len());
+        Ok(())
     };
-    let mut to_resp = first;
+    for m in first {
+        if resp.is_finished() {
+            break; // a real responder closes the stream here
+        }
+        count(&m, &mut traffic)?;
+        resp.handle(m, responder)?;
+    }
     loop {
-        let mut to_init = Vec::new();
-        for m in to_resp.drain(..) {
-            if resp.is_finished() {
-                break; // a real responder closes the stream here
+        let mut moved = false;
+        while let Some(m) = resp.poll_send(responder)? {
+            count(&m, &mut traffic)?;
+            init.handle(m, initiator)?;
+            moved = true;
+        }
+        while let Some(m) = init.poll_send(initiator)? {
+            count(&m, &mut traffic)?;
+            if !resp.is_finished() {
+                resp.handle(m, responder)?;
             }
-            count(&m, &mut traffic);
-            to_init.extend(resp.handle(m, responder)?.send);
+            moved = true;
         }
-        if to_init.is_empty() {
-            break;
-        }
-        for m in to_init {
-            count(&m, &mut traffic);
-            to_resp.extend(init.handle(m, initiator)?.send);
-        }
-        if to_resp.is_empty() {
+        if !moved {
             break;
         }
     }

@@ -202,23 +202,356 @@ fn at_most_one_heads_message_is_in_flight() {
     let (mut init, first) = Initiator::start(space(), &a).expect("start");
     let mut resp = Responder::new();
     let mut in_flight = 0usize;
-    let mut to_resp = first;
-    while !to_resp.is_empty() {
-        let mut to_init = Vec::new();
-        for m in to_resp.drain(..) {
+    for m in first {
+        resp.handle(m, &mut b).expect("responder");
+    }
+    loop {
+        let mut moved = false;
+        while let Some(m) = resp.poll_send(&b).expect("responder") {
+            if matches!(m, SyncMessage::Heads(_)) {
+                in_flight -= 1;
+            }
+            init.handle(m, &mut a).expect("initiator");
+            moved = true;
+        }
+        while let Some(m) = init.poll_send(&a).expect("initiator") {
             if matches!(m, SyncMessage::Heads(_)) {
                 in_flight += 1;
                 assert!(in_flight <= 1, "two Heads messages in flight");
             }
-            to_init.extend(resp.handle(m, &mut b).expect("responder").send);
+            resp.handle(m, &mut b).expect("responder");
+            moved = true;
         }
-        for m in to_init {
-            if matches!(m, SyncMessage::Heads(_)) {
-                in_flight -= 1;
-            }
-            to_resp.extend(init.handle(m, &mut a).expect("initiator").send);
+        if !moved {
+            break;
         }
     }
     assert!(init.is_finished() && resp.is_finished());
     assert_eq!(a, b);
+}
+
+/// A replica whose documents are linear histories of opaque changes, in
+/// the order they must be applied; it counts what a session asks of it.
+#[derive(Debug, Default)]
+struct Chain {
+    docs: BTreeMap<RecordId, Vec<Vec<u8>>>,
+    heads_calls: std::cell::Cell<usize>,
+    changes_calls: std::cell::Cell<usize>,
+    /// Bytes handed out by `changes_for` so far.
+    bytes_out: std::cell::Cell<usize>,
+}
+
+fn digest(change: &[u8]) -> Hash {
+    Sha256::digest(change).into()
+}
+
+impl Chain {
+    fn with(docs: impl IntoIterator<Item = (RecordId, Vec<Vec<u8>>)>) -> Self {
+        Chain {
+            docs: docs.into_iter().collect(),
+            ..Default::default()
+        }
+    }
+    fn calls(&self) -> usize {
+        self.heads_calls.get() + self.changes_calls.get()
+    }
+}
+
+/// Change `i` of a history: its index, then filler up to `len` bytes.
+fn change(record: u8, i: usize, len: usize) -> Vec<u8> {
+    let mut c = vec![record; len.max(9)];
+    c[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    c
+}
+
+impl Replica for Chain {
+    fn items(&self, _: SpaceId) -> Result<Vec<(RecordId, Vec<Hash>)>, String> {
+        Ok(self
+            .docs
+            .iter()
+            .map(|(r, c)| (*r, c.last().map(|l| digest(l)).into_iter().collect()))
+            .collect())
+    }
+    fn heads(&self, _: SpaceId, r: RecordId) -> Result<Option<Vec<Hash>>, String> {
+        self.heads_calls.set(self.heads_calls.get() + 1);
+        Ok(self
+            .docs
+            .get(&r)
+            .map(|c| c.last().map(|l| digest(l)).into_iter().collect()))
+    }
+    fn changes_for(&self, _: SpaceId, r: RecordId, peer: &[Hash]) -> Result<Vec<Vec<u8>>, String> {
+        self.changes_calls.set(self.changes_calls.get() + 1);
+        let Some(doc) = self.docs.get(&r) else {
+            return Ok(Vec::new());
+        };
+        let from = doc
+            .iter()
+            .position(|c| peer.contains(&digest(c)))
+            .map_or(0, |i| i + 1);
+        let out = doc[from..].to_vec();
+        self.bytes_out
+            .set(self.bytes_out.get() + out.iter().map(Vec::len).sum::<usize>());
+        Ok(out)
+    }
+    fn apply(&mut self, _: SpaceId, r: RecordId, changes: Vec<Vec<u8>>) -> Result<(), String> {
+        let doc = self.docs.entry(r).or_default();
+        for c in changes {
+            // Out of order would be a dependency missing here.
+            let i = u64::from_le_bytes(c[..8].try_into().map_err(|_| "short change")?) as usize;
+            if i < doc.len() {
+                continue;
+            }
+            if i != doc.len() {
+                return Err(format!("change {i} arrived before change {}", doc.len()));
+            }
+            doc.push(c);
+        }
+        Ok(())
+    }
+    fn may_sync(&self, _: SpaceId) -> bool {
+        true
+    }
+}
+
+fn rid(n: u64) -> RecordId {
+    RecordId::new(1_000 + n, [n as u8; 10])
+}
+
+fn heads_of(records: impl IntoIterator<Item = RecordId>) -> SyncMessage {
+    SyncMessage::Heads(
+        records
+            .into_iter()
+            .map(|r| RecordHeads {
+                record: r.to_bytes(),
+                heads: vec![],
+            })
+            .collect(),
+    )
+}
+
+/// A responder past `Open`, as a peer may drive it.
+fn opened(replica: &mut Chain) -> Responder {
+    let mut r = Responder::new();
+    r.handle(
+        SyncMessage::Open {
+            space: space_wire(space()).expect("shared"),
+        },
+        replica,
+    )
+    .expect("open");
+    r
+}
+
+/// Everything a side has to send now.
+fn drain(pull: impl FnMut() -> Result<Option<SyncMessage>, SyncError>) -> Vec<SyncMessage> {
+    let mut pull = pull;
+    std::iter::from_fn(|| pull().expect("poll_send")).collect()
+}
+
+/// Regression: one 4 MiB frame could name the same record ~246k times,
+/// and the responder answered each (two replica calls apiece, the whole
+/// reply built in memory).
+#[test]
+fn a_heads_frame_naming_one_record_200k_times_is_refused_before_any_work() {
+    let mut b = Chain::with([(rid(1), vec![change(1, 0, 100)])]);
+    let mut r = opened(&mut b);
+    let msg = heads_of(std::iter::repeat_n(rid(1), 200_000));
+    let frame = rapport_proto::wire::encode_frame(&msg).expect("fits one frame");
+    let msg = rapport_proto::wire::decode(&frame[4..]).expect("decodes");
+    let err = r.handle(msg, &mut b).expect_err("refused");
+    assert!(matches!(err, SyncError::Protocol(_)), "{err}");
+    assert_eq!(b.calls(), 0, "replica calls for a refused request");
+}
+
+#[test]
+fn a_record_named_twice_in_a_session_is_refused() {
+    // In one message.
+    let mut b = Chain::with([(rid(1), vec![change(1, 0, 100)])]);
+    let mut r = opened(&mut b);
+    let err = r
+        .handle(heads_of([rid(1), rid(2), rid(1)]), &mut b)
+        .expect_err("refused");
+    assert!(matches!(err, SyncError::Protocol(_)), "{err}");
+    assert_eq!(b.calls(), 0);
+    // In two messages of one session.
+    let mut r = opened(&mut b);
+    r.handle(heads_of([rid(1)]), &mut b).expect("first time");
+    let sent = drain(|| r.poll_send(&b));
+    assert!(matches!(sent.last(), Some(SyncMessage::Heads(h)) if h.len() == 1));
+    let calls = b.calls();
+    let err = r
+        .handle(heads_of([rid(1)]), &mut b)
+        .expect_err("second time");
+    assert!(matches!(err, SyncError::Protocol(_)), "{err}");
+    assert_eq!(b.calls(), calls);
+}
+
+#[test]
+fn heads_equal_to_the_responders_own_are_refused_as_not_differing() {
+    let doc = vec![change(1, 0, 100), change(1, 1, 100)];
+    let mut b = Chain::with([(rid(1), doc.clone())]);
+    let mut r = opened(&mut b);
+    let same = SyncMessage::Heads(vec![RecordHeads {
+        record: rid(1).to_bytes(),
+        heads: vec![digest(&doc[1])],
+    }]);
+    r.handle(same, &mut b).expect("well-formed");
+    let err = r.poll_send(&b).expect_err("not differing");
+    assert!(matches!(err, SyncError::Protocol(_)), "{err}");
+    assert_eq!(b.changes_calls.get(), 0);
+}
+
+#[test]
+fn a_session_may_name_at_most_the_cap_of_records() {
+    let mut b = Chain::default();
+    let mut r = opened(&mut b);
+    let mut next = 0u64;
+    let mut chunk = || {
+        let m =
+            heads_of((next..next + HEADS_PER_MESSAGE as u64).map(|n| RecordId::new(n, [0; 10])));
+        next += HEADS_PER_MESSAGE as u64;
+        m
+    };
+    let err = r
+        .handle(
+            heads_of((0..=HEADS_PER_MESSAGE as u64).map(|n| RecordId::new(n, [0; 10]))),
+            &mut b,
+        )
+        .expect_err("over the per-message cap");
+    assert!(matches!(err, SyncError::Protocol(_)), "{err}");
+    for _ in 0..MAX_RECORDS_PER_SESSION / HEADS_PER_MESSAGE {
+        r.handle(chunk(), &mut b).expect("under the cap");
+        drain(|| r.poll_send(&b));
+    }
+    let calls = b.calls();
+    let err = r.handle(chunk(), &mut b).expect_err("over the session cap");
+    assert!(matches!(err, SyncError::Protocol(_)), "{err}");
+    assert_eq!(b.calls(), calls);
+    assert!(calls <= MAX_RECORDS_PER_SESSION, "{calls} replica calls");
+}
+
+#[test]
+fn an_answer_naming_other_records_than_asked_is_refused() {
+    let docs = (0..3).map(|n| (rid(n), vec![change(n as u8, 0, 10)]));
+    let b = Chain::with(docs);
+    for answer in [
+        vec![rid(0), rid(1), rid(2), rid(2)],
+        vec![rid(0), rid(1)],
+        vec![rid(0), rid(2), rid(1)],
+        vec![rid(0), rid(1), rid(7)],
+    ] {
+        let mut a = Chain::default();
+        let (mut init, first) = Initiator::start(space(), &a).expect("start");
+        let mut resp = Responder::new();
+        let mut bb = Chain::with(b.docs.clone());
+        for m in first {
+            resp.handle(m, &mut bb).expect("responder");
+        }
+        // Reconcile until the initiator names the records.
+        loop {
+            let m = resp.poll_send(&bb).expect("responder").expect("reply");
+            init.handle(m, &mut a).expect("initiator");
+            let m = init.poll_send(&a).expect("initiator").expect("next");
+            if let SyncMessage::Heads(asked) = &m {
+                assert_eq!(asked.len(), 3);
+                break;
+            }
+            resp.handle(m, &mut bb).expect("responder");
+        }
+        let changes_for_unasked = SyncMessage::Changes(vec![RecordChanges {
+            record: rid(9).to_bytes(),
+            changes: vec![change(9, 0, 10)],
+        }]);
+        assert!(init.handle(changes_for_unasked, &mut a).is_err());
+        let err = init
+            .handle(heads_of(answer.clone()), &mut a)
+            .expect_err("wrong answer");
+        assert!(matches!(err, SyncError::Protocol(_)), "{answer:?}: {err}");
+        assert!(a.docs.is_empty());
+    }
+}
+
+/// Regression: the responder built the changes of every record named in a
+/// request at once (and the initiator every change of the answer).
+#[test]
+fn a_session_over_many_records_holds_one_batch_and_one_history_at_most() {
+    const RECORD: usize = 10 * 10_000;
+    let docs = (0..400u64).map(|n| {
+        (
+            rid(n),
+            (0..10).map(|i| change(n as u8, i, 10_000)).collect(),
+        )
+    });
+    // Each side lacks what the other has.
+    let mut a = Chain::with(docs.clone().filter(|(r, _)| *r < rid(200)));
+    let mut b = Chain::with(docs.filter(|(r, _)| *r >= rid(200)));
+    let (mut init, first) = Initiator::start(space(), &a).expect("start");
+    let mut resp = Responder::new();
+    for m in first {
+        resp.handle(m, &mut b).expect("responder");
+    }
+    let sent = |m: &SyncMessage| match m {
+        SyncMessage::Changes(c) => c.iter().flat_map(|r| &r.changes).map(Vec::len).sum(),
+        _ => 0,
+    };
+    let (mut from_a, mut from_b, mut peak) = (0, 0, 0);
+    loop {
+        let mut moved = false;
+        while let Some(m) = resp.poll_send(&b).expect("responder") {
+            peak = peak.max(b.bytes_out.get() - from_b);
+            from_b += sent(&m);
+            init.handle(m, &mut a).expect("initiator");
+            moved = true;
+        }
+        while let Some(m) = init.poll_send(&a).expect("initiator") {
+            peak = peak.max(a.bytes_out.get() - from_a);
+            from_a += sent(&m);
+            resp.handle(m, &mut b).expect("responder");
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(init.is_finished() && resp.is_finished());
+    assert_eq!(a.docs, b.docs);
+    assert_eq!(a.docs.len(), 400);
+    assert!(
+        peak <= CHANGES_BATCH_BYTES + RECORD,
+        "held {peak} bytes of changes at once"
+    );
+}
+
+/// Regression: a record's changes always travelled in one message, so a
+/// history over the 4 MiB frame could never reach a new member.
+#[test]
+fn a_record_with_5_mib_of_history_reaches_a_new_member_in_frames_under_the_limit() {
+    let history: Vec<Vec<u8>> = (0..50).map(|i| change(1, i, 100 << 10)).collect();
+    let mut a = Chain::default();
+    let mut b = Chain::with([(rid(1), history.clone())]);
+    let traffic = run_in_memory(space(), &mut a, &mut b).expect("session");
+    assert_eq!(a.docs.get(&rid(1)), Some(&history));
+    assert!(
+        traffic.largest <= rapport_proto::wire::MAX_FRAME,
+        "{traffic:?}"
+    );
+    // And the other way round (the initiator's own history).
+    let mut c = Chain::default();
+    run_in_memory(space(), &mut b, &mut c).expect("session");
+    assert_eq!(c.docs.get(&rid(1)), Some(&history));
+}
+
+#[test]
+fn one_change_near_the_size_limit_travels_alone() {
+    let history = vec![
+        change(1, 0, 10),
+        change(1, 1, MAX_CHANGE_BYTES),
+        change(1, 2, MAX_CHANGE_BYTES),
+        change(1, 3, 10),
+    ];
+    let mut a = Chain::default();
+    let mut b = Chain::with([(rid(1), history.clone())]);
+    let traffic = run_in_memory(space(), &mut a, &mut b).expect("session");
+    assert_eq!(a.docs.get(&rid(1)), Some(&history));
+    assert!(traffic.largest < MAX_CHANGE_BYTES + 1024, "{traffic:?}");
 }
