@@ -261,6 +261,17 @@ fn default_role() -> Role {
     Role::Writer
 }
 
+/// `invite` if it can still be redeemed at `now`.
+fn usable(invite: InviteRecord, now: i64) -> std::result::Result<InviteRecord, InviteError> {
+    if invite.redeemed_by.is_some() {
+        Err(InviteError::Used)
+    } else if invite.expires < now {
+        Err(InviteError::Expired)
+    } else {
+        Ok(invite)
+    }
+}
+
 /// Why redeeming an invite failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InviteError {
@@ -999,6 +1010,17 @@ impl Store {
         self.flush()
     }
 
+    /// The invite stored under `secret_hash`, used or not.
+    pub fn invite(&self, secret_hash: &[u8]) -> Result<Option<InviteRecord>> {
+        self.invites
+            .get(secret_hash)?
+            .map(|json| {
+                serde_json::from_slice(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("invite: {e}")))
+            })
+            .transpose()
+    }
+
     /// Puts an invite state read back from the journal (not journaled again).
     pub fn restore_invite(&self, secret_hash: &[u8], json: &[u8]) -> Result<()> {
         self.invites.insert(secret_hash, json)?;
@@ -1033,8 +1055,22 @@ impl Store {
         applied
     }
 
+    /// The invite under `secret_hash` if it can still be redeemed (known,
+    /// unused, unexpired); spends nothing.
+    pub fn usable_invite(
+        &self,
+        secret_hash: &[u8],
+        now: i64,
+    ) -> Result<std::result::Result<InviteRecord, InviteError>> {
+        Ok(match self.invite(secret_hash)? {
+            None => Err(InviteError::Unknown),
+            Some(invite) => usable(invite, now),
+        })
+    }
+
     /// Marks an invite redeemed by `device`, atomically: of two concurrent
-    /// redemptions, one wins.
+    /// redemptions, one wins. Callers check everything else first; this is
+    /// the last step, the one that spends the ticket.
     pub fn redeem_invite(
         &self,
         secret_hash: &[u8],
@@ -1047,26 +1083,53 @@ impl Store {
             };
             let invite: InviteRecord = serde_json::from_slice(&current)
                 .map_err(|e| StoreError::Corrupt(format!("invite: {e}")))?;
-            if invite.redeemed_by.is_some() {
-                return Ok(Err(InviteError::Used));
-            }
-            if invite.expires < now {
-                return Ok(Err(InviteError::Expired));
-            }
-            let mut used = invite.clone();
+            let mut used = match usable(invite, now) {
+                Ok(invite) => invite,
+                Err(e) => return Ok(Err(e)),
+            };
             used.redeemed_by = Some(device.to_string());
             let json = serde_json::to_vec(&used).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let won = self.journal_invite(secret_hash, &json, || {
-                Ok(self
-                    .invites
-                    .compare_and_swap(secret_hash, Some(current), Some(json.as_slice()))?
-                    .is_ok())
-            })?;
-            if won {
-                self.flush()?;
+            if self.swap_invite(secret_hash, current, &json)? {
                 return Ok(Ok(used));
             }
         }
+    }
+
+    /// Gives back an invite `device` redeemed, when what the redemption was
+    /// for could not be written: the ticket works again. False if the
+    /// invite is not (or no longer) marked as redeemed by `device`.
+    pub fn release_invite(&self, secret_hash: &[u8], device: &str) -> Result<bool> {
+        loop {
+            let Some(current) = self.invites.get(secret_hash)? else {
+                return Ok(false);
+            };
+            let mut invite: InviteRecord = serde_json::from_slice(&current)
+                .map_err(|e| StoreError::Corrupt(format!("invite: {e}")))?;
+            if invite.redeemed_by.as_deref() != Some(device) {
+                return Ok(false);
+            }
+            invite.redeemed_by = None;
+            let json =
+                serde_json::to_vec(&invite).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if self.swap_invite(secret_hash, current, &json)? {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Replaces the invite state `current` by `json`, journaled and durable;
+    /// false if another writer changed it first.
+    fn swap_invite(&self, secret_hash: &[u8], current: sled::IVec, json: &[u8]) -> Result<bool> {
+        let won = self.journal_invite(secret_hash, json, || {
+            Ok(self
+                .invites
+                .compare_and_swap(secret_hash, Some(current), Some(json))?
+                .is_ok())
+        })?;
+        if won {
+            self.flush()?;
+        }
+        Ok(won)
     }
 
     /// Records a refused change. The log keeps the newest
