@@ -162,8 +162,7 @@ impl Repo {
     /// Records in a shared space (its own space document not counted).
     pub fn space_record_count(&self, id: RecordId) -> usize {
         self.store()
-            .space_items(SpaceId::Shared(id))
-            .count()
+            .space_item_count(SpaceId::Shared(id))
             .saturating_sub(1)
     }
 
