@@ -8,7 +8,8 @@
 //! Needs root and iproute2 (`ip netns`); without them the test says so on
 //! stderr and passes as skipped. Loss is injected with `tc netem` where the
 //! kernel has it, else nftables (`nft`), else iptables; with none of them
-//! that phase is skipped and the rest still runs.
+//! that phase is skipped and the rest still runs. `RAPPORT_REQUIRE_NETNS=1`
+//! (set by `.ci/run` as root) turns either skip into a failure.
 
 mod common;
 
@@ -416,6 +417,12 @@ fn field_values(p: &Peer, id: &str, field: &str) -> Value {
     p.show(id)[field].clone()
 }
 
+/// Whether a phase this machine cannot run is a failure rather than a
+/// skip: `RAPPORT_REQUIRE_NETNS` set (to anything but `0`).
+fn required() -> bool {
+    std::env::var_os("RAPPORT_REQUIRE_NETNS").is_some_and(|v| v != "0")
+}
+
 #[test]
 fn partition_loss_and_heal_converge() -> Result<(), String> {
     let start = Instant::now();
@@ -431,9 +438,11 @@ fn partition_loss_and_heal_converge() -> Result<(), String> {
     let mut spots = match setup {
         Ok(spots) => spots,
         Err(e) => {
-            eprintln!(
-                "partition test skipped: cannot create network namespaces (need root and iproute2): {e}"
-            );
+            let why = format!("cannot create network namespaces (need root and iproute2): {e}");
+            if required() {
+                return Err(format!("{why} (RAPPORT_REQUIRE_NETNS is set)"));
+            }
+            eprintln!("partition test skipped: {why}");
             return Ok(());
         }
     };
@@ -571,6 +580,10 @@ fn partition_loss_and_heal_converge() -> Result<(), String> {
             Some(loss)
         }
         Err(e) => {
+            assert!(
+                !required(),
+                "no way to drop packets here (RAPPORT_REQUIRE_NETNS is set): {e}"
+            );
             eprintln!("partition: loss phase skipped: no way to drop packets here ({e})");
             None
         }

@@ -299,9 +299,11 @@ async fn measure(peers: usize, writes: usize) -> Result<Value> {
         }
         Ok(true)
     };
-    wait_until(Duration::from_secs(1800), || check().unwrap_or(false))
+    // A peer that never converges is reported in the figures below (what
+    // each peer holds), not hidden behind an error.
+    let converged = wait_until(Duration::from_secs(1800), || check().unwrap_or(false))
         .await
-        .context("the peers did not converge")?;
+        .is_ok();
     let converge = t.elapsed();
     let (rss_sampled_peak, rss_at_end) = sampler.finish();
     let status = exec(&served_dir, &["status"])?;
@@ -314,12 +316,20 @@ async fn measure(peers: usize, writes: usize) -> Result<Value> {
         s.await?;
     }
 
-    // The served node's own store must hold exactly what the peers hold.
+    // What every store holds, read from the stores themselves: the served
+    // node's (reopened once it stopped) and each peer's.
     served.kill();
     let served_repo = Repo::open(&served_dir, OpenMode::Existing)?;
-    let served_matches = items(&served_repo, sid)? == items(&repos[0], sid)?;
-    if !served_matches {
-        bail!("the served node's documents differ from the peers'");
+    let served_items = items(&served_repo, sid)?;
+    let mut peer_records = Vec::with_capacity(repos.len());
+    let mut peer_changes = Vec::with_capacity(repos.len());
+    let mut peers_matching_served = 0;
+    for repo in &repos {
+        let held = items(repo, sid)?;
+        // The space's own document is one of its items, not a record.
+        peer_records.push(held.len().saturating_sub(1));
+        peer_changes.push(repo.store().change_count());
+        peers_matching_served += usize::from(held == served_items);
     }
 
     let bytes = |s: &Value| {
@@ -331,17 +341,20 @@ async fn measure(peers: usize, writes: usize) -> Result<Value> {
         "peers": peers,
         "served_writes": writes,
         "writes_per_peer": per_peer,
-        "changes_total": total_writes,
-        "records_total": records,
+        "writes_total": total_writes,
+        "records_written": records,
         "served_writes_per_s": (writes as f64 / written.elapsed.as_secs_f64()).round(),
         "served_write_p50_ms": percentile_ms(&mut latencies, 50),
         "served_write_p95_ms": percentile_ms(&mut latencies, 95),
         "peers_joining_s": round2(setup.as_secs_f64()),
         "writing_phase_s": round2(writing.as_secs_f64()),
         "converge_after_writes_stop_s": round2(converge.as_secs_f64()),
-        "converged": true,
-        "served_matches_peers": served_matches,
-        "served_changes_stored": status["changes_stored"],
+        "converged_in_time": converged,
+        "served_records": served_items.len().saturating_sub(1),
+        "served_changes_stored": served_repo.store().change_count(),
+        "peer_records": peer_records,
+        "peer_changes_stored": peer_changes,
+        "peers_matching_served": peers_matching_served,
         "served_rss_idle_mib": mib(rss_idle),
         "served_rss_peers_joined_mib": mib(rss_joined),
         "served_rss_during_writes_mib": written.rss_by_tenth,

@@ -46,7 +46,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
             net_config(&args.net, Limits::default()),
             args.net.api,
             args.demo,
-            None,
+            metrics_args(&args.net)?,
             None,
             (!args.no_ui).then_some(args.ui_bind),
         ),
@@ -79,7 +79,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
                 ),
                 args.net.api,
                 false,
-                args.metrics,
+                metrics_args(&args.net)?,
                 args.iroh_relay,
                 None,
             )
@@ -109,7 +109,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     let api = Api::start(dir, api_addr, node.clone(), Arc::new(exec), token, links).await?;
     let login = ui.as_ref().map(|ui| ui.login_link());
     let metrics = match metrics {
-        Some(addr) => Some(rapport_node::metrics::serve(addr, node.clone()).await?),
+        Some((addr, token)) => Some(rapport_node::metrics::serve(addr, node.clone(), token).await?),
         None => None,
     };
     if json {
@@ -216,6 +216,28 @@ async fn start_iroh_relay(addr: std::net::SocketAddr) -> Result<iroh_relay::serv
     iroh_relay::server::Server::spawn(config)
         .await
         .with_context(|| format!("cannot start the iroh relay server on {addr}"))
+}
+
+/// Where to serve metrics, and the token a scrape must send (read from
+/// `--metrics-token-file`; never printed or logged).
+fn metrics_args(args: &NetArgs) -> Result<Option<(std::net::SocketAddr, Option<String>)>> {
+    let Some(addr) = args.metrics else {
+        return Ok(None);
+    };
+    let token = match &args.metrics_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the metrics token file {}", path.display())
+            })?;
+            let token = text.trim();
+            if token.is_empty() {
+                bail!("the metrics token file {} is empty", path.display());
+            }
+            Some(token.to_string())
+        }
+        None => None,
+    };
+    Ok(Some((addr, token)))
 }
 
 fn net_config(args: &NetArgs, limits: Limits) -> NetConfig {

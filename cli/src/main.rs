@@ -240,6 +240,13 @@ pub struct NetArgs {
     /// Seconds between catch-up rounds with every member.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub sync_interval: u64,
+    /// Serve Prometheus metrics at http://IP:PORT/metrics.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Answer only scrapes that send `Authorization: Bearer TOKEN`, TOKEN being this file's
+    /// content (surrounding whitespace ignored).
+    #[arg(long, value_name = "FILE", requires = "metrics")]
+    pub metrics_token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -278,9 +285,6 @@ pub struct RelayArgs {
     /// Most changes taken from one peer per minute; more waits for a later session.
     #[arg(long, default_value_t = 60_000, value_name = "CHANGES")]
     pub rate: u32,
-    /// Serve Prometheus metrics at http://IP:PORT/metrics.
-    #[arg(long, value_name = "IP:PORT")]
-    pub metrics: Option<std::net::SocketAddr>,
     /// Also run an iroh relay server here (plain HTTP; put TLS in front on the internet),
     /// for nodes behind NAT: start them with `--relay http://HOST:PORT`.
     #[arg(long, value_name = "IP:PORT")]

@@ -1,13 +1,18 @@
 //! Prometheus text exposition of a node's status, served on its own
 //! address (`--metrics IP:PORT`, plain HTTP `GET /metrics`). Shows counts
-//! only: no record content, no ids beyond space ids.
+//! only: no record content, no ids beyond space ids. With a token
+//! (`--metrics-token-file`), a scrape must send `Authorization: Bearer
+//! TOKEN`. A scrape reads kept counts, never scans records or changes
+//! (see [`Node::status`]).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::NodeError;
@@ -138,20 +143,59 @@ pub fn render(s: &NetStatus) -> String {
 }
 
 /// Serves `GET /metrics` on `addr` until the returned sender is dropped
-/// or fired; returns the address bound.
+/// or fired; returns the address bound. With `token`, only scrapes that
+/// send it as a bearer token are answered; others get 401.
 pub async fn serve(
     addr: SocketAddr,
     node: Node,
+    token: Option<String>,
 ) -> Result<(SocketAddr, tokio::sync::oneshot::Sender<()>), NodeError> {
     let (listener, local) = crate::api::bind(addr).await?;
+    let state = Scrape {
+        node,
+        token: token.map(Arc::from),
+    };
     let app = axum::Router::new()
         .route("/metrics", get(metrics_handler))
-        .with_state(node);
+        .with_state(state);
     let tx = crate::api::serve_until_stopped(listener, app, "metrics endpoint");
     Ok((local, tx))
 }
 
-async fn metrics_handler(State(node): State<Node>) -> impl IntoResponse {
+/// What the endpoint needs. No `Debug`: it holds the token.
+#[derive(Clone)]
+struct Scrape {
+    node: Node,
+    token: Option<Arc<str>>,
+}
+
+/// Whether the request may scrape: no token set, or the right bearer
+/// token (compared in constant time: it is a secret).
+fn allowed(token: Option<&str>, headers: &HeaderMap) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn metrics_handler(State(scrape): State<Scrape>, headers: HeaderMap) -> Response {
+    if !allowed(scrape.token.as_deref(), &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "# this endpoint needs Authorization: Bearer with the node's metrics token\n",
+        )
+            .into_response();
+    }
+    let node = scrape.node;
     match tokio::task::spawn_blocking(move || node.status()).await {
         Ok(Ok(status)) => (
             StatusCode::OK,
@@ -164,6 +208,7 @@ async fn metrics_handler(State(node): State<Node>) -> impl IntoResponse {
             "# the node's status could not be read\n".to_string(),
         ),
     }
+    .into_response()
 }
 
 #[cfg(test)]
@@ -196,5 +241,60 @@ mod tests {
         assert!(text.contains("rapport_rate_limited_total 3\n"));
         assert!(text.contains("rapport_space_stored_bytes{space=\"01abc\"} 900\n"));
         assert!(text.contains("rapport_space_quota_bytes 1024\n"));
+    }
+
+    /// Sends `GET /metrics` with `auth` as the Authorization header;
+    /// returns the status code and the body.
+    async fn scrape(addr: SocketAddr, auth: Option<&str>) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+        let request =
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).await.expect("read");
+        let status = raw
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        (status, raw)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scrape_without_the_token_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = std::sync::Arc::new(
+            crate::Repo::open(dir.path(), crate::OpenMode::Create).expect("repo"),
+        );
+        repo.create_space("Team").expect("space");
+        let config = crate::net::NetConfig {
+            bind: vec!["127.0.0.1:0".parse().expect("addr")],
+            mdns: false,
+            sync_interval: None,
+            ..crate::net::NetConfig::default()
+        };
+        let node = Node::start(repo, config).await.expect("node");
+        let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let (addr, stop) = serve(local, node.clone(), Some("s3cret-token".into()))
+            .await
+            .expect("serve");
+
+        let (status, body) = scrape(addr, None).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(!body.contains("rapport_space_members"), "{body}");
+        assert!(!body.contains("s3cret"), "the token is never shown");
+        assert_eq!(scrape(addr, Some("Bearer wrong")).await.0, 401);
+        assert_eq!(scrape(addr, Some("s3cret-token")).await.0, 401);
+        let (status, body) = scrape(addr, Some("Bearer s3cret-token")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("rapport_space_members{space="), "{body}");
+        let _ = stop.send(());
+
+        let (open, stop) = serve(local, node.clone(), None).await.expect("serve");
+        assert_eq!(scrape(open, None).await.0, 200, "no token set: open");
+        let _ = stop.send(());
+        node.shutdown().await;
     }
 }

@@ -900,8 +900,9 @@ impl Node {
 
     /// A snapshot for `rapport status`.
     pub fn status(&self) -> Result<NetStatus, NodeError> {
+        // Kept counts only, no scans: the metrics endpoint calls this on
+        // every scrape, so it costs per space, not per record or change.
         let repo = &self.inner.repo;
-        let rejections = repo.store().rejections()?;
         let c = self
             .inner
             .counters
@@ -927,10 +928,7 @@ impl Node {
                     records,
                     pending_out: c.pending_out.get(&id).copied().unwrap_or(0),
                     last_sync: c.last_sync.get(&id).map(|t| t.to_string()),
-                    rejected: rejections
-                        .iter()
-                        .filter(|r| r.space == id.to_string())
-                        .count(),
+                    rejected: repo.store().rejected_count(id) as usize,
                     role: s.role_of(&repo.device_id().to_string()),
                     refused: c.refused.get(&id).cloned(),
                     stored_bytes: repo.store().space_usage(id)?,

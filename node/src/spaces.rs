@@ -162,8 +162,7 @@ impl Repo {
     /// Records in a shared space (its own space document not counted).
     pub fn space_record_count(&self, id: RecordId) -> usize {
         self.store()
-            .space_items(SpaceId::Shared(id))
-            .count()
+            .space_item_count(SpaceId::Shared(id))
             .saturating_sub(1)
     }
 
@@ -226,12 +225,16 @@ impl Repo {
     /// Adds a member (this device must be an admin of the space).
     pub fn add_member(&self, space_id: RecordId, member: Member) -> Result<SpaceView, NodeError> {
         let _guard = self.write_guard();
-        let view = self.administered(space_id)?;
-        if view.removed.contains_key(&member.device) {
-            return Err(NodeError::Forbidden(
-                "that device was removed from the space and cannot be added again".into(),
-            ));
-        }
+        self.add_member_locked(space_id, member)
+    }
+
+    /// [`Repo::add_member`], the write guard already held.
+    fn add_member_locked(
+        &self,
+        space_id: RecordId,
+        member: Member,
+    ) -> Result<SpaceView, NodeError> {
+        let view = self.joinable(space_id, &member.device)?;
         if view.is_member(&member.device) {
             return Ok(view);
         }
@@ -243,6 +246,18 @@ impl Repo {
         };
         space::add_member(&mut doc, &member, self.now())?;
         self.write_space_doc(&mut doc, space_id)
+    }
+
+    /// The space, if this device may add `device` to it: this device
+    /// administers it, and `device` was never removed from it.
+    fn joinable(&self, space_id: RecordId, device: &str) -> Result<SpaceView, NodeError> {
+        let view = self.administered(space_id)?;
+        if view.removed.contains_key(device) {
+            return Err(NodeError::Forbidden(
+                "that device was removed from the space and cannot be added again".into(),
+            ));
+        }
+        Ok(view)
     }
 
     /// Issues a one-time invite to `space` granting `role`, valid for
@@ -272,9 +287,13 @@ impl Repo {
     }
 
     /// Redeems an invite for `device`: checks the secret is known, unused
-    /// and unexpired, and for this space; then adds the device with the
-    /// invite's role, certifying who it says it is. The secret is checked
-    /// first: without it, the answer says nothing about the space.
+    /// and unexpired, and for this space; that this device still
+    /// administers the space and `device` was never removed from it; then
+    /// spends the ticket and adds the device with the invite's role,
+    /// certifying who it says it is. The secret is checked first: without
+    /// it, the answer says nothing about the space. A refusal leaves the
+    /// ticket usable; of two redemptions at once, one wins (the write
+    /// guard orders them, and the store spends a ticket only once).
     pub fn redeem_invite(
         &self,
         space_id: RecordId,
@@ -285,9 +304,10 @@ impl Repo {
     ) -> Result<SpaceView, NodeError> {
         let now = self.now().as_second();
         let hash = secret_hash(secret);
+        let _guard = self.write_guard();
         let invite = self
             .store()
-            .redeem_invite(&hash, device_hex, now)?
+            .usable_invite(&hash, now)?
             .map_err(|e| NodeError::Invite(e.to_string()))?;
         if invite.space != space_id {
             return Err(NodeError::Invite(
@@ -301,25 +321,31 @@ impl Repo {
             ));
         }
         let clip = |s: &str| s.trim().chars().take(80).collect::<String>();
-        self.add_member(
-            space_id,
-            Member {
-                device: device_hex.to_string(),
-                role: invite.role,
-                user: clip(&claim.user),
-                org: invite.org.unwrap_or_else(|| clip(&claim.org)),
-                added_by: String::new(),
-                since: now,
-                // Only a relay's addresses go into the signed history, where
-                // every member (and later ex-member) can read them: members
-                // need them to reach it, and they are an admin's server's.
-                addrs: if invite.role == Role::Relay {
-                    usable_addrs(addrs)
-                } else {
-                    Vec::new()
-                },
+        let member = Member {
+            device: device_hex.to_string(),
+            role: invite.role,
+            user: clip(&claim.user),
+            org: invite.org.unwrap_or_else(|| clip(&claim.org)),
+            added_by: String::new(),
+            since: now,
+            // Only a relay's addresses go into the signed history, where
+            // every member (and later ex-member) can read them: members
+            // need them to reach it, and they are an admin's server's.
+            addrs: if invite.role == Role::Relay {
+                usable_addrs(addrs)
+            } else {
+                Vec::new()
             },
-        )
+        };
+        self.store()
+            .redeem_invite(&hash, device_hex, now)?
+            .map_err(|e| NodeError::Invite(e.to_string()))?;
+        self.add_member_locked(space_id, member).inspect_err(|_| {
+            // The join was not written: the ticket must still work.
+            if let Err(e) = self.store().release_invite(&hash, device_hex) {
+                tracing::warn!("a ticket stays spent after a failed join: {e}");
+            }
+        })
     }
 
     /// Current members matching `reference`: a device id (or a prefix of
@@ -581,6 +607,119 @@ mod tests {
             .redeem_invite(s.id, &expired, &"ef".repeat(32), &claim, &[])
             .expect_err("expired");
         assert!(err.to_string().contains("expired"), "{err}");
+    }
+
+    fn claim() -> Identity {
+        Identity {
+            user: "Bo".into(),
+            org: "Northwind".into(),
+        }
+    }
+
+    /// Whether the ticket with `secret` is recorded as used on `repo`.
+    fn used(repo: &Repo, secret: &[u8; 16]) -> bool {
+        repo.store()
+            .invite(&secret_hash(secret))
+            .expect("read")
+            .expect("known")
+            .redeemed_by
+            .is_some()
+    }
+
+    /// A refused redemption (a removed device, the wrong space) leaves the
+    /// ticket for the person it was meant for.
+    #[test]
+    fn a_refused_redemption_leaves_the_ticket_usable() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repo::open(tmp.path(), OpenMode::Create).expect("open");
+        let s = repo.create_space("Team").expect("space");
+        let other = repo.create_space("Other").expect("space");
+        let stolen = "ab".repeat(32);
+        repo.add_member(
+            s.id,
+            Member {
+                device: stolen.clone(),
+                role: Role::Writer,
+                user: "Lost laptop".into(),
+                org: String::new(),
+                added_by: String::new(),
+                since: 0,
+                addrs: Vec::new(),
+            },
+        )
+        .expect("add");
+        repo.remove_members(s.id, &stolen).expect("remove");
+        let (secret, _) = repo
+            .create_invite(s.id, 3600, Role::Writer, None)
+            .expect("invite");
+
+        let err = repo
+            .redeem_invite(s.id, &secret, &stolen, &claim(), &[])
+            .expect_err("a removed device may not rejoin");
+        assert!(err.to_string().contains("removed"), "{err}");
+        assert!(!used(&repo, &secret), "the refusal spent the ticket");
+        let err = repo
+            .redeem_invite(other.id, &secret, &"cd".repeat(32), &claim(), &[])
+            .expect_err("another space");
+        assert!(err.to_string().contains("not known"), "{err}");
+        assert!(!used(&repo, &secret), "the refusal spent the ticket");
+
+        let guest = "ef".repeat(32);
+        let v = repo
+            .redeem_invite(s.id, &secret, &guest, &claim(), &[])
+            .expect("the ticket still works");
+        assert!(v.is_member(&guest));
+        assert!(used(&repo, &secret));
+    }
+
+    /// A ticket issued by an admin who was then removed is refused, and
+    /// not spent by the refusal.
+    #[test]
+    fn a_ticket_of_an_inviter_no_longer_admin_is_refused_unspent() {
+        use crate::remote::tests::{add, all_changes, node, sync};
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let s = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(s.id);
+        add(&a, s.id, &b, Role::Admin);
+        sync(&b, &a, space);
+        let (secret, _) = b
+            .create_invite(s.id, 3600, Role::Writer, None)
+            .expect("b invites");
+        a.remove_members(s.id, &b.device_id().to_string())
+            .expect("a removes b");
+        b.apply_remote(space, s.id, all_changes(&a, s.id), a.device_id())
+            .expect("b hears of it");
+        let err = b
+            .redeem_invite(s.id, &secret, &"cd".repeat(32), &claim(), &[])
+            .expect_err("b is no longer an admin");
+        assert!(err.to_string().contains("removed"), "{err}");
+        assert!(!used(&b, &secret), "the refusal spent the ticket");
+    }
+
+    /// Two devices redeeming one ticket at once: exactly one joins.
+    #[test]
+    fn one_ticket_redeemed_twice_at_once_admits_one() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = std::sync::Arc::new(Repo::open(tmp.path(), OpenMode::Create).expect("open"));
+        let s = repo.create_space("Team").expect("space");
+        let (secret, _) = repo
+            .create_invite(s.id, 3600, Role::Writer, None)
+            .expect("invite");
+        let joins: Vec<_> = ["ab", "cd", "ef", "01"]
+            .map(|d| {
+                let repo = repo.clone();
+                std::thread::spawn(move || {
+                    repo.redeem_invite(s.id, &secret, &d.repeat(32), &claim(), &[])
+                        .is_ok()
+                })
+            })
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        assert_eq!(joins.iter().filter(|ok| **ok).count(), 1, "{joins:?}");
+        let view = repo.space(s.id).expect("read").expect("space");
+        assert_eq!(view.members.len(), 2, "the admin and one guest");
     }
 
     #[test]

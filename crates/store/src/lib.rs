@@ -23,6 +23,12 @@
 //! | `usage`       | space                     | bytes of signed changes stored (u64, big-endian) |
 //! | `waiting`     | `w`, change hash          | author key, record id (16 bytes), space |
 //! | `waiting`     | `n` space / `a` space, 0, author / `r` record | changes waiting (u64, big-endian) |
+//! | `counts`      | `changes`; `items`, 0, space; `rejected`, 0, space | how many entries `changes` holds, how many `by_space` holds for the space, how many changes of the space were ever refused (u64, big-endian) |
+//!
+//! The counts are kept in the same transactions as what they count, so
+//! that `status` and the metrics endpoint read them instead of scanning
+//! (sled counts a tree by walking it). A store made before them is
+//! counted once, when it is opened.
 //!
 //! `meta/journal` holds the [`journal::Position`] the journal ended at
 //! after the last write that reached sled.
@@ -57,6 +63,9 @@ const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The `meta` key of the journal position sled has caught up with.
 const JOURNAL_MARK: &str = "journal";
+
+/// The `counts` key of the number of stored changes.
+const CHANGE_COUNT: &[u8] = b"changes";
 
 /// Turns journaling back on when dropped (see [`Store::pause_journal`]).
 #[derive(Debug)]
@@ -220,6 +229,7 @@ pub struct Store {
     /// their counts per space and per author, so that bounds are checked
     /// without a scan.
     waiting: sled::Tree,
+    counts: sled::Tree,
     meta: sled::Tree,
     /// Who is told the id of every record or space written or withdrawn
     /// (the web UI's search index and live updates).
@@ -265,6 +275,17 @@ pub struct InviteRecord {
 
 fn default_role() -> Role {
     Role::Writer
+}
+
+/// `invite` if it can still be redeemed at `now`.
+fn usable(invite: InviteRecord, now: i64) -> std::result::Result<InviteRecord, InviteError> {
+    if invite.redeemed_by.is_some() {
+        Err(InviteError::Used)
+    } else if invite.expires < now {
+        Err(InviteError::Expired)
+    } else {
+        Ok(invite)
+    }
 }
 
 /// Why redeeming an invite failed.
@@ -348,7 +369,7 @@ impl Store {
             }
             None => return Err(StoreError::Missing { path: display }),
         }
-        Ok(Store {
+        let store = Store {
             docs: db.open_tree("docs")?,
             changes: db.open_tree("changes")?,
             doc_changes: db.open_tree("doc_changes")?,
@@ -364,13 +385,45 @@ impl Store {
             authored: db.open_tree("authored")?,
             usage: db.open_tree("usage")?,
             waiting: db.open_tree("waiting")?,
+            counts: db.open_tree("counts")?,
             meta,
             watchers: Arc::default(),
             journal,
             journaling: Arc::new(AtomicBool::new(true)),
             commit: Arc::default(),
             db,
-        })
+        };
+        if !store.counts.contains_key(CHANGE_COUNT)? {
+            store.count_everything()?;
+        }
+        Ok(store)
+    }
+
+    /// Counts what `counts` keeps by walking the trees: once, for a store
+    /// made before the counts were kept (nothing writes while it opens).
+    fn count_everything(&self) -> Result<()> {
+        let mut counts = std::collections::HashMap::<Vec<u8>, u64>::new();
+        counts.insert(
+            CHANGE_COUNT.to_vec(),
+            self.changes.iter().keys().count() as u64,
+        );
+        for key in self.by_space.iter().keys() {
+            let key = key?;
+            let space = key.split(|b| *b == 0).next().unwrap_or_default();
+            *counts.entry(count_key("items", space)).or_default() += 1;
+        }
+        for r in self.rejections()? {
+            *counts
+                .entry(count_key("rejected", r.space.as_bytes()))
+                .or_default() += 1;
+        }
+        let mut batch = sled::Batch::default();
+        for (key, n) in counts {
+            batch.insert(key, &n.to_be_bytes()[..]);
+        }
+        self.counts.apply_batch(batch)?;
+        self.counts.flush()?;
+        Ok(())
     }
 
     /// This store, journaling to `journal` from now on.
@@ -637,6 +690,7 @@ impl Store {
             &self.spaces,
             &self.authored,
             &self.usage,
+            &self.counts,
             &self.meta,
         ];
         let result: std::result::Result<(), TransactionError<()>> =
@@ -653,11 +707,13 @@ impl Store {
                     spaces,
                     authored,
                     usage,
+                    counts,
                     meta,
                 ] = t.as_slice()
                 else {
                     return Err(ConflictableTransactionError::Abort(()));
                 };
+                let mut new_changes = 0u64;
                 if let Some((_, end)) = appended {
                     meta.insert(JOURNAL_MARK, &end.encode()[..])?;
                 }
@@ -676,6 +732,7 @@ impl Store {
                             // The space charged for it, so that forgetting
                             // it gives the bytes back to the same space.
                             doc_changes.insert(listed, w.space.to_string().as_bytes())?;
+                            new_changes += 1;
                         } else if doc_changes.get(&listed)?.is_none() {
                             doc_changes.insert(listed, &[][..])?;
                         }
@@ -687,8 +744,13 @@ impl Store {
                         let used = usage.get(key.as_bytes())?.map_or(0, |v| be_u64(&v));
                         usage.insert(key.as_bytes(), &(used + added).to_be_bytes()[..])?;
                     }
-                    if !pending {
-                        by_space.insert(space_key(w.space, w.id), w.heads.concat())?;
+                    if !pending
+                        && by_space
+                            .insert(space_key(w.space, w.id), w.heads.concat())?
+                            .is_none()
+                    {
+                        let key = count_key("items", w.space.to_string().as_bytes());
+                        add_to_count(counts, &key, 1)?;
                     }
                     match w.index {
                         Indexed::Record { view, previous } => {
@@ -712,6 +774,7 @@ impl Store {
                         Indexed::Opaque | Indexed::Pending => {}
                     }
                 }
+                add_to_count(counts, CHANGE_COUNT, new_changes as i64)?;
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
         match result {
@@ -895,7 +958,29 @@ impl Store {
 
     /// Number of signed changes stored, all spaces together.
     pub fn change_count(&self) -> usize {
-        self.changes.len()
+        self.count(CHANGE_COUNT) as usize
+    }
+
+    /// Documents held in `space` (its own space document included), from
+    /// the kept count: no scan.
+    pub fn space_item_count(&self, space: SpaceId) -> usize {
+        self.count(&count_key("items", space.to_string().as_bytes())) as usize
+    }
+
+    /// Changes of `space` refused from peers since the store began
+    /// counting (the log of them keeps only the newest).
+    pub fn rejected_count(&self, space: SpaceId) -> u64 {
+        self.count(&count_key("rejected", space.to_string().as_bytes()))
+    }
+
+    /// A kept count; 0 if it cannot be read (a count is for display, and a
+    /// store that cannot be read says so on its next real read).
+    fn count(&self, key: &[u8]) -> u64 {
+        self.counts
+            .get(key)
+            .ok()
+            .flatten()
+            .map_or(0, |v| be_u64(&v))
     }
 
     /// Documents that `author` has written changes to (kept-aside ones
@@ -940,16 +1025,21 @@ impl Store {
             &self.by_name,
             &self.links,
             &self.by_space,
+            &self.counts,
         ];
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {
-                let [docs, records, by_kind, by_name, links, by_space] = t.as_slice() else {
+                let [docs, records, by_kind, by_name, links, by_space, counts] = t.as_slice()
+                else {
                     return Err(ConflictableTransactionError::Abort(()));
                 };
                 let key = id.to_string();
                 docs.remove(key.as_bytes())?;
                 records.remove(key.as_bytes())?;
-                by_space.remove(space_key(space, id))?;
+                if by_space.remove(space_key(space, id))?.is_some() {
+                    let key = count_key("items", space.to_string().as_bytes());
+                    add_to_count(counts, &key, -1)?;
+                }
                 if let Some(old) = previous {
                     by_kind.remove(kind_key(old.kind, old.id))?;
                     by_name.remove(name_key(&old.title(), old.id))?;
@@ -979,10 +1069,10 @@ impl Store {
     /// journal until compaction; a rebuild re-judges and forgets it again.)
     pub fn forget_change(&self, id: RecordId, hash: &[u8]) -> Result<()> {
         let listed = concat(id.to_string().as_bytes(), hash);
-        let trees = [&self.changes, &self.doc_changes, &self.usage];
+        let trees = [&self.changes, &self.doc_changes, &self.usage, &self.counts];
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {
-                let [changes, doc_changes, usage] = t.as_slice() else {
+                let [changes, doc_changes, usage, counts] = t.as_slice() else {
                     return Err(ConflictableTransactionError::Abort(()));
                 };
                 let Some(charged) = doc_changes.remove(listed.as_slice())? else {
@@ -991,6 +1081,7 @@ impl Store {
                 let Some(bytes) = changes.remove(hash)? else {
                     return Ok(());
                 };
+                add_to_count(counts, CHANGE_COUNT, -1)?;
                 if !charged.is_empty() {
                     let used = usage.get(&charged)?.map_or(0, |v| be_u64(&v));
                     let left = used.saturating_sub(bytes.len() as u64);
@@ -1119,6 +1210,17 @@ impl Store {
         self.flush()
     }
 
+    /// The invite stored under `secret_hash`, used or not.
+    pub fn invite(&self, secret_hash: &[u8]) -> Result<Option<InviteRecord>> {
+        self.invites
+            .get(secret_hash)?
+            .map(|json| {
+                serde_json::from_slice(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("invite: {e}")))
+            })
+            .transpose()
+    }
+
     /// Puts an invite state read back from the journal (not journaled again).
     pub fn restore_invite(&self, secret_hash: &[u8], json: &[u8]) -> Result<()> {
         self.invites.insert(secret_hash, json)?;
@@ -1153,8 +1255,22 @@ impl Store {
         applied
     }
 
+    /// The invite under `secret_hash` if it can still be redeemed (known,
+    /// unused, unexpired); spends nothing.
+    pub fn usable_invite(
+        &self,
+        secret_hash: &[u8],
+        now: i64,
+    ) -> Result<std::result::Result<InviteRecord, InviteError>> {
+        Ok(match self.invite(secret_hash)? {
+            None => Err(InviteError::Unknown),
+            Some(invite) => usable(invite, now),
+        })
+    }
+
     /// Marks an invite redeemed by `device`, atomically: of two concurrent
-    /// redemptions, one wins.
+    /// redemptions, one wins. Callers check everything else first; this is
+    /// the last step, the one that spends the ticket.
     pub fn redeem_invite(
         &self,
         secret_hash: &[u8],
@@ -1167,26 +1283,53 @@ impl Store {
             };
             let invite: InviteRecord = serde_json::from_slice(&current)
                 .map_err(|e| StoreError::Corrupt(format!("invite: {e}")))?;
-            if invite.redeemed_by.is_some() {
-                return Ok(Err(InviteError::Used));
-            }
-            if invite.expires < now {
-                return Ok(Err(InviteError::Expired));
-            }
-            let mut used = invite.clone();
+            let mut used = match usable(invite, now) {
+                Ok(invite) => invite,
+                Err(e) => return Ok(Err(e)),
+            };
             used.redeemed_by = Some(device.to_string());
             let json = serde_json::to_vec(&used).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let won = self.journal_invite(secret_hash, &json, || {
-                Ok(self
-                    .invites
-                    .compare_and_swap(secret_hash, Some(current), Some(json.as_slice()))?
-                    .is_ok())
-            })?;
-            if won {
-                self.flush()?;
+            if self.swap_invite(secret_hash, current, &json)? {
                 return Ok(Ok(used));
             }
         }
+    }
+
+    /// Gives back an invite `device` redeemed, when what the redemption was
+    /// for could not be written: the ticket works again. False if the
+    /// invite is not (or no longer) marked as redeemed by `device`.
+    pub fn release_invite(&self, secret_hash: &[u8], device: &str) -> Result<bool> {
+        loop {
+            let Some(current) = self.invites.get(secret_hash)? else {
+                return Ok(false);
+            };
+            let mut invite: InviteRecord = serde_json::from_slice(&current)
+                .map_err(|e| StoreError::Corrupt(format!("invite: {e}")))?;
+            if invite.redeemed_by.as_deref() != Some(device) {
+                return Ok(false);
+            }
+            invite.redeemed_by = None;
+            let json =
+                serde_json::to_vec(&invite).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if self.swap_invite(secret_hash, current, &json)? {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Replaces the invite state `current` by `json`, journaled and durable;
+    /// false if another writer changed it first.
+    fn swap_invite(&self, secret_hash: &[u8], current: sled::IVec, json: &[u8]) -> Result<bool> {
+        let won = self.journal_invite(secret_hash, json, || {
+            Ok(self
+                .invites
+                .compare_and_swap(secret_hash, Some(current), Some(json))?
+                .is_ok())
+        })?;
+        if won {
+            self.flush()?;
+        }
+        Ok(won)
     }
 
     /// Records a refused change. The log keeps the newest
@@ -1197,6 +1340,11 @@ impl Store {
         let id = self.db.generate_id()?;
         let json = serde_json::to_vec(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.rejected.insert(id.to_be_bytes(), json)?;
+        self.counts
+            .fetch_and_update(count_key("rejected", r.space.as_bytes()), |old| {
+                let n = old.map_or(0, be_u64) + 1;
+                Some(n.to_be_bytes().to_vec())
+            })?;
         // Counting a sled tree is a scan: trim now and then, not each time.
         while id % 64 == 0 && self.rejected.len() > MAX_REJECTIONS {
             if self.rejected.pop_min()?.is_none() {
@@ -1270,6 +1418,29 @@ fn kind_key(kind: Kind, id: RecordId) -> Vec<u8> {
 fn name_key(title: &str, id: RecordId) -> Vec<u8> {
     // A NUL inside a title would split the key wrongly; titles never need one.
     format!("{}\0{id}", title.to_lowercase().replace('\0', "")).into_bytes()
+}
+
+fn count_key(what: &str, space: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(what.len() + 1 + space.len());
+    key.extend_from_slice(what.as_bytes());
+    key.push(0);
+    key.extend_from_slice(space);
+    key
+}
+
+/// Adds `delta` to the count under `key`, inside a transaction.
+fn add_to_count(
+    counts: &sled::transaction::TransactionalTree,
+    key: &[u8],
+    delta: i64,
+) -> std::result::Result<(), ConflictableTransactionError<()>> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let old = counts.get(key)?.map_or(0, |v| be_u64(&v));
+    let new = old.saturating_add_signed(delta);
+    counts.insert(key, &new.to_be_bytes()[..])?;
+    Ok(())
 }
 
 fn space_key(space: SpaceId, id: RecordId) -> Vec<u8> {
@@ -1366,6 +1537,83 @@ mod tests {
         let heard: Vec<RecordId> = feed.try_iter().collect();
         assert_eq!(heard, vec![acme.id, globex.id, acme.id]);
         assert_eq!(store.watchers.lock().expect("lock").len(), 1);
+    }
+
+    /// The kept counts equal what a scan finds, after writes, repeats and
+    /// a withdrawal, and for a store made before they were kept.
+    #[test]
+    fn kept_counts_equal_the_scans_they_replace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), true, None).expect("open");
+        let shared = SpaceId::Shared(RecordId::new(9, [9; 10]));
+        let change = |n: u8| {
+            (
+                vec![n; 32],
+                SignedChange {
+                    author: [n; 32],
+                    signature: [0; 64],
+                    change: vec![n; 10],
+                },
+            )
+        };
+        let (c1, c2, c3) = (change(1), change(2), change(3));
+        let mut acme = view(1, Kind::Company, &[("name", text("Acme"))]);
+        acme.space = shared;
+        let globex = view(2, Kind::Company, &[("name", text("Globex"))]);
+        let first = [c1.clone(), c2.clone()];
+        let again = [c2, c3];
+        let only = [c1];
+        let write = |v: &RecordView, changes| {
+            store
+                .write(&RecordWrite {
+                    id: v.id,
+                    space: v.space,
+                    doc: b"doc",
+                    heads: &[[1; 32]],
+                    changes,
+                    index: Indexed::Record {
+                        view: v,
+                        previous: None,
+                    },
+                })
+                .expect("write")
+        };
+        write(&acme, &first[..]);
+        write(&acme, &again[..]);
+        write(&globex, &only[..]);
+        store
+            .log_rejection(&Rejection {
+                space: shared.to_string(),
+                record: acme.id.to_string(),
+                author: None,
+                from: "ab".into(),
+                reason: "test".into(),
+                at: 0,
+            })
+            .expect("log");
+        let check = |store: &Store, changes: usize, shared_items: usize, private: usize| {
+            assert_eq!(store.change_count(), changes);
+            assert_eq!(store.change_count(), store.changes.len());
+            assert_eq!(store.space_item_count(shared), shared_items);
+            assert_eq!(store.space_items(shared).count(), shared_items);
+            assert_eq!(store.space_item_count(SpaceId::Private), private);
+            assert_eq!(store.space_items(SpaceId::Private).count(), private);
+            assert_eq!(store.rejected_count(shared), 1);
+            assert_eq!(store.rejected_count(SpaceId::Private), 0);
+        };
+        check(&store, 3, 1, 1);
+        store.withdraw(acme.id, shared).expect("withdraw");
+        store.withdraw(acme.id, shared).expect("withdrawn twice");
+        check(&store, 3, 0, 1);
+        write(&acme, &first[..]);
+        check(&store, 3, 1, 1);
+
+        // A store from before the counts: counted when opened.
+        store.counts.clear().expect("clear");
+        store.flush().expect("flush");
+        drop(store);
+        let store = reopen(dir.path(), false).expect("reopen");
+        check(&store, 3, 1, 1);
     }
 
     #[test]

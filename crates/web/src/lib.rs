@@ -18,6 +18,7 @@ mod error;
 pub mod live;
 mod page;
 mod pages;
+mod redirect;
 mod trail;
 
 use std::net::SocketAddr;

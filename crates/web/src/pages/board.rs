@@ -385,10 +385,7 @@ pub(crate) async fn move_deal(
     let moved = app
         .blocking(move |app| Ok(app.repo().edit(&id, &[("stage".into(), stage)], &[])?))
         .await?;
-    let back = match f.back.as_deref() {
-        Some(b) if is_local(b) => b,
-        _ => "/board",
-    };
+    let back = crate::redirect::local_or(f.back.as_deref(), "/board");
     // The board confirms the move to whoever used the form (without
     // JavaScript, the redirect is all they see of it).
     let to = if back == "/board" || back.starts_with("/board?") {
@@ -397,15 +394,6 @@ pub(crate) async fn move_deal(
         back.to_string()
     };
     Ok(Redirect::to(&to).into_response())
-}
-
-/// A path on this site: not another site's address (`//host`, `/\host`
-/// which browsers read as `//host`), and a valid `Location` header.
-fn is_local(back: &str) -> bool {
-    back.starts_with('/')
-        && !back.starts_with("//")
-        && !back.starts_with("/\\")
-        && back.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// `url` with `key=value` set (replacing an earlier one).
