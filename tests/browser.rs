@@ -2,8 +2,9 @@
 //! and headless Chromium (driven by `tests/browser/e2e.mjs` through
 //! playwright-core) logs in to node A, fills in forms, searches, drags a
 //! deal across the pipeline board, checks accessibility with axe-core and
-//! the phone layout, and watches an edit made on node B appear on A's open
-//! page without a reload.
+//! the phone layout, watches an edit made on node B appear on A's open
+//! page without a reload, and settles a real conflict (both nodes wrote a
+//! field while apart) by keeping one value, which B then shows too.
 //!
 //! Needs Chromium (`apt-get install chromium`, or `RAPPORT_CHROMIUM=PATH`),
 //! Node.js and `npm ci --prefix tests/browser`. Without them the test is
@@ -120,7 +121,7 @@ fn the_web_ui_works_in_a_real_browser() {
     let (a, b) = (Node::new(), Node::new());
     a.ok(&["init", "--name", ME]);
     let _na = a.start(&["--ui-bind", "127.0.0.1:0"]);
-    let _nb = b.start(&["--ui-bind", "127.0.0.1:0"]);
+    let mut nb = b.start(&["--ui-bind", "127.0.0.1:0"]);
     a.ok(&["space", "create", SPACE]);
     let acme = a.json(&["company", "add", SHARED_COMPANY, "--space", SPACE]);
     let acme_id = acme["id"].as_str().expect("id").to_string();
@@ -128,6 +129,22 @@ fn the_web_ui_works_in_a_real_browser() {
     assert!(
         eventually(WAIT, || b.run(&["show", &acme_id]).status.success()),
         "the shared company did not reach node B"
+    );
+
+    // A real conflict for the script to settle: both nodes write the
+    // company's industry while B is offline, then B comes back and syncs.
+    nb.stop();
+    b.ok(&["edit", &acme_id, "--set", "industry=Mining"]);
+    a.ok(&["edit", &acme_id, "--set", "industry=Steel"]);
+    let _nb = b.start(&["--ui-bind", "127.0.0.1:0"]);
+    let torn = |n: &Node| {
+        n.json(&["show", &acme_id])["conflicts"]["industry"]
+            .as_array()
+            .is_some_and(|values| values.len() == 2)
+    };
+    assert!(
+        eventually(WAIT, || torn(&a) && torn(&b)),
+        "the two industries did not meet as a conflict on both nodes"
     );
 
     // Something to do on "My work": a task due today and an open ticket.

@@ -552,11 +552,23 @@ fn list(out: &mut String, repo: &Repo, kind: Kind, views: &[RecordView], json: b
 }
 
 fn show(out: &mut String, repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
+    let race = repo.delete_race(v)?;
     if json {
-        return print_json(out, &v.to_json());
+        let mut j = v.to_json();
+        if let (Some(race), Some(o)) = (&race, j.as_object_mut()) {
+            let mut r = serde_json::to_value(race)?;
+            if let Some(r) = r.as_object_mut() {
+                r.insert("summary".into(), race.summary().into());
+            }
+            o.insert("delete_race".into(), r);
+        }
+        return print_json(out, &j);
     }
     let mut d = Display::new(repo);
     outln!(out, "{}", d.card(v));
+    if let Some(race) = &race {
+        outln!(out, "\n! {}", race.summary());
+    }
     let related = repo.related(v.id)?;
     let live: Vec<_> = related.iter().filter(|(_, r)| !r.deleted).collect();
     if !live.is_empty() {
@@ -590,6 +602,7 @@ fn timeline(out: &mut String, repo: &Repo, v: &RecordView, json: bool) -> Result
                 action,
                 fields,
                 verified,
+                race,
                 ..
             } => {
                 let mark = if *verified {
@@ -598,6 +611,9 @@ fn timeline(out: &mut String, repo: &Repo, v: &RecordView, json: bool) -> Result
                     "  [SIGNATURE DOES NOT VERIFY]"
                 };
                 outln!(out, "{}  {action} by {author}{mark}", local_time(*time));
+                if let Some(race) = race {
+                    outln!(out, "    ! {race}");
+                }
                 for f in fields {
                     let show = |val: &Option<rapport_model::FieldValue>, d: &mut Display| {
                         val.as_ref().map_or("—".to_string(), |x| {

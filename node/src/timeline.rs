@@ -1,7 +1,10 @@
 //! A record's timeline: every change to it (who, when, what, and whether
-//! its signature verifies), merged with the activities linked to it.
+//! its signature verifies), merged with the activities linked to it; and
+//! the races a deletion can lose silently (a delete and a restore at the
+//! same time, edits made while someone deleted the record), told in words.
 
-use rapport_model::automerge::ChangeHash;
+use rapport_model::automerge::{AutoCommit, ChangeHash};
+use rapport_model::space::SpaceView;
 use rapport_model::{FieldValue, Kind, RecordId, RecordView};
 use rapport_trust::{DeviceId, verify_change};
 
@@ -29,6 +32,9 @@ pub enum Entry {
         /// Whether the stored signature verifies for this change.
         verified: bool,
         hash: String,
+        /// Set when the change raced the record's deletion: with what.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        race: Option<String>,
     },
     /// An activity (call, email, meeting, note, task) about the record.
     Activity {
@@ -38,6 +44,107 @@ pub enum Entry {
         subject: String,
         done: Option<bool>,
     },
+}
+
+/// A change that took part in a race with the record's deletion.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Racer {
+    /// Seconds since the Unix epoch, as the author's clock said.
+    pub time: i64,
+    pub author: String,
+    /// The fields an edit changed (empty for a delete or a restore).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    pub hash: String,
+}
+
+/// A delete made at the same time as a restore, or as edits that then
+/// vanished with the record. Deleting or restoring the record again
+/// settles it on every node.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeleteRace {
+    /// Whether the record is deleted now.
+    pub deleted: bool,
+    pub deletes: Vec<Racer>,
+    pub restores: Vec<Racer>,
+    pub edits: Vec<Racer>,
+}
+
+impl DeleteRace {
+    /// One sentence for the user: what raced, what holds, how to settle it.
+    pub fn summary(&self) -> String {
+        let who = |rs: &[Racer]| {
+            let mut names: Vec<&str> = rs.iter().map(|r| r.author.as_str()).collect();
+            names.dedup();
+            names.join(" and ")
+        };
+        let mut out = format!("{} deleted this record", who(&self.deletes));
+        if !self.restores.is_empty() {
+            out.push_str(&format!(
+                " while {} restored it at the same time",
+                who(&self.restores)
+            ));
+        }
+        if !self.edits.is_empty() {
+            let mut fields: Vec<&str> = self
+                .edits
+                .iter()
+                .flat_map(|r| r.fields.iter().map(String::as_str))
+                .collect();
+            fields.sort_unstable();
+            fields.dedup();
+            out.push_str(&format!(
+                "{} {} changed {} at the same time",
+                if self.restores.is_empty() {
+                    " while"
+                } else {
+                    ", and"
+                },
+                who(&self.edits),
+                fields.join(", ")
+            ));
+        }
+        out.push_str(match (self.deleted, self.edits.is_empty()) {
+            (true, false) => {
+                ": it stays deleted, and those changes are hidden with it. \
+                 Restore it to keep them, or delete it again to settle this for everyone."
+            }
+            (true, true) => {
+                ": it stays deleted. Restore it, or delete it again, to settle this for everyone."
+            }
+            (false, _) => {
+                ": it stays restored. Delete it, or restore it again, to settle this for everyone."
+            }
+        });
+        out
+    }
+
+    /// What the change `hash` raced, for its timeline entry.
+    fn note(&self, hash: &str) -> Option<String> {
+        let names = |rs: &[Racer], what: &str| {
+            let mut names: Vec<&str> = rs.iter().map(|r| r.author.as_str()).collect();
+            names.dedup();
+            (!names.is_empty()).then(|| format!("{what} by {}", names.join(" and ")))
+        };
+        let is = |rs: &[Racer]| rs.iter().any(|r| r.hash == hash);
+        let against: Vec<String> = if is(&self.deletes) {
+            [
+                names(&self.restores, "a restore"),
+                names(&self.edits, "edits"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
+        } else if is(&self.restores) || is(&self.edits) {
+            names(&self.deletes, "a delete").into_iter().collect()
+        } else {
+            return None;
+        };
+        Some(format!(
+            "made at the same time as {}",
+            against.join(" and ")
+        ))
+    }
 }
 
 impl Entry {
@@ -78,11 +185,51 @@ impl Repo {
         Ok(entries)
     }
 
+    /// How the record's deletion raced a restore or edits, if it did.
+    pub fn delete_race(&self, record: &RecordView) -> Result<Option<DeleteRace>, NodeError> {
+        let mut doc = self.load_doc(record.id)?;
+        let spaces = self.spaces()?;
+        self.race_in(&mut doc, record.id, &spaces)
+    }
+
+    fn race_in(
+        &self,
+        doc: &mut AutoCommit,
+        id: RecordId,
+        spaces: &[SpaceView],
+    ) -> Result<Option<DeleteRace>, NodeError> {
+        let Some(race) = rapport_model::doc::delete_race(doc)? else {
+            return Ok(None);
+        };
+        let mut racer = |hash: &ChangeHash, fields: &[String]| {
+            let (time, device) = doc
+                .get_change_by_hash(hash)
+                .map(|c| (c.timestamp(), DeviceId::from_actor(c.actor_id())))
+                .unwrap_or((0, None));
+            Racer {
+                time,
+                author: self.author_label(device, spaces),
+                fields: fields.to_vec(),
+                hash: rapport_proto::hex(&hash.0),
+            }
+        };
+        let deletes = race.deletes.iter().map(|h| racer(h, &[])).collect();
+        let restores = race.restores.iter().map(|h| racer(h, &[])).collect();
+        let edits = race.edits.iter().map(|(h, f)| racer(h, f)).collect();
+        Ok(Some(DeleteRace {
+            deleted: RecordView::read(doc, id, None)?.deleted,
+            deletes,
+            restores,
+            edits,
+        }))
+    }
+
     fn change_entries(&self, id: RecordId) -> Result<Vec<Entry>, NodeError> {
         let mut doc = self.load_doc(id)?;
+        let spaces = self.spaces()?;
+        let race = self.race_in(&mut doc, id, &spaces)?;
         let changes = doc.get_changes(&[]);
         let mut entries = Vec::with_capacity(changes.len());
-        let spaces = self.spaces()?;
         for change in changes {
             let hash = change.hash();
             let before = if change.deps().is_empty() {
@@ -92,6 +239,7 @@ impl Repo {
             };
             let after = RecordView::read(&mut doc, id, Some(&[hash]))?;
             let device = DeviceId::from_actor(change.actor_id());
+            let hash_hex = rapport_proto::hex(&hash.0);
             entries.push(Entry::Change {
                 time: change.timestamp(),
                 author: self.author_label(device, &spaces),
@@ -99,7 +247,8 @@ impl Repo {
                 action: action(before.as_ref(), &after).into(),
                 fields: diff(before.as_ref(), &after),
                 verified: self.change_verifies(&hash, device),
-                hash: rapport_proto::hex(&hash.0),
+                race: race.as_ref().and_then(|r| r.note(&hash_hex)),
+                hash: hash_hex,
             });
         }
         Ok(entries)

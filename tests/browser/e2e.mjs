@@ -269,6 +269,33 @@ async function main() {
     }
   });
 
+  await step("a field both nodes wrote while apart shows both values; keeping the winner settles it on both", async () => {
+    await goto(`/r/${SHARED_ID}`);
+    const box = page.locator("#conflict-industry");
+    await box.waitFor();
+    const text = (await box.innerText()).replace(/\s+/g, " ");
+    assert.match(text, /Steel/);
+    assert.match(text, /Mining/);
+    // The first value is the one the page already shows: keeping it must
+    // still settle the conflict.
+    const keep = box.getByRole("button", { name: /^Keep (Steel|Mining) as industry$/ }).first();
+    const kept = (await keep.getAttribute("aria-label")).match(/^Keep (\w+) as/)[1];
+    const details = (await page.locator("dl.fields").innerText()).replace(/\s+/g, " ");
+    assert.match(details, new RegExp(`Industry ${kept}`), "the first value is the one shown");
+    await Promise.all([page.waitForNavigation(), keep.click()]);
+    await page.getByRole("status").filter({ hasText: "Saved." }).waitFor();
+    assert.equal(await page.locator("#conflict-industry").count(), 0, "the conflict is gone on A");
+    const started = Date.now();
+    let onBNow = null;
+    while (Date.now() - started < LIVE_MS) {
+      onBNow = JSON.parse(await onB("--json", "show", SHARED_ID));
+      if (!onBNow.conflicts && onBNow.industry === kept) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.equal(onBNow.industry, kept, "B shows the kept value");
+    assert.equal(onBNow.conflicts, undefined, "the conflict is gone on B");
+  });
+
   await step("my work shows the tasks and tickets", async () => {
     await goto("/");
     const text = await mainText();

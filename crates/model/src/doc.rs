@@ -12,8 +12,17 @@
 //!
 //! Scalars are strings, integers, booleans and timestamps; list fields are
 //! Automerge lists of strings, edited item by item so that concurrent
-//! additions merge. Reading is schema-free, so a field written by a newer
-//! version still shows up.
+//! additions merge. Every list field of the kind is created (empty) with the
+//! record, so that two devices adding the first items insert into the same
+//! list instead of each putting a list of its own; an empty list reads as an
+//! absent field. Documents written before that rule may hold competing lists
+//! under one key: they read as the union of their items, and the next write
+//! to the record puts that union back as one list. Reading is schema-free,
+//! so a field written by a newer version still shows up.
+//!
+//! A value the user keeps (`edit --set` with a conflicting field's current
+//! value, "Keep this value") is written even when it equals Automerge's
+//! winner: the new op supersedes every conflicting one, on every node.
 
 use std::collections::BTreeMap;
 
@@ -62,6 +71,9 @@ pub fn create(
     doc.put(ROOT, "space", space.to_string())?;
     doc.put(ROOT, "deleted", false)?;
     let map = doc.put_object(ROOT, "fields", ObjType::Map)?;
+    for def in kind.fields().iter().filter(|d| d.ty.is_list()) {
+        doc.put_object(&map, def.name, ObjType::List)?;
+    }
     for (name, value) in fields {
         put_field(&mut doc, &map, kind, name, value)?;
     }
@@ -70,7 +82,11 @@ pub fn create(
 }
 
 /// Applies `edits` as one change; returns its hash, or `None` if nothing
-/// actually changed (no empty changes are recorded).
+/// actually changed (no empty changes are recorded). A value that equals
+/// the current one is still written when other values conflict with it,
+/// so that keeping it settles the conflict; and a record whose deletion
+/// raced other changes gets its tombstone written again by a delete or a
+/// restore, which settles that too.
 pub fn edit(
     doc: &mut AutoCommit,
     edits: &[Edit],
@@ -78,23 +94,46 @@ pub fn edit(
 ) -> Result<Option<ChangeHash>, DocError> {
     let kind = read_kind(doc, None)?;
     let map = fields_obj(doc)?;
+    // Asked before anything is written: reading the history closes the
+    // pending transaction.
+    let raced = edits.iter().any(|e| matches!(e, Edit::Deleted(_))) && delete_race(doc)?.is_some();
     let mut summary = Vec::new();
+    let mut touched = Vec::new();
     for e in edits {
         match e {
             Edit::Set(name, value) => {
-                if read_field(doc, &map, name, None)?.as_ref() != Some(value) {
+                let settled = doc.get_all(&map, name.as_str())?.len() <= 1;
+                if !settled || read_field(doc, &map, name, None)?.as_ref() != Some(value) {
                     put_field(doc, &map, kind, name, value)?;
                     summary.push(format!("set {name}"));
+                    touched.push(name.as_str());
                 }
             }
             Edit::Unset(name) => {
-                if doc.get(&map, name.as_str())?.is_some() {
+                let is_list = kind.field(name).is_some_and(|d| d.ty.is_list());
+                if is_list {
+                    // Emptied in place, so that the list stays the one
+                    // every device inserts into.
+                    let settled = doc.get_all(&map, name.as_str())?.len() <= 1;
+                    if !settled || read_field(doc, &map, name, None)?.is_some() {
+                        put_list(doc, &map, name, &[])?;
+                        summary.push(format!("unset {name}"));
+                        touched.push(name.as_str());
+                    }
+                } else if doc.get(&map, name.as_str())?.is_some() {
                     doc.delete(&map, name.as_str())?;
                     summary.push(format!("unset {name}"));
                 }
             }
             Edit::Deleted(d) => {
-                if read_deleted(doc, None)? != *d {
+                let current = read_deleted(doc, None)?;
+                if current != *d || raced {
+                    if current == *d {
+                        // Automerge drops a put of the value a key already
+                        // holds alone; going through the other value makes
+                        // the tombstone a new op that has seen the race.
+                        doc.put(ROOT, "deleted", !*d)?;
+                    }
                     doc.put(ROOT, "deleted", *d)?;
                     summary.push(if *d { "delete" } else { "restore" }.to_string());
                 }
@@ -105,7 +144,32 @@ pub fn edit(
         doc.rollback();
         return Ok(None);
     }
+    for name in competing_lists(doc, &map)? {
+        if !touched.contains(&name.as_str()) {
+            let items = read_field(doc, &map, &name, None)?;
+            let items = items.as_ref().map_or(&[][..], FieldValue::as_list);
+            put_list(doc, &map, &name, items)?;
+            summary.push(format!("merge {name}"));
+        }
+    }
     Ok(doc.commit_with(options(summary.join(", "), time)))
+}
+
+/// List fields that hold more than one list object (written concurrently
+/// before every record got its lists at creation).
+fn competing_lists(doc: &AutoCommit, map: &ObjId) -> Result<Vec<String>, DocError> {
+    let mut out = Vec::new();
+    for key in doc.keys(map) {
+        let all = doc.get_all(map, key.as_str())?;
+        if all.len() > 1
+            && all
+                .iter()
+                .all(|(v, _)| matches!(v, automerge::Value::Object(ObjType::List)))
+        {
+            out.push(key);
+        }
+    }
+    Ok(out)
 }
 
 fn options(message: String, time: Timestamp) -> CommitOptions {
@@ -147,15 +211,17 @@ fn put_field(
 }
 
 /// Makes the list at `name` hold `items`, deleting and appending only what
-/// differs, so that a concurrent addition by someone else survives.
+/// differs, so that a concurrent addition by someone else survives. Where
+/// several values compete under `name`, a new list replaces them all.
 fn put_list(
     doc: &mut AutoCommit,
     map: &ObjId,
     name: &str,
     items: &[String],
 ) -> Result<(), DocError> {
-    let list = match doc.get(map, name)? {
-        Some((automerge::Value::Object(ObjType::List), id)) => id,
+    let all = doc.get_all(map, name)?;
+    let list = match all.as_slice() {
+        [(automerge::Value::Object(ObjType::List), id)] => id.clone(),
         _ => doc.put_object(map, name, ObjType::List)?,
     };
     let current = read_list(doc, &list, None);
@@ -226,17 +292,48 @@ fn value_of(
     }
 }
 
+/// A field's value (Automerge's winner), or the union of competing lists;
+/// an empty list is no value.
 fn read_field(
     doc: &AutoCommit,
     map: &ObjId,
     name: &str,
     heads: Option<&[ChangeHash]>,
 ) -> Result<Option<FieldValue>, DocError> {
-    let got = match heads {
-        Some(h) => doc.get_at(map, name, h)?,
-        None => doc.get(map, name)?,
+    Ok(read_values(doc, map, name, heads)?.into_iter().next())
+}
+
+/// Every value of a field, winner first. Competing lists are one value,
+/// their union (winner's items first): concurrent additions are never a
+/// conflict. An empty list is no value.
+fn read_values(
+    doc: &AutoCommit,
+    map: &ObjId,
+    name: &str,
+    heads: Option<&[ChangeHash]>,
+) -> Result<Vec<FieldValue>, DocError> {
+    let all = match heads {
+        Some(h) => doc.get_all_at(map, name, h)?,
+        None => doc.get_all(map, name)?,
     };
-    Ok(got.and_then(|v| value_of(doc, v, heads)))
+    let mut values: Vec<FieldValue> = all
+        .into_iter()
+        .filter_map(|v| value_of(doc, v, heads))
+        .collect();
+    // Automerge returns concurrent values in op order; its winner is last.
+    values.reverse();
+    if values.len() > 1 && values.iter().all(|v| matches!(v, FieldValue::List(_))) {
+        let mut union: Vec<String> = Vec::new();
+        for item in values.iter().flat_map(FieldValue::as_list) {
+            if !union.contains(item) {
+                union.push(item.clone());
+            }
+        }
+        values = vec![FieldValue::List(union)];
+    }
+    values.dedup();
+    values.retain(|v| !matches!(v, FieldValue::List(l) if l.is_empty()));
+    Ok(values)
 }
 
 fn read_kind(doc: &AutoCommit, heads: Option<&[ChangeHash]>) -> Result<Kind, DocError> {
@@ -259,6 +356,123 @@ fn read_deleted(doc: &AutoCommit, heads: Option<&[ChangeHash]>) -> Result<bool, 
         got.and_then(|v| scalar_to_value(&v.0)),
         Some(FieldValue::Flag(true))
     ))
+}
+
+/// A deletion that raced other changes: a delete and a restore made at
+/// the same time (the tombstone holds both values, Automerge picked one),
+/// or edits made at the same time as a delete that holds, so that they
+/// vanished with the record. Writing the tombstone again (a delete or a
+/// restore) settles it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeleteRace {
+    /// The changes whose delete is among the tombstone's current values.
+    pub deletes: Vec<ChangeHash>,
+    /// Restores made at the same time as one of those deletes.
+    pub restores: Vec<ChangeHash>,
+    /// Changes made at the same time as a delete that holds (the record is
+    /// deleted), with the fields each changed.
+    pub edits: Vec<(ChangeHash, Vec<String>)>,
+}
+
+/// How the record's current deletion raced other changes, if it did.
+pub fn delete_race(doc: &mut AutoCommit) -> Result<Option<DeleteRace>, DocError> {
+    let values: Vec<(bool, ObjId)> = doc
+        .get_all(ROOT, "deleted")?
+        .into_iter()
+        .map(|(v, id)| (scalar_to_value(&v) == Some(FieldValue::Flag(true)), id))
+        .collect();
+    if !values.iter().any(|(deleted, _)| *deleted) {
+        return Ok(None);
+    }
+    let changes: Vec<(ChangeHash, Vec<ChangeHash>, ActorId, u64, u64)> = doc
+        .get_changes(&[])
+        .into_iter()
+        .map(|c| {
+            (
+                c.hash(),
+                c.deps().to_vec(),
+                c.actor_id().clone(),
+                c.start_op().get(),
+                c.max_op(),
+            )
+        })
+        .collect();
+    let change_of = |id: &ObjId| match id {
+        ObjId::Id(counter, actor, _) => changes
+            .iter()
+            .find(|(_, _, a, start, max)| a == actor && (*start..=*max).contains(counter))
+            .map(|(h, ..)| *h),
+        ObjId::Root => None,
+    };
+    let mut race = DeleteRace::default();
+    for (deleted, id) in &values {
+        let Some(hash) = change_of(id) else { continue };
+        if *deleted {
+            race.deletes.push(hash);
+        } else {
+            race.restores.push(hash);
+        }
+    }
+    if read_deleted(doc, None)? {
+        // Changes in causal order: a change descends from a delete if one of
+        // its dependencies is that delete or descends from it.
+        let deps: BTreeMap<ChangeHash, &[ChangeHash]> = changes
+            .iter()
+            .map(|(h, d, ..)| (*h, d.as_slice()))
+            .collect();
+        let mut seen_by_delete = std::collections::BTreeSet::new();
+        let mut stack = race.deletes.clone();
+        while let Some(h) = stack.pop() {
+            if seen_by_delete.insert(h) {
+                stack.extend(deps.get(&h).copied().unwrap_or_default());
+            }
+        }
+        let mut after_delete: std::collections::BTreeSet<ChangeHash> =
+            race.deletes.iter().copied().collect();
+        let mut racing = Vec::new();
+        for (h, d, ..) in &changes {
+            if d.iter().any(|d| after_delete.contains(d)) {
+                after_delete.insert(*h);
+            } else if !seen_by_delete.contains(h) && !race.restores.contains(h) {
+                racing.push((*h, d.clone()));
+            }
+        }
+        for (h, d) in racing {
+            let before = field_values(doc, Some(&d))?;
+            let after = field_values(doc, Some(&[h]))?;
+            let mut names: Vec<&String> = before.keys().chain(after.keys()).collect();
+            names.sort();
+            names.dedup();
+            let changed: Vec<String> = names
+                .into_iter()
+                .filter(|n| before.get(*n) != after.get(*n))
+                .cloned()
+                .collect();
+            if !changed.is_empty() {
+                race.edits.push((h, changed));
+            }
+        }
+    }
+    Ok((!race.restores.is_empty() || !race.edits.is_empty()).then_some(race))
+}
+
+/// The fields' winning values as of `heads`.
+fn field_values(
+    doc: &AutoCommit,
+    heads: Option<&[ChangeHash]>,
+) -> Result<BTreeMap<String, FieldValue>, DocError> {
+    let map = fields_obj(doc)?;
+    let keys: Vec<String> = match heads {
+        Some(h) => doc.keys_at(&map, h).collect(),
+        None => doc.keys(&map).collect(),
+    };
+    let mut out = BTreeMap::new();
+    for key in keys {
+        if let Some(v) = read_field(doc, &map, &key, heads)? {
+            out.insert(key, v);
+        }
+    }
+    Ok(out)
 }
 
 /// A record as users see it: the current (or historical) values of its
@@ -295,17 +509,7 @@ impl RecordView {
         let mut fields = BTreeMap::new();
         let mut conflicts = BTreeMap::new();
         for key in keys {
-            let all = match heads {
-                Some(h) => doc.get_all_at(&map, key.as_str(), h)?,
-                None => doc.get_all(&map, key.as_str())?,
-            };
-            let mut values: Vec<FieldValue> = all
-                .into_iter()
-                .filter_map(|v| value_of(doc, v, heads))
-                .collect();
-            // Automerge returns concurrent values in op order; its winner is last.
-            values.reverse();
-            values.dedup();
+            let values = read_values(doc, &map, &key, heads)?;
             let Some(winner) = values.first().cloned() else {
                 continue;
             };
@@ -495,6 +699,214 @@ mod tests {
             "winner first"
         );
         assert_eq!(va.get("industry"), automerge_winner.as_ref());
+    }
+
+    /// Two devices write `industry` concurrently, then merge.
+    fn torn_industry() -> (AutoCommit, AutoCommit) {
+        let mut a = company();
+        let mut b = a.fork().with_actor(actor(2));
+        edit(
+            &mut a,
+            &[Edit::Set("industry".into(), text("Steel"))],
+            t(200),
+        )
+        .expect("a");
+        edit(
+            &mut b,
+            &[Edit::Set("industry".into(), text("Mining"))],
+            t(201),
+        )
+        .expect("b");
+        a.merge(&mut b).expect("merge");
+        b.merge(&mut a).expect("merge");
+        (a, b)
+    }
+
+    #[test]
+    fn keeping_the_value_that_already_wins_settles_the_conflict_on_both_devices() {
+        let (mut a, mut b) = torn_industry();
+        let v = RecordView::read(&mut a, id(), None).expect("read");
+        let winner = v.conflicts.get("industry").expect("a conflict")[0].clone();
+        assert_eq!(v.get("industry"), Some(&winner));
+        let kept = edit(
+            &mut a,
+            &[Edit::Set("industry".into(), winner.clone())],
+            t(300),
+        )
+        .expect("keep");
+        assert!(kept.is_some(), "keeping the winner is a change");
+        b.merge(&mut a).expect("merge");
+        for doc in [&mut a, &mut b] {
+            let v = RecordView::read(doc, id(), None).expect("read");
+            assert_eq!(v.get("industry"), Some(&winner));
+            assert!(v.conflicts.is_empty(), "settled: {:?}", v.conflicts);
+        }
+        // Once settled, the same value is a no-op again.
+        let again = edit(&mut a, &[Edit::Set("industry".into(), winner)], t(400));
+        assert_eq!(again.expect("edit"), None);
+    }
+
+    #[test]
+    fn first_tags_added_on_two_devices_merge() {
+        let mut a = create(
+            actor(1),
+            Kind::Company,
+            SpaceId::Private,
+            &[("name".to_string(), text("Acme"))],
+            t(100),
+        )
+        .expect("create");
+        let v = RecordView::read(&mut a, id(), None).expect("read");
+        assert_eq!(v.get("tags"), None, "an empty list is no value");
+        let mut b = a.fork().with_actor(actor(2));
+        edit(&mut a, &[Edit::Set("tags".into(), list(&["vip"]))], t(200)).expect("a");
+        edit(&mut b, &[Edit::Set("tags".into(), list(&["eu"]))], t(201)).expect("b");
+        a.merge(&mut b).expect("merge");
+        let v = RecordView::read(&mut a, id(), None).expect("read");
+        let mut tags = v.get("tags").expect("tags").as_list().to_vec();
+        tags.sort();
+        assert_eq!(tags, ["eu", "vip"]);
+        assert!(v.conflicts.is_empty(), "{:?}", v.conflicts);
+
+        // One list, so a removal and an addition made at the same time
+        // both hold.
+        b.merge(&mut a).expect("merge");
+        edit(&mut a, &[Edit::Set("tags".into(), list(&["eu"]))], t(300)).expect("a");
+        edit(
+            &mut b,
+            &[Edit::Set("tags".into(), list(&["vip", "eu", "new"]))],
+            t(301),
+        )
+        .expect("b");
+        a.merge(&mut b).expect("merge");
+        let v = RecordView::read(&mut a, id(), None).expect("read");
+        assert_eq!(v.get("tags"), Some(&list(&["eu", "new"])));
+    }
+
+    #[test]
+    fn clearing_a_list_keeps_a_concurrent_addition() {
+        let mut a = company();
+        let mut b = a.fork().with_actor(actor(2));
+        edit(&mut a, &[Edit::Unset("tags".into())], t(200)).expect("a");
+        assert_eq!(
+            RecordView::read(&mut a, id(), None)
+                .expect("read")
+                .get("tags"),
+            None
+        );
+        edit(
+            &mut b,
+            &[Edit::Set("tags".into(), list(&["a", "eu"]))],
+            t(201),
+        )
+        .expect("b");
+        a.merge(&mut b).expect("merge");
+        let v = RecordView::read(&mut a, id(), None).expect("read");
+        assert_eq!(v.get("tags"), Some(&list(&["eu"])));
+    }
+
+    #[test]
+    fn competing_lists_read_as_one_and_the_next_write_merges_them() {
+        // A record as written before lists were created with it: each device
+        // puts a list object of its own.
+        let mut a = AutoCommit::new().with_actor(actor(1));
+        a.put(ROOT, "rapport", LAYOUT_VERSION).expect("put");
+        a.put(ROOT, "kind", "company").expect("put");
+        a.put(ROOT, "space", "private").expect("put");
+        a.put(ROOT, "deleted", false).expect("put");
+        a.put_object(ROOT, "fields", ObjType::Map).expect("put");
+        let map = fields_obj(&a).expect("fields");
+        a.put(&map, "name", "Acme").expect("put");
+        a.commit();
+        let mut b = a.fork().with_actor(actor(2));
+        for (doc, tag) in [(&mut a, "vip"), (&mut b, "eu")] {
+            let map = fields_obj(doc).expect("fields");
+            let l = doc.put_object(&map, "tags", ObjType::List).expect("list");
+            doc.insert(&l, 0, tag).expect("insert");
+            doc.commit();
+        }
+        a.merge(&mut b).expect("merge");
+        let v = RecordView::read(&mut a, id(), None).expect("read");
+        let mut tags = v.get("tags").expect("tags").as_list().to_vec();
+        tags.sort();
+        assert_eq!(tags, ["eu", "vip"], "both devices' tags show");
+        assert!(v.conflicts.is_empty(), "{:?}", v.conflicts);
+
+        edit(
+            &mut a,
+            &[Edit::Set("name".into(), text("Acme Corp"))],
+            t(300),
+        )
+        .expect("edit");
+        assert_eq!(
+            a.get_all(&map, "tags").expect("get").len(),
+            1,
+            "one list again"
+        );
+        let mut c = a.fork().with_actor(actor(3));
+        edit(
+            &mut c,
+            &[Edit::Set("tags".into(), list(&["vip", "eu", "new"]))],
+            t(301),
+        )
+        .expect("edit");
+        edit(&mut a, &[Edit::Unset("tags".into())], t(302)).expect("clear");
+        a.merge(&mut c).expect("merge");
+        let v = RecordView::read(&mut a, id(), None).expect("read");
+        assert_eq!(
+            v.get("tags"),
+            Some(&list(&["new"])),
+            "merged list edits merge"
+        );
+    }
+
+    #[test]
+    fn a_delete_racing_an_edit_or_a_restore_is_reported_until_settled() {
+        let mut a = company();
+        let mut b = a.fork().with_actor(actor(2));
+        edit(&mut a, &[Edit::Deleted(true)], t(200)).expect("delete");
+        let delete = a.get_heads()[0];
+        let change = edit(
+            &mut b,
+            &[Edit::Set("industry".into(), text("Steel"))],
+            t(201),
+        )
+        .expect("edit")
+        .expect("a change");
+        a.merge(&mut b).expect("merge");
+        assert!(RecordView::read(&mut a, id(), None).expect("read").deleted);
+        let race = delete_race(&mut a).expect("race").expect("a race");
+        assert_eq!(race.deletes, [delete]);
+        assert_eq!(race.edits, [(change, vec!["industry".to_string()])]);
+        assert!(race.restores.is_empty());
+
+        // Deleting again, having seen the edit, settles it.
+        assert!(
+            edit(&mut a, &[Edit::Deleted(true)], t(300))
+                .expect("delete")
+                .is_some()
+        );
+        assert_eq!(delete_race(&mut a).expect("race"), None);
+
+        // B restores while A deletes once more.
+        let mut b = a.fork().with_actor(actor(2));
+        edit(&mut b, &[Edit::Deleted(false)], t(400)).expect("restore");
+        let restore = b.get_heads()[0];
+        let mut a2 = a.fork().with_actor(actor(1));
+        edit(&mut a2, &[Edit::Deleted(false)], t(401)).expect("restore");
+        edit(&mut a2, &[Edit::Deleted(true)], t(402)).expect("delete");
+        a2.merge(&mut b).expect("merge");
+        let race = delete_race(&mut a2).expect("race").expect("a race");
+        assert_eq!(race.restores, [restore]);
+        assert_eq!(race.deletes.len(), 1);
+        // Restoring (whatever Automerge picked) settles it.
+        assert!(
+            edit(&mut a2, &[Edit::Deleted(false)], t(500))
+                .expect("restore")
+                .is_some()
+        );
+        assert_eq!(delete_race(&mut a2).expect("race"), None);
+        assert!(!RecordView::read(&mut a2, id(), None).expect("read").deleted);
     }
 
     #[test]

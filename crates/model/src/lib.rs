@@ -9,7 +9,7 @@ pub mod schema;
 pub mod space;
 pub mod value;
 
-pub use doc::{DocError, Edit, RecordView};
+pub use doc::{DeleteRace, DocError, Edit, RecordView};
 pub use id::RecordId;
 pub use schema::{FieldDef, FieldType, Kind, RuleError, check_record};
 pub use space::{Identity, Member, Removal, Role, SpaceId, SpaceState, SpaceView};

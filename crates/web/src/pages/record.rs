@@ -1,6 +1,7 @@
 //! `GET /r/{id}`: one record: its fields, values written at the same time
 //! on two devices (with a way to keep one), the space it is in and who
-//! shares it, related records, and its timeline. Also the record's small
+//! shares it, related records, and its timeline; a delete that raced a
+//! restore or edits, with a way to settle it. Also the record's small
 //! actions: pick a conflicting value, mark a task done, delete, restore.
 
 use axum::Form;
@@ -43,6 +44,7 @@ fn render(repo: &Repo, reference: &str, q: &RecordQuery) -> Result<Html<String>,
     let title_of = |id: RecordId| page::title_in(repo, id);
     let related = repo.related(view.id)?;
     let timeline = repo.timeline(&view)?;
+    let race = repo.delete_race(&view)?;
     let space = match view.space {
         SpaceId::Shared(id) => repo.space(id)?,
         SpaceId::Private => None,
@@ -62,6 +64,19 @@ fn render(repo: &Repo, reference: &str, q: &RecordQuery) -> Result<Html<String>,
             }
         } @else {
             (actions(&view))
+        }
+        @if let Some(r) = &race {
+            div class="conflict" id="delete-race" {
+                p { (r.summary()) }
+                div class="toolbar" {
+                    form method="post" action={ "/r/" (id) "/restore" } {
+                        button type="submit" class="secondary" { (if view.deleted { "Restore" } else { "Keep it" }) }
+                    }
+                    form method="post" action={ "/r/" (id) "/delete" } {
+                        button type="submit" class="secondary" { (if view.deleted { "Keep it deleted" } else { "Delete it" }) }
+                    }
+                }
+            }
         }
         @for (field, values) in &view.conflicts {
             div class="conflict" id={ "conflict-" (field) } {
@@ -150,6 +165,7 @@ fn render(repo: &Repo, reference: &str, q: &RecordQuery) -> Result<Html<String>,
             p { strong { "Details" } " are the record's fields; hover a name for what it holds. Links lead to the records it refers to." }
             p { "When two people change the same field at the same time (for example one of them offline), both values are kept and shown in a yellow box. "
                 strong { "Keep this value" } " settles it for everyone who shares the record." }
+            p { "A yellow box also says when someone deleted the record while someone else restored or changed it at the same time. Restoring it, or deleting it again, settles that for everyone." }
             p { strong { "Space" } " says who sees this record: only you, or the members of a shared space, with their organisations." }
             p { "The " strong { "timeline" } " lists every change, newest first: who made it, from which organisation, and what changed; and the calls, emails, meetings, notes and tasks about the record." }
             p { "The breadcrumbs at the top show how you got here; each step is a link back." }
@@ -230,11 +246,13 @@ fn entry(repo: &Repo, view: &RecordView, e: &Entry, link: &dyn Fn(RecordId) -> S
             action,
             fields,
             verified,
+            race,
             ..
         } => html! {
             li {
                 span class="who" { (author) } " " (action) " · " (when(*time))
                 @if !verified { " " strong class="error" { "signature does not verify" } }
+                @if let Some(race) = race { " " strong class="race" { "(" (race) ")" } }
                 @if !fields.is_empty() {
                     ul {
                         @for f in fields {
@@ -322,7 +340,8 @@ pub(crate) async fn restore(
 #[cfg(test)]
 mod tests {
     use crate::testing::TestUi;
-    use rapport_model::RecordView;
+    use rapport_model::{Kind, Member, RecordView, Role, SpaceId};
+    use rapport_node::{OpenMode, Repo};
 
     async fn resolve(t: &TestUi, r: &str) -> RecordView {
         let repo = t.repo().clone();
@@ -377,70 +396,139 @@ mod tests {
         );
     }
 
-    /// Two values written at the same time show side by side; keeping one
-    /// leaves that one. (The conflict is put into the stored view directly:
-    /// making one for real needs two devices, which `tests/` does.)
+    /// A second node, "Bob Field (Northwind)", writer in a space of the
+    /// UI's node holding company "Joint Co", synced.
+    fn second_node(a: &Repo) -> (tempfile::TempDir, Repo, SpaceId, RecordView) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let b = Repo::open(tmp.path(), OpenMode::Create).expect("open b");
+        let shared = a.create_space("Joint").expect("space");
+        a.add_member(
+            shared.id,
+            Member {
+                device: b.device_id().to_string(),
+                role: Role::Writer,
+                user: "Bob Field".into(),
+                org: "Northwind".into(),
+                added_by: String::new(),
+                since: 0,
+                addrs: Vec::new(),
+            },
+        )
+        .expect("add b");
+        let space = SpaceId::Shared(shared.id);
+        let joint = a
+            .create(Kind::Company, space, &[("name".into(), "Joint Co".into())])
+            .expect("company");
+        sync(&b, a, space);
+        (tmp, b, space, joint)
+    }
+
+    fn sync(a: &Repo, b: &Repo, space: SpaceId) {
+        let mut ra = a.replica(b.device_id());
+        let mut rb = b.replica(a.device_id());
+        rapport_sync::run_in_memory(space, &mut ra, &mut rb).expect("session");
+    }
+
+    fn set(field: &str, value: &str) -> Vec<(String, String)> {
+        vec![(field.to_string(), value.to_string())]
+    }
+
+    /// Two nodes write the same field while apart; after they sync the
+    /// page shows both values, and keeping the one that already wins
+    /// settles it on both nodes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn conflicting_values_show_side_by_side_and_one_can_be_kept() {
-        use rapport_model::FieldValue;
-        use rapport_store::{Indexed, RecordWrite};
+    async fn a_real_conflict_shows_and_keeping_the_winning_value_settles_it_on_both_nodes() {
         let t = TestUi::start().await;
-        let acme = resolve(&t, "Acme Corporation").await;
-        let repo = t.repo().clone();
-        let old = acme.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut torn = old.clone();
-            torn.conflicts.insert(
-                "industry".into(),
-                vec![
-                    FieldValue::Text("Manufacturing".into()),
-                    FieldValue::Text("Robotics".into()),
-                ],
-            );
-            let store = repo.store();
-            let doc = store.doc(old.id).expect("read").expect("doc");
-            let heads = store
-                .heads(old.space, old.id)
-                .expect("read")
-                .unwrap_or_default();
-            store
-                .write(&RecordWrite {
-                    id: old.id,
-                    space: old.space,
-                    doc: &doc,
-                    heads: &heads,
-                    changes: &[],
-                    index: Indexed::Record {
-                        view: &torn,
-                        previous: Some(&old),
-                    },
-                })
-                .expect("write");
+        let a = t.repo().clone();
+        let (_tmp, b, space, joint) = tokio::task::spawn_blocking(move || {
+            let (tmp, b, space, joint) = second_node(&a);
+            a.edit(&joint.id.to_string(), &set("industry", "Steel"), &[])
+                .expect("a edits");
+            b.edit(&joint.id.to_string(), &set("industry", "Mining"), &[])
+                .expect("b edits");
+            sync(&a, &b, space);
+            (tmp, b, space, joint)
         })
         .await
         .expect("task");
-        let page = t.get(&format!("/r/{}", acme.id)).await;
+        let page = t.get(&format!("/r/{}", joint.id)).await;
         let conflict = page
             .body
             .split("id=\"conflict-industry\"")
             .nth(1)
             .expect("conflict box");
         assert!(
-            conflict.contains("Manufacturing") && conflict.contains("Robotics"),
+            conflict.contains("Steel") && conflict.contains("Mining"),
             "{conflict}"
         );
+        let torn = resolve(&t, &joint.id.to_string()).await;
+        let winner = torn.text("industry").expect("a value").to_string();
         let kept = t
             .post(
-                &format!("/r/{}/pick", acme.id),
-                &[("field", "industry"), ("value", "Robotics")],
+                &format!("/r/{}/pick", joint.id),
+                &[("field", "industry"), ("value", &winner)],
             )
             .await;
         assert_eq!(kept.status, 303);
-        let after = resolve(&t, "Acme Corporation").await;
-        assert_eq!(after.text("industry"), Some("Robotics"));
-        assert!(after.conflicts.is_empty());
-        let page = t.get(&format!("/r/{}", acme.id)).await;
-        assert!(!page.body.contains("conflict-industry"));
+        let page = t.get(&format!("/r/{}", joint.id)).await;
+        assert!(!page.body.contains("conflict-industry"), "settled on a");
+        let a = t.repo().clone();
+        let on_b = tokio::task::spawn_blocking(move || {
+            sync(&b, &a, space);
+            b.resolve(&joint.id.to_string()).expect("on b")
+        })
+        .await
+        .expect("task");
+        assert_eq!(on_b.text("industry"), Some(winner.as_str()));
+        assert!(
+            on_b.conflicts.is_empty(),
+            "settled on b: {:?}",
+            on_b.conflicts
+        );
+    }
+
+    /// One node deletes the record while the other changes it; the page
+    /// says so, its timeline marks both changes, and deleting it again
+    /// settles it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delete_racing_an_edit_is_shown_until_settled() {
+        let t = TestUi::start().await;
+        let a = t.repo().clone();
+        let (_tmp, _b, joint) = tokio::task::spawn_blocking(move || {
+            let (tmp, b, space, joint) = second_node(&a);
+            a.delete(&joint.id.to_string()).expect("a deletes");
+            b.edit(&joint.id.to_string(), &set("industry", "Mining"), &[])
+                .expect("b edits");
+            sync(&a, &b, space);
+            (tmp, b, joint)
+        })
+        .await
+        .expect("task");
+        let page = t.get(&format!("/r/{}", joint.id)).await;
+        let race = page
+            .body
+            .split("id=\"delete-race\"")
+            .nth(1)
+            .expect("the race is shown");
+        assert!(
+            race.contains("Dana Sales (Acme Partners) deleted this record while Bob Field (Northwind) changed industry at the same time"),
+            "{race}"
+        );
+        assert!(race.contains("Keep it deleted"), "{race}");
+        let timeline = page.body.split("id=\"timeline\"").nth(1).expect("timeline");
+        assert!(
+            timeline.contains("made at the same time as a delete by Dana Sales"),
+            "{timeline}"
+        );
+        assert!(
+            timeline.contains("made at the same time as edits by Bob Field"),
+            "{timeline}"
+        );
+        let kept = t.post(&format!("/r/{}/delete", joint.id), &[]).await;
+        assert_eq!(kept.status, 303);
+        let page = t.get(&format!("/r/{}", joint.id)).await;
+        assert!(page.body.contains("is deleted"));
+        assert!(!page.body.contains("delete-race"), "settled");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
