@@ -196,6 +196,10 @@ fn describe(repo: &Repo, view: &SpaceView, actions: &[Action]) -> String {
             ),
             Action::Rename { name } => format!("renamed the space \"{name}\""),
             Action::Rotate => "renewed the topic secret".into(),
+            Action::Cutoff { device, records } => format!(
+                "named {records} more records {} wrote before its removal",
+                short(device)
+            ),
             Action::Unknown => "an unrecognised change".into(),
         })
         .collect();

@@ -1681,4 +1681,84 @@ pub(crate) mod tests {
                 .is_member(&c.device_id().to_string())
         );
     }
+
+    /// Issue 15, item 4: the removal of a device that wrote 25,000 records
+    /// no longer outgrows a change: its cutoff travels in parts, reaches
+    /// another member, and cuts the device off there, keeping what it
+    /// wrote before.
+    #[test]
+    fn the_removal_of_a_device_that_wrote_25k_records_reaches_every_member() {
+        use rapport_model::space::{CUTOFF_PER_CHANGE, Removal};
+        let (_ta, a) = node();
+        let (_tw, w) = node();
+        let (_td, d) = node();
+        let (shared, space, acme) = joint_acme(&a, &w, Role::Writer);
+        add(&a, shared.id, &d, Role::Writer);
+        sync(&d, &a, space);
+        w.edit("Acme", &input(&[("industry", "Steel")]), &[])
+            .expect("before");
+        sync(&a, &w, space);
+        sync(&d, &w, space);
+
+        // What A would name for a device that wrote 25,000 records: Acme's
+        // last change by W, and 24,999 others.
+        let last = w
+            .store()
+            .heads(space, acme.id)
+            .expect("heads")
+            .expect("acme")[0];
+        let mut cutoff: Vec<(RecordId, [u8; 32])> = (0..24_999u32)
+            .map(|n| {
+                let mut r = [0u8; 10];
+                r[..4].copy_from_slice(&n.to_be_bytes());
+                (RecordId::new(1, r), [7; 32])
+            })
+            .collect();
+        cutoff.push((acme.id, last));
+        cutoff.sort_by_key(|(r, _)| *r);
+        let mut doc = a.load_doc(shared.id).expect("doc");
+        let before = all_changes(&a, shared.id);
+        rapport_model::space::remove_members(
+            &mut doc,
+            &[Removal {
+                device: w.device_id().to_string(),
+                by: a.device_id().to_string(),
+                at: Timestamp::now().as_second(),
+                cutoff: cutoff.clone(),
+            }],
+            [9; 32],
+            Timestamp::now(),
+        )
+        .expect("remove");
+        a.write_space_doc(&mut doc, shared.id).expect("write");
+        let removal = added(&all_changes(&a, shared.id), &before);
+        assert_eq!(removal.len(), 25_000usize.div_ceil(CUTOFF_PER_CHANGE));
+        assert!(
+            removal
+                .iter()
+                .all(|c| c.len() <= rapport_proto::MAX_CHANGE_BYTES),
+            "a part of the removal is over the change limit"
+        );
+
+        w.edit("Acme", &input(&[("domain", "evil.example")]), &[])
+            .expect("after");
+        sync(&d, &a, space);
+        let view = d.space(shared.id).expect("space").expect("s");
+        let (_, on_d) = view
+            .removed
+            .get(&w.device_id().to_string())
+            .expect("W is removed on D");
+        assert_eq!(on_d.cutoff, cutoff);
+        assert!(
+            !d.replica(w.device_id()).may_sync(space),
+            "W still syncs with D"
+        );
+        // W's late edit, relayed by someone who has it, is kept aside.
+        let late = added(&all_changes(&w, acme.id), &all_changes(&d, acme.id));
+        d.apply_remote(space, acme.id, late, a.device_id())
+            .expect("apply");
+        let on_d = d.resolve("Acme").expect("acme");
+        assert_eq!(on_d.text("industry"), Some("Steel"), "written before");
+        assert_eq!(on_d.get("domain"), None, "written after the removal");
+    }
 }

@@ -4,7 +4,7 @@
 //! `rapport_trust::policy`; this module writes statements and asks it.
 
 use jiff::Timestamp;
-use rapport_model::automerge::AutoCommit;
+use rapport_model::automerge::{AutoCommit, Change, ChangeHash};
 use rapport_model::id::{is_id_prefix, normalize_prefix};
 use rapport_model::space::{self, Identity, Member, PRIVATE, Removal, Role};
 use rapport_model::{RecordId, SpaceId, SpaceView};
@@ -61,18 +61,45 @@ impl Repo {
 
     /// Signs the statement just committed to a space document, checks the
     /// rules accept it, and stores it.
-    fn write_space_doc(&self, doc: &mut AutoCommit, id: RecordId) -> Result<SpaceView, NodeError> {
-        let change = doc
-            .get_last_local_change()
-            .ok_or_else(|| NodeError::Damaged {
+    pub(crate) fn write_space_doc(
+        &self,
+        doc: &mut AutoCommit,
+        id: RecordId,
+    ) -> Result<SpaceView, NodeError> {
+        // Every change since the stored document: one statement, or a
+        // removal followed by the parts of its cutoff.
+        let stored: Vec<ChangeHash> = self
+            .store()
+            .heads(SpaceId::Shared(id), id)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(ChangeHash)
+            .collect();
+        let new: Vec<Change> = doc.get_changes(&stored);
+        if new.is_empty() {
+            return Err(NodeError::Damaged {
                 path: self.dir().to_path_buf(),
                 reason: "a committed change is missing from its space document".into(),
-            })?;
+            });
+        }
         let membership = evaluate_space(doc.document(), id);
-        let verdict = membership.verdict(&change.hash().0).cloned();
-        let view = match (verdict, membership.view) {
-            (Some(Verdict::Accepted), Some(view)) => view,
-            (verdict, _) => {
+        let view = match membership.view {
+            Some(view)
+                if new
+                    .iter()
+                    .all(|c| membership.verdict(&c.hash().0) == Some(&Verdict::Accepted)) =>
+            {
+                view
+            }
+            _ => {
+                let verdict = new
+                    .iter()
+                    .find_map(|c| {
+                        membership
+                            .verdict(&c.hash().0)
+                            .filter(|v| **v != Verdict::Accepted)
+                    })
+                    .cloned();
                 return Err(NodeError::Forbidden(format!(
                     "the space's rules refuse this: {}",
                     match verdict {
@@ -82,11 +109,13 @@ impl Repo {
                 )));
             }
         };
-        let signed = self.key().sign_change(&change)?;
+        let mut changes = Vec::with_capacity(new.len());
+        for change in &new {
+            changes.push((change.hash().0.to_vec(), self.key().sign_change(change)?));
+        }
         let before = self.space(id)?;
         let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
         let saved = doc.save();
-        let changes = [(change.hash().0.to_vec(), signed)];
         self.store().write(&RecordWrite {
             id,
             space: SpaceId::Shared(id),

@@ -313,7 +313,16 @@ pub fn add_member(doc: &mut AutoCommit, member: &Member, time: Timestamp) -> Res
     Ok(())
 }
 
-/// Removes devices and renews the topic secret, as one change.
+/// Entries of a removal's cutoff one change carries: 16,384 × 48 bytes
+/// stays well under the 1 MiB limit on a change, however many records the
+/// removed device wrote.
+pub const CUTOFF_PER_CHANGE: usize = 16_384;
+
+/// Removes devices and renews the topic secret. The first change holds
+/// every removal with the first [`CUTOFF_PER_CHANGE`] entries of its
+/// cutoff; each further part of a cutoff follows in a change of its own
+/// (key `cutoff.N` of the removal), so a removal never outgrows a change.
+/// A cutoff lists records in id order.
 pub fn remove_members(
     doc: &mut AutoCommit,
     removals: &[Removal],
@@ -321,20 +330,36 @@ pub fn remove_members(
     time: Timestamp,
 ) -> Result<(), DocError> {
     let removed = map_of(doc, "removed")?;
+    let mut rest = Vec::new();
     for r in removals {
         let m = doc.put_object(&removed, r.device.as_str(), ObjType::Map)?;
         doc.put(&m, "by", r.by.as_str())?;
         doc.put(&m, "at", ScalarValue::Timestamp(r.at * 1000))?;
-        let mut cutoff = Vec::with_capacity(r.cutoff.len() * 48);
-        for (record, hash) in &r.cutoff {
-            cutoff.extend_from_slice(&record.to_bytes());
-            cutoff.extend_from_slice(hash);
-        }
-        doc.put(&m, "cutoff", ScalarValue::Bytes(cutoff))?;
+        let mut parts = r.cutoff.chunks(CUTOFF_PER_CHANGE);
+        let first = parts.next().unwrap_or_default();
+        doc.put(&m, "cutoff", ScalarValue::Bytes(cutoff_bytes(first)))?;
+        rest.extend(parts.enumerate().map(|(k, part)| (m.clone(), k + 1, part)));
     }
     doc.put(ROOT, "topic", ScalarValue::Bytes(topic.to_vec()))?;
     commit(doc, "remove members", time);
+    for (m, k, part) in rest {
+        doc.put(
+            &m,
+            format!("cutoff.{k}"),
+            ScalarValue::Bytes(cutoff_bytes(part)),
+        )?;
+        commit(doc, "removal cutoff", time);
+    }
     Ok(())
+}
+
+fn cutoff_bytes(entries: &[(RecordId, [u8; 32])]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(entries.len() * 48);
+    for (record, hash) in entries {
+        bytes.extend_from_slice(&record.to_bytes());
+        bytes.extend_from_slice(hash);
+    }
+    bytes
 }
 
 fn map_of(doc: &AutoCommit, key: &str) -> Result<automerge::ObjId, DocError> {
@@ -484,7 +509,14 @@ pub fn read_state<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> SpaceSta
             let Some(e) = at.map(&m, &device) else {
                 continue;
             };
-            let bytes = at.bytes(&e, "cutoff").unwrap_or_default();
+            // `cutoff`, then `cutoff.1`, `cutoff.2`... while they follow on.
+            let mut bytes = at.bytes(&e, "cutoff").unwrap_or_default();
+            for k in 1.. {
+                match at.bytes(&e, &format!("cutoff.{k}")) {
+                    Some(more) => bytes.extend_from_slice(&more),
+                    None => break,
+                }
+            }
             let cutoff = bytes
                 .chunks_exact(48)
                 .map(|c| {

@@ -253,6 +253,12 @@ pub enum Action {
     },
     /// A new topic secret (written with every removal).
     Rotate,
+    /// More of a removal's cutoff: `records` more records the removed
+    /// device had written before its removal.
+    Cutoff {
+        device: String,
+        records: usize,
+    },
     /// Not a valid statement; the verdict says why.
     Unknown,
 }
@@ -373,6 +379,12 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
         let mut members = state.members;
         let mut removed = BTreeMap::new();
         for (device, (_, _, removal)) in &effective {
+            // With the parts of its cutoff accepted since.
+            let removal = state
+                .removed
+                .get(device)
+                .filter(|r| r.by == removal.by && r.cutoff.starts_with(&removal.cutoff))
+                .unwrap_or(removal);
             if let Some(entry) = members.remove(device) {
                 removed.insert(device.clone(), (entry, removal.clone()));
             }
@@ -485,12 +497,27 @@ fn judge(
         .members
         .iter()
         .any(|(d, m)| after.members.get(d) != Some(m))
-        || before
-            .removed
-            .iter()
-            .any(|(d, r)| after.removed.get(d) != Some(r))
     {
         return Err("membership entries are never edited".into());
+    }
+    for (device, r) in &before.removed {
+        match after.removed.get(device) {
+            Some(a) if a == r => {}
+            // A removal's cutoff arrives in parts (see
+            // `space::remove_members`): its remover may only add to it.
+            Some(a)
+                if r.by == author
+                    && (&a.device, &a.by, a.at) == (&r.device, &r.by, r.at)
+                    && a.cutoff.len() > r.cutoff.len()
+                    && a.cutoff.starts_with(&r.cutoff) =>
+            {
+                actions.push(Action::Cutoff {
+                    device: device.clone(),
+                    records: a.cutoff.len() - r.cutoff.len(),
+                });
+            }
+            _ => return Err("membership entries are never edited".into()),
+        }
     }
     for (device, m) in &after.members {
         if before.members.contains_key(device) {
@@ -555,9 +582,14 @@ pub fn judge_record(metas: &[ChangeMeta], space: &SpaceView, record: RecordId) -
             // `None`: the remover named a change not received yet; until it
             // arrives, the device's changes here are judged as before.
             let history = histories.entry(m.author.as_str()).or_insert_with(|| {
-                match removal.cutoff.iter().find(|(r, _)| *r == record) {
-                    None => Some(HashSet::new()),
-                    Some((_, last)) => dag.index.get(last).map(|&l| dag.ancestors(l)),
+                // A cutoff lists records in id order (entries out of order
+                // are not found, the same way on every node).
+                match removal.cutoff.binary_search_by_key(&record, |(r, _)| *r) {
+                    Err(_) => Some(HashSet::new()),
+                    Ok(at) => dag
+                        .index
+                        .get(&removal.cutoff[at].1)
+                        .map(|&l| dag.ancestors(l)),
                 }
             });
             let named = history.as_ref().is_none_or(|h| h.contains(&i));
