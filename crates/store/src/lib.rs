@@ -225,6 +225,8 @@ pub struct Store {
     peers: sled::Tree,
     authored: sled::Tree,
     usage: sled::Tree,
+    /// Parsed space views (see [`Store::space_shared`]).
+    space_views: Arc<Mutex<std::collections::HashMap<RecordId, Arc<SpaceView>>>>,
     /// Changes stored while they wait for changes they depend on, and
     /// their counts per space and per author, so that bounds are checked
     /// without a scan.
@@ -385,6 +387,7 @@ impl Store {
             authored: db.open_tree("authored")?,
             usage: db.open_tree("usage")?,
             waiting: db.open_tree("waiting")?,
+            space_views: Arc::default(),
             counts: db.open_tree("counts")?,
             meta,
             watchers: Arc::default(),
@@ -678,6 +681,11 @@ impl Store {
         if sync_first && appended.is_some() {
             self.sync_journal(appended)?;
         }
+        // Readers of a space view wait for a write of one, so that none
+        // caches the view this write replaces (see `space_shared`).
+        let writes_space = writes.iter().any(|w| matches!(w.index, Indexed::Space(_)));
+        let mut views =
+            writes_space.then(|| self.space_views.lock().unwrap_or_else(|p| p.into_inner()));
         let trees = [
             &self.docs,
             &self.changes,
@@ -777,6 +785,18 @@ impl Store {
                 add_to_count(counts, CHANGE_COUNT, new_changes as i64)?;
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
+        if let Some(views) = views.as_mut() {
+            for w in writes {
+                if let Indexed::Space(view) = w.index {
+                    if result.is_ok() {
+                        views.insert(w.id, Arc::new(view.clone()));
+                    } else {
+                        views.remove(&w.id);
+                    }
+                }
+            }
+        }
+        drop(views);
         match result {
             Ok(()) => {}
             Err(TransactionError::Storage(e)) => {
@@ -841,12 +861,25 @@ impl Store {
 
     /// A shared space this node knows.
     pub fn space(&self, id: RecordId) -> Result<Option<SpaceView>> {
-        self.spaces
-            .get(id.to_string())?
-            .map(|v| {
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("space: {e}")))
-            })
-            .transpose()
+        Ok(self.space_shared(id)?.map(|v| (*v).clone()))
+    }
+
+    /// A space's view, parsed once and shared until the space is written
+    /// again: every session and every change judged reads it, and with
+    /// removals it grows large.
+    pub fn space_shared(&self, id: RecordId) -> Result<Option<Arc<SpaceView>>> {
+        let mut views = self.space_views.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = views.get(&id) {
+            return Ok(Some(v.clone()));
+        }
+        let Some(json) = self.spaces.get(id.to_string())? else {
+            return Ok(None);
+        };
+        let view: SpaceView = serde_json::from_slice(&json)
+            .map_err(|e| StoreError::Corrupt(format!("space: {e}")))?;
+        let view = Arc::new(view);
+        views.insert(id, view.clone());
+        Ok(Some(view))
     }
 
     /// Every shared space this node knows.
