@@ -80,7 +80,9 @@ fn seeded_runs_converge_lose_nothing_and_apply_nothing_unauthorized() {
     eprintln!(
         "simulation: {} seeds in {:.1} s: {} local writes, {} sessions ({} refused, {} broken by duplicates), \
          {} messages ({} KB), {} gossip ({} dropped), {} duplicated, {} connections cut, {} crashes \
-         ({} with the store rebuilt from the journal), {} partitions, {} hostile injections; slowest convergence {} ms after healing",
+         ({} with the store rebuilt from the journal), {} partitions, {} hostile injections ({} edits smuggled under \
+         another space, {} changes in floods that wait forever, {} made-up catch-up messages refused), {} large notes \
+         ({} histories split across messages); slowest convergence {} ms after healing",
         seeds.len(),
         started.elapsed().as_secs_f64(),
         total.local_writes,
@@ -97,6 +99,11 @@ fn seeded_runs_converge_lose_nothing_and_apply_nothing_unauthorized() {
         total.rebuilds,
         total.partitions,
         total.hostile,
+        total.smuggled,
+        total.flooded,
+        total.bad_requests,
+        total.large_notes,
+        total.split_histories,
         total.converge_ms,
     );
 }

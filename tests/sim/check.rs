@@ -16,15 +16,75 @@ impl World {
         self.same_state()?;
         self.membership_as_intended()?;
         self.nothing_unauthorized()?;
+        self.nothing_smuggled()?;
+        self.waiting_bounded()?;
         self.nothing_acknowledged_lost()?;
+        Ok(())
+    }
+
+    /// No member applied, or serves, an edit of a joint-space document
+    /// that Rex sent under Side, where he may write.
+    fn nothing_smuggled(&self) -> Result<(), String> {
+        for n in self.honest_members() {
+            let repo = self.up(n)?;
+            for (record, hash) in &self.smuggled {
+                if repo
+                    .store()
+                    .doc(*record)
+                    .map_err(|e| e.to_string())?
+                    .is_none()
+                {
+                    continue;
+                }
+                let mut doc = repo.load_doc(*record).map_err(|e| e.to_string())?;
+                if doc.get_change_by_hash(&ChangeHash(*hash)).is_some() {
+                    return Err(format!(
+                        "{} applied Rex's edit of {record} sent under another space",
+                        self.nodes[n].name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What Rex's floods left waiting on each member stays within the
+    /// bounds per record, per author and per space.
+    fn waiting_bounded(&self) -> Result<(), String> {
+        use rapport_node::limits::{
+            MAX_WAITING_PER_AUTHOR, MAX_WAITING_PER_RECORD, MAX_WAITING_PER_SPACE,
+        };
+        let rex = self.nodes[4].device.0;
+        for n in self.honest_members() {
+            let repo = self.up(n)?;
+            for record in &self.flooded {
+                let (in_space, by_rex, in_record) = repo
+                    .store()
+                    .waiting_counts(self.space_id(), &rex, *record)
+                    .map_err(|e| e.to_string())?;
+                if in_record > MAX_WAITING_PER_RECORD
+                    || by_rex > MAX_WAITING_PER_AUTHOR
+                    || in_space > MAX_WAITING_PER_SPACE
+                {
+                    return Err(format!(
+                        "{} keeps {in_record} changes waiting in {record}, {by_rex} by Rex and {in_space} in the space: over the bounds",
+                        self.nodes[n].name
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
     fn snapshot(&self, n: usize) -> Result<Snapshot, String> {
         let repo = self.up(n)?;
-        let views = repo
-            .list(Kind::Company, &[], true)
+        let mut views = repo
+            .list(Kind::Company, &[], false)
             .map_err(|e| e.to_string())?;
+        views.extend(
+            repo.list(Kind::Company, &[], true)
+                .map_err(|e| e.to_string())?,
+        );
         Ok((self.items(n)?, views))
     }
 

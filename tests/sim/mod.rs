@@ -21,9 +21,17 @@
 //! The cast: Ann creates the space (admin), Ben is a second admin, Cat a
 //! writer, Dan a writer whom Ann removes in the middle of the run (Dan
 //! keeps writing; he does not know), Rex a reader who runs a modified
-//! client (he injects validly signed record edits, a self-promotion to
-//! admin, changes with forged signatures, and replays of old changes), and
-//! Eve, whom Ben adds during the run and who joins from Ben.
+//! client, and Eve, whom Ben adds during the run and who joins from Ben.
+//! Rex is also a writer in a second space, "Side", which Cat created and
+//! shares with him and Eve. His client injects validly signed record
+//! edits, a self-promotion to admin, changes with forged signatures,
+//! replays of old changes, edits of the joint space's documents sent under
+//! Side (to Cat, or to Eve before she has joined), floods of changes whose
+//! dependencies never arrive, and catch-up requests that name a record
+//! twice, name too many records, or name records that do not differ (and
+//! answers that do not match what an honest initiator asked). In one run
+//! of eight, honest writers put two notes of over 512 KiB in one record,
+//! so that its history takes more than one catch-up message.
 
 pub mod check;
 
@@ -40,8 +48,8 @@ use rapport_node::env::Environment;
 use rapport_node::repo::LocalChange;
 use rapport_node::{OpenMode, Repo};
 use rapport_proto::SignedChange;
-use rapport_proto::wire::{self, SyncMessage};
-use rapport_sync::{Initiator, Responder, SyncError};
+use rapport_proto::wire::{self, RecordHeads, SyncMessage};
+use rapport_sync::{HEADS_PER_MESSAGE, Initiator, Responder, SyncError};
 use rapport_trust::{DeviceId, DeviceKey, KeyError};
 
 use crate::common::Rng;
@@ -146,6 +154,16 @@ pub struct Stats {
     pub partitions: u64,
     /// Injections by the modified client that reached a node.
     pub hostile: u64,
+    /// Edits of the joint space's documents Rex sent under Side.
+    pub smuggled: u64,
+    /// Changes in Rex's floods of changes that wait forever.
+    pub flooded: u64,
+    /// Catch-up requests (or answers) by Rex that an honest node refused.
+    pub bad_requests: u64,
+    /// Large notes honest writers saved.
+    pub large_notes: u64,
+    /// Times a record's history continued in the next `Changes` message.
+    pub split_histories: u64,
     pub dial_failures: u64,
     /// Virtual milliseconds from the end of faults to convergence.
     pub converge_ms: u64,
@@ -167,6 +185,11 @@ impl Stats {
         self.rebuilds += o.rebuilds;
         self.partitions += o.partitions;
         self.hostile += o.hostile;
+        self.smuggled += o.smuggled;
+        self.flooded += o.flooded;
+        self.bad_requests += o.bad_requests;
+        self.large_notes += o.large_notes;
+        self.split_histories += o.split_histories;
         self.dial_failures += o.dial_failures;
         self.converge_ms = self.converge_ms.max(o.converge_ms);
     }
@@ -204,12 +227,28 @@ enum Packet {
         to_initiator: bool,
         frame: Vec<u8>,
     },
-    /// Changes a modified client pushes at a node.
+    /// Changes a modified client pushes at a node, under `space`.
     Inject {
         from: usize,
+        space: SpaceId,
         record: RecordId,
         changes: Vec<Vec<u8>>,
     },
+    /// A catch-up request (or answer) a modified client makes up.
+    BadRequest { from: usize, kind: BadRequest },
+}
+
+/// The catch-up messages Rex's client makes up.
+#[derive(Debug, Clone, Copy)]
+enum BadRequest {
+    /// `Heads` naming one record many times.
+    Repeated,
+    /// `Heads` naming more records than one message may.
+    TooMany,
+    /// `Heads` naming records with the node's own heads.
+    NoDifference,
+    /// An answer to an honest initiator's `Heads` that names other records.
+    WrongAnswer,
 }
 
 enum Event {
@@ -254,6 +293,9 @@ struct Session {
     /// Last scheduled delivery per direction (to the responder, to the
     /// initiator): a stream delivers in order.
     last: [u64; 2],
+    /// The last record of the last message per direction, if it was a
+    /// `Changes` message: a record's history split across messages.
+    last_changed: [Option<[u8; 16]>; 2],
 }
 
 /// How long a run lasts, in virtual milliseconds.
@@ -298,6 +340,18 @@ pub struct World {
     pub sent: BTreeSet<(RecordId, Vec<u8>)>,
     /// Changes Rex wrote as Cat (with his own signature), by record.
     forged: Vec<(RecordId, [u8; 32])>,
+    /// The second space: Cat's, shared with Rex and Eve as writers.
+    side: RecordId,
+    /// Edits of the joint space's documents Rex sent under Side.
+    pub smuggled: Vec<(RecordId, [u8; 32])>,
+    /// Documents Rex flooded with changes that wait forever.
+    pub flooded: BTreeSet<RecordId>,
+    /// Tells Rex's flooded changes apart.
+    flood_seq: u32,
+    /// The record honest writers put large notes in, and how many more
+    /// they may (two in one run of eight: they cost time).
+    big: RecordId,
+    large_left: u64,
     dan_removed: bool,
     eve_added: bool,
 }
@@ -353,13 +407,23 @@ impl World {
             ann.add_member(space, member(&nodes[i], role))
                 .map_err(|e| e.to_string())?;
         }
+        let mut initial = Vec::new();
         for n in 0..3 {
-            ann.create(
-                Kind::Company,
-                SpaceId::Shared(space),
-                &[("name".into(), format!("Initial {n}"))],
-            )
-            .map_err(|e| e.to_string())?;
+            let view = ann
+                .create(
+                    Kind::Company,
+                    SpaceId::Shared(space),
+                    &[("name".into(), format!("Initial {n}"))],
+                )
+                .map_err(|e| e.to_string())?;
+            initial.push(view.id);
+        }
+        // Side: Cat's space, where Rex and Eve are writers.
+        let cat = nodes[2].repo.as_ref().ok_or("Cat is down")?;
+        let side = cat.create_space("Side").map_err(|e| e.to_string())?.id;
+        for i in [4, 5] {
+            cat.add_member(side, member(&nodes[i], Role::Writer))
+                .map_err(|e| e.to_string())?;
         }
         let mut world = World {
             rng,
@@ -379,12 +443,30 @@ impl World {
             acked: Vec::new(),
             sent: BTreeSet::new(),
             forged: Vec::new(),
+            side,
+            smuggled: Vec::new(),
+            flooded: BTreeSet::new(),
+            flood_seq: 0,
+            big: initial[0],
+            large_left: 0,
             dan_removed: false,
             eve_added: false,
         };
+        if world.rng.below(8) == 0 {
+            world.large_left = 2;
+        }
+        // Side's own changes are nobody's acknowledged joint-space writes.
+        world.nodes[2]
+            .outbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         world.collect_local(0);
         for i in 1..5 {
-            world.sync_directly(i, 0)?;
+            world.sync_directly(world.space_id(), i, 0)?;
+        }
+        for i in [4, 5] {
+            world.sync_directly(SpaceId::Shared(side), i, 2)?;
         }
         Ok(world)
     }
@@ -421,11 +503,11 @@ impl World {
     }
 
     /// A whole fault-free session, outside the schedule (setup only).
-    fn sync_directly(&mut self, a: usize, b: usize) -> Result<(), String> {
+    fn sync_directly(&mut self, space: SpaceId, a: usize, b: usize) -> Result<(), String> {
         let (ra, rb) = (self.up(a)?, self.up(b)?);
         let mut ia = ra.replica(self.nodes[b].device);
         let mut ib = rb.replica(self.nodes[a].device);
-        rapport_sync::run_in_memory(self.space_id(), &mut ia, &mut ib)
+        rapport_sync::run_in_memory(space, &mut ia, &mut ib)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
@@ -665,11 +747,37 @@ impl World {
         if repo.space(self.space).ok().flatten().is_none() {
             return Ok(()); // not joined yet
         }
-        let companies = repo
-            .list(Kind::Company, &[], true)
-            .map_err(|e| e.to_string())?;
-        let roll = self.rng.below(100);
         let name = self.nodes[n].name;
+        // In some runs, notes of over 512 KiB (below the limit of one
+        // change) in the same record, so that its history takes more than
+        // one catch-up message.
+        if self.large_left > 0 && self.rng.chance(60) {
+            self.large_left -= 1;
+            let size = self.rng.range(520 << 10, 600 << 10) as usize;
+            let mut note = format!("{name} {} ", self.rng.below(1000)).repeat(size / 8 + 1);
+            note.truncate(size);
+            if repo
+                .edit(&self.big.to_string(), &[("address".into(), note)], &[])
+                .is_ok()
+            {
+                self.stats.local_writes += 1;
+                self.stats.large_notes += 1;
+            }
+            self.collect_local(n);
+            return Ok(());
+        }
+        // The record with the large notes is left to them: loading and
+        // saving it is what costs the simulation time.
+        // (`list` gives either the live or the deleted records: both.)
+        let mut companies = repo
+            .list(Kind::Company, &[], false)
+            .map_err(|e| e.to_string())?;
+        companies.extend(
+            repo.list(Kind::Company, &[], true)
+                .map_err(|e| e.to_string())?,
+        );
+        companies.retain(|c| c.id != self.big);
+        let roll = self.rng.below(100);
         let result = if roll < 25 || companies.is_empty() {
             let k = self.rng.below(1000);
             repo.create(
@@ -752,36 +860,31 @@ impl World {
         }
     }
 
-    /// Rex's modified client: changes no honest node may apply.
+    /// Rex's modified client: changes no honest node may apply, and
+    /// catch-up requests no honest node may answer.
     fn hostile_op(&mut self, n: usize) -> Result<(), String> {
         let Some(repo) = self.nodes[n].repo.as_ref() else {
             return Ok(());
         };
-        let companies = repo
+        let mut companies = repo
             .list(Kind::Company, &[], false)
             .map_err(|e| e.to_string())?;
+        companies.retain(|c| c.id != self.big);
         let roll = self.rng.below(100);
         let me = &self.nodes[n];
         let mut forged = None;
-        let (record, changes) = if roll < 40 && !companies.is_empty() {
+        let mut space = self.space_id();
+        let mut to = None;
+        let (record, changes) = if roll < 25 && !companies.is_empty() {
             // A validly signed edit by a reader.
             let target = companies[self.rng.below(companies.len() as u64) as usize].id;
             let change = signed_edit(repo, &me.key, target, "industry", "defaced")?;
             (target, vec![change.encode()])
-        } else if roll < 60 {
+        } else if roll < 37 {
             // A self-promotion to admin, validly signed by a non-admin.
-            let mut doc = repo
-                .load_doc(self.space)
-                .map_err(|e| e.to_string())?
-                .with_actor(me.device.actor_id());
-            let mut promoted = member(me, Role::Admin);
-            promoted.added_by = me.device.to_string();
-            rapport_model::space::add_member(&mut doc, &promoted, me.env.now())
-                .map_err(|e| e.to_string())?;
-            let change = doc.get_last_local_change().ok_or("no change")?;
-            let signed = me.key.sign_change(&change).map_err(|e| e.to_string())?;
+            let signed = self_promotion(repo, me, self.space)?;
             (self.space, vec![signed.encode()])
-        } else if roll < 80 && !companies.is_empty() {
+        } else if roll < 50 && !companies.is_empty() {
             // An edit written as Cat, with Rex's signature: it must fail
             // signature verification.
             let target = companies[self.rng.below(companies.len() as u64) as usize].id;
@@ -795,16 +898,105 @@ impl World {
                 change: change.raw_bytes().to_vec(),
             };
             (target, vec![envelope.encode()])
-        } else if !self.sent.is_empty() {
+        } else if roll < 62 {
             // A replay of an old change.
+            if self.sent.is_empty() {
+                return Ok(());
+            }
             let k = self.rng.below(self.sent.len() as u64) as usize;
             let (record, bytes) = self.sent.iter().nth(k).cloned().ok_or("no change")?;
             (record, vec![bytes])
+        } else if roll < 76 {
+            // Smuggling: an edit of a joint-space document on top of its
+            // heads, validly signed, sent under Side, where Rex may write,
+            // to Cat or to Eve (who may not have joined the joint space).
+            let target = if companies.is_empty() || self.rng.below(4) == 0 {
+                self.space
+            } else {
+                companies[self.rng.below(companies.len() as u64) as usize].id
+            };
+            let signed = if target == self.space {
+                self_promotion(repo, me, self.space)?
+            } else {
+                signed_edit(repo, &me.key, target, "industry", "smuggled")?
+            };
+            let hash = change_hash(&signed.encode()).ok_or("no hash")?;
+            self.smuggled.push((target, hash));
+            self.stats.smuggled += 1;
+            space = SpaceId::Shared(self.side);
+            to = Some([2, 5][self.rng.below(2) as usize]);
+            (target, vec![signed.encode()])
+        } else if roll < 86 {
+            // A flood: validly signed changes to the space document or a
+            // record, each on dependencies that never arrive.
+            let target = if companies.is_empty() || self.rng.below(2) == 0 {
+                self.space
+            } else {
+                companies[self.rng.below(companies.len() as u64) as usize].id
+            };
+            let template = if target == self.space {
+                let mut doc = repo
+                    .load_doc(self.space)
+                    .map_err(|e| e.to_string())?
+                    .with_actor(me.device.actor_id());
+                rapport_model::automerge::transaction::Transactable::put(
+                    &mut doc,
+                    rapport_model::automerge::ROOT,
+                    "name",
+                    "Flood",
+                )
+                .map_err(|e| e.to_string())?;
+                doc.commit();
+                doc.get_last_local_change().ok_or("no change")?
+            } else {
+                edit_as(repo, me.device.actor_id(), target, "industry", "flood")?
+            }
+            .decode();
+            let count = self.rng.range(50, 300);
+            let mut changes = Vec::new();
+            for k in 0..count {
+                self.flood_seq += 1;
+                let mut change = template.clone();
+                let mut dep = [0xfe; 32];
+                dep[..4].copy_from_slice(&self.flood_seq.to_be_bytes());
+                change.deps = vec![rapport_model::automerge::ChangeHash(dep)];
+                change.seq += k + 1;
+                let signed = me
+                    .key
+                    .sign_change(&Change::from(change))
+                    .map_err(|e| e.to_string())?;
+                changes.push(signed.encode());
+            }
+            self.flooded.insert(target);
+            self.stats.flooded += count;
+            (target, changes)
         } else {
+            // A catch-up request, or answer, an honest node must refuse.
+            let kind = match self.rng.below(4) {
+                0 => BadRequest::Repeated,
+                1 => BadRequest::TooMany,
+                2 => BadRequest::NoDifference,
+                _ => BadRequest::WrongAnswer,
+            };
+            let targets: Vec<usize> = (0..self.nodes.len()).filter(|&t| t != n).collect();
+            let to = targets[self.rng.below(targets.len() as u64) as usize];
+            let delay = self.rng.range(5, 100);
+            self.schedule(
+                delay,
+                Event::Deliver {
+                    to,
+                    packet: Packet::BadRequest { from: n, kind },
+                },
+            );
             return Ok(());
         };
-        let targets: Vec<usize> = (0..self.nodes.len()).filter(|&t| t != n).collect();
-        let to = targets[self.rng.below(targets.len() as u64) as usize];
+        let to = match to {
+            Some(to) => to,
+            None => {
+                let targets: Vec<usize> = (0..self.nodes.len()).filter(|&t| t != n).collect();
+                targets[self.rng.below(targets.len() as u64) as usize]
+            }
+        };
         self.forged.extend(forged);
         let delay = self.rng.range(5, 100);
         for c in &changes {
@@ -816,12 +1008,160 @@ impl World {
                 to,
                 packet: Packet::Inject {
                     from: n,
+                    space,
                     record,
                     changes,
                 },
             },
         );
         Ok(())
+    }
+
+    /// Rex's made-up catch-up message `kind` reaches node `to`: the session
+    /// must end in a protocol error, before the node does any work for it
+    /// (the node keeps serving; the convergence check sees to that).
+    fn bad_request(&mut self, from: usize, to: usize, kind: BadRequest) -> Result<(), String> {
+        if !self.reachable(from, to) {
+            return Ok(());
+        }
+        let times = self.rng.range(2, 5000) as usize;
+        let over = self.rng.range(1, 100) as usize;
+        let (Some(victim), Some(rex)) = (self.repo(to), self.repo(from)) else {
+            return Ok(());
+        };
+        let space = self.space_id();
+        let mut replica = victim.replica(self.nodes[from].device);
+        let mut items = self.items(to).unwrap_or_default();
+        items.sort_by_key(|(r, _)| r.to_bytes());
+        let drain = |sent: &mut Vec<SyncMessage>,
+                     next: &mut dyn FnMut() -> Result<Option<SyncMessage>, SyncError>|
+         -> Result<(), SyncError> {
+            while let Some(m) = next()? {
+                sent.push(m);
+            }
+            Ok(())
+        };
+        let outcome = match kind {
+            BadRequest::Repeated | BadRequest::TooMany | BadRequest::NoDifference => {
+                let heads: Vec<RecordHeads> = match kind {
+                    BadRequest::Repeated => {
+                        let Some((record, _)) = items.first() else {
+                            return Ok(());
+                        };
+                        let one = RecordHeads {
+                            record: record.to_bytes(),
+                            heads: Vec::new(),
+                        };
+                        vec![one; times]
+                    }
+                    BadRequest::TooMany => (0..HEADS_PER_MESSAGE + over)
+                        .map(|i| {
+                            let mut record = [0u8; 16];
+                            record[8..].copy_from_slice(&(i as u64).to_be_bytes());
+                            RecordHeads {
+                                record,
+                                heads: Vec::new(),
+                            }
+                        })
+                        .collect(),
+                    _ => items
+                        .iter()
+                        .map(|(record, heads)| RecordHeads {
+                            record: record.to_bytes(),
+                            heads: heads.clone(),
+                        })
+                        .collect(),
+                };
+                let heads = through_the_wire(SyncMessage::Heads(heads))?;
+                let mut resp = Responder::new();
+                let mut sent = Vec::new();
+                resp.handle(
+                    SyncMessage::Open {
+                        space: self.space.to_bytes(),
+                    },
+                    &mut replica,
+                )
+                .and_then(|()| drain(&mut sent, &mut || resp.poll_send(&replica)))
+                .and_then(|()| resp.handle(heads, &mut replica))
+                .and_then(|()| drain(&mut sent, &mut || resp.poll_send(&replica)))
+                .map(|()| sent)
+            }
+            BadRequest::WrongAnswer => {
+                // An honest initiator reconciles with Rex's real responder,
+                // then gets an answer that names other records than asked.
+                let mut theirs = rex.replica(self.nodes[to].device);
+                let (mut init, first) = match Initiator::start(space, &replica) {
+                    Ok(started) => started,
+                    Err(_) => return Ok(()),
+                };
+                let mut resp = Responder::new();
+                let mut to_rex = first;
+                let mut asked = None;
+                'rounds: for _ in 0..rapport_sync::MAX_ROUNDS + 1 {
+                    let mut back = Vec::new();
+                    for m in to_rex.drain(..) {
+                        if resp.handle(m, &mut theirs).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    if drain(&mut back, &mut || resp.poll_send(&theirs)).is_err() {
+                        return Ok(());
+                    }
+                    for m in back {
+                        if init.handle(m, &mut replica).is_err() {
+                            return Ok(()); // refused: Rex does not know the node yet
+                        }
+                    }
+                    while let Some(m) = init.poll_send(&replica).map_err(|e| e.to_string())? {
+                        match m {
+                            SyncMessage::Heads(h) => {
+                                asked = Some(h);
+                                break 'rounds;
+                            }
+                            SyncMessage::Done => {
+                                asked = Some(Vec::new());
+                                break 'rounds;
+                            }
+                            m => to_rex.push(m),
+                        }
+                    }
+                }
+                let Some(asked) = asked else {
+                    return Ok(());
+                };
+                // The records asked, each twice; or, when nothing differs,
+                // a record nobody asked about.
+                let answer: Vec<RecordHeads> = if asked.is_empty() {
+                    items
+                        .iter()
+                        .take(1)
+                        .map(|(record, _)| RecordHeads {
+                            record: record.to_bytes(),
+                            heads: Vec::new(),
+                        })
+                        .collect()
+                } else {
+                    asked.iter().flat_map(|h| [h.clone(), h.clone()]).collect()
+                };
+                let answer = through_the_wire(SyncMessage::Heads(answer))?;
+                init.handle(answer, &mut replica).map(|()| Vec::new())
+            }
+        };
+        match outcome {
+            Err(SyncError::Protocol(_)) => {
+                self.stats.bad_requests += 1;
+                Ok(())
+            }
+            Ok(sent) => Err(format!(
+                "{} answered Rex's made-up catch-up message ({kind:?}) with {} messages",
+                self.nodes[to].name,
+                sent.len()
+            )),
+            Err(e) => Err(format!(
+                "{} failed on Rex's made-up catch-up message ({kind:?}): {e}",
+                self.nodes[to].name
+            )),
+        }
     }
 
     // ----- the network -----------------------------------------------------
@@ -853,6 +1193,7 @@ impl World {
             }
             Packet::Inject {
                 from,
+                space,
                 record,
                 changes,
             } => {
@@ -863,7 +1204,7 @@ impl World {
                 let Some(repo) = self.repo(to) else {
                     return Ok(());
                 };
-                repo.apply_remote(self.space_id(), record, changes, self.nodes[from].device)
+                repo.apply_remote(space, record, changes, self.nodes[from].device)
                     .map_err(|e| {
                         format!("{} failed on injected changes: {e}", self.nodes[to].name)
                     })?;
@@ -873,6 +1214,7 @@ impl World {
                 to_initiator,
                 frame,
             } => self.deliver_session(id, to_initiator, &frame)?,
+            Packet::BadRequest { from, kind } => self.bad_request(from, to, kind)?,
         }
         Ok(())
     }
@@ -909,6 +1251,7 @@ impl World {
                 init,
                 resp: Responder::new(),
                 last: [0, 0],
+                last_changed: [None, None],
             },
         );
         self.dialing.insert((a, b), false);
@@ -927,7 +1270,13 @@ impl World {
                     return;
                 }
             };
+            let dir = usize::from(to_initiator);
+            let mut last_changed = None;
             if let SyncMessage::Changes(records) = &msg {
+                if records.first().map(|r| r.record) == session.last_changed[dir] {
+                    self.stats.split_histories += 1;
+                }
+                last_changed = records.last().map(|r| r.record);
                 for r in records {
                     let record = RecordId::from_bytes(r.record);
                     for c in &r.changes {
@@ -947,10 +1296,10 @@ impl World {
                 self.end_session(id, true);
                 return;
             }
-            let dir = usize::from(to_initiator);
             let at = (self.now() + self.rng.range(1, 60)).max(session.last[dir] + 1);
             if let Some(s) = self.sessions.get_mut(&id) {
                 s.last[dir] = at;
+                s.last_changed[dir] = last_changed;
             }
             if self.faulty && self.rng.chance(self.faults.dup) {
                 self.stats.duplicated += 1;
@@ -1159,6 +1508,27 @@ fn signed_edit(
 ) -> Result<SignedChange, String> {
     let change = edit_as(repo, key.device_id().actor_id(), record, field, value)?;
     key.sign_change(&change).map_err(|e| e.to_string())
+}
+
+/// A statement adding `me` to `space` as an admin, by `me` (a non-admin),
+/// validly signed.
+fn self_promotion(repo: &Repo, me: &SimNode, space: RecordId) -> Result<SignedChange, String> {
+    let mut doc = repo
+        .load_doc(space)
+        .map_err(|e| e.to_string())?
+        .with_actor(me.device.actor_id());
+    let mut promoted = member(me, Role::Admin);
+    promoted.added_by = me.device.to_string();
+    rapport_model::space::add_member(&mut doc, &promoted, me.env.now())
+        .map_err(|e| e.to_string())?;
+    let change = doc.get_last_local_change().ok_or("no change")?;
+    me.key.sign_change(&change).map_err(|e| e.to_string())
+}
+
+/// `msg` as the receiver gets it: it must fit in one frame.
+fn through_the_wire(msg: SyncMessage) -> Result<SyncMessage, String> {
+    let frame = wire::encode_frame(&msg).map_err(|e| e.to_string())?;
+    wire::decode(&frame[4..]).map_err(|e| e.to_string())
 }
 
 fn change_hash(encoded: &[u8]) -> Option<[u8; 32]> {
