@@ -264,7 +264,11 @@ impl World {
                 };
                 let mut own = repo.load_doc(a.record).map_err(|e| e.to_string())?;
                 let cut = ChangeHash(*cut);
+                // Dan's own node drops from its document what it wrote
+                // after it heard of its removal: such a change is not in
+                // the past of the cutoff either.
                 let covered = own.get_change_by_hash(&cut).is_some()
+                    && own.get_change_by_hash(&ChangeHash(a.hash)).is_some()
                     && !own.get_changes(&[cut]).iter().any(|c| c.hash().0 == a.hash);
                 if !covered {
                     continue;
