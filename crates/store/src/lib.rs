@@ -1082,16 +1082,9 @@ impl Store {
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
-        match result {
-            Ok(()) => {
-                self.tell_watchers(std::iter::once(id));
-                Ok(())
-            }
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-            Err(TransactionError::Abort(())) => {
-                Err(StoreError::Corrupt("transaction aborted".into()))
-            }
-        }
+        txn_result(result)?;
+        self.tell_watchers(std::iter::once(id));
+        Ok(())
     }
 
     /// Forgets a stored change that can never apply to `id` (it breaks the
@@ -1125,13 +1118,7 @@ impl Store {
         if let Ok(h) = <[u8; 32]>::try_from(hash) {
             self.note_waiting(SpaceId::Private, id, &[], &[h])?;
         }
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-            Err(TransactionError::Abort(())) => {
-                Err(StoreError::Corrupt("transaction aborted".into()))
-            }
-        }
+        txn_result(result)
     }
 
     /// How many changes wait in `space`, how many of them `author` wrote,
@@ -1202,13 +1189,7 @@ impl Store {
             }
             Ok(())
         });
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-            Err(TransactionError::Abort(())) => {
-                Err(StoreError::Corrupt("transaction aborted".into()))
-            }
-        }
+        txn_result(result)
     }
 
     /// Keeps verified changes whose dependencies have not arrived: stored by
@@ -1431,6 +1412,15 @@ fn waiting_count_key(tag: u8, scope: &[u8], author: Option<&[u8; 32]>) -> Vec<u8
         k.extend_from_slice(a);
     }
     k
+}
+
+/// A finished sled transaction that aborts only on a storage error.
+fn txn_result(result: std::result::Result<(), TransactionError<()>>) -> Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(TransactionError::Storage(e)) => Err(e.into()),
+        Err(TransactionError::Abort(())) => Err(StoreError::Corrupt("transaction aborted".into())),
+    }
 }
 
 fn be_u64(bytes: &[u8]) -> u64 {
