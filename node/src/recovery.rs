@@ -35,7 +35,7 @@ use crate::repo::{Built, open_store};
 use crate::{NodeError, Repo};
 
 /// Who rejections found while replaying are attributed to.
-const FROM_JOURNAL: &str = "the journal";
+pub(crate) const FROM_JOURNAL: &str = "the journal";
 /// The first bytes of a backup file.
 pub const BACKUP_MAGIC: &[u8] = b"rapport-backup/1\n";
 

@@ -29,7 +29,7 @@ use rapport_proto::{SignedChange, hex};
 use rapport_store::{Indexed, RecordWrite, Rejection};
 use rapport_sync::Replica;
 use rapport_trust::policy::{ChangeMeta, Verdict, accepted_heads, evaluate_space, judge_record};
-use rapport_trust::{DeviceId, parse_change, verify_change};
+use rapport_trust::{DeviceId, chunk_hash, parse_change, verify_change};
 
 use crate::limits::Limiter;
 use std::time::Instant;
@@ -273,14 +273,10 @@ impl Repo {
                 report.duplicates += usize::from(new);
                 continue;
             }
-            let refusal = match authorize(record, is_space_record, view, &v) {
-                Err(reason) => Some(reason),
-                // A change this node stores for another document.
-                Ok(()) if new && self.store().signed_change(&hash.0)?.is_some() => {
-                    Some("the change belongs to another document".to_string())
-                }
-                Ok(()) => None,
-            };
+            // The journal's own history was judged when it arrived, by the
+            // rules of its time (record ids named no creator before).
+            let replaying = from == Some(crate::recovery::FROM_JOURNAL);
+            let refusal = authorize(record, is_space_record, view, &v, !replaying).err();
             match refusal {
                 None => fresh.push((v, new)),
                 Some(reason) if new => {
@@ -423,6 +419,11 @@ impl Repo {
                     if *new {
                         report.rejected += 1;
                         self.log_rejection(space, record, Some(signed.author), from_label, &reason);
+                    } else {
+                        // Refused for good (the rules judge a change by its
+                        // own history): it must not be parsed and applied
+                        // again at every later settle.
+                        self.store().forget_change(record, &hash.0)?;
                     }
                     continue;
                 }
@@ -586,6 +587,7 @@ fn authorize(
     is_space_record: bool,
     view: Option<&SpaceView>,
     (signed, change): &Verified,
+    check_creator: bool,
 ) -> Result<(), String> {
     let author = hex(&signed.author);
     match view.map(|v| v.entry(&author)) {
@@ -600,12 +602,34 @@ fn authorize(
     // (its id is bound to the creator's key); the space document's own
     // rules check its creator.
     if !is_space_record
+        && check_creator
         && change.deps().is_empty()
         && !rapport_model::space::record_creator_matches(record, &signed.author)
     {
         return Err("only the record's creator can write its first change".into());
     }
+    // A document never moves between spaces: after its creation, no change
+    // may write the root `space` key (the creation's own value is checked
+    // against the session's space with the rest of the document).
+    if !change.deps().is_empty() && writes_root_key(change, "space") {
+        return Err("a change may not move a document to another space".into());
+    }
     Ok(())
+}
+
+/// Whether `change` has an operation on `key` of the document's root map.
+fn writes_root_key(change: &Change, key: &str) -> bool {
+    use rapport_model::automerge::legacy::{Key, ObjectId};
+    // Decoding a parsed change should not panic; if Automerge does, the
+    // change is treated as writing the key (refused, never applied).
+    std::panic::catch_unwind(|| {
+        change
+            .decode()
+            .operations
+            .iter()
+            .any(|op| op.obj == ObjectId::Root && op.key == Key::Map(key.into()))
+    })
+    .unwrap_or(true)
 }
 
 /// `doc` with `changes` applied, if the result passes `valid`.
@@ -692,13 +716,15 @@ impl<'a> SyncReplica<'a> {
         let new: Vec<&Vec<u8>> = changes
             .iter()
             .filter(|bytes| {
+                // Hashed from the bytes: nothing unverified is parsed (or
+                // inflated) here.
                 SignedChange::decode(bytes)
                     .ok()
-                    .and_then(|s| parse_change(&s.change).ok())
-                    .is_none_or(|c| {
+                    .and_then(|s| chunk_hash(&s.change).ok())
+                    .is_none_or(|h| {
                         self.repo
                             .store()
-                            .signed_change(&c.hash().0)
+                            .signed_change(&h.0)
                             .ok()
                             .flatten()
                             .is_none()
@@ -1458,7 +1484,7 @@ pub(crate) mod tests {
         assert_eq!(
             v.store().space_usage(space_a).expect("usage"),
             stored(&v, space_a),
-            "A is still charged for it"
+            "A is charged for a change it no longer holds"
         );
 
         v.edit(&x.id.to_string(), &input(&[("owner", "Vi")]), &[])
@@ -1548,11 +1574,12 @@ pub(crate) mod tests {
         a.apply_remote(space, acme.id, dep, w.device_id())
             .expect("apply");
         assert_eq!(a.resolve("Acme").expect("acme").text("owner"), Some("Wen"));
-        // A change stored for another document is refused, not listed twice.
+        // A change sent under another document too is charged once.
         let report = a
             .apply_remote(space, shared.id, vec![by_writer.encode()], w.device_id())
             .expect("apply");
         assert_eq!(report.applied, 0, "{report:?}");
+        assert_eq!(a.resolve("Acme").expect("acme").text("owner"), Some("Wen"));
 
         assert_eq!(
             a.store().space_usage(space).expect("usage"),
@@ -1560,14 +1587,16 @@ pub(crate) mod tests {
         );
     }
 
-    /// Bytes of the signed changes a node lists for the documents of `space`.
+    /// Bytes of the signed changes a node lists for the documents of
+    /// `space`, each change once.
     fn stored(r: &Repo, space: SpaceId) -> u64 {
-        r.store()
+        let changes: HashSet<Vec<u8>> = r
+            .store()
             .space_items(space)
             .map(|i| i.expect("item").0)
             .flat_map(|id| all_changes(r, id))
-            .map(|c| c.len() as u64)
-            .sum()
+            .collect();
+        changes.iter().map(|c| c.len() as u64).sum()
     }
 
     /// Issue 15, item 2: readers flood a node with space-document changes

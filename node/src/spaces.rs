@@ -109,6 +109,16 @@ impl Repo {
                 )));
             }
         };
+        if let Some(big) = new
+            .iter()
+            .find(|c| c.raw_bytes().len() > rapport_proto::MAX_CHANGE_BYTES)
+        {
+            return Err(NodeError::Forbidden(format!(
+                "this statement would be {} bytes, over the {}-byte limit on a change; nothing was saved",
+                big.raw_bytes().len(),
+                rapport_proto::MAX_CHANGE_BYTES
+            )));
+        }
         let mut changes = Vec::with_capacity(new.len());
         for change in &new {
             changes.push((change.hash().0.to_vec(), self.key().sign_change(change)?));

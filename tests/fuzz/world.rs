@@ -77,7 +77,12 @@ impl World {
         .expect("add writer");
         let added = sign_last(&mut space_doc, &admin);
 
-        let record = RecordId::new(T0 as u64 * 1000 + 2, [0x5e; 10]);
+        // Bound to its creator, as every record id is.
+        let record = rapport_model::space::new_record_id(
+            &writer.device_id().0,
+            T0 as u64 * 1000 + 2,
+            [0x5e; 2],
+        );
         let mut record_doc = rapport_model::doc::create(
             writer.device_id().actor_id(),
             Kind::Company,

@@ -330,25 +330,35 @@ pub fn remove_members(
     time: Timestamp,
 ) -> Result<(), DocError> {
     let removed = map_of(doc, "removed")?;
+    // One budget of entries per change, shared by all the removals.
+    let mut budget = CUTOFF_PER_CHANGE;
     let mut rest = Vec::new();
     for r in removals {
         let m = doc.put_object(&removed, r.device.as_str(), ObjType::Map)?;
         doc.put(&m, "by", r.by.as_str())?;
         doc.put(&m, "at", ScalarValue::Timestamp(r.at * 1000))?;
-        let mut parts = r.cutoff.chunks(CUTOFF_PER_CHANGE);
-        let first = parts.next().unwrap_or_default();
-        doc.put(&m, "cutoff", ScalarValue::Bytes(cutoff_bytes(first)))?;
-        rest.extend(parts.enumerate().map(|(k, part)| (m.clone(), k + 1, part)));
+        let first = r.cutoff.len().min(budget);
+        budget -= first;
+        doc.put(
+            &m,
+            "cutoff",
+            ScalarValue::Bytes(cutoff_bytes(&r.cutoff[..first])),
+        )?;
+        if first < r.cutoff.len() {
+            rest.push((m, &r.cutoff[first..]));
+        }
     }
     doc.put(ROOT, "topic", ScalarValue::Bytes(topic.to_vec()))?;
     commit(doc, "remove members", time);
-    for (m, k, part) in rest {
-        doc.put(
-            &m,
-            format!("cutoff.{k}"),
-            ScalarValue::Bytes(cutoff_bytes(part)),
-        )?;
-        commit(doc, "removal cutoff", time);
+    for (m, entries) in rest {
+        for (k, part) in entries.chunks(CUTOFF_PER_CHANGE).enumerate() {
+            doc.put(
+                &m,
+                format!("cutoff.{}", k + 1),
+                ScalarValue::Bytes(cutoff_bytes(part)),
+            )?;
+            commit(doc, "removal cutoff", time);
+        }
     }
     Ok(())
 }

@@ -1095,6 +1095,30 @@ impl Store {
     /// journal until compaction; a rebuild re-judges and forgets it again.)
     pub fn forget_change(&self, id: RecordId, hash: &[u8]) -> Result<()> {
         let listed = concat(id.to_string().as_bytes(), hash);
+        // The same change may be listed under another document too (a peer
+        // sent it under two): then only this listing goes. Other listings
+        // are found through the documents its author wrote to.
+        let elsewhere = match self.signed_change(hash)? {
+            None => false,
+            Some(signed) => {
+                let mut found = false;
+                for key in self.authored.scan_prefix(signed.author).keys() {
+                    let key = key?;
+                    let other = &key[32..];
+                    if other != id.to_string().as_bytes()
+                        && self.doc_changes.contains_key(concat(other, hash))?
+                    {
+                        found = true;
+                        break;
+                    }
+                }
+                found
+            }
+        };
+        if elsewhere {
+            self.doc_changes.remove(listed)?;
+            return Ok(());
+        }
         let trees = [&self.changes, &self.doc_changes, &self.usage, &self.counts];
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {

@@ -55,6 +55,10 @@ const HEADS_BATCH_BYTES: usize = 1 << 20;
 /// Most records one session may name. An initiator that found more
 /// differing leaves the rest to its next session ([`SessionStats::deferred`]).
 pub const MAX_RECORDS_PER_SESSION: usize = 1 << 20;
+/// Records a session may name whose heads turn out to equal the
+/// responder's (they changed since reconciliation): beyond this many, the
+/// peer is naming records that do not differ, and the session ends.
+pub const MAX_UNCHANGED_PER_SESSION: usize = 256;
 /// Largest encoded signed change worth sending: the change itself plus its
 /// envelope's header (101 bytes). No receiver accepts a larger one.
 const MAX_SENDABLE_CHANGE: usize = MAX_CHANGE_BYTES + 1024;
@@ -502,6 +506,8 @@ pub struct Responder {
     answer: Outgoing,
     /// Our heads of the records answered so far, sent after our changes.
     mine: Vec<RecordHeads>,
+    /// Records named whose heads were ours already.
+    unchanged: usize,
     /// Records named in this session, and the last one.
     named: usize,
     last_named: Option<WireId>,
@@ -536,6 +542,7 @@ impl Responder {
             asked: Vec::new(),
             answer: Outgoing::default(),
             mine: Vec::new(),
+            unchanged: 0,
             named: 0,
             last_named: None,
             state: ResponderState::AwaitingOpen,
@@ -669,6 +676,7 @@ impl Responder {
         }
         let space = self.space;
         let mine = &mut self.mine;
+        let unchanged = &mut self.unchanged;
         let next = self.answer.next_message(replica, space, |rh| {
             let record = RecordId::from_bytes(rh.record);
             let ours = replica.heads(space, record).map_err(SyncError::Replica)?;
@@ -680,9 +688,21 @@ impl Responder {
                 return Ok(false);
             };
             if same_heads(&ours, &rh.heads) {
-                return Err(SyncError::Protocol(format!(
-                    "record {record} was named but does not differ"
-                )));
+                // It differed when reconciled, and a change that arrived
+                // meanwhile (gossip, another session) made it equal: answer
+                // with nothing to send. Only a few records can race like
+                // that; naming many that do not differ is an attack.
+                *unchanged += 1;
+                if *unchanged > MAX_UNCHANGED_PER_SESSION {
+                    return Err(SyncError::Protocol(format!(
+                        "record {record} was named but does not differ, and so were {MAX_UNCHANGED_PER_SESSION} others"
+                    )));
+                }
+                mine.push(RecordHeads {
+                    record: rh.record,
+                    heads: ours,
+                });
+                return Ok(false);
             }
             mine.push(RecordHeads {
                 record: rh.record,

@@ -388,14 +388,33 @@ fn a_record_named_twice_in_a_session_is_refused() {
 
 #[test]
 fn heads_equal_to_the_responders_own_are_refused_as_not_differing() {
-    let doc = vec![change(1, 0, 100), change(1, 1, 100)];
-    let mut b = Chain::with([(rid(1), doc.clone())]);
+    // A few (a record that a gossip message brought up to date since
+    // reconciliation) get an empty answer; naming more ends the session.
+    let docs: Vec<(RecordId, Vec<Vec<u8>>)> = (0..=MAX_UNCHANGED_PER_SESSION as u64)
+        .map(|n| (RecordId::new(n, [0; 10]), vec![change(n as u8, 0, 100)]))
+        .collect();
+    let mut b = Chain::with(docs.iter().cloned());
     let mut r = opened(&mut b);
-    let same = SyncMessage::Heads(vec![RecordHeads {
-        record: rid(1).to_bytes(),
-        heads: vec![digest(&doc[1])],
-    }]);
-    r.handle(same, &mut b).expect("well-formed");
+    let same = |range: std::ops::Range<usize>| {
+        SyncMessage::Heads(
+            docs[range]
+                .iter()
+                .map(|(id, doc)| RecordHeads {
+                    record: id.to_bytes(),
+                    heads: vec![digest(&doc[0])],
+                })
+                .collect(),
+        )
+    };
+    r.handle(same(0..MAX_UNCHANGED_PER_SESSION), &mut b)
+        .expect("well-formed");
+    let answer = drain(|| r.poll_send(&b));
+    assert!(
+        answer.iter().all(|m| !matches!(m, SyncMessage::Changes(_))),
+        "{answer:?}"
+    );
+    r.handle(same(MAX_UNCHANGED_PER_SESSION..docs.len()), &mut b)
+        .expect("well-formed");
     let err = r.poll_send(&b).expect_err("not differing");
     assert!(matches!(err, SyncError::Protocol(_)), "{err}");
     assert_eq!(b.changes_calls.get(), 0);
