@@ -1853,4 +1853,56 @@ pub(crate) mod tests {
             times[2], times[0], times[4]
         );
     }
+
+    /// A member who sends a writer's change under another document first
+    /// (where it waits forever) does not keep it from its own record.
+    #[test]
+    fn a_change_sent_under_another_document_first_still_applies_to_its_own() {
+        let (_ta, a) = node();
+        let (_tw, w) = node();
+        let (_tr, r) = node();
+        let (shared, space, acme) = joint_acme(&a, &w, Role::Writer);
+        add(&a, shared.id, &r, Role::Reader);
+        sync(&r, &a, space);
+        let edit = signed_edit(&w, &w, acme.id, "owner", "Wen");
+        let report = a
+            .apply_remote(space, shared.id, vec![edit.encode()], r.device_id())
+            .expect("apply");
+        assert_eq!(report.pending, 1, "{report:?}");
+        let report = a
+            .apply_remote(space, acme.id, vec![edit.encode()], w.device_id())
+            .expect("apply");
+        assert_eq!(report.applied, 1, "{report:?}");
+        assert_eq!(a.resolve("Acme").expect("acme").text("owner"), Some("Wen"));
+        assert_eq!(
+            a.store().space_usage(space).expect("usage"),
+            stored(&a, space)
+        );
+    }
+
+    /// Issue 15, item 5 (by another path): a writer cannot move a record
+    /// of one space into another by writing its `space` key.
+    #[test]
+    fn no_change_moves_a_record_to_another_space() {
+        use rapport_model::automerge::{ROOT, transaction::Transactable};
+        let (_ta, a) = node();
+        let (_tw, w) = node();
+        let (_, space, acme) = joint_acme(&a, &w, Role::Writer);
+        let mut doc = w.load_doc(acme.id).expect("doc");
+        doc.put(ROOT, "space", "private").expect("put");
+        doc.commit();
+        let moved = w
+            .key()
+            .sign_change(&doc.get_last_local_change().expect("change"))
+            .expect("sign");
+        let report = a
+            .apply_remote(space, acme.id, vec![moved.encode()], w.device_id())
+            .expect("apply");
+        assert_eq!(report.rejected, 1, "{report:?}");
+        let log = a.store().rejections().expect("log");
+        assert!(
+            log.iter().any(|x| x.reason.contains("move a document")),
+            "{log:?}"
+        );
+    }
 }

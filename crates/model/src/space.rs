@@ -621,4 +621,49 @@ mod tests {
         assert_eq!(id.to_string().parse::<SpaceId>(), Ok(id));
         assert_eq!("private".parse::<SpaceId>(), Ok(SpaceId::Private));
     }
+
+    /// Two removals of devices that wrote 10,000 records each: no change
+    /// of the statement carries more than one budget of cutoff entries.
+    #[test]
+    fn removals_share_one_budget_of_cutoff_entries_per_change() {
+        let actor = ActorId::from(&[1u8; 32][..]);
+        let id = new_space_id(&[1u8; 32], 5, [5, 5]);
+        let mut doc = create_space(
+            actor,
+            id,
+            "S",
+            &Identity::default(),
+            [0; 32],
+            Timestamp::UNIX_EPOCH,
+        )
+        .expect("space");
+        let heads = doc.get_heads();
+        let removal = |d: u8| Removal {
+            device: hex(&ActorId::from(&[d; 32][..])),
+            by: hex(&ActorId::from(&[1u8; 32][..])),
+            at: 0,
+            cutoff: (0..10_000u32)
+                .map(|n| {
+                    let mut r = [0u8; 10];
+                    r[..4].copy_from_slice(&n.to_be_bytes());
+                    (RecordId::new(1, r), [d; 32])
+                })
+                .collect(),
+        };
+        let removals = [removal(2), removal(3)];
+        remove_members(&mut doc, &removals, [1; 32], Timestamp::UNIX_EPOCH).expect("remove");
+        let changes = doc.get_changes(&heads);
+        assert!(changes.len() >= 2, "{} changes", changes.len());
+        for c in &changes {
+            assert!(
+                c.raw_bytes().len() < CUTOFF_PER_CHANGE * 48 + 4096,
+                "{}",
+                c.raw_bytes().len()
+            );
+        }
+        let state = read_state(&doc, None);
+        for r in &removals {
+            assert_eq!(state.removed[&r.device].cutoff, r.cutoff);
+        }
+    }
 }
