@@ -239,7 +239,7 @@ enum Packet {
 }
 
 /// The catch-up messages Rex's client makes up.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BadRequest {
     /// `Heads` naming one record many times.
     Repeated,
@@ -1149,6 +1149,17 @@ impl World {
         };
         match outcome {
             Err(SyncError::Protocol(_)) => {
+                self.stats.bad_requests += 1;
+                Ok(())
+            }
+            // A few records that do not differ (any more) get an empty
+            // answer, as a record a gossip message just brought up to date
+            // would: nothing is sent for them.
+            Ok(sent)
+                if kind == BadRequest::NoDifference
+                    && items.len() <= rapport_sync::MAX_UNCHANGED_PER_SESSION
+                    && !sent.iter().any(|m| matches!(m, SyncMessage::Changes(_))) =>
+            {
                 self.stats.bad_requests += 1;
                 Ok(())
             }
