@@ -932,7 +932,7 @@ impl Node {
                     role: s.role_of(&repo.device_id().to_string()),
                     refused: c.refused.get(&id).cloned(),
                     stored_bytes: repo.store().space_usage(id)?,
-                    waiting: repo.store().waiting_counts(id, &[0; 32], s.id)?.0,
+                    waiting: repo.store().waiting_in_space(id)?,
                 },
             );
         }

@@ -276,7 +276,7 @@ impl Repo {
             // The journal's own history was judged when it arrived, by the
             // rules of its time (record ids named no creator before).
             let replaying = from == Some(crate::recovery::FROM_JOURNAL);
-            let refusal = authorize(record, is_space_record, view, &v, !replaying).err();
+            let refusal = authorize(record, is_space_record, view, &v, !replaying, new).err();
             match refusal {
                 None => fresh.push((v, new)),
                 Some(reason) if new => {
@@ -588,6 +588,7 @@ fn authorize(
     view: Option<&SpaceView>,
     (signed, change): &Verified,
     check_creator: bool,
+    arrived_now: bool,
 ) -> Result<(), String> {
     let author = hex(&signed.author);
     match view.map(|v| v.entry(&author)) {
@@ -610,8 +611,10 @@ fn authorize(
     }
     // A document never moves between spaces: after its creation, no change
     // may write the root `space` key (the creation's own value is checked
-    // against the session's space with the rest of the document).
-    if !change.deps().is_empty() && writes_root_key(change, "space") {
+    // against the session's space with the rest of the document). A stored
+    // change passed this when it arrived: it is not decoded again at every
+    // later settle.
+    if arrived_now && !change.deps().is_empty() && writes_root_key(change, "space") {
         return Err("a change may not move a document to another space".into());
     }
     Ok(())

@@ -1145,6 +1145,12 @@ impl Store {
         txn_result(result)
     }
 
+    /// How many changes wait in `space`.
+    pub fn waiting_in_space(&self, space: SpaceId) -> Result<u64> {
+        let key = waiting_count_key(b'n', space.to_string().as_bytes(), None);
+        Ok(self.waiting.get(key)?.map_or(0, |v| be_u64(&v)))
+    }
+
     /// How many changes wait in `space`, how many of them `author` wrote,
     /// and how many wait in `record`.
     pub fn waiting_counts(
