@@ -8,6 +8,7 @@
 //! is what lets, say, a mutant that still verifies grow into one that
 //! reaches Automerge's apply step.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -106,9 +107,12 @@ pub fn fuzz(target: &str, mut exec: impl FnMut(&[u8]) -> String) -> u64 {
     let mut slowest = (Duration::ZERO, String::new());
     // `index`: executions before this one, so that a replay can stop right
     // after it.
+    quiet_panics();
     let mut run_one = |input: &[u8], what: &str, index: u64| -> String {
         let started = Instant::now();
+        QUIET.set(true);
         let result = panic::catch_unwind(AssertUnwindSafe(|| exec(input)));
+        QUIET.set(false);
         let took = started.elapsed();
         if took > slowest.0 {
             slowest = (took, what.to_string());
@@ -155,6 +159,36 @@ pub fn fuzz(target: &str, mut exec: impl FnMut(&[u8]) -> String) -> u64 {
     runs
 }
 
+thread_local! {
+    /// Set while this thread runs an input.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+    /// Where the last panic of this thread's input happened.
+    static PANICKED_AT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Panics while an input runs are not printed, only remembered: the node
+/// under test catches the ones Automerge raises on hostile bytes, and
+/// printing each (with a backtrace under `RUST_BACKTRACE=1`) cost more
+/// than running the input. A finding is reported by `fail` with the
+/// place it happened; panics elsewhere print as usual.
+fn quiet_panics() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if QUIET.get() {
+                let place = info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                    .unwrap_or_default();
+                PANICKED_AT.with_borrow_mut(|at| *at = place);
+            } else {
+                default(info);
+            }
+        }));
+    });
+}
+
 /// An outcome without its numbers (offsets, lengths), which would make
 /// nearly every run look new.
 fn coarse(outcome: &str) -> String {
@@ -187,8 +221,9 @@ fn fail(
         Ok(()) => path.canonicalize().unwrap_or(path).display().to_string(),
         Err(e) => format!("(could not save it to {}: {e})", path.display()),
     };
+    let place = PANICKED_AT.with_borrow(String::clone);
     panic!(
-        "fuzz {target}: {what} (execution {runs}) panicked: {message}\n\
+        "fuzz {target}: {what} (execution {runs}) panicked at {place}: {message}\n\
          seed {seed}; input saved to {path}\n\
          replay: RAPPORT_FUZZ_SEED={seed} RAPPORT_FUZZ_RUNS={runs} \
          cargo test -p rapport --test fuzz {target}\n\
