@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 
 use rapport_model::automerge::{AutoCommit, Change, ChangeHash};
 use rapport_model::space::{is_space_doc, space_of};
-use rapport_model::{RecordId, RecordView, SpaceId, SpaceView};
+use rapport_model::{RecordId, RecordView, Removal, SpaceId, SpaceView};
 use rapport_proto::{SignedChange, hex};
 use rapport_store::{Indexed, RecordWrite, Rejection};
 use rapport_sync::Replica;
@@ -231,6 +231,8 @@ impl Repo {
         from: Option<&str>,
         report: &mut ApplyReport,
     ) -> Result<(), NodeError> {
+        #[cfg(test)]
+        tests::SETTLES.with(|n| n.set(n.get() + 1));
         let space = SpaceId::Shared(space_id);
         let is_space_record = record == space_id;
         let from_label = from.unwrap_or("this node");
@@ -532,7 +534,8 @@ impl Repo {
     /// After a space document changed: re-judges every record written by a
     /// device whose removal appeared, changed (another removal took
     /// precedence) or went away, so its changes past the cutoff leave them
-    /// (or come back).
+    /// (or come back). When the removal only gained a part of its cutoff,
+    /// only the records that part names are judged again.
     pub(crate) fn resettle_after_removals(
         &self,
         space_id: RecordId,
@@ -540,9 +543,9 @@ impl Repo {
         after: &SpaceView,
     ) -> Result<(), NodeError> {
         let space = SpaceId::Shared(space_id);
-        let removal = |v: Option<&SpaceView>, d: &str| {
-            v.and_then(|v| v.removed.get(d)).map(|(_, r)| r.clone())
-        };
+        fn removal<'a>(v: Option<&'a SpaceView>, d: &str) -> Option<&'a Removal> {
+            v.and_then(|v| v.removed.get(d)).map(|(_, r)| r)
+        }
         let mut devices: Vec<&String> = after.removed.keys().collect();
         if let Some(b) = before {
             devices.extend(b.removed.keys());
@@ -550,15 +553,25 @@ impl Repo {
         devices.sort();
         devices.dedup();
         for device in devices {
-            if removal(before, device) == removal(Some(after), device) {
+            let (was, now) = (removal(before, device), removal(Some(after), device));
+            if was == now {
                 continue;
             }
-            let Some(key) =
-                rapport_proto::parse_hex(device).and_then(|b| <[u8; 32]>::try_from(b).ok())
-            else {
-                continue;
+            let records = match (was, now) {
+                (Some(was), Some(now)) if is_extension(was, now) => now.cutoff[was.cutoff.len()..]
+                    .iter()
+                    .map(|(record, _)| *record)
+                    .collect(),
+                _ => {
+                    let Some(key) =
+                        rapport_proto::parse_hex(device).and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    else {
+                        continue;
+                    };
+                    self.store().authored(&key)?
+                }
             };
-            for record in self.store().authored(&key)? {
+            for record in records {
                 if record != space_id && self.store().heads(space, record)?.is_some() {
                     let mut report = ApplyReport::default();
                     self.settle(space_id, record, Some(after), Vec::new(), None, &mut report)?;
@@ -577,6 +590,18 @@ impl Repo {
             report: ApplyReport::default(),
         }
     }
+}
+
+/// Whether removal `now` is `was` with more of its cutoff, and nothing else
+/// changed: then a record's verdicts change only if the new part names it.
+/// A cutoff is searched by record id (`policy::judge_record`), so this
+/// holds only while the whole cutoff is in id order; a cutoff out of order
+/// (written by no honest node) has every record judged again.
+fn is_extension(was: &Removal, now: &Removal) -> bool {
+    (&was.device, &was.by, was.at) == (&now.device, &now.by, now.at)
+        && now.cutoff.len() > was.cutoff.len()
+        && now.cutoff.starts_with(&was.cutoff)
+        && now.cutoff.windows(2).all(|w| w[0].0 < w[1].0)
 }
 
 /// Whether `change`'s author may write it to `record`, in the space whose
@@ -890,6 +915,12 @@ pub(crate) mod tests {
     use super::*;
     use crate::OpenMode;
     use crate::repo::tests::input;
+
+    thread_local! {
+        /// Records judged by `settle` on this thread: what a removal's
+        /// re-judging costs.
+        pub(super) static SETTLES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
     use jiff::Timestamp;
     use rapport_model::{Kind, Member, Role};
     use rapport_sync::run_in_memory;
@@ -1907,5 +1938,65 @@ pub(crate) mod tests {
             log.iter().any(|x| x.reason.contains("move a document")),
             "{log:?}"
         );
+    }
+
+    /// A removal's cutoff gains a part: the records that part names are
+    /// judged again (the removed writer's edits there apply), the others
+    /// are not even looked at.
+    #[test]
+    fn a_new_cutoff_part_rejudges_only_the_records_it_names() {
+        let (_ta, a) = node();
+        let (_tw, w) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &w, Role::Writer);
+        let names = ["Acme", "Beta", "Gamma"];
+        for name in names {
+            a.create(Kind::Company, space, &input(&[("name", name)]))
+                .expect("create");
+        }
+        sync(&w, &a, space);
+        for name in names {
+            w.edit(name, &input(&[("industry", "Steel")]), &[])
+                .expect("w edits");
+        }
+        sync(&a, &w, space);
+        a.remove_members(shared.id, &w.device_id().to_string())
+            .expect("remove");
+        let full = a.space(shared.id).expect("space").expect("view");
+        let device = w.device_id().to_string();
+        assert_eq!(full.removed[&device].1.cutoff.len(), 3);
+        let mut first_part = full.clone();
+        first_part
+            .removed
+            .get_mut(&device)
+            .expect("removed")
+            .1
+            .cutoff
+            .truncate(1);
+        let industry = |name: &str| {
+            a.resolve(name)
+                .expect("record")
+                .text("industry")
+                .map(str::to_string)
+        };
+        // Only the first part has arrived: W's edits elsewhere are held.
+        a.resettle_after_removals(shared.id, Some(&full), &first_part)
+            .expect("resettle");
+        let named_first = first_part.removed[&device].1.cutoff[0].0;
+        let rest: Vec<&str> = names
+            .into_iter()
+            .filter(|n| a.resolve(n).expect("record").id != named_first)
+            .collect();
+        for name in &rest {
+            assert_eq!(industry(name), None, "{name}");
+        }
+        SETTLES.with(|n| n.set(0));
+        a.resettle_after_removals(shared.id, Some(&first_part), &full)
+            .expect("resettle");
+        assert_eq!(SETTLES.with(|n| n.get()), 2, "records judged again");
+        for name in names {
+            assert_eq!(industry(name).as_deref(), Some("Steel"), "{name}");
+        }
     }
 }
