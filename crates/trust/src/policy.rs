@@ -479,10 +479,17 @@ fn writes_into_anothers_entry(change: &Change, before: &SpaceState, after: &Spac
     if others.is_empty() {
         return false;
     }
-    change.decode().operations.iter().any(|op| match &op.obj {
-        legacy::ObjectId::Id(legacy::OpId(counter, actor)) => others.contains(&(*counter, actor)),
-        legacy::ObjectId::Root => false,
+    // Decoding a change held in the document should not panic; if
+    // Automerge does, the change is treated as writing there (refused).
+    std::panic::catch_unwind(|| {
+        change.decode().operations.iter().any(|op| match &op.obj {
+            legacy::ObjectId::Id(legacy::OpId(counter, actor)) => {
+                others.contains(&(*counter, actor))
+            }
+            legacy::ObjectId::Root => false,
+        })
     })
+    .unwrap_or(true)
 }
 
 /// The removal entries `after` holds that `before` did not.
