@@ -163,7 +163,11 @@ impl Repo {
             }
             if missing {
                 let earlier = will_wait.entry(v.0.author).or_default();
-                if let Some(reason) = self.waiting_bound(space, record, &v.0.author, *earlier)? {
+                let mut over = self.waiting_bound(space, record, &v.0.author, *earlier)?;
+                if over.is_some() && self.expire_waiting(Some(space))? > 0 {
+                    over = self.waiting_bound(space, record, &v.0.author, *earlier)?;
+                }
+                if let Some(reason) = over {
                     report.rejected += 1;
                     report.waiting_refused += 1;
                     self.log_rejection(space, record, Some(v.0.author), &from_label, &reason);
@@ -439,7 +443,11 @@ impl Repo {
         all_heads.sort();
         // After what it counts is stored: a crash in between leaves a
         // count short, never a count of changes that are not there.
-        let note_waiting = || self.store().note_waiting(space, record, &started, &ended);
+        let now = self.now().as_second().max(0).cast_unsigned();
+        let note_waiting = || {
+            self.store()
+                .note_waiting(space, record, &started, &ended, now)
+        };
         if sorted_heads == before_sorted && !keeps_new {
             // Nothing new is accepted and everything kept is already stored.
             return Ok(note_waiting()?);
@@ -499,6 +507,27 @@ impl Repo {
             self.resettle_after_removals(space_id, view, after)?;
         }
         Ok(())
+    }
+
+    /// Forgets the changes that have waited for their dependencies longer
+    /// than [`crate::limits::WAITING_TTL`], in `space` (every space if
+    /// `None`), oldest first; returns how many. A peer offers them again
+    /// once their dependencies exist. Not while a record is being settled:
+    /// it may hold them.
+    pub(crate) fn expire_waiting(&self, space: Option<SpaceId>) -> Result<usize, NodeError> {
+        let now = self.now().as_second().max(0).cast_unsigned();
+        let before = now.saturating_sub(crate::limits::WAITING_TTL.as_secs());
+        let stale = self.store().stale_waiting(before, space)?;
+        for (record, hash) in &stale {
+            self.store().forget_change(*record, hash)?;
+        }
+        if !stale.is_empty() {
+            tracing::info!(
+                forgotten = stale.len(),
+                "changes that waited for their dependencies too long were forgotten"
+            );
+        }
+        Ok(stale.len())
     }
 
     /// Why a change that must wait for its dependencies is not kept, if
@@ -1998,5 +2027,107 @@ pub(crate) mod tests {
         for name in names {
             assert_eq!(industry(name).as_deref(), Some("Steel"), "{name}");
         }
+    }
+
+    /// A clock the test moves, with the system's randomness.
+    struct Clock(std::sync::Mutex<Timestamp>);
+
+    impl crate::env::Environment for Clock {
+        fn now(&self) -> Timestamp {
+            *self.0.lock().expect("clock")
+        }
+        fn fill(&self, buf: &mut [u8]) -> Result<(), rapport_trust::KeyError> {
+            crate::env::System.fill(buf)
+        }
+    }
+
+    /// A reader fills a record's waiting slots with changes whose
+    /// dependencies never arrive. A day later a change that must wait is
+    /// still refused; once the flood has waited longer than `WAITING_TTL`,
+    /// it is forgotten and the next change that must wait is kept.
+    #[test]
+    fn changes_that_wait_too_long_are_forgotten_and_free_their_slots() {
+        use crate::limits::{MAX_WAITING_PER_RECORD, WAITING_TTL};
+        let start = Timestamp::from_second(1_800_000_000).expect("time");
+        let clock = std::sync::Arc::new(Clock(std::sync::Mutex::new(start)));
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let a = Repo::open_in(tmp.path(), OpenMode::Create, clock.clone()).expect("open");
+        let (_tr, r) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &r, Role::Reader);
+        sync(&r, &a, space);
+        let mut doc = r.load_doc(shared.id).expect("doc");
+        rapport_model::automerge::transaction::Transactable::put(
+            &mut doc,
+            rapport_model::automerge::ROOT,
+            "name",
+            "Flood",
+        )
+        .expect("put");
+        doc.commit();
+        let template = doc.get_last_local_change().expect("change").decode();
+        let forged = |n: u32| {
+            let mut c = template.clone();
+            let mut dep = [0xfe; 32];
+            dep[..4].copy_from_slice(&n.to_be_bytes());
+            c.deps = vec![ChangeHash(dep)];
+            c.seq += u64::from(n) + 1;
+            r.key()
+                .sign_change(&Change::from(c))
+                .expect("sign")
+                .encode()
+        };
+        let flood: Vec<Vec<u8>> = (0..MAX_WAITING_PER_RECORD as u32).map(forged).collect();
+        let waiting = || {
+            a.store()
+                .waiting_counts(space, &r.device_id().0, shared.id)
+                .expect("counts")
+                .2
+        };
+        for c in &flood {
+            a.apply_remote(space, shared.id, vec![c.clone()], r.device_id())
+                .expect("apply");
+        }
+        assert_eq!(waiting(), MAX_WAITING_PER_RECORD);
+        let later = |secs: u64| {
+            *clock.0.lock().expect("clock") = start
+                .checked_add(std::time::Duration::from_secs(secs))
+                .expect("time");
+        };
+        later(24 * 3600);
+        let report = a
+            .apply_remote(space, shared.id, vec![forged(1_000)], r.device_id())
+            .expect("apply");
+        assert_eq!(report.waiting_refused, 1, "{report:?}");
+
+        later(WAITING_TTL.as_secs() + 60);
+        let report = a
+            .apply_remote(space, shared.id, vec![forged(1_001)], r.device_id())
+            .expect("apply");
+        assert_eq!(
+            (report.waiting_refused, report.pending),
+            (0, 1),
+            "{report:?}"
+        );
+        assert_eq!(waiting(), 1, "only the new change waits");
+        let listed = all_changes(&a, shared.id);
+        assert!(
+            flood.iter().all(|c| !listed.contains(c)),
+            "a forgotten change is still stored"
+        );
+        assert!(listed.contains(&forged(1_001)));
+
+        // At start-up too: the one left waiting goes a week later.
+        drop(a);
+        later(2 * WAITING_TTL.as_secs() + 120);
+        let a = Repo::open_in(tmp.path(), OpenMode::Existing, clock.clone()).expect("open");
+        assert_eq!(
+            a.store()
+                .waiting_counts(space, &r.device_id().0, shared.id)
+                .expect("counts")
+                .2,
+            0
+        );
     }
 }
