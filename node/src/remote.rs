@@ -2130,4 +2130,89 @@ pub(crate) mod tests {
             0
         );
     }
+
+    /// W's edit is kept aside (W was removed) and builds on Y's edit.
+    /// Then the creator's removal of admin B arrives, which B's addition of
+    /// Y does not precede: Y never was a member, its edit is refused, and
+    /// W's edit, refused with it for good, is forgotten from the store.
+    #[test]
+    fn a_change_kept_aside_then_refused_for_good_is_forgotten() {
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let (_tw, w) = node();
+        let (_ty, y) = node();
+        let (_td, d) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &b, Role::Admin);
+        add(&a, shared.id, &w, Role::Writer);
+        sync(&b, &a, space);
+        let base = all_changes(&a, shared.id);
+        add(&b, shared.id, &y, Role::Writer);
+        let adds_y = added(&all_changes(&b, shared.id), &base);
+        a.remove_members(shared.id, &w.device_id().to_string())
+            .expect("remove w");
+        let removes_w = added(&all_changes(&a, shared.id), &base);
+        let before_b = all_changes(&a, shared.id);
+        a.remove_members(shared.id, &b.device_id().to_string())
+            .expect("remove b");
+        let removes_b = added(&all_changes(&a, shared.id), &before_b);
+        let acme = a
+            .create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("acme");
+
+        for (record, changes) in [
+            (shared.id, &base),
+            (shared.id, &adds_y),
+            (shared.id, &removes_w),
+            (acme.id, &all_changes(&a, acme.id)),
+        ] {
+            d.apply_remote(space, record, changes.clone(), a.device_id())
+                .expect("apply");
+        }
+        let by_y = signed_edit(&y, &d, acme.id, "industry", "Steel");
+        let report = d
+            .apply_remote(space, acme.id, vec![by_y.encode()], y.device_id())
+            .expect("apply");
+        assert_eq!(report.applied, 1, "{report:?}");
+        let by_w = signed_edit(&w, &d, acme.id, "owner", "Wen");
+        let report = d
+            .apply_remote(space, acme.id, vec![by_w.encode()], w.device_id())
+            .expect("apply");
+        assert_eq!(report.held, 1, "{report:?}");
+        assert!(all_changes(&d, acme.id).contains(&by_w.encode()));
+        let count = d.store().change_count();
+
+        d.apply_remote(space, shared.id, removes_b, a.device_id())
+            .expect("apply");
+        assert!(
+            !d.space(shared.id)
+                .expect("s")
+                .expect("view")
+                .is_member(&y.device_id().to_string())
+        );
+        // The next change to Acme has it judged again.
+        let by_a = signed_edit(&a, &a, acme.id, "domain", "acme.example");
+        d.apply_remote(space, acme.id, vec![by_a.encode()], a.device_id())
+            .expect("apply");
+        let on_d = d.resolve("Acme").expect("acme");
+        assert_eq!(on_d.text("industry"), None, "the non-member's edit shows");
+        assert_eq!(on_d.text("domain"), Some("acme.example"));
+        assert!(
+            !all_changes(&d, acme.id).contains(&by_w.encode()),
+            "the refused change is still stored"
+        );
+        assert!(
+            d.store()
+                .signed_change(&parse_change(&by_w.change).expect("parse").hash().0)
+                .expect("change")
+                .is_none()
+        );
+        // B's removal and A's edit came; W's change went.
+        assert_eq!(d.store().change_count(), count + 2 - 1);
+        assert_eq!(
+            d.store().space_usage(space).expect("usage"),
+            stored(&d, space)
+        );
+    }
 }
