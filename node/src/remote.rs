@@ -601,7 +601,11 @@ impl Repo {
                 }
             };
             for record in records {
-                if record != space_id && self.store().heads(space, record)?.is_some() {
+                // A record of this space, shown or withdrawn (then its
+                // changes are kept aside, and it may come back).
+                let ours = self.store().heads(space, record)?.is_some()
+                    || self.store().holds_in(space, record)?;
+                if record != space_id && ours {
                     let mut report = ApplyReport::default();
                     self.settle(space_id, record, Some(after), Vec::new(), None, &mut report)?;
                 }
@@ -2027,6 +2031,50 @@ pub(crate) mod tests {
         for name in names {
             assert_eq!(industry(name).as_deref(), Some("Steel"), "{name}");
         }
+    }
+
+    /// A record the removed writer created is named only in a part of the
+    /// cutoff that has not arrived: it is withdrawn meanwhile (its changes
+    /// are kept aside), and comes back when that part arrives, as on a
+    /// node that received the whole removal at once.
+    #[test]
+    fn a_withdrawn_record_comes_back_when_the_cutoff_part_naming_it_arrives() {
+        let (_ta, a) = node();
+        let (_tw, w) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &w, Role::Writer);
+        sync(&w, &a, space);
+        let delta = w
+            .create(Kind::Company, space, &input(&[("name", "Delta")]))
+            .expect("w creates");
+        sync(&a, &w, space);
+        assert!(a.resolve("Delta").is_ok(), "a holds W's record");
+        a.remove_members(shared.id, &w.device_id().to_string())
+            .expect("remove");
+        let full = a.space(shared.id).expect("space").expect("view");
+        let device = w.device_id().to_string();
+        let mut first_part = full.clone();
+        let cutoff = &mut first_part
+            .removed
+            .get_mut(&device)
+            .expect("removed")
+            .1
+            .cutoff;
+        let named = cutoff
+            .iter()
+            .position(|(r, _)| *r == delta.id)
+            .expect("the cutoff names Delta");
+        cutoff.truncate(named);
+        a.resettle_after_removals(shared.id, Some(&full), &first_part)
+            .expect("resettle");
+        assert!(a.resolve("Delta").is_err(), "withdrawn while unnamed");
+        a.resettle_after_removals(shared.id, Some(&first_part), &full)
+            .expect("resettle");
+        assert_eq!(
+            a.resolve("Delta").expect("Delta is back").text("name"),
+            Some("Delta")
+        );
     }
 
     /// A clock the test moves, with the system's randomness.

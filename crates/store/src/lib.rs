@@ -981,6 +981,23 @@ impl Store {
             .collect()
     }
 
+    /// Whether changes charged to `space` are stored for `id`: true of a
+    /// record withdrawn from the space (its changes kept aside), which has
+    /// no heads there but may come back.
+    pub fn holds_in(&self, space: SpaceId, id: RecordId) -> Result<bool> {
+        let space = space.to_string();
+        for value in self
+            .doc_changes
+            .scan_prefix(id.to_string().as_bytes())
+            .values()
+        {
+            if value? == space.as_bytes() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Bytes of signed changes stored for a space (applied, waiting and
     /// kept aside alike).
     pub fn space_usage(&self, space: SpaceId) -> Result<u64> {
