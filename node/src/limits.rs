@@ -18,6 +18,15 @@ pub const MAX_WAITING_PER_RECORD: u64 = 256;
 pub const MAX_WAITING_PER_AUTHOR: u64 = 1_000;
 pub const MAX_WAITING_PER_SPACE: u64 = 10_000;
 
+/// How long a change may wait for its dependencies before it is forgotten
+/// (when a bound above would refuse a change, and at start-up). Without
+/// it, a hostile member could fill an author's or a space's slots with
+/// changes whose dependencies never exist, for good. A week outlasts any
+/// honest gap (a peer offline over a weekend still sends the missing
+/// changes first), and nothing honest is lost: a peer offers a forgotten
+/// change again during catch-up once its dependencies exist.
+pub const WAITING_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Limits a node enforces on what peers send it (`None`: no limit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {

@@ -1151,4 +1151,80 @@ mod tests {
             assert!(!into.exists(), "{what}: something was written");
         }
     }
+
+    /// A record created before record ids named their creator (its id
+    /// does not name the device that wrote its first change), stored then
+    /// and so in the journal: a rebuild from the journal restores it, as
+    /// the journal's history is judged by the rules of its time. The same
+    /// change arriving from a peer today is refused.
+    #[test]
+    fn a_record_from_before_ids_named_their_creator_is_rebuilt_from_the_journal_but_refused_from_a_peer()
+     {
+        let (_ta, a) = node();
+        let (_tw, w) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &w, Role::Writer);
+        sync(&w, &a, space);
+        let old = RecordId::new(1_600_000_000_000, [7; 10]);
+        assert!(!rapport_model::space::record_creator_matches(
+            old,
+            &w.device_id().0
+        ));
+        let mut doc = rapport_model::doc::create(
+            w.device_id().actor_id(),
+            Kind::Company,
+            space,
+            &[(
+                "name".into(),
+                rapport_model::FieldValue::Text("Old Co".into()),
+            )],
+            jiff::Timestamp::now(),
+        )
+        .expect("doc");
+        let change = doc.get_last_local_change().expect("change").clone();
+        let signed = w.key().sign_change(&change).expect("sign");
+        // Node A accepted it under the rules of its time: stored, and so
+        // journaled.
+        {
+            let _guard = a.write_guard();
+            let view = a.store().space_shared(shared.id).expect("view");
+            a.settle(
+                shared.id,
+                old,
+                view.as_deref(),
+                vec![(signed.clone(), change)],
+                Some(FROM_JOURNAL),
+                &mut ApplyReport::default(),
+            )
+            .expect("settle");
+        }
+        assert_eq!(a.resolve("Old Co").expect("old").id, old);
+
+        let dir = a.dir().to_path_buf();
+        drop(a);
+        fs::remove_dir_all(dir.join(datadir::STORE_DIR)).expect("remove store");
+        let a = Repo::open(&dir, OpenMode::Existing).expect("opens, rebuilt");
+        let restored = a.resolve("Old Co").expect("restored from the journal");
+        assert_eq!((restored.id, restored.title().as_str()), (old, "Old Co"));
+
+        let (_tb, b) = node();
+        add(&a, shared.id, &b, Role::Reader);
+        sync(&b, &a, space);
+        let report = b
+            .apply_remote(space, old, vec![signed.encode()], a.device_id())
+            .expect("apply");
+        assert_eq!((report.applied, report.rejected), (0, 1), "{report:?}");
+        assert!(
+            b.resolve("Old Co").is_err(),
+            "a peer's unbound record applied"
+        );
+        assert!(
+            b.store()
+                .rejections()
+                .expect("log")
+                .iter()
+                .any(|r| r.reason.contains("only the record's creator")),
+        );
+    }
 }

@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 
 use rapport_model::automerge::{AutoCommit, Change, ChangeHash};
 use rapport_model::space::{is_space_doc, space_of};
-use rapport_model::{RecordId, RecordView, SpaceId, SpaceView};
+use rapport_model::{RecordId, RecordView, Removal, SpaceId, SpaceView};
 use rapport_proto::{SignedChange, hex};
 use rapport_store::{Indexed, RecordWrite, Rejection};
 use rapport_sync::Replica;
@@ -163,7 +163,11 @@ impl Repo {
             }
             if missing {
                 let earlier = will_wait.entry(v.0.author).or_default();
-                if let Some(reason) = self.waiting_bound(space, record, &v.0.author, *earlier)? {
+                let mut over = self.waiting_bound(space, record, &v.0.author, *earlier)?;
+                if over.is_some() && self.expire_waiting(Some(space))? > 0 {
+                    over = self.waiting_bound(space, record, &v.0.author, *earlier)?;
+                }
+                if let Some(reason) = over {
                     report.rejected += 1;
                     report.waiting_refused += 1;
                     self.log_rejection(space, record, Some(v.0.author), &from_label, &reason);
@@ -231,6 +235,8 @@ impl Repo {
         from: Option<&str>,
         report: &mut ApplyReport,
     ) -> Result<(), NodeError> {
+        #[cfg(test)]
+        tests::SETTLES.with(|n| n.set(n.get() + 1));
         let space = SpaceId::Shared(space_id);
         let is_space_record = record == space_id;
         let from_label = from.unwrap_or("this node");
@@ -437,7 +443,11 @@ impl Repo {
         all_heads.sort();
         // After what it counts is stored: a crash in between leaves a
         // count short, never a count of changes that are not there.
-        let note_waiting = || self.store().note_waiting(space, record, &started, &ended);
+        let now = self.now().as_second().max(0).cast_unsigned();
+        let note_waiting = || {
+            self.store()
+                .note_waiting(space, record, &started, &ended, now)
+        };
         if sorted_heads == before_sorted && !keeps_new {
             // Nothing new is accepted and everything kept is already stored.
             return Ok(note_waiting()?);
@@ -499,6 +509,27 @@ impl Repo {
         Ok(())
     }
 
+    /// Forgets the changes that have waited for their dependencies longer
+    /// than [`crate::limits::WAITING_TTL`], in `space` (every space if
+    /// `None`), oldest first; returns how many. A peer offers them again
+    /// once their dependencies exist. Not while a record is being settled:
+    /// it may hold them.
+    pub(crate) fn expire_waiting(&self, space: Option<SpaceId>) -> Result<usize, NodeError> {
+        let now = self.now().as_second().max(0).cast_unsigned();
+        let before = now.saturating_sub(crate::limits::WAITING_TTL.as_secs());
+        let stale = self.store().stale_waiting(before, space)?;
+        for (record, hash) in &stale {
+            self.store().forget_change(*record, hash)?;
+        }
+        if !stale.is_empty() {
+            tracing::info!(
+                forgotten = stale.len(),
+                "changes that waited for their dependencies too long were forgotten"
+            );
+        }
+        Ok(stale.len())
+    }
+
     /// Why a change that must wait for its dependencies is not kept, if
     /// it is over one of the bounds on waiting changes (see
     /// [`crate::limits`]); `batch` more began waiting since the counts
@@ -532,7 +563,8 @@ impl Repo {
     /// After a space document changed: re-judges every record written by a
     /// device whose removal appeared, changed (another removal took
     /// precedence) or went away, so its changes past the cutoff leave them
-    /// (or come back).
+    /// (or come back). When the removal only gained a part of its cutoff,
+    /// only the records that part names are judged again.
     pub(crate) fn resettle_after_removals(
         &self,
         space_id: RecordId,
@@ -540,9 +572,9 @@ impl Repo {
         after: &SpaceView,
     ) -> Result<(), NodeError> {
         let space = SpaceId::Shared(space_id);
-        let removal = |v: Option<&SpaceView>, d: &str| {
-            v.and_then(|v| v.removed.get(d)).map(|(_, r)| r.clone())
-        };
+        fn removal<'a>(v: Option<&'a SpaceView>, d: &str) -> Option<&'a Removal> {
+            v.and_then(|v| v.removed.get(d)).map(|(_, r)| r)
+        }
         let mut devices: Vec<&String> = after.removed.keys().collect();
         if let Some(b) = before {
             devices.extend(b.removed.keys());
@@ -550,16 +582,30 @@ impl Repo {
         devices.sort();
         devices.dedup();
         for device in devices {
-            if removal(before, device) == removal(Some(after), device) {
+            let (was, now) = (removal(before, device), removal(Some(after), device));
+            if was == now {
                 continue;
             }
-            let Some(key) =
-                rapport_proto::parse_hex(device).and_then(|b| <[u8; 32]>::try_from(b).ok())
-            else {
-                continue;
+            let records = match (was, now) {
+                (Some(was), Some(now)) if is_extension(was, now) => now.cutoff[was.cutoff.len()..]
+                    .iter()
+                    .map(|(record, _)| *record)
+                    .collect(),
+                _ => {
+                    let Some(key) =
+                        rapport_proto::parse_hex(device).and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    else {
+                        continue;
+                    };
+                    self.store().authored(&key)?
+                }
             };
-            for record in self.store().authored(&key)? {
-                if record != space_id && self.store().heads(space, record)?.is_some() {
+            for record in records {
+                // A record of this space, shown or withdrawn (then its
+                // changes are kept aside, and it may come back).
+                let ours = self.store().heads(space, record)?.is_some()
+                    || self.store().holds_in(space, record)?;
+                if record != space_id && ours {
                     let mut report = ApplyReport::default();
                     self.settle(space_id, record, Some(after), Vec::new(), None, &mut report)?;
                 }
@@ -577,6 +623,18 @@ impl Repo {
             report: ApplyReport::default(),
         }
     }
+}
+
+/// Whether removal `now` is `was` with more of its cutoff, and nothing else
+/// changed: then a record's verdicts change only if the new part names it.
+/// A cutoff is searched by record id (`policy::judge_record`), so this
+/// holds only while the whole cutoff is in id order; a cutoff out of order
+/// (written by no honest node) has every record judged again.
+fn is_extension(was: &Removal, now: &Removal) -> bool {
+    (&was.device, &was.by, was.at) == (&now.device, &now.by, now.at)
+        && now.cutoff.len() > was.cutoff.len()
+        && now.cutoff.starts_with(&was.cutoff)
+        && now.cutoff.windows(2).all(|w| w[0].0 < w[1].0)
 }
 
 /// Whether `change`'s author may write it to `record`, in the space whose
@@ -890,6 +948,12 @@ pub(crate) mod tests {
     use super::*;
     use crate::OpenMode;
     use crate::repo::tests::input;
+
+    thread_local! {
+        /// Records judged by `settle` on this thread: what a removal's
+        /// re-judging costs.
+        pub(super) static SETTLES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
     use jiff::Timestamp;
     use rapport_model::{Kind, Member, Role};
     use rapport_sync::run_in_memory;
@@ -1906,6 +1970,297 @@ pub(crate) mod tests {
         assert!(
             log.iter().any(|x| x.reason.contains("move a document")),
             "{log:?}"
+        );
+    }
+
+    /// A removal's cutoff gains a part: the records that part names are
+    /// judged again (the removed writer's edits there apply), the others
+    /// are not even looked at.
+    #[test]
+    fn a_new_cutoff_part_rejudges_only_the_records_it_names() {
+        let (_ta, a) = node();
+        let (_tw, w) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &w, Role::Writer);
+        let names = ["Acme", "Beta", "Gamma"];
+        for name in names {
+            a.create(Kind::Company, space, &input(&[("name", name)]))
+                .expect("create");
+        }
+        sync(&w, &a, space);
+        for name in names {
+            w.edit(name, &input(&[("industry", "Steel")]), &[])
+                .expect("w edits");
+        }
+        sync(&a, &w, space);
+        a.remove_members(shared.id, &w.device_id().to_string())
+            .expect("remove");
+        let full = a.space(shared.id).expect("space").expect("view");
+        let device = w.device_id().to_string();
+        assert_eq!(full.removed[&device].1.cutoff.len(), 3);
+        let mut first_part = full.clone();
+        first_part
+            .removed
+            .get_mut(&device)
+            .expect("removed")
+            .1
+            .cutoff
+            .truncate(1);
+        let industry = |name: &str| {
+            a.resolve(name)
+                .expect("record")
+                .text("industry")
+                .map(str::to_string)
+        };
+        // Only the first part has arrived: W's edits elsewhere are held.
+        a.resettle_after_removals(shared.id, Some(&full), &first_part)
+            .expect("resettle");
+        let named_first = first_part.removed[&device].1.cutoff[0].0;
+        let rest: Vec<&str> = names
+            .into_iter()
+            .filter(|n| a.resolve(n).expect("record").id != named_first)
+            .collect();
+        for name in &rest {
+            assert_eq!(industry(name), None, "{name}");
+        }
+        SETTLES.with(|n| n.set(0));
+        a.resettle_after_removals(shared.id, Some(&first_part), &full)
+            .expect("resettle");
+        assert_eq!(SETTLES.with(|n| n.get()), 2, "records judged again");
+        for name in names {
+            assert_eq!(industry(name).as_deref(), Some("Steel"), "{name}");
+        }
+    }
+
+    /// A record the removed writer created is named only in a part of the
+    /// cutoff that has not arrived: it is withdrawn meanwhile (its changes
+    /// are kept aside), and comes back when that part arrives, as on a
+    /// node that received the whole removal at once.
+    #[test]
+    fn a_withdrawn_record_comes_back_when_the_cutoff_part_naming_it_arrives() {
+        let (_ta, a) = node();
+        let (_tw, w) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &w, Role::Writer);
+        sync(&w, &a, space);
+        let delta = w
+            .create(Kind::Company, space, &input(&[("name", "Delta")]))
+            .expect("w creates");
+        sync(&a, &w, space);
+        assert!(a.resolve("Delta").is_ok(), "a holds W's record");
+        a.remove_members(shared.id, &w.device_id().to_string())
+            .expect("remove");
+        let full = a.space(shared.id).expect("space").expect("view");
+        let device = w.device_id().to_string();
+        let mut first_part = full.clone();
+        let cutoff = &mut first_part
+            .removed
+            .get_mut(&device)
+            .expect("removed")
+            .1
+            .cutoff;
+        let named = cutoff
+            .iter()
+            .position(|(r, _)| *r == delta.id)
+            .expect("the cutoff names Delta");
+        cutoff.truncate(named);
+        a.resettle_after_removals(shared.id, Some(&full), &first_part)
+            .expect("resettle");
+        assert!(a.resolve("Delta").is_err(), "withdrawn while unnamed");
+        a.resettle_after_removals(shared.id, Some(&first_part), &full)
+            .expect("resettle");
+        assert_eq!(
+            a.resolve("Delta").expect("Delta is back").text("name"),
+            Some("Delta")
+        );
+    }
+
+    /// A clock the test moves, with the system's randomness.
+    struct Clock(std::sync::Mutex<Timestamp>);
+
+    impl crate::env::Environment for Clock {
+        fn now(&self) -> Timestamp {
+            *self.0.lock().expect("clock")
+        }
+        fn fill(&self, buf: &mut [u8]) -> Result<(), rapport_trust::KeyError> {
+            crate::env::System.fill(buf)
+        }
+    }
+
+    /// A reader fills a record's waiting slots with changes whose
+    /// dependencies never arrive. A day later a change that must wait is
+    /// still refused; once the flood has waited longer than `WAITING_TTL`,
+    /// it is forgotten and the next change that must wait is kept.
+    #[test]
+    fn changes_that_wait_too_long_are_forgotten_and_free_their_slots() {
+        use crate::limits::{MAX_WAITING_PER_RECORD, WAITING_TTL};
+        let start = Timestamp::from_second(1_800_000_000).expect("time");
+        let clock = std::sync::Arc::new(Clock(std::sync::Mutex::new(start)));
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let a = Repo::open_in(tmp.path(), OpenMode::Create, clock.clone()).expect("open");
+        let (_tr, r) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &r, Role::Reader);
+        sync(&r, &a, space);
+        let mut doc = r.load_doc(shared.id).expect("doc");
+        rapport_model::automerge::transaction::Transactable::put(
+            &mut doc,
+            rapport_model::automerge::ROOT,
+            "name",
+            "Flood",
+        )
+        .expect("put");
+        doc.commit();
+        let template = doc.get_last_local_change().expect("change").decode();
+        let forged = |n: u32| {
+            let mut c = template.clone();
+            let mut dep = [0xfe; 32];
+            dep[..4].copy_from_slice(&n.to_be_bytes());
+            c.deps = vec![ChangeHash(dep)];
+            c.seq += u64::from(n) + 1;
+            r.key()
+                .sign_change(&Change::from(c))
+                .expect("sign")
+                .encode()
+        };
+        let flood: Vec<Vec<u8>> = (0..MAX_WAITING_PER_RECORD as u32).map(forged).collect();
+        let waiting = || {
+            a.store()
+                .waiting_counts(space, &r.device_id().0, shared.id)
+                .expect("counts")
+                .2
+        };
+        for c in &flood {
+            a.apply_remote(space, shared.id, vec![c.clone()], r.device_id())
+                .expect("apply");
+        }
+        assert_eq!(waiting(), MAX_WAITING_PER_RECORD);
+        let later = |secs: u64| {
+            *clock.0.lock().expect("clock") = start
+                .checked_add(std::time::Duration::from_secs(secs))
+                .expect("time");
+        };
+        later(24 * 3600);
+        let report = a
+            .apply_remote(space, shared.id, vec![forged(1_000)], r.device_id())
+            .expect("apply");
+        assert_eq!(report.waiting_refused, 1, "{report:?}");
+
+        later(WAITING_TTL.as_secs() + 60);
+        let report = a
+            .apply_remote(space, shared.id, vec![forged(1_001)], r.device_id())
+            .expect("apply");
+        assert_eq!(
+            (report.waiting_refused, report.pending),
+            (0, 1),
+            "{report:?}"
+        );
+        assert_eq!(waiting(), 1, "only the new change waits");
+        let listed = all_changes(&a, shared.id);
+        assert!(
+            flood.iter().all(|c| !listed.contains(c)),
+            "a forgotten change is still stored"
+        );
+        assert!(listed.contains(&forged(1_001)));
+
+        // At start-up too: the one left waiting goes a week later.
+        drop(a);
+        later(2 * WAITING_TTL.as_secs() + 120);
+        let a = Repo::open_in(tmp.path(), OpenMode::Existing, clock.clone()).expect("open");
+        assert_eq!(
+            a.store()
+                .waiting_counts(space, &r.device_id().0, shared.id)
+                .expect("counts")
+                .2,
+            0
+        );
+    }
+
+    /// W's edit is kept aside (W was removed) and builds on Y's edit.
+    /// Then the creator's removal of admin B arrives, which B's addition of
+    /// Y does not precede: Y never was a member, its edit is refused, and
+    /// W's edit, refused with it for good, is forgotten from the store.
+    #[test]
+    fn a_change_kept_aside_then_refused_for_good_is_forgotten() {
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let (_tw, w) = node();
+        let (_ty, y) = node();
+        let (_td, d) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &b, Role::Admin);
+        add(&a, shared.id, &w, Role::Writer);
+        sync(&b, &a, space);
+        let base = all_changes(&a, shared.id);
+        add(&b, shared.id, &y, Role::Writer);
+        let adds_y = added(&all_changes(&b, shared.id), &base);
+        a.remove_members(shared.id, &w.device_id().to_string())
+            .expect("remove w");
+        let removes_w = added(&all_changes(&a, shared.id), &base);
+        let before_b = all_changes(&a, shared.id);
+        a.remove_members(shared.id, &b.device_id().to_string())
+            .expect("remove b");
+        let removes_b = added(&all_changes(&a, shared.id), &before_b);
+        let acme = a
+            .create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("acme");
+
+        for (record, changes) in [
+            (shared.id, &base),
+            (shared.id, &adds_y),
+            (shared.id, &removes_w),
+            (acme.id, &all_changes(&a, acme.id)),
+        ] {
+            d.apply_remote(space, record, changes.clone(), a.device_id())
+                .expect("apply");
+        }
+        let by_y = signed_edit(&y, &d, acme.id, "industry", "Steel");
+        let report = d
+            .apply_remote(space, acme.id, vec![by_y.encode()], y.device_id())
+            .expect("apply");
+        assert_eq!(report.applied, 1, "{report:?}");
+        let by_w = signed_edit(&w, &d, acme.id, "owner", "Wen");
+        let report = d
+            .apply_remote(space, acme.id, vec![by_w.encode()], w.device_id())
+            .expect("apply");
+        assert_eq!(report.held, 1, "{report:?}");
+        assert!(all_changes(&d, acme.id).contains(&by_w.encode()));
+        let count = d.store().change_count();
+
+        d.apply_remote(space, shared.id, removes_b, a.device_id())
+            .expect("apply");
+        assert!(
+            !d.space(shared.id)
+                .expect("s")
+                .expect("view")
+                .is_member(&y.device_id().to_string())
+        );
+        // The next change to Acme has it judged again.
+        let by_a = signed_edit(&a, &a, acme.id, "domain", "acme.example");
+        d.apply_remote(space, acme.id, vec![by_a.encode()], a.device_id())
+            .expect("apply");
+        let on_d = d.resolve("Acme").expect("acme");
+        assert_eq!(on_d.text("industry"), None, "the non-member's edit shows");
+        assert_eq!(on_d.text("domain"), Some("acme.example"));
+        assert!(
+            !all_changes(&d, acme.id).contains(&by_w.encode()),
+            "the refused change is still stored"
+        );
+        assert!(
+            d.store()
+                .signed_change(&parse_change(&by_w.change).expect("parse").hash().0)
+                .expect("change")
+                .is_none()
+        );
+        // B's removal and A's edit came; W's change went.
+        assert_eq!(d.store().change_count(), count + 2 - 1);
+        assert_eq!(
+            d.store().space_usage(space).expect("usage"),
+            stored(&d, space)
         );
     }
 }

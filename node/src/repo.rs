@@ -114,6 +114,11 @@ impl Repo {
         };
         let repo = Self::with_store(dir, store, env)?;
         repo.replay_journal_tail()?;
+        // Changes that waited for their dependencies too long go (entries
+        // from before their start was kept start now).
+        let now = repo.now().as_second().max(0).cast_unsigned();
+        repo.store().date_waiting(now)?;
+        repo.expire_waiting(None)?;
         Ok(repo)
     }
 

@@ -168,7 +168,34 @@ pub struct SpaceState {
     pub name: String,
     pub topic: Option<Vec<u8>>,
     pub members: BTreeMap<String, Member>,
-    pub removed: BTreeMap<String, Removal>,
+    /// Removal entries by removed device, each keyed by its entry's
+    /// object in the document. A device has more than one entry when
+    /// admins removed it concurrently (Automerge keeps every conflicting
+    /// entry); the rules pick the one that counts. See [`read_state`] for
+    /// whose writes an entry is read from.
+    pub removed: BTreeMap<String, BTreeMap<automerge::ObjId, Removal>>,
+}
+
+impl SpaceState {
+    /// Whether `device` has a removal entry, whoever wrote it.
+    pub fn is_removed(&self, device_hex: &str) -> bool {
+        self.removed.get(device_hex).is_some_and(|e| !e.is_empty())
+    }
+
+    /// The removal entry held in object `entry`, if it is one of
+    /// `device`'s.
+    pub fn removal(&self, device_hex: &str, entry: &automerge::ObjId) -> Option<&Removal> {
+        self.removed.get(device_hex)?.get(entry)
+    }
+}
+
+/// The device that created a removal entry's object: the only one whose
+/// writes inside it count (see [`read_state`]).
+pub fn entry_owner(entry: &automerge::ObjId) -> Option<&ActorId> {
+    match entry {
+        automerge::ObjId::Id(_, actor, _) => Some(actor),
+        automerge::ObjId::Root => None,
+    }
 }
 
 /// A shared space as users see it, after authorization.
@@ -413,6 +440,32 @@ impl<D: ReadDoc> At<'_, D> {
         }
     }
 
+    fn get_all(
+        &self,
+        obj: &automerge::ObjId,
+        key: &str,
+    ) -> Vec<(automerge::Value<'_>, automerge::ObjId)> {
+        match self.heads {
+            Some(h) => self.doc.get_all_at(obj, key, h),
+            None => self.doc.get_all(obj, key),
+        }
+        .unwrap_or_default()
+    }
+
+    /// The value of `key` as `actor` last wrote it, ignoring every other
+    /// author's write to the same key (concurrent or not).
+    fn scalar_by(&self, obj: &automerge::ObjId, key: &str, actor: &ActorId) -> Option<ScalarValue> {
+        // In op order, so the last is the one Automerge would pick among
+        // the actor's own writes.
+        self.get_all(obj, key)
+            .into_iter()
+            .rev()
+            .find_map(|(v, op)| match (v, entry_owner(&op)) {
+                (automerge::Value::Scalar(s), Some(a)) if a == actor => Some(s.into_owned()),
+                _ => None,
+            })
+    }
+
     fn keys(&self, obj: &automerge::ObjId) -> Vec<String> {
         match self.heads {
             Some(h) => self.doc.keys_at(obj, h).collect(),
@@ -454,6 +507,58 @@ impl<D: ReadDoc> At<'_, D> {
             _ => None,
         }
     }
+}
+
+/// One removal entry, read from its owner's writes only (the device that
+/// created the entry's object; an honest entry's `by`): another admin can
+/// write keys into someone else's entry (Automerge lets anyone write
+/// anywhere), say a `cutoff.5` past the parts that exist so far, and
+/// those writes must never be read as the remover's. (A write that
+/// replaces one of the owner's hides the owner's value, so the entry reads
+/// differently; the rules refuse that as an edit.) The rules also refuse
+/// a change that writes in another's entry at all (`rapport-trust`).
+fn read_removal<D: ReadDoc>(
+    at: &At<'_, D>,
+    entry: &automerge::ObjId,
+    device: &str,
+) -> Option<Removal> {
+    let owner = entry_owner(entry)?;
+    let by = match at.scalar_by(entry, "by", owner) {
+        Some(ScalarValue::Str(s)) => s.to_string(),
+        _ => String::new(),
+    };
+    let seconds = match at.scalar_by(entry, "at", owner) {
+        Some(ScalarValue::Timestamp(ms)) => ms.div_euclid(1000),
+        _ => 0,
+    };
+    let bytes_of = |key: &str| match at.scalar_by(entry, key, owner) {
+        Some(ScalarValue::Bytes(b)) => Some(b),
+        _ => None,
+    };
+    // `cutoff`, then `cutoff.1`, `cutoff.2`... while they follow on.
+    let mut bytes = bytes_of("cutoff").unwrap_or_default();
+    for k in 1.. {
+        match bytes_of(&format!("cutoff.{k}")) {
+            Some(more) => bytes.extend_from_slice(&more),
+            None => break,
+        }
+    }
+    let cutoff = bytes
+        .chunks_exact(48)
+        .map(|c| {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&c[..16]);
+            let mut h = [0u8; 32];
+            h.copy_from_slice(&c[16..]);
+            (RecordId::from_bytes(id), h)
+        })
+        .collect();
+    Some(Removal {
+        device: device.to_string(),
+        by,
+        at: seconds,
+        cutoff,
+    })
 }
 
 fn get_str(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> Option<String> {
@@ -516,36 +621,21 @@ pub fn read_state<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> SpaceSta
     }
     if let Some(m) = at.map(&ROOT, "removed") {
         for device in at.keys(&m) {
-            let Some(e) = at.map(&m, &device) else {
-                continue;
-            };
-            // `cutoff`, then `cutoff.1`, `cutoff.2`... while they follow on.
-            let mut bytes = at.bytes(&e, "cutoff").unwrap_or_default();
-            for k in 1.. {
-                match at.bytes(&e, &format!("cutoff.{k}")) {
-                    Some(more) => bytes.extend_from_slice(&more),
-                    None => break,
+            // Every conflicting entry: two admins may remove a device
+            // concurrently, and the one Automerge shows need not be the
+            // one the rules pick.
+            for (value, entry) in at.get_all(&m, &device) {
+                if !matches!(value, automerge::Value::Object(ObjType::Map)) {
+                    continue;
+                }
+                if let Some(removal) = read_removal(&at, &entry, &device) {
+                    state
+                        .removed
+                        .entry(device.clone())
+                        .or_default()
+                        .insert(entry, removal);
                 }
             }
-            let cutoff = bytes
-                .chunks_exact(48)
-                .map(|c| {
-                    let mut id = [0u8; 16];
-                    id.copy_from_slice(&c[..16]);
-                    let mut h = [0u8; 32];
-                    h.copy_from_slice(&c[16..]);
-                    (RecordId::from_bytes(id), h)
-                })
-                .collect();
-            state.removed.insert(
-                device.clone(),
-                Removal {
-                    device,
-                    by: at.str(&e, "by").unwrap_or_default(),
-                    at: at.seconds(&e, "at"),
-                    cutoff,
-                },
-            );
         }
     }
     state
@@ -554,6 +644,12 @@ pub fn read_state<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> SpaceSta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn only_entry<'a>(state: &'a SpaceState, device: &str) -> &'a Removal {
+        let entries: Vec<&Removal> = state.removed[device].values().collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        entries[0]
+    }
 
     #[test]
     fn a_space_document_reads_back_members_and_removals_at_any_point() {
@@ -599,13 +695,59 @@ mod tests {
         assert_eq!(now.members[&"01".repeat(32)].role, Role::Admin);
         assert_eq!(now.members[&"01".repeat(32)].org, "Acme");
         assert_eq!(now.members[&"02".repeat(32)], guest);
-        assert_eq!(now.removed[&"02".repeat(32)], removal);
+        assert_eq!(only_entry(&now, &"02".repeat(32)), &removal);
         assert_eq!(now.topic, Some(vec![8; 32]));
         let then = read_state(&doc, Some(&created));
         assert_eq!(then.members.len(), 1);
         assert!(then.removed.is_empty());
         assert_eq!(then.topic, Some(vec![7; 32]));
         assert_eq!(read_state(doc.document(), Some(&[])), SpaceState::default());
+    }
+
+    /// Two admins remove the same device concurrently and a third device
+    /// writes a part into one of the entries: both entries read back, each
+    /// from its own remover's writes only.
+    #[test]
+    fn every_concurrent_removal_entry_reads_back_from_its_removers_writes_only() {
+        let (a, b, x) = ([1u8; 32], [5u8; 32], [9u8; 32]);
+        let id = new_space_id(&a, 5, [5, 5]);
+        let t = Timestamp::from_second(1_000).expect("t");
+        let mut doc = create_space(
+            ActorId::from(&a[..]),
+            id,
+            "S",
+            &Identity::default(),
+            [0; 32],
+            t,
+        )
+        .expect("create");
+        let mut at_b = doc.fork().with_actor(ActorId::from(&b[..]));
+        let removal = |by: &[u8; 32], n: u8| Removal {
+            device: "02".repeat(32),
+            by: hex(&ActorId::from(&by[..])),
+            at: 1_000,
+            cutoff: vec![(RecordId::new(1, [n; 10]), [n; 32])],
+        };
+        remove_members(&mut doc, &[removal(&a, 1)], [1; 32], t).expect("a removes");
+        remove_members(&mut at_b, &[removal(&b, 2)], [2; 32], t).expect("b removes");
+        doc.merge(&mut at_b).expect("merge");
+        let removed = map_of(&doc, "removed").expect("removed");
+        let a_entry = doc
+            .get_all(&removed, "02".repeat(32))
+            .expect("get_all")
+            .into_iter()
+            .map(|(_, e)| e)
+            .find(|e| entry_owner(e) == Some(&ActorId::from(&a[..])))
+            .expect("a's entry");
+        doc.set_actor(ActorId::from(&x[..]));
+        doc.put(&a_entry, "cutoff.1", ScalarValue::Bytes(vec![7; 48]))
+            .expect("put");
+        doc.commit();
+        let state = read_state(&doc, None);
+        let entries: Vec<&Removal> = state.removed[&"02".repeat(32)].values().collect();
+        assert_eq!(entries.len(), 2);
+        assert!(entries.contains(&&removal(&a, 1)), "{entries:?}");
+        assert!(entries.contains(&&removal(&b, 2)), "{entries:?}");
     }
 
     #[test]
@@ -663,7 +805,7 @@ mod tests {
         }
         let state = read_state(&doc, None);
         for r in &removals {
-            assert_eq!(state.removed[&r.device].cutoff, r.cutoff);
+            assert_eq!(only_entry(&state, &r.device).cutoff, r.cutoff);
         }
     }
 }

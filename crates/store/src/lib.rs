@@ -21,7 +21,8 @@
 //! | `peers`       | device hex                | `PeerRecord` as JSON           |
 //! | `authored`    | author key (32 bytes), id | empty                          |
 //! | `usage`       | space                     | bytes of signed changes stored (u64, big-endian) |
-//! | `waiting`     | `w`, change hash          | author key, record id (16 bytes), space |
+//! | `waiting`     | `w`, change hash          | author key, record id (16 bytes), 0xff, when it started waiting (u64 seconds, big-endian), space (entries from before the time was kept have no 0xff and no time) |
+//! | `waiting`     | `t`, when it started waiting (u64, big-endian), change hash | empty (oldest first, for expiry) |
 //! | `waiting`     | `n` space / `a` space, 0, author / `r` record | changes waiting (u64, big-endian) |
 //! | `counts`      | `changes`; `items`, 0, space; `rejected`, 0, space | how many entries `changes` holds, how many `by_space` holds for the space, how many changes of the space were ever refused (u64, big-endian) |
 //!
@@ -980,6 +981,23 @@ impl Store {
             .collect()
     }
 
+    /// Whether changes charged to `space` are stored for `id`: true of a
+    /// record withdrawn from the space (its changes kept aside), which has
+    /// no heads there but may come back.
+    pub fn holds_in(&self, space: SpaceId, id: RecordId) -> Result<bool> {
+        let space = space.to_string();
+        for value in self
+            .doc_changes
+            .scan_prefix(id.to_string().as_bytes())
+            .values()
+        {
+            if value? == space.as_bytes() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Bytes of signed changes stored for a space (applied, waiting and
     /// kept aside alike).
     pub fn space_usage(&self, space: SpaceId) -> Result<u64> {
@@ -1140,7 +1158,7 @@ impl Store {
                 Ok(())
             });
         if let Ok(h) = <[u8; 32]>::try_from(hash) {
-            self.note_waiting(SpaceId::Private, id, &[], &[h])?;
+            self.note_waiting(SpaceId::Private, id, &[], &[h], 0)?;
         }
         txn_result(result)
     }
@@ -1170,15 +1188,17 @@ impl Store {
     }
 
     /// Records which changes wait now: `started` (author, hash) began
-    /// waiting in `record` of `space`; the changes hashed `ended` stopped
-    /// (applied, held or forgotten), wherever they waited. Counts move only
-    /// for entries that change.
+    /// waiting in `record` of `space` at `now` (seconds since the Unix
+    /// epoch); the changes hashed `ended` stopped (applied, held or
+    /// forgotten), wherever they waited. Counts move only for entries that
+    /// change.
     pub fn note_waiting(
         &self,
         space: SpaceId,
         record: RecordId,
         started: &[([u8; 32], [u8; 32])],
         ended: &[[u8; 32]],
+        now: u64,
     ) -> Result<()> {
         if started.is_empty() && ended.is_empty() {
             return Ok(());
@@ -1199,27 +1219,94 @@ impl Store {
             };
             for (author, hash) in started {
                 let mut value = concat(author, &record.to_bytes());
+                value.push(WAITING_DATED);
+                value.extend_from_slice(&now.to_be_bytes());
                 value.extend_from_slice(space_text.as_bytes());
-                if t.insert(concat(b"w", hash), value)?.is_none() {
-                    for key in counts(author, &record.to_bytes(), space_text.as_bytes()) {
-                        bump(key, true)?;
-                    }
+                // Waiting already: it keeps the time it started at.
+                let key = concat(b"w", hash);
+                if t.get(&key)?.is_some() {
+                    continue;
                 }
+                t.insert(key, value)?;
+                for key in counts(author, &record.to_bytes(), space_text.as_bytes()) {
+                    bump(key, true)?;
+                }
+                t.insert(waiting_time_key(now, hash), &[][..])?;
             }
             for hash in ended {
                 if let Some(v) = t.remove(concat(b"w", hash))?
-                    && v.len() > 48
+                    && let Some(entry) = WaitingEntry::parse(&v)
                 {
-                    let mut author = [0u8; 32];
-                    author.copy_from_slice(&v[..32]);
-                    for key in counts(&author, &v[32..48], &v[48..]) {
+                    for key in counts(&entry.author, &entry.record, entry.space) {
                         bump(key, false)?;
+                    }
+                    if let Some(since) = entry.since {
+                        t.remove(waiting_time_key(since, hash))?;
                     }
                 }
             }
             Ok(())
         });
         txn_result(result)
+    }
+
+    /// Changes that started waiting before `before` (seconds since the
+    /// Unix epoch), in `space` (every space if `None`), oldest first: the
+    /// record each waits in and its hash.
+    pub fn stale_waiting(
+        &self,
+        before: u64,
+        space: Option<SpaceId>,
+    ) -> Result<Vec<(RecordId, [u8; 32])>> {
+        let space = space.map(|s| s.to_string());
+        let mut out = Vec::new();
+        let range = waiting_time_key(0, &[0; 32])..waiting_time_key(before, &[0; 32]);
+        for key in self.waiting.range(range).keys() {
+            let key = key?;
+            let Ok(hash) = <[u8; 32]>::try_from(&key[9..]) else {
+                continue;
+            };
+            let Some(v) = self.waiting.get(concat(b"w", &hash))? else {
+                continue;
+            };
+            let Some(entry) = WaitingEntry::parse(&v) else {
+                continue;
+            };
+            if space.as_ref().is_none_or(|s| s.as_bytes() == entry.space) {
+                out.push((RecordId::from_bytes(entry.record), hash));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Gives entries from before the waiting time was kept the time `now`,
+    /// so that they expire like the others. Returns how many there were.
+    pub fn date_waiting(&self, now: u64) -> Result<usize> {
+        let mut undated = Vec::new();
+        for item in self.waiting.scan_prefix(b"w") {
+            let (key, v) = item?;
+            if let Some(entry) = WaitingEntry::parse(&v)
+                && entry.since.is_none()
+                && let Ok(hash) = <[u8; 32]>::try_from(&key[1..])
+            {
+                let mut value = concat(&entry.author, &entry.record);
+                value.push(WAITING_DATED);
+                value.extend_from_slice(&now.to_be_bytes());
+                value.extend_from_slice(entry.space);
+                undated.push((hash, v, value));
+            }
+        }
+        for (hash, old, new) in &undated {
+            // Only if it did not change meanwhile.
+            if self
+                .waiting
+                .compare_and_swap(concat(b"w", hash), Some(old), Some(new.as_slice()))?
+                .is_ok()
+            {
+                self.waiting.insert(waiting_time_key(now, hash), &[][..])?;
+            }
+        }
+        Ok(undated.len())
     }
 
     /// Keeps verified changes whose dependencies have not arrived: stored by
@@ -1430,6 +1517,48 @@ fn parse_id(bytes: &[u8]) -> Result<RecordId> {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| StoreError::Corrupt("an index holds a malformed record id".into()))
+}
+
+/// Marks a `w` entry that records when its change started waiting (a
+/// space's text never starts with this byte).
+const WAITING_DATED: u8 = 0xff;
+
+/// `t`, seconds (big-endian), hash: waiting entries by age.
+fn waiting_time_key(since: u64, hash: &[u8]) -> Vec<u8> {
+    let mut k = vec![b't'];
+    k.extend_from_slice(&since.to_be_bytes());
+    k.extend_from_slice(hash);
+    k
+}
+
+/// A `w` entry of the `waiting` tree.
+struct WaitingEntry<'a> {
+    author: [u8; 32],
+    record: [u8; 16],
+    /// `None` for an entry written before the time was kept.
+    since: Option<u64>,
+    space: &'a [u8],
+}
+
+impl<'a> WaitingEntry<'a> {
+    fn parse(v: &'a [u8]) -> Option<Self> {
+        let author = <[u8; 32]>::try_from(v.get(..32)?).ok()?;
+        let record = <[u8; 16]>::try_from(v.get(32..48)?).ok()?;
+        let rest = v.get(48..)?;
+        let (since, space) = match rest.split_first() {
+            Some((&WAITING_DATED, dated)) => {
+                let since = u64::from_be_bytes(<[u8; 8]>::try_from(dated.get(..8)?).ok()?);
+                (Some(since), dated.get(8..)?)
+            }
+            _ => (None, rest),
+        };
+        (!space.is_empty()).then_some(WaitingEntry {
+            author,
+            record,
+            since,
+            space,
+        })
+    }
 }
 
 /// `n` space: changes waiting in a space; `a` space 0 author: by one

@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use rapport_model::RecordId;
-use rapport_model::automerge::{Automerge, Change, ChangeHash};
+use rapport_model::automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, legacy};
 use rapport_model::space::{
     Member, Removal, Role, SpaceState, SpaceView, creator_matches, read_state,
 };
@@ -292,13 +292,23 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
     // Rule 1 and 2: each change against the state its author saw.
     let mut allowed: Vec<Result<(), String>> = vec![Ok(()); n];
     let mut actions: Vec<Vec<Action>> = vec![Vec::new(); n];
+    // The removal entries each change writes, by the entry's object.
+    let mut entries: Vec<Vec<(ObjId, Removal)>> = vec![Vec::new(); n];
     for &i in &dag.order {
         let m = &metas[i];
         let deps: Vec<ChangeHash> = m.deps.iter().map(|h| ChangeHash(*h)).collect();
         let before = read_state(doc, Some(&deps));
         let after = read_state(doc, Some(&[ChangeHash(m.hash)]));
-        match judge(&before, &after, &m.author, id) {
-            Ok(a) => actions[i] = a,
+        let judged = if writes_into_anothers_entry(&changes[i], &before, &after) {
+            Err("only a removal's own author writes in its entry".into())
+        } else {
+            judge(&before, &after, &m.author, id)
+        };
+        match judged {
+            Ok(a) => {
+                actions[i] = a;
+                entries[i] = new_entries(&before, &after);
+            }
             Err(e) => {
                 allowed[i] = Err(e);
                 actions[i] = vec![Action::Unknown];
@@ -329,18 +339,18 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
     let tree = read_state(doc, Some(&clean_heads)).members;
 
     // Rule 4: settle removals, most senior remover first.
-    let mut candidates: Vec<(usize, usize, &Removal)> = Vec::new();
+    let mut candidates: Vec<(usize, usize, &ObjId, &Removal)> = Vec::new();
     for i in (0..n).filter(|&i| clean[i]) {
-        for a in &actions[i] {
-            if let Action::Remove { removal } = a {
-                candidates.push((depth(&tree, &metas[i].author), i, removal));
-            }
+        for (entry, removal) in &entries[i] {
+            candidates.push((depth(&tree, &metas[i].author), i, entry, removal));
         }
     }
-    candidates.sort_by_key(|(d, i, _)| (*d, metas[*i].hash));
+    candidates.sort_by_key(|(d, i, _, _)| (*d, metas[*i].hash));
     // device → (the change that removed it, its history, the removal)
     let mut effective: BTreeMap<String, (usize, HashSet<usize>, Removal)> = BTreeMap::new();
-    for (_, i, removal) in candidates {
+    // device → the entry of the removal that counts
+    let mut effective_entry: BTreeMap<String, &ObjId> = BTreeMap::new();
+    for (_, i, entry, removal) in candidates {
         if effective.contains_key(&removal.device) {
             continue;
         }
@@ -352,6 +362,7 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
                 removal.device.clone(),
                 (i, dag.ancestors(i), removal.clone()),
             );
+            effective_entry.insert(removal.device.clone(), entry);
         }
     }
 
@@ -375,14 +386,15 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
     let heads = dag.heads(&verdicts);
 
     let view = (!heads.is_empty()).then(|| {
-        let state = read_state(doc, Some(&heads));
-        let mut members = state.members;
+        let mut state = read_state(doc, Some(&heads));
+        let mut members = std::mem::take(&mut state.members);
         let mut removed = BTreeMap::new();
         for (device, (_, _, removal)) in &effective {
-            // With the parts of its cutoff accepted since.
-            let removal = state
-                .removed
+            // With the parts of its cutoff accepted since, read from its
+            // own entry (not another admin's concurrent one).
+            let removal = effective_entry
                 .get(device)
+                .and_then(|entry| state.removal(device, entry))
                 .filter(|r| r.by == removal.by && r.cutoff.starts_with(&removal.cutoff))
                 .unwrap_or(removal);
             if let Some(entry) = members.remove(device) {
@@ -444,6 +456,53 @@ fn is_above(members: &BTreeMap<String, Member>, admin: &str, device: &str) -> bo
     false
 }
 
+/// Whether a change writes inside a removal entry that another device
+/// created. Only an entry's creator (its remover) may add to it; reading
+/// ignores anyone else's writes there (`space::read_state`), so such a
+/// write leaves the states before and after the change equal and
+/// comparing them cannot catch it: the change's own operations can. An
+/// operation names the object it writes in, and an entry's object id
+/// names the device that created it, so the check is exact. Entries are
+/// taken from both states (one created by this change is the author's
+/// own); an entry visible in neither no longer counts anywhere.
+fn writes_into_anothers_entry(change: &Change, before: &SpaceState, after: &SpaceState) -> bool {
+    let others: HashSet<(u64, &ActorId)> = before
+        .removed
+        .values()
+        .chain(after.removed.values())
+        .flat_map(|e| e.keys())
+        .filter_map(|entry| match entry {
+            ObjId::Id(counter, owner, _) if owner != change.actor_id() => Some((*counter, owner)),
+            _ => None,
+        })
+        .collect();
+    if others.is_empty() {
+        return false;
+    }
+    // Decoding a change held in the document should not panic; if
+    // Automerge does, the change is treated as writing there (refused).
+    std::panic::catch_unwind(|| {
+        change.decode().operations.iter().any(|op| match &op.obj {
+            legacy::ObjectId::Id(legacy::OpId(counter, actor)) => {
+                others.contains(&(*counter, actor))
+            }
+            legacy::ObjectId::Root => false,
+        })
+    })
+    .unwrap_or(true)
+}
+
+/// The removal entries `after` holds that `before` did not.
+fn new_entries(before: &SpaceState, after: &SpaceState) -> Vec<(ObjId, Removal)> {
+    after
+        .removed
+        .iter()
+        .flat_map(|(device, e)| e.iter().map(move |(entry, r)| (device, entry, r)))
+        .filter(|(device, entry, _)| before.removal(device, entry).is_none())
+        .map(|(_, entry, r)| (entry.clone(), r.clone()))
+        .collect()
+}
+
 /// Rule 1 and 2: what a change says, if its author may say it.
 fn judge(
     before: &SpaceState,
@@ -474,7 +533,7 @@ fn judge(
     if after.id != before.id || after.kind != before.kind {
         return Err("a change may not alter what the document is".into());
     }
-    if before.removed.contains_key(author) {
+    if before.is_removed(author) {
         return Err("its author had been removed".into());
     }
     match before.members.get(author) {
@@ -500,23 +559,25 @@ fn judge(
     {
         return Err("membership entries are never edited".into());
     }
-    for (device, r) in &before.removed {
-        match after.removed.get(device) {
-            Some(a) if a == r => {}
-            // A removal's cutoff arrives in parts (see
-            // `space::remove_members`): its remover may only add to it.
-            Some(a)
-                if r.by == author
-                    && (&a.device, &a.by, a.at) == (&r.device, &r.by, r.at)
-                    && a.cutoff.len() > r.cutoff.len()
-                    && a.cutoff.starts_with(&r.cutoff) =>
-            {
-                actions.push(Action::Cutoff {
-                    device: device.clone(),
-                    records: a.cutoff.len() - r.cutoff.len(),
-                });
+    for (device, entries) in &before.removed {
+        for (entry, r) in entries {
+            match after.removal(device, entry) {
+                Some(a) if a == r => {}
+                // A removal's cutoff arrives in parts (see
+                // `space::remove_members`): its remover may only add to it.
+                Some(a)
+                    if r.by == author
+                        && (&a.device, &a.by, a.at) == (&r.device, &r.by, r.at)
+                        && a.cutoff.len() > r.cutoff.len()
+                        && a.cutoff.starts_with(&r.cutoff) =>
+                {
+                    actions.push(Action::Cutoff {
+                        device: device.clone(),
+                        records: a.cutoff.len() - r.cutoff.len(),
+                    });
+                }
+                _ => return Err("membership entries are never edited".into()),
             }
-            _ => return Err("membership entries are never edited".into()),
         }
     }
     for (device, m) in &after.members {
@@ -526,7 +587,7 @@ fn judge(
         if m.added_by != author {
             return Err("an admin adds members in its own name".into());
         }
-        if before.removed.contains_key(device) {
+        if before.is_removed(device) {
             return Err(format!(
                 "{} was removed and cannot be added again",
                 short(device)
@@ -534,23 +595,20 @@ fn judge(
         }
         actions.push(Action::Add { member: m.clone() });
     }
-    for (device, r) in &after.removed {
-        if before.removed.contains_key(device) {
-            continue;
-        }
+    for (_, r) in new_entries(before, after) {
         if r.by != author {
             return Err("an admin removes members in its own name".into());
         }
-        if !before.members.contains_key(device) {
-            return Err(format!("{} is not a member", short(device)));
+        if !before.members.contains_key(&r.device) {
+            return Err(format!("{} is not a member", short(&r.device)));
         }
-        if !is_above(&before.members, author, device) {
+        if !is_above(&before.members, author, &r.device) {
             return Err(format!(
                 "{} may remove only members it added (or that admins it added added)",
                 short(author)
             ));
         }
-        actions.push(Action::Remove { removal: r.clone() });
+        actions.push(Action::Remove { removal: r });
     }
     if after.topic != before.topic {
         actions.push(Action::Rotate);

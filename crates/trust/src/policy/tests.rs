@@ -4,7 +4,7 @@
 use super::*;
 use jiff::Timestamp;
 use rapport_model::automerge::transaction::Transactable;
-use rapport_model::automerge::{ActorId, AutoCommit, ROOT};
+use rapport_model::automerge::{ActorId, AutoCommit, ObjId, ROOT, ReadDoc, ScalarValue};
 use rapport_model::space::{self, Identity, new_space_id};
 
 const A: [u8; 32] = [1; 32];
@@ -401,4 +401,128 @@ fn nobody_can_revive_a_removed_admins_late_statement() {
         !view.is_member(&hexs(&e)),
         "a reader promoted by a removed admin added a member"
     );
+}
+
+/// The removal entry of `device` that `owner` created, in `doc` now.
+fn entry_of(doc: &AutoCommit, device: &[u8; 32], owner: &[u8; 32]) -> ObjId {
+    let removed = match doc.get(ROOT, "removed").expect("get") {
+        Some((_, id)) => id,
+        None => panic!("no removed map"),
+    };
+    doc.get_all(&removed, hexs(device))
+        .expect("get_all")
+        .into_iter()
+        .map(|(_, id)| id)
+        .find(|id| space::entry_owner(id) == Some(&ActorId::from(&owner[..])))
+        .expect("entry")
+}
+
+/// Appends one part of a cutoff to `owner`'s entry for `device`, as
+/// `space::remove_members` does, written by `actor`.
+fn put_part(
+    doc: &mut AutoCommit,
+    actor: &[u8; 32],
+    device: &[u8; 32],
+    owner: &[u8; 32],
+    k: usize,
+    entries: &[(RecordId, Hash)],
+) {
+    let entry = entry_of(doc, device, owner);
+    let bytes: Vec<u8> = entries
+        .iter()
+        .flat_map(|(r, h)| r.to_bytes().into_iter().chain(h.iter().copied()))
+        .collect();
+    doc.set_actor(ActorId::from(&actor[..]));
+    doc.put(&entry, format!("cutoff.{k}"), ScalarValue::Bytes(bytes))
+        .expect("put");
+}
+
+fn cut(n: u8) -> (RecordId, Hash) {
+    (RecordId::new(10 + u64::from(n), [n; 10]), [n; 32])
+}
+
+/// A (the creator) and admin B remove writer D at the same time; B's
+/// entry is the one Automerge shows. A's removal counts (A is senior),
+/// and so does every part of its cutoff A adds later.
+#[test]
+fn the_senior_removers_cutoff_parts_count_when_another_admin_removed_the_same_device() {
+    let b = [5u8; 32];
+    let d = [6u8; 32];
+    let id = new_space_id(&A, 1, [0, 6]);
+    let mut doc = new_space(id);
+    space::add_member(&mut doc, &member(&b, Role::Admin, &A), t()).expect("add b");
+    let mut at_b = doc.fork().with_actor(ActorId::from(&b[..]));
+    space::add_member(&mut at_b, &member(&d, Role::Writer, &b), t()).expect("b adds d");
+    // More operations by B, so that its entry wins Automerge's conflict.
+    space::add_member(&mut at_b, &member(&[8; 32], Role::Reader, &b), t()).expect("b adds");
+    doc.merge(&mut at_b).expect("merge");
+    let ours = Removal {
+        cutoff: vec![cut(1)],
+        ..removal(&d, &A, 2)
+    };
+    space::remove_members(&mut doc, &[ours], [1; 32], t()).expect("a removes d");
+    let theirs = Removal {
+        cutoff: vec![cut(7)],
+        ..removal(&d, &b, 3)
+    };
+    space::remove_members(&mut at_b, &[theirs], [2; 32], t()).expect("b removes d");
+    doc.merge(&mut at_b).expect("merge");
+    let removed = match doc.get(ROOT, "removed").expect("get") {
+        Some((_, id)) => id,
+        None => panic!("no removed map"),
+    };
+    let (_, shown) = doc.get(&removed, hexs(&d)).expect("get").expect("entry");
+    assert_eq!(
+        space::entry_owner(&shown),
+        Some(&ActorId::from(&b[..])),
+        "the scenario needs B's entry to be the one shown"
+    );
+    put_part(&mut doc, &A, &d, &A, 1, &[cut(2), cut(3)]);
+    doc.commit();
+
+    let m = evaluate_space(doc.document(), id);
+    let view = m.view.expect("view");
+    let (_, r) = &view.removed[&hexs(&d)];
+    assert_eq!(r.by, hexs(&A));
+    assert_eq!(r.cutoff, vec![cut(1), cut(2), cut(3)], "{:#?}", m.log);
+}
+
+/// A removes D with a cutoff in parts; admin B, in a change that also
+/// renames the space, writes a part of its own past the next missing one.
+/// B's change is refused, and when A's next part fills the gap the
+/// cutoff is A's alone.
+#[test]
+fn another_admin_cannot_write_a_part_into_someone_elses_removal() {
+    let b = [5u8; 32];
+    let d = [6u8; 32];
+    let id = new_space_id(&A, 1, [0, 7]);
+    let mut doc = new_space(id);
+    space::add_member(&mut doc, &member(&b, Role::Admin, &A), t()).expect("add b");
+    space::add_member(&mut doc, &member(&d, Role::Writer, &A), t()).expect("add d");
+    let ours = Removal {
+        cutoff: vec![cut(1)],
+        ..removal(&d, &A, 2)
+    };
+    space::remove_members(&mut doc, &[ours], [1; 32], t()).expect("a removes d");
+    put_part(&mut doc, &A, &d, &A, 1, &[cut(2)]);
+    doc.commit();
+    let mut at_b = doc.fork().with_actor(ActorId::from(&b[..]));
+    put_part(&mut at_b, &b, &d, &A, 3, &[cut(9)]);
+    at_b.put(ROOT, "name", "Renamed").expect("rename");
+    at_b.commit();
+    let injected = at_b.get_last_local_change().expect("change").hash().0;
+    put_part(&mut doc, &A, &d, &A, 2, &[cut(3)]);
+    doc.commit();
+    doc.merge(&mut at_b).expect("merge");
+
+    let m = evaluate_space(doc.document(), id);
+    assert!(
+        matches!(m.verdict(&injected), Some(Verdict::Rejected(_))),
+        "{:#?}",
+        m.log
+    );
+    let view = m.view.expect("view");
+    assert_eq!(view.name, "Joint");
+    let (_, r) = &view.removed[&hexs(&d)];
+    assert_eq!(r.cutoff, vec![cut(1), cut(2), cut(3)]);
 }
