@@ -434,7 +434,7 @@ impl Repo {
         };
         Ok(Some(Built {
             heads: doc.get_heads().iter().map(|h| h.0).collect(),
-            saved: doc.save(),
+            saved: rapport_model::stored::save(&mut doc),
             changes: new
                 .into_iter()
                 .map(|(s, c)| (c.hash().0.to_vec(), s))

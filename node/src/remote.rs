@@ -198,7 +198,7 @@ impl Repo {
         record: RecordId,
     ) -> Result<(AutoCommit, Vec<Verified>), NodeError> {
         let mut doc = match self.store().doc(record)? {
-            Some(bytes) => AutoCommit::load(&bytes).map_err(|e| NodeError::Damaged {
+            Some(bytes) => rapport_model::stored::load(&bytes).map_err(|e| NodeError::Damaged {
                 path: self.dir().to_path_buf(),
                 reason: format!("document of {record} does not load: {e}"),
             })?,
@@ -497,7 +497,7 @@ impl Repo {
         self.store().write_deferred(&RecordWrite {
             id: record,
             space,
-            doc: &kept.save(),
+            doc: &rapport_model::stored::save(&mut kept),
             heads: &heads,
             changes: &keep,
             index,
@@ -715,12 +715,15 @@ fn try_apply(
             .map_err(|e| format!("the change does not apply: {e}"))?;
         // Those still waiting for their dependencies do not come back yet;
         // every one that does must be one of those offered.
-        if trial
+        if let Some(other) = trial
             .get_changes(&before)
             .iter()
-            .any(|c| !offered.contains(&c.hash()))
+            .find(|c| !offered.contains(&c.hash()))
         {
-            return Err("the change does not survive Automerge's re-encoding".into());
+            return Err(format!(
+                "the change does not survive Automerge's re-encoding (a change {} comes out)",
+                hex(&other.hash().0)
+            ));
         }
         valid(&mut trial)?;
         Ok(trial)
@@ -2075,6 +2078,69 @@ pub(crate) mod tests {
             a.resolve("Delta").expect("Delta is back").text("name"),
             Some("Delta")
         );
+    }
+
+    /// An edit waits for the one before it, and is forgotten after a week
+    /// of waiting. Automerge had kept it queued in the stored document, so
+    /// when the edit before it arrived, the forgotten one came out of the
+    /// document with it, unjudged, and the record refused every change
+    /// from then on: this node never caught up again.
+    #[test]
+    fn a_change_forgotten_while_waiting_never_blocks_its_record() {
+        use crate::limits::WAITING_TTL;
+        // Now: the writer, on the system clock, would refuse records from the future.
+        let start = Timestamp::now();
+        let clock = std::sync::Arc::new(Clock(std::sync::Mutex::new(start)));
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let a = Repo::open_in(tmp.path(), OpenMode::Create, clock.clone()).expect("open");
+        let (_tw, w) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &w, Role::Writer);
+        let acme = a
+            .create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("create");
+        // The first session brings the space, the second its records.
+        sync(&w, &a, space);
+        sync(&w, &a, space);
+        let edit = |industry: &str| {
+            let before = all_changes(&w, acme.id);
+            w.edit("Acme", &input(&[("industry", industry)]), &[])
+                .expect("w edits");
+            let mut new = all_changes(&w, acme.id);
+            new.retain(|c| !before.contains(c));
+            assert_eq!(new.len(), 1);
+            new.remove(0)
+        };
+        let (first, second) = (edit("Steel"), edit("Glass"));
+        let report = a
+            .apply_remote(space, acme.id, vec![second.clone()], w.device_id())
+            .expect("apply");
+        assert_eq!(report.pending, 1, "{report:?}");
+
+        drop(a);
+        *clock.0.lock().expect("clock") = start
+            .checked_add(std::time::Duration::from_secs(WAITING_TTL.as_secs() + 60))
+            .expect("time");
+        let a = Repo::open_in(tmp.path(), OpenMode::Existing, clock.clone()).expect("open");
+        assert!(!all_changes(&a, acme.id).contains(&second), "forgotten");
+
+        let report = a
+            .apply_remote(space, acme.id, vec![first], w.device_id())
+            .expect("apply");
+        assert_eq!((report.applied, report.rejected), (1, 0), "{report:?}");
+        let industry = || {
+            a.resolve("Acme")
+                .expect("Acme")
+                .text("industry")
+                .map(str::to_string)
+        };
+        assert_eq!(industry().as_deref(), Some("Steel"));
+        let report = a
+            .apply_remote(space, acme.id, vec![second], w.device_id())
+            .expect("apply");
+        assert_eq!(report.applied, 1, "offered again, it applies: {report:?}");
+        assert_eq!(industry().as_deref(), Some("Glass"));
     }
 
     /// A clock the test moves, with the system's randomness.

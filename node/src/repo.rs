@@ -421,7 +421,7 @@ impl Repo {
             path: self.dir.join(datadir::STORE_DIR),
             reason: format!("record {id} is indexed but its document is missing"),
         })?;
-        let doc = AutoCommit::load(&bytes).map_err(|e| NodeError::Damaged {
+        let doc = rapport_model::stored::load(&bytes).map_err(|e| NodeError::Damaged {
             path: self.dir.join(datadir::STORE_DIR),
             reason: format!("document of record {id} does not load: {e}"),
         })?;
@@ -660,7 +660,7 @@ impl Repo {
         let view = RecordView::read(doc, id, None)?;
         Ok(Built {
             heads: doc.get_heads().iter().map(|h| h.0).collect(),
-            saved: doc.save(),
+            saved: rapport_model::stored::save(doc),
             changes: vec![(change.hash().0.to_vec(), signed)],
             view,
             previous,

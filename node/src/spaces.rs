@@ -125,7 +125,7 @@ impl Repo {
         }
         let before = self.space(id)?;
         let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
-        let saved = doc.save();
+        let saved = rapport_model::stored::save(doc);
         self.store().write(&RecordWrite {
             id,
             space: SpaceId::Shared(id),

@@ -270,7 +270,7 @@ pub fn write_as_modified_client(
         .write(&RecordWrite {
             id: rid,
             space: old.space,
-            doc: &doc.save(),
+            doc: &rapport_model::stored::save(&mut doc),
             heads: &heads,
             changes: &[(change.hash().0.to_vec(), signed)],
             index: Indexed::Record {

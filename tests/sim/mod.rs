@@ -537,8 +537,9 @@ impl World {
             }
             if at > end {
                 return Err(format!(
-                    "nodes did not converge within {} s of the network healing",
-                    plan.settle_ms / 1000
+                    "nodes did not converge within {} s of the network healing:\n{}",
+                    plan.settle_ms / 1000,
+                    self.divergence()
                 ));
             }
             self.clock
@@ -1457,6 +1458,138 @@ impl World {
         }
         items.sort();
         Ok(items)
+    }
+
+    /// Which honest member holds which document differently from the
+    /// first, for a failure message.
+    fn divergence(&self) -> String {
+        let members = self.honest_members();
+        let name = |n: usize| self.nodes[n].name;
+        let Ok(first) = self.items(members[0]) else {
+            return format!("{} is down", name(members[0]));
+        };
+        let mut out = Vec::new();
+        for &n in &members[1..] {
+            let Ok(items) = self.items(n) else {
+                out.push(format!("  {} is down", name(n)));
+                continue;
+            };
+            let short = |h: &[[u8; 32]]| {
+                h.iter()
+                    .map(|h| rapport_proto::hex(&h[..4]))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            for (id, heads) in &first {
+                match items.iter().find(|(i, _)| i == id) {
+                    Some((_, h)) if h == heads => {}
+                    Some((_, h)) => {
+                        out.push(format!(
+                            "  {id}: {} has [{}], {} has [{}]",
+                            name(members[0]),
+                            short(heads),
+                            name(n),
+                            short(h)
+                        ));
+                        for m in [members[0], n] {
+                            out.push(format!("    {}: {}", name(m), self.history(m, *id)));
+                            if let Ok(dir) = std::env::var("RAPPORT_SIM_DUMP")
+                                && let Ok(repo) = self.up(m)
+                            {
+                                let dir = std::path::Path::new(&dir).join(name(m));
+                                let _ = std::fs::create_dir_all(&dir);
+                                if let Ok(Some(doc)) = repo.store().doc(*id) {
+                                    let _ = std::fs::write(dir.join("doc"), doc);
+                                }
+                                for h in repo.store().change_hashes(*id).unwrap_or_default() {
+                                    if let Ok(Some(c)) = repo.store().signed_change(&h) {
+                                        let _ = std::fs::write(
+                                            dir.join(rapport_proto::hex(&h)),
+                                            c.encode(),
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    None => out.push(format!("  {id}: missing on {}", name(n))),
+                }
+            }
+            for (id, _) in &items {
+                if !first.iter().any(|(i, _)| i == id) {
+                    out.push(format!("  {id}: missing on {}", name(members[0])));
+                }
+            }
+        }
+        out.join("\n")
+    }
+
+    /// A document's changes on node `n` (hash, author, dependencies),
+    /// for a failure message.
+    fn history(&self, n: usize, id: RecordId) -> String {
+        let Ok(mut doc) = self
+            .up(n)
+            .and_then(|r| r.load_doc(id).map_err(|e| e.to_string()))
+        else {
+            return "does not load".into();
+        };
+        let Ok(repo) = self.up(n) else {
+            return "down".into();
+        };
+        let author = |actor: &[u8]| {
+            self.nodes
+                .iter()
+                .find(|node| node.device.actor_id().to_bytes() == actor)
+                .map_or("?", |node| node.name)
+        };
+        let stored: Vec<String> = repo
+            .store()
+            .change_hashes(id)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|h| repo.store().signed_change(h).ok().flatten())
+            .filter_map(|s| rapport_trust::parse_change(&s.change).ok())
+            .map(|c| {
+                let deps: Vec<String> = c
+                    .deps()
+                    .iter()
+                    .map(|d| rapport_proto::hex(&d.0[..4]))
+                    .collect();
+                format!(
+                    "{} by {} on [{}]",
+                    rapport_proto::hex(&c.hash().0[..4]),
+                    author(c.actor_id().to_bytes()),
+                    deps.join(",")
+                )
+            })
+            .collect();
+        let refused: Vec<String> = repo
+            .store()
+            .rejections()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.record == id.to_string())
+            .map(|r| r.reason)
+            .collect();
+        let changes = doc.get_changes(&[]);
+        format!("stored {stored:?}, refused {refused:?}; ")
+            + &changes
+                .iter()
+                .map(|c| {
+                    let deps: Vec<String> = c
+                        .deps()
+                        .iter()
+                        .map(|d| rapport_proto::hex(&d.0[..4]))
+                        .collect();
+                    format!(
+                        "{} by {} on [{}]",
+                        rapport_proto::hex(&c.hash().0[..4]),
+                        author(c.actor_id().to_bytes()),
+                        deps.join(",")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
     }
 
     fn converged(&self) -> Result<bool, String> {

@@ -7,6 +7,7 @@ pub mod doc;
 pub mod id;
 pub mod schema;
 pub mod space;
+pub mod stored;
 pub mod value;
 
 pub use doc::{DeleteRace, DocError, Edit, RecordView};
