@@ -1536,11 +1536,22 @@ impl World {
         let Ok(repo) = self.up(n) else {
             return "down".into();
         };
-        let author = |actor: &[u8]| {
-            self.nodes
+        let describe = |c: &Change| {
+            let author = self
+                .nodes
                 .iter()
-                .find(|node| node.device.actor_id().to_bytes() == actor)
-                .map_or("?", |node| node.name)
+                .find(|node| node.device.actor_id().to_bytes() == c.actor_id().to_bytes())
+                .map_or("?", |node| node.name);
+            let deps: Vec<String> = c
+                .deps()
+                .iter()
+                .map(|d| rapport_proto::hex(&d.0[..4]))
+                .collect();
+            format!(
+                "{} by {author} on [{}]",
+                rapport_proto::hex(&c.hash().0[..4]),
+                deps.join(",")
+            )
         };
         let stored: Vec<String> = repo
             .store()
@@ -1549,19 +1560,7 @@ impl World {
             .iter()
             .filter_map(|h| repo.store().signed_change(h).ok().flatten())
             .filter_map(|s| rapport_trust::parse_change(&s.change).ok())
-            .map(|c| {
-                let deps: Vec<String> = c
-                    .deps()
-                    .iter()
-                    .map(|d| rapport_proto::hex(&d.0[..4]))
-                    .collect();
-                format!(
-                    "{} by {} on [{}]",
-                    rapport_proto::hex(&c.hash().0[..4]),
-                    author(c.actor_id().to_bytes()),
-                    deps.join(",")
-                )
-            })
+            .map(|c| describe(&c))
             .collect();
         let refused: Vec<String> = repo
             .store()
@@ -1571,25 +1570,12 @@ impl World {
             .filter(|r| r.record == id.to_string())
             .map(|r| r.reason)
             .collect();
-        let changes = doc.get_changes(&[]);
-        format!("stored {stored:?}, refused {refused:?}; ")
-            + &changes
-                .iter()
-                .map(|c| {
-                    let deps: Vec<String> = c
-                        .deps()
-                        .iter()
-                        .map(|d| rapport_proto::hex(&d.0[..4]))
-                        .collect();
-                    format!(
-                        "{} by {} on [{}]",
-                        rapport_proto::hex(&c.hash().0[..4]),
-                        author(c.actor_id().to_bytes()),
-                        deps.join(",")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
+        let applied: Vec<String> = doc.get_changes(&[]).iter().map(describe).collect();
+        format!(
+            "stored [{}], refused {refused:?}; applied [{}]",
+            stored.join("; "),
+            applied.join("; ")
+        )
     }
 
     fn converged(&self) -> Result<bool, String> {
