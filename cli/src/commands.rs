@@ -782,10 +782,10 @@ fn export(
                         let kind_dir = dir.join(v.kind.as_str());
                         std::fs::create_dir_all(&kind_dir)
                             .with_context(|| format!("cannot create {}", dir.display()))?;
-                        let bytes = repo
-                            .store()
-                            .doc(v.id)?
-                            .with_context(|| format!("record {} has no document", v.id))?;
+                        // Loaded and saved again, so that a document an
+                        // earlier version stored with changes still waiting
+                        // inside it is exported without them.
+                        let bytes = rapport_model::stored::save(&mut repo.load_doc(v.id)?);
                         let path = kind_dir.join(format!("{}.automerge", v.id));
                         std::fs::write(&path, bytes)
                             .with_context(|| format!("cannot write {}", path.display()))?;

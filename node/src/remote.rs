@@ -153,6 +153,9 @@ impl Repo {
         let in_batch: HashSet<ChangeHash> = verified.iter().map(|(_, c)| c.hash()).collect();
         let mut will_wait: HashMap<[u8; 32], usize> = HashMap::new();
         let mut kept = Vec::with_capacity(verified.len());
+        // Expiry runs at most once a batch: a batch of refusals must not
+        // walk the stale entries once each.
+        let mut expired = false;
         for v in verified {
             let mut missing = false;
             for dep in v.1.deps() {
@@ -164,7 +167,10 @@ impl Repo {
             if missing {
                 let earlier = will_wait.entry(v.0.author).or_default();
                 let mut over = self.waiting_bound(space, record, &v.0.author, *earlier)?;
-                if over.is_some() && self.expire_waiting(Some(space))? > 0 {
+                if over.is_some()
+                    && !std::mem::replace(&mut expired, true)
+                    && self.expire_waiting()? > 0
+                {
                     over = self.waiting_bound(space, record, &v.0.author, *earlier)?;
                 }
                 if let Some(reason) = over {
@@ -510,24 +516,37 @@ impl Repo {
     }
 
     /// Forgets the changes that have waited for their dependencies longer
-    /// than [`crate::limits::WAITING_TTL`], in `space` (every space if
-    /// `None`), oldest first; returns how many. A peer offers them again
-    /// once their dependencies exist. Not while a record is being settled:
-    /// it may hold them.
-    pub(crate) fn expire_waiting(&self, space: Option<SpaceId>) -> Result<usize, NodeError> {
+    /// than [`crate::limits::WAITING_TTL`], in every space (so each stale
+    /// entry is walked once, not at every refusal in another space),
+    /// oldest first; returns how many. A peer offers them again once their
+    /// dependencies exist. Not while a record is being settled: it may
+    /// hold them.
+    pub(crate) fn expire_waiting(&self) -> Result<usize, NodeError> {
         let now = self.now().as_second().max(0).cast_unsigned();
         let before = now.saturating_sub(crate::limits::WAITING_TTL.as_secs());
-        let stale = self.store().stale_waiting(before, space)?;
-        for (record, hash) in &stale {
-            self.store().forget_change(*record, hash)?;
+        let mut forgotten = HashSet::new();
+        let mut stale = self.store().stale_waiting(before)?;
+        // A change listed under several records loses one listing per
+        // pass, its waiting entry moving to the next (`forget_change`);
+        // passes stop when one changes nothing.
+        while !stale.is_empty() {
+            for (record, hash) in &stale {
+                self.store().forget_change(*record, hash)?;
+                forgotten.insert(*hash);
+            }
+            let left = self.store().stale_waiting(before)?;
+            if left == stale {
+                break;
+            }
+            stale = left;
         }
-        if !stale.is_empty() {
+        if !forgotten.is_empty() {
             tracing::info!(
-                forgotten = stale.len(),
+                forgotten = forgotten.len(),
                 "changes that waited for their dependencies too long were forgotten"
             );
         }
-        Ok(stale.len())
+        Ok(forgotten.len())
     }
 
     /// Why a change that must wait for its dependencies is not kept, if
@@ -2147,6 +2166,68 @@ pub(crate) mod tests {
             .expect("apply");
         assert_eq!(report.applied, 1, "offered again, it applies: {report:?}");
         assert_eq!(industry().as_deref(), Some("Glass"));
+    }
+
+    /// A waiting change sent under two records expires for good: the
+    /// waiting entry follows the listing that remains, so its slot is freed
+    /// and the change is no longer stored (it used to stay counted in the
+    /// first record, and found "stale" again at every expiry).
+    #[test]
+    fn a_waiting_change_sent_under_two_records_expires_for_good() {
+        use crate::limits::WAITING_TTL;
+        let start = Timestamp::now();
+        let clock = std::sync::Arc::new(Clock(std::sync::Mutex::new(start)));
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let a = Repo::open_in(tmp.path(), OpenMode::Create, clock.clone()).expect("open");
+        let (_tw, w) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &w, Role::Writer);
+        let acme = a
+            .create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("create");
+        let beta = a
+            .create(Kind::Company, space, &input(&[("name", "Beta")]))
+            .expect("create");
+        sync(&w, &a, space);
+        sync(&w, &a, space);
+        let mut doc = w.load_doc(acme.id).expect("doc");
+        rapport_model::automerge::transaction::Transactable::put(
+            &mut doc,
+            rapport_model::automerge::ROOT,
+            "note",
+            "x",
+        )
+        .expect("put");
+        doc.commit();
+        let mut change = doc.get_last_local_change().expect("change").decode();
+        change.deps = vec![ChangeHash([0xfe; 32])];
+        let waiting = w.key().sign_change(&Change::from(change)).expect("sign");
+        let hash = parse_change(&waiting.change).expect("parse").hash();
+        for record in [acme.id, beta.id] {
+            let report = a
+                .apply_remote(space, record, vec![waiting.encode()], w.device_id())
+                .expect("apply");
+            assert_eq!(report.pending, 1, "{report:?}");
+        }
+        let counts = |a: &Repo, record| {
+            a.store()
+                .waiting_counts(space, &w.device_id().0, record)
+                .expect("counts")
+        };
+        assert_eq!(counts(&a, acme.id), (1, 1, 1));
+
+        drop(a);
+        *clock.0.lock().expect("clock") = start
+            .checked_add(std::time::Duration::from_secs(WAITING_TTL.as_secs() + 60))
+            .expect("time");
+        let a = Repo::open_in(tmp.path(), OpenMode::Existing, clock.clone()).expect("open");
+        assert_eq!(counts(&a, acme.id), (0, 0, 0), "the slot is free");
+        assert_eq!(counts(&a, beta.id).2, 0);
+        assert!(
+            a.store().signed_change(&hash.0).expect("read").is_none(),
+            "the expired change is still stored"
+        );
     }
 
     /// A clock the test moves, with the system's randomness.

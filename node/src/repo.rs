@@ -118,7 +118,7 @@ impl Repo {
         // from before their start was kept start now).
         let now = repo.now().as_second().max(0).cast_unsigned();
         repo.store().date_waiting(now)?;
-        repo.expire_waiting(None)?;
+        repo.expire_waiting()?;
         Ok(repo)
     }
 

@@ -1117,24 +1117,29 @@ impl Store {
         // sent it under two): then only this listing goes. Other listings
         // are found through the documents its author wrote to.
         let elsewhere = match self.signed_change(hash)? {
-            None => false,
+            None => None,
             Some(signed) => {
-                let mut found = false;
+                let mut found = None;
                 for key in self.authored.scan_prefix(signed.author).keys() {
                     let key = key?;
                     let other = &key[32..];
                     if other != id.to_string().as_bytes()
                         && self.doc_changes.contains_key(concat(other, hash))?
                     {
-                        found = true;
+                        found = std::str::from_utf8(other)
+                            .ok()
+                            .and_then(|o| o.parse::<RecordId>().ok());
                         break;
                     }
                 }
                 found
             }
         };
-        if elsewhere {
+        if let Some(other) = elsewhere {
             self.doc_changes.remove(listed)?;
+            if let Ok(h) = <[u8; 32]>::try_from(hash) {
+                self.move_waiting(&h, id, other)?;
+            }
             return Ok(());
         }
         let trees = [&self.changes, &self.doc_changes, &self.usage, &self.counts];
@@ -1250,15 +1255,36 @@ impl Store {
         txn_result(result)
     }
 
+    /// A waiting change listed under `from` is listed under `to` only now:
+    /// its waiting entry names `to` from now on (keeping its start), so that
+    /// the entry always names a listing that exists, and expiring it
+    /// forgets the change for good.
+    fn move_waiting(&self, hash: &[u8; 32], from: RecordId, to: RecordId) -> Result<()> {
+        let result: std::result::Result<(), TransactionError<()>> = self.waiting.transaction(|t| {
+            let key = concat(b"w", hash);
+            let Some(v) = t.get(&key)? else {
+                return Ok(());
+            };
+            if v.get(32..48) != Some(&from.to_bytes()[..]) {
+                return Ok(());
+            }
+            let mut moved = v.to_vec();
+            moved[32..48].copy_from_slice(&to.to_bytes());
+            t.insert(key, moved)?;
+            for (record, up) in [(from, false), (to, true)] {
+                let key = waiting_count_key(b'r', &record.to_bytes(), None);
+                let n = t.get(&key)?.map_or(0, |v| be_u64(&v));
+                let n = if up { n + 1 } else { n.saturating_sub(1) };
+                t.insert(key, &n.to_be_bytes()[..])?;
+            }
+            Ok(())
+        });
+        txn_result(result)
+    }
+
     /// Changes that started waiting before `before` (seconds since the
-    /// Unix epoch), in `space` (every space if `None`), oldest first: the
-    /// record each waits in and its hash.
-    pub fn stale_waiting(
-        &self,
-        before: u64,
-        space: Option<SpaceId>,
-    ) -> Result<Vec<(RecordId, [u8; 32])>> {
-        let space = space.map(|s| s.to_string());
+    /// Unix epoch), oldest first: the record each waits in and its hash.
+    pub fn stale_waiting(&self, before: u64) -> Result<Vec<(RecordId, [u8; 32])>> {
         let mut out = Vec::new();
         let range = waiting_time_key(0, &[0; 32])..waiting_time_key(before, &[0; 32]);
         for key in self.waiting.range(range).keys() {
@@ -1272,9 +1298,7 @@ impl Store {
             let Some(entry) = WaitingEntry::parse(&v) else {
                 continue;
             };
-            if space.as_ref().is_none_or(|s| s.as_bytes() == entry.space) {
-                out.push((RecordId::from_bytes(entry.record), hash));
-            }
+            out.push((RecordId::from_bytes(entry.record), hash));
         }
         Ok(out)
     }
@@ -1297,14 +1321,19 @@ impl Store {
             }
         }
         for (hash, old, new) in &undated {
-            // Only if it did not change meanwhile.
-            if self
-                .waiting
-                .compare_and_swap(concat(b"w", hash), Some(old), Some(new.as_slice()))?
-                .is_ok()
-            {
-                self.waiting.insert(waiting_time_key(now, hash), &[][..])?;
-            }
+            // Only if it did not change meanwhile; the entry and its time
+            // key together, so that a crash leaves no entry that never
+            // expires.
+            let result: std::result::Result<(), TransactionError<()>> =
+                self.waiting.transaction(|t| {
+                    let key = concat(b"w", hash);
+                    if t.get(&key)?.as_deref() == Some(old.as_ref()) {
+                        t.insert(key, new.as_slice())?;
+                        t.insert(waiting_time_key(now, hash), &[][..])?;
+                    }
+                    Ok(())
+                });
+            txn_result(result)?;
         }
         Ok(undated.len())
     }
