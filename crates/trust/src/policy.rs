@@ -294,16 +294,31 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
     let mut actions: Vec<Vec<Action>> = vec![Vec::new(); n];
     // The removal entries each change writes, by the entry's object.
     let mut entries: Vec<Vec<(ObjId, Removal)>> = vec![Vec::new(); n];
+    // Per change, the operations its history holds: for each actor, the
+    // counter after its last operation there.
+    let mut seen: Vec<HashMap<ActorId, u64>> = vec![HashMap::new(); n];
     for &i in &dag.order {
         let m = &metas[i];
+        let mut history: HashMap<ActorId, u64> = HashMap::new();
+        for dep in &m.deps {
+            for (actor, end) in dag.index.get(dep).map(|&p| &seen[p]).into_iter().flatten() {
+                let known = history.entry(actor.clone()).or_default();
+                *known = (*known).max(*end);
+            }
+        }
         let deps: Vec<ChangeHash> = m.deps.iter().map(|h| ChangeHash(*h)).collect();
         let before = read_state(doc, Some(&deps));
         let after = read_state(doc, Some(&[ChangeHash(m.hash)]));
-        let judged = if writes_into_anothers_entry(&changes[i], &before, &after) {
+        let judged = if names_unseen_operations(&changes[i], &history) {
+            Err("the change names operations its author had not seen".into())
+        } else if writes_into_anothers_entry(&changes[i], &before, &after) {
             Err("only a removal's own author writes in its entry".into())
         } else {
             judge(&before, &after, &m.author, id)
         };
+        let own = history.entry(changes[i].actor_id().clone()).or_default();
+        *own = (*own).max(changes[i].max_op() + 1);
+        seen[i] = history;
         match judged {
             Ok(a) => {
                 actions[i] = a;
@@ -487,6 +502,41 @@ fn writes_into_anothers_entry(change: &Change, before: &SpaceState, after: &Spac
                 others.contains(&(*counter, actor))
             }
             legacy::ObjectId::Root => false,
+        })
+    })
+    .unwrap_or(true)
+}
+
+/// Whether an operation of `change` writes in, replaces or inserts after
+/// an operation that is neither in the change's history (`seen`: per
+/// actor, the counter after its last operation there) nor earlier in the
+/// change itself. An honest change only names what its author's document
+/// held; a crafted one could otherwise hide an entry its author never saw,
+/// say another admin's removal or a member added meanwhile, out of reach
+/// of the rules, which judge each change against the state its author saw.
+fn names_unseen_operations(change: &Change, seen: &HashMap<ActorId, u64>) -> bool {
+    let own = change.actor_id();
+    let start = change.start_op().get();
+    let known = |legacy::OpId(counter, actor): &legacy::OpId| {
+        (actor == own && *counter >= start && *counter <= change.max_op())
+            || seen.get(actor).is_some_and(|end| counter < end)
+    };
+    // Decoding a change held in the document should not panic; if
+    // Automerge does, the change is treated as naming what it may not.
+    std::panic::catch_unwind(|| {
+        change.decode().operations.iter().any(|op| {
+            let obj = match &op.obj {
+                legacy::ObjectId::Id(id) => Some(id),
+                legacy::ObjectId::Root => None,
+            };
+            let elem = match &op.key {
+                legacy::Key::Seq(legacy::ElementId::Id(id)) => Some(id),
+                _ => None,
+            };
+            obj.into_iter()
+                .chain(elem)
+                .chain(op.pred.iter())
+                .any(|id| !known(id))
         })
     })
     .unwrap_or(true)

@@ -526,3 +526,50 @@ fn another_admin_cannot_write_a_part_into_someone_elses_removal() {
     let (_, r) = &view.removed[&hexs(&d)];
     assert_eq!(r.cutoff, vec![cut(1), cut(2), cut(3)]);
 }
+
+/// Admin B, who never saw A add X, crafts a change whose entry for X
+/// replaces A's (it names A's operation as the one it supersedes). Judged
+/// against the state B saw, it would be a plain addition; merged, it would
+/// turn X from writer into reader, an edit the rules forbid. It is
+/// refused for naming an operation its author had not seen.
+#[test]
+fn a_change_cannot_replace_an_entry_its_author_never_saw() {
+    let b = [5u8; 32];
+    let x = [6u8; 32];
+    let id = new_space_id(&A, 1, [0, 8]);
+    let mut doc = new_space(id);
+    space::add_member(&mut doc, &member(&b, Role::Admin, &A), t()).expect("add b");
+    doc.commit();
+    let mut at_b = doc.fork().with_actor(ActorId::from(&b[..]));
+    space::add_member(&mut doc, &member(&x, Role::Writer, &A), t()).expect("a adds x");
+    doc.commit();
+    let members = match doc.get(ROOT, "members").expect("get") {
+        Some((_, obj)) => obj,
+        None => panic!("no members"),
+    };
+    let a_entry = match doc.get(&members, hexs(&x)).expect("get") {
+        Some((_, ObjId::Id(counter, actor, _))) => legacy::OpId(counter, actor),
+        other => panic!("no entry for x: {other:?}"),
+    };
+    space::add_member(&mut at_b, &member(&x, Role::Reader, &b), t()).expect("b adds x");
+    at_b.commit();
+    let mut crafted = at_b.get_last_local_change().expect("change").decode();
+    let target = hexs(&x);
+    for op in &mut crafted.operations {
+        if op.key == legacy::Key::Map(target.as_str().into()) {
+            op.pred = vec![a_entry.clone()].into();
+        }
+    }
+    let crafted = Change::from(crafted);
+    let hash = crafted.hash().0;
+    doc.apply_changes([crafted]).expect("apply");
+
+    let m = evaluate_space(doc.document(), id);
+    assert!(
+        matches!(m.verdict(&hash), Some(Verdict::Rejected(_))),
+        "{:#?}",
+        m.log
+    );
+    let view = m.view.expect("view");
+    assert_eq!(view.members[&hexs(&x)].role, Role::Writer);
+}
