@@ -309,9 +309,21 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
         let deps: Vec<ChangeHash> = m.deps.iter().map(|h| ChangeHash(*h)).collect();
         let before = read_state(doc, Some(&deps));
         let after = read_state(doc, Some(&[ChangeHash(m.hash)]));
-        let judged = if names_unseen_operations(&changes[i], &history) {
+        // Decoded once for both checks below. Decoding a change held in the
+        // document should not panic; if Automerge does, the change is
+        // refused.
+        let ops = std::panic::catch_unwind(|| changes[i].decode().operations).ok();
+        let judged = if ops.is_none() {
+            Err("the change does not decode".into())
+        } else if names_unseen_operations(&changes[i], ops.as_deref().unwrap_or_default(), &history)
+        {
             Err("the change names operations its author had not seen".into())
-        } else if writes_into_anothers_entry(&changes[i], &before, &after) {
+        } else if writes_into_anothers_entry(
+            &changes[i],
+            ops.as_deref().unwrap_or_default(),
+            &before,
+            &after,
+        ) {
             Err("only a removal's own author writes in its entry".into())
         } else {
             judge(&before, &after, &m.author, id)
@@ -480,7 +492,12 @@ fn is_above(members: &BTreeMap<String, Member>, admin: &str, device: &str) -> bo
 /// names the device that created it, so the check is exact. Entries are
 /// taken from both states (one created by this change is the author's
 /// own); an entry visible in neither no longer counts anywhere.
-fn writes_into_anothers_entry(change: &Change, before: &SpaceState, after: &SpaceState) -> bool {
+fn writes_into_anothers_entry(
+    change: &Change,
+    ops: &[legacy::Op],
+    before: &SpaceState,
+    after: &SpaceState,
+) -> bool {
     let others: HashSet<(u64, &ActorId)> = before
         .removed
         .values()
@@ -494,17 +511,10 @@ fn writes_into_anothers_entry(change: &Change, before: &SpaceState, after: &Spac
     if others.is_empty() {
         return false;
     }
-    // Decoding a change held in the document should not panic; if
-    // Automerge does, the change is treated as writing there (refused).
-    std::panic::catch_unwind(|| {
-        change.decode().operations.iter().any(|op| match &op.obj {
-            legacy::ObjectId::Id(legacy::OpId(counter, actor)) => {
-                others.contains(&(*counter, actor))
-            }
-            legacy::ObjectId::Root => false,
-        })
+    ops.iter().any(|op| match &op.obj {
+        legacy::ObjectId::Id(legacy::OpId(counter, actor)) => others.contains(&(*counter, actor)),
+        legacy::ObjectId::Root => false,
     })
-    .unwrap_or(true)
 }
 
 /// Whether an operation of `change` writes in, replaces or inserts after
@@ -514,32 +524,31 @@ fn writes_into_anothers_entry(change: &Change, before: &SpaceState, after: &Spac
 /// held; a crafted one could otherwise hide an entry its author never saw,
 /// say another admin's removal or a member added meanwhile, out of reach
 /// of the rules, which judge each change against the state its author saw.
-fn names_unseen_operations(change: &Change, seen: &HashMap<ActorId, u64>) -> bool {
+fn names_unseen_operations(
+    change: &Change,
+    ops: &[legacy::Op],
+    seen: &HashMap<ActorId, u64>,
+) -> bool {
     let own = change.actor_id();
     let start = change.start_op().get();
     let known = |legacy::OpId(counter, actor): &legacy::OpId| {
         (actor == own && *counter >= start && *counter <= change.max_op())
             || seen.get(actor).is_some_and(|end| counter < end)
     };
-    // Decoding a change held in the document should not panic; if
-    // Automerge does, the change is treated as naming what it may not.
-    std::panic::catch_unwind(|| {
-        change.decode().operations.iter().any(|op| {
-            let obj = match &op.obj {
-                legacy::ObjectId::Id(id) => Some(id),
-                legacy::ObjectId::Root => None,
-            };
-            let elem = match &op.key {
-                legacy::Key::Seq(legacy::ElementId::Id(id)) => Some(id),
-                _ => None,
-            };
-            obj.into_iter()
-                .chain(elem)
-                .chain(op.pred.iter())
-                .any(|id| !known(id))
-        })
+    ops.iter().any(|op| {
+        let obj = match &op.obj {
+            legacy::ObjectId::Id(id) => Some(id),
+            legacy::ObjectId::Root => None,
+        };
+        let elem = match &op.key {
+            legacy::Key::Seq(legacy::ElementId::Id(id)) => Some(id),
+            _ => None,
+        };
+        obj.into_iter()
+            .chain(elem)
+            .chain(op.pred.iter())
+            .any(|id| !known(id))
     })
-    .unwrap_or(true)
 }
 
 /// The removal entries `after` holds that `before` did not.
