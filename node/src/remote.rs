@@ -2115,9 +2115,7 @@ pub(crate) mod tests {
         use crate::limits::WAITING_TTL;
         // Now: the writer, on the system clock, would refuse records from the future.
         let start = Timestamp::now();
-        let clock = std::sync::Arc::new(Clock(std::sync::Mutex::new(start)));
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let a = Repo::open_in(tmp.path(), OpenMode::Create, clock.clone()).expect("open");
+        let (clock, tmp, a) = clocked_node(start);
         let (_tw, w) = node();
         let shared = a.create_space("Joint").expect("space");
         let space = SpaceId::Shared(shared.id);
@@ -2176,9 +2174,7 @@ pub(crate) mod tests {
     fn a_waiting_change_sent_under_two_records_expires_for_good() {
         use crate::limits::WAITING_TTL;
         let start = Timestamp::now();
-        let clock = std::sync::Arc::new(Clock(std::sync::Mutex::new(start)));
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let a = Repo::open_in(tmp.path(), OpenMode::Create, clock.clone()).expect("open");
+        let (clock, tmp, a) = clocked_node(start);
         let (_tw, w) = node();
         let shared = a.create_space("Joint").expect("space");
         let space = SpaceId::Shared(shared.id);
@@ -2233,6 +2229,14 @@ pub(crate) mod tests {
     /// A clock the test moves, with the system's randomness.
     struct Clock(std::sync::Mutex<Timestamp>);
 
+    /// A node whose clock the test moves, in a directory it may reopen.
+    fn clocked_node(start: Timestamp) -> (std::sync::Arc<Clock>, tempfile::TempDir, Repo) {
+        let clock = std::sync::Arc::new(Clock(std::sync::Mutex::new(start)));
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repo::open_in(tmp.path(), OpenMode::Create, clock.clone()).expect("open");
+        (clock, tmp, repo)
+    }
+
     impl crate::env::Environment for Clock {
         fn now(&self) -> Timestamp {
             *self.0.lock().expect("clock")
@@ -2250,9 +2254,7 @@ pub(crate) mod tests {
     fn changes_that_wait_too_long_are_forgotten_and_free_their_slots() {
         use crate::limits::{MAX_WAITING_PER_RECORD, WAITING_TTL};
         let start = Timestamp::from_second(1_800_000_000).expect("time");
-        let clock = std::sync::Arc::new(Clock(std::sync::Mutex::new(start)));
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let a = Repo::open_in(tmp.path(), OpenMode::Create, clock.clone()).expect("open");
+        let (clock, tmp, a) = clocked_node(start);
         let (_tr, r) = node();
         let shared = a.create_space("Joint").expect("space");
         let space = SpaceId::Shared(shared.id);
