@@ -10,8 +10,10 @@ pub mod datadir;
 pub mod demo;
 pub mod env;
 pub mod limits;
+pub mod live;
 pub mod metrics;
 pub mod net;
+pub mod ops;
 pub mod pipeline;
 pub mod recovery;
 pub mod remote;
@@ -32,12 +34,12 @@ pub use repo::{OpenMode, Repo};
 pub enum NodeError {
     #[error(
         "{path} is not a Rapport data directory (it has other files and no rapport.json); \
-         choose another directory with --data-dir or RAPPORT_DATA_DIR"
+         choose another data directory"
     )]
     NotRapportDir { path: PathBuf },
     #[error(
-        "no Rapport data in {path} yet; run `rapport init` (or add a record) to create it, \
-         or point --data-dir at an existing one"
+        "no Rapport data in {path} yet; initialise it (or add a record) to create it, \
+         or choose an existing data directory"
     )]
     NotInitialized { path: PathBuf },
     #[error("{path} is damaged: {reason}; {}", rapport_store::REPAIR_HINT)]
@@ -67,7 +69,7 @@ pub enum NodeError {
     Invalid(Box<InvalidValue>),
     #[error(transparent)]
     Rule(#[from] RuleError),
-    #[error("no record matches `{0}`; `rapport list KIND` shows what there is")]
+    #[error("no record matches `{0}`")]
     NotFound(String),
     #[error("`{reference}` matches several records; use the id (or a longer prefix):\n{}", list_candidates(.candidates))]
     Ambiguous {
@@ -76,7 +78,7 @@ pub enum NodeError {
     },
     #[error(transparent)]
     WrongKind(Box<WrongKind>),
-    #[error("{kind} `{title}` is deleted; `rapport restore {id}` brings it back")]
+    #[error("{kind} `{title}` is deleted; restoring {id} brings it back")]
     Deleted {
         id: RecordId,
         kind: Kind,
@@ -91,9 +93,9 @@ pub enum NodeError {
     Forbidden(String),
     #[error("invite: {0}")]
     Invite(String),
-    #[error("no space matches `{0}`; `rapport space list` shows yours")]
+    #[error("no space matches `{0}`")]
     UnknownSpace(String),
-    #[error("`{0}` is not FIELD=VALUE (for example --set name=Acme)")]
+    #[error("`{0}` is not FIELD=VALUE (for example name=Acme)")]
     BadAssignment(String),
     #[error("{0}")]
     Export(String),

@@ -113,7 +113,7 @@ impl Default for NetConfig {
 }
 
 /// What `rapport status` shows about the network.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct NetStatus {
     pub node_id: String,
     pub addrs: Vec<String>,
@@ -146,7 +146,7 @@ pub struct NetStatus {
     pub changes_per_minute: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct SpaceStatus {
     pub name: String,
     pub members: usize,

@@ -9,15 +9,15 @@ use rapport_model::{Decimal, FieldValue, Kind, RecordView};
 use crate::{NodeError, Repo};
 
 /// Totals of one currency within one stage.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Money {
     pub total: String,
     pub weighted: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stage {
-    pub stage: &'static str,
+    pub stage: String,
     /// Deals in this stage, with or without an amount.
     pub count: usize,
     /// Per currency code.
@@ -52,7 +52,7 @@ pub fn summarize<'a>(deals: impl IntoIterator<Item = &'a RecordView>) -> Vec<Sta
         .map(|s| {
             let (count, cur) = sums.remove(*s).unwrap_or_default();
             Stage {
-                stage: s,
+                stage: s.to_string(),
                 count,
                 currencies: money(cur),
             }

@@ -32,7 +32,7 @@ struct Entry {
 }
 
 /// A record that matched, with what to show for it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Hit {
     pub id: RecordId,
     pub kind: Kind,
@@ -43,7 +43,7 @@ pub struct Hit {
 }
 
 /// The answer to one query.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Found {
     pub hits: Vec<Hit>,
     /// How many records matched in all (more than `hits` when cut).

@@ -10,14 +10,14 @@ use rapport_trust::{DeviceId, verify_change};
 
 use crate::{NodeError, Repo};
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FieldChange {
     pub field: String,
     pub before: Option<FieldValue>,
     pub after: Option<FieldValue>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Entry {
     /// A signed change to the record itself.
@@ -47,7 +47,7 @@ pub enum Entry {
 }
 
 /// A change that took part in a race with the record's deletion.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Racer {
     /// Seconds since the Unix epoch, as the author's clock said.
     pub time: i64,
@@ -61,7 +61,7 @@ pub struct Racer {
 /// A delete made at the same time as a restore, or as edits that then
 /// vanished with the record. Deleting or restoring the record again
 /// settles it on every node.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeleteRace {
     /// Whether the record is deleted now.
     pub deleted: bool,

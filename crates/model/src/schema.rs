@@ -304,7 +304,7 @@ impl Kind {
 pub enum RuleError {
     #[error("{kind} needs a {field}")]
     Missing { kind: Kind, field: &'static str },
-    #[error("{amount} needs a currency: add --currency with an ISO 4217 code such as EUR")]
+    #[error("{amount} needs a currency: add one as an ISO 4217 code such as EUR")]
     AmountWithoutCurrency { amount: &'static str },
     #[error("the campaign ends ({end}) before it starts ({start})")]
     EndsBeforeStart { start: String, end: String },

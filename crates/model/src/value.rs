@@ -108,7 +108,7 @@ pub fn parse_value(
         return Err(invalid(
             def,
             raw,
-            "a value is needed (use --unset to clear a field)",
+            "a value is needed (clear the field instead to remove it)",
         ));
     }
     match def.ty {
@@ -539,6 +539,6 @@ mod tests {
     #[test]
     fn empty_values_need_unset() {
         let err = check(Kind::Company, "name", "  ").expect_err("empty");
-        assert!(err.contains("--unset"), "{err}");
+        assert!(err.contains("clear the field"), "{err}");
     }
 }

@@ -1,0 +1,1363 @@
+//! Every user operation as data: a [`Request`] in, a [`Reply`] or an
+//! [`OpError`] out. The CLI (directly, or through the running node's
+//! local API), the web UI and the HTTP API for integrations all run these,
+//! so that one operation behaves the same whoever asks.
+//!
+//! Replies carry what a client needs to show the result without asking
+//! again (the titles of referenced records, the labels of devices), and
+//! never a secret: no gossip topic secret, no invite secret beyond the
+//! ticket being created.
+//!
+//! A [`Caller`] says who asks: the local user (everything), or an API
+//! token that may be read-only or limited to one space. The limits are
+//! enforced here, once, for every transport.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rapport_model::{Kind, RecordId, RecordView, Role, SpaceId, SpaceView};
+use serde::{Deserialize, Serialize};
+
+use crate::live::Live;
+use crate::net::{NetError, NetStatus, Node};
+use crate::pipeline::Stage;
+use crate::repo::Input;
+use crate::search::Found;
+use crate::timeline::{DeleteRace, Entry};
+use crate::{NodeError, Repo};
+
+/// Most records one page of a list returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// One user operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Who this device is.
+    Whoami,
+    /// Sets this device's name and organisation (blank keeps the old one).
+    SetIdentity {
+        name: Option<String>,
+        org: Option<String>,
+    },
+    /// The node, its peers and each shared space's sync state.
+    Status,
+    /// The fields of a record kind.
+    Fields {
+        kind: Kind,
+    },
+    /// Creates a record from `(field, text)` inputs, parsed as the CLI
+    /// parses them. A ticket's `about` names a company or a person (the
+    /// person's company is added); an activity without a subject takes
+    /// the first line of its body.
+    Create {
+        kind: Kind,
+        /// A space by name or id [default: the private space].
+        #[serde(default)]
+        space: Option<String>,
+        fields: Vec<Input>,
+    },
+    /// Sets and clears fields of a live record.
+    Edit {
+        record: String,
+        #[serde(default)]
+        set: Vec<Input>,
+        #[serde(default)]
+        unset: Vec<String>,
+    },
+    Delete {
+        record: String,
+    },
+    Restore {
+        record: String,
+    },
+    /// Marks a task done.
+    CompleteTask {
+        record: String,
+    },
+    /// One record with its related records.
+    Show {
+        record: String,
+    },
+    /// Records of one kind.
+    List(ListQuery),
+    /// A record's history and activities, newest first.
+    Timeline {
+        record: String,
+    },
+    /// Deals by stage.
+    Pipeline,
+    /// Records whose name, emails, phones, domains or tags match.
+    Search {
+        query: String,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// Every record (of one kind, or all), deleted ones included.
+    Export {
+        #[serde(default)]
+        kind: Option<Kind>,
+    },
+    /// Every record's Automerge document.
+    ExportDocuments {
+        #[serde(default)]
+        kind: Option<Kind>,
+    },
+    /// Writes a backup file (a path on the node's machine).
+    Backup {
+        path: PathBuf,
+    },
+    CreateSpace {
+        name: String,
+    },
+    Spaces,
+    Members {
+        space: String,
+    },
+    /// Removes a device, a user's devices or an organisation's.
+    RemoveMember {
+        space: String,
+        member: String,
+    },
+    /// A one-time ticket to join a space (needs the running node).
+    Invite {
+        space: String,
+        role: Role,
+        #[serde(default)]
+        org: Option<String>,
+        ttl_hours: f64,
+    },
+    /// Joins a space with a ticket (needs the running node).
+    Join {
+        ticket: String,
+    },
+    /// A space's membership changes and refused changes.
+    Audit {
+        space: String,
+    },
+}
+
+/// Which records of a kind, in what order, and which page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub kind: Kind,
+    /// `(field, value)`: a record is kept when its field equals the value
+    /// (lists: contain it; references: by name or id).
+    #[serde(default)]
+    pub filters: Vec<Input>,
+    /// Deleted records instead of live ones.
+    #[serde(default)]
+    pub deleted: bool,
+    /// A field to sort by, `-field` for descending [default: by id, which
+    /// is creation order].
+    #[serde(default)]
+    pub sort: Option<String>,
+    /// Most records in the page [default and at most: `MAX_PAGE`].
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// The `next` cursor of the page before.
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Whoami(Whoami),
+    Status(Status),
+    Fields {
+        fields: Vec<FieldInfo>,
+    },
+    /// A record written (or `unchanged` when nothing differed).
+    Record(RecordReply),
+    Show(ShowReply),
+    List(Page),
+    Timeline(TimelineReply),
+    Pipeline {
+        stages: Vec<Stage>,
+    },
+    Search(Found),
+    Export {
+        records: Vec<RecordView>,
+    },
+    Documents {
+        documents: Vec<Document>,
+    },
+    Backup(BackupReply),
+    Space(SpaceSummary),
+    Spaces {
+        spaces: Vec<SpaceSummary>,
+    },
+    Members(MembersReply),
+    Removed {
+        removed: Vec<MemberRow>,
+    },
+    Invite(InviteReply),
+    Audit(AuditReply),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Whoami {
+    pub name: Option<String>,
+    pub org: Option<String>,
+    pub device: String,
+    pub data_dir: PathBuf,
+    pub records: usize,
+    /// Per space: this device's role and who certified it.
+    pub spaces: Vec<Certification>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Certification {
+    pub space: String,
+    pub id: RecordId,
+    pub role: Role,
+    pub user: String,
+    pub org: String,
+    pub certified_by: String,
+    pub removed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Whether a node runs (else only the store was read).
+    pub running: bool,
+    pub records: usize,
+    pub relay: bool,
+    #[serde(default, flatten)]
+    pub net: Option<NetStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldInfo {
+    pub name: String,
+    /// `text`, `choice`, `ref`, ... as `model::FieldType` names it.
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub required: bool,
+    pub list: bool,
+    pub default: Option<String>,
+    pub help: String,
+    /// A choice's options.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+    /// The kinds a reference may name (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refers_to: Vec<Kind>,
+}
+
+/// Titles of the records a reply's records refer to, by id.
+pub type Titles = BTreeMap<RecordId, String>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordReply {
+    pub record: RecordView,
+    /// Whether the operation wrote nothing, the record being so already.
+    #[serde(default)]
+    pub unchanged: bool,
+    pub titles: Titles,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Related {
+    pub field: String,
+    pub record: RecordView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShowReply {
+    pub record: RecordView,
+    /// The space's name, for a record of a shared space.
+    pub space_name: Option<String>,
+    /// Records that refer to this one, with the referring field.
+    pub related: Vec<Related>,
+    pub delete_race: Option<DeleteRace>,
+    pub titles: Titles,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    pub records: Vec<RecordView>,
+    /// Records matching in all pages.
+    pub total: usize,
+    /// The cursor of the next page; `None` on the last.
+    pub next: Option<String>,
+    pub titles: Titles,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineReply {
+    pub record: RecordView,
+    pub entries: Vec<Entry>,
+    pub titles: Titles,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    pub id: RecordId,
+    pub kind: Kind,
+    /// The saved Automerge document, base64.
+    pub automerge: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupReply {
+    pub path: PathBuf,
+    pub entries: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// A shared space as a user sees it (never its topic secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpaceSummary {
+    pub id: RecordId,
+    pub name: String,
+    pub members: usize,
+    pub records: usize,
+    /// This device's role in it.
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberRow {
+    pub device: String,
+    pub user: String,
+    pub org: String,
+    pub role: Role,
+    /// Seconds since the Unix epoch.
+    pub since: i64,
+    pub added_by: String,
+    pub you: bool,
+    /// When and by whom it was removed, for a former member.
+    pub removed: Option<(i64, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MembersReply {
+    pub space: SpaceSummary,
+    pub members: Vec<MemberRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InviteReply {
+    pub ticket: String,
+    /// Seconds since the Unix epoch.
+    pub expires: i64,
+    pub role: Role,
+    pub ttl_hours: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditReply {
+    pub space: SpaceSummary,
+    pub statements: Vec<AuditStatement>,
+    pub rejections: Vec<AuditRejection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditStatement {
+    pub time: i64,
+    pub author: String,
+    pub what: String,
+    /// `accepted`, `refused: ...`, `kept aside: ...` or `waiting ...`.
+    pub verdict: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRejection {
+    pub at: i64,
+    pub author: String,
+    pub from: String,
+    pub record: String,
+    pub reason: String,
+}
+
+/// What kind of failure, for programs: stable across versions and
+/// wordings. Each maps to one HTTP status in the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The input is wrong: a field, a value, a rule (HTTP 422).
+    Invalid,
+    /// No record or space matches (404).
+    NotFound,
+    /// Several records match a name (409).
+    Ambiguous,
+    /// The record is deleted (409).
+    Deleted,
+    /// The caller may not do that (403).
+    Forbidden,
+    /// The operation needs the running node (503).
+    NeedsNode,
+    /// There is no data directory yet (503).
+    NotInitialized,
+    /// The store is damaged and must be repaired (500).
+    Damaged,
+    /// A peer could not be reached or refused (502).
+    Peer,
+    /// Anything else: the disk, the key (500).
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Ambiguous => "ambiguous",
+            ErrorCode::Deleted => "deleted",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NeedsNode => "needs_node",
+            ErrorCode::NotInitialized => "not_initialized",
+            ErrorCode::Damaged => "damaged",
+            ErrorCode::Peer => "peer",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status an API answers with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::Invalid => 422,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Ambiguous | ErrorCode::Deleted => 409,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NeedsNode | ErrorCode::NotInitialized => 503,
+            ErrorCode::Peer => 502,
+            ErrorCode::Damaged | ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// One input's problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldProblem {
+    pub field: String,
+    pub message: String,
+}
+
+/// Why an operation failed: a stable code for programs, a message for
+/// people, and, for bad input, every field's problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct OpError {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldProblem>,
+    /// The record or space the failure is about, when there is one (the
+    /// CLI shows how to bring a deleted record back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+impl OpError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        OpError {
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+            subject: None,
+        }
+    }
+
+    fn field(mut self, field: impl Into<String>) -> Self {
+        self.fields.push(FieldProblem {
+            field: field.into(),
+            message: self.message.clone(),
+        });
+        self
+    }
+}
+
+impl From<NodeError> for OpError {
+    fn from(e: NodeError) -> Self {
+        let message = e.to_string();
+        let code = match &e {
+            NodeError::NotRapportDir { .. } | NodeError::NotInitialized { .. } => {
+                ErrorCode::NotInitialized
+            }
+            NodeError::Damaged { .. } => ErrorCode::Damaged,
+            NodeError::Io { .. }
+            | NodeError::Store(_)
+            | NodeError::Key(_)
+            | NodeError::Sign(_)
+            | NodeError::Doc(_) => ErrorCode::Internal,
+            NodeError::UnknownField { .. }
+            | NodeError::RequiredField { .. }
+            | NodeError::Invalid(_)
+            | NodeError::Rule(_)
+            | NodeError::WrongKind(_)
+            | NodeError::CrossSpace { .. }
+            | NodeError::Invite(_)
+            | NodeError::BadAssignment(_)
+            | NodeError::Export(_) => ErrorCode::Invalid,
+            NodeError::NotFound(_) | NodeError::UnknownSpace(_) => ErrorCode::NotFound,
+            NodeError::Ambiguous { .. } => ErrorCode::Ambiguous,
+            NodeError::Deleted { .. } => ErrorCode::Deleted,
+            NodeError::NotMember(_) | NodeError::Forbidden(_) => ErrorCode::Forbidden,
+        };
+        let mut out = OpError::new(code, message);
+        match &e {
+            NodeError::UnknownField { field, .. } | NodeError::RequiredField { field, .. } => {
+                out = out.field(field.clone());
+            }
+            NodeError::Invalid(v) => out = out.field(v.field.clone()),
+            NodeError::WrongKind(w) => out = out.field(w.field.clone()),
+            NodeError::Rule(rapport_model::RuleError::Missing { field, .. }) => {
+                out = out.field(*field);
+            }
+            NodeError::Deleted { id, .. } => out.subject = Some(id.to_string()),
+            _ => {}
+        }
+        out
+    }
+}
+
+impl From<NetError> for OpError {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::Node(e) => e.into(),
+            NetError::Ticket(_) => OpError::new(ErrorCode::Invalid, e.to_string()),
+            other => OpError::new(ErrorCode::Peer, other.to_string()),
+        }
+    }
+}
+
+/// Who asks for an operation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// The API token's name; `None` for this device's own user (the CLI,
+    /// the web UI).
+    pub token: Option<String>,
+    /// May read but not write.
+    pub read_only: bool,
+    /// Sees and writes only this space.
+    pub space: Option<SpaceId>,
+}
+
+impl Caller {
+    /// This device's user: every operation.
+    pub fn user() -> Self {
+        Caller::default()
+    }
+
+    fn may_see(&self, v: &RecordView) -> bool {
+        self.space.is_none_or(|s| s == v.space)
+    }
+}
+
+impl Request {
+    /// Whether the operation writes (a read-only caller may not).
+    pub fn writes(&self) -> bool {
+        !matches!(
+            self,
+            Request::Whoami
+                | Request::Status
+                | Request::Fields { .. }
+                | Request::Show { .. }
+                | Request::List(_)
+                | Request::Timeline { .. }
+                | Request::Pipeline
+                | Request::Search { .. }
+                | Request::Export { .. }
+                | Request::ExportDocuments { .. }
+                | Request::Spaces
+                | Request::Members { .. }
+                | Request::Audit { .. }
+        )
+    }
+
+    /// Whether a caller limited to one space may ask for it: record
+    /// operations are checked record by record; device- and space-wide
+    /// ones are for the device's own user.
+    fn open_to_space_callers(&self) -> bool {
+        !matches!(
+            self,
+            Request::SetIdentity { .. }
+                | Request::Backup { .. }
+                | Request::CreateSpace { .. }
+                | Request::RemoveMember { .. }
+                | Request::Invite { .. }
+                | Request::Join { .. }
+                | Request::Audit { .. }
+                | Request::ExportDocuments { .. }
+                | Request::Whoami
+        )
+    }
+}
+
+/// Runs operations against one data directory: opened for one command
+/// (no node running), or the running node's (with its network and live
+/// feed).
+#[derive(Debug, Clone)]
+pub struct Ops {
+    repo: Arc<Repo>,
+    node: Option<Node>,
+    live: Option<Live>,
+}
+
+impl Ops {
+    /// Operations on a store opened without the network: `Invite` and
+    /// `Join` answer `NeedsNode`, and `Search` scans the store.
+    pub fn local(repo: Arc<Repo>) -> Self {
+        Ops {
+            repo,
+            node: None,
+            live: None,
+        }
+    }
+
+    /// Operations of the running node.
+    pub fn running(node: Node, live: Option<Live>) -> Self {
+        Ops {
+            repo: node.repo().clone(),
+            node: Some(node),
+            live,
+        }
+    }
+
+    pub fn repo(&self) -> &Arc<Repo> {
+        &self.repo
+    }
+
+    pub fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    pub fn live(&self) -> Option<&Live> {
+        self.live.as_ref()
+    }
+
+    /// Runs one operation for `caller`. Blocking (it writes to disk and may
+    /// wait for peers): call it off the async runtime's worker threads,
+    /// inside it (`Join` waits for the network on the current runtime).
+    pub fn execute(&self, caller: &Caller, request: Request) -> Result<Reply, OpError> {
+        if caller.read_only && request.writes() {
+            return Err(OpError::new(
+                ErrorCode::Forbidden,
+                "this token may only read; ask for a token without read-only to write",
+            ));
+        }
+        if caller.space.is_some() && !request.open_to_space_callers() {
+            return Err(OpError::new(
+                ErrorCode::Forbidden,
+                "this token is limited to one space; this operation concerns the whole device",
+            ));
+        }
+        let repo = &*self.repo;
+        match request {
+            Request::Whoami => self.whoami().map(Reply::Whoami),
+            Request::SetIdentity { name, org } => {
+                repo.set_identity(name, org)?;
+                self.whoami().map(Reply::Whoami)
+            }
+            Request::Status => Ok(Reply::Status(Status {
+                running: self.node.is_some(),
+                records: repo.store().record_count(),
+                relay: repo.profile().relay,
+                net: match &self.node {
+                    Some(node) => Some(node.status()?),
+                    None => None,
+                },
+            })),
+            Request::Fields { kind } => Ok(Reply::Fields {
+                fields: fields(kind),
+            }),
+            Request::Create {
+                kind,
+                space,
+                fields,
+            } => {
+                let space = match &space {
+                    Some(s) => repo.resolve_space(s)?,
+                    None => caller.space.unwrap_or(SpaceId::Private),
+                };
+                if caller.space.is_some_and(|s| s != space) {
+                    return Err(outside_scope());
+                }
+                let fields = self.complete_inputs(kind, fields)?;
+                let problems = repo.check_inputs(kind, Some(space), &fields, true);
+                if !problems.is_empty() {
+                    return Err(several(problems));
+                }
+                let v = repo.create(kind, space, &fields)?;
+                self.record_reply(v, false)
+            }
+            Request::Edit { record, set, unset } => {
+                let before = self.visible(caller, &record)?;
+                if set.is_empty() && unset.is_empty() {
+                    return Err(OpError::new(
+                        ErrorCode::Invalid,
+                        "nothing to change: give a field to set or to clear",
+                    ));
+                }
+                let problems = repo.check_inputs(before.kind, Some(before.space), &set, false);
+                if !problems.is_empty() {
+                    return Err(several(problems));
+                }
+                let v = repo.edit(&before.id.to_string(), &set, &unset)?;
+                let unchanged = v == before;
+                self.record_reply(v, unchanged)
+            }
+            Request::Delete { record } => {
+                let before = self.visible(caller, &record)?;
+                let v = repo.delete(&before.id.to_string())?;
+                let unchanged = v == before;
+                self.record_reply(v, unchanged)
+            }
+            Request::Restore { record } => {
+                let before = self.visible(caller, &record)?;
+                let v = repo.restore(&before.id.to_string())?;
+                let unchanged = v == before;
+                self.record_reply(v, unchanged)
+            }
+            Request::CompleteTask { record } => {
+                let before = self.visible(caller, &record)?;
+                let v = repo.complete_task(&before.id.to_string())?;
+                let unchanged = v == before;
+                self.record_reply(v, unchanged)
+            }
+            Request::Show { record } => {
+                let v = self.visible(caller, &record)?;
+                let related: Vec<Related> = repo
+                    .related(v.id)?
+                    .into_iter()
+                    .filter(|(_, r)| caller.may_see(r))
+                    .map(|(field, record)| Related { field, record })
+                    .collect();
+                let space_name = match v.space {
+                    SpaceId::Shared(id) => repo.space(id)?.map(|s| s.name),
+                    SpaceId::Private => None,
+                };
+                let mut titles = self.titles(std::slice::from_ref(&v));
+                for r in &related {
+                    titles.insert(r.record.id, r.record.title());
+                }
+                Ok(Reply::Show(ShowReply {
+                    delete_race: repo.delete_race(&v)?,
+                    record: v,
+                    space_name,
+                    related,
+                    titles,
+                }))
+            }
+            Request::List(query) => self.list(caller, query).map(Reply::List),
+            Request::Timeline { record } => {
+                let v = self.visible(caller, &record)?;
+                let entries = repo.timeline(&v)?;
+                let titles = self.titles(std::slice::from_ref(&v));
+                Ok(Reply::Timeline(TimelineReply {
+                    record: v,
+                    entries,
+                    titles,
+                }))
+            }
+            Request::Pipeline => {
+                let deals = self.readable(caller, Some(Kind::Deal))?;
+                let live: Vec<&RecordView> = deals.iter().filter(|v| !v.deleted).collect();
+                Ok(Reply::Pipeline {
+                    stages: crate::pipeline::summarize(live),
+                })
+            }
+            Request::Search { query, limit } => {
+                let limit = limit.unwrap_or(20).clamp(1, MAX_PAGE);
+                let mut found = match &self.live {
+                    Some(live) if caller.space.is_none() => live.search(&query, limit),
+                    Some(live) => live.search(&query, usize::MAX),
+                    None => {
+                        let mut index = crate::search::SearchIndex::new();
+                        for v in repo.all(None) {
+                            index.put(&v?);
+                        }
+                        index.query(
+                            &query,
+                            if caller.space.is_none() {
+                                limit
+                            } else {
+                                usize::MAX
+                            },
+                        )
+                    }
+                };
+                if let Some(space) = caller.space {
+                    found.hits.retain(|h| h.space == space);
+                    found.total = found.hits.len();
+                    found.hits.truncate(limit);
+                }
+                Ok(Reply::Search(found))
+            }
+            Request::Export { kind } => Ok(Reply::Export {
+                records: self.readable(caller, kind)?,
+            }),
+            Request::ExportDocuments { kind } => {
+                use data_encoding::BASE64;
+                let mut documents = Vec::new();
+                for v in repo.all(kind) {
+                    let v = v?;
+                    // Loaded and saved again, so that a document an earlier
+                    // version stored with changes still waiting inside it
+                    // is exported without them.
+                    let bytes = rapport_model::stored::save(&mut repo.load_doc(v.id)?);
+                    documents.push(Document {
+                        id: v.id,
+                        kind: v.kind,
+                        automerge: BASE64.encode(&bytes),
+                    });
+                }
+                Ok(Reply::Documents { documents })
+            }
+            Request::Backup { path } => {
+                let r = repo.backup(&path)?;
+                Ok(Reply::Backup(BackupReply {
+                    path: r.path,
+                    entries: r.entries,
+                    bytes: r.bytes,
+                    seconds: r.elapsed.as_secs_f64(),
+                }))
+            }
+            Request::CreateSpace { name } => {
+                let v = repo.create_space(&name)?;
+                Ok(Reply::Space(self.summary(&v)))
+            }
+            Request::Spaces => {
+                let spaces = repo
+                    .spaces()?
+                    .iter()
+                    .filter(|s| caller.space.is_none_or(|c| c == SpaceId::Shared(s.id)))
+                    .map(|s| self.summary(s))
+                    .collect();
+                Ok(Reply::Spaces { spaces })
+            }
+            Request::Members { space } => {
+                let view = self.shared_space(caller, &space)?;
+                let members = self.member_rows(&view);
+                Ok(Reply::Members(MembersReply {
+                    space: self.summary(&view),
+                    members,
+                }))
+            }
+            Request::RemoveMember { space, member } => {
+                let view = self.shared_space(caller, &space)?;
+                let me = repo.device_id().to_string();
+                let removed = repo
+                    .remove_members(view.id, &member)?
+                    .into_iter()
+                    .map(|m| self.member_row(&view, &me, &m, None))
+                    .collect();
+                Ok(Reply::Removed { removed })
+            }
+            Request::Invite {
+                space,
+                role,
+                org,
+                ttl_hours,
+            } => {
+                let node = self.needs_node("inviting")?;
+                let view = self.shared_space(caller, &space)?;
+                if !(ttl_hours.is_finite() && ttl_hours > 0.0) {
+                    return Err(OpError::new(
+                        ErrorCode::Invalid,
+                        format!(
+                            "an invite must be valid for a positive number of hours, not {ttl_hours}"
+                        ),
+                    )
+                    .field("ttl_hours"));
+                }
+                let ticket = node.invite(view.id, (ttl_hours * 3600.0) as i64, role, org)?;
+                Ok(Reply::Invite(InviteReply {
+                    ticket: ticket.encode(),
+                    expires: ticket.expires,
+                    role,
+                    ttl_hours,
+                }))
+            }
+            Request::Join { ticket } => {
+                let node = self.needs_node("joining")?;
+                let ticket = rapport_proto::wire::Ticket::decode(&ticket)
+                    .map_err(|e| OpError::new(ErrorCode::Invalid, e.to_string()))?;
+                let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+                    OpError::new(ErrorCode::NeedsNode, "joining needs the node's runtime")
+                })?;
+                let view = handle.block_on(node.join(&ticket))?;
+                Ok(Reply::Space(self.summary(&view)))
+            }
+            Request::Audit { space } => {
+                let view = self.shared_space(caller, &space)?;
+                self.audit(&view).map(Reply::Audit)
+            }
+        }
+    }
+
+    fn needs_node(&self, what: &str) -> Result<&Node, OpError> {
+        self.node.as_ref().ok_or_else(|| {
+            OpError::new(
+                ErrorCode::NeedsNode,
+                format!("{what} needs the running node; start it and try again"),
+            )
+        })
+    }
+
+    /// The record a reference names, if the caller may see it.
+    fn visible(&self, caller: &Caller, reference: &str) -> Result<RecordView, OpError> {
+        let v = self.repo.resolve(reference)?;
+        if !caller.may_see(&v) {
+            // Said as if it did not exist: a token limited to one space
+            // learns nothing of the others.
+            return Err(NodeError::NotFound(reference.into()).into());
+        }
+        Ok(v)
+    }
+
+    fn readable(&self, caller: &Caller, kind: Option<Kind>) -> Result<Vec<RecordView>, OpError> {
+        let mut out = Vec::new();
+        for v in self.repo.all(kind) {
+            let v = v?;
+            if caller.may_see(&v) {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    fn shared_space(&self, caller: &Caller, reference: &str) -> Result<SpaceView, OpError> {
+        let id = match self.repo.resolve_space(reference)? {
+            SpaceId::Shared(id) => id,
+            SpaceId::Private => {
+                return Err(OpError::new(
+                    ErrorCode::Invalid,
+                    "the private space has only this device; it has no members to list or invite",
+                ));
+            }
+        };
+        if caller.space.is_some_and(|s| s != SpaceId::Shared(id)) {
+            return Err(NodeError::UnknownSpace(reference.into()).into());
+        }
+        self.repo
+            .space(id)?
+            .ok_or_else(|| NodeError::UnknownSpace(reference.into()).into())
+    }
+
+    /// Inputs as `Repo::create` takes them: a ticket's `about` resolved,
+    /// an activity's subject defaulted.
+    fn complete_inputs(&self, kind: Kind, inputs: Vec<Input>) -> Result<Vec<Input>, OpError> {
+        let mut out = Vec::with_capacity(inputs.len() + 1);
+        for (field, value) in inputs {
+            if kind == Kind::Ticket && field == "about" {
+                out.extend(self.repo.ticket_about(&value)?);
+            } else {
+                out.push((field, value));
+            }
+        }
+        if kind == Kind::Activity && !out.iter().any(|(f, v)| f == "subject" && !v.is_empty()) {
+            let first_line = out
+                .iter()
+                .find(|(f, _)| f == "body")
+                .and_then(|(_, b)| b.lines().map(str::trim).find(|l| !l.is_empty()))
+                .map(|l| clip(l, 80));
+            if let Some(subject) = first_line {
+                out.retain(|(f, _)| f != "subject");
+                out.push(("subject".into(), subject));
+            }
+        }
+        Ok(out)
+    }
+
+    fn record_reply(&self, record: RecordView, unchanged: bool) -> Result<Reply, OpError> {
+        let titles = self.titles(std::slice::from_ref(&record));
+        Ok(Reply::Record(RecordReply {
+            record,
+            unchanged,
+            titles,
+        }))
+    }
+
+    /// The titles of every record `views` refer to.
+    fn titles(&self, views: &[RecordView]) -> Titles {
+        let mut titles = Titles::new();
+        for v in views {
+            for def in v.kind.fields() {
+                if def.ty.ref_kinds().is_none() {
+                    continue;
+                }
+                let ids: Vec<&str> = match v.get(def.name) {
+                    Some(rapport_model::FieldValue::Text(t)) => vec![t.as_str()],
+                    Some(rapport_model::FieldValue::List(l)) => {
+                        l.iter().map(String::as_str).collect()
+                    }
+                    _ => continue,
+                };
+                for id in ids.into_iter().filter_map(|i| i.parse::<RecordId>().ok()) {
+                    if titles.contains_key(&id) {
+                        continue;
+                    }
+                    let title = match self.repo.store().view(id) {
+                        Ok(Some(r)) if r.deleted => format!("{} (deleted)", r.title()),
+                        Ok(Some(r)) => r.title(),
+                        _ => format!("(missing {id})"),
+                    };
+                    titles.insert(id, title);
+                }
+            }
+        }
+        titles
+    }
+
+    fn list(&self, caller: &Caller, q: ListQuery) -> Result<Page, OpError> {
+        let limit = q.limit.unwrap_or(MAX_PAGE);
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(OpError::new(
+                ErrorCode::Invalid,
+                format!("a page holds 1 to {MAX_PAGE} records, not {limit}"),
+            )
+            .field("limit"));
+        }
+        let (sort_field, descending) = match q.sort.as_deref() {
+            None | Some("") => (None, false),
+            Some(s) => {
+                let (name, desc) = match s.strip_prefix('-') {
+                    Some(n) => (n, true),
+                    None => (s, false),
+                };
+                let known = matches!(name, "id" | "updated") || q.kind.field(name).is_some();
+                if !known {
+                    return Err(OpError::new(
+                        ErrorCode::Invalid,
+                        format!(
+                            "cannot sort {} by `{name}`: sort by id, updated or one of its fields ({})",
+                            q.kind,
+                            q.kind
+                                .fields()
+                                .iter()
+                                .map(|d| d.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                    .field("sort"));
+                }
+                (Some(name.to_string()), desc)
+            }
+        };
+        let mut views: Vec<RecordView> = self
+            .repo
+            .list(q.kind, &q.filters, q.deleted)?
+            .into_iter()
+            .filter(|v| caller.may_see(v))
+            .collect();
+        let key = |v: &RecordView| SortKey::of(v, sort_field.as_deref());
+        views.sort_by(|a, b| {
+            let order = key(a).cmp(&key(b)).then(a.id.cmp(&b.id));
+            if descending { order.reverse() } else { order }
+        });
+        let total = views.len();
+        let start = match &q.after {
+            None => 0,
+            Some(cursor) => {
+                let (k, id) = decode_cursor(cursor).ok_or_else(|| {
+                    OpError::new(
+                        ErrorCode::Invalid,
+                        "the cursor is not one a page of this list gave; start again without it",
+                    )
+                    .field("after")
+                })?;
+                views.partition_point(|v| {
+                    let order = key(v).cmp(&k).then(v.id.cmp(&id));
+                    if descending {
+                        order.is_gt()
+                    } else {
+                        order.is_le()
+                    }
+                })
+            }
+        };
+        let page: Vec<RecordView> = views.into_iter().skip(start).take(limit).collect();
+        let next = (start + page.len() < total)
+            .then(|| page.last().map(|v| encode_cursor(&key(v), v.id)))
+            .flatten();
+        let titles = self.titles(&page);
+        Ok(Page {
+            records: page,
+            total,
+            next,
+            titles,
+        })
+    }
+
+    fn whoami(&self) -> Result<Whoami, OpError> {
+        let repo = &self.repo;
+        let p = repo.profile();
+        let me = repo.device_id().to_string();
+        let mut spaces = Vec::new();
+        for s in repo.spaces()? {
+            if let Some(m) = s.entry(&me) {
+                spaces.push(Certification {
+                    space: s.name.clone(),
+                    id: s.id,
+                    role: m.role,
+                    user: m.user.clone(),
+                    org: m.org.clone(),
+                    certified_by: repo.device_label(&s, &m.added_by),
+                    removed: s.removed.contains_key(&me),
+                });
+            }
+        }
+        Ok(Whoami {
+            name: p.name,
+            org: p.org,
+            device: p.device,
+            data_dir: repo.dir().to_path_buf(),
+            records: repo.store().record_count(),
+            spaces,
+        })
+    }
+
+    fn summary(&self, s: &SpaceView) -> SpaceSummary {
+        SpaceSummary {
+            id: s.id,
+            name: s.name.clone(),
+            members: s.members.len(),
+            records: self.repo.space_record_count(s.id),
+            role: s.role_of(&self.repo.device_id().to_string()),
+        }
+    }
+
+    fn member_row(
+        &self,
+        view: &SpaceView,
+        me: &str,
+        m: &rapport_model::Member,
+        removed: Option<&rapport_model::Removal>,
+    ) -> MemberRow {
+        MemberRow {
+            device: m.device.clone(),
+            user: m.user.clone(),
+            org: m.org.clone(),
+            role: m.role,
+            since: m.since,
+            added_by: self.repo.device_label(view, &m.added_by),
+            you: m.device == me,
+            removed: removed.map(|r| (r.at, self.repo.device_label(view, &r.by))),
+        }
+    }
+
+    fn member_rows(&self, view: &SpaceView) -> Vec<MemberRow> {
+        let me = self.repo.device_id().to_string();
+        let mut rows: Vec<MemberRow> = view
+            .members
+            .values()
+            .map(|m| self.member_row(view, &me, m, None))
+            .collect();
+        rows.extend(
+            view.removed
+                .values()
+                .map(|(m, r)| self.member_row(view, &me, m, Some(r))),
+        );
+        rows
+    }
+
+    fn audit(&self, view: &SpaceView) -> Result<AuditReply, OpError> {
+        use rapport_trust::policy::{Action, Verdict};
+        let repo = &self.repo;
+        let audit = repo.audit(view.id)?;
+        let view = &audit.space;
+        let label = |d: &str| repo.device_label(view, d);
+        let short = |d: &str| d.get(..12).unwrap_or(d).to_string();
+        let describe = |actions: &[Action]| {
+            actions
+                .iter()
+                .map(|a| match a {
+                    Action::Create { name } => format!("created the space \"{name}\""),
+                    Action::Add { member } => format!(
+                        "added {} ({}) as {}",
+                        short(&member.device),
+                        label(&member.device),
+                        member.role
+                    ),
+                    Action::Remove { removal } => format!(
+                        "removed {} ({})",
+                        short(&removal.device),
+                        label(&removal.device)
+                    ),
+                    Action::Rename { name } => format!("renamed the space \"{name}\""),
+                    Action::Rotate => "renewed the topic secret".into(),
+                    Action::Cutoff { device, records } => format!(
+                        "named {records} more records {} wrote before its removal",
+                        short(device)
+                    ),
+                    Action::Unknown => "an unrecognised change".into(),
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let statements = audit
+            .statements
+            .iter()
+            .map(|s| AuditStatement {
+                time: s.time,
+                author: label(&s.author),
+                what: describe(&s.actions),
+                verdict: match &s.verdict {
+                    Verdict::Accepted => "accepted".into(),
+                    Verdict::Rejected(r) => format!("refused: {r}"),
+                    Verdict::Held(r) => format!("kept aside: {r}"),
+                    Verdict::Waiting => "waiting for earlier changes".into(),
+                },
+            })
+            .collect();
+        let rejections = audit
+            .rejections
+            .iter()
+            .map(|r| AuditRejection {
+                at: r.at,
+                author: r.author.as_deref().map_or("unknown".into(), label),
+                from: label(&r.from),
+                record: r.record.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect();
+        Ok(AuditReply {
+            space: self.summary(view),
+            statements,
+            rejections,
+        })
+    }
+}
+
+fn outside_scope() -> OpError {
+    OpError::new(
+        ErrorCode::Forbidden,
+        "this token is limited to another space",
+    )
+}
+
+/// Every problem `Repo::check_inputs` found, as one error.
+fn several(problems: Vec<(String, NodeError)>) -> OpError {
+    let fields: Vec<FieldProblem> = problems
+        .iter()
+        .map(|(field, e)| FieldProblem {
+            field: field.clone(),
+            message: e.to_string(),
+        })
+        .collect();
+    let mut out = match problems.into_iter().next() {
+        Some((_, first)) => OpError::from(first),
+        None => OpError::new(ErrorCode::Invalid, "invalid input"),
+    };
+    out.fields = fields;
+    out
+}
+
+/// Cuts text to `max` characters, marking the cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The fields of a kind as clients show them.
+pub fn fields(kind: Kind) -> Vec<FieldInfo> {
+    use rapport_model::FieldType;
+    kind.fields()
+        .iter()
+        .map(|d| FieldInfo {
+            name: d.name.to_string(),
+            ty: format!("{:?}", d.ty)
+                .split('(')
+                .next()
+                .unwrap_or_default()
+                .to_lowercase(),
+            required: d.required,
+            list: d.ty.is_list(),
+            default: d.default.map(str::to_string),
+            help: d.help.to_string(),
+            choices: match d.ty {
+                FieldType::Choice(o) => o.iter().map(|s| s.to_string()).collect(),
+                _ => Vec::new(),
+            },
+            refers_to: d.ty.ref_kinds().map(<[Kind]>::to_vec).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// How a list orders records by one field: missing values first, then
+/// numbers (amounts, percentages) by value, then text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum SortKey {
+    Missing,
+    Number(f64),
+    Text(String),
+}
+
+impl Eq for SortKey {}
+
+impl Ord for SortKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let rank = |k: &SortKey| match k {
+            SortKey::Missing => 0,
+            SortKey::Number(_) => 1,
+            SortKey::Text(_) => 2,
+        };
+        match (self, other) {
+            // `total_cmp`: a total order even for values no parse makes.
+            (SortKey::Number(a), SortKey::Number(b)) => a.total_cmp(b),
+            (SortKey::Text(a), SortKey::Text(b)) => a.cmp(b),
+            _ => rank(self).cmp(&rank(other)),
+        }
+    }
+}
+
+impl PartialOrd for SortKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl SortKey {
+    fn of(v: &RecordView, field: Option<&str>) -> SortKey {
+        use rapport_model::FieldValue;
+        match field {
+            None | Some("id") => SortKey::Missing,
+            Some("updated") => SortKey::Number(v.updated as f64),
+            Some(f) => match v.get(f) {
+                None => SortKey::Missing,
+                Some(FieldValue::Int(i)) => SortKey::Number(*i as f64),
+                Some(FieldValue::Flag(b)) => SortKey::Number(f64::from(u8::from(*b))),
+                Some(FieldValue::Text(t)) => match t.parse::<f64>() {
+                    Ok(n) if n.is_finite() && is_amount(v.kind, f) => SortKey::Number(n),
+                    _ => SortKey::Text(t.to_lowercase()),
+                },
+                Some(FieldValue::List(l)) => SortKey::Text(l.join(",").to_lowercase()),
+            },
+        }
+    }
+}
+
+fn is_amount(kind: Kind, field: &str) -> bool {
+    use rapport_model::FieldType;
+    matches!(
+        kind.field(field).map(|d| d.ty),
+        Some(FieldType::Amount | FieldType::Percent)
+    )
+}
+
+/// A page cursor: the last record's sort key and id, so that the next page
+/// starts right after it even when records were added or removed since.
+fn encode_cursor(key: &SortKey, id: RecordId) -> String {
+    let json = serde_json::to_vec(&(key, id)).unwrap_or_default();
+    data_encoding::BASE64URL_NOPAD.encode(&json)
+}
+
+fn decode_cursor(cursor: &str) -> Option<(SortKey, RecordId)> {
+    let json = data_encoding::BASE64URL_NOPAD
+        .decode(cursor.as_bytes())
+        .ok()?;
+    serde_json::from_slice(&json).ok()
+}
