@@ -8,26 +8,45 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rapport_node::api::{ExecRequest, ExecResponse, read_info};
+use rapport_node::api::read_info;
+use rapport_node::ops::{OpError, Reply, Request};
 
-/// Sends the command to the node running on `dir`, if one answers.
+/// Runs `request` on the node running on `dir`, if one answers.
 /// `Ok(None)` means no node runs (or a stale `api.json` was left behind).
-pub fn forward(dir: &Path, request: &ExecRequest) -> Result<Option<ExecResponse>> {
+pub fn op(dir: &Path, request: &Request) -> Result<Option<Result<Reply, OpError>>> {
     let body = serde_json::to_vec(request)?;
-    let Some(payload) = post(dir, "/v1/exec", &body)? else {
+    let Some((status, payload)) = post(dir, "/v1/op", &body)? else {
         return Ok(None);
     };
-    Ok(Some(
-        serde_json::from_slice(&payload).context("the running node sent a malformed answer")?,
-    ))
+    if status == "200" {
+        let reply =
+            serde_json::from_slice(&payload).context("the running node sent a malformed answer")?;
+        return Ok(Some(Ok(reply)));
+    }
+    match serde_json::from_slice::<OpError>(&payload) {
+        Ok(e) => Ok(Some(Err(e))),
+        Err(_) => bail!("the running node answered HTTP {status}"),
+    }
+}
+
+/// Whether a node answers on `dir`'s local API.
+pub fn node_running(dir: &Path) -> bool {
+    read_info(dir)
+        .is_some_and(|info| TcpStream::connect_timeout(&info.addr, Duration::from_secs(1)).is_ok())
 }
 
 /// Asks the node running on `dir` for a one-time login link into its web
 /// UI: `Ok(None)` when no node runs.
 pub fn login_link(dir: &Path) -> Result<Option<String>> {
-    let Some(payload) = post(dir, "/v1/login-link", b"")? else {
+    let Some((status, payload)) = post(dir, "/v1/login-link", b"")? else {
         return Ok(None);
     };
+    if status == "404" {
+        bail!("the running node serves no web UI (it was started with --no-ui, or is a relay)");
+    }
+    if status != "200" {
+        bail!("the running node answered HTTP {status}");
+    }
     let answer: serde_json::Value =
         serde_json::from_slice(&payload).context("the running node sent a malformed answer")?;
     let link = answer["login"]
@@ -36,8 +55,9 @@ pub fn login_link(dir: &Path) -> Result<Option<String>> {
     Ok(Some(link.to_string()))
 }
 
-/// POSTs `body` to `path` of the local API of the node running on `dir`.
-fn post(dir: &Path, path: &str, body: &[u8]) -> Result<Option<Vec<u8>>> {
+/// POSTs `body` to `path` of the local API of the node running on `dir`:
+/// the status and the body of the answer.
+fn post(dir: &Path, path: &str, body: &[u8]) -> Result<Option<(String, Vec<u8>)>> {
     let Some(info) = read_info(dir) else {
         return Ok(None);
     };
@@ -64,20 +84,14 @@ fn post(dir: &Path, path: &str, body: &[u8]) -> Result<Option<Vec<u8>>> {
         .context("the running node sent a malformed answer")?;
     let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let mut payload = raw[split + 4..].to_vec();
-    let status = head.split_whitespace().nth(1).unwrap_or("");
+    let status = head.split_whitespace().nth(1).unwrap_or("").to_string();
     if status == "401" {
         bail!("the running node refused our token; is api.json from another node?");
-    }
-    if status == "404" && path == "/v1/login-link" {
-        bail!("the running node serves no web UI (it was started with --no-ui, or is a relay)");
-    }
-    if status != "200" {
-        bail!("the running node answered HTTP {status}");
     }
     if head.contains("transfer-encoding: chunked") {
         payload = dechunk(&payload)?;
     }
-    Ok(Some(payload))
+    Ok(Some((status.to_string(), payload)))
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {

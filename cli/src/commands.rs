@@ -1,274 +1,205 @@
-//! One function per command: call the node, write the result.
+//! From a parsed command to a typed operation (`rapport_node::ops`), and
+//! from its reply to what the user reads: tables and lines, or JSON.
 //!
-//! Commands write into a `String` rather than to stdout, so that the same
-//! code serves a command run directly and one forwarded to a running node.
+//! The operation runs on the running node (through its local API) or, when
+//! none runs, on the data directory opened for this one command: the same
+//! `Ops::execute` either way, so both paths behave alike.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use rapport_model::{Kind, RecordView};
-use rapport_node::net::Node;
-use rapport_node::repo::Input;
+use rapport_node::ops::{
+    self, AuditReply, Caller, ErrorCode, ListQuery, MemberRow, MembersReply, OpError, Ops, Reply,
+    Request, ShowReply, Status, TimelineReply, Whoami,
+};
 use rapport_node::timeline::Entry;
 use rapport_node::{OpenMode, Repo, parse_assignment};
 use serde_json::json;
 
 use crate::output::{Display, clip, local_time, short_id_len, table};
 use crate::{
-    ActivityCmd, CampaignCmd, Cli, Command, CompanyCmd, DealCmd, ExportFormat, Extra, PersonCmd,
-    SpaceCmd, TaskCmd, TicketCmd,
+    ActivityCmd, CampaignCmd, Command, CompanyCmd, DealCmd, ExportFormat, PersonCmd, SpaceCmd,
+    TaskCmd, TicketCmd,
 };
 
-/// Where a command's data comes from.
-pub enum Backend {
-    /// No node runs: open the data directory for this one command.
-    Direct(PathBuf),
-    /// Inside the running node, for a command forwarded by the local API;
-    /// relative paths are resolved against the client's `cwd`.
-    Node { node: Node, cwd: PathBuf },
+/// How a reply is shown: what the command was, where the reply alone does
+/// not say.
+#[derive(Debug)]
+pub enum View {
+    /// A record written: "Created company Acme (id)".
+    Wrote(&'static str),
+    Deleted,
+    Init,
+    Plain,
+    RelayStatus,
+    /// A list; `all` fetches every page.
+    List {
+        kind: Kind,
+        all: bool,
+    },
+    Export {
+        out: Option<PathBuf>,
+    },
+    SpaceCreated,
+    Joined,
 }
 
-impl Backend {
-    fn repo(&self, mode: OpenMode) -> Result<Arc<Repo>> {
-        match self {
-            Backend::Direct(dir) => Ok(Arc::new(Repo::open(dir, mode)?)),
-            Backend::Node { node, .. } => Ok(node.repo().clone()),
-        }
-    }
+/// A command as an operation: what to ask, how to show the answer, and
+/// whether running it without a node may create the data directory.
+#[derive(Debug)]
+pub struct Planned {
+    pub request: Request,
+    pub view: View,
+    pub create: bool,
+}
 
-    fn node(&self, what: &str) -> Result<&Node> {
-        match self {
-            Backend::Node { node, .. } => Ok(node),
-            Backend::Direct(_) => bail!(
-                "{what} needs the running node: start it with `rapport up` (in another terminal) and try again"
+fn plan(request: Request, view: View) -> Planned {
+    Planned {
+        request,
+        view,
+        create: false,
+    }
+}
+
+fn creating(request: Request, view: View) -> Planned {
+    Planned {
+        request,
+        view,
+        create: true,
+    }
+}
+
+fn assignments(items: &[String]) -> Result<Vec<(String, String)>> {
+    Ok(items
+        .iter()
+        .map(|s| parse_assignment(s))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The operation a command runs; `None` for the commands the CLI does
+/// itself (`up`, `open`, `bench`, `repair`, restoring a backup file).
+pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
+    let add = |kind: Kind, inputs: &[(String, String)], extra: &crate::Extra| -> Result<Planned> {
+        let mut fields = inputs.to_vec();
+        fields.extend(assignments(&extra.sets)?);
+        Ok(creating(
+            Request::Create {
+                kind,
+                space: extra.space.clone(),
+                fields,
+            },
+            View::Wrote("Created"),
+        ))
+    };
+    let record = |r: &String| r.clone();
+    Ok(Some(match command {
+        Command::Up(_)
+        | Command::Open { .. }
+        | Command::Bench(_)
+        | Command::Repair { .. }
+        | Command::Relay(crate::RelayCmd::Run(_)) => return Ok(None),
+        Command::Restore { reference } if crate::recovery::is_backup(Path::new(reference)) => {
+            return Ok(None);
+        }
+        Command::Init { name, org } => creating(
+            Request::SetIdentity {
+                name: name.clone(),
+                org: org.clone(),
+            },
+            View::Init,
+        ),
+        Command::Whoami => plan(Request::Whoami, View::Plain),
+        Command::Status => plan(Request::Status, View::Plain),
+        Command::Relay(crate::RelayCmd::Status) => plan(Request::Status, View::RelayStatus),
+        Command::Space(cmd) => match cmd {
+            SpaceCmd::Create { name } => creating(
+                Request::CreateSpace { name: name.clone() },
+                View::SpaceCreated,
             ),
-        }
-    }
-
-    /// A progress bar for long work: shown in a terminal, hidden inside
-    /// the node (its output goes back to the client as text).
-    pub(crate) fn progress_bar(&self) -> indicatif::ProgressBar {
-        match self {
-            Backend::Direct(_) => indicatif::ProgressBar::new(0),
-            Backend::Node { .. } => indicatif::ProgressBar::hidden(),
-        }
-    }
-
-    pub(crate) fn path(&self, p: &Path) -> PathBuf {
-        match self {
-            Backend::Node { cwd, .. } => cwd.join(p),
-            Backend::Direct(_) => p.to_path_buf(),
-        }
-    }
-}
-
-pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
-    let json = cli.json;
-    let open = |mode| backend.repo(mode);
-    match cli.command {
-        Command::Init { name, org } => {
-            let repo = open(OpenMode::Create)?;
-            repo.set_identity(name, org)?;
-            if !json {
-                outln!(out, "Rapport data directory: {}", repo.dir().display());
-            }
-            whoami(out, &repo, json)
-        }
-        Command::Whoami => whoami(out, &*open(OpenMode::Existing)?, json),
-        Command::Up(_) => bail!("a node is already running for this data directory"),
-        Command::Open { .. } => bail!("`rapport open` asks the running node itself"),
-        Command::Relay(crate::RelayCmd::Run(_)) => {
-            bail!("a node is already running for this data directory")
-        }
-        Command::Relay(crate::RelayCmd::Status) => crate::relay::status(out, backend, json),
-        Command::Status => status(out, backend, json),
-        Command::Space(cmd) => space(out, backend, cmd, json),
-        Command::Company(CompanyCmd::Add {
-            name,
-            domain,
-            industry,
-            address,
-            phone,
-            website,
-            owner,
-            tags,
-            extra,
-        }) => {
-            let mut i = inputs(&[
-                ("name", Some(name)),
-                ("domain", domain),
-                ("industry", industry),
-                ("address", address),
-                ("phone", phone),
-                ("website", website),
-                ("owner", owner),
-            ]);
-            push_list(&mut i, "tags", &tags);
-            add(
-                out,
-                &*open(OpenMode::Create)?,
-                Kind::Company,
-                i,
-                extra,
-                json,
-            )
-        }
-        Command::Person(PersonCmd::Add {
-            name,
-            emails,
-            phones,
-            title,
-            company,
-            owner,
-            tags,
-            extra,
-        }) => {
-            let mut i = inputs(&[
-                ("name", Some(name)),
-                ("title", title),
-                ("company", company),
-                ("owner", owner),
-            ]);
-            push_list(&mut i, "emails", &emails);
-            push_list(&mut i, "phones", &phones);
-            push_list(&mut i, "tags", &tags);
-            add(out, &*open(OpenMode::Create)?, Kind::Person, i, extra, json)
-        }
-        Command::Deal(DealCmd::Add {
-            title,
-            company,
-            contacts,
-            amount,
-            currency,
-            stage,
-            probability,
-            close,
-            owner,
-            extra,
-        }) => {
-            let mut i = inputs(&[
-                ("title", Some(title)),
-                ("company", Some(company)),
-                ("amount", amount),
-                ("currency", currency),
-                ("stage", stage),
-                ("probability", probability),
-                ("close", close),
-                ("owner", owner),
-            ]);
-            push_list(&mut i, "contacts", &contacts);
-            add(out, &*open(OpenMode::Create)?, Kind::Deal, i, extra, json)
-        }
-        Command::Activity(ActivityCmd::Add {
-            kind,
-            about,
-            subject,
-            text,
-            when,
-            due,
-            owner,
-            extra,
-        }) => {
-            let subject = subject.or_else(|| {
-                text.as_deref()
-                    .and_then(|t| t.lines().next())
-                    .map(|l| clip(l.trim(), 80))
-            });
-            let mut i = inputs(&[
-                ("type", Some(kind)),
-                ("subject", subject),
-                ("body", text),
-                ("when", when),
-                ("due", due),
-                ("owner", owner),
-            ]);
-            push_list(&mut i, "about", &about);
-            add(
-                out,
-                &*open(OpenMode::Create)?,
-                Kind::Activity,
-                i,
-                extra,
-                json,
-            )
-        }
-        Command::Task(TaskCmd::Done { reference }) => {
-            let repo = open(OpenMode::Existing)?;
-            let v = repo.complete_task(&reference)?;
-            done(out, &v, "Done:", json)
-        }
-        Command::Ticket(TicketCmd::Add {
-            title,
-            about,
-            priority,
-            status,
-            description,
-            owner,
-            extra,
-        }) => {
-            let repo = open(OpenMode::Create)?;
-            let mut i = inputs(&[
-                ("title", Some(title)),
-                ("priority", priority),
-                ("status", status),
-                ("description", description),
-                ("owner", owner),
-            ]);
-            if let Some(about) = about {
-                i.extend(repo.ticket_about(&about)?);
-            }
-            add(out, &repo, Kind::Ticket, i, extra, json)
-        }
-        Command::Campaign(CampaignCmd::Add {
-            name,
-            channel,
-            start,
-            end,
-            budget,
-            currency,
-            members,
-            owner,
-            extra,
-        }) => {
-            let mut i = inputs(&[
-                ("name", Some(name)),
-                ("channel", channel),
-                ("start", start),
-                ("end", end),
-                ("budget", budget),
-                ("currency", currency),
-                ("owner", owner),
-            ]);
-            push_list(&mut i, "members", &members);
-            add(
-                out,
-                &*open(OpenMode::Create)?,
-                Kind::Campaign,
-                i,
-                extra,
-                json,
-            )
-        }
+            SpaceCmd::List => plan(Request::Spaces, View::Plain),
+            SpaceCmd::Members { space } => plan(
+                Request::Members {
+                    space: space.clone(),
+                },
+                View::Plain,
+            ),
+            SpaceCmd::Remove { space, member } => plan(
+                Request::RemoveMember {
+                    space: space.clone(),
+                    member: member.clone(),
+                },
+                View::Plain,
+            ),
+            SpaceCmd::Invite {
+                space,
+                role,
+                org,
+                ttl_hours,
+            } => plan(
+                Request::Invite {
+                    space: space.clone(),
+                    role: *role,
+                    org: org.clone(),
+                    ttl_hours: *ttl_hours,
+                },
+                View::Plain,
+            ),
+            SpaceCmd::Join { ticket } => plan(
+                Request::Join {
+                    ticket: ticket.clone(),
+                },
+                View::Joined,
+            ),
+        },
+        Command::Company(CompanyCmd::Add(a)) => add(Kind::Company, &a.inputs, &a.extra)?,
+        Command::Person(PersonCmd::Add(a)) => add(Kind::Person, &a.inputs, &a.extra)?,
+        Command::Deal(DealCmd::Add(a)) => add(Kind::Deal, &a.inputs, &a.extra)?,
+        Command::Activity(ActivityCmd::Add(a)) => add(Kind::Activity, &a.inputs, &a.extra)?,
+        Command::Ticket(TicketCmd::Add(a)) => add(Kind::Ticket, &a.inputs, &a.extra)?,
+        Command::Campaign(CampaignCmd::Add(a)) => add(Kind::Campaign, &a.inputs, &a.extra)?,
+        Command::Task(TaskCmd::Done { reference }) => plan(
+            Request::CompleteTask {
+                record: record(reference),
+            },
+            View::Wrote("Done:"),
+        ),
         Command::List {
             kind,
             filters,
             deleted,
+            sort,
+            limit,
         } => {
-            let repo = open(OpenMode::Existing)?;
             let kind: Kind = kind.parse()?;
-            let filters = filters
-                .iter()
-                .map(|f| parse_assignment(f))
-                .collect::<Result<Vec<_>, _>>()?;
-            let views = repo.list(kind, &filters, deleted)?;
-            list(out, &repo, kind, &views, json)
+            plan(
+                Request::List(ListQuery {
+                    kind,
+                    filters: assignments(filters)?,
+                    deleted: *deleted,
+                    sort: sort.clone(),
+                    limit: *limit,
+                    after: None,
+                }),
+                View::List {
+                    kind,
+                    all: limit.is_none(),
+                },
+            )
         }
-        Command::Show { reference } => {
-            let repo = open(OpenMode::Existing)?;
-            let v = repo.resolve(&reference)?;
-            show(out, &repo, &v, json)
-        }
+        Command::Search { query, limit } => plan(
+            Request::Search {
+                query: query.clone(),
+                limit: Some(*limit),
+            },
+            View::Plain,
+        ),
+        Command::Show { reference } => plan(
+            Request::Show {
+                record: record(reference),
+            },
+            View::Plain,
+        ),
         Command::Edit {
             reference,
             sets,
@@ -277,88 +208,369 @@ pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
             if sets.is_empty() && unsets.is_empty() {
                 bail!("nothing to change: give --set FIELD=VALUE or --unset FIELD");
             }
-            let repo = open(OpenMode::Existing)?;
-            let sets = sets
-                .iter()
-                .map(|s| parse_assignment(s))
-                .collect::<Result<Vec<_>, _>>()?;
-            let v = repo.edit(&reference, &sets, &unsets)?;
-            done(out, &v, "Updated", json)
+            plan(
+                Request::Edit {
+                    record: record(reference),
+                    set: assignments(sets)?,
+                    unset: unsets.clone(),
+                },
+                View::Wrote("Updated"),
+            )
         }
-        Command::Delete { reference } => {
-            let repo = open(OpenMode::Existing)?;
-            let v = repo.delete(&reference)?;
-            if !json {
-                outln!(
+        Command::Delete { reference } => plan(
+            Request::Delete {
+                record: record(reference),
+            },
+            View::Deleted,
+        ),
+        Command::Restore { reference } => plan(
+            Request::Restore {
+                record: record(reference),
+            },
+            View::Wrote("Restored"),
+        ),
+        Command::Backup { out } => {
+            // The node may run in another directory: it gets a full path.
+            let path = std::env::current_dir()
+                .map(|cwd| cwd.join(out))
+                .unwrap_or_else(|_| out.clone());
+            plan(Request::Backup { path }, View::Plain)
+        }
+        Command::Timeline { reference } => plan(
+            Request::Timeline {
+                record: record(reference),
+            },
+            View::Plain,
+        ),
+        Command::Audit { space } => plan(
+            Request::Audit {
+                space: space.clone(),
+            },
+            View::Plain,
+        ),
+        Command::Pipeline => plan(Request::Pipeline, View::Plain),
+        Command::Export { kind, format, out } => {
+            let kind = kind.as_deref().map(str::parse::<Kind>).transpose()?;
+            if matches!(format, ExportFormat::Automerge) && out.is_none() {
+                bail!(
+                    "--format automerge writes one file per record: give a directory with --out DIR"
+                );
+            }
+            let request = match format {
+                ExportFormat::Json => Request::Export { kind },
+                ExportFormat::Automerge => Request::ExportDocuments { kind },
+            };
+            plan(request, View::Export { out: out.clone() })
+        }
+        Command::Fields { kind } => plan(
+            Request::Fields {
+                kind: kind.parse()?,
+            },
+            View::Plain,
+        ),
+    }))
+}
+
+/// Runs operations for one command: on the running node if one answers,
+/// else on the data directory, opened once.
+pub struct Executor {
+    dir: PathBuf,
+    create: bool,
+    local: Option<Ops>,
+}
+
+impl Executor {
+    pub fn new(dir: &Path, create: bool) -> Self {
+        Executor {
+            dir: dir.to_path_buf(),
+            create,
+            local: None,
+        }
+    }
+
+    pub fn run(&mut self, request: Request) -> Result<Reply> {
+        if self.local.is_none()
+            && let Some(answer) = crate::client::op(&self.dir, &request)?
+        {
+            return answer.map_err(explain);
+        }
+        if self.local.is_none() {
+            let mode = if self.create {
+                OpenMode::Create
+            } else {
+                OpenMode::Existing
+            };
+            let repo = Repo::open(&self.dir, mode).map_err(|e| explain(e.into()))?;
+            self.local = Some(Ops::local(std::sync::Arc::new(repo)));
+        }
+        let ops = self
+            .local
+            .as_ref()
+            .context("the data directory is not open")?;
+        ops.execute(&Caller::user(), request).map_err(explain)
+    }
+}
+
+/// An operation's error in the CLI's words: the message, and what to type
+/// next where there is something.
+pub fn explain(e: OpError) -> anyhow::Error {
+    let hint = match e.code {
+        ErrorCode::NotInitialized if e.message.contains("not a Rapport data directory") => {
+            Some("use another with --data-dir or RAPPORT_DATA_DIR".to_string())
+        }
+        ErrorCode::NotInitialized => Some(
+            "`rapport init` creates it (so does adding a record), or point --data-dir at an existing one"
+                .to_string(),
+        ),
+        ErrorCode::NotFound if e.message.starts_with("no space") => {
+            Some("`rapport space list` shows yours".to_string())
+        }
+        ErrorCode::NotFound => Some("`rapport list KIND` shows what there is".to_string()),
+        ErrorCode::Deleted => e
+            .subject
+            .as_ref()
+            .map(|id| format!("`rapport restore {id}` brings it back")),
+        ErrorCode::NeedsNode => {
+            Some("start the node with `rapport up` (in another terminal)".to_string())
+        }
+        _ => None,
+    };
+    let mut text = e.message.clone();
+    let others: Vec<String> = e
+        .fields
+        .iter()
+        .filter(|f| f.message != e.message)
+        .map(|f| format!("\n  {}: {}", f.field, f.message))
+        .collect();
+    if !others.is_empty() {
+        text.push_str("\nalso:");
+        text.extend(others);
+    }
+    if let Some(hint) = hint {
+        text.push_str("; ");
+        text.push_str(&hint);
+    }
+    anyhow::Error::msg(text)
+}
+
+/// Runs a planned command and writes what the user reads into `out`.
+pub fn run(planned: Planned, exec: &mut Executor, json: bool, out: &mut String) -> Result<()> {
+    let Planned { request, view, .. } = planned;
+    match (view, request) {
+        (View::List { kind, all: true }, Request::List(mut query)) => {
+            // Every page, for the table or the JSON array.
+            let mut records = Vec::new();
+            let mut titles = ops::Titles::new();
+            loop {
+                let Reply::List(page) = exec.run(Request::List(query.clone()))? else {
+                    bail!("the node answered a list with something else");
+                };
+                records.extend(page.records);
+                titles.extend(page.titles);
+                match page.next {
+                    Some(next) => query.after = Some(next),
+                    None => break,
+                }
+            }
+            list(out, kind, &records, &titles, None, json)
+        }
+        (view, request) => {
+            let reply = exec.run(request)?;
+            render(out, view, reply, json)
+        }
+    }
+}
+
+pub(crate) fn print_json(out: &mut String, v: &serde_json::Value) -> Result<()> {
+    outln!(out, "{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(out: &mut String, v: &T) -> Result<()> {
+    print_json(out, &serde_json::to_value(v)?)
+}
+
+fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> {
+    match reply {
+        Reply::Record(r) => {
+            if json {
+                return print_json(out, &r.record.to_json());
+            }
+            let v = &r.record;
+            match view {
+                View::Deleted => outln!(
                     out,
                     "Deleted {} {} (undo: rapport restore {})",
                     v.kind,
                     v.title(),
                     v.id
-                );
-                return Ok(());
+                ),
+                View::Wrote(verb) => outln!(out, "{verb} {} {}  ({})", v.kind, v.title(), v.id),
+                _ => outln!(out, "{} {}  ({})", v.kind, v.title(), v.id),
             }
-            print_json(out, &v.to_json())
+            Ok(())
         }
-        Command::Restore { reference }
-            if crate::recovery::is_backup(&backend.path(reference.as_ref())) =>
-        {
-            crate::recovery::restore(out, backend, &backend.path(reference.as_ref()), json)
+        Reply::Whoami(w) => whoami(out, &w, matches!(view, View::Init), json),
+        Reply::Status(s) if matches!(view, View::RelayStatus) => {
+            crate::relay::status(out, &s, json)
         }
-        Command::Backup { out: file } => {
-            crate::recovery::backup(out, &*open(OpenMode::Existing)?, &backend.path(&file), json)
-        }
-        Command::Repair { compact } => crate::recovery::repair(out, backend, compact, json),
-        Command::Restore { reference } => {
-            let repo = open(OpenMode::Existing)?;
-            let v = repo.restore(&reference)?;
-            done(out, &v, "Restored", json)
-        }
-        Command::Audit { space } => {
-            crate::membership::audit(out, &*open(OpenMode::Existing)?, &space, json)
-        }
-        Command::Timeline { reference } => {
-            let repo = open(OpenMode::Existing)?;
-            let v = repo.resolve(&reference)?;
-            timeline(out, &repo, &v, json)
-        }
-        Command::Pipeline => pipeline(out, &*open(OpenMode::Existing)?, json),
-        Command::Export {
-            kind,
-            format,
-            out: dir,
-        } => {
-            let kind = kind.map(|k| k.parse::<Kind>()).transpose()?;
-            let dir = dir.map(|d| backend.path(&d));
-            let bar = backend.progress_bar();
-            export(
+        Reply::Status(s) => status(out, &s, json),
+        Reply::Fields { fields } => fields_table(out, &fields, json),
+        Reply::Show(s) => show(out, &s, json),
+        Reply::List(page) => {
+            let kind = match view {
+                View::List { kind, .. } => kind,
+                _ => page.records.first().map_or(Kind::Company, |v| v.kind),
+            };
+            list(
                 out,
-                &*open(OpenMode::Existing)?,
                 kind,
-                format,
-                dir.as_deref(),
-                bar,
+                &page.records,
+                &page.titles,
+                Some(page.total),
                 json,
             )
         }
-        Command::Fields { kind } => fields(out, kind.parse()?, json),
-        Command::Bench(crate::BenchCmd::Store { records, dir }) => {
-            crate::bench::run(out, records, dir.as_deref(), json)
+        Reply::Timeline(t) => timeline(out, &t, json),
+        Reply::Pipeline { stages } => pipeline(out, &stages, json),
+        Reply::Search(found) => {
+            if json {
+                return to_json(out, &found);
+            }
+            if found.hits.is_empty() {
+                outln!(out, "Nothing found.");
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = found
+                .hits
+                .iter()
+                .map(|h| {
+                    vec![
+                        h.kind.to_string(),
+                        clip(&h.title, 40),
+                        h.detail.clone().unwrap_or_default(),
+                        h.id.to_string(),
+                    ]
+                })
+                .collect();
+            outln!(out, "{}", table(&["kind", "title", "match", "id"], &rows));
+            if found.total > found.hits.len() {
+                outln!(
+                    out,
+                    "{} of {} matches (--limit shows more)",
+                    found.hits.len(),
+                    found.total
+                );
+            }
+            Ok(())
         }
-        Command::Bench(crate::BenchCmd::Search { records }) => {
-            crate::bench_search::run(out, &records, json)
+        Reply::Export { records } => {
+            let View::Export { out: dir, .. } = view else {
+                return print_json(out, &records_json(&records));
+            };
+            let Some(dir) = dir else {
+                return print_json(out, &records_json(&records));
+            };
+            export_json_files(out, &records, &dir, json)
         }
-        Command::Bench(crate::BenchCmd::Relay { nodes, changes }) => {
-            crate::bench_relay::run(out, nodes, changes, json)
+        Reply::Documents { documents } => {
+            let View::Export { out: Some(dir), .. } = view else {
+                bail!(
+                    "--format automerge writes one file per record: give a directory with --out DIR"
+                );
+            };
+            export_documents(out, &documents, &dir, json)
         }
-        Command::Bench(crate::BenchCmd::Serve { peers, writes }) => {
-            crate::bench_serve::run(out, peers, writes, json)
+        Reply::Backup(r) => {
+            if json {
+                return to_json(out, &r);
+            }
+            outln!(
+                out,
+                "Backed up {} journal entries to {} ({}) in {:.1} s.",
+                r.entries,
+                r.path.display(),
+                rapport_node::remote::human_bytes(r.bytes),
+                r.seconds
+            );
+            outln!(
+                out,
+                "It holds this device's secret key: keep it where only you can read it. \
+                 `rapport restore {} --data-dir DIR` makes a working data directory from it.",
+                r.path.display()
+            );
+            Ok(())
         }
-        Command::Bench(crate::BenchCmd::Sync {
-            records,
-            changed,
-            naive,
-        }) => crate::bench_sync::run(out, records, changed, naive, json),
+        Reply::Space(s) => {
+            if json {
+                return to_json(out, &s);
+            }
+            match view {
+                View::Joined => outln!(
+                    out,
+                    "Joined space {} ({}): {} members, {} records so far",
+                    s.name,
+                    s.id,
+                    s.members,
+                    s.records
+                ),
+                _ => {
+                    outln!(out, "Created space {} ({})", s.name, s.id);
+                    outln!(
+                        out,
+                        "Invite a partner with: rapport space invite \"{}\"",
+                        s.name
+                    );
+                }
+            }
+            Ok(())
+        }
+        Reply::Spaces { spaces } => {
+            if json {
+                return to_json(out, &spaces);
+            }
+            if spaces.is_empty() {
+                outln!(
+                    out,
+                    "No shared spaces. Create one with `rapport space create NAME`, or join one with a ticket."
+                );
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = spaces
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.name.clone(),
+                        s.id.to_string(),
+                        s.members.to_string(),
+                        s.records.to_string(),
+                    ]
+                })
+                .collect();
+            outln!(
+                out,
+                "{}",
+                table(&["space", "id", "members", "records"], &rows)
+            );
+            Ok(())
+        }
+        Reply::Members(m) => crate::membership::members(out, &m, json),
+        Reply::Removed { removed } => crate::membership::removed(out, &removed, json),
+        Reply::Invite(i) => {
+            if json {
+                return print_json(out, &json!({"ticket": i.ticket, "expires": i.expires}));
+            }
+            outln!(out, "{}", i.ticket);
+            outln!(out);
+            outln!(
+                out,
+                "Grants the {} role; one use, valid {} h. On the other node: rapport space join <ticket>",
+                i.role,
+                i.ttl_hours
+            );
+            Ok(())
+        }
+        Reply::Audit(a) => crate::membership::audit(out, &a, json),
     }
 }
 
@@ -406,115 +618,66 @@ pub fn open(dir: &std::path::Path, print: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn inputs(pairs: &[(&str, Option<String>)]) -> Vec<Input> {
-    pairs
-        .iter()
-        .filter_map(|(f, v)| v.clone().map(|v| (f.to_string(), v)))
-        .collect()
+fn records_json(records: &[RecordView]) -> serde_json::Value {
+    serde_json::Value::Array(records.iter().map(RecordView::to_json).collect())
 }
 
-fn push_list(inputs: &mut Vec<Input>, field: &str, items: &[String]) {
-    if !items.is_empty() {
-        inputs.push((field.to_string(), items.join(",")));
-    }
-}
-
-pub(crate) fn print_json(out: &mut String, v: &serde_json::Value) -> Result<()> {
-    outln!(out, "{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
-fn add(
-    out: &mut String,
-    repo: &Repo,
-    kind: Kind,
-    mut inputs: Vec<Input>,
-    extra: Extra,
-    json: bool,
-) -> Result<()> {
-    for s in &extra.sets {
-        inputs.push(parse_assignment(s)?);
-    }
-    let space = match &extra.space {
-        Some(s) => repo.resolve_space(s)?,
-        None => rapport_model::SpaceId::Private,
-    };
-    let v = repo.create(kind, space, &inputs)?;
-    done(out, &v, "Created", json)
-}
-
-/// Prints the outcome of a write: the record as JSON, or one line.
-fn done(out: &mut String, v: &RecordView, verb: &str, json: bool) -> Result<()> {
+fn whoami(out: &mut String, w: &Whoami, init: bool, json: bool) -> Result<()> {
     if json {
-        return print_json(out, &v.to_json());
+        return to_json(out, w);
     }
-    outln!(out, "{verb} {} {}  ({})", v.kind, v.title(), v.id);
-    Ok(())
-}
-
-fn whoami(out: &mut String, repo: &Repo, json: bool) -> Result<()> {
-    let p = repo.profile();
-    if json {
-        return print_json(
-            out,
-            &json!({
-                "name": p.name, "org": p.org, "device": p.device,
-                "data_dir": repo.dir(), "records": repo.store().record_count(),
-                "spaces": crate::membership::certifications(repo)?,
-            }),
-        );
+    if init {
+        outln!(out, "Rapport data directory: {}", w.data_dir.display());
     }
     outln!(
         out,
         "name        {}",
-        p.name
+        w.name
             .as_deref()
             .unwrap_or("(not set: rapport init --name NAME)")
     );
     outln!(
         out,
         "org         {}",
-        p.org
+        w.org
             .as_deref()
             .unwrap_or("(not set: rapport init --org ORG)")
     );
-    outln!(out, "device      {}", p.device);
-    outln!(out, "data dir    {}", repo.dir().display());
-    outln!(out, "records     {}", repo.store().record_count());
-    for c in crate::membership::certifications(repo)?
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-        let or_dash = |k: &str| match text(k) {
-            t if t.is_empty() => "-".to_string(),
-            t => t,
-        };
+    outln!(out, "device      {}", w.device);
+    outln!(out, "data dir    {}", w.data_dir.display());
+    outln!(out, "records     {}", w.records);
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    for c in &w.spaces {
         outln!(
             out,
             "space       {}: {}, user {} of {}, certified by {}{}",
-            text("space"),
-            text("role"),
-            or_dash("user"),
-            or_dash("org"),
-            text("certified_by"),
-            if c["removed"] == true {
-                " (removed)"
-            } else {
-                ""
-            }
+            c.space,
+            c.role,
+            or_dash(&c.user),
+            or_dash(&c.org),
+            c.certified_by,
+            if c.removed { " (removed)" } else { "" }
         );
     }
     Ok(())
 }
 
-fn list(out: &mut String, repo: &Repo, kind: Kind, views: &[RecordView], json: bool) -> Result<()> {
+fn list(
+    out: &mut String,
+    kind: Kind,
+    views: &[RecordView],
+    titles: &ops::Titles,
+    total: Option<usize>,
+    json: bool,
+) -> Result<()> {
     if json {
-        return print_json(
-            out,
-            &serde_json::Value::Array(views.iter().map(RecordView::to_json).collect()),
-        );
+        return print_json(out, &records_json(views));
     }
     if views.is_empty() {
         outln!(
@@ -523,7 +686,7 @@ fn list(out: &mut String, repo: &Repo, kind: Kind, views: &[RecordView], json: b
         );
         return Ok(());
     }
-    let mut d = Display::new(repo);
+    let mut d = Display::new(titles);
     let cols = kind.columns();
     let mut header = vec!["id"];
     header.extend(cols);
@@ -538,24 +701,21 @@ fn list(out: &mut String, repo: &Repo, kind: Kind, views: &[RecordView], json: b
         })
         .collect();
     outln!(out, "{}", table(&header, &rows));
-    outln!(
-        out,
-        "{} {}",
-        views.len(),
-        if views.len() == 1 {
-            "record"
-        } else {
-            "records"
+    let noun = |n: usize| if n == 1 { "record" } else { "records" };
+    match total {
+        Some(total) if total > views.len() => {
+            outln!(out, "{} of {} {}", views.len(), total, noun(total))
         }
-    );
+        _ => outln!(out, "{} {}", views.len(), noun(views.len())),
+    }
     Ok(())
 }
 
-fn show(out: &mut String, repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
-    let race = repo.delete_race(v)?;
+fn show(out: &mut String, s: &ShowReply, json: bool) -> Result<()> {
+    let v = &s.record;
     if json {
         let mut j = v.to_json();
-        if let (Some(race), Some(o)) = (&race, j.as_object_mut()) {
+        if let (Some(race), Some(o)) = (&s.delete_race, j.as_object_mut()) {
             let mut r = serde_json::to_value(race)?;
             if let Some(r) = r.as_object_mut() {
                 r.insert("summary".into(), race.summary().into());
@@ -564,37 +724,36 @@ fn show(out: &mut String, repo: &Repo, v: &RecordView, json: bool) -> Result<()>
         }
         return print_json(out, &j);
     }
-    let mut d = Display::new(repo);
-    outln!(out, "{}", d.card(v));
-    if let Some(race) = &race {
+    let mut d = Display::new(&s.titles);
+    outln!(out, "{}", d.card(v, s.space_name.as_deref()));
+    if let Some(race) = &s.delete_race {
         outln!(out, "\n! {}", race.summary());
     }
-    let related = repo.related(v.id)?;
-    let live: Vec<_> = related.iter().filter(|(_, r)| !r.deleted).collect();
+    let live: Vec<_> = s.related.iter().filter(|r| !r.record.deleted).collect();
     if !live.is_empty() {
         outln!(out, "\nrelated");
-        for (field, r) in live {
+        for r in live {
             outln!(
                 out,
                 "  {:<9} {:<40} {:<10} {}",
-                r.kind.as_str(),
-                clip(&r.title(), 40),
-                format!("({field})"),
-                r.id
+                r.record.kind.as_str(),
+                clip(&r.record.title(), 40),
+                format!("({})", r.field),
+                r.record.id
             );
         }
     }
     Ok(())
 }
 
-fn timeline(out: &mut String, repo: &Repo, v: &RecordView, json: bool) -> Result<()> {
-    let entries = repo.timeline(v)?;
+fn timeline(out: &mut String, t: &TimelineReply, json: bool) -> Result<()> {
+    let (v, entries) = (&t.record, &t.entries);
     if json {
-        return print_json(out, &serde_json::to_value(&entries)?);
+        return to_json(out, entries);
     }
-    let mut d = Display::new(repo);
+    let mut d = Display::new(&t.titles);
     outln!(out, "Timeline of {} {}\n", v.kind, v.title());
-    for e in &entries {
+    for e in entries {
         match e {
             Entry::Change {
                 time,
@@ -651,16 +810,15 @@ fn timeline(out: &mut String, repo: &Repo, v: &RecordView, json: bool) -> Result
     Ok(())
 }
 
-fn pipeline(out: &mut String, repo: &Repo, json: bool) -> Result<()> {
-    let stages = repo.pipeline()?;
+fn pipeline(out: &mut String, stages: &[rapport_node::pipeline::Stage], json: bool) -> Result<()> {
     if json {
-        return print_json(out, &serde_json::to_value(&stages)?);
+        return to_json(out, &stages);
     }
     let mut rows = Vec::new();
-    for s in &stages {
+    for s in stages {
         if s.currencies.is_empty() {
             rows.push(vec![
-                s.stage.to_string(),
+                s.stage.clone(),
                 s.count.to_string(),
                 String::new(),
                 String::new(),
@@ -669,7 +827,7 @@ fn pipeline(out: &mut String, repo: &Repo, json: bool) -> Result<()> {
         }
         for (i, (cur, m)) in s.currencies.iter().enumerate() {
             let (stage, count) = if i == 0 {
-                (s.stage.to_string(), s.count.to_string())
+                (s.stage.clone(), s.count.to_string())
             } else {
                 (String::new(), String::new())
             };
@@ -690,41 +848,37 @@ fn pipeline(out: &mut String, repo: &Repo, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn fields(out: &mut String, kind: Kind, json: bool) -> Result<()> {
+fn fields_table(out: &mut String, fields: &[ops::FieldInfo], json: bool) -> Result<()> {
     if json {
-        let list: Vec<_> = kind
-            .fields()
-            .iter()
-            .map(|d| json!({"name": d.name, "type": format!("{:?}", d.ty), "required": d.required, "default": d.default, "help": d.help}))
-            .collect();
-        return print_json(out, &serde_json::Value::Array(list));
+        return to_json(out, &fields);
     }
-    let rows: Vec<Vec<String>> = kind
-        .fields()
+    let rows: Vec<Vec<String>> = fields
         .iter()
-        .map(|d| {
-            let ty = match d.ty {
-                rapport_model::FieldType::Choice(o) => o.join("|"),
-                rapport_model::FieldType::Ref(k) | rapport_model::FieldType::Refs(k)
-                    if !k.is_empty() =>
-                {
-                    format!(
-                        "{}{}",
-                        k.iter().map(|k| k.as_str()).collect::<Vec<_>>().join("|"),
-                        if d.ty.is_list() { " (list)" } else { "" }
-                    )
-                }
-                other => format!("{other:?}").to_lowercase(),
+        .map(|f| {
+            let ty = if !f.choices.is_empty() {
+                f.choices.join("|")
+            } else if !f.refers_to.is_empty() {
+                format!(
+                    "{}{}",
+                    f.refers_to
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                    if f.list { " (list)" } else { "" }
+                )
+            } else {
+                f.ty.clone()
             };
             vec![
-                d.name.to_string(),
+                f.name.clone(),
                 ty,
-                if d.required {
+                if f.required {
                     "yes".into()
                 } else {
                     String::new()
                 },
-                d.help.to_string(),
+                f.help.clone(),
             ]
         })
         .collect();
@@ -736,129 +890,107 @@ fn fields(out: &mut String, kind: Kind, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn export(
+fn export_json_files(
     out: &mut String,
-    repo: &Repo,
-    kind: Option<Kind>,
-    format: ExportFormat,
-    out_dir: Option<&Path>,
-    bar: indicatif::ProgressBar,
+    records: &[RecordView],
+    dir: &Path,
     json: bool,
 ) -> Result<()> {
-    let views: Vec<RecordView> = repo.all(kind).collect::<Result<_, _>>()?;
-    match (format, out_dir) {
-        (ExportFormat::Json, None) => print_json(
-            out,
-            &serde_json::Value::Array(views.iter().map(RecordView::to_json).collect()),
-        ),
-        (ExportFormat::Automerge, None) => {
-            bail!("--format automerge writes one file per record: give a directory with --out DIR")
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let bar = indicatif::ProgressBar::new(records.len() as u64);
+    let mut written = 0usize;
+    for k in Kind::ALL {
+        let of_kind: Vec<_> = records
+            .iter()
+            .filter(|v| v.kind == k)
+            .map(RecordView::to_json)
+            .collect();
+        if of_kind.is_empty() {
+            continue;
         }
-        (format, Some(dir)) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            bar.set_length(views.len() as u64);
-            let mut written = 0usize;
-            match format {
-                ExportFormat::Json => {
-                    for k in Kind::ALL {
-                        let of_kind: Vec<_> = views
-                            .iter()
-                            .filter(|v| v.kind == k)
-                            .map(RecordView::to_json)
-                            .collect();
-                        if of_kind.is_empty() {
-                            continue;
-                        }
-                        let path = dir.join(format!("{k}.json"));
-                        std::fs::write(&path, serde_json::to_vec_pretty(&of_kind)?)
-                            .with_context(|| format!("cannot write {}", path.display()))?;
-                        written += 1;
-                        bar.inc(of_kind.len() as u64);
-                    }
-                }
-                ExportFormat::Automerge => {
-                    for v in &views {
-                        let kind_dir = dir.join(v.kind.as_str());
-                        std::fs::create_dir_all(&kind_dir)
-                            .with_context(|| format!("cannot create {}", dir.display()))?;
-                        // Loaded and saved again, so that a document an
-                        // earlier version stored with changes still waiting
-                        // inside it is exported without them.
-                        let bytes = rapport_model::stored::save(&mut repo.load_doc(v.id)?);
-                        let path = kind_dir.join(format!("{}.automerge", v.id));
-                        std::fs::write(&path, bytes)
-                            .with_context(|| format!("cannot write {}", path.display()))?;
-                        written += 1;
-                        bar.inc(1);
-                    }
-                }
-            }
-            bar.finish_and_clear();
-            if json {
-                return print_json(
-                    out,
-                    &json!({"records": views.len(), "files": written, "out": dir}),
-                );
-            }
-            outln!(
-                out,
-                "Exported {} records into {} files in {}",
-                views.len(),
-                written,
-                dir.display()
-            );
-            Ok(())
-        }
+        let path = dir.join(format!("{k}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&of_kind)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        written += 1;
+        bar.inc(of_kind.len() as u64);
     }
+    bar.finish_and_clear();
+    exported(out, records.len(), written, dir, json)
 }
 
-fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
-    let Backend::Node { node, .. } = backend else {
-        let repo = backend.repo(OpenMode::Existing)?;
-        if json {
-            return print_json(
-                out,
-                &json!({"running": false, "records": repo.store().record_count()}),
-            );
-        }
+fn export_documents(
+    out: &mut String,
+    documents: &[ops::Document],
+    dir: &Path,
+    json: bool,
+) -> Result<()> {
+    let bar = indicatif::ProgressBar::new(documents.len() as u64);
+    for d in documents {
+        let kind_dir = dir.join(d.kind.as_str());
+        std::fs::create_dir_all(&kind_dir)
+            .with_context(|| format!("cannot create {}", kind_dir.display()))?;
+        let bytes = data_encoding::BASE64
+            .decode(d.automerge.as_bytes())
+            .context("the node sent a document that is not base64")?;
+        let path = kind_dir.join(format!("{}.automerge", d.id));
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    exported(out, documents.len(), documents.len(), dir, json)
+}
+
+fn exported(out: &mut String, records: usize, files: usize, dir: &Path, json: bool) -> Result<()> {
+    if json {
+        return print_json(
+            out,
+            &json!({"records": records, "files": files, "out": dir}),
+        );
+    }
+    outln!(
+        out,
+        "Exported {records} records into {files} files in {}",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn status(out: &mut String, s: &Status, json: bool) -> Result<()> {
+    if json {
+        return to_json(out, s);
+    }
+    let Some(n) = &s.net else {
         outln!(out, "node        not running (start it with `rapport up`)");
-        outln!(out, "records     {}", repo.store().record_count());
+        outln!(out, "records     {}", s.records);
         return Ok(());
     };
-    let s = node.status()?;
-    if json {
-        let mut v = serde_json::to_value(&s)?;
-        v["running"] = true.into();
-        return print_json(out, &v);
-    }
-    outln!(out, "node        {}", s.node_id);
-    outln!(out, "addresses   {}", s.addrs.join(", "));
-    outln!(out, "relay       {}", s.relay);
+    outln!(out, "node        {}", n.node_id);
+    outln!(out, "addresses   {}", n.addrs.join(", "));
+    outln!(out, "relay       {}", n.relay);
     outln!(
         out,
         "traffic     {} B sent, {} B received, {} frames refused, {} sessions turned away (too many at once)",
-        s.bytes_sent,
-        s.bytes_received,
-        s.refused_frames,
-        s.sessions_turned_away
+        n.bytes_sent,
+        n.bytes_received,
+        n.refused_frames,
+        n.sessions_turned_away
     );
     outln!(
         out,
         "peers       {}",
-        if s.connected.is_empty() {
+        if n.connected.is_empty() {
             "none connected".to_string()
         } else {
-            s.connected.join(", ")
+            n.connected.join(", ")
         }
     );
-    let rows: Vec<Vec<String>> = s
+    let rows: Vec<Vec<String>> = n
         .spaces
         .iter()
         .map(|(id, sp)| {
             vec![
                 sp.name.clone(),
-                id[..10].to_string(),
+                id.get(..10).unwrap_or(id).to_string(),
                 sp.role.map_or("-".into(), |r| r.to_string()),
                 sp.members.to_string(),
                 sp.records.to_string(),
@@ -873,135 +1005,81 @@ fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
             out,
             "spaces      none shared yet (`rapport space create NAME`)"
         );
-    } else {
-        outln!(out);
-        outln!(
-            out,
-            "{}",
-            table(
-                &[
-                    "space",
-                    "id",
-                    "role",
-                    "members",
-                    "records",
-                    "pending",
-                    "last sync (utc)",
-                    "rejected"
-                ],
-                &rows
-            )
-        );
-        for sp in s.spaces.values() {
-            if let Some(reason) = &sp.refused {
-                outln!(out, "{}: a member refused to sync: {reason}", sp.name);
-            }
+        return Ok(());
+    }
+    outln!(out);
+    outln!(
+        out,
+        "{}",
+        table(
+            &[
+                "space",
+                "id",
+                "role",
+                "members",
+                "records",
+                "pending",
+                "last sync (utc)",
+                "rejected"
+            ],
+            &rows
+        )
+    );
+    for sp in n.spaces.values() {
+        if let Some(reason) = &sp.refused {
+            outln!(out, "{}: a member refused to sync: {reason}", sp.name);
         }
     }
     Ok(())
 }
 
-fn space(out: &mut String, backend: &Backend, cmd: SpaceCmd, json: bool) -> Result<()> {
-    match cmd {
-        SpaceCmd::Create { name } => {
-            let repo = backend.repo(OpenMode::Create)?;
-            let v = repo.create_space(&name)?;
-            if json {
-                return print_json(out, &serde_json::to_value(&v)?);
-            }
-            outln!(out, "Created space {} ({})", v.name, v.id);
-            outln!(
-                out,
-                "Invite a partner with: rapport space invite \"{}\"",
-                v.name
-            );
-            Ok(())
-        }
-        SpaceCmd::List => {
-            let repo = backend.repo(OpenMode::Existing)?;
-            let spaces = repo.spaces()?;
-            if json {
-                return print_json(out, &serde_json::to_value(&spaces)?);
-            }
-            if spaces.is_empty() {
-                outln!(
-                    out,
-                    "No shared spaces. Create one with `rapport space create NAME`, or join one with a ticket."
-                );
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = spaces
-                .iter()
-                .map(|s| {
-                    let records = repo.space_record_count(s.id);
-                    vec![
-                        s.name.clone(),
-                        s.id.to_string(),
-                        s.members.len().to_string(),
-                        records.to_string(),
-                    ]
-                })
-                .collect();
-            outln!(
-                out,
-                "{}",
-                table(&["space", "id", "members", "records"], &rows)
-            );
-            Ok(())
-        }
-        SpaceCmd::Members { space } => {
-            crate::membership::members(out, &*backend.repo(OpenMode::Existing)?, &space, json)
-        }
-        SpaceCmd::Remove { space, member } => crate::membership::remove(
-            out,
-            &*backend.repo(OpenMode::Existing)?,
-            &space,
-            &member,
-            json,
-        ),
-        SpaceCmd::Invite {
-            space,
-            role,
-            org,
-            ttl_hours,
-        } => {
-            let node = backend.node("inviting")?;
-            let rapport_model::SpaceId::Shared(id) = node.repo().resolve_space(&space)? else {
-                bail!(
-                    "the private space cannot be shared; create a shared one with `rapport space create NAME`"
-                );
-            };
-            let ticket = node.invite(id, (ttl_hours * 3600.0) as i64, role, org)?;
-            let text = ticket.encode();
-            if json {
-                return print_json(out, &json!({"ticket": text, "expires": ticket.expires}));
-            }
-            outln!(out, "{text}");
-            outln!(out);
-            outln!(
-                out,
-                "Grants the {role} role; one use, valid {ttl_hours} h. On the other node: rapport space join <ticket>"
-            );
-            Ok(())
-        }
-        SpaceCmd::Join { ticket } => {
-            let node = backend.node("joining")?;
-            let ticket = rapport_proto::wire::Ticket::decode(&ticket)?;
-            let handle = tokio::runtime::Handle::current();
-            let view = handle.block_on(node.join(&ticket))?;
-            if json {
-                return print_json(out, &serde_json::to_value(&view)?);
-            }
-            let records = node.repo().space_record_count(view.id);
-            outln!(
-                out,
-                "Joined space {} ({}): {} members, {} records so far",
-                view.name,
-                view.id,
-                view.members.len(),
-                records
-            );
-            Ok(())
-        }
+/// Rows of members for JSON, keyed by device: current ones, and removed.
+pub(crate) fn members_json(m: &MembersReply) -> serde_json::Value {
+    let by_device = |removed: bool| -> serde_json::Map<String, serde_json::Value> {
+        m.members
+            .iter()
+            .filter(|r| r.removed.is_some() == removed)
+            .map(|r| {
+                (
+                    r.device.clone(),
+                    serde_json::to_value(r).unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    json!({
+        "id": m.space.id,
+        "name": m.space.name,
+        "members": by_device(false),
+        "removed": by_device(true),
+    })
+}
+
+pub(crate) fn short(device: &str) -> String {
+    device.get(..12).unwrap_or(device).to_string()
+}
+
+pub(crate) fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
     }
+}
+
+/// The removed members `space remove` reports.
+pub(crate) fn removed_lines(out: &mut String, removed: &[MemberRow]) {
+    for m in removed {
+        outln!(
+            out,
+            "Removed {} ({}, {}) from the space.",
+            short(&m.device),
+            or_dash(&m.user),
+            or_dash(&m.org)
+        );
+    }
+}
+
+pub(crate) fn audit_json(a: &AuditReply) -> serde_json::Value {
+    serde_json::to_value(a).unwrap_or_default()
 }

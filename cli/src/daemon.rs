@@ -5,14 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
-use rapport_node::api::{Api, ExecRequest, ExecResponse, UiLinks};
+use rapport_node::api::{Api, UiLinks};
 use rapport_node::limits::Limits;
 use rapport_node::net::{NetConfig, Node};
 use rapport_node::{OpenMode, Repo};
 
-use crate::commands::{self, Backend};
-use crate::{Cli, NetArgs, RelayArgs, UpArgs};
+use crate::{NetArgs, RelayArgs, UpArgs};
 
 /// What the foreground node is.
 pub enum Mode {
@@ -62,7 +60,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
                     s.name
                 );
             }
-            if !repo.profile().relay && repo.store().record_count() > 0 {
+            if !repo.profile().relay && repo.record_count() > 0 {
                 bail!(
                     "{} holds records of its own; a relay needs a data directory of its own (for example --data-dir /var/lib/rapport-relay)",
                     dir.display()
@@ -97,16 +95,20 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
         None => None,
     };
     let node = Node::start(repo.clone(), config).await?;
+    // One feed of what happens to records, for the web UI's search and
+    // live pages and the API's events.
+    let live = rapport_node::live::Live::start(repo.clone());
+    let ops = rapport_node::ops::Ops::running(node.clone(), Some(live.clone()));
     let token = rapport_node::api::new_token()?;
     let ui = match ui_bind {
-        Some(bind) => Some(rapport_web::Ui::start(node.clone(), bind, token.clone()).await?),
+        Some(bind) => Some(rapport_web::Ui::start(ops.clone(), bind, token.clone()).await?),
         None => None,
     };
     let links = ui.as_ref().map(|ui| UiLinks {
         url: ui.url.clone(),
         login_link: ui.login_links(),
     });
-    let api = Api::start(dir, api_addr, node.clone(), Arc::new(exec), token, links).await?;
+    let api = Api::start(dir, api_addr, ops.clone(), token, links).await?;
     let login = ui.as_ref().map(|ui| ui.login_link());
     let metrics = match metrics {
         Some((addr, token)) => Some(rapport_node::metrics::serve(addr, node.clone(), token).await?),
@@ -172,7 +174,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
         } else {
             println!(
                 "{} records. Open the login link above, or in another terminal: rapport open, rapport list company",
-                repo.store().record_count()
+                repo.record_count()
             );
         }
         println!("Stop with Ctrl-C.");
@@ -186,6 +188,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     if let Some(ui) = ui {
         ui.stop();
     }
+    live.stop();
     node.shutdown().await;
     if let Some(server) = iroh_relay
         && let Err(e) = server.shutdown().await
@@ -248,54 +251,6 @@ fn net_config(args: &NetArgs, limits: Limits) -> NetConfig {
         sync_interval: Some(Duration::from_secs(args.sync_interval.max(1))),
         live: true,
         limits,
-    }
-}
-
-/// A CLI command forwarded by the local API, run against the node's store.
-fn exec(node: &Node, req: ExecRequest) -> ExecResponse {
-    let mut argv = vec!["rapport".to_string()];
-    argv.extend(req.args);
-    let cli = match Cli::try_parse_from(argv) {
-        Ok(cli) => cli,
-        Err(e) => {
-            let text = e.render().to_string();
-            let code = if e.use_stderr() { 2 } else { 0 };
-            return if code == 0 {
-                ExecResponse {
-                    code,
-                    stdout: text,
-                    stderr: String::new(),
-                }
-            } else {
-                ExecResponse {
-                    code,
-                    stdout: String::new(),
-                    stderr: text,
-                }
-            };
-        }
-    };
-    let backend = Backend::Node {
-        node: node.clone(),
-        cwd: req.cwd,
-    };
-    let mut out = String::new();
-    match commands::run(cli, &backend, &mut out) {
-        Ok(()) => ExecResponse {
-            code: 0,
-            stdout: out,
-            stderr: String::new(),
-        },
-        Err(e) => {
-            if let Some(err) = e.downcast_ref::<rapport_node::NodeError>() {
-                rapport_node::recovery::note_damage(node.repo().dir(), err);
-            }
-            ExecResponse {
-                code: 1,
-                stdout: out,
-                stderr: format!("error: {e:#}\n"),
-            }
-        }
     }
 }
 

@@ -12,11 +12,8 @@ macro_rules! outln {
     }};
 }
 
+mod add;
 mod bench;
-mod bench_relay;
-mod bench_search;
-mod bench_serve;
-mod bench_sync;
 mod client;
 mod commands;
 mod daemon;
@@ -109,6 +106,20 @@ pub enum Command {
         /// List deleted records instead.
         #[arg(long)]
         deleted: bool,
+        /// Sort by this field (`-FIELD`: descending) [default: oldest first]
+        #[arg(long, value_name = "FIELD", allow_hyphen_values = true)]
+        sort: Option<String>,
+        /// Show at most this many records.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Find records by name, email, phone, domain or tag, as you type it.
+    Search {
+        /// Words each of which begins a term ("ac co" finds "Acme Corp").
+        query: String,
+        /// Most results to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
     /// Show one record with its related records.
     Show {
@@ -330,7 +341,7 @@ pub enum ExportFormat {
 }
 
 /// Options every `add` takes: the space, and any field by name.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Extra {
     /// The space to create it in (name or id) [default: your private space]
     #[arg(long, value_name = "SPACE")]
@@ -343,112 +354,25 @@ pub struct Extra {
 #[derive(Debug, Subcommand)]
 pub enum CompanyCmd {
     /// Add a company.
-    Add {
-        name: String,
-        #[arg(long)]
-        domain: Option<String>,
-        #[arg(long)]
-        industry: Option<String>,
-        #[arg(long)]
-        address: Option<String>,
-        #[arg(long)]
-        phone: Option<String>,
-        #[arg(long)]
-        website: Option<String>,
-        #[arg(long)]
-        owner: Option<String>,
-        /// A tag (repeatable).
-        #[arg(long = "tag")]
-        tags: Vec<String>,
-        #[command(flatten)]
-        extra: Extra,
-    },
+    Add(add::AddArgs<0>),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PersonCmd {
     /// Add a person.
-    Add {
-        name: String,
-        /// An email address (repeatable).
-        #[arg(long = "email")]
-        emails: Vec<String>,
-        /// A phone number (repeatable).
-        #[arg(long = "phone")]
-        phones: Vec<String>,
-        #[arg(long)]
-        title: Option<String>,
-        /// The company they work for (name or id).
-        #[arg(long, value_name = "REF")]
-        company: Option<String>,
-        #[arg(long)]
-        owner: Option<String>,
-        #[arg(long = "tag")]
-        tags: Vec<String>,
-        #[command(flatten)]
-        extra: Extra,
-    },
+    Add(add::AddArgs<1>),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DealCmd {
     /// Add a deal.
-    Add {
-        title: String,
-        /// The buying company (name or id).
-        #[arg(long, value_name = "REF")]
-        company: String,
-        /// A person involved (repeatable).
-        #[arg(long = "contact", value_name = "REF")]
-        contacts: Vec<String>,
-        /// Value, e.g. 1200.50
-        #[arg(long, allow_hyphen_values = true)]
-        amount: Option<String>,
-        /// ISO 4217 code, e.g. EUR
-        #[arg(long)]
-        currency: Option<String>,
-        /// lead, qualified, proposal, negotiation, won or lost [default: lead]
-        #[arg(long)]
-        stage: Option<String>,
-        /// Chance to win in percent [default: follows the stage]
-        #[arg(long, allow_hyphen_values = true)]
-        probability: Option<String>,
-        /// Expected close date (2026-12-31, +4w, ...)
-        #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
-        close: Option<String>,
-        #[arg(long)]
-        owner: Option<String>,
-        #[command(flatten)]
-        extra: Extra,
-    },
+    Add(add::AddArgs<2>),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ActivityCmd {
     /// Log a call, email, meeting or note, or add a task.
-    Add {
-        /// call, email, meeting, note or task
-        kind: String,
-        /// A record it is about (repeatable).
-        #[arg(long, value_name = "REF", required = true)]
-        about: Vec<String>,
-        /// One-line summary [default: the first line of --text]
-        #[arg(long)]
-        subject: Option<String>,
-        /// Notes or text.
-        #[arg(long)]
-        text: Option<String>,
-        /// When it happened or is planned [default: now]
-        #[arg(long, allow_hyphen_values = true)]
-        when: Option<String>,
-        /// Due date, for tasks (2026-12-01, today, +3d, ...)
-        #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
-        due: Option<String>,
-        #[arg(long)]
-        owner: Option<String>,
-        #[command(flatten)]
-        extra: Extra,
-    },
+    Add(add::AddArgs<3>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -460,50 +384,13 @@ pub enum TaskCmd {
 #[derive(Debug, Subcommand)]
 pub enum TicketCmd {
     /// Open a ticket.
-    Add {
-        title: String,
-        /// The company or person it is about.
-        #[arg(long, value_name = "REF")]
-        about: Option<String>,
-        /// low, normal, high or urgent [default: normal]
-        #[arg(long)]
-        priority: Option<String>,
-        /// new, open, pending, resolved or closed [default: new]
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long)]
-        description: Option<String>,
-        #[arg(long)]
-        owner: Option<String>,
-        #[command(flatten)]
-        extra: Extra,
-    },
+    Add(add::AddArgs<4>),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CampaignCmd {
     /// Add a campaign.
-    Add {
-        name: String,
-        /// email, event, webinar, social, ads, print, phone or other
-        #[arg(long)]
-        channel: Option<String>,
-        #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
-        start: Option<String>,
-        #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
-        end: Option<String>,
-        #[arg(long, allow_hyphen_values = true)]
-        budget: Option<String>,
-        #[arg(long)]
-        currency: Option<String>,
-        /// A person it targets (repeatable).
-        #[arg(long = "member", value_name = "REF")]
-        members: Vec<String>,
-        #[arg(long)]
-        owner: Option<String>,
-        #[command(flatten)]
-        extra: Extra,
-    },
+    Add(add::AddArgs<5>),
 }
 
 fn main() -> ExitCode {
@@ -543,26 +430,29 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         _ => {}
     }
-    if !matches!(cli.command, Command::Bench(_)) {
-        let request = rapport_node::api::ExecRequest {
-            args: std::env::args().skip(1).collect(),
-            cwd: std::env::current_dir().unwrap_or_default(),
-        };
-        if let Some(answer) = client::forward(&dir, &request)? {
-            print!("{}", answer.stdout);
-            eprint!("{}", answer.stderr);
-            return Ok(u8::try_from(answer.code).unwrap_or(1));
-        }
-    }
     let mut out = String::new();
-    let result = commands::run(cli, &commands::Backend::Direct(dir.clone()), &mut out);
-    if let Err(e) = &result
-        && let Some(err) = e.downcast_ref::<rapport_node::NodeError>()
-    {
-        rapport_node::recovery::note_damage(&dir, err);
-    }
+    let result = match commands::plan_of(&cli.command)? {
+        Some(planned) => {
+            let mut exec = commands::Executor::new(&dir, planned.create);
+            commands::run(planned, &mut exec, cli.json, &mut out)
+        }
+        None => local(cli, &dir, &mut out),
+    };
     print!("{out}");
     result.map(|()| 0)
+}
+
+/// The commands the CLI does itself, without an operation of the node.
+fn local(cli: Cli, dir: &std::path::Path, out: &mut String) -> anyhow::Result<()> {
+    let json = cli.json;
+    match cli.command {
+        Command::Repair { compact } => recovery::repair(out, dir, compact, json),
+        Command::Restore { reference } => {
+            recovery::restore(out, dir, std::path::Path::new(&reference), json)
+        }
+        Command::Bench(cmd) => bench::run_command(cmd, out, json),
+        other => anyhow::bail!("`{other:?}` is not a local command"),
+    }
 }
 
 /// Logs go to stderr: Rapport's own at `RAPPORT_LOG` (default warn), the

@@ -1,83 +1,40 @@
-//! Who is in a shared space and what happened to its membership:
-//! `space members`, `space remove`, `audit`, and the certification chain
-//! `whoami` shows.
+//! Who is in a shared space and what happened to its membership, as
+//! `space members`, `space remove` and `audit` show it.
 
-use anyhow::{Result, bail};
-use rapport_model::{RecordId, SpaceId, SpaceView};
-use rapport_node::Repo;
-use rapport_trust::policy::{Action, Verdict};
-use serde_json::json;
+use anyhow::Result;
+use rapport_node::ops::{AuditReply, MemberRow, MembersReply};
 
-use crate::commands::print_json;
+use crate::commands::{audit_json, members_json, or_dash, print_json, removed_lines, short};
 use crate::output::{local_time, table};
 
-fn shared(repo: &Repo, reference: &str) -> Result<RecordId> {
-    match repo.resolve_space(reference)? {
-        SpaceId::Shared(id) => Ok(id),
-        SpaceId::Private => {
-            bail!("the private space has only this device; `rapport space list` shows shared ones")
-        }
-    }
-}
-
-fn short(device: &str) -> String {
-    device.get(..12).unwrap_or(device).to_string()
-}
-
-fn or_dash(s: &str) -> String {
-    if s.is_empty() {
-        "-".into()
-    } else {
-        s.to_string()
-    }
-}
-
 /// `rapport space members SPACE`
-pub fn members(out: &mut String, repo: &Repo, reference: &str, json: bool) -> Result<()> {
-    let id = shared(repo, reference)?;
-    let Some(view) = repo.space(id)? else {
-        bail!("no space matches `{reference}`");
-    };
+pub fn members(out: &mut String, m: &MembersReply, json: bool) -> Result<()> {
     if json {
-        return print_json(out, &serde_json::to_value(&view)?);
+        return print_json(out, &members_json(m));
     }
-    let me = repo.device_id().to_string();
-    let mut rows: Vec<Vec<String>> = view
+    let row = |r: &MemberRow| {
+        vec![
+            or_dash(&r.org),
+            or_dash(&r.user),
+            format!("{}{}", short(&r.device), if r.you { " (you)" } else { "" }),
+            r.role.to_string(),
+            local_time(r.since),
+            r.added_by.clone(),
+            match &r.removed {
+                None => "member".into(),
+                Some((at, by)) => format!("removed {} by {by}", local_time(*at)),
+            },
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = m
         .members
-        .values()
-        .map(|m| {
-            vec![
-                or_dash(&m.org),
-                or_dash(&m.user),
-                format!(
-                    "{}{}",
-                    short(&m.device),
-                    if m.device == me { " (you)" } else { "" }
-                ),
-                m.role.to_string(),
-                local_time(m.since),
-                repo.device_label(&view, &m.added_by),
-                "member".into(),
-            ]
-        })
+        .iter()
+        .filter(|r| r.removed.is_none())
+        .map(row)
         .collect();
     rows.sort();
-    for (m, r) in view.removed.values() {
-        rows.push(vec![
-            or_dash(&m.org),
-            or_dash(&m.user),
-            short(&m.device),
-            m.role.to_string(),
-            local_time(m.since),
-            repo.device_label(&view, &m.added_by),
-            format!(
-                "removed {} by {}",
-                local_time(r.at),
-                repo.device_label(&view, &r.by)
-            ),
-        ]);
-    }
-    outln!(out, "Space {} ({})", view.name, view.id);
+    rows.extend(m.members.iter().filter(|r| r.removed.is_some()).map(row));
+    outln!(out, "Space {} ({})", m.space.name, m.space.id);
     outln!(
         out,
         "{}",
@@ -98,21 +55,11 @@ pub fn members(out: &mut String, repo: &Repo, reference: &str, json: bool) -> Re
 }
 
 /// `rapport space remove SPACE MEMBER`
-pub fn remove(out: &mut String, repo: &Repo, space: &str, member: &str, json: bool) -> Result<()> {
-    let id = shared(repo, space)?;
-    let removed = repo.remove_members(id, member)?;
+pub fn removed(out: &mut String, removed: &[MemberRow], json: bool) -> Result<()> {
     if json {
-        return print_json(out, &serde_json::to_value(&removed)?);
+        return print_json(out, &serde_json::to_value(removed)?);
     }
-    for m in &removed {
-        outln!(
-            out,
-            "Removed {} ({}, {}) from the space.",
-            short(&m.device),
-            or_dash(&m.user),
-            or_dash(&m.org)
-        );
-    }
+    removed_lines(out, removed);
     outln!(
         out,
         "Other members stop serving it as they hear of the removal; what it writes from now on is refused everywhere."
@@ -121,50 +68,40 @@ pub fn remove(out: &mut String, repo: &Repo, space: &str, member: &str, json: bo
 }
 
 /// `rapport audit SPACE`
-pub fn audit(out: &mut String, repo: &Repo, reference: &str, json: bool) -> Result<()> {
-    let id = shared(repo, reference)?;
-    let audit = repo.audit(id)?;
+pub fn audit(out: &mut String, a: &AuditReply, json: bool) -> Result<()> {
     if json {
-        return print_json(out, &serde_json::to_value(&audit)?);
+        return print_json(out, &audit_json(a));
     }
-    let view = &audit.space;
-    outln!(out, "Space {} ({})", view.name, view.id);
+    outln!(out, "Space {} ({})", a.space.name, a.space.id);
     outln!(out);
     outln!(out, "Membership changes");
-    let rows: Vec<Vec<String>> = audit
+    let rows: Vec<Vec<String>> = a
         .statements
         .iter()
         .map(|s| {
             vec![
                 local_time(s.time),
-                repo.device_label(view, &s.author),
-                describe(repo, view, &s.actions),
-                match &s.verdict {
-                    Verdict::Accepted => "accepted".into(),
-                    Verdict::Rejected(r) => format!("refused: {r}"),
-                    Verdict::Held(r) => format!("kept aside: {r}"),
-                    Verdict::Waiting => "waiting for earlier changes".into(),
-                },
+                s.author.clone(),
+                s.what.clone(),
+                s.verdict.clone(),
             ]
         })
         .collect();
     outln!(out, "{}", table(&["when", "by", "what", "verdict"], &rows));
     outln!(out);
-    if audit.rejections.is_empty() {
+    if a.rejections.is_empty() {
         outln!(out, "Refused changes: none");
         return Ok(());
     }
     outln!(out, "Refused changes");
-    let rows: Vec<Vec<String>> = audit
+    let rows: Vec<Vec<String>> = a
         .rejections
         .iter()
         .map(|r| {
             vec![
                 local_time(r.at),
-                r.author
-                    .as_deref()
-                    .map_or("unknown".into(), |a| repo.device_label(view, a)),
-                repo.device_label(view, &r.from),
+                r.author.clone(),
+                r.from.clone(),
                 r.record.get(..10).unwrap_or(&r.record).to_string(),
                 r.reason.clone(),
             ]
@@ -176,48 +113,4 @@ pub fn audit(out: &mut String, repo: &Repo, reference: &str, json: bool) -> Resu
         table(&["when", "author", "from", "record", "reason"], &rows)
     );
     Ok(())
-}
-
-fn describe(repo: &Repo, view: &SpaceView, actions: &[Action]) -> String {
-    let parts: Vec<String> = actions
-        .iter()
-        .map(|a| match a {
-            Action::Create { name } => format!("created the space \"{name}\""),
-            Action::Add { member } => format!(
-                "added {} ({}) as {}",
-                crate::membership::short(&member.device),
-                repo.device_label(view, &member.device),
-                member.role
-            ),
-            Action::Remove { removal } => format!(
-                "removed {} ({})",
-                short(&removal.device),
-                repo.device_label(view, &removal.device)
-            ),
-            Action::Rename { name } => format!("renamed the space \"{name}\""),
-            Action::Rotate => "renewed the topic secret".into(),
-            Action::Cutoff { device, records } => format!(
-                "named {records} more records {} wrote before its removal",
-                short(device)
-            ),
-            Action::Unknown => "an unrecognised change".into(),
-        })
-        .collect();
-    parts.join("; ")
-}
-
-/// This device's certifications: per space, its role and who vouched.
-pub fn certifications(repo: &Repo) -> Result<serde_json::Value> {
-    let me = repo.device_id().to_string();
-    let mut out = Vec::new();
-    for s in repo.spaces()? {
-        if let Some(m) = s.entry(&me) {
-            out.push(json!({
-                "space": s.name, "id": s.id, "role": m.role, "user": m.user, "org": m.org,
-                "certified_by": repo.device_label(&s, &m.added_by),
-                "removed": s.removed.contains_key(&me),
-            }));
-        }
-    }
-    Ok(serde_json::Value::Array(out))
 }

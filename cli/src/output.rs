@@ -1,11 +1,9 @@
 //! Printing for humans: aligned tables, record cards, local times.
 
-use std::collections::HashMap;
-
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use rapport_model::{FieldType, FieldValue, Kind, RecordId, RecordView};
-use rapport_node::Repo;
+use rapport_node::ops::Titles;
 
 /// A plain text table: a header row, then rows, columns padded to fit.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -88,32 +86,23 @@ pub fn local_time(unix_seconds: i64) -> String {
 /// referred record's title, instants in local time.
 #[derive(Debug)]
 pub struct Display<'a> {
-    repo: &'a Repo,
-    titles: HashMap<RecordId, String>,
+    /// The titles of referenced records, as the reply gave them.
+    titles: &'a Titles,
 }
 
 impl<'a> Display<'a> {
-    pub fn new(repo: &'a Repo) -> Self {
-        Display {
-            repo,
-            titles: HashMap::new(),
-        }
+    pub fn new(titles: &'a Titles) -> Self {
+        Display { titles }
     }
 
     pub fn title_of(&mut self, id_text: &str) -> String {
         let Ok(id) = id_text.parse::<RecordId>() else {
             return id_text.to_string();
         };
-        if let Some(t) = self.titles.get(&id) {
-            return t.clone();
-        }
-        let title = match self.repo.store().view(id) {
-            Ok(Some(v)) if v.deleted => format!("{} (deleted)", v.title()),
-            Ok(Some(v)) => v.title(),
-            _ => format!("(missing {id_text})"),
-        };
-        self.titles.insert(id, title.clone());
-        title
+        self.titles
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("(missing {id_text})"))
     }
 
     pub fn value(&mut self, kind: Kind, field: &str, v: &FieldValue) -> String {
@@ -141,7 +130,7 @@ impl<'a> Display<'a> {
     }
 
     /// The multi-line card `show` prints.
-    pub fn card(&mut self, view: &RecordView) -> String {
+    pub fn card(&mut self, view: &RecordView, space_name: Option<&str>) -> String {
         let mut lines = vec![format!(
             "{} {}{}",
             view.kind,
@@ -150,9 +139,9 @@ impl<'a> Display<'a> {
         )];
         lines.push(format!("  {:<12} {}", "id", view.id));
         if let rapport_model::SpaceId::Shared(space) = view.space {
-            let name = match self.repo.space(space) {
-                Ok(Some(s)) => format!("{} ({space})", s.name),
-                _ => space.to_string(),
+            let name = match space_name {
+                Some(s) => format!("{s} ({space})"),
+                None => space.to_string(),
             };
             lines.push(format!("  {:<12} {name}", "space"));
         }

@@ -5,10 +5,9 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use rapport_node::Repo;
 use rapport_node::recovery::{self, BACKUP_MAGIC, RebuildReport};
 
-use crate::commands::{Backend, print_json};
+use crate::commands::print_json;
 
 /// Whether `path` is a file that starts like a backup (rather than a
 /// record reference for `rapport restore`).
@@ -20,36 +19,14 @@ pub fn is_backup(path: &Path) -> bool {
         && magic == BACKUP_MAGIC
 }
 
-pub fn backup(out: &mut String, repo: &Repo, file: &Path, json: bool) -> Result<()> {
-    let report = repo.backup(file)?;
-    if json {
-        return print_json(out, &serde_json::to_value(&report)?);
-    }
-    outln!(
-        out,
-        "Backed up {} journal entries to {} ({}) in {:.1} s.",
-        report.entries,
-        report.path.display(),
-        rapport_node::remote::human_bytes(report.bytes),
-        report.elapsed.as_secs_f64()
-    );
-    outln!(
-        out,
-        "It holds this device's secret key: keep it where only you can read it. \
-         `rapport restore {} --data-dir DIR` makes a working data directory from it.",
-        report.path.display()
-    );
-    Ok(())
-}
-
-pub fn restore(out: &mut String, backend: &Backend, file: &Path, json: bool) -> Result<()> {
-    let Backend::Direct(dir) = backend else {
+pub fn restore(out: &mut String, dir: &Path, file: &Path, json: bool) -> Result<()> {
+    if crate::client::node_running(dir) {
         bail!(
             "a node is running on this data directory; restore makes a new one: \
              `rapport restore FILE --data-dir NEW_DIR`"
         );
-    };
-    let bar = backend.progress_bar();
+    }
+    let bar = indicatif::ProgressBar::new(0);
     let report = recovery::restore(file, dir, &|done, total| {
         bar.set_length(total);
         bar.set_position(done);
@@ -76,14 +53,14 @@ pub fn restore(out: &mut String, backend: &Backend, file: &Path, json: bool) -> 
     Ok(())
 }
 
-pub fn repair(out: &mut String, backend: &Backend, compact: bool, json: bool) -> Result<()> {
-    let Backend::Direct(dir) = backend else {
+pub fn repair(out: &mut String, dir: &Path, compact: bool, json: bool) -> Result<()> {
+    if crate::client::node_running(dir) {
         bail!(
             "the running node holds the store open: stop it (Ctrl-C where `rapport up` runs), \
              then run `rapport repair`"
         );
-    };
-    let bar = backend.progress_bar();
+    }
+    let bar = indicatif::ProgressBar::new(0);
     let (report, compacted) = recovery::repair(dir, compact, &|done, total| {
         bar.set_length(total);
         bar.set_position(done);

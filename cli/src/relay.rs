@@ -1,22 +1,22 @@
 //! `rapport relay status`: what an admin watches on a relay.
 
 use anyhow::{Result, bail};
+use rapport_node::ops::Status;
 use rapport_node::remote::human_bytes;
 
-use crate::commands::{Backend, print_json};
+use crate::commands::print_json;
 use crate::output::table;
 
-pub fn status(out: &mut String, backend: &Backend, json: bool) -> Result<()> {
-    let Backend::Node { node, .. } = backend else {
+pub fn status(out: &mut String, status: &Status, json: bool) -> Result<()> {
+    let Some(s) = &status.net else {
         bail!(
             "the relay is not running: start it with `rapport relay run` (see docs/admin-guide.md)"
         );
     };
-    let s = node.status()?;
     if json {
-        return print_json(out, &serde_json::to_value(&s)?);
+        return print_json(out, &serde_json::to_value(status)?);
     }
-    let relay = node.repo().profile().relay;
+    let relay = status.is_relay;
     let uptime = s.uptime_s;
     outln!(
         out,

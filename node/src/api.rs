@@ -1,8 +1,8 @@
 //! The local API: HTTP on loopback, for the CLI while a node runs.
 //!
 //! The node holds the store open, so other `rapport` commands cannot open
-//! it themselves; they send their arguments to `POST /v1/exec` and print
-//! what comes back. Every request carries `Authorization: Bearer TOKEN`;
+//! it themselves; they send typed operations (`ops::Request`) to
+//! `POST /v1/op` and show the `ops::Reply` themselves. Every request carries `Authorization: Bearer TOKEN`;
 //! the token and port are in `DATA_DIR/api.json`, readable by the data
 //! directory's owner only, and the file is removed on a clean shutdown.
 
@@ -16,8 +16,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+use axum::response::{IntoResponse, Response};
+
 use crate::NodeError;
-use crate::net::Node;
+use crate::ops::{Caller, ErrorCode, OpError, Ops, Request};
 
 pub const API_FILE: &str = "api.json";
 
@@ -54,29 +56,10 @@ pub fn new_token() -> Result<String, NodeError> {
     Ok(rapport_proto::hex(&token))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExecRequest {
-    /// The command line, without the program name.
-    pub args: Vec<String>,
-    /// The client's working directory, for relative paths in arguments.
-    pub cwd: PathBuf,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ExecResponse {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs one CLI command inside the node (given by the binary).
-pub type Exec = Arc<dyn Fn(&Node, ExecRequest) -> ExecResponse + Send + Sync>;
-
 #[derive(Clone)]
 struct ApiState {
     token: Arc<String>,
-    node: Node,
-    exec: Exec,
+    ops: Ops,
     ui: Option<UiLinks>,
 }
 
@@ -93,19 +76,41 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn exec_handler(
+/// `POST /v1/op`: one typed operation for this device's user (the CLI).
+/// A `Reply` with 200, or an `OpError` with the status its code maps to.
+async fn op_handler(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Json(req): Json<ExecRequest>,
-) -> Result<Json<ExecResponse>, StatusCode> {
+    body: axum::body::Bytes,
+) -> Response {
     if !authorized(&state, &headers) {
-        return Err(StatusCode::UNAUTHORIZED);
+        return StatusCode::UNAUTHORIZED.into_response();
     }
-    let ApiState { node, exec, .. } = state;
-    let out = tokio::task::spawn_blocking(move || exec(&node, req))
-        .await
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    Ok(Json(out))
+    let failed = |e: OpError| {
+        let status =
+            StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(e)).into_response()
+    };
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return failed(OpError::new(
+                ErrorCode::Invalid,
+                format!(
+                    "not an operation this node knows: {e}; are the CLI and the node the same version?"
+                ),
+            ));
+        }
+    };
+    let ops = state.ops.clone();
+    match tokio::task::spawn_blocking(move || ops.execute(&Caller::user(), request)).await {
+        Ok(Ok(reply)) => Json(reply).into_response(),
+        Ok(Err(e)) => failed(e),
+        Err(_) => failed(OpError::new(
+            ErrorCode::Internal,
+            "the operation stopped unexpectedly; the node's log says why",
+        )),
+    }
 }
 
 async fn status_handler(
@@ -115,7 +120,9 @@ async fn status_handler(
     if !authorized(&state, &headers) {
         return Err(StatusCode::UNAUTHORIZED);
     }
-    let node = state.node.clone();
+    let Some(node) = state.ops.node().cloned() else {
+        return Err(StatusCode::SERVICE_UNAVAILABLE);
+    };
     let status = tokio::task::spawn_blocking(move || node.status())
         .await
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
@@ -151,8 +158,7 @@ impl Api {
     pub async fn start(
         dir: &Path,
         addr: SocketAddr,
-        node: Node,
-        exec: Exec,
+        ops: Ops,
         token: String,
         ui: Option<UiLinks>,
     ) -> Result<Api, NodeError> {
@@ -170,12 +176,11 @@ impl Api {
         crate::datadir::write_atomically(dir, API_FILE, &json, true)?;
         let state = ApiState {
             token: Arc::new(info.token.clone()),
-            node,
-            exec,
+            ops,
             ui,
         };
         let app = axum::Router::new()
-            .route("/v1/exec", post(exec_handler))
+            .route("/v1/op", post(op_handler))
             .route("/v1/login-link", post(login_link_handler))
             .route("/v1/status", get(status_handler))
             .with_state(state);

@@ -226,7 +226,8 @@ pub struct Status {
     /// Whether a node runs (else only the store was read).
     pub running: bool,
     pub records: usize,
-    pub relay: bool,
+    /// Whether this data directory is a relay's (`rapport relay run`).
+    pub is_relay: bool,
     #[serde(default, flatten)]
     pub net: Option<NetStatus>,
 }
@@ -453,6 +454,9 @@ pub struct OpError {
     /// CLI shows how to bring a deleted record back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// Sled reported damage: the next open rebuilds the store.
+    #[serde(skip)]
+    store_damaged: bool,
 }
 
 impl OpError {
@@ -462,6 +466,7 @@ impl OpError {
             message: message.into(),
             fields: Vec::new(),
             subject: None,
+            store_damaged: false,
         }
     }
 
@@ -502,6 +507,12 @@ impl From<NodeError> for OpError {
             NodeError::NotMember(_) | NodeError::Forbidden(_) => ErrorCode::Forbidden,
         };
         let mut out = OpError::new(code, message);
+        if let NodeError::Store(s) = &e
+            && matches!(**s, rapport_store::StoreError::Damaged(_))
+        {
+            out.code = ErrorCode::Damaged;
+            out.store_damaged = true;
+        }
         match &e {
             NodeError::UnknownField { field, .. } | NodeError::RequiredField { field, .. } => {
                 out = out.field(field.clone());
@@ -510,6 +521,15 @@ impl From<NodeError> for OpError {
             NodeError::WrongKind(w) => out = out.field(w.field.clone()),
             NodeError::Rule(rapport_model::RuleError::Missing { field, .. }) => {
                 out = out.field(*field);
+            }
+            NodeError::Rule(rapport_model::RuleError::AmountWithoutCurrency { .. }) => {
+                out = out.field("currency");
+            }
+            NodeError::Rule(rapport_model::RuleError::EndsBeforeStart { .. }) => {
+                out = out.field("end");
+            }
+            NodeError::UnknownSpace(_) | NodeError::NotMember(_) | NodeError::Forbidden(_) => {
+                out = out.field("space");
             }
             NodeError::Deleted { id, .. } => out.subject = Some(id.to_string()),
             _ => {}
@@ -637,6 +657,16 @@ impl Ops {
     /// wait for peers): call it off the async runtime's worker threads,
     /// inside it (`Join` waits for the network on the current runtime).
     pub fn execute(&self, caller: &Caller, request: Request) -> Result<Reply, OpError> {
+        let result = self.dispatch(caller, request);
+        if let Err(e) = &result
+            && e.store_damaged
+        {
+            crate::recovery::mark_damaged(self.repo.dir(), &e.message);
+        }
+        result
+    }
+
+    fn dispatch(&self, caller: &Caller, request: Request) -> Result<Reply, OpError> {
         if caller.read_only && request.writes() {
             return Err(OpError::new(
                 ErrorCode::Forbidden,
@@ -659,7 +689,7 @@ impl Ops {
             Request::Status => Ok(Reply::Status(Status {
                 running: self.node.is_some(),
                 records: repo.store().record_count(),
-                relay: repo.profile().relay,
+                is_relay: repo.profile().relay,
                 net: match &self.node {
                     Some(node) => Some(node.status()?),
                     None => None,
@@ -859,12 +889,10 @@ impl Ops {
             } => {
                 let node = self.needs_node("inviting")?;
                 let view = self.shared_space(caller, &space)?;
-                if !(ttl_hours.is_finite() && ttl_hours > 0.0) {
+                if !ttl_hours.is_finite() {
                     return Err(OpError::new(
                         ErrorCode::Invalid,
-                        format!(
-                            "an invite must be valid for a positive number of hours, not {ttl_hours}"
-                        ),
+                        format!("an invite is valid for a number of hours, not {ttl_hours}"),
                     )
                     .field("ttl_hours"));
                 }
@@ -1360,4 +1388,263 @@ fn decode_cursor(cursor: &str) -> Option<(SortKey, RecordId)> {
         .decode(cursor.as_bytes())
         .ok()?;
     serde_json::from_slice(&json).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OpenMode;
+    use crate::repo::tests::input;
+
+    fn ops() -> (tempfile::TempDir, Ops) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repo::open(&tmp.path().join("data"), OpenMode::Create).expect("open");
+        (tmp, Ops::local(Arc::new(repo)))
+    }
+
+    fn create(ops: &Ops, caller: &Caller, kind: Kind, fields: &[(&str, &str)]) -> RecordView {
+        match ops.execute(
+            caller,
+            Request::Create {
+                kind,
+                space: None,
+                fields: input(fields),
+            },
+        ) {
+            Ok(Reply::Record(r)) => r.record,
+            other => panic!("create: {other:?}"),
+        }
+    }
+
+    fn page(ops: &Ops, caller: &Caller, query: ListQuery) -> Result<Page, OpError> {
+        match ops.execute(caller, Request::List(query))? {
+            Reply::List(p) => Ok(p),
+            other => panic!("list: {other:?}"),
+        }
+    }
+
+    fn query(kind: Kind, sort: Option<&str>, limit: usize) -> ListQuery {
+        ListQuery {
+            kind,
+            filters: Vec::new(),
+            deleted: false,
+            sort: sort.map(str::to_string),
+            limit: Some(limit),
+            after: None,
+        }
+    }
+
+    /// Following `next` gives every record once, in order, even when a
+    /// record is added between two pages.
+    #[test]
+    fn pages_follow_each_other_without_gaps_or_repeats() {
+        let (_tmp, ops) = ops();
+        let me = Caller::user();
+        for name in ["Delta", "alpha", "Echo", "Charlie", "bravo"] {
+            create(&ops, &me, Kind::Company, &[("name", name)]);
+        }
+        let mut q = query(Kind::Company, Some("name"), 2);
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let p = page(&ops, &me, q.clone()).expect("page");
+            assert_eq!(p.total, 5 + usize::from(pages > 0));
+            seen.extend(p.records.iter().map(|v| v.title()));
+            pages += 1;
+            if pages == 1 {
+                // Sorts before the cursor: not shown, and nothing repeats.
+                create(&ops, &me, Kind::Company, &[("name", "Aardvark")]);
+            }
+            match p.next {
+                Some(next) => q.after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["alpha", "bravo", "Charlie", "Delta", "Echo"]);
+        assert_eq!(pages, 3);
+    }
+
+    #[test]
+    fn amounts_sort_by_value_and_descending_reverses() {
+        let (_tmp, ops) = ops();
+        let me = Caller::user();
+        let acme = create(&ops, &me, Kind::Company, &[("name", "Acme")]);
+        let id = acme.id.to_string();
+        for (title, amount) in [("small", "900"), ("big", "1200.50"), ("mid", "1000")] {
+            let fields = [
+                ("title", title),
+                ("company", id.as_str()),
+                ("amount", amount),
+                ("currency", "EUR"),
+            ];
+            create(&ops, &me, Kind::Deal, &fields);
+        }
+        let titles = |sort| -> Vec<String> {
+            page(&ops, &me, query(Kind::Deal, Some(sort), 10))
+                .expect("page")
+                .records
+                .iter()
+                .map(RecordView::title)
+                .collect()
+        };
+        assert_eq!(titles("amount"), ["small", "mid", "big"]);
+        assert_eq!(titles("-amount"), ["big", "mid", "small"]);
+        let bad = page(&ops, &me, query(Kind::Deal, Some("colour"), 10)).expect_err("unknown");
+        assert_eq!(bad.code, ErrorCode::Invalid);
+        assert_eq!(bad.fields[0].field, "sort");
+        let mut q = query(Kind::Deal, None, 10);
+        q.after = Some("not-a-cursor".into());
+        assert_eq!(
+            page(&ops, &me, q).expect_err("cursor").fields[0].field,
+            "after"
+        );
+    }
+
+    #[test]
+    fn a_read_only_caller_writes_nothing() {
+        let (_tmp, ops) = ops();
+        let reader = Caller {
+            token: Some("dashboard".into()),
+            read_only: true,
+            space: None,
+        };
+        let refused = ops
+            .execute(
+                &reader,
+                Request::Create {
+                    kind: Kind::Company,
+                    space: None,
+                    fields: input(&[("name", "Acme")]),
+                },
+            )
+            .expect_err("read-only");
+        assert_eq!(refused.code, ErrorCode::Forbidden);
+        assert_eq!(ops.repo().record_count(), 0);
+        assert!(ops.execute(&reader, Request::Pipeline).is_ok());
+    }
+
+    #[test]
+    fn a_caller_limited_to_a_space_sees_nothing_of_the_others() {
+        let (_tmp, ops) = ops();
+        let me = Caller::user();
+        let private = create(&ops, &me, Kind::Company, &[("name", "Secret Corp")]);
+        let Reply::Space(space) = ops
+            .execute(
+                &me,
+                Request::CreateSpace {
+                    name: "Joint".into(),
+                },
+            )
+            .expect("space")
+        else {
+            panic!("not a space");
+        };
+        let scoped = Caller {
+            token: Some("partner-portal".into()),
+            read_only: false,
+            space: Some(SpaceId::Shared(space.id)),
+        };
+        let hidden = ops
+            .execute(
+                &scoped,
+                Request::Show {
+                    record: private.id.to_string(),
+                },
+            )
+            .expect_err("hidden");
+        assert_eq!(hidden.code, ErrorCode::NotFound);
+        assert_eq!(
+            page(&ops, &scoped, query(Kind::Company, None, 10))
+                .expect("list")
+                .total,
+            0
+        );
+        // What it creates lands in its space.
+        let shared = create(&ops, &scoped, Kind::Company, &[("name", "Joint Corp")]);
+        assert_eq!(shared.space, SpaceId::Shared(space.id));
+        let whole_device = ops.execute(&scoped, Request::Whoami).expect_err("device");
+        assert_eq!(whole_device.code, ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn replies_carry_no_topic_secret() {
+        let (_tmp, ops) = ops();
+        let me = Caller::user();
+        let made = ops
+            .execute(
+                &me,
+                Request::CreateSpace {
+                    name: "Joint".into(),
+                },
+            )
+            .expect("space");
+        let spaces = ops.execute(&me, Request::Spaces).expect("spaces");
+        let members = ops
+            .execute(
+                &me,
+                Request::Members {
+                    space: "Joint".into(),
+                },
+            )
+            .expect("members");
+        let topic = ops.repo().spaces().expect("spaces")[0].topic.clone();
+        assert!(!topic.is_empty());
+        for reply in [made, spaces, members] {
+            let text = serde_json::to_string(&reply).expect("json");
+            assert!(!text.contains("topic"), "{text}");
+            let bytes = serde_json::to_string(&topic).expect("json");
+            assert!(!text.contains(bytes.trim_matches(['[', ']'])), "{text}");
+        }
+    }
+
+    #[test]
+    fn errors_say_which_field_and_which_record() {
+        let (_tmp, ops) = ops();
+        let me = Caller::user();
+        let bad = ops
+            .execute(
+                &me,
+                Request::Create {
+                    kind: Kind::Deal,
+                    space: None,
+                    fields: input(&[("title", "X"), ("amount", "lots"), ("colour", "red")]),
+                },
+            )
+            .expect_err("invalid");
+        assert_eq!(bad.code, ErrorCode::Invalid);
+        let fields: Vec<&str> = bad.fields.iter().map(|f| f.field.as_str()).collect();
+        assert!(
+            fields.contains(&"amount") && fields.contains(&"colour"),
+            "{bad:?}"
+        );
+        assert!(!bad.message.contains("--"), "CLI words in {bad:?}");
+        let acme = create(&ops, &me, Kind::Company, &[("name", "Acme")]);
+        let id = acme.id.to_string();
+        ops.execute(&me, Request::Delete { record: id.clone() })
+            .expect("delete");
+        let gone = ops
+            .execute(
+                &me,
+                Request::Edit {
+                    record: id.clone(),
+                    set: input(&[("industry", "Rail")]),
+                    unset: Vec::new(),
+                },
+            )
+            .expect_err("deleted");
+        assert_eq!(gone.code, ErrorCode::Deleted);
+        assert_eq!(gone.subject.as_deref(), Some(id.as_str()));
+        // A request travels as JSON and back unchanged.
+        let request = Request::Edit {
+            record: id,
+            set: input(&[("industry", "Rail")]),
+            unset: vec!["phone".into()],
+        };
+        let text = serde_json::to_string(&request).expect("json");
+        assert_eq!(
+            serde_json::from_str::<Request>(&text).expect("back"),
+            request
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
+    }
 }

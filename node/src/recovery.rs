@@ -94,14 +94,20 @@ pub fn note_damage(dir: &Path, error: &NodeError) -> bool {
     if !matches!(**e, rapport_store::StoreError::Damaged(_)) {
         return false;
     }
+    mark_damaged(dir, &e.to_string())
+}
+
+/// Remembers damage sled reported (`what`) so that the next open rebuilds
+/// the store; returns whether it could.
+pub(crate) fn mark_damaged(dir: &Path, what: &str) -> bool {
     let marker = dir.join(DAMAGE_MARKER);
-    match fs::write(&marker, e.to_string()) {
+    match fs::write(&marker, what) {
         Ok(()) => {
-            tracing::error!(error = %e, "the store reported damage; it will be rebuilt from the journal at the next start");
+            tracing::error!(error = %what, "the store reported damage; it will be rebuilt from the journal at the next start");
             true
         }
         Err(io) => {
-            tracing::error!(error = %e, marker = %marker.display(), %io, "the store reported damage; run `rapport repair` with the node stopped");
+            tracing::error!(error = %what, marker = %marker.display(), %io, "the store reported damage; run `rapport repair` with the node stopped");
             false
         }
     }

@@ -196,6 +196,21 @@ impl Repo {
         &self.store
     }
 
+    /// One record as stored, if this node holds it.
+    pub fn view(&self, id: RecordId) -> Result<Option<RecordView>, NodeError> {
+        Ok(self.store.view(id)?)
+    }
+
+    /// Records of a space (the private one too), deleted ones included.
+    pub fn space_record_count_of(&self, space: SpaceId) -> usize {
+        self.store.space_items(space).count()
+    }
+
+    /// Records held, deleted ones included.
+    pub fn record_count(&self) -> usize {
+        self.store.record_count()
+    }
+
     /// How a change's author is shown: "user (organisation)", as this
     /// device's profile says or as an admin certified it in a space; the
     /// short device id when nobody did.

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use rapport_node::NodeError;
+use rapport_node::ops::OpError;
 
 use crate::page;
 
@@ -15,6 +16,8 @@ pub enum WebError {
     BadRequest(String),
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error(transparent)]
+    Op(#[from] OpError),
     #[error("{0}")]
     Internal(String),
 }
@@ -31,6 +34,8 @@ impl WebError {
                 NodeError::Io { .. } | NodeError::Store(_) | NodeError::Damaged { .. },
             )
             | WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::Op(e) => StatusCode::from_u16(e.code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             WebError::Node(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }

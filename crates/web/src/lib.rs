@@ -4,8 +4,8 @@
 //!
 //! - [`auth`]: who may see the pages (a one-time login link or the node's
 //!   local token, exchanged for a session cookie);
-//! - [`live`]: the search index and the change feed that pushes peers'
-//!   edits to open pages (server-sent events);
+//! - [`live`]: the change feed (the node's `live::Live`) that pushes
+//!   peers' edits to open pages (server-sent events);
 //! - [`page`]: the frame every page shares (navigation, search box,
 //!   breadcrumbs, help panel);
 //! - [`pages`]: one module per page.
@@ -26,7 +26,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use rapport_node::live::Live;
 use rapport_node::net::Node;
+use rapport_node::ops::{Caller, ErrorCode, OpError, Ops, Reply, Request};
 use rapport_node::{NodeError, Repo};
 
 pub use error::WebError;
@@ -39,14 +41,28 @@ pub const DEFAULT_PORT: u16 = 7470;
 /// What the pages share.
 #[derive(Debug, Clone)]
 pub(crate) struct App {
+    /// Every read and write a page makes that the CLI makes too.
+    pub ops: Ops,
     pub node: Node,
     pub auth: Arc<auth::Auth>,
-    pub live: live::Live,
+    pub live: Live,
 }
 
 impl App {
     pub fn repo(&self) -> &Arc<Repo> {
         self.node.repo()
+    }
+
+    /// Runs an operation as this device's user and returns the record it
+    /// wrote.
+    pub fn write(&self, request: Request) -> Result<rapport_model::RecordView, OpError> {
+        match self.ops.execute(&Caller::user(), request)? {
+            Reply::Record(r) => Ok(r.record),
+            other => Err(OpError::new(
+                ErrorCode::Internal,
+                format!("a write answered {other:?}"),
+            )),
+        }
     }
 
     /// Runs store work off the async threads (sled reads and writes block).
@@ -68,19 +84,28 @@ pub struct Ui {
     pub url: String,
     pub addr: SocketAddr,
     auth: Arc<auth::Auth>,
-    live: live::Live,
+    live: Live,
+    /// Whether the UI started `live` itself (it was given none).
+    own_live: bool,
     shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Ui {
     /// Serves the UI on `bind`, or on loopback (the default port if free)
     /// when `None`. `token` is the node's local API token, which the login
-    /// page also accepts.
-    pub async fn start(
-        node: Node,
-        bind: Option<SocketAddr>,
-        token: String,
-    ) -> Result<Ui, NodeError> {
+    /// page also accepts. `ops` must be the running node's.
+    pub async fn start(ops: Ops, bind: Option<SocketAddr>, token: String) -> Result<Ui, NodeError> {
+        let node = ops
+            .node()
+            .cloned()
+            .ok_or_else(|| NodeError::Forbidden("the web UI needs the running node".into()))?;
+        let (ops, live, own_live) = match ops.live().cloned() {
+            Some(live) => (ops, live, false),
+            None => {
+                let live = Live::start(node.repo().clone());
+                (Ops::running(node.clone(), Some(live.clone())), live, true)
+            }
+        };
         let listener = match bind {
             Some(addr) => bind_to(addr).await?,
             None => match bind_to(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))).await {
@@ -92,8 +117,8 @@ impl Ui {
             .local_addr()
             .map_err(|e| NodeError::io(std::path::Path::new("web UI"), e))?;
         let auth = Arc::new(auth::Auth::new(token, addr));
-        let live = live::Live::start(node.repo().clone());
         let app = App {
+            ops,
             node,
             auth: auth.clone(),
             live: live.clone(),
@@ -114,6 +139,7 @@ impl Ui {
             addr,
             auth,
             live,
+            own_live,
             shutdown: tx,
         })
     }
@@ -130,7 +156,9 @@ impl Ui {
     }
 
     pub fn stop(self) {
-        self.live.stop();
+        if self.own_live {
+            self.live.stop();
+        }
         let _ = self.shutdown.send(());
     }
 }

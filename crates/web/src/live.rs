@@ -1,142 +1,15 @@
-//! The search index and live updates, both fed by the store's watch feed:
-//! whatever writes a record (this user, a form, a peer's change arriving by
-//! gossip or catch-up) updates the index and tells every open page.
+//! Live updates of open pages: the node's feed of record events
+//! (`rapport_node::live`), as server-sent events.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use n0_future::Stream;
-use rapport_model::{Kind, RecordId};
-use rapport_node::Repo;
-use rapport_node::search::{Found, SearchIndex};
 use tokio::sync::broadcast;
 
 use crate::App;
-
-/// A record (or space) that changed, as sent to open pages.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Changed {
-    pub id: RecordId,
-    /// The record's kind; `None` for a space or a withdrawn record.
-    pub kind: Option<Kind>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Live {
-    index: Arc<RwLock<SearchIndex>>,
-    ready: Arc<AtomicBool>,
-    changes: broadcast::Sender<Changed>,
-    stopped: Arc<AtomicBool>,
-}
-
-impl Live {
-    /// Starts following the store, after building the index from it.
-    pub fn start(repo: Arc<Repo>) -> Live {
-        let (changes, _) = broadcast::channel(1024);
-        let live = Live {
-            index: Arc::default(),
-            ready: Arc::default(),
-            changes,
-            stopped: Arc::default(),
-        };
-        // Subscribe before reading everything, so that nothing written
-        // meanwhile is missed (it is applied twice at worst).
-        let feed = repo.store().watch();
-        let follower = live.clone();
-        let weak = Arc::downgrade(&repo);
-        drop(repo);
-        let spawned = std::thread::Builder::new()
-            .name("rapport-web-index".into())
-            .spawn(move || follower.follow(weak, feed));
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the search indexer: {e}");
-        }
-        live
-    }
-
-    fn follow(&self, repo: Weak<Repo>, feed: std::sync::mpsc::Receiver<RecordId>) {
-        if let Some(repo) = repo.upgrade() {
-            let started = std::time::Instant::now();
-            let mut index = SearchIndex::new();
-            for view in repo.all(None) {
-                match view {
-                    Ok(v) => index.put(&v),
-                    Err(e) => tracing::warn!("search index: a record could not be read: {e}"),
-                }
-            }
-            tracing::info!(
-                "search index: {} records in {:.1} s",
-                index.len(),
-                started.elapsed().as_secs_f64()
-            );
-            *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
-            self.ready.store(true, Ordering::Release);
-        }
-        loop {
-            if self.stopped.load(Ordering::Acquire) {
-                return;
-            }
-            let first = match feed.recv_timeout(Duration::from_millis(500)) {
-                Ok(id) => id,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-            };
-            let Some(repo) = repo.upgrade() else { return };
-            let mut ids: Vec<RecordId> = std::iter::once(first).chain(feed.try_iter()).collect();
-            ids.sort();
-            ids.dedup();
-            let mut changed = Vec::with_capacity(ids.len());
-            {
-                let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-                for id in ids {
-                    match repo.store().view(id) {
-                        Ok(Some(v)) => {
-                            index.put(&v);
-                            changed.push(Changed {
-                                id,
-                                kind: Some(v.kind),
-                            });
-                        }
-                        Ok(None) => {
-                            index.remove(id);
-                            changed.push(Changed { id, kind: None });
-                        }
-                        Err(e) => tracing::warn!("search index: record {id}: {e}"),
-                    }
-                }
-            }
-            for c in changed {
-                // No open page is not an error.
-                let _ = self.changes.send(c);
-            }
-        }
-    }
-
-    /// Searches every live record; see [`SearchIndex::query`].
-    pub fn search(&self, query: &str, limit: usize) -> Found {
-        self.index
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .query(query, limit)
-    }
-
-    /// Whether the index has read the whole store yet.
-    pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::Release);
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<Changed> {
-        self.changes.subscribe()
-    }
-}
 
 /// `GET /events`: server-sent events, one `change` per record written, or
 /// `reload` when this page fell too far behind to be told each.
@@ -146,9 +19,9 @@ pub(crate) async fn events(
     let rx = app.live.subscribe();
     let stream = n0_future::stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await {
-            Ok(c) => Event::default()
-                .event("change")
-                .data(serde_json::to_string(&c).unwrap_or_default()),
+            Ok(c) => Event::default().event("change").data(
+                serde_json::json!({ "id": c.id, "kind": c.kind, "event": c.event }).to_string(),
+            ),
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 Event::default().event("reload").data("{}")
             }

@@ -211,11 +211,7 @@ pub(crate) fn field_value(
 
 /// The record's title, or its id when the record is not here.
 pub(crate) fn title_in(repo: &rapport_node::Repo, id: RecordId) -> Option<String> {
-    repo.store()
-        .view(id)
-        .ok()
-        .flatten()
-        .map(|v: RecordView| v.title())
+    repo.view(id).ok().flatten().map(|v: RecordView| v.title())
 }
 
 /// Seconds since the Unix epoch as local time, `2026-11-23 14:05`.

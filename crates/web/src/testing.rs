@@ -51,7 +51,7 @@ impl TestUi {
         };
         let node = Node::start(repo, config).await.expect("node");
         let ui = Ui::start(
-            node.clone(),
+            rapport_node::ops::Ops::running(node.clone(), None),
             Some("127.0.0.1:0".parse().expect("addr")),
             "test-token".into(),
         )

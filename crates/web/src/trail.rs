@@ -114,7 +114,7 @@ impl Trail {
                 Step::Board => "Pipeline".to_string(),
                 Step::Spaces => "Spaces & sync".to_string(),
                 Step::Kind(k) => crate::page::plural(*k).to_string(),
-                Step::Record(id) => match repo.store().view(*id) {
+                Step::Record(id) => match repo.view(*id) {
                     Ok(Some(v)) => v.title(),
                     _ => continue,
                 },

@@ -152,7 +152,7 @@ fn read_board(
     });
     let moved = moved
         .and_then(|m| m.parse::<RecordId>().ok())
-        .and_then(|id| repo.store().view(id).ok().flatten())
+        .and_then(|id| repo.view(id).ok().flatten())
         .filter(|v| v.kind == Kind::Deal)
         .map(|v| (v.title(), page::label(stage_of(&v))));
     Ok(Board {
@@ -260,7 +260,7 @@ fn column<'a>(
     let mut cards = cards.peekable();
     html! {
         section class="column" data-stage=(s.stage) aria-labelledby=(heading) {
-            h2 id=(heading) { (page::label(s.stage)) }
+            h2 id=(heading) { (page::label(&s.stage)) }
             p class="sums" {
                 (s.count) " " (if s.count == 1 { "deal" } else { "deals" })
                 @for (cur, m) in &s.currencies {
@@ -383,7 +383,13 @@ pub(crate) async fn move_deal(
 ) -> Result<Response, WebError> {
     let stage = f.stage;
     let moved = app
-        .blocking(move |app| Ok(app.repo().edit(&id, &[("stage".into(), stage)], &[])?))
+        .blocking(move |app| {
+            Ok(app.write(rapport_node::ops::Request::Edit {
+                record: id,
+                set: vec![("stage".into(), stage)],
+                unset: Vec::new(),
+            })?)
+        })
         .await?;
     let back = crate::redirect::local_or(f.back.as_deref(), "/board");
     // The board confirms the move to whoever used the form (without

@@ -10,8 +10,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use rapport_model::{FieldDef, FieldType, FieldValue, Kind, RecordView, RuleError};
-use rapport_node::{NodeError, Repo};
+use rapport_model::{FieldDef, FieldType, FieldValue, Kind, RecordView};
+use rapport_node::Repo;
 
 use crate::page::{self, Nav, Page};
 use crate::trail::{Step, Trail};
@@ -118,11 +118,16 @@ pub(crate) async fn create(
             filled.errors.push((Some(field), e.to_string()));
         }
         if filled.errors.is_empty() {
-            match repo.create(kind, space, &inputs) {
+            let request = rapport_node::ops::Request::Create {
+                kind,
+                space: Some(space.to_string()),
+                fields: inputs,
+            };
+            match app.write(request) {
                 Ok(view) => {
                     return Ok(Redirect::to(&format!("/r/{}?created=1", view.id)).into_response());
                 }
-                Err(e) => filled.errors.push((field_of(&e), e.to_string())),
+                Err(e) => filled.errors.push(problem(&e)),
             }
         }
         Ok(render(
@@ -204,9 +209,14 @@ pub(crate) async fn update(
             filled.errors.push((Some(field), e.to_string()));
         }
         if filled.errors.is_empty() {
-            match repo.edit(&view.id.to_string(), &sets, &unsets) {
+            let request = rapport_node::ops::Request::Edit {
+                record: view.id.to_string(),
+                set: sets,
+                unset: unsets,
+            };
+            match app.write(request) {
                 Ok(_) => return Ok(back),
-                Err(e) => filled.errors.push((field_of(&e), e.to_string())),
+                Err(e) => filled.errors.push(problem(&e)),
             }
         }
         Ok(render(
@@ -289,21 +299,9 @@ fn shown_ref_or_text(repo: &Repo, def: &FieldDef, value: &str) -> String {
 }
 
 /// The field a problem belongs to, when it names one.
-fn field_of(e: &NodeError) -> Option<String> {
-    match e {
-        NodeError::Invalid(v) => Some(v.field.clone()),
-        NodeError::WrongKind(w) => Some(w.field.clone()),
-        NodeError::RequiredField { field, .. } | NodeError::UnknownField { field, .. } => {
-            Some(field.clone())
-        }
-        NodeError::Rule(RuleError::Missing { field, .. }) => Some(field.to_string()),
-        NodeError::Rule(RuleError::AmountWithoutCurrency { .. }) => Some("currency".into()),
-        NodeError::Rule(RuleError::EndsBeforeStart { .. }) => Some("end".into()),
-        NodeError::UnknownSpace(_) | NodeError::NotMember(_) | NodeError::Forbidden(_) => {
-            Some("space".into())
-        }
-        _ => None,
-    }
+/// The field an operation's error is about, if any, and its message.
+fn problem(e: &rapport_node::ops::OpError) -> (Option<String>, String) {
+    (e.fields.first().map(|f| f.field.clone()), e.to_string())
 }
 
 fn render(

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::page::{self, Nav, Page};
 use crate::trail::{Step, Trail};
 use crate::{App, WebError};
+use rapport_node::ops::Request;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct RecordQuery {
@@ -298,7 +299,11 @@ pub(crate) async fn pick(
     Form(f): Form<PickForm>,
 ) -> Result<Redirect, WebError> {
     app.blocking(move |app| {
-        let v = app.repo().edit(&id, &[(f.field, f.value)], &[])?;
+        let v = app.write(Request::Edit {
+            record: id,
+            set: vec![(f.field, f.value)],
+            unset: Vec::new(),
+        })?;
         Ok(Redirect::to(&format!("/r/{}?saved=1", v.id)))
     })
     .await
@@ -309,7 +314,7 @@ pub(crate) async fn complete(
     Path(id): Path<String>,
 ) -> Result<Redirect, WebError> {
     app.blocking(move |app| {
-        let v = app.repo().complete_task(&id)?;
+        let v = app.write(Request::CompleteTask { record: id })?;
         Ok(Redirect::to(&format!("/r/{}?saved=1", v.id)))
     })
     .await
@@ -320,7 +325,7 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> Result<Redirect, WebError> {
     app.blocking(move |app| {
-        let v = app.repo().delete(&id)?;
+        let v = app.write(Request::Delete { record: id })?;
         Ok(Redirect::to(&format!("/k/{}", v.kind.as_str())))
     })
     .await
@@ -331,7 +336,7 @@ pub(crate) async fn restore(
     Path(id): Path<String>,
 ) -> Result<Redirect, WebError> {
     app.blocking(move |app| {
-        let v = app.repo().restore(&id)?;
+        let v = app.write(Request::Restore { record: id })?;
         Ok(Redirect::to(&format!("/r/{}?saved=1", v.id)))
     })
     .await

@@ -135,12 +135,22 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<SpacesQuery>) -
 pub(crate) async fn create(State(app): State<App>, Form(f): Form<CreateForm>) -> Response {
     let name = f.name.clone();
     match app
-        .blocking(move |app| Ok(app.repo().create_space(&name)?))
+        .blocking(move |app| {
+            use rapport_node::ops::{Caller, ErrorCode, OpError, Reply, Request};
+            match app
+                .ops
+                .execute(&Caller::user(), Request::CreateSpace { name })?
+            {
+                Reply::Space(s) => Ok(s),
+                other => Err(OpError::new(ErrorCode::Internal, format!("{other:?}")).into()),
+            }
+        })
         .await
     {
         Ok(view) => Redirect::to(&format!("/spaces?created={}", view.id)).into_response(),
-        Err(WebError::Node(e)) => {
-            let status = status_of(&e);
+        Err(WebError::Op(e)) => {
+            let status = StatusCode::from_u16(e.code.http_status())
+                .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
             let outcome = Outcome::CreateFailed {
                 name: f.name,
                 error: e.to_string(),
@@ -362,7 +372,7 @@ fn snapshot(app: &App, flash_of: Option<(RecordId, bool)>) -> Result<Snapshot, W
     Ok(Snapshot {
         net,
         spaces,
-        private_records: repo.store().space_items(SpaceId::Private).count(),
+        private_records: repo.space_record_count_of(SpaceId::Private),
         name: profile.name.filter(|n| !n.trim().is_empty()),
         org: profile.org.filter(|o| !o.trim().is_empty()),
         relay: profile.relay,

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rapport_model::{Kind, RecordId, SpaceId};
-use rapport_node::api::ExecRequest;
 use rapport_node::net::Node;
 use rapport_node::{OpenMode, Repo};
 use serde_json::{Value, json};
@@ -52,18 +51,20 @@ pub fn run(out: &mut String, peers: usize, writes: usize, json: bool) -> Result<
 /// Runs one command in the served node through its local API, as the CLI
 /// does when a node runs, and parses its JSON answer.
 fn exec(dir: &Path, args: &[&str]) -> Result<Value> {
-    let mut all = vec!["--json".to_string()];
-    all.extend(args.iter().map(|a| a.to_string()));
-    let request = ExecRequest {
-        args: all,
-        cwd: std::env::current_dir().unwrap_or_default(),
-    };
-    let answer =
-        crate::client::forward(dir, &request)?.context("the served node does not answer")?;
-    if answer.code != 0 {
-        bail!("rapport {args:?}: {}", answer.stderr.trim());
+    use clap::Parser as _;
+    let mut all = vec!["rapport", "--json"];
+    all.extend(args);
+    let cli = crate::Cli::try_parse_from(&all)?;
+    let planned = crate::commands::plan_of(&cli.command)?
+        .with_context(|| format!("rapport {args:?} is not an operation"))?;
+    if !crate::client::node_running(dir) {
+        bail!("the served node does not answer");
     }
-    serde_json::from_str(&answer.stdout).with_context(|| format!("rapport {args:?}"))
+    let mut out = String::new();
+    let mut executor = crate::commands::Executor::new(dir, false);
+    crate::commands::run(planned, &mut executor, true, &mut out)
+        .with_context(|| format!("rapport {args:?}"))?;
+    serde_json::from_str(&out).with_context(|| format!("rapport {args:?}"))
 }
 
 /// Samples a process's RSS in a thread until stopped: (peak, last), in KiB.

@@ -1,4 +1,6 @@
-//! `rapport bench`: creates a throw-away store of N people and measures
+//! `rapport bench`: the benchmarks, one module each, kept out of the
+//! commands' code path; the helpers they share; and `bench store`, which
+//! creates a throw-away store of N people and measures
 //! what a user feels: write throughput, disk per record, memory, and the
 //! latency of `show` and of a filtered `list` (by company, answered from
 //! the reference index, and by email, which scans every person).
@@ -12,6 +14,27 @@ use rapport_model::{Kind, RecordId, SpaceId};
 use rapport_node::repo::Input;
 use rapport_node::{OpenMode, Repo};
 use serde_json::json;
+
+pub mod relay;
+pub mod search;
+pub mod serve;
+pub mod sync;
+
+/// Runs one `rapport bench` command.
+pub fn run_command(cmd: crate::BenchCmd, out: &mut String, json: bool) -> Result<()> {
+    use crate::BenchCmd;
+    match cmd {
+        BenchCmd::Store { records, dir } => run(out, records, dir.as_deref(), json),
+        BenchCmd::Search { records } => search::run(out, &records, json),
+        BenchCmd::Relay { nodes, changes } => relay::run(out, nodes, changes, json),
+        BenchCmd::Serve { peers, writes } => serve::run(out, peers, writes, json),
+        BenchCmd::Sync {
+            records,
+            changed,
+            naive,
+        } => sync::run(out, records, changed, naive, json),
+    }
+}
 
 const BATCH: usize = 1_000;
 const PEOPLE_PER_COMPANY: usize = 100;

@@ -284,7 +284,7 @@ fn query(rng: &mut SplitMix, s: &Samples) -> String {
 async fn over_http(repo: std::sync::Arc<Repo>, queries: &[String]) -> Result<Vec<Duration>> {
     let node = rapport_node::net::Node::start(repo, crate::bench::loopback(None, false)).await?;
     let ui = rapport_web::Ui::start(
-        node.clone(),
+        rapport_node::ops::Ops::running(node.clone(), None),
         Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         rapport_node::api::new_token()?,
     )

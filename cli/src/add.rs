@@ -1,0 +1,196 @@
+//! `rapport KIND add`: its flags come from the kind's fields in
+//! `rapport_model::schema`, so that a field added there is a flag here.
+//!
+//! The first field (the name, title or activity type) is the positional
+//! argument; every other field is `--field` (`--lost-reason` for
+//! `lost_reason`), a list field in the singular and repeatable (`--email`
+//! twice for `emails`). An activity's body is also `--text`; a ticket also
+//! takes `--about` (a company, or a person and their company).
+
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use rapport_model::{FieldDef, FieldType, Kind};
+
+use crate::Extra;
+
+/// What `rapport KIND add` was given, for `Kind::ALL[K]`.
+#[derive(Debug, Clone)]
+pub struct AddArgs<const K: usize> {
+    /// `(field, text)`, lists joined by commas as the parser reads them.
+    pub inputs: Vec<(String, String)>,
+    pub extra: Extra,
+}
+
+impl<const K: usize> AddArgs<K> {
+    pub fn kind() -> Kind {
+        Kind::ALL[K]
+    }
+}
+
+/// The flag of a field: kebab case, lists in the singular.
+pub fn flag(def: &FieldDef) -> String {
+    let name = if def.ty.is_list() && def.name.len() > 1 && def.name.ends_with('s') {
+        &def.name[..def.name.len() - 1]
+    } else {
+        def.name
+    };
+    name.replace('_', "-")
+}
+
+/// Values a user may start with `-`: amounts, dates (`-1d`), percentages.
+fn may_look_like_flags(ty: FieldType) -> bool {
+    matches!(
+        ty,
+        FieldType::Amount | FieldType::Percent | FieldType::Date | FieldType::DateTime
+    )
+}
+
+fn value_name(ty: FieldType) -> &'static str {
+    match ty {
+        FieldType::Ref(_) | FieldType::Refs(_) => "REF",
+        FieldType::Date => "DATE",
+        FieldType::DateTime => "WHEN",
+        FieldType::Email | FieldType::Emails => "EMAIL",
+        FieldType::Phone | FieldType::Phones => "PHONE",
+        FieldType::Amount => "AMOUNT",
+        _ => "VALUE",
+    }
+}
+
+fn help(def: &FieldDef) -> String {
+    let mut text = def.help.to_string();
+    if let FieldType::Choice(options) = def.ty {
+        text = format!("{text}: {}", options.join(", "));
+    }
+    if let Some(default) = def.default {
+        text.push_str(&format!(" [default: {default}]"));
+    }
+    if def.ty.is_list() {
+        text.push_str(" (repeatable)");
+    }
+    text
+}
+
+impl<const K: usize> Args for AddArgs<K> {
+    fn augment_args(mut cmd: Command) -> Command {
+        let kind = Self::kind();
+        for (i, def) in kind.fields().iter().enumerate() {
+            let mut arg = Arg::new(def.name)
+                .help(help(def))
+                .value_name(value_name(def.ty))
+                .allow_hyphen_values(may_look_like_flags(def.ty));
+            arg = if i == 0 {
+                arg.required(true).value_name(def.name.to_uppercase())
+            } else {
+                arg.long(flag(def))
+                    .required(def.required && def.default.is_none())
+            };
+            if def.ty.is_list() {
+                arg = arg.action(ArgAction::Append);
+            }
+            if kind == Kind::Activity && def.name == "body" {
+                arg = arg.visible_alias("text");
+            }
+            cmd = cmd.arg(arg);
+        }
+        if kind == Kind::Ticket {
+            cmd = cmd.arg(
+                Arg::new("about")
+                    .long("about")
+                    .value_name("REF")
+                    .help("the company or person it is about (a person's company is added)"),
+            );
+        }
+        Extra::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl<const K: usize> FromArgMatches for AddArgs<K> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Self::from_arg_matches_mut(&mut matches.clone())
+    }
+
+    fn from_arg_matches_mut(matches: &mut ArgMatches) -> Result<Self, clap::Error> {
+        let kind = Self::kind();
+        let mut inputs = Vec::new();
+        let mut names: Vec<&str> = kind.fields().iter().map(|d| d.name).collect();
+        if kind == Kind::Ticket {
+            names.push("about");
+        }
+        for name in names {
+            let values: Vec<String> = matches
+                .try_remove_many::<String>(name)
+                .map_err(|e| clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, e))?
+                .map(Iterator::collect)
+                .unwrap_or_default();
+            if !values.is_empty() {
+                inputs.push((name.to_string(), values.join(",")));
+            }
+        }
+        Ok(AddArgs {
+            inputs,
+            extra: Extra::from_arg_matches_mut(matches)?,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_of_every_kind_is_a_flag() {
+        fn flags<const K: usize>() -> Vec<String> {
+            let cmd = AddArgs::<K>::augment_args(Command::new("add"));
+            cmd.get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_string))
+                .collect()
+        }
+        let all = [
+            flags::<0>(),
+            flags::<1>(),
+            flags::<2>(),
+            flags::<3>(),
+            flags::<4>(),
+            flags::<5>(),
+        ];
+        for (kind, flags) in Kind::ALL.into_iter().zip(all) {
+            for def in &kind.fields()[1..] {
+                assert!(flags.contains(&flag(def)), "{kind}: no --{}", flag(def));
+            }
+        }
+    }
+
+    #[test]
+    fn lists_repeat_and_join() {
+        let cmd = AddArgs::<1>::augment_args(Command::new("add").no_binary_name(true));
+        let m = cmd
+            .try_get_matches_from([
+                "Ann Baker",
+                "--email",
+                "ann@example.com",
+                "--email",
+                "ab@example.org",
+                "--set",
+                "owner=Dana",
+            ])
+            .expect("parses");
+        let args = AddArgs::<1>::from_arg_matches(&m).expect("reads");
+        assert_eq!(
+            args.inputs,
+            [
+                ("name".to_string(), "Ann Baker".to_string()),
+                ("emails".into(), "ann@example.com,ab@example.org".into())
+            ]
+        );
+        assert_eq!(args.extra.sets, ["owner=Dana"]);
+    }
+}
