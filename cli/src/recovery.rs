@@ -30,7 +30,7 @@ pub fn backup(out: &mut String, repo: &Repo, file: &Path, json: bool) -> Result<
         "Backed up {} journal entries to {} ({}) in {:.1} s.",
         report.entries,
         report.path.display(),
-        rapport_node::remote::human_bytes(report.bytes),
+        rapport_node::limits::human_bytes(report.bytes),
         report.elapsed.as_secs_f64()
     );
     outln!(
@@ -111,8 +111,8 @@ pub fn repair(out: &mut String, backend: &Backend, compact: bool, json: bool) ->
             "Journal compacted: {} entries kept, {} dropped, {} → {}.",
             c.kept,
             c.dropped,
-            rapport_node::remote::human_bytes(c.bytes_before),
-            rapport_node::remote::human_bytes(c.bytes_after)
+            rapport_node::limits::human_bytes(c.bytes_before),
+            rapport_node::limits::human_bytes(c.bytes_after)
         );
     }
     Ok(())

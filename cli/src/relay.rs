@@ -1,7 +1,7 @@
 //! `rapport relay status`: what an admin watches on a relay.
 
 use anyhow::{Result, bail};
-use rapport_node::remote::human_bytes;
+use rapport_node::limits::human_bytes;
 
 use crate::commands::{Backend, print_json};
 use crate::output::table;
