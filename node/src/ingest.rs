@@ -1,19 +1,7 @@
-//! Applying what peers send: verifying and authorizing every change,
-//! then judging it with everything held for its document.
-//!
-//! The rules (also in `docs/PROTOCOL.md`):
-//!
-//! 1. The envelope decodes, its signature verifies strictly, and the
-//!    change's actor is its signer.
-//! 2. The signer is, or was, a member of the space; for a record, one
-//!    whose role writes records. (A node that is joining has no member
-//!    list yet and lets the space document's rules judge it instead.)
-//! 3. A document must say it belongs to the space it arrived in, and keep
-//!    saying so.
-//! 4. `rapport_trust::policy` then judges the whole history held for the
-//!    document: membership statements need an admin, and changes written
-//!    after their author's removal are kept aside unless a member who was
-//!    not removed built on them.
+//! Applying what peers send: every change verified, over the bounds on
+//! waiting changes refused, then judged with everything held for its
+//! document by [`rapport_trust::policy::plan`] (the rules live there), and
+//! the plan persisted.
 //!
 //! A refused change is dropped, logged and recorded as a rejection; the
 //! others from the same batch still apply. Changes that wait for changes
@@ -22,13 +10,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rapport_model::automerge::{AutoCommit, Change, ChangeHash};
-use rapport_model::space::{is_space_doc, space_of};
-use rapport_model::{RecordId, RecordView, Removal, SpaceId, SpaceView};
+use rapport_model::automerge::{AutoCommit, ChangeHash};
+use rapport_model::{RecordId, RecordView, SpaceId, SpaceView};
 use rapport_proto::{SignedChange, hex};
 use rapport_store::{Indexed, RecordWrite, Rejection};
-use rapport_trust::policy::{ChangeMeta, Verdict, accepted_heads, evaluate_space, judge_record};
+use rapport_trust::policy::{
+    self, Decision, Document, Fate, Ingest, Origin, Rejudge, Shown, Verdict,
+};
 use rapport_trust::{DeviceId, parse_change, verify_change};
+
+pub use rapport_trust::policy::Verified;
 
 use crate::{NodeError, Repo};
 
@@ -46,9 +37,6 @@ pub struct ApplyReport {
     /// changes.
     pub waiting_refused: usize,
 }
-
-/// A change verified and ready to be judged.
-pub(crate) type Verified = (SignedChange, Change);
 
 impl Repo {
     pub fn apply_remote(
@@ -196,10 +184,11 @@ impl Repo {
         Ok((doc, aside))
     }
 
-    /// Judges `incoming` together with what is held for `record`, and
-    /// stores the document the rules accept (rebuilt if the rules now
-    /// refuse something it held). `from` is the peer, or `None` when
-    /// re-judging after a removal.
+    /// Judges `incoming` together with what is held for `record`
+    /// ([`policy::plan`]), and stores what the plan says: the document the
+    /// rules accept (rebuilt if the rules now refuse something it held),
+    /// the changes kept aside or waiting, the refusals logged. `from` is
+    /// the peer, or `None` when re-judging after a removal.
     pub(crate) fn settle(
         &self,
         space_id: RecordId,
@@ -212,209 +201,104 @@ impl Repo {
         #[cfg(test)]
         tests::SETTLES.with(|n| n.set(n.get() + 1));
         let space = SpaceId::Shared(space_id);
-        let is_space_record = record == space_id;
         let from_label = from.unwrap_or("this node");
+        let origin = match from {
+            None => Origin::Rejudge,
+            Some(crate::recovery::FROM_JOURNAL) => Origin::Journal,
+            Some(_) => Origin::Peer,
+        };
         let (mut doc, aside) = self.candidate(record)?;
-        let existing = !doc.get_heads().is_empty();
-        if existing && space_of(&doc).ok() != Some(space) {
-            // Rule 3: a document never moves between spaces.
-            for (signed, _) in &incoming {
-                report.rejected += 1;
-                self.log_rejection(
-                    space,
-                    record,
-                    Some(signed.author),
-                    from_label,
-                    "the document belongs to another space",
-                );
-            }
-            return Ok(());
-        }
-        let old_view = if existing && !is_space_record {
+        // What the index shows now, to remove its stale entries.
+        let old_view = if record != space_id && !doc.get_heads().is_empty() {
             RecordView::read(&mut doc, record, None).ok()
         } else {
             None
         };
-        let mut before_sorted: Vec<ChangeHash> = doc.get_heads();
-        before_sorted.sort();
-        let mut fresh: Vec<(Verified, bool)> = Vec::new();
-        // Rule 2 for everything held as well as what just arrived: a change
-        // joins this record only if its author may write in the record's
-        // space now, wherever and whenever the change arrived.
-        for (v, new) in aside
-            .into_iter()
-            .map(|v| (v, false))
-            .chain(incoming.into_iter().map(|v| (v, true)))
-        {
-            let hash = v.1.hash();
-            if doc.get_change_by_hash(&hash).is_some()
-                || fresh.iter().any(|((_, c), _)| c.hash() == hash)
-            {
-                report.duplicates += usize::from(new);
-                continue;
-            }
-            // The journal's own history was judged when it arrived, by the
-            // rules of its time (record ids named no creator before).
-            let replaying = from == Some(crate::recovery::FROM_JOURNAL);
-            let refusal = authorize(record, is_space_record, view, &v, !replaying, new).err();
-            match refusal {
-                None => fresh.push((v, new)),
-                Some(reason) if new => {
-                    report.rejected += 1;
-                    self.log_rejection(space, record, Some(v.0.author), from_label, &reason);
-                }
-                Some(_) => self.store().forget_change(record, &hash.0)?,
-            }
-        }
-        if fresh.is_empty() && from.is_some() {
-            return Ok(());
-        }
-        // Rule 3, and Automerge's own: the whole batch at once if the
-        // result is a valid document of this space; otherwise one change
-        // at a time, refusing (and forgetting) each one that breaks it, so
-        // that one bad change never blocks the others, now or later.
-        let valid = |d: &mut AutoCommit| -> Result<(), String> {
-            if d.get_heads().is_empty() {
-                return Ok(());
-            }
-            if space_of(d).ok() != Some(space) {
-                return Err("the document does not belong to this space".into());
-            }
-            if is_space_record {
-                return if is_space_doc(d) {
-                    Ok(())
-                } else {
-                    Err("not a space document".into())
-                };
-            }
-            RecordView::read(d, record, None)
-                .map(|_| ())
-                .map_err(|e| format!("not a valid record: {e}"))
-        };
-        let batch: Vec<Change> = fresh.iter().map(|((_, c), _)| c.clone()).collect();
-        // A change applied alone may release others of the batch that
-        // Automerge queued waiting for it: they may come out too.
-        let offered: HashSet<ChangeHash> = batch.iter().map(Change::hash).collect();
-        if let Ok(whole) = try_apply(&doc, &batch, &offered, &valid) {
-            doc = whole;
-        } else {
-            let mut good = Vec::new();
-            for ((signed, change), new) in fresh {
-                match try_apply(&doc, std::slice::from_ref(&change), &offered, &valid) {
-                    Ok(trial) => {
-                        doc = trial;
-                        good.push(((signed, change), new));
-                    }
-                    Err(reason) if new => {
-                        report.rejected += 1;
-                        self.log_rejection(space, record, Some(signed.author), from_label, &reason);
-                    }
-                    Err(_) => self.store().forget_change(record, &change.hash().0)?,
-                }
-            }
-            fresh = good;
-        }
+        let plan = policy::plan(Ingest {
+            space: space_id,
+            record,
+            view,
+            doc,
+            aside,
+            incoming,
+            origin,
+        });
 
-        // Rule 4: judge the whole history held.
-        let removed_author =
-            |v: &Verified| view.is_some_and(|s| s.removed.contains_key(&hex(&v.0.author)));
-        let needs_judging =
-            is_space_record || from.is_none() || fresh.iter().any(|(v, _)| removed_author(v));
-        let mut space_view = None;
-        // `None`: every change applies (no author of this batch was removed).
-        let (heads, verdicts): (Vec<ChangeHash>, Option<HashMap<[u8; 32], Verdict>>) =
-            if !needs_judging {
-                (doc.get_heads(), None)
-            } else if is_space_record {
-                let m = evaluate_space(doc.document(), space_id);
-                space_view = m.view.clone();
-                let map = m
-                    .log
-                    .iter()
-                    .filter_map(|s| {
-                        let h = rapport_proto::parse_hex(&s.hash)?;
-                        Some((<[u8; 32]>::try_from(h).ok()?, s.verdict.clone()))
-                    })
-                    .collect();
-                (m.heads, Some(map))
-            } else {
-                let Some(v) = view else { return Ok(()) };
-                let metas: Vec<ChangeMeta> =
-                    doc.get_changes(&[]).iter().map(ChangeMeta::of).collect();
-                let verdicts = judge_record(&metas, v, record);
-                let heads = accepted_heads(&metas, &verdicts);
-                (
-                    heads,
-                    Some(metas.iter().map(|m| m.hash).zip(verdicts).collect()),
-                )
-            };
-        let verdict_of = |h: &ChangeHash| match &verdicts {
-            None => Verdict::Accepted,
-            Some(map) => map.get(&h.0).cloned().unwrap_or(Verdict::Waiting),
-        };
         let mut keep: Vec<(Vec<u8>, SignedChange)> = Vec::new();
         // Changes set aside earlier are stored already; new ones are not.
         let mut keeps_new = false;
         // Which changes begin and stop waiting for their dependencies.
         let mut started: Vec<([u8; 32], [u8; 32])> = Vec::new();
         let mut ended: Vec<[u8; 32]> = Vec::new();
-        for ((signed, change), new) in &fresh {
-            let hash = change.hash();
-            let verdict = if doc.get_change_by_hash(&hash).is_none() {
-                Verdict::Waiting
-            } else {
-                verdict_of(&hash)
+        let refuse = |author: [u8; 32], reason: &str, report: &mut ApplyReport| {
+            report.rejected += 1;
+            self.log_rejection(space, record, Some(author), from_label, reason);
+        };
+        for Decision {
+            signed,
+            hash,
+            new,
+            fate,
+        } in plan.decisions
+        {
+            let verdict = match fate {
+                Fate::Duplicate => {
+                    report.duplicates += usize::from(new);
+                    continue;
+                }
+                Fate::Refused(reason) if new => {
+                    refuse(signed.author, &reason, report);
+                    continue;
+                }
+                // Refused for good (the rules judge a change by its own
+                // history): it must not be parsed and judged again at
+                // every later settle.
+                Fate::Refused(_) => {
+                    self.store().forget_change(record, &hash)?;
+                    continue;
+                }
+                Fate::Judged(verdict) => verdict,
             };
             if !new && verdict != Verdict::Waiting {
-                ended.push(hash.0);
+                ended.push(hash);
             }
             match verdict {
-                Verdict::Accepted => report.applied += usize::from(*new),
-                Verdict::Waiting if *new => {
+                Verdict::Accepted => report.applied += usize::from(new),
+                Verdict::Waiting if new => {
                     if let Some(reason) =
                         self.waiting_bound(space, record, &signed.author, started.len())?
                     {
-                        report.rejected += 1;
                         report.waiting_refused += 1;
-                        self.log_rejection(space, record, Some(signed.author), from_label, &reason);
+                        refuse(signed.author, &reason, report);
                         continue;
                     }
-                    started.push((signed.author, hash.0));
+                    started.push((signed.author, hash));
                     report.pending += 1;
                 }
                 Verdict::Waiting => {}
                 Verdict::Held(reason) => {
-                    if *new {
+                    if new {
                         report.held += 1;
-                        self.log_rejection(
-                            space,
-                            record,
-                            Some(signed.author),
-                            from_label,
-                            &format!("kept aside: {reason}"),
-                        );
+                        let reason = format!("kept aside: {reason}");
+                        self.log_rejection(space, record, Some(signed.author), from_label, &reason);
                     }
                 }
                 Verdict::Rejected(reason) => {
-                    if *new {
-                        report.rejected += 1;
-                        self.log_rejection(space, record, Some(signed.author), from_label, &reason);
+                    if new {
+                        refuse(signed.author, &reason, report);
                     } else {
-                        // Refused for good (the rules judge a change by its
-                        // own history): it must not be parsed and applied
-                        // again at every later settle.
-                        self.store().forget_change(record, &hash.0)?;
+                        self.store().forget_change(record, &hash)?;
                     }
                     continue;
                 }
             }
-            keeps_new |= *new;
-            keep.push((hash.0.to_vec(), signed.clone()));
+            keeps_new |= new;
+            keep.push((hash.to_vec(), signed));
         }
-        let mut sorted_heads = heads.clone();
-        sorted_heads.sort();
-        let mut all_heads = doc.get_heads();
-        all_heads.sort();
+
+        let Some(settled) = plan.settled else {
+            return Ok(());
+        };
         // After what it counts is stored: a crash in between leaves a
         // count short, never a count of changes that are not there.
         let now = self.now().as_second().max(0).cast_unsigned();
@@ -422,62 +306,40 @@ impl Repo {
             self.store()
                 .note_waiting(space, record, &started, &ended, now)
         };
-        if sorted_heads == before_sorted && !keeps_new {
+        if !settled.changed && !keeps_new {
             // Nothing new is accepted and everything kept is already stored.
             return Ok(note_waiting()?);
         }
-        if heads.is_empty() {
-            // Nothing accepted: keep what arrived until it can apply, and
-            // withdraw what this node showed before (for example a record
-            // that only a removed device wrote).
-            self.store().keep_pending(record, space, &keep)?;
-            if !before_sorted.is_empty() {
-                self.store().withdraw(record, space)?;
-            }
-            return Ok(note_waiting()?);
-        }
-        let mut kept = if sorted_heads == all_heads {
-            doc
-        } else {
-            doc.fork_at(&heads).map_err(|e| NodeError::Damaged {
-                path: self.dir().to_path_buf(),
-                reason: format!("rebuilding {record}: {e}"),
-            })?
-        };
-        let (record_view, index) = if is_space_record {
-            let Some(v) = space_view.as_ref() else {
+        let (mut doc, heads, shown) = match settled.document().map_err(|e| NodeError::Damaged {
+            path: self.dir().to_path_buf(),
+            reason: e.to_string(),
+        })? {
+            Document::Pending { withdraw } => {
                 self.store().keep_pending(record, space, &keep)?;
-                return Ok(note_waiting()?);
-            };
-            (None, Indexed::Space(v))
-        } else {
-            match RecordView::read(&mut kept, record, None) {
-                Ok(v) => (Some(v), Indexed::Opaque),
-                Err(_) => {
-                    // The accepted part alone is not a record yet.
-                    self.store().keep_pending(record, space, &keep)?;
-                    return Ok(note_waiting()?);
+                if withdraw {
+                    self.store().withdraw(record, space)?;
                 }
+                return Ok(note_waiting()?);
             }
+            Document::Write { doc, heads, shown } => (doc, heads, shown),
         };
-        let index = match &record_view {
-            Some(v) => Indexed::Record {
+        let index = match &shown {
+            Shown::Record(v) => Indexed::Record {
                 view: v,
                 previous: old_view.as_ref(),
             },
-            None => index,
+            Shown::Space(v) => Indexed::Space(v),
         };
-        let heads: Vec<[u8; 32]> = heads.iter().map(|h| h.0).collect();
         self.store().write_deferred(&RecordWrite {
             id: record,
             space,
-            doc: &rapport_model::stored::save(&mut kept),
+            doc: &rapport_model::stored::save(&mut doc),
             heads: &heads,
             changes: &keep,
             index,
         })?;
         note_waiting()?;
-        if let (true, Some(after)) = (is_space_record, space_view.as_ref()) {
+        if let Shown::Space(after) = &shown {
             self.resettle_after_removals(space_id, view, after)?;
         }
         Ok(())
@@ -547,12 +409,10 @@ impl Repo {
         )))
     }
 
-    /// After a space document changed: re-judges every record written by a
-    /// device whose membership began or ended, or whose removal appeared,
-    /// changed (another removal took precedence) or went away, so its
-    /// changes past the cutoff leave them (or come back). When the removal
-    /// only gained a part of its cutoff, only the records that part names
-    /// are judged again.
+    /// After a space document changed: judges again the records
+    /// [`policy::rejudge`] names (those of devices whose membership or
+    /// removal changed), so changes past a cutoff leave them (or come
+    /// back).
     pub(crate) fn resettle_after_removals(
         &self,
         space_id: RecordId,
@@ -560,38 +420,10 @@ impl Repo {
         after: &SpaceView,
     ) -> Result<(), NodeError> {
         let space = SpaceId::Shared(space_id);
-        fn removal<'a>(v: Option<&'a SpaceView>, d: &str) -> Option<&'a Removal> {
-            v.and_then(|v| v.removed.get(d)).map(|(_, r)| r)
-        }
-        let member = |v: Option<&SpaceView>, d: &str| v.is_some_and(|v| v.members.contains_key(d));
-        let mut devices: Vec<&String> = after.removed.keys().chain(after.members.keys()).collect();
-        if let Some(b) = before {
-            devices.extend(b.removed.keys().chain(b.members.keys()));
-        }
-        devices.sort();
-        devices.dedup();
-        for device in devices {
-            let (was, now) = (removal(before, device), removal(Some(after), device));
-            // A membership can also end without a removal: its addition is
-            // held once the rules learn its adder had been removed first.
-            let joined_or_left = member(before, device) != member(Some(after), device);
-            if was == now && !joined_or_left {
-                continue;
-            }
-            let records = match (was, now) {
-                (Some(was), Some(now)) if !joined_or_left && is_extension(was, now) => now.cutoff
-                    [was.cutoff.len()..]
-                    .iter()
-                    .map(|(record, _)| *record)
-                    .collect(),
-                _ => {
-                    let Some(key) =
-                        rapport_proto::parse_hex(device).and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    else {
-                        continue;
-                    };
-                    self.store().authored(&key)?
-                }
+        for step in policy::rejudge(before, after) {
+            let records = match step {
+                Rejudge::Records(records) => records,
+                Rejudge::AuthoredBy(device) => self.store().authored(&device)?,
             };
             for record in records {
                 // A record of this space, shown or withdrawn (then its
@@ -608,113 +440,6 @@ impl Repo {
     }
 }
 
-/// Whether removal `now` is `was` with more of its cutoff, and nothing else
-/// changed: then a record's verdicts change only if the new part names it.
-/// A cutoff is searched by record id (`policy::judge_record`), so this
-/// holds only while the whole cutoff is in id order; a cutoff out of order
-/// (written by no honest node) has every record judged again.
-fn is_extension(was: &Removal, now: &Removal) -> bool {
-    (&was.device, &was.by, was.at) == (&now.device, &now.by, now.at)
-        && now.cutoff.len() > was.cutoff.len()
-        && now.cutoff.starts_with(&was.cutoff)
-        && now.cutoff.windows(2).all(|w| w[0].0 < w[1].0)
-}
-
-/// Whether `change`'s author may write it to `record`, in the space whose
-/// member list is `view` (`None` while this node joins the space: then
-/// only the space document arrives, and its own rules judge it).
-fn authorize(
-    record: RecordId,
-    is_space_record: bool,
-    view: Option<&SpaceView>,
-    (signed, change): &Verified,
-    check_creator: bool,
-    arrived_now: bool,
-) -> Result<(), String> {
-    let author = hex(&signed.author);
-    match view.map(|v| v.entry(&author)) {
-        None if is_space_record => {}
-        None | Some(None) => return Err("the author is not a member of the space".into()),
-        Some(Some(m)) if !is_space_record && !m.role.writes_records() => {
-            return Err(format!("a {} may not change records", m.role));
-        }
-        Some(Some(_)) => {}
-    }
-    // Only a record's creator writes a change that starts its history
-    // (its id is bound to the creator's key); the space document's own
-    // rules check its creator.
-    if !is_space_record
-        && check_creator
-        && change.deps().is_empty()
-        && !rapport_model::space::record_creator_matches(record, &signed.author)
-    {
-        return Err("only the record's creator can write its first change".into());
-    }
-    // A document never moves between spaces: after its creation, no change
-    // may write the root `space` key (the creation's own value is checked
-    // against the session's space with the rest of the document). A stored
-    // change passed this when it arrived: it is not decoded again at every
-    // later settle.
-    if arrived_now && !change.deps().is_empty() && writes_root_key(change, "space") {
-        return Err("a change may not move a document to another space".into());
-    }
-    Ok(())
-}
-
-/// Whether `change` has an operation on `key` of the document's root map.
-fn writes_root_key(change: &Change, key: &str) -> bool {
-    use rapport_model::automerge::legacy::{Key, ObjectId};
-    // Decoding a parsed change should not panic; if Automerge does, the
-    // change is treated as writing the key (refused, never applied).
-    std::panic::catch_unwind(|| {
-        change
-            .decode()
-            .operations
-            .iter()
-            .any(|op| op.obj == ObjectId::Root && op.key == Key::Map(key.into()))
-    })
-    .unwrap_or(true)
-}
-
-/// `doc` with `changes` applied, if the result passes `valid`.
-///
-/// Automerge 0.12 applies some malformed changes (an op whose predecessor
-/// is an op at another key) and then panics when asked for them again,
-/// which reading, judging and serving the document all do. So the applied
-/// changes must come back out of the document as they were signed, and a
-/// panic on the way refuses them rather than bringing the node down (the
-/// copy it happened on is thrown away).
-fn try_apply(
-    doc: &AutoCommit,
-    changes: &[Change],
-    offered: &HashSet<ChangeHash>,
-    valid: &dyn Fn(&mut AutoCommit) -> Result<(), String>,
-) -> Result<AutoCommit, String> {
-    let attempt = || {
-        let mut trial = doc.clone();
-        let before = trial.get_heads();
-        trial
-            .apply_changes(changes.iter().cloned())
-            .map_err(|e| format!("the change does not apply: {e}"))?;
-        // Those still waiting for their dependencies do not come back yet;
-        // every one that does must be one of those offered.
-        if let Some(other) = trial
-            .get_changes(&before)
-            .iter()
-            .find(|c| !offered.contains(&c.hash()))
-        {
-            return Err(format!(
-                "the change does not survive Automerge's re-encoding (a change {} comes out)",
-                hex(&other.hash().0)
-            ));
-        }
-        valid(&mut trial)?;
-        Ok(trial)
-    };
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt))
-        .unwrap_or_else(|_| Err("the change breaks Automerge (it panicked)".into()))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -727,6 +452,7 @@ pub(crate) mod tests {
         pub(super) static SETTLES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
     use jiff::Timestamp;
+    use rapport_model::automerge::Change;
     use rapport_model::{Kind, Member, Role};
     use rapport_sync::{Replica, run_in_memory};
     use std::time::Instant;
