@@ -15,7 +15,7 @@ use rapport_model::{RecordId, RecordView, SpaceId, SpaceView};
 use rapport_proto::{SignedChange, hex};
 use rapport_store::{Indexed, RecordWrite, Rejection};
 use rapport_trust::policy::{
-    self, Decision, Document, Fate, Ingest, Origin, Rejudge, Shown, Verdict,
+    self, Accepted, Decision, Document, Fate, Ingest, Origin, Rejudge, Shown, Verdict,
 };
 use rapport_trust::{DeviceId, parse_change, verify_change};
 
@@ -321,7 +321,10 @@ impl Repo {
                 }
                 return Ok(note_waiting()?);
             }
-            Document::Write { doc, heads, shown } => (doc, heads, shown),
+            Document::Write(accepted) => {
+                let Accepted { doc, heads, shown } = *accepted;
+                (doc, heads, shown)
+            }
         };
         let index = match &shown {
             Shown::Record(v) => Indexed::Record {

@@ -800,8 +800,8 @@ fn writes_root_key(change: &Change, key: &str) -> bool {
 
 mod ingest;
 pub use ingest::{
-    Decision, Document, Fate, Ingest, Origin, Plan, PlanError, Rejudge, Settled, Shown, Verified,
-    plan, rejudge,
+    Accepted, Decision, Document, Fate, Ingest, Origin, Plan, PlanError, Rejudge, Settled, Shown,
+    Verified, plan, rejudge,
 };
 
 #[cfg(test)]

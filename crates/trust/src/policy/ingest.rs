@@ -127,11 +127,15 @@ pub enum Document {
     /// device wrote).
     Pending { withdraw: bool },
     /// The accepted part, to store and show.
-    Write {
-        doc: AutoCommit,
-        heads: Vec<Hash>,
-        shown: Shown,
-    },
+    Write(Box<Accepted>),
+}
+
+/// The accepted part of a document.
+#[derive(Debug)]
+pub struct Accepted {
+    pub doc: AutoCommit,
+    pub heads: Vec<Hash>,
+    pub shown: Shown,
 }
 
 /// What a stored document shows.
@@ -146,7 +150,7 @@ pub enum PlanError {
     #[error("rebuilding {record}: {source}")]
     Rebuild {
         record: RecordId,
-        source: AutomergeError,
+        source: Box<AutomergeError>,
     },
 }
 
@@ -324,7 +328,7 @@ impl Settled {
             all.fork_at(&self.heads)
                 .map_err(|source| PlanError::Rebuild {
                     record: self.record,
-                    source,
+                    source: Box::new(source),
                 })?
         };
         let shown = if self.is_space_record {
@@ -339,11 +343,11 @@ impl Settled {
                 Err(_) => return Ok(Document::Pending { withdraw: false }),
             }
         };
-        Ok(Document::Write {
+        Ok(Document::Write(Box::new(Accepted {
             doc,
             heads: self.heads.iter().map(|h| h.0).collect(),
             shown,
-        })
+        })))
     }
 }
 

@@ -150,13 +150,12 @@ fn a_writers_new_record_is_accepted_and_shown() {
     let settled = plan.settled.expect("settled");
     assert!(settled.changed);
     match settled.document().expect("document") {
-        Document::Write {
-            heads,
-            shown: Shown::Record(view),
-            ..
-        } => {
-            assert_eq!(heads, [w.created.1.hash().0]);
-            assert_eq!(view.title(), "Acme");
+        Document::Write(accepted) => {
+            assert_eq!(accepted.heads, [w.created.1.hash().0]);
+            match &accepted.shown {
+                Shown::Record(view) => assert_eq!(view.title(), "Acme"),
+                other => panic!("{other:?}"),
+            }
         }
         other => panic!("{other:?}"),
     }
