@@ -490,7 +490,7 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
                 "Backed up {} journal entries to {} ({}) in {:.1} s.",
                 r.entries,
                 r.path.display(),
-                rapport_node::remote::human_bytes(r.bytes),
+                rapport_node::limits::human_bytes(r.bytes),
                 r.seconds
             );
             outln!(

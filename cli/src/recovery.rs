@@ -88,8 +88,8 @@ pub fn repair(out: &mut String, dir: &Path, compact: bool, json: bool) -> Result
             "Journal compacted: {} entries kept, {} dropped, {} → {}.",
             c.kept,
             c.dropped,
-            rapport_node::remote::human_bytes(c.bytes_before),
-            rapport_node::remote::human_bytes(c.bytes_after)
+            rapport_node::limits::human_bytes(c.bytes_before),
+            rapport_node::limits::human_bytes(c.bytes_after)
         );
     }
     Ok(())

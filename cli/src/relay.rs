@@ -1,8 +1,8 @@
 //! `rapport relay status`: what an admin watches on a relay.
 
 use anyhow::{Result, bail};
+use rapport_node::limits::human_bytes;
 use rapport_node::ops::Status;
-use rapport_node::remote::human_bytes;
 
 use crate::commands::print_json;
 use crate::output::table;

@@ -115,6 +115,16 @@ impl Limiter {
     }
 }
 
+/// `1.5 MiB` and the like: a size as [`parse_size`] reads one, for people.
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
 /// Parses a size such as `512k`, `10M`, `1G` or `1048576` (bytes).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::datadir::{self, DirState};
 use crate::env::Environment;
-use crate::remote::ApplyReport;
+use crate::ingest::ApplyReport;
 use crate::repo::{Built, open_store};
 use crate::{NodeError, Repo};
 
@@ -407,11 +407,11 @@ impl Repo {
     fn rebuilt_private(
         &self,
         record: RecordId,
-        changes: Vec<crate::remote::Verified>,
+        changes: Vec<crate::ingest::Verified>,
     ) -> Result<Option<Built>, NodeError> {
         let (mut doc, _) = self.candidate(record)?;
         let previous = self.store().view(record)?;
-        let new: Vec<crate::remote::Verified> = changes
+        let new: Vec<crate::ingest::Verified> = changes
             .into_iter()
             .filter(|(_, c)| doc.get_change_by_hash(&c.hash()).is_none())
             .collect();
@@ -551,7 +551,7 @@ type Journaled = (RecordId, SpaceId, Vec<Vec<u8>>);
 /// most of a rebuild's CPU.
 fn verify_in_parallel(
     inputs: Vec<Journaled>,
-) -> Vec<(RecordId, SpaceId, Vec<crate::remote::Verified>)> {
+) -> Vec<(RecordId, SpaceId, Vec<crate::ingest::Verified>)> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
@@ -584,7 +584,7 @@ fn verify_in_parallel(
 
 /// Verifies journaled changes again (a journal is a file on disk like any
 /// other); drops, with a warning, any that fail.
-fn verified(record: RecordId, changes: Vec<Vec<u8>>) -> Vec<crate::remote::Verified> {
+fn verified(record: RecordId, changes: Vec<Vec<u8>>) -> Vec<crate::ingest::Verified> {
     changes
         .into_iter()
         .filter_map(|bytes| {
@@ -799,7 +799,7 @@ impl<R: Read> Read for HashingReader<R> {
 mod tests {
     use super::*;
     use crate::OpenMode;
-    use crate::remote::tests::{add, all_changes, node, sync};
+    use crate::ingest::tests::{add, all_changes, node, sync};
     use crate::repo::tests::input;
     use rapport_model::{Kind, Role};
 

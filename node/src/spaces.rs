@@ -715,7 +715,7 @@ mod tests {
     /// not spent by the refusal.
     #[test]
     fn a_ticket_of_an_inviter_no_longer_admin_is_refused_unspent() {
-        use crate::remote::tests::{add, all_changes, node, sync};
+        use crate::ingest::tests::{add, all_changes, node, sync};
         let (_ta, a) = node();
         let (_tb, b) = node();
         let s = a.create_space("Joint").expect("space");

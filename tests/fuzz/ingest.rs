@@ -27,7 +27,7 @@ use std::path::Path;
 use rapport_model::automerge::AutoCommit;
 use rapport_model::space::add_member;
 use rapport_model::{RecordView, Role, SpaceView};
-use rapport_node::remote::ApplyReport;
+use rapport_node::ingest::ApplyReport;
 use rapport_node::{NodeError, OpenMode, Repo};
 use rapport_proto::SignedChange;
 use rapport_trust::{DeviceKey, verify_change};

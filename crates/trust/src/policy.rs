@@ -726,5 +726,83 @@ pub fn accepted_heads(metas: &[ChangeMeta], verdicts: &[Verdict]) -> Vec<ChangeH
     Dag::new(metas).heads(verdicts)
 }
 
+/// Whether `author` may write `change` to `record` of space `space` (the
+/// space document itself when `record == space`), whose member list is
+/// `view` (`None` while a node joins the space: then only the space
+/// document arrives, and its own rules judge it). Every change held for a
+/// document passes this, wherever and whenever it arrived, before the
+/// whole history is judged.
+///
+/// `check`: see [`Checks`].
+pub fn authorize(
+    space: RecordId,
+    record: RecordId,
+    view: Option<&SpaceView>,
+    author: &Hash,
+    change: &Change,
+    check: Checks,
+) -> Result<(), String> {
+    let is_space_record = record == space;
+    let author_hex = hex(author);
+    match view.map(|v| v.entry(&author_hex)) {
+        None if is_space_record => {}
+        None | Some(None) => return Err("the author is not a member of the space".into()),
+        Some(Some(m)) if !is_space_record && !m.role.writes_records() => {
+            return Err(format!("a {} may not change records", m.role));
+        }
+        Some(Some(_)) => {}
+    }
+    // Only a record's creator writes a change that starts its history
+    // (its id is bound to the creator's key); the space document's own
+    // rules check its creator.
+    if !is_space_record
+        && check.creator
+        && change.deps().is_empty()
+        && !rapport_model::space::record_creator_matches(record, author)
+    {
+        return Err("only the record's creator can write its first change".into());
+    }
+    // A document never moves between spaces: after its creation, no change
+    // may write the root `space` key (the creation's own value is checked
+    // against the session's space with the rest of the document).
+    if check.decode && !change.deps().is_empty() && writes_root_key(change, "space") {
+        return Err("a change may not move a document to another space".into());
+    }
+    Ok(())
+}
+
+/// Which of [`authorize`]'s checks apply to a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checks {
+    /// That a change starting a record is its creator's. Not for a node's
+    /// own journal: its history was judged when it arrived, by the rules
+    /// of its time (record ids named no creator before).
+    pub creator: bool,
+    /// Those that decode the change. A stored change passed them when it
+    /// arrived: it is not decoded again at every later judging.
+    pub decode: bool,
+}
+
+/// Whether `change` has an operation on `key` of the document's root map.
+fn writes_root_key(change: &Change, key: &str) -> bool {
+    use rapport_model::automerge::legacy::{Key, ObjectId};
+    // Decoding a parsed change should not panic; if Automerge does, the
+    // change is treated as writing the key (refused, never applied).
+    std::panic::catch_unwind(|| {
+        change
+            .decode()
+            .operations
+            .iter()
+            .any(|op| op.obj == ObjectId::Root && op.key == Key::Map(key.into()))
+    })
+    .unwrap_or(true)
+}
+
+mod ingest;
+pub use ingest::{
+    Accepted, Decision, Document, Fate, Ingest, Origin, Plan, PlanError, Rejudge, Settled, Shown,
+    Verified, plan, rejudge,
+};
+
 #[cfg(test)]
 mod tests;

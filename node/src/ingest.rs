@@ -1,19 +1,7 @@
-//! Changes from other nodes: what a peer lacks, and applying what a peer
-//! sent after verifying and authorizing every change.
-//!
-//! The rules (also in `docs/PROTOCOL.md`):
-//!
-//! 1. The envelope decodes, its signature verifies strictly, and the
-//!    change's actor is its signer.
-//! 2. The signer is, or was, a member of the space; for a record, one
-//!    whose role writes records. (A node that is joining has no member
-//!    list yet and lets the space document's rules judge it instead.)
-//! 3. A document must say it belongs to the space it arrived in, and keep
-//!    saying so.
-//! 4. `rapport_trust::policy` then judges the whole history held for the
-//!    document: membership statements need an admin, and changes written
-//!    after their author's removal are kept aside unless a member who was
-//!    not removed built on them.
+//! Applying what peers send: every change verified, over the bounds on
+//! waiting changes refused, then judged with everything held for its
+//! document by [`rapport_trust::policy::plan`] (the rules live there), and
+//! the plan persisted.
 //!
 //! A refused change is dropped, logged and recorded as a rejection; the
 //! others from the same batch still apply. Changes that wait for changes
@@ -22,17 +10,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rapport_model::automerge::{AutoCommit, Change, ChangeHash};
-use rapport_model::space::{is_space_doc, space_of};
-use rapport_model::{RecordId, RecordView, Removal, SpaceId, SpaceView};
+use rapport_model::automerge::{AutoCommit, ChangeHash};
+use rapport_model::{RecordId, RecordView, SpaceId, SpaceView};
 use rapport_proto::{SignedChange, hex};
 use rapport_store::{Indexed, RecordWrite, Rejection};
-use rapport_sync::Replica;
-use rapport_trust::policy::{ChangeMeta, Verdict, accepted_heads, evaluate_space, judge_record};
-use rapport_trust::{DeviceId, chunk_hash, parse_change, verify_change};
+use rapport_trust::policy::{
+    self, Accepted, Decision, Document, Fate, Ingest, Origin, Rejudge, Shown, Verdict,
+};
+use rapport_trust::{DeviceId, parse_change, verify_change};
 
-use crate::limits::Limiter;
-use std::time::Instant;
+pub use rapport_trust::policy::Verified;
 
 use crate::{NodeError, Repo};
 
@@ -51,38 +38,7 @@ pub struct ApplyReport {
     pub waiting_refused: usize,
 }
 
-/// A change verified and ready to be judged.
-pub(crate) type Verified = (SignedChange, Change);
-
 impl Repo {
-    /// Encoded signed changes of `record` that a peer with `peer_heads` lacks.
-    pub fn changes_for(
-        &self,
-        space: SpaceId,
-        record: RecordId,
-        peer_heads: &[[u8; 32]],
-    ) -> Result<Vec<Vec<u8>>, NodeError> {
-        if self.store().heads(space, record)?.is_none() {
-            return Ok(Vec::new());
-        }
-        let mut doc = self.load_doc(record)?;
-        let known: Vec<ChangeHash> = peer_heads
-            .iter()
-            .map(|h| ChangeHash(*h))
-            .filter(|h| doc.get_change_by_hash(h).is_some())
-            .collect();
-        let mut out = Vec::new();
-        for change in doc.get_changes(&known) {
-            match self.store().signed_change(&change.hash().0)? {
-                Some(signed) => out.push(signed.encode()),
-                None => tracing::warn!(%record, "a change has no stored signature; not sending it"),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Verifies, authorizes and applies changes a peer sent for `record`,
-    /// durably.
     pub fn apply_remote(
         &self,
         space: SpaceId,
@@ -228,10 +184,11 @@ impl Repo {
         Ok((doc, aside))
     }
 
-    /// Judges `incoming` together with what is held for `record`, and
-    /// stores the document the rules accept (rebuilt if the rules now
-    /// refuse something it held). `from` is the peer, or `None` when
-    /// re-judging after a removal.
+    /// Judges `incoming` together with what is held for `record`
+    /// ([`policy::plan`]), and stores what the plan says: the document the
+    /// rules accept (rebuilt if the rules now refuse something it held),
+    /// the changes kept aside or waiting, the refusals logged. `from` is
+    /// the peer, or `None` when re-judging after a removal.
     pub(crate) fn settle(
         &self,
         space_id: RecordId,
@@ -244,209 +201,104 @@ impl Repo {
         #[cfg(test)]
         tests::SETTLES.with(|n| n.set(n.get() + 1));
         let space = SpaceId::Shared(space_id);
-        let is_space_record = record == space_id;
         let from_label = from.unwrap_or("this node");
+        let origin = match from {
+            None => Origin::Rejudge,
+            Some(crate::recovery::FROM_JOURNAL) => Origin::Journal,
+            Some(_) => Origin::Peer,
+        };
         let (mut doc, aside) = self.candidate(record)?;
-        let existing = !doc.get_heads().is_empty();
-        if existing && space_of(&doc).ok() != Some(space) {
-            // Rule 3: a document never moves between spaces.
-            for (signed, _) in &incoming {
-                report.rejected += 1;
-                self.log_rejection(
-                    space,
-                    record,
-                    Some(signed.author),
-                    from_label,
-                    "the document belongs to another space",
-                );
-            }
-            return Ok(());
-        }
-        let old_view = if existing && !is_space_record {
+        // What the index shows now, to remove its stale entries.
+        let old_view = if record != space_id && !doc.get_heads().is_empty() {
             RecordView::read(&mut doc, record, None).ok()
         } else {
             None
         };
-        let mut before_sorted: Vec<ChangeHash> = doc.get_heads();
-        before_sorted.sort();
-        let mut fresh: Vec<(Verified, bool)> = Vec::new();
-        // Rule 2 for everything held as well as what just arrived: a change
-        // joins this record only if its author may write in the record's
-        // space now, wherever and whenever the change arrived.
-        for (v, new) in aside
-            .into_iter()
-            .map(|v| (v, false))
-            .chain(incoming.into_iter().map(|v| (v, true)))
-        {
-            let hash = v.1.hash();
-            if doc.get_change_by_hash(&hash).is_some()
-                || fresh.iter().any(|((_, c), _)| c.hash() == hash)
-            {
-                report.duplicates += usize::from(new);
-                continue;
-            }
-            // The journal's own history was judged when it arrived, by the
-            // rules of its time (record ids named no creator before).
-            let replaying = from == Some(crate::recovery::FROM_JOURNAL);
-            let refusal = authorize(record, is_space_record, view, &v, !replaying, new).err();
-            match refusal {
-                None => fresh.push((v, new)),
-                Some(reason) if new => {
-                    report.rejected += 1;
-                    self.log_rejection(space, record, Some(v.0.author), from_label, &reason);
-                }
-                Some(_) => self.store().forget_change(record, &hash.0)?,
-            }
-        }
-        if fresh.is_empty() && from.is_some() {
-            return Ok(());
-        }
-        // Rule 3, and Automerge's own: the whole batch at once if the
-        // result is a valid document of this space; otherwise one change
-        // at a time, refusing (and forgetting) each one that breaks it, so
-        // that one bad change never blocks the others, now or later.
-        let valid = |d: &mut AutoCommit| -> Result<(), String> {
-            if d.get_heads().is_empty() {
-                return Ok(());
-            }
-            if space_of(d).ok() != Some(space) {
-                return Err("the document does not belong to this space".into());
-            }
-            if is_space_record {
-                return if is_space_doc(d) {
-                    Ok(())
-                } else {
-                    Err("not a space document".into())
-                };
-            }
-            RecordView::read(d, record, None)
-                .map(|_| ())
-                .map_err(|e| format!("not a valid record: {e}"))
-        };
-        let batch: Vec<Change> = fresh.iter().map(|((_, c), _)| c.clone()).collect();
-        // A change applied alone may release others of the batch that
-        // Automerge queued waiting for it: they may come out too.
-        let offered: HashSet<ChangeHash> = batch.iter().map(Change::hash).collect();
-        if let Ok(whole) = try_apply(&doc, &batch, &offered, &valid) {
-            doc = whole;
-        } else {
-            let mut good = Vec::new();
-            for ((signed, change), new) in fresh {
-                match try_apply(&doc, std::slice::from_ref(&change), &offered, &valid) {
-                    Ok(trial) => {
-                        doc = trial;
-                        good.push(((signed, change), new));
-                    }
-                    Err(reason) if new => {
-                        report.rejected += 1;
-                        self.log_rejection(space, record, Some(signed.author), from_label, &reason);
-                    }
-                    Err(_) => self.store().forget_change(record, &change.hash().0)?,
-                }
-            }
-            fresh = good;
-        }
+        let plan = policy::plan(Ingest {
+            space: space_id,
+            record,
+            view,
+            doc,
+            aside,
+            incoming,
+            origin,
+        });
 
-        // Rule 4: judge the whole history held.
-        let removed_author =
-            |v: &Verified| view.is_some_and(|s| s.removed.contains_key(&hex(&v.0.author)));
-        let needs_judging =
-            is_space_record || from.is_none() || fresh.iter().any(|(v, _)| removed_author(v));
-        let mut space_view = None;
-        // `None`: every change applies (no author of this batch was removed).
-        let (heads, verdicts): (Vec<ChangeHash>, Option<HashMap<[u8; 32], Verdict>>) =
-            if !needs_judging {
-                (doc.get_heads(), None)
-            } else if is_space_record {
-                let m = evaluate_space(doc.document(), space_id);
-                space_view = m.view.clone();
-                let map = m
-                    .log
-                    .iter()
-                    .filter_map(|s| {
-                        let h = rapport_proto::parse_hex(&s.hash)?;
-                        Some((<[u8; 32]>::try_from(h).ok()?, s.verdict.clone()))
-                    })
-                    .collect();
-                (m.heads, Some(map))
-            } else {
-                let Some(v) = view else { return Ok(()) };
-                let metas: Vec<ChangeMeta> =
-                    doc.get_changes(&[]).iter().map(ChangeMeta::of).collect();
-                let verdicts = judge_record(&metas, v, record);
-                let heads = accepted_heads(&metas, &verdicts);
-                (
-                    heads,
-                    Some(metas.iter().map(|m| m.hash).zip(verdicts).collect()),
-                )
-            };
-        let verdict_of = |h: &ChangeHash| match &verdicts {
-            None => Verdict::Accepted,
-            Some(map) => map.get(&h.0).cloned().unwrap_or(Verdict::Waiting),
-        };
         let mut keep: Vec<(Vec<u8>, SignedChange)> = Vec::new();
         // Changes set aside earlier are stored already; new ones are not.
         let mut keeps_new = false;
         // Which changes begin and stop waiting for their dependencies.
         let mut started: Vec<([u8; 32], [u8; 32])> = Vec::new();
         let mut ended: Vec<[u8; 32]> = Vec::new();
-        for ((signed, change), new) in &fresh {
-            let hash = change.hash();
-            let verdict = if doc.get_change_by_hash(&hash).is_none() {
-                Verdict::Waiting
-            } else {
-                verdict_of(&hash)
+        let refuse = |author: [u8; 32], reason: &str, report: &mut ApplyReport| {
+            report.rejected += 1;
+            self.log_rejection(space, record, Some(author), from_label, reason);
+        };
+        for Decision {
+            signed,
+            hash,
+            new,
+            fate,
+        } in plan.decisions
+        {
+            let verdict = match fate {
+                Fate::Duplicate => {
+                    report.duplicates += usize::from(new);
+                    continue;
+                }
+                Fate::Refused(reason) if new => {
+                    refuse(signed.author, &reason, report);
+                    continue;
+                }
+                // Refused for good (the rules judge a change by its own
+                // history): it must not be parsed and judged again at
+                // every later settle.
+                Fate::Refused(_) => {
+                    self.store().forget_change(record, &hash)?;
+                    continue;
+                }
+                Fate::Judged(verdict) => verdict,
             };
             if !new && verdict != Verdict::Waiting {
-                ended.push(hash.0);
+                ended.push(hash);
             }
             match verdict {
-                Verdict::Accepted => report.applied += usize::from(*new),
-                Verdict::Waiting if *new => {
+                Verdict::Accepted => report.applied += usize::from(new),
+                Verdict::Waiting if new => {
                     if let Some(reason) =
                         self.waiting_bound(space, record, &signed.author, started.len())?
                     {
-                        report.rejected += 1;
                         report.waiting_refused += 1;
-                        self.log_rejection(space, record, Some(signed.author), from_label, &reason);
+                        refuse(signed.author, &reason, report);
                         continue;
                     }
-                    started.push((signed.author, hash.0));
+                    started.push((signed.author, hash));
                     report.pending += 1;
                 }
                 Verdict::Waiting => {}
                 Verdict::Held(reason) => {
-                    if *new {
+                    if new {
                         report.held += 1;
-                        self.log_rejection(
-                            space,
-                            record,
-                            Some(signed.author),
-                            from_label,
-                            &format!("kept aside: {reason}"),
-                        );
+                        let reason = format!("kept aside: {reason}");
+                        self.log_rejection(space, record, Some(signed.author), from_label, &reason);
                     }
                 }
                 Verdict::Rejected(reason) => {
-                    if *new {
-                        report.rejected += 1;
-                        self.log_rejection(space, record, Some(signed.author), from_label, &reason);
+                    if new {
+                        refuse(signed.author, &reason, report);
                     } else {
-                        // Refused for good (the rules judge a change by its
-                        // own history): it must not be parsed and applied
-                        // again at every later settle.
-                        self.store().forget_change(record, &hash.0)?;
+                        self.store().forget_change(record, &hash)?;
                     }
                     continue;
                 }
             }
-            keeps_new |= *new;
-            keep.push((hash.0.to_vec(), signed.clone()));
+            keeps_new |= new;
+            keep.push((hash.to_vec(), signed));
         }
-        let mut sorted_heads = heads.clone();
-        sorted_heads.sort();
-        let mut all_heads = doc.get_heads();
-        all_heads.sort();
+
+        let Some(settled) = plan.settled else {
+            return Ok(());
+        };
         // After what it counts is stored: a crash in between leaves a
         // count short, never a count of changes that are not there.
         let now = self.now().as_second().max(0).cast_unsigned();
@@ -454,62 +306,43 @@ impl Repo {
             self.store()
                 .note_waiting(space, record, &started, &ended, now)
         };
-        if sorted_heads == before_sorted && !keeps_new {
+        if !settled.changed && !keeps_new {
             // Nothing new is accepted and everything kept is already stored.
             return Ok(note_waiting()?);
         }
-        if heads.is_empty() {
-            // Nothing accepted: keep what arrived until it can apply, and
-            // withdraw what this node showed before (for example a record
-            // that only a removed device wrote).
-            self.store().keep_pending(record, space, &keep)?;
-            if !before_sorted.is_empty() {
-                self.store().withdraw(record, space)?;
-            }
-            return Ok(note_waiting()?);
-        }
-        let mut kept = if sorted_heads == all_heads {
-            doc
-        } else {
-            doc.fork_at(&heads).map_err(|e| NodeError::Damaged {
-                path: self.dir().to_path_buf(),
-                reason: format!("rebuilding {record}: {e}"),
-            })?
-        };
-        let (record_view, index) = if is_space_record {
-            let Some(v) = space_view.as_ref() else {
+        let (mut doc, heads, shown) = match settled.document().map_err(|e| NodeError::Damaged {
+            path: self.dir().to_path_buf(),
+            reason: e.to_string(),
+        })? {
+            Document::Pending { withdraw } => {
                 self.store().keep_pending(record, space, &keep)?;
-                return Ok(note_waiting()?);
-            };
-            (None, Indexed::Space(v))
-        } else {
-            match RecordView::read(&mut kept, record, None) {
-                Ok(v) => (Some(v), Indexed::Opaque),
-                Err(_) => {
-                    // The accepted part alone is not a record yet.
-                    self.store().keep_pending(record, space, &keep)?;
-                    return Ok(note_waiting()?);
+                if withdraw {
+                    self.store().withdraw(record, space)?;
                 }
+                return Ok(note_waiting()?);
+            }
+            Document::Write(accepted) => {
+                let Accepted { doc, heads, shown } = *accepted;
+                (doc, heads, shown)
             }
         };
-        let index = match &record_view {
-            Some(v) => Indexed::Record {
+        let index = match &shown {
+            Shown::Record(v) => Indexed::Record {
                 view: v,
                 previous: old_view.as_ref(),
             },
-            None => index,
+            Shown::Space(v) => Indexed::Space(v),
         };
-        let heads: Vec<[u8; 32]> = heads.iter().map(|h| h.0).collect();
         self.store().write_deferred(&RecordWrite {
             id: record,
             space,
-            doc: &rapport_model::stored::save(&mut kept),
+            doc: &rapport_model::stored::save(&mut doc),
             heads: &heads,
             changes: &keep,
             index,
         })?;
         note_waiting()?;
-        if let (true, Some(after)) = (is_space_record, space_view.as_ref()) {
+        if let Shown::Space(after) = &shown {
             self.resettle_after_removals(space_id, view, after)?;
         }
         Ok(())
@@ -579,12 +412,10 @@ impl Repo {
         )))
     }
 
-    /// After a space document changed: re-judges every record written by a
-    /// device whose membership began or ended, or whose removal appeared,
-    /// changed (another removal took precedence) or went away, so its
-    /// changes past the cutoff leave them (or come back). When the removal
-    /// only gained a part of its cutoff, only the records that part names
-    /// are judged again.
+    /// After a space document changed: judges again the records
+    /// [`policy::rejudge`] names (those of devices whose membership or
+    /// removal changed), so changes past a cutoff leave them (or come
+    /// back).
     pub(crate) fn resettle_after_removals(
         &self,
         space_id: RecordId,
@@ -592,38 +423,10 @@ impl Repo {
         after: &SpaceView,
     ) -> Result<(), NodeError> {
         let space = SpaceId::Shared(space_id);
-        fn removal<'a>(v: Option<&'a SpaceView>, d: &str) -> Option<&'a Removal> {
-            v.and_then(|v| v.removed.get(d)).map(|(_, r)| r)
-        }
-        let member = |v: Option<&SpaceView>, d: &str| v.is_some_and(|v| v.members.contains_key(d));
-        let mut devices: Vec<&String> = after.removed.keys().chain(after.members.keys()).collect();
-        if let Some(b) = before {
-            devices.extend(b.removed.keys().chain(b.members.keys()));
-        }
-        devices.sort();
-        devices.dedup();
-        for device in devices {
-            let (was, now) = (removal(before, device), removal(Some(after), device));
-            // A membership can also end without a removal: its addition is
-            // held once the rules learn its adder had been removed first.
-            let joined_or_left = member(before, device) != member(Some(after), device);
-            if was == now && !joined_or_left {
-                continue;
-            }
-            let records = match (was, now) {
-                (Some(was), Some(now)) if !joined_or_left && is_extension(was, now) => now.cutoff
-                    [was.cutoff.len()..]
-                    .iter()
-                    .map(|(record, _)| *record)
-                    .collect(),
-                _ => {
-                    let Some(key) =
-                        rapport_proto::parse_hex(device).and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    else {
-                        continue;
-                    };
-                    self.store().authored(&key)?
-                }
+        for step in policy::rejudge(before, after) {
+            let records = match step {
+                Rejudge::Records(records) => records,
+                Rejudge::AuthoredBy(device) => self.store().authored(&device)?,
             };
             for record in records {
                 // A record of this space, shown or withdrawn (then its
@@ -637,337 +440,6 @@ impl Repo {
             }
         }
         Ok(())
-    }
-
-    /// The storage side of a catch-up session with `peer`.
-    pub fn replica(&self, peer: DeviceId) -> SyncReplica<'_> {
-        SyncReplica {
-            repo: self,
-            peer,
-            limiter: None,
-            report: ApplyReport::default(),
-        }
-    }
-}
-
-/// Whether removal `now` is `was` with more of its cutoff, and nothing else
-/// changed: then a record's verdicts change only if the new part names it.
-/// A cutoff is searched by record id (`policy::judge_record`), so this
-/// holds only while the whole cutoff is in id order; a cutoff out of order
-/// (written by no honest node) has every record judged again.
-fn is_extension(was: &Removal, now: &Removal) -> bool {
-    (&was.device, &was.by, was.at) == (&now.device, &now.by, now.at)
-        && now.cutoff.len() > was.cutoff.len()
-        && now.cutoff.starts_with(&was.cutoff)
-        && now.cutoff.windows(2).all(|w| w[0].0 < w[1].0)
-}
-
-/// Whether `change`'s author may write it to `record`, in the space whose
-/// member list is `view` (`None` while this node joins the space: then
-/// only the space document arrives, and its own rules judge it).
-fn authorize(
-    record: RecordId,
-    is_space_record: bool,
-    view: Option<&SpaceView>,
-    (signed, change): &Verified,
-    check_creator: bool,
-    arrived_now: bool,
-) -> Result<(), String> {
-    let author = hex(&signed.author);
-    match view.map(|v| v.entry(&author)) {
-        None if is_space_record => {}
-        None | Some(None) => return Err("the author is not a member of the space".into()),
-        Some(Some(m)) if !is_space_record && !m.role.writes_records() => {
-            return Err(format!("a {} may not change records", m.role));
-        }
-        Some(Some(_)) => {}
-    }
-    // Only a record's creator writes a change that starts its history
-    // (its id is bound to the creator's key); the space document's own
-    // rules check its creator.
-    if !is_space_record
-        && check_creator
-        && change.deps().is_empty()
-        && !rapport_model::space::record_creator_matches(record, &signed.author)
-    {
-        return Err("only the record's creator can write its first change".into());
-    }
-    // A document never moves between spaces: after its creation, no change
-    // may write the root `space` key (the creation's own value is checked
-    // against the session's space with the rest of the document). A stored
-    // change passed this when it arrived: it is not decoded again at every
-    // later settle.
-    if arrived_now && !change.deps().is_empty() && writes_root_key(change, "space") {
-        return Err("a change may not move a document to another space".into());
-    }
-    Ok(())
-}
-
-/// Whether `change` has an operation on `key` of the document's root map.
-fn writes_root_key(change: &Change, key: &str) -> bool {
-    use rapport_model::automerge::legacy::{Key, ObjectId};
-    // Decoding a parsed change should not panic; if Automerge does, the
-    // change is treated as writing the key (refused, never applied).
-    std::panic::catch_unwind(|| {
-        change
-            .decode()
-            .operations
-            .iter()
-            .any(|op| op.obj == ObjectId::Root && op.key == Key::Map(key.into()))
-    })
-    .unwrap_or(true)
-}
-
-/// `doc` with `changes` applied, if the result passes `valid`.
-///
-/// Automerge 0.12 applies some malformed changes (an op whose predecessor
-/// is an op at another key) and then panics when asked for them again,
-/// which reading, judging and serving the document all do. So the applied
-/// changes must come back out of the document as they were signed, and a
-/// panic on the way refuses them rather than bringing the node down (the
-/// copy it happened on is thrown away).
-fn try_apply(
-    doc: &AutoCommit,
-    changes: &[Change],
-    offered: &HashSet<ChangeHash>,
-    valid: &dyn Fn(&mut AutoCommit) -> Result<(), String>,
-) -> Result<AutoCommit, String> {
-    let attempt = || {
-        let mut trial = doc.clone();
-        let before = trial.get_heads();
-        trial
-            .apply_changes(changes.iter().cloned())
-            .map_err(|e| format!("the change does not apply: {e}"))?;
-        // Those still waiting for their dependencies do not come back yet;
-        // every one that does must be one of those offered.
-        if let Some(other) = trial
-            .get_changes(&before)
-            .iter()
-            .find(|c| !offered.contains(&c.hash()))
-        {
-            return Err(format!(
-                "the change does not survive Automerge's re-encoding (a change {} comes out)",
-                hex(&other.hash().0)
-            ));
-        }
-        valid(&mut trial)?;
-        Ok(trial)
-    };
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt))
-        .unwrap_or_else(|_| Err("the change breaks Automerge (it panicked)".into()))
-}
-
-/// [`Replica`] over a [`Repo`], for one session with one peer.
-#[derive(Debug)]
-pub struct SyncReplica<'a> {
-    repo: &'a Repo,
-    peer: DeviceId,
-    limiter: Option<&'a Limiter>,
-    /// What the session applied and rejected so far.
-    pub report: ApplyReport,
-}
-
-impl<'a> SyncReplica<'a> {
-    /// Enforces `limiter`'s rate and quota on what the peer sends.
-    pub fn limited(self, limiter: &'a Limiter) -> Self {
-        SyncReplica {
-            limiter: Some(limiter),
-            ..self
-        }
-    }
-
-    /// Why the peer's batch must wait, if the limits say so. The changes
-    /// are not stored; the peer offers them again at a later session.
-    fn over_limits(&self, space: SpaceId, record: RecordId, changes: &[Vec<u8>]) -> Option<String> {
-        let limiter = self.limiter?;
-        let SpaceId::Shared(id) = space else {
-            return None;
-        };
-        if record == id {
-            // Membership always flows: while this node joins, and what the
-            // space's admins write (additions, removals) must never wait
-            // behind a burst of records. Anything else a member writes to
-            // the space document is charged like records.
-            let exempt = match self.repo.store().space_shared(id).ok().flatten() {
-                None => true,
-                Some(view) => changes.iter().all(|bytes| {
-                    SignedChange::decode(bytes).is_ok_and(|s| {
-                        view.role_of(&hex(&s.author)) == Some(rapport_model::Role::Admin)
-                    })
-                }),
-            };
-            if exempt {
-                return None;
-            }
-        }
-        // Only what this node does not hold yet counts: a peer that
-        // resends history it cannot know this node has costs nothing.
-        let new: Vec<&Vec<u8>> = changes
-            .iter()
-            .filter(|bytes| {
-                // Hashed from the bytes: nothing unverified is parsed (or
-                // inflated) here.
-                SignedChange::decode(bytes)
-                    .ok()
-                    .and_then(|s| chunk_hash(&s.change).ok())
-                    .is_none_or(|h| {
-                        self.repo
-                            .store()
-                            .signed_change(&h.0)
-                            .ok()
-                            .flatten()
-                            .is_none()
-                    })
-            })
-            .collect();
-        if new.is_empty() {
-            return None;
-        }
-        let per_minute = limiter.limits.changes_per_minute.unwrap_or(0);
-        if let Err(wait) = limiter.take(self.peer, new.len(), Instant::now()) {
-            return Some(format!(
-                "rate limit: peer {} sends more than {per_minute} changes a minute; the rest is taken in {} s",
-                self.peer.short(),
-                wait.as_secs()
-            ));
-        }
-        let used = self.repo.store().space_usage(space).unwrap_or(0);
-        let incoming: u64 = new.iter().map(|c| c.len() as u64).sum();
-        limiter.fits(used, incoming, new.len()).err().map(|quota| {
-            format!(
-                "storage quota: this node keeps at most {} of space {space}, and holds {}; its admin can raise --quota",
-                human_bytes(quota),
-                human_bytes(used)
-            )
-        })
-    }
-}
-
-/// `1.5 MiB` and the like.
-pub fn human_bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
-fn text(e: NodeError) -> String {
-    e.to_string()
-}
-
-impl Replica for SyncReplica<'_> {
-    fn items(&self, space: SpaceId) -> Result<Vec<(RecordId, Vec<[u8; 32]>)>, String> {
-        // Nothing of a space goes to a peer that is not a member of it,
-        // whichever side dialed.
-        if !self.may_sync(space) {
-            return Ok(Vec::new());
-        }
-        self.repo
-            .store()
-            .space_items(space)
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())
-    }
-
-    fn heads(&self, space: SpaceId, record: RecordId) -> Result<Option<Vec<[u8; 32]>>, String> {
-        if !self.may_sync(space) {
-            return Ok(None);
-        }
-        self.repo
-            .store()
-            .heads(space, record)
-            .map_err(|e| e.to_string())
-    }
-
-    fn changes_for(
-        &self,
-        space: SpaceId,
-        record: RecordId,
-        peer_heads: &[[u8; 32]],
-    ) -> Result<Vec<Vec<u8>>, String> {
-        if !self.may_sync(space) {
-            return Ok(Vec::new());
-        }
-        let changes = self
-            .repo
-            .changes_for(space, record, peer_heads)
-            .map_err(text)?;
-        // Again, after loading: a removal committed meanwhile (which holds
-        // the new topic secret) must not reach the member it removes.
-        if !self.may_sync(space) {
-            return Ok(Vec::new());
-        }
-        Ok(changes)
-    }
-
-    fn apply(
-        &mut self,
-        space: SpaceId,
-        record: RecordId,
-        changes: Vec<Vec<u8>>,
-    ) -> Result<(), String> {
-        if let Some(reason) = self.over_limits(space, record, &changes) {
-            tracing::warn!(peer = %self.peer.short(), %space, %record, "{reason}");
-            if let Some(l) = self.limiter {
-                l.note(format!(
-                    "{} {reason}",
-                    self.repo.now().strftime("%Y-%m-%d %H:%M:%S UTC")
-                ));
-            }
-            self.report.rejected += changes.len();
-            return Ok(());
-        }
-        let r = self
-            .repo
-            .apply_remote(space, record, changes, self.peer)
-            .map_err(text)?;
-        self.report.applied += r.applied;
-        self.report.duplicates += r.duplicates;
-        self.report.rejected += r.rejected;
-        self.report.pending += r.pending;
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), String> {
-        self.repo.store().flush().map_err(|e| e.to_string())
-    }
-
-    /// A removed member is told so (it is entitled to know); anyone else
-    /// learns nothing about the space, not even whether it exists here.
-    fn refusal_reason(&self, space: SpaceId) -> String {
-        let generic = "not a member of this space here".to_string();
-        let SpaceId::Shared(id) = space else {
-            return generic;
-        };
-        match self.repo.space(id) {
-            Ok(Some(v)) => match v.removed.get(&self.peer.to_string()) {
-                Some((_, removal)) => format!(
-                    "you were removed from space {} by {} on {}",
-                    v.name,
-                    self.repo.device_label(&v, &removal.by),
-                    crate::spaces::day(removal.at)
-                ),
-                None => generic,
-            },
-            _ => generic,
-        }
-    }
-
-    /// Both ends must be members: this node (or it has nothing to share)
-    /// and the peer (or it gets nothing).
-    fn may_sync(&self, space: SpaceId) -> bool {
-        let SpaceId::Shared(id) = space else {
-            return false;
-        };
-        match self.repo.store().space_shared(id) {
-            Ok(Some(v)) => {
-                v.is_member(&self.peer.to_string())
-                    && v.is_member(&self.repo.device_id().to_string())
-            }
-            _ => false,
-        }
     }
 }
 
@@ -983,8 +455,10 @@ pub(crate) mod tests {
         pub(super) static SETTLES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
     use jiff::Timestamp;
+    use rapport_model::automerge::Change;
     use rapport_model::{Kind, Member, Role};
-    use rapport_sync::run_in_memory;
+    use rapport_sync::{Replica, run_in_memory};
+    use std::time::Instant;
 
     pub(crate) fn node() -> (tempfile::TempDir, Repo) {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -1029,74 +503,12 @@ pub(crate) mod tests {
         (shared, space, acme)
     }
 
-    fn views(r: &Repo, kind: Kind) -> Vec<RecordView> {
+    pub(crate) fn views(r: &Repo, kind: Kind) -> Vec<RecordView> {
         let mut v = r.list(kind, &[], false).expect("list");
         for x in &mut v {
             x.updated = 0;
         }
         v
-    }
-
-    #[test]
-    fn two_members_converge_and_private_records_stay_home() {
-        let (_ta, a) = node();
-        let (_tb, b) = node();
-        let shared = a.create_space("Joint").expect("space");
-        let space = SpaceId::Shared(shared.id);
-        add(&a, shared.id, &b, Role::Writer);
-        a.create(Kind::Company, space, &input(&[("name", "Acme")]))
-            .expect("c");
-        a.create(
-            Kind::Company,
-            SpaceId::Private,
-            &input(&[("name", "Secret Co")]),
-        )
-        .expect("p");
-
-        sync(&b, &a, space);
-        assert_eq!(b.spaces().expect("spaces").len(), 1, "b learned the space");
-        let on_b = views(&b, Kind::Company);
-        assert_eq!(on_b.len(), 1);
-        assert_eq!(on_b[0].title(), "Acme");
-        assert!(
-            b.resolve("Secret Co").is_err(),
-            "a private record reached b"
-        );
-
-        // Concurrent edits: different fields, and the same field.
-        a.edit(
-            "Acme",
-            &input(&[("industry", "Steel"), ("owner", "Ann")]),
-            &[],
-        )
-        .expect("a edits");
-        b.edit(
-            "Acme",
-            &input(&[("domain", "acme.com"), ("owner", "Bob")]),
-            &[],
-        )
-        .expect("b edits");
-        sync(&a, &b, space);
-        let (va, vb) = (views(&a, Kind::Company), views(&b, Kind::Company));
-        let shared_a: Vec<_> = va.into_iter().filter(|v| v.space == space).collect();
-        assert_eq!(shared_a, vb, "both nodes see the same record");
-        let acme = &vb[0];
-        assert_eq!(acme.text("industry"), Some("Steel"));
-        assert_eq!(acme.text("domain"), Some("acme.com"));
-        assert_eq!(
-            acme.conflicts.get("owner").map(Vec::len),
-            Some(2),
-            "the conflict is visible"
-        );
-        assert_eq!(
-            a.store().heads(space, acme.id).expect("heads"),
-            b.store().heads(space, acme.id).expect("heads")
-        );
-
-        // A second session finds nothing to do, cheaply.
-        let t = sync(&a, &b, space);
-        assert_eq!(t.messages, 4, "identical spaces: one round trip");
-        assert!(t.bytes < 400, "{} bytes", t.bytes);
     }
 
     #[test]
@@ -1884,69 +1296,6 @@ pub(crate) mod tests {
         let on_d = d.resolve("Acme").expect("acme");
         assert_eq!(on_d.text("industry"), Some("Steel"), "written before");
         assert_eq!(on_d.get("domain"), None, "written after the removal");
-    }
-
-    /// Issue 15, item 7, measured (`cargo test --release -p rapport-node
-    /// --lib catch_up_cost -- --ignored --nocapture`): a catch-up of 10
-    /// changed records in a space whose removal names 20,000 records.
-    #[test]
-    #[ignore = "a measurement: run it in release"]
-    fn catch_up_cost_with_a_large_removal() {
-        use rapport_model::space::Removal;
-        let (_ta, a) = node();
-        let (_tb, b) = node();
-        let (_tw, w) = node();
-        let shared = a.create_space("Joint").expect("space");
-        let space = SpaceId::Shared(shared.id);
-        add(&a, shared.id, &b, Role::Writer);
-        add(&a, shared.id, &w, Role::Writer);
-        let rows: Vec<Vec<(String, String)>> = (0..200)
-            .map(|n| vec![("name".to_string(), format!("Company {n}"))])
-            .collect();
-        a.create_many(Kind::Company, space, &rows).expect("create");
-        sync(&b, &a, space);
-        let cutoff: Vec<(RecordId, [u8; 32])> = (0..20_000u32)
-            .map(|n| {
-                let mut r = [0u8; 10];
-                r[..4].copy_from_slice(&n.to_be_bytes());
-                (RecordId::new(1, r), [7; 32])
-            })
-            .collect();
-        let mut doc = a.load_doc(shared.id).expect("doc");
-        rapport_model::space::remove_members(
-            &mut doc,
-            &[Removal {
-                device: w.device_id().to_string(),
-                by: a.device_id().to_string(),
-                at: Timestamp::now().as_second(),
-                cutoff,
-            }],
-            [9; 32],
-            Timestamp::now(),
-        )
-        .expect("remove");
-        a.write_space_doc(&mut doc, shared.id).expect("write");
-        sync(&b, &a, space);
-        let mut times = Vec::new();
-        for round in 0..5 {
-            for n in 0..10 {
-                a.edit(
-                    &format!("Company {n}"),
-                    &input(&[("industry", &format!("R{round}"))]),
-                    &[],
-                )
-                .expect("edit");
-            }
-            let started = Instant::now();
-            let traffic = sync(&b, &a, space);
-            times.push(started.elapsed());
-            assert!(traffic.messages > 0);
-        }
-        times.sort();
-        eprintln!(
-            "catch-up of 10 changed records, 20,000-entry removal: median {:?} (min {:?}, max {:?})",
-            times[2], times[0], times[4]
-        );
     }
 
     /// A member who sends a writer's change under another document first
