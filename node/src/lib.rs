@@ -9,6 +9,7 @@ pub mod api;
 pub mod datadir;
 pub mod demo;
 pub mod env;
+pub mod integrations;
 pub mod limits;
 pub mod live;
 pub mod metrics;
