@@ -446,9 +446,7 @@ mod tests {
     fn a_token_is_kept_as_a_hash_and_found_by_its_secret() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let i = Integrations::new(tmp.path());
-        let (t, secret) = i
-            .create_token("billing", true, None, 1)
-            .expect("create");
+        let (t, secret) = i.create_token("billing", true, None, 1).expect("create");
         assert!(secret.starts_with(TOKEN_PREFIX));
         let file = std::fs::read_to_string(tmp.path().join(FILE)).expect("file");
         assert!(!file.contains(&secret), "the secret must not be stored");
@@ -500,7 +498,13 @@ mod tests {
         assert!(!now.wants(EventType::Created, None));
         assert_eq!(i.deliveries(Some(&w.id)).expect("log").len(), 6);
         assert!(i.enable_webhook(&w.id).expect("enable").disabled.is_none());
-        assert!(i.add_webhook("https://example.com", vec![EventType::Created], None, 1).is_err());
-        assert!(i.add_webhook("ftp://x", vec![EventType::Created], None, 1).is_err());
+        assert!(
+            i.add_webhook("https://example.com", vec![EventType::Created], None, 1)
+                .is_err()
+        );
+        assert!(
+            i.add_webhook("ftp://x", vec![EventType::Created], None, 1)
+                .is_err()
+        );
     }
 }

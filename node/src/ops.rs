@@ -1509,11 +1509,14 @@ impl Ops {
     /// The caller a request that sends the API token `secret` acts as;
     /// `None` for no such token (revoked, or never made).
     pub fn authenticate(&self, secret: &str) -> Result<Option<Caller>, OpError> {
-        Ok(self.integrations().token_by_secret(secret)?.map(|t| Caller {
-            token: Some(t.name),
-            read_only: t.read_only,
-            space: t.space,
-        }))
+        Ok(self
+            .integrations()
+            .token_by_secret(secret)?
+            .map(|t| Caller {
+                token: Some(t.name),
+                read_only: t.read_only,
+                space: t.space,
+            }))
     }
 
     pub fn integrations(&self) -> Integrations {
@@ -1587,9 +1590,9 @@ impl Ops {
                     Some(s) => Some(self.shared_scope(s)?),
                     None => None,
                 };
-                let (token, secret) =
-                    self.integrations()
-                        .create_token(&name, read_only, space, now)?;
+                let (token, secret) = self
+                    .integrations()
+                    .create_token(&name, read_only, space, now)?;
                 Ok(Reply::Token(TokenReply {
                     token: self.token_info(token),
                     secret: Some(secret),

@@ -1193,4 +1193,3 @@ pub(crate) mod tests {
         }
     }
 }
-

@@ -714,9 +714,19 @@ mod tests {
             Some("billing"),
         )
         .expect("create");
-        edit_via(&mut doc, &[Edit::Set("industry".into(), text("Steel"))], t(101), Some("zap"))
-            .expect("edit");
-        edit(&mut doc, &[Edit::Set("industry".into(), text("Rail"))], t(102)).expect("edit");
+        edit_via(
+            &mut doc,
+            &[Edit::Set("industry".into(), text("Steel"))],
+            t(101),
+            Some("zap"),
+        )
+        .expect("edit");
+        edit(
+            &mut doc,
+            &[Edit::Set("industry".into(), text("Rail"))],
+            t(102),
+        )
+        .expect("edit");
         let vias: Vec<Option<String>> = doc
             .get_changes(&[])
             .iter()
