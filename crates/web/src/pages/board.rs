@@ -260,7 +260,7 @@ fn column<'a>(
     let mut cards = cards.peekable();
     html! {
         section class="column" data-stage=(s.stage) aria-labelledby=(heading) {
-            h2 id=(heading) { (page::label(s.stage)) }
+            h2 id=(heading) { (page::label(&s.stage)) }
             p class="sums" {
                 (s.count) " " (if s.count == 1 { "deal" } else { "deals" })
                 @for (cur, m) in &s.currencies {
