@@ -342,6 +342,8 @@ pub fn run(cli: Cli, backend: &Backend, out: &mut String) -> Result<()> {
             )
         }
         Command::Fields { kind } => fields(out, kind.parse()?, json),
+        Command::Token(cmd) => crate::integrations::run(out, backend, cmd.request(), json),
+        Command::Webhook(cmd) => crate::integrations::run(out, backend, cmd.request(), json),
         Command::Bench(crate::BenchCmd::Store { records, dir }) => {
             crate::bench::run(out, records, dir.as_deref(), json)
         }

@@ -41,6 +41,12 @@ pub fn up(dir: &Path, mode: Mode, json: bool) -> Result<()> {
 
 async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     let repo = Arc::new(Repo::open(dir, OpenMode::Create)?);
+    // The HTTP API for integrations: a user's node serves it, a relay
+    // (which holds no records of its own) does not.
+    let http_api_bind = match &mode {
+        Mode::Node(args) => Some(args.api_bind),
+        Mode::Relay(_) => None,
+    };
     let (config, api_addr, demo, metrics, iroh_relay, ui_bind) = match mode {
         Mode::Node(args) => (
             net_config(&args.net, Limits::default()),
@@ -108,6 +114,20 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     });
     let api = Api::start(dir, api_addr, node.clone(), Arc::new(exec), token, links).await?;
     let login = ui.as_ref().map(|ui| ui.login_link());
+    // --- HTTP API for integrations (rapport-api), on the node's live feed ---
+    let live = http_api_bind.map(|_| rapport_node::live::Live::start(repo.clone()));
+    let http_api = match (http_api_bind, &live) {
+        (Some(bind), Some(live)) => {
+            let ops = rapport_node::ops::Ops::running(node.clone(), Some(live.clone()));
+            let config = rapport_api::ApiConfig {
+                any_port_if_taken: bind.is_none(),
+                ..rapport_api::ApiConfig::default()
+            };
+            Some(rapport_api::start(ops, bind.unwrap_or(rapport_api::DEFAULT_BIND), config).await?)
+        }
+        _ => None,
+    };
+    // --- end HTTP API ---
     let metrics = match metrics {
         Some((addr, token)) => Some(rapport_node::metrics::serve(addr, node.clone(), token).await?),
         None => None,
@@ -126,6 +146,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
                 "relay": relay,
                 "metrics": metrics.as_ref().map(|(a, _)| a),
                 "iroh_relay": iroh_relay.as_ref().and_then(|s| s.http_addr()),
+                "http_api": http_api.as_ref().map(|a| a.url()),
             })
         );
     } else {
@@ -155,6 +176,9 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
         if let Some((addr, _)) = &metrics {
             println!("metrics    http://{addr}/metrics");
         }
+        if let Some(a) = &http_api {
+            println!("HTTP API   {} (tokens: rapport token create NAME)", a.url());
+        }
         if let Some(addr) = iroh_relay.as_ref().and_then(|s| s.http_addr()) {
             println!(
                 "iroh relay http://{addr} (nodes: rapport up --relay http://HOST:{})",
@@ -183,6 +207,12 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
         let _ = stop.send(());
     }
     api.stop();
+    if let Some(a) = http_api {
+        a.stop();
+    }
+    if let Some(live) = live {
+        live.stop();
+    }
     if let Some(ui) = ui {
         ui.stop();
     }

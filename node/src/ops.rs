@@ -305,6 +305,9 @@ pub struct WebhookReply {
     pub webhook: WebhookInfo,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// Whether it was just removed.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1624,6 +1627,7 @@ impl Ops {
                 Ok(Reply::Webhook(WebhookReply {
                     webhook: webhook_info(hook),
                     secret: Some(secret),
+                    removed: false,
                 }))
             }
             Request::WebhookList => {
@@ -1642,6 +1646,7 @@ impl Ops {
                 Ok(Reply::Webhook(WebhookReply {
                     webhook: webhook_info(self.integrations().remove_webhook(&id)?),
                     secret: None,
+                    removed: true,
                 }))
             }
             Request::WebhookEnable { id } => {
@@ -1649,6 +1654,7 @@ impl Ops {
                 Ok(Reply::Webhook(WebhookReply {
                     webhook: webhook_info(self.integrations().enable_webhook(&id)?),
                     secret: None,
+                    removed: false,
                 }))
             }
             Request::WebhookLog { id } => {
