@@ -18,7 +18,7 @@ use rapport_node::live::Event;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::dto::{EventBody, Reset};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemDocument};
 use crate::routes::{AppState, Auth, in_scope};
 
 #[derive(Debug, serde::Deserialize)]
@@ -38,7 +38,7 @@ pub(crate) struct EventsQuery {
     ),
     responses(
         (status = 200, description = "A stream of server-sent events: `event:` record.created, record.changed, record.deleted, record.restored, record.removed, deal.stage_changed (`data`: EventBody) or reset (`data`: Reset); `id:` the cursor", content_type = "text/event-stream", body = EventBody),
-        (status = 503, description = "The node does not follow its records (it is starting)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The node does not follow its records (it is starting)", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

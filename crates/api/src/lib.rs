@@ -22,7 +22,7 @@ use rapport_node::ops::Ops;
 use utoipa::OpenApi;
 
 pub use dto::{EventBody, Record};
-pub use problem::{FieldError, Problem};
+pub use problem::{FieldError, Problem, ProblemDocument};
 pub use webhooks::{DeliveryConfig, SIGNATURE_HEADER, signature};
 
 /// Where the API listens by default: loopback, next to the web UI's 7470.
@@ -154,7 +154,7 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         events::events,
     ),
     components(schemas(
-        Problem,
+        ProblemDocument,
         FieldError,
         dto::Record,
         dto::FieldValueSchema,

@@ -12,9 +12,10 @@ use utoipa::ToSchema;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-/// What went wrong with a request.
+/// What went wrong with a request: an RFC 9457 problem document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Problem {
+#[schema(as = Problem)]
+pub struct ProblemDocument {
     /// A URI naming the kind of problem: `urn:rapport:problem:<code>`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -39,20 +40,32 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// A failed request, answered as a [`ProblemDocument`]. Boxed: it is
+/// the error of every handler, and most requests do not fail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem(Box<ProblemDocument>);
+
+impl std::ops::Deref for Problem {
+    type Target = ProblemDocument;
+    fn deref(&self) -> &ProblemDocument {
+        &self.0
+    }
+}
+
 impl Problem {
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
-        Problem {
+        Problem(Box::new(ProblemDocument {
             kind: format!("urn:rapport:problem:{code}"),
             title: title(code, status).to_string(),
             status: status.as_u16(),
             detail: detail.into(),
             code: code.to_string(),
             errors: Vec::new(),
-        }
+        }))
     }
 
     pub fn field(mut self, field: &str, message: impl Into<String>) -> Self {
-        self.errors.push(FieldError {
+        self.0.errors.push(FieldError {
             field: field.into(),
             message: message.into(),
         });
@@ -105,7 +118,7 @@ impl From<OpError> for Problem {
         let status =
             StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut p = Problem::new(status, e.code.as_str(), e.message);
-        p.errors = e
+        p.0.errors = e
             .fields
             .into_iter()
             .map(|f| FieldError {
@@ -147,7 +160,7 @@ impl From<QueryRejection> for Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();
-        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let body = serde_json::to_vec(&*self.0).unwrap_or_default();
         let mut response = (status, body).into_response();
         response
             .headers_mut()

@@ -18,7 +18,7 @@ use rapport_node::repo::Input;
 use serde_json::Value;
 
 use crate::dto::{self, Record, RecordPage, Written};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemDocument};
 
 pub const PREFIX: &str = "/api/v1";
 
@@ -160,7 +160,7 @@ fn unexpected(reply: &Reply) -> Problem {
     responses(
         (status = 200, description = "One page of records", body = RecordPage,
             headers(("Link" = String, description = "`<URL>; rel=\"next\"` when there is a next page"))),
-        (status = 422, description = "Unknown kind or field, bad value", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown kind or field, bad value", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -248,10 +248,10 @@ pub(crate) async fn list_records(
     responses(
         (status = 201, description = "Created", body = Written,
             headers(("Location" = String), ("ETag" = String, description = "The record's version"))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "A read-only token, or another space than the token's", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown kind or field, bad or missing value", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "A read-only token, or another space than the token's", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown kind or field, bad or missing value", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -286,7 +286,7 @@ pub(crate) async fn create_record(
     responses(
         (status = 200, description = "The record", body = Record,
             headers(("ETag" = String, description = "The record's version: send it as If-Match when you PATCH"))),
-        (status = 404, description = "No such record (or not in the token's space)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record (or not in the token's space)", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -315,11 +315,11 @@ pub(crate) async fn get_record(
     request_body = dto::RecordPatch,
     responses(
         (status = 200, description = "Edited (merged)", body = Written, headers(("ETag" = String))),
-        (status = 403, description = "A read-only token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The record is deleted", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match names a version this node does not hold", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown field, bad value", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A read-only token", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The record is deleted", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names a version this node does not hold", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown field, bad value", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -363,8 +363,8 @@ pub(crate) async fn patch_record(
     params(("id" = String, Path)),
     responses(
         (status = 200, description = "Deleted (a signed tombstone: restorable, history kept)", body = Written),
-        (status = 403, description = "A read-only token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A read-only token", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -386,8 +386,8 @@ pub(crate) async fn delete_record(
     params(("id" = String, Path)),
     responses(
         (status = 200, description = "Restored", body = Written),
-        (status = 403, description = "A read-only token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A read-only token", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -409,7 +409,7 @@ pub(crate) async fn restore_record(
     params(("id" = String, Path)),
     responses(
         (status = 200, description = "Every signed change (who, when, what, which token) and linked activity, newest first", body = dto::Timeline),
-        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -487,7 +487,7 @@ pub(crate) struct SearchQuery {
     ),
     responses(
         (status = 200, description = "Matching records", body = dto::SearchResult),
-        (status = 400, description = "No `q`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "No `q`", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -552,7 +552,7 @@ pub(crate) async fn spaces(
     params(("id" = String, Path, description = "A space id or name")),
     responses(
         (status = 200, description = "Members and former members", body = dto::Members),
-        (status = 404, description = "No such space (or not the token's)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such space (or not the token's)", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
