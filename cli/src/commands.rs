@@ -268,6 +268,8 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
             },
             View::Plain,
         ),
+        Command::Token(cmd) => plan(cmd.clone().request(), View::Plain),
+        Command::Webhook(cmd) => plan(cmd.clone().request(), View::Plain),
     }))
 }
 
@@ -571,6 +573,17 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
             Ok(())
         }
         Reply::Audit(a) => crate::membership::audit(out, &a, json),
+        reply @ (Reply::Token(_)
+        | Reply::Tokens { .. }
+        | Reply::Webhook(_)
+        | Reply::Webhooks { .. }
+        | Reply::Deliveries { .. }) => {
+            if json {
+                return to_json(out, &reply);
+            }
+            crate::integrations::render(out, &reply);
+            Ok(())
+        }
     }
 }
 

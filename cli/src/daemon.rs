@@ -39,6 +39,12 @@ pub fn up(dir: &Path, mode: Mode, json: bool) -> Result<()> {
 
 async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     let repo = Arc::new(Repo::open(dir, OpenMode::Create)?);
+    // The HTTP API for integrations: a user's node serves it, a relay
+    // (which holds no records of its own) does not.
+    let http_api_bind = match &mode {
+        Mode::Node(args) => Some(args.api_bind),
+        Mode::Relay(_) => None,
+    };
     let (config, api_addr, demo, metrics, iroh_relay, ui_bind) = match mode {
         Mode::Node(args) => (
             net_config(&args.net, Limits::default()),
@@ -110,6 +116,18 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     });
     let api = Api::start(dir, api_addr, ops.clone(), token, links).await?;
     let login = ui.as_ref().map(|ui| ui.login_link());
+    // The HTTP API for integrations, on the same operations and live feed.
+    let http_api = match http_api_bind {
+        Some(bind) => {
+            let config = rapport_api::ApiConfig {
+                any_port_if_taken: bind.is_none(),
+                ..rapport_api::ApiConfig::default()
+            };
+            let bind = bind.unwrap_or(rapport_api::DEFAULT_BIND);
+            Some(rapport_api::start(ops.clone(), bind, config).await?)
+        }
+        None => None,
+    };
     let metrics = match metrics {
         Some((addr, token)) => Some(rapport_node::metrics::serve(addr, node.clone(), token).await?),
         None => None,
@@ -128,6 +146,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
                 "relay": relay,
                 "metrics": metrics.as_ref().map(|(a, _)| a),
                 "iroh_relay": iroh_relay.as_ref().and_then(|s| s.http_addr()),
+                "http_api": http_api.as_ref().map(|a| a.url()),
             })
         );
     } else {
@@ -157,6 +176,9 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
         if let Some((addr, _)) = &metrics {
             println!("metrics    http://{addr}/metrics");
         }
+        if let Some(a) = &http_api {
+            println!("HTTP API   {} (tokens: rapport token create NAME)", a.url());
+        }
         if let Some(addr) = iroh_relay.as_ref().and_then(|s| s.http_addr()) {
             println!(
                 "iroh relay http://{addr} (nodes: rapport up --relay http://HOST:{})",
@@ -185,6 +207,9 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
         let _ = stop.send(());
     }
     api.stop();
+    if let Some(a) = http_api {
+        a.stop();
+    }
     if let Some(ui) = ui {
         ui.stop();
     }

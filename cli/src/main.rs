@@ -17,6 +17,7 @@ mod bench;
 mod client;
 mod commands;
 mod daemon;
+mod integrations;
 mod membership;
 mod output;
 mod recovery;
@@ -176,6 +177,12 @@ pub enum Command {
     },
     /// The fields of a record kind, with their types and help.
     Fields { kind: String },
+    /// Tokens for the HTTP API (docs/api.md).
+    #[command(subcommand)]
+    Token(integrations::TokenCmd),
+    /// Webhooks: signed POSTs to a URL when records change (docs/api.md).
+    #[command(subcommand)]
+    Webhook(integrations::WebhookCmd),
     /// Measure the store, or sync between two nodes (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -273,6 +280,11 @@ pub struct UpArgs {
     /// Do not serve the web UI.
     #[arg(long)]
     pub no_ui: bool,
+    /// Where the HTTP API for integrations listens [default: 127.0.0.1:7471, or another port
+    /// if taken]. Requests need a token (`rapport token create`); put TLS in front beyond a
+    /// trusted LAN.
+    #[arg(long, value_name = "IP:PORT")]
+    pub api_bind: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub net: NetArgs,
 }

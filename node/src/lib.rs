@@ -10,6 +10,7 @@ pub mod datadir;
 pub mod demo;
 pub mod env;
 pub mod ingest;
+pub mod integrations;
 pub mod limits;
 pub mod live;
 pub mod metrics;

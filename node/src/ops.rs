@@ -19,7 +19,8 @@ use std::sync::Arc;
 use rapport_model::{Kind, RecordId, RecordView, Role, SpaceId, SpaceView};
 use serde::{Deserialize, Serialize};
 
-use crate::live::Live;
+use crate::integrations::{Delivery, Integrations, StoredToken, Webhook};
+use crate::live::{EventType, Live};
 use crate::net::{NetError, NetStatus, Node};
 use crate::pipeline::Stage;
 use crate::repo::Input;
@@ -136,6 +137,58 @@ pub enum Request {
     Audit {
         space: String,
     },
+    /// One record as it is now, with its version (heads).
+    Get {
+        record: String,
+    },
+    /// [`Request::Edit`] by a client that read the record at `if_match`
+    /// (heads, as `Get` gave them): the edit merges whatever happened
+    /// since, and the reply names the fields another writer changed
+    /// meanwhile.
+    Patch {
+        record: String,
+        #[serde(default)]
+        set: Vec<Input>,
+        #[serde(default)]
+        unset: Vec<String>,
+        if_match: Vec<String>,
+    },
+    /// Makes an API token; the reply holds its secret, once.
+    TokenCreate {
+        name: String,
+        #[serde(default)]
+        read_only: bool,
+        /// Limits the token to one shared space (name or id).
+        #[serde(default)]
+        space: Option<String>,
+    },
+    /// The API tokens (never their secrets).
+    TokenList,
+    TokenRevoke {
+        name: String,
+    },
+    /// Calls `url` on every event of `events`; the reply holds the
+    /// signing secret, once.
+    WebhookAdd {
+        url: String,
+        events: Vec<EventType>,
+        /// Only records of this shared space (name or id).
+        #[serde(default)]
+        space: Option<String>,
+    },
+    WebhookList,
+    WebhookRemove {
+        id: String,
+    },
+    /// Turns a webhook disabled after failures back on.
+    WebhookEnable {
+        id: String,
+    },
+    /// Delivery attempts, oldest first: every webhook's, or one's.
+    WebhookLog {
+        #[serde(default)]
+        id: Option<String>,
+    },
 }
 
 /// Which records of a kind, in what order, and which page.
@@ -197,6 +250,64 @@ pub enum Reply {
     },
     Invite(InviteReply),
     Audit(AuditReply),
+    /// A token made (with its secret, this once) or revoked.
+    Token(TokenReply),
+    Tokens {
+        tokens: Vec<TokenInfo>,
+    },
+    /// A webhook added (with its secret, this once), removed or enabled.
+    Webhook(WebhookReply),
+    Webhooks {
+        webhooks: Vec<WebhookInfo>,
+    },
+    Deliveries {
+        deliveries: Vec<Delivery>,
+    },
+}
+
+/// An API token as users see it: never its secret, except in the reply
+/// that creates it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub read_only: bool,
+    pub space: Option<SpaceId>,
+    /// The space's name, when the token is limited to one.
+    pub space_name: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenReply {
+    pub token: TokenInfo,
+    /// The token itself: only when it was just made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// A webhook as users see it (its signing secret only when just added).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookInfo {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<EventType>,
+    pub space: Option<SpaceId>,
+    pub created: i64,
+    /// Failed attempts since the last success.
+    pub failures: u32,
+    /// Why deliveries stopped, if they did.
+    pub disabled: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookReply {
+    pub webhook: WebhookInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Whether it was just removed.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,6 +371,13 @@ pub struct RecordReply {
     #[serde(default)]
     pub unchanged: bool,
     pub titles: Titles,
+    /// The record's version after the operation: its heads, hex, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heads: Vec<String>,
+    /// For a `Patch`: the fields (and `deleted`) another writer changed
+    /// between the version the client read and this edit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_meanwhile: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -402,6 +520,8 @@ pub enum ErrorCode {
     Peer,
     /// Anything else: the disk, the key (500).
     Internal,
+    /// The version a client names is not one this node holds (412).
+    UnknownVersion,
 }
 
 impl ErrorCode {
@@ -417,6 +537,7 @@ impl ErrorCode {
             ErrorCode::Damaged => "damaged",
             ErrorCode::Peer => "peer",
             ErrorCode::Internal => "internal",
+            ErrorCode::UnknownVersion => "unknown_version",
         }
     }
 
@@ -430,6 +551,7 @@ impl ErrorCode {
             ErrorCode::NeedsNode | ErrorCode::NotInitialized => 503,
             ErrorCode::Peer => 502,
             ErrorCode::Damaged | ErrorCode::Internal => 500,
+            ErrorCode::UnknownVersion => 412,
         }
     }
 }
@@ -589,6 +711,10 @@ impl Request {
                 | Request::Spaces
                 | Request::Members { .. }
                 | Request::Audit { .. }
+                | Request::Get { .. }
+                | Request::TokenList
+                | Request::WebhookList
+                | Request::WebhookLog { .. }
         )
     }
 
@@ -657,7 +783,9 @@ impl Ops {
     /// wait for peers): call it off the async runtime's worker threads,
     /// inside it (`Join` waits for the network on the current runtime).
     pub fn execute(&self, caller: &Caller, request: Request) -> Result<Reply, OpError> {
-        let result = self.dispatch(caller, request);
+        // Every change written for a token names it (timelines show it).
+        let result =
+            crate::repo::with_via(caller.token.as_deref(), || self.dispatch(caller, request));
         if let Err(e) = &result
             && e.store_damaged
         {
@@ -918,6 +1046,16 @@ impl Ops {
                 let view = self.shared_space(caller, &space)?;
                 self.audit(&view).map(Reply::Audit)
             }
+            request @ (Request::Get { .. }
+            | Request::Patch { .. }
+            | Request::TokenCreate { .. }
+            | Request::TokenList
+            | Request::TokenRevoke { .. }
+            | Request::WebhookAdd { .. }
+            | Request::WebhookList
+            | Request::WebhookRemove { .. }
+            | Request::WebhookEnable { .. }
+            | Request::WebhookLog { .. }) => self.integration(caller, request),
         }
     }
 
@@ -998,9 +1136,11 @@ impl Ops {
     fn record_reply(&self, record: RecordView, unchanged: bool) -> Result<Reply, OpError> {
         let titles = self.titles(std::slice::from_ref(&record));
         Ok(Reply::Record(RecordReply {
+            heads: self.repo.heads(record.id)?,
             record,
             unchanged,
             titles,
+            changed_meanwhile: Vec::new(),
         }))
     }
 
@@ -1388,6 +1528,208 @@ fn decode_cursor(cursor: &str) -> Option<(SortKey, RecordId)> {
         .decode(cursor.as_bytes())
         .ok()?;
     serde_json::from_slice(&json).ok()
+}
+
+/// The operations of integrations: record versions for the HTTP API,
+/// tokens and webhooks. Tokens and webhooks are managed by the device's
+/// own user only: a token cannot make, see or revoke tokens.
+impl Ops {
+    /// The caller a request that sends the API token `secret` acts as;
+    /// `None` for no such token (revoked, or never made).
+    pub fn authenticate(&self, secret: &str) -> Result<Option<Caller>, OpError> {
+        Ok(self
+            .integrations()
+            .token_by_secret(secret)?
+            .map(|t| Caller {
+                token: Some(t.name),
+                read_only: t.read_only,
+                space: t.space,
+            }))
+    }
+
+    pub fn integrations(&self) -> Integrations {
+        Integrations::new(self.repo.dir())
+    }
+
+    fn integration(&self, caller: &Caller, request: Request) -> Result<Reply, OpError> {
+        let repo = &*self.repo;
+        let now = repo.now().as_second();
+        let own_user = || {
+            if caller.token.is_some() {
+                Err(OpError::new(
+                    ErrorCode::Forbidden,
+                    "tokens and webhooks are managed by this device's user (`rapport token`, `rapport webhook`), not through a token",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match request {
+            Request::Get { record } => {
+                let v = self.visible(caller, &record)?;
+                self.record_reply(v, true)
+            }
+            Request::Patch {
+                record,
+                set,
+                unset,
+                if_match,
+            } => {
+                let current = self.visible(caller, &record)?;
+                let seen = repo.view_at(current.id, &if_match)?.ok_or_else(|| {
+                    OpError::new(
+                        ErrorCode::UnknownVersion,
+                        "this node holds no such version of the record; read it again (GET) and send its ETag",
+                    )
+                    .field("if_match")
+                })?;
+                let mut changed: Vec<String> = seen
+                    .fields
+                    .keys()
+                    .chain(current.fields.keys())
+                    .filter(|f| seen.fields.get(*f) != current.fields.get(*f))
+                    .cloned()
+                    .collect();
+                changed.sort();
+                changed.dedup();
+                if seen.deleted != current.deleted {
+                    changed.push("deleted".into());
+                }
+                let edit = Request::Edit {
+                    record: current.id.to_string(),
+                    set,
+                    unset,
+                };
+                match self.dispatch(caller, edit)? {
+                    Reply::Record(mut r) => {
+                        r.changed_meanwhile = changed;
+                        Ok(Reply::Record(r))
+                    }
+                    other => Ok(other),
+                }
+            }
+            Request::TokenCreate {
+                name,
+                read_only,
+                space,
+            } => {
+                own_user()?;
+                let space = match space.as_deref() {
+                    Some(s) => Some(self.shared_scope(s)?),
+                    None => None,
+                };
+                let (token, secret) = self
+                    .integrations()
+                    .create_token(&name, read_only, space, now)?;
+                Ok(Reply::Token(TokenReply {
+                    token: self.token_info(token),
+                    secret: Some(secret),
+                }))
+            }
+            Request::TokenList => {
+                own_user()?;
+                let tokens = self.integrations().tokens()?;
+                Ok(Reply::Tokens {
+                    tokens: tokens.into_iter().map(|t| self.token_info(t)).collect(),
+                })
+            }
+            Request::TokenRevoke { name } => {
+                own_user()?;
+                let token = self.integrations().revoke_token(&name)?;
+                Ok(Reply::Token(TokenReply {
+                    token: self.token_info(token),
+                    secret: None,
+                }))
+            }
+            Request::WebhookAdd { url, events, space } => {
+                own_user()?;
+                let space = match space.as_deref() {
+                    Some(s) => Some(self.shared_scope(s)?),
+                    None => None,
+                };
+                let hook = self.integrations().add_webhook(&url, events, space, now)?;
+                let secret = hook.secret.clone();
+                Ok(Reply::Webhook(WebhookReply {
+                    webhook: webhook_info(hook),
+                    secret: Some(secret),
+                    removed: false,
+                }))
+            }
+            Request::WebhookList => {
+                own_user()?;
+                Ok(Reply::Webhooks {
+                    webhooks: self
+                        .integrations()
+                        .webhooks()?
+                        .into_iter()
+                        .map(webhook_info)
+                        .collect(),
+                })
+            }
+            Request::WebhookRemove { id } => {
+                own_user()?;
+                Ok(Reply::Webhook(WebhookReply {
+                    webhook: webhook_info(self.integrations().remove_webhook(&id)?),
+                    secret: None,
+                    removed: true,
+                }))
+            }
+            Request::WebhookEnable { id } => {
+                own_user()?;
+                Ok(Reply::Webhook(WebhookReply {
+                    webhook: webhook_info(self.integrations().enable_webhook(&id)?),
+                    secret: None,
+                    removed: false,
+                }))
+            }
+            Request::WebhookLog { id } => {
+                own_user()?;
+                if let Some(id) = &id
+                    && !self.integrations().webhooks()?.iter().any(|w| &w.id == id)
+                    && self.integrations().deliveries(Some(id))?.is_empty()
+                {
+                    return Err(NodeError::NotFound(format!("webhook {id}")).into());
+                }
+                Ok(Reply::Deliveries {
+                    deliveries: self.integrations().deliveries(id.as_deref())?,
+                })
+            }
+            other => self.dispatch(caller, other),
+        }
+    }
+
+    /// The space a token or webhook is limited to: a shared one (the
+    /// private space is this device's own, every record not shared).
+    fn shared_scope(&self, reference: &str) -> Result<SpaceId, OpError> {
+        let view = self.shared_space(&Caller::user(), reference)?;
+        Ok(SpaceId::Shared(view.id))
+    }
+
+    fn token_info(&self, t: StoredToken) -> TokenInfo {
+        let space_name = match t.space {
+            Some(SpaceId::Shared(id)) => self.repo.space(id).ok().flatten().map(|s| s.name),
+            _ => None,
+        };
+        TokenInfo {
+            name: t.name,
+            read_only: t.read_only,
+            space: t.space,
+            space_name,
+            created: t.created,
+        }
+    }
+}
+
+fn webhook_info(w: Webhook) -> WebhookInfo {
+    WebhookInfo {
+        id: w.id,
+        url: w.url,
+        events: w.events,
+        space: w.space,
+        created: w.created,
+        failures: w.failures,
+        disabled: w.disabled,
+    }
 }
 
 #[cfg(test)]

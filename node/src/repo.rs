@@ -72,6 +72,34 @@ pub type Observer = Arc<dyn Fn(LocalChange) + Send + Sync>;
 /// A user's field assignment before parsing: `("amount", "1200.50")`.
 pub type Input = (String, String);
 
+thread_local! {
+    /// The API token the writes on this thread are made for (see
+    /// [`with_via`]).
+    static VIA: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with every record change it writes on this thread naming
+/// `via` (an API token's name) in its signed message, so that the
+/// record's timeline says which integration made it. A scoped setting
+/// rather than an argument: an operation writes through several `Repo`
+/// methods, and every one of them must say it.
+pub fn with_via<T>(via: Option<&str>, f: impl FnOnce() -> T) -> T {
+    struct Reset(Option<String>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let before = self.0.take();
+            VIA.with(|v| *v.borrow_mut() = before);
+        }
+    }
+    let before = VIA.with(|v| v.replace(via.map(str::to_string)));
+    let _reset = Reset(before);
+    f()
+}
+
+fn via() -> Option<String> {
+    VIA.with(|v| v.borrow().clone())
+}
+
 impl Repo {
     pub fn open(dir: &Path, mode: OpenMode) -> Result<Self, NodeError> {
         Self::open_in(dir, mode, Arc::new(System))
@@ -443,6 +471,38 @@ impl Repo {
         Ok(doc.with_actor(self.key.device_id().actor_id()))
     }
 
+    /// The record's current heads, hex: its version, for an `ETag`.
+    pub fn heads(&self, id: RecordId) -> Result<Vec<String>, NodeError> {
+        let mut doc = self.load_doc(id)?;
+        let mut heads: Vec<String> = doc
+            .get_heads()
+            .iter()
+            .map(|h| rapport_proto::hex(&h.0))
+            .collect();
+        heads.sort();
+        Ok(heads)
+    }
+
+    /// The record as it was at `heads` (hex, as [`Repo::heads`] gives
+    /// them); `None` when this node does not hold one of those changes.
+    pub fn view_at(&self, id: RecordId, heads: &[String]) -> Result<Option<RecordView>, NodeError> {
+        let mut doc = self.load_doc(id)?;
+        let mut at = Vec::with_capacity(heads.len());
+        for h in heads {
+            let Some(hash) = parse_hash(h) else {
+                return Ok(None);
+            };
+            if doc.get_change_by_hash(&hash).is_none() {
+                return Ok(None);
+            }
+            at.push(hash);
+        }
+        if at.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(RecordView::read(&mut doc, id, Some(&at))?))
+    }
+
     // ----- writing records -------------------------------------------------
 
     /// Creates a record in `space` from user input, with defaults for what
@@ -490,12 +550,13 @@ impl Repo {
                     break id;
                 }
             };
-            let mut doc = doc::create(
+            let mut doc = doc::create_via(
                 self.key.device_id().actor_id(),
                 kind,
                 space,
                 &fields,
                 ctx.now,
+                via().as_deref(),
             )?;
             built.push(self.finish(&mut doc, id, None)?);
         }
@@ -598,7 +659,7 @@ impl Repo {
     ) -> Result<RecordView, NodeError> {
         let _guard = self.write_guard();
         let mut doc = self.load_doc(old.id)?;
-        if doc::edit(&mut doc, edits, now)?.is_none() {
+        if doc::edit_via(&mut doc, edits, now, via().as_deref())?.is_none() {
             return Ok(old);
         }
         let built = self.finish(&mut doc, old.id, Some(old))?;
@@ -896,6 +957,18 @@ pub(crate) fn open_store(
             other => return Ok(other?),
         }
     }
+}
+
+/// A change hash from its 64 hex digits.
+fn parse_hash(hex: &str) -> Option<rapport_model::automerge::ChangeHash> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(rapport_model::automerge::ChangeHash(out))
 }
 
 #[cfg(test)]

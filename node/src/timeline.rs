@@ -35,6 +35,10 @@ pub enum Entry {
         /// Set when the change raced the record's deletion: with what.
         #[serde(skip_serializing_if = "Option::is_none")]
         race: Option<String>,
+        /// The API token the device made the change for, as the signed
+        /// change's message says; `None` for its own user.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
     },
     /// An activity (call, email, meeting, note, task) about the record.
     Activity {
@@ -248,6 +252,10 @@ impl Repo {
                 fields: diff(before.as_ref(), &after),
                 verified: self.change_verifies(&hash, device),
                 race: race.as_ref().and_then(|r| r.note(&hash_hex)),
+                via: change
+                    .message()
+                    .and_then(rapport_model::doc::via_of)
+                    .map(str::to_string),
                 hash: hash_hex,
             });
         }

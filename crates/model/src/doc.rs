@@ -65,6 +65,19 @@ pub fn create(
     fields: &[(String, FieldValue)],
     time: Timestamp,
 ) -> Result<AutoCommit, DocError> {
+    create_via(actor, kind, space, fields, time, None)
+}
+
+/// [`create`], the change's message naming what the device wrote it for
+/// (`via`: an API token's name; see [`via_of`]).
+pub fn create_via(
+    actor: ActorId,
+    kind: Kind,
+    space: SpaceId,
+    fields: &[(String, FieldValue)],
+    time: Timestamp,
+    via: Option<&str>,
+) -> Result<AutoCommit, DocError> {
     let mut doc = AutoCommit::new().with_actor(actor);
     doc.put(ROOT, "rapport", LAYOUT_VERSION)?;
     doc.put(ROOT, "kind", kind.as_str())?;
@@ -77,7 +90,7 @@ pub fn create(
     for (name, value) in fields {
         put_field(&mut doc, &map, kind, name, value)?;
     }
-    doc.commit_with(options(format!("create {kind}"), time));
+    doc.commit_with(options(with_via(format!("create {kind}"), via), time));
     Ok(doc)
 }
 
@@ -91,6 +104,16 @@ pub fn edit(
     doc: &mut AutoCommit,
     edits: &[Edit],
     time: Timestamp,
+) -> Result<Option<ChangeHash>, DocError> {
+    edit_via(doc, edits, time, None)
+}
+
+/// [`edit`], the change's message naming what the device wrote it for.
+pub fn edit_via(
+    doc: &mut AutoCommit,
+    edits: &[Edit],
+    time: Timestamp,
+    via: Option<&str>,
 ) -> Result<Option<ChangeHash>, DocError> {
     let kind = read_kind(doc, None)?;
     let map = fields_obj(doc)?;
@@ -152,7 +175,7 @@ pub fn edit(
             summary.push(format!("merge {name}"));
         }
     }
-    Ok(doc.commit_with(options(summary.join(", "), time)))
+    Ok(doc.commit_with(options(with_via(summary.join(", "), via), time)))
 }
 
 /// List fields that hold more than one list object (written concurrently
@@ -170,6 +193,30 @@ fn competing_lists(doc: &AutoCommit, map: &ObjId) -> Result<Vec<String>, DocErro
         }
     }
     Ok(out)
+}
+
+/// The trailer line that names, in a change's message, what its device
+/// wrote it for: an API token (`Via: crm-sync`). The message is part of
+/// the signed change, so the attribution travels with it to every peer.
+const VIA_TRAILER: &str = "\nVia: ";
+
+fn with_via(message: String, via: Option<&str>) -> String {
+    match via {
+        // A line break in the name would let it forge more trailers.
+        Some(v) if !v.is_empty() && !v.contains(['\n', '\r']) => {
+            format!("{message}{VIA_TRAILER}{v}")
+        }
+        _ => message,
+    }
+}
+
+/// What a change was written for, as its message says (see
+/// [`create_via`]); `None` for a change made by the device's own user.
+pub fn via_of(message: &str) -> Option<&str> {
+    message
+        .split_once(VIA_TRAILER)
+        .map(|(_, v)| v.lines().next().unwrap_or(v))
+        .filter(|v| !v.is_empty())
 }
 
 fn options(message: String, time: Timestamp) -> CommitOptions {
@@ -653,6 +700,41 @@ mod tests {
 
     fn id() -> RecordId {
         RecordId::new(1, [1; 10])
+    }
+
+    #[test]
+    fn a_change_made_for_a_token_names_it_in_its_message() {
+        let fields = [("name".to_string(), text("Acme"))];
+        let mut doc = create_via(
+            actor(1),
+            Kind::Company,
+            SpaceId::Private,
+            &fields,
+            t(100),
+            Some("billing"),
+        )
+        .expect("create");
+        edit_via(
+            &mut doc,
+            &[Edit::Set("industry".into(), text("Steel"))],
+            t(101),
+            Some("zap"),
+        )
+        .expect("edit");
+        edit(
+            &mut doc,
+            &[Edit::Set("industry".into(), text("Rail"))],
+            t(102),
+        )
+        .expect("edit");
+        let vias: Vec<Option<String>> = doc
+            .get_changes(&[])
+            .iter()
+            .map(|c| c.message().and_then(via_of).map(str::to_string))
+            .collect();
+        assert_eq!(vias, [Some("billing".into()), Some("zap".into()), None]);
+        // A name that would add a line of its own is left out.
+        assert_eq!(with_via("set name".into(), Some("a\nVia: b")), "set name");
     }
 
     #[test]

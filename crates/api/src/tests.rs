@@ -1,0 +1,355 @@
+//! The router in process, over a store opened for the test (no network).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request as HttpRequest, StatusCode, header};
+use rapport_node::ops::{Caller, Ops, Reply, Request};
+use rapport_node::{OpenMode, Repo};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::*;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    ops: Ops,
+    router: axum::Router,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repo::open(&tmp.path().join("data"), OpenMode::Create).expect("open"));
+    let ops = Ops::local(repo);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let router = routes::router(
+        routes::AppState {
+            ops: ops.clone(),
+            stopping,
+        },
+        4096,
+    );
+    Fixture {
+        _tmp: tmp,
+        ops,
+        router,
+        _stop: stop,
+    }
+}
+
+impl Fixture {
+    fn token(&self, name: &str, read_only: bool) -> String {
+        let reply = self
+            .ops
+            .execute(
+                &Caller::user(),
+                Request::TokenCreate {
+                    name: name.into(),
+                    read_only,
+                    space: None,
+                },
+            )
+            .expect("token");
+        let Reply::Token(t) = reply else {
+            panic!("not a token: {reply:?}")
+        };
+        t.secret.expect("secret")
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut req = HttpRequest::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .expect("request");
+        let res = self.router.clone().oneshot(req).await.expect("answer");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, value)
+    }
+
+    fn records(&self) -> usize {
+        let reply = self
+            .ops
+            .execute(&Caller::user(), Request::Export { kind: None })
+            .expect("export");
+        match reply {
+            Reply::Export { records } => records.len(),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// `(METHOD, /path)` of every operation in the document.
+fn documented() -> BTreeSet<(String, String)> {
+    let doc = serde_json::to_value(openapi()).expect("json");
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("item").keys() {
+            out.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_route_served_is_documented_and_every_documented_route_is_served() {
+    let served: BTreeSet<(String, String)> = routes::routes()
+        .into_iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(served, documented());
+
+    // And the router really answers each of them (not with its fallback),
+    // so the list above is what it serves.
+    let f = fixture();
+    let token = f.token("probe", false);
+    for (method, path) in &served {
+        let concrete = path.replace("{id}", "nothing-here");
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let body = matches!(method, Method::POST | Method::PATCH).then_some("{}");
+        let (status, _, v) = f.send(method.clone(), &concrete, Some(&token), body).await;
+        assert!(
+            v["code"] != "no_route" && v["code"] != "method_not_allowed",
+            "{method} {path} fell through to the fallback: {status} {v}"
+        );
+    }
+    let (status, _, v) = f
+        .send(Method::GET, "/api/v1/nothing", Some(&token), None)
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_route"))
+    );
+    let (status, _, _) = f
+        .send(Method::PUT, "/api/v1/records", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[test]
+fn the_document_is_openapi_3_1_with_bearer_auth() {
+    let doc: Value = serde_json::from_str(&openapi_json()).expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    assert!(doc["components"]["schemas"]["Record"].is_object());
+}
+
+/// `RAPPORT_OPENAPI_OUT=FILE` writes the document for an outside
+/// validator (`.ci/run`).
+#[test]
+fn write_the_document_when_asked() {
+    if let Some(path) = std::env::var_os("RAPPORT_OPENAPI_OUT") {
+        std::fs::write(path, openapi_json()).expect("write the OpenAPI document");
+    }
+}
+
+#[tokio::test]
+async fn no_token_or_a_bad_one_is_401() {
+    let f = fixture();
+    let (status, headers, v) = f.send(Method::GET, "/api/v1/spaces", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[header::CONTENT_TYPE], problem::CONTENT_TYPE);
+    assert_eq!(v["code"], "unauthorized");
+    let (status, _, _) = f
+        .send(Method::GET, "/api/v1/spaces", Some("rapport_guess"), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The document is public.
+    let (status, _, _) = f
+        .send(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_and_writes_nothing() {
+    let f = fixture();
+    let token = f.token("forms", false);
+    let cases = [
+        ("{not json", StatusCode::BAD_REQUEST, "malformed"),
+        (
+            r#"{"kind": "company"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            r#"{"kind": "spaceship", "fields": {"name": "X"}}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            r#"{"kind": "company", "fields": {"name": "X", "colour": "red"}}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            r#"{"kind": "company", "fields": {"name": "X"}, "extra": 1}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            r#"{"kind": "person", "fields": {"name": "Y", "emails": ["not-an-address"]}}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (got, headers, v) = f
+            .send(Method::POST, "/api/v1/records", Some(&token), Some(body))
+            .await;
+        assert_eq!(
+            (got, v["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {v}"
+        );
+        assert_eq!(headers[header::CONTENT_TYPE], problem::CONTENT_TYPE);
+        assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    let (_, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/records",
+            Some(&token),
+            Some(r#"{"kind": "company", "fields": {"name": "X", "colour": "red"}}"#),
+        )
+        .await;
+    assert_eq!(v["errors"][0]["field"], "colour");
+    let big = format!(
+        r#"{{"kind": "company", "fields": {{"name": "{}"}}}}"#,
+        "x".repeat(8000)
+    );
+    let (status, _, v) = f
+        .send(Method::POST, "/api/v1/records", Some(&token), Some(&big))
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("too_large"))
+    );
+    assert_eq!(f.records(), 0, "nothing may be written");
+}
+
+#[tokio::test]
+async fn a_read_only_token_reads_but_may_not_write() {
+    let f = fixture();
+    let writer = f.token("writer", false);
+    let reader = f.token("reader", true);
+    let (status, headers, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/records",
+            Some(&writer),
+            Some(r#"{"kind": "company", "fields": {"name": "Acme", "tags": ["a", "b"]}}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let id = v["record"]["id"].as_str().expect("id").to_string();
+    assert_eq!(v["record"]["tags"], json!(["a", "b"]));
+    assert!(headers.contains_key(header::ETAG));
+    let (status, _, v) = f
+        .send(
+            Method::GET,
+            &format!("/api/v1/records/{id}"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!((status, v["name"].as_str()), (StatusCode::OK, Some("Acme")));
+    let (status, _, v) = f
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/records/{id}"),
+            Some(&reader),
+            Some(r#"{"set": {"industry": "Steel"}}"#),
+        )
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, _, _) = f
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/records/{id}"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_patch_from_a_stale_version_merges_and_names_what_changed_meanwhile() {
+    let f = fixture();
+    let token = f.token("sync", false);
+    let (_, headers, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/records",
+            Some(&token),
+            Some(r#"{"kind": "company", "fields": {"name": "Acme"}}"#),
+        )
+        .await;
+    let id = v["record"]["id"].as_str().expect("id").to_string();
+    let seen = headers[header::ETAG].to_str().expect("etag").to_string();
+    // Someone else changes the industry...
+    let (status, _, v) = f
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/records/{id}"),
+            Some(&token),
+            Some(r#"{"set": {"industry": "Steel"}}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // ...while this client, having read the first version, sets the phone.
+    let req = HttpRequest::builder()
+        .method(Method::PATCH)
+        .uri(format!("/api/v1/records/{id}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::IF_MATCH, &seen)
+        .body(Body::from(r#"{"set": {"phone": "+44 20 7946 0000"}}"#))
+        .expect("request");
+    let res = f.router.clone().oneshot(req).await.expect("answer");
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let v: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(v["changed_meanwhile"], json!(["industry"]));
+    assert_eq!(v["record"]["industry"], "Steel");
+    assert!(v["record"]["phone"].is_string());
+    // A version this node never held is refused, nothing written.
+    let req = HttpRequest::builder()
+        .method(Method::PATCH)
+        .uri(format!("/api/v1/records/{id}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::IF_MATCH, format!("\"{}\"", "0".repeat(64)))
+        .body(Body::from(r#"{"set": {"industry": "Rail"}}"#))
+        .expect("request");
+    let res = f.router.clone().oneshot(req).await.expect("answer");
+    assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+}
