@@ -352,6 +352,14 @@ impl<P: Copy + Ord + Debug> Scheduler<P> {
             .is_some_and(|e| matches!(e.state, State::Running { .. }))
     }
 
+    /// Whether a dial with `peer` for `space` waits (for a back-off, or
+    /// to be polled).
+    pub fn is_waiting(&self, peer: P, space: SpaceId) -> bool {
+        self.entries
+            .get(&(peer, space))
+            .is_some_and(|e| matches!(e.state, State::Waiting { .. }))
+    }
+
     fn is_member(&self, peer: P, space: SpaceId) -> bool {
         self.members.get(&space).is_some_and(|m| m.contains(&peer))
     }
