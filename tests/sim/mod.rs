@@ -71,8 +71,9 @@ pub type Items = Vec<(RecordId, Vec<[u8; 32]>)>;
 const EPOCH_MS: u64 = 1_767_225_600_000;
 
 /// The nodes' `--sync-interval`: shorter than the daemon's 30 s because
-/// the simulated world is small and its runs short.
-const SYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// the simulated runs are short (20 s of faults); still several times as
+/// long as a simulated session, as 30 s is for a real one.
+const SYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 fn schedule_config() -> Config {
     Config {
@@ -1595,7 +1596,7 @@ impl World {
             }
             Err(SyncError::Refused(_)) => {
                 self.stats.sessions_refused += 1;
-                self.end_session(id, Outcome::Failed)?;
+                self.end_session(id, Outcome::Refused)?;
             }
             Err(SyncError::Replica(e)) => {
                 return Err(format!(
@@ -1615,7 +1616,7 @@ impl World {
             && s.resp.was_refused()
         {
             self.stats.sessions_refused += 1;
-            self.end_session(id, Outcome::Failed)?;
+            self.end_session(id, Outcome::Refused)?;
         }
         Ok(())
     }

@@ -36,6 +36,10 @@
 //!   before any work; this node tries that pair again after
 //!   [`BUSY_RETRY`] instead of waiting for the next round, because an
 //!   honest node only gets there with live edits in many spaces at once.
+//! - **No retry after a refusal.** A peer that refuses a session (this node
+//!   is not a member in its eyes, say it was removed) will refuse the next
+//!   one too, until the membership changes; the next trigger or round asks
+//!   again.
 //! - **Retry after failure, with a per-peer back-off.** A session that
 //!   failed or timed out is tried again once the peer's back-off has passed
 //!   ([`RETRY_BASE`], doubling per consecutive failure up to
@@ -125,7 +129,10 @@ pub enum Outcome {
     Ok,
     /// The peer turned the session away: it serves too many of ours.
     Busy,
-    /// The dial, a read or the protocol failed, or the peer refused.
+    /// The peer refused the session (this node is not, or no longer, a
+    /// member in its eyes).
+    Refused,
+    /// The dial, a read or the protocol failed.
     Failed,
     /// The session passed its deadline.
     TimedOut,
@@ -418,13 +425,16 @@ impl<P: Copy + Ord + Debug> Scheduler<P> {
         };
         let more = member && entry.sessions <= MAX_FOLLOW_UPS;
         let next = match outcome {
-            Outcome::Ok | Outcome::Busy => {
+            Outcome::Ok | Outcome::Busy | Outcome::Refused => {
                 // It answered: reachable.
                 self.backoff.remove(&key.0);
                 match outcome {
                     Outcome::Busy => more.then_some(State::Waiting {
                         not_before: now + BUSY_RETRY,
                     }),
+                    // Asking again changes nothing until the membership
+                    // does, and that comes with a session or a change.
+                    Outcome::Refused => None,
                     _ => (more && entry.again).then_some(State::Waiting { not_before: now }),
                 }
             }

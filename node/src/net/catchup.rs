@@ -113,6 +113,10 @@ impl Node {
             report.outcome = match tokio::time::timeout_at(deadline, session).await {
                 Ok(Ok(_)) => Outcome::Ok,
                 Ok(Err(NetError::Busy(_))) => Outcome::Busy,
+                Ok(Err(e @ NetError::Refused { .. })) => {
+                    tracing::debug!(peer = %dial.peer.fmt_short(), space = %dial.space, "catch-up: {e}");
+                    Outcome::Refused
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %dial.peer.fmt_short(), space = %dial.space, "catch-up: {e}");
                     Outcome::Failed
@@ -191,7 +195,10 @@ impl Node {
                 }
                 rapport_sync::SyncError::Refused(reason) => {
                     self.counters().refused.insert(space, reason.clone());
-                    peer_err(peer.fmt_short(), e)
+                    NetError::Refused {
+                        peer: peer.fmt_short().to_string(),
+                        reason: e.to_string(),
+                    }
                 }
                 _ => peer_err(peer.fmt_short(), e),
             })?;

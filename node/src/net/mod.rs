@@ -187,6 +187,10 @@ pub enum NetError {
     Node(#[from] NodeError),
     #[error("peer {peer}: {reason}")]
     Peer { peer: String, reason: String },
+    /// The peer refused the session (for example: this device was
+    /// removed from the space).
+    #[error("peer {peer}: {reason}")]
+    Refused { peer: String, reason: String },
     /// The peer serves as many of our sessions as it may right now.
     #[error("peer {0} is busy: it already serves {MAX_SESSIONS_PER_PEER} of our sessions")]
     Busy(String),

@@ -186,6 +186,20 @@ fn a_failed_session_is_retried_with_a_growing_back_off() {
 }
 
 #[test]
+fn a_refused_session_is_not_retried_nor_followed_up() {
+    let mut sched = live_only(&[A]);
+    sched.handle_gossip_unapplied(space(1), A, s(0));
+    let d = one_dial(&mut sched, s(0));
+    sched.handle_gossip_unapplied(space(1), A, s(1));
+    sched.handle_session_done(d.id, Outcome::Refused, s(2));
+    assert_eq!(dials(&mut sched, s(100)), []);
+    assert_eq!(sched.poll_timeout(), None);
+    // The next announcement asks again, at once.
+    sched.handle_gossip_unapplied(space(1), A, s(101));
+    assert_eq!(pairs(&dials(&mut sched, s(101))), [(A, space(1))]);
+}
+
+#[test]
 fn back_off_is_per_peer_so_an_offline_member_is_not_dialed_for_every_space() {
     let mut sched = live_only(&[A, B]);
     sched.handle_members(space(2), [A]);
@@ -396,7 +410,13 @@ fn seeded_random_inputs_keep_the_rules() {
                     let outcome = if healthy {
                         Outcome::Ok
                     } else {
-                        [Outcome::Ok, Outcome::Busy, Outcome::Failed][rng.below(3) as usize]
+                        [
+                            Outcome::Ok,
+                            Outcome::Busy,
+                            Outcome::Refused,
+                            Outcome::Failed,
+                            Outcome::TimedOut,
+                        ][rng.below(5) as usize]
                     };
                     sched.handle_session_done(d.id, outcome, now);
                 }
