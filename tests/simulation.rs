@@ -79,7 +79,8 @@ fn seeded_runs_converge_lose_nothing_and_apply_nothing_unauthorized() {
         }
     }
     eprintln!(
-        "simulation: {} seeds in {:.1} s: {} local writes, {} sessions ({} refused, {} broken by duplicates), \
+        "simulation: {} seeds in {:.1} s: {} local writes, {} sessions ({} refused, {} broken by duplicates, \
+         {} coalesced follow-ups, {} announcements heard during a session), \
          {} messages ({} KB), {} gossip ({} dropped), {} duplicated, {} connections cut, {} crashes \
          ({} with the store rebuilt from the journal), {} partitions, {} hostile injections ({} edits smuggled under \
          another space, {} changes in floods that wait forever, {} made-up catch-up messages refused), {} large notes \
@@ -90,6 +91,8 @@ fn seeded_runs_converge_lose_nothing_and_apply_nothing_unauthorized() {
         total.sessions,
         total.sessions_refused,
         total.sessions_broken,
+        total.follow_ups,
+        total.coalesced,
         total.messages,
         total.bytes / 1000,
         total.gossip,

@@ -9,6 +9,14 @@
 //! ([`rapport_node::env::Environment`]), so a seed replays a run exactly:
 //! same keys, ids, timestamps, change hashes, and the same schedule.
 //!
+//! Each node decides when to catch up with whom through the daemon's own
+//! [`rapport_sync::Scheduler`] (periodic rounds, announcements it could not
+//! apply, coalescing per peer, retries), on the virtual clock; the
+//! simulation only opens the sessions it decides and reports how they
+//! ended. A trigger that arrives while its pair's session runs must get a
+//! follow-up session (the coalescing rule), and no pair ever runs two
+//! sessions at once: the run fails otherwise.
+//!
 //! What the scheduler does to the network while faults are on: delays every
 //! message (so gossip arrives in any order), drops gossip, cuts sessions
 //! (a dropped session message is a lost connection: both ends abandon the
@@ -40,6 +48,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use rapport_model::automerge::Change;
@@ -49,6 +58,7 @@ use rapport_node::repo::LocalChange;
 use rapport_node::{OpenMode, Repo};
 use rapport_proto::SignedChange;
 use rapport_proto::wire::{self, RecordHeads, SyncMessage};
+use rapport_sync::schedule::{self, Config, MAX_FOLLOW_UPS, Outcome, Scheduler, SessionId};
 use rapport_sync::{HEADS_PER_MESSAGE, Initiator, Responder, SyncError};
 use rapport_trust::{DeviceId, DeviceKey, KeyError};
 
@@ -59,6 +69,18 @@ pub type Items = Vec<(RecordId, Vec<[u8; 32]>)>;
 
 /// Virtual time starts here (2026-01-01), in Unix milliseconds.
 const EPOCH_MS: u64 = 1_767_225_600_000;
+
+/// The nodes' `--sync-interval`: shorter than the daemon's 30 s because
+/// the simulated runs are short (20 s of faults); still several times as
+/// long as a simulated session, as 30 s is for a real one.
+const SYNC_INTERVAL: Duration = Duration::from_secs(5);
+
+fn schedule_config() -> Config {
+    Config {
+        interval: Some(SYNC_INTERVAL),
+        session_timeout: schedule::SESSION_TIMEOUT,
+    }
+}
 
 /// A node's clock (the world's virtual one) and its own seeded randomness.
 struct SimEnv {
@@ -165,6 +187,10 @@ pub struct Stats {
     /// Times a record's history continued in the next `Changes` message.
     pub split_histories: u64,
     pub dial_failures: u64,
+    /// Announcements heard while their pair's session ran, and sessions
+    /// that followed a finished one at once (coalesced follow-ups).
+    pub coalesced: u64,
+    pub follow_ups: u64,
     /// Virtual milliseconds from the end of faults to convergence.
     pub converge_ms: u64,
 }
@@ -191,6 +217,8 @@ impl Stats {
         self.large_notes += o.large_notes;
         self.split_histories += o.split_histories;
         self.dial_failures += o.dial_failures;
+        self.coalesced += o.coalesced;
+        self.follow_ups += o.follow_ups;
         self.converge_ms = self.converge_ms.max(o.converge_ms);
     }
 }
@@ -214,6 +242,13 @@ struct SimNode {
     outbox: Arc<Mutex<Vec<LocalChange>>>,
     /// Whom a node that was just added catches up from (its ticket).
     inviter: Option<usize>,
+    /// When to catch up with whom: the daemon's schedule, on the virtual
+    /// clock; lost in a crash like the rest of its memory.
+    sched: Scheduler<usize>,
+    /// The earliest wake-up scheduled for `sched`.
+    wake_at: Option<u64>,
+    /// Per peer: sessions dialed since the pair was last idle in `sched`.
+    chain: BTreeMap<usize, usize>,
 }
 
 enum Packet {
@@ -253,8 +288,12 @@ enum BadRequest {
 
 enum Event {
     Tick(usize),
-    Deliver { to: usize, packet: Packet },
-    Dial(usize, usize),
+    Deliver {
+        to: usize,
+        packet: Packet,
+    },
+    /// A node's schedule asked to be woken now.
+    Wake(usize),
     Restart(usize),
     Weather,
     RemoveDan,
@@ -288,6 +327,12 @@ impl Ord for Timed {
 struct Session {
     initiator: usize,
     responder: usize,
+    /// The schedule's name for it; `None` for a join, which is dialed
+    /// outside the schedule.
+    dial: Option<SessionId>,
+    /// An announcement from the responder that the initiator could not
+    /// apply arrived while this session ran.
+    triggered: bool,
     init: Initiator,
     resp: Responder,
     /// Last scheduled delivery per direction (to the responder, to the
@@ -327,9 +372,6 @@ pub struct World {
     space: RecordId,
     sessions: BTreeMap<u64, Session>,
     next_session: u64,
-    /// Sessions a node dialed, by (initiator, responder): whether another
-    /// was asked for meanwhile (catch-up is coalesced as in the daemon).
-    dialing: BTreeMap<(usize, usize), bool>,
     /// Partition: the group of each node, while the network is split.
     groups: Option<Vec<u8>>,
     faults: Faults,
@@ -354,6 +396,9 @@ pub struct World {
     large_left: u64,
     dan_removed: bool,
     eve_added: bool,
+    /// (initiator, peer) of every dial the schedules made while handling
+    /// the current event.
+    dialed: Vec<(usize, usize)>,
 }
 
 fn now_ms(clock: &AtomicU64) -> u64 {
@@ -394,6 +439,9 @@ impl World {
                 repo: Some(repo),
                 outbox,
                 inviter: None,
+                sched: Scheduler::new(schedule_config()),
+                wake_at: None,
+                chain: BTreeMap::new(),
             });
         }
         let ann = nodes[0].repo.as_ref().ok_or("Ann is down")?;
@@ -435,7 +483,6 @@ impl World {
             space,
             sessions: BTreeMap::new(),
             next_session: 0,
-            dialing: BTreeMap::new(),
             groups: None,
             faults,
             faulty: false,
@@ -451,6 +498,7 @@ impl World {
             large_left: 0,
             dan_removed: false,
             eve_added: false,
+            dialed: Vec::new(),
         };
         if world.rng.below(8) == 0 {
             world.large_left = 2;
@@ -518,6 +566,9 @@ impl World {
     pub fn run(&mut self, plan: Plan) -> Result<(), String> {
         self.faulty = true;
         for n in 0..self.nodes.len() {
+            self.start_schedule(n)?;
+        }
+        for n in 0..self.nodes.len() {
             let first = self.rng.below(1000);
             self.schedule(first, Event::Tick(n));
         }
@@ -533,7 +584,7 @@ impl World {
         while let Some(Timed { at, event, .. }) = self.queue.pop() {
             if self.faulty && at >= plan.faulty_ms {
                 self.clock.store(plan.faulty_ms, AtomicOrdering::Relaxed);
-                self.heal();
+                self.heal()?;
             }
             if at > end {
                 return Err(format!(
@@ -557,23 +608,27 @@ impl World {
     }
 
     /// The end of faults: the network heals, every node comes back up.
-    fn heal(&mut self) {
+    fn heal(&mut self) -> Result<(), String> {
         self.faulty = false;
-        self.groups = None;
+        if self.groups.take().is_some() {
+            self.neighbors_up()?;
+        }
         for n in 0..self.nodes.len() {
             if self.nodes[n].repo.is_none() {
                 self.schedule(0, Event::Restart(n));
             }
         }
+        Ok(())
     }
 
     fn handle(&mut self, event: Event) -> Result<(), String> {
+        self.dialed.clear();
         match event {
             Event::Tick(n) => self.tick(n)?,
             Event::Deliver { to, packet } => self.deliver(to, packet)?,
-            Event::Dial(a, b) => self.dial(a, b),
+            Event::Wake(n) => self.wake(n)?,
             Event::Restart(n) => self.restart(n)?,
-            Event::Weather => self.weather(),
+            Event::Weather => self.weather()?,
             Event::RemoveDan => self.remove_dan()?,
             Event::AddEve => self.add_eve()?,
         }
@@ -587,21 +642,22 @@ impl World {
             return Ok(()); // its restart schedules the next tick
         }
         if self.faulty && self.rng.chance(self.faults.crash) {
-            self.crash(n);
-            return Ok(());
+            return self.crash(n);
         }
         if self.faulty && self.rng.chance(600) {
             self.local_op(n)?;
         }
-        // Catch-up with one member (the daemon does all, periodically).
-        if !self.faulty || self.rng.chance(400) {
-            let peers = self.believed_peers(n);
-            if !peers.is_empty() {
-                let p = peers[self.rng.below(peers.len() as u64) as usize];
-                self.dial(n, p);
-            } else if let Some(inviter) = self.nodes[n].inviter {
-                self.dial(n, inviter);
-            }
+        // Catch-up is the schedule's; a node added to the space that has
+        // not caught up yet redeems its ticket, which syncs with the
+        // inviter directly (as `Node::join` does).
+        if self.believed_peers(n).is_empty()
+            && let Some(inviter) = self.nodes[n].inviter
+            && !self
+                .sessions
+                .values()
+                .any(|s| s.initiator == n && s.dial.is_none())
+        {
+            self.open_session(n, inviter, None)?;
         }
         let next = self.rng.range(400, 1600);
         self.schedule(next, Event::Tick(n));
@@ -621,7 +677,7 @@ impl World {
             .collect()
     }
 
-    fn crash(&mut self, n: usize) {
+    fn crash(&mut self, n: usize) -> Result<(), String> {
         self.stats.crashes += 1;
         self.nodes[n].repo = None;
         self.nodes[n]
@@ -636,8 +692,11 @@ impl World {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            self.end_session(id, true);
+            self.end_session(id, Outcome::Failed)?;
         }
+        self.nodes[n].sched = Scheduler::new(schedule_config());
+        self.nodes[n].wake_at = None;
+        self.nodes[n].chain.clear();
         // A third of the crashes also destroy the store: the node must
         // rebuild it from its journal, and then judge every change as
         // before (the convergence check at the end is the judge).
@@ -649,6 +708,7 @@ impl World {
         }
         let back = self.rng.range(1000, 6000);
         self.schedule(back, Event::Restart(n));
+        Ok(())
     }
 
     fn restart(&mut self, n: usize) -> Result<(), String> {
@@ -679,14 +739,23 @@ impl World {
             }
         }
         self.nodes[n].repo = Some(repo);
+        self.start_schedule(n)?;
+        // The others see it come back as a gossip neighbour.
+        for p in 0..self.nodes.len() {
+            if p != n && self.reachable(p, n) {
+                let (now, space) = (self.time(), self.space_id());
+                self.nodes[p].sched.handle_neighbor_up(space, n, now);
+                self.pump(p)?;
+            }
+        }
         let next = self.rng.range(0, 500);
         self.schedule(next, Event::Tick(n));
         Ok(())
     }
 
-    fn weather(&mut self) {
+    fn weather(&mut self) -> Result<(), String> {
         if !self.faulty {
-            return;
+            return Ok(());
         }
         if self.groups.is_none() && self.rng.chance(self.faults.partition) {
             let mut groups: Vec<u8> = (0..self.nodes.len())
@@ -699,9 +768,11 @@ impl World {
             self.stats.partitions += 1;
         } else if self.groups.is_some() && self.rng.chance(500) {
             self.groups = None;
+            self.neighbors_up()?;
         }
         let next = self.rng.range(1000, 4000);
         self.schedule(next, Event::Weather);
+        Ok(())
     }
 
     fn reachable(&self, a: usize, b: usize) -> bool {
@@ -817,6 +888,11 @@ impl World {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
+        // A change of the space document may add or remove members: the
+        // daemon tells its schedule.
+        if !changes.is_empty() {
+            self.refresh_members(n);
+        }
         for c in changes {
             for bytes in &c.changes {
                 if let Some(hash) = change_hash(bytes) {
@@ -1199,8 +1275,20 @@ impl World {
                 have.sort();
                 let mut want = heads;
                 want.sort();
-                if have != want && self.believed_peers(to).contains(&from) {
-                    self.dial(to, from);
+                if have != want {
+                    if let Some(s) = self
+                        .sessions
+                        .values_mut()
+                        .find(|s| (s.initiator, s.responder) == (to, from) && s.dial.is_some())
+                    {
+                        s.triggered = true;
+                        self.stats.coalesced += 1;
+                    }
+                    let (now, space) = (self.time(), self.space_id());
+                    self.nodes[to]
+                        .sched
+                        .handle_gossip_unapplied(space, from, now);
+                    self.pump(to)?;
                 }
             }
             Packet::Inject {
@@ -1231,25 +1319,136 @@ impl World {
         Ok(())
     }
 
-    /// Node `a` dials `b` for a catch-up session.
-    fn dial(&mut self, a: usize, b: usize) {
-        if let Some(again) = self.dialing.get_mut(&(a, b)) {
-            *again = true;
-            return;
+    // ----- the schedule ----------------------------------------------------
+
+    /// The virtual clock, as the schedule counts time.
+    fn time(&self) -> Duration {
+        Duration::from_millis(self.now())
+    }
+
+    /// A node starts (or restarts): its schedule learns the members and
+    /// begins its first round.
+    fn start_schedule(&mut self, n: usize) -> Result<(), String> {
+        self.refresh_members(n);
+        let now = self.time();
+        self.nodes[n].sched.handle_start(now);
+        self.pump(n)
+    }
+
+    /// Tells node `n`'s schedule the members its store knows, as the
+    /// daemon does whenever the space document may have changed.
+    fn refresh_members(&mut self, n: usize) {
+        let peers = self.believed_peers(n);
+        let space = self.space_id();
+        self.nodes[n].sched.handle_members(space, peers);
+    }
+
+    /// The network healed: every pair of nodes that can reach each other
+    /// again sees the other as a gossip neighbour.
+    fn neighbors_up(&mut self) -> Result<(), String> {
+        let (now, space) = (self.time(), self.space_id());
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].repo.is_none() {
+                continue;
+            }
+            for p in 0..self.nodes.len() {
+                if p != n && self.reachable(n, p) {
+                    self.nodes[n].sched.handle_neighbor_up(space, p, now);
+                }
+            }
+            self.pump(n)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the sessions node `n`'s schedule decides on now, and asks to
+    /// be woken when it next has something to do.
+    fn pump(&mut self, n: usize) -> Result<(), String> {
+        if self.nodes[n].repo.is_none() {
+            return Ok(());
+        }
+        let now = self.time();
+        while let Some(dial) = self.nodes[n].sched.poll_dial(now) {
+            *self.nodes[n].chain.entry(dial.peer).or_default() += 1;
+            self.dialed.push((n, dial.peer));
+            if !self.open_session(n, dial.peer, Some(dial.id))? {
+                self.nodes[n]
+                    .sched
+                    .handle_session_done(dial.id, Outcome::Failed, now);
+                self.forget_idle(n);
+            }
+        }
+        if let Some(t) = self.nodes[n].sched.poll_timeout() {
+            // Never now again: a wake-up that changed nothing would repeat.
+            let at = u64::try_from(t.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(self.now() + 1);
+            if self.nodes[n]
+                .wake_at
+                .is_none_or(|w| at < w || w <= self.now())
+            {
+                self.nodes[n].wake_at = Some(at);
+                self.schedule_at(at, Event::Wake(n));
+            }
+        }
+        Ok(())
+    }
+
+    fn wake(&mut self, n: usize) -> Result<(), String> {
+        if self.nodes[n].repo.is_none() {
+            return Ok(());
+        }
+        if self.nodes[n].wake_at.is_some_and(|w| w <= self.now()) {
+            self.nodes[n].wake_at = None;
+        }
+        let now = self.time();
+        self.nodes[n].sched.handle_timeout(now);
+        self.forget_idle(n);
+        self.pump(n)
+    }
+
+    /// Restarts the count of back-to-back sessions for pairs the schedule
+    /// let go of.
+    fn forget_idle(&mut self, n: usize) {
+        let space = self.space_id();
+        let node = &mut self.nodes[n];
+        let sched = &node.sched;
+        node.chain
+            .retain(|p, _| sched.is_running(*p, space) || sched.is_waiting(*p, space));
+    }
+
+    /// Node `a` dials `b` for a catch-up session: for its schedule
+    /// (`dial`), or for a join. Whether it got through.
+    fn open_session(
+        &mut self,
+        a: usize,
+        b: usize,
+        dial: Option<SessionId>,
+    ) -> Result<bool, String> {
+        if dial.is_some()
+            && let Some(s) = self
+                .sessions
+                .values()
+                .find(|s| (s.initiator, s.responder) == (a, b) && s.dial.is_some())
+        {
+            return Err(format!(
+                "{} dialed {} while a session with it still ran ({:?}): sessions are not coalesced",
+                self.nodes[a].name, self.nodes[b].name, s.dial
+            ));
         }
         if !self.reachable(a, b) {
             self.stats.dial_failures += 1;
-            return;
+            return Ok(false);
         }
         let Some(repo) = self.repo(a) else {
-            return;
+            return Ok(false);
         };
         let replica = repo.replica(self.nodes[b].device);
         let (init, first) = match Initiator::start(self.space_id(), &replica) {
             Ok(started) => started,
             Err(_) => {
                 self.stats.dial_failures += 1;
-                return;
+                return Ok(false);
             }
         };
         self.next_session += 1;
@@ -1260,26 +1459,27 @@ impl World {
             Session {
                 initiator: a,
                 responder: b,
+                dial,
+                triggered: false,
                 init,
                 resp: Responder::new(),
                 last: [0, 0],
                 last_changed: [None, None],
             },
         );
-        self.dialing.insert((a, b), false);
-        self.send(id, false, first);
+        self.send(id, false, first)?;
+        Ok(true)
     }
 
-    fn send(&mut self, id: u64, to_initiator: bool, msgs: Vec<SyncMessage>) {
+    fn send(&mut self, id: u64, to_initiator: bool, msgs: Vec<SyncMessage>) -> Result<(), String> {
         for msg in msgs {
             let Some(session) = self.sessions.get(&id) else {
-                return;
+                return Ok(());
             };
             let frame = match wire::encode_frame(&msg) {
                 Ok(f) => f,
                 Err(_) => {
-                    self.end_session(id, true);
-                    return;
+                    return self.end_session(id, Outcome::Failed);
                 }
             };
             let dir = usize::from(to_initiator);
@@ -1305,8 +1505,7 @@ impl World {
             };
             if self.faulty && self.rng.chance(self.faults.cut) {
                 self.stats.cuts += 1;
-                self.end_session(id, true);
-                return;
+                return self.end_session(id, Outcome::Failed);
             }
             let at = (self.now() + self.rng.range(1, 60)).max(session.last[dir] + 1);
             if let Some(s) = self.sessions.get_mut(&id) {
@@ -1340,6 +1539,7 @@ impl World {
                 },
             );
         }
+        Ok(())
     }
 
     fn deliver_session(&mut self, id: u64, to_initiator: bool, frame: &[u8]) -> Result<(), String> {
@@ -1348,13 +1548,13 @@ impl World {
         };
         let (i, r) = (s.initiator, s.responder);
         if !self.reachable(i, r) {
-            self.end_session(id, true);
+            self.end_session(id, Outcome::Failed)?;
             return Ok(());
         }
         let msg: SyncMessage = match wire::decode(&frame[4..]) {
             Ok(m) => m,
             Err(_) => {
-                self.end_session(id, true);
+                self.end_session(id, Outcome::Failed)?;
                 return Ok(());
             }
         };
@@ -1386,17 +1586,17 @@ impl World {
         };
         match step {
             Ok(sent) => {
-                self.send(id, !to_initiator, sent);
+                self.send(id, !to_initiator, sent)?;
                 if let Some(s) = self.sessions.get(&id)
                     && s.init.is_finished()
                     && s.resp.is_finished()
                 {
-                    self.end_session(id, false);
+                    self.end_session(id, Outcome::Ok)?;
                 }
             }
             Err(SyncError::Refused(_)) => {
                 self.stats.sessions_refused += 1;
-                self.end_session(id, false);
+                self.end_session(id, Outcome::Refused)?;
             }
             Err(SyncError::Replica(e)) => {
                 return Err(format!(
@@ -1408,7 +1608,7 @@ impl World {
                 // A duplicate or out-of-place message: the receiver drops
                 // the connection, as the daemon does.
                 self.stats.sessions_broken += 1;
-                self.end_session(id, true);
+                self.end_session(id, Outcome::Failed)?;
             }
         }
         // A responder that was refused, or finished, ends the session too.
@@ -1416,20 +1616,54 @@ impl World {
             && s.resp.was_refused()
         {
             self.stats.sessions_refused += 1;
-            self.end_session(id, false);
+            self.end_session(id, Outcome::Refused)?;
         }
         Ok(())
     }
 
-    fn end_session(&mut self, id: u64, _broken: bool) {
+    /// A session ended: its initiator's schedule hears how, and decides
+    /// what follows. An announcement that came in while it ran must get a
+    /// session after it, unless the pair's run of back-to-back sessions is
+    /// at its limit or the peer is no longer a member.
+    fn end_session(&mut self, id: u64, outcome: Outcome) -> Result<(), String> {
         let Some(s) = self.sessions.remove(&id) else {
-            return;
+            return Ok(());
         };
-        if self.dialing.remove(&(s.initiator, s.responder)) == Some(true) {
-            // Someone asked for another catch-up meanwhile: one follows.
-            let delay = self.rng.range(5, 50);
-            self.schedule(delay, Event::Dial(s.initiator, s.responder));
+        let (a, b) = (s.initiator, s.responder);
+        for n in [a, b] {
+            if self.nodes[n].repo.is_some() {
+                self.refresh_members(n);
+            }
         }
+        let Some(dial) = s.dial else {
+            return Ok(());
+        };
+        if self.nodes[a].repo.is_none() {
+            return Ok(());
+        }
+        let now = self.time();
+        let chain = self.nodes[a].chain.get(&b).copied().unwrap_or(0);
+        self.nodes[a].sched.handle_session_done(dial, outcome, now);
+        self.forget_idle(a);
+        let before = self.dialed.len();
+        self.pump(a)?;
+        let followed = self.dialed[before..].contains(&(a, b));
+        if followed && outcome == Outcome::Ok {
+            self.stats.follow_ups += 1;
+        }
+        if s.triggered
+            && outcome == Outcome::Ok
+            && chain <= MAX_FOLLOW_UPS
+            && self.believed_peers(a).contains(&b)
+            && !followed
+        {
+            return Err(format!(
+                "{} heard of a change from {} during a catch-up session with it, and no \
+                 session followed: the change waits for the next round (coalescing lost it)",
+                self.nodes[a].name, self.nodes[b].name
+            ));
+        }
+        Ok(())
     }
 
     // ----- observations ------------------------------------------------------

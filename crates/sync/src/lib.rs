@@ -31,6 +31,10 @@
 //! The state machines never touch a socket, a disk or a clock: messages
 //! go in, messages come out, and the node's storage is reached through
 //! [`Replica`]. That makes whole sessions testable in one thread.
+//!
+//! When to run a session, and with whom, is [`schedule`]'s to decide: also
+//! sans-IO, with time passed in, so the node and the simulation run the
+//! same schedule.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -39,6 +43,10 @@ use rapport_model::{RecordId, SpaceId};
 use rapport_proto::MAX_CHANGE_BYTES;
 use rapport_proto::wire::{Hash, RecordChanges, RecordHeads, SyncMessage, WireId};
 use sha2::{Digest, Sha256};
+
+pub mod schedule;
+
+pub use schedule::{Dial, Outcome, Scheduler, SessionId};
 
 /// Most reconciliation rounds a session may take before it is abandoned.
 pub const MAX_ROUNDS: usize = 64;
