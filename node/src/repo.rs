@@ -21,6 +21,9 @@ use rapport_store::{Indexed, RecordWrite, Store, StoreError};
 use rapport_trust::{DeviceId, DeviceKey};
 
 use crate::NodeError;
+
+/// A document and its heads (change hashes).
+pub type DocHeads = (RecordId, Vec<[u8; 32]>);
 use crate::datadir::{self, DirState, Profile};
 use crate::env::{Environment, System};
 
@@ -220,8 +223,41 @@ impl Repo {
         self.key.device_id()
     }
 
+    /// The store itself, for the node's own modules; tests reach it with
+    /// the `testing` feature. Clients use `ops` and the reads below.
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The store itself (the `testing` feature: for tests that look under
+    /// the operations).
+    #[cfg(feature = "testing")]
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Every document of a space with its heads, in id order: what
+    /// reconciliation compares with a peer (benchmarks check convergence
+    /// with it).
+    pub fn space_heads(&self, space: SpaceId) -> Result<Vec<DocHeads>, NodeError> {
+        Ok(self.store.space_items(space).collect::<Result<_, _>>()?)
+    }
+
+    /// Signed changes stored, all spaces together.
+    pub fn change_count(&self) -> usize {
+        self.store.change_count()
+    }
+
+    /// Every signed change stored for a document.
+    pub fn signed_changes(&self, id: RecordId) -> Result<Vec<SignedChange>, NodeError> {
+        let mut out = Vec::new();
+        for hash in self.store.change_hashes(id)? {
+            if let Some(c) = self.store.signed_change(&hash)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     /// One record as stored, if this node holds it.

@@ -123,7 +123,7 @@ pub fn run(out: &mut String, records: usize, dir: Option<&Path>, json: bool) -> 
         scan.push(t.elapsed());
     }
     let disk = dir_size(&data);
-    let total_records = repo.store().record_count();
+    let total_records = repo.record_count();
     drop(repo);
     let in_process_peak = peak_rss_kib();
     let cold = cold_list_peak_rss(&data)?;
@@ -135,9 +135,7 @@ pub fn run(out: &mut String, records: usize, dir: Option<&Path>, json: bool) -> 
         "benchmark",
         &|_, _| {},
     )?;
-    let rebuilt = Repo::open(&data, OpenMode::Existing)?
-        .store()
-        .record_count();
+    let rebuilt = Repo::open(&data, OpenMode::Existing)?.record_count();
     anyhow::ensure!(
         rebuilt == total_records,
         "the rebuilt store holds {rebuilt} records, not {total_records}"

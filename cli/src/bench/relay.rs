@@ -147,20 +147,13 @@ async fn measure(n: usize, changes: usize) -> Result<serde_json::Value> {
     let total_changes = n * changes;
     let reference = repos[0].clone();
     wait_until(Duration::from_secs(1800), || {
-        let Ok(items) = reference
-            .store()
-            .space_items(sid)
-            .collect::<Result<Vec<_>, _>>()
-        else {
+        let Ok(items) = reference.space_heads(sid) else {
             return false;
         };
         items.len() == n * RECORDS_PER_NODE + 1
-            && repos.iter().all(|r| {
-                r.store()
-                    .space_items(sid)
-                    .collect::<Result<Vec<_>, _>>()
-                    .is_ok_and(|mine| mine == items)
-            })
+            && repos
+                .iter()
+                .all(|r| r.space_heads(sid).is_ok_and(|mine| mine == items))
     })
     .await
     .context("the nodes did not converge")?;

@@ -175,7 +175,7 @@ fn write_peer(repo: &Repo, i: usize, sid: SpaceId, writes: usize) -> Result<()> 
 }
 
 fn items(repo: &Repo, sid: SpaceId) -> Result<Vec<(RecordId, Vec<[u8; 32]>)>> {
-    Ok(repo.store().space_items(sid).collect::<Result<_, _>>()?)
+    Ok(repo.space_heads(sid)?)
 }
 
 fn percentile_ms(samples: &mut [Duration], p: usize) -> f64 {
@@ -294,7 +294,7 @@ async fn measure(peers: usize, writes: usize) -> Result<Value> {
             return Ok(false);
         }
         for repo in &repos {
-            if repo.store().change_count() != served_changes || items(repo, sid)? != reference {
+            if repo.change_count() != served_changes || items(repo, sid)? != reference {
                 return Ok(false);
             }
         }
@@ -329,7 +329,7 @@ async fn measure(peers: usize, writes: usize) -> Result<Value> {
         let held = items(repo, sid)?;
         // The space's own document is one of its items, not a record.
         peer_records.push(held.len().saturating_sub(1));
-        peer_changes.push(repo.store().change_count());
+        peer_changes.push(repo.change_count());
         peers_matching_served += usize::from(held == served_items);
     }
 
@@ -352,7 +352,7 @@ async fn measure(peers: usize, writes: usize) -> Result<Value> {
         "converge_after_writes_stop_s": round2(converge.as_secs_f64()),
         "converged_in_time": converged,
         "served_records": served_items.len().saturating_sub(1),
-        "served_changes_stored": served_repo.store().change_count(),
+        "served_changes_stored": served_repo.change_count(),
         "peer_records": peer_records,
         "peer_changes_stored": peer_changes,
         "peers_matching_served": peers_matching_served,
