@@ -327,6 +327,12 @@ pub fn explain(e: OpError) -> anyhow::Error {
         ErrorCode::NotFound if e.message.starts_with("no space") => {
             Some("`rapport space list` shows yours".to_string())
         }
+        ErrorCode::NotFound if e.message.starts_with("no token") => {
+            Some("`rapport token list` shows them".to_string())
+        }
+        ErrorCode::NotFound if e.message.starts_with("no webhook") => {
+            Some("`rapport webhook list` shows them".to_string())
+        }
         ErrorCode::NotFound => Some("`rapport list KIND` shows what there is".to_string()),
         ErrorCode::Deleted => e
             .subject

@@ -100,10 +100,12 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
         Some(addr) => Some(start_iroh_relay(addr).await?),
         None => None,
     };
-    let node = Node::start(repo.clone(), config).await?;
     // One feed of what happens to records, for the web UI's search and
-    // live pages and the API's events.
+    // live pages and the API's events; following the store before the
+    // node starts catching up, so that no record synced meanwhile is
+    // missed.
     let live = rapport_node::live::Live::start(repo.clone());
+    let node = Node::start(repo.clone(), config).await?;
     let ops = rapport_node::ops::Ops::running(node.clone(), Some(live.clone()));
     let token = rapport_node::api::new_token()?;
     let ui = match ui_bind {

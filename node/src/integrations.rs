@@ -212,7 +212,7 @@ impl Integrations {
                 .tokens
                 .iter()
                 .position(|t| t.name == name)
-                .ok_or_else(|| NodeError::NotFound(format!("token {name}")))?;
+                .ok_or_else(|| NodeError::Missing(format!("no token is named `{name}`")))?;
             Ok(c.tokens.remove(at))
         })
     }
@@ -278,7 +278,7 @@ impl Integrations {
                 .webhooks
                 .iter()
                 .position(|w| w.id == id)
-                .ok_or_else(|| NodeError::NotFound(format!("webhook {id}")))?;
+                .ok_or_else(|| NodeError::Missing(format!("no webhook has the id `{id}`")))?;
             Ok(c.webhooks.remove(at))
         })
     }
@@ -290,7 +290,7 @@ impl Integrations {
                 .webhooks
                 .iter_mut()
                 .find(|w| w.id == id)
-                .ok_or_else(|| NodeError::NotFound(format!("webhook {id}")))?;
+                .ok_or_else(|| NodeError::Missing(format!("no webhook has the id `{id}`")))?;
             w.disabled = None;
             w.failures = 0;
             Ok(w.clone())

@@ -73,6 +73,9 @@ pub enum NodeError {
     Rule(#[from] RuleError),
     #[error("no record matches `{0}`")]
     NotFound(String),
+    /// Something other than a record is not there; says what.
+    #[error("{0}")]
+    Missing(String),
     #[error("`{reference}` matches several records; use the id (or a longer prefix):\n{}", list_candidates(.candidates))]
     Ambiguous {
         reference: String,

@@ -118,6 +118,8 @@ pub struct CursorGone;
 struct Seen {
     deleted: bool,
     stage: Option<String>,
+    /// Where it was: a client of that space hears it was removed.
+    space: SpaceId,
 }
 
 #[derive(Debug, Default)]
@@ -220,27 +222,31 @@ impl Live {
                             index.remove(id);
                             // A space document is written through the same
                             // feed; only records this node held are events.
-                            if seen.remove(&id).is_some() {
-                                happened.push((EventType::Removed, id, None, None));
+                            if let Some(was) = seen.remove(&id) {
+                                happened.push((
+                                    EventType::Removed,
+                                    id,
+                                    None,
+                                    Detail::Space(was.space),
+                                ));
                             }
                         }
                         Err(e) => tracing::warn!("search index: record {id}: {e}"),
                     }
                 }
             }
-            for (event, id, record, previous_stage) in happened {
-                self.publish(event, id, record, previous_stage);
+            for (event, id, record, detail) in happened {
+                self.publish(event, id, record, detail);
             }
         }
     }
 
-    fn publish(
-        &self,
-        event: EventType,
-        id: RecordId,
-        record: Option<RecordView>,
-        previous_stage: Option<String>,
-    ) {
+    fn publish(&self, event: EventType, id: RecordId, record: Option<RecordView>, detail: Detail) {
+        let (previous_stage, removed_from) = match detail {
+            Detail::None => (None, None),
+            Detail::Stage(s) => (Some(s), None),
+            Detail::Space(s) => (None, Some(s)),
+        };
         let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
         let seq = history.next;
         history.next += 1;
@@ -249,7 +255,7 @@ impl Live {
             event,
             id,
             kind: record.as_ref().map(|r| r.kind),
-            space: record.as_ref().map(|r| r.space),
+            space: record.as_ref().map(|r| r.space).or(removed_from),
             record,
             previous_stage,
         };
@@ -326,13 +332,24 @@ impl Live {
 fn seen_of(v: &RecordView) -> Seen {
     Seen {
         deleted: v.deleted,
+        space: v.space,
         stage: (v.kind == Kind::Deal)
             .then(|| v.text("stage").map(str::to_string))
             .flatten(),
     }
 }
 
-type Happened = (EventType, RecordId, Option<RecordView>, Option<String>);
+/// What an event says beside the record.
+#[derive(Debug, Clone, PartialEq)]
+enum Detail {
+    None,
+    /// A deal's stage before it changed.
+    Stage(String),
+    /// The space a removed record was in.
+    Space(SpaceId),
+}
+
+type Happened = (EventType, RecordId, Option<RecordView>, Detail);
 
 /// The events one write of a record makes, given what was seen before.
 fn events_of(before: Option<&Seen>, v: RecordView) -> Vec<Happened> {
@@ -352,9 +369,14 @@ fn events_of(before: Option<&Seen>, v: RecordView) -> Vec<Happened> {
         }
         _ => None,
     };
-    let mut out = vec![(first, id, Some(v.clone()), None)];
+    let mut out = vec![(first, id, Some(v.clone()), Detail::None)];
     if let Some(previous) = moved {
-        out.push((EventType::StageChanged, id, Some(v), Some(previous)));
+        out.push((
+            EventType::StageChanged,
+            id,
+            Some(v),
+            Detail::Stage(previous),
+        ));
     }
     out
 }
@@ -403,7 +425,7 @@ mod tests {
         );
         assert!(types(None, deal("lead", true)).is_empty());
         let moved = events_of(Some(&lead), deal("won", false));
-        assert_eq!(moved[1].3.as_deref(), Some("lead"));
+        assert_eq!(moved[1].3, Detail::Stage("lead".into()));
     }
 
     #[test]

@@ -623,7 +623,9 @@ impl From<NodeError> for OpError {
             | NodeError::Invite(_)
             | NodeError::BadAssignment(_)
             | NodeError::Export(_) => ErrorCode::Invalid,
-            NodeError::NotFound(_) | NodeError::UnknownSpace(_) => ErrorCode::NotFound,
+            NodeError::NotFound(_) | NodeError::UnknownSpace(_) | NodeError::Missing(_) => {
+                ErrorCode::NotFound
+            }
             NodeError::Ambiguous { .. } => ErrorCode::Ambiguous,
             NodeError::Deleted { .. } => ErrorCode::Deleted,
             NodeError::NotMember(_) | NodeError::Forbidden(_) => ErrorCode::Forbidden,
@@ -718,21 +720,31 @@ impl Request {
         )
     }
 
-    /// Whether a caller limited to one space may ask for it: record
-    /// operations are checked record by record; device- and space-wide
-    /// ones are for the device's own user.
-    fn open_to_space_callers(&self) -> bool {
-        !matches!(
+    /// Whether an API token may ask for it: the records and what they are
+    /// read with. Everything else concerns the whole device (its identity,
+    /// backups, membership of spaces, tokens and webhooks) and is for its
+    /// own user only. A list of what is allowed, so that an operation
+    /// added later is closed to tokens until someone opens it.
+    fn open_to_tokens(&self) -> bool {
+        matches!(
             self,
-            Request::SetIdentity { .. }
-                | Request::Backup { .. }
-                | Request::CreateSpace { .. }
-                | Request::RemoveMember { .. }
-                | Request::Invite { .. }
-                | Request::Join { .. }
-                | Request::Audit { .. }
-                | Request::ExportDocuments { .. }
-                | Request::Whoami
+            Request::Status
+                | Request::Fields { .. }
+                | Request::Create { .. }
+                | Request::Edit { .. }
+                | Request::Delete { .. }
+                | Request::Restore { .. }
+                | Request::CompleteTask { .. }
+                | Request::Show { .. }
+                | Request::List(_)
+                | Request::Timeline { .. }
+                | Request::Pipeline
+                | Request::Search { .. }
+                | Request::Export { .. }
+                | Request::Spaces
+                | Request::Members { .. }
+                | Request::Get { .. }
+                | Request::Patch { .. }
         )
     }
 }
@@ -784,8 +796,9 @@ impl Ops {
     /// inside it (`Join` waits for the network on the current runtime).
     pub fn execute(&self, caller: &Caller, request: Request) -> Result<Reply, OpError> {
         // Every change written for a token names it (timelines show it).
-        let result =
-            crate::repo::with_via(caller.token.as_deref(), || self.dispatch(caller, request));
+        let result = crate::repo::with_via(caller.token.as_deref(), || {
+            crate::repo::with_scope(caller.space, || self.dispatch(caller, request))
+        });
         if let Err(e) = &result
             && e.store_damaged
         {
@@ -801,10 +814,10 @@ impl Ops {
                 "this token may only read; ask for a token without read-only to write",
             ));
         }
-        if caller.space.is_some() && !request.open_to_space_callers() {
+        if caller.token.is_some() && !request.open_to_tokens() {
             return Err(OpError::new(
                 ErrorCode::Forbidden,
-                "this token is limited to one space; this operation concerns the whole device",
+                "an API token may read and write records; this operation concerns the whole device and is for its own user",
             ));
         }
         let repo = &*self.repo;
@@ -814,15 +827,31 @@ impl Ops {
                 repo.set_identity(name, org)?;
                 self.whoami().map(Reply::Whoami)
             }
-            Request::Status => Ok(Reply::Status(Status {
-                running: self.node.is_some(),
-                records: repo.store().record_count(),
-                is_relay: repo.profile().relay,
-                net: match &self.node {
+            Request::Status => {
+                let mut net = match &self.node {
                     Some(node) => Some(node.status()?),
                     None => None,
-                },
-            })),
+                };
+                let records = match caller.space {
+                    None => repo.record_count(),
+                    Some(space) => {
+                        // The node as this space's members see it.
+                        if let Some(n) = &mut net {
+                            let space = space.to_string();
+                            n.spaces.retain(|id, _| *id == space);
+                            n.peers_seen.clear();
+                            n.connected.clear();
+                        }
+                        repo.space_record_count_of(space)
+                    }
+                };
+                Ok(Reply::Status(Status {
+                    running: self.node.is_some(),
+                    records,
+                    is_relay: repo.profile().relay,
+                    net,
+                }))
+            }
             Request::Fields { kind } => Ok(Reply::Fields {
                 fields: fields(kind),
             }),
@@ -907,7 +936,20 @@ impl Ops {
             Request::List(query) => self.list(caller, query).map(Reply::List),
             Request::Timeline { record } => {
                 let v = self.visible(caller, &record)?;
-                let entries = repo.timeline(&v)?;
+                let mut entries = repo.timeline(&v)?;
+                // An activity of another space may be about this record
+                // (a private note on a shared company): not for a token
+                // of this space.
+                if caller.space.is_some() {
+                    entries.retain(|e| match e {
+                        Entry::Activity { id, .. } => repo
+                            .view(*id)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|a| caller.may_see(&a)),
+                        Entry::Change { .. } => true,
+                    });
+                }
                 let titles = self.titles(std::slice::from_ref(&v));
                 Ok(Reply::Timeline(TimelineReply {
                     record: v,
@@ -1235,8 +1277,9 @@ impl Ops {
                 })?;
                 views.partition_point(|v| {
                     let order = key(v).cmp(&k).then(v.id.cmp(&id));
+                    // Everything up to the cursor's record, itself included.
                     if descending {
-                        order.is_gt()
+                        order.is_ge()
                     } else {
                         order.is_le()
                     }
@@ -1457,7 +1500,7 @@ pub fn fields(kind: Kind) -> Vec<FieldInfo> {
 
 /// How a list orders records by one field: missing values first, then
 /// numbers (amounts, percentages) by value, then text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 enum SortKey {
     Missing,
     Number(f64),
@@ -1518,8 +1561,15 @@ fn is_amount(kind: Kind, field: &str) -> bool {
 
 /// A page cursor: the last record's sort key and id, so that the next page
 /// starts right after it even when records were added or removed since.
+/// Numbers travel as their shortest text, which parses back to the same
+/// `f64` (JSON numbers might not).
 fn encode_cursor(key: &SortKey, id: RecordId) -> String {
-    let json = serde_json::to_vec(&(key, id)).unwrap_or_default();
+    let (tag, text) = match key {
+        SortKey::Missing => ("m", String::new()),
+        SortKey::Number(n) => ("n", format!("{n:?}")),
+        SortKey::Text(t) => ("t", t.clone()),
+    };
+    let json = serde_json::to_vec(&(tag, text, id)).unwrap_or_default();
     data_encoding::BASE64URL_NOPAD.encode(&json)
 }
 
@@ -1527,7 +1577,14 @@ fn decode_cursor(cursor: &str) -> Option<(SortKey, RecordId)> {
     let json = data_encoding::BASE64URL_NOPAD
         .decode(cursor.as_bytes())
         .ok()?;
-    serde_json::from_slice(&json).ok()
+    let (tag, text, id): (String, String, RecordId) = serde_json::from_slice(&json).ok()?;
+    let key = match tag.as_str() {
+        "m" => SortKey::Missing,
+        "n" => SortKey::Number(text.parse().ok()?),
+        "t" => SortKey::Text(text),
+        _ => return None,
+    };
+    Some((key, id))
 }
 
 /// The operations of integrations: record versions for the HTTP API,
@@ -1807,6 +1864,35 @@ mod tests {
     }
 
     #[test]
+    fn descending_pages_of_one_record_each_end() {
+        let (_tmp, ops) = ops();
+        let me = Caller::user();
+        let acme = create(&ops, &me, Kind::Company, &[("name", "Acme")]);
+        let id = acme.id.to_string();
+        for (title, amount) in [("a", "0.1"), ("b", "0.3"), ("c", "7")] {
+            let fields = [
+                ("title", title),
+                ("company", id.as_str()),
+                ("amount", amount),
+                ("currency", "EUR"),
+            ];
+            create(&ops, &me, Kind::Deal, &fields);
+        }
+        let mut q = query(Kind::Deal, Some("-amount"), 1);
+        let mut seen = Vec::new();
+        loop {
+            let p = page(&ops, &me, q.clone()).expect("page");
+            seen.extend(p.records.iter().map(RecordView::title));
+            assert!(seen.len() <= 3, "pages repeat: {seen:?}");
+            match p.next {
+                Some(next) => q.after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["c", "b", "a"]);
+    }
+
+    #[test]
     fn amounts_sort_by_value_and_descending_reverses() {
         let (_tmp, ops) = ops();
         let me = Caller::user();
@@ -1863,6 +1949,22 @@ mod tests {
         assert_eq!(refused.code, ErrorCode::Forbidden);
         assert_eq!(ops.repo().record_count(), 0);
         assert!(ops.execute(&reader, Request::Pipeline).is_ok());
+        // A token of any kind may not act for the whole device.
+        let writer = Caller {
+            token: Some("billing".into()),
+            read_only: false,
+            space: None,
+        };
+        let backup = ops
+            .execute(
+                &writer,
+                Request::Backup {
+                    path: ops.repo().dir().join("b.rapport"),
+                },
+            )
+            .expect_err("device-wide");
+        assert_eq!(backup.code, ErrorCode::Forbidden);
+        assert!(!ops.repo().dir().join("b.rapport").exists());
     }
 
     #[test]
@@ -1906,6 +2008,77 @@ mod tests {
         assert_eq!(shared.space, SpaceId::Shared(space.id));
         let whole_device = ops.execute(&scoped, Request::Whoami).expect_err("device");
         assert_eq!(whole_device.code, ErrorCode::Forbidden);
+        // Names resolve in its space only: no private candidate, no title.
+        create(&ops, &me, Kind::Company, &[("name", "Joint Ventures")]);
+        let by_name = ops
+            .execute(
+                &scoped,
+                Request::Show {
+                    record: "Joint".into(),
+                },
+            )
+            .expect("its own record, by name");
+        let Reply::Show(shown) = by_name else {
+            panic!("not a record");
+        };
+        assert_eq!(shown.record.id, shared.id);
+        let secret = ops
+            .execute(
+                &scoped,
+                Request::Show {
+                    record: "Secret".into(),
+                },
+            )
+            .expect_err("hidden by name");
+        assert_eq!(secret.code, ErrorCode::NotFound);
+        let mut filtered = query(Kind::Person, None, 10);
+        filtered.filters = input(&[("company", "Secret Corp")]);
+        let refused = page(&ops, &scoped, filtered).expect_err("a private reference");
+        assert!(
+            !refused.message.contains(&private.id.to_string()),
+            "{refused:?}"
+        );
+        // A private note about the shared record stays off its timeline.
+        let about = shared.id.to_string();
+        create(
+            &ops,
+            &me,
+            Kind::Activity,
+            &[
+                ("type", "note"),
+                ("subject", "price floor 40k"),
+                ("about", &about),
+            ],
+        );
+        let Reply::Timeline(t) = ops
+            .execute(
+                &scoped,
+                Request::Timeline {
+                    record: about.clone(),
+                },
+            )
+            .expect("timeline")
+        else {
+            panic!("not a timeline");
+        };
+        assert!(
+            !serde_json::to_string(&t.entries)
+                .expect("json")
+                .contains("price floor"),
+            "{:?}",
+            t.entries
+        );
+        let Reply::Timeline(mine) = ops
+            .execute(&me, Request::Timeline { record: about })
+            .expect("timeline")
+        else {
+            panic!("not a timeline");
+        };
+        assert!(
+            serde_json::to_string(&mine.entries)
+                .expect("json")
+                .contains("price floor")
+        );
     }
 
     #[test]

@@ -103,6 +103,32 @@ fn via() -> Option<String> {
     VIA.with(|v| v.borrow().clone())
 }
 
+thread_local! {
+    /// The one space the operations on this thread may see (see
+    /// [`with_scope`]).
+    static SCOPE: std::cell::Cell<Option<SpaceId>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` seeing only the records of `space` when finding records by
+/// reference (`resolve`, and references inside inputs and filters): a
+/// record of another space is not found, is never a candidate of an
+/// ambiguous name, and its title appears in no error. For an API token
+/// limited to one space; a scoped setting for the reason [`with_via`] is.
+pub fn with_scope<T>(space: Option<SpaceId>, f: impl FnOnce() -> T) -> T {
+    struct Reset(Option<SpaceId>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SCOPE.with(|s| s.set(self.0));
+        }
+    }
+    let _reset = Reset(SCOPE.with(|s| s.replace(space)));
+    f()
+}
+
+fn in_scope(v: &RecordView) -> bool {
+    SCOPE.with(|s| s.get()).is_none_or(|space| v.space == space)
+}
+
 impl Repo {
     pub fn open(dir: &Path, mode: OpenMode) -> Result<Self, NodeError> {
         Self::open_in(dir, mode, Arc::new(System))
@@ -347,6 +373,7 @@ impl Repo {
         }
         if let Ok(id) = r.parse::<RecordId>()
             && let Some(v) = self.store.view(id)?
+            && in_scope(&v)
         {
             return self.check_kind(v, reference, kinds, field);
         }
@@ -364,7 +391,9 @@ impl Repo {
         }
         let mut views = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(v) = self.store.view(id)? {
+            if let Some(v) = self.store.view(id)?
+                && in_scope(&v)
+            {
                 views.push(v);
             }
         }
