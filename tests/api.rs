@@ -116,6 +116,10 @@ fn follow_events(api: SocketAddr, token: &str) -> mpsc::Receiver<(String, String
             // Chunk sizes of the chunked body come as lines of their own.
             let l = line.trim_end().to_string();
             line.clear();
+            if l == "0" {
+                // The chunked body's last chunk: the server ended the stream.
+                return;
+            }
             if let Some(v) = l.strip_prefix("event: ").or(l.strip_prefix("event:")) {
                 event = v.to_string();
             } else if let Some(v) = l.strip_prefix("id: ").or(l.strip_prefix("id:")) {
@@ -379,7 +383,14 @@ fn an_integration_works_over_http_alone() {
     let first_try = hooks.recv_timeout(WAIT).expect("a delivery");
     let retry = hooks.recv_timeout(WAIT).expect("a retry after the 500");
     assert_eq!(first_try.body, retry.body, "the same event is sent again");
+    let timestamp = retry
+        .headers
+        .get("x-rapport-timestamp")
+        .expect("a timestamp")
+        .clone();
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(hook_secret.as_bytes()).expect("key");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
     mac.update(&retry.body);
     let expected: String = mac
         .finalize()
@@ -455,7 +466,19 @@ fn an_integration_works_over_http_alone() {
         "nothing was written"
     );
 
-    // A revoked token is refused at once.
+    // A revoked token is refused at once, and its open event stream ends.
+    let open_stream = follow_events(api, &reader);
     node.ok(&["token", "revoke", "dashboard"]);
     assert_eq!(call("GET", "/api/v1/status", &reader, None).status, 401);
+    let ended = Instant::now();
+    loop {
+        match open_stream.recv_timeout(Duration::from_secs(20)) {
+            Ok(_) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the revoked token's event stream is still open after 20 s")
+            }
+        }
+    }
+    assert!(ended.elapsed() < Duration::from_secs(20));
 }

@@ -77,6 +77,12 @@ pub(crate) async fn events(
         rx,
         scope,
         stopping: state.stopping.clone(),
+        recheck: tokio::time::interval_at(
+            tokio::time::Instant::now() + TOKEN_RECHECK,
+            TOKEN_RECHECK,
+        ),
+        ops: state.ops.clone(),
+        token: caller.token,
     }
     .into_stream();
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
@@ -88,9 +94,32 @@ struct Feed {
     rx: tokio::sync::broadcast::Receiver<Event>,
     scope: Option<SpaceId>,
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// When to check again that the stream's token is still valid.
+    recheck: tokio::time::Interval,
+    ops: rapport_node::ops::Ops,
+    /// The token's name.
+    token: Option<String>,
 }
 
+/// How soon an open stream ends after its token is revoked.
+const TOKEN_RECHECK: Duration = Duration::from_secs(5);
+
 impl Feed {
+    /// Whether the token the stream was opened with is still there.
+    async fn token_valid(&self) -> bool {
+        let Some(name) = self.token.clone() else {
+            return true;
+        };
+        let ops = self.ops.clone();
+        tokio::task::spawn_blocking(move || {
+            ops.integrations()
+                .tokens()
+                .is_ok_and(|tokens| tokens.iter().any(|t| t.name == name))
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     fn into_stream(self) -> impl Stream<Item = Result<SseEvent, Infallible>> {
         futures_util::stream::unfold(self, |mut feed| async move {
             let next = feed.next().await?;
@@ -114,6 +143,11 @@ impl Feed {
             }
             tokio::select! {
                 _ = self.stopping.changed() => return None,
+                _ = self.recheck.tick() => {
+                    if !self.token_valid().await {
+                        return None;
+                    }
+                }
                 got = self.rx.recv() => match got {
                     Ok(e) => {
                         if let Some(sse) = to_sse(&e, self.scope) {

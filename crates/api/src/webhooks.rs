@@ -71,15 +71,25 @@ impl DeliveryConfig {
     }
 }
 
-/// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`: what
-/// [`SIGNATURE_HEADER`] carries.
-pub fn signature(secret: &str, body: &[u8]) -> String {
+/// What [`SIGNATURE_HEADER`] carries: `sha256=` and the hex HMAC-SHA256,
+/// under `secret`, of the attempt's timestamp (as sent in
+/// `X-Rapport-Timestamp`), a dot, and the raw body. With the timestamp
+/// signed, a receiver can refuse an old request replayed by whoever
+/// captured it.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut signed = format!("{timestamp}.").into_bytes();
+    signed.extend_from_slice(body);
+    hmac_sha256(secret, &signed)
+}
+
+/// `sha256=` and the hex HMAC-SHA256 of `data` under `secret`.
+fn hmac_sha256(secret: &str, data: &[u8]) -> String {
     // HMAC takes a key of any length.
     let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
         Ok(m) => m,
         Err(_) => return String::new(),
     };
-    mac.update(body);
+    mac.update(data);
     let bytes = mac.finalize().into_bytes();
     let mut hex = String::with_capacity(64 + 7);
     hex.push_str("sha256=");
@@ -223,16 +233,16 @@ async fn post(
     timeout: Duration,
 ) -> Result<u16, String> {
     let target = Target::parse(&hook.url)?;
+    let now = jiff::Timestamp::now().as_second();
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: rapport/{version}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n{SIGNATURE_HEADER}: {sig}\r\nX-Rapport-Event: {kind}\r\nX-Rapport-Delivery: {cursor}\r\nX-Rapport-Timestamp: {now}\r\nConnection: close\r\n\r\n",
         path = target.path,
         host = target.host_header,
         version = env!("CARGO_PKG_VERSION"),
         len = body.len(),
-        sig = signature(&hook.secret, body),
+        sig = signature(&hook.secret, now, body),
         kind = event.event.as_str(),
         cursor = event.cursor,
-        now = jiff::Timestamp::now().as_second(),
     );
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
@@ -333,11 +343,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_signature_is_the_hmac_sha256_of_the_body() {
+    fn the_signature_is_the_hmac_sha256_of_the_timestamp_and_the_body() {
         // RFC 4231, test case 2.
         assert_eq!(
-            signature("Jefe", b"what do ya want for nothing?"),
+            hmac_sha256("Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            signature("Jefe", 1_700_000_000, b"{}"),
+            hmac_sha256("Jefe", b"1700000000.{}")
+        );
+        assert_ne!(
+            signature("Jefe", 1_700_000_000, b"{}"),
+            signature("Jefe", 1_700_000_001, b"{}"),
+            "a replay with another timestamp does not verify"
         );
     }
 
