@@ -107,18 +107,38 @@ pub(crate) async fn run(ops: Ops, config: DeliveryConfig, mut stopping: watch::R
     };
     let mut rx = live.subscribe();
     let mut queues: HashMap<String, mpsc::Sender<Event>> = HashMap::new();
+    // Events taken back from the feed's history after falling behind, and
+    // the cursor of the last event handed out, to resume from.
+    let mut missed: std::collections::VecDeque<Event> = Default::default();
+    let mut last: Option<String> = None;
     loop {
-        let event = tokio::select! {
-            _ = stopping.changed() => return,
-            got = rx.recv() => match got {
-                Ok(e) => e,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("webhooks fell behind the live feed: {n} events were not delivered");
-                    continue;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        let event = match missed.pop_front() {
+            Some(e) => e,
+            None => tokio::select! {
+                _ = stopping.changed() => return,
+                got = rx.recv() => match got {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        // A burst (a space joined, an import) outran this
+                        // task: the feed keeps its recent events, so take
+                        // them back rather than lose them.
+                        match live.resume(last.as_deref()) {
+                            Ok((back, again)) => {
+                                missed.extend(back);
+                                rx = again;
+                            }
+                            Err(gone) => {
+                                tracing::warn!("webhooks fell behind the live feed by {n} events, more than it keeps; they are not delivered: {gone}");
+                                rx = live.subscribe();
+                            }
+                        }
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
             },
         };
+        last = Some(event.cursor.clone());
         let integrations = ops.integrations();
         let hooks = match tokio::task::spawn_blocking(move || integrations.webhooks()).await {
             Ok(Ok(h)) => h,
