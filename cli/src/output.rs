@@ -54,15 +54,9 @@ pub fn short_id_len(ids: &[RecordId]) -> usize {
     (common + 1).clamp(8, rapport_model::id::ID_LEN)
 }
 
-/// Cuts a cell to `max` characters, marking the cut.
-pub fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
+/// Cuts a cell to `max` characters, marking the cut (as the node cuts
+/// an activity's subject).
+pub use rapport_node::ops::clip;
 
 /// `2026-11-23 14:05` in the local time zone.
 /// A status's RFC 3339 sync time as a table shows it (UTC, to the second).
