@@ -464,6 +464,8 @@ pub struct MembersReply {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InviteReply {
     pub ticket: String,
+    /// The space it lets one join.
+    pub space_name: String,
     /// Seconds since the Unix epoch.
     pub expires: i64,
     pub role: Role,
@@ -1069,6 +1071,7 @@ impl Ops {
                 let ticket = node.invite(view.id, (ttl_hours * 3600.0) as i64, role, org)?;
                 Ok(Reply::Invite(InviteReply {
                     ticket: ticket.encode(),
+                    space_name: ticket.space_name.clone(),
                     expires: ticket.expires,
                     role,
                     ttl_hours,
@@ -1138,7 +1141,7 @@ impl Ops {
             SpaceId::Private => {
                 return Err(OpError::new(
                     ErrorCode::Invalid,
-                    "the private space has only this device; it has no members to list or invite",
+                    "the private space cannot be shared: it has only this device; create a shared space to invite members",
                 ));
             }
         };

@@ -28,7 +28,10 @@ use axum::Router;
 use axum::routing::{get, post};
 use rapport_node::live::Live;
 use rapport_node::net::Node;
-use rapport_node::ops::{Caller, ErrorCode, OpError, Ops, Reply, Request};
+use rapport_node::ops::{
+    Caller, ErrorCode, ListQuery, MembersReply, OpError, Ops, Reply, Request, ShowReply,
+    TimelineReply,
+};
 use rapport_node::{NodeError, Repo};
 
 pub use error::WebError;
@@ -58,10 +61,86 @@ impl App {
     pub fn write(&self, request: Request) -> Result<rapport_model::RecordView, OpError> {
         match self.ops.execute(&Caller::user(), request)? {
             Reply::Record(r) => Ok(r.record),
-            other => Err(OpError::new(
-                ErrorCode::Internal,
-                format!("a write answered {other:?}"),
-            )),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs a read operation as this device's user.
+    fn read(&self, request: Request) -> Result<Reply, OpError> {
+        self.ops.execute(&Caller::user(), request)
+    }
+
+    /// Every record of `kind` matching `filters` (live ones, or deleted
+    /// ones), through the list operation, page after page.
+    pub fn list(
+        &self,
+        kind: rapport_model::Kind,
+        filters: Vec<(String, String)>,
+        deleted: bool,
+    ) -> Result<Vec<rapport_model::RecordView>, OpError> {
+        let mut query = ListQuery {
+            kind,
+            filters,
+            deleted,
+            sort: None,
+            limit: None,
+            after: None,
+        };
+        let mut out = Vec::new();
+        loop {
+            match self.read(Request::List(query.clone()))? {
+                Reply::List(page) => {
+                    out.extend(page.records);
+                    match page.next {
+                        Some(next) => query.after = Some(next),
+                        None => return Ok(out),
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+    }
+
+    /// Records whose names, emails, phones, domains or tags match, as
+    /// `rapport search` finds them (from the live index in memory: quick
+    /// enough for the async threads).
+    pub fn search(&self, query: &str, limit: usize) -> rapport_node::search::Found {
+        match self.read(Request::Search {
+            query: query.into(),
+            limit: Some(limit),
+        }) {
+            Ok(Reply::Search(found)) => found,
+            _ => rapport_node::search::Found::default(),
+        }
+    }
+
+    /// One record with what refers to it, as `rapport show` has it.
+    pub fn show(&self, reference: &str) -> Result<ShowReply, OpError> {
+        match self.read(Request::Show {
+            record: reference.into(),
+        })? {
+            Reply::Show(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A record's timeline, as `rapport timeline` has it.
+    pub fn timeline(&self, reference: &str) -> Result<TimelineReply, OpError> {
+        match self.read(Request::Timeline {
+            record: reference.into(),
+        })? {
+            Reply::Timeline(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A shared space's members, as `rapport space members` has them.
+    pub fn members(&self, space: &str) -> Result<MembersReply, OpError> {
+        match self.read(Request::Members {
+            space: space.into(),
+        })? {
+            Reply::Members(m) => Ok(m),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -75,6 +154,14 @@ impl App {
             .await
             .map_err(|e| WebError::Internal(format!("a page task failed: {e}")))?
     }
+}
+
+/// An operation answered with a reply of another kind than it gives.
+fn unexpected(reply: Reply) -> OpError {
+    OpError::new(
+        ErrorCode::Internal,
+        format!("an operation answered {reply:?}"),
+    )
 }
 
 /// A running web UI; [`Ui::stop`] stops it.

@@ -70,7 +70,7 @@ pub(crate) async fn page(
     let moved = q.moved.clone();
     let (board, crumbs) = app
         .blocking(move |app| {
-            let board = read_board(app.repo(), mine, owner, moved.as_deref())?;
+            let board = read_board(app, mine, owner, moved.as_deref())?;
             let crumbs = Trail::default().crumbs(app.repo(), "Pipeline");
             Ok((board, crumbs))
         })
@@ -87,17 +87,18 @@ pub(crate) async fn page(
 }
 
 fn read_board(
-    repo: &rapport_node::Repo,
+    app: &App,
     mine: bool,
     owner: Option<String>,
     moved: Option<&str>,
 ) -> Result<Board, WebError> {
+    let repo = &**app.repo();
     let me = repo
         .profile()
         .name
         .map(|n| n.trim().to_string())
         .filter(|n| !n.is_empty());
-    let deals = repo.list(Kind::Deal, &[], false)?;
+    let deals = app.list(Kind::Deal, Vec::new(), false)?;
     let owners: BTreeSet<String> = deals
         .iter()
         .filter_map(|d| d.text("owner"))

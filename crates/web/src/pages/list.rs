@@ -139,11 +139,12 @@ fn render(app: &App, kind: Kind, p: ListParams) -> Result<Html<String>, WebError
             }
         }
     };
-    let views = match repo.list(kind, &filters, p.deleted) {
+    let filtered = !filters.is_empty();
+    let views = match app.list(kind, filters, p.deleted) {
         Ok(v) => v,
-        Err(e) if !filters.is_empty() => {
+        Err(e) if filtered => {
             filter_error = Some(e.to_string());
-            repo.list(kind, &[], p.deleted)?
+            app.list(kind, Vec::new(), p.deleted)?
         }
         Err(e) => return Err(e.into()),
     };

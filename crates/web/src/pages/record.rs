@@ -30,11 +30,13 @@ pub(crate) async fn page(
     Path(id): Path<String>,
     Query(q): Query<RecordQuery>,
 ) -> Result<Html<String>, WebError> {
-    app.blocking(move |app| render(app.repo(), &id, &q)).await
+    app.blocking(move |app| render(app, &id, &q)).await
 }
 
-fn render(repo: &Repo, reference: &str, q: &RecordQuery) -> Result<Html<String>, WebError> {
-    let view = repo.resolve(reference)?;
+fn render(app: &App, reference: &str, q: &RecordQuery) -> Result<Html<String>, WebError> {
+    let repo = &**app.repo();
+    let record = app.show(reference)?;
+    let view = record.record;
     let title = view.title();
     let mut trail = Trail::parse(q.t.as_deref());
     if trail.is_empty() {
@@ -43,11 +45,15 @@ fn render(repo: &Repo, reference: &str, q: &RecordQuery) -> Result<Html<String>,
     let onward = trail.then(Step::Record(view.id));
     let link = |id: RecordId| onward.link(&format!("/r/{id}"));
     let title_of = |id: RecordId| page::title_in(repo, id);
-    let related = repo.related(view.id)?;
-    let timeline = repo.timeline(&view)?;
-    let race = repo.delete_race(&view)?;
+    let related: Vec<(String, RecordView)> = record
+        .related
+        .into_iter()
+        .map(|r| (r.field, r.record))
+        .collect();
+    let timeline = app.timeline(&view.id.to_string())?.entries;
+    let race = record.delete_race;
     let space = match view.space {
-        SpaceId::Shared(id) => repo.space(id)?,
+        SpaceId::Shared(id) => Some(app.members(&id.to_string())?),
         SpaceId::Private => None,
     };
     let id = view.id;
@@ -114,9 +120,9 @@ fn render(repo: &Repo, reference: &str, q: &RecordQuery) -> Result<Html<String>,
                 h2 id="space-h" { "Space" }
                 @match &space {
                     Some(s) => {
-                        p { "In the shared space " a href="/spaces" { (s.name) } ". Its members see it and may change it as their role allows:" }
+                        p { "In the shared space " a href="/spaces" { (s.space.name) } ". Its members see it and may change it as their role allows:" }
                         ul {
-                            @for m in s.members.values() {
+                            @for m in s.members.iter().filter(|m| m.removed.is_none()) {
                                 li {
                                     (if m.user.is_empty() { "a device" } else { m.user.as_str() })
                                     @if !m.org.is_empty() { " (" (m.org) ")" }

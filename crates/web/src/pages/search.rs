@@ -43,7 +43,7 @@ struct BoxAnswer {
 
 pub(crate) async fn page(State(app): State<App>, Query(q): Query<SearchQuery>) -> Response {
     if q.format.as_deref() == Some("json") {
-        let found = app.live.search(&q.q, BOX_RESULTS);
+        let found = app.search(&q.q, BOX_RESULTS);
         let hits = found
             .hits
             .into_iter()
@@ -62,7 +62,7 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<SearchQuery>) -
         })
         .into_response();
     }
-    let found = app.live.search(&q.q, PAGE_RESULTS);
+    let found = app.search(&q.q, PAGE_RESULTS);
     let title = if q.q.trim().is_empty() {
         "Search".to_string()
     } else {

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use jiff::Timestamp;
 use maud::{Markup, html};
 use rapport_model::{RecordId, Role, SpaceId};
-use rapport_node::NodeError;
 use rapport_node::net::{NetStatus, SpaceStatus};
+use rapport_node::ops::{Caller, OpError, Reply, Request};
 use rapport_proto::wire::{Ticket, WireError};
 use serde::Deserialize;
 
@@ -183,33 +183,31 @@ pub(crate) async fn invite(State(app): State<App>, Form(f): Form<InviteForm>) ->
     let (space, org) = (f.space.clone(), f.org.trim().to_string());
     let made = app
         .blocking(move |app| {
-            let id = match app.repo().resolve_space(&space) {
-                Ok(SpaceId::Shared(id)) => id,
-                Ok(SpaceId::Private) => {
-                    return Ok(Err((
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "the private space cannot be shared; create a shared one with `rapport space create NAME`".to_string(),
-                    )));
-                }
-                Err(e) => return Ok(Err((status_of(&e), e.to_string()))),
-            };
             let org = (!org.is_empty()).then_some(org);
-            // `as`: hours are checked to be at most a year above.
-            match app.node.invite(id, (hours * 3600.0) as i64, role, org) {
-                Ok(ticket) => Ok(Ok(ticket)),
-                Err(rapport_node::net::NetError::Node(e)) => Ok(Err((status_of(&e), e.to_string()))),
-                Err(e) => Ok(Err((StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))),
+            let request = Request::Invite {
+                space,
+                role,
+                org,
+                ttl_hours: hours,
+            };
+            match app.ops.execute(&Caller::user(), request) {
+                Ok(Reply::Invite(invite)) => Ok(Ok(invite)),
+                Ok(_) => Ok(Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the invite answered something else".to_string(),
+                ))),
+                Err(e) => Ok(Err((op_status(&e), e.to_string()))),
             }
         })
         .await;
     match made {
-        Ok(Ok(ticket)) => {
+        Ok(Ok(invite)) => {
             let outcome = Outcome::Invited {
-                space_name: ticket.space_name.clone(),
-                text: ticket.encode(),
+                space_name: invite.space_name,
+                text: invite.ticket,
                 role,
                 hours,
-                expires: ticket.expires,
+                expires: invite.expires,
             };
             respond(&app, outcome, StatusCode::OK).await
         }
@@ -227,26 +225,47 @@ pub(crate) async fn join(State(app): State<App>, Form(f): Form<JoinForm>) -> Res
         );
         return respond(&app, outcome, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
-    let ticket = match Ticket::decode(&f.ticket) {
-        Ok(t) => t,
-        Err(e) => {
-            let why = match e {
-                WireError::Malformed(m) => m,
-                other => other.to_string(),
-            };
-            let outcome = fail(f.ticket, format!("this is not a valid ticket: {why}"));
-            return respond(&app, outcome, StatusCode::UNPROCESSABLE_ENTITY).await;
-        }
-    };
-    // Dialing the inviter and catching up take a while: awaited here, on
-    // the async threads, which `join` does not block.
-    match app.node.join(&ticket).await {
-        Ok(view) => Redirect::to(&format!("/spaces?joined={}", view.id)).into_response(),
-        Err(e) => {
-            let outcome = fail(f.ticket, e.to_string());
-            respond(&app, outcome, StatusCode::UNPROCESSABLE_ENTITY).await
-        }
+    if let Err(e) = Ticket::decode(&f.ticket) {
+        let why = match e {
+            WireError::Malformed(m) => m,
+            other => other.to_string(),
+        };
+        let outcome = fail(f.ticket, format!("this is not a valid ticket: {why}"));
+        return respond(&app, outcome, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
+    // Dialing the inviter and catching up take a while: on a blocking
+    // thread, as every operation.
+    let ticket = f.ticket.clone();
+    let joined = app
+        .blocking(move |app| Ok(app.ops.execute(&Caller::user(), Request::Join { ticket })))
+        .await;
+    match joined {
+        Ok(Ok(Reply::Space(view))) => {
+            Redirect::to(&format!("/spaces?joined={}", view.id)).into_response()
+        }
+        Ok(Ok(_)) => {
+            respond(
+                &app,
+                fail(f.ticket, "the join answered something else".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            )
+            .await
+        }
+        Ok(Err(e)) => {
+            respond(
+                &app,
+                fail(f.ticket, e.to_string()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The status a failed operation answers with.
+fn op_status(e: &OpError) -> StatusCode {
+    StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
 }
 
 /// Hours the ticket stays valid, as typed (`24`, `0.5`); 24 when empty.
@@ -263,15 +282,6 @@ fn parse_hours(raw: &str) -> Result<f64, String> {
         Err(_) => Err(format!(
             "`{raw}` is not a number of hours: give how long the ticket stays valid, e.g. 24"
         )),
-    }
-}
-
-/// The status an error shown next to its form is answered with.
-fn status_of(e: &NodeError) -> StatusCode {
-    match e {
-        NodeError::Forbidden(_) | NodeError::NotMember(_) => StatusCode::FORBIDDEN,
-        NodeError::UnknownSpace(_) => StatusCode::NOT_FOUND,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

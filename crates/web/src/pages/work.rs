@@ -12,7 +12,6 @@ use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, ZonedDateTime};
 use maud::{Markup, html};
 use rapport_model::{FieldValue, Kind, RecordId, RecordView};
-use rapport_node::Repo;
 use serde::Deserialize;
 
 use crate::page::{self, Nav, Page};
@@ -83,7 +82,7 @@ pub(crate) async fn page(
         .blocking(move |app| {
             let tz = TimeZone::system();
             let now = Timestamp::now().to_zoned_datetime(tz);
-            let work = read_work(app.repo(), all, &now)?;
+            let work = read_work(app, all, &now)?;
             Ok(work)
         })
         .await?;
@@ -101,7 +100,8 @@ pub(crate) async fn page(
     }))
 }
 
-fn read_work(repo: &Repo, all: bool, now: &ZonedDateTime) -> Result<Work, WebError> {
+fn read_work(app: &App, all: bool, now: &ZonedDateTime) -> Result<Work, WebError> {
+    let repo = &**app.repo();
     let me = repo
         .profile()
         .name
@@ -131,7 +131,7 @@ fn read_work(repo: &Repo, all: bool, now: &ZonedDateTime) -> Result<Work, WebErr
     let next_monday = add_days(monday, 7);
     let (mut overdue, mut due_today, mut upcoming, mut later) = (vec![], vec![], vec![], 0);
     let mut meetings = Vec::new();
-    for a in repo.list(Kind::Activity, &[], false)? {
+    for a in app.list(Kind::Activity, Vec::new(), false)? {
         if !mine(&a) {
             continue;
         }
