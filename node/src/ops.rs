@@ -207,7 +207,9 @@ pub struct ListQuery {
     /// is creation order].
     #[serde(default)]
     pub sort: Option<String>,
-    /// Most records in the page [default and at most: `MAX_PAGE`].
+    /// Most records in the page, 1 to `MAX_PAGE` [default: every record,
+    /// in one page: listing everything is one pass over the store, where
+    /// following pages re-reads it for each].
     #[serde(default)]
     pub limit: Option<usize>,
     /// The `next` cursor of the page before.
@@ -1221,8 +1223,8 @@ impl Ops {
     }
 
     fn list(&self, caller: &Caller, q: ListQuery) -> Result<Page, OpError> {
-        let limit = q.limit.unwrap_or(MAX_PAGE);
-        if limit == 0 || limit > MAX_PAGE {
+        let limit = q.limit.unwrap_or(usize::MAX);
+        if limit == 0 || (q.limit.is_some() && limit > MAX_PAGE) {
             return Err(OpError::new(
                 ErrorCode::Invalid,
                 format!("a page holds 1 to {MAX_PAGE} records, not {limit}"),
@@ -1864,6 +1866,24 @@ mod tests {
         }
         assert_eq!(seen, ["alpha", "bravo", "Charlie", "Delta", "Echo"]);
         assert_eq!(pages, 3);
+    }
+
+    #[test]
+    fn a_list_without_a_limit_is_everything_in_one_pass() {
+        let (_tmp, ops) = ops();
+        let me = Caller::user();
+        for name in ["A", "B", "C"] {
+            create(&ops, &me, Kind::Company, &[("name", name)]);
+        }
+        let mut q = query(Kind::Company, None, 1);
+        q.limit = None;
+        let all = page(&ops, &me, q.clone()).expect("all");
+        assert_eq!((all.records.len(), all.total, all.next), (3, 3, None));
+        q.limit = Some(MAX_PAGE + 1);
+        assert_eq!(
+            page(&ops, &me, q).expect_err("too big").fields[0].field,
+            "limit"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use axum::{Json, Router};
 use rapport_model::{Kind, SpaceId};
-use rapport_node::ops::{Caller, ListQuery, Ops, Reply, Request};
+use rapport_node::ops::{Caller, ListQuery, MAX_PAGE, Ops, Reply, Request};
 use rapport_node::repo::Input;
 use serde_json::Value;
 
@@ -176,7 +176,9 @@ pub(crate) async fn list_records(
         filters: Vec::new(),
         deleted: false,
         sort: None,
-        limit: None,
+        // Pages for integrations: the operation itself, for this device's
+        // user, may list everything at once.
+        limit: Some(MAX_PAGE),
         after: None,
     };
     for (name, value) in &pairs {
