@@ -33,10 +33,9 @@ pub enum View {
     Init,
     Plain,
     RelayStatus,
-    /// A list; `all` fetches every page.
+    /// A list of one kind.
     List {
         kind: Kind,
-        all: bool,
     },
     Export {
         out: Option<PathBuf>,
@@ -181,10 +180,7 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
                     limit: *limit,
                     after: None,
                 }),
-                View::List {
-                    kind,
-                    all: limit.is_none(),
-                },
+                View::List { kind },
             )
         }
         Command::Search { query, limit } => plan(
@@ -364,29 +360,8 @@ pub fn explain(e: OpError) -> anyhow::Error {
 /// Runs a planned command and writes what the user reads into `out`.
 pub fn run(planned: Planned, exec: &mut Executor, json: bool, out: &mut String) -> Result<()> {
     let Planned { request, view, .. } = planned;
-    match (view, request) {
-        (View::List { kind, all: true }, Request::List(mut query)) => {
-            // Every page, for the table or the JSON array.
-            let mut records = Vec::new();
-            let mut titles = ops::Titles::new();
-            loop {
-                let Reply::List(page) = exec.run(Request::List(query.clone()))? else {
-                    bail!("the node answered a list with something else");
-                };
-                records.extend(page.records);
-                titles.extend(page.titles);
-                match page.next {
-                    Some(next) => query.after = Some(next),
-                    None => break,
-                }
-            }
-            list(out, kind, &records, &titles, None, json)
-        }
-        (view, request) => {
-            let reply = exec.run(request)?;
-            render(out, view, reply, json)
-        }
-    }
+    let reply = exec.run(request)?;
+    render(out, view, reply, json)
 }
 
 pub(crate) fn print_json(out: &mut String, v: &serde_json::Value) -> Result<()> {
@@ -427,7 +402,7 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
         Reply::Show(s) => show(out, &s, json),
         Reply::List(page) => {
             let kind = match view {
-                View::List { kind, .. } => kind,
+                View::List { kind } => kind,
                 _ => page.records.first().map_or(Kind::Company, |v| v.kind),
             };
             list(

@@ -71,33 +71,25 @@ impl App {
     }
 
     /// Every record of `kind` matching `filters` (live ones, or deleted
-    /// ones), through the list operation, page after page.
+    /// ones), through the list operation.
     pub fn list(
         &self,
         kind: rapport_model::Kind,
         filters: Vec<(String, String)>,
         deleted: bool,
     ) -> Result<Vec<rapport_model::RecordView>, OpError> {
-        let mut query = ListQuery {
+        let query = ListQuery {
             kind,
             filters,
             deleted,
             sort: None,
+            // No limit: every record in one pass over the store.
             limit: None,
             after: None,
         };
-        let mut out = Vec::new();
-        loop {
-            match self.read(Request::List(query.clone()))? {
-                Reply::List(page) => {
-                    out.extend(page.records);
-                    match page.next {
-                        Some(next) => query.after = Some(next),
-                        None => return Ok(out),
-                    }
-                }
-                other => return Err(unexpected(other)),
-            }
+        match self.read(Request::List(query))? {
+            Reply::List(page) => Ok(page.records),
+            other => Err(unexpected(other)),
         }
     }
 
