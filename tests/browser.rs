@@ -196,6 +196,8 @@ fn the_web_ui_works_in_a_real_browser() {
         .env("RAPPORT_UI", &ui)
         .env("RAPPORT_LOGIN", &login)
         .env("RAPPORT_BIN", env!("CARGO_BIN_EXE_rapport"))
+        .env("RAPPORT_RELAY", "none")
+        .env("RAPPORT_DISCOVERY", "none")
         .env("RAPPORT_B_DIR", &b.dir)
         .env("RAPPORT_SPACE", SPACE)
         .env("RAPPORT_SHARED_ID", &acme_id)

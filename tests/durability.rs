@@ -491,6 +491,8 @@ fn acknowledged_writes_are_synced_before_the_acknowledgement() {
             .arg("--data-dir")
             .arg(&n.dir)
             .args(&args)
+            .env("RAPPORT_RELAY", "none")
+            .env("RAPPORT_DISCOVERY", "none")
             .stdout(Stdio::null())
             .status()
             .expect("run strace");

@@ -5,6 +5,11 @@
 //! end with the same records and values, the same-field conflict resolved
 //! the same way everywhere.
 //!
+//! A second test, `a_member_that_moves_subnet_is_found_again`, puts each
+//! node on a subnet of its own behind a router namespace, and moves one
+//! node to a new subnet while it runs: the others must learn its new
+//! address (its signed announcement) and converge with it again.
+//!
 //! Needs root and iproute2 (`ip netns`); without them the test says so on
 //! stderr and passes as skipped. Loss is injected with `tc netem` where the
 //! kernel has it, else nftables (`nft`), else iptables; with none of them
@@ -111,6 +116,128 @@ impl Lab {
             out.push((ns, ip));
         }
         Ok(out)
+    }
+
+    /// A router namespace and one namespace per node, each node on a /24
+    /// of its own (`{base}.{i}.1`, gateway `{base}.{i}.254` in the router);
+    /// returns the router's namespace, then each node's namespace and
+    /// address.
+    fn build_routed(
+        &mut self,
+        names: &[&str],
+        base: &str,
+    ) -> Result<(String, Vec<(String, String)>), String> {
+        let rt = self.add_ns("rt")?;
+        run("ip", &["-n", &rt, "link", "set", "lo", "up"])?;
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &rt,
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv4.ip_forward=1",
+            ],
+        )?;
+        let mut out = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let ns = self.add_ns(name)?;
+            let port = format!("v{name}");
+            let net = format!("{base}.{}", i + 1);
+            run(
+                "ip",
+                &[
+                    "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port,
+                    "netns", &rt,
+                ],
+            )?;
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &rt,
+                    "addr",
+                    "add",
+                    &format!("{net}.254/24"),
+                    "dev",
+                    &port,
+                ],
+            )?;
+            run("ip", &["-n", &rt, "link", "set", &port, "up"])?;
+            run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{net}.1/24"),
+                    "dev",
+                    "eth0",
+                ],
+            )?;
+            run("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("{net}.254"),
+                ],
+            )?;
+            out.push((ns, format!("{net}.1")));
+        }
+        Ok((rt, out))
+    }
+
+    /// Moves the node in `ns` (router port `port`) to the subnet `net`:
+    /// its old address goes, `{net}.1` comes, routed through the router.
+    fn move_node(&self, ns: &str, port: &str, net: &str) -> Result<(), String> {
+        let rt = self.ns("rt");
+        run(
+            "ip",
+            &[
+                "-n",
+                &rt,
+                "addr",
+                "add",
+                &format!("{net}.254/24"),
+                "dev",
+                port,
+            ],
+        )?;
+        run("ip", &["-n", ns, "addr", "flush", "dev", "eth0"])?;
+        run(
+            "ip",
+            &[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{net}.1/24"),
+                "dev",
+                "eth0",
+            ],
+        )?;
+        run(
+            "ip",
+            &[
+                "-n",
+                ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("{net}.254"),
+            ],
+        )
     }
 
     /// Drops `percent` of the packets each way on `ns`'s `eth0` (and, for
@@ -277,7 +404,9 @@ impl Peer {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.ns, rapport_bin(), "--data-dir"])
             .arg(&self.dir)
-            .env_remove("RAPPORT_DATA_DIR");
+            .env_remove("RAPPORT_DATA_DIR")
+            .env("RAPPORT_RELAY", "none")
+            .env("RAPPORT_DISCOVERY", "none");
         c
     }
 
@@ -315,10 +444,16 @@ impl Peer {
     /// caller hands the process to the [`Lab`] at once, then waits for it
     /// with [`Peer::wait_ready`].
     fn spawn(&self) -> Child {
+        self.spawn_on(&format!("{}:0", self.ip), &[])
+    }
+
+    /// Starts `rapport up` bound to `bind` (`0.0.0.0:0` for a node whose
+    /// address changes while it runs), with `extra` arguments.
+    fn spawn_on(&self, bind: &str, extra: &[&str]) -> Child {
         let log = std::fs::File::create(self.log()).expect("log file");
         self.cmd()
-            .args(["up", "--no-mdns", "--sync-interval", "1", "--bind"])
-            .arg(format!("{}:0", self.ip))
+            .args(["up", "--no-mdns", "--sync-interval", "1", "--bind", bind])
+            .args(extra)
             .env("RAPPORT_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(log)
@@ -693,6 +828,176 @@ fn partition_loss_and_heal_converge() -> Result<(), String> {
     phase(
         start,
         &format!("done: {changes} changes made during the partition and under loss"),
+    );
+    Ok(())
+}
+
+/// Whether `p`'s status says `member` announced an address starting
+/// with `prefix`.
+fn announced(p: &Peer, member: &str, prefix: &str) -> bool {
+    p.json(&["status"])["net"]["members"][member]["announced"]
+        .as_array()
+        .is_some_and(|a| {
+            a.iter()
+                .any(|x| x.as_str().is_some_and(|x| x.starts_with(prefix)))
+        })
+}
+
+#[test]
+fn a_member_that_moves_subnet_is_found_again() -> Result<(), String> {
+    let start = Instant::now();
+    let homes = [Node::new(), Node::new(), Node::new(), Node::new()];
+    let (prefix, subnet) = run_tag();
+    // Two octets of the run's /24: each node gets a /24 of its own in it.
+    let base = subnet
+        .rsplit_once('.')
+        .map_or(subnet.clone(), |(b, _)| b.to_string());
+    let mut lab = Lab {
+        prefix: format!("{prefix}m"),
+        namespaces: Vec::new(),
+        nodes: Vec::new(),
+    };
+    let (rt, mut spots) = match lab.build_routed(&["a", "b", "c"], &base) {
+        Ok(v) => v,
+        Err(e) => {
+            let why = format!("cannot create network namespaces (need root and iproute2): {e}");
+            if required() {
+                return Err(format!("{why} (RAPPORT_REQUIRE_NETNS is set)"));
+            }
+            eprintln!("roaming test skipped: {why}");
+            return Ok(());
+        }
+    };
+    let mut peer = |name: &'static str, home: &Node| {
+        let (ns, ip) = spots.remove(0);
+        Peer {
+            name,
+            ns,
+            ip,
+            dir: home.dir.clone(),
+        }
+    };
+    let (a, b, c) = (
+        peer("A", &homes[0]),
+        peer("B", &homes[1]),
+        peer("C", &homes[2]),
+    );
+    // The discovery server runs on the router, where every subnet can
+    // reach it; every node publishes there.
+    let server = Peer {
+        name: "discovery",
+        ns: rt.clone(),
+        ip: format!("{base}.1.254"),
+        dir: homes[3].dir.clone(),
+    };
+    let port = 30_000 + (std::process::id() % 20_000) as u16;
+    lab.nodes.push(
+        server
+            .cmd()
+            .args([
+                "relay",
+                "run",
+                "--no-mdns",
+                "--bind",
+                "127.0.0.1:0",
+                "--discovery-server",
+            ])
+            .arg(format!("0.0.0.0:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start the discovery server: {e}"))?,
+    );
+    server.wait_ready();
+    let discovery = format!("http://{base}.1.254:{port}/pkarr");
+    phase(
+        start,
+        &format!("roaming: three subnets of {base}.0.0/16 behind a router"),
+    );
+
+    // B binds every interface: its address may change under it.
+    for (p, bind) in [
+        (&a, format!("{}:0", a.ip)),
+        (&b, "0.0.0.0:0".into()),
+        (&c, format!("{}:0", c.ip)),
+    ] {
+        p.ok(&["init", "--name", p.name]);
+        lab.nodes
+            .push(p.spawn_on(&bind, &["--discovery", &discovery]));
+        p.wait_ready();
+    }
+    a.ok(&["space", "create", SPACE]);
+    let id = a.json(&["company", "add", "Acme", "--space", SPACE])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    for p in [&b, &c] {
+        let ticket = a.json(&["space", "invite", SPACE, "--role", "writer"])["ticket"]
+            .as_str()
+            .expect("ticket")
+            .to_string();
+        p.ok(&["space", "join", &ticket]);
+        assert!(
+            eventually(WAIT, || p.run(&["show", &id]).status.success()),
+            "{}: Acme did not arrive",
+            p.name
+        );
+    }
+    let b_device = b.json(&["whoami"])["device"]
+        .as_str()
+        .expect("device")
+        .to_string();
+    let old = format!("{}:", b.ip);
+    for p in [&a, &c] {
+        assert!(
+            eventually(WAIT, || announced(p, &b_device, &old)),
+            "{}: B's first announcement did not arrive",
+            p.name
+        );
+    }
+    phase(start, "roaming: joined; A and C hold B's announced address");
+
+    // B moves to a new subnet while it runs.
+    let new_net = format!("{base}.9");
+    lab.move_node(&b.ns, "vb", &new_net)?;
+    let moved = Instant::now();
+    let new = format!("{new_net}.1:");
+    for p in [&a, &c] {
+        let learned = eventually(WAIT, || announced(p, &b_device, &new));
+        if !learned {
+            eprintln!("--- B's log:\n{}", b.tail_log());
+        }
+        assert!(learned, "{}: never learned B's new address", p.name);
+    }
+    phase(
+        start,
+        &format!(
+            "roaming: B moved to {new_net}.1; A and C learned it {:.1} s later",
+            moved.elapsed().as_secs_f64()
+        ),
+    );
+
+    // And they converge with it: edits both ways.
+    a.ok(&["edit", &id, "--set", "industry=Rail"]);
+    b.ok(&["edit", &id, "--set", "phone=+1 555 0199"]);
+    let converged = eventually(WAIT, || {
+        [&a, &b, &c].iter().all(|p| {
+            let v = p.show(&id);
+            v["industry"] == "Rail" && v["phone"] == "+1 555 0199"
+        })
+    });
+    if !converged {
+        for p in [&a, &b, &c] {
+            eprintln!("--- {}'s log:\n{}", p.name, p.tail_log());
+        }
+    }
+    assert!(converged, "the three nodes did not converge after B moved");
+    phase(
+        start,
+        &format!(
+            "roaming: converged {:.1} s after B moved",
+            moved.elapsed().as_secs_f64()
+        ),
     );
     Ok(())
 }

@@ -961,6 +961,7 @@ fn status(out: &mut String, s: &Status, json: bool) -> Result<()> {
     outln!(out, "node        {}", n.node_id);
     outln!(out, "addresses   {}", n.addrs.join(", "));
     outln!(out, "relay       {}", n.relay);
+    outln!(out, "discovery   {}", n.discovery);
     outln!(
         out,
         "traffic     {} B sent, {} B received, {} frames refused, {} sessions turned away (too many at once)",
@@ -1023,6 +1024,37 @@ fn status(out: &mut String, s: &Status, json: bool) -> Result<()> {
         if let Some(reason) = &sp.refused {
             outln!(out, "{}: a member refused to sync: {reason}", sp.name);
         }
+    }
+    if !n.members.is_empty() {
+        let rows: Vec<Vec<String>> = n
+            .members
+            .iter()
+            .map(|(device, r)| {
+                let how = match &r.unreachable_since {
+                    Some(since) if r.path == "unknown" => format!(
+                        "unreachable since {}",
+                        crate::output::sync_time(Some(since))
+                    ),
+                    _ => r.path.clone(),
+                };
+                vec![
+                    device.get(..12).unwrap_or(device).to_string(),
+                    how,
+                    if r.in_use.is_empty() {
+                        r.announced.join(", ")
+                    } else {
+                        r.in_use.join(", ")
+                    },
+                    r.relay.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        outln!(out);
+        outln!(
+            out,
+            "{}",
+            table(&["member", "reached", "addresses", "relay"], &rows)
+        );
     }
     Ok(())
 }

@@ -45,13 +45,13 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
         Mode::Node(args) => Some(args.api_bind),
         Mode::Relay(_) => None,
     };
-    let (config, api_addr, demo, metrics, iroh_relay, ui_bind) = match mode {
+    let (config, api_addr, demo, metrics, (iroh_relay, discovery), ui_bind) = match mode {
         Mode::Node(args) => (
             net_config(&args.net, Limits::default()),
             args.net.api,
             args.demo,
             metrics_args(&args.net)?,
-            None,
+            (None, None),
             (!args.no_ui).then_some(args.ui_bind),
         ),
         Mode::Relay(args) => {
@@ -84,7 +84,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
                 args.net.api,
                 false,
                 metrics_args(&args.net)?,
-                args.iroh_relay,
+                (args.iroh_relay, args.discovery_server),
                 None,
             )
         }
@@ -98,6 +98,10 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     // The iroh relay server first, so that this node can use it as its own.
     let iroh_relay = match iroh_relay {
         Some(addr) => Some(start_iroh_relay(addr).await?),
+        None => None,
+    };
+    let discovery = match discovery {
+        Some(addr) => Some(crate::discovery::start(addr).await?),
         None => None,
     };
     // One feed of what happens to records, for the web UI's search and
@@ -148,6 +152,7 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
                 "relay": relay,
                 "metrics": metrics.as_ref().map(|(a, _)| a),
                 "iroh_relay": iroh_relay.as_ref().and_then(|s| s.http_addr()),
+                "discovery_server": discovery.as_ref().map(|d| d.addr),
                 "http_api": http_api.as_ref().map(|a| a.url()),
             })
         );
@@ -187,6 +192,13 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
                 addr.port()
             );
         }
+        if let Some(d) = &discovery {
+            println!(
+                "discovery  {} (nodes: rapport up --discovery {})",
+                d.url_for(&d.addr.ip().to_string()),
+                d.url_for("HOST")
+            );
+        }
         if added > 0 {
             println!("Loaded {added} demo records.");
         }
@@ -217,6 +229,9 @@ async fn serve(dir: &Path, mode: Mode, json: bool) -> Result<()> {
     }
     live.stop();
     node.shutdown().await;
+    if let Some(d) = discovery {
+        let _ = d.stop.send(());
+    }
     if let Some(server) = iroh_relay
         && let Err(e) = server.shutdown().await
     {
@@ -274,6 +289,7 @@ fn net_config(args: &NetArgs, limits: Limits) -> NetConfig {
     NetConfig {
         bind: args.bind.clone(),
         relay: args.relay.clone(),
+        discovery: args.discovery.clone(),
         mdns: !args.no_mdns,
         sync_interval: Some(Duration::from_secs(args.sync_interval.max(1))),
         live: true,

@@ -17,6 +17,7 @@ mod bench;
 mod client;
 mod commands;
 mod daemon;
+mod discovery;
 mod integrations;
 mod membership;
 mod output;
@@ -246,9 +247,25 @@ pub struct NetArgs {
     /// Address to listen on for peers (repeatable) [default: all interfaces, a random port]
     #[arg(long, value_name = "IP:PORT")]
     pub bind: Vec<std::net::SocketAddr>,
-    /// Relays for reaching peers behind NAT: none, default (iroh's public relays), or a URL.
-    #[arg(long, default_value = "none", value_name = "none|default|URL")]
+    /// Relays for reaching peers behind NAT and on other networks: default (iroh's public
+    /// relays), none (LAN and direct addresses only), or your own relay's URL.
+    #[arg(
+        long,
+        env = "RAPPORT_RELAY",
+        default_value = "default",
+        value_name = "default|none|URL"
+    )]
     pub relay: rapport_node::net::RelayChoice,
+    /// Where to publish this node's addresses and look up members' by node id: default
+    /// (number 0's public servers; only the relay is published there), none, or your own
+    /// pkarr server's URL (`rapport relay run --discovery-server`; IP addresses too).
+    #[arg(
+        long,
+        env = "RAPPORT_DISCOVERY",
+        default_value = "default",
+        value_name = "default|none|URL"
+    )]
+    pub discovery: rapport_node::net::DiscoveryChoice,
     /// Do not look for peers on the local network (mDNS).
     #[arg(long)]
     pub no_mdns: bool,
@@ -312,6 +329,11 @@ pub struct RelayArgs {
     /// for nodes behind NAT: start them with `--relay http://HOST:PORT`.
     #[arg(long, value_name = "IP:PORT")]
     pub iroh_relay: Option<std::net::SocketAddr>,
+    /// Also run a discovery server here (pkarr over plain HTTP), where nodes publish their
+    /// addresses and find members by node id: start them with
+    /// `--discovery http://HOST:PORT/pkarr`.
+    #[arg(long, value_name = "IP:PORT")]
+    pub discovery_server: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@
 //! arguments, calls it and prints. That keeps one way to do each thing when
 //! the HTTP API and the web UI arrive.
 
+pub mod addresses;
 pub mod api;
 pub mod datadir;
 pub mod demo;
@@ -57,6 +58,8 @@ pub enum NodeError {
     Key(#[from] rapport_trust::KeyError),
     #[error("signing a change failed: {0}")]
     Sign(#[from] rapport_trust::VerifyError),
+    #[error("signing this device's addresses failed: {0}")]
+    SignAddresses(#[from] rapport_trust::AddressError),
     #[error("record document: {0}")]
     Doc(Box<DocError>),
     #[error("{kind} has no field `{field}`; its fields are: {known}")]

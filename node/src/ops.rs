@@ -617,6 +617,7 @@ impl From<NodeError> for OpError {
             | NodeError::Store(_)
             | NodeError::Key(_)
             | NodeError::Sign(_)
+            | NodeError::SignAddresses(_)
             | NodeError::Doc(_) => ErrorCode::Internal,
             NodeError::UnknownField { .. }
             | NodeError::RequiredField { .. }

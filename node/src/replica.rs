@@ -11,6 +11,7 @@ use rapport_proto::{SignedChange, hex};
 use rapport_sync::Replica;
 use rapport_trust::{DeviceId, chunk_hash};
 
+use crate::addresses::Learned;
 use crate::ingest::ApplyReport;
 use crate::limits::{Limiter, human_bytes};
 use crate::{NodeError, Repo};
@@ -51,6 +52,8 @@ impl Repo {
             peer,
             limiter: None,
             report: ApplyReport::default(),
+            learned: Vec::new(),
+            addresses_refused: 0,
         }
     }
 }
@@ -63,6 +66,10 @@ pub struct SyncReplica<'a> {
     limiter: Option<&'a Limiter>,
     /// What the session applied and rejected so far.
     pub report: ApplyReport,
+    /// Members' addresses the peer passed on that were new here.
+    pub learned: Vec<Learned>,
+    /// Announcements the peer passed on that were refused.
+    pub addresses_refused: usize,
 }
 
 impl<'a> SyncReplica<'a> {
@@ -240,6 +247,37 @@ impl Replica for SyncReplica<'_> {
             },
             _ => generic,
         }
+    }
+
+    /// Only to a member: [`Replica::addresses`] is asked before the peer
+    /// answers when this node dials, so it checks here too.
+    fn addresses(&self, space: SpaceId) -> Result<Vec<Vec<u8>>, String> {
+        match space {
+            SpaceId::Shared(id) if self.may_sync(space) => {
+                self.repo.member_addresses(id).map_err(text)
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn learn_addresses(&mut self, space: SpaceId, signed: Vec<Vec<u8>>) -> Result<(), String> {
+        let SpaceId::Shared(id) = space else {
+            return Ok(());
+        };
+        if !self.may_sync(space) {
+            return Ok(());
+        }
+        for one in signed {
+            match self.repo.learn_addresses(id, &one).map_err(text)? {
+                Ok(Some(learned)) => self.learned.push(learned),
+                Ok(None) => {}
+                Err(refused) => {
+                    self.addresses_refused += 1;
+                    tracing::debug!(peer = %self.peer.short(), %space, "refused an address announcement: {refused}");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Both ends must be members: this node (or it has nothing to share)

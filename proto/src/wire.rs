@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 /// ALPN of the catch-up (reconciliation) protocol. The suffix is the
 /// protocol version: an incompatible change gets a new ALPN. Version 2:
 /// requests are capped and named once, and a record's changes may span
-/// several `Changes` messages.
-pub const SYNC_ALPN: &[u8] = b"rapport/sync/2";
+/// several `Changes` messages. Version 3: members pass on each other's
+/// signed addresses ([`SyncMessage::Addresses`]).
+pub const SYNC_ALPN: &[u8] = b"rapport/sync/3";
 /// ALPN of the join protocol (redeeming an invite ticket).
 pub const JOIN_ALPN: &[u8] = b"rapport/join/2";
 
@@ -45,6 +46,53 @@ pub enum SyncMessage {
     Changes(Vec<RecordChanges>),
     /// Initiator: the session is complete.
     Done,
+    /// Signed address announcements ([`SignedAddresses`], encoded) of the
+    /// space's members that the sender knows, its own included: at most
+    /// one such message per side and session, of at most
+    /// [`MAX_ADDRESS_ENTRIES`]. The initiator sends it after `Open`, the
+    /// responder once it has accepted the session; never to a non-member.
+    Addresses(Vec<Vec<u8>>),
+}
+
+/// Most announcements one [`SyncMessage::Addresses`] may carry.
+pub const MAX_ADDRESS_ENTRIES: usize = 256;
+/// Largest encoded [`SignedAddresses`] a node accepts.
+pub const MAX_ADDRESSES_BYTES: usize = 1024;
+/// Most direct addresses one announcement may list.
+pub const MAX_DIRECT_ADDRS: usize = 8;
+
+/// Where a device can be reached now, as it says itself: direct
+/// addresses and its home relay, with when it said so. It travels signed
+/// ([`SignedAddresses`]) among the members of the spaces the device
+/// belongs to, on gossip and in catch-up sessions; a newer one replaces an
+/// older one. Never part of a record's history: addresses change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addresses {
+    /// The device (node id) these addresses are of, which signed them.
+    pub device: [u8; 32],
+    /// Milliseconds since the Unix epoch, on the device's clock.
+    pub at_ms: u64,
+    /// Direct addresses, `ip:port`, at most [`MAX_DIRECT_ADDRS`].
+    pub direct: Vec<String>,
+    /// The relay the device is reachable through, if it uses one.
+    pub relay: Option<String>,
+}
+
+/// An [`Addresses`] (postcard, `body`) with the device's ed25519
+/// signature over `rapport/addresses/v1\0` followed by `body`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedAddresses {
+    pub body: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// A message on a space's gossip topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Gossip {
+    /// A record changed.
+    Announce(Announce),
+    /// A member's current addresses (an encoded [`SignedAddresses`]).
+    Addresses(Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,8 +243,9 @@ pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, WireError> {
     postcard::from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))
 }
 
-/// Encodes a gossip message (no length prefix: gossip frames itself).
-pub fn encode_gossip(msg: &Announce) -> Result<Vec<u8>, WireError> {
+/// Encodes a message without a length prefix: a gossip message (gossip
+/// frames itself) or a signed part of one.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
     postcard::to_allocvec(msg).map_err(|e| WireError::Malformed(e.to_string()))
 }
 

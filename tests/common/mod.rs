@@ -36,7 +36,13 @@ impl Node {
 
     pub fn at(dir: &Path) -> Command {
         let mut c = Command::new(rapport_bin());
-        c.arg("--data-dir").arg(dir).env_remove("RAPPORT_DATA_DIR");
+        // Tests stay on loopback: no public relays or discovery servers
+        // unless a test names its own.
+        c.arg("--data-dir")
+            .arg(dir)
+            .env_remove("RAPPORT_DATA_DIR")
+            .env("RAPPORT_RELAY", "none")
+            .env("RAPPORT_DISCOVERY", "none");
         c
     }
 

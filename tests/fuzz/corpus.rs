@@ -194,14 +194,26 @@ fn all() -> Vec<(&'static str, String, Vec<u8>)> {
         let frame = wire::encode_frame(&msg).expect("encode");
         out.push(("frame", format!("{name}.bin"), frame));
     }
-    let announce = Announce {
+    let announce = wire::Gossip::Announce(Announce {
         space,
         record,
         heads: vec![head],
         changes: vec![],
-    };
-    let gossip = wire::encode_gossip(&announce).expect("encode");
+    });
+    let gossip = wire::encode(&announce).expect("encode");
     out.push(("frame", "gossip-announce.bin".into(), gossip));
+    let signed = world
+        .admin
+        .sign_addresses(
+            vec!["192.0.2.10:4433".into()],
+            Some("https://relay.example/".into()),
+            T0 as u64 * 1000,
+        )
+        .expect("sign");
+    let gossip = wire::encode(&wire::Gossip::Addresses(signed.clone())).expect("encode");
+    out.push(("frame", "gossip-addresses.bin".into(), gossip));
+    let frame = wire::encode_frame(&SyncMessage::Addresses(vec![signed])).expect("encode");
+    out.push(("frame", "sync-addresses.bin".into(), frame));
 
     // Ticket: text, as users paste it.
     let mut ticket = Ticket {

@@ -9,9 +9,9 @@
 
 use std::collections::BTreeSet;
 
-use rapport_proto::wire::{self, Announce, JoinMessage, SyncMessage, Ticket};
+use rapport_proto::wire::{self, Gossip, JoinMessage, SyncMessage, Ticket};
 use rapport_proto::{MAX_CHANGE_BYTES, SignedChange};
-use rapport_trust::{DeviceId, verify_change};
+use rapport_trust::{DeviceId, verify_addresses, verify_change};
 
 use crate::repair;
 
@@ -64,15 +64,30 @@ pub fn frame(input: &[u8]) -> String {
         labels.insert(message!(JoinMessage, body, |_: &JoinMessage| {}));
         stream = next;
     }
-    let gossip = message!(Announce, input, |a: &Announce| envelopes(&a.changes));
+    let gossip = message!(Gossip, input, |g: &Gossip| match g {
+        Gossip::Announce(a) => envelopes(&a.changes),
+        Gossip::Addresses(signed) => addresses(std::slice::from_ref(signed)),
+    });
     labels.into_iter().collect::<String>() + " gossip" + &gossip
 }
 
 fn sync_changes(msg: &SyncMessage) {
-    if let SyncMessage::Changes(records) = msg {
-        for r in records {
-            envelopes(&r.changes);
+    match msg {
+        SyncMessage::Changes(records) => {
+            for r in records {
+                envelopes(&r.changes);
+            }
         }
+        SyncMessage::Addresses(signed) => addresses(signed),
+        _ => {}
+    }
+}
+
+/// Address announcements carried inside a message: checking them must
+/// not panic.
+fn addresses(signed: &[Vec<u8>]) {
+    for a in signed {
+        let _ = verify_addresses(a);
     }
 }
 

@@ -228,6 +228,7 @@ pub(crate) fn loopback(
     rapport_node::net::NetConfig {
         bind: vec!["127.0.0.1:0".parse().expect("a socket address")],
         relay: rapport_node::net::RelayChoice::Disabled,
+        discovery: rapport_node::net::DiscoveryChoice::Disabled,
         mdns: false,
         sync_interval,
         live,

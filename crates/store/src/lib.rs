@@ -249,7 +249,7 @@ pub struct Store {
 }
 
 /// Where another node was last reachable.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PeerRecord {
     /// Hex of the peer's device key (its node id).
     pub device: String,
@@ -257,6 +257,17 @@ pub struct PeerRecord {
     pub addrs: Vec<String>,
     /// Seconds since the Unix epoch.
     pub seen: i64,
+    /// The relay the peer said it is reachable through.
+    #[serde(default)]
+    pub relay: Option<String>,
+    /// The newest signed address announcement of the peer (an encoded
+    /// `SignedAddresses`, empty if none came yet), and its time on the
+    /// peer's clock (milliseconds since the Unix epoch). Kept to pass on
+    /// to other members of the spaces the peer belongs to.
+    #[serde(default)]
+    pub announced_ms: u64,
+    #[serde(default)]
+    pub announcement: Vec<u8>,
 }
 
 /// An invitation this node issued: redeemable once, until it expires.
@@ -1049,6 +1060,16 @@ impl Store {
         let json = serde_json::to_vec(peer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.peers.insert(peer.device.as_bytes(), json)?;
         Ok(())
+    }
+
+    /// What this node knows of where one peer (hex device id) listens.
+    pub fn peer(&self, device: &str) -> Result<Option<PeerRecord>> {
+        self.peers
+            .get(device.as_bytes())?
+            .map(|v| {
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("peer: {e}")))
+            })
+            .transpose()
     }
 
     /// Every peer this node has an address for.

@@ -41,7 +41,9 @@ use std::collections::{BTreeSet, VecDeque};
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 use rapport_model::{RecordId, SpaceId};
 use rapport_proto::MAX_CHANGE_BYTES;
-use rapport_proto::wire::{Hash, RecordChanges, RecordHeads, SyncMessage, WireId};
+use rapport_proto::wire::{
+    Hash, MAX_ADDRESS_ENTRIES, RecordChanges, RecordHeads, SyncMessage, WireId,
+};
 use sha2::{Digest, Sha256};
 
 pub mod schedule;
@@ -105,6 +107,18 @@ pub trait Replica {
     }
     /// Whether the peer of this session may sync `space` with us.
     fn may_sync(&self, space: SpaceId) -> bool;
+    /// Signed address announcements to pass on to the peer, a member of
+    /// `space`: those of the space's members this node holds, its own
+    /// included, at most [`MAX_ADDRESS_ENTRIES`].
+    fn addresses(&self, _space: SpaceId) -> Result<Vec<Vec<u8>>, String> {
+        Ok(Vec::new())
+    }
+    /// Announcements the peer passed on: the replica verifies each and
+    /// keeps what is newer, of members of `space` only. Refusals are the
+    /// replica's to count; only storage failures are errors.
+    fn learn_addresses(&mut self, _space: SpaceId, _signed: Vec<Vec<u8>>) -> Result<(), String> {
+        Ok(())
+    }
     /// What to tell a peer that may not. Reveals nothing about the space
     /// unless the replica knows the peer is entitled to know (a removed
     /// member learns it was removed).
@@ -304,6 +318,35 @@ fn apply_all(
     replica.flush().map_err(SyncError::Replica)
 }
 
+/// Hands the peer's address announcements to the replica: once per
+/// session and side, at most [`MAX_ADDRESS_ENTRIES`].
+fn learn_addresses(
+    replica: &mut impl Replica,
+    space: SpaceId,
+    received: &mut bool,
+    signed: Vec<Vec<u8>>,
+) -> Result<(), SyncError> {
+    if std::mem::replace(received, true) {
+        return Err(SyncError::Protocol("a second Addresses message".into()));
+    }
+    if signed.len() > MAX_ADDRESS_ENTRIES {
+        return Err(SyncError::Protocol(format!(
+            "Addresses with {} announcements (at most {MAX_ADDRESS_ENTRIES})",
+            signed.len()
+        )));
+    }
+    replica
+        .learn_addresses(space, signed)
+        .map_err(SyncError::Replica)
+}
+
+/// The `Addresses` message to send a member, if there is anything to say.
+fn addresses_for(replica: &impl Replica, space: SpaceId) -> Result<Option<SyncMessage>, SyncError> {
+    let mut signed = replica.addresses(space).map_err(SyncError::Replica)?;
+    signed.truncate(MAX_ADDRESS_ENTRIES);
+    Ok((!signed.is_empty()).then_some(SyncMessage::Addresses(signed)))
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum InitiatorState {
     Reconciling,
@@ -330,6 +373,8 @@ pub struct Initiator {
     answer: Outgoing,
     outbox: VecDeque<SyncMessage>,
     state: InitiatorState,
+    /// The responder's `Addresses` came.
+    addresses_received: bool,
     pub stats: SessionStats,
 }
 
@@ -364,18 +409,18 @@ impl Initiator {
             answer: Outgoing::default(),
             outbox: VecDeque::new(),
             state: InitiatorState::Reconciling,
+            addresses_received: false,
             stats: SessionStats {
                 rounds: 1,
                 ..Default::default()
             },
         };
-        Ok((
-            me,
-            vec![
-                SyncMessage::Open { space: wire },
-                SyncMessage::Reconcile(first),
-            ],
-        ))
+        // Only a member is dialed for a space (the node checks before it
+        // dials), so our addresses may go with the opening.
+        let mut messages = vec![SyncMessage::Open { space: wire }];
+        messages.extend(addresses_for(replica, space)?);
+        messages.push(SyncMessage::Reconcile(first));
+        Ok((me, messages))
     }
 
     /// Whether the session is over (`Done` has been handed out).
@@ -395,6 +440,10 @@ impl Initiator {
                 self.state = InitiatorState::Finished;
                 Err(SyncError::Refused(reason))
             }
+            (
+                InitiatorState::Reconciling | InitiatorState::AwaitingAnswer,
+                SyncMessage::Addresses(signed),
+            ) => learn_addresses(replica, self.space, &mut self.addresses_received, signed),
             (InitiatorState::Reconciling, SyncMessage::Reconcile(m)) => {
                 let (mut have, mut need) = (Vec::new(), Vec::new());
                 let next = self
@@ -522,6 +571,8 @@ pub struct Responder {
     state: ResponderState,
     rounds: usize,
     refused: bool,
+    /// The initiator's `Addresses` came.
+    addresses_received: bool,
     pub stats: SessionStats,
 }
 
@@ -556,6 +607,7 @@ impl Responder {
             state: ResponderState::AwaitingOpen,
             rounds: 0,
             refused: false,
+            addresses_received: false,
             stats: SessionStats::default(),
         }
     }
@@ -597,8 +649,14 @@ impl Responder {
                 let items = replica.items(space).map_err(SyncError::Replica)?;
                 self.neg = Some(negentropy_for(&items)?);
                 self.state = ResponderState::Reconciling;
+                // A member now: our addresses go first.
+                self.outbox.extend(addresses_for(replica, space)?);
                 Ok(())
             }
+            (
+                ResponderState::Reconciling | ResponderState::AwaitingChanges,
+                SyncMessage::Addresses(signed),
+            ) => learn_addresses(replica, self.space, &mut self.addresses_received, signed),
             (ResponderState::Reconciling, SyncMessage::Reconcile(m)) => {
                 self.rounds += 1;
                 if self.rounds > MAX_ROUNDS {
@@ -796,6 +854,7 @@ fn message_name(m: &SyncMessage) -> &'static str {
         SyncMessage::Heads(_) => "Heads",
         SyncMessage::Changes(_) => "Changes",
         SyncMessage::Done => "Done",
+        SyncMessage::Addresses(_) => "Addresses",
     }
 }
 

@@ -11,6 +11,9 @@ use super::*;
 struct Mem {
     docs: BTreeMap<RecordId, BTreeSet<Hash>>,
     member: bool,
+    /// Address announcements it passes on, and those it was passed.
+    addrs: Vec<Vec<u8>>,
+    learned: Vec<Vec<u8>>,
 }
 
 impl Replica for Mem {
@@ -45,6 +48,13 @@ impl Replica for Mem {
     }
     fn may_sync(&self, _: SpaceId) -> bool {
         self.member
+    }
+    fn addresses(&self, _: SpaceId) -> Result<Vec<Vec<u8>>, String> {
+        Ok(self.addrs.clone())
+    }
+    fn learn_addresses(&mut self, _: SpaceId, signed: Vec<Vec<u8>>) -> Result<(), String> {
+        self.learned.extend(signed);
+        Ok(())
     }
 }
 
@@ -573,4 +583,61 @@ fn one_change_near_the_size_limit_travels_alone() {
     let traffic = run_in_memory(space(), &mut a, &mut b).expect("session");
     assert_eq!(a.docs.get(&rid(1)), Some(&history));
     assert!(traffic.largest < MAX_CHANGE_BYTES + 1024, "{traffic:?}");
+}
+
+#[test]
+fn members_pass_each_other_their_addresses_once_per_session() {
+    let mut rng = Rng(7);
+    let mut a = replica(50, &mut rng);
+    let mut b = a.clone();
+    a.addrs = vec![b"a's own".to_vec(), b"c's, relayed by a".to_vec()];
+    b.addrs = vec![b"b's own".to_vec()];
+    session(&mut a, &mut b).expect("session");
+    assert_eq!(a.learned, [b"b's own".to_vec()]);
+    assert_eq!(b.learned, a.addrs);
+}
+
+#[test]
+fn a_refused_peer_is_told_no_addresses() {
+    let mut rng = Rng(8);
+    let mut a = replica(5, &mut rng);
+    let mut b = a.clone();
+    b.member = false;
+    b.addrs = vec![b"b's own".to_vec()];
+    assert!(matches!(
+        session(&mut a, &mut b),
+        Err(SyncError::Refused(_))
+    ));
+    assert!(a.learned.is_empty(), "a non-member learned {:?}", a.learned);
+}
+
+#[test]
+fn a_second_or_oversized_addresses_message_ends_the_session() {
+    let mut rng = Rng(9);
+    let mut responder_side = replica(5, &mut rng);
+    let open = SyncMessage::Open {
+        space: space_wire(space()).expect("shared"),
+    };
+    let mut r = Responder::new();
+    r.handle(open.clone(), &mut responder_side).expect("open");
+    r.handle(SyncMessage::Addresses(vec![vec![1]]), &mut responder_side)
+        .expect("first");
+    assert!(matches!(
+        r.handle(SyncMessage::Addresses(vec![vec![2]]), &mut responder_side),
+        Err(SyncError::Protocol(_))
+    ));
+    let mut r = Responder::new();
+    r.handle(open, &mut responder_side).expect("open");
+    let flood = vec![vec![0u8]; MAX_ADDRESS_ENTRIES + 1];
+    assert!(matches!(
+        r.handle(SyncMessage::Addresses(flood), &mut responder_side),
+        Err(SyncError::Protocol(_))
+    ));
+    // Before Open nothing is learned.
+    let mut r = Responder::new();
+    assert!(
+        r.handle(SyncMessage::Addresses(vec![vec![3]]), &mut responder_side)
+            .is_err()
+    );
+    assert_eq!(responder_side.learned, [vec![1u8]]);
 }

@@ -8,7 +8,10 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rapport_model::automerge::{ActorId, Change, ChangeHash};
 use rapport_proto::{AUTHOR_LEN, SignedChange, hex};
 
+pub mod addresses;
 pub mod policy;
+
+pub use addresses::{AddressError, verify_addresses};
 
 /// Prefix of every signed message, so that a change signature can never be
 /// mistaken for (or replayed as) a signature over anything else.

@@ -35,6 +35,11 @@ pub(super) enum Input {
     NeighborUp(SpaceId, EndpointId),
     GossipUnapplied(SpaceId, EndpointId),
     SpaceBehind(SpaceId),
+    /// A member announced new addresses (or they were learned from
+    /// another member).
+    AddressLearned(EndpointId),
+    /// This node's own addresses changed.
+    NetworkChanged,
     Done(SessionId, Outcome),
 }
 
@@ -75,6 +80,8 @@ pub(super) async fn run_schedule(
             Input::NeighborUp(space, peer) => sched.handle_neighbor_up(space, peer, now),
             Input::GossipUnapplied(space, from) => sched.handle_gossip_unapplied(space, from, now),
             Input::SpaceBehind(space) => sched.handle_space_behind(space, now),
+            Input::AddressLearned(peer) => { let _ = peer; } // TEMP until the scheduler has it
+            Input::NetworkChanged => {} // TEMP
             Input::Done(id, outcome) => sched.handle_session_done(id, outcome, now),
         }
     }
@@ -126,6 +133,17 @@ impl Node {
                     Outcome::TimedOut
                 }
             };
+            let mut c = node.counters();
+            match report.outcome {
+                Outcome::Failed | Outcome::TimedOut => {
+                    c.unreachable
+                        .entry(dial.peer)
+                        .or_insert_with(Timestamp::now);
+                }
+                _ => {
+                    c.unreachable.remove(&dial.peer);
+                }
+            }
         });
     }
 
@@ -215,6 +233,7 @@ impl Node {
         // Let the responder read everything before the connection closes.
         let _ = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(64)).await;
         conn.close(0u32.into(), b"done");
+        self.use_addresses(std::mem::take(&mut replica.learned));
         self.synced(space);
         self.counters().refused.remove(&space);
         self.refresh_space(space);
@@ -246,6 +265,7 @@ impl Node {
             }
         }
         let _ = send.finish();
+        self.use_addresses(std::mem::take(&mut replica.learned));
         if replica.report.rejected > 0 {
             tracing::warn!(peer = %peer.fmt_short(), rejected = replica.report.rejected, "refused changes from a peer");
         }

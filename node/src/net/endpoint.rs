@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use iroh::address_lookup::MemoryLookup;
+use iroh::address_lookup::{
+    AddrFilter, DnsAddressLookup, MemoryLookup, PkarrPublisher, PkarrResolver,
+};
 use iroh::endpoint::presets;
 use iroh::{Endpoint, RelayMode, SecretKey};
 
@@ -49,6 +51,48 @@ impl RelayChoice {
     }
 }
 
+/// Where the node publishes its addresses under its node id, and looks up
+/// the addresses of peers it knows by id only (pkarr: signed DNS records
+/// kept by a server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoveryChoice {
+    /// None: peers are found from tickets, members' announcements and mDNS.
+    Disabled,
+    /// number 0's public servers (dns.iroh.link); only the home relay is
+    /// published there, never an IP address.
+    Default,
+    /// A pkarr server of your own (`https://HOST/pkarr`); direct addresses
+    /// are published there too.
+    Custom(String),
+}
+
+impl std::str::FromStr for DiscoveryChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" | "off" | "disabled" => Ok(DiscoveryChoice::Disabled),
+            "default" => Ok(DiscoveryChoice::Default),
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                Ok(DiscoveryChoice::Custom(url.to_string()))
+            }
+            other => Err(format!(
+                "`{other}` is not a discovery choice: use none, default, or a pkarr server URL (https://HOST/pkarr)"
+            )),
+        }
+    }
+}
+
+impl DiscoveryChoice {
+    /// How `rapport status` names it.
+    pub(super) fn label(&self) -> String {
+        match self {
+            DiscoveryChoice::Disabled => "none".into(),
+            DiscoveryChoice::Default => "default".into(),
+            DiscoveryChoice::Custom(u) => u.clone(),
+        }
+    }
+}
+
 /// Binds the endpoint with the device key as its identity, and sets up how
 /// it finds peers: addresses it is told ([`MemoryLookup`]) and, if asked,
 /// mDNS on the local network.
@@ -80,9 +124,10 @@ pub(super) async fn open(
             _ => *a,
         })
         .collect();
-    let endpoint = match bind(secret.clone(), relay_mode.clone(), &reuse).await {
+    let discovery = &config.discovery;
+    let endpoint = match bind(secret.clone(), relay_mode.clone(), discovery, &reuse).await {
         Ok(ep) => ep,
-        Err(_) if reuse != wanted => bind(secret, relay_mode, &wanted).await?,
+        Err(_) if reuse != wanted => bind(secret, relay_mode, discovery, &wanted).await?,
         Err(e) => return Err(e),
     };
     save_ports(dir, &endpoint.bound_sockets());
@@ -102,12 +147,29 @@ pub(super) async fn open(
 async fn bind(
     secret: SecretKey,
     relay: RelayMode,
+    discovery: &DiscoveryChoice,
     addrs: &[SocketAddr],
 ) -> Result<Endpoint, NetError> {
     let mut builder = Endpoint::builder(presets::Minimal)
         .secret_key(secret)
         .relay_mode(relay)
         .clear_ip_transports();
+    builder = match discovery {
+        DiscoveryChoice::Disabled => builder,
+        DiscoveryChoice::Default => builder
+            .address_lookup(PkarrPublisher::n0_dns())
+            .address_lookup(DnsAddressLookup::n0_dns()),
+        DiscoveryChoice::Custom(url) => {
+            let url: url::Url = url
+                .parse()
+                .map_err(|e| NetError::Bind(format!("discovery URL {url}: {e}")))?;
+            builder
+                .address_lookup(
+                    PkarrPublisher::builder(url.clone()).addr_filter(AddrFilter::unfiltered()),
+                )
+                .address_lookup(PkarrResolver::builder(url))
+        }
+    };
     for addr in addrs {
         builder = builder
             .bind_addr(*addr)

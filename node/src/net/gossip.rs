@@ -7,7 +7,7 @@ use iroh_gossip::TopicId;
 use iroh_gossip::api::{Event, GossipSender};
 use n0_future::StreamExt;
 use rapport_model::{RecordId, SpaceId, SpaceView};
-use rapport_proto::wire::{self, Announce, MAX_GOSSIP};
+use rapport_proto::wire::{self, Announce, Gossip, MAX_GOSSIP};
 use sha2::{Digest, Sha256};
 
 use super::catchup::Input;
@@ -18,8 +18,10 @@ use crate::repo::LocalChange;
 #[derive(Debug)]
 pub(super) struct Subscription {
     topic: TopicId,
-    sender: GossipSender,
+    pub(super) sender: GossipSender,
     receiving: tokio::task::AbortHandle,
+    /// The members this node asked gossip to connect to.
+    members: Vec<EndpointId>,
 }
 
 /// The gossip topic of a space: derived from its id and the topic secret
@@ -27,7 +29,7 @@ pub(super) struct Subscription {
 /// is served only to members, and every removal renews the secret).
 fn topic_of(space: &SpaceView) -> TopicId {
     let mut h = Sha256::new();
-    h.update(b"rapport/topic/v2\0");
+    h.update(b"rapport/topic/v3\0");
     h.update(space.id.to_bytes());
     h.update(&space.topic);
     let d: [u8; 32] = h.finalize().into();
@@ -38,7 +40,9 @@ impl Node {
     /// Subscribes to a space's current gossip topic and starts receiving;
     /// leaves the old topic when a removal renewed it, and leaves
     /// altogether when this device is no longer a member (`view` is
-    /// `None`). `members` bootstrap the topic.
+    /// `None`). `members` bootstrap the topic; members added later join
+    /// the neighbour set of the running subscription (a removed one is
+    /// left behind with the old topic: every removal renews it).
     pub(super) async fn join_topic(
         &self,
         space_id: RecordId,
@@ -51,8 +55,19 @@ impl Node {
         let space = SpaceId::Shared(space_id);
         let mut topics = self.inner.topics.lock().await;
         let wanted = view.as_ref().map(topic_of);
-        if let Some(current) = topics.get(&space) {
+        if let Some(current) = topics.get_mut(&space) {
             if Some(current.topic) == wanted {
+                let new: Vec<EndpointId> = members
+                    .iter()
+                    .filter(|m| !current.members.contains(m))
+                    .copied()
+                    .collect();
+                if !new.is_empty() {
+                    if let Err(e) = current.sender.join_peers(new.clone()).await {
+                        tracing::warn!(%space, "cannot add new members to the gossip topic: {e}");
+                    }
+                    current.members.extend(new);
+                }
                 return;
             }
             current.receiving.abort();
@@ -62,7 +77,7 @@ impl Node {
         let Some(topic_id) = wanted else {
             return;
         };
-        let topic = match self.inner.gossip.subscribe(topic_id, members).await {
+        let topic = match self.inner.gossip.subscribe(topic_id, members.clone()).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(%space, "cannot join the space's gossip topic: {e}");
@@ -102,6 +117,7 @@ impl Node {
                 topic: topic_id,
                 sender,
                 receiving: receiving.abort_handle(),
+                members,
             },
         );
     }
@@ -119,13 +135,13 @@ impl Node {
         // Heads only: anyone who knows the topic can read gossip, so the
         // changes themselves are pulled by members over the authenticated
         // sync protocol.
-        let msg = Announce {
+        let msg = Gossip::Announce(Announce {
             space: space_id.to_bytes(),
             record: change.record.to_bytes(),
             heads: change.heads,
             changes: Vec::new(),
-        };
-        let bytes = wire::encode_gossip(&msg).unwrap_or_default();
+        });
+        let bytes = wire::encode(&msg).unwrap_or_default();
         if bytes.len() > MAX_GOSSIP {
             return;
         }
@@ -147,7 +163,8 @@ impl Node {
 
     fn on_gossip(&self, space: SpaceId, bytes: &[u8], from: EndpointId) {
         let msg: Announce = match wire::decode(bytes) {
-            Ok(m) => m,
+            Ok(Gossip::Announce(m)) => m,
+            Ok(Gossip::Addresses(signed)) => return self.on_addresses(space, &signed, from),
             Err(e) => {
                 tracing::warn!(%space, from = %from.fmt_short(), "ignored a malformed gossip message: {e}");
                 return;

@@ -8,6 +8,8 @@
 //! - `gossip`: topics, announcements, neighbours;
 //! - `catchup`: the schedule's task, dialed and served sessions;
 //! - `join`: invites and their redemption;
+//! - `reach`: this node's signed addresses, members' learned ones, and
+//!   how each member is reached now;
 //! - `frame`: length-prefixed frames with a read timeout.
 
 mod catchup;
@@ -15,6 +17,7 @@ mod endpoint;
 mod frame;
 mod gossip;
 mod join;
+mod reach;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -34,7 +37,8 @@ use rapport_trust::DeviceId;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-pub use endpoint::RelayChoice;
+pub use endpoint::{DiscoveryChoice, RelayChoice};
+pub use reach::PeerReach;
 
 use crate::limits::{Limiter, Limits};
 use crate::repo::LocalChange;
@@ -60,6 +64,9 @@ pub struct NetConfig {
     /// Addresses to listen on; empty: all interfaces, a random port.
     pub bind: Vec<SocketAddr>,
     pub relay: RelayChoice,
+    /// Where to publish this node's addresses and look up peers' by node
+    /// id (pkarr).
+    pub discovery: DiscoveryChoice,
     /// Find peers on the local network with mDNS.
     pub mdns: bool,
     /// How often to catch up with every known member (`None`: only when
@@ -77,6 +84,7 @@ impl Default for NetConfig {
         NetConfig {
             bind: Vec::new(),
             relay: RelayChoice::Disabled,
+            discovery: DiscoveryChoice::Disabled,
             mdns: true,
             sync_interval: Some(Duration::from_secs(30)),
             live: true,
@@ -91,6 +99,9 @@ pub struct NetStatus {
     pub node_id: String,
     pub addrs: Vec<String>,
     pub relay: String,
+    pub discovery: String,
+    /// How each member of this node's spaces is reached now, by device.
+    pub members: BTreeMap<String, PeerReach>,
     /// Peers we currently share a gossip topic with.
     pub connected: Vec<String>,
     /// Bytes of Rapport frames sent and received since the node started.
@@ -151,6 +162,10 @@ struct Counters {
     seen: HashMap<EndpointId, Timestamp>,
     /// Sessions this node is serving, per peer.
     serving: HashMap<EndpointId, usize>,
+    /// Each member's paths in use, refreshed every few seconds.
+    paths: BTreeMap<EndpointId, Vec<iroh::TransportAddr>>,
+    /// Members whose sessions have failed since (the first failure).
+    unreachable: HashMap<EndpointId, Timestamp>,
 }
 
 /// A running node. Cheap to clone.
@@ -173,6 +188,7 @@ struct Inner {
     schedule: mpsc::UnboundedSender<Input>,
     counters: Mutex<Counters>,
     relay: RelayChoice,
+    discovery: DiscoveryChoice,
     live: bool,
     traffic: Traffic,
     limiter: Limiter,
@@ -238,14 +254,18 @@ impl Node {
                 schedule,
                 counters: Mutex::new(Counters::default()),
                 relay: config.relay.clone(),
+                discovery: config.discovery.clone(),
                 live: config.live,
                 traffic: Traffic::default(),
                 limiter: Limiter::new(config.limits),
                 started: std::time::Instant::now(),
             }),
         };
+        let me = repo.device_id().to_string();
         for peer in blocking(|| repo.store().peers()).map_err(NodeError::from)? {
-            node.remember(&peer.device, &peer.addrs);
+            if peer.device != me {
+                node.remember(&peer.device, &peer.addrs, peer.relay.as_deref());
+            }
         }
         let router = Router::builder(endpoint)
             .accept(SYNC_ALPN, SyncHandler { node: node.clone() })
@@ -277,6 +297,7 @@ impl Node {
             node.space_changed(space.id).await;
         }
         node.schedule(Input::Start);
+        tokio::spawn(node.clone().watch_addresses());
         tokio::spawn(catchup::run_schedule(
             node.clone(),
             schedule_rx,
@@ -313,7 +334,7 @@ impl Node {
     }
 
     /// Learns where a peer listens, for dialing it and for gossip.
-    fn remember(&self, device_hex: &str, addrs: &[String]) {
+    fn remember(&self, device_hex: &str, addrs: &[String], relay: Option<&str>) {
         let Some(id) = rapport_proto::parse_hex(device_hex)
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
             .and_then(|b| EndpointId::from_bytes(&b).ok())
@@ -326,6 +347,9 @@ impl Node {
                 addr = addr.with_ip_addr(sock);
             }
         }
+        if let Some(url) = relay.and_then(|r| r.parse().ok()) {
+            addr = addr.with_relay_url(url);
+        }
         self.inner.lookup.add_endpoint_info(addr);
     }
 
@@ -333,11 +357,18 @@ impl Node {
         if addrs.is_empty() || device == self.inner.repo.device_id() {
             return;
         }
-        self.remember(&device.to_string(), &addrs);
+        self.remember(&device.to_string(), &addrs, None);
+        // What a ticket or join request said; a signed announcement the
+        // peer made is kept, to pass on.
+        let held = blocking(|| self.inner.repo.store().peer(&device.to_string()))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let record = PeerRecord {
             device: device.to_string(),
             addrs,
             seen: Timestamp::now().as_second(),
+            ..held
         };
         if let Err(e) = blocking(|| self.inner.repo.store().put_peer(&record)) {
             tracing::warn!("remembering a peer's address: {e}");
@@ -351,7 +382,7 @@ impl Node {
         let me = self.inner.repo.device_id().to_string();
         for m in space.members.values() {
             if m.device != me && !m.addrs.is_empty() {
-                self.remember(&m.device, &m.addrs);
+                self.remember(&m.device, &m.addrs, None);
             }
         }
         space
@@ -408,6 +439,7 @@ impl Node {
         // Kept counts only, no scans: the metrics endpoint calls this on
         // every scrape, so it costs per space, not per record or change.
         let repo = &self.inner.repo;
+        let members = self.reach();
         let c = self
             .inner
             .counters
@@ -445,6 +477,8 @@ impl Node {
             node_id: self.id().to_string(),
             addrs: self.addrs(),
             relay: self.inner.relay.label(),
+            discovery: self.inner.discovery.label(),
+            members,
             connected,
             bytes_sent: self.inner.traffic.sent.load(Ordering::Relaxed),
             bytes_received: self.inner.traffic.received.load(Ordering::Relaxed),
