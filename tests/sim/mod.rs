@@ -297,7 +297,13 @@ struct SimNode {
 #[derive(Clone)]
 enum Packet {
     /// A node's own signed address announcement.
-    Address { from: usize, addr: u32 },
+    Address {
+        from: usize,
+        addr: u32,
+        /// The sender counted the receiver a member when it sent it (for
+        /// the check that only members learn addresses).
+        member: bool,
+    },
     Gossip {
         from: usize,
         record: RecordId,
@@ -903,8 +909,18 @@ impl World {
         }
         let now = self.time();
         self.nodes[n].sched.handle_network_changed(now);
-        for p in self.believed_peers(n) {
-            self.send_gossip(n, p, Packet::Address { from: n, addr });
+        let members = self.believed_peers(n);
+        for &p in &members {
+            let member = members.contains(&p);
+            self.send_gossip(
+                n,
+                p,
+                Packet::Address {
+                    from: n,
+                    addr,
+                    member,
+                },
+            );
         }
         self.pump(n)
     }
@@ -959,12 +975,13 @@ impl World {
             return Ok(());
         }
         let members = self.believed_peers(from);
-        if !members.contains(&to) {
+        let member = members.contains(&to);
+        if !member {
             return Ok(());
         }
         for m in members.into_iter().chain([from]) {
             let addr = self.nodes[from].known[m];
-            self.learn(to, m, from, addr, true)?;
+            self.learn(to, m, from, addr, member)?;
         }
         Ok(())
     }
@@ -1433,9 +1450,9 @@ impl World {
 
     fn deliver(&mut self, to: usize, packet: Packet) -> Result<(), String> {
         match packet {
-            Packet::Address { from, addr } => {
+            Packet::Address { from, addr, member } => {
                 if self.reachable(from, to) {
-                    self.learn(to, from, from, addr, true)?;
+                    self.learn(to, from, from, addr, member)?;
                 }
             }
             Packet::Gossip {
