@@ -19,6 +19,35 @@ impl World {
         self.nothing_smuggled()?;
         self.waiting_bounded()?;
         self.nothing_acknowledged_lost()?;
+        self.addresses_only_to_members()?;
+        Ok(())
+    }
+
+    /// No node learned a member's address unless the node that told it
+    /// counted it a member then, and only members' addresses were passed
+    /// on: a node never added (Eve before Ben adds her), or one a member
+    /// knows was removed (Dan), learns nothing of where the members are.
+    fn addresses_only_to_members(&self) -> Result<(), String> {
+        for l in &self.learned {
+            let name = |n: usize| self.nodes[n].name;
+            if !l.learner_added || !l.learner_member {
+                return Err(format!(
+                    "{} learned {}'s address from {} at {} ms, not a member in its eyes",
+                    name(l.learner),
+                    name(l.subject),
+                    name(l.teller),
+                    l.at
+                ));
+            }
+            if !l.subject_member {
+                return Err(format!(
+                    "{} passed on the address of {}, not a member in its eyes, to {}",
+                    name(l.teller),
+                    name(l.subject),
+                    name(l.learner)
+                ));
+            }
+        }
         Ok(())
     }
 

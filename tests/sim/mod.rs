@@ -40,6 +40,20 @@
 //! answers that do not match what an honest initiator asked). In one run
 //! of eight, honest writers put two notes of over 512 KiB in one record,
 //! so that its history takes more than one catch-up message.
+//!
+//! Nodes move: a few times per run a member's network changes (a new
+//! address generation). A dial (a session, or gossip) to a node at an
+//! address older than its current one fails, so the others must learn the
+//! new one: from the mover's own announcement, gossiped to the members it
+//! knows; from the mover dialing them (a connection shows where it comes
+//! from); or passed on by any member at the end of a catch-up session
+//! (each side tells the other the newest addresses it knows of the
+//! space's members, its own included). Only members learn addresses: a
+//! node tells them only to those it counts as members, and takes them only
+//! for the members it knows (and its inviter). A node that learns a newer
+//! address tells its schedule ([`Scheduler::handle_address_learned`]); a
+//! node that moves loses its connections and tells its own schedule
+//! ([`Scheduler::handle_network_changed`]).
 
 pub mod check;
 
@@ -191,6 +205,12 @@ pub struct Stats {
     /// that followed a finished one at once (coalesced follow-ups).
     pub coalesced: u64,
     pub follow_ups: u64,
+    /// Nodes that moved to a new address.
+    pub moves: u64,
+    /// Newer addresses nodes learned (announcements, dials, relays).
+    pub addresses_learned: u64,
+    /// Dials and gossip to an address the node had left.
+    pub stale_dials: u64,
     /// Virtual milliseconds from the end of faults to convergence.
     pub converge_ms: u64,
 }
@@ -219,6 +239,9 @@ impl Stats {
         self.dial_failures += o.dial_failures;
         self.coalesced += o.coalesced;
         self.follow_ups += o.follow_ups;
+        self.moves += o.moves;
+        self.addresses_learned += o.addresses_learned;
+        self.stale_dials += o.stale_dials;
         self.converge_ms = self.converge_ms.max(o.converge_ms);
     }
 }
@@ -229,6 +252,21 @@ pub struct Acked {
     pub node: usize,
     pub record: RecordId,
     pub hash: [u8; 32],
+}
+
+/// A node learned a newer address of a member, and from whom.
+#[derive(Debug, Clone, Copy)]
+pub struct Learned {
+    pub at: u64,
+    pub learner: usize,
+    pub subject: usize,
+    pub teller: usize,
+    /// The teller counted the learner a member when it told it.
+    pub learner_member: bool,
+    /// The teller counted the subject a member (or was the subject).
+    pub subject_member: bool,
+    /// The learner was ever added to the space by then.
+    pub learner_added: bool,
 }
 
 struct SimNode {
@@ -249,9 +287,23 @@ struct SimNode {
     wake_at: Option<u64>,
     /// Per peer: sessions dialed since the pair was last idle in `sched`.
     chain: BTreeMap<usize, usize>,
+    /// Its address generation: it moves to a new one.
+    addr: u32,
+    /// The newest address generation it knows of each node (its address
+    /// book, which survives a crash).
+    known: Vec<u32>,
 }
 
+#[derive(Clone)]
 enum Packet {
+    /// A node's own signed address announcement.
+    Address {
+        from: usize,
+        addr: u32,
+        /// The sender counted the receiver a member when it sent it (for
+        /// the check that only members learn addresses).
+        member: bool,
+    },
     Gossip {
         from: usize,
         record: RecordId,
@@ -298,6 +350,8 @@ enum Event {
     Weather,
     RemoveDan,
     AddEve,
+    /// A node's network changes: it gets a new address.
+    Move(usize),
 }
 
 struct Timed {
@@ -378,6 +432,8 @@ pub struct World {
     faulty: bool,
     pub stats: Stats,
     pub acked: Vec<Acked>,
+    /// Every address a node learned.
+    pub learned: Vec<Learned>,
     /// Every signed change that crossed the network, by record.
     pub sent: BTreeSet<(RecordId, Vec<u8>)>,
     /// Changes Rex wrote as Cat (with his own signature), by record.
@@ -442,6 +498,8 @@ impl World {
                 sched: Scheduler::new(schedule_config()),
                 wake_at: None,
                 chain: BTreeMap::new(),
+                addr: 0,
+                known: vec![0; CAST.len()],
             });
         }
         let ann = nodes[0].repo.as_ref().ok_or("Ann is down")?;
@@ -488,6 +546,7 @@ impl World {
             faulty: false,
             stats: Stats::default(),
             acked: Vec::new(),
+            learned: Vec::new(),
             sent: BTreeSet::new(),
             forged: Vec::new(),
             side,
@@ -578,6 +637,11 @@ impl World {
         self.schedule(remove_at, Event::RemoveDan);
         let add_at = self.rng.range(plan.faulty_ms / 10, plan.faulty_ms * 6 / 10);
         self.schedule(add_at, Event::AddEve);
+        for _ in 0..self.rng.range(1, 4) {
+            let at = self.rng.range(plan.faulty_ms / 10, plan.faulty_ms * 9 / 10);
+            let n = self.rng.below(self.nodes.len() as u64) as usize;
+            self.schedule(at, Event::Move(n));
+        }
 
         let end = plan.faulty_ms + plan.settle_ms;
         let mut next_check = plan.faulty_ms;
@@ -631,6 +695,7 @@ impl World {
             Event::Weather => self.weather()?,
             Event::RemoveDan => self.remove_dan()?,
             Event::AddEve => self.add_eve()?,
+            Event::Move(n) => self.move_node(n)?,
         }
         Ok(())
     }
@@ -803,6 +868,121 @@ impl World {
         self.eve_added = true;
         self.nodes[5].inviter = Some(1);
         self.collect_local(1);
+        // Her ticket names Ben where he is now.
+        let addr = self.nodes[1].addr;
+        if self.nodes[5].known[1] < addr {
+            let learner_member = self.believed_peers(1).contains(&5);
+            self.learned.push(Learned {
+                at: self.now(),
+                learner: 5,
+                subject: 1,
+                teller: 1,
+                learner_member,
+                subject_member: true,
+                learner_added: true,
+            });
+            self.nodes[5].known[1] = addr;
+        }
+        Ok(())
+    }
+
+    /// Node `n`'s network changes: a new address. Its connections break,
+    /// its schedule hears of it, and it announces where it is now to the
+    /// members it knows. Only a node that holds the space moves (a node
+    /// yet to join has nobody to tell).
+    fn move_node(&mut self, n: usize) -> Result<(), String> {
+        if !self.faulty || self.nodes[n].repo.is_none() || self.believed_peers(n).is_empty() {
+            return Ok(());
+        }
+        self.stats.moves += 1;
+        self.nodes[n].addr += 1;
+        let addr = self.nodes[n].addr;
+        self.nodes[n].known[n] = addr;
+        let ids: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.initiator == n || s.responder == n)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.end_session(id, Outcome::Failed)?;
+        }
+        let now = self.time();
+        self.nodes[n].sched.handle_network_changed(now);
+        let members = self.believed_peers(n);
+        for &p in &members {
+            let member = members.contains(&p);
+            self.send_gossip(
+                n,
+                p,
+                Packet::Address {
+                    from: n,
+                    addr,
+                    member,
+                },
+            );
+        }
+        self.pump(n)
+    }
+
+    /// Node `learner` hears from `teller` that `subject` is at `addr`. It
+    /// takes addresses only of the members it knows (and of its inviter),
+    /// and tells its schedule of a newer one.
+    fn learn(
+        &mut self,
+        learner: usize,
+        subject: usize,
+        teller: usize,
+        addr: u32,
+        learner_member: bool,
+    ) -> Result<(), String> {
+        if learner == subject
+            || self.nodes[learner].known[subject] >= addr
+            || self.nodes[learner].repo.is_none()
+        {
+            return Ok(());
+        }
+        if !self.believed_peers(learner).contains(&subject)
+            && self.nodes[learner].inviter != Some(subject)
+        {
+            return Ok(());
+        }
+        let subject_member = subject == teller || self.believed_peers(teller).contains(&subject);
+        let learner_added = self.nodes[learner].part != Part::Late || self.eve_added;
+        self.learned.push(Learned {
+            at: self.now(),
+            learner,
+            subject,
+            teller,
+            learner_member,
+            subject_member,
+            learner_added,
+        });
+        self.stats.addresses_learned += 1;
+        self.nodes[learner].known[subject] = addr;
+        let now = self.time();
+        self.nodes[learner]
+            .sched
+            .handle_address_learned(subject, now);
+        self.pump(learner)
+    }
+
+    /// At the end of a catch-up session, `from` tells `to` the newest
+    /// addresses it knows of the space's members (its own included), if
+    /// it counts `to` a member.
+    fn relay_addresses(&mut self, from: usize, to: usize) -> Result<(), String> {
+        if self.nodes[from].repo.is_none() || self.nodes[to].repo.is_none() {
+            return Ok(());
+        }
+        let members = self.believed_peers(from);
+        let member = members.contains(&to);
+        if !member {
+            return Ok(());
+        }
+        for m in members.into_iter().chain([from]) {
+            let addr = self.nodes[from].known[m];
+            self.learn(to, m, from, addr, member)?;
+        }
         Ok(())
     }
 
@@ -910,7 +1090,25 @@ impl World {
     }
 
     fn gossip(&mut self, from: usize, to: usize, record: RecordId, heads: Vec<[u8; 32]>) {
+        self.send_gossip(
+            from,
+            to,
+            Packet::Gossip {
+                from,
+                record,
+                heads,
+            },
+        );
+    }
+
+    /// Sends a gossip message from `from` to `to`, which it reaches only
+    /// at the address it is at now.
+    fn send_gossip(&mut self, from: usize, to: usize, packet: Packet) {
         self.stats.gossip += 1;
+        if self.nodes[from].known[to] < self.nodes[to].addr {
+            self.stats.stale_dials += 1;
+            return;
+        }
         if self.faulty && self.rng.chance(self.faults.gossip_drop) {
             self.stats.gossip_dropped += 1;
             return;
@@ -927,11 +1125,7 @@ impl World {
                 delay,
                 Event::Deliver {
                     to,
-                    packet: Packet::Gossip {
-                        from,
-                        record,
-                        heads: heads.clone(),
-                    },
+                    packet: packet.clone(),
                 },
             );
         }
@@ -1256,6 +1450,11 @@ impl World {
 
     fn deliver(&mut self, to: usize, packet: Packet) -> Result<(), String> {
         match packet {
+            Packet::Address { from, addr, member } => {
+                if self.reachable(from, to) {
+                    self.learn(to, from, from, addr, member)?;
+                }
+            }
             Packet::Gossip {
                 from,
                 record,
@@ -1440,6 +1639,12 @@ impl World {
             self.stats.dial_failures += 1;
             return Ok(false);
         }
+        if self.nodes[a].known[b] < self.nodes[b].addr {
+            // Where `b` was: nobody answers there any more.
+            self.stats.dial_failures += 1;
+            self.stats.stale_dials += 1;
+            return Ok(false);
+        }
         let Some(repo) = self.repo(a) else {
             return Ok(false);
         };
@@ -1468,6 +1673,11 @@ impl World {
             },
         );
         self.send(id, false, first)?;
+        // The connection shows `b` where `a` is now.
+        if dial.is_some() {
+            let (addr, member) = (self.nodes[a].addr, self.believed_peers(a).contains(&b));
+            self.learn(b, a, a, addr, member)?;
+        }
         Ok(true)
     }
 
@@ -1636,6 +1846,10 @@ impl World {
             }
         }
         let Some(dial) = s.dial else {
+            if outcome == Outcome::Ok {
+                self.relay_addresses(a, b)?;
+                self.relay_addresses(b, a)?;
+            }
             return Ok(());
         };
         if self.nodes[a].repo.is_none() {
@@ -1662,6 +1876,12 @@ impl World {
                  session followed: the change waits for the next round (coalescing lost it)",
                 self.nodes[a].name, self.nodes[b].name
             ));
+        }
+        // Both sides pass on the addresses they know (after the check
+        // above: what they learn may start sessions of its own).
+        if outcome == Outcome::Ok {
+            self.relay_addresses(a, b)?;
+            self.relay_addresses(b, a)?;
         }
         Ok(())
     }

@@ -47,16 +47,37 @@
 //!   is offline is unreachable for every space, and dialing it once per
 //!   space per trigger only costs dial timeouts. Any sign that the peer is
 //!   reachable (a session that reached it, a neighbour event, gossip it
-//!   delivered) clears the back-off, so a member coming back is caught up
-//!   with at once.
-//! - **The periodic round goes one session at a time**, space after space
-//!   and member after member, and the next round starts an interval after
-//!   the previous one ended: catch-up is a background chore and must not
-//!   open a session per (member, space) at once (that would also run into
-//!   the responder's per-peer limit). A pair that already runs or waits is
-//!   only marked for a follow-up, and the round goes on; so does it past a
-//!   peer in back-off and past a session that failed (its retry runs
-//!   on its own).
+//!   delivered, a new address for it, a change of this node's own network)
+//!   clears the back-off, so a member coming back is caught up with at
+//!   once.
+//! - **Unreachable members are left alone until something changes.** After
+//!   [`UNREACHABLE_AFTER`] consecutive failures (the back-off has reached
+//!   [`RETRY_MAX`] by then: about a minute of trying) the peer is marked
+//!   unreachable ([`Scheduler::unreachable_since`]): a member that moved or
+//!   went away for good would otherwise cost a dial timeout per space
+//!   every round, for ever. Failures are no longer retried, rounds pass it
+//!   by, and dials other triggers ask for wait, except for a probe every
+//!   [`UNREACHABLE_PROBE`] (one space at a time), so that a member that
+//!   comes back without any sign is still found. The signs above clear the
+//!   mark and dial the peer at once for every space it shares (the rounds
+//!   passed them by), and two more exist for exactly this case: a new
+//!   address learned for the peer ([`Scheduler::handle_address_learned`]),
+//!   which does the same for a peer that was failing at all, and this
+//!   node's own network changing ([`Scheduler::handle_network_changed`]:
+//!   what failed from the old network may work from the new one), which
+//!   clears every peer's mark and starts a round at once.
+//! - **The periodic round runs a few sessions at once, one per peer**: it
+//!   visits every (member, space) pair, at most
+//!   [`Scheduler::with_round_concurrency`] ([`ROUND_CONCURRENCY`] unless
+//!   set) at a time, so that one slow or offline member (a dial that hangs
+//!   until its timeout) does not hold up catching up with the others. It
+//!   still never opens a session per pair at once (catch-up is a
+//!   background chore), and the spaces of one peer go one after another,
+//!   so rounds stay far from the responder's per-peer limit. The next
+//!   round starts an interval after the previous one ended. A pair that
+//!   already runs or waits is only marked for a follow-up, and the round
+//!   goes on; so does it past a peer in back-off and past a session that
+//!   failed (its retry runs on its own).
 //! - **Members only.** Only the other members of a space, as the driver
 //!   last reported them ([`Scheduler::handle_members`]), are dialed for it:
 //!   a removed member is not served anyway, and its waiting dials and
@@ -86,6 +107,15 @@ pub const RETRY_BASE: Duration = Duration::from_secs(1);
 /// that comes back without showing up on gossip is still reached as often
 /// as the periodic round would.
 pub const RETRY_MAX: Duration = Duration::from_secs(32);
+/// Consecutive failed sessions after which a peer is marked unreachable:
+/// the back-off has reached [`RETRY_MAX`] (after the sixth) and been
+/// waited out once.
+pub const UNREACHABLE_AFTER: u32 = 7;
+/// How often an unreachable peer is still tried (a probe), in case it came
+/// back without any sign of it.
+pub const UNREACHABLE_PROBE: Duration = Duration::from_secs(300);
+/// Pairs a periodic round runs sessions with at once, by default.
+pub const ROUND_CONCURRENCY: usize = 4;
 
 /// What the scheduler needs to know about the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,14 +195,21 @@ struct Entry {
 
 #[derive(Debug, Clone, Copy)]
 struct Backoff {
+    /// Consecutive failed sessions.
     failures: u32,
+    /// No dial before this (for an unreachable peer: the next probe).
     until: Duration,
+    /// When the peer was marked unreachable.
+    unreachable_since: Option<Duration>,
 }
 
 #[derive(Debug)]
 struct Round<P> {
+    /// Pairs still to visit, in order.
     queue: VecDeque<(P, SpaceId)>,
-    current: Option<(P, SpaceId)>,
+    /// Pairs whose session the round waits for (at most the concurrency,
+    /// at most one per peer).
+    active: BTreeSet<(P, SpaceId)>,
 }
 
 /// What a trigger did.
@@ -197,6 +234,7 @@ pub struct Scheduler<P> {
     round: Option<Round<P>>,
     next_round: Option<Duration>,
     next_id: u64,
+    round_concurrency: usize,
 }
 
 impl<P: Copy + Ord + Debug> Scheduler<P> {
@@ -209,7 +247,16 @@ impl<P: Copy + Ord + Debug> Scheduler<P> {
             round: None,
             next_round: None,
             next_id: 0,
+            round_concurrency: ROUND_CONCURRENCY,
         }
+    }
+
+    /// Lets a periodic round run sessions with up to `n` pairs at once
+    /// (at least one; [`ROUND_CONCURRENCY`] unless set).
+    #[must_use]
+    pub fn with_round_concurrency(mut self, n: usize) -> Self {
+        self.round_concurrency = n.max(1);
+        self
     }
 
     /// The node started: the first periodic round begins now (if there
@@ -248,7 +295,7 @@ impl<P: Copy + Ord + Debug> Scheduler<P> {
     /// `peer` showed up as a gossip neighbour in `space`: it is reachable
     /// now and may hold what this node missed while apart.
     pub fn handle_neighbor_up(&mut self, space: SpaceId, peer: P, now: Duration) {
-        self.backoff.remove(&peer);
+        self.reachable_again(peer, None, now);
         self.ask(peer, space, now);
     }
 
@@ -258,7 +305,7 @@ impl<P: Copy + Ord + Debug> Scheduler<P> {
     /// relayed by a non-member sends this node to every member.
     pub fn handle_gossip_unapplied(&mut self, space: SpaceId, from: P, now: Duration) {
         if self.is_member(from, space) {
-            self.backoff.remove(&from);
+            self.reachable_again(from, None, now);
             self.ask(from, space, now);
         } else {
             self.handle_space_behind(space, now);
@@ -276,6 +323,50 @@ impl<P: Copy + Ord + Debug> Scheduler<P> {
         for peer in peers {
             self.ask(peer, space, now);
         }
+    }
+
+    /// The node learned a new address for `peer` (a signed address
+    /// announcement, discovery): dials that failed may work now. Clears
+    /// the peer's back-off and unreachable mark and, if it was failing,
+    /// asks for a session with it for every space it is a member of (at
+    /// once, coalesced as usual).
+    pub fn handle_address_learned(&mut self, peer: P, now: Duration) {
+        if self.backoff.remove(&peer).is_some() {
+            self.ask_shared(peer, None, now);
+        }
+    }
+
+    /// This node's own network changed (new local addresses): what failed
+    /// from the old one may work from the new one. Clears every peer's
+    /// back-off and unreachable mark and starts a periodic round at once
+    /// (a running round starts over); without periodic rounds, only
+    /// clears.
+    pub fn handle_network_changed(&mut self, now: Duration) {
+        self.backoff.clear();
+        if self.config.interval.is_none() {
+            return;
+        }
+        let mut pairs = self.all_pairs();
+        match self.round.as_mut() {
+            Some(r) => {
+                pairs.retain(|k| !r.active.contains(k));
+                r.queue = pairs;
+            }
+            None => self.next_round = Some(now),
+        }
+        self.advance_round(now);
+    }
+
+    /// When `peer` was marked unreachable (same epoch as `now`), if it is:
+    /// it failed [`UNREACHABLE_AFTER`] sessions in a row and nothing has
+    /// shown since that it may be reachable.
+    pub fn unreachable_since(&self, peer: P) -> Option<Duration> {
+        self.backoff.get(&peer).and_then(|b| b.unreachable_since)
+    }
+
+    /// Sessions with `peer` that failed in a row (0 once one reached it).
+    pub fn failures(&self, peer: P) -> u32 {
+        self.backoff.get(&peer).map_or(0, |b| b.failures)
     }
 
     /// A session this scheduler dialed ended. Reports of sessions it no
@@ -383,8 +474,31 @@ impl<P: Copy + Ord + Debug> Scheduler<P> {
         let State::Waiting { not_before, .. } = e.state else {
             return None;
         };
-        let backoff = self.backoff.get(&peer).map_or(Duration::ZERO, |b| b.until);
-        Some(not_before.max(backoff))
+        let backoff = self.backoff.get(&peer);
+        // An unreachable peer is probed one space at a time: the others
+        // follow at once if the probe reaches it.
+        if backoff.is_some_and(|b| b.unreachable_since.is_some())
+            && self
+                .entries
+                .iter()
+                .any(|((p, _), e)| *p == peer && matches!(e.state, State::Running { .. }))
+        {
+            return None;
+        }
+        let until = backoff.map_or(Duration::ZERO, |b| b.until);
+        Some(not_before.max(until))
+    }
+
+    fn is_unreachable(&self, peer: P) -> bool {
+        self.unreachable_since(peer).is_some()
+    }
+
+    /// Every (member, space) pair, space after space.
+    fn all_pairs(&self) -> VecDeque<(P, SpaceId)> {
+        self.members
+            .iter()
+            .flat_map(|(space, peers)| peers.iter().map(|p| (*p, *space)))
+            .collect()
     }
 
     fn in_backoff(&self, peer: P, now: Duration) -> bool {
@@ -420,14 +534,16 @@ impl<P: Copy + Ord + Debug> Scheduler<P> {
     /// Ends the running session of `key` and decides what follows it.
     fn finish(&mut self, key: (P, SpaceId), outcome: Outcome, now: Duration) {
         let member = self.is_member(key.0, key.1);
+        let unreachable = self.is_unreachable(key.0);
         let Some(entry) = self.entries.get_mut(&key) else {
             return;
         };
         let more = member && entry.sessions <= MAX_FOLLOW_UPS;
+        let mut answered = false;
         let next = match outcome {
             Outcome::Ok | Outcome::Busy | Outcome::Refused => {
                 // It answered: reachable.
-                self.backoff.remove(&key.0);
+                answered = true;
                 match outcome {
                     Outcome::Busy => more.then_some(State::Waiting {
                         not_before: now + BUSY_RETRY,
@@ -444,11 +560,19 @@ impl<P: Copy + Ord + Debug> Scheduler<P> {
                 let b = self.backoff.entry(key.0).or_insert(Backoff {
                     failures: 0,
                     until: now,
+                    unreachable_since: None,
                 });
                 b.failures = b.failures.saturating_add(1);
-                let factor = 1u32 << (b.failures - 1).min(16);
-                b.until = now + RETRY_BASE.saturating_mul(factor).min(RETRY_MAX);
-                more.then_some(State::Waiting { not_before: now })
+                if b.failures >= UNREACHABLE_AFTER {
+                    // Given up on until a sign, or the next probe.
+                    b.unreachable_since.get_or_insert(now);
+                    b.until = now + UNREACHABLE_PROBE;
+                    None
+                } else {
+                    let factor = 1u32 << (b.failures - 1).min(16);
+                    b.until = now + RETRY_BASE.saturating_mul(factor).min(RETRY_MAX);
+                    more.then_some(State::Waiting { not_before: now })
+                }
             }
         };
         match next {
@@ -457,58 +581,89 @@ impl<P: Copy + Ord + Debug> Scheduler<P> {
                 self.entries.remove(&key);
             }
         }
+        if answered {
+            // A probe that reached it: the spaces the rounds passed by.
+            self.backoff.remove(&key.0);
+            if unreachable {
+                self.ask_shared(key.0, Some(key.1), now);
+            }
+        }
     }
 
-    /// Starts a due periodic round, and moves the running one on to its
-    /// next pair once the current one is done.
+    /// A sign that `peer` may be reachable: clears its back-off and, if it
+    /// was marked unreachable, asks for a session for every space it
+    /// shares (but `except`), which the rounds passed by meanwhile.
+    fn reachable_again(&mut self, peer: P, except: Option<SpaceId>, now: Duration) {
+        let was = self.backoff.remove(&peer);
+        if was.is_some_and(|b| b.unreachable_since.is_some()) {
+            self.ask_shared(peer, except, now);
+        }
+    }
+
+    /// Asks for a session with `peer` for every space it is a member of
+    /// (but `except`).
+    fn ask_shared(&mut self, peer: P, except: Option<SpaceId>, now: Duration) {
+        let spaces: Vec<SpaceId> = self
+            .members
+            .iter()
+            .filter(|(s, m)| Some(**s) != except && m.contains(&peer))
+            .map(|(s, _)| *s)
+            .collect();
+        for space in spaces {
+            self.ask(peer, space, now);
+        }
+    }
+
+    /// Starts a due periodic round, and moves the running one on: up to
+    /// the concurrency, one pair per peer at a time.
     fn advance_round(&mut self, now: Duration) {
-        loop {
-            if self.round.is_none() {
-                match self.next_round {
-                    Some(at) if at <= now => {
-                        let queue = self
-                            .members
-                            .iter()
-                            .flat_map(|(space, peers)| peers.iter().map(|p| (*p, *space)))
-                            .collect();
-                        self.round = Some(Round {
-                            queue,
-                            current: None,
-                        });
-                        self.next_round = None;
-                    }
-                    _ => return,
+        if self.round.is_none() {
+            match self.next_round {
+                Some(at) if at <= now => {
+                    self.round = Some(Round {
+                        queue: self.all_pairs(),
+                        active: BTreeSet::new(),
+                    });
+                    self.next_round = None;
                 }
+                _ => return,
             }
-            if let Some(key) = self.round.as_ref().and_then(|r| r.current) {
-                // The round waits for its pair's session (and busy
-                // retries), but not for a peer that went into back-off.
-                let waits = self.entries.get(&key).is_some_and(|e| {
-                    e.round
-                        && !(matches!(e.state, State::Waiting { .. })
-                            && self.in_backoff(key.0, now))
-                });
-                if waits {
-                    return;
-                }
+        }
+        let Some(mut round) = self.round.take() else {
+            return;
+        };
+        // The round waits for its pairs' sessions (and busy retries), but
+        // not for a peer that went into back-off.
+        round.active.retain(|key| {
+            self.entries.get(key).is_some_and(|e| {
+                e.round
+                    && !(matches!(e.state, State::Waiting { .. }) && self.in_backoff(key.0, now))
+            })
+        });
+        let mut i = 0;
+        while round.active.len() < self.round_concurrency && i < round.queue.len() {
+            let key = round.queue[i];
+            if round.active.iter().any(|(p, _)| *p == key.0) {
+                // This peer's other space goes after the one it runs.
+                i += 1;
+                continue;
             }
-            let next = self.round.as_mut().and_then(|r| {
-                r.current = None;
-                r.queue.pop_front()
-            });
-            let Some(key) = next else {
-                self.round = None;
-                self.next_round = self.config.interval.map(|i| now + i);
-                return;
-            };
+            round.queue.remove(i);
+            if self.is_unreachable(key.0) && self.in_backoff(key.0, now) {
+                // Unreachable, and not yet time for a probe.
+                continue;
+            }
             if self.ask(key.0, key.1, now) == Asked::New && !self.in_backoff(key.0, now) {
                 if let Some(e) = self.entries.get_mut(&key) {
                     e.round = true;
                 }
-                if let Some(r) = self.round.as_mut() {
-                    r.current = Some(key);
-                }
+                round.active.insert(key);
             }
+        }
+        if round.queue.is_empty() && round.active.is_empty() {
+            self.next_round = self.config.interval.map(|i| now + i);
+        } else {
+            self.round = Some(round);
         }
     }
 }

@@ -230,12 +230,17 @@ fn a_member_seen_on_gossip_again_is_dialed_without_waiting_out_its_back_off() {
     assert_eq!(pairs(&dials(&mut sched, now + s(1))), [(A, space(1))]);
 }
 
+// With a concurrency of one, a round goes pair after pair: the order and
+// the interval after the round's end are the same whatever the
+// concurrency (rounds run several pairs at once by default: see
+// `a_round_runs_up_to_its_concurrency_at_once`).
 #[test]
 fn the_periodic_round_visits_every_member_of_every_space_one_at_a_time() {
     let mut sched = Scheduler::new(Config {
         interval: Some(s(30)),
         ..Config::default()
-    });
+    })
+    .with_round_concurrency(1);
     sched.handle_members(space(1), [A, B]);
     sched.handle_members(space(2), [C]);
     sched.handle_start(s(0));
@@ -254,9 +259,12 @@ fn the_periodic_round_visits_every_member_of_every_space_one_at_a_time() {
     assert_eq!(pairs(&dials(&mut sched, s(33))), [(A, space(1))]);
 }
 
+// A concurrency of one: the round must not wait for a failed pair even
+// when it has no other slot (with more slots B would be dialed at once
+// anyway: see `an_offline_member_does_not_delay_the_others_round_sessions`).
 #[test]
 fn the_round_does_not_wait_for_a_member_that_is_away() {
-    let mut sched = Scheduler::new(Config::default());
+    let mut sched = Scheduler::new(Config::default()).with_round_concurrency(1);
     sched.handle_members(space(1), [A, B]);
     sched.handle_start(s(0));
     let d = one_dial(&mut sched, s(0));
@@ -348,6 +356,272 @@ fn gossip_relayed_by_a_non_member_catches_up_with_every_member() {
     assert_eq!(got, [(A, space(1)), (B, space(1))]);
 }
 
+const D: u8 = 4;
+const E: u8 = 5;
+
+/// A scheduler with rounds every 30 s (started at 0), knowing each space's
+/// members.
+fn with_rounds(spaces: &[(u8, &[u8])]) -> Scheduler<u8> {
+    let mut sched = Scheduler::new(Config::default());
+    for (sp, members) in spaces {
+        sched.handle_members(space(*sp), members.iter().copied());
+    }
+    sched.handle_start(s(0));
+    sched
+}
+
+/// Runs `sched` in virtual time until `end`: every session ends when it
+/// is dialed, as `outcome` says (a peer that is away fails at once). The
+/// dials, with their times.
+fn drive(
+    sched: &mut Scheduler<u8>,
+    from: Duration,
+    end: Duration,
+    outcome: impl Fn(u8) -> Outcome,
+) -> Vec<(Duration, u8, SpaceId)> {
+    let mut log = Vec::new();
+    let mut now = from;
+    while now <= end {
+        sched.handle_timeout(now);
+        while let Some(d) = sched.poll_dial(now) {
+            log.push((now, d.peer, d.space));
+            sched.handle_session_done(d.id, outcome(d.peer), now);
+        }
+        match sched.poll_timeout() {
+            Some(t) if t > now => now = t,
+            Some(t) => panic!("asked to be woken at {t:?}, already {now:?}"),
+            None => break,
+        }
+    }
+    log
+}
+
+/// Fails every session with A until A is marked unreachable; the time
+/// it was.
+fn make_unreachable(sched: &mut Scheduler<u8>, from: Duration) -> Duration {
+    let mut now = from;
+    for _ in 0..10_000 {
+        sched.handle_timeout(now);
+        while let Some(d) = sched.poll_dial(now) {
+            let outcome = if d.peer == A {
+                Outcome::Failed
+            } else {
+                Outcome::Ok
+            };
+            sched.handle_session_done(d.id, outcome, now);
+        }
+        if let Some(since) = sched.unreachable_since(A) {
+            assert_eq!(since, now);
+            return now;
+        }
+        now = match sched.poll_timeout() {
+            Some(t) => t.max(now + ms(1)),
+            None => {
+                // Nothing waits for A: a trigger asks again.
+                sched.handle_space_behind(space(1), now);
+                now
+            }
+        };
+    }
+    panic!("A was never marked unreachable");
+}
+
+#[test]
+fn a_round_runs_up_to_its_concurrency_at_once() {
+    let mut sched = with_rounds(&[(1, &[A, B, C, D, E])]);
+    let first = dials(&mut sched, s(0));
+    assert_eq!(
+        pairs(&first),
+        [(A, space(1)), (B, space(1)), (C, space(1)), (D, space(1))],
+        "a round runs ROUND_CONCURRENCY pairs at once"
+    );
+    assert_eq!(first.len(), ROUND_CONCURRENCY);
+    // The fifth goes as soon as one of them ends.
+    sched.handle_session_done(first[1].id, Outcome::Ok, s(1));
+    assert_eq!(pairs(&dials(&mut sched, s(1))), [(E, space(1))]);
+    for d in [first[0], first[2], first[3]] {
+        sched.handle_session_done(d.id, Outcome::Ok, s(2));
+    }
+    assert_eq!(dials(&mut sched, s(2)), [], "the round is one round");
+}
+
+#[test]
+fn a_round_runs_the_spaces_of_one_peer_one_after_another() {
+    let mut sched = with_rounds(&[(1, &[A, B]), (2, &[A]), (3, &[A])]);
+    let first = dials(&mut sched, s(0));
+    assert_eq!(pairs(&first), [(A, space(1)), (B, space(1))]);
+    sched.handle_session_done(first[1].id, Outcome::Ok, s(1));
+    assert_eq!(dials(&mut sched, s(1)), [], "two round sessions with A");
+    sched.handle_session_done(first[0].id, Outcome::Ok, s(2));
+    let second = one_dial(&mut sched, s(2));
+    assert_eq!((second.peer, second.space), (A, space(2)));
+    sched.handle_session_done(second.id, Outcome::Ok, s(3));
+    assert_eq!(pairs(&dials(&mut sched, s(3))), [(A, space(3))]);
+}
+
+#[test]
+fn an_offline_member_does_not_delay_the_others_round_sessions() {
+    // A's dials hang until their deadline; B and C answer at once.
+    let mut sched = with_rounds(&[(1, &[A, B, C]), (2, &[A, B, C])]);
+    let first = dials(&mut sched, s(0));
+    assert_eq!(pairs(&first), [(A, space(1)), (B, space(1)), (C, space(1))]);
+    for d in &first[1..] {
+        sched.handle_session_done(d.id, Outcome::Ok, s(1));
+    }
+    // B's and C's second space do not wait ten minutes for A.
+    assert_eq!(
+        pairs(&dials(&mut sched, s(1))),
+        [(B, space(2)), (C, space(2))]
+    );
+    assert!(sched.is_running(A, space(1)));
+}
+
+#[test]
+fn a_peer_failing_unreachable_after_times_is_left_alone_until_a_probe() {
+    let mut sched = with_rounds(&[(1, &[A, B])]);
+    let marked = make_unreachable(&mut sched, s(0));
+    assert_eq!(sched.failures(A), UNREACHABLE_AFTER);
+    let since = marked;
+    // Rounds go on with B, without A, and a trigger that is no sign of
+    // A waits for the probe.
+    sched.handle_space_behind(space(1), since);
+    let log = drive(&mut sched, since, since + UNREACHABLE_PROBE - ms(1), |p| {
+        if p == A { Outcome::Failed } else { Outcome::Ok }
+    });
+    assert!(
+        log.iter().filter(|(_, p, _)| *p == B).count() >= 8,
+        "rounds stopped: {log:?}"
+    );
+    assert!(
+        log.iter().all(|(_, p, _)| *p != A),
+        "an unreachable peer was dialed before its probe: {log:?}"
+    );
+    // The probe: one dial, then another probe interval of silence.
+    let probe_at = since + UNREACHABLE_PROBE;
+    let log = drive(
+        &mut sched,
+        probe_at - ms(1),
+        probe_at + UNREACHABLE_PROBE - ms(1),
+        |p| {
+            if p == A { Outcome::Failed } else { Outcome::Ok }
+        },
+    );
+    let a: Vec<_> = log.iter().filter(|(_, p, _)| *p == A).collect();
+    assert_eq!(a.len(), 1, "one probe per interval: {a:?}");
+    assert_eq!(a[0].0, probe_at);
+    assert_eq!(sched.unreachable_since(A), Some(since), "the mark stays");
+}
+
+#[test]
+fn a_probe_that_reaches_the_peer_clears_the_mark() {
+    let mut sched = live_only(&[A]);
+    sched.handle_members(space(2), [A]);
+    sched.handle_gossip_unapplied(space(1), A, s(0));
+    make_unreachable(&mut sched, s(0));
+    let since = sched.unreachable_since(A).expect("marked");
+    sched.handle_space_behind(space(1), since);
+    // The probe tries one space; the other (which nothing asked for while
+    // A was away) follows once it answers.
+    let probe = one_dial(&mut sched, since + UNREACHABLE_PROBE);
+    sched.handle_session_done(probe.id, Outcome::Ok, since + UNREACHABLE_PROBE);
+    assert_eq!(sched.unreachable_since(A), None);
+    assert_eq!(sched.failures(A), 0);
+    assert_eq!(
+        pairs(&dials(&mut sched, since + UNREACHABLE_PROBE)),
+        [(A, space(2))]
+    );
+}
+
+#[test]
+fn a_new_address_clears_the_mark_and_dials_every_shared_space_at_once() {
+    let mut sched = with_rounds(&[(1, &[A, B]), (2, &[A]), (3, &[B])]);
+    let marked = make_unreachable(&mut sched, s(0));
+    assert!(sched.unreachable_since(A).is_some());
+    let t = marked + s(10);
+    drive(&mut sched, marked, t, |p| {
+        if p == A { Outcome::Failed } else { Outcome::Ok }
+    });
+    sched.handle_address_learned(A, t);
+    assert_eq!(sched.unreachable_since(A), None);
+    assert_eq!(sched.failures(A), 0);
+    let mut got = pairs(&dials(&mut sched, t));
+    got.sort();
+    assert_eq!(got, [(A, space(1)), (A, space(2))]);
+}
+
+#[test]
+fn a_new_address_of_a_peer_that_answers_dials_nothing() {
+    let mut sched = live_only(&[A, B]);
+    sched.handle_address_learned(A, s(0));
+    assert_eq!(dials(&mut sched, s(0)), []);
+    // One that failed once and waits out its back-off is dialed now.
+    sched.handle_gossip_unapplied(space(1), B, s(0));
+    let d = one_dial(&mut sched, s(0));
+    sched.handle_session_done(d.id, Outcome::Failed, s(0));
+    assert_eq!(dials(&mut sched, ms(100)), []);
+    sched.handle_address_learned(B, ms(100));
+    assert_eq!(pairs(&dials(&mut sched, ms(100))), [(B, space(1))]);
+}
+
+#[test]
+fn a_network_change_clears_every_mark_and_starts_a_round_at_once() {
+    let mut sched = with_rounds(&[(1, &[A, B, C])]);
+    let marked = make_unreachable(&mut sched, s(0));
+    // B fails too, once: in back-off.
+    let t = marked + s(1);
+    sched.handle_space_behind(space(1), t);
+    let got = dials(&mut sched, t);
+    for d in &got {
+        let outcome = if d.peer == B {
+            Outcome::Failed
+        } else {
+            Outcome::Ok
+        };
+        sched.handle_session_done(d.id, outcome, t);
+    }
+    assert_eq!(sched.failures(B), 1);
+    // B waits out its back-off, the next round is up to 30 s away.
+    let t = t + ms(500);
+    assert_eq!(dials(&mut sched, t), []);
+    sched.handle_network_changed(t);
+    assert_eq!((sched.failures(A), sched.failures(B)), (0, 0));
+    assert_eq!(sched.unreachable_since(A), None);
+    let mut got = pairs(&dials(&mut sched, t));
+    got.sort();
+    assert_eq!(got, [(A, space(1)), (B, space(1)), (C, space(1))]);
+}
+
+#[test]
+fn a_network_change_without_rounds_only_clears() {
+    let mut sched = live_only(&[A, B]);
+    sched.handle_gossip_unapplied(space(1), A, s(0));
+    let d = one_dial(&mut sched, s(0));
+    sched.handle_session_done(d.id, Outcome::Failed, s(0));
+    sched.handle_network_changed(ms(10));
+    assert_eq!(sched.failures(A), 0);
+    // A's retry goes now instead of after its back-off; nothing else.
+    assert_eq!(pairs(&dials(&mut sched, ms(10))), [(A, space(1))]);
+    assert_eq!(sched.poll_timeout(), Some(ms(10) + SESSION_TIMEOUT));
+}
+
+#[test]
+fn new_inputs_never_start_a_second_session_for_one_pair() {
+    let mut sched = with_rounds(&[(1, &[A])]);
+    let d = one_dial(&mut sched, s(0));
+    sched.handle_session_done(d.id, Outcome::Failed, s(0));
+    let retry = one_dial(&mut sched, s(1));
+    // While the retry runs: a new address, a network change, a new round.
+    sched.handle_address_learned(A, s(2));
+    sched.handle_network_changed(s(2));
+    sched.handle_address_learned(A, s(2));
+    assert_eq!(dials(&mut sched, s(2)), [], "two sessions with A at once");
+    // They add up to one follow-up.
+    sched.handle_session_done(retry.id, Outcome::Ok, s(3));
+    let next = one_dial(&mut sched, s(3));
+    sched.handle_session_done(next.id, Outcome::Ok, s(4));
+    assert_eq!(dials(&mut sched, s(4)), []);
+}
+
 /// A small seeded generator: the same seed, the same run.
 struct Rng(u64);
 
@@ -396,7 +670,7 @@ fn seeded_random_inputs_keep_the_rules() {
             let peer = peers[rng.below(3) as usize];
             let is_member =
                 |m: &[Vec<u8>], sp: SpaceId, p: u8| m[usize::from(sp == space(2))].contains(&p);
-            match rng.below(if healthy { 4 } else { 7 }) {
+            match rng.below(if healthy { 4 } else { 9 }) {
                 0 => {
                     sched.handle_gossip_unapplied(sp, peer, now);
                     if is_member(&members, sp, peer) {
@@ -431,6 +705,8 @@ fn seeded_random_inputs_keep_the_rules() {
                     sched.handle_members(sp, members[i].iter().copied());
                     unfetched.retain(|(p, sp), _| is_member(&members, *sp, *p));
                 }
+                6 => sched.handle_address_learned(peer, now),
+                7 => sched.handle_network_changed(now),
                 _ => {}
             }
             sched.handle_timeout(now);
