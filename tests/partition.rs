@@ -835,7 +835,7 @@ fn partition_loss_and_heal_converge() -> Result<(), String> {
 /// Whether `p`'s status says `member` announced an address starting
 /// with `prefix`.
 fn announced(p: &Peer, member: &str, prefix: &str) -> bool {
-    p.json(&["status"])["net"]["members"][member]["announced"]
+    p.json(&["status"])["members"][member]["announced"]
         .as_array()
         .is_some_and(|a| {
             a.iter()

@@ -43,7 +43,7 @@ fn device(n: &Node) -> String {
 }
 
 fn addrs(n: &Node) -> Vec<String> {
-    status(n)["net"]["addrs"]
+    status(n)["addrs"]
         .as_array()
         .expect("addrs")
         .iter()
@@ -91,9 +91,9 @@ fn a_member_that_moved_is_found_through_another_member() {
 
     // B and C go offline; B comes back on a port nobody knows. A, still
     // up, hears B's signed announcement (B dials A, whose address B has).
+    let old_b = addrs(&b);
     nb.stop();
     nc.stop();
-    let old_b = addrs(&b);
     forget_port(&b);
     nb = b.start(&[]);
     let new_b = addrs(&b);
@@ -101,14 +101,14 @@ fn a_member_that_moved_is_found_through_another_member() {
     let b_id = device(&b);
     assert!(
         eventually(WAIT, || {
-            let seen = status(&a)["net"]["members"][&b_id]["announced"].clone();
+            let seen = status(&a)["members"][&b_id]["announced"].clone();
             new_b.iter().any(|x| {
                 seen.as_array()
                     .is_some_and(|s| s.contains(&Value::from(x.as_str())))
             })
         }),
         "A did not learn where B is now: {}",
-        status(&a)["net"]["members"]
+        status(&a)["members"]
     );
 
     // C comes back knowing only B's old address, catches up with A, and
@@ -116,14 +116,14 @@ fn a_member_that_moved_is_found_through_another_member() {
     nc = c.start(&[]);
     assert!(
         eventually(WAIT, || {
-            let seen = status(&c)["net"]["members"][&b_id]["announced"].clone();
+            let seen = status(&c)["members"][&b_id]["announced"].clone();
             new_b.iter().any(|x| {
                 seen.as_array()
                     .is_some_and(|s| s.contains(&Value::from(x.as_str())))
             })
         }),
         "C did not learn B's new address from A: {}",
-        status(&c)["net"]["members"]
+        status(&c)["members"]
     );
 
     // With A gone, only B and C can carry an edit between them.
@@ -138,7 +138,7 @@ fn a_member_that_moved_is_found_through_another_member() {
         "C reached B at its new address {:.1} s after the edit",
         started.elapsed().as_secs_f64()
     );
-    let reach = &status(&c)["net"]["members"][&b_id];
+    let reach = &status(&c)["members"][&b_id];
     assert!(
         reach["path"]
             .as_str()
@@ -276,8 +276,8 @@ fn a_node_with_relays_and_discovery_but_no_network_starts_at_once_and_quietly() 
     // below anything that waited for a relay or a lookup (seconds each).
     assert!(up < Duration::from_secs(3), "took {up:?} to start offline");
     let s = status(&n);
-    assert_eq!(s["net"]["relay"], "default");
-    assert_eq!(s["net"]["discovery"], dead);
+    assert_eq!(s["relay"], "default");
+    assert_eq!(s["discovery"], dead);
     n.ok(&["company", "add", "Umbrella"]);
     assert_eq!(
         n.json(&["list", "company"]).as_array().map(Vec::len),

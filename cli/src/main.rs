@@ -506,6 +506,10 @@ fn init_tracing() {
         // sled reports what it cannot read as errors of its own; the store
         // turns them into one message that says what to do.
         .with_target("sled", LevelFilter::OFF)
+        // iroh's relay transport logs "relay_recv_channel closed" as an
+        // error on every clean shutdown of a node that uses a relay; how
+        // members are reached shows in `rapport status` instead.
+        .with_target("iroh::socket::transports::relay", LevelFilter::OFF)
         .with_target("rapport_store", level);
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))

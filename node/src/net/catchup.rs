@@ -80,8 +80,8 @@ pub(super) async fn run_schedule(
             Input::NeighborUp(space, peer) => sched.handle_neighbor_up(space, peer, now),
             Input::GossipUnapplied(space, from) => sched.handle_gossip_unapplied(space, from, now),
             Input::SpaceBehind(space) => sched.handle_space_behind(space, now),
-            Input::AddressLearned(peer) => { let _ = peer; } // TEMP until the scheduler has it
-            Input::NetworkChanged => {} // TEMP
+            Input::AddressLearned(peer) => sched.handle_address_learned(peer, now),
+            Input::NetworkChanged => sched.handle_network_changed(now),
             Input::Done(id, outcome) => sched.handle_session_done(id, outcome, now),
         }
     }
