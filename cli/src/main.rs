@@ -310,7 +310,7 @@ pub struct UpArgs {
 pub enum RelayCmd {
     /// Run this data directory as a relay in the foreground: it keeps every signed change of the
     /// spaces it joins (with the relay role) and hands them to members that connect later.
-    Run(RelayArgs),
+    Run(Box<RelayArgs>),
     /// Spaces served, members seen, peers, changes stored, traffic, disk use, uptime, limits.
     Status,
 }
@@ -459,7 +459,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             return Ok(0);
         }
         Command::Relay(RelayCmd::Run(args)) => {
-            daemon::up(&dir, daemon::Mode::Relay(args), cli.json)?;
+            daemon::up(&dir, daemon::Mode::Relay(*args), cli.json)?;
             return Ok(0);
         }
         _ => {}
