@@ -916,16 +916,41 @@ fn a_member_that_moves_subnet_is_found_again() -> Result<(), String> {
     );
 
     // B binds every interface: its address may change under it.
-    for (p, bind) in [
-        (&a, format!("{}:0", a.ip)),
-        (&b, "0.0.0.0:0".into()),
-        (&c, format!("{}:0", c.ip)),
-    ] {
+    for (p, bind) in [(&a, format!("{}:0", a.ip)), (&b, "0.0.0.0:0".into())] {
         p.ok(&["init", "--name", p.name]);
         lab.nodes
             .push(p.spawn_on(&bind, &["--discovery", &discovery]));
         p.wait_ready();
     }
+    // C starts with no network at all, relays and discovery configured:
+    // it must come up at once and work, and connect once its link is up.
+    c.ok(&["init", "--name", c.name]);
+    run("ip", &["-n", &c.ns, "link", "set", "eth0", "down"])?;
+    let offline = Instant::now();
+    lab.nodes.push(c.spawn_on(
+        &format!("{}:0", c.ip),
+        &["--discovery", &discovery, "--relay", "default"],
+    ));
+    c.wait_ready();
+    let up = offline.elapsed();
+    c.ok(&["company", "add", "Offline Co"]);
+    phase(
+        start,
+        &format!("roaming: C up in {} ms with no network", up.as_millis()),
+    );
+    run("ip", &["-n", &c.ns, "link", "set", "eth0", "up"])?;
+    run(
+        "ip",
+        &[
+            "-n",
+            &c.ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("{base}.3.254"),
+        ],
+    )?;
     a.ok(&["space", "create", SPACE]);
     let id = a.json(&["company", "add", "Acme", "--space", SPACE])["id"]
         .as_str()

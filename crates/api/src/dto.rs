@@ -435,6 +435,28 @@ pub struct Status {
     pub uptime_s: Option<u64>,
     /// Shared spaces by id (only the token's, for a token limited to one).
     pub spaces: BTreeMap<String, SpaceSync>,
+    /// How each member of this node's spaces is reached now, by device
+    /// (none for a token limited to one space).
+    pub members: BTreeMap<String, MemberReach>,
+}
+
+/// How a member is reached now.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberReach {
+    /// `direct (LAN)`, `direct (internet)`, `via relay`, or `unknown`.
+    pub path: String,
+    /// Direct addresses in use now.
+    pub in_use: Vec<String>,
+    /// Where the member last said it is.
+    pub announced: Vec<String>,
+    /// When it said so (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announced_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
+    /// Since when sessions with it have been failing (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable_since: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

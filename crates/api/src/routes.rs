@@ -620,6 +620,26 @@ pub(crate) async fn status(
         connected: net.as_ref().map_or(0, |n| n.connected.len()),
         uptime_s: net.as_ref().map(|n| n.uptime_s),
         spaces,
+        members: match (&net, scope) {
+            (Some(n), None) => n
+                .members
+                .iter()
+                .map(|(device, r)| {
+                    (
+                        device.clone(),
+                        dto::MemberReach {
+                            path: r.path.clone(),
+                            in_use: r.in_use.clone(),
+                            announced: r.announced.clone(),
+                            announced_at: r.announced_at.clone(),
+                            relay: r.relay.clone(),
+                            unreachable_since: r.unreachable_since.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        },
     }))
 }
 

@@ -96,6 +96,8 @@ struct MemberRow {
     you: bool,
     role: Role,
     added_by: String,
+    /// How it is reached now (empty for this device).
+    reached: String,
 }
 
 /// One shared space with its sync state.
@@ -335,6 +337,16 @@ fn snapshot(app: &App, flash_of: Option<(RecordId, bool)>) -> Result<Snapshot, W
                     } else {
                         repo.device_label(&v, &m.added_by)
                     },
+                    reached: match net.members.get(&m.device) {
+                        Some(r) => match &r.unreachable_since {
+                            Some(since) if r.path == "unknown" => format!(
+                                "unreachable since {}",
+                                since.get(..16).unwrap_or(since).replace('T', " ")
+                            ),
+                            _ => r.path.clone(),
+                        },
+                        None => String::new(),
+                    },
                 })
                 .collect();
             members.sort_by(|a, b| (&a.org, &a.user, &a.device).cmp(&(&b.org, &b.user, &b.device)));
@@ -524,6 +536,7 @@ fn space(sp: &SpaceRow, outcome: &Outcome, relay: bool) -> Markup {
                             th scope="col" { "Device" }
                             th scope="col" { "Role" }
                             th scope="col" { "Added by" }
+                            th scope="col" { "Reached" }
                         }
                     }
                     tbody {
@@ -534,6 +547,7 @@ fn space(sp: &SpaceRow, outcome: &Outcome, relay: bool) -> Markup {
                                 td { code { (m.device) } @if m.you { " (this device)" } }
                                 td { (m.role) }
                                 td { (or_dash(&m.added_by)) }
+                                td { (or_dash(&m.reached)) }
                             }
                         }
                     }
