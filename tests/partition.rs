@@ -552,6 +552,40 @@ fn field_values(p: &Peer, id: &str, field: &str) -> Value {
     p.show(id)[field].clone()
 }
 
+/// A lab that could not be built: a failure when required, else a skip
+/// (`None`), said on stderr.
+fn lab_or_skip<T>(setup: Result<T, String>, test: &str) -> Result<Option<T>, String> {
+    match setup {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => {
+            let why = format!("cannot create network namespaces (need root and iproute2): {e}");
+            if required() {
+                return Err(format!("{why} (RAPPORT_REQUIRE_NETNS is set)"));
+            }
+            eprintln!("{test} test skipped: {why}");
+            Ok(None)
+        }
+    }
+}
+
+/// A, B and C on the first three spots (namespace, address), with the
+/// first three homes' data directories.
+fn three_peers(spots: Vec<(String, String)>, homes: &[Node]) -> (Peer, Peer, Peer) {
+    let mut peers =
+        spots
+            .into_iter()
+            .zip(homes)
+            .zip(["A", "B", "C"])
+            .map(|(((ns, ip), home), name)| Peer {
+                name,
+                ns,
+                ip,
+                dir: home.dir.clone(),
+            });
+    let mut next = || peers.next().expect("three spots and homes");
+    (next(), next(), next())
+}
+
 /// Whether a phase this machine cannot run is a failure rather than a
 /// skip: `RAPPORT_REQUIRE_NETNS` set (to anything but `0`).
 fn required() -> bool {
@@ -569,32 +603,10 @@ fn partition_loss_and_heal_converge() -> Result<(), String> {
         namespaces: Vec::new(),
         nodes: Vec::new(),
     };
-    let setup = lab.build(&["a", "b", "c"], &subnet);
-    let mut spots = match setup {
-        Ok(spots) => spots,
-        Err(e) => {
-            let why = format!("cannot create network namespaces (need root and iproute2): {e}");
-            if required() {
-                return Err(format!("{why} (RAPPORT_REQUIRE_NETNS is set)"));
-            }
-            eprintln!("partition test skipped: {why}");
-            return Ok(());
-        }
+    let Some(spots) = lab_or_skip(lab.build(&["a", "b", "c"], &subnet), "partition")? else {
+        return Ok(());
     };
-    let mut peer = |name: &'static str, home: &Node| {
-        let (ns, ip) = spots.remove(0);
-        Peer {
-            name,
-            ns,
-            ip,
-            dir: home.dir.clone(),
-        }
-    };
-    let (a, b, c) = (
-        peer("A", &homes[0]),
-        peer("B", &homes[1]),
-        peer("C", &homes[2]),
-    );
+    let (a, b, c) = three_peers(spots, &homes);
     phase(start, &format!("namespaces up ({}.0/24)", subnet));
 
     // 1. Three nodes; A shares a space with B and C by tickets.
@@ -857,31 +869,11 @@ fn a_member_that_moves_subnet_is_found_again() -> Result<(), String> {
         namespaces: Vec::new(),
         nodes: Vec::new(),
     };
-    let (rt, mut spots) = match lab.build_routed(&["a", "b", "c"], &base) {
-        Ok(v) => v,
-        Err(e) => {
-            let why = format!("cannot create network namespaces (need root and iproute2): {e}");
-            if required() {
-                return Err(format!("{why} (RAPPORT_REQUIRE_NETNS is set)"));
-            }
-            eprintln!("roaming test skipped: {why}");
-            return Ok(());
-        }
+    let Some((rt, spots)) = lab_or_skip(lab.build_routed(&["a", "b", "c"], &base), "roaming")?
+    else {
+        return Ok(());
     };
-    let mut peer = |name: &'static str, home: &Node| {
-        let (ns, ip) = spots.remove(0);
-        Peer {
-            name,
-            ns,
-            ip,
-            dir: home.dir.clone(),
-        }
-    };
-    let (a, b, c) = (
-        peer("A", &homes[0]),
-        peer("B", &homes[1]),
-        peer("C", &homes[2]),
-    );
+    let (a, b, c) = three_peers(spots, &homes);
     // The discovery server runs on the router, where every subnet can
     // reach it; every node publishes there.
     let server = Peer {
@@ -933,6 +925,12 @@ fn a_member_that_moves_subnet_is_found_again() -> Result<(), String> {
     ));
     c.wait_ready();
     let up = offline.elapsed();
+    // Generous for a debug build on a loaded machine; a node that waited
+    // for a relay or a lookup would take many seconds.
+    assert!(
+        up < Duration::from_secs(5),
+        "C took {up:?} to start offline"
+    );
     c.ok(&["company", "add", "Offline Co"]);
     phase(
         start,

@@ -6,13 +6,16 @@
 //!
 //! The server believes nothing it cannot check: a packet is kept only if
 //! its signature verifies against the node id it is put under, and only
-//! if it is newer than the one it replaces. Packets live in memory: nodes
-//! publish again every few minutes and whenever their addresses change,
-//! so a restarted server is whole again within minutes.
+//! if it is newer than the one it replaces. Packets live in memory and
+//! for an hour after they were last published: nodes publish again every
+//! five minutes and whenever their addresses change, so a restarted
+//! server is whole again within minutes, and keys nobody publishes any
+//! more make room for new ones.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -25,16 +28,18 @@ use iroh::PublicKey;
 use iroh_dns::pkarr::SignedPacket;
 use tokio::sync::oneshot;
 
-/// Most node ids kept at once; new ones are refused past it (the ones
-/// kept are replaced by newer packets as usual).
+/// Most node ids kept at once; new ones are refused past it, once those
+/// not published for [`EXPIRE`] are gone.
 pub const MAX_NODES: usize = 100_000;
+/// How long a packet is kept after it was last published.
+pub const EXPIRE: Duration = Duration::from_secs(3600);
 /// Largest body taken: a signature, a timestamp and a DNS packet of at
 /// most 1000 bytes, as pkarr allows.
 const MAX_BODY: usize = 64 + 8 + 1000;
 
 #[derive(Debug, Default)]
 struct Packets {
-    by_node: Mutex<HashMap<PublicKey, SignedPacket>>,
+    by_node: Mutex<HashMap<PublicKey, (SignedPacket, Instant)>>,
 }
 
 /// A running discovery server; stops when `stop` is sent or dropped.
@@ -95,17 +100,21 @@ async fn publish(
         )
     })?;
     let mut by_node = packets.by_node.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    if !by_node.contains_key(&node) && by_node.len() >= MAX_NODES {
+        by_node.retain(|_, (_, at)| now.duration_since(*at) < EXPIRE);
+    }
     match by_node.get(&node) {
-        Some(held) if !packet.more_recent_than(held) => Err((
+        Some((held, _)) if !packet.more_recent_than(held) => Err((
             StatusCode::CONFLICT,
             "a newer packet of this node is held already\n".into(),
         )),
         None if by_node.len() >= MAX_NODES => Err((
             StatusCode::INSUFFICIENT_STORAGE,
-            format!("this server keeps at most {MAX_NODES} nodes\n"),
+            format!("this server keeps at most {MAX_NODES} nodes; try again later\n"),
         )),
         _ => {
-            by_node.insert(node, packet);
+            by_node.insert(node, (packet, now));
             Ok(StatusCode::NO_CONTENT)
         }
     }
@@ -118,7 +127,7 @@ async fn lookup(
     let node = node_id(&key)?;
     let by_node = packets.by_node.lock().unwrap_or_else(|p| p.into_inner());
     match by_node.get(&node) {
-        Some(packet) => Ok(packet.to_relay_payload()),
-        None => Err((StatusCode::NOT_FOUND, "no packet of this node\n".into())),
+        Some((packet, at)) if at.elapsed() < EXPIRE => Ok(packet.to_relay_payload()),
+        _ => Err((StatusCode::NOT_FOUND, "no packet of this node\n".into())),
     }
 }

@@ -66,6 +66,25 @@ pub fn judge(
     Ok(held_ms.is_none_or(|held| a.at_ms >= held.saturating_add(MIN_INTERVAL_MS)))
 }
 
+/// The order addresses go into an announcement, which keeps at most
+/// `MAX_DIRECT_ADDRS`: routable ones first, then link-local, loopback
+/// last (a host with container bridges and several IPv6 addresses has
+/// more than fit, and the ones other machines can use must not be cut).
+pub fn rank_addrs(mut addrs: Vec<String>) -> Vec<String> {
+    fn rank(a: &str) -> u8 {
+        match a.parse::<std::net::SocketAddr>().map(|s| s.ip()) {
+            Ok(ip) if ip.is_loopback() => 3,
+            Ok(std::net::IpAddr::V4(v4)) if v4.is_link_local() => 2,
+            Ok(std::net::IpAddr::V6(v6)) if v6.is_unicast_link_local() => 2,
+            Ok(std::net::IpAddr::V6(_)) => 1,
+            Ok(_) => 0,
+            Err(_) => 4,
+        }
+    }
+    addrs.sort_by_key(|a| rank(a));
+    addrs
+}
+
 fn now_ms() -> u64 {
     u64::try_from(Timestamp::now().as_millisecond()).unwrap_or(0)
 }
@@ -79,15 +98,21 @@ impl Repo {
         relay: Option<String>,
     ) -> Result<Vec<u8>, NodeError> {
         let me = self.device_id().to_string();
+        let _guard = self.peers_guard();
         let held = self.store().peer(&me)?;
-        // Strictly later than the last one, by the interval members keep.
-        let at_ms = held
-            .as_ref()
-            .map_or(0, |p| p.announced_ms.saturating_add(MIN_INTERVAL_MS))
-            .max(now_ms());
+        // Strictly later than the last one, by the interval members keep;
+        // but never pinned to a clock that was once far ahead (members
+        // would refuse every announcement until real time caught up).
+        let now = now_ms();
+        let at_ms = match held.as_ref().map(|p| p.announced_ms) {
+            Some(last) if last <= now.saturating_add(MAX_FUTURE_MS) => {
+                last.saturating_add(MIN_INTERVAL_MS).max(now)
+            }
+            _ => now,
+        };
         let signed = self
             .key()
-            .sign_addresses(direct.clone(), relay.clone(), at_ms)?;
+            .sign_addresses(rank_addrs(direct.clone()), relay.clone(), at_ms)?;
         self.store().put_peer(&PeerRecord {
             device: me,
             addrs: direct,
@@ -119,6 +144,7 @@ impl Repo {
             .store()
             .space_shared(space)?
             .is_some_and(|v| v.is_member(&hex));
+        let _guard = self.peers_guard();
         let held = self.store().peer(&hex)?;
         let held_ms = held
             .as_ref()
@@ -145,14 +171,52 @@ impl Repo {
         }
     }
 
+    /// Addresses a ticket or a join request gave for a peer. The peer's own
+    /// signed announcement, if one came, says where it is; otherwise these.
+    pub fn note_peer_addrs(&self, device: DeviceId, addrs: Vec<String>) -> Result<(), NodeError> {
+        let hex = device.to_string();
+        let _guard = self.peers_guard();
+        let held = self.store().peer(&hex)?.unwrap_or_default();
+        let addrs = if held.announcement.is_empty() {
+            addrs
+        } else {
+            held.addrs.clone()
+        };
+        self.store().put_peer(&PeerRecord {
+            device: hex,
+            addrs,
+            seen: Timestamp::now().as_second(),
+            ..held
+        })?;
+        Ok(())
+    }
+
+    /// Whether the peer (hex device id) has told this node where it is
+    /// with a signed announcement: its member entry's addresses, from when
+    /// it joined, are then out of date.
+    pub fn has_announced(&self, device: &str) -> bool {
+        self.store()
+            .peer(device)
+            .ok()
+            .flatten()
+            .is_some_and(|p| !p.announcement.is_empty())
+    }
+
     /// The announcements to pass on to a member of `space`: the newest
-    /// held of each of its members, this device's included.
+    /// held of each of its members, this device's first (a message takes
+    /// at most `MAX_ADDRESS_ENTRIES`).
     pub fn member_addresses(&self, space: RecordId) -> Result<Vec<Vec<u8>>, NodeError> {
         let Some(view) = self.store().space_shared(space)? else {
             return Ok(Vec::new());
         };
+        let me = self.device_id().to_string();
         let mut out = Vec::new();
-        for device in view.members.keys().filter(|d| view.is_member(d)) {
+        let members = std::iter::once(&me).chain(
+            view.members
+                .keys()
+                .filter(|d| **d != me && view.is_member(d)),
+        );
+        for device in members {
             if let Some(p) = self.store().peer(device)?
                 && !p.announcement.is_empty()
             {
@@ -199,6 +263,27 @@ mod tests {
         assert_eq!(
             judge(&addrs(now + MAX_FUTURE_MS), true, None, now),
             Ok(true)
+        );
+    }
+
+    #[test]
+    fn routable_addresses_go_first_so_the_cut_keeps_them() {
+        let ranked = rank_addrs(vec![
+            "127.0.0.1:1".into(),
+            "[fe80::1]:1".into(),
+            "172.17.0.1:1".into(),
+            "[2001:db8::1]:1".into(),
+            "192.168.1.5:1".into(),
+        ]);
+        assert_eq!(
+            ranked,
+            [
+                "172.17.0.1:1",
+                "192.168.1.5:1",
+                "[2001:db8::1]:1",
+                "[fe80::1]:1",
+                "127.0.0.1:1"
+            ]
         );
     }
 

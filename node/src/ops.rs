@@ -842,6 +842,13 @@ impl Ops {
                     Some(space) => {
                         // The node as this space's members see it.
                         if let Some(n) = &mut net {
+                            let view = match space {
+                                SpaceId::Shared(id) => repo.space(id)?,
+                                SpaceId::Private => None,
+                            };
+                            n.members.retain(|device, _| {
+                                view.as_ref().is_some_and(|v| v.is_member(device))
+                            });
                             let space = space.to_string();
                             n.spaces.retain(|id, _| *id == space);
                             n.peers_seen.clear();

@@ -54,6 +54,7 @@ impl Repo {
             report: ApplyReport::default(),
             learned: Vec::new(),
             addresses_refused: 0,
+            on_learned: None,
         }
     }
 }
@@ -70,9 +71,30 @@ pub struct SyncReplica<'a> {
     pub learned: Vec<Learned>,
     /// Announcements the peer passed on that were refused.
     pub addresses_refused: usize,
+    /// Told of each new address at once (instead of `learned`): what a
+    /// session learned counts even if the session fails later.
+    on_learned: Option<LearnedSink>,
+}
+
+/// Where a session's newly learned addresses go as they are taken.
+#[derive(Clone)]
+pub struct LearnedSink(pub std::sync::Arc<dyn Fn(Learned) + Send + Sync>);
+
+impl std::fmt::Debug for LearnedSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LearnedSink")
+    }
 }
 
 impl<'a> SyncReplica<'a> {
+    /// Hands each address the peer passes on, once taken, to `sink`.
+    pub fn on_learned(self, sink: LearnedSink) -> Self {
+        SyncReplica {
+            on_learned: Some(sink),
+            ..self
+        }
+    }
+
     /// Enforces `limiter`'s rate and quota on what the peer sends.
     pub fn limited(self, limiter: &'a Limiter) -> Self {
         SyncReplica {
@@ -269,7 +291,10 @@ impl Replica for SyncReplica<'_> {
         }
         for one in signed {
             match self.repo.learn_addresses(id, &one).map_err(text)? {
-                Ok(Some(learned)) => self.learned.push(learned),
+                Ok(Some(learned)) => match &self.on_learned {
+                    Some(sink) => (sink.0)(learned),
+                    None => self.learned.push(learned),
+                },
                 Ok(None) => {}
                 Err(refused) => {
                     self.addresses_refused += 1;

@@ -46,6 +46,9 @@ pub struct Repo {
     key: DeviceKey,
     store: Store,
     writes: Mutex<()>,
+    /// Serialises read-modify-writes of the `peers` tree (address
+    /// announcements and tickets arrive from several sessions at once).
+    peers: Mutex<()>,
     observer: Mutex<Option<Observer>>,
     env: Arc<dyn Environment>,
 }
@@ -193,6 +196,7 @@ impl Repo {
             key,
             store,
             writes: Mutex::new(()),
+            peers: Mutex::new(()),
             observer: Mutex::new(None),
             env,
         })
@@ -735,6 +739,13 @@ impl Repo {
 
     /// Serialises writes: a document is loaded, changed and saved by one
     /// writer at a time (the API, sync and gossip all write).
+    /// Held while a peer's record is read and written back.
+    pub(crate) fn peers_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.peers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub(crate) fn write_guard(&self) -> std::sync::MutexGuard<'_, ()> {
         self.writes
             .lock()

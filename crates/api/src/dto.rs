@@ -436,7 +436,7 @@ pub struct Status {
     /// Shared spaces by id (only the token's, for a token limited to one).
     pub spaces: BTreeMap<String, SpaceSync>,
     /// How each member of this node's spaces is reached now, by device
-    /// (none for a token limited to one space).
+    /// (of the token's space only, for a token limited to one).
     pub members: BTreeMap<String, MemberReach>,
 }
 

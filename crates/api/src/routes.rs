@@ -620,8 +620,9 @@ pub(crate) async fn status(
         connected: net.as_ref().map_or(0, |n| n.connected.len()),
         uptime_s: net.as_ref().map(|n| n.uptime_s),
         spaces,
-        members: match (&net, scope) {
-            (Some(n), None) => n
+        // Ops keeps only the token's space's members for a limited token.
+        members: match &net {
+            Some(n) => n
                 .members
                 .iter()
                 .map(|(device, r)| {
@@ -638,7 +639,7 @@ pub(crate) async fn status(
                     )
                 })
                 .collect(),
-            _ => BTreeMap::new(),
+            None => BTreeMap::new(),
         },
     }))
 }

@@ -194,7 +194,10 @@ impl Node {
             .await
             .map_err(|e| peer_err(peer.fmt_short(), e))?;
         let repo = self.inner.repo.clone();
-        let mut replica = repo.replica(device_of(peer)).limited(&self.inner.limiter);
+        let mut replica = repo
+            .replica(device_of(peer))
+            .limited(&self.inner.limiter)
+            .on_learned(self.learned_sink());
         self.counters().seen.insert(peer, Timestamp::now());
         let (mut init, first) = blocking(|| Initiator::start(space, &replica))
             .map_err(|e| peer_err(peer.fmt_short(), e))?;
@@ -233,7 +236,6 @@ impl Node {
         // Let the responder read everything before the connection closes.
         let _ = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(64)).await;
         conn.close(0u32.into(), b"done");
-        self.use_addresses(std::mem::take(&mut replica.learned));
         self.synced(space);
         self.counters().refused.remove(&space);
         self.refresh_space(space);
@@ -250,7 +252,10 @@ impl Node {
         mut recv: RecvStream,
     ) -> Result<(), String> {
         let repo = self.inner.repo.clone();
-        let mut replica = repo.replica(device_of(peer)).limited(&self.inner.limiter);
+        let mut replica = repo
+            .replica(device_of(peer))
+            .limited(&self.inner.limiter)
+            .on_learned(self.learned_sink());
         let mut responder = Responder::new();
         while !responder.is_finished() {
             let msg = read_frame::<SyncMessage>(&self.inner.traffic, &mut recv)
@@ -265,7 +270,6 @@ impl Node {
             }
         }
         let _ = send.finish();
-        self.use_addresses(std::mem::take(&mut replica.learned));
         if replica.report.rejected > 0 {
             tracing::warn!(peer = %peer.fmt_short(), rejected = replica.report.rejected, "refused changes from a peer");
         }

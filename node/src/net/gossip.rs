@@ -122,6 +122,24 @@ impl Node {
         );
     }
 
+    /// Asks gossip again to connect to a member (of any of our topics)
+    /// whose addresses just changed: the first try may have failed.
+    pub(super) async fn rejoin_gossip(&self, peer: EndpointId) {
+        let senders: Vec<GossipSender> = {
+            let topics = self.inner.topics.lock().await;
+            topics
+                .values()
+                .filter(|sub| sub.members.contains(&peer))
+                .map(|sub| sub.sender.clone())
+                .collect()
+        };
+        for sender in senders {
+            if let Err(e) = sender.join_peers(vec![peer]).await {
+                tracing::debug!(peer = %peer.fmt_short(), "gossip: {e}");
+            }
+        }
+    }
+
     fn neighbors(&self, space: SpaceId, f: impl FnOnce(&mut Vec<EndpointId>)) {
         f(self.counters().neighbors.entry(space).or_default());
     }

@@ -32,7 +32,6 @@ use iroh_gossip::Gossip;
 use jiff::Timestamp;
 use rapport_model::{RecordId, Role, SpaceId, SpaceView};
 use rapport_proto::wire::{JOIN_ALPN, MAX_GOSSIP, SYNC_ALPN};
-use rapport_store::PeerRecord;
 use rapport_trust::DeviceId;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -358,19 +357,7 @@ impl Node {
             return;
         }
         self.remember(&device.to_string(), &addrs, None);
-        // What a ticket or join request said; a signed announcement the
-        // peer made is kept, to pass on.
-        let held = blocking(|| self.inner.repo.store().peer(&device.to_string()))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let record = PeerRecord {
-            device: device.to_string(),
-            addrs,
-            seen: Timestamp::now().as_second(),
-            ..held
-        };
-        if let Err(e) = blocking(|| self.inner.repo.store().put_peer(&record)) {
+        if let Err(e) = blocking(|| self.inner.repo.note_peer_addrs(device, addrs)) {
             tracing::warn!("remembering a peer's address: {e}");
         }
     }
@@ -381,7 +368,9 @@ impl Node {
     fn other_members(&self, space: &SpaceView) -> Vec<EndpointId> {
         let me = self.inner.repo.device_id().to_string();
         for m in space.members.values() {
-            if m.device != me && !m.addrs.is_empty() {
+            // A member that announced where it is now is dialed there, not
+            // where it was when it joined.
+            if m.device != me && !m.addrs.is_empty() && !self.inner.repo.has_announced(&m.device) {
                 self.remember(&m.device, &m.addrs, None);
             }
         }

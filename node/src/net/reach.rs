@@ -115,20 +115,37 @@ impl Node {
         let Ok(bytes) = wire::encode(&Gossip::Addresses(signed)) else {
             return;
         };
-        let topics = self.inner.topics.lock().await;
-        for (space, sub) in topics.iter() {
-            if let Err(e) = sub.sender.broadcast(bytes.clone().into()).await {
+        let senders: Vec<_> = {
+            let topics = self.inner.topics.lock().await;
+            topics
+                .iter()
+                .map(|(s, sub)| (*s, sub.sender.clone()))
+                .collect()
+        };
+        for (space, sender) in senders {
+            if let Err(e) = sender.broadcast(bytes.clone().into()).await {
                 tracing::debug!(%space, "could not send this node's addresses: {e}");
             }
         }
     }
 
     /// Dials members where they said they are from now on, and tells the
-    /// schedule (a member in back-off may be reachable again).
+    /// schedule (a member in back-off may be reachable again) and gossip
+    /// (a member it could not connect to may be reachable now).
     pub(super) fn use_addresses(&self, learned: Vec<Learned>) {
         for l in learned {
             let Ok(id) = EndpointId::from_bytes(&l.device.0) else {
                 continue;
+            };
+            // The newest held, which another session may have replaced
+            // since this one was taken.
+            let l = match self.inner.repo.store().peer(&l.device.to_string()) {
+                Ok(Some(p)) => Learned {
+                    device: l.device,
+                    direct: p.addrs,
+                    relay: p.relay,
+                },
+                _ => l,
             };
             let mut addr = EndpointAddr::new(id);
             for a in &l.direct {
@@ -144,7 +161,17 @@ impl Node {
             self.inner.lookup.set_endpoint_info(addr);
             tracing::debug!(peer = %id.fmt_short(), addrs = ?l.direct, "learned a member's addresses");
             self.schedule(Input::AddressLearned(id));
+            let node = self.clone();
+            tokio::spawn(async move { node.rejoin_gossip(id).await });
         }
+    }
+
+    /// Where sessions put the addresses they learn, as they learn them.
+    pub(super) fn learned_sink(&self) -> crate::replica::LearnedSink {
+        let node = self.clone();
+        crate::replica::LearnedSink(std::sync::Arc::new(move |learned| {
+            node.use_addresses(vec![learned])
+        }))
     }
 
     /// An announcement on a space's topic.
