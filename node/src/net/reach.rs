@@ -87,7 +87,12 @@ impl Node {
                         self.schedule(Input::NetworkChanged);
                     }
                 }
-                _ = refresh.tick() => self.refresh_paths().await,
+                _ = refresh.tick() => {
+                    if self.inner.endpoint.is_closed() {
+                        return; // the node was shut down
+                    }
+                    self.refresh_paths().await
+                }
             }
         }
     }
@@ -226,9 +231,13 @@ impl Node {
 
     /// What status shows for each member.
     pub(super) fn reach(&self) -> BTreeMap<String, PeerReach> {
-        let c = self.counters();
+        // A copy, so that the store is read without the counters held.
+        let (paths, unreachable) = {
+            let c = self.counters();
+            (c.paths.clone(), c.unreachable.clone())
+        };
         let mut out = BTreeMap::new();
-        for (id, active) in &c.paths {
+        for (id, active) in &paths {
             let device = device_of(*id).to_string();
             let held = self.inner.repo.store().peer(&device).ok().flatten();
             let path = active
@@ -261,7 +270,7 @@ impl Node {
                     announced: held.as_ref().map(|p| p.addrs.clone()).unwrap_or_default(),
                     announced_at,
                     relay: held.and_then(|p| p.relay),
-                    unreachable_since: c.unreachable.get(id).map(Timestamp::to_string),
+                    unreachable_since: unreachable.get(id).map(Timestamp::to_string),
                 },
             );
         }
