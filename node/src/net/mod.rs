@@ -224,6 +224,28 @@ fn device_of(id: EndpointId) -> DeviceId {
     DeviceId(*id.as_bytes())
 }
 
+/// The node id of a device named in hex (as member entries name it).
+fn endpoint_of(device_hex: &str) -> Option<EndpointId> {
+    rapport_proto::parse_hex(device_hex)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| EndpointId::from_bytes(&b).ok())
+}
+
+/// Where to dial `id`: its direct addresses (`ip:port`; others are
+/// skipped) and relay.
+fn endpoint_addr(id: EndpointId, direct: &[String], relay: Option<&str>) -> EndpointAddr {
+    let mut addr = EndpointAddr::new(id);
+    for a in direct {
+        if let Ok(sock) = a.parse::<SocketAddr>() {
+            addr = addr.with_ip_addr(sock);
+        }
+    }
+    if let Some(url) = relay.and_then(|r| r.parse().ok()) {
+        addr = addr.with_relay_url(url);
+    }
+    addr
+}
+
 /// Runs blocking storage work (sled, Automerge) without stalling the
 /// async runtime's other tasks.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -334,22 +356,12 @@ impl Node {
 
     /// Learns where a peer listens, for dialing it and for gossip.
     fn remember(&self, device_hex: &str, addrs: &[String], relay: Option<&str>) {
-        let Some(id) = rapport_proto::parse_hex(device_hex)
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .and_then(|b| EndpointId::from_bytes(&b).ok())
-        else {
+        let Some(id) = endpoint_of(device_hex) else {
             return;
         };
-        let mut addr = EndpointAddr::new(id);
-        for a in addrs {
-            if let Ok(sock) = a.parse::<SocketAddr>() {
-                addr = addr.with_ip_addr(sock);
-            }
-        }
-        if let Some(url) = relay.and_then(|r| r.parse().ok()) {
-            addr = addr.with_relay_url(url);
-        }
-        self.inner.lookup.add_endpoint_info(addr);
+        self.inner
+            .lookup
+            .add_endpoint_info(endpoint_addr(id, addrs, relay));
     }
 
     fn save_peer(&self, device: DeviceId, addrs: Vec<String>) {
@@ -378,9 +390,7 @@ impl Node {
             .members
             .keys()
             .filter(|d| **d != me)
-            .filter_map(|d| rapport_proto::parse_hex(d))
-            .filter_map(|b| <[u8; 32]>::try_from(b).ok())
-            .filter_map(|b| EndpointId::from_bytes(&b).ok())
+            .filter_map(|d| endpoint_of(d))
             .collect()
     }
 

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use iroh::endpoint::TransportAddrUsage;
-use iroh::{EndpointAddr, EndpointId, TransportAddr, Watcher};
+use iroh::{EndpointId, TransportAddr, Watcher};
 use jiff::Timestamp;
 use n0_future::StreamExt;
 use rapport_model::SpaceId;
@@ -17,7 +17,7 @@ use rapport_proto::wire::{self, Gossip};
 use serde::{Deserialize, Serialize};
 
 use super::catchup::Input;
-use super::{Node, blocking, device_of};
+use super::{Node, blocking, device_of, endpoint_addr, endpoint_of};
 use crate::addresses::Learned;
 
 /// How long this node's addresses must stay put before it announces them:
@@ -152,18 +152,11 @@ impl Node {
                 },
                 _ => l,
             };
-            let mut addr = EndpointAddr::new(id);
-            for a in &l.direct {
-                if let Ok(sock) = a.parse::<SocketAddr>() {
-                    addr = addr.with_ip_addr(sock);
-                }
-            }
-            if let Some(relay) = l.relay.as_ref().and_then(|r| r.parse().ok()) {
-                addr = addr.with_relay_url(relay);
-            }
             // Replaces what was known: the old addresses are where the
             // member was, and dialing them only costs time.
-            self.inner.lookup.set_endpoint_info(addr);
+            self.inner
+                .lookup
+                .set_endpoint_info(endpoint_addr(id, &l.direct, l.relay.as_deref()));
             tracing::debug!(peer = %id.fmt_short(), addrs = ?l.direct, "learned a member's addresses");
             self.schedule(Input::AddressLearned(id));
             let node = self.clone();
@@ -205,9 +198,7 @@ impl Node {
             let mut all: Vec<EndpointId> = spaces
                 .iter()
                 .flat_map(|s| s.members.keys())
-                .filter_map(|d| rapport_proto::parse_hex(d))
-                .filter_map(|b| <[u8; 32]>::try_from(b).ok())
-                .filter_map(|b| EndpointId::from_bytes(&b).ok())
+                .filter_map(|d| endpoint_of(d))
                 .filter(|id| device_of(*id) != me)
                 .collect();
             all.sort();
