@@ -712,3 +712,144 @@ fn a_full_or_read_only_disk_refuses_writes_clearly_and_the_node_keeps_serving() 
         "a refused write appeared: {names:?}"
     );
 }
+
+/// People per batch of the bulk kill test.
+const BULK_BATCH: usize = 200;
+/// Set in the child process of the bulk kill test: its data directory.
+const BULK_DIR_ENV: &str = "RAPPORT_TEST_BULK_DIR";
+const BULK_FROM_ENV: &str = "RAPPORT_TEST_BULK_FROM";
+
+/// The bulk path (`Repo::create_many`: built and signed on every core,
+/// one transaction and one flush per batch), killed at any moment from
+/// the process's start (store open included) to the middle of a batch:
+/// the store always opens, every batch the writer acknowledged is there,
+/// and every batch there is whole (all its people, each with its email).
+/// `RAPPORT_BULK_KILLS` runs longer (CI: 24; `RAPPORT_LONG=1`: 200).
+#[test]
+fn a_bulk_write_killed_at_any_moment_leaves_whole_batches() {
+    let seed = seed(0xb01c_4111);
+    let kills = common::rounds("RAPPORT_BULK_KILLS", 24, 200);
+    eprintln!("bulk kill: seed {seed}, {kills} kills (replay with RAPPORT_TEST_SEED={seed})");
+    let mut rng = Rng(seed);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let mut acked: std::collections::BTreeSet<u64> = Default::default();
+    let mut next = 0u64;
+    let (mut mid_batch, mut before_first) = (0u64, 0u64);
+    // Long enough for the child to open the store and write a few
+    // batches; kills are drawn over all of it.
+    let mut window_ms = 400u64;
+    for kill in 0..kills {
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "bulk_writer_child", "--ignored", "--nocapture"])
+            .env(BULK_DIR_ENV, &dir)
+            .env(BULK_FROM_ENV, next.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the bulk writer");
+        std::thread::sleep(Duration::from_millis(rng.below(window_ms)));
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut out = String::new();
+        if let Some(mut s) = child.stdout.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        let now_acked: Vec<u64> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("acked batch "))
+            .filter_map(|n| n.trim().parse().ok())
+            .collect();
+        if now_acked.is_empty() {
+            before_first += 1;
+            window_ms = window_ms * 12 / 10;
+        } else {
+            mid_batch += 1;
+        }
+        acked.extend(&now_acked);
+
+        // The store opens (rebuilding from the journal if it must), and
+        // holds whole batches only, every acknowledged one among them.
+        let repo = rapport_node::Repo::open(&dir, rapport_node::OpenMode::Existing);
+        let repo = match repo {
+            Ok(r) => r,
+            Err(rapport_node::NodeError::NotInitialized { .. }) if acked.is_empty() => continue,
+            Err(e) => panic!("kill {kill} (seed {seed}): the store does not open: {e}"),
+        };
+        let mut batches: HashMap<u64, usize> = HashMap::new();
+        for v in repo
+            .list(rapport_model::Kind::Person, &[], true)
+            .expect("list people")
+        {
+            let name = v.title();
+            let (b, i) = name
+                .strip_prefix("Bulk ")
+                .and_then(|r| r.split_once('-'))
+                .unwrap_or_else(|| panic!("an unexpected person {name}"));
+            let want = format!("bulk{b}-{i}@example.com");
+            assert_eq!(
+                v.text("emails"),
+                Some(want.as_str()),
+                "kill {kill} (seed {seed}): {name} is not whole"
+            );
+            *batches.entry(b.parse().expect("batch number")).or_default() += 1;
+        }
+        for (b, n) in &batches {
+            assert_eq!(
+                *n, BULK_BATCH,
+                "kill {kill} (seed {seed}): batch {b} holds {n} of its {BULK_BATCH} people"
+            );
+        }
+        for b in &acked {
+            assert!(
+                batches.contains_key(b),
+                "kill {kill} (seed {seed}): acknowledged batch {b} is lost"
+            );
+        }
+        next = batches.keys().max().map_or(0, |b| b + 1);
+    }
+    eprintln!(
+        "bulk kill: {kills} kills, {before_first} before a first batch was acknowledged, \
+         {mid_batch} after, {} batches acknowledged, none lost or torn",
+        acked.len()
+    );
+    assert!(
+        mid_batch > kills / 4 && before_first > 0,
+        "the kills did not spread over start-up and writing ({before_first} / {mid_batch})"
+    );
+}
+
+/// The writer the bulk kill test kills: batches of people from
+/// `RAPPORT_TEST_BULK_FROM` on, each acknowledged on stdout once stored.
+#[test]
+#[ignore = "the child process of a_bulk_write_killed_at_any_moment_leaves_whole_batches"]
+fn bulk_writer_child() {
+    use std::io::Write;
+    let (Some(dir), Some(from)) = (
+        std::env::var_os(BULK_DIR_ENV),
+        std::env::var(BULK_FROM_ENV).ok(),
+    ) else {
+        panic!("run by a_bulk_write_killed_at_any_moment_leaves_whole_batches only");
+    };
+    let repo = rapport_node::Repo::open(std::path::Path::new(&dir), rapport_node::OpenMode::Create)
+        .expect("open");
+    let mut stdout = std::io::stdout();
+    for b in from.parse::<u64>().expect("batch number").. {
+        let rows: Vec<Vec<(String, String)>> = (0..BULK_BATCH)
+            .map(|i| {
+                vec![
+                    ("name".to_string(), format!("Bulk {b}-{i}")),
+                    ("emails".to_string(), format!("bulk{b}-{i}@example.com")),
+                ]
+            })
+            .collect();
+        repo.create_many(
+            rapport_model::Kind::Person,
+            rapport_model::SpaceId::Private,
+            &rows,
+        )
+        .expect("bulk write");
+        writeln!(stdout, "acked batch {b}").expect("stdout");
+        stdout.flush().expect("stdout");
+    }
+}

@@ -21,6 +21,7 @@ use rapport_trust::{DeviceId, parse_change, verify_change};
 
 pub use rapport_trust::policy::Verified;
 
+use crate::repo::Built;
 use crate::{NodeError, Repo};
 
 /// What happened to a batch of changes from a peer.
@@ -38,6 +39,15 @@ pub struct ApplyReport {
     pub waiting_refused: usize,
 }
 
+/// What a peer sent for one record: its encoded signed changes, in order.
+pub type RecordChanges = (RecordId, Vec<Vec<u8>>);
+
+/// Most records judged together and written in one transaction.
+const RUN: usize = 512;
+
+/// A record's changes, verified, or why each of the others was refused.
+type Checked = (RecordId, Vec<Verified>, Vec<(Option<[u8; 32]>, String)>);
+
 impl Repo {
     pub fn apply_remote(
         &self,
@@ -46,7 +56,7 @@ impl Repo {
         encoded: Vec<Vec<u8>>,
         from: DeviceId,
     ) -> Result<ApplyReport, NodeError> {
-        let report = self.apply_remote_deferred(space, record, encoded, from)?;
+        let report = self.apply_remote_batch(space, vec![(record, encoded)], from)?;
         self.store().flush()?;
         Ok(report)
     }
@@ -70,12 +80,16 @@ impl Repo {
         });
     }
 
-    /// Like [`Repo::apply_remote`], leaving the flush to the caller.
-    pub fn apply_remote_deferred(
+    /// Applies what a peer sent for several records of `space` (one
+    /// `Changes` message), leaving the flush to the caller. The outcome is
+    /// the one of applying the records one after the other; the work is
+    /// not: signatures are checked on every core before the write lock is
+    /// taken, records are judged on every core, and what they store is
+    /// written in one transaction per run of [`RUN`] records.
+    pub fn apply_remote_batch(
         &self,
         space: SpaceId,
-        record: RecordId,
-        encoded: Vec<Vec<u8>>,
+        records: Vec<RecordChanges>,
         from: DeviceId,
     ) -> Result<ApplyReport, NodeError> {
         let SpaceId::Shared(space_id) = space else {
@@ -83,29 +97,116 @@ impl Repo {
         };
         let from_label = from.to_string();
         let mut report = ApplyReport::default();
-        let reject = |author: Option<[u8; 32]>, reason: &str, report: &mut ApplyReport| {
-            report.rejected += 1;
-            self.log_rejection(space, record, author, &from_label, reason);
-        };
-        let mut verified: Vec<Verified> = Vec::new();
-        for bytes in encoded {
-            let signed = match SignedChange::decode(&bytes) {
-                Ok(s) => s,
-                Err(e) => {
-                    reject(None, &format!("malformed envelope: {e}"), &mut report);
-                    continue;
+        let checked: Vec<Checked> = crate::parallel::map(records, |(record, encoded)| {
+            let (verified, refused) = verify_all(encoded);
+            (record, verified, refused)
+        });
+        let _guard = self.write_guard();
+        let mut view = self.store().space_shared(space_id)?;
+        let mut run: Vec<(RecordId, Vec<Verified>)> = Vec::new();
+        for (record, verified, refused) in checked {
+            for (author, reason) in refused {
+                report.rejected += 1;
+                self.log_rejection(space, record, author, &from_label, &reason);
+            }
+            // Judged alone, in order, after what came before is stored: a
+            // space document (what follows is judged by the view it
+            // makes), a record named twice, and changes that will wait
+            // (their bounds count what earlier records began waiting).
+            let alone = record == space_id
+                || run.iter().any(|(r, _)| *r == record)
+                || self.misses_dependencies(&verified)?;
+            if alone || run.len() == RUN {
+                self.settle_run(
+                    space_id,
+                    view.as_deref(),
+                    std::mem::take(&mut run),
+                    &from_label,
+                    &mut report,
+                )?;
+            }
+            if !alone {
+                run.push((record, verified));
+                continue;
+            }
+            let verified =
+                self.within_waiting_bounds(space, record, verified, &from_label, &mut report)?;
+            self.settle(
+                space_id,
+                record,
+                view.as_deref(),
+                verified,
+                Some(&from_label),
+                &mut report,
+            )?;
+            // A space document settled alone may have changed the view
+            // the records after it are judged by.
+            view = self.store().space_shared(space_id)?;
+        }
+        self.settle_run(space_id, view.as_deref(), run, &from_label, &mut report)?;
+        Ok(report)
+    }
+
+    /// Judges the records of `run` on every core, then stores each
+    /// outcome in order, the plain writes in one transaction. The caller
+    /// holds the write lock, and has settled alone what must be
+    /// ([`Repo::apply_remote_batch`] says which).
+    pub(crate) fn settle_run(
+        &self,
+        space_id: RecordId,
+        view: Option<&SpaceView>,
+        run: Vec<(RecordId, Vec<Verified>)>,
+        from: &str,
+        report: &mut ApplyReport,
+    ) -> Result<(), NodeError> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let judged = crate::parallel::map(run, |(record, verified)| {
+            self.judge(space_id, record, view, verified, origin_of(Some(from)))
+        });
+        let mut writes = Vec::new();
+        for judged in judged {
+            self.persist(
+                space_id,
+                view,
+                judged?,
+                Some(from),
+                report,
+                Some(&mut writes),
+            )?;
+        }
+        let writes: Vec<RecordWrite<'_>> = writes.iter().map(Built::write).collect();
+        self.store().write_batch_deferred(&writes)?;
+        Ok(())
+    }
+
+    /// Whether a change names a dependency this node has never seen
+    /// (neither stored nor among `verified`): it will wait.
+    pub(crate) fn misses_dependencies(&self, verified: &[Verified]) -> Result<bool, NodeError> {
+        let in_batch: HashSet<ChangeHash> = verified.iter().map(|(_, c)| c.hash()).collect();
+        for (_, change) in verified {
+            for dep in change.deps() {
+                if !in_batch.contains(dep) && self.store().signed_change(&dep.0)?.is_none() {
+                    return Ok(true);
                 }
-            };
-            match verify_change(&signed) {
-                Ok(change) => verified.push((signed, change)),
-                Err(e) => reject(Some(signed.author), &e.to_string(), &mut report),
             }
         }
-        let _guard = self.write_guard();
-        // A change that names a dependency this node has never seen will
-        // wait: over the bounds, it is refused here, before the record's
-        // history is loaded to judge it (a flood of such changes must cost
-        // a lookup each, not a settle each).
+        Ok(false)
+    }
+
+    /// `verified` without the changes that would wait for a dependency
+    /// over the bounds on waiting changes, each refused here, before the
+    /// record's history is loaded to judge it (a flood of such changes
+    /// must cost a lookup each, not a settle each).
+    fn within_waiting_bounds(
+        &self,
+        space: SpaceId,
+        record: RecordId,
+        verified: Vec<Verified>,
+        from: &str,
+        report: &mut ApplyReport,
+    ) -> Result<Vec<Verified>, NodeError> {
         let in_batch: HashSet<ChangeHash> = verified.iter().map(|(_, c)| c.hash()).collect();
         let mut will_wait: HashMap<[u8; 32], usize> = HashMap::new();
         let mut kept = Vec::with_capacity(verified.len());
@@ -132,24 +233,14 @@ impl Repo {
                 if let Some(reason) = over {
                     report.rejected += 1;
                     report.waiting_refused += 1;
-                    self.log_rejection(space, record, Some(v.0.author), &from_label, &reason);
+                    self.log_rejection(space, record, Some(v.0.author), from, &reason);
                     continue;
                 }
                 *earlier += 1;
             }
             kept.push(v);
         }
-        let verified = kept;
-        let view = self.store().space_shared(space_id)?;
-        self.settle(
-            space_id,
-            record,
-            view.as_deref(),
-            verified,
-            Some(&from_label),
-            &mut report,
-        )?;
-        Ok(report)
+        Ok(kept)
     }
 
     /// The document as stored, plus every stored change of it that is not
@@ -200,13 +291,22 @@ impl Repo {
     ) -> Result<(), NodeError> {
         #[cfg(test)]
         tests::SETTLES.with(|n| n.set(n.get() + 1));
-        let space = SpaceId::Shared(space_id);
-        let from_label = from.unwrap_or("this node");
-        let origin = match from {
-            None => Origin::Rejudge,
-            Some(crate::recovery::FROM_JOURNAL) => Origin::Journal,
-            Some(_) => Origin::Peer,
-        };
+        let judged = self.judge(space_id, record, view, incoming, origin_of(from))?;
+        self.persist(space_id, view, judged, from, report, None)
+    }
+
+    /// The judging half of [`Repo::settle`]: reads what is held for
+    /// `record` and plans, writing nothing, so records can be judged on
+    /// several threads. The document to store is built and encoded here
+    /// too (most of the CPU of a write).
+    fn judge(
+        &self,
+        space_id: RecordId,
+        record: RecordId,
+        view: Option<&SpaceView>,
+        incoming: Vec<Verified>,
+        origin: Origin,
+    ) -> Result<Judged, NodeError> {
         let (mut doc, aside) = self.candidate(record)?;
         // What the index shows now, to remove its stale entries.
         let old_view = if record != space_id && !doc.get_heads().is_empty() {
@@ -223,7 +323,60 @@ impl Repo {
             incoming,
             origin,
         });
+        let settled = match plan.settled {
+            None => None,
+            Some(settled) => {
+                let changed = settled.changed;
+                let document = settled.document().map_err(|e| NodeError::Damaged {
+                    path: self.dir().to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+                Some(match document {
+                    Document::Pending { withdraw } => Outcome::Pending { changed, withdraw },
+                    Document::Write(accepted) => {
+                        let Accepted {
+                            mut doc,
+                            heads,
+                            shown,
+                        } = *accepted;
+                        Outcome::Write {
+                            changed,
+                            saved: rapport_model::stored::save(&mut doc),
+                            heads,
+                            shown,
+                        }
+                    }
+                })
+            }
+        };
+        Ok(Judged {
+            record,
+            old_view,
+            decisions: plan.decisions,
+            settled,
+        })
+    }
 
+    /// The storing half of [`Repo::settle`]. With `batch`, a plain write
+    /// of a record (nothing begins or stops waiting) is added to it for
+    /// the caller to store; anything else is stored now.
+    fn persist(
+        &self,
+        space_id: RecordId,
+        view: Option<&SpaceView>,
+        judged: Judged,
+        from: Option<&str>,
+        report: &mut ApplyReport,
+        batch: Option<&mut Vec<Built>>,
+    ) -> Result<(), NodeError> {
+        let space = SpaceId::Shared(space_id);
+        let from_label = from.unwrap_or("this node");
+        let Judged {
+            record,
+            old_view,
+            decisions,
+            settled,
+        } = judged;
         let mut keep: Vec<(Vec<u8>, SignedChange)> = Vec::new();
         // Changes set aside earlier are stored already; new ones are not.
         let mut keeps_new = false;
@@ -239,7 +392,7 @@ impl Repo {
             hash,
             new,
             fate,
-        } in plan.decisions
+        } in decisions
         {
             let verdict = match fate {
                 Fate::Duplicate => {
@@ -296,7 +449,7 @@ impl Repo {
             keep.push((hash.to_vec(), signed));
         }
 
-        let Some(settled) = plan.settled else {
+        let Some(settled) = settled else {
             return Ok(());
         };
         // After what it counts is stored: a crash in between leaves a
@@ -306,26 +459,37 @@ impl Repo {
             self.store()
                 .note_waiting(space, record, &started, &ended, now)
         };
-        if !settled.changed && !keeps_new {
+        if !settled.changed() && !keeps_new {
             // Nothing new is accepted and everything kept is already stored.
             return Ok(note_waiting()?);
         }
-        let (mut doc, heads, shown) = match settled.document().map_err(|e| NodeError::Damaged {
-            path: self.dir().to_path_buf(),
-            reason: e.to_string(),
-        })? {
-            Document::Pending { withdraw } => {
+        let (saved, heads, shown) = match settled {
+            Outcome::Pending { withdraw, .. } => {
                 self.store().keep_pending(record, space, &keep)?;
                 if withdraw {
                     self.store().withdraw(record, space)?;
                 }
                 return Ok(note_waiting()?);
             }
-            Document::Write(accepted) => {
-                let Accepted { doc, heads, shown } = *accepted;
-                (doc, heads, shown)
-            }
+            Outcome::Write {
+                saved,
+                heads,
+                shown,
+                ..
+            } => (saved, heads, shown),
         };
+        if let (Some(batch), Shown::Record(v), true, true) =
+            (batch, &shown, started.is_empty(), ended.is_empty())
+        {
+            batch.push(Built {
+                heads,
+                saved,
+                changes: keep,
+                view: v.clone(),
+                previous: old_view,
+            });
+            return Ok(());
+        }
         let index = match &shown {
             Shown::Record(v) => Indexed::Record {
                 view: v,
@@ -336,7 +500,7 @@ impl Repo {
         self.store().write_deferred(&RecordWrite {
             id: record,
             space,
-            doc: &rapport_model::stored::save(&mut doc),
+            doc: &saved,
             heads: &heads,
             changes: &keep,
             index,
@@ -443,10 +607,67 @@ impl Repo {
     }
 }
 
+/// A record judged, ready to store ([`Repo::persist`]).
+pub(crate) struct Judged {
+    record: RecordId,
+    old_view: Option<RecordView>,
+    decisions: Vec<Decision>,
+    settled: Option<Outcome>,
+}
+
+/// What the judged document comes to.
+enum Outcome {
+    /// Nothing accepted forms a document yet (see [`Document::Pending`]).
+    Pending { changed: bool, withdraw: bool },
+    /// The accepted part, encoded.
+    Write {
+        changed: bool,
+        saved: Vec<u8>,
+        heads: Vec<[u8; 32]>,
+        shown: Shown,
+    },
+}
+
+impl Outcome {
+    /// Whether the accepted heads differ from the stored document's.
+    fn changed(&self) -> bool {
+        match self {
+            Outcome::Pending { changed, .. } | Outcome::Write { changed, .. } => *changed,
+        }
+    }
+}
+
+/// How `settle`'s `from` says where changes come from.
+fn origin_of(from: Option<&str>) -> Origin {
+    match from {
+        None => Origin::Rejudge,
+        Some(crate::recovery::FROM_JOURNAL) => Origin::Journal,
+        Some(_) => Origin::Peer,
+    }
+}
+
+/// Decodes and verifies each change; the refused ones come back with
+/// their author (when the envelope parsed) and the reason.
+fn verify_all(encoded: Vec<Vec<u8>>) -> (Vec<Verified>, Vec<(Option<[u8; 32]>, String)>) {
+    let mut verified = Vec::with_capacity(encoded.len());
+    let mut refused = Vec::new();
+    for bytes in encoded {
+        match SignedChange::decode(&bytes) {
+            Err(e) => refused.push((None, format!("malformed envelope: {e}"))),
+            Ok(signed) => match verify_change(&signed) {
+                Ok(change) => verified.push((signed, change)),
+                Err(e) => refused.push((Some(signed.author), e.to_string())),
+            },
+        }
+    }
+    (verified, refused)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::OpenMode;
+    use crate::repo::Input;
     use crate::repo::tests::input;
 
     thread_local! {
@@ -625,6 +846,91 @@ pub(crate) mod tests {
     }
 
     /// Every signed change a store holds for `record`, applied or not.
+    /// A whole message applied at once (verified and judged on every
+    /// core, written per run) ends exactly as its records applied one by
+    /// one: the same documents, views, counts and reports, with the
+    /// cases judged alone in it (the space document, a record named
+    /// twice, changes that wait for a dependency later in the message).
+    #[test]
+    fn a_message_applied_at_once_ends_as_its_records_applied_one_by_one() {
+        let (_ta, a) = node();
+        let (_t1, one_by_one) = node();
+        let (_t2, at_once) = node();
+        let space = a.create_space("Batch").expect("space").id;
+        let sid = SpaceId::Shared(space);
+        add(&a, space, &one_by_one, Role::Writer);
+        add(&a, space, &at_once, Role::Writer);
+        let rows: Vec<Vec<Input>> = (0..40)
+            .map(|i| input(&[("name", &format!("Company {i:02}"))]))
+            .collect();
+        let ids: Vec<RecordId> = a
+            .create_many(Kind::Company, sid, &rows)
+            .expect("create")
+            .iter()
+            .map(|v| v.id)
+            .collect();
+        for n in 0..3 {
+            for id in &ids[..12] {
+                a.edit(
+                    &id.to_string(),
+                    &input(&[("industry", &format!("v{n}"))]),
+                    &[],
+                )
+                .expect("edit");
+            }
+        }
+        let in_order = |id: RecordId| a.changes_for(sid, id, &[]).expect("changes");
+        let mut message: Vec<RecordChanges> = vec![(space, in_order(space))];
+        // A record whose later edits come before its creation.
+        let late = in_order(ids[3]);
+        message.push((ids[3], late[1..].to_vec()));
+        for id in &ids[4..] {
+            message.push((*id, in_order(*id)));
+        }
+        message.push((ids[3], late[..1].to_vec()));
+        // Named twice, and history it holds already.
+        message.push((ids[5], in_order(ids[5])));
+        message.push((ids[0], in_order(ids[0])));
+
+        let mut expected = ApplyReport::default();
+        for (record, changes) in message.clone() {
+            let r = one_by_one
+                .apply_remote(sid, record, changes, a.device_id())
+                .expect("apply");
+            expected.applied += r.applied;
+            expected.duplicates += r.duplicates;
+            expected.rejected += r.rejected;
+            expected.pending += r.pending;
+            expected.held += r.held;
+        }
+        let got = at_once
+            .apply_remote_batch(sid, message, a.device_id())
+            .expect("apply at once");
+        at_once.store().flush().expect("flush");
+        assert_eq!(got, expected);
+        assert!(got.applied > 40, "{got:?}");
+        for id in ids.iter().chain([&space]) {
+            assert_eq!(
+                at_once.store().heads(sid, *id).expect("heads"),
+                one_by_one.store().heads(sid, *id).expect("heads"),
+                "{id}"
+            );
+        }
+        assert_eq!(
+            views(&at_once, Kind::Company),
+            views(&one_by_one, Kind::Company)
+        );
+        assert_eq!(
+            at_once.store().space_usage(sid).expect("usage"),
+            one_by_one.store().space_usage(sid).expect("usage")
+        );
+        assert_eq!(at_once.change_count(), one_by_one.change_count());
+        assert_eq!(
+            at_once.space_record_count_of(sid),
+            one_by_one.space_record_count_of(sid)
+        );
+    }
+
     pub(crate) fn all_changes(r: &Repo, record: RecordId) -> Vec<Vec<u8>> {
         r.store()
             .change_hashes(record)

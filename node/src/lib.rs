@@ -17,6 +17,7 @@ pub mod live;
 pub mod metrics;
 pub mod net;
 pub mod ops;
+pub mod parallel;
 pub mod pipeline;
 pub mod recovery;
 pub mod replica;

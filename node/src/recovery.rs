@@ -363,6 +363,9 @@ impl Repo {
                 .iter()
                 .filter_map(|r| records.remove(r).map(|(s, c)| (*r, s, c)))
                 .collect();
+            // Shared records judged together per space, as from a peer.
+            let mut runs: BTreeMap<RecordId, Vec<(RecordId, Vec<crate::ingest::Verified>)>> =
+                BTreeMap::new();
             for (record, space, verified) in verify_in_parallel(inputs) {
                 match space {
                     SpaceId::Private => {
@@ -379,18 +382,26 @@ impl Repo {
                                 v
                             }
                         };
-                        self.settle(
-                            space_id,
-                            record,
-                            view.as_ref(),
-                            verified,
-                            Some(FROM_JOURNAL),
-                            &mut applied,
-                        )?;
+                        if self.misses_dependencies(&verified)? {
+                            self.settle(
+                                space_id,
+                                record,
+                                view.as_ref(),
+                                verified,
+                                Some(FROM_JOURNAL),
+                                &mut applied,
+                            )?;
+                        } else {
+                            runs.entry(space_id).or_default().push((record, verified));
+                        }
                     }
                 }
                 report.records += 1;
                 done += 1;
+            }
+            for (space_id, run) in runs {
+                let view = views.get(&space_id).cloned().flatten();
+                self.settle_run(space_id, view.as_ref(), run, FROM_JOURNAL, &mut applied)?;
             }
             let writes: Vec<RecordWrite<'_>> = private.iter().map(Built::write).collect();
             self.store().write_batch_deferred(&writes)?;
@@ -552,34 +563,7 @@ type Journaled = (RecordId, SpaceId, Vec<Vec<u8>>);
 fn verify_in_parallel(
     inputs: Vec<Journaled>,
 ) -> Vec<(RecordId, SpaceId, Vec<crate::ingest::Verified>)> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let per = inputs.len().div_ceil(threads).max(1);
-    let mut parts: Vec<Vec<Journaled>> = Vec::new();
-    let mut rest = inputs;
-    while rest.len() > per {
-        let tail = rest.split_off(per);
-        parts.push(rest);
-        rest = tail;
-    }
-    parts.push(rest);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| {
-                scope.spawn(move || {
-                    part.into_iter()
-                        .map(|(r, s, c)| (r, s, verified(r, c)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
+    crate::parallel::map(inputs, |(r, s, c)| (r, s, verified(r, c)))
 }
 
 /// Verifies journaled changes again (a journal is a file on disk like any

@@ -103,12 +103,62 @@ impl<'a> SyncReplica<'a> {
         }
     }
 
-    /// Why the peer's batch must wait, if the limits say so. The changes
-    /// are not stored; the peer offers them again at a later session.
-    fn over_limits(&self, space: SpaceId, record: RecordId, changes: &[Vec<u8>]) -> Option<String> {
-        let limiter = self.limiter?;
+    /// Applies what the peer sent for `records` of `space`, all of it
+    /// together, after the limits; the flush is the caller's.
+    fn ingest(
+        &mut self,
+        space: SpaceId,
+        records: Vec<(RecordId, Vec<Vec<u8>>)>,
+    ) -> Result<(), String> {
+        let mut within = Vec::with_capacity(records.len());
+        // What this message brought so far, not stored yet: it counts
+        // against the quota as if it were.
+        let mut unstored = 0u64;
+        for (record, changes) in records {
+            match self.within_limits(space, record, &changes, unstored) {
+                Err(reason) => {
+                    tracing::warn!(peer = %self.peer.short(), %space, %record, "{reason}");
+                    if let Some(l) = self.limiter {
+                        l.note(format!(
+                            "{} {reason}",
+                            self.repo.now().strftime("%Y-%m-%d %H:%M:%S UTC")
+                        ));
+                    }
+                    self.report.rejected += changes.len();
+                }
+                Ok(charged) => {
+                    unstored += charged;
+                    within.push((record, changes));
+                }
+            }
+        }
+        let r = self
+            .repo
+            .apply_remote_batch(space, within, self.peer)
+            .map_err(text)?;
+        self.report.applied += r.applied;
+        self.report.duplicates += r.duplicates;
+        self.report.rejected += r.rejected;
+        self.report.pending += r.pending;
+        Ok(())
+    }
+
+    /// The bytes the peer's changes for `record` charge to the quota, or
+    /// why they must wait, if the limits say so (`unstored`: bytes of the
+    /// same message charged before them). Changes that wait are not
+    /// stored; the peer offers them again at a later session.
+    fn within_limits(
+        &self,
+        space: SpaceId,
+        record: RecordId,
+        changes: &[Vec<u8>],
+        unstored: u64,
+    ) -> Result<u64, String> {
+        let Some(limiter) = self.limiter else {
+            return Ok(0);
+        };
         let SpaceId::Shared(id) = space else {
-            return None;
+            return Ok(0);
         };
         if record == id {
             // Membership always flows: while this node joins, and what the
@@ -124,7 +174,7 @@ impl<'a> SyncReplica<'a> {
                 }),
             };
             if exempt {
-                return None;
+                return Ok(0);
             }
         }
         // Only what this node does not hold yet counts: a peer that
@@ -148,25 +198,26 @@ impl<'a> SyncReplica<'a> {
             })
             .collect();
         if new.is_empty() {
-            return None;
+            return Ok(0);
         }
         let per_minute = limiter.limits.changes_per_minute.unwrap_or(0);
         if let Err(wait) = limiter.take(self.peer, new.len(), Instant::now()) {
-            return Some(format!(
+            return Err(format!(
                 "rate limit: peer {} sends more than {per_minute} changes a minute; the rest is taken in {} s",
                 self.peer.short(),
                 wait.as_secs()
             ));
         }
-        let used = self.repo.store().space_usage(space).unwrap_or(0);
+        let used = self.repo.store().space_usage(space).unwrap_or(0) + unstored;
         let incoming: u64 = new.iter().map(|c| c.len() as u64).sum();
-        limiter.fits(used, incoming, new.len()).err().map(|quota| {
+        limiter.fits(used, incoming, new.len()).map_err(|quota| {
             format!(
                 "storage quota: this node keeps at most {} of space {space}, and holds {}; its admin can raise --quota",
                 human_bytes(quota),
                 human_bytes(used)
             )
-        })
+        })?;
+        Ok(incoming)
     }
 }
 fn text(e: NodeError) -> String {
@@ -224,30 +275,20 @@ impl Replica for SyncReplica<'_> {
         record: RecordId,
         changes: Vec<Vec<u8>>,
     ) -> Result<(), String> {
-        if let Some(reason) = self.over_limits(space, record, &changes) {
-            tracing::warn!(peer = %self.peer.short(), %space, %record, "{reason}");
-            if let Some(l) = self.limiter {
-                l.note(format!(
-                    "{} {reason}",
-                    self.repo.now().strftime("%Y-%m-%d %H:%M:%S UTC")
-                ));
-            }
-            self.report.rejected += changes.len();
-            return Ok(());
-        }
-        let r = self
-            .repo
-            .apply_remote(space, record, changes, self.peer)
-            .map_err(text)?;
-        self.report.applied += r.applied;
-        self.report.duplicates += r.duplicates;
-        self.report.rejected += r.rejected;
-        self.report.pending += r.pending;
-        Ok(())
+        self.ingest(space, vec![(record, changes)])
     }
 
     fn flush(&mut self) -> Result<(), String> {
         self.repo.store().flush().map_err(|e| e.to_string())
+    }
+
+    fn apply_message(
+        &mut self,
+        space: SpaceId,
+        records: Vec<(RecordId, Vec<Vec<u8>>)>,
+    ) -> Result<(), String> {
+        self.ingest(space, records)?;
+        self.flush()
     }
 
     /// A removed member is told so (it is entitled to know); anyone else

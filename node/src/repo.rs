@@ -587,21 +587,26 @@ impl Repo {
     }
 
     /// Creates several records in one durable batch (imports, demo data):
-    /// all are stored or, on any invalid input, none.
+    /// all are stored or, on any invalid input, none. Inputs are parsed on
+    /// this thread (references resolve in its scope); the documents are
+    /// built and signed on every core, then written in one transaction and
+    /// one flush.
     pub fn create_many(
         &self,
         kind: Kind,
         space: SpaceId,
         rows: &[Vec<Input>],
     ) -> Result<Vec<RecordView>, NodeError> {
-        if let SpaceId::Shared(id) = space
-            && self.store.space(id)?.is_none()
-        {
-            return Err(NodeError::UnknownSpace(space.to_string()));
+        self.check_authoring()?;
+        if let SpaceId::Shared(id) = space {
+            if self.store.space(id)?.is_none() {
+                return Err(NodeError::UnknownSpace(space.to_string()));
+            }
+            self.check_may_write(id)?;
         }
         let ctx = self.context();
-        let mut built = Vec::with_capacity(rows.len());
         let now_ms = ctx.now.as_millisecond().max(0) as u64;
+        let mut prepared = Vec::with_capacity(rows.len());
         for (n, inputs) in rows.iter().enumerate() {
             let fields = self.prepare(kind, space, inputs, &ctx)?;
             let fields: Vec<(String, FieldValue)> = fields.into_iter().collect();
@@ -619,16 +624,22 @@ impl Repo {
                     break id;
                 }
             };
+            prepared.push((id, fields));
+        }
+        let via = via();
+        let built = crate::parallel::map(prepared, |(id, fields)| {
             let mut doc = doc::create_via(
                 self.key.device_id().actor_id(),
                 kind,
                 space,
                 &fields,
                 ctx.now,
-                via().as_deref(),
+                via.as_deref(),
             )?;
-            built.push(self.finish(&mut doc, id, None)?);
-        }
+            self.signed(&mut doc, id, None)
+        })
+        .into_iter()
+        .collect::<Result<Vec<Built>, NodeError>>()?;
         let _guard = self.write_guard();
         self.store
             .write_batch(&built.iter().map(Built::write).collect::<Vec<_>>())?;
@@ -793,6 +804,16 @@ impl Repo {
         if let SpaceId::Shared(space) = rapport_model::space::space_of(doc)? {
             self.check_may_write(space)?;
         }
+        self.signed(doc, id, previous)
+    }
+
+    /// [`Repo::finish`] without its checks, which the caller made.
+    fn signed(
+        &self,
+        doc: &mut AutoCommit,
+        id: RecordId,
+        previous: Option<RecordView>,
+    ) -> Result<Built, NodeError> {
         let change = doc
             .get_last_local_change()
             .ok_or_else(|| NodeError::Damaged {

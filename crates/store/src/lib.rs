@@ -42,6 +42,7 @@
 
 pub mod journal;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -734,6 +735,10 @@ impl Store {
                     return Err(ConflictableTransactionError::Abort(()));
                 };
                 let mut new_changes = 0u64;
+                // Per space, added once for the whole batch: a count is
+                // read and written once, not once per record.
+                let mut added_bytes: BTreeMap<String, u64> = BTreeMap::new();
+                let mut added_items: BTreeMap<String, i64> = BTreeMap::new();
                 if let Some((_, end)) = appended {
                     meta.insert(JOURNAL_MARK, &end.encode()[..])?;
                 }
@@ -760,17 +765,14 @@ impl Store {
                         authored.insert(concat(&signed.author, id.as_bytes()), &[][..])?;
                     }
                     if added > 0 {
-                        let key = w.space.to_string();
-                        let used = usage.get(key.as_bytes())?.map_or(0, |v| be_u64(&v));
-                        usage.insert(key.as_bytes(), &(used + added).to_be_bytes()[..])?;
+                        *added_bytes.entry(w.space.to_string()).or_default() += added;
                     }
                     if !pending
                         && by_space
                             .insert(space_key(w.space, w.id), w.heads.concat())?
                             .is_none()
                     {
-                        let key = count_key("items", w.space.to_string().as_bytes());
-                        add_to_count(counts, &key, 1)?;
+                        *added_items.entry(w.space.to_string()).or_default() += 1;
                     }
                     match w.index {
                         Indexed::Record { view, previous } => {
@@ -793,6 +795,13 @@ impl Store {
                         }
                         Indexed::Opaque | Indexed::Pending => {}
                     }
+                }
+                for (space, added) in added_bytes {
+                    let used = usage.get(space.as_bytes())?.map_or(0, |v| be_u64(&v));
+                    usage.insert(space.as_bytes(), &(used + added).to_be_bytes()[..])?;
+                }
+                for (space, n) in added_items {
+                    add_to_count(counts, &count_key("items", space.as_bytes()), n)?;
                 }
                 add_to_count(counts, CHANGE_COUNT, new_changes as i64)?;
                 Ok::<(), ConflictableTransactionError<()>>(())

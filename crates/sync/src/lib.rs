@@ -105,6 +105,19 @@ pub trait Replica {
     fn flush(&mut self) -> Result<(), String> {
         Ok(())
     }
+    /// Applies a whole `Changes` message, durably: each record's changes
+    /// with [`Replica::apply`], in order, then [`Replica::flush`]. A
+    /// replica may do the same work better with all of them in hand.
+    fn apply_message(
+        &mut self,
+        space: SpaceId,
+        records: Vec<(RecordId, Vec<Vec<u8>>)>,
+    ) -> Result<(), String> {
+        for (record, changes) in records {
+            self.apply(space, record, changes)?;
+        }
+        self.flush()
+    }
     /// Whether the peer of this session may sync `space` with us.
     fn may_sync(&self, space: SpaceId) -> bool;
     /// Signed address announcements to pass on to the peer, a member of
@@ -309,13 +322,14 @@ fn apply_all(
     batch: Vec<RecordChanges>,
     stats: &mut SessionStats,
 ) -> Result<(), SyncError> {
-    for rc in batch {
-        stats.changes_received += rc.changes.len();
-        replica
-            .apply(space, RecordId::from_bytes(rc.record), rc.changes)
-            .map_err(SyncError::Replica)?;
-    }
-    replica.flush().map_err(SyncError::Replica)
+    stats.changes_received += changes_in(&batch);
+    let records = batch
+        .into_iter()
+        .map(|rc| (RecordId::from_bytes(rc.record), rc.changes))
+        .collect();
+    replica
+        .apply_message(space, records)
+        .map_err(SyncError::Replica)
 }
 
 /// Hands the peer's address announcements to the replica: once per
