@@ -17,7 +17,9 @@ use crate::limits::{Limiter, human_bytes};
 use crate::{NodeError, Repo};
 
 impl Repo {
-    /// Encoded signed changes of `record` that a peer with `peer_heads` lacks.
+    /// Encoded signed changes of `record` that a peer with `peer_heads`
+    /// lacks: those not below the heads this node knows (all of them if
+    /// it knows none).
     pub fn changes_for(
         &self,
         space: SpaceId,
@@ -31,10 +33,80 @@ impl Repo {
         let known: Vec<ChangeHash> = peer_heads
             .iter()
             .map(|h| ChangeHash(*h))
-            .filter(|h| doc.get_change_by_hash(h).is_some())
+            .filter(|h| doc.get_change_meta_by_hash(h).is_some())
             .collect();
+        self.encoded_changes_since(record, &mut doc, &known)
+    }
+
+    /// What [`Repo::changes_for`] gives if this node's document holds every
+    /// one of `peer_heads` (then exactly what the peer lacks); `None` if
+    /// one of them is new here.
+    pub fn changes_if_known(
+        &self,
+        space: SpaceId,
+        record: RecordId,
+        peer_heads: &[[u8; 32]],
+    ) -> Result<Option<Vec<Vec<u8>>>, NodeError> {
+        if self.store().heads(space, record)?.is_none() {
+            return Ok(peer_heads.is_empty().then(Vec::new));
+        }
+        // A change this node never stored is not in its document: that is
+        // the common case (the peer edited the record), seen without
+        // loading the document.
+        for h in peer_heads {
+            if self.store().signed_change(h)?.is_none() {
+                return Ok(None);
+            }
+        }
+        let mut doc = self.load_doc(record)?;
+        let heads: Vec<ChangeHash> = peer_heads.iter().map(|h| ChangeHash(*h)).collect();
+        if heads
+            .iter()
+            .any(|h| doc.get_change_meta_by_hash(h).is_none())
+        {
+            return Ok(None);
+        }
+        self.encoded_changes_since(record, &mut doc, &heads)
+            .map(Some)
+    }
+
+    /// The record's heads, then the ancestors
+    /// [`rapport_sync::ancestors_by_doubling`] picks: a peer that does not
+    /// know the heads sends what is not below those of these it knows.
+    pub fn heads_and_ancestors(
+        &self,
+        space: SpaceId,
+        record: RecordId,
+    ) -> Result<Option<Vec<[u8; 32]>>, NodeError> {
+        let Some(mut out) = self.store().heads(space, record)? else {
+            return Ok(None);
+        };
+        let mut doc = self.load_doc(record)?;
+        // In the order the changes were applied: each after its
+        // dependencies. Metadata only: no operation is decoded.
+        let history: Vec<([u8; 32], Vec<[u8; 32]>)> = doc
+            .get_changes_meta(&[])
+            .into_iter()
+            .map(|c| (c.hash.0, c.deps.iter().map(|d| d.0).collect()))
+            .collect();
+        for h in rapport_sync::ancestors_by_doubling(&history) {
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// The stored signed changes of `doc` not below `heads`, encoded, in
+    /// the document's order (each after its dependencies).
+    fn encoded_changes_since(
+        &self,
+        record: RecordId,
+        doc: &mut rapport_model::automerge::AutoCommit,
+        heads: &[ChangeHash],
+    ) -> Result<Vec<Vec<u8>>, NodeError> {
         let mut out = Vec::new();
-        for change in doc.get_changes(&known) {
+        for change in doc.get_changes(heads) {
             match self.store().signed_change(&change.hash().0)? {
                 Some(signed) => out.push(signed.encode()),
                 None => tracing::warn!(%record, "a change has no stored signature; not sending it"),
@@ -269,6 +341,37 @@ impl Replica for SyncReplica<'_> {
         Ok(changes)
     }
 
+    fn changes_if_known(
+        &self,
+        space: SpaceId,
+        record: RecordId,
+        peer_heads: &[[u8; 32]],
+    ) -> Result<Option<Vec<Vec<u8>>>, String> {
+        if !self.may_sync(space) {
+            return Ok(Some(Vec::new()));
+        }
+        let changes = self
+            .repo
+            .changes_if_known(space, record, peer_heads)
+            .map_err(text)?;
+        // Again, after loading (see `changes_for`).
+        if !self.may_sync(space) {
+            return Ok(Some(Vec::new()));
+        }
+        Ok(changes)
+    }
+
+    fn heads_and_ancestors(
+        &self,
+        space: SpaceId,
+        record: RecordId,
+    ) -> Result<Option<Vec<[u8; 32]>>, String> {
+        if !self.may_sync(space) {
+            return Ok(None);
+        }
+        self.repo.heads_and_ancestors(space, record).map_err(text)
+    }
+
     fn apply(
         &mut self,
         space: SpaceId,
@@ -369,6 +472,7 @@ mod tests {
     use crate::repo::tests::input;
     use jiff::Timestamp;
     use rapport_model::{Kind, Role};
+    use rapport_sync::run_in_memory;
 
     #[test]
     fn two_members_converge_and_private_records_stay_home() {
@@ -430,6 +534,95 @@ mod tests {
         let t = sync(&a, &b, space);
         assert_eq!(t.messages, 4, "identical spaces: one round trip");
         assert!(t.bytes < 400, "{} bytes", t.bytes);
+    }
+
+    /// Regression (the relay benchmark moved 10-14 KB per change): a
+    /// session about a record one side edited sent its whole history,
+    /// because the other side did not know the new head. With real
+    /// documents, whichever side edited and whichever dials, only the
+    /// edits move, and nothing arrives twice.
+    #[test]
+    fn an_edit_of_a_long_history_moves_the_edit_alone() {
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &b, Role::Writer);
+        let acme = a
+            .create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("create");
+        for i in 0..50 {
+            a.edit("Acme", &input(&[("industry", &format!("I{i}"))]), &[])
+                .expect("edit");
+        }
+        sync(&b, &a, space);
+        let session = |from: &Repo, to: &Repo| {
+            let mut rf = from.replica(to.device_id());
+            let mut rt = to.replica(from.device_id());
+            let t = run_in_memory(space, &mut rf, &mut rt).expect("session");
+            (t, rf.report, rt.report)
+        };
+        let edit = |who: &Repo, n: usize, case: usize| {
+            for i in 0..n {
+                let value = format!("{} {case}.{i}", who.device_id());
+                who.edit("Acme", &input(&[("owner", &value)]), &[])
+                    .expect("edit");
+            }
+        };
+        let cases = [(1, 0), (0, 1), (2, 0), (0, 2), (1, 1), (2, 2)];
+        for (n, (dialer_edits, dialed_edits)) in cases.into_iter().enumerate() {
+            let case = format!("{dialer_edits} by the dialer, {dialed_edits} by the dialed");
+            edit(&b, dialer_edits, n);
+            edit(&a, dialed_edits, n);
+            let (t, on_b, on_a) = session(&b, &a);
+            assert_eq!(t.initiator.changes_sent, dialer_edits, "{case}: {t:?}");
+            assert_eq!(t.responder.changes_sent, dialed_edits, "{case}: {t:?}");
+            assert_eq!((on_a.applied, on_a.duplicates), (dialer_edits, 0), "{case}");
+            assert_eq!((on_b.applied, on_b.duplicates), (dialed_edits, 0), "{case}");
+            assert_eq!(
+                t.initiator.named_twice,
+                usize::from(dialer_edits > 0 && dialed_edits > 0),
+                "{case}"
+            );
+            assert_eq!(
+                a.store().heads(space, acme.id).expect("heads"),
+                b.store().heads(space, acme.id).expect("heads"),
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn heads_and_ancestors_reach_back_by_doubling_steps() {
+        let (_ta, a) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        let acme = a
+            .create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("create");
+        for i in 0..20 {
+            a.edit("Acme", &input(&[("industry", &format!("I{i}"))]), &[])
+                .expect("edit");
+        }
+        let history: Vec<[u8; 32]> = a
+            .load_doc(acme.id)
+            .expect("doc")
+            .get_changes(&[])
+            .iter()
+            .map(|c| c.hash().0)
+            .collect();
+        assert_eq!(history.len(), 21);
+        let list = a
+            .heads_and_ancestors(space, acme.id)
+            .expect("list")
+            .expect("held");
+        // The head, then the heads 1, 2, 4, 8 and 16 changes before it
+        // (one each: the history is linear), then the first.
+        let expected: Vec<[u8; 32]> = [20, 19, 18, 16, 12, 4, 0]
+            .iter()
+            .map(|&i| history[i])
+            .collect();
+        assert_eq!(list, expected);
     }
 
     /// Issue 15, item 7, measured (`cargo test --release -p rapport-node

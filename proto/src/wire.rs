@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 /// protocol version: an incompatible change gets a new ALPN. Version 2:
 /// requests are capped and named once, and a record's changes may span
 /// several `Changes` messages. Version 3: members pass on each other's
-/// signed addresses ([`SyncMessage::Addresses`]).
-pub const SYNC_ALPN: &[u8] = b"rapport/sync/3";
+/// signed addresses ([`SyncMessage::Addresses`]). Version 4: a responder
+/// sends nothing for a record whose heads from the initiator it does not
+/// all hold, and the initiator may name records a second time at the end
+/// of the session (see [`SyncMessage::Heads`]).
+pub const SYNC_ALPN: &[u8] = b"rapport/sync/4";
 /// ALPN of the join protocol (redeeming an invite ticket).
 pub const JOIN_ALPN: &[u8] = b"rapport/join/2";
 
@@ -37,8 +40,12 @@ pub enum SyncMessage {
     Reconcile(Vec<u8>),
     /// The sender's heads of records found to differ (empty: it lacks them).
     /// From the initiator: at most 10,000 records, ids strictly increasing
-    /// over the whole session. From the responder: the same records, in
-    /// the same order.
+    /// within a pass. The first pass names each differing record once; a
+    /// second, at most, starts with a message whose first id is not above
+    /// the last one named, and names again records whose changes neither
+    /// side could send in the first (its heads are followed by a few of
+    /// their ancestors). From the responder: the same records, in the same
+    /// order.
     Heads(Vec<RecordHeads>),
     /// Signed changes the receiver lacks, of records in the current
     /// exchange. A record's changes may continue in the next message; they

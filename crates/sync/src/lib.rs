@@ -14,6 +14,19 @@
 //! I → R  Changes ... (what R lacks), then the next Heads ... or Done
 //! ```
 //!
+//! What a side sends is exact only if it holds all of the other's heads:
+//! a head it has not seen says nothing of what lies below it. So in the
+//! first pass over the differing records the responder sends nothing for a
+//! record whose heads from the initiator it does not all hold (its own
+//! heads still go back), and the initiator, once it has the responder's
+//! changes, sends exactly what the responder lacks if it now holds all of
+//! the responder's heads. Records where neither could (both sides edited)
+//! the initiator names once more, in a second pass at the end of the
+//! session, with a few ancestors of its heads: the responder sends what is
+//! not below those it holds, whether or not it holds the heads (nothing
+//! stalls), and the initiator, holding the responder's changes by then,
+//! sends exactly what it lacks. A record is named at most twice.
+//!
 //! Only one side writes at a time, and a side's `Heads` (or `Done`) hands
 //! the turn over: both writing large messages at once could fill both
 //! flow-control windows and deadlock. A side never builds its whole reply:
@@ -23,10 +36,11 @@
 //! may take several `Changes` messages, in the order the replica gave it.
 //!
 //! What a peer may ask is bounded: at most [`HEADS_PER_MESSAGE`] records
-//! per `Heads` and [`MAX_RECORDS_PER_SESSION`] per session, each record
-//! named once (ids strictly increasing over the session), a responder's
-//! answer naming exactly the records asked, and only records that differ.
-//! Anything else is a protocol violation that ends the session.
+//! per `Heads` and [`MAX_RECORDS_PER_SESSION`] per session (second pass
+//! included), each record named at most twice (ids strictly increasing
+//! within each of at most two passes), a responder's answer naming exactly
+//! the records asked, and only records that differ. Anything else is a
+//! protocol violation that ends the session.
 //!
 //! The state machines never touch a socket, a disk or a clock: messages
 //! go in, messages come out, and the node's storage is reached through
@@ -69,6 +83,59 @@ pub const MAX_RECORDS_PER_SESSION: usize = 1 << 20;
 /// responder's (they changed since reconciliation): beyond this many, the
 /// peer is naming records that do not differ, and the session ends.
 pub const MAX_UNCHANGED_PER_SESSION: usize = 256;
+/// Most ancestors [`ancestors_by_doubling`] names: a 2^31-change linear
+/// history takes 32.
+pub const MAX_ANCESTORS: usize = 32;
+/// Ancestors to name beside a document's heads, for a peer that may not
+/// know the heads ([`Replica::heads_and_ancestors`]): `history` is every
+/// change of the document (hash, dependencies) in an order they apply in.
+/// The result is the heads the document had 1, 2, 4, 8, ... changes before
+/// its last one, then its first change, without repeats, at most
+/// [`MAX_ANCESTORS`] hashes. A peer that holds none of our heads sends
+/// what is not below the ones of these it holds: if our histories parted
+/// `k` changes before our last, that is what we lack and fewer than `k`
+/// changes we have. Heads of a whole earlier state, not single changes,
+/// so that a fork after a merge (two heads) costs nothing more.
+pub fn ancestors_by_doubling(history: &[(Hash, Vec<Hash>)]) -> Vec<Hash> {
+    let len = history.len();
+    // The places whose heads to name, earliest first.
+    let mut at: Vec<usize> = std::iter::successors(Some(1usize), |b| b.checked_mul(2))
+        .take_while(|&back| back < len)
+        .map(|back| len - 1 - back)
+        .collect();
+    let mut out: Vec<Hash> = Vec::new();
+    let mut heads: BTreeSet<Hash> = BTreeSet::new();
+    let mut cuts: Vec<Vec<Hash>> = Vec::with_capacity(at.len());
+    for (i, (hash, deps)) in history.iter().enumerate() {
+        if at.is_empty() {
+            break;
+        }
+        for d in deps {
+            heads.remove(d);
+        }
+        heads.insert(*hash);
+        if at.last() == Some(&i) {
+            at.pop();
+            cuts.push(heads.iter().copied().collect());
+        }
+    }
+    // Nearest the end first: they matter most when the cap bites.
+    for hash in cuts
+        .iter()
+        .rev()
+        .flatten()
+        .chain(history.first().map(|(h, _)| h))
+    {
+        if out.len() == MAX_ANCESTORS {
+            break;
+        }
+        if !out.contains(hash) {
+            out.push(*hash);
+        }
+    }
+    out
+}
+
 /// Largest encoded signed change worth sending: the change itself plus its
 /// envelope's header (101 bytes). No receiver accepts a larger one.
 const MAX_SENDABLE_CHANGE: usize = MAX_CHANGE_BYTES + 1024;
@@ -85,13 +152,37 @@ pub trait Replica {
     fn heads(&self, space: SpaceId, record: RecordId) -> Result<Option<Vec<Hash>>, String>;
     /// Encoded signed changes of `record` that a peer whose heads are
     /// `peer_heads` lacks (all of them if the peer has none), in an order
-    /// the peer can apply them in (each after its dependencies).
+    /// the peer can apply them in (each after its dependencies). Heads this
+    /// node does not hold say nothing of what the peer has, so this is
+    /// every change not below the *known* ones: exact when all are known,
+    /// the whole history when none is.
     fn changes_for(
         &self,
         space: SpaceId,
         record: RecordId,
         peer_heads: &[Hash],
     ) -> Result<Vec<Vec<u8>>, String>;
+    /// What [`Replica::changes_for`] gives, but only if this node holds
+    /// every one of `peer_heads` (then it is exactly what the peer lacks);
+    /// `None` if one of them is new here (the peer has changes this node
+    /// has not seen, so it cannot tell what the peer lacks).
+    fn changes_if_known(
+        &self,
+        space: SpaceId,
+        record: RecordId,
+        peer_heads: &[Hash],
+    ) -> Result<Option<Vec<Vec<u8>>>, String>;
+    /// The heads of one document, then a few of their ancestors (at most
+    /// [`MAX_ANCESTORS`], see [`ancestors_by_doubling`]): for a peer that
+    /// does not know the heads, the newest of these it holds bound what it
+    /// sends. `None` if this node does not have the document.
+    fn heads_and_ancestors(
+        &self,
+        space: SpaceId,
+        record: RecordId,
+    ) -> Result<Option<Vec<Hash>>, String> {
+        self.heads(space, record)
+    }
     /// Verifies, authorizes and stores changes from the peer. Rejections
     /// are the replica's to count and log; only storage failures are errors.
     /// A record's changes may come in several calls, in order.
@@ -162,6 +253,9 @@ pub struct SessionStats {
     /// Differing records left for a later session (over
     /// [`MAX_RECORDS_PER_SESSION`]).
     pub deferred: usize,
+    /// Records named a second time, at the end of the session: both sides
+    /// had changes the other had not seen (the initiator counts them).
+    pub named_twice: usize,
 }
 
 /// The negentropy item of a document: creation time, then id and a digest
@@ -234,13 +328,11 @@ impl Outgoing {
     /// The next `Changes` message: about [`CHANGES_BATCH_BYTES`] at most (a
     /// single larger change travels alone), a record's changes split
     /// across messages where needed, in the order the replica gave them.
-    /// `visit` sees each record before its changes are asked for, and says
-    /// whether to ask. `None` when everything has been sent.
+    /// `changes` is asked for each record's changes to send (none is
+    /// fine) when its turn comes. `None` when everything has been sent.
     fn next_message(
         &mut self,
-        replica: &impl Replica,
-        space: SpaceId,
-        mut visit: impl FnMut(&RecordHeads) -> Result<bool, SyncError>,
+        mut changes: impl FnMut(&RecordHeads) -> Result<Vec<Vec<u8>>, SyncError>,
     ) -> Result<Option<Vec<RecordChanges>>, SyncError> {
         let mut batch: Vec<RecordChanges> = Vec::new();
         let mut size = 0;
@@ -249,13 +341,9 @@ impl Outgoing {
                 let Some(rh) = self.queue.pop_front() else {
                     break;
                 };
-                if visit(&rh)? {
-                    let changes = replica
-                        .changes_for(space, RecordId::from_bytes(rh.record), &rh.heads)
-                        .map_err(SyncError::Replica)?;
-                    if !changes.is_empty() {
-                        self.current = Some((rh.record, changes.into()));
-                    }
+                let changes = changes(&rh)?;
+                if !changes.is_empty() {
+                    self.current = Some((rh.record, changes.into()));
                 }
                 continue;
             };
@@ -380,10 +468,22 @@ enum InitiatorState {
 pub struct Initiator {
     space: SpaceId,
     neg: Negentropy<'static, NegentropyStorageVector>,
-    /// Records found to differ and not named yet, in wire order.
+    /// Records found to differ and not named yet (in this pass), in wire
+    /// order.
     to_name: BTreeSet<WireId>,
+    /// Records to name again in the second pass: both sides had changes
+    /// the other had not seen, so neither could tell what the other
+    /// lacked in the first.
+    again: BTreeSet<WireId>,
+    /// Whether the first pass is over (`to_name` then holds `again`).
+    second_pass: bool,
+    /// Records named so far, in both passes.
+    named: usize,
     /// The records of the `Heads` message out, in the order named.
     asked: Vec<WireId>,
+    /// For each record of `asked`: whether the responder sent changes of
+    /// it. In the first pass it does only if it holds all our heads.
+    answered: Vec<bool>,
     answer: Outgoing,
     outbox: VecDeque<SyncMessage>,
     state: InitiatorState,
@@ -419,7 +519,11 @@ impl Initiator {
             space,
             neg,
             to_name: BTreeSet::new(),
+            again: BTreeSet::new(),
+            second_pass: false,
+            named: 0,
             asked: Vec::new(),
+            answered: Vec::new(),
             answer: Outgoing::default(),
             outbox: VecDeque::new(),
             state: InitiatorState::Reconciling,
@@ -485,6 +589,11 @@ impl Initiator {
             }
             (InitiatorState::AwaitingAnswer, SyncMessage::Changes(batch)) => {
                 check_asked(&self.asked, &batch)?;
+                for rc in batch.iter().filter(|rc| !rc.changes.is_empty()) {
+                    if let Ok(i) = self.asked.binary_search(&rc.record) {
+                        self.answered[i] = true;
+                    }
+                }
                 apply_all(replica, self.space, batch, &mut self.stats)
             }
             (InitiatorState::AwaitingAnswer, SyncMessage::Heads(theirs)) => {
@@ -518,24 +627,72 @@ impl Initiator {
         if self.state != InitiatorState::Sending {
             return Ok(None);
         }
-        if let Some(batch) = self
-            .answer
-            .next_message(replica, self.space, |_| Ok(true))?
-        {
+        let space = self.space;
+        let second_pass = self.second_pass;
+        let (asked, answered) = (&self.asked, &self.answered);
+        let (again, stats) = (&mut self.again, &mut self.stats);
+        // Records named twice count against the session's cap too.
+        let mut room =
+            MAX_RECORDS_PER_SESSION.saturating_sub(self.named + self.to_name.len() + again.len());
+        let next = self.answer.next_message(|rh| {
+            let record = RecordId::from_bytes(rh.record);
+            if second_pass {
+                // The responder has what it could send us; whatever it
+                // still lacks, this is our last word on the record.
+                return replica
+                    .changes_for(space, record, &rh.heads)
+                    .map_err(SyncError::Replica);
+            }
+            let i = asked.binary_search(&rh.record).ok();
+            if i.is_some_and(|i| answered[i]) {
+                // It sent changes, so it held all our heads: it lacks
+                // nothing of ours (even if we refused what it sent).
+                return Ok(Vec::new());
+            }
+            match replica
+                .changes_if_known(space, record, &rh.heads)
+                .map_err(SyncError::Replica)?
+            {
+                Some(changes) => Ok(changes),
+                None if room > 0 => {
+                    // Its heads are new here and ours were new there: we
+                    // send nothing now and name the record again at the
+                    // end, with a few of our ancestors for it to find
+                    // where our histories part.
+                    room -= 1;
+                    again.insert(rh.record);
+                    stats.named_twice += 1;
+                    Ok(Vec::new())
+                }
+                None => replica
+                    .changes_for(space, record, &rh.heads)
+                    .map_err(SyncError::Replica),
+            }
+        })?;
+        if let Some(batch) = next {
             self.stats.changes_sent += changes_in(&batch);
             return Ok(Some(SyncMessage::Changes(batch)));
         }
-        // Our part of this exchange is out: name the next records, or end.
+        // Our part of this exchange is out: name the next records, then
+        // those of the second pass, or end.
+        if self.to_name.is_empty() && !self.second_pass {
+            self.second_pass = true;
+            self.to_name = std::mem::take(&mut self.again);
+        }
         let mut heads = Vec::new();
         let mut size = 0;
         while heads.len() < HEADS_PER_MESSAGE && size < HEADS_BATCH_BYTES {
             let Some(record) = self.to_name.pop_first() else {
                 break;
             };
-            let mine = replica
-                .heads(self.space, RecordId::from_bytes(record))
-                .map_err(SyncError::Replica)?
-                .unwrap_or_default();
+            let record_id = RecordId::from_bytes(record);
+            let mine = if self.second_pass {
+                replica.heads_and_ancestors(self.space, record_id)
+            } else {
+                replica.heads(self.space, record_id)
+            }
+            .map_err(SyncError::Replica)?
+            .unwrap_or_default();
             size += RECORD_OVERHEAD + mine.len() * 32;
             heads.push(RecordHeads {
                 record,
@@ -546,7 +703,9 @@ impl Initiator {
             self.state = InitiatorState::Finished;
             return Ok(Some(SyncMessage::Done));
         }
+        self.named += heads.len();
         self.asked = heads.iter().map(|h| h.record).collect();
+        self.answered = vec![false; heads.len()];
         self.state = InitiatorState::AwaitingAnswer;
         Ok(Some(SyncMessage::Heads(heads)))
     }
@@ -579,9 +738,11 @@ pub struct Responder {
     mine: Vec<RecordHeads>,
     /// Records named whose heads were ours already.
     unchanged: usize,
-    /// Records named in this session, and the last one.
+    /// Records named in this session (both passes), and the last one.
     named: usize,
     last_named: Option<WireId>,
+    /// Whether the initiator has started naming records again.
+    second_pass: bool,
     state: ResponderState,
     rounds: usize,
     refused: bool,
@@ -618,6 +779,7 @@ impl Responder {
             unchanged: 0,
             named: 0,
             last_named: None,
+            second_pass: false,
             state: ResponderState::AwaitingOpen,
             rounds: 0,
             refused: false,
@@ -722,21 +884,37 @@ impl Responder {
                 "more than {MAX_RECORDS_PER_SESSION} records named in one session"
             )));
         }
-        // Strictly increasing over the whole session: a record named twice
-        // is refused, and remembering the last id is enough to see it.
+        // Strictly increasing within a pass, and at most two passes: a
+        // message that starts at or below the last record named starts the
+        // second. So no record is named more than twice, and remembering
+        // the last id and the pass is enough to see it.
         let mut last = self.last_named;
+        let mut second_pass = self.second_pass;
+        if last.is_some_and(|l| theirs[0].record <= l) {
+            if second_pass {
+                return Err(SyncError::Protocol(format!(
+                    "record {} named a third time or out of order",
+                    RecordId::from_bytes(theirs[0].record)
+                )));
+            }
+            second_pass = true;
+            last = None;
+        }
         for rh in &theirs {
             if last.is_some_and(|l| rh.record <= l) {
                 return Err(SyncError::Protocol(format!(
-                    "record {} named twice or out of order",
+                    "record {} named twice in one pass or out of order",
                     RecordId::from_bytes(rh.record)
                 )));
             }
             last = Some(rh.record);
         }
         self.last_named = last;
+        self.second_pass = second_pass;
         self.named += theirs.len();
-        self.stats.differing += theirs.len();
+        if !second_pass {
+            self.stats.differing += theirs.len();
+        }
         self.asked = theirs.iter().map(|h| h.record).collect();
         self.mine = Vec::with_capacity(theirs.len());
         self.answer.queue = theirs.into();
@@ -755,9 +933,10 @@ impl Responder {
             return Ok(None);
         }
         let space = self.space;
+        let second_pass = self.second_pass;
         let mine = &mut self.mine;
         let unchanged = &mut self.unchanged;
-        let next = self.answer.next_message(replica, space, |rh| {
+        let next = self.answer.next_message(|rh| {
             let record = RecordId::from_bytes(rh.record);
             let ours = replica.heads(space, record).map_err(SyncError::Replica)?;
             let Some(ours) = ours else {
@@ -765,7 +944,7 @@ impl Responder {
                     record: rh.record,
                     heads: Vec::new(),
                 });
-                return Ok(false);
+                return Ok(Vec::new());
             };
             if same_heads(&ours, &rh.heads) {
                 // It differed when reconciled, and a change that arrived
@@ -782,13 +961,30 @@ impl Responder {
                     record: rh.record,
                     heads: ours,
                 });
-                return Ok(false);
+                return Ok(Vec::new());
             }
             mine.push(RecordHeads {
                 record: rh.record,
                 heads: ours,
             });
-            Ok(true)
+            if second_pass {
+                // Named again: the initiator has sent what it could, and
+                // its list holds ancestors of its heads. Whatever we
+                // still do not know (a change we refused, or one still
+                // waiting), we send what its list allows, so that nothing
+                // stalls.
+                return replica
+                    .changes_for(space, record, &rh.heads)
+                    .map_err(SyncError::Replica);
+            }
+            // The first time: if the initiator has changes we have not
+            // seen, we cannot tell what it lacks. We send nothing; our
+            // heads tell it where we stand, and it names the record again
+            // if it cannot tell either.
+            Ok(replica
+                .changes_if_known(space, record, &rh.heads)
+                .map_err(SyncError::Replica)?
+                .unwrap_or_default())
         })?;
         if let Some(batch) = next {
             self.stats.changes_sent += changes_in(&batch);
@@ -806,6 +1002,9 @@ pub struct Traffic {
     pub bytes: usize,
     /// The largest frame.
     pub largest: usize,
+    /// Each side's counts.
+    pub initiator: SessionStats,
+    pub responder: SessionStats,
 }
 
 /// Runs a whole session between two replicas in this thread, passing each
@@ -857,6 +1056,8 @@ pub fn run_in_memory(
             "the session stopped before it finished".into(),
         ));
     }
+    traffic.initiator = init.stats;
+    traffic.responder = resp.stats;
     Ok(traffic)
 }
 

@@ -39,6 +39,18 @@ impl Replica for Mem {
             })
             .unwrap_or_default())
     }
+    fn changes_if_known(
+        &self,
+        s: SpaceId,
+        r: RecordId,
+        peer: &[Hash],
+    ) -> Result<Option<Vec<Vec<u8>>>, String> {
+        let known = |h: &Hash| self.docs.get(&r).is_some_and(|c| c.contains(h));
+        if !peer.iter().all(known) {
+            return Ok(None);
+        }
+        self.changes_for(s, r, peer).map(Some)
+    }
     fn apply(&mut self, _: SpaceId, r: RecordId, changes: Vec<Vec<u8>>) -> Result<(), String> {
         let doc = self.docs.entry(r).or_default();
         for c in changes {
@@ -296,12 +308,24 @@ impl Replica for Chain {
         };
         let from = doc
             .iter()
-            .position(|c| peer.contains(&digest(c)))
+            .rposition(|c| peer.contains(&digest(c)))
             .map_or(0, |i| i + 1);
         let out = doc[from..].to_vec();
         self.bytes_out
             .set(self.bytes_out.get() + out.iter().map(Vec::len).sum::<usize>());
         Ok(out)
+    }
+    fn changes_if_known(
+        &self,
+        s: SpaceId,
+        r: RecordId,
+        peer: &[Hash],
+    ) -> Result<Option<Vec<Vec<u8>>>, String> {
+        let doc = self.docs.get(&r).map(Vec::as_slice).unwrap_or_default();
+        if !peer.iter().all(|h| doc.iter().any(|c| digest(c) == *h)) {
+            return Ok(None);
+        }
+        self.changes_for(s, r, peer).map(Some)
     }
     fn apply(&mut self, _: SpaceId, r: RecordId, changes: Vec<Vec<u8>>) -> Result<(), String> {
         let doc = self.docs.entry(r).or_default();
@@ -383,15 +407,19 @@ fn a_record_named_twice_in_a_session_is_refused() {
         .expect_err("refused");
     assert!(matches!(err, SyncError::Protocol(_)), "{err}");
     assert_eq!(b.calls(), 0);
-    // In two messages of one session.
+    // In three messages of one session: the second starts the second
+    // pass, the third would be a third.
     let mut r = opened(&mut b);
     r.handle(heads_of([rid(1)]), &mut b).expect("first time");
     let sent = drain(|| r.poll_send(&b));
     assert!(matches!(sent.last(), Some(SyncMessage::Heads(h)) if h.len() == 1));
+    r.handle(heads_of([rid(1)]), &mut b)
+        .expect("second time: the second pass");
+    drain(|| r.poll_send(&b));
     let calls = b.calls();
     let err = r
         .handle(heads_of([rid(1)]), &mut b)
-        .expect_err("second time");
+        .expect_err("third time");
     assert!(matches!(err, SyncError::Protocol(_)), "{err}");
     assert_eq!(b.calls(), calls);
 }
@@ -453,6 +481,10 @@ fn a_session_may_name_at_most_the_cap_of_records() {
         drain(|| r.poll_send(&b));
     }
     let calls = b.calls();
+    // Records named again, in the second pass, count too.
+    let again = heads_of((0..HEADS_PER_MESSAGE as u64).map(|n| RecordId::new(n, [0; 10])));
+    let err = r.handle(again, &mut b).expect_err("over the session cap");
+    assert!(matches!(err, SyncError::Protocol(_)), "{err}");
     let err = r.handle(chunk(), &mut b).expect_err("over the session cap");
     assert!(matches!(err, SyncError::Protocol(_)), "{err}");
     assert_eq!(b.calls(), calls);
@@ -640,4 +672,388 @@ fn a_second_or_oversized_addresses_message_ends_the_session() {
             .is_err()
     );
     assert_eq!(responder_side.learned, [vec![1u8]]);
+}
+
+/// A replica whose documents are histories that may branch: each change
+/// names the changes it depends on, like an Automerge change, and a
+/// document keeps its changes in an order they apply in. Enough to see
+/// what a session moves when both sides edited a record.
+#[derive(Debug, Clone, Default)]
+struct Dag {
+    docs: BTreeMap<RecordId, Vec<Vec<u8>>>,
+    /// Changes it does not take (as a node refuses one, or keeps it
+    /// waiting).
+    refuse: BTreeSet<Hash>,
+    /// Tells its edits apart from another replica's.
+    tag: u8,
+    edits: u64,
+}
+
+/// A change of a [`Dag`]: how many dependencies, their hashes, then a
+/// nonce and filler up to 200 bytes.
+fn dag_change(deps: &[Hash], tag: u8, nonce: u64) -> Vec<u8> {
+    let mut c = vec![deps.len() as u8];
+    for d in deps {
+        c.extend_from_slice(d);
+    }
+    c.push(tag);
+    c.extend_from_slice(&nonce.to_le_bytes());
+    c.resize(c.len().max(200), tag);
+    c
+}
+
+fn deps_of(change: &[u8]) -> Vec<Hash> {
+    change[1..1 + 32 * change[0] as usize]
+        .chunks(32)
+        .map(|d| d.try_into().expect("32 bytes"))
+        .collect()
+}
+
+impl Dag {
+    fn doc(&self, r: RecordId) -> &[Vec<u8>] {
+        self.docs.get(&r).map(Vec::as_slice).unwrap_or_default()
+    }
+    fn holds(&self, r: RecordId, h: &Hash) -> bool {
+        self.doc(r).iter().any(|c| digest(c) == *h)
+    }
+    fn doc_heads(&self, r: RecordId) -> Vec<Hash> {
+        let doc = self.doc(r);
+        let below: BTreeSet<Hash> = doc.iter().flat_map(|c| deps_of(c)).collect();
+        let mut heads: Vec<Hash> = doc
+            .iter()
+            .map(|c| digest(c))
+            .filter(|h| !below.contains(h))
+            .collect();
+        heads.sort();
+        heads
+    }
+    /// `n` changes to `r`, each on top of the last.
+    fn edit(&mut self, r: RecordId, n: usize) {
+        for _ in 0..n {
+            self.edits += 1;
+            let c = dag_change(&self.doc_heads(r), self.tag, self.edits);
+            self.docs.entry(r).or_default().push(c);
+        }
+    }
+    /// The hashes of the document's changes, in any order.
+    fn set(&self, r: RecordId) -> BTreeSet<Hash> {
+        self.doc(r).iter().map(|c| digest(c)).collect()
+    }
+    /// Hashes of `r` at or below any of `from`.
+    fn below(&self, r: RecordId, from: &[Hash]) -> BTreeSet<Hash> {
+        let by_hash: BTreeMap<Hash, &Vec<u8>> =
+            self.doc(r).iter().map(|c| (digest(c), c)).collect();
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<Hash> = from.to_vec();
+        while let Some(h) = stack.pop() {
+            if let Some(c) = by_hash.get(&h)
+                && seen.insert(h)
+            {
+                stack.extend(deps_of(c));
+            }
+        }
+        seen
+    }
+}
+
+impl Replica for Dag {
+    fn items(&self, _: SpaceId) -> Result<Vec<(RecordId, Vec<Hash>)>, String> {
+        Ok(self.docs.keys().map(|r| (*r, self.doc_heads(*r))).collect())
+    }
+    fn heads(&self, _: SpaceId, r: RecordId) -> Result<Option<Vec<Hash>>, String> {
+        Ok(self.docs.contains_key(&r).then(|| self.doc_heads(r)))
+    }
+    fn changes_for(&self, _: SpaceId, r: RecordId, peer: &[Hash]) -> Result<Vec<Vec<u8>>, String> {
+        let below = self.below(r, peer);
+        Ok(self
+            .doc(r)
+            .iter()
+            .filter(|c| !below.contains(&digest(c)))
+            .cloned()
+            .collect())
+    }
+    fn changes_if_known(
+        &self,
+        s: SpaceId,
+        r: RecordId,
+        peer: &[Hash],
+    ) -> Result<Option<Vec<Vec<u8>>>, String> {
+        if !peer.iter().all(|h| self.holds(r, h)) {
+            return Ok(None);
+        }
+        self.changes_for(s, r, peer).map(Some)
+    }
+    /// As the node does.
+    fn heads_and_ancestors(&self, s: SpaceId, r: RecordId) -> Result<Option<Vec<Hash>>, String> {
+        let Some(mut out) = self.heads(s, r)? else {
+            return Ok(None);
+        };
+        let history: Vec<(Hash, Vec<Hash>)> = self
+            .doc(r)
+            .iter()
+            .map(|c| (digest(c), deps_of(c)))
+            .collect();
+        for h in ancestors_by_doubling(&history) {
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        Ok(Some(out))
+    }
+    fn apply(&mut self, _: SpaceId, r: RecordId, changes: Vec<Vec<u8>>) -> Result<(), String> {
+        for c in changes {
+            let h = digest(&c);
+            if self.holds(r, &h) || self.refuse.contains(&h) {
+                continue;
+            }
+            if deps_of(&c).iter().all(|d| self.holds(r, d)) {
+                self.docs.entry(r).or_default().push(c);
+            }
+        }
+        Ok(())
+    }
+    fn may_sync(&self, _: SpaceId) -> bool {
+        true
+    }
+}
+
+/// Two replicas holding the same records: one with a history of 50
+/// changes (10 KB), and a few with short ones.
+fn shared_history() -> (Dag, Dag) {
+    let mut base = Dag::default();
+    base.edit(rid(1), 50);
+    for n in 2..6 {
+        base.edit(rid(n), 3);
+    }
+    let mut b = base.clone();
+    b.tag = 1;
+    (base, b)
+}
+
+/// Regression: a responder that did not know the initiator's heads (the
+/// initiator had edited the record) sent the record's whole history, and
+/// so did an initiator that did not know the responder's: 50 changes for
+/// one, and 10-14 KB of relay traffic per change in the relay benchmark.
+#[test]
+fn an_edit_on_top_of_a_long_history_moves_only_the_edit() {
+    for (on_initiator, on_responder) in [(1, 0), (0, 1), (3, 0), (0, 3)] {
+        let (mut a, mut b) = shared_history();
+        a.edit(rid(1), on_initiator);
+        b.edit(rid(1), on_responder);
+        let t = run_in_memory(space(), &mut a, &mut b).expect("session");
+        let case = format!("{on_initiator} on the initiator, {on_responder} on the responder");
+        assert_eq!(a.set(rid(1)), b.set(rid(1)), "{case}");
+        assert_eq!(t.initiator.changes_sent, on_initiator, "{case}: {t:?}");
+        assert_eq!(t.responder.changes_sent, on_responder, "{case}: {t:?}");
+        assert_eq!(t.initiator.named_twice, 0, "{case}");
+        let moved = 220 * (on_initiator + on_responder);
+        assert!(t.bytes < 700 + moved, "{case}: {} bytes", t.bytes);
+    }
+}
+
+#[test]
+fn concurrent_edits_converge_in_one_session_moving_only_the_edits() {
+    for (on_initiator, on_responder) in [(1, 1), (2, 3), (1, 20), (2, 2)] {
+        let (mut a, mut b) = shared_history();
+        a.edit(rid(1), on_initiator);
+        b.edit(rid(1), on_responder);
+        let t = run_in_memory(space(), &mut a, &mut b).expect("session");
+        let case = format!("{on_initiator} on the initiator, {on_responder} on the responder");
+        assert_eq!(a.set(rid(1)), b.set(rid(1)), "{case}");
+        assert_eq!(a.doc_heads(rid(1)), b.doc_heads(rid(1)), "{case}");
+        assert_eq!(a.doc_heads(rid(1)).len(), 2, "{case}");
+        assert_eq!(t.initiator.changes_sent, on_initiator, "{case}: {t:?}");
+        assert_eq!(t.responder.changes_sent, on_responder, "{case}: {t:?}");
+        assert_eq!(t.initiator.named_twice, 1, "{case}");
+        let moved = 220 * (on_initiator + on_responder);
+        assert!(t.bytes < 1_000 + moved, "{case}: {} bytes", t.bytes);
+        // Nothing is left to do.
+        let again = run_in_memory(space(), &mut a, &mut b).expect("session");
+        assert_eq!(again.messages, 4, "{case}");
+        // From there (two heads on both sides), the other way round.
+        a.edit(rid(1), on_initiator);
+        b.edit(rid(1), on_responder);
+        let t = run_in_memory(space(), &mut b, &mut a).expect("session");
+        assert_eq!(a.set(rid(1)), b.set(rid(1)), "{case}");
+        assert_eq!(
+            t.initiator.changes_sent, on_responder,
+            "{case}, merged: {t:?}"
+        );
+        if on_responder <= 2 {
+            assert_eq!(
+                t.responder.changes_sent, on_initiator,
+                "{case}, merged: {t:?}"
+            );
+        } else {
+            assert!(
+                t.responder.changes_sent < on_initiator + on_responder,
+                "{case}, merged: {t:?}"
+            );
+        }
+    }
+    // Further back, the states the initiator names are further apart:
+    // what the responder sends beyond its edits is fewer than the
+    // initiator's own edits.
+    for (on_initiator, on_responder) in [(5, 1), (13, 2), (40, 1)] {
+        let (mut a, mut b) = shared_history();
+        a.edit(rid(1), on_initiator);
+        b.edit(rid(1), on_responder);
+        let t = run_in_memory(space(), &mut a, &mut b).expect("session");
+        assert_eq!(a.set(rid(1)), b.set(rid(1)));
+        assert_eq!(t.initiator.changes_sent, on_initiator, "{t:?}");
+        assert!(
+            t.responder.changes_sent < on_responder + on_initiator,
+            "{on_initiator}/{on_responder}: {t:?}"
+        );
+    }
+}
+
+/// A change the responder does not take (refused, or waiting) leaves it
+/// without the initiator's heads in the second pass too: it must send
+/// what it has anyway, or the record would never reach the initiator.
+#[test]
+fn a_change_the_responder_refuses_does_not_stall_the_record() {
+    let (mut a, mut b) = shared_history();
+    a.edit(rid(1), 1);
+    b.edit(rid(1), 2);
+    b.refuse = a.doc(rid(1)).iter().map(|c| digest(c)).collect();
+    let before = b.set(rid(1));
+    for session in 0..3 {
+        let t = run_in_memory(space(), &mut a, &mut b).expect("session");
+        assert!(a.set(rid(1)).is_superset(&b.set(rid(1))), "{session}");
+        assert_eq!(b.set(rid(1)), before, "{session}");
+        // Then only the refused change is offered again.
+        if session > 0 {
+            assert_eq!(t.initiator.changes_sent, 1, "{session}: {t:?}");
+            assert_eq!(t.responder.changes_sent, 0, "{session}: {t:?}");
+        }
+    }
+    // And with the roles the other way round.
+    let (mut a, mut b) = shared_history();
+    a.edit(rid(1), 1);
+    b.edit(rid(1), 2);
+    a.refuse = b.doc(rid(1)).iter().map(|c| digest(c)).collect();
+    let before = a.set(rid(1));
+    run_in_memory(space(), &mut b, &mut a).expect("session");
+    assert!(b.set(rid(1)).is_superset(&a.set(rid(1))));
+    assert_eq!(a.set(rid(1)), before);
+}
+
+/// Regression: an initiator that could not take what the responder sent
+/// (its changes refused here) sent back the record's whole history.
+#[test]
+fn changes_the_initiator_refuses_do_not_bring_back_the_whole_history() {
+    let (mut a, mut b) = shared_history();
+    b.edit(rid(1), 1);
+    a.refuse = b.doc(rid(1)).iter().map(|c| digest(c)).collect();
+    let t = run_in_memory(space(), &mut a, &mut b).expect("session");
+    assert_eq!(t.responder.changes_sent, 1, "{t:?}");
+    assert_eq!(t.initiator.changes_sent, 0, "{t:?}");
+}
+
+#[test]
+fn a_responder_takes_two_passes_at_most_each_in_order() {
+    let docs = (0..4).map(|n| (rid(n), vec![change(n as u8, 0, 10)]));
+    let mut b = Chain::with(docs);
+    let refused = |r: &mut Responder, b: &mut Chain, records: &[u64]| {
+        let calls = b.calls();
+        let err = r
+            .handle(heads_of(records.iter().map(|n| rid(*n))), b)
+            .expect_err("refused");
+        assert!(matches!(err, SyncError::Protocol(_)), "{records:?}: {err}");
+        assert_eq!(
+            b.calls(),
+            calls,
+            "{records:?}: work done for a refused request"
+        );
+    };
+    let taken = |r: &mut Responder, b: &mut Chain, records: &[u64]| {
+        r.handle(heads_of(records.iter().map(|n| rid(*n))), b)
+            .expect("taken");
+        drain(|| r.poll_send(b));
+    };
+    // Twice in the first pass, in one message.
+    let mut r = opened(&mut b);
+    refused(&mut r, &mut b, &[0, 1, 0]);
+    // A second pass out of order.
+    let mut r = opened(&mut b);
+    taken(&mut r, &mut b, &[0, 1, 2, 3]);
+    refused(&mut r, &mut b, &[2, 1]);
+    // A second pass over several messages, then a third.
+    let mut r = opened(&mut b);
+    taken(&mut r, &mut b, &[0, 1]);
+    taken(&mut r, &mut b, &[2, 3]);
+    taken(&mut r, &mut b, &[1]);
+    taken(&mut r, &mut b, &[2]);
+    refused(&mut r, &mut b, &[2]);
+    refused(&mut r, &mut b, &[0]);
+    taken(&mut r, &mut b, &[3]);
+    // A record named twice within the second pass.
+    let mut r = opened(&mut b);
+    taken(&mut r, &mut b, &[0, 1, 2, 3]);
+    refused(&mut r, &mut b, &[0, 1, 1]);
+}
+
+#[test]
+fn records_named_again_count_against_the_unchanged_cap() {
+    let docs: Vec<(RecordId, Vec<Vec<u8>>)> = (0..200u64)
+        .map(|n| (RecordId::new(n, [0; 10]), vec![change(n as u8, 0, 100)]))
+        .collect();
+    let mut b = Chain::with(docs.iter().cloned());
+    let mut r = opened(&mut b);
+    let same = |range: std::ops::Range<usize>| {
+        SyncMessage::Heads(
+            docs[range]
+                .iter()
+                .map(|(id, doc)| RecordHeads {
+                    record: id.to_bytes(),
+                    heads: vec![digest(&doc[0])],
+                })
+                .collect(),
+        )
+    };
+    r.handle(same(0..200), &mut b).expect("well-formed");
+    drain(|| r.poll_send(&b));
+    r.handle(same(0..MAX_UNCHANGED_PER_SESSION - 200), &mut b)
+        .expect("well-formed");
+    drain(|| r.poll_send(&b));
+    r.handle(
+        same(MAX_UNCHANGED_PER_SESSION - 200..MAX_UNCHANGED_PER_SESSION - 199),
+        &mut b,
+    )
+    .expect("well-formed");
+    let err = r.poll_send(&b).expect_err("not differing");
+    assert!(matches!(err, SyncError::Protocol(_)), "{err}");
+    assert_eq!(b.changes_calls.get(), 0);
+}
+
+#[test]
+fn ancestors_are_the_heads_of_earlier_states_by_doubling_steps() {
+    let h = |n: u8| [n; 32];
+    assert!(ancestors_by_doubling(&[]).is_empty());
+    assert_eq!(ancestors_by_doubling(&[(h(0), vec![])]), [h(0)]);
+    // A linear history of 20: the changes 1, 2, 4, 8 and 16 before the
+    // last, then the first.
+    let linear: Vec<(Hash, Vec<Hash>)> = (0..20u8)
+        .map(|n| (h(n), n.checked_sub(1).map(h).into_iter().collect()))
+        .collect();
+    assert_eq!(
+        ancestors_by_doubling(&linear),
+        [h(18), h(17), h(15), h(11), h(3), h(0)]
+    );
+    // Two concurrent changes (10 and 11), then their merge (12): one
+    // change before the last, the history had two heads.
+    let mut merged: Vec<(Hash, Vec<Hash>)> = linear[..10].to_vec();
+    merged.push((h(10), vec![h(9)]));
+    merged.push((h(11), vec![h(9)]));
+    merged.push((h(12), vec![h(10), h(11)]));
+    assert_eq!(
+        ancestors_by_doubling(&merged),
+        [h(10), h(11), h(8), h(4), h(0)]
+    );
+    // At most MAX_ANCESTORS, the nearest first.
+    let wide: Vec<(Hash, Vec<Hash>)> = (0..100u8).map(|n| (h(n), vec![])).collect();
+    let got = ancestors_by_doubling(&wide);
+    assert_eq!(got.len(), MAX_ANCESTORS);
+    assert_eq!(got[..3], [h(0), h(1), h(2)]);
 }
