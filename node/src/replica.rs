@@ -8,7 +8,7 @@ use std::time::Instant;
 use rapport_model::automerge::ChangeHash;
 use rapport_model::{RecordId, SpaceId};
 use rapport_proto::{SignedChange, hex};
-use rapport_sync::{ItemSet, Replica, SyncItem};
+use rapport_sync::{ItemSet, Replica};
 use rapport_trust::{DeviceId, chunk_hash};
 
 use crate::addresses::Learned;
@@ -180,12 +180,11 @@ impl Replica for SyncReplica<'_> {
         if !self.may_sync(space) {
             return Ok(ItemSet::default());
         }
-        let mut items = Vec::new();
-        for item in self.repo.store().space_items(space) {
-            let (id, heads) = item.map_err(|e| e.to_string())?;
-            items.push(SyncItem::new(id.to_bytes(), &heads));
-        }
-        Ok(ItemSet::collect(items))
+        // Kept in memory by the store: no scan, no hashing per session.
+        self.repo
+            .store()
+            .sync_items(space)
+            .map_err(|e| e.to_string())
     }
 
     fn heads(&self, space: SpaceId, record: RecordId) -> Result<Option<Vec<[u8; 32]>>, String> {
