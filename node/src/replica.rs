@@ -8,7 +8,7 @@ use std::time::Instant;
 use rapport_model::automerge::ChangeHash;
 use rapport_model::{RecordId, SpaceId};
 use rapport_proto::{SignedChange, hex};
-use rapport_sync::Replica;
+use rapport_sync::{ItemSet, Replica};
 use rapport_trust::{DeviceId, chunk_hash};
 
 use crate::addresses::Learned;
@@ -297,16 +297,16 @@ fn text(e: NodeError) -> String {
 }
 
 impl Replica for SyncReplica<'_> {
-    fn items(&self, space: SpaceId) -> Result<Vec<(RecordId, Vec<[u8; 32]>)>, String> {
+    fn items(&self, space: SpaceId) -> Result<ItemSet, String> {
         // Nothing of a space goes to a peer that is not a member of it,
         // whichever side dialed.
         if !self.may_sync(space) {
-            return Ok(Vec::new());
+            return Ok(ItemSet::default());
         }
+        // Kept in memory by the store: no scan, no hashing per session.
         self.repo
             .store()
-            .space_items(space)
-            .collect::<Result<_, _>>()
+            .sync_items(space)
             .map_err(|e| e.to_string())
     }
 

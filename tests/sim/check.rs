@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use rapport_model::automerge::ChangeHash;
 use rapport_model::{Kind, RecordId, RecordView, Role};
+use rapport_sync::{ItemSet, SyncItem};
 use rapport_trust::DeviceId;
 
 use super::{Items, Part, World};
@@ -20,6 +21,32 @@ impl World {
         self.waiting_bounded()?;
         self.nothing_acknowledged_lost()?;
         self.addresses_only_to_members()?;
+        self.item_sets_current()?;
+        Ok(())
+    }
+
+    /// The reconciliation items each node's store keeps in memory (read
+    /// once, then updated by every write, withdrawal and rebuild of the
+    /// run) equal a fresh scan of what it holds.
+    fn item_sets_current(&self) -> Result<(), String> {
+        for n in 0..self.nodes.len() {
+            let Ok(repo) = self.up(n) else { continue };
+            let store = repo.store();
+            let kept = store
+                .sync_items(self.space_id())
+                .map_err(|e| e.to_string())?;
+            let mut scanned = Vec::new();
+            for item in store.space_items(self.space_id()) {
+                let (id, heads) = item.map_err(|e| e.to_string())?;
+                scanned.push(SyncItem::new(id.to_bytes(), &heads));
+            }
+            if kept != ItemSet::collect(scanned) {
+                return Err(format!(
+                    "{}'s reconciliation items in memory differ from what its store holds",
+                    self.nodes[n].name
+                ));
+            }
+        }
         Ok(())
     }
 

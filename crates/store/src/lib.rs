@@ -40,6 +40,7 @@
 //! write the caller reports as done was synced in both before
 //! [`Store::write`] returned, the journal first.
 
+mod items;
 pub mod journal;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,7 @@ pub use journal::{Entry, Journal, Position};
 
 use rapport_model::{Kind, RecordId, RecordView, Role, SpaceId, SpaceView};
 use rapport_proto::SignedChange;
+use rapport_proto::items::{ItemSet, SyncItem, heads_digest};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
@@ -229,6 +231,9 @@ pub struct Store {
     usage: sled::Tree,
     /// Parsed space views (see [`Store::space_shared`]).
     space_views: Arc<Mutex<std::collections::HashMap<RecordId, Arc<SpaceView>>>>,
+    /// Reconciliation items of the shared spaces synced since the store
+    /// opened, kept with `by_space` (see [`Store::sync_items`]).
+    items: Arc<items::ItemCache>,
     /// Changes stored while they wait for changes they depend on, and
     /// their counts per space and per author, so that bounds are checked
     /// without a scan.
@@ -401,6 +406,7 @@ impl Store {
             usage: db.open_tree("usage")?,
             waiting: db.open_tree("waiting")?,
             space_views: Arc::default(),
+            items: Arc::default(),
             counts: db.open_tree("counts")?,
             meta,
             watchers: Arc::default(),
@@ -829,6 +835,16 @@ impl Store {
                 return Err(StoreError::Corrupt("transaction aborted".into()));
             }
         }
+        // Still under the commit lock: item sets change in commit order.
+        if !self.items.is_empty() {
+            self.items
+                .note(writes.iter().filter_map(|w| match (w.index, w.space) {
+                    (Indexed::Pending, _) | (_, SpaceId::Private) => None,
+                    (_, SpaceId::Shared(space)) => {
+                        Some((space, w.id.to_bytes(), Some(heads_digest(w.heads))))
+                    }
+                }));
+        }
         self.tell_watchers(writes.iter().filter_map(|w| match w.index {
             Indexed::Opaque | Indexed::Pending => None,
             _ => Some(w.id),
@@ -870,6 +886,26 @@ impl Store {
             let (k, v) = e?;
             Ok((parse_id(&k[skip..])?, split_heads(&v)?))
         })
+    }
+
+    /// The reconciliation items of `space` (see [`ItemSet`]), what a
+    /// catch-up session starts from. A shared space's are read from
+    /// `by_space` the first time only, then kept in memory and updated by
+    /// every write, so that a session costs no scan; the snapshot returned
+    /// does not change with later writes.
+    pub fn sync_items(&self, space: SpaceId) -> Result<ItemSet> {
+        let read = || -> Result<ItemSet> {
+            let mut items = Vec::with_capacity(self.space_item_count(space).min(1 << 20));
+            for item in self.space_items(space) {
+                let (id, heads) = item?;
+                items.push(SyncItem::new(id.to_bytes(), &heads));
+            }
+            Ok(ItemSet::collect(items))
+        };
+        match space {
+            SpaceId::Private => read(),
+            SpaceId::Shared(id) => self.items.snapshot(id, read),
+        }
     }
 
     /// The heads of one document of `space`, if it is stored.
@@ -1097,6 +1133,8 @@ impl Store {
     /// transaction; its signed changes stay, set aside. The index entries
     /// removed are those of the view as stored.
     pub fn withdraw(&self, id: RecordId, space: SpaceId) -> Result<()> {
+        // Item sets change in commit order, like after a write.
+        let _commit = self.commit_lock();
         let stored = self.view(id)?;
         let previous = stored.as_ref();
         let trees = [
@@ -1131,6 +1169,9 @@ impl Store {
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
         txn_result(result)?;
+        if let SpaceId::Shared(space) = space {
+            self.items.note([(space, id.to_bytes(), None)]);
+        }
         self.tell_watchers(std::iter::once(id));
         Ok(())
     }
@@ -2009,5 +2050,195 @@ mod tests {
         assert!(matches!(err, StoreError::Missing { .. }), "{err}");
         reopen(dir.path(), true).expect("created when asked");
         reopen(dir.path(), false).expect("then it opens");
+    }
+
+    /// What [`Store::sync_items`] must equal: a fresh scan of `by_space`.
+    fn scanned_items(store: &Store, space: SpaceId) -> ItemSet {
+        ItemSet::collect(store.space_items(space).map(|item| {
+            let (id, heads) = item.expect("scan");
+            SyncItem::new(id.to_bytes(), &heads)
+        }))
+    }
+
+    /// A seeded random run of every kind of write that touches `by_space`
+    /// (creations, edits, batches with repeats, deferred writes, pending
+    /// changes, withdrawals, forgotten changes, reopening the store): the
+    /// item sets kept in memory equal a fresh scan at every step, and a
+    /// snapshot taken earlier never changes.
+    #[test]
+    fn kept_item_sets_equal_a_fresh_scan_after_every_kind_of_write() {
+        struct Rng(u64);
+        impl Rng {
+            fn next(&mut self) -> u64 {
+                self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = self.0;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^ (z >> 31)
+            }
+            fn below(&mut self, n: usize) -> usize {
+                (self.next() % n as u64) as usize
+            }
+        }
+        let change = |n: u64| {
+            let mut hash = vec![0u8; 32];
+            hash[..8].copy_from_slice(&n.to_be_bytes());
+            (
+                hash,
+                SignedChange {
+                    author: [(n % 3) as u8; 32],
+                    signature: [0; 64],
+                    change: n.to_be_bytes().to_vec(),
+                },
+            )
+        };
+        for seed in 0..4u64 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut store = Store::open(dir.path(), true, None).expect("open");
+            let mut rng = Rng(seed);
+            let spaces = [
+                SpaceId::Shared(RecordId::new(1, [1; 10])),
+                SpaceId::Shared(RecordId::new(2, [2; 10])),
+                SpaceId::Private,
+            ];
+            // Few creation times, so that many ids share one.
+            let ids: Vec<RecordId> = (0..300u64)
+                .map(|i| {
+                    RecordId::new(
+                        1_000 + i % 7,
+                        [(i % 251) as u8, (i / 251) as u8, 0, 0, 0, 0, 0, 0, 0, 0],
+                    )
+                })
+                .collect();
+            let space_of = |id: RecordId| spaces[id.to_bytes()[15] as usize % 3];
+            let mut held: Vec<(SpaceId, ItemSet, ItemSet)> = Vec::new();
+            let mut next_change = 0u64;
+            for step in 0..400 {
+                let what = rng.below(100);
+                if what < 35 {
+                    // Create or edit one record.
+                    let id = ids[rng.below(ids.len())];
+                    let heads: Vec<[u8; 32]> = (0..1 + rng.below(3))
+                        .map(|_| [rng.below(256) as u8; 32])
+                        .collect();
+                    next_change += 1;
+                    let changes = [change(next_change)];
+                    let mut v = view(1, Kind::Company, &[("name", text("Acme"))]);
+                    v.id = id;
+                    let index = if rng.below(2) == 0 {
+                        Indexed::Opaque
+                    } else {
+                        Indexed::Record {
+                            view: &v,
+                            previous: None,
+                        }
+                    };
+                    let w = RecordWrite {
+                        id,
+                        space: space_of(id),
+                        doc: b"doc",
+                        heads: &heads,
+                        changes: &changes,
+                        index,
+                    };
+                    if rng.below(2) == 0 {
+                        store.write(&w).expect("write");
+                    } else {
+                        store.write_deferred(&w).expect("write");
+                    }
+                } else if what < 45 {
+                    // A batch, sometimes naming a record twice.
+                    let heads: Vec<Vec<[u8; 32]>> = (0..1 + rng.below(40))
+                        .map(|_| vec![[rng.below(256) as u8; 32]])
+                        .collect();
+                    let mut batch_ids: Vec<RecordId> =
+                        heads.iter().map(|_| ids[rng.below(ids.len())]).collect();
+                    if batch_ids.len() > 1 {
+                        batch_ids[0] = batch_ids[batch_ids.len() - 1];
+                    }
+                    let writes: Vec<RecordWrite<'_>> = batch_ids
+                        .iter()
+                        .zip(&heads)
+                        .map(|(id, heads)| RecordWrite {
+                            id: *id,
+                            space: space_of(*id),
+                            doc: b"doc",
+                            heads,
+                            changes: &[],
+                            index: Indexed::Opaque,
+                        })
+                        .collect();
+                    store.write_batch(&writes).expect("batch");
+                } else if what < 55 {
+                    let id = ids[rng.below(ids.len())];
+                    next_change += 1;
+                    store
+                        .keep_pending(id, space_of(id), &[change(next_change)])
+                        .expect("pending");
+                } else if what < 70 {
+                    let id = ids[rng.below(ids.len())];
+                    store.withdraw(id, space_of(id)).expect("withdraw");
+                } else if what < 75 && next_change > 0 {
+                    let n = 1 + rng.next() % next_change;
+                    let id = ids[rng.below(ids.len())];
+                    store.forget_change(id, &change(n).0).expect("forget");
+                } else if what < 78 {
+                    drop(store);
+                    store = reopen(dir.path(), false).expect("reopen");
+                } else {
+                    // Keep a snapshot, to see that it never changes.
+                    let space = spaces[rng.below(2)];
+                    let set = store.sync_items(space).expect("items");
+                    held.push((space, set.clone(), scanned_items(&store, space)));
+                }
+                // Not every space every step: writes to a space not read
+                // yet, and reads of a space changed many times, both occur.
+                let space = spaces[rng.below(3)];
+                assert_eq!(
+                    store.sync_items(space).expect("items"),
+                    scanned_items(&store, space),
+                    "seed {seed}, step {step}, {space}"
+                );
+            }
+            for (space, set, then) in &held {
+                assert_eq!(set, then, "seed {seed}: a snapshot of {space} changed");
+            }
+        }
+    }
+
+    /// Large runs of writes between sessions: the kept changes are folded
+    /// into the array as they go (an import of thousands of records).
+    #[test]
+    fn kept_item_sets_follow_imports_larger_than_a_fold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), true, None).expect("open");
+        let space = SpaceId::Shared(RecordId::new(1, [1; 10]));
+        assert!(store.sync_items(space).expect("items").is_empty());
+        let ids: Vec<RecordId> = (0..5_000u64)
+            .map(|i| RecordId::new(5_000 - i, [(i % 256) as u8; 10]))
+            .collect();
+        let held = store.sync_items(space).expect("items");
+        for (round, chunk) in ids.chunks(700).enumerate() {
+            let heads = [[round as u8; 32]];
+            let writes: Vec<RecordWrite<'_>> = chunk
+                .iter()
+                .map(|id| RecordWrite {
+                    id: *id,
+                    space,
+                    doc: b"doc",
+                    heads: &heads,
+                    changes: &[],
+                    index: Indexed::Opaque,
+                })
+                .collect();
+            store.write_batch(&writes).expect("batch");
+            for id in chunk.iter().step_by(3) {
+                store.withdraw(*id, space).expect("withdraw");
+            }
+        }
+        assert!(held.is_empty());
+        let items = store.sync_items(space).expect("items");
+        assert_eq!(items, scanned_items(&store, space));
+        assert_eq!(items.len(), store.space_item_count(space));
     }
 }

@@ -52,13 +52,13 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use negentropy::{Id, Negentropy, NegentropyStorageVector};
+use negentropy::{Bound, Id, Item, Negentropy, NegentropyStorageBase};
 use rapport_model::{RecordId, SpaceId};
 use rapport_proto::MAX_CHANGE_BYTES;
+pub use rapport_proto::items::{ItemSet, SyncItem};
 use rapport_proto::wire::{
     Hash, MAX_ADDRESS_ENTRIES, RecordChanges, RecordHeads, SyncMessage, WireId,
 };
-use sha2::{Digest, Sha256};
 
 pub mod schedule;
 
@@ -146,8 +146,10 @@ const RECORD_OVERHEAD: usize = 32;
 
 /// What a session needs from the node's storage and rules.
 pub trait Replica {
-    /// Every document of `space` with its heads.
-    fn items(&self, space: SpaceId) -> Result<Vec<(RecordId, Vec<Hash>)>, String>;
+    /// The reconciliation item of every document of `space` (its id and a
+    /// digest of its heads). Called once per session, at its start: a
+    /// replica keeps the set ready rather than reading the space for it.
+    fn items(&self, space: SpaceId) -> Result<ItemSet, String>;
     /// The heads of one document, if this node has it.
     fn heads(&self, space: SpaceId, record: RecordId) -> Result<Option<Vec<Hash>>, String>;
     /// Encoded signed changes of `record` that a peer whose heads are
@@ -258,20 +260,11 @@ pub struct SessionStats {
     pub named_twice: usize,
 }
 
-/// The negentropy item of a document: creation time, then id and a digest
-/// of its sorted heads, so that any change to a document changes its item.
+/// The negentropy id of a document: its id and a digest of its sorted
+/// heads, so that any change to a document changes its item (see
+/// [`SyncItem`]; its negentropy timestamp is the id's creation time).
 pub fn item_id(record: RecordId, heads: &[Hash]) -> [u8; 32] {
-    let mut sorted = heads.to_vec();
-    sorted.sort();
-    let mut h = Sha256::new();
-    for head in &sorted {
-        h.update(head);
-    }
-    let digest = h.finalize();
-    let mut id = [0u8; 32];
-    id[..16].copy_from_slice(&record.to_bytes());
-    id[16..].copy_from_slice(&digest[..16]);
-    id
+    SyncItem::new(record.to_bytes(), heads).id()
 }
 
 fn wire_of(item: &[u8; 32]) -> WireId {
@@ -280,21 +273,53 @@ fn wire_of(item: &[u8; 32]) -> WireId {
     b
 }
 
-fn negentropy_for(
-    items: &[(RecordId, Vec<Hash>)],
-) -> Result<Negentropy<'static, NegentropyStorageVector>, SyncError> {
-    let neg_err = |e: negentropy::Error| SyncError::Protocol(format!("negentropy: {e}"));
-    let mut storage = NegentropyStorageVector::with_capacity(items.len());
-    for (record, heads) in items {
-        storage
-            .insert(
-                record.unix_ms(),
-                Id::from_byte_array(item_id(*record, heads)),
-            )
-            .map_err(neg_err)?;
+/// Negentropy's view of an [`ItemSet`]: the snapshot itself, shared, not
+/// a copy. Items are sorted by id, and an id starts with its creation
+/// time, so they are in negentropy's order (timestamp, then id).
+#[derive(Debug)]
+struct ItemStorage(ItemSet);
+
+impl ItemStorage {
+    fn item(item: &SyncItem) -> Item {
+        Item::with_timestamp_and_id(item.timestamp(), Id::from_byte_array(item.id()))
     }
-    storage.seal().map_err(neg_err)?;
-    Negentropy::owned(storage, NEGENTROPY_FRAME).map_err(neg_err)
+}
+
+impl NegentropyStorageBase for ItemStorage {
+    fn size(&self) -> Result<usize, negentropy::Error> {
+        Ok(self.0.len())
+    }
+
+    fn get_item(&self, i: usize) -> Result<Option<Item>, negentropy::Error> {
+        Ok(self.0.get(i).map(Self::item))
+    }
+
+    fn iterate(
+        &self,
+        begin: usize,
+        end: usize,
+        cb: &mut dyn FnMut(Item, usize) -> Result<bool, negentropy::Error>,
+    ) -> Result<(), negentropy::Error> {
+        let items = self.0.get(begin..end).ok_or(negentropy::Error::BadRange)?;
+        for (i, item) in items.iter().enumerate() {
+            if !cb(Self::item(item), begin + i)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn find_lower_bound(&self, first: usize, last: usize, value: &Bound) -> usize {
+        let items = self.0.get(first..last).unwrap_or_default();
+        first + items.partition_point(|item| Self::item(item) < value.item)
+    }
+}
+
+type Reconciler = Negentropy<'static, ItemStorage>;
+
+fn negentropy_for(items: ItemSet) -> Result<Reconciler, SyncError> {
+    Negentropy::owned(ItemStorage(items), NEGENTROPY_FRAME)
+        .map_err(|e| SyncError::Protocol(format!("negentropy: {e}")))
 }
 
 fn space_wire(space: SpaceId) -> Option<WireId> {
@@ -467,7 +492,7 @@ enum InitiatorState {
 /// send everything [`Initiator::poll_send`] yields.
 pub struct Initiator {
     space: SpaceId,
-    neg: Negentropy<'static, NegentropyStorageVector>,
+    neg: Reconciler,
     /// Records found to differ and not named yet (in this pass), in wire
     /// order.
     to_name: BTreeSet<WireId>,
@@ -511,7 +536,7 @@ impl Initiator {
         let wire = space_wire(space)
             .ok_or_else(|| SyncError::Protocol("the private space is never synced".into()))?;
         let items = replica.items(space).map_err(SyncError::Replica)?;
-        let mut neg = negentropy_for(&items)?;
+        let mut neg = negentropy_for(items)?;
         let first = neg
             .initiate()
             .map_err(|e| SyncError::Protocol(format!("negentropy: {e}")))?;
@@ -729,7 +754,7 @@ enum ResponderState {
 /// yields.
 pub struct Responder {
     space: SpaceId,
-    neg: Option<Negentropy<'static, NegentropyStorageVector>>,
+    neg: Option<Reconciler>,
     outbox: VecDeque<SyncMessage>,
     /// The records of the current exchange, in the order named (sorted).
     asked: Vec<WireId>,
@@ -823,7 +848,7 @@ impl Responder {
                     return Ok(());
                 }
                 let items = replica.items(space).map_err(SyncError::Replica)?;
-                self.neg = Some(negentropy_for(&items)?);
+                self.neg = Some(negentropy_for(items)?);
                 self.state = ResponderState::Reconciling;
                 // A member now: our addresses go first.
                 self.outbox.extend(addresses_for(replica, space)?);

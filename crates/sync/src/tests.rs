@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use sha2::{Digest, Sha256};
+
 use super::*;
 
 /// A replica whose documents are grow-only sets of opaque changes; a
@@ -17,12 +19,11 @@ struct Mem {
 }
 
 impl Replica for Mem {
-    fn items(&self, _: SpaceId) -> Result<Vec<(RecordId, Vec<Hash>)>, String> {
-        Ok(self
-            .docs
-            .iter()
-            .map(|(r, c)| (*r, c.iter().copied().collect()))
-            .collect())
+    fn items(&self, _: SpaceId) -> Result<ItemSet, String> {
+        Ok(ItemSet::collect(self.docs.iter().map(|(r, c)| {
+            let heads: Vec<Hash> = c.iter().copied().collect();
+            SyncItem::new(r.to_bytes(), &heads)
+        })))
     }
     fn heads(&self, _: SpaceId, r: RecordId) -> Result<Option<Vec<Hash>>, String> {
         Ok(self.docs.get(&r).map(|c| c.iter().copied().collect()))
@@ -287,12 +288,11 @@ fn change(record: u8, i: usize, len: usize) -> Vec<u8> {
 }
 
 impl Replica for Chain {
-    fn items(&self, _: SpaceId) -> Result<Vec<(RecordId, Vec<Hash>)>, String> {
-        Ok(self
-            .docs
-            .iter()
-            .map(|(r, c)| (*r, c.last().map(|l| digest(l)).into_iter().collect()))
-            .collect())
+    fn items(&self, _: SpaceId) -> Result<ItemSet, String> {
+        Ok(ItemSet::collect(self.docs.iter().map(|(r, c)| {
+            let heads: Vec<Hash> = c.last().map(|l| digest(l)).into_iter().collect();
+            SyncItem::new(r.to_bytes(), &heads)
+        })))
     }
     fn heads(&self, _: SpaceId, r: RecordId) -> Result<Option<Vec<Hash>>, String> {
         self.heads_calls.set(self.heads_calls.get() + 1);
@@ -1056,4 +1056,100 @@ fn ancestors_are_the_heads_of_earlier_states_by_doubling_steps() {
     let got = ancestors_by_doubling(&wide);
     assert_eq!(got.len(), MAX_ANCESTORS);
     assert_eq!(got[..3], [h(0), h(1), h(2)]);
+}
+
+/// The items as sessions built them before item sets were kept in memory:
+/// a sealed `NegentropyStorageVector` of (creation time, id and SHA-256
+/// of the sorted heads). Nodes of either kind must reconcile alike.
+fn vector_reconciler(
+    docs: &BTreeMap<RecordId, BTreeSet<Hash>>,
+) -> Negentropy<'static, negentropy::NegentropyStorageVector> {
+    let mut storage = negentropy::NegentropyStorageVector::new();
+    for (record, heads) in docs {
+        let mut h = Sha256::new();
+        for head in heads {
+            h.update(head);
+        }
+        let mut id = [0u8; 32];
+        id[..16].copy_from_slice(&record.to_bytes());
+        id[16..].copy_from_slice(&h.finalize()[..16]);
+        storage
+            .insert(record.unix_ms(), Id::from_byte_array(id))
+            .expect("insert");
+    }
+    storage.seal().expect("seal");
+    Negentropy::owned(storage, NEGENTROPY_FRAME).expect("negentropy")
+}
+
+#[test]
+fn item_sets_reconcile_exactly_like_the_sorted_vector_they_replace() {
+    for seed in 0..8u64 {
+        let mut rng = Rng(seed);
+        let mut a = replica(3_000 + seed as usize * 500, &mut rng);
+        // Many documents created in the same millisecond, and some far
+        // apart, so that ties in time are ordered by id.
+        for i in 0..200u64 {
+            let mut random = [0u8; 10];
+            random[..8].copy_from_slice(&rng.next().to_le_bytes());
+            let at = if i % 2 == 0 { 5_000 } else { rng.next() >> 20 };
+            a.docs
+                .insert(RecordId::new(at, random), [rng.hash()].into());
+        }
+        let mut b = a.clone();
+        let keys: Vec<RecordId> = a.docs.keys().copied().collect();
+        let mut expected = BTreeSet::new();
+        for _ in 0..(1 + rng.next() % 40) {
+            let r = keys[(rng.next() % keys.len() as u64) as usize];
+            b.docs.get_mut(&r).expect("doc").insert(rng.hash());
+            expected.insert(r.to_bytes());
+        }
+        b.docs
+            .insert(RecordId::new(1, [seed as u8; 10]), [rng.hash()].into());
+        expected.insert(RecordId::new(1, [seed as u8; 10]).to_bytes());
+
+        // The same first message, byte for byte.
+        let mut new_a = negentropy_for(a.items(space()).expect("items")).expect("neg");
+        let first = new_a.initiate().expect("initiate");
+        assert_eq!(
+            first,
+            vector_reconciler(&a.docs).initiate().expect("initiate"),
+            "seed {seed}"
+        );
+        // Either kind of initiator against either kind of responder finds
+        // exactly the records that differ.
+        for (new_initiator, new_responder) in [(true, true), (true, false), (false, true)] {
+            let mut responder_new = negentropy_for(b.items(space()).expect("items")).expect("neg");
+            let mut responder_old = vector_reconciler(&b.docs);
+            let mut initiator_new = negentropy_for(a.items(space()).expect("items")).expect("neg");
+            let mut initiator_old = vector_reconciler(&a.docs);
+            let mut msg = if new_initiator {
+                initiator_new.initiate()
+            } else {
+                initiator_old.initiate()
+            }
+            .expect("initiate");
+            let mut found = BTreeSet::new();
+            for _ in 0..MAX_ROUNDS {
+                let reply = if new_responder {
+                    responder_new.reconcile(&msg)
+                } else {
+                    responder_old.reconcile(&msg)
+                }
+                .expect("reconcile");
+                let (mut have, mut need) = (Vec::new(), Vec::new());
+                let next = if new_initiator {
+                    initiator_new.reconcile_with_ids(&reply, &mut have, &mut need)
+                } else {
+                    initiator_old.reconcile_with_ids(&reply, &mut have, &mut need)
+                }
+                .expect("reconcile");
+                found.extend(have.iter().chain(&need).map(|id| wire_of(id.as_bytes())));
+                match next {
+                    Some(next) => msg = next,
+                    None => break,
+                }
+            }
+            assert_eq!(found, expected, "seed {seed}");
+        }
+    }
 }
