@@ -757,8 +757,12 @@ impl Dag {
 }
 
 impl Replica for Dag {
-    fn items(&self, _: SpaceId) -> Result<Vec<(RecordId, Vec<Hash>)>, String> {
-        Ok(self.docs.keys().map(|r| (*r, self.doc_heads(*r))).collect())
+    fn items(&self, _: SpaceId) -> Result<ItemSet, String> {
+        Ok(ItemSet::collect(
+            self.docs
+                .keys()
+                .map(|r| SyncItem::new(r.to_bytes(), &self.doc_heads(*r))),
+        ))
     }
     fn heads(&self, _: SpaceId, r: RecordId) -> Result<Option<Vec<Hash>>, String> {
         Ok(self.docs.contains_key(&r).then(|| self.doc_heads(r)))
