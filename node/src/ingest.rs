@@ -45,8 +45,12 @@ pub type RecordChanges = (RecordId, Vec<Vec<u8>>);
 /// Most records judged together and written in one transaction.
 const RUN: usize = 512;
 
-/// A record's changes, verified, or why each of the others was refused.
-type Checked = (RecordId, Vec<Verified>, Vec<(Option<[u8; 32]>, String)>);
+/// A change refused before it is judged: its author, when its envelope
+/// parsed, and why.
+type Refusal = (Option<[u8; 32]>, String);
+
+/// A record's changes, verified, and the refusals among them.
+type Checked = (RecordId, Vec<Verified>, Vec<Refusal>);
 
 impl Repo {
     pub fn apply_remote(
@@ -648,7 +652,7 @@ fn origin_of(from: Option<&str>) -> Origin {
 
 /// Decodes and verifies each change; the refused ones come back with
 /// their author (when the envelope parsed) and the reason.
-fn verify_all(encoded: Vec<Vec<u8>>) -> (Vec<Verified>, Vec<(Option<[u8; 32]>, String)>) {
+fn verify_all(encoded: Vec<Vec<u8>>) -> (Vec<Verified>, Vec<Refusal>) {
     let mut verified = Vec::with_capacity(encoded.len());
     let mut refused = Vec::new();
     for bytes in encoded {
