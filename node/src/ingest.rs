@@ -482,8 +482,11 @@ impl Repo {
                 ..
             } => (saved, heads, shown),
         };
+        // Only what would be written under this space as it is: a record
+        // whose accepted part names another space keeps the write below.
         if let (Some(batch), Shown::Record(v), true, true) =
             (batch, &shown, started.is_empty(), ended.is_empty())
+            && v.space == space
         {
             batch.push(Built {
                 heads,
@@ -896,16 +899,28 @@ pub(crate) mod tests {
         message.push((ids[5], in_order(ids[5])));
         message.push((ids[0], in_order(ids[0])));
 
+        // One by one as before messages were batched: verify, bound,
+        // settle (which writes) and flush, record after record.
         let mut expected = ApplyReport::default();
+        let from = a.device_id().to_string();
         for (record, changes) in message.clone() {
-            let r = one_by_one
-                .apply_remote(sid, record, changes, a.device_id())
-                .expect("apply");
-            expected.applied += r.applied;
-            expected.duplicates += r.duplicates;
-            expected.rejected += r.rejected;
-            expected.pending += r.pending;
-            expected.held += r.held;
+            let (verified, refused) = verify_all(changes);
+            expected.rejected += refused.len();
+            let verified = one_by_one
+                .within_waiting_bounds(sid, record, verified, &from, &mut expected)
+                .expect("bounds");
+            let view = one_by_one.store().space_shared(space).expect("view");
+            one_by_one
+                .settle(
+                    space,
+                    record,
+                    view.as_deref(),
+                    verified,
+                    Some(&from),
+                    &mut expected,
+                )
+                .expect("settle");
+            one_by_one.store().flush().expect("flush");
         }
         let got = at_once
             .apply_remote_batch(sid, message, a.device_id())

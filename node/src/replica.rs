@@ -232,12 +232,13 @@ impl<'a> SyncReplica<'a> {
         let SpaceId::Shared(id) = space else {
             return Ok(0);
         };
+        let mut exempt = false;
         if record == id {
             // Membership always flows: while this node joins, and what the
             // space's admins write (additions, removals) must never wait
             // behind a burst of records. Anything else a member writes to
             // the space document is charged like records.
-            let exempt = match self.repo.store().space_shared(id).ok().flatten() {
+            exempt = match self.repo.store().space_shared(id).ok().flatten() {
                 None => true,
                 Some(view) => changes.iter().all(|bytes| {
                     SignedChange::decode(bytes).is_ok_and(|s| {
@@ -245,9 +246,6 @@ impl<'a> SyncReplica<'a> {
                     })
                 }),
             };
-            if exempt {
-                return Ok(0);
-            }
         }
         // Only what this node does not hold yet counts: a peer that
         // resends history it cannot know this node has costs nothing.
@@ -269,8 +267,11 @@ impl<'a> SyncReplica<'a> {
                     })
             })
             .collect();
-        if new.is_empty() {
-            return Ok(0);
+        let incoming: u64 = new.iter().map(|c| c.len() as u64).sum();
+        // Never refused, but stored before what follows in the message is
+        // charged: the bytes still count.
+        if new.is_empty() || exempt {
+            return Ok(incoming);
         }
         let per_minute = limiter.limits.changes_per_minute.unwrap_or(0);
         if let Err(wait) = limiter.take(self.peer, new.len(), Instant::now()) {
@@ -281,7 +282,6 @@ impl<'a> SyncReplica<'a> {
             ));
         }
         let used = self.repo.store().space_usage(space).unwrap_or(0) + unstored;
-        let incoming: u64 = new.iter().map(|c| c.len() as u64).sum();
         limiter.fits(used, incoming, new.len()).map_err(|quota| {
             format!(
                 "storage quota: this node keeps at most {} of space {space}, and holds {}; its admin can raise --quota",
