@@ -190,10 +190,22 @@ impl Repo {
     pub(crate) fn misses_dependencies(&self, verified: &[Verified]) -> Result<bool, NodeError> {
         let in_batch: HashSet<ChangeHash> = verified.iter().map(|(_, c)| c.hash()).collect();
         for (_, change) in verified {
-            for dep in change.deps() {
-                if !in_batch.contains(dep) && self.store().signed_change(&dep.0)?.is_none() {
-                    return Ok(true);
-                }
+            if self.misses_dependency(change, &in_batch)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether `change` names a dependency neither in `in_batch` nor stored.
+    fn misses_dependency(
+        &self,
+        change: &rapport_model::automerge::Change,
+        in_batch: &HashSet<ChangeHash>,
+    ) -> Result<bool, NodeError> {
+        for dep in change.deps() {
+            if !in_batch.contains(dep) && self.store().signed_change(&dep.0)?.is_none() {
+                return Ok(true);
             }
         }
         Ok(false)
@@ -218,14 +230,7 @@ impl Repo {
         // walk the stale entries once each.
         let mut expired = false;
         for v in verified {
-            let mut missing = false;
-            for dep in v.1.deps() {
-                if !in_batch.contains(dep) && self.store().signed_change(&dep.0)?.is_none() {
-                    missing = true;
-                    break;
-                }
-            }
-            if missing {
+            if self.misses_dependency(&v.1, &in_batch)? {
                 let earlier = will_wait.entry(v.0.author).or_default();
                 let mut over = self.waiting_bound(space, record, &v.0.author, *earlier)?;
                 if over.is_some()

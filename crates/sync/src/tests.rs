@@ -433,17 +433,7 @@ fn heads_equal_to_the_responders_own_are_refused_as_not_differing() {
         .collect();
     let mut b = Chain::with(docs.iter().cloned());
     let mut r = opened(&mut b);
-    let same = |range: std::ops::Range<usize>| {
-        SyncMessage::Heads(
-            docs[range]
-                .iter()
-                .map(|(id, doc)| RecordHeads {
-                    record: id.to_bytes(),
-                    heads: vec![digest(&doc[0])],
-                })
-                .collect(),
-        )
-    };
+    let same = |range: std::ops::Range<usize>| first_heads(&docs[range]);
     r.handle(same(0..MAX_UNCHANGED_PER_SESSION), &mut b)
         .expect("well-formed");
     let answer = drain(|| r.poll_send(&b));
@@ -1005,17 +995,7 @@ fn records_named_again_count_against_the_unchanged_cap() {
         .collect();
     let mut b = Chain::with(docs.iter().cloned());
     let mut r = opened(&mut b);
-    let same = |range: std::ops::Range<usize>| {
-        SyncMessage::Heads(
-            docs[range]
-                .iter()
-                .map(|(id, doc)| RecordHeads {
-                    record: id.to_bytes(),
-                    heads: vec![digest(&doc[0])],
-                })
-                .collect(),
-        )
-    };
+    let same = |range: std::ops::Range<usize>| first_heads(&docs[range]);
     r.handle(same(0..200), &mut b).expect("well-formed");
     drain(|| r.poll_send(&b));
     r.handle(same(0..MAX_UNCHANGED_PER_SESSION - 200), &mut b)
@@ -1156,4 +1136,17 @@ fn item_sets_reconcile_exactly_like_the_sorted_vector_they_replace() {
             assert_eq!(found, expected, "seed {seed}");
         }
     }
+}
+
+/// A `Heads` message naming each of `docs` with its first change as head:
+/// what the responder holds of single-change documents.
+fn first_heads(docs: &[(RecordId, Vec<Vec<u8>>)]) -> SyncMessage {
+    SyncMessage::Heads(
+        docs.iter()
+            .map(|(id, doc)| RecordHeads {
+                record: id.to_bytes(),
+                heads: vec![digest(&doc[0])],
+            })
+            .collect(),
+    )
 }
