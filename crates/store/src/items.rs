@@ -6,7 +6,9 @@
 //! O(N) for every session, however small the difference. Instead, the
 //! first session of a space in this process reads them once, and every
 //! write of `by_space` after that updates them here: a session takes a
-//! snapshot ([`ItemSet`], shared, never copied) without touching sled.
+//! snapshot ([`ItemSet`], shared, never copied) without touching sled. A
+//! space that has no document when this process first writes to it (one
+//! created or joined here) is kept from that write on, and never read.
 //!
 //! Per space, a sorted array (32 bytes per document) and the changes made
 //! since it was built, by id. A snapshot folds the changes into a new
@@ -107,9 +109,26 @@ impl ItemCache {
         Some(items.clone())
     }
 
-    /// Whether any space's items are kept (else writes have nothing to do).
+    /// Whether no space's items are kept.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.spaces().is_empty()
+    }
+
+    /// Whether `space`'s items are kept (or being read).
+    pub(crate) fn holds(&self, space: RecordId) -> bool {
+        self.spaces().contains_key(&space)
+    }
+
+    /// Starts keeping the items of a space that has no document yet (one
+    /// created, or joined, in this process), so that it never needs a
+    /// read: every write to it is noted from the first. The caller knows
+    /// it is empty and holds the commit lock.
+    pub(crate) fn track_empty(&self, space: RecordId) {
+        self.spaces().entry(space).or_insert_with(|| Slot::Ready {
+            items: ItemSet::default(),
+            changes: Changes::new(),
+        });
     }
 
     /// Documents written or withdrawn, in commit order: (space, document,

@@ -518,6 +518,33 @@ impl Store {
         }
     }
 
+    /// The shared spaces `writes` add documents to that hold none yet and
+    /// whose items are not kept: a space created or joined in this
+    /// process. Their items are kept from this write on (see
+    /// [`Store::sync_items`]), so that they never need a read. Called under
+    /// the commit lock, which every writer of `by_space` holds, so that the
+    /// answer stays true until the write.
+    fn spaces_without_items(&self, writes: &[RecordWrite<'_>]) -> Vec<RecordId> {
+        let mut spaces: Vec<RecordId> = writes
+            .iter()
+            .filter_map(|w| match (w.index, w.space) {
+                (Indexed::Pending, _) | (_, SpaceId::Private) => None,
+                (_, SpaceId::Shared(space)) => Some(space),
+            })
+            .collect();
+        spaces.sort_unstable();
+        spaces.dedup();
+        spaces.retain(|space| {
+            !self.items.holds(*space)
+                && self
+                    .by_space
+                    .scan_prefix(format!("{space}\0"))
+                    .next()
+                    .is_none()
+        });
+        spaces
+    }
+
     /// Journal entries for the changes of `writes` that are not stored yet.
     fn new_change_entries(&self, writes: &[RecordWrite<'_>]) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
@@ -695,6 +722,7 @@ impl Store {
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let _commit = self.commit_lock();
+        let new_spaces = self.spaces_without_items(writes);
         let entries = self.new_change_entries(writes)?;
         let appended = self.journal_append(&entries)?;
         if sync_first && appended.is_some() {
@@ -836,15 +864,16 @@ impl Store {
             }
         }
         // Still under the commit lock: item sets change in commit order.
-        if !self.items.is_empty() {
-            self.items
-                .note(writes.iter().filter_map(|w| match (w.index, w.space) {
-                    (Indexed::Pending, _) | (_, SpaceId::Private) => None,
-                    (_, SpaceId::Shared(space)) => {
-                        Some((space, w.id.to_bytes(), Some(heads_digest(w.heads))))
-                    }
-                }));
+        for space in new_spaces {
+            self.items.track_empty(space);
         }
+        self.items
+            .note(writes.iter().filter_map(|w| match (w.index, w.space) {
+                (Indexed::Pending, _) | (_, SpaceId::Private) => None,
+                (_, SpaceId::Shared(space)) => {
+                    Some((space, w.id.to_bytes(), Some(heads_digest(w.heads))))
+                }
+            }));
         self.tell_watchers(writes.iter().filter_map(|w| match w.index {
             Indexed::Opaque | Indexed::Pending => None,
             _ => Some(w.id),
@@ -890,9 +919,10 @@ impl Store {
 
     /// The reconciliation items of `space` (see [`ItemSet`]), what a
     /// catch-up session starts from. A shared space's are read from
-    /// `by_space` the first time only, then kept in memory and updated by
-    /// every write, so that a session costs no scan; the snapshot returned
-    /// does not change with later writes.
+    /// `by_space` the first time only (or never, for a space that had no
+    /// document when this process first wrote to it), then kept in memory
+    /// and updated by every write, so that a session costs no scan; the
+    /// snapshot returned does not change with later writes.
     pub fn sync_items(&self, space: SpaceId) -> Result<ItemSet> {
         let read = || -> Result<ItemSet> {
             let mut items = Vec::with_capacity(self.space_item_count(space).min(1 << 20));
@@ -2204,6 +2234,49 @@ mod tests {
                 assert_eq!(set, then, "seed {seed}: a snapshot of {space} changed");
             }
         }
+    }
+
+    /// A space created or joined in this process is kept from its first
+    /// write, without a read; after a restart it is read once.
+    #[test]
+    fn a_new_space_is_kept_from_its_first_write_and_read_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let space = SpaceId::Shared(RecordId::new(1, [1; 10]));
+        let SpaceId::Shared(space_id) = space else {
+            unreachable!()
+        };
+        let write = |store: &Store, n: u64| {
+            store
+                .write(&RecordWrite {
+                    id: RecordId::new(n, [n as u8; 10]),
+                    space,
+                    doc: b"doc",
+                    heads: &[[n as u8; 32]],
+                    changes: &[],
+                    index: Indexed::Opaque,
+                })
+                .expect("write")
+        };
+        let store = Store::open(dir.path(), true, None).expect("open");
+        write(&store, 2);
+        assert!(store.items.holds(space_id), "not kept from the first write");
+        write(&store, 3);
+        assert_eq!(
+            store.sync_items(space).expect("items"),
+            scanned_items(&store, space)
+        );
+        drop(store);
+        let store = reopen(dir.path(), false).expect("reopen");
+        write(&store, 4);
+        assert!(
+            !store.items.holds(space_id),
+            "a space with documents kept unread"
+        );
+        assert_eq!(
+            store.sync_items(space).expect("items"),
+            scanned_items(&store, space)
+        );
+        assert_eq!(store.sync_items(space).expect("items").len(), 3);
     }
 
     /// Large runs of writes between sessions: the kept changes are folded
