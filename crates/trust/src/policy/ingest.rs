@@ -115,6 +115,8 @@ pub struct Settled {
     had_heads: bool,
     /// Whether every change of `doc` is accepted.
     complete: bool,
+    /// The record as `doc` shows it, read when it was checked.
+    shown: Option<RecordView>,
     /// A space document's members as judged.
     space_view: Option<SpaceView>,
 }
@@ -201,7 +203,7 @@ pub fn plan(input: Ingest<'_>) -> Plan {
         .chain(incoming.into_iter().map(|v| (v, true)))
     {
         let hash = v.1.hash();
-        if doc.get_change_by_hash(&hash).is_some()
+        if doc.get_change_meta_by_hash(&hash).is_some()
             || fresh.iter().any(|((_, c), _)| c.hash() == hash)
         {
             decisions.push(decide(v, new, Fate::Duplicate));
@@ -227,18 +229,23 @@ pub fn plan(input: Ingest<'_>) -> Plan {
     // refusing each one that breaks it, so that one bad change never
     // blocks the others, now or later.
     let valid = |d: &mut AutoCommit| valid(d, space, record, is_space_record);
+    // The record as the document last applied shows it, read while
+    // checking it: stored as is when every change is accepted.
+    let mut shown = None;
     let batch: Vec<Change> = fresh.iter().map(|((_, c), _)| c.clone()).collect();
     // A change applied alone may release others of the batch that
     // Automerge queued waiting for it: they may come out too.
     let offered: HashSet<ChangeHash> = batch.iter().map(Change::hash).collect();
-    if let Ok(whole) = try_apply(&doc, &batch, &offered, &valid) {
+    if let Ok((whole, view)) = try_apply(&doc, &batch, &offered, &valid) {
         doc = whole;
+        shown = view;
     } else {
         let mut good = Vec::new();
         for ((signed, change), new) in fresh {
             match try_apply(&doc, std::slice::from_ref(&change), &offered, &valid) {
-                Ok(trial) => {
+                Ok((trial, view)) => {
                     doc = trial;
+                    shown = view;
                     good.push(((signed, change), new));
                 }
                 Err(reason) => decisions.push(decide((signed, change), new, Fate::Refused(reason))),
@@ -288,7 +295,7 @@ pub fn plan(input: Ingest<'_>) -> Plan {
     for ((signed, change), new) in fresh {
         let hash = change.hash();
         let verdict = match &verdicts {
-            _ if doc.get_change_by_hash(&hash).is_none() => Verdict::Waiting,
+            _ if doc.get_change_meta_by_hash(&hash).is_none() => Verdict::Waiting,
             None => Verdict::Accepted,
             Some(map) => map.get(&hash.0).cloned().unwrap_or(Verdict::Waiting),
         };
@@ -307,6 +314,7 @@ pub fn plan(input: Ingest<'_>) -> Plan {
             changed: sorted != before,
             had_heads: !before.is_empty(),
             complete: sorted == all,
+            shown,
             heads,
             space_view,
         }),
@@ -336,6 +344,8 @@ impl Settled {
                 Some(v) => Shown::Space(v),
                 None => return Ok(Document::Pending { withdraw: false }),
             }
+        } else if let (true, Some(v)) = (self.complete, self.shown) {
+            Shown::Record(v)
         } else {
             match RecordView::read(&mut doc, self.record, None) {
                 Ok(v) => Shown::Record(v),
@@ -351,28 +361,29 @@ impl Settled {
     }
 }
 
-/// Whether `d` is a valid document of `record` in `space`.
+/// Whether `d` is a valid document of `record` in `space`; a record's
+/// document comes with the view read to check it.
 fn valid(
     d: &mut AutoCommit,
     space: SpaceId,
     record: RecordId,
     is_space_record: bool,
-) -> Result<(), String> {
+) -> Result<Option<RecordView>, String> {
     if d.get_heads().is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     if space_of(d).ok() != Some(space) {
         return Err("the document does not belong to this space".into());
     }
     if is_space_record {
         return if is_space_doc(d) {
-            Ok(())
+            Ok(None)
         } else {
             Err("not a space document".into())
         };
     }
     RecordView::read(d, record, None)
-        .map(|_| ())
+        .map(Some)
         .map_err(|e| format!("not a valid record: {e}"))
 }
 
@@ -388,8 +399,8 @@ fn try_apply(
     doc: &AutoCommit,
     changes: &[Change],
     offered: &HashSet<ChangeHash>,
-    valid: &dyn Fn(&mut AutoCommit) -> Result<(), String>,
-) -> Result<AutoCommit, String> {
+    valid: &dyn Fn(&mut AutoCommit) -> Result<Option<RecordView>, String>,
+) -> Result<(AutoCommit, Option<RecordView>), String> {
     let attempt = || {
         let mut trial = doc.clone();
         let before = trial.get_heads();
@@ -408,8 +419,8 @@ fn try_apply(
                 hex(&other.hash().0)
             ));
         }
-        valid(&mut trial)?;
-        Ok(trial)
+        let view = valid(&mut trial)?;
+        Ok((trial, view))
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt))
         .unwrap_or_else(|_| Err("the change breaks Automerge (it panicked)".into()))
