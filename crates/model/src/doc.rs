@@ -862,6 +862,53 @@ mod tests {
         assert_eq!(again.expect("edit"), None);
     }
 
+    /// A document built in one batch holds what a put per key builds, and
+    /// its change comes back out of a document it is applied to as it was
+    /// signed (what a receiving node checks).
+    #[test]
+    fn a_new_document_is_the_one_a_put_per_key_builds() {
+        let fields = [
+            ("type".to_string(), text("call")),
+            ("subject".to_string(), text("Call Ada")),
+            ("when".to_string(), text("2026-11-30T09:00:00Z")),
+            ("done".to_string(), FieldValue::Flag(false)),
+            ("about".to_string(), list(&["first", "second"])),
+        ];
+        let mut batch =
+            create(actor(1), Kind::Activity, SpaceId::Private, &fields, t(100)).expect("create");
+        let mut by_key = AutoCommit::new().with_actor(actor(1));
+        by_key.put(ROOT, "rapport", LAYOUT_VERSION).expect("put");
+        by_key.put(ROOT, "kind", "activity").expect("put");
+        by_key.put(ROOT, "space", "private").expect("put");
+        by_key.put(ROOT, "deleted", false).expect("put");
+        let map = by_key
+            .put_object(ROOT, "fields", ObjType::Map)
+            .expect("map");
+        for def in Kind::Activity.fields().iter().filter(|d| d.ty.is_list()) {
+            by_key
+                .put_object(&map, def.name, ObjType::List)
+                .expect("list");
+        }
+        for (name, value) in &fields {
+            put_field(&mut by_key, &map, Kind::Activity, name, value).expect("field");
+        }
+        by_key.commit_with(options("create activity".into(), t(100)));
+        assert_eq!(batch.hydrate(&ROOT, None), by_key.hydrate(&ROOT, None));
+        assert_eq!(
+            RecordView::read(&mut batch, id(), None).expect("read"),
+            RecordView::read(&mut by_key, id(), None).expect("read")
+        );
+
+        let change = batch.get_last_local_change().expect("change");
+        assert_eq!(batch.get_heads(), vec![change.hash()]);
+        let mut received = AutoCommit::new();
+        received.apply_changes([change.clone()]).expect("apply");
+        let out = received.get_changes(&[]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].raw_bytes(), change.raw_bytes());
+        assert_eq!(latest_time(&mut received, None), 100);
+    }
+
     #[test]
     fn first_tags_added_on_two_devices_merge() {
         let mut a = create(

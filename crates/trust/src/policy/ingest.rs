@@ -345,6 +345,11 @@ impl Settled {
                 None => return Ok(Document::Pending { withdraw: false }),
             }
         } else if let (true, Some(v)) = (self.complete, self.shown) {
+            debug_assert_eq!(
+                RecordView::read(&mut doc, self.record, None).ok().as_ref(),
+                Some(&v),
+                "the view kept from the check is the stored document's"
+            );
             Shown::Record(v)
         } else {
             match RecordView::read(&mut doc, self.record, None) {
