@@ -33,7 +33,7 @@ use automerge::{
 use jiff::Timestamp;
 
 use crate::id::RecordId;
-use crate::schema::{FieldType, Kind, stage_probability};
+use crate::schema::{FieldDef, FieldType, Kind, stage_probability};
 use crate::space::{SpaceId, space_of};
 use crate::value::{FieldValue, format_instant};
 
@@ -245,27 +245,17 @@ fn fields_obj(doc: &AutoCommit) -> Result<ObjId, DocError> {
 
 /// A field's value as it goes into a new document (see [`put_field`]).
 fn hydrate_field(kind: Kind, name: &str, value: &FieldValue) -> Result<hydrate::Value, DocError> {
-    let def = kind
-        .field(name)
-        .ok_or_else(|| DocError::UnknownField(name.to_string(), kind))?;
+    let def = field_def(kind, name)?;
     Ok(match value {
         FieldValue::List(items) => items
             .iter()
             .map(|i| hydrate::Value::from(i.as_str()))
             .collect::<Vec<_>>()
             .into(),
-        FieldValue::Text(s) if def.ty == FieldType::DateTime => {
-            ScalarValue::Timestamp(parse_instant(s)?.as_millisecond()).into()
-        }
-        FieldValue::Text(s) => s.as_str().into(),
+        FieldValue::Text(s) => text_scalar(def, s)?.into(),
         FieldValue::Int(i) => (*i).into(),
         FieldValue::Flag(b) => ScalarValue::Boolean(*b).into(),
     })
-}
-
-fn parse_instant(s: &str) -> Result<Timestamp, DocError> {
-    s.parse()
-        .map_err(|_| DocError::NotARecord("instant is not RFC 3339"))
 }
 
 fn put_field(
@@ -275,20 +265,30 @@ fn put_field(
     name: &str,
     value: &FieldValue,
 ) -> Result<(), DocError> {
-    let def = kind
-        .field(name)
-        .ok_or_else(|| DocError::UnknownField(name.to_string(), kind))?;
+    let def = field_def(kind, name)?;
     match value {
         FieldValue::List(items) => put_list(doc, map, name, items),
-        FieldValue::Text(s) if def.ty == FieldType::DateTime => {
-            let t = parse_instant(s)?;
-            doc.put(map, name, ScalarValue::Timestamp(t.as_millisecond()))?;
-            Ok(())
-        }
-        FieldValue::Text(s) => Ok(doc.put(map, name, s.as_str())?),
+        FieldValue::Text(s) => Ok(doc.put(map, name, text_scalar(def, s)?)?),
         FieldValue::Int(i) => Ok(doc.put(map, name, *i)?),
         FieldValue::Flag(b) => Ok(doc.put(map, name, *b)?),
     }
+}
+
+fn field_def(kind: Kind, name: &str) -> Result<&'static FieldDef, DocError> {
+    kind.field(name)
+        .ok_or_else(|| DocError::UnknownField(name.to_string(), kind))
+}
+
+/// How a text value is held: an instant as a timestamp, so that it sorts
+/// and compares as time; anything else as a string.
+fn text_scalar(def: &FieldDef, s: &str) -> Result<ScalarValue, DocError> {
+    if def.ty != FieldType::DateTime {
+        return Ok(ScalarValue::Str(s.into()));
+    }
+    let t: Timestamp = s
+        .parse()
+        .map_err(|_| DocError::NotARecord("instant is not RFC 3339"))?;
+    Ok(ScalarValue::Timestamp(t.as_millisecond()))
 }
 
 /// Makes the list at `name` hold `items`, deleting and appending only what
