@@ -40,6 +40,10 @@ pub enum View {
     Export {
         out: Option<PathBuf>,
     },
+    ExportCsv {
+        kind: Option<Kind>,
+        out: Option<PathBuf>,
+    },
     SpaceCreated,
     Joined,
 }
@@ -97,6 +101,7 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
         | Command::Open { .. }
         | Command::Bench(_)
         | Command::Repair { .. }
+        | Command::Import(_)
         | Command::Relay(crate::RelayCmd::Run(_)) => return Ok(None),
         Command::Restore { reference } if crate::recovery::is_backup(Path::new(reference)) => {
             return Ok(None);
@@ -252,11 +257,23 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
                     "--format automerge writes one file per record: give a directory with --out DIR"
                 );
             }
-            let request = match format {
-                ExportFormat::Json => Request::Export { kind },
-                ExportFormat::Automerge => Request::ExportDocuments { kind },
-            };
-            plan(request, View::Export { out: out.clone() })
+            match format {
+                ExportFormat::Json => {
+                    plan(Request::Export { kind }, View::Export { out: out.clone() })
+                }
+                // Every kind: references are written as titles.
+                ExportFormat::Csv => plan(
+                    Request::Export { kind: None },
+                    View::ExportCsv {
+                        kind,
+                        out: out.clone(),
+                    },
+                ),
+                ExportFormat::Automerge => plan(
+                    Request::ExportDocuments { kind },
+                    View::Export { out: out.clone() },
+                ),
+            }
         }
         Command::Fields { kind } => plan(
             Request::Fields {
@@ -369,7 +386,7 @@ pub(crate) fn print_json(out: &mut String, v: &serde_json::Value) -> Result<()> 
     Ok(())
 }
 
-fn to_json<T: serde::Serialize>(out: &mut String, v: &T) -> Result<()> {
+pub fn to_json<T: serde::Serialize>(out: &mut String, v: &T) -> Result<()> {
     print_json(out, &serde_json::to_value(v)?)
 }
 
@@ -448,6 +465,9 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
             Ok(())
         }
         Reply::Export { records } => {
+            if let View::ExportCsv { kind, out: dir } = &view {
+                return crate::import::export_csv(out, &records, *kind, dir.as_deref(), json);
+            }
             let View::Export { out: dir, .. } = view else {
                 return print_json(out, &records_json(&records));
             };
@@ -565,6 +585,12 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
             crate::integrations::render(out, &reply);
             Ok(())
         }
+        // `rapport import` drives these itself (crate::import).
+        reply @ (Reply::ImportBegun(_)
+        | Reply::ImportRows { .. }
+        | Reply::Import(_)
+        | Reply::Imports { .. }
+        | Reply::ImportUndone(_)) => to_json(out, &reply),
     }
 }
 

@@ -18,6 +18,7 @@ mod client;
 mod commands;
 mod daemon;
 mod discovery;
+mod import;
 mod integrations;
 mod membership;
 mod output;
@@ -166,7 +167,11 @@ pub enum Command {
     Audit { space: String },
     /// Deals by stage: count, total and weighted total per currency.
     Pipeline,
-    /// Export records as JSON, or as Automerge documents any Automerge implementation reads.
+    /// Bring records in from a CSV file (Excel, Outlook, Google Contacts, HubSpot,
+    /// Salesforce, ...), matched to those you have; `import list`, `import undo ID`.
+    Import(import::ImportArgs),
+    /// Export records as JSON, CSV (one kind per file, imports back), or as Automerge
+    /// documents any Automerge implementation reads.
     Export {
         /// Only this kind.
         kind: Option<String>,
@@ -371,6 +376,7 @@ pub enum SpaceCmd {
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ExportFormat {
     Json,
+    Csv,
     Automerge,
 }
 
@@ -485,6 +491,7 @@ fn local(cli: Cli, dir: &std::path::Path, out: &mut String) -> anyhow::Result<()
             recovery::restore(out, dir, std::path::Path::new(&reference), json)
         }
         Command::Bench(cmd) => bench::run_command(cmd, out, json),
+        Command::Import(args) => import::run(args, dir, json, out),
         other => anyhow::bail!("`{other:?}` is not a local command"),
     }
 }

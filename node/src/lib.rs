@@ -10,6 +10,7 @@ pub mod api;
 pub mod datadir;
 pub mod demo;
 pub mod env;
+pub mod import;
 pub mod ingest;
 pub mod integrations;
 pub mod limits;

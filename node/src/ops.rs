@@ -19,6 +19,7 @@ use std::sync::Arc;
 use rapport_model::{Kind, RecordId, RecordView, Role, SpaceId, SpaceView};
 use serde::{Deserialize, Serialize};
 
+use crate::import::{Begun, ImportRow, ImportSpec, ImportSummary, RowOutcome, UndoReport};
 use crate::integrations::{Delivery, Integrations, StoredToken, Webhook};
 use crate::live::{EventType, Live};
 use crate::net::{NetError, NetStatus, Node};
@@ -189,6 +190,23 @@ pub enum Request {
         #[serde(default)]
         id: Option<String>,
     },
+    /// Begins an import session (`import`): rows follow in batches.
+    ImportBegin(ImportSpec),
+    /// Matches, checks and writes (unless a dry run) one batch of rows.
+    ImportRows {
+        id: String,
+        rows: Vec<ImportRow>,
+    },
+    /// Ends an import session.
+    ImportEnd {
+        id: String,
+    },
+    /// The imports made on this device, newest first.
+    Imports,
+    /// Deletes what an import created and restores what it updated.
+    ImportUndo {
+        id: String,
+    },
 }
 
 /// Which records of a kind, in what order, and which page.
@@ -265,6 +283,15 @@ pub enum Reply {
     Deliveries {
         deliveries: Vec<Delivery>,
     },
+    ImportBegun(Begun),
+    ImportRows {
+        outcomes: Vec<RowOutcome>,
+    },
+    Import(ImportSummary),
+    Imports {
+        imports: Vec<ImportSummary>,
+    },
+    ImportUndone(UndoReport),
 }
 
 /// An API token as users see it: never its secret, except in the reply
@@ -722,6 +749,7 @@ impl Request {
                 | Request::TokenList
                 | Request::WebhookList
                 | Request::WebhookLog { .. }
+                | Request::Imports
         )
     }
 
@@ -887,6 +915,36 @@ impl Ops {
                 let v = repo.create(kind, space, &fields)?;
                 self.record_reply(v, false)
             }
+            Request::ImportBegin(spec) => {
+                let space = match &spec.space {
+                    Some(s) => repo.resolve_space(s)?,
+                    None => caller.space.unwrap_or(SpaceId::Private),
+                };
+                if caller.space.is_some_and(|s| s != space) {
+                    return Err(outside_scope());
+                }
+                Ok(Reply::ImportBegun(repo.import_begin(spec, space)?))
+            }
+            Request::ImportRows { id, rows } => {
+                if rows.len() > 4 * crate::import::BATCH_ROWS {
+                    return Err(OpError::new(
+                        ErrorCode::Invalid,
+                        format!(
+                            "{} rows in one request; send at most {}",
+                            rows.len(),
+                            4 * crate::import::BATCH_ROWS
+                        ),
+                    ));
+                }
+                Ok(Reply::ImportRows {
+                    outcomes: repo.import_rows(&id, rows)?,
+                })
+            }
+            Request::ImportEnd { id } => Ok(Reply::Import(repo.import_end(&id)?)),
+            Request::Imports => Ok(Reply::Imports {
+                imports: repo.imports()?,
+            }),
+            Request::ImportUndo { id } => Ok(Reply::ImportUndone(repo.import_undo(&id)?)),
             Request::Edit { record, set, unset } => {
                 let before = self.visible(caller, &record)?;
                 if set.is_empty() && unset.is_empty() {

@@ -51,6 +51,8 @@ pub struct Repo {
     peers: Mutex<()>,
     observer: Mutex<Option<Observer>>,
     env: Arc<dyn Environment>,
+    /// Open import sessions (`import`).
+    imports: crate::import::Sessions,
 }
 
 impl std::fmt::Debug for Repo {
@@ -199,6 +201,7 @@ impl Repo {
             peers: Mutex::new(()),
             observer: Mutex::new(None),
             env,
+            imports: Default::default(),
         })
     }
 
@@ -236,6 +239,10 @@ impl Repo {
             ));
         }
         Ok(())
+    }
+
+    pub(crate) fn import_sessions(&self) -> &crate::import::Sessions {
+        &self.imports
     }
 
     pub fn dir(&self) -> &Path {
@@ -586,7 +593,7 @@ impl Repo {
         Ok(views.remove(0))
     }
 
-    /// Creates several records in one durable batch (imports, demo data):
+    /// Creates several records in one durable batch (demo data, benches):
     /// all are stored or, on any invalid input, none. Inputs are parsed on
     /// this thread (references resolve in its scope); the documents are
     /// built and signed on every core, then written in one transaction and
@@ -597,6 +604,24 @@ impl Repo {
         space: SpaceId,
         rows: &[Vec<Input>],
     ) -> Result<Vec<RecordView>, NodeError> {
+        self.check_space_writable(space)?;
+        let ctx = self.context();
+        let mut prepared = Vec::with_capacity(rows.len());
+        let ids = self.new_record_ids(rows.len())?;
+        for (inputs, id) in rows.iter().zip(ids) {
+            let fields = self.prepare(kind, space, inputs, &ctx)?;
+            prepared.push(NewRecord {
+                id,
+                kind,
+                space,
+                fields: fields.into_iter().collect(),
+            });
+        }
+        self.write_records(prepared, Vec::new())
+    }
+
+    /// Whether this device may write new records into `space`.
+    pub(crate) fn check_space_writable(&self, space: SpaceId) -> Result<(), NodeError> {
         self.check_authoring()?;
         if let SpaceId::Shared(id) = space {
             if self.store.space(id)?.is_none() {
@@ -604,43 +629,69 @@ impl Repo {
             }
             self.check_may_write(id)?;
         }
-        let ctx = self.context();
-        let now_ms = ctx.now.as_millisecond().max(0) as u64;
-        let mut prepared = Vec::with_capacity(rows.len());
-        for (n, inputs) in rows.iter().enumerate() {
-            let fields = self.prepare(kind, space, inputs, &ctx)?;
-            let fields: Vec<(String, FieldValue)> = fields.into_iter().collect();
-            // Rows of one batch get ids a millisecond apart: they sort in
-            // the order given. The id is bound to this device's key (see
-            // `new_record_id`); its two random bytes may repeat one of
-            // this device's ids, which is checked.
-            let id = loop {
-                let id = rapport_model::space::new_record_id(
-                    &self.key.device_id().0,
-                    now_ms + n as u64,
-                    self.random()?,
-                );
-                if self.store.doc(id)?.is_none() && self.store.change_hashes(id)?.is_empty() {
-                    break id;
-                }
-            };
-            prepared.push((id, fields));
+        Ok(())
+    }
+
+    /// `n` ids for new records of this device, in the order given.
+    pub(crate) fn new_record_ids(&self, n: usize) -> Result<Vec<RecordId>, NodeError> {
+        let mut last_ms = 0;
+        (0..n).map(|_| self.next_record_id(&mut last_ms)).collect()
+    }
+
+    /// An id for a new record of this device, at least a millisecond after
+    /// `last_ms` (updated), so that ids made in a row sort in that order
+    /// and never repeat each other. The id is bound to this device's key
+    /// (see `new_record_id`); its two random bytes may repeat one of this
+    /// device's stored ids, which is checked.
+    pub(crate) fn next_record_id(&self, last_ms: &mut u64) -> Result<RecordId, NodeError> {
+        let now_ms = self.now().as_millisecond().max(0) as u64;
+        loop {
+            let ms = now_ms.max(*last_ms + 1);
+            *last_ms = ms;
+            let id =
+                rapport_model::space::new_record_id(&self.key.device_id().0, ms, self.random()?);
+            if self.store.doc(id)?.is_none() && self.store.change_hashes(id)?.is_empty() {
+                return Ok(id);
+            }
         }
+    }
+
+    /// Writes new records (checked by the caller with
+    /// [`Repo::check_space_writable`] and [`Repo::prepare`]) and edits of
+    /// existing ones in one transaction and one flush: all or none. The
+    /// documents are built and signed on every core. Returns the new
+    /// records' views, then the edited ones'.
+    pub(crate) fn write_records(
+        &self,
+        new: Vec<NewRecord>,
+        edits: Vec<(RecordView, Vec<Edit>)>,
+    ) -> Result<Vec<RecordView>, NodeError> {
+        let ctx = self.context();
         let via = via();
-        let built = crate::parallel::map(prepared, |(id, fields)| {
+        let mut built = crate::parallel::map(new, |r| {
             let mut doc = doc::create_via(
                 self.key.device_id().actor_id(),
-                kind,
-                space,
-                &fields,
+                r.kind,
+                r.space,
+                &r.fields,
                 ctx.now,
                 via.as_deref(),
             )?;
-            self.signed(&mut doc, id, None)
+            self.signed(&mut doc, r.id, None)
         })
         .into_iter()
         .collect::<Result<Vec<Built>, NodeError>>()?;
         let _guard = self.write_guard();
+        for (old, changes) in edits {
+            let mut doc = self.load_doc(old.id)?;
+            if doc::edit_via(&mut doc, &changes, ctx.now, via.as_deref())?.is_none() {
+                continue;
+            }
+            built.push(self.finish(&mut doc, old.id, Some(old))?);
+        }
+        if built.is_empty() {
+            return Ok(Vec::new());
+        }
         self.store
             .write_batch(&built.iter().map(Built::write).collect::<Vec<_>>())?;
         for b in &built {
@@ -843,7 +894,7 @@ impl Repo {
     // ----- input -----------------------------------------------------------
 
     /// Parses every input and adds defaults; checks the cross-field rules.
-    fn prepare(
+    pub(crate) fn prepare(
         &self,
         kind: Kind,
         space: SpaceId,
@@ -925,7 +976,7 @@ impl Repo {
     /// Parses one value; references are resolved to ids of live records of
     /// the kinds the field allows. A record in a shared space may refer only
     /// to records of that space (its other members could not see the rest).
-    fn parse_input(
+    pub(crate) fn parse_input(
         &self,
         def: &FieldDef,
         raw: &str,
@@ -975,6 +1026,15 @@ pub(crate) fn member_label(user: &str, org: &str, device_short: &str) -> String 
     } else {
         format!("{user} ({org})")
     }
+}
+
+/// A new record's id and checked fields, ready to be built.
+#[derive(Debug)]
+pub(crate) struct NewRecord {
+    pub(crate) id: RecordId,
+    pub(crate) kind: Kind,
+    pub(crate) space: SpaceId,
+    pub(crate) fields: Vec<(String, FieldValue)>,
 }
 
 /// A record ready to be written.

@@ -1,0 +1,323 @@
+//! `rapport import` and `rapport export --format csv`, driven as a user
+//! would, on files in the layouts other software writes
+//! (tests/fixtures/import/README.md says where each comes from), on
+//! hostile files, and across a crash and an undo.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::Node;
+use serde_json::Value;
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/import")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn people(n: &Node) -> Vec<Value> {
+    n.json(&["list", "person"])
+        .as_array()
+        .expect("array")
+        .clone()
+}
+
+fn by_name<'a>(list: &'a [Value], name: &str) -> &'a Value {
+    list.iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {list:?}"))
+}
+
+fn copy_to(n: &Node, name: &str) -> PathBuf {
+    let dir = n.dir.parent().expect("parent").to_path_buf();
+    let to = dir.join(name);
+    std::fs::copy(fixture(name), &to).expect("copy fixture");
+    to
+}
+
+#[test]
+fn an_outlook_export_in_windows_1252_imports_with_its_errors_set_aside() {
+    let n = Node::new();
+    n.ok(&["init", "--name", "Dana"]);
+    let file = copy_to(&n, "outlook.csv");
+    let file = file.to_str().expect("path");
+    let report = n.json(&["import", file]);
+    assert_eq!(report["encoding"], "windows1252");
+    assert_eq!(report["counts"]["create"], 3, "{report}");
+    assert_eq!(report["counts"]["error"], 1, "{report}");
+    assert_eq!(report["counts"]["companies"], 2, "{report}");
+    let unmapped: Vec<&str> = report["unmapped"]
+        .as_array()
+        .expect("unmapped")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(unmapped.contains(&"Notes") && unmapped.contains(&"E-mail Type"));
+    let list = people(&n);
+    assert_eq!(list.len(), 3);
+    let jose = by_name(&list, "José Müller");
+    assert_eq!(jose["title"], "Einkäufer");
+    assert_eq!(
+        jose["emails"],
+        serde_json::json!(["jose.mueller@mueller-soehne.de", "jose@example.org"])
+    );
+    assert_eq!(
+        jose["phones"],
+        serde_json::json!(["+49 89 1234567", "+49 171 2345678"])
+    );
+    assert_eq!(jose["tags"], serde_json::json!(["Kunde", "VIP"]));
+    let show = n.ok(&["show", "José Müller"]);
+    assert!(show.contains("Müller & Söhne GmbH"), "{show}");
+    // The company got the domain of José's work address.
+    let company = n.json(&["show", "Müller & Söhne GmbH"]);
+    assert_eq!(company["domain"], "mueller-soehne.de", "{company}");
+    // The bad row, as it was, with the reason, ready to fix and import.
+    let errors = n.dir.parent().expect("dir").join("outlook.errors.csv");
+    let text = std::fs::read_to_string(&errors).expect("error file");
+    assert!(
+        text.contains("bad@") && text.contains("Rapport error"),
+        "{text}"
+    );
+    assert!(text.contains("E-mail Address: invalid emails"), "{text}");
+}
+
+#[test]
+fn google_and_hubspot_exports_match_the_same_person_by_email() {
+    let n = Node::new();
+    n.ok(&["init"]);
+    let google = copy_to(&n, "google.csv");
+    let out = n.ok(&["import", google.to_str().expect("path")]);
+    assert!(out.contains("3 created"), "{out}");
+    let list = people(&n);
+    let grace = by_name(&list, "Grace Hopper");
+    assert_eq!(
+        grace["emails"],
+        serde_json::json!(["grace@navy.example.mil", "ghopper@yale.example.edu"])
+    );
+    assert_eq!(grace["title"], "Rear Admiral");
+    by_name(&list, "Alan Turing");
+    by_name(&list, "李 小龙");
+
+    // HubSpot's file has Grace again, in capitals: she is updated, not doubled.
+    let hubspot = copy_to(&n, "hubspot.csv");
+    let dry = n.json(&["import", hubspot.to_str().expect("path"), "--dry-run"]);
+    assert_eq!(dry["counts"]["create"], 2, "{dry}");
+    assert_eq!(dry["counts"]["update"], 1, "{dry}");
+    assert_eq!(people(&n).len(), 3, "a dry run writes nothing");
+    let rows = dry["rows"].as_array().expect("rows");
+    let update = rows
+        .iter()
+        .find(|r| r["action"] == "update")
+        .expect("update");
+    assert_eq!(update["number"], 3);
+    assert_eq!(update["fields"], serde_json::json!(["title"]));
+
+    let done = n.json(&["import", hubspot.to_str().expect("path")]);
+    assert_eq!(done["counts"]["update"], 1, "{done}");
+    let list = people(&n);
+    assert_eq!(list.len(), 5);
+    assert_eq!(by_name(&list, "Grace Hopper")["title"], "Commodore");
+    let katherine = n.json(&["show", "Katherine Johnson"]);
+    let dorothy = n.json(&["show", "Dorothy Vaughan"]);
+    assert_eq!(katherine["company"], dorothy["company"], "one NASA Langley");
+
+    // Undo puts Grace's title back and deletes what HubSpot's file created.
+    let id = done["id"].as_str().expect("id").to_string();
+    let listed = n.json(&["import", "list"]);
+    assert_eq!(listed[0]["id"], id.as_str());
+    let undo = n.json(&["import", "undo", &id]);
+    assert_eq!(undo["deleted"], 3, "{undo}");
+    let list = people(&n);
+    assert_eq!(list.len(), 3);
+    assert_eq!(by_name(&list, "Grace Hopper")["title"], "Rear Admiral");
+    let again = n.fails(&["import", "undo", &id]);
+    assert!(again.contains("undone already"), "{again}");
+}
+
+#[test]
+fn a_semicolon_file_reads_decimal_commas_and_reports_what_it_cannot_read() {
+    let n = Node::new();
+    n.ok(&["init"]);
+    n.ok(&["company", "add", "Müller & Söhne GmbH"]);
+    let file = copy_to(&n, "excel-de-deals.csv");
+    let report = n.json(&["import", file.to_str().expect("path"), "--kind", "deal"]);
+    assert_eq!(report["delimiter"], ";");
+    assert_eq!(report["locale"]["decimal_comma"], true);
+    assert_eq!(report["counts"]["create"], 2, "{report}");
+    assert_eq!(report["counts"]["error"], 2, "{report}");
+    let deals = n.json(&["list", "deal"]);
+    let deals = deals.as_array().expect("deals");
+    let rollout = deals
+        .iter()
+        .find(|d| d["title"] == "Rollout Werk Süd")
+        .expect("rollout");
+    assert_eq!(rollout["amount"], "1234.56");
+    assert_eq!(rollout["close"], "2026-12-31");
+    let rows = report["rows"].as_array().expect("rows");
+    let reasons: Vec<String> = rows
+        .iter()
+        .filter(|r| r["action"] == "error")
+        .map(|r| r["problems"][0].to_string())
+        .collect();
+    assert!(
+        reasons[0].contains("Amount") && reasons[0].contains("1234.56"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("Stage") && reasons[1].contains("träumen"),
+        "{reasons:?}"
+    );
+    // Read with decimal points instead, the third row imports.
+    let fixed = n.json(&[
+        "import",
+        file.to_str().expect("path"),
+        "--kind",
+        "deal",
+        "--decimal",
+        "point",
+        "--dry-run",
+    ]);
+    assert!(fixed["counts"]["error"].as_u64() >= Some(1), "{fixed}");
+}
+
+#[test]
+fn files_that_are_no_table_are_refused_whole_and_nothing_is_written() {
+    let n = Node::new();
+    n.ok(&["init"]);
+    let dir = n.dir.parent().expect("dir").to_path_buf();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "binary.csv",
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR".to_vec(),
+            "binary",
+        ),
+        (
+            "truncated.csv",
+            b"Name,Email,Note\nAda,ada@x.org,\"starts here\nand is cut".to_vec(),
+            "truncated",
+        ),
+        (
+            "long.csv",
+            {
+                let mut v = b"Name,Email\n".to_vec();
+                v.extend(std::iter::repeat_n(b'x', 50 << 20));
+                v
+            },
+            "MiB long",
+        ),
+        ("empty.csv", Vec::new(), "empty"),
+        (
+            "noheader.csv",
+            b"Ada Lovelace,ada@x.org\nBob,bob@x.org\n".to_vec(),
+            "no column gives the name",
+        ),
+    ];
+    for (name, bytes, says) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("write");
+        let err = n.fails(&["import", path.to_str().expect("path")]);
+        assert!(err.contains(says), "{name}: {err}");
+    }
+    let err = n.fails(&["import", &fixture("google.csv"), "--map", "Nope=name"]);
+    assert!(err.contains("no column `Nope`"), "{err}");
+    assert!(people(&n).is_empty());
+    assert!(
+        n.json(&["import", "list"])
+            .as_array()
+            .expect("list")
+            .is_empty()
+    );
+}
+
+#[test]
+fn csv_export_imports_back_without_a_map_and_changes_nothing() {
+    let n = Node::new();
+    n.ok(&["init"]);
+    let google = copy_to(&n, "google.csv");
+    n.ok(&["import", google.to_str().expect("path")]);
+    let out = n.dir.parent().expect("dir").join("export");
+    n.ok(&[
+        "export",
+        "--format",
+        "csv",
+        "--out",
+        out.to_str().expect("path"),
+    ]);
+    let bytes = std::fs::read(out.join("person.csv")).expect("person.csv");
+    assert!(bytes.starts_with(b"\xEF\xBB\xBF"), "a BOM for spreadsheets");
+    let text = String::from_utf8(bytes).expect("utf-8");
+    assert!(
+        text.contains("id,name,emails,phones,title,company,owner,tags"),
+        "{text}"
+    );
+    assert!(text.contains("US Navy"), "references by title: {text}");
+    let again = n.json(&["import", out.join("person.csv").to_str().expect("path")]);
+    assert_eq!(again["counts"]["unchanged"], 3, "{again}");
+    assert!(again["unmapped"].as_array().expect("unmapped").is_empty());
+    // Into an empty node, the same records.
+    let m = Node::new();
+    m.ok(&["init"]);
+    let companies = n.ok(&["export", "company", "--format", "csv"]);
+    let cfile = out.join("companies-stdout.csv");
+    std::fs::write(&cfile, companies).expect("write");
+    m.ok(&["import", cfile.to_str().expect("path"), "--kind", "company"]);
+    m.ok(&["import", out.join("person.csv").to_str().expect("path")]);
+    let strip = |v: Vec<Value>| {
+        let mut rows: Vec<(String, Value, Value)> = v
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].to_string(),
+                    p["emails"].clone(),
+                    p["title"].clone(),
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    };
+    assert_eq!(strip(people(&m)), strip(people(&n)));
+}
+
+#[test]
+fn an_import_killed_midway_resumes_without_doubling_anything() {
+    let n = Node::new();
+    n.ok(&["init"]);
+    let dir = n.dir.parent().expect("dir").to_path_buf();
+    let path = dir.join("many.csv");
+    // Names only: nothing to match by, so only the import log prevents doubles.
+    let mut text = String::from("Name,Title\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("Person {i},Role {}\n", i % 7));
+    }
+    std::fs::write(&path, &text).expect("write");
+    let mut child = n
+        .cmd()
+        .args(["import", path.to_str().expect("path")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Kill once the first batches are in (or whenever it is done).
+    common::eventually(std::time::Duration::from_secs(60), || {
+        std::fs::read_dir(n.dir.join("imports"))
+            .map(|d| {
+                d.flatten().any(|e| {
+                    std::fs::read_to_string(e.path())
+                        .map(|t| t.matches("\"batch\"").count() >= 2)
+                        .unwrap_or(false)
+                })
+            })
+            .unwrap_or(false)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = n.ok(&["import", path.to_str().expect("path")]);
+    assert_eq!(n.json(&["status"])["records"], 20_000, "{out}");
+    let list = n.json(&["import", "list"]);
+    assert_eq!(list.as_array().expect("list").len(), 1, "{list}");
+    assert_eq!(list[0]["counts"]["create"], 20_000, "{list}");
+}
