@@ -321,3 +321,121 @@ fn an_import_killed_midway_resumes_without_doubling_anything() {
     assert_eq!(list.as_array().expect("list").len(), 1, "{list}");
     assert_eq!(list[0]["counts"]["create"], 20_000, "{list}");
 }
+
+fn ticket(from: &Node, space: &str) -> String {
+    from.json(&["space", "invite", space])["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_string()
+}
+
+fn live_people_in(n: &Node) -> usize {
+    n.json(&["list", "person"]).as_array().map_or(0, Vec::len)
+}
+
+/// An import into a shared space reaches its members; its undo is signed
+/// changes that reach them too; and a member importing the same list
+/// again, once synced, matches every row instead of doubling it.
+#[test]
+fn an_import_and_its_undo_reach_the_other_members() {
+    const SPACE: &str = "Partners";
+    let wait = std::time::Duration::from_secs(30);
+    let (a, b) = (Node::new(), Node::new());
+    let _na = a.start(&[]);
+    let _nb = b.start(&[]);
+    a.ok(&["space", "create", SPACE]);
+    b.ok(&["space", "join", &ticket(&a, SPACE)]);
+    let hubspot = copy_to(&a, "hubspot.csv");
+    let hubspot = hubspot.to_str().expect("path");
+    let done = a.json(&["import", hubspot, "--space", SPACE]);
+    assert_eq!(done["counts"]["create"], 3, "{done}");
+    assert!(
+        common::eventually(wait, || live_people_in(&b) == 3),
+        "B did not get the imported people"
+    );
+    let nasa = b.json(&["show", "Katherine Johnson"]);
+    assert!(nasa["company"].is_string(), "{nasa}");
+
+    // B imports the same file: every row matches what A made.
+    let again = b.json(&["import", hubspot, "--space", SPACE]);
+    assert_eq!(again["counts"]["create"], 0, "{again}");
+    assert_eq!(again["counts"]["unchanged"], 3, "{again}");
+
+    let id = done["id"].as_str().expect("id");
+    a.ok(&["import", "undo", id]);
+    assert!(
+        common::eventually(wait, || live_people_in(&b) == 0),
+        "B still lists the people A's undo deleted"
+    );
+}
+
+fn third_party(name: &str) -> String {
+    fixture(&format!("third-party/{name}"))
+}
+
+/// Real exports other projects keep as test data (see
+/// tests/fixtures/import/README.md): each reads with its encoding, maps
+/// its columns, and imports its good rows; placeholder text where a phone
+/// number belongs is an error of its row, with the file left whole.
+#[test]
+fn real_exports_from_outlook_google_and_thunderbird_import() {
+    let n = Node::new();
+    n.ok(&["init"]);
+    let errors = n.dir.parent().expect("dir").join("errors.csv");
+    let errors = errors.to_str().expect("path");
+    let run = |name: &str| n.json(&["import", &third_party(name), "--errors", errors]);
+
+    // Outlook 2013, German, Windows-1252, rows shorter than the header.
+    let de = run("outlook2013-de_windows1252_tine20.csv");
+    assert_eq!(de["encoding"], "windows1252");
+    assert_eq!(de["counts"]["create"], 2, "{de}");
+    let weiss = n.json(&["show", "Cornelius Weiß"]);
+    assert_eq!(weiss["title"], "Softwareengineering");
+    assert_eq!(weiss["emails"], serde_json::json!(["c.weiss@unittest.de"]));
+
+    // Outlook, English: a Notes cell with newlines (left out), phones joined.
+    let en = run("outlook-en_multiline-notes_horde-data.csv");
+    assert_eq!(en["counts"]["create"], 1, "{en}");
+    let john = n.json(&["show", "John Smith"]);
+    assert_eq!(
+        john["phones"],
+        serde_json::json!(["(123) 555-2222", "(123) 555-3333"])
+    );
+    // An Outlook row with no name at all is an error of that row.
+    let quotes = run("outlook-en_embedded-quotes_horde-data.csv");
+    assert_eq!(quotes["counts"]["error"], 1, "{quotes}");
+
+    // Google CSV: five contacts, some with only a phone.
+    let google = run("google-csv-legacy_tine20.csv");
+    assert_eq!(google["counts"]["create"], 5, "{google}");
+    let axel = n.json(&["show", "axel"]);
+    assert_eq!(axel["emails"], serde_json::json!(["abc@here.de"]));
+
+    // Google CSV in UTF-16LE: read (its columns map); the developer's
+    // placeholder "pager" in a phone column is refused, with the row kept
+    // in the error file.
+    let utf16 = run("google-csv-legacy_utf16le_roundcube.csv");
+    assert_eq!(utf16["encoding"], "utf16-le");
+    assert_eq!(utf16["counts"]["error"], 1, "{utf16}");
+    let mapped: Vec<&str> = utf16["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter_map(|c| c["column"].as_str())
+        .collect();
+    assert!(mapped.contains(&"E-mail 1 - Value"), "{mapped:?}");
+    let kept = std::fs::read_to_string(errors).expect("errors");
+    assert!(kept.contains("invalid phones `pager`"), "{kept}");
+
+    // Thunderbird: trailing empty column; placeholder phones again.
+    let tb = run("thunderbird-csv_roundcube.csv");
+    assert_eq!(tb["counts"]["error"], 1, "{tb}");
+    assert!(
+        tb["columns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .any(|c| c["column"] == "Primary Email" && c["field"] == "emails")
+    );
+    assert_eq!(people(&n).len(), 8);
+}
