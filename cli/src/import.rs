@@ -284,7 +284,7 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
             bail!("unexpected answer to a batch of rows");
         };
         for o in got {
-            counts_add(&mut counts, o.action);
+            counts.add(o.action);
             let row = cells.remove(&o.number).unwrap_or_default();
             if o.action == Action::Error {
                 failed.push((o.clone(), row));
@@ -426,16 +426,6 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
         outln!(out, "Undo it with: rapport import undo {}", begun.id);
     }
     Ok(())
-}
-
-fn counts_add(c: &mut Counts, action: Action) {
-    match action {
-        Action::Create => c.create += 1,
-        Action::Update => c.update += 1,
-        Action::Unchanged => c.unchanged += 1,
-        Action::Skip => c.skip += 1,
-        Action::Error => c.error += 1,
-    }
 }
 
 fn describe(o: &RowOutcome) -> String {

@@ -225,6 +225,13 @@ pub enum BenchCmd {
         #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
         records: Vec<usize>,
     },
+    /// `rapport import` of an Outlook-style CSV of N people at N/10 companies into an empty
+    /// node, the same file again, a dry run, a CSV export and the undo: seconds, rows/s, RSS.
+    Import {
+        /// Sizes to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        records: Vec<usize>,
+    },
     /// One relay process serving N nodes that come and go: convergence time, relay RSS, CPU, bytes.
     Relay {
         /// Nodes sharing the space.

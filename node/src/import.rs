@@ -141,7 +141,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, action: Action) {
+    pub fn add(&mut self, action: Action) {
         match action {
             Action::Create => self.create += 1,
             Action::Update => self.update += 1,
@@ -1184,20 +1184,16 @@ mod tests {
             .collect()
     }
 
+    fn person(repo: &Repo, name: &str, email: &str, title: &str) -> RecordView {
+        let fields = input(&[("name", name), ("emails", email), ("title", title)]);
+        repo.create(Kind::Person, SpaceId::Private, &fields)
+            .expect("create")
+    }
+
     #[test]
     fn upsert_writes_only_what_differs_and_blank_cells_erase_nothing() {
         let (_tmp, repo) = repo();
-        let ada = repo
-            .create(
-                Kind::Person,
-                SpaceId::Private,
-                &input(&[
-                    ("name", "Ada"),
-                    ("emails", "ada@ae.org"),
-                    ("title", "Countess"),
-                ]),
-            )
-            .expect("ada");
+        let ada = person(&repo, "Ada", "ada@ae.org", "Countess");
         let (_, out) = run(
             &repo,
             spec(Kind::Person, "1"),
@@ -1238,28 +1234,8 @@ mod tests {
     #[test]
     fn undo_deletes_what_was_created_and_restores_what_was_updated_unless_changed_since() {
         let (_tmp, repo) = repo();
-        let ada = repo
-            .create(
-                Kind::Person,
-                SpaceId::Private,
-                &input(&[
-                    ("name", "Ada"),
-                    ("emails", "ada@ae.org"),
-                    ("title", "Countess"),
-                ]),
-            )
-            .expect("ada");
-        let grace = repo
-            .create(
-                Kind::Person,
-                SpaceId::Private,
-                &input(&[
-                    ("name", "Grace"),
-                    ("emails", "grace@navy.mil"),
-                    ("title", "Captain"),
-                ]),
-            )
-            .expect("grace");
+        let ada = person(&repo, "Ada", "ada@ae.org", "Countess");
+        let grace = person(&repo, "Grace", "grace@navy.mil", "Captain");
         let (id, _) = run(
             &repo,
             spec(Kind::Person, "2"),

@@ -15,6 +15,7 @@ use rapport_node::repo::Input;
 use rapport_node::{OpenMode, Repo};
 use serde_json::json;
 
+pub mod import;
 pub mod relay;
 pub mod search;
 pub mod serve;
@@ -26,6 +27,7 @@ pub fn run_command(cmd: crate::BenchCmd, out: &mut String, json: bool) -> Result
     match cmd {
         BenchCmd::Store { records, dir } => run(out, records, dir.as_deref(), json),
         BenchCmd::Search { records } => search::run(out, &records, json),
+        BenchCmd::Import { records } => import::run(out, &records, json),
         BenchCmd::Relay { nodes, changes } => relay::run(out, nodes, changes, json),
         BenchCmd::Serve { peers, writes } => serve::run(out, peers, writes, json),
         BenchCmd::Sync {

@@ -12,9 +12,11 @@
 
 use std::io::{self, Read};
 
-/// The longest line taken (a field with newlines counts per line): a
-/// table row is rarely over a few KiB; a 50 MB line is not a table.
-pub const MAX_LINE: usize = 1 << 20;
+/// The longest row taken (with the newlines inside its quoted cells): a
+/// contact's row is rarely over a few KiB; a 50 MB line is not a table.
+/// It also keeps every record an import writes far under the size limit
+/// of one signed change.
+pub const MAX_ROW: usize = 256 << 10;
 
 /// How the bytes of a file encode its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,10 +52,10 @@ pub enum FileError {
     #[error("the file is binary (a {what} at byte {at}), not a text table; export it as CSV first")]
     Binary { what: &'static str, at: u64 },
     #[error(
-        "line {line} is over {} MiB long: this is not a table a spreadsheet writes",
-        MAX_LINE >> 20
+        "the row on line {line} is over {} KiB long: this is not a table a spreadsheet writes",
+        MAX_ROW >> 10
     )]
-    LineTooLong { line: u64 },
+    RowTooLong { line: u64 },
     #[error(
         "the file ends inside a quoted field opened on line {line}: it looks truncated; export it again"
     )]
@@ -334,7 +336,9 @@ fn windows_1252(b: u8) -> char {
 struct Scan {
     at: u64,
     lines: u64,
-    line_len: usize,
+    /// Bytes of the row being read, and the line it started on.
+    row_len: usize,
+    row_line: u64,
     quoted: bool,
     quote_opened_on: u64,
     header_text: bool,
@@ -355,7 +359,10 @@ impl Scan {
             match b {
                 b'\n' => {
                     self.lines += 1;
-                    self.line_len = 0;
+                    if !self.quoted {
+                        self.row_len = 0;
+                        self.row_line = self.lines;
+                    }
                     // The header is the first line that names something.
                     if !self.quoted && self.header_text {
                         self.header_done = true;
@@ -399,10 +406,10 @@ impl Scan {
                     self.header_text = true;
                 }
             }
-            self.line_len += 1;
-            if self.line_len > MAX_LINE {
-                return Err(FileError::LineTooLong {
-                    line: self.lines + 1,
+            self.row_len += 1;
+            if self.row_len > MAX_ROW {
+                return Err(FileError::RowTooLong {
+                    line: self.row_line + 1,
                 });
             }
         }
@@ -431,7 +438,7 @@ impl Scan {
         if !self.header_text {
             return Err(FileError::NoHeader);
         }
-        if self.line_len > 0 {
+        if self.row_len > 0 {
             self.lines += 1;
         }
         Ok(!self.not_utf8 && self.utf8_carry.is_empty())
@@ -510,10 +517,18 @@ mod tests {
             inspect(&b"Name,Note\nAda,\"cut off here\n"[..]),
             Err(FileError::Truncated { line: 2 })
         ));
-        let long = vec![b'x'; MAX_LINE + 10];
+        let long = vec![b'x'; MAX_ROW + 10];
         assert!(matches!(
             inspect(&long[..]),
-            Err(FileError::LineTooLong { line: 1 })
+            Err(FileError::RowTooLong { line: 1 })
+        ));
+        // Many short lines inside one quoted cell are one long row.
+        let mut cell = b"Name,Note\nAda,\"".to_vec();
+        cell.extend(b"a line of notes\n".repeat(MAX_ROW / 10));
+        cell.extend(b"\"\n");
+        assert!(matches!(
+            inspect(&cell[..]),
+            Err(FileError::RowTooLong { line: 2 })
         ));
         assert!(matches!(inspect(&b"\n\n"[..]), Err(FileError::NoHeader)));
     }
