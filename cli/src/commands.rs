@@ -303,11 +303,19 @@ impl Executor {
         }
     }
 
-    pub fn run(&mut self, request: Request) -> Result<Reply> {
-        if self.local.is_none()
-            && let Some(answer) = crate::client::op(&self.dir, &request)?
-        {
-            return answer.map_err(explain);
+    /// [`Executor::run`] for `rapport_node::import::file`: the node's
+    /// refusal kept as it is, failing to reach the node as transport.
+    pub fn run_op(
+        &mut self,
+        request: Request,
+    ) -> Result<Reply, rapport_node::import::file::FileImportError> {
+        use rapport_node::import::file::FileImportError;
+        if self.local.is_none() {
+            match crate::client::op(&self.dir, &request) {
+                Ok(Some(answer)) => return answer.map_err(FileImportError::Op),
+                Ok(None) => {}
+                Err(e) => return Err(FileImportError::Transport(format!("{e:#}"))),
+            }
         }
         if self.local.is_none() {
             let mode = if self.create {
@@ -315,14 +323,23 @@ impl Executor {
             } else {
                 OpenMode::Existing
             };
-            let repo = Repo::open(&self.dir, mode).map_err(|e| explain(e.into()))?;
+            let repo = Repo::open(&self.dir, mode).map_err(|e| FileImportError::Op(e.into()))?;
             self.local = Some(Ops::local(std::sync::Arc::new(repo)));
         }
         let ops = self
             .local
             .as_ref()
-            .context("the data directory is not open")?;
-        ops.execute(&Caller::user(), request).map_err(explain)
+            .ok_or_else(|| FileImportError::Transport("the data directory is not open".into()))?;
+        ops.execute(&Caller::user(), request)
+            .map_err(FileImportError::Op)
+    }
+
+    pub fn run(&mut self, request: Request) -> Result<Reply> {
+        use rapport_node::import::file::FileImportError;
+        self.run_op(request).map_err(|e| match e {
+            FileImportError::Op(op) => explain(op),
+            other => anyhow::Error::msg(other.to_string()),
+        })
     }
 }
 

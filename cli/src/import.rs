@@ -1,29 +1,25 @@
 //! `rapport import` and `rapport export --format csv`: files in and out.
 //!
-//! The file is read here (encoding, delimiter, columns: `rapport-exchange`)
-//! and its rows go to the node in batches of `import::BATCH_ROWS`, each an
+//! The file is read here (`rapport_node::import::file`: encoding,
+//! delimiter, columns) and its rows go to the node in batches, each an
 //! operation (`ImportRows`) that the node matches, checks and stores
 //! durably; so an import runs the same on the running node and on the
 //! data directory, and a crash loses at most the batch in flight.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use rapport_exchange::{Columns, CsvWriter, DayOrder, Locale, Table, text};
-use rapport_model::{Kind, RecordId, RecordView};
-use rapport_node::import::{
-    Action, BATCH_ROWS, Counts, ImportRow, ImportSpec, ImportSummary, Mode, RowOutcome,
-};
+use rapport_exchange::{DayOrder, records_csv, write_rejected};
+use rapport_model::{Kind, RecordView};
+use rapport_node::import::file::{FileImportError, FileOptions, FilePlan};
+use rapport_node::import::{Action, ImportSummary, Mode, RowOutcome};
 use rapport_node::ops::{Reply, Request};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use crate::commands::{Executor, print_json, to_json};
+use crate::commands::{Executor, explain, print_json, to_json};
 use crate::output::{local_time, table};
 
 /// Bring records in from a file, list past imports, or undo one.
@@ -177,38 +173,7 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
              Export the contacts as CSV (Outlook, Google Contacts and Apple Contacts can) and import that"
         );
     }
-    let open = || File::open(file).with_context(|| format!("cannot open {}", file.display()));
-    let mut hasher = Hashing {
-        inner: BufReader::new(open()?),
-        hash: Sha256::new(),
-    };
-    let found = text::inspect(&mut hasher).with_context(|| format!("{}", file.display()))?;
-    let digest = rapport_proto::hex(&hasher.hash.finalize());
-    let mut locale = Locale::for_delimiter(found.delimiter);
-    if let Some(d) = a.decimal {
-        locale.decimal_comma = matches!(d, DecimalArg::Comma);
-    }
-    locale.slash_dates = a.dates.map(|d| match d {
-        DatesArg::Dmy => DayOrder::Dmy,
-        DatesArg::Mdy => DayOrder::Mdy,
-    });
-    let table = Table::open(BufReader::new(open()?), &found)
-        .with_context(|| format!("{}", file.display()))?;
-    let headers = table.headers().to_vec();
-    let columns = Columns::guess(kind, &headers, &a.map)?;
-    let mapped = columns.mapped();
-    let unmapped = columns.unmapped();
-    let delimiter = match found.delimiter {
-        b'\t' => "tab".to_string(),
-        d => format!("`{}`", d as char),
-    };
-    let source = file.file_name().map_or_else(
-        || file.display().to_string(),
-        |n| n.to_string_lossy().into(),
-    );
-    let mut exec = Executor::new(dir, true);
-    let begun = match exec.run(Request::ImportBegin(ImportSpec {
-        kind,
+    let opts = FileOptions {
         space: a.space.clone(),
         mode: match a.mode {
             ModeArg::Create => Mode::Create,
@@ -218,21 +183,43 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
         match_on: a.match_on.clone(),
         blank_clears: a.blank_clears,
         dry_run: a.dry_run,
-        source: source.clone(),
-        digest,
-        columns: mapped
-            .iter()
-            .map(|(c, f)| (c.clone(), f.to_string()))
-            .collect(),
-    }))? {
-        Reply::ImportBegun(b) => b,
-        other => bail!("unexpected answer {other:?}"),
+        map: a.map.clone(),
+        decimal_comma: a.decimal.map(|d| matches!(d, DecimalArg::Comma)),
+        slash_dates: a.dates.map(|d| match d {
+            DatesArg::Dmy => DayOrder::Dmy,
+            DatesArg::Mdy => DayOrder::Mdy,
+        }),
+        ..FileOptions::new(kind)
+    };
+    let open = || {
+        File::open(file)
+            .map(BufReader::new)
+            .with_context(|| format!("cannot open {}", file.display()))
+    };
+    let source = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    );
+    let shown = |e: FileImportError| match e {
+        FileImportError::Op(op) => explain(op),
+        FileImportError::File(f) => anyhow::anyhow!("{}: {f}", file.display()),
+        other => anyhow::anyhow!("{other}"),
+    };
+    let plan = FilePlan::read(&source, open()?, open()?, &opts).map_err(shown)?;
+    let mut exec = Executor::new(dir, true);
+    let mut run = |r: Request| exec.run_op(r);
+    let begun = plan.begin(&opts, &mut run).map_err(shown)?;
+    let mapped = plan.columns.mapped();
+    let unmapped = plan.columns.unmapped();
+    let delimiter = match plan.delimiter {
+        b'\t' => "tab".to_string(),
+        d => format!("`{}`", d as char),
     };
     if !json {
         eprintln!(
             "Reading {source}: {}, {delimiter}-separated, {}.",
-            found.encoding.as_str(),
-            locale.describe()
+            plan.encoding.as_str(),
+            plan.locale.describe()
         );
         let pairs: Vec<String> = mapped.iter().map(|(c, f)| format!("{c} → {f}")).collect();
         eprintln!("Columns: {}", pairs.join(", "));
@@ -249,89 +236,24 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
             );
         }
     }
-    let bar = indicatif::ProgressBar::new(found.lines.saturating_sub(1));
-    if !json {
+    let bar = indicatif::ProgressBar::new(plan.lines.saturating_sub(1));
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    } else {
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} rows, {per_sec}, {eta} left",
+                "{bar:30} {pos}/{len} lines, {per_sec}, {eta} left",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let started = Instant::now();
-    let mut outcomes: Vec<RowOutcome> = Vec::new();
-    let mut failed: Vec<(RowOutcome, Vec<String>)> = Vec::new();
-    let mut batch: Vec<ImportRow> = Vec::with_capacity(BATCH_ROWS);
-    let mut cells: HashMap<u64, Vec<String>> = HashMap::new();
-    let mut blank = 0u64;
-    let mut counts = Counts::default();
-    let mut send = |batch: &mut Vec<ImportRow>,
-                    cells: &mut HashMap<u64, Vec<String>>,
-                    exec: &mut Executor|
-     -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let rows = std::mem::take(batch);
-        let done = rows.last().map_or(0, |r| r.line);
-        let reply = exec.run(Request::ImportRows {
-            id: begun.id.clone(),
-            rows,
-        })?;
-        let Reply::ImportRows { outcomes: got } = reply else {
-            bail!("unexpected answer to a batch of rows");
-        };
-        for o in got {
-            counts.add(o.action);
-            let row = cells.remove(&o.number).unwrap_or_default();
-            if o.action == Action::Error {
-                failed.push((o.clone(), row));
-            }
-            if a.dry_run || json {
-                outcomes.push(o);
-            }
-        }
-        cells.clear();
-        bar.set_position(done);
-        Ok(())
-    };
-    for row in table {
-        let row = row.with_context(|| format!("{}", file.display()))?;
-        if row.is_blank() {
-            blank += 1;
-            continue;
-        }
-        if row.number <= begun.resume_after {
-            continue;
-        }
-        let mapped = columns.row(&row.cells, &locale);
-        cells.insert(row.number, row.cells);
-        batch.push(ImportRow {
-            number: row.number,
-            line: row.line,
-            inputs: mapped.inputs,
-            id: mapped.id,
-            company_domain: mapped.company_domain,
-            problems: mapped.problems,
-        });
-        if batch.len() >= BATCH_ROWS {
-            send(&mut batch, &mut cells, &mut exec)?;
-        }
-    }
-    send(&mut batch, &mut cells, &mut exec)?;
+    let report = plan
+        .run(open()?, &begun, a.dry_run || json, &mut run, &mut |line| {
+            bar.set_position(line)
+        })
+        .map_err(shown)?;
     bar.finish_and_clear();
-    let summary = match exec.run(Request::ImportEnd {
-        id: begun.id.clone(),
-    })? {
-        Reply::Import(s) => s,
-        other => bail!("unexpected answer {other:?}"),
-    };
-    counts.skip += blank;
-    counts.companies = summary.counts.companies;
-    let seconds = started.elapsed().as_secs_f64();
-    let errors_file = if failed.is_empty() {
+    let errors_file = if report.failed.is_empty() {
         None
     } else {
         let path = a.errors.clone().unwrap_or_else(|| {
@@ -339,26 +261,27 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
             name.push(".errors.csv");
             file.with_file_name(name)
         });
-        write_errors(&path, &headers, &failed)?;
+        write_errors(&path, &plan.headers, &report.failed)?;
         Some(path)
     };
+    let counts = report.counts;
     if json {
         return print_json(
             out,
             &json!({
-                "id": if a.dry_run { None } else { Some(&begun.id) },
-                "dry_run": a.dry_run,
+                "id": report.id,
+                "dry_run": report.dry_run,
                 "file": file,
-                "encoding": found.encoding,
-                "delimiter": (found.delimiter as char).to_string(),
-                "locale": locale,
+                "encoding": plan.encoding,
+                "delimiter": (plan.delimiter as char).to_string(),
+                "locale": plan.locale,
                 "columns": mapped.iter().map(|(c, f)| json!({"column": c, "field": f})).collect::<Vec<_>>(),
                 "unmapped": unmapped,
-                "resumed_after": begun.resume_after,
+                "resumed_after": report.resumed_after,
                 "counts": counts,
-                "seconds": seconds,
+                "seconds": report.seconds,
                 "errors_file": errors_file,
-                "rows": outcomes,
+                "rows": report.rows,
             }),
         );
     }
@@ -380,11 +303,11 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
         } else {
             String::new()
         },
-        seconds
+        report.seconds
     );
     if a.dry_run {
         for action in [Action::Create, Action::Update, Action::Skip] {
-            let of: Vec<&RowOutcome> = outcomes.iter().filter(|o| o.action == action).collect();
+            let of: Vec<&RowOutcome> = report.rows.iter().filter(|o| o.action == action).collect();
             for o in of.iter().take(SHOWN) {
                 outln!(out, "  row {:>5}: {}", o.number, describe(o));
             }
@@ -393,7 +316,7 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
             }
         }
     }
-    for (o, _) in failed.iter().take(SHOWN) {
+    for (o, _) in report.failed.iter().take(SHOWN) {
         for p in &o.problems {
             outln!(
                 out,
@@ -406,11 +329,11 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
             );
         }
     }
-    if failed.len() > SHOWN {
+    if report.failed.len() > SHOWN {
         outln!(
             out,
             "  ... and {} more rows with errors",
-            failed.len() - SHOWN
+            report.failed.len() - SHOWN
         );
     }
     if let Some(path) = errors_file {
@@ -420,10 +343,9 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
             path.display()
         );
     }
-    if a.dry_run {
-        outln!(out, "Nothing was written (--dry-run).");
-    } else {
-        outln!(out, "Undo it with: rapport import undo {}", begun.id);
+    match &report.id {
+        None => outln!(out, "Nothing was written (--dry-run)."),
+        Some(id) => outln!(out, "Undo it with: rapport import undo {id}"),
     }
     Ok(())
 }
@@ -450,29 +372,15 @@ fn write_errors(
     headers: &[String],
     failed: &[(RowOutcome, Vec<String>)],
 ) -> Result<()> {
-    let mut w = csv_writer(path)?;
-    let mut header = headers.to_vec();
-    header.push("Rapport error".into());
-    w.write_record(&header)?;
-    for (o, cells) in failed {
-        let reasons: Vec<String> = o
-            .problems
-            .iter()
-            .map(|p| format!("{}: {}", p.column, p.reason))
-            .collect();
-        let mut row = cells.clone();
-        row.resize(headers.len(), String::new());
-        row.push(reasons.join("; "));
-        w.write_record(&row)?;
-    }
-    w.flush()?;
+    let rows: Vec<(Vec<String>, String)> = failed
+        .iter()
+        .map(|(o, cells)| (cells.clone(), o.reasons()))
+        .collect();
+    let f = File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    write_rejected(std::io::BufWriter::new(f), headers, &rows)
+        .and_then(|mut w| std::io::Write::flush(&mut w))
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
-}
-
-fn csv_writer(path: &Path) -> Result<csv::Writer<File>> {
-    let mut f = File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut f, "\u{FEFF}".as_bytes())?;
-    Ok(csv::Writer::from_writer(f))
 }
 
 fn list(out: &mut String, imports: &[ImportSummary], json: bool) -> Result<()> {
@@ -516,20 +424,6 @@ fn list(out: &mut String, imports: &[ImportSummary], json: bool) -> Result<()> {
     Ok(())
 }
 
-/// A reader that hashes what passes through it.
-struct Hashing<R> {
-    inner: R,
-    hash: Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// Live records of `kind` as CSV (`export --format csv`): into `dir` as
 /// KIND.csv, one file per kind when none is given, or to standard output.
 pub fn export_csv(
@@ -539,38 +433,29 @@ pub fn export_csv(
     dir: Option<&Path>,
     json: bool,
 ) -> Result<()> {
-    let titles: HashMap<RecordId, String> = records.iter().map(|r| (r.id, r.title())).collect();
-    let title_of = |id: RecordId| titles.get(&id).cloned();
-    let live = |k: Kind| records.iter().filter(move |r| r.kind == k && !r.deleted);
     let Some(dir) = dir else {
         let Some(kind) = kind else {
             bail!(
                 "CSV holds one kind per file: name the kind (`export person --format csv`) or give a directory with --out DIR"
             );
         };
-        let mut w = CsvWriter::new(Vec::new(), kind)?;
-        for r in live(kind) {
-            w.record(r, title_of)?;
-        }
-        out.push_str(&String::from_utf8(w.finish()?)?);
+        out.push_str(&String::from_utf8(records_csv(Vec::new(), kind, records)?)?);
         return Ok(());
     };
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let kinds: Vec<Kind> = kind.map_or_else(|| Kind::ALL.to_vec(), |k| vec![k]);
-    let mut written = 0;
-    let mut files = 0;
+    let (mut written, mut files) = (0, 0);
     for k in kinds {
-        if kind.is_none() && live(k).next().is_none() {
+        let of_kind = records.iter().filter(|r| r.kind == k && !r.deleted).count();
+        if kind.is_none() && of_kind == 0 {
             continue;
         }
         let path = dir.join(format!("{k}.csv"));
         let f = File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-        let mut w = CsvWriter::new(std::io::BufWriter::new(f), k)?;
-        for r in live(k) {
-            w.record(r, title_of)?;
-            written += 1;
-        }
-        w.finish()?;
+        records_csv(std::io::BufWriter::new(f), k, records)
+            .and_then(|mut w| std::io::Write::flush(&mut w))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        written += of_kind;
         files += 1;
     }
     if json {

@@ -114,8 +114,9 @@ impl Columns {
         }
         let listing = || headers.join(", ");
         for pair in map {
+            // A field name has no `=`; a column's may.
             let (column, field) = pair
-                .split_once('=')
+                .rsplit_once('=')
                 .ok_or_else(|| MapError::Syntax(pair.clone()))?;
             let column = column.trim();
             let at = headers
@@ -186,6 +187,11 @@ impl Columns {
         for ((header, target), cell) in self.headers.iter().zip(&self.targets).zip(cells) {
             let Some(target) = target else { continue };
             let cell = cell.trim();
+            // A cell Rapport's export made inert (`'=...`) reads back as it was.
+            let cell = match cell.strip_prefix('\'') {
+                Some(rest) if rest.starts_with(crate::write::FORMULA_START) => rest,
+                _ => cell,
+            };
             if cell.is_empty() {
                 continue;
             }

@@ -20,4 +20,4 @@ pub use columns::{CellProblem, Columns, MapError, Mapped, Target};
 pub use locale::{DayOrder, Locale};
 pub use table::{Row, Table};
 pub use text::{Encoding, FileError, Inspection, inspect};
-pub use write::CsvWriter;
+pub use write::{CsvWriter, records_csv, write_rejected};

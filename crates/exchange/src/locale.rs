@@ -104,12 +104,17 @@ impl Locale {
         } else {
             return Err("expected a date like 2026-03-31, 31.03.2026 or 31/03/2026".into());
         };
-        let parts: Vec<&str> = date_part.split(sep).collect();
-        let nums: Vec<u32> = parts.iter().filter_map(|p| p.parse().ok()).collect();
-        let [a, b, y] = nums[..] else {
-            return Err("expected a date like 2026-03-31, 31.03.2026 or 31/03/2026".into());
+        let nums: Result<Vec<u32>, _> = date_part.split(sep).map(str::parse::<u32>).collect();
+        let (Ok([a, b, y]), 4) = (
+            nums.map(|n| <[u32; 3]>::try_from(n).map_err(|_| ()))
+                .unwrap_or(Err(())),
+            date_part.rsplit(sep).next().map_or(0, str::len),
+        ) else {
+            return Err(
+                "expected a date like 2026-03-31, 31.03.2026 or 31/03/2026 (the year in full)"
+                    .into(),
+            );
         };
-        let y = if y < 100 { 2000 + y } else { y };
         let order = match order {
             Some(o) => o,
             None if a > 12 => DayOrder::Dmy,
@@ -175,6 +180,11 @@ mod tests {
         };
         assert_eq!(us.date("03/04/2026").as_deref(), Ok("2026-03-04"));
         assert!(POINT.date("13.13.2026").is_err());
+        assert!(
+            POINT.date("01.01.85").is_err(),
+            "a two-digit year is not guessed"
+        );
+        assert!(POINT.date("31.x.12.2026").is_err());
         assert!(POINT.date("soon").is_err());
     }
 }

@@ -69,9 +69,13 @@ fn read<R: Read>(
         let line = e.position().map_or(0, |p| p.line());
         match e.into_kind() {
             csv::ErrorKind::Io(io) => FileError::Io(io),
+            csv::ErrorKind::Utf8 { .. } => FileError::Malformed {
+                line,
+                reason: "this row is not text in the file's encoding".into(),
+            },
             other => FileError::Malformed {
                 line,
-                reason: format!("{other:?}"),
+                reason: format!("the CSV cannot be read here ({other:?})"),
             },
         }
     })

@@ -114,6 +114,14 @@ pub fn inspect(file: impl Read) -> Result<Inspection, FileError> {
     }
     let utf8 = scan.finish()?;
     let encoding = match mark {
+        Some(Encoding::Utf8Bom) if !utf8 => {
+            return Err(FileError::Malformed {
+                line: 1,
+                reason: "the file says it is UTF-8 (it starts with a byte-order mark) but is not; \
+                         save it again as CSV UTF-8"
+                    .into(),
+            });
+        }
         Some(e) => e,
         None if utf8 => Encoding::Utf8,
         None => Encoding::Windows1252,
@@ -332,7 +340,7 @@ fn windows_1252(b: u8) -> char {
 /// The one pass of [`inspect`] over the text's bytes. Quotes, newlines,
 /// delimiters and control bytes are ASCII, the same in UTF-8 and
 /// Windows-1252, so this pass needs no decoding.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Scan {
     at: u64,
     lines: u64,
@@ -340,6 +348,11 @@ struct Scan {
     row_len: usize,
     row_line: u64,
     quoted: bool,
+    /// In a quoted cell, the last byte was a quote: the cell's end, or
+    /// the first of a doubled one.
+    quote_seen: bool,
+    /// At the start of a cell: only there does a quote open one.
+    cell_start: bool,
     quote_opened_on: u64,
     header_text: bool,
     header_done: bool,
@@ -349,13 +362,73 @@ struct Scan {
     controls: u64,
 }
 
+impl Default for Scan {
+    fn default() -> Self {
+        Scan {
+            at: 0,
+            lines: 0,
+            row_len: 0,
+            row_line: 0,
+            quoted: false,
+            quote_seen: false,
+            cell_start: true,
+            quote_opened_on: 0,
+            header_text: false,
+            header_done: false,
+            counts: [0; 3],
+            utf8_carry: Vec::new(),
+            not_utf8: false,
+            controls: 0,
+        }
+    }
+}
+
 impl Scan {
+    /// Whether `b` separates cells: any of `,` `;` tab in the header, the
+    /// header's delimiter after it.
+    fn is_delimiter(&self, b: u8) -> bool {
+        if self.header_done {
+            b == self.delimiter()
+        } else {
+            matches!(b, b',' | b';' | b'\t')
+        }
+    }
+
+    /// Follows quoting as CSV readers do: a quote opens a cell only at
+    /// its start (`24" Monitor` is text), `""` inside is one quote.
+    fn quote_state(&mut self, b: u8) {
+        if self.quoted {
+            if self.quote_seen {
+                self.quote_seen = false;
+                if b == b'"' {
+                    return;
+                }
+                self.quoted = false;
+            } else {
+                if b == b'"' {
+                    self.quote_seen = true;
+                }
+                return;
+            }
+        }
+        if b == b'\n' || self.is_delimiter(b) {
+            self.cell_start = true;
+        } else if b == b'"' && self.cell_start {
+            self.quoted = true;
+            self.quote_opened_on = self.lines + 1;
+            self.cell_start = false;
+        } else if b != b'\r' && b != b' ' {
+            self.cell_start = false;
+        }
+    }
+
     fn feed(&mut self, chunk: &[u8]) -> Result<(), FileError> {
         if !self.not_utf8 {
             self.check_utf8(chunk);
         }
         for &b in chunk {
             self.at += 1;
+            self.quote_state(b);
             match b {
                 b'\n' => {
                     self.lines += 1;
@@ -375,13 +448,7 @@ impl Scan {
                         at: self.at - 1,
                     });
                 }
-                b'"' => {
-                    self.quoted = !self.quoted;
-                    if self.quoted {
-                        self.quote_opened_on = self.lines + 1;
-                    }
-                }
-                b'\r' | b'\t' | 0x0C => {}
+                b'\r' | b'\t' | 0x0C | b'"' => {}
                 1..=0x1F | 0x7F => {
                     self.controls += 1;
                     if self.controls > 8 && self.controls * 100 > self.at {
@@ -430,7 +497,7 @@ impl Scan {
 
     /// Whether the text was UTF-8 throughout.
     fn finish(&mut self) -> Result<bool, FileError> {
-        if self.quoted {
+        if self.quoted && !self.quote_seen {
             return Err(FileError::Truncated {
                 line: self.quote_opened_on,
             });
@@ -531,6 +598,15 @@ mod tests {
             Err(FileError::RowTooLong { line: 2 })
         ));
         assert!(matches!(inspect(&b"\n\n"[..]), Err(FileError::NoHeader)));
+    }
+
+    #[test]
+    fn a_quote_inside_a_cell_is_text_and_a_doubled_one_is_one() {
+        let i = inspect(&b"Name,Item\nAda,24\" Monitor\nBob,\"say \"\"hi\"\"\"\n"[..])
+            .expect("inspect");
+        assert_eq!(i.lines, 3);
+        let bom = inspect(&b"\xEF\xBB\xBFName\nJos\xE9\n"[..]);
+        assert!(matches!(bom, Err(FileError::Malformed { .. })), "{bom:?}");
     }
 
     #[test]

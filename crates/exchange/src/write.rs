@@ -4,6 +4,7 @@
 //! References are written as the referenced record's title, lists joined
 //! with ", ", flags as yes/no: what the CLI's flags read.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 
 use rapport_model::{Kind, RecordId, RecordView};
@@ -51,7 +52,7 @@ impl<W: Write> CsvWriter<W> {
                 (Some(v), Some(_)) => v.as_text().map(name).unwrap_or_default(),
                 (Some(v), None) => v.to_string(),
             };
-            row.push(cell);
+            row.push(inert(cell));
         }
         self.inner.write_record(&row).map_err(into_io)
     }
@@ -62,9 +63,108 @@ impl<W: Write> CsvWriter<W> {
     }
 }
 
+/// Characters that make a spreadsheet read a cell as a formula.
+pub(crate) const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell a spreadsheet shows as text, never runs: one that starts like a
+/// formula (text from another member, `=HYPERLINK(...)`) gets a leading
+/// `'`, which spreadsheets hide and `columns` drops on import.
+fn inert(cell: String) -> String {
+    if cell.starts_with(FORMULA_START) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
 fn into_io(e: csv::Error) -> io::Error {
     match e.into_kind() {
         csv::ErrorKind::Io(io) => io,
         other => io::Error::other(format!("{other:?}")),
+    }
+}
+
+/// The live records of `kind` among `records` as CSV; references are
+/// named by the titles of `records` (give every kind, so that a person's
+/// company has its name).
+pub fn records_csv<W: Write>(out: W, kind: Kind, records: &[RecordView]) -> io::Result<W> {
+    let titles: HashMap<RecordId, String> = records.iter().map(|r| (r.id, r.title())).collect();
+    let mut w = CsvWriter::new(out, kind)?;
+    for r in records.iter().filter(|r| r.kind == kind && !r.deleted) {
+        w.record(r, |id| titles.get(&id).cloned())?;
+    }
+    w.finish()
+}
+
+/// Rows a file gave that could not be imported, as they were, with the
+/// reason in a last column: the user fixes them there and imports that
+/// file. UTF-8 with a byte-order mark, like every CSV Rapport writes.
+pub fn write_rejected<W: Write>(
+    mut out: W,
+    headers: &[String],
+    rows: &[(Vec<String>, String)],
+) -> io::Result<W> {
+    out.write_all("\u{FEFF}".as_bytes())?;
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(out);
+    let mut header = headers.to_vec();
+    header.push("Rapport error".into());
+    w.write_record(&header).map_err(into_io)?;
+    for (cells, reason) in rows {
+        let mut row = cells.clone();
+        row.resize(headers.len(), String::new());
+        row.push(reason.clone());
+        w.write_record(&row).map_err(into_io)?;
+    }
+    w.flush()?;
+    w.into_inner().map_err(|e| e.into_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Columns, Locale};
+    use rapport_model::{FieldValue, SpaceId};
+
+    #[test]
+    fn a_cell_that_looks_like_a_formula_is_written_inert_and_reads_back_as_it_was() {
+        let id: RecordId = "01m8pe3r3dhnecwh9hwr6rgggb".parse().expect("id");
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert(
+            "name".to_string(),
+            FieldValue::Text("=HYPERLINK(\"http://evil\")".into()),
+        );
+        fields.insert(
+            "phones".to_string(),
+            FieldValue::List(vec!["+49 30 1234567".into()]),
+        );
+        let view = RecordView {
+            id,
+            kind: Kind::Person,
+            space: SpaceId::Private,
+            deleted: false,
+            updated: 0,
+            fields,
+            conflicts: Default::default(),
+        };
+        let bytes = records_csv(Vec::new(), Kind::Person, &[view]).expect("csv");
+        let text = String::from_utf8(bytes).expect("utf-8");
+        assert!(
+            text.contains("\"'=HYPERLINK(\"\"http://evil\"\")\""),
+            "{text}"
+        );
+        assert!(text.contains(",'+49 30 1234567,"), "{text}");
+        let headers: Vec<String> = ["id", "name", "phones"].map(String::from).to_vec();
+        let columns = Columns::guess(Kind::Person, &headers, &[]).expect("columns");
+        let cells: Vec<String> = [
+            id.to_string(),
+            "'=HYPERLINK(\"http://evil\")".into(),
+            "'+49 30 1234567".into(),
+        ]
+        .to_vec();
+        let row = columns.row(&cells, &Locale::for_delimiter(b','));
+        assert_eq!(row.inputs[0].1, "=HYPERLINK(\"http://evil\")");
+        assert_eq!(row.inputs[1].1, "+49 30 1234567");
     }
 }

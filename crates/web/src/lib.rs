@@ -16,6 +16,7 @@ mod assets;
 pub mod auth;
 mod error;
 pub mod live;
+mod multipart;
 mod page;
 mod pages;
 mod redirect;
@@ -277,6 +278,18 @@ fn router(app: App) -> Router {
         .route("/r/{id}/delete", post(pages::record::delete))
         .route("/r/{id}/restore", post(pages::record::restore))
         .route("/board", get(pages::board::page))
+        .route("/import", get(pages::import::page))
+        .route(
+            "/import/upload",
+            post(pages::import::upload).layer(axum::extract::DefaultBodyLimit::max(
+                rapport_node::import::MAX_UPLOAD + (64 << 10),
+            )),
+        )
+        .route("/import/preview", get(pages::import::preview))
+        .route("/import/run", post(pages::import::run))
+        .route("/import/{id}/undo", post(pages::import::undo))
+        .route("/import/{id}/errors.csv", get(pages::import::errors))
+        .route("/k/{kind}/export.csv", get(pages::import::export))
         .route("/spaces", get(pages::spaces::page))
         .route("/spaces/invite", post(pages::spaces::invite))
         .route("/spaces/join", post(pages::spaces::join))

@@ -15,6 +15,7 @@ pub(crate) enum Nav {
     Kind(Kind),
     Board,
     Spaces,
+    Import,
     Other,
 }
 
@@ -58,6 +59,7 @@ pub(crate) fn render(p: Page) -> Html<String> {
                             }
                             (nav_item(Nav::Board, "/board", "Pipeline"))
                             (nav_item(Nav::Spaces, "/spaces", "Spaces & sync"))
+                            (nav_item(Nav::Import, "/import", "Import & export"))
                         }
                     }
                     @if p.crumbs.len() > 1 {

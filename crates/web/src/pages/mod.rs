@@ -4,6 +4,7 @@
 
 pub(crate) mod board;
 pub(crate) mod form;
+pub(crate) mod import;
 pub(crate) mod list;
 pub(crate) mod record;
 pub(crate) mod search;

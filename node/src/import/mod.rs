@@ -23,9 +23,12 @@ use std::sync::Mutex;
 use rapport_exchange::CellProblem;
 use rapport_model::{Edit, FieldType, FieldValue, Kind, RecordId, RecordView, SpaceId};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 use crate::repo::{Input, NewRecord, field_def};
 use crate::{NodeError, Repo};
+
+pub mod file;
 
 /// Rows a client sends per request: one durable batch each.
 pub const BATCH_ROWS: usize = 1000;
@@ -125,6 +128,17 @@ pub struct RowOutcome {
     pub note: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<CellProblem>,
+}
+
+impl RowOutcome {
+    /// Its problems in one line: `column: reason; ...`.
+    pub fn reasons(&self) -> String {
+        self.problems
+            .iter()
+            .map(|p| format!("{}: {}", p.column, p.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// Rows by what became of them.
@@ -234,6 +248,15 @@ struct Updated {
     after: BTreeMap<String, Option<FieldValue>>,
 }
 
+/// Largest file the web UI takes for an import.
+pub const MAX_UPLOAD: usize = 64 << 20;
+
+/// Whether `id` can name an import or an upload: hex only, so that it
+/// never reaches outside the imports directory.
+fn safe_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 fn log_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(DIR).join(format!("{id}.jsonl"))
 }
@@ -254,10 +277,28 @@ fn append(path: &Path, line: &Line) -> Result<(), NodeError> {
     let mut f = fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
         .open(path)
         .map_err(|e| NodeError::io(path, e))?;
+    // A line cut short by a crash is ended first, so that it spoils
+    // only itself (`read_log` skips it).
+    if ends_mid_line(&mut f).map_err(|e| NodeError::io(path, e))? {
+        bytes.insert(0, b'\n');
+    }
     f.write_all(&bytes).map_err(|e| NodeError::io(path, e))?;
     f.sync_data().map_err(|e| NodeError::io(path, e))
+}
+
+fn ends_mid_line(f: &mut fs::File) -> std::io::Result<bool> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 fn summary(lines: &[Line]) -> Option<ImportSummary> {
@@ -364,9 +405,10 @@ impl Index {
             .copied()
     }
 
-    fn stored(&mut self, id: RecordId) {
+    /// After a flush every planned record is stored.
+    fn all_stored(&mut self) {
         for hit in self.keys.values_mut() {
-            if matches!(hit, Hit::Planned { id: p, .. } if *p == id) {
+            if let Hit::Planned { id, .. } = *hit {
                 *hit = Hit::Stored(id);
             }
         }
@@ -693,10 +735,68 @@ impl Repo {
         Ok(all.into_iter().map(|(_, s)| s).collect())
     }
 
+    /// Keeps a file uploaded for import (the web UI) until it is imported:
+    /// its id, from its content.
+    pub fn keep_upload(&self, bytes: &[u8]) -> Result<String, NodeError> {
+        if bytes.len() > MAX_UPLOAD {
+            return Err(NodeError::Forbidden(format!(
+                "the file is over {} MiB; import it with `rapport import FILE`",
+                MAX_UPLOAD >> 20
+            )));
+        }
+        let id = rapport_proto::hex(&sha2::Sha256::digest(bytes)[..12]);
+        let dir = self.dir().join(DIR).join("uploads");
+        fs::create_dir_all(&dir).map_err(|e| NodeError::io(&dir, e))?;
+        let path = dir.join(format!("{id}.csv"));
+        fs::write(&path, bytes).map_err(|e| NodeError::io(&path, e))?;
+        Ok(id)
+    }
+
+    /// Where an upload kept by [`Repo::keep_upload`] is.
+    pub fn upload_path(&self, id: &str) -> Result<PathBuf, NodeError> {
+        let path = self
+            .dir()
+            .join(DIR)
+            .join("uploads")
+            .join(format!("{id}.csv"));
+        if !safe_id(id) || !path.exists() {
+            return Err(NodeError::NotFound(format!(
+                "no uploaded file {id}; upload it again"
+            )));
+        }
+        Ok(path)
+    }
+
+    /// Keeps the rows of import `id` that had errors, as a CSV to fix.
+    pub fn keep_import_errors(&self, id: &str, csv: &[u8]) -> Result<(), NodeError> {
+        if !safe_id(id) {
+            return Err(NodeError::NotFound(format!("no import {id}")));
+        }
+        crate::datadir::write_atomically(
+            &self.dir().join(DIR),
+            &format!("{id}.errors.csv"),
+            csv,
+            false,
+        )
+    }
+
+    /// The rows with errors of import `id`, if it had any.
+    pub fn import_errors(&self, id: &str) -> Result<Option<Vec<u8>>, NodeError> {
+        if !safe_id(id) {
+            return Ok(None);
+        }
+        let path = self.dir().join(DIR).join(format!("{id}.errors.csv"));
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(NodeError::io(&path, e)),
+        }
+    }
+
     /// Deletes what import `id` created and puts back what it updated,
     /// where nobody changed it since.
     pub fn import_undo(&self, id: &str) -> Result<UndoReport, NodeError> {
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        if !safe_id(id) {
             return Err(NodeError::NotFound(format!("no import {id}")));
         }
         let path = log_path(self.dir(), id);
@@ -705,6 +805,18 @@ impl Repo {
                 "no import {id}; `rapport import list` shows them"
             )));
         }
+        {
+            let open = self
+                .import_sessions()
+                .open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if open.1.contains_key(id) {
+                return Err(NodeError::Forbidden(format!(
+                    "import {id} is still running; undo it once it has ended"
+                )));
+            }
+        }
         let lines = read_log(&path)?;
         if let Some(Line::Undone(r)) = lines.iter().find(|l| matches!(l, Line::Undone(_))) {
             return Err(NodeError::Forbidden(format!(
@@ -712,61 +824,81 @@ impl Repo {
                 r.deleted, r.restored
             )));
         }
+        // Every batch folded into one entry per record: a field written
+        // twice goes back to its value before the first write, if it still
+        // holds the last; a record the import created is deleted.
+        let mut created: Vec<RecordId> = Vec::new();
+        let mut fields: BTreeMap<
+            RecordId,
+            BTreeMap<String, (Option<FieldValue>, Option<FieldValue>)>,
+        > = BTreeMap::new();
+        for line in &lines {
+            let Line::Batch {
+                created: made,
+                updated,
+                ..
+            } = line
+            else {
+                continue;
+            };
+            for id in made {
+                if !created.contains(id) {
+                    created.push(*id);
+                }
+            }
+            for u in updated {
+                let record = fields.entry(u.id).or_default();
+                for (field, after) in &u.after {
+                    let before = u.before.get(field).cloned().flatten();
+                    record
+                        .entry(field.clone())
+                        .and_modify(|(_, last)| *last = after.clone())
+                        .or_insert((before, after.clone()));
+                }
+            }
+        }
         let mut report = UndoReport {
             at: self.now().as_second(),
             ..UndoReport::default()
         };
         let mut edits: Vec<(RecordView, Vec<Edit>)> = Vec::new();
-        // Newest batch first: a field written twice goes back to its first value.
-        for line in lines.iter().rev() {
-            let Line::Batch {
-                created, updated, ..
-            } = line
-            else {
+        for id in &created {
+            fields.remove(id);
+            let Some(view) = self.store().view(*id)? else {
                 continue;
             };
-            for u in updated.iter().rev() {
-                let Some(view) = self.store().view(u.id)? else {
-                    continue;
-                };
-                if view.deleted {
-                    report.kept += u.after.len() as u64;
-                    continue;
-                }
-                let mut changes = Vec::new();
-                for (field, after) in &u.after {
-                    if view.fields.get(field) != after.as_ref() {
-                        report.kept += 1;
-                        continue;
-                    }
-                    report.restored += 1;
-                    changes.push(match u.before.get(field).cloned().flatten() {
-                        Some(v) => Edit::Set(field.clone(), v),
-                        None => Edit::Unset(field.clone()),
-                    });
-                }
-                if !changes.is_empty() {
-                    edits.push((view, changes));
-                }
-                if edits.len() >= BATCH_ROWS {
-                    self.write_records(Vec::new(), std::mem::take(&mut edits))?;
-                }
-            }
-            for id in created.iter().rev() {
-                let Some(view) = self.store().view(*id)? else {
-                    continue;
-                };
-                if view.deleted {
-                    continue;
-                }
+            if !view.deleted {
                 report.deleted += 1;
                 edits.push((view, vec![Edit::Deleted(true)]));
-                if edits.len() >= BATCH_ROWS {
-                    self.write_records(Vec::new(), std::mem::take(&mut edits))?;
-                }
             }
         }
-        self.write_records(Vec::new(), edits)?;
+        for (id, changed) in fields {
+            let Some(view) = self.store().view(id)? else {
+                continue;
+            };
+            if view.deleted {
+                report.kept += changed.len() as u64;
+                continue;
+            }
+            let mut changes = Vec::new();
+            for (field, (before, after)) in changed {
+                if view.fields.get(&field) != after.as_ref() {
+                    report.kept += 1;
+                    continue;
+                }
+                report.restored += 1;
+                changes.push(match before {
+                    Some(v) => Edit::Set(field, v),
+                    None => Edit::Unset(field),
+                });
+            }
+            if !changes.is_empty() {
+                edits.push((view, changes));
+            }
+        }
+        for chunk in edits.chunks(BATCH_ROWS) {
+            self.write_records(Vec::new(), chunk.to_vec())?;
+        }
         append(&path, &Line::Undone(report))?;
         Ok(report)
     }
@@ -825,6 +957,15 @@ impl Repo {
                 // Write what is planned, so that this row updates it.
                 self.import_flush(s, row.number.saturating_sub(1))?;
                 self.import_match(s, &row.id, &inputs)?
+            }
+            // A record this batch already edits: one change per record per
+            // batch, so the earlier edit is written first and this row's
+            // diff is taken against it.
+            Some(Hit::Stored(id))
+                if !s.spec.dry_run && s.pending.edits.iter().any(|(v, _)| v.id == id) =>
+            {
+                self.import_flush(s, row.number.saturating_sub(1))?;
+                Some(Hit::Stored(id))
             }
             hit => hit,
         };
@@ -989,9 +1130,10 @@ impl Repo {
         Ok(None)
     }
 
-    /// The company a person row names: found by domain (given, or of the
-    /// person's work email), then by name; else a new one with that name,
-    /// written only if the row is ([`commit_company`]).
+    /// The company a person row names (by name or domain): found by
+    /// domain (given, or of the person's work e-mail), then by name; else
+    /// a new one with that name and the given domain, written only if the
+    /// row is ([`commit_company`]).
     fn import_company(
         &self,
         s: &mut Session,
@@ -1000,18 +1142,28 @@ impl Repo {
         inputs: &[Input],
     ) -> Result<Option<(RecordId, Option<NewRecord>)>, NodeError> {
         let name = name.filter(|n| !n.trim().is_empty());
-        let domain = domain
+        let given = domain
             .as_deref()
             .map(|d| key_text(FieldType::Domain, d))
-            .filter(|d| !d.is_empty())
-            .or_else(|| {
-                let emails = inputs.iter().find(|(f, _)| f == "emails")?;
-                rapport_model::value::split_list(&emails.1).find_map(company_domain_of_email)
+            .filter(|d| !d.is_empty());
+        // Without a company name or domain in the row, nothing is linked:
+        // an e-mail's domain alone (an ISP's, a parent company's) would
+        // tie strangers to one company.
+        if name.is_none() && given.is_none() {
+            return Ok(None);
+        }
+        // The work address's domain finds a company already known by it;
+        // it is never given to a new one.
+        let inferred = inputs
+            .iter()
+            .find(|(f, _)| f == "emails")
+            .and_then(|(_, e)| {
+                rapport_model::value::split_list(e).find_map(company_domain_of_email)
             });
-        if let Some(d) = &domain
-            && let Some(hit) = s.companies.find("domain", d)
-        {
-            return Ok(Some((hit_id(hit), None)));
+        for d in given.iter().chain(inferred.iter()) {
+            if let Some(hit) = s.companies.find("domain", d) {
+                return Ok(Some((hit_id(hit), None)));
+            }
         }
         let Some(name) = name else {
             return Ok(None);
@@ -1020,7 +1172,7 @@ impl Repo {
             return Ok(Some((hit_id(hit), None)));
         }
         let mut inputs = vec![("name".to_string(), name)];
-        if let Some(d) = domain {
+        if let Some(d) = given {
             inputs.push(("domain".to_string(), d));
         }
         let ctx = self.context();
@@ -1052,17 +1204,15 @@ impl Repo {
             &path,
             &Line::Batch {
                 rows_to,
-                created: created.clone(),
+                created,
                 updated: pending.updated,
                 counts: s.counts,
             },
         )?;
         self.write_records(pending.new, pending.edits)?;
         append(&path, &Line::Stored { rows_to })?;
-        for id in created {
-            s.index.stored(id);
-            s.companies.stored(id);
-        }
+        s.index.all_stored();
+        s.companies.all_stored();
         Ok(())
     }
 
@@ -1351,7 +1501,23 @@ mod tests {
             .iter()
             .find(|c| c.title() == "Newco")
             .expect("newco");
-        assert_eq!(newco.text("domain"), Some("new.io"));
+        assert_eq!(
+            newco.text("domain"),
+            None,
+            "an e-mail's domain is not the company's"
+        );
+        // A file with no company column links nobody to a company.
+        let (_, out) = run(
+            &repo,
+            spec(Kind::Person, "3b"),
+            vec![row(1, &[("name", "E"), ("emails", "e@acme.de")])],
+        );
+        assert_eq!(out[0].action, Action::Create);
+        let e = people(&repo)
+            .into_iter()
+            .find(|p| p.title() == "E")
+            .expect("E");
+        assert_eq!(e.text("company"), None);
     }
 
     #[test]
@@ -1400,10 +1566,112 @@ mod tests {
             .map(|n| row(n, &[("name", &format!("P{n}"))]))
             .collect();
         let (_, out) = run(&repo, spec(Kind::Person, "7"), rows);
-        let mut ids: Vec<RecordId> = out.iter().filter_map(|o| o.record).collect();
-        ids.dedup();
-        assert_eq!(ids.len(), 3000, "ids in row order, none twice");
+        let ids: Vec<RecordId> = out.iter().filter_map(|o| o.record).collect();
+        let distinct: std::collections::HashSet<RecordId> = ids.iter().copied().collect();
+        assert_eq!(distinct.len(), 3000, "no id twice");
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in row order");
         assert_eq!(people(&repo).len(), 3000);
+    }
+
+    #[test]
+    fn two_rows_of_one_batch_for_one_stored_record_both_count_and_undo_to_the_first_value() {
+        let (_tmp, repo) = repo();
+        let ada = person(&repo, "Ada", "ada@ae.org", "Countess");
+        let (id, out) = run(
+            &repo,
+            spec(Kind::Person, "8"),
+            vec![
+                row(
+                    1,
+                    &[
+                        ("name", "Ada"),
+                        ("emails", "ada@ae.org"),
+                        ("title", "Analyst"),
+                    ],
+                ),
+                row(
+                    2,
+                    &[
+                        ("name", "Ada"),
+                        ("emails", "ada@ae.org"),
+                        ("title", "Engineer"),
+                    ],
+                ),
+                row(
+                    3,
+                    &[("name", "Ada"), ("emails", "ada@ae.org"), ("tags", "vip")],
+                ),
+            ],
+        );
+        let actions: Vec<Action> = out.iter().map(|o| o.action).collect();
+        assert_eq!(actions, [Action::Update, Action::Update, Action::Update]);
+        let now = repo.view(ada.id).expect("read").expect("ada");
+        assert_eq!(now.text("title"), Some("Engineer"));
+        assert_eq!(now.get("tags"), Some(&FieldValue::List(vec!["vip".into()])));
+        let report = repo.import_undo(&id).expect("undo");
+        assert_eq!((report.restored, report.kept), (2, 0));
+        let now = repo.view(ada.id).expect("read").expect("ada");
+        assert_eq!(
+            now.text("title"),
+            Some("Countess"),
+            "back to before the import"
+        );
+        assert_eq!(now.get("tags"), None);
+        // Every change of the record applies on a fresh replica: no two
+        // changes of one batch share a sequence number.
+        let mut fresh = rapport_model::automerge::AutoCommit::new();
+        for c in repo.signed_changes(ada.id).expect("changes") {
+            let change =
+                rapport_model::automerge::Change::from_bytes(c.change.clone()).expect("change");
+            fresh.apply_changes([change]).expect("applies");
+        }
+    }
+
+    #[test]
+    fn a_batch_logged_but_not_stored_and_a_cut_line_are_run_again_cleanly() {
+        let (tmp, repo) = repo();
+        let begun = repo
+            .import_begin(spec(Kind::Person, "9"), SpaceId::Private)
+            .expect("begin");
+        repo.import_rows(
+            &begun.id,
+            vec![row(1, &[("name", "P1")]), row(2, &[("name", "P2")])],
+        )
+        .expect("rows");
+        // A crash after logging the next batch, before storing it, and one
+        // in the middle of writing a line.
+        let log = log_path(repo.dir(), &begun.id);
+        let ghost = repo.new_record_ids(1).expect("id")[0];
+        append(
+            &log,
+            &Line::Batch {
+                rows_to: 4,
+                created: vec![ghost],
+                updated: Vec::new(),
+                counts: Counts::default(),
+            },
+        )
+        .expect("append");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(b"{\"batch\":{\"rows_to\":9"))
+            .expect("cut line");
+        drop(repo);
+        let repo = Repo::open(&tmp.path().join("data"), OpenMode::Existing).expect("reopen");
+        let again = repo
+            .import_begin(spec(Kind::Person, "9"), SpaceId::Private)
+            .expect("begin again");
+        assert_eq!(again.resume_after, 2);
+        repo.import_rows(
+            &again.id,
+            vec![row(3, &[("name", "P3")]), row(4, &[("name", "P4")])],
+        )
+        .expect("rest");
+        let summary = repo.import_end(&again.id).expect("end");
+        assert!(summary.finished, "the line after the cut one is read");
+        assert_eq!(summary.rows, 4);
+        assert_eq!(people(&repo).len(), 4);
     }
 
     #[test]
