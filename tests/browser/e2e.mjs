@@ -19,7 +19,8 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -514,6 +515,56 @@ async function main() {
     await shot("spaces.png");
   });
 
+  await step("import a CSV: preview, change a column's field, run, download the bad rows, undo", async () => {
+    // An export with German headers: Mail and Firma are recognised, Notiz is not.
+    const dir = mkdtempSync(path.join(os.tmpdir(), "rapport-import-"));
+    const file = path.join(dir, "kontakte.csv");
+    writeFileSync(file, "\uFEFFVorname;Nachname;Mail;Firma;Notiz\r\nLin;Chen;lin@initech.example;Initech;Buyer\r\nBad;Row;bad@;Initech;\r\n");
+    await goto("/import");
+    await page.getByLabel("File", { exact: true }).setInputFiles(file);
+    await submit("Check the file");
+    assert.match(new URL(page.url()).pathname, /^\/import\/preview$/);
+    let text = await mainText();
+    assert.match(text, /UTF-8 with BOM, separated by ;/, text);
+    assert.match(text, /Would create 1, update 0/, text);
+    assert.match(text, /1 rows have errors/, text);
+    assert.match(text, /bad@/, text);
+    // Notiz is skipped; read it as the job title and check again.
+    assert.equal(await field("Notiz").inputValue(), "-");
+    await field("Notiz").selectOption({ label: "Title" });
+    await submit("Check again");
+    assert.equal(await field("Notiz").inputValue(), "title");
+    await shot("import-preview.png");
+    await submit("Import 1 rows");
+    assert.equal(new URL(page.url()).pathname, "/import");
+    text = await mainText();
+    assert.match(text, /Imported kontakte\.csv: 2 created/, text);
+    // The bad row, to fix and import again.
+    const errorsHref = await page.getByRole("link", { name: "rows with errors" }).first().getAttribute("href");
+    const errors = await page.request.get(UI + errorsHref);
+    assert.equal(errors.status(), 200);
+    const errorsText = await errors.text();
+    assert.match(errorsText, /bad@/, errorsText);
+    assert.match(errorsText, /Rapport error/, errorsText);
+    await goto("/k/person");
+    const lin = page.locator("tbody tr", { hasText: "Lin Chen" });
+    await lin.waitFor();
+    assert.match(await lin.innerText(), /Buyer/);
+    // The companies list exports as CSV, with the shared company in it.
+    const csv = await page.request.get(UI + "/k/company/export.csv");
+    assert.equal(csv.status(), 200);
+    assert.match(csv.headers()["content-type"], /text\/csv/);
+    const csvText = await csv.text();
+    assert.ok(csvText.includes(SHARED_NAME) && csvText.includes("Initech"), csvText);
+    // Undo: Lin and the company the import made are gone.
+    await goto("/import");
+    await submit("Undo");
+    text = await mainText();
+    assert.match(text, /Undone: 2 records deleted/, text);
+    await goto("/k/person");
+    assert.doesNotMatch(await mainText(), /Lin Chen/);
+  });
+
   await step("no serious accessibility violations (axe-core)", async () => {
     const found = [];
     const pages = [
@@ -526,6 +577,7 @@ async function main() {
       ["new deal form", "/new/deal"],
       ["pipeline board", "/board"],
       ["spaces & sync", "/spaces"],
+      ["import and export", "/import"],
       ["search results page", "/search?q=globex"],
     ];
     for (const [label, p] of pages) {
