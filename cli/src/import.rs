@@ -281,7 +281,11 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
                 "counts": counts,
                 "seconds": report.seconds,
                 "errors_file": errors_file,
-                "rows": report.rows,
+                "rows": if report.dry_run {
+                    report.rows.clone()
+                } else {
+                    report.failed.iter().map(|(o, _)| o.clone()).collect()
+                },
             }),
         );
     }

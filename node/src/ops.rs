@@ -778,6 +778,11 @@ impl Request {
                 | Request::Members { .. }
                 | Request::Get { .. }
                 | Request::Patch { .. }
+                | Request::ImportBegin(_)
+                | Request::ImportRows { .. }
+                | Request::ImportEnd { .. }
+                | Request::Imports
+                | Request::ImportUndo { .. }
         )
     }
 }
@@ -937,14 +942,16 @@ impl Ops {
                     ));
                 }
                 Ok(Reply::ImportRows {
-                    outcomes: repo.import_rows(&id, rows)?,
+                    outcomes: repo.import_rows(&id, rows, caller.space)?,
                 })
             }
-            Request::ImportEnd { id } => Ok(Reply::Import(repo.import_end(&id)?)),
+            Request::ImportEnd { id } => Ok(Reply::Import(repo.import_end(&id, caller.space)?)),
             Request::Imports => Ok(Reply::Imports {
-                imports: repo.imports()?,
+                imports: repo.imports(caller.space)?,
             }),
-            Request::ImportUndo { id } => Ok(Reply::ImportUndone(repo.import_undo(&id)?)),
+            Request::ImportUndo { id } => {
+                Ok(Reply::ImportUndone(repo.import_undo(&id, caller.space)?))
+            }
             Request::Edit { record, set, unset } => {
                 let before = self.visible(caller, &record)?;
                 if set.is_empty() && unset.is_empty() {

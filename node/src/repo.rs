@@ -682,12 +682,19 @@ impl Repo {
         .into_iter()
         .collect::<Result<Vec<Built>, NodeError>>()?;
         let _guard = self.write_guard();
-        for (old, changes) in edits {
+        // Edits load, change and sign on every core, under the write
+        // guard so that no other writer changes a document in between.
+        let edited = crate::parallel::map(edits, |(old, changes)| {
             let mut doc = self.load_doc(old.id)?;
             if doc::edit_via(&mut doc, &changes, ctx.now, via.as_deref())?.is_none() {
-                continue;
+                return Ok(None);
             }
-            built.push(self.finish(&mut doc, old.id, Some(old))?);
+            self.finish(&mut doc, old.id, Some(old)).map(Some)
+        });
+        for b in edited {
+            if let Some(b) = b? {
+                built.push(b);
+            }
         }
         if built.is_empty() {
             return Ok(Vec::new());

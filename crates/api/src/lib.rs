@@ -12,6 +12,7 @@
 
 mod dto;
 mod events;
+mod imports;
 mod problem;
 mod routes;
 pub mod webhooks;
@@ -152,6 +153,10 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         routes::status,
         routes::openapi,
         events::events,
+        imports::import_csv,
+        imports::list_imports,
+        imports::undo_import,
+        imports::export_csv,
     ),
     components(schemas(
         ProblemDocument,
@@ -160,6 +165,9 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         dto::FieldValueSchema,
         dto::FieldInputSchema,
         dto::Reset,
+        imports::ImportResult,
+        imports::ImportInfo,
+        imports::UndoResult,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -168,6 +176,7 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         (name = "spaces", description = "Shared spaces and their members (read only)"),
         (name = "events", description = "What happens to records, as it happens"),
         (name = "node", description = "This node"),
+        (name = "imports", description = "CSV in (matched, dry-run, undone) and out"),
     )
 )]
 struct ApiDoc;

@@ -53,6 +53,28 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/spaces", get(spaces)),
         (Method::GET, "/api/v1/spaces/{id}/members", get(members)),
         (Method::GET, "/api/v1/status", get(status)),
+        (
+            Method::POST,
+            "/api/v1/imports",
+            post(crate::imports::import_csv).layer(axum::extract::DefaultBodyLimit::max(
+                rapport_node::import::MAX_UPLOAD,
+            )),
+        ),
+        (
+            Method::GET,
+            "/api/v1/imports",
+            get(crate::imports::list_imports),
+        ),
+        (
+            Method::POST,
+            "/api/v1/imports/{id}/undo",
+            post(crate::imports::undo_import),
+        ),
+        (
+            Method::GET,
+            "/api/v1/export/{kind}",
+            get(crate::imports::export_csv),
+        ),
         (Method::GET, "/api/v1/events", get(crate::events::events)),
         (Method::GET, "/api/v1/openapi.json", get(openapi)),
     ]

@@ -353,3 +353,101 @@ async fn a_patch_from_a_stale_version_merges_and_names_what_changed_meanwhile() 
     let res = f.router.clone().oneshot(req).await.expect("answer");
     assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_csv_body_imports_dry_runs_undoes_and_exports() {
+    let f = fixture();
+    let writer = f.token("crm-sync", false);
+    let reader = f.token("reader", true);
+    let csv = "\u{feff}First Name;Last Name;E-mail Address;Company\r\nAda;Lovelace;ada@ae.example;Analytical\r\nBob;Bad;bob@;Analytical\r\n";
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/imports?dry_run=true",
+            Some(&writer),
+            Some(csv),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["encoding"], "UTF-8 with BOM");
+    assert_eq!(
+        (
+            v["counts"]["create"].as_u64(),
+            v["counts"]["error"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    assert_eq!(
+        v["rows"][1]["problems"][0]["column"], "E-mail Address",
+        "{v}"
+    );
+    assert_eq!(f.records(), 0, "a dry run writes nothing");
+
+    let (status, _, v) = f
+        .send(Method::POST, "/api/v1/imports", Some(&reader), Some(csv))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/imports?name=people.csv",
+            Some(&writer),
+            Some(csv),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let id = v["id"].as_str().expect("id").to_string();
+    assert_eq!(f.records(), 2, "Ada and her company");
+    let (_, _, list) = f
+        .send(Method::GET, "/api/v1/imports", Some(&reader), None)
+        .await;
+    assert_eq!(list[0]["source"], "people.csv", "{list}");
+
+    let res = f
+        .router
+        .clone()
+        .oneshot(
+            HttpRequest::builder()
+                .uri("/api/v1/export/person")
+                .header(header::AUTHORIZATION, format!("Bearer {reader}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let text = String::from_utf8(bytes.to_vec()).expect("utf-8");
+    assert!(
+        text.contains("Ada Lovelace") && text.contains("Analytical"),
+        "{text}"
+    );
+
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            &format!("/api/v1/imports/{id}/undo"),
+            Some(&writer),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, v["deleted"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{v}"
+    );
+    let (status, _, _) = f
+        .send(
+            Method::POST,
+            "/api/v1/imports",
+            Some(&writer),
+            Some("\u{0}\u{1}binary"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}

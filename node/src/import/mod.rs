@@ -257,6 +257,9 @@ fn safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_hexdigit())
 }
 
+/// A field's value before an import's first write and after its last.
+type BeforeAfter = (Option<FieldValue>, Option<FieldValue>);
+
 fn log_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(DIR).join(format!("{id}.jsonl"))
 }
@@ -661,10 +664,12 @@ impl Repo {
     }
 
     /// Matches, checks and writes one batch of rows of a session.
+    /// `scope`: the caller's space, if it is limited to one (an API token).
     pub fn import_rows(
         &self,
         id: &str,
         rows: Vec<ImportRow>,
+        scope: Option<SpaceId>,
     ) -> Result<Vec<RowOutcome>, NodeError> {
         let mut open = self
             .import_sessions()
@@ -676,6 +681,7 @@ impl Repo {
         let session = open
             .1
             .get_mut(id)
+            .filter(|s| scope.is_none_or(|scope| s.space == scope))
             .ok_or_else(|| NodeError::NotFound(format!("no open import {id}; begin it again")))?;
         session.last_use = now;
         let mut outcomes = Vec::with_capacity(rows.len());
@@ -691,12 +697,19 @@ impl Repo {
     }
 
     /// Ends a session: its summary.
-    pub fn import_end(&self, id: &str) -> Result<ImportSummary, NodeError> {
+    pub fn import_end(&self, id: &str, scope: Option<SpaceId>) -> Result<ImportSummary, NodeError> {
         let mut open = self
             .import_sessions()
             .open
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        if open
+            .1
+            .get(id)
+            .is_some_and(|s| scope.is_some_and(|scope| s.space != scope))
+        {
+            return Err(NodeError::NotFound(format!("no open import {id}")));
+        }
         let session = open
             .1
             .remove(id)
@@ -720,7 +733,8 @@ impl Repo {
     }
 
     /// Every import recorded on this device, newest first.
-    pub fn imports(&self) -> Result<Vec<ImportSummary>, NodeError> {
+    /// `scope`: only the imports into this space (an API token's).
+    pub fn imports(&self, scope: Option<SpaceId>) -> Result<Vec<ImportSummary>, NodeError> {
         let mut all: Vec<(i64, ImportSummary)> = self
             .logs()?
             .iter()
@@ -730,6 +744,7 @@ impl Repo {
                 };
                 Some((*started_ms, summary(lines)?))
             })
+            .filter(|(_, s)| scope.is_none_or(|scope| s.space == scope))
             .collect();
         all.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.id.cmp(&a.1.id)));
         Ok(all.into_iter().map(|(_, s)| s).collect())
@@ -795,7 +810,7 @@ impl Repo {
 
     /// Deletes what import `id` created and puts back what it updated,
     /// where nobody changed it since.
-    pub fn import_undo(&self, id: &str) -> Result<UndoReport, NodeError> {
+    pub fn import_undo(&self, id: &str, scope: Option<SpaceId>) -> Result<UndoReport, NodeError> {
         if !safe_id(id) {
             return Err(NodeError::NotFound(format!("no import {id}")));
         }
@@ -818,6 +833,10 @@ impl Repo {
             }
         }
         let lines = read_log(&path)?;
+        let space = summary(&lines).map(|s| s.space);
+        if scope.is_some_and(|scope| space != Some(scope)) {
+            return Err(NodeError::NotFound(format!("no import {id}")));
+        }
         if let Some(Line::Undone(r)) = lines.iter().find(|l| matches!(l, Line::Undone(_))) {
             return Err(NodeError::Forbidden(format!(
                 "import {id} was undone already ({} records deleted, {} fields restored)",
@@ -828,10 +847,7 @@ impl Repo {
         // twice goes back to its value before the first write, if it still
         // holds the last; a record the import created is deleted.
         let mut created: Vec<RecordId> = Vec::new();
-        let mut fields: BTreeMap<
-            RecordId,
-            BTreeMap<String, (Option<FieldValue>, Option<FieldValue>)>,
-        > = BTreeMap::new();
+        let mut fields: BTreeMap<RecordId, BTreeMap<String, BeforeAfter>> = BTreeMap::new();
         for line in &lines {
             let Line::Batch {
                 created: made,
@@ -1321,8 +1337,8 @@ mod tests {
 
     fn run(repo: &Repo, spec: ImportSpec, rows: Vec<ImportRow>) -> (String, Vec<RowOutcome>) {
         let begun = repo.import_begin(spec, SpaceId::Private).expect("begin");
-        let out = repo.import_rows(&begun.id, rows).expect("rows");
-        repo.import_end(&begun.id).expect("end");
+        let out = repo.import_rows(&begun.id, rows, None).expect("rows");
+        repo.import_end(&begun.id, None).expect("end");
         (begun.id, out)
     }
 
@@ -1423,7 +1439,7 @@ mod tests {
             &[],
         )
         .expect("edit");
-        let report = repo.import_undo(&id).expect("undo");
+        let report = repo.import_undo(&id, None).expect("undo");
         assert_eq!((report.deleted, report.restored, report.kept), (2, 1, 1));
         let ada = repo.view(ada.id).expect("read").expect("ada");
         assert_eq!(ada.text("title"), Some("Countess"));
@@ -1437,8 +1453,8 @@ mod tests {
             .filter(|v| !v.deleted)
             .collect();
         assert!(companies.is_empty(), "the company made for Bob is deleted");
-        assert!(repo.import_undo(&id).is_err(), "undone once only");
-        let listed = repo.imports().expect("list");
+        assert!(repo.import_undo(&id, None).is_err(), "undone once only");
+        let listed = repo.imports(None).expect("list");
         assert_eq!(listed[0].id, id);
         assert!(listed[0].undone.is_some());
     }
@@ -1530,7 +1546,7 @@ mod tests {
         let begun = repo
             .import_begin(spec(Kind::Person, "4"), SpaceId::Private)
             .expect("begin");
-        repo.import_rows(&begun.id, rows[..2].to_vec())
+        repo.import_rows(&begun.id, rows[..2].to_vec(), None)
             .expect("rows");
         drop(repo);
         let repo = Repo::open(&_tmp.path().join("data"), OpenMode::Existing).expect("reopen");
@@ -1545,14 +1561,14 @@ mod tests {
             .into_iter()
             .filter(|r| r.number > again.resume_after)
             .collect();
-        repo.import_rows(&again.id, rest).expect("rest");
-        repo.import_end(&again.id).expect("end");
+        repo.import_rows(&again.id, rest, None).expect("rest");
+        repo.import_end(&again.id, None).expect("end");
         assert_eq!(
             people(&repo).len(),
             5,
             "names without a key are not doubled"
         );
-        let list = repo.imports().expect("list");
+        let list = repo.imports(None).expect("list");
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].counts.create, 5);
         // A new run of the finished file is a new import, which matches nothing
@@ -1608,7 +1624,7 @@ mod tests {
         let now = repo.view(ada.id).expect("read").expect("ada");
         assert_eq!(now.text("title"), Some("Engineer"));
         assert_eq!(now.get("tags"), Some(&FieldValue::List(vec!["vip".into()])));
-        let report = repo.import_undo(&id).expect("undo");
+        let report = repo.import_undo(&id, None).expect("undo");
         assert_eq!((report.restored, report.kept), (2, 0));
         let now = repo.view(ada.id).expect("read").expect("ada");
         assert_eq!(
@@ -1636,6 +1652,7 @@ mod tests {
         repo.import_rows(
             &begun.id,
             vec![row(1, &[("name", "P1")]), row(2, &[("name", "P2")])],
+            None,
         )
         .expect("rows");
         // A crash after logging the next batch, before storing it, and one
@@ -1666,9 +1683,10 @@ mod tests {
         repo.import_rows(
             &again.id,
             vec![row(3, &[("name", "P3")]), row(4, &[("name", "P4")])],
+            None,
         )
         .expect("rest");
-        let summary = repo.import_end(&again.id).expect("end");
+        let summary = repo.import_end(&again.id, None).expect("end");
         assert!(summary.finished, "the line after the cut one is read");
         assert_eq!(summary.rows, 4);
         assert_eq!(people(&repo).len(), 4);
@@ -1690,7 +1708,7 @@ mod tests {
         assert_eq!(out[0].action, Action::Create);
         assert_eq!(out[1].action, Action::Update);
         assert!(people(&repo).is_empty());
-        assert!(repo.imports().expect("list").is_empty());
+        assert!(repo.imports(None).expect("list").is_empty());
     }
 
     #[test]
