@@ -360,6 +360,12 @@ pub fn explain(e: OpError) -> anyhow::Error {
         ErrorCode::NotFound if e.message.starts_with("no token") => {
             Some("`rapport token list` shows them".to_string())
         }
+        ErrorCode::NotFound if e.message.starts_with("no import") => {
+            Some("`rapport import list` shows them".to_string())
+        }
+        ErrorCode::NotFound if e.message.starts_with("no open import") => {
+            Some("run the import again: it resumes where it stopped".to_string())
+        }
         ErrorCode::NotFound if e.message.starts_with("no webhook") => {
             Some("`rapport webhook list` shows them".to_string())
         }

@@ -682,7 +682,7 @@ impl Repo {
             .1
             .get_mut(id)
             .filter(|s| scope.is_none_or(|scope| s.space == scope))
-            .ok_or_else(|| NodeError::NotFound(format!("no open import {id}; begin it again")))?;
+            .ok_or_else(|| NodeError::Missing(format!("no open import {id}; begin it again")))?;
         session.last_use = now;
         let mut outcomes = Vec::with_capacity(rows.len());
         let mut last = 0;
@@ -708,12 +708,12 @@ impl Repo {
             .get(id)
             .is_some_and(|s| scope.is_some_and(|scope| s.space != scope))
         {
-            return Err(NodeError::NotFound(format!("no open import {id}")));
+            return Err(NodeError::Missing(format!("no open import {id}")));
         }
         let session = open
             .1
             .remove(id)
-            .ok_or_else(|| NodeError::NotFound(format!("no open import {id}")))?;
+            .ok_or_else(|| NodeError::Missing(format!("no open import {id}")))?;
         let Some(path) = &session.log else {
             return Ok(ImportSummary {
                 id: id.to_string(),
@@ -729,7 +729,7 @@ impl Repo {
         };
         append(path, &Line::Finished)?;
         let lines = read_log(path)?;
-        summary(&lines).ok_or_else(|| NodeError::NotFound(format!("no import {id}")))
+        summary(&lines).ok_or_else(|| NodeError::Missing(format!("no import {id}")))
     }
 
     /// Every import recorded on this device, newest first.
@@ -775,7 +775,7 @@ impl Repo {
             .join("uploads")
             .join(format!("{id}.csv"));
         if !safe_id(id) || !path.exists() {
-            return Err(NodeError::NotFound(format!(
+            return Err(NodeError::Missing(format!(
                 "no uploaded file {id}; upload it again"
             )));
         }
@@ -785,7 +785,7 @@ impl Repo {
     /// Keeps the rows of import `id` that had errors, as a CSV to fix.
     pub fn keep_import_errors(&self, id: &str, csv: &[u8]) -> Result<(), NodeError> {
         if !safe_id(id) {
-            return Err(NodeError::NotFound(format!("no import {id}")));
+            return Err(NodeError::Missing(format!("no import {id}")));
         }
         crate::datadir::write_atomically(
             &self.dir().join(DIR),
@@ -812,13 +812,11 @@ impl Repo {
     /// where nobody changed it since.
     pub fn import_undo(&self, id: &str, scope: Option<SpaceId>) -> Result<UndoReport, NodeError> {
         if !safe_id(id) {
-            return Err(NodeError::NotFound(format!("no import {id}")));
+            return Err(NodeError::Missing(format!("no import {id}")));
         }
         let path = log_path(self.dir(), id);
         if !path.exists() {
-            return Err(NodeError::NotFound(format!(
-                "no import {id}; `rapport import list` shows them"
-            )));
+            return Err(NodeError::Missing(format!("no import {id}")));
         }
         {
             let open = self
@@ -835,7 +833,7 @@ impl Repo {
         let lines = read_log(&path)?;
         let space = summary(&lines).map(|s| s.space);
         if scope.is_some_and(|scope| space != Some(scope)) {
-            return Err(NodeError::NotFound(format!("no import {id}")));
+            return Err(NodeError::Missing(format!("no import {id}")));
         }
         if let Some(Line::Undone(r)) = lines.iter().find(|l| matches!(l, Line::Undone(_))) {
             return Err(NodeError::Forbidden(format!(
