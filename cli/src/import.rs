@@ -110,6 +110,10 @@ pub enum DatesArg {
     Mdy,
 }
 
+/// Rows whose outcome (and, with errors, cells) the CLI keeps at most: a
+/// dry run's list and the error file stop there, with a word saying so.
+const KEEP_ROWS: usize = 100_000;
+
 /// Rows of each action listed in a dry run's text output.
 const SHOWN: usize = 20;
 
@@ -248,9 +252,16 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
         );
     }
     let report = plan
-        .run(open()?, &begun, a.dry_run || json, &mut run, &mut |line| {
-            bar.set_position(line)
-        })
+        .run(
+            open()?,
+            &begun,
+            // Every row's outcome for a dry run; a real run's JSON lists
+            // the rows with errors.
+            a.dry_run,
+            KEEP_ROWS,
+            &mut run,
+            &mut |line| bar.set_position(line),
+        )
         .map_err(shown)?;
     bar.finish_and_clear();
     let errors_file = if report.failed.is_empty() {
@@ -341,9 +352,14 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
         );
     }
     if let Some(path) = errors_file {
+        let first = if report.counts.error as usize > report.failed.len() {
+            format!("The first {} rows with errors are", report.failed.len())
+        } else {
+            "Rows with errors are".to_string()
+        };
         outln!(
             out,
-            "Rows with errors are in {}: fix them and import that file.",
+            "{first} in {}: fix them and import that file.",
             path.display()
         );
     }

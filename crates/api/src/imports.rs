@@ -230,7 +230,14 @@ fn import_blocking(
     let mut run = |r: Request| ops.execute(caller, r).map_err(FileImportError::Op);
     let begun = plan.begin(opts, &mut run).map_err(shown)?;
     let report = plan
-        .run(body, &begun, opts.dry_run, &mut run, &mut |_| {})
+        .run(
+            body,
+            &begun,
+            opts.dry_run,
+            MAX_LISTED,
+            &mut run,
+            &mut |_| {},
+        )
         .map_err(shown)?;
     let listed = if opts.dry_run {
         report

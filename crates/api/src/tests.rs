@@ -451,3 +451,81 @@ async fn a_csv_body_imports_dry_runs_undoes_and_exports() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_limited_to_a_space_imports_into_it_and_sees_only_its_imports() {
+    let f = fixture();
+    f.ops
+        .execute(
+            &Caller::user(),
+            Request::CreateSpace {
+                name: "Joint".into(),
+            },
+        )
+        .expect("space");
+    let Reply::Token(t) = f
+        .ops
+        .execute(
+            &Caller::user(),
+            Request::TokenCreate {
+                name: "partner".into(),
+                read_only: false,
+                space: Some("Joint".into()),
+            },
+        )
+        .expect("token")
+    else {
+        panic!("no token")
+    };
+    let partner = t.secret.expect("secret");
+    let user = f.token("me", false);
+    let (status, _, mine) = f
+        .send(
+            Method::POST,
+            "/api/v1/imports?name=private.csv",
+            Some(&user),
+            Some("Name,Email\nPia,pia@private.example\n"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    let (status, _, theirs) = f
+        .send(
+            Method::POST,
+            "/api/v1/imports?name=joint.csv",
+            Some(&partner),
+            Some("Name,Email\nJo,jo@joint.example\n"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{theirs}");
+    // Into another space than its own: refused.
+    let (status, _, _) = f
+        .send(
+            Method::POST,
+            "/api/v1/imports?space=private",
+            Some(&partner),
+            Some("Name\nX\n"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, _, list) = f
+        .send(Method::GET, "/api/v1/imports", Some(&partner), None)
+        .await;
+    let sources: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|i| i["source"].as_str())
+        .collect();
+    assert_eq!(sources, ["joint.csv"]);
+    let private_id = mine["id"].as_str().expect("id");
+    let (status, _, _) = f
+        .send(
+            Method::POST,
+            &format!("/api/v1/imports/{private_id}/undo"),
+            Some(&partner),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(f.records(), 2, "the private import stands");
+}

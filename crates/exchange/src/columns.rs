@@ -119,9 +119,14 @@ impl Columns {
                 .rsplit_once('=')
                 .ok_or_else(|| MapError::Syntax(pair.clone()))?;
             let column = column.trim();
-            let at = headers
-                .iter()
-                .position(|h| h.eq_ignore_ascii_case(column))
+            // `#3=field`: the fourth column, whatever its header (two
+            // columns may share one).
+            let by_index = column
+                .strip_prefix('#')
+                .and_then(|i| i.parse::<usize>().ok())
+                .filter(|i| *i < headers.len());
+            let at = by_index
+                .or_else(|| headers.iter().position(|h| h.eq_ignore_ascii_case(column)))
                 .ok_or_else(|| MapError::NoColumn {
                     column: column.to_string(),
                     columns: listing(),
@@ -167,6 +172,11 @@ impl Columns {
             .collect()
     }
 
+    /// The field each column fills, by position (`None`: skipped).
+    pub fn targets(&self) -> Vec<Option<&'static str>> {
+        self.targets.iter().map(|t| t.map(Target::name)).collect()
+    }
+
     /// The columns nothing reads.
     pub fn unmapped(&self) -> Vec<String> {
         self.headers
@@ -188,10 +198,7 @@ impl Columns {
             let Some(target) = target else { continue };
             let cell = cell.trim();
             // A cell Rapport's export made inert (`'=...`) reads back as it was.
-            let cell = match cell.strip_prefix('\'') {
-                Some(rest) if rest.starts_with(crate::write::FORMULA_START) => rest,
-                _ => cell,
-            };
+            let cell = crate::write::unmark(cell);
             if cell.is_empty() {
                 continue;
             }

@@ -417,7 +417,8 @@ impl Scan {
             self.quoted = true;
             self.quote_opened_on = self.lines + 1;
             self.cell_start = false;
-        } else if b != b'\r' && b != b' ' {
+        } else if b != b'\r' {
+            // A space before a quote makes it text, as the CSV reader reads it.
             self.cell_start = false;
         }
     }

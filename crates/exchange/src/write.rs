@@ -70,10 +70,27 @@ pub(crate) const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 /// formula (text from another member, `=HYPERLINK(...)`) gets a leading
 /// `'`, which spreadsheets hide and `columns` drops on import.
 fn inert(cell: String) -> String {
-    if cell.starts_with(FORMULA_START) {
+    if needs_mark(&cell) {
         format!("'{cell}")
     } else {
         cell
+    }
+}
+
+/// Whether a cell starts like a formula, or like one made inert already
+/// (`'=x` is written `''=x`, so that reading it back drops exactly one `'`).
+fn needs_mark(cell: &str) -> bool {
+    cell.starts_with(FORMULA_START)
+        || cell
+            .strip_prefix('\'')
+            .is_some_and(|rest| rest.starts_with(FORMULA_START) || rest.starts_with('\''))
+}
+
+/// A cell as it was before [`inert`].
+pub(crate) fn unmark(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if needs_mark(rest) => rest,
+        _ => cell,
     }
 }
 
@@ -108,13 +125,13 @@ pub fn write_rejected<W: Write>(
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(out);
-    let mut header = headers.to_vec();
+    let mut header: Vec<String> = headers.iter().cloned().map(inert).collect();
     header.push("Rapport error".into());
     w.write_record(&header).map_err(into_io)?;
     for (cells, reason) in rows {
-        let mut row = cells.clone();
+        let mut row: Vec<String> = cells.iter().cloned().map(inert).collect();
         row.resize(headers.len(), String::new());
-        row.push(reason.clone());
+        row.push(inert(reason.clone()));
         w.write_record(&row).map_err(into_io)?;
     }
     w.flush()?;
@@ -166,5 +183,8 @@ mod tests {
         let row = columns.row(&cells, &Locale::for_delimiter(b','));
         assert_eq!(row.inputs[0].1, "=HYPERLINK(\"http://evil\")");
         assert_eq!(row.inputs[1].1, "+49 30 1234567");
+        for text in ["'=x", "''", "'s-Hertogenbosch", "=1+1", "plain"] {
+            assert_eq!(unmark(&inert(text.to_string())), text);
+        }
     }
 }

@@ -168,11 +168,15 @@ impl FilePlan {
     /// Sends the rows of `file` (opened again) after `begun.resume_after`
     /// in batches, then ends the session. `progress` hears the line
     /// reached after each batch; `keep_rows` keeps every row's outcome.
+    /// At most `keep_at_most` rows are kept in each of `rows` and
+    /// `failed` (the rest are counted), so that what a caller keeps does
+    /// not grow with the file.
     pub fn run<R: Read>(
         &self,
         file: R,
         begun: &Begun,
         keep_rows: bool,
+        keep_at_most: usize,
         run: &mut dyn FnMut(Request) -> Result<Reply, FileImportError>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<FileReport, FileImportError> {
@@ -208,10 +212,10 @@ impl FilePlan {
             for o in outcomes {
                 report.counts.add(o.action);
                 let row = cells.remove(&o.number).unwrap_or_default();
-                if o.action == Action::Error {
+                if o.action == Action::Error && report.failed.len() < keep_at_most {
                     report.failed.push((o.clone(), row));
                 }
-                if keep_rows {
+                if keep_rows && report.rows.len() < keep_at_most {
                     report.rows.push(o);
                 }
             }

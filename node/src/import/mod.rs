@@ -686,13 +686,22 @@ impl Repo {
         session.last_use = now;
         let mut outcomes = Vec::with_capacity(rows.len());
         let mut last = 0;
-        for row in rows {
-            last = last.max(row.number);
-            let outcome = self.import_row(session, row)?;
-            session.counts.add(outcome.action);
-            outcomes.push(outcome);
+        let run = || -> Result<(), NodeError> {
+            for row in rows {
+                last = last.max(row.number);
+                let outcome = self.import_row(session, row)?;
+                session.counts.add(outcome.action);
+                outcomes.push(outcome);
+            }
+            self.import_flush(session, last)
+        };
+        if let Err(e) = run() {
+            // The session ends with the failure (a full disk, say): its
+            // log stays unfinished, so the same file begun again resumes,
+            // and its stored batches can be undone.
+            open.1.remove(id);
+            return Err(e);
         }
-        self.import_flush(session, last)?;
         Ok(outcomes)
     }
 
@@ -762,9 +771,29 @@ impl Repo {
         let id = rapport_proto::hex(&sha2::Sha256::digest(bytes)[..12]);
         let dir = self.dir().join(DIR).join("uploads");
         fs::create_dir_all(&dir).map_err(|e| NodeError::io(&dir, e))?;
+        // Uploads a day old were never imported (or were, and kept).
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(24 * 3600));
+                if old {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         let path = dir.join(format!("{id}.csv"));
         fs::write(&path, bytes).map_err(|e| NodeError::io(&path, e))?;
         Ok(id)
+    }
+
+    /// Forgets an upload once it is imported.
+    pub fn drop_upload(&self, id: &str) -> Result<(), NodeError> {
+        let path = self.upload_path(id)?;
+        fs::remove_file(&path).map_err(|e| NodeError::io(&path, e))
     }
 
     /// Where an upload kept by [`Repo::keep_upload`] is.
@@ -845,6 +874,7 @@ impl Repo {
         // twice goes back to its value before the first write, if it still
         // holds the last; a record the import created is deleted.
         let mut created: Vec<RecordId> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut fields: BTreeMap<RecordId, BTreeMap<String, BeforeAfter>> = BTreeMap::new();
         for line in &lines {
             let Line::Batch {
@@ -856,7 +886,7 @@ impl Repo {
                 continue;
             };
             for id in made {
-                if !created.contains(id) {
+                if seen.insert(*id) {
                     created.push(*id);
                 }
             }

@@ -29,6 +29,9 @@ use crate::{App, WebError};
 /// Rows of a preview shown in its table.
 const SHOWN_ROWS: usize = 100;
 
+/// Rows kept of a run (errors first in the preview; the error file).
+const KEPT_ROWS: usize = 10_000;
+
 /// What the upload form and the preview carry from page to page.
 #[derive(Debug, Clone, Default)]
 struct Settings {
@@ -87,24 +90,24 @@ impl Settings {
         opts.blank_clears = self.blank_clears;
         opts.dry_run = dry_run;
         for (i, field) in &self.columns {
-            if let Some(h) = headers.get(*i) {
-                opts.map.push(format!("{h}={field}"));
+            if *i < headers.len() {
+                opts.map.push(format!("#{i}={field}"));
             }
         }
         Ok(opts)
     }
 
-    /// The settings as hidden inputs (and the column choices unless `without_columns`).
-    fn hidden(&self, without_columns: bool) -> Markup {
+    /// The file and kind as hidden inputs; for the form that checks
+    /// again, the space, mode and blank cells too (the run form asks them).
+    fn hidden(&self, with_choices: bool) -> Markup {
         html! {
             input type="hidden" name="file" value=(self.file);
             input type="hidden" name="name" value=(self.name);
             input type="hidden" name="kind" value=(self.kind);
-            input type="hidden" name="space" value=(self.space);
-            input type="hidden" name="mode" value=(self.mode);
-            @if self.blank_clears { input type="hidden" name="blank_clears" value="1"; }
-            @if !without_columns {
-                @for (i, f) in &self.columns { input type="hidden" name={ "col" (i) } value=(f); }
+            @if with_choices {
+                input type="hidden" name="space" value=(self.space);
+                input type="hidden" name="mode" value=(self.mode);
+                @if self.blank_clears { input type="hidden" name="blank_clears" value="1"; }
             }
         }
     }
@@ -352,7 +355,7 @@ fn run_file(app: &App, s: &Settings, dry_run: bool) -> Result<(FilePlan, FileRep
     };
     let begun = plan.begin(&opts, &mut run).map_err(shown)?;
     let report = plan
-        .run(open()?, &begun, dry_run, &mut run, &mut |_| {})
+        .run(open()?, &begun, dry_run, KEPT_ROWS, &mut run, &mut |_| {})
         .map_err(shown)?;
     Ok((plan, report))
 }
@@ -410,8 +413,7 @@ fn preview_body(
     report: &FileReport,
     spaces: &[(String, String)],
 ) -> Markup {
-    let mapped: std::collections::HashMap<String, &'static str> =
-        plan.columns.mapped().into_iter().collect();
+    let targets = plan.columns.targets();
     let c = report.counts;
     let delimiter = match plan.delimiter {
         b'\t' => "tab".to_string(),
@@ -439,7 +441,7 @@ fn preview_body(
                 thead { tr { th scope="col" { "Column" } th scope="col" { "Field" } } }
                 tbody {
                     @for (i, h) in plan.headers.iter().enumerate() {
-                        @let current = mapped.get(h).copied().unwrap_or("-");
+                        @let current = targets.get(i).copied().flatten().unwrap_or("-");
                         tr {
                             th scope="row" { label for={ "col" (i) } { (h) } }
                             td {
@@ -458,10 +460,8 @@ fn preview_body(
         }
         form method="post" action="/import/run" class="record-form" {
             (s.hidden(false))
-            @for (i, h) in plan.headers.iter().enumerate() {
-                @if !s.columns.iter().any(|(c, _)| *c == i) {
-                    input type="hidden" name={ "col" (i) } value=(mapped.get(h).copied().unwrap_or("-"));
-                }
+            @for (i, target) in targets.iter().enumerate() {
+                input type="hidden" name={ "col" (i) } value=(target.unwrap_or("-"));
             }
             (space_select(spaces, &s.space))
             div class="field" {
@@ -542,6 +542,7 @@ pub(crate) async fn run(
                     .map_err(|e| WebError::Internal(e.to_string()))?;
                 app.repo().keep_import_errors(&id, &csv)?;
             }
+            app.repo().drop_upload(&s.file)?;
             Ok(id)
         })
         .await;
