@@ -372,11 +372,8 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
 
 fn describe(o: &RowOutcome) -> String {
     let what = match o.action {
-        Action::Create => "create".to_string(),
         Action::Update => format!("update {}", o.fields.join(", ")),
-        Action::Unchanged => "unchanged".into(),
-        Action::Skip => "skip".into(),
-        Action::Error => "error".into(),
+        other => other.as_str().to_string(),
     };
     match (&o.record, &o.note) {
         (Some(id), Some(note)) => format!("{what} {id} ({note})"),

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use rapport_exchange::{DayOrder, records_csv};
 use rapport_model::Kind;
 use rapport_node::import::file::{FileImportError, FileOptions, FilePlan};
-use rapport_node::import::{Action, ImportSummary, Mode};
+use rapport_node::import::{ImportSummary, Mode};
 use rapport_node::ops::{Caller, Reply, Request};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -275,14 +275,7 @@ fn import_blocking(
             .map(|o| ImportRowResult {
                 number: o.number,
                 line: o.line,
-                action: match o.action {
-                    Action::Create => "create",
-                    Action::Update => "update",
-                    Action::Unchanged => "unchanged",
-                    Action::Skip => "skip",
-                    Action::Error => "error",
-                }
-                .into(),
+                action: o.action.as_str().into(),
                 record: o.record.map(|r| r.to_string()),
                 fields: o.fields,
                 note: o.note,

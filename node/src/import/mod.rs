@@ -112,6 +112,18 @@ pub enum Action {
     Error,
 }
 
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Unchanged => "unchanged",
+            Action::Skip => "skip",
+            Action::Error => "error",
+        }
+    }
+}
+
 /// What became (or, in a dry run, would become) of one row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowOutcome {

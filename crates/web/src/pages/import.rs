@@ -488,7 +488,7 @@ fn preview_body(
                     tr {
                         td { (r.number) }
                         td { (r.line) }
-                        td { (action_label(r.action)) }
+                        td { (r.action.as_str()) }
                         td {
                             @if !r.fields.is_empty() { (r.fields.join(", ")) }
                             @if let Some(n) = &r.note { " " (n) }
@@ -508,16 +508,6 @@ fn target_names(kind: Kind) -> Vec<&'static str> {
     }
     names.push("id");
     names
-}
-
-fn action_label(a: Action) -> &'static str {
-    match a {
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::Unchanged => "unchanged",
-        Action::Skip => "skip",
-        Action::Error => "error",
-    }
 }
 
 pub(crate) async fn run(
