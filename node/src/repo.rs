@@ -682,6 +682,17 @@ impl Repo {
         .into_iter()
         .collect::<Result<Vec<Built>, NodeError>>()?;
         let _guard = self.write_guard();
+        // An id is checked when it is made; an import plans ids a batch
+        // ahead, so another writer may have taken one since (same device,
+        // millisecond and random bytes). Refused, never overwritten.
+        for b in &built {
+            if self.store.doc(b.view.id)?.is_some() {
+                return Err(NodeError::Forbidden(format!(
+                    "record id {} was taken while this batch was prepared; nothing of the batch was written: run it again",
+                    b.view.id
+                )));
+            }
+        }
         // Edits load, change and sign on every core, under the write
         // guard so that no other writer changes a document in between.
         let edited = crate::parallel::map(edits, |(old, changes)| {
