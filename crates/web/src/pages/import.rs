@@ -76,7 +76,7 @@ impl Settings {
             .map_err(|e: rapport_model::schema::UnknownKind| WebError::BadRequest(e.to_string()))
     }
 
-    fn options(&self, headers: &[String], dry_run: bool) -> Result<FileOptions, WebError> {
+    fn options(&self, dry_run: bool) -> Result<FileOptions, WebError> {
         let mut opts = FileOptions::new(self.kind()?);
         opts.space = match self.space.as_str() {
             "" | "private" => None,
@@ -90,9 +90,7 @@ impl Settings {
         opts.blank_clears = self.blank_clears;
         opts.dry_run = dry_run;
         for (i, field) in &self.columns {
-            if *i < headers.len() {
-                opts.map.push(format!("#{i}={field}"));
-            }
+            opts.map.push(format!("#{i}={field}"));
         }
         Ok(opts)
     }
@@ -343,10 +341,9 @@ fn run_file(app: &App, s: &Settings, dry_run: bool) -> Result<(FilePlan, FileRep
         FileImportError::Op(op) => WebError::Op(op),
         other => WebError::BadRequest(other.to_string()),
     };
-    // The header is read once to learn the columns the choices refer to.
-    let guess =
-        FilePlan::read(&s.name, open()?, open()?, &FileOptions::new(s.kind()?)).map_err(shown)?;
-    let opts = s.options(&guess.headers, dry_run)?;
+    // Column choices name columns by position (`#i=field`), which
+    // `Columns::guess` checks against the header: no pass to read it first.
+    let opts = s.options(dry_run)?;
     let plan = FilePlan::read(&s.name, open()?, open()?, &opts).map_err(shown)?;
     let mut run = |r: Request| {
         app.ops
