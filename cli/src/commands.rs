@@ -40,7 +40,10 @@ pub enum View {
     Export {
         out: Option<PathBuf>,
     },
-    ExportCsv {
+    /// CSV, vCard or iCalendar written from every record (references
+    /// are named by their titles).
+    ExportFile {
+        format: ExportFormat,
         kind: Option<Kind>,
         out: Option<PathBuf>,
     },
@@ -262,9 +265,10 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
                     plan(Request::Export { kind }, View::Export { out: out.clone() })
                 }
                 // Every kind: references are written as titles.
-                ExportFormat::Csv => plan(
+                ExportFormat::Csv | ExportFormat::Vcard | ExportFormat::Ics => plan(
                     Request::Export { kind: None },
-                    View::ExportCsv {
+                    View::ExportFile {
+                        format: *format,
                         kind,
                         out: out.clone(),
                     },
@@ -488,8 +492,20 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
             Ok(())
         }
         Reply::Export { records } => {
-            if let View::ExportCsv { kind, out: dir } = &view {
-                return crate::import::export_csv(out, &records, *kind, dir.as_deref(), json);
+            if let View::ExportFile {
+                format,
+                kind,
+                out: dir,
+            } = &view
+            {
+                return crate::import::export_file(
+                    out,
+                    *format,
+                    &records,
+                    *kind,
+                    dir.as_deref(),
+                    json,
+                );
             }
             let View::Export { out: dir, .. } = view else {
                 return print_json(out, &records_json(&records));

@@ -1,4 +1,5 @@
-//! `rapport import` and `rapport export --format csv`: files in and out.
+//! `rapport import` and `rapport export --format csv|vcard|ics`: files in
+//! and out.
 //!
 //! The file is read here (`rapport_node::import::file`: encoding,
 //! delimiter, columns) and its rows go to the node in batches, each an
@@ -12,13 +13,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use rapport_exchange::{DayOrder, records_csv, write_rejected};
+use rapport_exchange::{DayOrder, JsonRecords, records_csv, write_rejected};
 use rapport_model::{Kind, RecordView};
-use rapport_node::import::file::{FileImportError, FileOptions, FilePlan};
+use rapport_node::import::file::{FileImportError, FileOptions, FilePlan, Format, MAX_DOCUMENT};
 use rapport_node::import::{Action, ImportSummary, Mode, RowOutcome};
 use rapport_node::ops::{Reply, Request};
 use serde_json::json;
 
+use crate::ExportFormat;
 use crate::commands::{Executor, explain, print_json, to_json};
 use crate::output::{local_time, table};
 
@@ -43,14 +45,17 @@ pub enum ImportCmd {
 
 #[derive(Debug, Args)]
 pub struct ImportRun {
-    /// A CSV file (from Excel, Outlook, Google Contacts, HubSpot, Salesforce, Rapport, ...).
+    /// A CSV file (Excel, Outlook, Google Contacts, HubSpot, Salesforce,
+    /// Rapport, ...), a vCard file (.vcf), a calendar (.ics) or Rapport's
+    /// JSON export.
     pub file: Option<PathBuf>,
     /// The file's format [default: from its extension].
     #[arg(long, value_enum)]
     pub format: Option<FileFormat>,
-    /// What each row is.
-    #[arg(long, default_value = "person")]
-    pub kind: String,
+    /// What each row is [default: person; activity for a calendar; every
+    /// kind in a JSON export].
+    #[arg(long)]
+    pub kind: Option<String>,
     /// The space to import into (name or id) [default: your private space].
     #[arg(long, value_name = "SPACE")]
     pub space: Option<String>,
@@ -157,27 +162,59 @@ pub fn run(args: ImportArgs, dir: &Path, json: bool, out: &mut String) -> Result
 }
 
 fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut String) -> Result<()> {
-    let kind: Kind = a.kind.parse()?;
-    let format = a.format.unwrap_or_else(|| {
-        match file
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("vcf" | "vcard") => FileFormat::Vcard,
-            Some("ics" | "ical") => FileFormat::Ics,
-            Some("json") => FileFormat::Json,
-            _ => FileFormat::Csv,
+    let format = match a.format {
+        Some(FileFormat::Csv) => Format::Csv,
+        Some(FileFormat::Vcard) => Format::Vcard,
+        Some(FileFormat::Ics) => Format::Ics,
+        Some(FileFormat::Json) => Format::Json,
+        None => Format::of_name(&file.to_string_lossy()),
+    };
+    let kinds: Vec<Kind> = match (&a.kind, format) {
+        (Some(k), _) => vec![k.parse()?],
+        // A JSON export holds every kind: each is imported in turn, what
+        // others refer to first.
+        (None, Format::Json) => {
+            let f = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+            let (_, text, _) = rapport_exchange::text::read_text(f, MAX_DOCUMENT)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            JsonRecords::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+                .kinds()
         }
-    });
-    if !matches!(format, FileFormat::Csv) {
-        bail!(
-            "Rapport imports CSV files so far; vCard, iCalendar and JSON import are not built yet. \
-             Export the contacts as CSV (Outlook, Google Contacts and Apple Contacts can) and import that"
-        );
+        (None, f) => vec![f.default_kind()],
+    };
+    if kinds.is_empty() {
+        bail!("{}: no records in this file", file.display());
     }
+    let mut reports = Vec::new();
+    for kind in kinds {
+        let mut text = String::new();
+        let report = import_kind(a, file, format, kind, dir, json, &mut text)?;
+        out.push_str(&text);
+        reports.extend(report);
+    }
+    if json {
+        match reports.len() {
+            1 => print_json(out, &reports[0])?,
+            _ => print_json(out, &serde_json::Value::Array(reports))?,
+        }
+    }
+    Ok(())
+}
+
+/// Imports the rows of one kind; with `json`, returns the report instead
+/// of writing it.
+fn import_kind(
+    a: &ImportRun,
+    file: &Path,
+    format: Format,
+    kind: Kind,
+    dir: &Path,
+    json: bool,
+    out: &mut String,
+) -> Result<Option<serde_json::Value>> {
     let opts = FileOptions {
+        format,
         space: a.space.clone(),
         mode: match a.mode {
             ModeArg::Create => Mode::Create,
@@ -215,16 +252,8 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
     let begun = plan.begin(&opts, &mut run).map_err(shown)?;
     let mapped = plan.columns.mapped();
     let unmapped = plan.columns.unmapped();
-    let delimiter = match plan.delimiter {
-        b'\t' => "tab".to_string(),
-        d => format!("`{}`", d as char),
-    };
     if !json {
-        eprintln!(
-            "Reading {source}: {}, {delimiter}-separated, {}.",
-            plan.encoding.as_str(),
-            plan.locale.describe()
-        );
+        eprintln!("Reading {source} ({kind} records): {}.", plan.describe());
         let pairs: Vec<String> = mapped.iter().map(|(c, f)| format!("{c} → {f}")).collect();
         eprintln!("Columns: {}", pairs.join(", "));
         if !unmapped.is_empty() {
@@ -277,10 +306,10 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
     };
     let counts = report.counts;
     if json {
-        return print_json(
-            out,
-            &json!({
+        return Ok(Some(json!({
                 "id": report.id,
+                "kind": kind,
+                "format": plan.format,
                 "dry_run": report.dry_run,
                 "file": file,
                 "encoding": plan.encoding,
@@ -292,13 +321,13 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
                 "counts": counts,
                 "seconds": report.seconds,
                 "errors_file": errors_file,
+                "remarks": report.noted,
                 "rows": if report.dry_run {
                     report.rows.clone()
                 } else {
                     report.failed.iter().map(|(o, _)| o.clone()).collect()
                 },
-            }),
-        );
+        })));
     }
     let verb = if a.dry_run {
         "Would import"
@@ -307,7 +336,7 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
     };
     outln!(
         out,
-        "{verb} {source}: {} created, {} updated, {} unchanged, {} skipped, {} with errors{} ({:.1} s).",
+        "{verb} {source} ({kind}): {} created, {} updated, {} unchanged, {} skipped, {} with errors{} ({:.1} s).",
         counts.create,
         counts.update,
         counts.unchanged,
@@ -329,6 +358,18 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
             if of.len() > SHOWN {
                 outln!(out, "  ... and {} more", of.len() - SHOWN);
             }
+        }
+    }
+    if !a.dry_run {
+        for o in report.noted.iter().take(SHOWN) {
+            outln!(out, "  row {} (line {}): {}", o.number, o.line, describe(o));
+        }
+        if report.noted.len() > SHOWN {
+            outln!(
+                out,
+                "  ... and {} more rows with remarks",
+                report.noted.len() - SHOWN
+            );
         }
     }
     for (o, _) in report.failed.iter().take(SHOWN) {
@@ -367,7 +408,7 @@ fn import_file(a: &ImportRun, file: &Path, dir: &Path, json: bool, out: &mut Str
         None => outln!(out, "Nothing was written (--dry-run)."),
         Some(id) => outln!(out, "Undo it with: rapport import undo {id}"),
     }
-    Ok(())
+    Ok(None)
 }
 
 fn describe(o: &RowOutcome) -> String {
@@ -441,9 +482,64 @@ fn list(out: &mut String, imports: &[ImportSummary], json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Live records as CSV, vCard or iCalendar (`export --format ...`): into
+/// `dir` (one CSV file per kind; `people.vcf`; `activities.ics`), or to
+/// standard output.
+pub fn export_file(
+    out: &mut String,
+    format: ExportFormat,
+    records: &[RecordView],
+    kind: Option<Kind>,
+    dir: Option<&Path>,
+    json: bool,
+) -> Result<()> {
+    let (name, only, text) = match format {
+        ExportFormat::Vcard => {
+            if kind.is_some_and(|k| k != Kind::Person) {
+                bail!("vCard holds people: `export person --format vcard`");
+            }
+            let n = live(records, Kind::Person, &[]);
+            ("people.vcf", n, rapport_exchange::people_vcard(records))
+        }
+        ExportFormat::Ics => {
+            if kind.is_some_and(|k| k != Kind::Activity) {
+                bail!("iCalendar holds meetings and tasks: `export activity --format ics`");
+            }
+            let n = live(records, Kind::Activity, &["meeting", "task"]);
+            (
+                "activities.ics",
+                n,
+                rapport_exchange::activities_ics(records),
+            )
+        }
+        _ => return export_csv(out, records, kind, dir, json),
+    };
+    let Some(dir) = dir else {
+        out.push_str(&text);
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    if json {
+        return print_json(out, &json!({"records": only, "files": 1, "out": path}));
+    }
+    outln!(out, "Exported {only} records into {}", path.display());
+    Ok(())
+}
+
+/// Live records of `kind` (of these types, if any are given).
+fn live(records: &[RecordView], kind: Kind, types: &[&str]) -> usize {
+    records
+        .iter()
+        .filter(|r| r.kind == kind && !r.deleted)
+        .filter(|r| types.is_empty() || r.text("type").is_some_and(|t| types.contains(&t)))
+        .count()
+}
+
 /// Live records of `kind` as CSV (`export --format csv`): into `dir` as
 /// KIND.csv, one file per kind when none is given, or to standard output.
-pub fn export_csv(
+fn export_csv(
     out: &mut String,
     records: &[RecordView],
     kind: Option<Kind>,

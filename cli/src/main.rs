@@ -384,6 +384,10 @@ pub enum SpaceCmd {
 pub enum ExportFormat {
     Json,
     Csv,
+    /// vCard 4.0: people, for phones and mail programs.
+    Vcard,
+    /// iCalendar: meetings and tasks, for calendars.
+    Ics,
     Automerge,
 }
 

@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rapport_exchange::{DayOrder, records_csv};
 use rapport_model::Kind;
-use rapport_node::import::file::{FileImportError, FileOptions, FilePlan};
+use rapport_node::import::file::{FileImportError, FileOptions, FilePlan, Format};
 use rapport_node::import::{ImportSummary, Mode};
 use rapport_node::ops::{Caller, Reply, Request};
 use serde::Serialize;
@@ -130,11 +130,20 @@ fn bad(detail: impl Into<String>) -> Problem {
 
 fn options(params: &[(String, String)]) -> Result<(FileOptions, String), Problem> {
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let kind: Kind = get("kind")
-        .unwrap_or("person")
-        .parse()
-        .map_err(|e: rapport_model::schema::UnknownKind| bad(e.to_string()))?;
+    let source = get("name").unwrap_or("upload.csv").to_string();
+    let format = match get("format") {
+        Some(f) => Format::parse(f)
+            .ok_or_else(|| bad(format!("format `{f}`: use csv, vcard, ics or json")))?,
+        None => Format::of_name(&source),
+    };
+    let kind: Kind = match get("kind") {
+        Some(k) => k
+            .parse()
+            .map_err(|e: rapport_model::schema::UnknownKind| bad(e.to_string()))?,
+        None => format.default_kind(),
+    };
     let mut o = FileOptions::new(kind);
+    o.format = format;
     o.space = get("space").map(str::to_string);
     o.mode = match get("mode").unwrap_or("upsert") {
         "create" => Mode::Create,
@@ -170,7 +179,6 @@ fn options(params: &[(String, String)]) -> Result<(FileOptions, String), Problem
         Some("mdy") => Some(DayOrder::Mdy),
         Some(d) => return Err(bad(format!("dates `{d}`: use dmy or mdy"))),
     };
-    let source = get("name").unwrap_or("upload.csv").to_string();
     Ok((o, source))
 }
 
@@ -179,7 +187,8 @@ fn options(params: &[(String, String)]) -> Result<(FileOptions, String), Problem
     path = "/api/v1/imports",
     tag = "imports",
     params(
-        ("kind" = Option<String>, Query, description = "What each row is [default: person]"),
+        ("format" = Option<String>, Query, description = "csv, vcard, ics or json [default: by the extension of `name`, else csv]"),
+        ("kind" = Option<String>, Query, description = "What each row is [default: person; activity for ics]. A JSON export is imported one kind per request"),
         ("space" = Option<String>, Query, description = "A space by name or id [default: private, or the token's space]"),
         ("mode" = Option<String>, Query, description = "upsert (default), create or update"),
         ("match" = Option<String>, Query, description = "Fields that identify a record, comma-separated [default: emails for people; domain, name for companies]"),
@@ -190,7 +199,7 @@ fn options(params: &[(String, String)]) -> Result<(FileOptions, String), Problem
         ("dates" = Option<String>, Query, description = "dmy or mdy: how to read 03/04/2026"),
         ("name" = Option<String>, Query, description = "The file's name, for `GET /api/v1/imports`"),
     ),
-    request_body(content = String, content_type = "text/csv", description = "The CSV file (UTF-8, UTF-16 with BOM or Windows-1252; `,` `;` or tab); at most 64 MiB"),
+    request_body(content = String, content_type = "text/csv", description = "The file: CSV (UTF-8, UTF-16 with BOM or Windows-1252; `,` `;` or tab), vCard 2.1 to 4.0, iCalendar, or Rapport's JSON export; at most 64 MiB"),
     responses(
         (status = 200, description = "What was imported (or would be)", body = ImportResult),
         (status = 422, description = "Not a table, or columns that map to nothing: nothing was written", body = ProblemDocument, content_type = "application/problem+json"),
@@ -344,9 +353,13 @@ pub(crate) async fn undo_import(
     get,
     path = "/api/v1/export/{kind}",
     tag = "imports",
-    params(("kind" = String, Path, description = "company, person, deal, activity, ticket or campaign")),
+    params(
+        ("kind" = String, Path, description = "company, person, deal, activity, ticket or campaign"),
+        ("format" = Option<String>, Query, description = "csv (default); vcard (people: vCard 4.0); ics (activities: meetings and tasks as iCalendar)"),
+    ),
     responses(
-        (status = 200, description = "The kind's live records as CSV (UTF-8 with BOM; imports back as it is)", body = String, content_type = "text/csv"),
+        (status = 200, description = "The kind's live records as CSV (UTF-8 with BOM; imports back as it is), vCard or iCalendar", body = String, content_type = "text/csv"),
+        (status = 422, description = "A format that does not hold this kind", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such kind", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -355,7 +368,12 @@ pub(crate) async fn export_csv(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(kind): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
+    let format = params
+        .iter()
+        .find(|(k, _)| k == "format")
+        .map_or("csv", |(_, v)| v.as_str());
     let kind: Kind = kind
         .parse()
         .map_err(|e: rapport_model::schema::UnknownKind| {
@@ -365,7 +383,25 @@ pub(crate) async fn export_csv(
         Reply::Export { records } => records,
         _ => return Err(Problem::internal("the node answered something else")),
     };
-    let csv =
-        records_csv(Vec::new(), kind, &records).map_err(|e| Problem::internal(e.to_string()))?;
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
+    let (content_type, body) = match (format, kind) {
+        ("csv", _) => (
+            "text/csv; charset=utf-8",
+            records_csv(Vec::new(), kind, &records)
+                .map_err(|e| Problem::internal(e.to_string()))?,
+        ),
+        ("vcard", Kind::Person) => (
+            "text/vcard; charset=utf-8",
+            rapport_exchange::people_vcard(&records).into_bytes(),
+        ),
+        ("ics", Kind::Activity) => (
+            "text/calendar; charset=utf-8",
+            rapport_exchange::activities_ics(&records).into_bytes(),
+        ),
+        (f, k) => {
+            return Err(bad(format!(
+                "format `{f}` for {k}: csv for every kind, vcard for person, ics for activity"
+            )));
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }

@@ -22,6 +22,9 @@ pub enum Target {
     CompanyDomain,
     /// A Rapport record id (Rapport's own export): matches that record.
     Id,
+    /// E-mail addresses of a meeting's attendees: the people with them
+    /// are linked in `about` (none is created).
+    Attendees,
 }
 
 impl Target {
@@ -33,6 +36,7 @@ impl Target {
             Target::LastName => "last_name",
             Target::CompanyDomain => "company_domain",
             Target::Id => "id",
+            Target::Attendees => "attendees",
         }
     }
 
@@ -44,6 +48,7 @@ impl Target {
             "middle_name" if kind == Kind::Person => Target::MiddleName,
             "last_name" if kind == Kind::Person => Target::LastName,
             "company_domain" if kind == Kind::Person => Target::CompanyDomain,
+            "attendees" if kind == Kind::Activity => Target::Attendees,
             _ => Target::Field(kind.field(&name)?.name),
         })
     }
@@ -88,6 +93,8 @@ pub struct Mapped {
     pub id: Option<String>,
     /// A person's company domain, to find or create the company by.
     pub company_domain: Option<String>,
+    /// A meeting's attendees' e-mail addresses.
+    pub attendees: Vec<String>,
     pub problems: Vec<CellProblem>,
 }
 
@@ -212,10 +219,27 @@ impl Columns {
                 Target::Id => {
                     out.id.get_or_insert_with(|| cell.to_string());
                 }
+                Target::Attendees => out.attendees.extend(
+                    cell.split([',', ';'])
+                        .map(str::trim)
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string),
+                ),
                 Target::Field(field) => {
+                    // A calendar UID that is a Rapport id (Rapport's own
+                    // export) also matches that record.
+                    if *field == "uid" && cell.parse::<rapport_model::RecordId>().is_ok() {
+                        out.id.get_or_insert_with(|| cell.to_string());
+                    }
                     let Some(def) = self.kind.field(field) else {
                         continue;
                     };
+                    // Outlook writes an unset date as 0/0/00.
+                    if def.ty == FieldType::Date
+                        && cell.chars().all(|c| matches!(c, '0' | '/' | '.' | '-'))
+                    {
+                        continue;
+                    }
                     let text = match def.ty {
                         FieldType::Amount => locale.amount(cell),
                         FieldType::Date => locale.date(cell),
@@ -262,6 +286,9 @@ fn field_names(kind: Kind) -> String {
     if kind == Kind::Person {
         names.extend(["first_name", "middle_name", "last_name", "company_domain"]);
     }
+    if kind == Kind::Activity {
+        names.push("attendees");
+    }
     names.join(", ")
 }
 
@@ -283,7 +310,7 @@ fn known(kind: Kind, header: &str) -> Option<Target> {
     }
     let any = |names: &[&str]| names.contains(&h.as_str());
     let field = |f: &'static str| Some(Target::Field(f));
-    if h == "id" || h == "rapportid" {
+    if h == "id" || h == "rapportid" || (h == "uid" && kind != Kind::Activity) {
         return Some(Target::Id);
     }
     let guessed = match kind {
@@ -374,6 +401,34 @@ fn known(kind: Kind, header: &str) -> Option<Target> {
                 field("owner")
             } else if any(&["tags", "tag", "categories", "labels", "kategorien"]) {
                 field("tags")
+            } else if any(&[
+                "address",
+                "homeaddress",
+                "businessaddress",
+                "postaladdress",
+                "mailingaddress",
+                "mailingstreet",
+                "street",
+                "businessstreet",
+                "homestreet",
+                "address1formatted",
+                "adresse",
+            ]) {
+                field("address")
+            } else if any(&[
+                "website",
+                "webpage",
+                "url",
+                "homepage",
+                "personalwebsite",
+                "website1value",
+                "webseite",
+            ]) {
+                field("website")
+            } else if any(&["birthday", "birthdate", "dateofbirth", "geburtstag"]) {
+                field("birthday")
+            } else if any(&["notes", "note", "description", "notizen"]) {
+                field("notes")
             } else {
                 None
             }
@@ -472,10 +527,14 @@ fn known(kind: Kind, header: &str) -> Option<Target> {
             }
         }
         Kind::Activity => {
-            if any(&["notes", "description", "text"]) {
+            if any(&["attendees", "attendee", "participants"]) {
+                Some(Target::Attendees)
+            } else if any(&["notes", "description", "text"]) {
                 field("body")
             } else if any(&["date", "start", "startdate"]) {
                 field("when")
+            } else if any(&["end", "enddate"]) {
+                field("ends")
             } else if any(&["duedate"]) {
                 field("due")
             } else if any(&["completed"]) {
@@ -528,7 +587,7 @@ mod tests {
             "Title,First Name,Middle Name,Last Name,Suffix,Company,Job Title,Business Phone,Mobile Phone,E-mail Address,E-mail 2 Address,E-mail 3 Address,Categories,Notes",
         );
         let c = Columns::guess(Kind::Person, &h, &[]).expect("map");
-        assert_eq!(c.unmapped(), ["Title", "Suffix", "Notes"]);
+        assert_eq!(c.unmapped(), ["Title", "Suffix"]);
         let row = c.row(
             &strings(&[
                 "Dr.",
@@ -557,6 +616,7 @@ mod tests {
                 ("phones", "+44 20 1234, +44 7700 900"),
                 ("emails", "ada@ae.co.uk, ada@home.org"),
                 ("tags", "VIP,Math"),
+                ("notes", "likes tea"),
             ]
             .map(|(a, b)| (a.to_string(), b.to_string()))
         );

@@ -12,12 +12,15 @@ pub struct Row {
     pub number: u64,
     pub line: u64,
     pub cells: Vec<String>,
+    /// Why the row cannot be read at all (a vCard or an event that is
+    /// broken); a CSV row never has one.
+    pub problem: Option<String>,
 }
 
 impl Row {
     /// A row of empty cells: spreadsheets leave them at the end.
     pub fn is_blank(&self) -> bool {
-        self.cells.iter().all(|c| c.trim().is_empty())
+        self.problem.is_none() && self.cells.iter().all(|c| c.trim().is_empty())
     }
 }
 
@@ -104,6 +107,7 @@ impl<R: Read> Iterator for Table<R> {
                     number: self.number,
                     line: start.max(after.saturating_sub(1 + inner)),
                     cells: self.record.iter().map(str::to_string).collect(),
+                    problem: None,
                 }))
             }
             Err(e) => Some(Err(e)),

@@ -62,6 +62,8 @@ pub enum FileError {
     Truncated { line: u64 },
     #[error("the file has no header line naming its columns")]
     NoHeader,
+    #[error("the file is over {} MiB; split it, or export it as CSV, which is read as it streams", .0 >> 20)]
+    TooLarge(u64),
     #[error("line {line}: {reason}")]
     Malformed { line: u64, reason: String },
     #[error("could not read the file: {0}")]
@@ -132,6 +134,42 @@ pub fn inspect(file: impl Read) -> Result<Inspection, FileError> {
         lines: scan.lines,
         bytes,
     })
+}
+
+/// A whole text document (vCard, iCalendar, JSON) of at most `limit`
+/// bytes: its encoding (as [`inspect`] decides it), its text, and its
+/// bytes as read. A file with NUL bytes is binary and refused.
+pub fn read_text(file: impl Read, limit: u64) -> Result<(Encoding, String, Vec<u8>), FileError> {
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(FileError::TooLarge(limit));
+    }
+    if bytes.is_empty() {
+        return Err(FileError::Empty);
+    }
+    let mark = Bom::read(&bytes[..])?.mark;
+    let encoding = match mark {
+        Some(e) => e,
+        None if std::str::from_utf8(&bytes).is_ok() => Encoding::Utf8,
+        None => Encoding::Windows1252,
+    };
+    if !matches!(encoding, Encoding::Utf16Le | Encoding::Utf16Be)
+        && let Some(at) = bytes.iter().position(|b| *b == 0)
+    {
+        return Err(FileError::Binary {
+            what: "NUL byte",
+            at: at as u64,
+        });
+    }
+    let mut text = String::new();
+    decode(&bytes[..], encoding)?
+        .read_to_string(&mut text)
+        .map_err(|e| FileError::Malformed {
+            line: 1,
+            reason: format!("the file is not text in {} ({e})", encoding.as_str()),
+        })?;
+    Ok((encoding, text, bytes))
 }
 
 /// `file` as UTF-8 text, decoded as `encoding` (its byte-order mark dropped).

@@ -157,6 +157,10 @@ const PERSON: &[FieldDef] = &[
     ),
     f("owner", T::Text, "who looks after this contact"),
     f("tags", T::Tags, "comma-separated tags"),
+    f("address", T::Text, "postal address"),
+    f("website", T::Url, "personal or profile web page"),
+    f("birthday", T::Date, "date of birth"),
+    f("notes", T::Text, "free notes"),
 ];
 
 const DEAL: &[FieldDef] = &[
@@ -194,6 +198,13 @@ const ACTIVITY: &[FieldDef] = &[
     f("done", T::Flag, "whether the task is done"),
     f("about", T::Refs(&[]), "records this activity is about"),
     f("owner", T::Text, "who does it"),
+    f("ends", T::DateTime, "when a meeting ends"),
+    f("location", T::Text, "where a meeting takes place"),
+    f(
+        "uid",
+        T::Text,
+        "calendar UID (iCalendar): importing the same event again updates it",
+    ),
 ];
 
 const TICKET: &[FieldDef] = &[

@@ -290,6 +290,7 @@ fn router(app: App) -> Router {
         .route("/import/{id}/undo", post(pages::import::undo))
         .route("/import/{id}/errors.csv", get(pages::import::errors))
         .route("/k/{kind}/export.csv", get(pages::import::export))
+        .route("/export/{name}", get(pages::import::export_document))
         .route("/spaces", get(pages::spaces::page))
         .route("/spaces/invite", post(pages::spaces::invite))
         .route("/spaces/join", post(pages::spaces::join))

@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::time::Instant;
 
-use rapport_exchange::{Columns, DayOrder, Encoding, FileError, Locale, MapError, Table, text};
+use rapport_exchange::{
+    CALENDAR_COLUMNS, CARD_COLUMNS, CellProblem, Columns, DayOrder, Encoding, FileError,
+    JsonRecords, Locale, MapError, Row, Table, calendar_rows, card_rows, text,
+};
 use rapport_model::{Kind, SpaceId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -21,9 +24,80 @@ use crate::ops::{OpError, Reply, Request};
 /// API's body limit.
 const BATCH_BYTES: usize = 512 << 10;
 
+/// What a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// A table: spreadsheets, address books, other CRMs.
+    #[default]
+    Csv,
+    /// vCard 2.1, 3.0 or 4.0: phones, Apple Contacts, Outlook, Google.
+    Vcard,
+    /// iCalendar: events become meetings, to-dos tasks.
+    Ics,
+    /// Rapport's own JSON export.
+    Json,
+}
+
+impl Format {
+    /// The format a file's name says (`.vcf`, `.ics`, `.json`), else CSV.
+    pub fn of_name(name: &str) -> Format {
+        let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("vcf" | "vcard") => Format::Vcard,
+            Some("ics" | "ical" | "ifb") => Format::Ics,
+            Some("json") => Format::Json,
+            _ => Format::Csv,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Format> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "csv" => Format::Csv,
+            "vcard" | "vcf" => Format::Vcard,
+            "ics" | "ical" | "icalendar" => Format::Ics,
+            "json" => Format::Json,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "CSV",
+            Format::Vcard => "vCard",
+            Format::Ics => "iCalendar",
+            Format::Json => "JSON",
+        }
+    }
+
+    /// The kind a file of this format holds when the user names none.
+    pub fn default_kind(self) -> Kind {
+        match self {
+            Format::Ics => Kind::Activity,
+            _ => Kind::Person,
+        }
+    }
+
+    /// What one item of the file is called, in messages.
+    fn item(self) -> &'static str {
+        match self {
+            Format::Csv => "row",
+            Format::Vcard => "card",
+            Format::Ics => "event",
+            Format::Json => "record",
+        }
+    }
+}
+
+/// The largest vCard, iCalendar or JSON file read: these are read whole
+/// (a CSV file streams). An address book of 100k cards is about 30 MB.
+pub const MAX_DOCUMENT: u64 = 64 << 20;
+
 /// How to import a file, as the user said it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileOptions {
+    #[serde(default)]
+    pub format: Format,
     pub kind: Kind,
     pub space: Option<String>,
     pub mode: Mode,
@@ -40,6 +114,7 @@ pub struct FileOptions {
 impl FileOptions {
     pub fn new(kind: Kind) -> Self {
         FileOptions {
+            format: Format::Csv,
             kind,
             space: None,
             mode: Mode::Upsert,
@@ -72,6 +147,7 @@ pub enum FileImportError {
 #[derive(Debug)]
 pub struct FilePlan {
     pub source: String,
+    pub format: Format,
     pub encoding: Encoding,
     pub delimiter: u8,
     pub locale: Locale,
@@ -79,8 +155,16 @@ pub struct FilePlan {
     pub lines: u64,
     pub headers: Vec<String>,
     pub columns: Columns,
-    found: text::Inspection,
+    body: Body,
     digest: String,
+}
+
+/// Where a plan's rows come from: a CSV file read again as it streams,
+/// or the rows of a document read whole.
+#[derive(Debug)]
+enum Body {
+    Csv(text::Inspection),
+    Rows(Vec<Row>),
 }
 
 /// What an import did (or, in a dry run, would do).
@@ -99,6 +183,9 @@ pub struct FileReport {
     /// Rows with errors, with their cells as in the file.
     #[serde(skip)]
     pub failed: Vec<(RowOutcome, Vec<String>)>,
+    /// Rows imported with a remark the user should read (a meeting's
+    /// attendee no person has).
+    pub noted: Vec<RowOutcome>,
 }
 
 impl FilePlan {
@@ -110,6 +197,9 @@ impl FilePlan {
         header: R,
         opts: &FileOptions,
     ) -> Result<FilePlan, FileImportError> {
+        if opts.format != Format::Csv {
+            return Self::read_document(source, file, opts);
+        }
         let mut hashing = Hashing {
             inner: file,
             hash: Sha256::new(),
@@ -126,15 +216,93 @@ impl FilePlan {
         let columns = Columns::guess(opts.kind, &headers, &opts.map)?;
         Ok(FilePlan {
             source: source.to_string(),
+            format: Format::Csv,
             encoding: found.encoding,
             delimiter: found.delimiter,
             locale,
             lines: found.lines,
             headers,
             columns,
-            found,
+            body: Body::Csv(found),
             digest,
         })
+    }
+
+    /// A vCard, iCalendar or JSON file, read whole: its items become rows
+    /// under fixed columns (a JSON export's, those of `opts.kind`).
+    fn read_document<R: Read>(
+        source: &str,
+        file: R,
+        opts: &FileOptions,
+    ) -> Result<FilePlan, FileImportError> {
+        let (encoding, text, bytes) = text::read_text(file, MAX_DOCUMENT)?;
+        let mut digest = rapport_proto::hex(&Sha256::digest(&bytes));
+        let (headers, rows) = match opts.format {
+            Format::Vcard => (strings(&CARD_COLUMNS), card_rows(&text)),
+            Format::Ics => (strings(&CALENDAR_COLUMNS), calendar_rows(&text)),
+            Format::Json | Format::Csv => {
+                // One file holds every kind: each kind is its own import
+                // of it, and resumes on its own.
+                digest.push(':');
+                digest.push_str(opts.kind.as_str());
+                JsonRecords::parse(&text)?.rows(opts.kind)
+            }
+        };
+        if rows.is_empty() {
+            return Err(FileError::Malformed {
+                line: 1,
+                reason: format!(
+                    "no {} in this file: is it a {} file?",
+                    match opts.format {
+                        Format::Json => format!("{} records", opts.kind),
+                        f => format!("{}s", f.item()),
+                    },
+                    opts.format.as_str()
+                ),
+            }
+            .into());
+        }
+        let columns = Columns::guess(opts.kind, &headers, &opts.map)?;
+        let mut locale = Locale::for_delimiter(b',');
+        locale.slash_dates = opts.slash_dates;
+        Ok(FilePlan {
+            source: source.to_string(),
+            format: opts.format,
+            encoding,
+            delimiter: b',',
+            locale,
+            lines: text.lines().count() as u64,
+            headers,
+            columns,
+            body: Body::Rows(rows),
+            digest,
+        })
+    }
+
+    /// How the file was read, in words: "UTF-8, `;`-separated, …" or
+    /// "vCard, 120 cards".
+    pub fn describe(&self) -> String {
+        match &self.body {
+            Body::Csv(_) => {
+                let delimiter = match self.delimiter {
+                    b'\t' => "tab".to_string(),
+                    d => format!("`{}`", d as char),
+                };
+                format!(
+                    "{}, {delimiter}-separated, {}",
+                    self.encoding.as_str(),
+                    self.locale.describe()
+                )
+            }
+            Body::Rows(rows) => format!(
+                "{} ({}), {} {}{}",
+                self.format.as_str(),
+                self.encoding.as_str(),
+                rows.len(),
+                self.format.item(),
+                if rows.len() == 1 { "" } else { "s" }
+            ),
+        }
     }
 
     /// Begins the session: its id, and the rows an earlier run stored.
@@ -181,7 +349,10 @@ impl FilePlan {
         progress: &mut dyn FnMut(u64),
     ) -> Result<FileReport, FileImportError> {
         let started = Instant::now();
-        let table = Table::open(file, &self.found)?;
+        let rows: Box<dyn Iterator<Item = Result<Row, FileError>>> = match &self.body {
+            Body::Csv(found) => Box::new(Table::open(file, found)?),
+            Body::Rows(rows) => Box::new(rows.iter().cloned().map(Ok)),
+        };
         let mut report = FileReport {
             id: (!begun.id.starts_with("dry-")).then(|| begun.id.clone()),
             dry_run: begun.id.starts_with("dry-"),
@@ -191,6 +362,7 @@ impl FilePlan {
             seconds: 0.0,
             rows: Vec::new(),
             failed: Vec::new(),
+            noted: Vec::new(),
         };
         let mut batch: Vec<ImportRow> = Vec::with_capacity(BATCH_ROWS);
         let mut cells: HashMap<u64, Vec<String>> = HashMap::new();
@@ -215,6 +387,12 @@ impl FilePlan {
                 if o.action == Action::Error && report.failed.len() < keep_at_most {
                     report.failed.push((o.clone(), row));
                 }
+                if o.action != Action::Error
+                    && o.note.is_some()
+                    && report.noted.len() < keep_at_most
+                {
+                    report.noted.push(o.clone());
+                }
                 if keep_rows && report.rows.len() < keep_at_most {
                     report.rows.push(o);
                 }
@@ -223,7 +401,7 @@ impl FilePlan {
             progress(last);
             Ok(())
         };
-        for row in table {
+        for row in rows {
             let row = row?;
             if row.is_blank() {
                 report.counts.skip += 1;
@@ -232,7 +410,14 @@ impl FilePlan {
             if row.number <= begun.resume_after {
                 continue;
             }
-            let mapped = self.columns.row(&row.cells, &self.locale);
+            let mut mapped = self.columns.row(&row.cells, &self.locale);
+            if let Some(reason) = row.problem.clone() {
+                mapped.problems.push(CellProblem {
+                    column: self.format.item().to_string(),
+                    value: String::new(),
+                    reason,
+                });
+            }
             bytes += row.cells.iter().map(String::len).sum::<usize>();
             cells.insert(row.number, row.cells);
             batch.push(ImportRow {
@@ -241,6 +426,7 @@ impl FilePlan {
                 inputs: mapped.inputs,
                 id: mapped.id,
                 company_domain: mapped.company_domain,
+                attendees: mapped.attendees,
                 problems: mapped.problems,
             });
             if batch.len() >= BATCH_ROWS || bytes >= BATCH_BYTES {
@@ -259,6 +445,10 @@ impl FilePlan {
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
+}
+
+fn strings(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
 }
 
 fn unexpected(reply: &Reply) -> FileImportError {

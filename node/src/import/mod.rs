@@ -97,6 +97,11 @@ pub struct ImportRow {
     /// A person's company domain.
     #[serde(default)]
     pub company_domain: Option<String>,
+    /// A meeting's attendees' e-mail addresses: the people with them are
+    /// linked in `about`; an address no person has is reported, never
+    /// made into a person.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attendees: Vec<String>,
     /// Cells the client could not read (a date in no known form).
     #[serde(default)]
     pub problems: Vec<CellProblem>,
@@ -372,6 +377,20 @@ fn key_text(field_type: FieldType, text: &str) -> String {
     }
 }
 
+/// A meeting's attendees: the ids of the people with those addresses,
+/// and the addresses no person in the space has.
+fn attendees(s: &Session, emails: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut found = Vec::new();
+    let mut unknown = Vec::new();
+    for e in emails {
+        match s.people.find("emails", &key_text(FieldType::Emails, e)) {
+            Some(Hit::Stored(id) | Hit::Planned { id, .. }) => found.push(id.to_string()),
+            None => unknown.push(e.clone()),
+        }
+    }
+    (found, unknown)
+}
+
 /// The key values of `field` in a record.
 fn keys_of(kind: Kind, field: &str, value: &FieldValue) -> Vec<String> {
     let ty = kind.field(field).map_or(FieldType::Text, |d| d.ty);
@@ -473,6 +492,8 @@ struct Session {
     index: Index,
     /// A person's company, by domain and by name (people imports only).
     companies: Index,
+    /// People by e-mail, for meetings' attendees (activity imports only).
+    people: Index,
     log: Option<PathBuf>,
     counts: Counts,
     pending: Pending,
@@ -507,6 +528,9 @@ impl Repo {
             match kind {
                 Kind::Person => vec!["emails".to_string()],
                 Kind::Company => vec!["domain".to_string(), "name".to_string()],
+                // Calendar events keep their UID: the same file again
+                // matches them.
+                Kind::Activity => vec!["uid".to_string()],
                 _ => Vec::new(),
             }
         } else {
@@ -518,10 +542,15 @@ impl Repo {
         };
         let mut index = Index::default();
         let mut companies = Index::default();
+        let mut people = Index::default();
         let company_keys = ["domain".to_string(), "name".to_string()];
+        let email_keys = ["emails".to_string()];
         let mut kinds = vec![kind];
         if kind == Kind::Person {
             kinds.push(Kind::Company);
+        }
+        if kind == Kind::Activity {
+            kinds.push(Kind::Person);
         }
         for k in kinds {
             for view in self.store().views_of_kind(k) {
@@ -534,6 +563,9 @@ impl Repo {
                 }
                 if k == Kind::Company && kind == Kind::Person {
                     companies.put(k, &company_keys, &view.fields, Hit::Stored(view.id));
+                }
+                if k == Kind::Person && kind == Kind::Activity {
+                    people.put(k, &email_keys, &view.fields, Hit::Stored(view.id));
                 }
             }
         }
@@ -573,6 +605,7 @@ impl Repo {
                 match_on,
                 index,
                 companies,
+                people,
                 log,
                 counts,
                 pending: Pending::default(),
@@ -994,6 +1027,24 @@ impl Repo {
                 }
             }
         }
+        if !row.attendees.is_empty() {
+            let (found, unknown) = attendees(s, &row.attendees);
+            if !found.is_empty() {
+                match inputs.iter_mut().find(|(f, _)| f == "about") {
+                    Some((_, about)) => {
+                        about.push_str(", ");
+                        about.push_str(&found.join(", "));
+                    }
+                    None => inputs.push(("about".into(), found.join(", "))),
+                }
+            }
+            if !unknown.is_empty() {
+                out.note = Some(format!(
+                    "no person has {}: not linked (import the contacts first)",
+                    unknown.join(", ")
+                ));
+            }
+        }
         let hit = self.import_match(s, &row.id, &inputs)?;
         let hit = match hit {
             Some(Hit::Planned { id, row: first }) if s.spec.dry_run => {
@@ -1057,6 +1108,11 @@ impl Repo {
                 }
                 for (name, value) in wanted {
                     let old = view.fields.get(&name);
+                    // Rapport's own calendar export names an event by its
+                    // record id: not a UID to keep on that same record.
+                    if name == "uid" && old.is_none() && value.as_text() == Some(&id.to_string()) {
+                        continue;
+                    }
                     let new = match (old, &value) {
                         // Lists gain the file's values; none are dropped.
                         (Some(FieldValue::List(have)), FieldValue::List(add)) => {
@@ -1371,6 +1427,7 @@ mod tests {
             inputs: input(pairs),
             id: None,
             company_domain: None,
+            attendees: Vec::new(),
             problems: Vec::new(),
         }
     }

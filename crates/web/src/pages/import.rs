@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use rapport_exchange::{records_csv, write_rejected};
 use rapport_model::Kind;
-use rapport_node::import::file::{FileImportError, FileOptions, FilePlan, FileReport};
+use rapport_node::import::file::{FileImportError, FileOptions, FilePlan, FileReport, Format};
 use rapport_node::import::{Action, ImportSummary, Mode};
 use rapport_node::ops::{Caller, Reply, Request};
 
@@ -67,17 +67,17 @@ impl Settings {
     }
 
     fn kind(&self) -> Result<Kind, WebError> {
-        let k = if self.kind.is_empty() {
-            "person"
-        } else {
-            &self.kind
-        };
-        k.parse()
+        if self.kind.is_empty() {
+            return Ok(Format::of_name(&self.name).default_kind());
+        }
+        self.kind
+            .parse()
             .map_err(|e: rapport_model::schema::UnknownKind| WebError::BadRequest(e.to_string()))
     }
 
     fn options(&self, dry_run: bool) -> Result<FileOptions, WebError> {
         let mut opts = FileOptions::new(self.kind()?);
+        opts.format = Format::of_name(&self.name);
         opts.space = match self.space.as_str() {
             "" | "private" => None,
             s => Some(s.to_string()),
@@ -145,14 +145,14 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<ImportQuery>) -
         h1 { "Import and export" }
         @if let Some(f) = flash { (f) }
         section aria-labelledby="import-h" {
-            h2 id="import-h" { "Import a CSV file" }
+            h2 id="import-h" { "Import a file" }
             form method="post" action="/import/upload" enctype="multipart/form-data" class="record-form" {
                 div class="field" {
                     label for="i-file" { "File" }
-                    input id="i-file" name="file" type="file" accept=".csv,.txt,.tsv,text/csv" required aria-describedby="i-file-hint";
-                    p class="hint" id="i-file-hint" { "CSV from Excel, Outlook, Google Contacts, HubSpot, Salesforce or Rapport; up to " (rapport_node::import::MAX_UPLOAD >> 20) " MiB. Nothing is written until you confirm." }
+                    input id="i-file" name="file" type="file" accept=".csv,.txt,.tsv,.vcf,.ics,.json,text/csv,text/vcard,text/calendar,application/json" required aria-describedby="i-file-hint";
+                    p class="hint" id="i-file-hint" { "CSV from Excel, Outlook, Google Contacts, HubSpot, Salesforce or Rapport; contacts as vCard (.vcf) from a phone, Apple Contacts, Google or Outlook; a calendar (.ics: events become meetings, to-dos tasks); or Rapport's JSON export. Up to " (rapport_node::import::MAX_UPLOAD >> 20) " MiB. Nothing is written until you confirm." }
                 }
-                (kind_select("person"))
+                (kind_select(""))
                 (space_select(&spaces, "private"))
                 div class="toolbar" { button type="submit" { "Check the file" } }
             }
@@ -164,6 +164,11 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<ImportQuery>) -
                 @for k in Kind::ALL {
                     li { a href={ "/k/" (k.as_str()) "/export.csv" } download { (page::plural(k)) " (CSV)" } }
                 }
+            }
+            p { "For phones, mail programs and calendars:" }
+            ul class="links" {
+                li { a href="/export/people.vcf" download { "People (vCard)" } }
+                li { a href="/export/activities.ics" download { "Meetings and tasks (iCalendar)" } }
             }
         }
         section aria-labelledby="past-h" {
@@ -253,6 +258,7 @@ fn kind_select(selected: &str) -> Markup {
         div class="field" {
             label for="i-kind" { "Each row is a" }
             select id="i-kind" name="kind" {
+                option value="" selected[selected.is_empty()] { "As the file says (a person; a meeting or task in a calendar)" }
                 @for k in [Kind::Person, Kind::Company, Kind::Deal, Kind::Ticket, Kind::Activity, Kind::Campaign] {
                     option value=(k.as_str()) selected[k.as_str() == selected] { (page::singular(k)) }
                 }
@@ -412,10 +418,6 @@ fn preview_body(
 ) -> Markup {
     let targets = plan.columns.targets();
     let c = report.counts;
-    let delimiter = match plan.delimiter {
-        b'\t' => "tab".to_string(),
-        d => (d as char).to_string(),
-    };
     let rows: Vec<_> = report
         .rows
         .iter()
@@ -425,7 +427,7 @@ fn preview_body(
         .collect();
     html! {
         h1 { "Import " (s.name) }
-        p { (plan.encoding.as_str()) ", separated by " code { (delimiter) } ", " (plan.locale.describe()) "." }
+        p { "Read as " (plan.describe()) "." }
         p class="flash" role="status" {
             "Would create " strong { (c.create) } ", update " strong { (c.update) } ", leave " (c.unchanged) " unchanged, skip " (c.skip)
             @if c.companies > 0 { ", and create " (c.companies) " companies" }
@@ -590,16 +592,46 @@ pub(crate) async fn export(State(app): State<App>, Path(kind): Path<String>) -> 
     }
 }
 
+/// `GET /export/people.vcf` and `GET /export/activities.ics`.
+pub(crate) async fn export_document(State(app): State<App>, Path(name): Path<String>) -> Response {
+    let ics = match name.as_str() {
+        "people.vcf" => false,
+        "activities.ics" => true,
+        _ => return WebError::NotFound(format!("no export {name}")).into_response(),
+    };
+    let made = app
+        .blocking(move |app| {
+            match app
+                .ops
+                .execute(&Caller::user(), Request::Export { kind: None })?
+            {
+                Reply::Export { records } if ics => Ok(rapport_exchange::activities_ics(&records)),
+                Reply::Export { records } => Ok(rapport_exchange::people_vcard(&records)),
+                _ => Ok(String::new()),
+            }
+        })
+        .await;
+    match made {
+        Ok(text) if ics => file_response(text.into_bytes(), "text/calendar; charset=utf-8", &name),
+        Ok(text) => file_response(text.into_bytes(), "text/vcard; charset=utf-8", &name),
+        Err(e) => e.into_response(),
+    }
+}
+
 fn csv_response(csv: Vec<u8>, name: &str) -> Response {
+    file_response(csv, "text/csv; charset=utf-8", name)
+}
+
+fn file_response(body: Vec<u8>, content_type: &str, name: &str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_TYPE, content_type.to_string()),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{name}\""),
             ),
         ],
-        csv,
+        body,
     )
         .into_response()
 }

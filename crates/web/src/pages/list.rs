@@ -258,6 +258,13 @@ fn render(app: &App, kind: Kind, p: ListParams) -> Result<Html<String>, WebError
             } @else {
                 a class="button secondary" href=(p.href(kind, |q| { q.deleted = true; q.page = 0; })) { "Show deleted" }
             }
+            a class="button secondary" href={ "/k/" (kind.as_str()) "/export.csv" } download { "Export CSV" }
+            @if kind == Kind::Person {
+                a class="button secondary" href="/export/people.vcf" download { "Export vCard" }
+            }
+            @if kind == Kind::Activity {
+                a class="button secondary" href="/export/activities.ics" download { "Export iCalendar" }
+            }
         }
         form method="get" action={ "/k/" (kind.as_str()) } class="toolbar" {
             (hidden(&["q", "where"]))

@@ -1,0 +1,319 @@
+//! iCalendar files in and out: a VEVENT is a meeting, a VTODO a task.
+//! Reading is `calcard`'s (unfolding, escapes, time zones by TZID, the
+//! Windows zone names Outlook writes); this module says which property
+//! fills which column of [`CALENDAR_COLUMNS`].
+//!
+//! The UID is kept in the activity's `uid` field, so importing the same
+//! file again matches every event and changes nothing; exporting writes
+//! it back (or the record's id, for activities made in Rapport), so the
+//! UIDs a calendar sees are stable.
+
+use calcard::icalendar::{
+    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarProperty,
+    ICalendarStatus, ICalendarValue,
+};
+use calcard::{Entry, Parser};
+use std::collections::HashMap;
+
+use rapport_model::{FieldValue, Kind, RecordId, RecordView};
+
+use crate::cards::{components, escape, line, what};
+use crate::table::Row;
+
+/// The columns an event or a to-do fills.
+pub const CALENDAR_COLUMNS: [&str; 10] = [
+    "UID",
+    "Type",
+    "Subject",
+    "Body",
+    "When",
+    "Ends",
+    "Due",
+    "Done",
+    "Location",
+    "Attendees",
+];
+
+/// The events and to-dos of `text` as rows, in file order. An occurrence
+/// moved out of a series (RECURRENCE-ID) is part of its series, not a
+/// meeting of its own, and is left out; a series is one meeting at its
+/// first occurrence.
+pub fn calendar_rows(text: &str) -> Vec<Row> {
+    // Where each event and to-do begins, in file order: calcard keeps
+    // components in that order too.
+    let mut starts: Vec<u64> = components(text, "VEVENT")
+        .iter()
+        .chain(components(text, "VTODO").iter())
+        .map(|c| c.line)
+        .collect();
+    starts.sort_unstable();
+    let mut starts = starts.into_iter();
+    let mut rows = Vec::new();
+    let mut parser = Parser::new(text);
+    loop {
+        match parser.entry() {
+            Entry::ICalendar(cal) => {
+                for comp in cal
+                    .components
+                    .iter()
+                    .filter(|c| c.component_type.is_event_or_todo())
+                {
+                    let line = starts.next().unwrap_or(0);
+                    if comp.property(&ICalendarProperty::RecurrenceId).is_some() {
+                        continue;
+                    }
+                    let mut row = Row {
+                        number: rows.len() as u64 + 1,
+                        line,
+                        cells: vec![String::new(); CALENDAR_COLUMNS.len()],
+                        problem: None,
+                    };
+                    match component_cells(&cal, comp) {
+                        Ok(cells) => row.cells = cells,
+                        Err(problem) => row.problem = Some(problem),
+                    }
+                    rows.push(row);
+                }
+            }
+            Entry::Eof => break,
+            // Text outside a calendar is not an event: skipped, as a
+            // spreadsheet's blank rows are.
+            Entry::InvalidLine(_) | Entry::VCard(_) => {}
+            other => {
+                rows.push(Row {
+                    number: rows.len() as u64 + 1,
+                    line: starts.next().unwrap_or(0),
+                    cells: vec![String::new(); CALENDAR_COLUMNS.len()],
+                    problem: Some(format!(
+                        "the calendar cannot be read here ({})",
+                        what(&other)
+                    )),
+                });
+                if matches!(other, Entry::UnterminatedComponent(_)) {
+                    break;
+                }
+            }
+        }
+    }
+    rows
+}
+
+fn component_cells(cal: &ICalendar, comp: &ICalendarComponent) -> Result<Vec<String>, String> {
+    let text = |p: ICalendarProperty| {
+        comp.property(&p)
+            .map(|e| {
+                e.values
+                    .iter()
+                    .filter_map(ICalendarValue::as_text)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    let tz = cal.build_tz_resolver();
+    let time = |p: ICalendarProperty| -> Result<String, String> {
+        match comp.property(&p) {
+            None => Ok(String::new()),
+            Some(e) => {
+                instant(e, &tz).ok_or_else(|| format!("{} is not a time this can read", p.as_str()))
+            }
+        }
+    };
+    let todo = comp.component_type == ICalendarComponentType::VTodo;
+    let done = todo
+        && (comp.property(&ICalendarProperty::Completed).is_some()
+            || matches!(comp.status(), Some(ICalendarStatus::Completed)));
+    let attendees: Vec<String> = comp
+        .properties(&ICalendarProperty::Attendee)
+        .filter_map(|e| e.values.first().and_then(ICalendarValue::as_text))
+        .map(|a| {
+            let a = a.trim();
+            a.strip_prefix("mailto:")
+                .or_else(|| a.strip_prefix("MAILTO:"))
+                .unwrap_or(a)
+                .to_string()
+        })
+        .filter(|a| a.contains('@'))
+        .collect();
+    let due = time(ICalendarProperty::Due)?;
+    let summary = text(ICalendarProperty::Summary);
+    let start = time(ICalendarProperty::Dtstart)?;
+    let uid = match comp.uid().map(str::trim).filter(|u| !u.is_empty()) {
+        Some(uid) => uid.to_string(),
+        // Without a UID (some exports leave it out), one made of what
+        // the event is: the same file imported again still matches.
+        None => format!("rapport-{:016x}", fnv1a(&[&summary, &start, &due])),
+    };
+    Ok(vec![
+        uid,
+        if todo { "task" } else { "meeting" }.to_string(),
+        summary,
+        text(ICalendarProperty::Description),
+        start,
+        time(ICalendarProperty::Dtend)?,
+        // A due time is kept as its day (a task's due field is a date).
+        due.get(..10).unwrap_or(&due).to_string(),
+        if done { "yes" } else { "" }.to_string(),
+        text(ICalendarProperty::Location),
+        attendees.join(", "),
+    ])
+}
+
+/// FNV-1a over the parts (with a separator): stable across runs and
+/// builds, as a UID must be.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// A DATE or DATE-TIME as the activity fields read it: a UTC or zoned
+/// time as RFC 3339 in UTC, a floating one as local wall-clock time, a
+/// date as `YYYY-MM-DD`.
+fn instant(
+    e: &ICalendarEntry,
+    tz: &calcard::icalendar::timezone::TzResolver<&str>,
+) -> Option<String> {
+    let d = e.values.first()?.as_partial_date_time()?;
+    let (y, mo, da) = (d.year?, d.month?, d.day?);
+    if !d.has_time() {
+        return Some(format!("{y:04}-{mo:02}-{da:02}"));
+    }
+    let seconds = if d.has_zone() {
+        d.to_timestamp()?
+    } else if let Some(zone) = e.tz_id().and_then(|id| tz.resolve(id)) {
+        d.to_date_time_with_tz(zone)?.timestamp()
+    } else {
+        let (h, mi, s) = (d.hour?, d.minute?, d.second.unwrap_or(0));
+        return Some(format!("{y:04}-{mo:02}-{da:02} {h:02}:{mi:02}:{s:02}"));
+    };
+    let t = jiff::Timestamp::from_second(seconds).ok()?;
+    Some(rapport_model::value::format_instant(t))
+}
+
+/// The live meetings and tasks among `records` as one calendar; the
+/// people they are about are attendees, by their first e-mail (give every
+/// kind, so that those are known).
+pub fn activities_ics(records: &[RecordView]) -> String {
+    let emails: HashMap<RecordId, String> = records
+        .iter()
+        .filter(|r| r.kind == Kind::Person && !r.deleted)
+        .filter_map(|r| Some((r.id, r.get("emails")?.as_list().first()?.clone())))
+        .collect();
+    let email_of = |id: RecordId| emails.get(&id).cloned();
+    let mut out =
+        String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Rapport//Rapport CRM//EN\r\n");
+    for a in records
+        .iter()
+        .filter(|a| !a.deleted && a.kind == Kind::Activity)
+    {
+        let kind = match a.text("type") {
+            Some("meeting") => "VEVENT",
+            Some("task") => "VTODO",
+            _ => continue,
+        };
+        let text = |f: &str| a.text(f).filter(|t| !t.is_empty());
+        out.push_str(&format!("BEGIN:{kind}\r\n"));
+        let uid = text("uid").map_or_else(|| a.id.to_string(), str::to_string);
+        line(&mut out, "UID", &escape(&uid));
+        let stamp = jiff::Timestamp::from_second(a.updated).unwrap_or_default();
+        line(&mut out, "DTSTAMP", &ics_time(stamp));
+        for (field, prop) in [("when", "DTSTART"), ("ends", "DTEND")] {
+            if let Some(t) = text(field).and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
+                line(&mut out, prop, &ics_time(t));
+            }
+        }
+        if let Some(d) = text("due") {
+            line(&mut out, "DUE;VALUE=DATE", &d.replace('-', ""));
+        }
+        if let Some(s) = text("subject") {
+            line(&mut out, "SUMMARY", &escape(s));
+        }
+        if let Some(b) = text("body") {
+            line(&mut out, "DESCRIPTION", &escape(b));
+        }
+        if let Some(l) = text("location") {
+            line(&mut out, "LOCATION", &escape(l));
+        }
+        if a.get("done") == Some(&FieldValue::Flag(true)) {
+            line(&mut out, "STATUS", "COMPLETED");
+        }
+        for id in a.get("about").map(FieldValue::as_list).unwrap_or_default() {
+            if let Some(email) = id.parse::<RecordId>().ok().and_then(&email_of) {
+                line(&mut out, "ATTENDEE", &format!("mailto:{email}"));
+            }
+        }
+        out.push_str(&format!("END:{kind}\r\n"));
+    }
+    out.push_str("END:VCALENDAR\r\n");
+    out
+}
+
+fn ics_time(t: jiff::Timestamp) -> String {
+    t.strftime("%Y%m%dT%H%M%SZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell<'a>(row: &'a Row, column: &str) -> &'a str {
+        let i = CALENDAR_COLUMNS
+            .iter()
+            .position(|c| *c == column)
+            .expect("a calendar column");
+        &row.cells[i]
+    }
+
+    const OUTLOOK: &str = "BEGIN:VCALENDAR\r\nPRODID:-//Microsoft Corporation//Outlook 16.0 MIMEDIR//EN\r\nVERSION:2.0\r\n\
+        BEGIN:VTIMEZONE\r\nTZID:W. Europe Standard Time\r\nBEGIN:STANDARD\r\nDTSTART:16011028T030000\r\n\
+        RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n\
+        BEGIN:DAYLIGHT\r\nDTSTART:16010325T020000\r\nRRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3\r\n\
+        TZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n\
+        BEGIN:VEVENT\r\nUID:040000008200E00074C5B7101A82E008\r\nSUMMARY:Quarterly review\\, Acme\r\n\
+        DTSTART;TZID=W. Europe Standard Time:20260315T100000\r\nDTEND;TZID=W. Europe Standard Time:20260315T113000\r\n\
+        LOCATION:Room 4\r\nATTENDEE;CN=Ada;RSVP=TRUE:mailto:ada@acme.example\r\nDESCRIPTION:Bring the\\nnumbers\r\nEND:VEVENT\r\n\
+        BEGIN:VTODO\r\nUID:todo-1\r\nSUMMARY:Send offer\r\nDUE;VALUE=DATE:20260320\r\nSTATUS:COMPLETED\r\nEND:VTODO\r\n\
+        END:VCALENDAR\r\n";
+
+    #[test]
+    fn reads_an_outlook_event_in_its_zone_and_a_done_todo() {
+        let rows = calendar_rows(OUTLOOK);
+        assert_eq!(rows.len(), 2);
+        let m = &rows[0];
+        assert_eq!(m.line, 19);
+        assert_eq!(cell(m, "Type"), "meeting");
+        assert_eq!(cell(m, "Subject"), "Quarterly review, Acme");
+        // 10:00 in Central European winter time is 09:00 UTC.
+        assert_eq!(cell(m, "When"), "2026-03-15T09:00:00Z");
+        assert_eq!(cell(m, "Ends"), "2026-03-15T10:30:00Z");
+        assert_eq!(cell(m, "Attendees"), "ada@acme.example");
+        assert_eq!(cell(m, "Body"), "Bring the\nnumbers");
+        let t = &rows[1];
+        assert_eq!(cell(t, "Type"), "task");
+        assert_eq!(cell(t, "Due"), "2026-03-20");
+        assert_eq!(cell(t, "Done"), "yes");
+        assert_eq!(cell(t, "UID"), "todo-1");
+    }
+
+    #[test]
+    fn floating_times_stay_wall_clock_times() {
+        let text = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:x\nDTSTART:20260401T083000\nSUMMARY:Standup\nEND:VEVENT\nEND:VCALENDAR\n";
+        let rows = calendar_rows(text);
+        assert_eq!(cell(&rows[0], "When"), "2026-04-01 08:30:00");
+    }
+
+    #[test]
+    fn an_event_without_uid_gets_one_made_of_what_it_is() {
+        let text = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART:20260401T083000Z\nSUMMARY:Standup\nEND:VEVENT\n\
+                    BEGIN:VEVENT\nDTSTART:20260402T083000Z\nSUMMARY:Standup\nEND:VEVENT\nEND:VCALENDAR\n";
+        let (a, b) = (calendar_rows(text), calendar_rows(text));
+        assert_eq!(cell(&a[0], "UID"), cell(&b[0], "UID"), "stable");
+        assert_ne!(cell(&a[0], "UID"), cell(&a[1], "UID"), "distinct");
+    }
+}
