@@ -1,4 +1,4 @@
-//! `rapport import` and `rapport export --format csv`, driven as a user
+//! `rapport import` and `rapport export --format csv|vcard|ics|json`, driven as a user
 //! would, on files in the layouts other software writes
 //! (tests/fixtures/import/README.md says where each comes from), on
 //! hostile files, and across a crash and an undo.
@@ -55,7 +55,7 @@ fn an_outlook_export_in_windows_1252_imports_with_its_errors_set_aside() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(unmapped.contains(&"Notes") && unmapped.contains(&"E-mail Type"));
+    assert!(unmapped.contains(&"E-mail Type") && !unmapped.contains(&"Notes"));
     let list = people(&n);
     assert_eq!(list.len(), 3);
     let jose = by_name(&list, "José Müller");
@@ -69,6 +69,12 @@ fn an_outlook_export_in_windows_1252_imports_with_its_errors_set_aside() {
         serde_json::json!(["+49 89 1234567", "+49 171 2345678"])
     );
     assert_eq!(jose["tags"], serde_json::json!(["Kunde", "VIP"]));
+    assert!(
+        jose["notes"]
+            .as_str()
+            .is_some_and(|n| n.contains("Wants a quote by Friday")),
+        "{jose}"
+    );
     let show = n.ok(&["show", "José Müller"]);
     assert!(show.contains("Müller & Söhne GmbH"), "{show}");
     // An e-mail's domain is not taken for the company's (it may be an ISP's).
@@ -456,4 +462,378 @@ fn real_exports_from_outlook_google_and_thunderbird_import() {
             .any(|c| c["column"] == "Primary Email" && c["field"] == "emails")
     );
     assert_eq!(people(&n).len(), 8);
+}
+
+/// The records of a node as a user compares them: without ids, spaces
+/// and times, references by the title of what they point at.
+fn comparable(n: &Node) -> Vec<String> {
+    let all = n.json(&["export", "--format", "json"]);
+    let all = all.as_array().expect("array");
+    let titles: std::collections::HashMap<&str, &str> = all
+        .iter()
+        .filter_map(|r| {
+            let title = ["name", "title", "subject"]
+                .iter()
+                .find_map(|f| r[*f].as_str())?;
+            Some((r["id"].as_str()?, title))
+        })
+        .collect();
+    let named = |v: &Value| match v {
+        Value::String(s) => {
+            Value::String(titles.get(s.as_str()).unwrap_or(&s.as_str()).to_string())
+        }
+        other => other.clone(),
+    };
+    let mut out: Vec<String> = all
+        .iter()
+        .filter(|r| r["deleted"] != true)
+        .map(|r| {
+            let mut o = serde_json::Map::new();
+            for (k, v) in r.as_object().expect("object") {
+                if ["id", "space", "updated"].contains(&k.as_str()) {
+                    continue;
+                }
+                let v = match v {
+                    Value::Array(items) => Value::Array(items.iter().map(named).collect()),
+                    v => named(v),
+                };
+                o.insert(k.clone(), v);
+            }
+            Value::Object(o).to_string()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn real_vcards_from_phones_mail_programs_and_address_books_import() {
+    let n = Node::new();
+    n.ok(&["init", "--name", "Dana"]);
+    let clean = [
+        ("android_2.1_quoted-printable_calcard.vcf", 8),
+        ("four-cards_roundcube.vcf", 4),
+        ("nextcloud-contacts_nextcloud.vcf", 1),
+        ("outlook-de_2.1_photo_folkerkinzel.vcf", 1),
+        ("outlook-via-webdav_tine20.vcf", 1),
+        ("thunderbird-cardbook_3.0_folkerkinzel.vcf", 1),
+    ];
+    for (file, created) in clean {
+        let report = n.json(&["import", &third_party(file)]);
+        assert_eq!(report["format"], "vcard", "{file}: {report}");
+        assert_eq!(report["counts"]["error"], 0, "{file}: {report}");
+        assert_eq!(report["counts"]["create"], created, "{file}: {report}");
+    }
+    let list = people(&n);
+    // Quoted-printable UTF-8 from an Android phone.
+    by_name(&list, "Mäx Mustermann");
+    // Outlook's vCard 2.1 (German, with a photo, which is not kept).
+    let max = by_name(&list, "Herr Max Anderer Mustermann sen.");
+    assert_eq!(max["title"], "Musterposition");
+    assert_eq!(
+        max["emails"],
+        serde_json::json!(["max.mustermann@musterfirma.de"])
+    );
+    assert_eq!(
+        max["address"],
+        "Musterstrasse 12, Wiesbaden, Hessen, 65201, Deutschland"
+    );
+    assert_eq!(max["website"], "https://www.musterfirma.de");
+    let show = n.ok(&["show", "Herr Max Anderer Mustermann sen."]);
+    assert!(show.contains("Musterfirma GmbH"), "{show}");
+    // Thunderbird's CardBook: vCard 3.0 with a birthday.
+    let emma = by_name(&list, "Emma Musterfrau");
+    assert_eq!(emma["birthday"], "2011-03-17");
+    // The same address books again: every card with an e-mail matches.
+    let again = n.json(&["import", &third_party("outlook-via-webdav_tine20.vcf")]);
+    assert_eq!(again["counts"]["unchanged"], 1, "{again}");
+    assert_eq!(again["counts"]["create"], 0, "{again}");
+    // Apple's address book, anonymised with addresses that are none: the
+    // card is reported with the reason and nothing of it is written.
+    let before = people(&n).len();
+    let errors = n.dir.parent().expect("dir").join("errors.csv");
+    let apple = n.json(&[
+        "import",
+        &third_party("apple-addressbook6_tine20.vcf"),
+        "--errors",
+        errors.to_str().expect("path"),
+    ]);
+    assert_eq!(apple["counts"]["error"], 1, "{apple}");
+    let reason = apple["rows"][0]["problems"][0]["reason"].to_string();
+    assert!(reason.contains("email other"), "{apple}");
+    assert_eq!(people(&n).len(), before);
+}
+
+#[test]
+fn calendars_import_as_meetings_and_tasks_and_the_same_file_again_changes_nothing() {
+    let n = Node::new();
+    n.ok(&["init", "--name", "Dana"]);
+    let google = third_party("google-calendar_calcard.ics");
+    let first = n.json(&["import", &google]);
+    assert_eq!(first["counts"]["create"], 3, "{first}");
+    let again = n.json(&["import", &google]);
+    assert_eq!(again["counts"]["unchanged"], 3, "{again}");
+    assert_eq!(again["counts"]["create"], 0, "{again}");
+    // Outlook names its zone the Windows way; the time is kept exactly.
+    n.json(&["import", &third_party("outlook-12_calcard.ics")]);
+    let reboot = n.json(&["show", "Scheduled Reboot"]);
+    assert_eq!(reboot["type"], "meeting");
+    assert_eq!(reboot["when"], "2008-10-31T01:30:00Z");
+    assert_eq!(reboot["ends"], "2008-10-31T01:40:00Z");
+    // An old Mozilla calendar: to-dos become tasks; one with a year -001
+    // is reported, the others import.
+    let errors = n.dir.parent().expect("dir").join("errors.csv");
+    let moz = n.json(&[
+        "import",
+        &third_party("mozilla-calendar_todo_calcard.ics"),
+        "--errors",
+        errors.to_str().expect("path"),
+    ]);
+    assert_eq!(moz["counts"]["create"], 9, "{moz}");
+    assert_eq!(moz["counts"]["error"], 1, "{moz}");
+    assert!(
+        moz["rows"][0]["problems"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not a time"))
+    );
+    let dishes = n.json(&["show", "Wash the Dishes"]);
+    assert_eq!(dishes["type"], "task");
+    assert_eq!(dishes["due"], "2004-12-01");
+    assert_eq!(dishes["location"], "Home Kitchen");
+}
+
+#[test]
+fn a_meeting_links_its_attendees_by_email_and_creates_none() {
+    let n = Node::new();
+    n.ok(&["init", "--name", "Dana"]);
+    n.ok(&[
+        "person",
+        "add",
+        "Ada Lovelace",
+        "--email",
+        "ada@engines.example",
+    ]);
+    let dir = n.dir.parent().expect("dir").to_path_buf();
+    let ics = dir.join("invite.ics");
+    std::fs::write(
+        &ics,
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:kickoff-1@example\r\n\
+         DTSTART:20260310T090000Z\r\nDTEND:20260310T100000Z\r\nSUMMARY:Kickoff\r\n\
+         ATTENDEE;CN=Ada:mailto:ADA@engines.example\r\nATTENDEE:mailto:stranger@elsewhere.example\r\n\
+         END:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .expect("write");
+    let text = n.ok(&["import", ics.to_str().expect("path")]);
+    assert!(text.contains("stranger@elsewhere.example"), "{text}");
+    let kickoff = n.json(&["show", "Kickoff"]);
+    let ada = n.json(&["show", "Ada Lovelace"]);
+    assert_eq!(kickoff["about"], serde_json::json!([ada["id"]]));
+    assert_eq!(people(&n).len(), 1, "no person is made for an attendee");
+}
+
+#[test]
+fn vcard_ics_and_json_exports_import_into_an_empty_node_with_identical_records() {
+    let a = Node::new();
+    a.ok(&["init", "--name", "Ana"]);
+    a.ok(&["company", "add", "Acme GmbH", "--domain", "acme.example"]);
+    a.ok(&[
+        "person",
+        "add",
+        "Ada Lovelace",
+        "--email",
+        "ada@acme.example, ada@home.example",
+        "--phone",
+        "+49 30 1234567",
+        "--company",
+        "Acme GmbH",
+        "--title",
+        "Countess",
+        "--tag",
+        "vip, math",
+        "--set",
+        "address=12 Main St, Berlin",
+        "--set",
+        "website=https://ada.example",
+        "--set",
+        "birthday=1815-12-10",
+        "--set",
+        "notes=Met at the fair; keen.\nCall in May.",
+    ]);
+    a.ok(&[
+        "person",
+        "add",
+        "Bob Noemail",
+        "--phone",
+        "+44 20 7946 0000",
+    ]);
+    a.ok(&[
+        "deal",
+        "add",
+        "Engines",
+        "--company",
+        "Acme GmbH",
+        "--amount",
+        "1200.50",
+        "--currency",
+        "EUR",
+        "--contact",
+        "Ada Lovelace",
+    ]);
+    a.ok(&[
+        "ticket",
+        "add",
+        "Broken gear",
+        "--company",
+        "Acme GmbH",
+        "--person",
+        "Ada Lovelace",
+    ]);
+    a.ok(&[
+        "campaign",
+        "add",
+        "Spring",
+        "--member",
+        "Ada Lovelace",
+        "--start",
+        "2026-03-01",
+    ]);
+    a.ok(&[
+        "activity",
+        "add",
+        "meeting",
+        "--subject",
+        "Review",
+        "--when",
+        "2026-03-10 09:00",
+        "--ends",
+        "2026-03-10 10:00",
+        "--location",
+        "Room 4",
+        "--about",
+        "Ada Lovelace",
+    ]);
+    a.ok(&[
+        "activity",
+        "add",
+        "task",
+        "--subject",
+        "Send offer",
+        "--due",
+        "2026-03-12",
+        "--about",
+        "Ada Lovelace",
+    ]);
+    let dir = a.dir.parent().expect("dir").to_path_buf();
+
+    // JSON: every kind, references and all.
+    let json = dir.join("all.json");
+    std::fs::write(&json, a.ok(&["export", "--format", "json"])).expect("write");
+    let b = Node::new();
+    b.ok(&["init", "--name", "Bea"]);
+    let report = b.json(&["import", json.to_str().expect("path")]);
+    let reports = report.as_array().expect("one report per kind");
+    assert_eq!(reports.len(), 6, "{report}");
+    assert!(
+        reports.iter().all(|r| r["counts"]["error"] == 0),
+        "{report}"
+    );
+    assert_eq!(comparable(&b), comparable(&a));
+    // Again: who has an e-mail matches; a person without one has nothing
+    // to match by and is made again (as a CRM's import does; `duplicates`
+    // finds them).
+    let again = b.json(&["import", json.to_str().expect("path"), "--kind", "person"]);
+    assert_eq!(again["counts"]["unchanged"], 1, "{again}");
+    assert_eq!(again["counts"]["create"], 1, "{again}");
+
+    // vCard: people with every field vCard carries.
+    let vcf = dir.join("people.vcf");
+    std::fs::write(&vcf, a.ok(&["export", "person", "--format", "vcard"])).expect("write");
+    let c = Node::new();
+    c.ok(&["init", "--name", "Cem"]);
+    let report = c.json(&["import", vcf.to_str().expect("path")]);
+    assert_eq!(report["counts"]["create"], 2, "{report}");
+    let strip = |p: &Value| {
+        let mut p = p.clone();
+        for k in ["id", "space", "updated", "company"] {
+            p.as_object_mut().expect("object").remove(k);
+        }
+        p
+    };
+    let in_a = strip(by_name(&people(&a), "Ada Lovelace"));
+    let in_c = strip(by_name(&people(&c), "Ada Lovelace"));
+    assert_eq!(in_a, in_c);
+    let show = c.ok(&["show", "Ada Lovelace"]);
+    assert!(show.contains("Acme GmbH"), "{show}");
+    // Back into the node that wrote it: the UIDs are its ids, nothing changes.
+    let home = a.json(&["import", vcf.to_str().expect("path")]);
+    assert_eq!(home["counts"]["unchanged"], 2, "{home}");
+
+    // iCalendar: the meeting and the task, with the attendee.
+    let ics = dir.join("activities.ics");
+    std::fs::write(&ics, a.ok(&["export", "activity", "--format", "ics"])).expect("write");
+    let home = a.json(&["import", ics.to_str().expect("path")]);
+    assert_eq!(home["counts"]["unchanged"], 2, "{home}");
+    let report = c.json(&["import", ics.to_str().expect("path")]);
+    assert_eq!(report["counts"]["create"], 2, "{report}");
+    let review = c.json(&["show", "Review"]);
+    assert_eq!(review["when"], a.json(&["show", "Review"])["when"]);
+    assert_eq!(review["location"], "Room 4");
+    let ada = c.json(&["show", "Ada Lovelace"]);
+    assert_eq!(review["about"], serde_json::json!([ada["id"]]));
+    let task = c.json(&["show", "Send offer"]);
+    assert_eq!(task["due"], "2026-03-12");
+    // From C, whose records kept the UIDs: the calendar it writes names
+    // the same events.
+    let again = c.ok(&["export", "activity", "--format", "ics"]);
+    let uids = |text: &str| {
+        let mut u: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("UID:"))
+            .map(str::to_string)
+            .collect();
+        u.sort();
+        u
+    };
+    assert_eq!(
+        uids(&again),
+        uids(&std::fs::read_to_string(&ics).expect("read"))
+    );
+}
+
+#[test]
+fn broken_cards_are_reported_and_the_others_import() {
+    let n = Node::new();
+    n.ok(&["init"]);
+    let dir = n.dir.parent().expect("dir").to_path_buf();
+    let cut = dir.join("cut.vcf");
+    std::fs::write(
+        &cut,
+        "BEGIN:VCARD\nVERSION:3.0\nFN:Ada Lovelace\nEMAIL:ada@x.example\nEND:VCARD\n\
+         BEGIN:VCARD\nVERSION:3.0\nFN:Bad Mail\nEMAIL:not-an-address\nEND:VCARD\n\
+         BEGIN:VCARD\nVERSION:3.0\nFN:Cut Short\n",
+    )
+    .expect("write");
+    let report = n.json(&["import", cut.to_str().expect("path")]);
+    assert_eq!(report["counts"]["create"], 1, "{report}");
+    assert_eq!(report["counts"]["error"], 2, "{report}");
+    let text = report.to_string();
+    assert!(
+        text.contains("END:VCARD") && text.contains("not-an-address"),
+        "{report}"
+    );
+    assert_eq!(people(&n).len(), 1);
+    // Files that are not what they claim: refused whole, nothing written.
+    let binary = dir.join("photo.vcf");
+    std::fs::write(&binary, b"\xff\xd8\xff\xe0\x00\x10JFIF\x00").expect("write");
+    let err = n.fails(&["import", binary.to_str().expect("path")]);
+    assert!(err.contains("binary"), "{err}");
+    let none = dir.join("notes.ics");
+    std::fs::write(&none, "just some text\n").expect("write");
+    let err = n.fails(&["import", none.to_str().expect("path")]);
+    assert!(err.contains("no events"), "{err}");
+    let json = dir.join("broken.json");
+    std::fs::write(&json, "[{\"id\": ").expect("write");
+    let err = n.fails(&["import", json.to_str().expect("path"), "--kind", "person"]);
+    assert!(err.contains("not JSON"), "{err}");
+    assert_eq!(people(&n).len(), 1);
 }
