@@ -574,6 +574,14 @@ fn calendars_import_as_meetings_and_tasks_and_the_same_file_again_changes_nothin
     let again = n.json(&["import", &google]);
     assert_eq!(again["counts"]["unchanged"], 3, "{again}");
     assert_eq!(again["counts"]["create"], 0, "{again}");
+    // Apple Calendar and Nextcloud: one event each, read as they are.
+    for file in ["apple-macos_radicale.ics", "nextcloud_nextcloud-server.ics"] {
+        let r = n.json(&["import", &third_party(file)]);
+        assert_eq!(r["counts"]["create"], 1, "{file}: {r}");
+        assert_eq!(r["counts"]["error"], 0, "{file}: {r}");
+    }
+    let apple = n.json(&["show", "ня — 2"]);
+    assert_eq!(apple["when"], "2018-04-20T09:00:00Z");
     // Outlook names its zone the Windows way; the time is kept exactly.
     n.json(&["import", &third_party("outlook-12_calcard.ics")]);
     let reboot = n.json(&["show", "Scheduled Reboot"]);

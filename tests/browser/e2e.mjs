@@ -525,7 +525,7 @@ async function main() {
     await submit("Check the file");
     assert.match(new URL(page.url()).pathname, /^\/import\/preview$/);
     let text = await mainText();
-    assert.match(text, /UTF-8 with BOM, separated by ;/, text);
+    assert.match(text, /Read as UTF-8 with BOM, `;`-separated/, text);
     assert.match(text, /Would create 1, update 0/, text);
     assert.match(text, /1 rows have errors/, text);
     assert.match(text, /bad@/, text);
@@ -563,6 +563,21 @@ async function main() {
     assert.match(text, /Undone: 2 records deleted/, text);
     await goto("/k/person");
     assert.doesNotMatch(await mainText(), /Lin Chen/);
+    // An address book from a phone: the same page, the same preview.
+    const vcf = path.join(dir, "phone.vcf");
+    writeFileSync(vcf, "BEGIN:VCARD\r\nVERSION:2.1\r\nN;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:M=C3=BCller;J=C3=BCrgen\r\nTEL;CELL:+49 170 1234567\r\nEMAIL;INTERNET:jm@example.de\r\nEND:VCARD\r\n");
+    await goto("/import");
+    await page.getByLabel("File", { exact: true }).setInputFiles(vcf);
+    await submit("Check the file");
+    text = await mainText();
+    assert.match(text, /Read as vCard \(UTF-8\), 1 card/, text);
+    assert.match(text, /Would create 1/, text);
+    await submit("Import 1 rows");
+    await goto("/k/person");
+    assert.match(await mainText(), /Jürgen Müller/);
+    const vcard = await page.request.get(UI + "/export/people.vcf");
+    assert.equal(vcard.status(), 200);
+    assert.match(await vcard.text(), /FN:Jürgen Müller/);
   });
 
   await step("no serious accessibility violations (axe-core)", async () => {

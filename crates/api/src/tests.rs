@@ -453,6 +453,69 @@ async fn a_csv_body_imports_dry_runs_undoes_and_exports() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_vcard_body_imports_and_people_and_meetings_export_as_vcard_and_icalendar() {
+    let f = fixture();
+    let writer = f.token("phone-sync", false);
+    let cards = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ada Lovelace\r\nN:Lovelace;Ada;;;\r\nORG:Analytical\r\nEMAIL:ada@ae.example\r\nEND:VCARD\r\n";
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/imports?name=contacts.vcf",
+            Some(&writer),
+            Some(cards),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["counts"]["create"].as_u64(), Some(1), "{v}");
+    let calendar = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:k1@example\r\nDTSTART:20260310T090000Z\r\nSUMMARY:Kickoff\r\nATTENDEE:mailto:ada@ae.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/imports?format=ics",
+            Some(&writer),
+            Some(calendar),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["counts"]["create"].as_u64(), Some(1), "{v}");
+    let get = |uri: &'static str| {
+        let router = f.router.clone();
+        let token = writer.clone();
+        async move {
+            let res = router
+                .oneshot(
+                    HttpRequest::builder()
+                        .uri(uri)
+                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                        .body(Body::empty())
+                        .expect("request"),
+                )
+                .await
+                .expect("answer");
+            let status = res.status();
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .expect("body");
+            (status, String::from_utf8_lossy(&bytes).to_string())
+        }
+    };
+    let (status, vcf) = get("/api/v1/export/person?format=vcard").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        vcf.contains("FN:Ada Lovelace") && vcf.contains("ORG:Analytical"),
+        "{vcf}"
+    );
+    let (status, ics) = get("/api/v1/export/activity?format=ics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        ics.contains("UID:k1@example") && ics.contains("ATTENDEE:mailto:ada@ae.example"),
+        "{ics}"
+    );
+    let (status, _) = get("/api/v1/export/company?format=vcard").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_token_limited_to_a_space_imports_into_it_and_sees_only_its_imports() {
     let f = fixture();
     f.ops
