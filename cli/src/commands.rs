@@ -109,10 +109,11 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
         Command::Restore { reference } if crate::recovery::is_backup(Path::new(reference)) => {
             return Ok(None);
         }
-        Command::Init { name, org } => creating(
+        Command::Init { name, org, region } => creating(
             Request::SetIdentity {
                 name: name.clone(),
                 org: org.clone(),
+                region: region.clone(),
             },
             View::Init,
         ),
@@ -279,6 +280,12 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
                 ),
             }
         }
+        Command::Duplicates { kind } => plan(
+            Request::Duplicates {
+                kind: kind.as_deref().map(str::parse::<Kind>).transpose()?,
+            },
+            View::Plain,
+        ),
         Command::Fields { kind } => plan(
             Request::Fields {
                 kind: kind.parse()?,
@@ -420,6 +427,19 @@ pub fn to_json<T: serde::Serialize>(out: &mut String, v: &T) -> Result<()> {
 fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> {
     match reply {
         Reply::Record(r) => {
+            // A warning, never a refusal: on standard error, so that a
+            // script reading the record is not disturbed.
+            for l in &r.likely {
+                eprintln!(
+                    "warning: {} may be the same as {} ({}): {}. Merge them with: rapport merge {} {}",
+                    r.record.title(),
+                    l.title,
+                    l.id,
+                    l.reasons.join("; "),
+                    l.id,
+                    r.record.id
+                );
+            }
             if json {
                 return print_json(out, &r.record.to_json());
             }
@@ -443,6 +463,26 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
         }
         Reply::Status(s) => status(out, &s, json),
         Reply::Fields { fields } => fields_table(out, &fields, json),
+        Reply::Duplicates { clusters } => duplicates(out, &clusters, json),
+        Reply::Likely { record, matches } => {
+            if json {
+                return to_json(out, &matches);
+            }
+            if matches.is_empty() {
+                outln!(out, "Nothing looks like {}.", record.title());
+            }
+            for m in matches {
+                outln!(
+                    out,
+                    "{:>3}  {} ({}): {}",
+                    m.score,
+                    m.title,
+                    m.id,
+                    m.reasons.join("; ")
+                );
+            }
+            Ok(())
+        }
         Reply::Show(s) => show(out, &s, json),
         Reply::List(page) => {
             let kind = match view {
@@ -677,6 +717,37 @@ pub fn open(dir: &std::path::Path, print: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
+fn duplicates(
+    out: &mut String,
+    clusters: &[rapport_node::duplicates::Cluster],
+    json: bool,
+) -> Result<()> {
+    if json {
+        return to_json(out, &clusters);
+    }
+    if clusters.is_empty() {
+        outln!(out, "No likely duplicates.");
+        return Ok(());
+    }
+    outln!(
+        out,
+        "{} groups of likely duplicates (score 0-100, best first):",
+        clusters.len()
+    );
+    for c in clusters {
+        let names: Vec<String> = c
+            .records
+            .iter()
+            .map(|m| format!("{} ({})", m.title, m.id))
+            .collect();
+        outln!(out, "{:>3}  {}: {}", c.score, c.kind, names.join(", "));
+        outln!(out, "     {}", c.reasons.join("; "));
+        let ids: Vec<String> = c.records.iter().map(|m| m.id.to_string()).collect();
+        outln!(out, "     rapport merge {}", ids.join(" "));
+    }
+    Ok(())
+}
+
 fn records_json(records: &[RecordView]) -> serde_json::Value {
     serde_json::Value::Array(records.iter().map(RecordView::to_json).collect())
 }
@@ -702,6 +773,9 @@ fn whoami(out: &mut String, w: &Whoami, init: bool, json: bool) -> Result<()> {
             .as_deref()
             .unwrap_or("(not set: rapport init --org ORG)")
     );
+    if let Some(region) = &w.region {
+        outln!(out, "region      {region}");
+    }
     outln!(out, "device      {}", w.device);
     outln!(out, "data dir    {}", w.data_dir.display());
     outln!(out, "records     {}", w.records);

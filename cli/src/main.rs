@@ -59,6 +59,10 @@ pub enum Command {
         /// Your organisation.
         #[arg(long)]
         org: Option<String>,
+        /// Your country (DE, US, GB, ...): phone numbers written without
+        /// `+` are read as its numbers when looking for duplicates.
+        #[arg(long, value_name = "CC")]
+        region: Option<String>,
     },
     /// Show who this device is and where its data lives.
     Whoami,
@@ -180,6 +184,11 @@ pub enum Command {
         /// Write files into this directory (required for --format automerge).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+    /// Records that are likely the same customer, with a score and the reasons.
+    Duplicates {
+        /// Only this kind [default: people and companies].
+        kind: Option<String>,
     },
     /// The fields of a record kind, with their types and help.
     Fields { kind: String },

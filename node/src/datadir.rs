@@ -40,6 +40,10 @@ pub struct Profile {
     pub device: String,
     pub name: Option<String>,
     pub org: Option<String>,
+    /// The country phone numbers without `+` are read in (ISO 3166, `DE`):
+    /// duplicate detection compares numbers in E.164.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// When this data directory was created, RFC 3339.
     pub created: String,
     /// Set by `rapport relay run`: this node stores and forwards shared
@@ -111,6 +115,7 @@ pub fn create(
         device: key.device_id().to_string(),
         name,
         org,
+        region: None,
         created: env.now().to_string(),
         relay: false,
     };

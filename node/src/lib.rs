@@ -9,6 +9,7 @@ pub mod addresses;
 pub mod api;
 pub mod datadir;
 pub mod demo;
+pub mod duplicates;
 pub mod env;
 pub mod import;
 pub mod ingest;

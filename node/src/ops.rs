@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rapport_model::{Kind, RecordId, RecordView, Role, SpaceId, SpaceView};
+use rapport_model::{FieldValue, Kind, RecordId, RecordView, Role, SpaceId, SpaceView};
 use serde::{Deserialize, Serialize};
 
 use crate::import::{Begun, ImportRow, ImportSpec, ImportSummary, RowOutcome, UndoReport};
@@ -42,6 +42,9 @@ pub enum Request {
     SetIdentity {
         name: Option<String>,
         org: Option<String>,
+        /// The country phone numbers without `+` are read in (`DE`).
+        #[serde(default)]
+        region: Option<String>,
     },
     /// The node, its peers and each shared space's sync state.
     Status,
@@ -90,6 +93,16 @@ pub enum Request {
     },
     /// Deals by stage.
     Pipeline,
+    /// Clusters of records that are likely the same customer: of one
+    /// kind, or people and companies.
+    Duplicates {
+        #[serde(default)]
+        kind: Option<Kind>,
+    },
+    /// The records likely the same as one record.
+    Likely {
+        record: String,
+    },
     /// Records whose name, emails, phones, domains or tags match.
     Search {
         query: String,
@@ -252,6 +265,13 @@ pub enum Reply {
     Pipeline {
         stages: Vec<Stage>,
     },
+    Duplicates {
+        clusters: Vec<crate::duplicates::Cluster>,
+    },
+    Likely {
+        record: RecordView,
+        matches: Vec<Likely>,
+    },
     Search(Found),
     Export {
         records: Vec<RecordView>,
@@ -343,11 +363,22 @@ pub struct WebhookReply {
 pub struct Whoami {
     pub name: Option<String>,
     pub org: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
     pub device: String,
     pub data_dir: PathBuf,
     pub records: usize,
     /// Per space: this device's role and who certified it.
     pub spaces: Vec<Certification>,
+}
+
+/// A record likely the same as another, how sure (0–100), and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Likely {
+    pub id: RecordId,
+    pub title: String,
+    pub score: u8,
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -407,6 +438,10 @@ pub struct RecordReply {
     /// between the version the client read and this edit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed_meanwhile: Vec<String>,
+    /// After a person or company is created or edited: the records it is
+    /// likely the same as (a warning; nothing is refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub likely: Vec<Likely>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -739,6 +774,8 @@ impl Request {
                 | Request::List(_)
                 | Request::Timeline { .. }
                 | Request::Pipeline
+                | Request::Duplicates { .. }
+                | Request::Likely { .. }
                 | Request::Search { .. }
                 | Request::Export { .. }
                 | Request::ExportDocuments { .. }
@@ -772,6 +809,8 @@ impl Request {
                 | Request::List(_)
                 | Request::Timeline { .. }
                 | Request::Pipeline
+                | Request::Duplicates { .. }
+                | Request::Likely { .. }
                 | Request::Search { .. }
                 | Request::Export { .. }
                 | Request::Spaces
@@ -861,7 +900,10 @@ impl Ops {
         let repo = &*self.repo;
         match request {
             Request::Whoami => self.whoami().map(Reply::Whoami),
-            Request::SetIdentity { name, org } => {
+            Request::SetIdentity { name, org, region } => {
+                if let Some(region) = region {
+                    repo.set_region(&region)?;
+                }
                 repo.set_identity(name, org)?;
                 self.whoami().map(Reply::Whoami)
             }
@@ -918,7 +960,7 @@ impl Ops {
                     return Err(several(problems));
                 }
                 let v = repo.create(kind, space, &fields)?;
-                self.record_reply(v, false)
+                self.checked_reply(caller, v, false)
             }
             Request::ImportBegin(spec) => {
                 let space = match &spec.space {
@@ -966,7 +1008,7 @@ impl Ops {
                 }
                 let v = repo.edit(&before.id.to_string(), &set, &unset)?;
                 let unchanged = v == before;
-                self.record_reply(v, unchanged)
+                self.checked_reply(caller, v, unchanged)
             }
             Request::Delete { record } => {
                 let before = self.visible(caller, &record)?;
@@ -1040,6 +1082,27 @@ impl Ops {
                 Ok(Reply::Pipeline {
                     stages: crate::pipeline::summarize(live),
                 })
+            }
+            Request::Duplicates { kind } => {
+                let phones = crate::duplicates::Phones::new(repo.profile().region.as_deref());
+                let kinds = match kind {
+                    Some(k) => vec![k],
+                    None => vec![Kind::Person, Kind::Company],
+                };
+                let mut clusters = Vec::new();
+                for k in kinds {
+                    let records = self.readable(caller, Some(k))?;
+                    clusters.extend(crate::duplicates::find(k, &records, &phones));
+                }
+                Ok(Reply::Duplicates { clusters })
+            }
+            Request::Likely { record } => {
+                let v = repo.resolve(&record)?;
+                if !caller.may_see(&v) {
+                    return Err(OpError::from(NodeError::NotFound(record)));
+                }
+                let matches = self.likely(caller, &v)?;
+                Ok(Reply::Likely { record: v, matches })
             }
             Request::Search { query, limit } => {
                 let limit = limit.unwrap_or(20).clamp(1, MAX_PAGE);
@@ -1261,7 +1324,79 @@ impl Ops {
             unchanged,
             titles,
             changed_meanwhile: Vec::new(),
+            likely: Vec::new(),
         }))
+    }
+
+    /// The records `v` is likely the same as, among those `caller` sees:
+    /// candidates from the live search index by e-mail, phone and name
+    /// when the node runs, else every record of the kind.
+    fn likely(&self, caller: &Caller, v: &RecordView) -> Result<Vec<Likely>, OpError> {
+        let others = match &self.live {
+            Some(live) => {
+                let mut terms: Vec<String> = Vec::new();
+                for f in ["emails", "phones", "phone", "domain"] {
+                    match v.get(f) {
+                        Some(FieldValue::List(l)) => terms.extend(l.iter().cloned()),
+                        Some(FieldValue::Text(t)) => terms.push(t.clone()),
+                        _ => {}
+                    }
+                }
+                let name = match v.kind {
+                    Kind::Company => crate::duplicates::company_name(&v.title()),
+                    _ => crate::duplicates::person_name(&v.title()),
+                };
+                terms.extend(name.split_whitespace().last().map(str::to_string));
+                let mut ids = std::collections::BTreeSet::new();
+                for t in terms {
+                    for hit in live.search(&t, 50).hits {
+                        if hit.kind == v.kind && hit.id != v.id {
+                            ids.insert(hit.id);
+                        }
+                    }
+                }
+                let mut views = Vec::new();
+                for id in ids {
+                    if let Some(o) = self.repo.store().view(id).map_err(NodeError::from)?
+                        && caller.may_see(&o)
+                    {
+                        views.push(o);
+                    }
+                }
+                views
+            }
+            None => self.readable(caller, Some(v.kind))?,
+        };
+        let phones = crate::duplicates::Phones::new(self.repo.profile().region.as_deref());
+        Ok(crate::duplicates::like(v, &others, &phones)
+            .into_iter()
+            .map(|(m, score, reasons)| Likely {
+                id: m.id,
+                title: m.title,
+                score,
+                reasons,
+            })
+            .collect())
+    }
+
+    /// A written record's reply, with the records it is likely the same as
+    /// (people and companies).
+    fn checked_reply(
+        &self,
+        caller: &Caller,
+        record: RecordView,
+        unchanged: bool,
+    ) -> Result<Reply, OpError> {
+        let likely = if matches!(record.kind, Kind::Person | Kind::Company) && !record.deleted {
+            self.likely(caller, &record)?
+        } else {
+            Vec::new()
+        };
+        let mut reply = self.record_reply(record, unchanged)?;
+        if let Reply::Record(r) = &mut reply {
+            r.likely = likely;
+        }
+        Ok(reply)
     }
 
     /// The titles of every record `views` refer to.
@@ -1398,6 +1533,7 @@ impl Ops {
         Ok(Whoami {
             name: p.name,
             org: p.org,
+            region: p.region,
             device: p.device,
             data_dir: repo.dir().to_path_buf(),
             records: repo.store().record_count(),

@@ -220,6 +220,20 @@ impl Repo {
         datadir::save_profile(&self.dir, &profile)
     }
 
+    /// Sets the region phone numbers are read in (`DE`); an unknown code
+    /// is refused.
+    pub fn set_region(&self, region: &str) -> Result<(), NodeError> {
+        let code = region.trim().to_ascii_uppercase();
+        if code.parse::<phonenumber::country::Id>().is_err() {
+            return Err(NodeError::Missing(format!(
+                "--region {region}: expected a two-letter country code such as DE, US or GB"
+            )));
+        }
+        let mut profile = self.profile.lock().unwrap_or_else(|p| p.into_inner());
+        profile.region = Some(code);
+        datadir::save_profile(&self.dir, &profile)
+    }
+
     /// Makes this node a relay (kept in its profile): from now on it
     /// refuses to author records or spaces.
     pub fn become_relay(&self) -> Result<(), NodeError> {
