@@ -845,3 +845,61 @@ fn broken_cards_are_reported_and_the_others_import() {
     assert!(err.contains("not JSON"), "{err}");
     assert_eq!(people(&n).len(), 1);
 }
+
+#[test]
+fn duplicates_are_found_after_an_import_and_warned_of_on_create() {
+    let n = Node::new();
+    n.ok(&["init", "--name", "Dana", "--region", "DE"]);
+    let dir = n.dir.parent().expect("dir").to_path_buf();
+    let csv = dir.join("fair.csv");
+    std::fs::write(
+        &csv,
+        "Name,Email,Phone,Company\n\
+         Ada Lovelace,ada@engines.example,+49 30 1234567,Analytical Engines GmbH\n\
+         Ada Lovelace,ada.lovelace@home.example,030 1234567,Analytical Engines GmbH\n\
+         Bob Ross,bob@paint.example,+49 40 7654321,Happy Trees Inc.\n",
+    )
+    .expect("write");
+    n.json(&["import", csv.to_str().expect("path")]);
+    n.ok(&["company", "add", "Analytical Engines AG"]);
+    let found = n.json(&["duplicates"]);
+    let found = found.as_array().expect("clusters");
+    assert_eq!(found.len(), 2, "{found:?}");
+    let people = found
+        .iter()
+        .find(|c| c["kind"] == "person")
+        .expect("people");
+    assert_eq!(people["score"], 90, "{people}");
+    let reasons = people["reasons"].to_string();
+    assert!(reasons.contains("same phone +49301234567"), "{reasons}");
+    assert!(reasons.contains("same company"), "{reasons}");
+    let companies = found
+        .iter()
+        .find(|c| c["kind"] == "company")
+        .expect("companies");
+    assert!(
+        companies["reasons"]
+            .to_string()
+            .contains("same name (analytical engines)")
+    );
+    // A new record like one already there is warned of, and still made.
+    let out = n.run(&[
+        "person",
+        "add",
+        "Robert Ross",
+        "--email",
+        "BOB@paint.example",
+    ]);
+    assert!(out.status.success());
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains("may be the same as Bob Ross") && warned.contains("rapport merge"),
+        "{warned}"
+    );
+    assert_eq!(
+        n.json(&["duplicates", "person"]).as_array().map(Vec::len),
+        Some(2)
+    );
+    let err = n.fails(&["init", "--region", "Narnia"]);
+    assert!(err.contains("country code"), "{err}");
+}

@@ -203,6 +203,16 @@ pub fn person_name(name: &str) -> String {
         .join(" ")
 }
 
+/// How alike two names are by Jaro-Winkler; names whose numbers differ
+/// ("Store 12", "Store 13") are not alike at all.
+fn alike(a: &str, b: &str) -> f64 {
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    if digits(a) != digits(b) {
+        return 0.0;
+    }
+    strsim::jaro_winkler(a, b)
+}
+
 /// How alike two records are, with the reasons; `None` below any rule.
 fn pair(a: &Keys, b: &Keys, kind: Kind) -> Option<(u8, Vec<String>)> {
     let mut score = 0u8;
@@ -231,7 +241,7 @@ fn pair(a: &Keys, b: &Keys, kind: Kind) -> Option<(u8, Vec<String>)> {
             if !a.name.is_empty() && a.name == b.name {
                 hit(90, format!("same name ({})", a.name));
             } else {
-                let sim = strsim::jaro_winkler(&a.name, &b.name);
+                let sim = alike(&a.name, &b.name);
                 if sim >= 0.92 {
                     hit(
                         (sim * 85.0) as u8,
@@ -242,7 +252,7 @@ fn pair(a: &Keys, b: &Keys, kind: Kind) -> Option<(u8, Vec<String>)> {
         }
         _ => {
             if a.company.is_some() && a.company == b.company && !a.name.is_empty() {
-                let sim = strsim::jaro_winkler(&a.name, &b.name);
+                let sim = alike(&a.name, &b.name);
                 if sim >= 0.90 {
                     hit(
                         (sim * 80.0) as u8,
@@ -540,6 +550,8 @@ mod tests {
             view(4, Kind::Company, &[("name", text("Initech Corporation"))]),
             view(5, Kind::Company, &[("name", text("Initec Corp."))]),
             view(6, Kind::Company, &[("name", text("Globex"))]),
+            view(7, Kind::Company, &[("name", text("Store 12"))]),
+            view(8, Kind::Company, &[("name", text("Store 13"))]),
         ];
         let found = find(Kind::Company, &companies, &Phones::default());
         assert_eq!(found.len(), 2, "{found:?}");

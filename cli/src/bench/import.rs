@@ -1,7 +1,9 @@
 //! `rapport bench import`: a CSV of N people working at N/10 companies,
-//! in Outlook's layout, imported by a fresh `rapport import` process into
-//! an empty data directory; then the same file again (every row matched,
-//! nothing written), a CSV export, and the undo. Each step is a process
+//! in Outlook's layout (with one person in a hundred there twice, under
+//! another e-mail and their phone written nationally), imported by a
+//! fresh `rapport import` process into an empty data directory; then the
+//! same file again (every row matched, nothing written), `rapport
+//! duplicates` for people and companies, a CSV export, and the undo. Each step is a process
 //! of its own, timed from outside, with the peak RSS it reports.
 
 use std::fmt::Write as _;
@@ -32,6 +34,7 @@ fn measure(records: usize) -> Result<Value> {
     let companies = (records / 10).max(1);
     let mut csv =
         String::from("First Name,Last Name,E-mail Address,Business Phone,Company,Job Title\r\n");
+    let planted = records / 100;
     for i in 0..records {
         let c = i % companies;
         let _ = write!(
@@ -40,16 +43,23 @@ fn measure(records: usize) -> Result<Value> {
             i,
             i % 13
         );
+        if i % 100 == 0 && i / 100 < planted {
+            let _ = write!(
+                csv,
+                "Given{i},Family{i},other{i}@elsewhere.example,030 {i:07},Company {c},\r\n"
+            );
+        }
     }
     std::fs::write(&file, &csv).context("cannot write the CSV file")?;
     let file = file.to_str().context("temporary path is not UTF-8")?;
     let data_s = data.to_str().context("temporary path is not UTF-8")?;
 
     let (import, first) = timed(data_s, &["import", file])?;
-    if first["counts"]["create"] != records {
+    if first["counts"]["create"] != records + planted {
         bail!(
-            "the import created {} of {records} people",
-            first["counts"]["create"]
+            "the import created {} of {} people",
+            first["counts"]["create"],
+            records + planted
         );
     }
     if first["counts"]["companies"] != companies {
@@ -59,13 +69,23 @@ fn measure(records: usize) -> Result<Value> {
         );
     }
     let (again, second) = timed(data_s, &["import", file])?;
-    if second["counts"]["unchanged"] != records {
+    if second["counts"]["unchanged"] != records + planted {
         bail!(
             "the second import left {} of {records} unchanged",
             second["counts"]["unchanged"]
         );
     }
     let (dry, _) = timed(data_s, &["import", file, "--dry-run"])?;
+    timed(data_s, &["init", "--region", "DE"])?;
+    let (dup_people, people_found) = timed(data_s, &["duplicates", "person"])?;
+    let found = people_found.as_array().map_or(0, Vec::len);
+    if found != planted {
+        bail!("duplicates found {found} groups of people, {planted} were planted");
+    }
+    let (dup_companies, companies_found) = timed(data_s, &["duplicates", "company"])?;
+    if companies_found.as_array().is_none_or(|c| !c.is_empty()) {
+        bail!("duplicates found companies where there are none: {companies_found}");
+    }
     let (export, _) = timed_raw(data_s, &["export", "person", "--format", "csv"])?;
     let id = first["id"]
         .as_str()
@@ -82,8 +102,12 @@ fn measure(records: usize) -> Result<Value> {
         "import_records_per_s": per_s(&import, records + companies),
         "import_peak_rss_mib": import.peak_rss_mib,
         "reimport_unchanged_s": seconds(&again),
-        "reimport_rows_per_s": per_s(&again, records),
+        "reimport_rows_per_s": per_s(&again, records + planted),
         "dry_run_s": seconds(&dry),
+        "duplicates_people_s": seconds(&dup_people),
+        "duplicates_people_peak_rss_mib": dup_people.peak_rss_mib,
+        "duplicate_groups_found": found,
+        "duplicates_companies_s": seconds(&dup_companies),
         "export_csv_s": seconds(&export),
         "export_peak_rss_mib": export.peak_rss_mib,
         "undo_s": seconds(&undo),

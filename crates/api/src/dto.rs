@@ -309,6 +309,30 @@ impl From<Entry> for TimelineEntry {
     }
 }
 
+/// Records likely to be one customer, the surest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Duplicates {
+    pub clusters: Vec<DuplicateCluster>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DuplicateCluster {
+    /// `person` or `company`.
+    pub kind: String,
+    /// 0 to 100; 100 is the same e-mail address.
+    pub score: u8,
+    /// Oldest first.
+    pub records: Vec<DuplicateMember>,
+    /// Why ("same e-mail ada@example.com", "same phone +4930…").
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DuplicateMember {
+    pub id: String,
+    pub title: String,
+}
+
 /// Deals by stage.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Pipeline {

@@ -147,6 +147,7 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         routes::restore_record,
         routes::timeline,
         routes::pipeline,
+        routes::duplicates,
         routes::search,
         routes::spaces,
         routes::members,

@@ -49,6 +49,7 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         ),
         (Method::GET, "/api/v1/records/{id}/timeline", get(timeline)),
         (Method::GET, "/api/v1/pipeline", get(pipeline)),
+        (Method::GET, "/api/v1/duplicates", get(duplicates)),
         (Method::GET, "/api/v1/search", get(search)),
         (Method::GET, "/api/v1/spaces", get(spaces)),
         (Method::GET, "/api/v1/spaces/{id}/members", get(members)),
@@ -453,6 +454,52 @@ pub(crate) async fn timeline(
 }
 
 // ----- the rest ----------------------------------------------------------------
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/duplicates",
+    tag = "records",
+    params(("kind" = Option<String>, Query, description = "person or company [default: both]")),
+    responses(
+        (status = 200, description = "Groups of records likely to be one customer, with a score and the reasons", body = dto::Duplicates),
+        (status = 422, description = "An unknown kind", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn duplicates(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<dto::Duplicates>, Problem> {
+    let kind = match params.iter().find(|(k, _)| k == "kind") {
+        Some((_, k)) => Some(k.parse::<Kind>().map_err(|e| {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
+        })?),
+        None => None,
+    };
+    let reply = run(&state.ops, caller, Request::Duplicates { kind }).await?;
+    let Reply::Duplicates { clusters } = reply else {
+        return Err(unexpected(&reply));
+    };
+    Ok(Json(dto::Duplicates {
+        clusters: clusters
+            .into_iter()
+            .map(|c| dto::DuplicateCluster {
+                kind: c.kind.as_str().to_string(),
+                score: c.score,
+                records: c
+                    .records
+                    .into_iter()
+                    .map(|m| dto::DuplicateMember {
+                        id: m.id.to_string(),
+                        title: m.title,
+                    })
+                    .collect(),
+                reasons: c.reasons,
+            })
+            .collect(),
+    }))
+}
 
 #[utoipa::path(
     get,

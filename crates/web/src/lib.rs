@@ -67,7 +67,7 @@ impl App {
     }
 
     /// Runs a read operation as this device's user.
-    fn read(&self, request: Request) -> Result<Reply, OpError> {
+    pub(crate) fn read(&self, request: Request) -> Result<Reply, OpError> {
         self.ops.execute(&Caller::user(), request)
     }
 
@@ -278,6 +278,7 @@ fn router(app: App) -> Router {
         .route("/r/{id}/delete", post(pages::record::delete))
         .route("/r/{id}/restore", post(pages::record::restore))
         .route("/board", get(pages::board::page))
+        .route("/duplicates", get(pages::duplicates::page))
         .route("/import", get(pages::import::page))
         .route(
             "/import/upload",

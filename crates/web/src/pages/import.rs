@@ -165,6 +165,7 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<ImportQuery>) -
                     li { a href={ "/k/" (k.as_str()) "/export.csv" } download { (page::plural(k)) " (CSV)" } }
                 }
             }
+            p { "After an import, " a href="/duplicates" { "look for possible duplicates" } "." }
             p { "For phones, mail programs and calendars:" }
             ul class="links" {
                 li { a href="/export/people.vcf" download { "People (vCard)" } }

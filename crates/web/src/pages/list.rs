@@ -262,6 +262,9 @@ fn render(app: &App, kind: Kind, p: ListParams) -> Result<Html<String>, WebError
             @if kind == Kind::Person {
                 a class="button secondary" href="/export/people.vcf" download { "Export vCard" }
             }
+            @if matches!(kind, Kind::Person | Kind::Company) {
+                a class="button secondary" href={ "/duplicates?kind=" (kind.as_str()) } { "Find duplicates" }
+            }
             @if kind == Kind::Activity {
                 a class="button secondary" href="/export/activities.ics" download { "Export iCalendar" }
             }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::page::{self, Nav, Page};
 use crate::trail::{Step, Trail};
 use crate::{App, WebError};
-use rapport_node::ops::Request;
+use rapport_node::ops::{Reply, Request};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct RecordQuery {
@@ -56,6 +56,16 @@ fn render(app: &App, reference: &str, q: &RecordQuery) -> Result<Html<String>, W
         SpaceId::Shared(id) => Some(app.members(&id.to_string())?),
         SpaceId::Private => None,
     };
+    // Likely duplicates, from the live search index: a notice, never a refusal.
+    let likely = match view.kind {
+        Kind::Person | Kind::Company if !view.deleted => match app.read(Request::Likely {
+            record: view.id.to_string(),
+        }) {
+            Ok(Reply::Likely { matches, .. }) => matches,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
     let id = view.id;
     let mut watch = vec![id.to_string()];
     watch.extend(related.iter().map(|(_, r)| r.id.to_string()));
@@ -71,6 +81,17 @@ fn render(app: &App, reference: &str, q: &RecordQuery) -> Result<Html<String>, W
             }
         } @else {
             (actions(&view))
+        }
+        @if !likely.is_empty() {
+            div class="notice" id="possible-duplicate" {
+                p { strong { "Possible duplicate." } " This " (page::singular(view.kind).to_lowercase()) " looks like:" }
+                ul {
+                    @for m in &likely {
+                        li { a href=(link(m.id)) { (m.title) } " — " (m.reasons.join("; ")) }
+                    }
+                }
+                p { a href={ "/duplicates?kind=" (view.kind.as_str()) } { "All possible duplicates" } }
+            }
         }
         @if let Some(r) = &race {
             div class="conflict" id="delete-race" {
