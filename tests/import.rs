@@ -893,7 +893,7 @@ fn duplicates_are_found_after_an_import_and_warned_of_on_create() {
     assert!(out.status.success());
     let warned = String::from_utf8_lossy(&out.stderr);
     assert!(
-        warned.contains("may be the same as Bob Ross") && warned.contains("rapport merge"),
+        warned.contains("may be the same as Bob Ross") && warned.contains("rapport show"),
         "{warned}"
     );
     assert_eq!(

@@ -431,13 +431,12 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
             // script reading the record is not disturbed.
             for l in &r.likely {
                 eprintln!(
-                    "warning: {} may be the same as {} ({}): {}. Merge them with: rapport merge {} {}",
+                    "warning: {} may be the same as {} ({}): {}. Compare them: rapport show {}",
                     r.record.title(),
                     l.title,
                     l.id,
                     l.reasons.join("; "),
-                    l.id,
-                    r.record.id
+                    l.id
                 );
             }
             if json {
@@ -742,8 +741,6 @@ fn duplicates(
             .collect();
         outln!(out, "{:>3}  {}: {}", c.score, c.kind, names.join(", "));
         outln!(out, "     {}", c.reasons.join("; "));
-        let ids: Vec<String> = c.records.iter().map(|m| m.id.to_string()).collect();
-        outln!(out, "     rapport merge {}", ids.join(" "));
     }
     Ok(())
 }

@@ -61,7 +61,10 @@ impl Phones {
     /// The number in E.164, or, when it cannot be read as one, its digits
     /// (at least eight, so that extensions and fragments do not match).
     pub fn key(&self, raw: &str) -> Option<String> {
-        if let Ok(n) = phonenumber::parse(self.region, raw) {
+        // Only a number valid in its country ("100" parses, but is none).
+        if let Ok(n) = phonenumber::parse(self.region, raw)
+            && phonenumber::is_valid(&n)
+        {
             return Some(n.format().mode(phonenumber::Mode::E164).to_string());
         }
         let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
@@ -100,7 +103,7 @@ fn keys(view: &RecordView, phones: &Phones) -> Keys {
         .text("domain")
         .or_else(|| view.text("website"))
         .map(domain_key)
-        .filter(|d| !d.is_empty())
+        .filter(|d| !d.is_empty() && !SHARED_HOSTS.contains(&d.as_str()))
         .filter(|_| view.kind == Kind::Company);
     Keys {
         emails: list("emails")
@@ -117,6 +120,30 @@ fn keys(view: &RecordView, phones: &Phones) -> Keys {
         company: view.text("company").map(str::to_string),
     }
 }
+
+/// Hosts whose pages many companies have (a profile, not a website):
+/// never a company's own domain.
+const SHARED_HOSTS: &[&str] = &[
+    "linkedin.com",
+    "facebook.com",
+    "twitter.com",
+    "x.com",
+    "instagram.com",
+    "xing.com",
+    "youtube.com",
+    "github.com",
+    "google.com",
+    "sites.google.com",
+    "wix.com",
+    "wordpress.com",
+    "tiktok.com",
+    "yelp.com",
+];
+
+/// An address or number many records share (a switchboard, `info@`)
+/// says nothing about which of them are one: a key held by more records
+/// than this is not used.
+const SHARED_KEY: usize = 5;
 
 /// A domain as compared: lower case, no scheme, path or `www.`.
 pub fn domain_key(raw: &str) -> String {
@@ -176,19 +203,15 @@ fn words(name: &str) -> Vec<String> {
 }
 
 /// A company's name as compared: lower case, no punctuation, no legal
-/// form ("ACME, Inc." and "Acme GmbH" are both "acme").
+/// form at its end ("ACME, Inc." and "Acme GmbH & Co. KG" are both
+/// "acme"; "AS Roma" keeps its "as").
 pub fn company_name(name: &str) -> String {
     let words = words(name);
-    let kept: Vec<&str> = words
-        .iter()
-        .map(String::as_str)
-        .filter(|w| !LEGAL_SUFFIXES.contains(w) && *w != "&")
-        .collect();
-    if kept.is_empty() {
-        words.join(" ")
-    } else {
-        kept.join(" ")
+    let mut end = words.len();
+    while end > 1 && (LEGAL_SUFFIXES.contains(&words[end - 1].as_str()) || words[end - 1] == "&") {
+        end -= 1;
     }
+    words[..end].join(" ")
 }
 
 /// A person's name as compared: lower case, no punctuation or honorific.
@@ -306,7 +329,7 @@ pub fn find(kind: Kind, records: &[RecordView], phones: &Phones) -> Vec<Cluster>
             exact.entry(format!("d:{d}")).or_default().push(i);
         }
     }
-    for block in exact.values() {
+    for block in exact.values().filter(|b| b.len() <= SHARED_KEY) {
         each_pair(block, &mut |i, j| compare(i, j, &mut found));
     }
     // Names: companies by the start of their name, people by company and
@@ -528,6 +551,54 @@ mod tests {
         assert!(found[1].reasons[0].contains("+49301234567"), "{found:?}");
         // Without a region a national number is only its digits: no match.
         assert_eq!(find(Kind::Person, &people, &Phones::default()).len(), 1);
+    }
+
+    #[test]
+    fn keys_many_share_and_profile_hosts_pair_nothing() {
+        let mut people: Vec<RecordView> = (0..8)
+            .map(|n| {
+                view(
+                    n,
+                    Kind::Person,
+                    &[
+                        ("name", text(&format!("Colleague {n}"))),
+                        ("phones", list(&["+49 30 9999999"])),
+                    ],
+                )
+            })
+            .collect();
+        people.push(view(
+            20,
+            Kind::Person,
+            &[("name", text("Short")), ("phones", list(&["100"]))],
+        ));
+        people.push(view(
+            21,
+            Kind::Person,
+            &[("name", text("Also")), ("phones", list(&["100"]))],
+        ));
+        assert!(find(Kind::Person, &people, &Phones::new(Some("DE"))).is_empty());
+        let companies = vec![
+            view(
+                1,
+                Kind::Company,
+                &[
+                    ("name", text("Alpha")),
+                    ("website", text("https://linkedin.com/company/alpha")),
+                ],
+            ),
+            view(
+                2,
+                Kind::Company,
+                &[
+                    ("name", text("Beta")),
+                    ("website", text("https://www.linkedin.com/company/beta")),
+                ],
+            ),
+            view(3, Kind::Company, &[("name", text("AS Roma"))]),
+            view(4, Kind::Company, &[("name", text("Roma"))]),
+        ];
+        assert!(find(Kind::Company, &companies, &Phones::default()).is_empty());
     }
 
     #[test]

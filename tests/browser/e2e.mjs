@@ -593,6 +593,7 @@ async function main() {
       ["pipeline board", "/board"],
       ["spaces & sync", "/spaces"],
       ["import and export", "/import"],
+      ["possible duplicates", "/duplicates"],
       ["search results page", "/search?q=globex"],
     ];
     for (const [label, p] of pages) {

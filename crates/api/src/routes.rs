@@ -459,7 +459,7 @@ pub(crate) async fn timeline(
     get,
     path = "/api/v1/duplicates",
     tag = "records",
-    params(("kind" = Option<String>, Query, description = "person or company [default: both]")),
+    params(("kind" = Option<String>, Query, description = "A kind (person, company, ...) [default: people and companies]")),
     responses(
         (status = 200, description = "Groups of records likely to be one customer, with a score and the reasons", body = dto::Duplicates),
         (status = 422, description = "An unknown kind", body = ProblemDocument, content_type = "application/problem+json"),

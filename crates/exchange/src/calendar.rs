@@ -8,9 +8,10 @@
 //! it back (or the record's id, for activities made in Rapport), so the
 //! UIDs a calendar sees are stable.
 
+use calcard::icalendar::timezone::TzResolver;
 use calcard::icalendar::{
-    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarProperty,
-    ICalendarStatus, ICalendarValue,
+    ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarProperty, ICalendarStatus,
+    ICalendarValue,
 };
 use calcard::{Entry, Parser};
 use std::collections::HashMap;
@@ -41,10 +42,10 @@ pub const CALENDAR_COLUMNS: [&str; 10] = [
 pub fn calendar_rows(text: &str) -> Vec<Row> {
     // Where each event and to-do begins, in file order: calcard keeps
     // components in that order too.
-    let mut starts: Vec<u64> = components(text, "VEVENT")
+    let mut starts: Vec<(u64, bool)> = components(text, "VEVENT")
         .iter()
         .chain(components(text, "VTODO").iter())
-        .map(|c| c.line)
+        .map(|c| (c.line, c.ended))
         .collect();
     starts.sort_unstable();
     let mut starts = starts.into_iter();
@@ -53,12 +54,15 @@ pub fn calendar_rows(text: &str) -> Vec<Row> {
     loop {
         match parser.entry() {
             Entry::ICalendar(cal) => {
+                // Built once per calendar: it reads every time zone the
+                // calendar defines.
+                let tz = cal.build_tz_resolver();
                 for comp in cal
                     .components
                     .iter()
                     .filter(|c| c.component_type.is_event_or_todo())
                 {
-                    let line = starts.next().unwrap_or(0);
+                    let (line, ended) = starts.next().unwrap_or((0, true));
                     if comp.property(&ICalendarProperty::RecurrenceId).is_some() {
                         continue;
                     }
@@ -68,9 +72,16 @@ pub fn calendar_rows(text: &str) -> Vec<Row> {
                         cells: vec![String::new(); CALENDAR_COLUMNS.len()],
                         problem: None,
                     };
-                    match component_cells(&cal, comp) {
-                        Ok(cells) => row.cells = cells,
-                        Err(problem) => row.problem = Some(problem),
+                    if !ended {
+                        row.problem = Some(
+                            "the event has no END: the file looks cut short; export it again"
+                                .into(),
+                        );
+                    } else {
+                        match component_cells(comp, &tz) {
+                            Ok(cells) => row.cells = cells,
+                            Err(problem) => row.problem = Some(problem),
+                        }
                     }
                     rows.push(row);
                 }
@@ -82,7 +93,7 @@ pub fn calendar_rows(text: &str) -> Vec<Row> {
             other => {
                 rows.push(Row {
                     number: rows.len() as u64 + 1,
-                    line: starts.next().unwrap_or(0),
+                    line: starts.next().map_or(0, |(line, _)| line),
                     cells: vec![String::new(); CALENDAR_COLUMNS.len()],
                     problem: Some(format!(
                         "the calendar cannot be read here ({})",
@@ -98,7 +109,10 @@ pub fn calendar_rows(text: &str) -> Vec<Row> {
     rows
 }
 
-fn component_cells(cal: &ICalendar, comp: &ICalendarComponent) -> Result<Vec<String>, String> {
+fn component_cells(
+    comp: &ICalendarComponent,
+    tz: &TzResolver<&str>,
+) -> Result<Vec<String>, String> {
     let text = |p: ICalendarProperty| {
         comp.property(&p)
             .map(|e| {
@@ -110,12 +124,11 @@ fn component_cells(cal: &ICalendar, comp: &ICalendarComponent) -> Result<Vec<Str
             })
             .unwrap_or_default()
     };
-    let tz = cal.build_tz_resolver();
     let time = |p: ICalendarProperty| -> Result<String, String> {
         match comp.property(&p) {
             None => Ok(String::new()),
             Some(e) => {
-                instant(e, &tz).ok_or_else(|| format!("{} is not a time this can read", p.as_str()))
+                instant(e, tz).ok_or_else(|| format!("{} is not a time this can read", p.as_str()))
             }
         }
     };
@@ -135,7 +148,17 @@ fn component_cells(cal: &ICalendar, comp: &ICalendarComponent) -> Result<Vec<Str
         })
         .filter(|a| a.contains('@'))
         .collect();
-    let due = time(ICalendarProperty::Due)?;
+    // A task's due field is a day: the day as written, in the task's own
+    // zone (Thunderbird's midnight in Berlin is still that day).
+    let due = match comp.property(&ICalendarProperty::Due) {
+        None => String::new(),
+        Some(e) => e
+            .values
+            .first()
+            .and_then(ICalendarValue::as_partial_date_time)
+            .and_then(|d| Some(format!("{:04}-{:02}-{:02}", d.year?, d.month?, d.day?)))
+            .ok_or_else(|| "DUE is not a time this can read".to_string())?,
+    };
     let summary = text(ICalendarProperty::Summary);
     let start = time(ICalendarProperty::Dtstart)?;
     let uid = match comp.uid().map(str::trim).filter(|u| !u.is_empty()) {
@@ -151,8 +174,7 @@ fn component_cells(cal: &ICalendar, comp: &ICalendarComponent) -> Result<Vec<Str
         text(ICalendarProperty::Description),
         start,
         time(ICalendarProperty::Dtend)?,
-        // A due time is kept as its day (a task's due field is a date).
-        due.get(..10).unwrap_or(&due).to_string(),
+        due,
         if done { "yes" } else { "" }.to_string(),
         text(ICalendarProperty::Location),
         attendees.join(", "),
@@ -223,7 +245,11 @@ pub fn activities_ics(records: &[RecordView]) -> String {
         line(&mut out, "UID", &escape(&uid));
         let stamp = jiff::Timestamp::from_second(a.updated).unwrap_or_default();
         line(&mut out, "DTSTAMP", &ics_time(stamp));
+        let todo = kind == "VTODO";
         for (field, prop) in [("when", "DTSTART"), ("ends", "DTEND")] {
+            if todo && prop == "DTEND" {
+                continue;
+            }
             if let Some(t) = text(field).and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
                 line(&mut out, prop, &ics_time(t));
             }
@@ -240,7 +266,7 @@ pub fn activities_ics(records: &[RecordView]) -> String {
         if let Some(l) = text("location") {
             line(&mut out, "LOCATION", &escape(l));
         }
-        if a.get("done") == Some(&FieldValue::Flag(true)) {
+        if todo && a.get("done") == Some(&FieldValue::Flag(true)) {
             line(&mut out, "STATUS", "COMPLETED");
         }
         for id in a.get("about").map(FieldValue::as_list).unwrap_or_default() {
@@ -299,6 +325,21 @@ mod tests {
         assert_eq!(cell(t, "Due"), "2026-03-20");
         assert_eq!(cell(t, "Done"), "yes");
         assert_eq!(cell(t, "UID"), "todo-1");
+    }
+
+    #[test]
+    fn a_due_midnight_in_its_zone_keeps_its_day_and_a_cut_event_is_a_problem() {
+        let text = "BEGIN:VCALENDAR\nBEGIN:VTODO\nUID:t\nSUMMARY:Pay\nDUE;TZID=Europe/Berlin:20260320T000000\nEND:VTODO\n\
+                    BEGIN:VEVENT\nUID:e\nSUMMARY:Cut\nDTSTART:20260401T083000Z\n";
+        let rows = calendar_rows(text);
+        assert_eq!(cell(&rows[0], "Due"), "2026-03-20");
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(
+            rows[1]
+                .problem
+                .as_deref()
+                .is_some_and(|p| p.contains("cut short"))
+        );
     }
 
     #[test]

@@ -172,9 +172,16 @@ fn card_cells(card: &VCard) -> Vec<String> {
                 .join(", ")
         })
         .unwrap_or_default();
+    // A 4.0 number may be a URI: `tel:+1-555-0100;ext=12`.
     let phones: Vec<String> = all(VCardProperty::Tel)
         .into_iter()
-        .map(|t| t.trim_start_matches("tel:").to_string())
+        .map(|t| {
+            let bare = match t.get(..4) {
+                Some(scheme) if scheme.eq_ignore_ascii_case("tel:") => &t[4..],
+                _ => t.as_str(),
+            };
+            bare.replace(";ext=", " ext. ")
+        })
         .collect();
     let categories: Vec<String> = card
         .properties(&VCardProperty::Categories)

@@ -150,7 +150,7 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<ImportQuery>) -
                 div class="field" {
                     label for="i-file" { "File" }
                     input id="i-file" name="file" type="file" accept=".csv,.txt,.tsv,.vcf,.ics,.json,text/csv,text/vcard,text/calendar,application/json" required aria-describedby="i-file-hint";
-                    p class="hint" id="i-file-hint" { "CSV from Excel, Outlook, Google Contacts, HubSpot, Salesforce or Rapport; contacts as vCard (.vcf) from a phone, Apple Contacts, Google or Outlook; a calendar (.ics: events become meetings, to-dos tasks); or Rapport's JSON export. Up to " (rapport_node::import::MAX_UPLOAD >> 20) " MiB. Nothing is written until you confirm." }
+                    p class="hint" id="i-file-hint" { "CSV from Excel, Outlook, Google Contacts, HubSpot, Salesforce or Rapport; contacts as vCard (.vcf) from a phone, Apple Contacts, Google or Outlook; a calendar (.ics: events become meetings, to-dos tasks); or Rapport's JSON export (one kind per upload). Up to " (rapport_node::import::MAX_UPLOAD >> 20) " MiB. Nothing is written until you confirm." }
                 }
                 (kind_select(""))
                 (space_select(&spaces, "private"))
