@@ -1335,11 +1335,26 @@ impl Ops {
         let others = match &self.live {
             Some(live) => {
                 let mut terms: Vec<String> = Vec::new();
-                for f in ["emails", "phones", "phone", "domain"] {
+                for f in ["emails", "phones", "phone", "domain", "website"] {
                     match v.get(f) {
                         Some(FieldValue::List(l)) => terms.extend(l.iter().cloned()),
                         Some(FieldValue::Text(t)) => terms.push(t.clone()),
                         _ => {}
+                    }
+                }
+                // A phone written another way ("030 1234567", "+49 30
+                // 1234567") shares its last group of digits: the index
+                // finds that as a term.
+                for f in ["phones", "phone"] {
+                    let phones = v.get(f).map(FieldValue::as_list).unwrap_or_default();
+                    let single = v.text(f).map(|t| vec![t.to_string()]).unwrap_or_default();
+                    for p in phones.iter().chain(single.iter()) {
+                        if let Some(last) = p
+                            .split(|c: char| !c.is_ascii_digit())
+                            .rfind(|w| w.len() >= 4)
+                        {
+                            terms.push(last.to_string());
+                        }
                     }
                 }
                 let name = match v.kind {
