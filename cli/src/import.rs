@@ -406,7 +406,17 @@ fn import_kind(
     }
     match &report.id {
         None => outln!(out, "Nothing was written (--dry-run)."),
-        Some(id) => outln!(out, "Undo it with: rapport import undo {id}"),
+        Some(id) => {
+            outln!(out, "Undo it with: rapport import undo {id}");
+            // Matching goes by e-mail, domain or name; what looks alike
+            // under another address is for the user to see.
+            if counts.create > 0 && matches!(kind, Kind::Person | Kind::Company) {
+                outln!(
+                    out,
+                    "Look for records it may have doubled: rapport duplicates {kind}"
+                );
+            }
+        }
     }
     Ok(None)
 }
