@@ -102,7 +102,7 @@ fn keys(view: &RecordView, phones: &Phones) -> Keys {
     let domain = view
         .text("domain")
         .or_else(|| view.text("website"))
-        .map(domain_key)
+        .map(rapport_model::value::domain_key)
         .filter(|d| !d.is_empty() && !SHARED_HOSTS.contains(&d.as_str()))
         .filter(|_| view.kind == Kind::Company);
     Keys {
@@ -144,16 +144,6 @@ const SHARED_HOSTS: &[&str] = &[
 /// says nothing about which of them are one: a key held by more records
 /// than this is not used.
 const SHARED_KEY: usize = 5;
-
-/// A domain as compared: lower case, no scheme, path or `www.`.
-pub fn domain_key(raw: &str) -> String {
-    let lower = raw.trim().to_lowercase();
-    let bare = lower
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    let host = bare.split(['/', '?', '#', ':']).next().unwrap_or(bare);
-    host.strip_prefix("www.").unwrap_or(host).to_string()
-}
 
 /// Legal forms left out of a company's name before names are compared.
 const LEGAL_SUFFIXES: &[&str] = &[

@@ -1340,25 +1340,23 @@ impl Ops {
             Some(live) => {
                 let mut terms: Vec<String> = Vec::new();
                 for f in ["emails", "phones", "phone", "domain", "website"] {
-                    match v.get(f) {
-                        Some(FieldValue::List(l)) => terms.extend(l.iter().cloned()),
-                        Some(FieldValue::Text(t)) => terms.push(t.clone()),
-                        _ => {}
-                    }
-                }
-                // A phone written another way ("030 1234567", "+49 30
-                // 1234567") shares its last group of digits: the index
-                // finds that as a term.
-                for f in ["phones", "phone"] {
-                    let phones = v.get(f).map(FieldValue::as_list).unwrap_or_default();
-                    let single = v.text(f).map(|t| vec![t.to_string()]).unwrap_or_default();
-                    for p in phones.iter().chain(single.iter()) {
-                        if let Some(last) = p
-                            .split(|c: char| !c.is_ascii_digit())
-                            .rfind(|w| w.len() >= 4)
+                    let values = match v.get(f) {
+                        Some(FieldValue::List(l)) => l.clone(),
+                        Some(FieldValue::Text(t)) => vec![t.clone()],
+                        _ => continue,
+                    };
+                    for value in values {
+                        // A phone written another way ("030 1234567", "+49
+                        // 30 1234567") shares its last group of digits: the
+                        // index finds that as a term.
+                        if f.starts_with("phone")
+                            && let Some(last) = value
+                                .split(|c: char| !c.is_ascii_digit())
+                                .rfind(|w| w.len() >= 4)
                         {
                             terms.push(last.to_string());
                         }
+                        terms.push(value);
                     }
                 }
                 let name = match v.kind {

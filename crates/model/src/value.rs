@@ -217,6 +217,16 @@ fn parse_domain(s: &str) -> Result<String, String> {
     parse_hostname(host)
 }
 
+/// A domain or web address as records are compared by it: lower case,
+/// without scheme, path or `www.` (`https://www.Acme.com/about` is
+/// `acme.com`).
+pub fn domain_key(raw: &str) -> String {
+    let lower = raw.trim().to_lowercase();
+    let bare = strip_scheme(&lower);
+    let host = bare.split(['/', '?', '#']).next().unwrap_or(bare);
+    host.strip_prefix("www.").unwrap_or(host).to_string()
+}
+
 fn strip_scheme(s: &str) -> &str {
     s.strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"))

@@ -366,13 +366,7 @@ fn summary(lines: &[Line]) -> Option<ImportSummary> {
 fn key_text(field_type: FieldType, text: &str) -> String {
     let lower = text.trim().to_lowercase();
     match field_type {
-        FieldType::Domain | FieldType::Url => {
-            let bare = lower
-                .trim_start_matches("https://")
-                .trim_start_matches("http://");
-            let host = bare.split(['/', '?', '#']).next().unwrap_or(bare);
-            host.strip_prefix("www.").unwrap_or(host).to_string()
-        }
+        FieldType::Domain | FieldType::Url => rapport_model::value::domain_key(&lower),
         _ => lower.split_whitespace().collect::<Vec<_>>().join(" "),
     }
 }
