@@ -286,6 +286,7 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
             },
             View::Plain,
         ),
+        Command::Merge(args) => plan(args.request()?, View::Plain),
         Command::Fields { kind } => plan(
             Request::Fields {
                 kind: kind.parse()?,
@@ -431,12 +432,14 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
             // script reading the record is not disturbed.
             for l in &r.likely {
                 eprintln!(
-                    "warning: {} may be the same as {} ({}): {}. Compare them: rapport show {}",
+                    "warning: {} may be the same as {} ({}): {}. Compare them: rapport show {}; merge them: rapport merge {} {}",
                     r.record.title(),
                     l.title,
                     l.id,
                     l.reasons.join("; "),
-                    l.id
+                    l.id,
+                    l.id,
+                    r.record.id
                 );
             }
             if json {
@@ -463,6 +466,9 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
         Reply::Status(s) => status(out, &s, json),
         Reply::Fields { fields } => fields_table(out, &fields, json),
         Reply::Duplicates { clusters } => duplicates(out, &clusters, json),
+        Reply::Merged { merge, record } => crate::merge::merged(out, &merge, &record, json),
+        Reply::Merges { merges } => crate::merge::list(out, &merges, json),
+        Reply::MergeUndone(r) => crate::merge::undone(out, &r, json),
         Reply::Likely { record, matches } => {
             if json {
                 return to_json(out, &matches);
@@ -742,6 +748,10 @@ fn duplicates(
         outln!(out, "{:>3}  {}: {}", c.score, c.kind, names.join(", "));
         outln!(out, "     {}", c.reasons.join("; "));
     }
+    outln!(
+        out,
+        "\nMerge a group into the record to keep: rapport merge KEEP OTHER... (undo: rapport merge undo ID)"
+    );
     Ok(())
 }
 
@@ -852,9 +862,20 @@ fn show(out: &mut String, s: &ShowReply, json: bool) -> Result<()> {
             }
             o.insert("delete_race".into(), r);
         }
+        if let (Some(from), Some(o)) = (&s.merged_from, j.as_object_mut()) {
+            o.insert("merged_from".into(), from.id.to_string().into());
+        }
         return print_json(out, &j);
     }
     let mut d = Display::new(&s.titles);
+    if let Some(from) = &s.merged_from {
+        outln!(
+            out,
+            "{} ({}) was merged into this record.\n",
+            from.title(),
+            from.id
+        );
+    }
     outln!(out, "{}", d.card(v, s.space_name.as_deref()));
     if let Some(race) = &s.delete_race {
         outln!(out, "\n! {}", race.summary());

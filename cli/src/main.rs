@@ -21,6 +21,7 @@ mod discovery;
 mod import;
 mod integrations;
 mod membership;
+mod merge;
 mod output;
 mod recovery;
 mod relay;
@@ -190,6 +191,9 @@ pub enum Command {
         /// Only this kind [default: people and companies].
         kind: Option<String>,
     },
+    /// Merge duplicates into the record kept: lists united, references moved to it, the
+    /// others redirect to it; `merge list`, `merge undo ID`.
+    Merge(merge::MergeArgs),
     /// The fields of a record kind, with their types and help.
     Fields { kind: String },
     /// Tokens for the HTTP API (docs/api.md).

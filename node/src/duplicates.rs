@@ -474,6 +474,7 @@ mod tests {
             kind,
             space: SpaceId::Private,
             deleted: false,
+            merged_into: None,
             updated: 0,
             fields: fields
                 .iter()

@@ -101,6 +101,7 @@ impl Repo {
         };
         let from_label = from.to_string();
         let mut report = ApplyReport::default();
+        let ids: Vec<RecordId> = records.iter().map(|(r, _)| *r).collect();
         let checked: Vec<Checked> = crate::parallel::map(records, |(record, encoded)| {
             let (verified, refused) = verify_all(encoded);
             (record, verified, refused)
@@ -148,6 +149,14 @@ impl Repo {
             view = self.store().space_shared(space_id)?;
         }
         self.settle_run(space_id, view.as_deref(), run, &from_label, &mut report)?;
+        drop(_guard);
+        if report.applied > 0 {
+            // Merges made elsewhere, or edits of records this node merged
+            // away: see `merge.rs`. The batch is stored whatever happens.
+            if let Err(e) = self.settle_merges(&ids) {
+                tracing::warn!(space = %space, "carrying edits over to merged records failed: {e}");
+            }
+        }
         Ok(report)
     }
 

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod integrations;
 pub mod limits;
 pub mod live;
+pub mod merge;
 pub mod metrics;
 pub mod net;
 pub mod ops;

@@ -395,6 +395,7 @@ mod tests {
             kind: Kind::Deal,
             space: SpaceId::Private,
             deleted,
+            merged_into: None,
             updated: 0,
             fields,
             conflicts: Default::default(),

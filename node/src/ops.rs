@@ -99,6 +99,20 @@ pub enum Request {
         #[serde(default)]
         kind: Option<Kind>,
     },
+    /// Merges `others` into `keep` (see `merge.rs`): `prefer` names, per
+    /// field, the record whose value the survivor takes.
+    Merge {
+        keep: String,
+        others: Vec<String>,
+        #[serde(default)]
+        prefer: Vec<Input>,
+    },
+    /// The merges made on this device, newest first.
+    Merges,
+    /// Undoes a merge.
+    MergeUndo {
+        id: String,
+    },
     /// The records likely the same as one record.
     Likely {
         record: String,
@@ -272,6 +286,14 @@ pub enum Reply {
         record: RecordView,
         matches: Vec<Likely>,
     },
+    Merged {
+        merge: crate::merge::MergeRecord,
+        record: RecordView,
+    },
+    Merges {
+        merges: Vec<crate::merge::MergeRecord>,
+    },
+    MergeUndone(crate::merge::MergeUndone),
     Search(Found),
     Export {
         records: Vec<RecordView>,
@@ -463,6 +485,9 @@ pub struct ShowReply {
     pub related: Vec<Related>,
     pub delete_race: Option<DeleteRace>,
     pub titles: Titles,
+    /// The record the reference named, when it was merged into this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_from: Option<RecordView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -780,6 +805,7 @@ impl Request {
                 | Request::Pipeline
                 | Request::Duplicates { .. }
                 | Request::Likely { .. }
+                | Request::Merges
                 | Request::Search { .. }
                 | Request::Export { .. }
                 | Request::ExportDocuments { .. }
@@ -815,6 +841,9 @@ impl Request {
                 | Request::Pipeline
                 | Request::Duplicates { .. }
                 | Request::Likely { .. }
+                | Request::Merge { .. }
+                | Request::Merges
+                | Request::MergeUndo { .. }
                 | Request::Search { .. }
                 | Request::Export { .. }
                 | Request::Spaces
@@ -995,6 +1024,31 @@ impl Ops {
             Request::Imports => Ok(Reply::Imports {
                 imports: repo.imports(caller.space)?,
             }),
+            Request::Merge {
+                keep,
+                others,
+                prefer,
+            } => {
+                // Every record named must be one the caller may see: a
+                // token limited to a space merges nothing of another.
+                for r in std::iter::once(&keep)
+                    .chain(&others)
+                    .chain(prefer.iter().map(|(_, r)| r))
+                {
+                    self.visible(caller, r)?;
+                }
+                let merge = repo.merge(&keep, &others, &prefer)?;
+                let record = repo
+                    .view(merge.kept)?
+                    .ok_or_else(|| OpError::from(NodeError::NotFound(merge.kept.to_string())))?;
+                Ok(Reply::Merged { merge, record })
+            }
+            Request::Merges => Ok(Reply::Merges {
+                merges: repo.merges(caller.space)?,
+            }),
+            Request::MergeUndo { id } => {
+                Ok(Reply::MergeUndone(repo.merge_undo(&id, caller.space)?))
+            }
             Request::ImportUndo { id } => {
                 Ok(Reply::ImportUndone(repo.import_undo(&id, caller.space)?))
             }
@@ -1033,7 +1087,10 @@ impl Ops {
                 self.record_reply(v, unchanged)
             }
             Request::Show { record } => {
-                let v = self.visible(caller, &record)?;
+                let (v, merged_from) = self.repo.resolve_noting(&record)?;
+                if !caller.may_see(&v) {
+                    return Err(NodeError::NotFound(record).into());
+                }
                 let related: Vec<Related> = repo
                     .related(v.id)?
                     .into_iter()
@@ -1054,6 +1111,7 @@ impl Ops {
                     space_name,
                     related,
                     titles,
+                    merged_from,
                 }))
             }
             Request::List(query) => self.list(caller, query).map(Reply::List),

@@ -187,6 +187,7 @@ mod tests {
             kind: Kind::Deal,
             space: Default::default(),
             deleted: false,
+            merged_into: None,
             updated: 0,
             fields,
             conflicts: BTreeMap::new(),

@@ -380,13 +380,49 @@ impl Repo {
 
     /// Finds the record a user means: an id, a unique id prefix, or a title
     /// (exact, then prefix; case-insensitive). Deleted records are found too.
+    /// A record merged away resolves to its survivor.
     pub fn resolve(&self, reference: &str) -> Result<RecordView, NodeError> {
         self.resolve_among(reference, &[], "")
+    }
+
+    /// [`Repo::resolve`], and the record the reference named when that
+    /// was merged away (so that `show` can say so).
+    pub fn resolve_noting(
+        &self,
+        reference: &str,
+    ) -> Result<(RecordView, Option<RecordView>), NodeError> {
+        let found = self.find_among(reference, &[], "")?;
+        self.follow_merge(found)
+    }
+
+    fn follow_merge(
+        &self,
+        found: RecordView,
+    ) -> Result<(RecordView, Option<RecordView>), NodeError> {
+        if found.merged_into.is_none() {
+            return Ok((found, None));
+        }
+        let end = self.survivor(found.id)?;
+        match self.store.view(end)? {
+            Some(v) if end != found.id => Ok((v, Some(found))),
+            _ => Ok((found, None)),
+        }
     }
 
     /// Like [`Repo::resolve`], but only records of `kinds` (all if empty)
     /// qualify; `field` names what is being filled in, for the error.
     fn resolve_among(
+        &self,
+        reference: &str,
+        kinds: &[Kind],
+        field: &str,
+    ) -> Result<RecordView, NodeError> {
+        let found = self.find_among(reference, kinds, field)?;
+        Ok(self.follow_merge(found)?.0)
+    }
+
+    /// The record `reference` names, merged away or not.
+    fn find_among(
         &self,
         reference: &str,
         kinds: &[Kind],

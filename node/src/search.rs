@@ -314,6 +314,7 @@ mod tests {
             kind,
             space: SpaceId::Private,
             deleted: false,
+            merged_into: None,
             updated: n as i64,
             fields: fields
                 .iter()

@@ -13,6 +13,7 @@
 mod dto;
 mod events;
 mod imports;
+mod merges;
 mod problem;
 mod routes;
 pub mod webhooks;
@@ -148,6 +149,9 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         routes::timeline,
         routes::pipeline,
         routes::duplicates,
+        merges::merge,
+        merges::list_merges,
+        merges::undo_merge,
         routes::search,
         routes::spaces,
         routes::members,
@@ -169,6 +173,10 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         imports::ImportResult,
         imports::ImportInfo,
         imports::UndoResult,
+        merges::NewMerge,
+        merges::MergeInfo,
+        merges::Merged,
+        merges::MergeUndoResult,
     )),
     modifiers(&BearerAuth),
     tags(

@@ -50,6 +50,17 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/records/{id}/timeline", get(timeline)),
         (Method::GET, "/api/v1/pipeline", get(pipeline)),
         (Method::GET, "/api/v1/duplicates", get(duplicates)),
+        (Method::POST, "/api/v1/merges", post(crate::merges::merge)),
+        (
+            Method::GET,
+            "/api/v1/merges",
+            get(crate::merges::list_merges),
+        ),
+        (
+            Method::POST,
+            "/api/v1/merges/{id}/undo",
+            post(crate::merges::undo_merge),
+        ),
         (Method::GET, "/api/v1/search", get(search)),
         (Method::GET, "/api/v1/spaces", get(spaces)),
         (Method::GET, "/api/v1/spaces/{id}/members", get(members)),

@@ -161,6 +161,7 @@ mod tests {
             kind: Kind::Person,
             space: SpaceId::Private,
             deleted: false,
+            merged_into: None,
             updated: 0,
             fields,
             conflicts: Default::default(),

@@ -7,6 +7,9 @@
 //!   "kind": "deal",
 //!   "space": "private",      // or a shared space's id; set at creation, never changed
 //!   "deleted": false,        // the tombstone; true after `delete`
+//!   "merged_into": "<id>",   // only on a record merged away: its survivor
+//!   "merged_at": "<hex> ..", // its heads just before the merge
+//!   "carried": "<hex> ..",   // its heads when edits were last carried over
 //!   "fields": { "title": "...", "tags": ["a", "b"], "when": <timestamp>, ... } }
 //! ```
 //!
@@ -57,6 +60,12 @@ pub enum Edit {
     Unset(String),
     /// Writes or clears the tombstone.
     Deleted(bool),
+    /// Marks the record as merged into another (with `merged_at`, its heads
+    /// before this change), or clears that mark (`None`: a merge undone).
+    MergedInto(Option<RecordId>),
+    /// Records the heads up to which edits of this merged-away record have
+    /// been carried over to its survivor.
+    Carried,
 }
 
 /// A new record document holding `fields`, as one change by `actor`.
@@ -131,6 +140,14 @@ pub fn edit_via(
     // Asked before anything is written: reading the history closes the
     // pending transaction.
     let raced = edits.iter().any(|e| matches!(e, Edit::Deleted(_))) && delete_race(doc)?.is_some();
+    let marks = edits
+        .iter()
+        .any(|e| matches!(e, Edit::MergedInto(Some(_)) | Edit::Carried));
+    let heads_before = if marks {
+        heads_text(&doc.get_heads())
+    } else {
+        String::new()
+    };
     let mut summary = Vec::new();
     let mut touched = Vec::new();
     for e in edits {
@@ -172,6 +189,21 @@ pub fn edit_via(
                     summary.push(if *d { "delete" } else { "restore" }.to_string());
                 }
             }
+            Edit::MergedInto(Some(into)) => {
+                doc.put(ROOT, MERGED_INTO, into.to_string())?;
+                doc.put(ROOT, MERGED_AT, heads_before.as_str())?;
+                summary.push(format!("merge into {into}"));
+            }
+            Edit::MergedInto(None) => {
+                if doc.get(ROOT, MERGED_INTO)?.is_some() {
+                    doc.delete(ROOT, MERGED_INTO)?;
+                    summary.push("unmerge".to_string());
+                }
+            }
+            Edit::Carried => {
+                doc.put(ROOT, CARRIED, heads_before.as_str())?;
+                summary.push("carry over".to_string());
+            }
         }
     }
     if summary.is_empty() {
@@ -187,6 +219,51 @@ pub fn edit_via(
         }
     }
     Ok(doc.commit_with(options(with_via(summary.join(", "), via), time)))
+}
+
+const MERGED_INTO: &str = "merged_into";
+const MERGED_AT: &str = "merged_at";
+const CARRIED: &str = "carried";
+
+fn heads_text(heads: &[ChangeHash]) -> String {
+    let mut hex: Vec<String> = heads.iter().map(ChangeHash::to_string).collect();
+    hex.sort();
+    hex.join(" ")
+}
+
+fn root_text(doc: &AutoCommit, key: &str, heads: Option<&[ChangeHash]>) -> Option<String> {
+    let got = match heads {
+        Some(h) => doc.get_at(ROOT, key, h).ok()?,
+        None => doc.get(ROOT, key).ok()?,
+    };
+    match got.and_then(|v| scalar_to_value(&v.0)) {
+        Some(FieldValue::Text(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The heads from which edits of a merged-away record still have to be
+/// carried over to its survivor: where the last carry-over stopped, else
+/// where the merge began. `None` for a record that is not merged away, or
+/// whose marks name changes the document does not hold.
+pub fn carry_base(doc: &AutoCommit) -> Option<Vec<ChangeHash>> {
+    root_text(doc, MERGED_INTO, None)?;
+    let text = root_text(doc, CARRIED, None).or_else(|| root_text(doc, MERGED_AT, None))?;
+    let heads: Vec<ChangeHash> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let known = heads.iter().all(|h| doc.get_change_by_hash(h).is_some());
+    (known && !heads.is_empty()).then_some(heads)
+}
+
+/// The record's fields as they were at `heads` (winners only).
+pub fn fields_at(
+    doc: &AutoCommit,
+    heads: &[ChangeHash],
+) -> Result<BTreeMap<String, FieldValue>, DocError> {
+    field_values(doc, Some(heads))
 }
 
 /// List fields that hold more than one list object (written concurrently
@@ -566,6 +643,9 @@ pub struct RecordView {
     #[serde(default)]
     pub space: SpaceId,
     pub deleted: bool,
+    /// The record this one was merged into (it is then also deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<RecordId>,
     /// Time of the newest change, seconds since the Unix epoch.
     pub updated: i64,
     pub fields: BTreeMap<String, FieldValue>,
@@ -614,6 +694,7 @@ impl RecordView {
             kind,
             space: space_of(doc)?,
             deleted: read_deleted(doc, heads)?,
+            merged_into: root_text(doc, MERGED_INTO, heads).and_then(|s| s.parse().ok()),
             updated,
             fields,
             conflicts,
@@ -632,6 +713,9 @@ impl RecordView {
         }
         if self.deleted {
             o.insert("deleted".into(), true.into());
+        }
+        if let Some(into) = self.merged_into {
+            o.insert("merged_into".into(), into.to_string().into());
         }
         let updated = Timestamp::from_second(self.updated).unwrap_or_default();
         o.insert("updated".into(), format_instant(updated).into());

@@ -14,6 +14,7 @@
 //! | `by_kind`     | kind, 0, id               | empty                          |
 //! | `by_name`     | lower-case title, 0, id   | empty                          |
 //! | `links`       | target id, source id      | field name                     |
+//! | `merged`      | id of a record merged away | its survivor's id             |
 //! | `by_space`    | space, 0, id              | the document's heads (32-byte hashes) |
 //! | `spaces`      | space id                  | `SpaceView` as JSON            |
 //! | `invites`     | SHA-256 of the secret     | `InviteRecord` as JSON         |
@@ -222,6 +223,7 @@ pub struct Store {
     by_kind: sled::Tree,
     by_name: sled::Tree,
     links: sled::Tree,
+    merged: sled::Tree,
     by_space: sled::Tree,
     spaces: sled::Tree,
     invites: sled::Tree,
@@ -397,6 +399,7 @@ impl Store {
             by_kind: db.open_tree("by_kind")?,
             by_name: db.open_tree("by_name")?,
             links: db.open_tree("links")?,
+            merged: db.open_tree("merged")?,
             by_space: db.open_tree("by_space")?,
             spaces: db.open_tree("spaces")?,
             invites: db.open_tree("invites")?,
@@ -741,6 +744,7 @@ impl Store {
             &self.by_kind,
             &self.by_name,
             &self.links,
+            &self.merged,
             &self.by_space,
             &self.spaces,
             &self.authored,
@@ -758,6 +762,7 @@ impl Store {
                     by_kind,
                     by_name,
                     links,
+                    merged,
                     by_space,
                     spaces,
                     authored,
@@ -822,6 +827,14 @@ impl Store {
                             by_name.insert(name_key(&view.title(), view.id), &[][..])?;
                             for (field, target) in view.references() {
                                 links.insert(link_key(target, view.id), field.as_bytes())?;
+                            }
+                            match view.merged_into {
+                                Some(into) => {
+                                    merged.insert(id.as_bytes(), into.to_string().as_bytes())?;
+                                }
+                                None => {
+                                    merged.remove(id.as_bytes())?;
+                                }
                             }
                         }
                         Indexed::Space(_) => {
@@ -1049,6 +1062,20 @@ impl Store {
             .collect()
     }
 
+    /// The survivor a record was merged into, if it was merged away.
+    pub fn merged_into(&self, id: RecordId) -> Result<Option<RecordId>> {
+        self.merged
+            .get(id.to_string())?
+            .map(|v| parse_id(&v))
+            .transpose()
+    }
+
+    /// Whether any record held here was merged away: when none was (the
+    /// common case), nothing has to be redirected.
+    pub fn any_merged(&self) -> bool {
+        !self.merged.is_empty()
+    }
+
     /// A signed change by its Automerge hash.
     pub fn signed_change(&self, hash: &[u8]) -> Result<Option<SignedChange>> {
         self.changes
@@ -1173,18 +1200,29 @@ impl Store {
             &self.by_kind,
             &self.by_name,
             &self.links,
+            &self.merged,
             &self.by_space,
             &self.counts,
         ];
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {
-                let [docs, records, by_kind, by_name, links, by_space, counts] = t.as_slice()
+                let [
+                    docs,
+                    records,
+                    by_kind,
+                    by_name,
+                    links,
+                    merged,
+                    by_space,
+                    counts,
+                ] = t.as_slice()
                 else {
                     return Err(ConflictableTransactionError::Abort(()));
                 };
                 let key = id.to_string();
                 docs.remove(key.as_bytes())?;
                 records.remove(key.as_bytes())?;
+                merged.remove(key.as_bytes())?;
                 if by_space.remove(space_key(space, id))?.is_some() {
                     let key = count_key("items", space.to_string().as_bytes());
                     add_to_count(counts, &key, -1)?;
@@ -1791,6 +1829,7 @@ mod tests {
             kind,
             space: Default::default(),
             deleted: false,
+            merged_into: None,
             updated: 0,
             fields: fields
                 .iter()

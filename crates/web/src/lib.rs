@@ -279,6 +279,8 @@ fn router(app: App) -> Router {
         .route("/r/{id}/restore", post(pages::record::restore))
         .route("/board", get(pages::board::page))
         .route("/duplicates", get(pages::duplicates::page))
+        .route("/merge", get(pages::merge::page).post(pages::merge::merge))
+        .route("/merge/{id}/undo", post(pages::merge::undo))
         .route("/import", get(pages::import::page))
         .route(
             "/import/upload",

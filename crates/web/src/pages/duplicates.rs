@@ -50,7 +50,7 @@ fn render(app: &App, kind: Option<&str>) -> Result<Html<String>, WebError> {
         } @else {
             p { (clusters.len()) " groups, the surest first. The score goes to 100 (the same e-mail address)." }
             table class="list" {
-                thead { tr { th scope="col" { "Score" } th scope="col" { "Records" } th scope="col" { "Why" } } }
+                thead { tr { th scope="col" { "Score" } th scope="col" { "Records" } th scope="col" { "Why" } th scope="col" { span class="visually-hidden" { "Merge" } } } }
                 tbody {
                     @for c in &clusters {
                         tr {
@@ -63,6 +63,9 @@ fn render(app: &App, kind: Option<&str>) -> Result<Html<String>, WebError> {
                                 }
                             }
                             td { (c.reasons.join("; ")) }
+                            td {
+                                a class="button secondary" href={ "/merge?ids=" (c.records.iter().map(|m| m.id.to_string()).collect::<Vec<_>>().join(",")) } { "Merge…" }
+                            }
                         }
                     }
                 }
@@ -84,7 +87,7 @@ fn render(app: &App, kind: Option<&str>) -> Result<Html<String>, WebError> {
         ],
         help: html! {
             p { "People and companies that are likely the same customer: the same e-mail address, the same phone number (read with your region, " code { "rapport init --region DE" } "), the same web domain, the same company name once GmbH, Inc. and the like are left out, or alike names at the same company." }
-            p { "Nothing is merged or refused on its own: open the records to compare them." }
+            p { "Nothing is merged or refused on its own: open the records to compare them, or merge a group side by side, choosing the values to keep." }
         },
         body,
         watch: vec!["person".into(), "company".into()],

@@ -7,6 +7,7 @@ pub(crate) mod duplicates;
 pub(crate) mod form;
 pub(crate) mod import;
 pub(crate) mod list;
+pub(crate) mod merge;
 pub(crate) mod record;
 pub(crate) mod search;
 pub(crate) mod spaces;

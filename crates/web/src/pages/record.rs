@@ -23,6 +23,8 @@ pub(crate) struct RecordQuery {
     t: Option<String>,
     created: Option<String>,
     saved: Option<String>,
+    /// The merge that just merged records into this one.
+    merged: Option<String>,
 }
 
 pub(crate) async fn page(
@@ -37,6 +39,7 @@ fn render(app: &App, reference: &str, q: &RecordQuery) -> Result<Html<String>, W
     let repo = &**app.repo();
     let record = app.show(reference)?;
     let view = record.record;
+    let merged_from = record.merged_from;
     let title = view.title();
     let mut trail = Trail::parse(q.t.as_deref());
     if trail.is_empty() {
@@ -74,6 +77,18 @@ fn render(app: &App, reference: &str, q: &RecordQuery) -> Result<Html<String>, W
         h1 { (title) " " span class="kind" { (page::singular(view.kind)) } }
         @if q.created.is_some() { p class="flash" role="status" { "Created." } }
         @if q.saved.is_some() { p class="flash" role="status" { "Saved." } }
+        @if let Some(merge) = &q.merged {
+            div class="flash" role="status" {
+                p { "Merged." }
+                form method="post" action={ "/merge/" (merge) "/undo" } {
+                    input type="hidden" name="record" value=(view.id);
+                    button type="submit" class="secondary" { "Undo the merge" }
+                }
+            }
+        }
+        @if let Some(from) = &merged_from {
+            p class="notice" id="merged-from" { (from.title()) " (" (from.id) ") was merged into this record." }
+        }
         @if view.deleted {
             div class="notice" {
                 p { "This " (page::singular(view.kind).to_lowercase()) " is deleted: it is kept with its history, but lists and search leave it out." }
@@ -87,7 +102,10 @@ fn render(app: &App, reference: &str, q: &RecordQuery) -> Result<Html<String>, W
                 p { strong { "Possible duplicate." } " This " (page::singular(view.kind).to_lowercase()) " looks like:" }
                 ul {
                     @for m in &likely {
-                        li { a href=(link(m.id)) { (m.title) } " — " (m.reasons.join("; ")) }
+                        li {
+                            a href=(link(m.id)) { (m.title) } " — " (m.reasons.join("; ")) " "
+                            a class="button secondary" href={ "/merge?ids=" (id) "," (m.id) } { "Merge…" }
+                        }
                     }
                 }
                 p { a href={ "/duplicates?kind=" (view.kind.as_str()) } { "All possible duplicates" } }

@@ -1,0 +1,860 @@
+//! Merging duplicate records, and keeping a merge whole while peers
+//! still write to the records it merged away.
+//!
+//! A merge is ordinary signed changes, written in one transaction:
+//!
+//! - the record kept (the survivor) gets the others' values: list fields
+//!   are united; a scalar keeps the survivor's value, is filled from the
+//!   first other record that has one, or is taken from the record the user
+//!   prefers for that field;
+//! - every record that refers to a merged-away record is re-pointed to the
+//!   survivor;
+//! - the others become tombstones that redirect: `deleted`, plus
+//!   `merged_into` (the survivor) and `merged_at` (their heads before the
+//!   merge). A reference to one of them resolves to the survivor.
+//!
+//! A peer may edit a merged-away record, or point a new record at it,
+//! before it hears of the merge. After every batch from a peer,
+//! [`Repo::settle_merges`] carries such edits over to the survivor (the
+//! fields that changed since `merged_at`, or since the last carry-over,
+//! recorded in `carried`) and re-points such references. Every node that
+//! holds both sides does the same and writes equal values, so the result
+//! converges whichever does it first.
+//!
+//! Two nodes that merge the same records the other way round at the same
+//! time leave two tombstones that point at each other. The oldest record
+//! of such a cycle (the smallest id: ids begin with their creation time)
+//! survives: whoever sees the cycle clears its tombstone, and the edits
+//! the other merge made are carried over to it like any others.
+//!
+//! Every merge is logged in `merges/ID.json`, so that `merge undo` can put
+//! back the fields and references it changed, where nobody changed them
+//! since, and restore the merged-away records.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+
+use rapport_model::{Edit, FieldValue, RecordId, RecordView, SpaceId, doc};
+use serde::{Deserialize, Serialize};
+
+use crate::repo::field_def;
+use crate::{NodeError, Repo};
+
+const DIR: &str = "merges";
+
+/// A field's value before a merge wrote it and after (`None`: absent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Written {
+    pub record: RecordId,
+    pub field: String,
+    pub before: Option<FieldValue>,
+    pub after: Option<FieldValue>,
+}
+
+/// What a merge did, as logged in `merges/ID.json` and shown to the user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeRecord {
+    pub id: String,
+    /// Seconds since the Unix epoch.
+    pub at: i64,
+    pub space: SpaceId,
+    pub kept: RecordId,
+    pub title: String,
+    pub merged: Vec<RecordId>,
+    /// The survivor's fields the merge wrote.
+    pub fields: Vec<Written>,
+    /// References in other records moved to the survivor.
+    pub repointed: Vec<Written>,
+    /// When it was undone, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undone: Option<i64>,
+}
+
+/// What `merge undo` put back, and what it left because it changed since.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MergeUndone {
+    pub restored_records: usize,
+    pub restored_fields: usize,
+    pub kept_fields: usize,
+}
+
+impl Repo {
+    /// Merges `others` into `keep` (see the module documentation).
+    /// `prefer` names, per field, the record (a reference to `keep` or
+    /// one of `others`) whose value the survivor takes.
+    pub fn merge(
+        &self,
+        keep: &str,
+        others: &[String],
+        prefer: &[(String, String)],
+    ) -> Result<MergeRecord, NodeError> {
+        let kept = self.resolve(keep)?;
+        if kept.deleted {
+            return Err(deleted(&kept));
+        }
+        let mut merged: Vec<RecordView> = Vec::new();
+        for r in others {
+            let v = self.resolve(r)?;
+            if v.id == kept.id {
+                return Err(NodeError::Forbidden(format!(
+                    "`{r}` is the record kept ({}); name the records to merge into it",
+                    kept.title()
+                )));
+            }
+            if v.deleted {
+                return Err(deleted(&v));
+            }
+            if v.kind != kept.kind {
+                return Err(NodeError::Forbidden(format!(
+                    "{} is a {} and {} a {}: only records of one kind merge",
+                    v.title(),
+                    v.kind,
+                    kept.title(),
+                    kept.kind
+                )));
+            }
+            if v.space != kept.space {
+                return Err(NodeError::Forbidden(format!(
+                    "{} is in space {} and {} in {}: move one first, records of one space merge",
+                    v.title(),
+                    v.space,
+                    kept.title(),
+                    kept.space
+                )));
+            }
+            if !merged.iter().any(|m| m.id == v.id) {
+                merged.push(v);
+            }
+        }
+        if merged.is_empty() {
+            return Err(NodeError::Forbidden(
+                "name at least one record to merge into the one kept".into(),
+            ));
+        }
+        self.check_space_writable(kept.space)?;
+        let mut chosen: BTreeMap<&'static str, RecordId> = BTreeMap::new();
+        for (field, reference) in prefer {
+            let def = field_def(kept.kind, field)?;
+            let from = self.resolve(reference)?;
+            if from.id != kept.id && !merged.iter().any(|m| m.id == from.id) {
+                return Err(NodeError::Forbidden(format!(
+                    "--prefer {field}={reference}: {} is not one of the records merged",
+                    from.title()
+                )));
+            }
+            chosen.insert(def.name, from.id);
+        }
+
+        let ids: BTreeSet<RecordId> = merged.iter().map(|m| m.id).collect();
+        let combined = combine(&kept, &merged, &chosen);
+        let mut fields = Vec::new();
+        let mut survivor_edits = Vec::new();
+        for def in kept.kind.fields() {
+            let before = kept.fields.get(def.name).cloned();
+            let after = combined.get(def.name).cloned();
+            if before == after {
+                continue;
+            }
+            survivor_edits.push(match &after {
+                Some(v) => Edit::Set(def.name.into(), v.clone()),
+                None => Edit::Unset(def.name.into()),
+            });
+            fields.push(Written {
+                record: kept.id,
+                field: def.name.into(),
+                before,
+                after,
+            });
+        }
+
+        // Every record that refers to a merged one, except the merged ones.
+        let mut referrers: BTreeMap<RecordId, RecordView> = BTreeMap::new();
+        for m in &merged {
+            for (source, _) in self.store().backlinks(m.id)? {
+                if source == kept.id || ids.contains(&source) || referrers.contains_key(&source) {
+                    continue;
+                }
+                if let Some(v) = self.store().view(source)?
+                    && self.check_space_writable(v.space).is_ok()
+                {
+                    referrers.insert(source, v);
+                }
+            }
+        }
+        let mut repointed = Vec::new();
+        let mut edits: Vec<(RecordView, Vec<Edit>)> = Vec::new();
+        for (_, view) in referrers {
+            let changes = repoint(&view, &|id| ids.contains(&id).then_some(kept.id));
+            if changes.is_empty() {
+                continue;
+            }
+            let mut record_edits = Vec::new();
+            for (field, after) in changes {
+                record_edits.push(Edit::Set(field.clone(), after.clone()));
+                repointed.push(Written {
+                    record: view.id,
+                    before: view.fields.get(&field).cloned(),
+                    field,
+                    after: Some(after),
+                });
+            }
+            edits.push((view, record_edits));
+        }
+        if !survivor_edits.is_empty() {
+            edits.push((kept.clone(), survivor_edits));
+        }
+        for m in &merged {
+            edits.push((
+                m.clone(),
+                vec![Edit::MergedInto(Some(kept.id)), Edit::Deleted(true)],
+            ));
+        }
+
+        let record = MergeRecord {
+            id: rapport_proto::hex(&self.random::<8>()?),
+            at: self.now().as_second(),
+            space: kept.space,
+            kept: kept.id,
+            title: kept.title(),
+            merged: merged.iter().map(|m| m.id).collect(),
+            fields,
+            repointed,
+            undone: None,
+        };
+        // Logged first: a crash before the records are written leaves a log
+        // whose undo finds nothing to put back.
+        self.save_merge(&record)?;
+        self.write_records(Vec::new(), edits)?;
+        Ok(record)
+    }
+
+    /// Every merge made on this node, newest first.
+    pub fn merges(&self, scope: Option<SpaceId>) -> Result<Vec<MergeRecord>, NodeError> {
+        let dir = self.dir().join(DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(NodeError::io(&dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| NodeError::io(&dir, e))?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
+            match serde_json::from_slice::<MergeRecord>(&bytes) {
+                Ok(r) if scope.is_none_or(|s| s == r.space) => out.push(r),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(path = %path.display(), "unreadable merge log: {e}"),
+            }
+        }
+        out.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    /// Undoes merge `id`: the merged-away records come back, and the
+    /// fields and references it wrote go back to their values before it,
+    /// where they still hold what it wrote.
+    pub fn merge_undo(&self, id: &str, scope: Option<SpaceId>) -> Result<MergeUndone, NodeError> {
+        let mut record = self
+            .merges(scope)?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| {
+                NodeError::Missing(format!("no merge {id}; see `rapport merge list`"))
+            })?;
+        if record.undone.is_some() {
+            return Err(NodeError::Forbidden(format!(
+                "merge {id} was undone already"
+            )));
+        }
+        let mut report = MergeUndone::default();
+        let mut per_record: BTreeMap<RecordId, Vec<Edit>> = BTreeMap::new();
+        for m in &record.merged {
+            if let Some(v) = self.store().view(*m)?
+                && v.merged_into == Some(record.kept)
+            {
+                report.restored_records += 1;
+                per_record
+                    .entry(*m)
+                    .or_default()
+                    .extend([Edit::MergedInto(None), Edit::Deleted(false)]);
+            }
+        }
+        for w in record.fields.iter().chain(&record.repointed) {
+            let Some(v) = self.store().view(w.record)? else {
+                continue;
+            };
+            if v.deleted || v.fields.get(&w.field) != w.after.as_ref() {
+                report.kept_fields += 1;
+                continue;
+            }
+            report.restored_fields += 1;
+            per_record
+                .entry(w.record)
+                .or_default()
+                .push(match &w.before {
+                    Some(b) => Edit::Set(w.field.clone(), b.clone()),
+                    None => Edit::Unset(w.field.clone()),
+                });
+        }
+        let mut edits = Vec::new();
+        for (id, e) in per_record {
+            if let Some(v) = self.store().view(id)? {
+                edits.push((v, e));
+            }
+        }
+        self.write_records(Vec::new(), edits)?;
+        record.undone = Some(self.now().as_second());
+        self.save_merge(&record)?;
+        Ok(report)
+    }
+
+    fn save_merge(&self, record: &MergeRecord) -> Result<(), NodeError> {
+        let dir = self.dir().join(DIR);
+        fs::create_dir_all(&dir).map_err(|e| NodeError::io(&dir, e))?;
+        let json = serde_json::to_vec_pretty(record)
+            .map_err(|e| NodeError::Missing(format!("merge log: {e}")))?;
+        crate::datadir::write_atomically(&dir, &format!("{}.json", record.id), &json, false)
+    }
+
+    /// The record a reference to `id` ends at: `id` itself unless it was
+    /// merged away, else the survivor at the end of its merges. In a cycle
+    /// of merges (made concurrently the other way round) the oldest record
+    /// survives.
+    pub fn survivor(&self, id: RecordId) -> Result<RecordId, NodeError> {
+        let mut seen = vec![id];
+        let mut at = id;
+        while let Some(next) = self.store().merged_into(at)? {
+            if let Some(i) = seen.iter().position(|s| *s == next) {
+                return Ok(seen[i..].iter().copied().min().unwrap_or(next));
+            }
+            seen.push(next);
+            at = next;
+        }
+        Ok(at)
+    }
+
+    /// After records came from a peer: carries edits of merged-away
+    /// records over to their survivors, re-points references to them, and
+    /// revives the survivor of a merge cycle (see the module
+    /// documentation). Only what this device may write is written; a
+    /// writer of the space does the rest.
+    pub fn settle_merges(&self, records: &[RecordId]) -> Result<usize, NodeError> {
+        if !self.store().any_merged() {
+            return Ok(0);
+        }
+        let mut writes: BTreeMap<RecordId, (RecordView, Vec<Edit>)> = BTreeMap::new();
+        let mut add = |view: &RecordView, e: Vec<Edit>| {
+            if e.is_empty() {
+                return;
+            }
+            writes
+                .entry(view.id)
+                .or_insert_with(|| (view.clone(), Vec::new()))
+                .1
+                .extend(e);
+        };
+        for &id in records {
+            let Some(view) = self.store().view(id)? else {
+                continue;
+            };
+            if self.check_space_writable(view.space).is_err() {
+                continue;
+            }
+            match view.merged_into {
+                Some(_) => {
+                    let end = self.survivor(id)?;
+                    if end == id {
+                        // The oldest of a cycle: it lives again.
+                        add(&view, vec![Edit::MergedInto(None), Edit::Deleted(false)]);
+                        continue;
+                    }
+                    let Some(survivor) = self.store().view(end)? else {
+                        continue;
+                    };
+                    let carried = self.carried_edits(&view, &survivor)?;
+                    if !carried.is_empty() {
+                        add(&survivor, carried);
+                        add(&view, vec![Edit::Carried]);
+                    }
+                    for (source, _) in self.store().backlinks(id)? {
+                        if source == end || self.store().merged_into(source)?.is_some() {
+                            continue;
+                        }
+                        if let Some(v) = self.store().view(source)?
+                            && self.check_space_writable(v.space).is_ok()
+                        {
+                            let e = self.repoint_to_survivors(&v)?;
+                            add(&v, e);
+                        }
+                    }
+                }
+                None if !view.deleted => {
+                    let e = self.repoint_to_survivors(&view)?;
+                    add(&view, e);
+                }
+                None => {}
+            }
+        }
+        let n = writes.len();
+        if n > 0 {
+            self.write_records(Vec::new(), writes.into_values().collect())?;
+        }
+        Ok(n)
+    }
+
+    /// Edits that point `view`'s references to merged-away records at
+    /// their survivors.
+    fn repoint_to_survivors(&self, view: &RecordView) -> Result<Vec<Edit>, NodeError> {
+        let mut ends = BTreeMap::new();
+        for (_, target) in view.references() {
+            if self.store().merged_into(target)?.is_some() {
+                let end = self.survivor(target)?;
+                if end != target {
+                    ends.insert(target, end);
+                }
+            }
+        }
+        if ends.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(repoint(view, &|id| ends.get(&id).copied())
+            .into_iter()
+            .map(|(f, v)| Edit::Set(f, v))
+            .collect())
+    }
+
+    /// The edits a merged-away record received since the merge (or the
+    /// last carry-over), as edits of its survivor.
+    fn carried_edits(
+        &self,
+        merged: &RecordView,
+        survivor: &RecordView,
+    ) -> Result<Vec<Edit>, NodeError> {
+        let mut d = self.load_doc(merged.id)?;
+        let Some(base) = doc::carry_base(&d) else {
+            return Ok(Vec::new());
+        };
+        let then = doc::fields_at(&d, &base).map_err(NodeError::from)?;
+        let heads = d.get_heads();
+        let now = doc::fields_at(&d, &heads).map_err(NodeError::from)?;
+        let mut edits = Vec::new();
+        let names: BTreeSet<&String> = then.keys().chain(now.keys()).collect();
+        for name in names {
+            let (was, is) = (then.get(name), now.get(name));
+            let Some(def) = survivor.kind.field(name) else {
+                continue;
+            };
+            if was == is {
+                continue;
+            }
+            let current = survivor.fields.get(name);
+            let wanted = match (was, is) {
+                _ if def.ty.is_list() => {
+                    // Items added since are added; items removed since
+                    // are removed; the survivor's own stay.
+                    let was = was.map_or(&[][..], FieldValue::as_list);
+                    let is = is.map_or(&[][..], FieldValue::as_list);
+                    let mut list: Vec<String> = current
+                        .map_or(&[][..], FieldValue::as_list)
+                        .iter()
+                        .filter(|i| is.contains(i) || !was.contains(i))
+                        .cloned()
+                        .collect();
+                    for i in is {
+                        if !was.contains(i) && !list.contains(i) {
+                            list.push(i.clone());
+                        }
+                    }
+                    (!list.is_empty()).then_some(FieldValue::List(list))
+                }
+                (_, v) => v.cloned(),
+            };
+            if wanted.as_ref() == current {
+                continue;
+            }
+            edits.push(match wanted {
+                Some(v) => Edit::Set(name.clone(), v),
+                None => Edit::Unset(name.clone()),
+            });
+        }
+        Ok(edits)
+    }
+}
+
+fn deleted(v: &RecordView) -> NodeError {
+    NodeError::Forbidden(format!(
+        "{} ({}) is deleted{}; only live records merge",
+        v.title(),
+        v.id,
+        v.merged_into
+            .map(|s| format!(", merged into {s}"))
+            .unwrap_or_default()
+    ))
+}
+
+/// The survivor's fields after merging `merged` into `kept`.
+fn combine(
+    kept: &RecordView,
+    merged: &[RecordView],
+    chosen: &BTreeMap<&'static str, RecordId>,
+) -> BTreeMap<String, FieldValue> {
+    let ids: BTreeSet<RecordId> = merged.iter().map(|m| m.id).collect();
+    let all: Vec<&RecordView> = std::iter::once(kept).chain(merged).collect();
+    let mut out = BTreeMap::new();
+    for def in kept.kind.fields() {
+        let value = if let Some(from) = chosen.get(def.name) {
+            all.iter()
+                .find(|v| v.id == *from)
+                .and_then(|v| v.fields.get(def.name).cloned())
+        } else if def.ty.is_list() {
+            let mut items: Vec<String> = Vec::new();
+            for v in &all {
+                for i in v.fields.get(def.name).map_or(&[][..], FieldValue::as_list) {
+                    if !items.contains(i) {
+                        items.push(i.clone());
+                    }
+                }
+            }
+            (!items.is_empty()).then_some(FieldValue::List(items))
+        } else {
+            all.iter().find_map(|v| v.fields.get(def.name).cloned())
+        };
+        let Some(mut value) = value else { continue };
+        // A reference among the merged records points at the survivor; the
+        // survivor does not refer to itself.
+        if def.ty.ref_kinds().is_some() {
+            value = match value {
+                FieldValue::Text(s) => match s.parse::<RecordId>() {
+                    Ok(id) if id == kept.id || ids.contains(&id) => continue,
+                    _ => FieldValue::Text(s),
+                },
+                FieldValue::List(l) => FieldValue::List(
+                    l.into_iter()
+                        .filter(|s| {
+                            s.parse::<RecordId>()
+                                .map_or(true, |id| id != kept.id && !ids.contains(&id))
+                        })
+                        .collect(),
+                ),
+                other => other,
+            };
+        }
+        out.insert(def.name.to_string(), value);
+    }
+    out
+}
+
+/// `view`'s reference fields with every id `to` maps replaced by what it
+/// maps to (lists keep their order, without repeats): the fields that
+/// change, with their new values.
+fn repoint(
+    view: &RecordView,
+    to: &dyn Fn(RecordId) -> Option<RecordId>,
+) -> Vec<(String, FieldValue)> {
+    let mut out = Vec::new();
+    for def in view.kind.fields() {
+        if def.ty.ref_kinds().is_none() {
+            continue;
+        }
+        let Some(value) = view.fields.get(def.name) else {
+            continue;
+        };
+        let map = |s: &String| {
+            s.parse::<RecordId>()
+                .ok()
+                .and_then(to)
+                .map_or_else(|| s.clone(), |id| id.to_string())
+        };
+        let new = match value {
+            FieldValue::Text(s) => FieldValue::Text(map(s)),
+            FieldValue::List(l) => {
+                let mut items: Vec<String> = Vec::new();
+                for i in l.iter().map(map) {
+                    if !items.contains(&i) {
+                        items.push(i);
+                    }
+                }
+                FieldValue::List(items)
+            }
+            _ => continue,
+        };
+        if &new != value {
+            out.push((def.name.to_string(), new));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::tests::{add, node, sync};
+    use crate::repo::tests::input;
+    use rapport_model::{Kind, Role};
+
+    fn person(repo: &Repo, space: SpaceId, fields: &[(&str, &str)]) -> RecordView {
+        repo.create(Kind::Person, space, &input(fields))
+            .expect("person")
+    }
+
+    #[test]
+    fn a_merge_unites_fills_repoints_redirects_and_undoes() {
+        let (_t, repo) = node();
+        let acme = repo
+            .create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
+            .expect("acme");
+        let ann = person(
+            &repo,
+            SpaceId::Private,
+            &[
+                ("name", "Ann Baker"),
+                ("emails", "ann@acme.test"),
+                ("title", "CFO"),
+            ],
+        );
+        let dup = person(
+            &repo,
+            SpaceId::Private,
+            &[
+                ("name", "A. Baker"),
+                ("emails", "ann@home.test"),
+                ("title", "Finance"),
+                ("company", "Acme"),
+                ("tags", "vip"),
+            ],
+        );
+        let deal = repo
+            .create(
+                Kind::Deal,
+                SpaceId::Private,
+                &input(&[
+                    ("title", "Renewal"),
+                    ("company", "Acme"),
+                    ("contacts", &format!("{},{}", dup.id, ann.id)),
+                ]),
+            )
+            .expect("deal");
+        let merge = repo
+            .merge(&ann.id.to_string(), &[dup.id.to_string()], &[])
+            .expect("merge");
+
+        let kept = repo.view(ann.id).expect("read").expect("ann");
+        assert_eq!(kept.text("name"), Some("Ann Baker"), "the kept name stays");
+        assert_eq!(kept.text("title"), Some("CFO"), "the kept scalar wins");
+        assert_eq!(
+            kept.get("emails").map(FieldValue::as_list),
+            Some(&["ann@acme.test".to_string(), "ann@home.test".to_string()][..]),
+            "lists are united"
+        );
+        assert_eq!(
+            kept.text("company"),
+            Some(acme.id.to_string().as_str()),
+            "filled"
+        );
+        assert_eq!(
+            kept.get("tags").map(FieldValue::as_list),
+            Some(&["vip".to_string()][..])
+        );
+        let gone = repo.view(dup.id).expect("read").expect("dup");
+        assert!(gone.deleted);
+        assert_eq!(gone.merged_into, Some(ann.id));
+        let d = repo.view(deal.id).expect("read").expect("deal");
+        assert_eq!(
+            d.get("contacts").map(FieldValue::as_list),
+            Some(&[ann.id.to_string()][..]),
+            "the deal's contacts point at the survivor, once"
+        );
+        // A reference to the merged record resolves to the survivor.
+        let (found, from) = repo.resolve_noting(&dup.id.to_string()).expect("resolve");
+        assert_eq!(found.id, ann.id);
+        assert_eq!(from.map(|f| f.id), Some(dup.id));
+        assert_eq!(repo.resolve("A. Baker").expect("by name").id, ann.id);
+        assert!(
+            repo.merge("Ann Baker", &[dup.id.to_string()], &[]).is_err(),
+            "merged already"
+        );
+
+        // Someone changes the title after the merge: undo leaves it.
+        repo.edit("Ann Baker", &input(&[("title", "CEO")]), &[])
+            .expect("edit");
+        let undone = repo.merge_undo(&merge.id, None).expect("undo");
+        assert_eq!(undone.restored_records, 1);
+        let back = repo.view(dup.id).expect("read").expect("dup");
+        assert!(!back.deleted && back.merged_into.is_none());
+        let kept = repo.view(ann.id).expect("read").expect("ann");
+        assert_eq!(kept.text("title"), Some("CEO"), "changed since: kept");
+        assert_eq!(
+            kept.get("emails").map(FieldValue::as_list),
+            Some(&["ann@acme.test".to_string()][..])
+        );
+        assert_eq!(kept.get("company"), None);
+        let d = repo.view(deal.id).expect("read").expect("deal");
+        let mut contacts = d
+            .get("contacts")
+            .map(FieldValue::as_list)
+            .unwrap_or_default()
+            .to_vec();
+        contacts.sort();
+        assert_eq!(
+            contacts,
+            [ann.id.to_string(), dup.id.to_string()],
+            "references point back"
+        );
+        assert!(repo.merge_undo(&merge.id, None).is_err(), "undone already");
+        assert!(repo.merges(None).expect("list")[0].undone.is_some());
+    }
+
+    #[test]
+    fn prefer_takes_a_field_from_a_merged_record_and_bad_merges_are_refused() {
+        let (_t, repo) = node();
+        let ann = person(
+            &repo,
+            SpaceId::Private,
+            &[("name", "Ann"), ("title", "CFO")],
+        );
+        let dup = person(
+            &repo,
+            SpaceId::Private,
+            &[("name", "Ann B"), ("title", "CEO")],
+        );
+        let acme = repo
+            .create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
+            .expect("acme");
+        let other = person(&repo, SpaceId::Private, &[("name", "Bob")]);
+        let refused = [
+            repo.merge("Ann", &["Ann".into()], &[]),
+            repo.merge("Ann", &["Acme".into()], &[]),
+            repo.merge("Ann", &[], &[]),
+            repo.merge("Ann", &["Ann B".into()], &[("title".into(), "Bob".into())]),
+            repo.merge(
+                "Ann",
+                &["Ann B".into()],
+                &[("colour".into(), "Ann B".into())],
+            ),
+        ];
+        for r in refused {
+            assert!(r.is_err(), "{r:?}");
+        }
+        let _ = (acme, other);
+        repo.merge(
+            "Ann",
+            &["Ann B".into()],
+            &[("title".into(), dup.id.to_string())],
+        )
+        .expect("merge");
+        assert_eq!(
+            repo.view(ann.id).expect("r").expect("ann").text("title"),
+            Some("CEO")
+        );
+    }
+
+    /// The space "Joint" of `a` and `b` (both writers), with Ann and her
+    /// duplicate on both.
+    fn joint() -> (
+        (tempfile::TempDir, Repo),
+        (tempfile::TempDir, Repo),
+        SpaceId,
+        RecordView,
+        RecordView,
+    ) {
+        let (ta, a) = node();
+        let (tb, b) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &b, Role::Writer);
+        let ann = person(
+            &a,
+            space,
+            &[("name", "Ann Baker"), ("emails", "ann@acme.test")],
+        );
+        let dup = person(
+            &a,
+            space,
+            &[("name", "A. Baker"), ("phones", "+49 30 1234567")],
+        );
+        sync(&b, &a, space);
+        ((ta, a), (tb, b), space, ann, dup)
+    }
+
+    #[test]
+    fn an_edit_made_elsewhere_before_the_merge_was_heard_of_is_carried_over() {
+        let ((_ta, a), (_tb, b), space, ann, dup) = joint();
+        a.merge(&ann.id.to_string(), &[dup.id.to_string()], &[])
+            .expect("merge");
+        // B, not yet told, edits the duplicate and points a new deal at it.
+        b.edit(
+            &dup.id.to_string(),
+            &input(&[
+                ("title", "Head of Finance"),
+                ("phones", "+49 30 1234567,+49 170 555"),
+            ]),
+            &[],
+        )
+        .expect("edit on b");
+        let deal = b
+            .create(
+                Kind::Activity,
+                space,
+                &input(&[("type", "call"), ("about", &dup.id.to_string())]),
+            )
+            .expect("call on b");
+        sync(&b, &a, space);
+        sync(&b, &a, space);
+        for (name, r) in [("a", &a), ("b", &b)] {
+            let kept = r.view(ann.id).expect("read").expect("ann");
+            assert_eq!(kept.text("title"), Some("Head of Finance"), "on {name}");
+            assert_eq!(
+                kept.get("phones").map(FieldValue::as_list),
+                Some(&["+49 30 1234567".to_string(), "+49 170 555".to_string()][..]),
+                "on {name}"
+            );
+            assert!(
+                kept.conflicts.is_empty(),
+                "equal writes are no conflict: {kept:?}"
+            );
+            let d = r.view(deal.id).expect("read").expect("call");
+            assert_eq!(
+                d.get("about").map(FieldValue::as_list),
+                Some(&[ann.id.to_string()][..]),
+                "the new call is about the survivor on {name}"
+            );
+            assert!(r.view(dup.id).expect("read").expect("dup").deleted);
+        }
+        // Settled: another round writes nothing more.
+        let before = a.change_count();
+        sync(&b, &a, space);
+        assert_eq!(a.settle_merges(&[dup.id, deal.id]).expect("settle"), 0);
+        assert_eq!(a.change_count(), before);
+    }
+
+    #[test]
+    fn merges_made_the_other_way_round_at_once_converge_on_the_oldest_record() {
+        let ((_ta, a), (_tb, b), space, ann, dup) = joint();
+        assert!(ann.id < dup.id, "Ann is the older record");
+        a.merge(&dup.id.to_string(), &[ann.id.to_string()], &[])
+            .expect("merge on a");
+        b.merge(&ann.id.to_string(), &[dup.id.to_string()], &[])
+            .expect("merge on b");
+        sync(&b, &a, space);
+        sync(&b, &a, space);
+        for (name, r) in [("a", &a), ("b", &b)] {
+            let kept = r.view(ann.id).expect("read").expect("ann");
+            assert!(
+                !kept.deleted && kept.merged_into.is_none(),
+                "on {name}: {kept:?}"
+            );
+            assert_eq!(
+                kept.get("phones").map(FieldValue::as_list),
+                Some(&["+49 30 1234567".to_string()][..]),
+                "on {name}"
+            );
+            let gone = r.view(dup.id).expect("read").expect("dup");
+            assert!(gone.deleted, "on {name}");
+            assert_eq!(r.resolve(&dup.id.to_string()).expect("r").id, ann.id);
+        }
+        assert_eq!(a.view(ann.id).expect("r"), b.view(ann.id).expect("r"));
+    }
+}
