@@ -903,3 +903,80 @@ fn duplicates_are_found_after_an_import_and_warned_of_on_create() {
     let err = n.fails(&["init", "--region", "Narnia"]);
     assert!(err.contains("country code"), "{err}");
 }
+
+/// Two members share a space. A merges a duplicate while B is offline and
+/// edits that duplicate; once B is back, both hold the merge and B's edit
+/// is on the record kept, not lost with the tombstone. `show` of the
+/// merged id lands on the survivor and says so; the undo reaches B too.
+#[test]
+fn a_merge_reaches_the_other_member_and_carries_over_an_edit_made_offline() {
+    const SPACE: &str = "Partners";
+    let wait = std::time::Duration::from_secs(30);
+    let (a, b) = (Node::new(), Node::new());
+    let _na = a.start(&[]);
+    let mut nb = b.start(&[]);
+    a.ok(&["space", "create", SPACE]);
+    b.ok(&["space", "join", &ticket(&a, SPACE)]);
+    let ann = a.json(&[
+        "person",
+        "add",
+        "Ann Baker",
+        "--email",
+        "ann@acme.example",
+        "--space",
+        SPACE,
+    ]);
+    let dup = a.json(&[
+        "person",
+        "add",
+        "A. Baker",
+        "--phone",
+        "+49 30 1234567",
+        "--space",
+        SPACE,
+    ]);
+    let (ann, dup) = (
+        ann["id"].as_str().expect("id").to_string(),
+        dup["id"].as_str().expect("id").to_string(),
+    );
+    assert!(
+        common::eventually(wait, || live_people_in(&b) == 2),
+        "B did not get both people"
+    );
+    nb.stop();
+
+    let merged = a.json(&["merge", &ann, &dup]);
+    let merge_id = merged["id"].as_str().expect("merge id").to_string();
+    // B, offline, has not heard of the merge and edits the duplicate.
+    b.ok(&["edit", &dup, "--set", "title=Head of Finance"]);
+    let _nb = b.start(&[]);
+
+    let carried = |n: &Node| {
+        let v = n.json(&["show", &ann]);
+        v["title"] == "Head of Finance" && v["phones"][0] == "+49 30 1234567"
+    };
+    assert!(
+        common::eventually(wait, || carried(&a) && carried(&b)),
+        "the offline edit did not reach the record kept: A {} / B {}",
+        a.json(&["show", &ann]),
+        b.json(&["show", &ann])
+    );
+    for n in [&a, &b] {
+        assert_eq!(live_people_in(n), 1);
+        let shown = n.json(&["show", &dup]);
+        assert_eq!(shown["id"], ann.as_str(), "{shown}");
+        assert_eq!(shown["merged_from"], dup.as_str(), "{shown}");
+        let text = n.ok(&["show", &dup]);
+        assert!(text.contains("was merged into this record"), "{text}");
+    }
+
+    let listed = a.json(&["merge", "list"]);
+    assert_eq!(listed[0]["id"], merge_id.as_str(), "{listed}");
+    a.ok(&["merge", "undo", &merge_id]);
+    assert!(
+        common::eventually(wait, || live_people_in(&b) == 2),
+        "B did not get the undo"
+    );
+    let err = a.fails(&["merge", &ann]);
+    assert!(err.contains("at least one record"), "{err}");
+}

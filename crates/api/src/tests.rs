@@ -592,3 +592,79 @@ async fn a_token_limited_to_a_space_imports_into_it_and_sees_only_its_imports() 
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(f.records(), 2, "the private import stands");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicates_merge_through_the_api_and_the_merge_undoes() {
+    let f = fixture();
+    let writer = f.token("crm-sync", false);
+    let reader = f.token("dashboard", true);
+    let mut ids = Vec::new();
+    for body in [
+        r#"{"kind":"person","fields":{"name":"Ada Lovelace","emails":["ada@ae.example"]}}"#,
+        r#"{"kind":"person","fields":{"name":"A. Lovelace","emails":["ADA@ae.example"],"title":"Analyst"}}"#,
+    ] {
+        let (status, _, v) = f
+            .send(Method::POST, "/api/v1/records", Some(&writer), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        ids.push(v["record"]["id"].as_str().expect("id").to_string());
+    }
+    let (status, _, found) = f
+        .send(
+            Method::GET,
+            "/api/v1/duplicates?kind=person",
+            Some(&writer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["clusters"][0]["score"], 100, "{found}");
+    let body = serde_json::json!({"keep": ids[0], "others": [ids[1]]}).to_string();
+    let (status, _, refused) = f
+        .send(Method::POST, "/api/v1/merges", Some(&reader), Some(&body))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (status, _, merged) = f
+        .send(Method::POST, "/api/v1/merges", Some(&writer), Some(&body))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{merged}");
+    assert_eq!(merged["record"]["title"], "Analyst", "{merged}");
+    assert_eq!(merged["merge"]["merged"][0], ids[1].as_str(), "{merged}");
+    let (status, _, old) = f
+        .send(
+            Method::GET,
+            &format!("/api/v1/records/{}", ids[1]),
+            Some(&writer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        old["id"],
+        ids[0].as_str(),
+        "a merged id leads to the survivor: {old}"
+    );
+    let (_, _, list) = f
+        .send(Method::GET, "/api/v1/merges", Some(&reader), None)
+        .await;
+    let id = list[0]["id"].as_str().expect("merge id").to_string();
+    let (status, _, undone) = f
+        .send(
+            Method::POST,
+            &format!("/api/v1/merges/{id}/undo"),
+            Some(&writer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{undone}");
+    assert_eq!(undone["restored_records"], 1, "{undone}");
+    let (status, _, again) = f
+        .send(
+            Method::POST,
+            &format!("/api/v1/merges/{id}/undo"),
+            Some(&writer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{again}");
+}
