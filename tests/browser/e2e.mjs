@@ -580,6 +580,41 @@ async function main() {
     assert.match(await vcard.text(), /FN:Jürgen Müller/);
   });
 
+  await step("a likely duplicate is noticed and merged side by side", async () => {
+    await goto("/new/person");
+    await fill("Name", "J. Mueller");
+    await fill("Emails", "JM@example.de");
+    await submit("Create Person");
+    const newId = recordId();
+    // The notice comes from the live search index, which hears of the new
+    // record in the background.
+    for (let i = 0; i < 50 && !(await mainText()).includes("Possible duplicate"); i++) {
+      await page.waitForTimeout(100);
+      await goto(`/r/${newId}`);
+    }
+    assert.match(await mainText(), /Possible duplicate/);
+    await Promise.all([
+      page.waitForNavigation(),
+      page.locator("#possible-duplicate").getByRole("link", { name: "Merge…" }).first().click(),
+    ]);
+    let text = await mainText();
+    assert.match(text, /Merge 2 people/, text);
+    assert.match(text, /\+49 170 1234567/, text);
+    const violations = await axeViolations("merge screen");
+    assert.deepEqual(violations, [], JSON.stringify(violations, null, 2));
+    // Keep the new record, with the name the address book had.
+    await page.getByRole("radio", { name: "Jürgen Müller" }).check();
+    await submit("Merge");
+    text = await mainText();
+    assert.match(text, /Merged\./, text);
+    assert.match(text, /Jürgen Müller/, text);
+    assert.match(text, /\+49 170 1234567/, text);
+    await goto("/k/person");
+    text = await mainText();
+    assert.equal(text.split("Jürgen Müller").length - 1, 1, text);
+    assert.doesNotMatch(text, /J\. Mueller/);
+  });
+
   await step("no serious accessibility violations (axe-core)", async () => {
     const found = [];
     const pages = [
