@@ -29,6 +29,13 @@ mod relay;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc rather than the system allocator: sled copies and frees tree
+/// nodes on every write and Automerge allocates per operation, and with
+/// glibc's malloc that churn took two fifths of an import's time
+/// (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Args, Parser, Subcommand};
 
 /// Rapport: a CRM with no central server.

@@ -183,6 +183,24 @@ pub fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// The files in `dir` whose name ends in `.ext` (none when `dir` does not
+/// exist yet), in no particular order.
+pub(crate) fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, NodeError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(NodeError::io(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| NodeError::io(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == ext) {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
 /// Writes `name` in `dir` via a temporary file, fsync and rename, so that a
 /// crash leaves either the old file or the new one, never half of one.
 pub(crate) fn write_atomically(

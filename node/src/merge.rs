@@ -230,18 +230,8 @@ impl Repo {
 
     /// Every merge made on this node, newest first.
     pub fn merges(&self, scope: Option<SpaceId>) -> Result<Vec<MergeRecord>, NodeError> {
-        let dir = self.dir().join(DIR);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(NodeError::io(&dir, e)),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(|e| NodeError::io(&dir, e))?.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
+        for path in crate::datadir::files_with_extension(&self.dir().join(DIR), "json")? {
             let bytes = fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
             match serde_json::from_slice::<MergeRecord>(&bytes) {
                 Ok(r) if scope.is_none_or(|s| s == r.space) => out.push(r),

@@ -685,19 +685,10 @@ impl Repo {
     }
 
     fn logs(&self) -> Result<Vec<(PathBuf, Vec<Line>)>, NodeError> {
-        let dir = self.dir().join(DIR);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(NodeError::io(&dir, e)),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(|e| NodeError::io(&dir, e))?.path();
-            if path.extension().is_some_and(|e| e == "jsonl") {
-                let lines = read_log(&path)?;
-                out.push((path, lines));
-            }
+        for path in crate::datadir::files_with_extension(&self.dir().join(DIR), "jsonl")? {
+            let lines = read_log(&path)?;
+            out.push((path, lines));
         }
         Ok(out)
     }
