@@ -153,7 +153,7 @@ impl Repo {
         if report.applied > 0 {
             // Merges made elsewhere, or edits of records this node merged
             // away: see `merge.rs`. The batch is stored whatever happens.
-            if let Err(e) = self.settle_merges(&ids) {
+            if let Err(e) = self.settle_merges(space, &ids) {
                 tracing::warn!(space = %space, "carrying edits over to merged records failed: {e}");
             }
         }

@@ -34,6 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
+use rapport_model::automerge::ChangeHash;
 use rapport_model::{Edit, FieldValue, RecordId, RecordView, SpaceId, doc};
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +89,10 @@ impl Repo {
         others: &[String],
         prefer: &[(String, String)],
     ) -> Result<MergeRecord, NodeError> {
+        // Held from the first read to the write: an edit that arrives in
+        // between is not overwritten unseen, and `merged_at` is exactly the
+        // state the merge combined (what comes after is carried over).
+        let guard = self.write_guard();
         let kept = self.resolve(keep)?;
         if kept.deleted {
             return Err(deleted(&kept));
@@ -174,7 +179,10 @@ impl Repo {
                 if source == kept.id || ids.contains(&source) || referrers.contains_key(&source) {
                     continue;
                 }
+                // A caller limited to one space (an API token) moves the
+                // references of that space only.
                 if let Some(v) = self.store().view(source)?
+                    && crate::repo::in_scope(&v)
                     && self.check_space_writable(v.space).is_ok()
                 {
                     referrers.insert(source, v);
@@ -204,9 +212,10 @@ impl Repo {
             edits.push((kept.clone(), survivor_edits));
         }
         for m in &merged {
+            let at = self.load_doc(m.id)?.get_heads();
             edits.push((
                 m.clone(),
-                vec![Edit::MergedInto(Some(kept.id)), Edit::Deleted(true)],
+                vec![Edit::MergedInto(kept.id, at), Edit::Deleted(true)],
             ));
         }
 
@@ -222,9 +231,14 @@ impl Repo {
             undone: None,
         };
         // Logged first: a crash before the records are written leaves a log
-        // whose undo finds nothing to put back.
+        // whose undo finds nothing to put back. A write refused takes its
+        // log away again.
         self.save_merge(&record)?;
-        self.write_records(Vec::new(), edits)?;
+        if let Err(e) = self.write_edits_guarded(&guard, edits) {
+            let log = self.dir().join(DIR).join(format!("{}.json", record.id));
+            let _ = fs::remove_file(log);
+            return Err(e);
+        }
         Ok(record)
     }
 
@@ -259,24 +273,31 @@ impl Repo {
                 "merge {id} was undone already"
             )));
         }
+        let guard = self.write_guard();
         let mut report = MergeUndone::default();
         let mut per_record: BTreeMap<RecordId, Vec<Edit>> = BTreeMap::new();
         for m in &record.merged {
             if let Some(v) = self.store().view(*m)?
                 && v.merged_into == Some(record.kept)
+                && self.check_space_writable(v.space).is_ok()
             {
                 report.restored_records += 1;
                 per_record
                     .entry(*m)
                     .or_default()
-                    .extend([Edit::MergedInto(None), Edit::Deleted(false)]);
+                    .extend([Edit::Unmerged, Edit::Deleted(false)]);
             }
         }
         for w in record.fields.iter().chain(&record.repointed) {
             let Some(v) = self.store().view(w.record)? else {
                 continue;
             };
-            if v.deleted || v.fields.get(&w.field) != w.after.as_ref() {
+            // Changed since, or in a space this device may no longer
+            // write: left as it is.
+            if v.deleted
+                || v.fields.get(&w.field) != w.after.as_ref()
+                || self.check_space_writable(v.space).is_err()
+            {
                 report.kept_fields += 1;
                 continue;
             }
@@ -295,7 +316,7 @@ impl Repo {
                 edits.push((v, e));
             }
         }
-        self.write_records(Vec::new(), edits)?;
+        self.write_edits_guarded(&guard, edits)?;
         record.undone = Some(self.now().as_second());
         self.save_merge(&record)?;
         Ok(report)
@@ -314,83 +335,101 @@ impl Repo {
     /// of merges (made concurrently the other way round) the oldest record
     /// survives.
     pub fn survivor(&self, id: RecordId) -> Result<RecordId, NodeError> {
+        Ok(self.chain(id)?.end)
+    }
+
+    /// Where the `merged_into` links from `id` lead. A link counts only to
+    /// a record of the same kind and space that this node holds: a member
+    /// of one space cannot make another space's records (or private ones)
+    /// take its writes by pointing a merge at them.
+    fn chain(&self, id: RecordId) -> Result<Chain, NodeError> {
         let mut seen = vec![id];
         let mut at = id;
+        let mut start: Option<RecordView> = None;
         while let Some(next) = self.store().merged_into(at)? {
             if let Some(i) = seen.iter().position(|s| *s == next) {
-                return Ok(seen[i..].iter().copied().min().unwrap_or(next));
+                let end = seen[i..].iter().copied().min().unwrap_or(next);
+                return Ok(Chain { end, cycle: true });
+            }
+            if start.is_none() {
+                start = self.store().view(id)?;
+            }
+            let Some(first) = &start else { break };
+            match self.store().view(next)? {
+                Some(v) if v.kind == first.kind && v.space == first.space => {}
+                _ => break,
+            }
+            if seen.len() >= MAX_CHAIN {
+                break;
             }
             seen.push(next);
             at = next;
         }
-        Ok(at)
+        Ok(Chain {
+            end: at,
+            cycle: false,
+        })
     }
 
-    /// After records came from a peer: carries edits of merged-away
-    /// records over to their survivors, re-points references to them, and
-    /// revives the survivor of a merge cycle (see the module
+    /// After records of `space` came from a peer: carries edits of
+    /// merged-away records over to their survivors, re-points references
+    /// to them, and revives the survivor of a merge cycle (see the module
     /// documentation). Only what this device may write is written; a
     /// writer of the space does the rest.
-    pub fn settle_merges(&self, records: &[RecordId]) -> Result<usize, NodeError> {
-        if !self.store().any_merged() {
+    pub fn settle_merges(&self, space: SpaceId, records: &[RecordId]) -> Result<usize, NodeError> {
+        if !self.store().any_merged() || self.check_space_writable(space).is_err() {
             return Ok(0);
         }
-        let mut writes: BTreeMap<RecordId, (RecordView, Vec<Edit>)> = BTreeMap::new();
-        let mut add = |view: &RecordView, e: Vec<Edit>| {
-            if e.is_empty() {
-                return;
-            }
-            writes
-                .entry(view.id)
-                .or_insert_with(|| (view.clone(), Vec::new()))
-                .1
-                .extend(e);
-        };
+        // Held from the reads to the write, like a merge.
+        let guard = self.write_guard();
+        let mut settle = Settle::default();
         for &id in records {
-            let Some(view) = self.store().view(id)? else {
+            if self.store().merged_into(id)?.is_none() {
+                // A live record: only its references to merged-away
+                // records need settling.
+                let Some(view) = settle.current(self, id)? else {
+                    continue;
+                };
+                if !view.deleted {
+                    let e = self.repoint_to_survivors(&view)?;
+                    settle.add(&view, e);
+                }
+                continue;
+            }
+            let Some(view) = settle.current(self, id)? else {
                 continue;
             };
-            if self.check_space_writable(view.space).is_err() {
+            let chain = self.chain(id)?;
+            if chain.end == id {
+                if chain.cycle {
+                    // The oldest of a cycle: it lives again.
+                    settle.add(&view, vec![Edit::Unmerged, Edit::Deleted(false)]);
+                }
                 continue;
             }
-            match view.merged_into {
-                Some(_) => {
-                    let end = self.survivor(id)?;
-                    if end == id {
-                        // The oldest of a cycle: it lives again.
-                        add(&view, vec![Edit::MergedInto(None), Edit::Deleted(false)]);
-                        continue;
-                    }
-                    let Some(survivor) = self.store().view(end)? else {
-                        continue;
-                    };
-                    let carried = self.carried_edits(&view, &survivor)?;
-                    if !carried.is_empty() {
-                        add(&survivor, carried);
-                        add(&view, vec![Edit::Carried]);
-                    }
-                    for (source, _) in self.store().backlinks(id)? {
-                        if source == end || self.store().merged_into(source)?.is_some() {
-                            continue;
-                        }
-                        if let Some(v) = self.store().view(source)?
-                            && self.check_space_writable(v.space).is_ok()
-                        {
-                            let e = self.repoint_to_survivors(&v)?;
-                            add(&v, e);
-                        }
-                    }
+            let Some(survivor) = settle.current(self, chain.end)? else {
+                continue;
+            };
+            if let Some((carried, at)) = self.carried_edits(&view, &survivor)? {
+                settle.add(&survivor, carried);
+                settle.add(&view, vec![Edit::Carried(at)]);
+            }
+            for (source, _) in self.store().backlinks(id)? {
+                if source == chain.end || self.store().merged_into(source)?.is_some() {
+                    continue;
                 }
-                None if !view.deleted => {
-                    let e = self.repoint_to_survivors(&view)?;
-                    add(&view, e);
+                if let Some(v) = settle.current(self, source)?
+                    && self.check_space_writable(v.space).is_ok()
+                {
+                    let e = self.repoint_to_survivors(&v)?;
+                    settle.add(&v, e);
                 }
-                None => {}
             }
         }
-        let n = writes.len();
+        let edits = settle.into_edits();
+        let n = edits.len();
         if n > 0 {
-            self.write_records(Vec::new(), writes.into_values().collect())?;
+            self.write_edits_guarded(&guard, edits)?;
         }
         Ok(n)
     }
@@ -417,19 +456,24 @@ impl Repo {
     }
 
     /// The edits a merged-away record received since the merge (or the
-    /// last carry-over), as edits of its survivor.
+    /// last carry-over), as edits of its survivor (as it is with what is
+    /// already queued for it), and the heads they were read at; `None`
+    /// when none of its fields changed since.
     fn carried_edits(
         &self,
         merged: &RecordView,
         survivor: &RecordView,
-    ) -> Result<Vec<Edit>, NodeError> {
+    ) -> Result<Option<(Vec<Edit>, Vec<ChangeHash>)>, NodeError> {
         let mut d = self.load_doc(merged.id)?;
         let Some(base) = doc::carry_base(&d) else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
-        let then = doc::fields_at(&d, &base).map_err(NodeError::from)?;
         let heads = d.get_heads();
+        let then = doc::fields_at(&d, &base).map_err(NodeError::from)?;
         let now = doc::fields_at(&d, &heads).map_err(NodeError::from)?;
+        if then == now {
+            return Ok(None);
+        }
         let mut edits = Vec::new();
         let names: BTreeSet<&String> = then.keys().chain(now.keys()).collect();
         for name in names {
@@ -441,26 +485,25 @@ impl Repo {
                 continue;
             }
             let current = survivor.fields.get(name);
-            let wanted = match (was, is) {
-                _ if def.ty.is_list() => {
-                    // Items added since are added; items removed since
-                    // are removed; the survivor's own stay.
-                    let was = was.map_or(&[][..], FieldValue::as_list);
-                    let is = is.map_or(&[][..], FieldValue::as_list);
-                    let mut list: Vec<String> = current
-                        .map_or(&[][..], FieldValue::as_list)
-                        .iter()
-                        .filter(|i| is.contains(i) || !was.contains(i))
-                        .cloned()
-                        .collect();
-                    for i in is {
-                        if !was.contains(i) && !list.contains(i) {
-                            list.push(i.clone());
-                        }
+            let wanted = if def.ty.is_list() {
+                // Items added since are added; items removed since are
+                // removed; the survivor's own stay.
+                let was = was.map_or(&[][..], FieldValue::as_list);
+                let is = is.map_or(&[][..], FieldValue::as_list);
+                let mut list: Vec<String> = current
+                    .map_or(&[][..], FieldValue::as_list)
+                    .iter()
+                    .filter(|i| is.contains(i) || !was.contains(i))
+                    .cloned()
+                    .collect();
+                for i in is {
+                    if !was.contains(i) && !list.contains(i) {
+                        list.push(i.clone());
                     }
-                    (!list.is_empty()).then_some(FieldValue::List(list))
                 }
-                (_, v) => v.cloned(),
+                (!list.is_empty()).then_some(FieldValue::List(list))
+            } else {
+                is.cloned()
             };
             if wanted.as_ref() == current {
                 continue;
@@ -470,7 +513,68 @@ impl Repo {
                 None => Edit::Unset(name.clone()),
             });
         }
-        Ok(edits)
+        Ok(Some((edits, heads)))
+    }
+}
+
+/// Links followed at most from one record: a peer cannot make a lookup
+/// walk without end.
+const MAX_CHAIN: usize = 64;
+
+/// Where a record's `merged_into` links lead.
+struct Chain {
+    end: RecordId,
+    /// The links loop; `end` is the oldest record of the loop.
+    cycle: bool,
+}
+
+/// The edits one settling queues, per record, and each record as it will
+/// be once they are written, so that two edits of one survivor (from two
+/// records merged into it) build on each other instead of one replacing
+/// the other.
+#[derive(Default)]
+struct Settle {
+    edits: BTreeMap<RecordId, (RecordView, Vec<Edit>)>,
+    working: BTreeMap<RecordId, RecordView>,
+}
+
+impl Settle {
+    fn current(&mut self, repo: &Repo, id: RecordId) -> Result<Option<RecordView>, NodeError> {
+        if let Some(v) = self.working.get(&id) {
+            return Ok(Some(v.clone()));
+        }
+        let v = repo.store().view(id)?;
+        if let Some(v) = &v {
+            self.working.insert(id, v.clone());
+        }
+        Ok(v)
+    }
+
+    fn add(&mut self, view: &RecordView, edits: Vec<Edit>) {
+        if edits.is_empty() {
+            return;
+        }
+        let working = self.working.entry(view.id).or_insert_with(|| view.clone());
+        for e in &edits {
+            match e {
+                Edit::Set(f, v) => {
+                    working.fields.insert(f.clone(), v.clone());
+                }
+                Edit::Unset(f) => {
+                    working.fields.remove(f);
+                }
+                _ => {}
+            }
+        }
+        let stored = self
+            .edits
+            .entry(view.id)
+            .or_insert_with(|| (view.clone(), Vec::new()));
+        stored.1.extend(edits);
+    }
+
+    fn into_edits(self) -> Vec<(RecordView, Vec<Edit>)> {
+        self.edits.into_values().collect()
     }
 }
 
@@ -816,7 +920,10 @@ mod tests {
         // Settled: another round writes nothing more.
         let before = a.change_count();
         sync(&b, &a, space);
-        assert_eq!(a.settle_merges(&[dup.id, deal.id]).expect("settle"), 0);
+        assert_eq!(
+            a.settle_merges(space, &[dup.id, deal.id]).expect("settle"),
+            0
+        );
         assert_eq!(a.change_count(), before);
     }
 
@@ -846,5 +953,204 @@ mod tests {
             assert_eq!(r.resolve(&dup.id.to_string()).expect("r").id, ann.id);
         }
         assert_eq!(a.view(ann.id).expect("r"), b.view(ann.id).expect("r"));
+    }
+
+    /// Sends `ids`' changes from one node to another, as one batch.
+    fn push(from: &Repo, to: &Repo, space: SpaceId, ids: &[RecordId]) {
+        let batch = ids
+            .iter()
+            .map(|id| (*id, crate::ingest::tests::all_changes(from, *id)))
+            .collect();
+        to.apply_remote_batch(space, batch, from.device_id())
+            .expect("apply");
+    }
+
+    fn title(r: &Repo, id: RecordId) -> Option<String> {
+        r.view(id)
+            .expect("read")
+            .and_then(|v| v.text("title").map(String::from))
+    }
+
+    #[test]
+    fn an_edit_carried_over_once_is_not_carried_again_over_a_later_edit() {
+        let ((_ta, a), (_tb, b), space, ann, dup) = joint();
+        a.edit(&ann.id.to_string(), &input(&[("title", "CFO")]), &[])
+            .expect("e");
+        push(&a, &b, space, &[ann.id]);
+        a.merge(&ann.id.to_string(), &[dup.id.to_string()], &[])
+            .expect("merge");
+        // B, not told, sets the duplicate's title to what the survivor has:
+        // nothing to write, but the start point moves on.
+        b.edit(&dup.id.to_string(), &input(&[("title", "CFO")]), &[])
+            .expect("b1");
+        push(&b, &a, space, &[dup.id]);
+        a.edit(&ann.id.to_string(), &input(&[("title", "CEO")]), &[])
+            .expect("a edit");
+        b.edit(
+            &dup.id.to_string(),
+            &input(&[("phones", "+49 30 1234567,+49 170 555")]),
+            &[],
+        )
+        .expect("b2");
+        push(&b, &a, space, &[dup.id]);
+        assert_eq!(title(&a, ann.id).as_deref(), Some("CEO"));
+        let phones = a.view(ann.id).expect("r").expect("ann");
+        assert_eq!(
+            phones
+                .get("phones")
+                .map(FieldValue::as_list)
+                .map(<[String]>::len),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn two_records_merged_into_one_carry_their_list_additions_together() {
+        let ((_ta, a), (_tb, b), space, ann, dup) = joint();
+        let dup2 = person(&a, space, &[("name", "Ann B.")]);
+        push(&a, &b, space, &[dup2.id]);
+        a.merge(
+            &ann.id.to_string(),
+            &[dup.id.to_string(), dup2.id.to_string()],
+            &[],
+        )
+        .expect("merge");
+        b.edit(
+            &dup.id.to_string(),
+            &input(&[("emails", "x@one.test")]),
+            &[],
+        )
+        .expect("b1");
+        b.edit(
+            &dup2.id.to_string(),
+            &input(&[("emails", "y@two.test")]),
+            &[],
+        )
+        .expect("b2");
+        push(&b, &a, space, &[dup.id, dup2.id]);
+        let kept = a.view(ann.id).expect("r").expect("ann");
+        let emails = kept
+            .get("emails")
+            .map(FieldValue::as_list)
+            .unwrap_or_default();
+        assert!(
+            emails.contains(&"x@one.test".to_string())
+                && emails.contains(&"y@two.test".to_string()),
+            "{emails:?}"
+        );
+    }
+
+    #[test]
+    fn merging_again_after_an_undo_starts_afresh() {
+        let ((_ta, a), (_tb, b), space, ann, dup) = joint();
+        let m = a
+            .merge(&ann.id.to_string(), &[dup.id.to_string()], &[])
+            .expect("merge");
+        b.edit(&dup.id.to_string(), &input(&[("title", "X")]), &[])
+            .expect("b1");
+        sync(&b, &a, space);
+        sync(&b, &a, space);
+        a.merge_undo(&m.id, None).expect("undo");
+        sync(&b, &a, space);
+        a.edit(&ann.id.to_string(), &input(&[("title", "Ann title")]), &[])
+            .expect("e");
+        a.edit(
+            &dup.id.to_string(),
+            &input(&[("title", "Other title")]),
+            &[],
+        )
+        .expect("e");
+        sync(&b, &a, space);
+        a.merge(&ann.id.to_string(), &[dup.id.to_string()], &[])
+            .expect("merge again");
+        sync(&b, &a, space);
+        sync(&b, &a, space);
+        for r in [&a, &b] {
+            assert_eq!(title(r, ann.id).as_deref(), Some("Ann title"));
+        }
+    }
+
+    #[test]
+    fn a_merge_link_a_peer_points_at_another_space_is_not_followed() {
+        let ((_ta, a), (_tb, b), space, _ann, dup) = joint();
+        let private = person(
+            &a,
+            SpaceId::Private,
+            &[("name", "Pat Private"), ("title", "untouched")],
+        );
+        let v = b.view(dup.id).expect("r").expect("dup");
+        let at = b.load_doc(dup.id).expect("doc").get_heads();
+        b.write_records(
+            Vec::new(),
+            vec![(
+                v,
+                vec![
+                    Edit::Set("title".into(), FieldValue::Text("pwned".into())),
+                    Edit::MergedInto(private.id, at),
+                ],
+            )],
+        )
+        .expect("craft");
+        push(&b, &a, space, &[dup.id]);
+        assert_eq!(title(&a, private.id).as_deref(), Some("untouched"));
+        assert_eq!(a.resolve(&dup.id.to_string()).expect("r").id, dup.id);
+    }
+
+    #[test]
+    fn deleting_or_restoring_a_merged_away_id_is_refused_naming_the_survivor() {
+        let (_t, repo) = node();
+        let ann = person(&repo, SpaceId::Private, &[("name", "Ann")]);
+        let dup = person(&repo, SpaceId::Private, &[("name", "Ann B")]);
+        repo.merge(&ann.id.to_string(), &[dup.id.to_string()], &[])
+            .expect("merge");
+        let err = repo.delete(&dup.id.to_string()).expect_err("refused");
+        assert!(err.to_string().contains("was merged into Ann"), "{err}");
+        assert!(repo.restore(&dup.id.to_string()).is_err());
+        assert!(!repo.view(ann.id).expect("r").expect("ann").deleted);
+    }
+
+    #[test]
+    fn a_list_item_carried_by_two_nodes_at_once_can_still_be_removed() {
+        let ((_ta, a), (_tb, b), space, ann, dup) = joint();
+        let SpaceId::Shared(sid) = space else {
+            panic!("shared")
+        };
+        let (_tc, c) = node();
+        add(&a, sid, &c, Role::Writer);
+        sync(&c, &a, space);
+        sync(&b, &a, space);
+        a.merge(&ann.id.to_string(), &[dup.id.to_string()], &[])
+            .expect("merge");
+        push(&a, &b, space, &[dup.id, ann.id]);
+        c.edit(
+            &dup.id.to_string(),
+            &input(&[("phones", "+49 30 1234567,+49 170 555,+49 170 666")]),
+            &[],
+        )
+        .expect("c");
+        // A and B both carry C's numbers over, at once.
+        push(&c, &a, space, &[dup.id]);
+        push(&c, &b, space, &[dup.id]);
+        sync(&b, &a, space);
+        sync(&b, &a, space);
+        a.edit(
+            &ann.id.to_string(),
+            &input(&[("phones", "+49 30 1234567,+49 170 555")]),
+            &[],
+        )
+        .expect("edit");
+        let phones = a
+            .view(ann.id)
+            .expect("r")
+            .expect("ann")
+            .get("phones")
+            .cloned();
+        assert_eq!(
+            phones,
+            Some(FieldValue::List(vec![
+                "+49 30 1234567".into(),
+                "+49 170 555".into()
+            ]))
+        );
     }
 }

@@ -1069,13 +1069,13 @@ impl Ops {
                 self.checked_reply(caller, v, unchanged)
             }
             Request::Delete { record } => {
-                let before = self.visible(caller, &record)?;
+                let before = self.visible_unmerged(caller, &record)?;
                 let v = repo.delete(&before.id.to_string())?;
                 let unchanged = v == before;
                 self.record_reply(v, unchanged)
             }
             Request::Restore { record } => {
-                let before = self.visible(caller, &record)?;
+                let before = self.visible_unmerged(caller, &record)?;
                 let v = repo.restore(&before.id.to_string())?;
                 let unchanged = v == before;
                 self.record_reply(v, unchanged)
@@ -1320,6 +1320,20 @@ impl Ops {
             // Said as if it did not exist: a token limited to one space
             // learns nothing of the others.
             return Err(NodeError::NotFound(reference.into()).into());
+        }
+        Ok(v)
+    }
+
+    /// [`Ops::visible`] for deleting or restoring: a reference to a
+    /// merged-away record is refused, naming its survivor, rather than
+    /// followed (deleting an old id must not delete the record kept).
+    fn visible_unmerged(&self, caller: &Caller, reference: &str) -> Result<RecordView, OpError> {
+        let (v, from) = self.repo.resolve_noting(reference)?;
+        if !caller.may_see(&v) {
+            return Err(NodeError::NotFound(reference.into()).into());
+        }
+        if let Some(from) = from {
+            return Err(crate::repo::merged_error(&from, &v).into());
         }
         Ok(v)
     }

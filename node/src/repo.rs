@@ -130,7 +130,7 @@ pub fn with_scope<T>(space: Option<SpaceId>, f: impl FnOnce() -> T) -> T {
     f()
 }
 
-fn in_scope(v: &RecordView) -> bool {
+pub(crate) fn in_scope(v: &RecordView) -> bool {
     SCOPE.with(|s| s.get()).is_none_or(|space| v.space == space)
 }
 
@@ -718,7 +718,7 @@ impl Repo {
     ) -> Result<Vec<RecordView>, NodeError> {
         let ctx = self.context();
         let via = via();
-        let mut built = crate::parallel::map(new, |r| {
+        let built = crate::parallel::map(new, |r| {
             let mut doc = doc::create_via(
                 self.key.device_id().actor_id(),
                 r.kind,
@@ -731,7 +731,29 @@ impl Repo {
         })
         .into_iter()
         .collect::<Result<Vec<Built>, NodeError>>()?;
-        let _guard = self.write_guard();
+        let guard = self.write_guard();
+        self.write_built(&guard, built, edits)
+    }
+
+    /// [`Repo::write_records`] of edits alone, for a caller that holds the
+    /// write guard since it read what the edits were computed from, so
+    /// that nothing written in between is overwritten unseen.
+    pub(crate) fn write_edits_guarded(
+        &self,
+        guard: &std::sync::MutexGuard<'_, ()>,
+        edits: Vec<(RecordView, Vec<Edit>)>,
+    ) -> Result<Vec<RecordView>, NodeError> {
+        self.write_built(guard, Vec::new(), edits)
+    }
+
+    fn write_built(
+        &self,
+        _guard: &std::sync::MutexGuard<'_, ()>,
+        mut built: Vec<Built>,
+        edits: Vec<(RecordView, Vec<Edit>)>,
+    ) -> Result<Vec<RecordView>, NodeError> {
+        let ctx = self.context();
+        let via = via();
         // An id is checked when it is made; an import plans ids a batch
         // ahead, so another writer may have taken one since (same device,
         // millisecond and random bytes). Refused, never overwritten.
@@ -806,13 +828,23 @@ impl Repo {
     /// Writes the tombstone: the record disappears from lists but keeps its
     /// history and can be restored.
     pub fn delete(&self, reference: &str) -> Result<RecordView, NodeError> {
-        let view = self.resolve(reference)?;
+        let view = self.resolve_unmerged(reference)?;
         self.apply(view, &[Edit::Deleted(true)], self.now())
     }
 
     pub fn restore(&self, reference: &str) -> Result<RecordView, NodeError> {
-        let view = self.resolve(reference)?;
+        let view = self.resolve_unmerged(reference)?;
         self.apply(view, &[Edit::Deleted(false)], self.now())
+    }
+
+    /// [`Repo::resolve`] for deleting or restoring: a reference to a
+    /// merged-away record is refused, naming its survivor, rather than
+    /// followed (deleting an old id must not delete the record kept).
+    fn resolve_unmerged(&self, reference: &str) -> Result<RecordView, NodeError> {
+        match self.resolve_noting(reference)? {
+            (v, None) => Ok(v),
+            (v, Some(from)) => Err(merged_error(&from, &v)),
+        }
     }
 
     /// The fields a ticket gets from `--about REF`: the company, or the
@@ -1128,6 +1160,18 @@ impl Built {
             },
         }
     }
+}
+
+/// `from` was merged into `into`: not a record to act on.
+pub(crate) fn merged_error(from: &RecordView, into: &RecordView) -> NodeError {
+    NodeError::Forbidden(format!(
+        "{} ({}) was merged into {} ({}): act on that record, or undo the merge \
+         (rapport merge list)",
+        from.title(),
+        from.id,
+        into.title(),
+        into.id
+    ))
 }
 
 fn deleted_error(v: &RecordView) -> NodeError {

@@ -60,12 +60,15 @@ pub enum Edit {
     Unset(String),
     /// Writes or clears the tombstone.
     Deleted(bool),
-    /// Marks the record as merged into another (with `merged_at`, its heads
-    /// before this change), or clears that mark (`None`: a merge undone).
-    MergedInto(Option<RecordId>),
+    /// Marks the record as merged into another, with `merged_at`: the
+    /// heads the merge read the record at (what came after is carried over).
+    MergedInto(RecordId, Vec<ChangeHash>),
+    /// Clears the merge marks: a merge undone, or the oldest record of a
+    /// merge cycle living again.
+    Unmerged,
     /// Records the heads up to which edits of this merged-away record have
     /// been carried over to its survivor.
-    Carried,
+    Carried(Vec<ChangeHash>),
 }
 
 /// A new record document holding `fields`, as one change by `actor`.
@@ -140,14 +143,6 @@ pub fn edit_via(
     // Asked before anything is written: reading the history closes the
     // pending transaction.
     let raced = edits.iter().any(|e| matches!(e, Edit::Deleted(_))) && delete_race(doc)?.is_some();
-    let marks = edits
-        .iter()
-        .any(|e| matches!(e, Edit::MergedInto(Some(_)) | Edit::Carried));
-    let heads_before = if marks {
-        heads_text(&doc.get_heads())
-    } else {
-        String::new()
-    };
     let mut summary = Vec::new();
     let mut touched = Vec::new();
     for e in edits {
@@ -189,19 +184,29 @@ pub fn edit_via(
                     summary.push(if *d { "delete" } else { "restore" }.to_string());
                 }
             }
-            Edit::MergedInto(Some(into)) => {
+            Edit::MergedInto(into, at) => {
                 doc.put(ROOT, MERGED_INTO, into.to_string())?;
-                doc.put(ROOT, MERGED_AT, heads_before.as_str())?;
+                doc.put(ROOT, MERGED_AT, heads_text(at))?;
+                // A record merged again after an undo starts afresh.
+                if doc.get(ROOT, CARRIED)?.is_some() {
+                    doc.delete(ROOT, CARRIED)?;
+                }
                 summary.push(format!("merge into {into}"));
             }
-            Edit::MergedInto(None) => {
-                if doc.get(ROOT, MERGED_INTO)?.is_some() {
-                    doc.delete(ROOT, MERGED_INTO)?;
+            Edit::Unmerged => {
+                let mut any = false;
+                for key in [MERGED_INTO, MERGED_AT, CARRIED] {
+                    if doc.get(ROOT, key)?.is_some() {
+                        doc.delete(ROOT, key)?;
+                        any = true;
+                    }
+                }
+                if any {
                     summary.push("unmerge".to_string());
                 }
             }
-            Edit::Carried => {
-                doc.put(ROOT, CARRIED, heads_before.as_str())?;
+            Edit::Carried(at) => {
+                doc.put(ROOT, CARRIED, heads_text(at))?;
                 summary.push("carry over".to_string());
             }
         }
@@ -382,12 +387,20 @@ fn put_list(
         [(automerge::Value::Object(ObjType::List), id)] => id.clone(),
         _ => doc.put_object(map, name, ObjType::List)?,
     };
-    let current = read_list(doc, &list, None);
-    for (i, item) in current.iter().enumerate().rev() {
-        if !items.contains(item) {
+    // The list as stored, copies included: two devices that add the same
+    // item at once each insert it. Every copy of an unwanted item goes,
+    // and every copy but the first of a wanted one.
+    let raw: Vec<Option<String>> = doc
+        .list_range(&list, ..)
+        .map(|item| scalar_to_value(&item.value.into_value()).map(list_text))
+        .collect();
+    for (i, item) in raw.iter().enumerate().rev() {
+        let repeated = raw[..i].contains(item);
+        if repeated || item.as_ref().is_none_or(|t| !items.contains(t)) {
             doc.delete(&list, i)?;
         }
     }
+    let current = read_list(doc, &list, None);
     let mut len = doc.length(&list);
     for item in items {
         if !current.contains(item) {
@@ -405,10 +418,7 @@ fn read_list(doc: &AutoCommit, list: &ObjId, heads: Option<&[ChangeHash]>) -> Ve
     };
     let mut out: Vec<String> = Vec::new();
     for item in values {
-        let text = scalar_to_value(&item.value.into_value()).map(|v| match v {
-            FieldValue::Text(s) => s,
-            other => other.to_string(),
-        });
+        let text = scalar_to_value(&item.value.into_value()).map(list_text);
         if let Some(v) = text
             && !out.contains(&v)
         {
@@ -416,6 +426,14 @@ fn read_list(doc: &AutoCommit, list: &ObjId, heads: Option<&[ChangeHash]>) -> Ve
         }
     }
     out
+}
+
+/// A list item as text.
+fn list_text(v: FieldValue) -> String {
+    match v {
+        FieldValue::Text(s) => s,
+        other => other.to_string(),
+    }
 }
 
 fn scalar_to_value(v: &automerge::Value<'_>) -> Option<FieldValue> {

@@ -27,15 +27,6 @@ pub(crate) async fn page(
     app.blocking(move |app| render(app, &q.ids)).await
 }
 
-/// The value the merge takes for a scalar field by default: the kept
-/// record's, else the first other record's that has one.
-fn default_source(records: &[RecordView], field: &str) -> Option<RecordId> {
-    records
-        .iter()
-        .find(|r| r.fields.contains_key(field))
-        .map(|r| r.id)
-}
-
 fn render(app: &App, ids: &str) -> Result<Html<String>, WebError> {
     let mut records: Vec<RecordView> = Vec::new();
     for r in ids.split(',').map(str::trim).filter(|r| !r.is_empty()) {
@@ -69,7 +60,7 @@ fn render(app: &App, ids: &str) -> Result<Html<String>, WebError> {
         .collect();
     let body = html! {
         h1 { "Merge " (records.len()) " " (page::plural(kind).to_lowercase()) }
-        p { "Choose the record to keep and, where they differ, the value to keep. Lists (e-mails, phones, tags) are united. The others become redirects to the record kept, and everything that referred to them refers to it. You can undo the merge." }
+        p { "Choose the record to keep and, where they differ, the value to keep: where you choose none, the record kept keeps its own value (or takes the first one the others have). Lists (e-mails, phones, tags) are united. The others become redirects to the record kept, and everything that referred to them refers to it. You can undo the merge." }
         form method="post" action="/merge" {
             table class="list merge" {
                 thead {
@@ -95,7 +86,6 @@ fn render(app: &App, ids: &str) -> Result<Html<String>, WebError> {
                     @for def in &shown {
                         @let values: Vec<Option<&FieldValue>> = records.iter().map(|r| r.fields.get(def.name)).collect();
                         @let differ = !def.ty.is_list() && values.iter().flatten().any(|v| Some(*v) != values.iter().flatten().next().copied());
-                        @let chosen = default_source(&records, def.name);
                         tr {
                             th scope="row" { (page::label(def.name)) }
                             @for (r, value) in records.iter().zip(&values) {
@@ -103,7 +93,7 @@ fn render(app: &App, ids: &str) -> Result<Html<String>, WebError> {
                                     @match value {
                                         Some(v) if differ => {
                                             label {
-                                                input type="radio" name={ "f." (def.name) } value=(r.id) checked[chosen == Some(r.id)];
+                                                input type="radio" name={ "f." (def.name) } value=(r.id);
                                                 " " (page::field_value(def, v, &title_of, &link))
                                             }
                                         }
