@@ -463,7 +463,7 @@ impl Repo {
         &self,
         merged: &RecordView,
         survivor: &RecordView,
-    ) -> Result<Option<(Vec<Edit>, Vec<ChangeHash>)>, NodeError> {
+    ) -> Result<Option<Carry>, NodeError> {
         let mut d = self.load_doc(merged.id)?;
         let Some(base) = doc::carry_base(&d) else {
             return Ok(None);
@@ -516,6 +516,10 @@ impl Repo {
         Ok(Some((edits, heads)))
     }
 }
+
+/// Edits to carry over to a survivor, and the heads of the merged-away
+/// record they were read at.
+type Carry = (Vec<Edit>, Vec<ChangeHash>);
 
 /// Links followed at most from one record: a peer cannot make a lookup
 /// walk without end.
