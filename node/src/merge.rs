@@ -99,7 +99,16 @@ impl Repo {
         }
         let mut merged: Vec<RecordView> = Vec::new();
         for r in others {
-            let v = self.resolve(r)?;
+            let (v, from) = self.resolve_noting(r)?;
+            if let Some(from) = from {
+                return Err(NodeError::Forbidden(format!(
+                    "{} ({}) was merged into {} ({}) already",
+                    from.title(),
+                    from.id,
+                    v.title(),
+                    v.id
+                )));
+            }
             if v.id == kept.id {
                 return Err(NodeError::Forbidden(format!(
                     "`{r}` is the record kept ({}); name the records to merge into it",
