@@ -244,8 +244,9 @@ impl Repo {
         // log away again.
         self.save_merge(&record)?;
         if let Err(e) = self.write_edits_guarded(&guard, edits) {
-            let log = self.dir().join(DIR).join(format!("{}.json", record.id));
-            let _ = fs::remove_file(log);
+            if let Some(log) = log_path(self.dir(), &record.id) {
+                let _ = fs::remove_file(log);
+            }
             return Err(e);
         }
         Ok(record)
@@ -270,13 +271,20 @@ impl Repo {
     /// fields and references it wrote go back to their values before it,
     /// where they still hold what it wrote.
     pub fn merge_undo(&self, id: &str, scope: Option<SpaceId>) -> Result<MergeUndone, NodeError> {
-        let mut record = self
-            .merges(scope)?
-            .into_iter()
-            .find(|r| r.id == id)
-            .ok_or_else(|| {
-                NodeError::Missing(format!("no merge {id}; see `rapport merge list`"))
-            })?;
+        let missing = || NodeError::Missing(format!("no merge {id}; see `rapport merge list`"));
+        let path = log_path(self.dir(), id).ok_or_else(missing)?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+            Err(e) => return Err(NodeError::io(&path, e)),
+        };
+        let mut record: MergeRecord = serde_json::from_slice(&bytes).map_err(|e| {
+            tracing::warn!(path = %path.display(), "unreadable merge log: {e}");
+            missing()
+        })?;
+        if scope.is_some_and(|s| s != record.space) {
+            return Err(missing());
+        }
         if record.undone.is_some() {
             return Err(NodeError::Forbidden(format!(
                 "merge {id} was undone already"
@@ -393,21 +401,18 @@ impl Repo {
         let guard = self.write_guard();
         let mut settle = Settle::default();
         for &id in records {
-            if self.store().merged_into(id)?.is_none() {
+            let Some(view) = settle.current(self, id)? else {
+                continue;
+            };
+            if view.merged_into.is_none() {
                 // A live record: only its references to merged-away
                 // records need settling.
-                let Some(view) = settle.current(self, id)? else {
-                    continue;
-                };
                 if !view.deleted {
                     let e = self.repoint_to_survivors(&view)?;
                     settle.add(&view, e);
                 }
                 continue;
             }
-            let Some(view) = settle.current(self, id)? else {
-                continue;
-            };
             let chain = self.chain(id)?;
             if chain.end == id {
                 if chain.cycle {
@@ -424,10 +429,11 @@ impl Repo {
                 settle.add(&view, vec![Edit::Carried(at)]);
             }
             for (source, _) in self.store().backlinks(id)? {
-                if source == chain.end || self.store().merged_into(source)?.is_some() {
+                if source == chain.end {
                     continue;
                 }
                 if let Some(v) = settle.current(self, source)?
+                    && v.merged_into.is_none()
                     && self.check_space_writable(v.space).is_ok()
                 {
                     let e = self.repoint_to_survivors(&v)?;
@@ -448,11 +454,9 @@ impl Repo {
     fn repoint_to_survivors(&self, view: &RecordView) -> Result<Vec<Edit>, NodeError> {
         let mut ends = BTreeMap::new();
         for (_, target) in view.references() {
-            if self.store().merged_into(target)?.is_some() {
-                let end = self.survivor(target)?;
-                if end != target {
-                    ends.insert(target, end);
-                }
+            let end = self.survivor(target)?;
+            if end != target {
+                ends.insert(target, end);
             }
         }
         if ends.is_empty() {
@@ -589,6 +593,12 @@ impl Settle {
     fn into_edits(self) -> Vec<(RecordView, Vec<Edit>)> {
         self.edits.into_values().collect()
     }
+}
+
+/// Where merge `id`'s log is; `None` for an id no merge can have (they
+/// are hex), so that a name from outside never leaves the directory.
+fn log_path(dir: &std::path::Path, id: &str) -> Option<std::path::PathBuf> {
+    crate::import::safe_id(id).then(|| dir.join(DIR).join(format!("{id}.json")))
 }
 
 fn deleted(v: &RecordView) -> NodeError {

@@ -1087,10 +1087,7 @@ impl Ops {
                 self.record_reply(v, unchanged)
             }
             Request::Show { record } => {
-                let (v, merged_from) = self.repo.resolve_noting(&record)?;
-                if !caller.may_see(&v) {
-                    return Err(NodeError::NotFound(record).into());
-                }
+                let (v, merged_from) = self.visible_noting(caller, &record)?;
                 let related: Vec<Related> = repo
                     .related(v.id)?
                     .into_iter()
@@ -1315,27 +1312,33 @@ impl Ops {
 
     /// The record a reference names, if the caller may see it.
     fn visible(&self, caller: &Caller, reference: &str) -> Result<RecordView, OpError> {
-        let v = self.repo.resolve(reference)?;
+        Ok(self.visible_noting(caller, reference)?.0)
+    }
+
+    /// [`Ops::visible`], and the record the reference named when that was
+    /// merged into the one returned.
+    fn visible_noting(
+        &self,
+        caller: &Caller,
+        reference: &str,
+    ) -> Result<(RecordView, Option<RecordView>), OpError> {
+        let (v, from) = self.repo.resolve_noting(reference)?;
         if !caller.may_see(&v) {
             // Said as if it did not exist: a token limited to one space
             // learns nothing of the others.
             return Err(NodeError::NotFound(reference.into()).into());
         }
-        Ok(v)
+        Ok((v, from))
     }
 
     /// [`Ops::visible`] for deleting or restoring: a reference to a
     /// merged-away record is refused, naming its survivor, rather than
     /// followed (deleting an old id must not delete the record kept).
     fn visible_unmerged(&self, caller: &Caller, reference: &str) -> Result<RecordView, OpError> {
-        let (v, from) = self.repo.resolve_noting(reference)?;
-        if !caller.may_see(&v) {
-            return Err(NodeError::NotFound(reference.into()).into());
+        match self.visible_noting(caller, reference)? {
+            (v, None) => Ok(v),
+            (v, Some(from)) => Err(crate::repo::merged_error(&from, &v).into()),
         }
-        if let Some(from) = from {
-            return Err(crate::repo::merged_error(&from, &v).into());
-        }
-        Ok(v)
     }
 
     fn readable(&self, caller: &Caller, kind: Option<Kind>) -> Result<Vec<RecordView>, OpError> {

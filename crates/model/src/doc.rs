@@ -394,13 +394,17 @@ fn put_list(
         .list_range(&list, ..)
         .map(|item| scalar_to_value(&item.value.into_value()).map(list_text))
         .collect();
-    for (i, item) in raw.iter().enumerate().rev() {
-        let repeated = raw[..i].contains(item);
-        if repeated || item.as_ref().is_none_or(|t| !items.contains(t)) {
-            doc.delete(&list, i)?;
+    let mut current: Vec<String> = Vec::new();
+    let mut unwanted = Vec::new();
+    for (i, item) in raw.into_iter().enumerate() {
+        match item {
+            Some(t) if items.contains(&t) && !current.contains(&t) => current.push(t),
+            _ => unwanted.push(i),
         }
     }
-    let current = read_list(doc, &list, None);
+    for i in unwanted.into_iter().rev() {
+        doc.delete(&list, i)?;
+    }
     let mut len = doc.length(&list);
     for item in items {
         if !current.contains(item) {

@@ -828,13 +828,16 @@ impl Store {
                             for (field, target) in view.references() {
                                 links.insert(link_key(target, view.id), field.as_bytes())?;
                             }
-                            match view.merged_into {
-                                Some(into) => {
+                            // Touched only for merged records: a write of
+                            // any other one costs no extra operation.
+                            match (view.merged_into, previous.and_then(|o| o.merged_into)) {
+                                (Some(into), _) => {
                                     merged.insert(id.as_bytes(), into.to_string().as_bytes())?;
                                 }
-                                None => {
+                                (None, Some(_)) => {
                                     merged.remove(id.as_bytes())?;
                                 }
+                                (None, None) => {}
                             }
                         }
                         Indexed::Space(_) => {

@@ -268,9 +268,9 @@ struct Updated {
 /// Largest file the web UI takes for an import.
 pub const MAX_UPLOAD: usize = 64 << 20;
 
-/// Whether `id` can name an import or an upload: hex only, so that it
-/// never reaches outside the imports directory.
-fn safe_id(id: &str) -> bool {
+/// Whether `id` can name an import, an upload or a merge: hex only, so
+/// that it never reaches outside its directory.
+pub(crate) fn safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_hexdigit())
 }
 
