@@ -3,6 +3,7 @@
 //!
 //! Sans-IO: nothing here touches the disk, the network or the clock.
 
+pub mod custom;
 pub mod doc;
 pub mod id;
 pub mod schema;
@@ -10,6 +11,7 @@ pub mod space;
 pub mod stored;
 pub mod value;
 
+pub use custom::{CustomField, CustomType, Schema, SchemaChange, SchemaEntry};
 pub use doc::{DeleteRace, DocError, Edit, RecordView};
 pub use id::RecordId;
 pub use schema::{FieldDef, FieldType, Kind, RuleError, check_record};

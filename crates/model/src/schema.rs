@@ -20,9 +20,15 @@ pub enum Kind {
 }
 
 /// What a field holds, and so how it is parsed, validated and stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldType {
     Text,
+    /// Text of several lines (a form shows a text area).
+    LongText,
+    /// A decimal number, negative or not.
+    Number,
+    /// An exact decimal amount with its ISO 4217 currency, `1200.50 EUR`.
+    Money,
     Email,
     Emails,
     Phone,
@@ -32,6 +38,8 @@ pub enum FieldType {
     Tags,
     /// One of a fixed list of lower-case words.
     Choice(&'static [&'static str]),
+    /// Any number of the listed words.
+    Choices(&'static [&'static str]),
     /// A calendar day, `YYYY-MM-DD`.
     Date,
     /// An instant; stored as an Automerge timestamp.
@@ -53,7 +61,11 @@ impl FieldType {
     pub fn is_list(self) -> bool {
         matches!(
             self,
-            FieldType::Emails | FieldType::Phones | FieldType::Tags | FieldType::Refs(_)
+            FieldType::Emails
+                | FieldType::Phones
+                | FieldType::Tags
+                | FieldType::Refs(_)
+                | FieldType::Choices(_)
         )
     }
 
@@ -66,9 +78,13 @@ impl FieldType {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FieldDef {
     pub name: &'static str,
+    /// What forms and tables call it; empty: the name.
+    pub label: &'static str,
+    /// Defined by a space's admins (see [`crate::custom`]), not built in.
+    pub custom: bool,
     pub ty: FieldType,
     pub required: bool,
     /// What a new record gets when the user gives no value (parsed like
@@ -82,11 +98,22 @@ impl FieldDef {
         self.default = Some(default);
         self
     }
+
+    /// What forms and tables call the field.
+    pub fn label(&self) -> &'static str {
+        if self.label.is_empty() {
+            self.name
+        } else {
+            self.label
+        }
+    }
 }
 
 const fn f(name: &'static str, ty: FieldType, help: &'static str) -> FieldDef {
     FieldDef {
         name,
+        label: "",
+        custom: false,
         ty,
         required: false,
         default: None,
@@ -97,6 +124,8 @@ const fn f(name: &'static str, ty: FieldType, help: &'static str) -> FieldDef {
 const fn req(name: &'static str, ty: FieldType, help: &'static str) -> FieldDef {
     FieldDef {
         name,
+        label: "",
+        custom: false,
         ty,
         required: true,
         default: None,
@@ -281,6 +310,18 @@ impl Kind {
             Kind::Activity => ACTIVITY,
             Kind::Ticket => TICKET,
             Kind::Campaign => CAMPAIGN,
+        }
+    }
+
+    /// This kind alone, as the kinds a reference may point at.
+    pub fn only(self) -> &'static [Kind] {
+        match self {
+            Kind::Company => &[Kind::Company],
+            Kind::Person => &[Kind::Person],
+            Kind::Deal => &[Kind::Deal],
+            Kind::Activity => &[Kind::Activity],
+            Kind::Ticket => &[Kind::Ticket],
+            Kind::Campaign => &[Kind::Campaign],
         }
     }
 

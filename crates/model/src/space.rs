@@ -10,8 +10,14 @@
 //! { "rapport": 1, "kind": "space", "space": "<its own id>", "name": "...",
 //!   "topic": <32 random bytes, renewed on every removal>,
 //!   "members": { "<device hex>": { "role", "user", "org", "added_by", "at" } },
-//!   "removed": { "<device hex>": { "by", "at", "cutoff": <bytes> } } }
+//!   "removed": { "<device hex>": { "by", "at", "cutoff": <bytes> } },
+//!   "schema.<device hex>.<n>": "<a schema statement, JSON>", ... }
 //! ```
+//!
+//! Schema statements ([`crate::custom`]) are root keys of their own, one
+//! per statement and named after their author, so that two admins writing
+//! at once never compete for a key (a shared map created by both would
+//! hide one's entries).
 //!
 //! Entries are written once and never edited: a removal is a new entry in
 //! `removed`, not a change to `members`. This module reads and writes the
@@ -174,6 +180,8 @@ pub struct SpaceState {
     /// entry); the rules pick the one that counts. See [`read_state`] for
     /// whose writes an entry is read from.
     pub removed: BTreeMap<String, BTreeMap<automerge::ObjId, Removal>>,
+    /// Schema statements by key (`schema.<author>.<n>`), as JSON text.
+    pub schema: BTreeMap<String, String>,
 }
 
 impl SpaceState {
@@ -211,6 +219,9 @@ pub struct SpaceView {
     /// Former members: their entry and their removal.
     #[serde(default)]
     pub removed: BTreeMap<String, (Member, Removal)>,
+    /// Accepted schema statements, in the order the rules settle them.
+    #[serde(default)]
+    pub schema: Vec<crate::custom::SchemaEntry>,
 }
 
 impl SpaceView {
@@ -337,6 +348,34 @@ fn commit(doc: &mut AutoCommit, message: &str, time: Timestamp) {
 pub fn add_member(doc: &mut AutoCommit, member: &Member, time: Timestamp) -> Result<(), DocError> {
     put_member(doc, member)?;
     commit(doc, "add member", time);
+    Ok(())
+}
+
+/// The prefix of a schema statement's key.
+pub const SCHEMA_KEY: &str = "schema.";
+
+/// The author a schema statement's key names (`schema.<hex>.<n>`).
+pub fn schema_key_author(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(SCHEMA_KEY)?;
+    let (author, n) = rest.split_once('.')?;
+    n.parse::<u64>().ok().map(|_| author)
+}
+
+/// Adds a schema statement, as one change by the document's actor.
+pub fn add_schema_change(
+    doc: &mut AutoCommit,
+    change: &crate::custom::SchemaChange,
+    time: Timestamp,
+) -> Result<(), DocError> {
+    let author = doc.get_actor().to_hex_string();
+    let own = doc
+        .keys(ROOT)
+        .filter(|k| schema_key_author(k) == Some(author.as_str()))
+        .count();
+    let json = serde_json::to_string(change)
+        .map_err(|_| DocError::NotARecord("a schema statement that does not encode"))?;
+    doc.put(ROOT, format!("{SCHEMA_KEY}{author}.{own}"), json)?;
+    commit(doc, &change.describe(), time);
     Ok(())
 }
 
@@ -617,6 +656,13 @@ pub fn read_state<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> SpaceSta
                         .collect(),
                 },
             );
+        }
+    }
+    for key in at.keys(&ROOT) {
+        if key.starts_with(SCHEMA_KEY)
+            && let Some(json) = at.str(&ROOT, &key)
+        {
+            state.schema.insert(key, json);
         }
     }
     if let Some(m) = at.map(&ROOT, "removed") {

@@ -112,7 +112,14 @@ pub fn parse_value(
         ));
     }
     match def.ty {
-        FieldType::Text => Ok(FieldValue::Text(s.to_string())),
+        FieldType::Text | FieldType::LongText => Ok(FieldValue::Text(s.to_string())),
+        FieldType::Number => s
+            .parse::<Decimal>()
+            .map(|d| FieldValue::Text(d.to_string()))
+            .map_err(|e| invalid(def, raw, e)),
+        FieldType::Money => parse_money(s)
+            .map(FieldValue::Text)
+            .map_err(|e| invalid(def, raw, e)),
         FieldType::Email => one(parse_email),
         FieldType::Emails => many(parse_email),
         FieldType::Phone => one(parse_phone),
@@ -130,6 +137,24 @@ pub fn parse_value(
                     format!("choose one of {}", options.join(", ")),
                 )),
             }
+        }
+        FieldType::Choices(options) => {
+            let mut out: Vec<String> = Vec::new();
+            for part in split_list(s) {
+                let lower = part.to_ascii_lowercase();
+                match options.iter().find(|o| **o == lower) {
+                    Some(o) if !out.iter().any(|v| v == o) => out.push(o.to_string()),
+                    Some(_) => {}
+                    None => {
+                        return Err(invalid(
+                            def,
+                            part,
+                            format!("choose from {}", options.join(", ")),
+                        ));
+                    }
+                }
+            }
+            Ok(FieldValue::List(out))
         }
         FieldType::Date => parse_date(s, ctx)
             .map(|d| FieldValue::Text(d.to_string()))
@@ -170,6 +195,39 @@ pub fn parse_value(
             split_list(s).map(str::to_string).collect(),
         )),
     }
+}
+
+/// An amount of money: a decimal and an ISO 4217 code, in either order
+/// (`1200.50 EUR`, `EUR 1200.50`, `1200.50EUR`); canonical `1200.50 EUR`.
+pub fn parse_money(s: &str) -> Result<String, String> {
+    const HINT: &str = "an amount with its currency, e.g. 1200.50 EUR";
+    let s = s.trim();
+    let letters = |c: char| c.is_ascii_alphabetic();
+    let (amount, code) = if s.starts_with(letters) {
+        let split = s
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(s.len());
+        (&s[split..], &s[..split])
+    } else {
+        let split = s
+            .rfind(|c: char| !c.is_ascii_alphabetic())
+            .map_or(0, |i| i + 1);
+        (&s[..split], &s[split..])
+    };
+    let code = code.trim().to_ascii_uppercase();
+    if code.is_empty() {
+        return Err(HINT.to_string());
+    }
+    if !CURRENCIES.contains(&code.as_str()) {
+        return Err(format!(
+            "`{code}` is not an ISO 4217 currency code (EUR, USD, GBP, CHF, JPY...)"
+        ));
+    }
+    let amount: Decimal = amount
+        .trim()
+        .parse()
+        .map_err(|e: String| format!("{e}; {HINT}"))?;
+    Ok(format!("{amount} {code}"))
 }
 
 /// Splits a comma-separated list, dropping empty parts.

@@ -25,8 +25,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use rapport_model::RecordId;
 use rapport_model::automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, legacy};
+use rapport_model::custom::{SchemaChange, SchemaEntry};
 use rapport_model::space::{
-    Member, Removal, Role, SpaceState, SpaceView, creator_matches, read_state,
+    Member, Removal, Role, SpaceState, SpaceView, creator_matches, read_state, schema_key_author,
 };
 use rapport_proto::{hex, parse_hex};
 
@@ -259,6 +260,10 @@ pub enum Action {
         device: String,
         records: usize,
     },
+    /// A schema statement (`rapport_model::custom`).
+    Schema {
+        change: SchemaChange,
+    },
     /// Not a valid statement; the verdict says why.
     Unknown,
 }
@@ -428,12 +433,30 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
                 removed.insert(device.clone(), (entry, removal.clone()));
             }
         }
+        // In the causal order (ties by hash) every node computes alike.
+        let metas = &metas;
+        let schema = dag
+            .order
+            .iter()
+            .filter(|&&i| verdicts[i].is_accepted())
+            .flat_map(|&i| {
+                actions[i].iter().filter_map(move |a| match a {
+                    Action::Schema { change } => Some(SchemaEntry {
+                        by: metas[i].author.clone(),
+                        at: metas[i].time,
+                        change: change.clone(),
+                    }),
+                    _ => None,
+                })
+            })
+            .collect();
         SpaceView {
             id,
             name: state.name,
             topic: state.topic.unwrap_or_default(),
             members,
             removed,
+            schema,
         }
     });
     let log = dag
@@ -599,7 +622,7 @@ fn judge(
         Some(m) if m.role == Role::Admin => {}
         Some(m) => {
             return Err(format!(
-                "only admins change membership; its author is a {}",
+                "only admins change a space's membership or schema; its author is a {}",
                 m.role
             ));
         }
@@ -671,6 +694,27 @@ fn judge(
     }
     if after.topic != before.topic {
         actions.push(Action::Rotate);
+    }
+    if before
+        .schema
+        .iter()
+        .any(|(k, v)| after.schema.get(k) != Some(v))
+    {
+        return Err("schema statements are never edited".into());
+    }
+    for (key, json) in &after.schema {
+        if before.schema.contains_key(key) {
+            continue;
+        }
+        if schema_key_author(key) != Some(author) {
+            return Err("an admin changes the schema in its own name".into());
+        }
+        let change: SchemaChange = serde_json::from_str(json)
+            .map_err(|e| format!("a schema statement that does not parse: {e}"))?;
+        change
+            .validate()
+            .map_err(|e| format!("a schema statement the rules refuse: {e}"))?;
+        actions.push(Action::Schema { change });
     }
     if actions.is_empty() {
         return Err("the change says nothing the rules know".into());

@@ -573,3 +573,108 @@ fn a_change_cannot_replace_an_entry_its_author_never_saw() {
     let view = m.view.expect("view");
     assert_eq!(view.members[&hexs(&x)].role, Role::Writer);
 }
+
+fn add_field(kind: rapport_model::Kind, name: &str, ty: &str) -> SchemaChange {
+    serde_json::from_value(serde_json::json!({
+        "op": "add_field", "kind": kind, "name": name, "type": ty,
+    }))
+    .expect("statement")
+}
+
+/// Admins change the schema; a writer's or reader's statement, one
+/// written under another admin's name, and an edit of an entry are
+/// refused; concurrent statements of two admins both count, in the same
+/// order on every node whatever order they arrived in.
+#[test]
+fn only_admins_change_the_schema_and_concurrent_statements_converge() {
+    use rapport_model::{Kind, Schema};
+    let id = new_space_id(&A, 1, [0, 4]);
+    let mut doc = space_with_members(id);
+    // A makes B (device 5) an admin.
+    const B: [u8; 32] = [5; 32];
+    space::add_member(&mut doc, &member(&B, Role::Admin, &A), t()).expect("add b");
+    let mut at_a = doc.fork().with_actor(ActorId::from(&A[..]));
+    let mut at_b = doc.fork().with_actor(ActorId::from(&B[..]));
+    let mut at_r = doc.fork().with_actor(ActorId::from(&R[..]));
+    let mut at_w = doc.fork().with_actor(ActorId::from(&W[..]));
+    // Concurrently: A and B add fields (the same name with another type
+    // among them), the reader and the writer try too.
+    space::add_schema_change(&mut at_a, &add_field(Kind::Company, "seats", "number"), t())
+        .expect("a");
+    space::add_schema_change(&mut at_b, &add_field(Kind::Company, "tier", "text"), t()).expect("b");
+    space::add_schema_change(&mut at_b, &add_field(Kind::Company, "seats", "text"), t())
+        .expect("b2");
+    space::add_schema_change(&mut at_r, &add_field(Kind::Deal, "sneaky", "text"), t()).expect("r");
+    space::add_schema_change(&mut at_w, &add_field(Kind::Deal, "sneaky2", "text"), t()).expect("w");
+    // B writes a statement under A's name.
+    at_b.put(ROOT, format!("schema.{}.9", hexs(&A)), "{}")
+        .expect("forge");
+    at_b.commit();
+
+    let mut orders = Vec::new();
+    for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]] {
+        let mut merged = doc.fork();
+        let mut forks = [at_a.fork(), at_b.fork(), at_r.fork(), at_w.fork()];
+        for i in order {
+            merged.merge(&mut forks[i]).expect("merge");
+        }
+        let m = evaluate_space(merged.document(), id);
+        let view = m.view.expect("view");
+        let refused: Vec<String> = m
+            .log
+            .iter()
+            .filter_map(|s| match &s.verdict {
+                Verdict::Rejected(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(refused.len(), 3, "{refused:#?}");
+        assert!(
+            refused.iter().any(|r| r.contains("its author is a reader")),
+            "{refused:?}"
+        );
+        assert!(
+            refused.iter().any(|r| r.contains("its author is a writer")),
+            "{refused:?}"
+        );
+        assert!(
+            refused.iter().any(|r| r.contains("in its own name")),
+            "{refused:?}"
+        );
+        let schema = Schema::fold(&view.schema);
+        assert!(schema.field(Kind::Company, "tier").is_some());
+        assert!(schema.field(Kind::Deal, "sneaky").is_none());
+        assert_eq!(
+            schema.notes.len(),
+            1,
+            "one `seats` stands: {:?}",
+            schema.notes
+        );
+        orders.push(
+            schema
+                .custom(Kind::Company)
+                .iter()
+                .map(|f| (f.name.clone(), f.ty))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert!(orders.windows(2).all(|w| w[0] == w[1]), "{orders:?}");
+
+    // An admin may not edit a statement once written.
+    let mut edited = doc.fork().with_actor(ActorId::from(&A[..]));
+    edited.merge(&mut at_a).expect("merge");
+    let key = format!("schema.{}.0", hexs(&A));
+    edited
+        .put(
+            ROOT,
+            key,
+            r#"{"op":"retire","kind":"company","name":"seats"}"#,
+        )
+        .expect("edit");
+    edited.commit();
+    let m = evaluate_space(edited.document(), id);
+    assert!(matches!(
+        &m.log.last().expect("log").verdict,
+        Verdict::Rejected(r) if r.contains("never edited")
+    ));
+}

@@ -65,6 +65,7 @@ fn world() -> World {
         topic: Vec::new(),
         members,
         removed: BTreeMap::new(),
+        schema: Vec::new(),
     };
     let record = new_record_id(&key(WRITER).device_id().0, 2, [0, 1]);
     let (doc, created) = create(WRITER, SpaceId::Shared(space));

@@ -1,0 +1,919 @@
+//! Custom fields: a space's schema as data.
+//!
+//! A space's admins shape its records with signed statements
+//! ([`SchemaChange`]), kept in the space document next to the membership
+//! statements (see `docs/PROTOCOL.md`, "Schema"); the private space keeps
+//! its own in the store. A node folds the statements it accepted, in the
+//! causal order every node computes alike, into a [`Schema`]: the built-in
+//! fields plus the custom ones, with labels, hidden and retired fields.
+//! The same statements in the same order give the same schema everywhere,
+//! which is what makes concurrent edits converge.
+//!
+//! Rules of the fold (argued in `docs/PROTOCOL.md`):
+//!
+//! - A field's id is its name, which never changes: two admins who add
+//!   `serial` to the same kind concurrently mean the same field. If they
+//!   gave it different types, the first statement in the order stands and
+//!   the other is listed among [`Schema::notes`]; values written for it
+//!   stay in the records and show as not fitting.
+//! - A type never changes. To change one, add a new field and retire the
+//!   old one: the values stay readable there.
+//! - Labels, retiring and restoring are last-writer-wins in the order.
+//! - A retired choice refuses new input; records that hold it keep it and
+//!   show it as retired. Adding it again restores it.
+//! - A built-in field can be relabelled, and hidden unless the kind needs
+//!   it (a required field or the title); its values are never touched.
+//!
+//! Reading a record is schema-free (`crate::doc`), so a record carries
+//! values of fields its node does not know yet; they show once the
+//! statement that defines them arrives.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use crate::schema::{FieldDef, FieldType, Kind};
+
+/// What a custom field holds.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomType {
+    Text,
+    LongText,
+    Number,
+    Money,
+    Date,
+    Datetime,
+    YesNo,
+    Choice,
+    MultiChoice,
+    Email,
+    Phone,
+    Url,
+    Percent,
+    Reference,
+}
+
+impl CustomType {
+    pub const ALL: [CustomType; 14] = [
+        CustomType::Text,
+        CustomType::LongText,
+        CustomType::Number,
+        CustomType::Money,
+        CustomType::Date,
+        CustomType::Datetime,
+        CustomType::YesNo,
+        CustomType::Choice,
+        CustomType::MultiChoice,
+        CustomType::Email,
+        CustomType::Phone,
+        CustomType::Url,
+        CustomType::Percent,
+        CustomType::Reference,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CustomType::Text => "text",
+            CustomType::LongText => "long_text",
+            CustomType::Number => "number",
+            CustomType::Money => "money",
+            CustomType::Date => "date",
+            CustomType::Datetime => "datetime",
+            CustomType::YesNo => "yes_no",
+            CustomType::Choice => "choice",
+            CustomType::MultiChoice => "multi_choice",
+            CustomType::Email => "email",
+            CustomType::Phone => "phone",
+            CustomType::Url => "url",
+            CustomType::Percent => "percent",
+            CustomType::Reference => "reference",
+        }
+    }
+
+    pub fn has_choices(self) -> bool {
+        matches!(self, CustomType::Choice | CustomType::MultiChoice)
+    }
+}
+
+impl fmt::Display for CustomType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CustomType {
+    type Err = String;
+
+    /// Accepts the names above in any case, with `-` for `_`, and a few
+    /// names other CRMs use (`textarea`, `boolean`, `checkbox`, `currency`,
+    /// `picklist`, `multiselect`, `lookup`...).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let name = s.trim().to_ascii_lowercase().replace('-', "_");
+        let alias = match name.as_str() {
+            "longtext" | "textarea" | "multiline" => Some(CustomType::LongText),
+            "decimal" | "integer" | "int" => Some(CustomType::Number),
+            "currency" | "amount" => Some(CustomType::Money),
+            "date_time" | "timestamp" => Some(CustomType::Datetime),
+            "yesno" | "boolean" | "bool" | "checkbox" | "flag" => Some(CustomType::YesNo),
+            "select" | "picklist" | "enum" => Some(CustomType::Choice),
+            "multichoice" | "multiselect" | "multi_select" => Some(CustomType::MultiChoice),
+            "ref" | "lookup" | "relation" => Some(CustomType::Reference),
+            _ => None,
+        };
+        alias
+            .or_else(|| CustomType::ALL.into_iter().find(|t| t.as_str() == name))
+            .ok_or_else(|| {
+                format!(
+                    "unknown field type `{s}`: use one of {}",
+                    CustomType::ALL.map(CustomType::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// One schema statement: what an admin changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SchemaChange {
+    AddField {
+        kind: Kind,
+        name: String,
+        #[serde(rename = "type")]
+        ty: CustomType,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        label: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        help: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        required: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        default: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        choices: Vec<String>,
+        /// The kind a reference points at.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<Kind>,
+    },
+    Relabel {
+        kind: Kind,
+        name: String,
+        label: String,
+    },
+    /// A custom field retired, or a built-in one hidden.
+    Retire {
+        kind: Kind,
+        name: String,
+    },
+    Restore {
+        kind: Kind,
+        name: String,
+    },
+    /// A choice added to a choice field, or a retired one restored.
+    AddChoice {
+        kind: Kind,
+        name: String,
+        choice: String,
+    },
+    RetireChoice {
+        kind: Kind,
+        name: String,
+        choice: String,
+    },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl SchemaChange {
+    pub fn kind(&self) -> Kind {
+        match self {
+            SchemaChange::AddField { kind, .. }
+            | SchemaChange::Relabel { kind, .. }
+            | SchemaChange::Retire { kind, .. }
+            | SchemaChange::Restore { kind, .. }
+            | SchemaChange::AddChoice { kind, .. }
+            | SchemaChange::RetireChoice { kind, .. } => *kind,
+        }
+    }
+
+    pub fn field(&self) -> &str {
+        match self {
+            SchemaChange::AddField { name, .. }
+            | SchemaChange::Relabel { name, .. }
+            | SchemaChange::Retire { name, .. }
+            | SchemaChange::Restore { name, .. }
+            | SchemaChange::AddChoice { name, .. }
+            | SchemaChange::RetireChoice { name, .. } => name,
+        }
+    }
+
+    /// The statement's own checks, which need no schema: names, sizes,
+    /// choices. A statement that fails them is refused by every node.
+    pub fn validate(&self) -> Result<(), String> {
+        check_name(self.field())?;
+        match self {
+            SchemaChange::AddField {
+                kind,
+                name,
+                ty,
+                label,
+                help,
+                default,
+                choices,
+                target,
+                ..
+            } => {
+                if kind.field(name).is_some() || RESERVED.contains(&name.as_str()) {
+                    return Err(format!("`{name}` is a built-in field of {kind}"));
+                }
+                check_text("label", label, 80)?;
+                check_text("help", help, 300)?;
+                if let Some(d) = default {
+                    check_text("default", d, 300)?;
+                }
+                if ty.has_choices() {
+                    if choices.is_empty() {
+                        return Err(format!(
+                            "a {ty} field needs its choices, e.g. --choices gold,silver,bronze"
+                        ));
+                    }
+                    if choices.len() > MAX_CHOICES {
+                        return Err(format!("at most {MAX_CHOICES} choices"));
+                    }
+                    for c in choices {
+                        check_choice(c)?;
+                    }
+                } else if !choices.is_empty() {
+                    return Err(format!("only choice fields have choices; this is {ty}"));
+                }
+                if (*ty == CustomType::Reference) != target.is_some() {
+                    return Err(if target.is_some() {
+                        format!("only a reference has a target kind; this is {ty}")
+                    } else {
+                        "a reference needs the kind it points at, e.g. --to company".to_string()
+                    });
+                }
+                Ok(())
+            }
+            SchemaChange::Relabel { label, .. } => {
+                if label.trim().is_empty() {
+                    return Err("a label cannot be empty".into());
+                }
+                check_text("label", label, 80)
+            }
+            SchemaChange::AddChoice { choice, .. } | SchemaChange::RetireChoice { choice, .. } => {
+                check_choice(choice)
+            }
+            SchemaChange::Retire { .. } | SchemaChange::Restore { .. } => Ok(()),
+        }
+    }
+
+    /// One line for logs and audits: "add number field `seats` to company".
+    pub fn describe(&self) -> String {
+        match self {
+            SchemaChange::AddField { kind, name, ty, .. } => {
+                format!("add {ty} field `{name}` to {kind}")
+            }
+            SchemaChange::Relabel { kind, name, label } => {
+                format!("relabel {kind} field `{name}` as \"{label}\"")
+            }
+            SchemaChange::Retire { kind, name } => format!("retire {kind} field `{name}`"),
+            SchemaChange::Restore { kind, name } => format!("restore {kind} field `{name}`"),
+            SchemaChange::AddChoice { kind, name, choice } => {
+                format!("add choice `{choice}` to {kind} field `{name}`")
+            }
+            SchemaChange::RetireChoice { kind, name, choice } => {
+                format!("retire choice `{choice}` of {kind} field `{name}`")
+            }
+        }
+    }
+}
+
+/// Names no custom field may take: what a record's JSON and the filters
+/// already use.
+const RESERVED: &[&str] = &[
+    "id", "kind", "space", "updated", "created", "deleted", "merged", "title",
+];
+/// Custom fields a kind may have in one space, retired ones included.
+pub const MAX_FIELDS: usize = 200;
+const MAX_CHOICES: usize = 100;
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a field name: use up to 40 lower-case letters, digits and _, \
+             starting with a letter (e.g. contract_end)"
+        ))
+    }
+}
+
+fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
+    if s.chars().count() > max || s.chars().any(char::is_control) {
+        Err(format!(
+            "the {what} must be one line of at most {max} characters"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_choice(c: &str) -> Result<(), String> {
+    let ok = !c.is_empty()
+        && c.len() <= 40
+        && c == c.trim()
+        && c.chars().all(|ch| {
+            ch.is_lowercase() || ch.is_numeric() || matches!(ch, ' ' | '_' | '-' | '.' | '/')
+        })
+        && c.chars().next().is_some_and(char::is_alphanumeric);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{c}` is not a choice: use up to 40 lower-case letters, digits, spaces, - and _"
+        ))
+    }
+}
+
+/// A statement as accepted, with who made it and when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaEntry {
+    /// Hex of the admin device that signed it.
+    pub by: String,
+    /// Seconds since the Unix epoch, as its author claims.
+    pub at: i64,
+    #[serde(flatten)]
+    pub change: SchemaChange,
+}
+
+/// A custom field as the statements so far define it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CustomField {
+    pub kind: Kind,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: CustomType,
+    pub label: String,
+    pub help: String,
+    pub required: bool,
+    pub default: Option<String>,
+    /// Every choice ever added, in order, with whether it is retired.
+    pub choices: Vec<(String, bool)>,
+    pub target: Option<Kind>,
+    pub retired: bool,
+    /// Hex of the admin device that added it.
+    pub added_by: String,
+    pub added_at: i64,
+}
+
+impl CustomField {
+    /// The choices new input may use.
+    pub fn active_choices(&self) -> impl Iterator<Item = &str> {
+        self.choices
+            .iter()
+            .filter(|(_, retired)| !retired)
+            .map(|(c, _)| c.as_str())
+    }
+
+    fn def(&self) -> &'static FieldDef {
+        let choices = || intern_list(self.active_choices().map(intern).collect());
+        let ty = match self.ty {
+            CustomType::Text => FieldType::Text,
+            CustomType::LongText => FieldType::LongText,
+            CustomType::Number => FieldType::Number,
+            CustomType::Money => FieldType::Money,
+            CustomType::Date => FieldType::Date,
+            CustomType::Datetime => FieldType::DateTime,
+            CustomType::YesNo => FieldType::Flag,
+            CustomType::Choice => FieldType::Choice(choices()),
+            CustomType::MultiChoice => FieldType::Choices(choices()),
+            CustomType::Email => FieldType::Email,
+            CustomType::Phone => FieldType::Phone,
+            CustomType::Url => FieldType::Url,
+            CustomType::Percent => FieldType::Percent,
+            CustomType::Reference => FieldType::Ref(self.target.map_or(&[], Kind::only)),
+        };
+        intern_def(FieldDef {
+            name: intern(&self.name),
+            label: intern(&self.label),
+            custom: true,
+            ty,
+            required: self.required,
+            default: self.default.as_deref().map(intern),
+            help: intern(&self.help),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct KindSchema {
+    /// In the order they were added.
+    custom: Vec<CustomField>,
+    /// Built-in fields relabelled.
+    labels: BTreeMap<String, String>,
+    /// Built-in fields hidden.
+    hidden: BTreeSet<String>,
+}
+
+/// A space's schema: the built-in kinds with what its admins changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schema {
+    kinds: BTreeMap<Kind, KindSchema>,
+    /// Statements that took no effect, and why ("`seats` was added twice
+    /// with different types; the first stands").
+    pub notes: Vec<String>,
+}
+
+impl Schema {
+    /// Folds accepted statements, in the order the rules put them.
+    pub fn fold<'a>(entries: impl IntoIterator<Item = &'a SchemaEntry>) -> Schema {
+        let mut schema = Schema::default();
+        for e in entries {
+            if let Err(why) = schema.apply(e) {
+                schema.notes.push(format!(
+                    "{} (by {}): {why}",
+                    e.change.describe(),
+                    short(&e.by)
+                ));
+            }
+        }
+        schema
+    }
+
+    /// Whether `change` would take effect on this schema, and if not why:
+    /// what a node checks before it signs a statement.
+    pub fn check(&self, change: &SchemaChange) -> Result<(), String> {
+        let mut copy = self.clone();
+        copy.apply(&SchemaEntry {
+            by: String::new(),
+            at: 0,
+            change: change.clone(),
+        })
+    }
+
+    fn apply(&mut self, entry: &SchemaEntry) -> Result<(), String> {
+        let change = &entry.change;
+        change.validate()?;
+        let kind = change.kind();
+        let name = change.field();
+        let builtin = kind.field(name);
+        let ks = self.kinds.entry(kind).or_default();
+        let custom = ks.custom.iter_mut().find(|f| f.name == name);
+        match (change, custom) {
+            (
+                SchemaChange::AddField {
+                    ty,
+                    label,
+                    help,
+                    required,
+                    default,
+                    choices,
+                    target,
+                    ..
+                },
+                None,
+            ) => {
+                if ks.custom.len() >= MAX_FIELDS {
+                    return Err(format!("{kind} has {MAX_FIELDS} custom fields already"));
+                }
+                ks.custom.push(CustomField {
+                    kind,
+                    name: name.to_string(),
+                    ty: *ty,
+                    label: label.clone(),
+                    help: help.clone(),
+                    required: *required,
+                    default: default.clone(),
+                    choices: dedup(choices).map(|c| (c, false)).collect(),
+                    target: *target,
+                    retired: false,
+                    added_by: entry.by.clone(),
+                    added_at: entry.at,
+                });
+                Ok(())
+            }
+            (
+                SchemaChange::AddField {
+                    ty,
+                    target,
+                    choices,
+                    ..
+                },
+                Some(f),
+            ) => {
+                if f.ty != *ty || f.target != *target {
+                    return Err(format!(
+                        "{kind} has a {} field `{name}` already; a type never changes \
+                         (add a field of another name and retire this one)",
+                        f.ty
+                    ));
+                }
+                // The same field added twice (two admins at once): one
+                // field, with the choices of both.
+                for c in choices {
+                    if !f.choices.iter().any(|(have, _)| have == c) {
+                        f.choices.push((c.clone(), false));
+                    }
+                }
+                Ok(())
+            }
+            (SchemaChange::Relabel { label, .. }, Some(f)) => {
+                f.label = label.clone();
+                Ok(())
+            }
+            (SchemaChange::Relabel { label, .. }, None) if builtin.is_some() => {
+                ks.labels.insert(name.to_string(), label.clone());
+                Ok(())
+            }
+            (SchemaChange::Retire { .. }, Some(f)) => {
+                f.retired = true;
+                Ok(())
+            }
+            (SchemaChange::Retire { .. }, None) => match builtin {
+                Some(def) if def.required || kind.title_field() == name => Err(format!(
+                    "{kind} needs its `{name}` field: it cannot be hidden"
+                )),
+                Some(_) => {
+                    ks.hidden.insert(name.to_string());
+                    Ok(())
+                }
+                None => Err(no_such_field(kind, name)),
+            },
+            (SchemaChange::Restore { .. }, Some(f)) => {
+                f.retired = false;
+                Ok(())
+            }
+            (SchemaChange::Restore { .. }, None) if builtin.is_some() => {
+                ks.hidden.remove(name);
+                Ok(())
+            }
+            (SchemaChange::AddChoice { choice, .. }, Some(f)) if f.ty.has_choices() => {
+                let count = f.choices.len();
+                match f.choices.iter_mut().find(|(c, _)| c == choice) {
+                    Some((_, retired)) => *retired = false,
+                    None if count >= MAX_CHOICES => {
+                        return Err(format!("`{name}` has {MAX_CHOICES} choices already"));
+                    }
+                    None => f.choices.push((choice.clone(), false)),
+                }
+                Ok(())
+            }
+            (SchemaChange::RetireChoice { choice, .. }, Some(f)) if f.ty.has_choices() => {
+                match f.choices.iter_mut().find(|(c, _)| c == choice) {
+                    Some((_, retired)) => {
+                        *retired = true;
+                        Ok(())
+                    }
+                    None => Err(format!("`{name}` has no choice `{choice}`")),
+                }
+            }
+            (SchemaChange::AddChoice { .. } | SchemaChange::RetireChoice { .. }, Some(f)) => {
+                Err(format!("`{name}` is a {} field, without choices", f.ty))
+            }
+            (_, None) if builtin.is_some() => Err(format!(
+                "`{name}` is a built-in field of {kind}: it can be relabelled or hidden only"
+            )),
+            (_, None) => Err(no_such_field(kind, name)),
+        }
+    }
+
+    /// The fields forms and tables of `kind` show: the built-in ones not
+    /// hidden, then the custom ones not retired.
+    pub fn fields(&self, kind: Kind) -> Vec<&'static FieldDef> {
+        let Some(ks) = self.kinds.get(&kind) else {
+            return kind.fields().iter().collect();
+        };
+        let builtin = kind
+            .fields()
+            .iter()
+            .filter(|d| !ks.hidden.contains(d.name))
+            .map(|d| match ks.labels.get(d.name) {
+                Some(label) => intern_def(FieldDef {
+                    label: intern(label),
+                    ..*d
+                }),
+                None => d,
+            });
+        builtin
+            .chain(
+                ks.custom
+                    .iter()
+                    .filter(|f| !f.retired)
+                    .map(CustomField::def),
+            )
+            .collect()
+    }
+
+    /// A field new input may set: any built-in field (hidden ones too:
+    /// hiding never breaks what scripts and imports write), or a custom
+    /// field not retired.
+    pub fn field(&self, kind: Kind, name: &str) -> Option<&'static FieldDef> {
+        if let Some(def) = kind.field(name) {
+            return Some(def);
+        }
+        self.custom_field(kind, name)
+            .filter(|f| !f.retired)
+            .map(CustomField::def)
+    }
+
+    /// A custom field, retired or not.
+    pub fn custom_field(&self, kind: Kind, name: &str) -> Option<&CustomField> {
+        self.kinds
+            .get(&kind)?
+            .custom
+            .iter()
+            .find(|f| f.name == name)
+    }
+
+    /// Every custom field of `kind`, retired ones included, in order.
+    pub fn custom(&self, kind: Kind) -> &[CustomField] {
+        self.kinds.get(&kind).map_or(&[], |k| &k.custom)
+    }
+
+    pub fn is_hidden(&self, kind: Kind, name: &str) -> bool {
+        self.kinds
+            .get(&kind)
+            .is_some_and(|k| k.hidden.contains(name))
+    }
+
+    /// A built-in field's label, if an admin gave it one.
+    pub fn builtin_label(&self, kind: Kind, name: &str) -> Option<&str> {
+        self.kinds.get(&kind)?.labels.get(name).map(String::as_str)
+    }
+
+    /// Checks the custom fields' own rules on a new record's fields:
+    /// required custom fields present. (Values were checked as they were
+    /// parsed.)
+    pub fn check_new(
+        &self,
+        kind: Kind,
+        fields: &BTreeMap<String, crate::FieldValue>,
+    ) -> Result<(), String> {
+        for f in self.custom(kind).iter().filter(|f| !f.retired) {
+            if f.required && !fields.contains_key(&f.name) {
+                return Err(format!(
+                    "{kind} needs a {} (a required field: --set {}=...)",
+                    f.name, f.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn no_such_field(kind: Kind, name: &str) -> String {
+    format!("{kind} has no field `{name}` (rapport schema show {kind})")
+}
+
+fn dedup(items: &[String]) -> impl Iterator<Item = String> + '_ {
+    let mut seen = HashSet::new();
+    items.iter().filter(move |c| seen.insert(*c)).cloned()
+}
+
+fn short(device: &str) -> &str {
+    device.get(..8).unwrap_or(device)
+}
+
+// Field definitions are `&'static` throughout the crate (the built-in ones
+// are constants). A custom field's definition is interned once for the
+// life of the process: the memory is bounded by the distinct definitions
+// admins ever wrote (at most MAX_FIELDS per kind per space, each a few
+// hundred bytes), never by the records.
+
+fn intern(s: &str) -> &'static str {
+    static SET: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = SET
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(s) = set.get(s) {
+        return s;
+    }
+    let s: &'static str = Box::leak(s.into());
+    set.insert(s);
+    s
+}
+
+fn intern_list(items: Vec<&'static str>) -> &'static [&'static str] {
+    static MAP: OnceLock<Mutex<HashMap<Vec<&'static str>, &'static [&'static str]>>> =
+        OnceLock::new();
+    let mut map = MAP
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(l) = map.get(&items) {
+        return l;
+    }
+    let l: &'static [&'static str] = Box::leak(items.clone().into_boxed_slice());
+    map.insert(items, l);
+    l
+}
+
+fn intern_def(def: FieldDef) -> &'static FieldDef {
+    static SET: OnceLock<Mutex<HashSet<&'static FieldDef>>> = OnceLock::new();
+    let mut set = SET
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(d) = set.get(&def) {
+        return d;
+    }
+    let d: &'static FieldDef = Box::leak(Box::new(def));
+    set.insert(d);
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(by: &str, change: SchemaChange) -> SchemaEntry {
+        SchemaEntry {
+            by: by.into(),
+            at: 0,
+            change,
+        }
+    }
+
+    fn add(kind: Kind, name: &str, ty: CustomType) -> SchemaChange {
+        SchemaChange::AddField {
+            kind,
+            name: name.into(),
+            ty,
+            label: String::new(),
+            help: String::new(),
+            required: false,
+            default: None,
+            choices: if ty.has_choices() {
+                vec!["gold".into(), "silver".into()]
+            } else {
+                Vec::new()
+            },
+            target: (ty == CustomType::Reference).then_some(Kind::Company),
+        }
+    }
+
+    #[test]
+    fn statements_round_trip_through_json() {
+        let e = entry("aa", add(Kind::Company, "tier", CustomType::Choice));
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains(r#""op":"add_field""#), "{json}");
+        assert!(json.contains(r#""type":"choice""#), "{json}");
+        assert_eq!(serde_json::from_str::<SchemaEntry>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn added_fields_show_after_the_built_in_ones() {
+        let s = Schema::fold(&[entry("aa", add(Kind::Company, "seats", CustomType::Number))]);
+        let fields = s.fields(Kind::Company);
+        assert_eq!(fields.len(), Kind::Company.fields().len() + 1);
+        let seats = fields.last().unwrap();
+        assert_eq!(
+            (seats.name, seats.ty, seats.custom),
+            ("seats", FieldType::Number, true)
+        );
+        assert!(s.field(Kind::Company, "seats").is_some());
+        assert!(s.field(Kind::Person, "seats").is_none());
+    }
+
+    #[test]
+    fn the_same_field_added_twice_is_one_field_and_a_clash_keeps_the_first() {
+        let mut second = add(Kind::Company, "tier", CustomType::Choice);
+        if let SchemaChange::AddField { choices, .. } = &mut second {
+            *choices = vec!["silver".into(), "bronze".into()];
+        }
+        let s = Schema::fold(&[
+            entry("aa", add(Kind::Company, "tier", CustomType::Choice)),
+            entry("bb", second),
+            entry("cc", add(Kind::Company, "tier", CustomType::Number)),
+        ]);
+        let tier = s.custom_field(Kind::Company, "tier").unwrap();
+        assert_eq!(tier.ty, CustomType::Choice);
+        assert_eq!(
+            tier.active_choices().collect::<Vec<_>>(),
+            ["gold", "silver", "bronze"]
+        );
+        assert_eq!(s.notes.len(), 1, "{:?}", s.notes);
+        assert!(s.notes[0].contains("a type never changes"), "{:?}", s.notes);
+    }
+
+    #[test]
+    fn retired_fields_and_choices_refuse_input_but_stay_known() {
+        let s = Schema::fold(&[
+            entry("aa", add(Kind::Deal, "tier", CustomType::Choice)),
+            entry(
+                "aa",
+                SchemaChange::RetireChoice {
+                    kind: Kind::Deal,
+                    name: "tier".into(),
+                    choice: "gold".into(),
+                },
+            ),
+        ]);
+        let def = s.field(Kind::Deal, "tier").unwrap();
+        assert_eq!(def.ty, FieldType::Choice(&["silver"]));
+        let s2 = Schema::fold(&[
+            entry("aa", add(Kind::Deal, "tier", CustomType::Choice)),
+            entry(
+                "aa",
+                SchemaChange::Retire {
+                    kind: Kind::Deal,
+                    name: "tier".into(),
+                },
+            ),
+        ]);
+        assert!(s2.field(Kind::Deal, "tier").is_none());
+        assert!(s2.custom_field(Kind::Deal, "tier").unwrap().retired);
+        assert!(!s2.fields(Kind::Deal).iter().any(|d| d.name == "tier"));
+    }
+
+    #[test]
+    fn built_in_fields_can_be_relabelled_and_hidden_but_not_broken() {
+        let hide = |name: &str| SchemaChange::Retire {
+            kind: Kind::Company,
+            name: name.into(),
+        };
+        let s = Schema::fold(&[
+            entry("aa", hide("industry")),
+            entry("aa", hide("name")),
+            entry(
+                "aa",
+                SchemaChange::Relabel {
+                    kind: Kind::Company,
+                    name: "domain".into(),
+                    label: "Web domain".into(),
+                },
+            ),
+        ]);
+        let fields = s.fields(Kind::Company);
+        assert!(!fields.iter().any(|d| d.name == "industry"));
+        assert!(fields.iter().any(|d| d.name == "name"));
+        assert_eq!(
+            fields.iter().find(|d| d.name == "domain").unwrap().label(),
+            "Web domain"
+        );
+        assert!(
+            s.field(Kind::Company, "industry").is_some(),
+            "still settable"
+        );
+        assert_eq!(s.notes.len(), 1);
+        assert!(
+            s.check(&add(Kind::Company, "domain", CustomType::Text))
+                .is_err()
+        );
+    }
+
+    /// The statement without its choices and target.
+    fn without(mut change: SchemaChange) -> SchemaChange {
+        if let SchemaChange::AddField {
+            choices, target, ..
+        } = &mut change
+        {
+            choices.clear();
+            *target = None;
+        }
+        change
+    }
+
+    #[test]
+    fn statements_are_validated() {
+        for (change, wanted) in [
+            (
+                add(Kind::Company, "Bad Name", CustomType::Text),
+                "not a field name",
+            ),
+            (add(Kind::Company, "id", CustomType::Text), "built-in"),
+            (
+                without(add(Kind::Company, "tier", CustomType::Choice)),
+                "needs its choices",
+            ),
+            (
+                without(add(Kind::Company, "parent", CustomType::Reference)),
+                "needs the kind",
+            ),
+        ] {
+            let e = change.validate().unwrap_err();
+            assert!(e.contains(wanted), "{e}");
+        }
+    }
+
+    #[test]
+    fn type_names_parse_with_aliases_and_errors_list_them() {
+        assert_eq!("multi-choice".parse(), Ok(CustomType::MultiChoice));
+        assert_eq!("Checkbox".parse(), Ok(CustomType::YesNo));
+        let e = "blob".parse::<CustomType>().unwrap_err();
+        assert!(e.contains("long_text") && e.contains("reference"), "{e}");
+    }
+}
