@@ -33,9 +33,15 @@ pub enum View {
     Init,
     Plain,
     RelayStatus,
-    /// A list of one kind.
+    /// A list of one kind, with the columns asked for.
     List {
         kind: Kind,
+        columns: Vec<String>,
+    },
+    /// A space's schema, all kinds or one; after a change, what it was.
+    Schema {
+        kind: Option<Kind>,
+        changed: Option<String>,
     },
     Export {
         out: Option<PathBuf>,
@@ -178,8 +184,14 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
             deleted,
             sort,
             limit,
+            columns,
         } => {
             let kind: Kind = kind.parse()?;
+            let columns: Vec<String> = columns
+                .iter()
+                .flat_map(|c| rapport_model::value::split_list(c))
+                .map(|c| c.to_ascii_lowercase().replace('-', "_"))
+                .collect();
             plan(
                 Request::List(ListQuery {
                     kind,
@@ -189,7 +201,7 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
                     limit: *limit,
                     after: None,
                 }),
-                View::List { kind },
+                View::List { kind, columns },
             )
         }
         Command::Search { query, limit } => plan(
@@ -287,12 +299,27 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
             View::Plain,
         ),
         Command::Merge(args) => plan(args.request()?, View::Plain),
-        Command::Fields { kind } => plan(
+        Command::Fields { kind, space } => plan(
             Request::Fields {
                 kind: kind.parse()?,
+                space: space.clone(),
             },
             View::Plain,
         ),
+        Command::Schema(cmd) => {
+            let request = cmd.request()?;
+            let view = match &request {
+                Request::ChangeSchema { change, .. } => View::Schema {
+                    kind: Some(change.kind()),
+                    changed: Some(change.describe()),
+                },
+                _ => View::Schema {
+                    kind: cmd.shown_kind()?,
+                    changed: None,
+                },
+            };
+            plan(request, view)
+        }
         Command::Token(cmd) => plan(cmd.clone().request(), View::Plain),
         Command::Webhook(cmd) => plan(cmd.clone().request(), View::Plain),
     }))
@@ -465,6 +492,21 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
         }
         Reply::Status(s) => status(out, &s, json),
         Reply::Fields { fields } => fields_table(out, &fields, json),
+        Reply::Schema(s) => {
+            let (only, changed) = match view {
+                View::Schema { kind, changed } => (kind, changed),
+                _ => (None, None),
+            };
+            if let (Some(changed), false) = (&changed, json) {
+                let mut first = changed.chars();
+                let changed: String = first
+                    .next()
+                    .map(|c| c.to_uppercase().chain(first).collect())
+                    .unwrap_or_default();
+                outln!(out, "Done: {changed}.");
+            }
+            crate::schema::show(out, &s, only, json)
+        }
         Reply::Duplicates { clusters } => duplicates(out, &clusters, json),
         Reply::Merged { merge, record } => crate::merge::merged(out, &merge, &record, json),
         Reply::Merges { merges } => crate::merge::list(out, &merges, json),
@@ -490,13 +532,24 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
         }
         Reply::Show(s) => show(out, &s, json),
         Reply::List(page) => {
-            let kind = match view {
-                View::List { kind } => kind,
-                _ => page.records.first().map_or(Kind::Company, |v| v.kind),
+            let (kind, asked) = match view {
+                View::List { kind, columns } => (kind, columns),
+                _ => (
+                    page.records.first().map_or(Kind::Company, |v| v.kind),
+                    Vec::new(),
+                ),
+            };
+            let columns = if !asked.is_empty() {
+                asked
+            } else if !page.columns.is_empty() {
+                page.columns.clone()
+            } else {
+                kind.columns().iter().map(|c| c.to_string()).collect()
             };
             list(
                 out,
                 kind,
+                &columns,
                 &page.records,
                 &page.titles,
                 Some(page.total),
@@ -811,6 +864,7 @@ fn whoami(out: &mut String, w: &Whoami, init: bool, json: bool) -> Result<()> {
 fn list(
     out: &mut String,
     kind: Kind,
+    cols: &[String],
     views: &[RecordView],
     titles: &ops::Titles,
     total: Option<usize>,
@@ -827,9 +881,8 @@ fn list(
         return Ok(());
     }
     let mut d = Display::new(titles);
-    let cols = kind.columns();
     let mut header = vec!["id"];
-    header.extend(cols);
+    header.extend(cols.iter().map(String::as_str));
     let ids: Vec<_> = views.iter().map(|v| v.id).collect();
     let id_len = short_id_len(&ids);
     let rows: Vec<Vec<String>> = views
@@ -1021,8 +1074,13 @@ fn fields_table(out: &mut String, fields: &[ops::FieldInfo], json: bool) -> Resu
             } else {
                 f.ty.clone()
             };
+            let name = if f.custom {
+                format!("{} (custom)", f.name)
+            } else {
+                f.name.clone()
+            };
             vec![
-                f.name.clone(),
+                name,
                 ty,
                 if f.required {
                     "yes".into()

@@ -25,6 +25,7 @@ mod merge;
 mod output;
 mod recovery;
 mod relay;
+mod schema;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -127,6 +128,9 @@ pub enum Command {
         /// Show at most this many records.
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
+        /// The columns to show, comma-separated (custom fields too) [default: the kind's].
+        #[arg(long, value_name = "FIELDS")]
+        columns: Vec<String>,
     },
     /// Find records by name, email, phone, domain or tag, as you type it.
     Search {
@@ -201,8 +205,17 @@ pub enum Command {
     /// Merge duplicates into the record kept: lists united, references moved to it, the
     /// others redirect to it; `merge list`, `merge undo ID`.
     Merge(merge::MergeArgs),
-    /// The fields of a record kind, with their types and help.
-    Fields { kind: String },
+    /// The fields of a record kind, with their types and help (a space's custom ones too).
+    Fields {
+        kind: String,
+        /// Only this space's fields (name or id) [default: every space's].
+        #[arg(long, value_name = "SPACE")]
+        space: Option<String>,
+    },
+    /// Shape the records: custom fields, labels, hidden fields (`schema show`,
+    /// `schema field add KIND NAME --type T`).
+    #[command(subcommand)]
+    Schema(schema::SchemaCmd),
     /// Tokens for the HTTP API (docs/api.md).
     #[command(subcommand)]
     Token(integrations::TokenCmd),

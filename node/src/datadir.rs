@@ -50,6 +50,10 @@ pub struct Profile {
     /// spaces and authors nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub relay: bool,
+    /// The private space's schema statements (`rapport schema`), in the
+    /// order they were made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema: Vec<rapport_model::SchemaEntry>,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/rapport` on Linux and the
@@ -118,6 +122,7 @@ pub fn create(
         region: None,
         created: env.now().to_string(),
         relay: false,
+        schema: Vec::new(),
     };
     save_profile(dir, &profile)?;
     Ok(profile)

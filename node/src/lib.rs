@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod recovery;
 pub mod replica;
 pub mod repo;
+pub mod schema;
 pub mod search;
 pub mod spaces;
 pub mod timeline;
@@ -72,6 +73,9 @@ pub enum NodeError {
         field: String,
         known: String,
     },
+    /// A schema change refused, or a field the schema retired.
+    #[error("{0}")]
+    Schema(String),
     #[error("`{field}` cannot be cleared: every {kind} needs one")]
     RequiredField { kind: Kind, field: String },
     #[error(transparent)]

@@ -35,10 +35,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
 use rapport_model::automerge::ChangeHash;
-use rapport_model::{Edit, FieldValue, RecordId, RecordView, SpaceId, doc};
+use rapport_model::{Edit, FieldDef, FieldValue, RecordId, RecordView, SpaceId, doc};
 use serde::{Deserialize, Serialize};
 
-use crate::repo::field_def;
 use crate::{NodeError, Repo};
 
 const DIR: &str = "merges";
@@ -148,7 +147,7 @@ impl Repo {
         self.check_space_writable(kept.space)?;
         let mut chosen: BTreeMap<&'static str, RecordId> = BTreeMap::new();
         for (field, reference) in prefer {
-            let def = field_def(kept.kind, field)?;
+            let def = self.field_in(Some(kept.space), kept.kind, field)?;
             let from = self.resolve(reference)?;
             if from.id != kept.id && !merged.iter().any(|m| m.id == from.id) {
                 return Err(NodeError::Forbidden(format!(
@@ -160,10 +159,11 @@ impl Repo {
         }
 
         let ids: BTreeSet<RecordId> = merged.iter().map(|m| m.id).collect();
-        let combined = combine(&kept, &merged, &chosen);
+        let defs = self.fields_in(Some(kept.space), kept.kind)?;
+        let combined = combine(&defs, &kept, &merged, &chosen);
         let mut fields = Vec::new();
         let mut survivor_edits = Vec::new();
-        for def in kept.kind.fields() {
+        for def in &defs {
             let before = kept.fields.get(def.name).cloned();
             let after = combined.get(def.name).cloned();
             if before == after {
@@ -614,6 +614,7 @@ fn deleted(v: &RecordView) -> NodeError {
 
 /// The survivor's fields after merging `merged` into `kept`.
 fn combine(
+    defs: &[&'static FieldDef],
     kept: &RecordView,
     merged: &[RecordView],
     chosen: &BTreeMap<&'static str, RecordId>,
@@ -621,7 +622,7 @@ fn combine(
     let ids: BTreeSet<RecordId> = merged.iter().map(|m| m.id).collect();
     let all: Vec<&RecordView> = std::iter::once(kept).chain(merged).collect();
     let mut out = BTreeMap::new();
-    for def in kept.kind.fields() {
+    for def in defs {
         let value = if let Some(from) = chosen.get(def.name) {
             all.iter()
                 .find(|v| v.id == *from)

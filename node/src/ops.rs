@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rapport_model::{FieldValue, Kind, RecordId, RecordView, Role, SpaceId, SpaceView};
+use rapport_model::{
+    FieldValue, Kind, RecordId, RecordView, Role, Schema, SchemaChange, SchemaEntry, SpaceId,
+    SpaceView,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::import::{Begun, ImportRow, ImportSpec, ImportSummary, RowOutcome, UndoReport};
@@ -48,9 +51,25 @@ pub enum Request {
     },
     /// The node, its peers and each shared space's sync state.
     Status,
-    /// The fields of a record kind.
+    /// The fields of a record kind: in one space (its custom fields
+    /// too), or in every space this node holds.
     Fields {
         kind: Kind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        space: Option<String>,
+    },
+    /// A space's schema: every kind's fields, hidden and retired ones
+    /// too, and the statements that shaped it [default: the private space].
+    Schema {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        space: Option<String>,
+    },
+    /// Changes a space's schema (its admins only; the private space's by
+    /// its user).
+    ChangeSchema {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        space: Option<String>,
+        change: SchemaChange,
     },
     /// Creates a record from `(field, text)` inputs, parsed as the CLI
     /// parses them. A ticket's `about` names a company or a person (the
@@ -271,6 +290,7 @@ pub enum Reply {
     Fields {
         fields: Vec<FieldInfo>,
     },
+    Schema(SchemaReply),
     /// A record written (or `unchanged` when nothing differed).
     Record(RecordReply),
     Show(ShowReply),
@@ -445,6 +465,43 @@ pub struct FieldInfo {
     /// The kinds a reference may name (empty: any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refers_to: Vec<Kind>,
+    /// What forms and tables call it.
+    #[serde(default)]
+    pub label: String,
+    /// Added by the space's admins.
+    #[serde(default)]
+    pub custom: bool,
+    /// `active`, `hidden` (a built-in field) or `retired` (a custom one).
+    #[serde(default = "active")]
+    pub status: String,
+    /// Choices retired: records may hold them, new input may not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_choices: Vec<String>,
+}
+
+fn active() -> String {
+    "active".into()
+}
+
+/// A space's schema as `rapport schema show` and the settings page show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchemaReply {
+    /// `private`, or the shared space's id.
+    pub space: String,
+    pub space_name: String,
+    /// Whether this device may change it (an admin of the space).
+    pub may_change: bool,
+    pub kinds: Vec<KindFields>,
+    /// The accepted statements, in the order they apply.
+    pub entries: Vec<SchemaEntry>,
+    /// Statements that took no effect, and why.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindFields {
+    pub kind: Kind,
+    pub fields: Vec<FieldInfo>,
 }
 
 /// Titles of the records a reply's records refer to, by id.
@@ -498,6 +555,10 @@ pub struct Page {
     /// The cursor of the next page; `None` on the last.
     pub next: Option<String>,
     pub titles: Titles,
+    /// The columns a table of these records shows by default (the
+    /// kind's, less fields the schema hides).
+    #[serde(default)]
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -718,6 +779,7 @@ impl From<NodeError> for OpError {
             | NodeError::CrossSpace { .. }
             | NodeError::Invite(_)
             | NodeError::BadAssignment(_)
+            | NodeError::Schema(_)
             | NodeError::Export(_) => ErrorCode::Invalid,
             NodeError::NotFound(_) | NodeError::UnknownSpace(_) | NodeError::Missing(_) => {
                 ErrorCode::NotFound
@@ -799,6 +861,7 @@ impl Request {
             Request::Whoami
                 | Request::Status
                 | Request::Fields { .. }
+                | Request::Schema { .. }
                 | Request::Show { .. }
                 | Request::List(_)
                 | Request::Timeline { .. }
@@ -830,6 +893,7 @@ impl Request {
             self,
             Request::Status
                 | Request::Fields { .. }
+                | Request::Schema { .. }
                 | Request::Create { .. }
                 | Request::Edit { .. }
                 | Request::Delete { .. }
@@ -972,9 +1036,34 @@ impl Ops {
                     net,
                 }))
             }
-            Request::Fields { kind } => Ok(Reply::Fields {
-                fields: fields(kind),
-            }),
+            Request::Fields { kind, space } => {
+                let space = match (&space, caller.space) {
+                    (Some(s), _) => Some(self.scoped_space(caller, s)?),
+                    (None, scope) => scope,
+                };
+                Ok(Reply::Fields {
+                    fields: repo
+                        .fields_in(space, kind)?
+                        .into_iter()
+                        .map(field_info)
+                        .collect(),
+                })
+            }
+            Request::Schema { space } => {
+                let space = match &space {
+                    Some(s) => self.scoped_space(caller, s)?,
+                    None => caller.space.unwrap_or(SpaceId::Private),
+                };
+                self.schema_reply(space).map(Reply::Schema)
+            }
+            Request::ChangeSchema { space, change } => {
+                let space = match &space {
+                    Some(s) => self.scoped_space(caller, s)?,
+                    None => SpaceId::Private,
+                };
+                repo.change_schema(space, change)?;
+                self.schema_reply(space).map(Reply::Schema)
+            }
             Request::Create {
                 kind,
                 space,
@@ -1352,6 +1441,42 @@ impl Ops {
         Ok(out)
     }
 
+    /// A space by name or id, within the caller's scope.
+    fn scoped_space(&self, caller: &Caller, reference: &str) -> Result<SpaceId, OpError> {
+        let space = self.repo.resolve_space(reference)?;
+        if caller.space.is_some_and(|s| s != space) {
+            return Err(outside_scope());
+        }
+        Ok(space)
+    }
+
+    fn schema_reply(&self, space: SpaceId) -> Result<SchemaReply, OpError> {
+        let repo = &self.repo;
+        let schema = repo.schema(space)?;
+        let (space_name, entries, may_change) = match space {
+            SpaceId::Private => (
+                "private".to_string(),
+                repo.profile().schema,
+                !repo.profile().relay,
+            ),
+            SpaceId::Shared(id) => {
+                let view = repo
+                    .space(id)?
+                    .ok_or_else(|| NodeError::UnknownSpace(id.to_string()))?;
+                let admin = view.role_of(&repo.device_id().to_string()) == Some(Role::Admin);
+                (view.name, view.schema, admin)
+            }
+        };
+        Ok(SchemaReply {
+            space: space.to_string(),
+            space_name,
+            may_change,
+            kinds: schema_kinds(&schema),
+            entries,
+            notes: schema.notes.clone(),
+        })
+    }
+
     fn shared_space(&self, caller: &Caller, reference: &str) -> Result<SpaceView, OpError> {
         let id = match self.repo.resolve_space(reference)? {
             SpaceId::Shared(id) => id,
@@ -1543,25 +1668,31 @@ impl Ops {
                     Some(n) => (n, true),
                     None => (s, false),
                 };
-                let known = matches!(name, "id" | "updated") || q.kind.field(name).is_some();
-                if !known {
-                    return Err(OpError::new(
-                        ErrorCode::Invalid,
-                        format!(
-                            "cannot sort {} by `{name}`: sort by id, updated or one of its fields ({})",
-                            q.kind,
-                            q.kind
-                                .fields()
-                                .iter()
-                                .map(|d| d.name)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    )
-                    .field("sort"));
+                if matches!(name, "id" | "updated") {
+                    (Some((name.to_string(), true)), desc)
+                } else {
+                    let def = self
+                        .repo
+                        .field_in(caller.space, q.kind, name)
+                        .map_err(|e| {
+                            OpError::new(
+                                ErrorCode::Invalid,
+                                format!("cannot sort by `{name}`: {e}; or sort by id or updated"),
+                            )
+                            .field("sort")
+                        })?;
+                    (Some((def.name.to_string(), is_numeric(def.ty))), desc)
                 }
-                (Some(name.to_string()), desc)
             }
+        };
+        let columns: Vec<String> = {
+            let shown = self.repo.fields_in(caller.space, q.kind)?;
+            q.kind
+                .columns()
+                .iter()
+                .filter(|c| shown.iter().any(|d| d.name == **c))
+                .map(|c| c.to_string())
+                .collect()
         };
         let mut views: Vec<RecordView> = self
             .repo
@@ -1569,7 +1700,7 @@ impl Ops {
             .into_iter()
             .filter(|v| caller.may_see(v))
             .collect();
-        let key = |v: &RecordView| SortKey::of(v, sort_field.as_deref());
+        let key = |v: &RecordView| SortKey::of(v, sort_field.as_ref());
         views.sort_by(|a, b| {
             let order = key(a).cmp(&key(b)).then(a.id.cmp(&b.id));
             if descending { order.reverse() } else { order }
@@ -1606,6 +1737,7 @@ impl Ops {
             total,
             next,
             titles,
+            columns,
         })
     }
 
@@ -1707,6 +1839,7 @@ impl Ops {
                     ),
                     Action::Rename { name } => format!("renamed the space \"{name}\""),
                     Action::Rotate => "renewed the topic secret".into(),
+                    Action::Schema { change } => change.describe(),
                     Action::Cutoff { device, records } => format!(
                         "named {records} more records {} wrote before its removal",
                         short(device)
@@ -1786,25 +1919,94 @@ pub fn clip(s: &str, max: usize) -> String {
 
 /// The fields of a kind as clients show them.
 pub fn fields(kind: Kind) -> Vec<FieldInfo> {
+    kind.fields().iter().map(field_info).collect()
+}
+
+/// What clients are told of a field.
+pub fn field_info(d: &rapport_model::FieldDef) -> FieldInfo {
     use rapport_model::FieldType;
-    kind.fields()
-        .iter()
-        .map(|d| FieldInfo {
-            name: d.name.to_string(),
-            ty: format!("{:?}", d.ty)
-                .split('(')
-                .next()
-                .unwrap_or_default()
-                .to_lowercase(),
-            required: d.required,
-            list: d.ty.is_list(),
-            default: d.default.map(str::to_string),
-            help: d.help.to_string(),
-            choices: match d.ty {
-                FieldType::Choice(o) => o.iter().map(|s| s.to_string()).collect(),
-                _ => Vec::new(),
-            },
-            refers_to: d.ty.ref_kinds().map(<[Kind]>::to_vec).unwrap_or_default(),
+    FieldInfo {
+        name: d.name.to_string(),
+        ty: format!("{:?}", d.ty)
+            .split('(')
+            .next()
+            .unwrap_or_default()
+            .to_lowercase(),
+        required: d.required,
+        list: d.ty.is_list(),
+        default: d.default.map(str::to_string),
+        help: d.help.to_string(),
+        choices: match d.ty {
+            FieldType::Choice(o) | FieldType::Choices(o) => {
+                o.iter().map(|s| s.to_string()).collect()
+            }
+            _ => Vec::new(),
+        },
+        refers_to: d.ty.ref_kinds().map(<[Kind]>::to_vec).unwrap_or_default(),
+        label: d.label().to_string(),
+        custom: d.custom,
+        status: active(),
+        retired_choices: Vec::new(),
+    }
+}
+
+/// Every field of every kind in `schema`, hidden and retired ones with
+/// their status.
+fn schema_kinds(schema: &Schema) -> Vec<KindFields> {
+    Kind::ALL
+        .into_iter()
+        .map(|kind| {
+            let mut fields: Vec<FieldInfo> = kind
+                .fields()
+                .iter()
+                .map(|d| FieldInfo {
+                    label: schema
+                        .builtin_label(kind, d.name)
+                        .unwrap_or(d.name)
+                        .to_string(),
+                    status: if schema.is_hidden(kind, d.name) {
+                        "hidden".into()
+                    } else {
+                        active()
+                    },
+                    ..field_info(d)
+                })
+                .collect();
+            for f in schema.custom(kind) {
+                let info = match schema.field(kind, &f.name) {
+                    Some(def) => field_info(def),
+                    // Retired: described as it was.
+                    None => FieldInfo {
+                        name: f.name.clone(),
+                        ty: f.ty.to_string(),
+                        required: f.required,
+                        list: f.ty == rapport_model::CustomType::MultiChoice,
+                        default: f.default.clone(),
+                        help: f.help.clone(),
+                        choices: f.active_choices().map(str::to_string).collect(),
+                        refers_to: f.target.into_iter().collect(),
+                        label: if f.label.is_empty() {
+                            f.name.clone()
+                        } else {
+                            f.label.clone()
+                        },
+                        custom: true,
+                        status: "retired".into(),
+                        retired_choices: Vec::new(),
+                    },
+                };
+                fields.push(FieldInfo {
+                    ty: f.ty.to_string(),
+                    retired_choices: f
+                        .choices
+                        .iter()
+                        .filter(|(_, retired)| *retired)
+                        .map(|(c, _)| c.clone())
+                        .collect(),
+                    ..info
+                });
+            }
+            KindFields { kind, fields }
         })
         .collect()
 }
@@ -1843,30 +2045,35 @@ impl PartialOrd for SortKey {
 }
 
 impl SortKey {
-    fn of(v: &RecordView, field: Option<&str>) -> SortKey {
+    /// The key of `v` by `field` (its name, and whether its values are
+    /// numbers: an amount of money sorts by its number).
+    fn of(v: &RecordView, field: Option<&(String, bool)>) -> SortKey {
         use rapport_model::FieldValue;
-        match field {
-            None | Some("id") => SortKey::Missing,
-            Some("updated") => SortKey::Number(v.updated as f64),
-            Some(f) => match v.get(f) {
+        match field.map(|(f, numeric)| (f.as_str(), *numeric)) {
+            None | Some(("id", _)) => SortKey::Missing,
+            Some(("updated", _)) => SortKey::Number(v.updated as f64),
+            Some((f, numeric)) => match v.get(f) {
                 None => SortKey::Missing,
                 Some(FieldValue::Int(i)) => SortKey::Number(*i as f64),
                 Some(FieldValue::Flag(b)) => SortKey::Number(f64::from(u8::from(*b))),
-                Some(FieldValue::Text(t)) => match t.parse::<f64>() {
-                    Ok(n) if n.is_finite() && is_amount(v.kind, f) => SortKey::Number(n),
-                    _ => SortKey::Text(t.to_lowercase()),
-                },
+                Some(FieldValue::Text(t)) => {
+                    let number = t.split(' ').next().unwrap_or_default();
+                    match number.parse::<f64>() {
+                        Ok(n) if n.is_finite() && numeric => SortKey::Number(n),
+                        _ => SortKey::Text(t.to_lowercase()),
+                    }
+                }
                 Some(FieldValue::List(l)) => SortKey::Text(l.join(",").to_lowercase()),
             },
         }
     }
 }
 
-fn is_amount(kind: Kind, field: &str) -> bool {
+fn is_numeric(ty: rapport_model::FieldType) -> bool {
     use rapport_model::FieldType;
     matches!(
-        kind.field(field).map(|d| d.ty),
-        Some(FieldType::Amount | FieldType::Percent)
+        ty,
+        FieldType::Amount | FieldType::Percent | FieldType::Number | FieldType::Money
     )
 }
 

@@ -53,6 +53,7 @@ pub struct Repo {
     env: Arc<dyn Environment>,
     /// Open import sessions (`import`).
     imports: crate::import::Sessions,
+    schemas: crate::schema::Schemas,
 }
 
 impl std::fmt::Debug for Repo {
@@ -202,6 +203,7 @@ impl Repo {
             observer: Mutex::new(None),
             env,
             imports: Default::default(),
+            schemas: Default::default(),
         })
     }
 
@@ -257,6 +259,15 @@ impl Repo {
 
     pub(crate) fn import_sessions(&self) -> &crate::import::Sessions {
         &self.imports
+    }
+
+    pub(crate) fn schemas(&self) -> &crate::schema::Schemas {
+        &self.schemas
+    }
+
+    /// The profile, locked for a change that is saved before the lock goes.
+    pub(crate) fn profile_mut(&self) -> std::sync::MutexGuard<'_, Profile> {
+        self.profile.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn dir(&self) -> &Path {
@@ -515,7 +526,7 @@ impl Repo {
         let ctx = self.context();
         let mut wanted = Vec::with_capacity(filters.len());
         for (field, raw) in filters {
-            let def = field_def(kind, field)?;
+            let def = self.field_in(None, kind, field)?;
             wanted.push((def.name, self.parse_input(def, raw, &ctx, None)?));
         }
         let keep = |v: &RecordView| {
@@ -805,13 +816,13 @@ impl Repo {
         let mut edits = Vec::new();
         let mut fields = view.fields.clone();
         for (field, raw) in sets {
-            let def = field_def(view.kind, field)?;
+            let def = self.field_in(Some(view.space), view.kind, field)?;
             let value = self.parse_input(def, raw, &ctx, Some(view.space))?;
             fields.insert(def.name.to_string(), value.clone());
             edits.push(Edit::Set(def.name.to_string(), value));
         }
         for field in unsets {
-            let def = field_def(view.kind, field)?;
+            let def = self.field_in(Some(view.space), view.kind, field)?;
             if def.required {
                 return Err(NodeError::RequiredField {
                     kind: view.kind,
@@ -1003,18 +1014,20 @@ impl Repo {
     ) -> Result<BTreeMap<String, FieldValue>, NodeError> {
         let mut fields = BTreeMap::new();
         for (field, raw) in inputs {
-            let def = field_def(kind, field)?;
+            let def = self.field_in(Some(space), kind, field)?;
             fields.insert(
                 def.name.to_string(),
                 self.parse_input(def, raw, ctx, Some(space))?,
             );
         }
-        for def in kind.fields() {
+        let schema = self.schema(space)?;
+        for def in schema.fields(kind) {
             if let (Some(default), false) = (def.default, fields.contains_key(def.name)) {
                 fields.insert(def.name.to_string(), parse_value(def, default, ctx)?);
             }
         }
         check_record(kind, &fields)?;
+        schema.check_new(kind, &fields).map_err(NodeError::Schema)?;
         Ok(fields)
     }
 
@@ -1033,7 +1046,7 @@ impl Repo {
         let ctx = self.context();
         let mut problems = Vec::new();
         for (field, raw) in inputs {
-            let def = match field_def(kind, field) {
+            let def = match self.field_in(space, kind, field) {
                 Ok(def) => def,
                 Err(e) => {
                     problems.push((field.clone(), e));
@@ -1056,7 +1069,10 @@ impl Repo {
                 problems.push((def.name.to_string(), e));
             }
         }
-        for def in kind.fields() {
+        let defs = self
+            .fields_in(Some(space.unwrap_or_default()), kind)
+            .unwrap_or_else(|_| kind.fields().iter().collect());
+        for def in defs {
             let given = inputs
                 .iter()
                 .any(|(f, raw)| f.eq_ignore_ascii_case(def.name) && !raw.trim().is_empty());

@@ -239,13 +239,13 @@ impl Repo {
     }
 
     /// The space, which this device must administer (and not as a relay).
-    fn administered(&self, space: RecordId) -> Result<SpaceView, NodeError> {
+    pub(crate) fn administered(&self, space: RecordId) -> Result<SpaceView, NodeError> {
         self.check_authoring()?;
         let view = self.joined_space(space)?;
         match view.role_of(&self.device_id().to_string()) {
             Some(Role::Admin) => Ok(view),
             Some(role) => Err(NodeError::Forbidden(format!(
-                "you are a {role} in space {}: only its admins manage membership",
+                "you are a {role} in space {}: only its admins manage its membership and schema",
                 view.name
             ))),
             None => Err(NodeError::NotMember(view.name)),

@@ -5,7 +5,7 @@
 //! reported. A row then becomes `(field, text)` inputs, the form the CLI's
 //! flags take, so an import is checked exactly as typing it would be.
 
-use rapport_model::{FieldType, Kind};
+use rapport_model::{FieldDef, FieldType, Kind};
 
 use crate::locale::Locale;
 
@@ -40,7 +40,7 @@ impl Target {
         }
     }
 
-    fn parse(kind: Kind, name: &str) -> Option<Self> {
+    fn parse(kind: Kind, fields: &[&'static FieldDef], name: &str) -> Option<Self> {
         let name = name.trim().to_ascii_lowercase();
         Some(match name.as_str() {
             "id" => Target::Id,
@@ -49,7 +49,7 @@ impl Target {
             "last_name" if kind == Kind::Person => Target::LastName,
             "company_domain" if kind == Kind::Person => Target::CompanyDomain,
             "attendees" if kind == Kind::Activity => Target::Attendees,
-            _ => Target::Field(kind.field(&name)?.name),
+            _ => Target::Field(fields.iter().find(|d| d.name == name)?.name),
         })
     }
 }
@@ -81,6 +81,8 @@ pub enum MapError {
 #[derive(Debug, Clone)]
 pub struct Columns {
     kind: Kind,
+    /// The kind's fields where the rows go (its space's custom ones too).
+    fields: Vec<&'static FieldDef>,
     headers: Vec<String>,
     targets: Vec<Option<Target>>,
 }
@@ -110,7 +112,19 @@ impl Columns {
     /// Maps `headers` for `kind`: `--map` pairs first, then the known
     /// headers. A column named `-` in a pair (`--map Notes=-`) is skipped.
     pub fn guess(kind: Kind, headers: &[String], map: &[String]) -> Result<Columns, MapError> {
-        let mut targets: Vec<Option<Target>> = headers.iter().map(|h| known(kind, h)).collect();
+        Self::guess_for(kind, kind.fields().iter().collect(), headers, map)
+    }
+
+    /// [`Columns::guess`] for the fields of a space's schema: a column
+    /// named like a custom field (its name or its label) fills it.
+    pub fn guess_for(
+        kind: Kind,
+        fields: Vec<&'static FieldDef>,
+        headers: &[String],
+        map: &[String],
+    ) -> Result<Columns, MapError> {
+        let mut targets: Vec<Option<Target>> =
+            headers.iter().map(|h| known(kind, &fields, h)).collect();
         // Outlook's "Title" is the honorific (Dr., Ms.) beside "Job Title".
         if kind == Kind::Person && headers.iter().any(|h| normalise(h) == "jobtitle") {
             for (h, t) in headers.iter().zip(targets.iter_mut()) {
@@ -141,11 +155,13 @@ impl Columns {
             targets[at] = if field.trim() == "-" {
                 None
             } else {
-                Some(Target::parse(kind, field).ok_or_else(|| MapError::NoField {
-                    kind,
-                    field: field.trim().to_string(),
-                    fields: field_names(kind),
-                })?)
+                Some(
+                    Target::parse(kind, &fields, field).ok_or_else(|| MapError::NoField {
+                        kind,
+                        field: field.trim().to_string(),
+                        fields: field_names(kind, &fields),
+                    })?,
+                )
             };
         }
         let title = kind.title_field();
@@ -161,6 +177,7 @@ impl Columns {
         }
         Ok(Columns {
             kind,
+            fields,
             headers: headers.to_vec(),
             targets,
         })
@@ -231,7 +248,7 @@ impl Columns {
                     if *field == "uid" && cell.parse::<rapport_model::RecordId>().is_ok() {
                         out.id.get_or_insert_with(|| cell.to_string());
                     }
-                    let Some(def) = self.kind.field(field) else {
+                    let Some(def) = self.fields.iter().find(|d| d.name == *field) else {
                         continue;
                     };
                     // Outlook writes an unset date as 0/0/00.
@@ -280,8 +297,8 @@ impl Columns {
     }
 }
 
-fn field_names(kind: Kind) -> String {
-    let mut names: Vec<&str> = kind.fields().iter().map(|d| d.name).collect();
+fn field_names(kind: Kind, fields: &[&'static FieldDef]) -> String {
+    let mut names: Vec<&str> = fields.iter().map(|d| d.name).collect();
     names.push("id");
     if kind == Kind::Person {
         names.extend(["first_name", "middle_name", "last_name", "company_domain"]);
@@ -303,7 +320,7 @@ fn normalise(header: &str) -> String {
 }
 
 /// The target of a header other CRMs and address books write.
-fn known(kind: Kind, header: &str) -> Option<Target> {
+fn known(kind: Kind, fields: &[&'static FieldDef], header: &str) -> Option<Target> {
     let h = normalise(header);
     if h.is_empty() {
         return None;
@@ -555,11 +572,12 @@ fn known(kind: Kind, header: &str) -> Option<Target> {
             }
         }
     };
-    // A field's own name ("lost_reason", "Lost Reason") maps on every kind.
+    // A field's own name ("lost_reason", "Lost Reason") or label maps on
+    // every kind.
     guessed.or_else(|| {
-        kind.fields()
+        fields
             .iter()
-            .find(|d| normalise(d.name) == h)
+            .find(|d| normalise(d.name) == h || normalise(d.label()) == h)
             .map(|d| Target::Field(d.name))
     })
 }

@@ -49,8 +49,6 @@ pub enum DocError {
     Automerge(#[from] automerge::AutomergeError),
     #[error("document is not a Rapport record: {0}")]
     NotARecord(&'static str),
-    #[error("field `{0}` is not a field of {1}")]
-    UnknownField(String, Kind),
 }
 
 /// One edit of a record.
@@ -156,7 +154,13 @@ pub fn edit_via(
                 }
             }
             Edit::Unset(name) => {
-                let is_list = kind.field(name).is_some_and(|d| d.ty.is_list());
+                let is_list = match kind.field(name) {
+                    Some(d) => d.ty.is_list(),
+                    None => matches!(
+                        doc.get(&map, name.as_str())?,
+                        Some((automerge::Value::Object(ObjType::List), _))
+                    ),
+                };
                 if is_list {
                     // Emptied in place, so that the list stays the one
                     // every device inserts into.
@@ -327,7 +331,7 @@ fn fields_obj(doc: &AutoCommit) -> Result<ObjId, DocError> {
 
 /// A field's value as it goes into a new document (see [`put_field`]).
 fn hydrate_field(kind: Kind, name: &str, value: &FieldValue) -> Result<hydrate::Value, DocError> {
-    let def = field_def(kind, name)?;
+    let def = kind.field(name);
     Ok(match value {
         FieldValue::List(items) => items
             .iter()
@@ -347,7 +351,7 @@ fn put_field(
     name: &str,
     value: &FieldValue,
 ) -> Result<(), DocError> {
-    let def = field_def(kind, name)?;
+    let def = kind.field(name);
     match value {
         FieldValue::List(items) => put_list(doc, map, name, items),
         FieldValue::Text(s) => Ok(doc.put(map, name, text_scalar(def, s)?)?),
@@ -356,15 +360,12 @@ fn put_field(
     }
 }
 
-fn field_def(kind: Kind, name: &str) -> Result<&'static FieldDef, DocError> {
-    kind.field(name)
-        .ok_or_else(|| DocError::UnknownField(name.to_string(), kind))
-}
-
-/// How a text value is held: an instant as a timestamp, so that it sorts
-/// and compares as time; anything else as a string.
-fn text_scalar(def: &FieldDef, s: &str) -> Result<ScalarValue, DocError> {
-    if def.ty != FieldType::DateTime {
+/// How a text value is held: a built-in instant as a timestamp, so that it
+/// sorts and compares as time; anything else as a string. (A custom field
+/// is written by what its value is, whatever schema the writer knew:
+/// its instants are RFC 3339 strings in UTC, which sort as time too.)
+fn text_scalar(def: Option<&FieldDef>, s: &str) -> Result<ScalarValue, DocError> {
+    if def.is_none_or(|d| d.ty != FieldType::DateTime) {
         return Ok(ScalarValue::Str(s.into()));
     }
     let t: Timestamp = s

@@ -115,7 +115,7 @@ pub fn parse_value(
         FieldType::Text | FieldType::LongText => Ok(FieldValue::Text(s.to_string())),
         FieldType::Number => s
             .parse::<Decimal>()
-            .map(|d| FieldValue::Text(d.to_string()))
+            .map(|d| FieldValue::Text(d.plain()))
             .map_err(|e| invalid(def, raw, e)),
         FieldType::Money => parse_money(s)
             .map(FieldValue::Text)
@@ -445,6 +445,14 @@ impl std::str::FromStr for Decimal {
         let frac_val: i128 = format!("{frac:0<4}").parse().map_err(|_| HINT)?;
         let v = int * SCALE + frac_val;
         Ok(Decimal(if neg { -v } else { v }))
+    }
+}
+
+impl Decimal {
+    /// As a plain number: no decimals it does not have (`12`, `0.125`).
+    pub fn plain(self) -> String {
+        let s = self.to_string();
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
