@@ -929,7 +929,7 @@ fn show(out: &mut String, s: &ShowReply, json: bool) -> Result<()> {
             from.id
         );
     }
-    outln!(out, "{}", d.card(v, s.space_name.as_deref()));
+    outln!(out, "{}", d.card(v, s.space_name.as_deref(), &s.misfits));
     if let Some(race) = &s.delete_race {
         outln!(out, "\n! {}", race.summary());
     }

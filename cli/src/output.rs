@@ -89,6 +89,12 @@ impl<'a> Display<'a> {
         Display { titles }
     }
 
+    fn is_titled(&self, id_text: &str) -> bool {
+        id_text
+            .parse::<RecordId>()
+            .is_ok_and(|id| self.titles.contains_key(&id))
+    }
+
     pub fn title_of(&mut self, id_text: &str) -> String {
         let Ok(id) = id_text.parse::<RecordId>() else {
             return id_text.to_string();
@@ -113,6 +119,13 @@ impl<'a> Display<'a> {
                 .map(|t| local_time(t.as_second()))
                 .unwrap_or_else(|_| t.clone()),
             (Some(FieldType::Percent), FieldValue::Int(p)) => format!("{p}%"),
+            // A custom reference: ids the reply gave titles for.
+            (None, FieldValue::Text(id)) if self.is_titled(id) => self.title_of(id),
+            (None, FieldValue::List(ids)) if ids.iter().all(|id| self.is_titled(id)) => ids
+                .iter()
+                .map(|id| self.title_of(id))
+                .collect::<Vec<_>>()
+                .join(", "),
             _ => v.to_string(),
         }
     }
@@ -124,7 +137,12 @@ impl<'a> Display<'a> {
     }
 
     /// The multi-line card `show` prints.
-    pub fn card(&mut self, view: &RecordView, space_name: Option<&str>) -> String {
+    pub fn card(
+        &mut self,
+        view: &RecordView,
+        space_name: Option<&str>,
+        misfits: &std::collections::BTreeMap<String, String>,
+    ) -> String {
         let mut lines = vec![format!(
             "{} {}{}",
             view.kind,
@@ -155,6 +173,9 @@ impl<'a> Display<'a> {
                     .map(|o| self.value(view.kind, name, o))
                     .collect();
                 text.push_str(&format!("   (conflict: also {})", others.join(" | ")));
+            }
+            if let Some(why) = misfits.get(name) {
+                text.push_str(&format!("   ({why})"));
             }
             lines.push(format!("  {name:<12} {text}"));
         }

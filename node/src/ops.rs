@@ -545,6 +545,10 @@ pub struct ShowReply {
     /// The record the reference named, when it was merged into this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_from: Option<RecordView>,
+    /// Values that do not fit their field as the space's schema stands
+    /// (kept and shown all the same), by field: why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub misfits: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1191,6 +1195,14 @@ impl Ops {
                 for r in &related {
                     titles.insert(r.record.id, r.record.title());
                 }
+                let schema = repo.schema(v.space)?;
+                let misfits = v
+                    .fields
+                    .iter()
+                    .filter_map(|(name, value)| {
+                        Some((name.clone(), schema.misfit(v.kind, name, value)?))
+                    })
+                    .collect();
                 Ok(Reply::Show(ShowReply {
                     delete_race: repo.delete_race(&v)?,
                     record: v,
@@ -1198,6 +1210,7 @@ impl Ops {
                     related,
                     titles,
                     merged_from,
+                    misfits,
                 }))
             }
             Request::List(query) => self.list(caller, query).map(Reply::List),
@@ -1625,28 +1638,16 @@ impl Ops {
     fn titles(&self, views: &[RecordView]) -> Titles {
         let mut titles = Titles::new();
         for v in views {
-            for def in v.kind.fields() {
-                if def.ty.ref_kinds().is_none() {
+            for (_, id) in v.references() {
+                if titles.contains_key(&id) {
                     continue;
                 }
-                let ids: Vec<&str> = match v.get(def.name) {
-                    Some(rapport_model::FieldValue::Text(t)) => vec![t.as_str()],
-                    Some(rapport_model::FieldValue::List(l)) => {
-                        l.iter().map(String::as_str).collect()
-                    }
-                    _ => continue,
+                let title = match self.repo.store().view(id) {
+                    Ok(Some(r)) if r.deleted => format!("{} (deleted)", r.title()),
+                    Ok(Some(r)) => r.title(),
+                    _ => format!("(missing {id})"),
                 };
-                for id in ids.into_iter().filter_map(|i| i.parse::<RecordId>().ok()) {
-                    if titles.contains_key(&id) {
-                        continue;
-                    }
-                    let title = match self.repo.store().view(id) {
-                        Ok(Some(r)) if r.deleted => format!("{} (deleted)", r.title()),
-                        Ok(Some(r)) => r.title(),
-                        _ => format!("(missing {id})"),
-                    };
-                    titles.insert(id, title);
-                }
+                titles.insert(id, title);
             }
         }
         titles

@@ -673,6 +673,55 @@ impl Schema {
     }
 }
 
+impl Schema {
+    /// Why a value a record holds does not fit its field as the schema
+    /// now stands (it is kept and shown all the same): a field retired or
+    /// not defined here (yet), a retired choice, a value of another type.
+    pub fn misfit(&self, kind: Kind, name: &str, value: &crate::FieldValue) -> Option<String> {
+        if kind.field(name).is_some() {
+            return None;
+        }
+        let Some(f) = self.custom_field(kind, name) else {
+            return Some("not a field of this space's schema (yet)".into());
+        };
+        if f.retired {
+            return Some("a retired field".into());
+        }
+        if f.ty.has_choices() {
+            let items: Vec<&str> = match value {
+                crate::FieldValue::Text(s) => vec![s.as_str()],
+                crate::FieldValue::List(l) => l.iter().map(String::as_str).collect(),
+                _ => Vec::new(),
+            };
+            for item in items {
+                match f.choices.iter().find(|(c, _)| c == item) {
+                    Some((_, false)) => {}
+                    Some((_, true)) => return Some(format!("`{item}` is a retired choice")),
+                    None => return Some(format!("`{item}` is not one of its choices")),
+                }
+            }
+            return None;
+        }
+        let def = f.def();
+        let text = match value {
+            crate::FieldValue::List(l) => l.join(", "),
+            other => other.to_string(),
+        };
+        let ctx = crate::ParseContext {
+            now: jiff::Timestamp::UNIX_EPOCH,
+            tz: jiff::tz::TimeZone::UTC,
+        };
+        let fits = match (def.ty, value) {
+            (FieldType::Flag, v) => matches!(v, crate::FieldValue::Flag(_)),
+            (FieldType::Percent, v) => matches!(v, crate::FieldValue::Int(_)),
+            (FieldType::Ref(_), crate::FieldValue::Text(s)) => s.parse::<crate::RecordId>().is_ok(),
+            (_, crate::FieldValue::Text(_)) => crate::value::parse_value(def, &text, &ctx).is_ok(),
+            _ => false,
+        };
+        (!fits).then(|| format!("does not fit a {} field", f.ty))
+    }
+}
+
 fn no_such_field(kind: Kind, name: &str) -> String {
     format!("{kind} has no field `{name}` (rapport schema show {kind})")
 }

@@ -778,21 +778,38 @@ impl RecordView {
     }
 
     /// Every record this one refers to, with the field that refers.
-    pub fn references(&self) -> Vec<(&'static str, RecordId)> {
+    ///
+    /// Built-in reference fields by the kind's schema; a custom field (one
+    /// the kind does not define) by its value alone: a record id, or a
+    /// list of them, is a reference. Reading stays schema-free, so that
+    /// the links of a custom reference are indexed on every node, also
+    /// one that has not received the statement defining the field yet.
+    pub fn references(&self) -> Vec<(&str, RecordId)> {
         let mut out = Vec::new();
-        for def in self.kind.fields() {
-            if def.ty.ref_kinds().is_none() {
+        for (name, value) in &self.fields {
+            let is_ref = match self.kind.field(name) {
+                Some(def) => def.ty.ref_kinds().is_some(),
+                None => {
+                    let ids = match value {
+                        FieldValue::Text(s) => std::slice::from_ref(s),
+                        FieldValue::List(l) => l.as_slice(),
+                        _ => &[],
+                    };
+                    !ids.is_empty() && ids.iter().all(|s| s.parse::<RecordId>().is_ok())
+                }
+            };
+            if !is_ref {
                 continue;
             }
-            let ids: Vec<&str> = match self.fields.get(def.name) {
-                Some(FieldValue::Text(s)) => vec![s],
-                Some(FieldValue::List(l)) => l.iter().map(String::as_str).collect(),
+            let ids: Vec<&str> = match value {
+                FieldValue::Text(s) => vec![s],
+                FieldValue::List(l) => l.iter().map(String::as_str).collect(),
                 _ => continue,
             };
             out.extend(
                 ids.into_iter()
                     .filter_map(|s| s.parse().ok())
-                    .map(|id| (def.name, id)),
+                    .map(|id| (name.as_str(), id)),
             );
         }
         out
