@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Node, dir_contains, eventually, write_as_modified_client};
+use common::{
+    Node, dir_contains, eventually, write_as_modified_client, write_schema_as_modified_client,
+};
 use serde_json::Value;
 
 const JOINT: &str = "Acme ↔ Northwind";
@@ -395,11 +397,115 @@ fn tickets_are_one_time_expiring_bound_to_their_role_and_tamper_evident() {
     );
     // A reader cannot invite anyone.
     let err = b.fails(&["space", "invite", JOINT]);
-    assert!(err.contains("only its admins manage membership"), "{err}");
+    assert!(
+        err.contains("only its admins manage its membership"),
+        "{err}"
+    );
     // The intact ticket still works, once, with the role it was made for.
     c.ok(&["space", "join", &good]);
     assert_eq!(
         a.json(&["space", "members", JOINT])["members"][&device(&c)]["role"],
         "writer"
     );
+}
+
+fn has_field(n: &Node, kind: &str, name: &str) -> bool {
+    n.json(&["fields", kind, "--space", JOINT])
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| f["name"] == name))
+}
+
+/// Admin A adds a field to a shared space; writer B's node follows: B
+/// fills it in and A sees the value. B cannot change the fields; a
+/// reader's statement, written by a modified client, is refused by every
+/// node, and the field it tried to add exists nowhere.
+#[test]
+fn an_admins_fields_reach_the_members_and_nobody_else_changes_them() {
+    let (a, b, r) = (Node::new(), Node::new(), Node::new());
+    let _na = a.start(&[]);
+    let _nb = b.start(&[]);
+    let mut nr = r.start(&[]);
+    let space = id_of(&a.json(&["space", "create", JOINT]));
+    b.ok(&["space", "join", &ticket(&a, JOINT, &[])]);
+    r.ok(&["space", "join", &ticket(&a, JOINT, &["--role", "reader"])]);
+
+    a.ok(&[
+        "schema",
+        "field",
+        "add",
+        "company",
+        "tier",
+        "--type",
+        "choice",
+        "--choices",
+        "gold,silver",
+        "--label",
+        "Customer tier",
+        "--space",
+        JOINT,
+    ]);
+    assert!(
+        eventually(WAIT, || has_field(&b, "company", "tier")),
+        "B's node does not know the field A added"
+    );
+    let err = b.fails(&[
+        "company",
+        "add",
+        "Acme",
+        "--space",
+        JOINT,
+        "--set",
+        "tier=platinum",
+    ]);
+    assert!(err.contains("choose one of gold, silver"), "{err}");
+    let acme = id_of(&b.json(&[
+        "company",
+        "add",
+        "Acme",
+        "--space",
+        JOINT,
+        "--set",
+        "tier=Gold",
+    ]));
+    assert!(
+        eventually(WAIT, || a.run(&["show", &acme]).status.success()
+            && field(&a, &acme, "tier") == "gold"),
+        "A does not see the value B typed"
+    );
+
+    let err = b.fails(&[
+        "schema", "field", "add", "company", "mine", "--type", "text", "--space", JOINT,
+    ]);
+    assert!(err.contains("you are a writer"), "{err}");
+
+    // A modified client of the reader writes a statement anyway.
+    assert!(eventually(WAIT, || has_field(&r, "company", "tier")));
+    nr.stop();
+    write_schema_as_modified_client(
+        &r.dir,
+        &space,
+        r#"{"op":"add_field","kind":"deal","name":"sneaky","type":"text"}"#,
+    );
+    let _nr = r.start(&[]);
+    // Refused on arrival (a rejection) or held and judged (a statement).
+    let refused = |n: &Node| {
+        let audit = n.json(&["audit", JOINT]);
+        let says = |list: &str, key: &str| {
+            audit[list].as_array().is_some_and(|l| {
+                l.iter().any(|s| {
+                    s[key]
+                        .as_str()
+                        .is_some_and(|v| v.contains("its author is a reader"))
+                })
+            })
+        };
+        says("statements", "verdict") || says("rejections", "reason")
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || refused(&a) && refused(&b)),
+        "a node did not refuse the reader's statement"
+    );
+    for n in [&a, &b, &r] {
+        assert!(!has_field(n, "deal", "sneaky"), "the reader's field counts");
+    }
 }

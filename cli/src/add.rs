@@ -100,7 +100,9 @@ impl<const K: usize> Args for AddArgs<K> {
                     .help("the company or person it is about (a person's company is added)"),
             );
         }
-        Extra::augment_args(cmd)
+        Extra::augment_args(cmd).after_help(format!(
+            "A space's custom fields are set with --set NAME=VALUE; `rapport fields {kind} --space SPACE` lists them."
+        ))
     }
 
     fn augment_args_for_update(cmd: Command) -> Command {

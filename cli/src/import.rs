@@ -246,9 +246,9 @@ fn import_kind(
         FileImportError::File(f) => anyhow::anyhow!("{}: {f}", file.display()),
         other => anyhow::anyhow!("{other}"),
     };
-    let plan = FilePlan::read(&source, open()?, open()?, &opts).map_err(shown)?;
     let mut exec = Executor::new(dir, true);
     let mut run = |r: Request| exec.run_op(r);
+    let plan = FilePlan::read(&source, open()?, open()?, &opts, &mut run).map_err(shown)?;
     let begun = plan.begin(&opts, &mut run).map_err(shown)?;
     let mapped = plan.columns.mapped();
     let unmapped = plan.columns.unmapped();

@@ -1198,20 +1198,6 @@ fn deleted_error(v: &RecordView) -> NodeError {
     }
 }
 
-pub(crate) fn field_def(kind: Kind, field: &str) -> Result<&'static FieldDef, NodeError> {
-    let name = field.trim().to_ascii_lowercase().replace('-', "_");
-    kind.field(&name).ok_or_else(|| NodeError::UnknownField {
-        kind,
-        field: field.to_string(),
-        known: kind
-            .fields()
-            .iter()
-            .map(|d| d.name)
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
-}
-
 /// Whether a record's value satisfies a filter: equal (case-insensitive for
 /// text), or for lists, containing every wanted item.
 fn matches(have: Option<&FieldValue>, want: &FieldValue) -> bool {

@@ -287,6 +287,40 @@ pub fn write_as_modified_client(
         .expect("write");
 }
 
+/// Writes into a stopped node's store a signed schema statement (JSON, as
+/// `docs/PROTOCOL.md` gives it) in space `space`'s document, as a modified
+/// client would, skipping the node's own check of its role.
+pub fn write_schema_as_modified_client(dir: &Path, space: &str, statement: &str) {
+    use rapport_model::automerge::AutoCommit;
+    use rapport_store::{Indexed, RecordWrite, Store};
+
+    let key = std::fs::read(dir.join("device.key")).expect("key");
+    let key = rapport_trust::DeviceKey::from_secret_slice(&key).expect("key");
+    let store = Store::open(&dir.join("store"), false, None).expect("store");
+    let id: rapport_model::RecordId = space.parse().expect("space id");
+    let view = store.space(id).expect("space").expect("the space is here");
+    let bytes = store.doc(id).expect("doc").expect("doc");
+    let mut doc = AutoCommit::load(&bytes)
+        .expect("load")
+        .with_actor(key.device_id().actor_id());
+    let change = serde_json::from_str(statement).expect("statement");
+    rapport_model::space::add_schema_change(&mut doc, &change, jiff::Timestamp::now())
+        .expect("statement");
+    let change = doc.get_last_local_change().expect("change");
+    let signed = key.sign_change(&change).expect("sign");
+    let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
+    store
+        .write(&RecordWrite {
+            id,
+            space: rapport_model::SpaceId::Shared(id),
+            doc: &rapport_model::stored::save(&mut doc),
+            heads: &heads,
+            changes: &[(change.hash().0.to_vec(), signed)],
+            index: Indexed::Space(&view),
+        })
+        .expect("write");
+}
+
 /// Whether any file under `dir` contains `needle`.
 pub fn dir_contains(dir: &Path, needle: &[u8]) -> bool {
     std::fs::read_dir(dir).expect("dir").flatten().any(|e| {

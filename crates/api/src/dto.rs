@@ -443,6 +443,89 @@ impl From<ops::MemberRow> for Member {
     }
 }
 
+/// A space's fields, kind by kind: what integrations need to read and
+/// write its custom fields.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SpaceSchema {
+    /// `private`, or the shared space's id.
+    pub space: String,
+    pub space_name: String,
+    pub kinds: Vec<KindFields>,
+    /// Schema statements that took no effect, and why.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct KindFields {
+    pub kind: String,
+    pub fields: Vec<Field>,
+}
+
+/// One field of a kind.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Field {
+    pub name: String,
+    pub label: String,
+    /// text, long_text, number, money, date, datetime, yes_no (built-in:
+    /// flag), choice, multi_choice, email, phone, url, percent, reference
+    /// (built-in: ref, refs), and the built-in kinds' own (emails, tags...).
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub required: bool,
+    /// Whether it takes several values.
+    pub list: bool,
+    /// Added by the space's admins.
+    pub custom: bool,
+    /// active, hidden (a built-in field) or retired (a custom one).
+    pub status: String,
+    pub help: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retired_choices: Vec<String>,
+    /// The kinds a reference names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refers_to: Vec<String>,
+}
+
+impl From<ops::SchemaReply> for SpaceSchema {
+    fn from(s: ops::SchemaReply) -> Self {
+        SpaceSchema {
+            space: s.space,
+            space_name: s.space_name,
+            kinds: s
+                .kinds
+                .into_iter()
+                .map(|k| KindFields {
+                    kind: k.kind.to_string(),
+                    fields: k
+                        .fields
+                        .into_iter()
+                        .map(|f| Field {
+                            label: if f.label.is_empty() {
+                                f.name.clone()
+                            } else {
+                                f.label
+                            },
+                            name: f.name,
+                            ty: f.ty,
+                            required: f.required,
+                            list: f.list,
+                            custom: f.custom,
+                            status: f.status,
+                            help: f.help,
+                            choices: f.choices,
+                            retired_choices: f.retired_choices,
+                            refers_to: f.refers_to.iter().map(|k| k.to_string()).collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            notes: s.notes,
+        }
+    }
+}
+
 /// The node and its shared spaces' sync state.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Status {

@@ -235,8 +235,8 @@ fn import_blocking(
         FileImportError::Op(op) => Problem::from(op),
         other => bad(other.to_string()),
     };
-    let plan = FilePlan::read(source, body, body, opts).map_err(shown)?;
     let mut run = |r: Request| ops.execute(caller, r).map_err(FileImportError::Op);
+    let plan = FilePlan::read(source, body, body, opts, &mut run).map_err(shown)?;
     let begun = plan.begin(opts, &mut run).map_err(shown)?;
     let report = plan
         .run(

@@ -64,6 +64,7 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/search", get(search)),
         (Method::GET, "/api/v1/spaces", get(spaces)),
         (Method::GET, "/api/v1/spaces/{id}/members", get(members)),
+        (Method::GET, "/api/v1/spaces/{id}/schema", get(schema)),
         (Method::GET, "/api/v1/status", get(status)),
         (
             Method::POST,
@@ -651,6 +652,29 @@ pub(crate) async fn members(
         space: m.space.into(),
         members: m.members.into_iter().map(Into::into).collect(),
     }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/spaces/{id}/schema",
+    tag = "spaces",
+    params(("id" = String, Path, description = "A space id or name, or `private`")),
+    responses(
+        (status = 200, description = "Every kind's fields in the space: built-in, custom, hidden and retired", body = dto::SpaceSchema),
+        (status = 404, description = "No such space (or not the token's)", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn schema(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<dto::SpaceSchema>, Problem> {
+    let reply = run(&state.ops, caller, Request::Schema { space: Some(id) }).await?;
+    let Reply::Schema(s) = reply else {
+        return Err(unexpected(&reply));
+    };
+    Ok(Json(s.into()))
 }
 
 #[utoipa::path(

@@ -668,3 +668,121 @@ async fn duplicates_merge_through_the_api_and_the_merge_undoes() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{again}");
 }
+
+/// A space's custom fields through the API: the schema tells them, a
+/// record takes their values (a bad one is a problem naming the field),
+/// a CSV column named like one fills it, and the CSV export has a column
+/// for each. A token may read the schema but not change it.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_fields_are_read_written_imported_and_exported() {
+    let f = fixture();
+    let change: rapport_model::SchemaChange = serde_json::from_str(
+        r#"{"op":"add_field","kind":"company","name":"seats","type":"number","label":"Seats"}"#,
+    )
+    .expect("statement");
+    f.ops
+        .execute(
+            &Caller::user(),
+            Request::ChangeSchema {
+                space: None,
+                change: change.clone(),
+            },
+        )
+        .expect("add field");
+    let token = f.token("crm-sync", false);
+    let (status, _, v) = f
+        .send(
+            Method::GET,
+            "/api/v1/spaces/private/schema",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let company = v["kinds"]
+        .as_array()
+        .expect("kinds")
+        .iter()
+        .find(|k| k["kind"] == "company")
+        .expect("company");
+    let seats = company["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .find(|f| f["name"] == "seats")
+        .expect("seats");
+    assert_eq!(
+        (&seats["type"], &seats["custom"], &seats["label"]),
+        (
+            &Value::from("number"),
+            &Value::from(true),
+            &Value::from("Seats")
+        ),
+        "{v}"
+    );
+
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/records",
+            Some(&token),
+            Some(r#"{"kind": "company", "fields": {"name": "Orbit", "seats": "lots"}}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["errors"][0]["field"], "seats", "{v}");
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/records",
+            Some(&token),
+            Some(r#"{"kind": "company", "fields": {"name": "Orbit", "seats": "250"}}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["record"]["seats"], "250", "{v}");
+
+    let csv = "Company,Seats\r\nZenith,1200\r\n";
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/imports?kind=company",
+            Some(&token),
+            Some(csv),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["counts"]["create"], 1, "{v}");
+
+    let res = f
+        .router
+        .clone()
+        .oneshot(
+            HttpRequest::builder()
+                .uri("/api/v1/export/company")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let text = String::from_utf8(bytes.to_vec()).expect("utf-8");
+    let header_line = text.lines().next().expect("header");
+    assert!(header_line.ends_with(",seats"), "{text}");
+    assert!(text.contains("Zenith") && text.contains(",1200"), "{text}");
+
+    let refused = f.ops.execute(
+        &Caller {
+            token: Some("crm-sync".into()),
+            ..Caller::user()
+        },
+        Request::ChangeSchema {
+            space: None,
+            change,
+        },
+    );
+    assert!(refused.is_err(), "a token changed the schema");
+}

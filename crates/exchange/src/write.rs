@@ -2,7 +2,10 @@
 //! opens accents right), an `id` column, then one column per field named
 //! as the field, so that the file imports back without `--map`.
 //! References are written as the referenced record's title, lists joined
-//! with ", ", flags as yes/no: what the CLI's flags read.
+//! with ", ", flags as yes/no: what the CLI's flags read. Custom fields
+//! (those the kind does not build in) follow in name order, one column
+//! each, for every such field a record of the file holds: an export
+//! carries every value, whatever schema is current.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -14,17 +17,25 @@ use rapport_model::{Kind, RecordId, RecordView};
 pub struct CsvWriter<W: Write> {
     inner: csv::Writer<W>,
     kind: Kind,
+    /// Custom fields, after the built-in ones.
+    custom: Vec<String>,
 }
 
 impl<W: Write> CsvWriter<W> {
-    pub fn new(mut out: W, kind: Kind) -> io::Result<Self> {
+    pub fn new(mut out: W, kind: Kind, custom: Vec<String>) -> io::Result<Self> {
         out.write_all("\u{FEFF}".as_bytes())?;
         let mut inner = csv::WriterBuilder::new()
             .terminator(csv::Terminator::CRLF)
             .from_writer(out);
-        let header = std::iter::once("id").chain(kind.fields().iter().map(|d| d.name));
+        let header = std::iter::once("id")
+            .chain(kind.fields().iter().map(|d| d.name))
+            .chain(custom.iter().map(String::as_str));
         inner.write_record(header).map_err(into_io)?;
-        Ok(CsvWriter { inner, kind })
+        Ok(CsvWriter {
+            inner,
+            kind,
+            custom,
+        })
     }
 
     /// One record; `title_of` names a referenced record (its id if unknown).
@@ -51,6 +62,21 @@ impl<W: Write> CsvWriter<W> {
                     .join(", "),
                 (Some(v), Some(_)) => v.as_text().map(name).unwrap_or_default(),
                 (Some(v), None) => v.to_string(),
+            };
+            row.push(inert(cell));
+        }
+        let references: Vec<&str> = view.references().iter().map(|(f, _)| *f).collect();
+        for field in &self.custom {
+            let cell = match view.get(field) {
+                None => String::new(),
+                Some(v) if references.contains(&field.as_str()) => match v {
+                    rapport_model::FieldValue::List(l) => {
+                        l.iter().map(|s| name(s)).collect::<Vec<_>>().join(", ")
+                    }
+                    other => other.as_text().map(name).unwrap_or_default(),
+                },
+                Some(rapport_model::FieldValue::List(l)) => l.join(", "),
+                Some(v) => v.to_string(),
             };
             row.push(inert(cell));
         }
@@ -106,7 +132,13 @@ fn into_io(e: csv::Error) -> io::Error {
 /// company has its name).
 pub fn records_csv<W: Write>(out: W, kind: Kind, records: &[RecordView]) -> io::Result<W> {
     let titles: HashMap<RecordId, String> = records.iter().map(|r| (r.id, r.title())).collect();
-    let mut w = CsvWriter::new(out, kind)?;
+    let custom: std::collections::BTreeSet<&String> = records
+        .iter()
+        .filter(|r| r.kind == kind && !r.deleted)
+        .flat_map(|r| r.fields.keys())
+        .filter(|f| kind.field(f).is_none())
+        .collect();
+    let mut w = CsvWriter::new(out, kind, custom.into_iter().cloned().collect())?;
     for r in records.iter().filter(|r| r.kind == kind && !r.deleted) {
         w.record(r, |id| titles.get(&id).cloned())?;
     }

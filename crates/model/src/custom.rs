@@ -251,6 +251,9 @@ impl SchemaChange {
                 } else if !choices.is_empty() {
                     return Err(format!("only choice fields have choices; this is {ty}"));
                 }
+                if *ty == CustomType::Reference && default.is_some() {
+                    return Err("a reference has no default".into());
+                }
                 if (*ty == CustomType::Reference) != target.is_some() {
                     return Err(if target.is_some() {
                         format!("only a reference has a target kind; this is {ty}")
@@ -488,7 +491,7 @@ impl Schema {
                 if ks.custom.len() >= MAX_FIELDS {
                     return Err(format!("{kind} has {MAX_FIELDS} custom fields already"));
                 }
-                ks.custom.push(CustomField {
+                let field = CustomField {
                     kind,
                     name: name.to_string(),
                     ty: *ty,
@@ -501,7 +504,12 @@ impl Schema {
                     retired: false,
                     added_by: entry.by.clone(),
                     added_at: entry.at,
-                });
+                };
+                if let Some(d) = default {
+                    crate::value::parse_value(field.def(), d, &any_time())
+                        .map_err(|e| format!("its default does not fit: {e}"))?;
+                }
+                ks.custom.push(field);
                 Ok(())
             }
             (
@@ -707,10 +715,7 @@ impl Schema {
             crate::FieldValue::List(l) => l.join(", "),
             other => other.to_string(),
         };
-        let ctx = crate::ParseContext {
-            now: jiff::Timestamp::UNIX_EPOCH,
-            tz: jiff::tz::TimeZone::UTC,
-        };
+        let ctx = any_time();
         let fits = match (def.ty, value) {
             (FieldType::Flag, v) => matches!(v, crate::FieldValue::Flag(_)),
             (FieldType::Percent, v) => matches!(v, crate::FieldValue::Int(_)),
@@ -719,6 +724,15 @@ impl Schema {
             _ => false,
         };
         (!fits).then(|| format!("does not fit a {} field", f.ty))
+    }
+}
+
+/// A context for checking values whose fit does not depend on the clock:
+/// canonical stored values, and defaults (`today` parses at any time).
+fn any_time() -> crate::ParseContext {
+    crate::ParseContext {
+        now: jiff::Timestamp::UNIX_EPOCH,
+        tz: jiff::tz::TimeZone::UTC,
     }
 }
 

@@ -9,7 +9,8 @@
 //!    id was derived from, which becomes its first admin.
 //! 2. Every later change to a space document is judged against the state
 //!    its author saw (the document at the change's dependencies): only an
-//!    admin may add members, rename the space or renew its topic; an admin
+//!    admin may add members, rename the space, renew its topic or make a
+//!    schema statement (in its own name, never edited); an admin
 //!    may remove only members it added, directly or through admins it
 //!    added (its descendants in the add tree). Entries are never edited.
 //! 3. A removal cuts the removed device off: its changes that the removal

@@ -124,6 +124,18 @@
   });
   document.addEventListener("submit", () => { dirty = false; });
 
+  // ----- a new record's form: another space may have other fields --------
+  // Without the script the form still works: the fields shown are the
+  // private space's, and the node checks the chosen space's on save.
+  document.addEventListener("change", (e) => {
+    const select = e.target.closest && e.target.closest("select[data-refields]");
+    if (!select) return;
+    const params = new URLSearchParams();
+    for (const [k, v] of new FormData(select.form)) if (v !== "") params.append(k, v);
+    dirty = false;
+    location.href = select.dataset.refields + "?" + params.toString();
+  });
+
   // ----- pipeline board: drag a card onto a column -----------------------
   function wireBoard(root) {
     root.querySelectorAll(".card[draggable=true]").forEach((card) => {

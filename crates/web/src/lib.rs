@@ -295,6 +295,10 @@ fn router(app: App) -> Router {
         .route("/k/{kind}/export.csv", get(pages::import::export))
         .route("/export/{name}", get(pages::import::export_document))
         .route("/spaces", get(pages::spaces::page))
+        .route(
+            "/fields",
+            get(pages::schema::page).post(pages::schema::change),
+        )
         .route("/spaces/invite", post(pages::spaces::invite))
         .route("/spaces/join", post(pages::spaces::join))
         .route("/spaces/create", post(pages::spaces::create))

@@ -16,6 +16,7 @@ pub(crate) enum Nav {
     Board,
     Spaces,
     Import,
+    Fields,
     Other,
 }
 
@@ -60,6 +61,7 @@ pub(crate) fn render(p: Page) -> Html<String> {
                             (nav_item(Nav::Board, "/board", "Pipeline"))
                             (nav_item(Nav::Spaces, "/spaces", "Spaces & sync"))
                             (nav_item(Nav::Import, "/import", "Import & export"))
+                            (nav_item(Nav::Fields, "/fields", "Fields"))
                         }
                     }
                     @if p.crumbs.len() > 1 {
@@ -154,6 +156,16 @@ pub(crate) fn singular(kind: Kind) -> &'static str {
         Kind::Activity => "Activity",
         Kind::Ticket => "Ticket",
         Kind::Campaign => "Campaign",
+    }
+}
+
+/// What forms and tables call a field: the label its space's admins gave
+/// it, or its name as a label.
+pub(crate) fn field_label(def: &FieldDef) -> String {
+    if def.label.is_empty() {
+        label(def.name)
+    } else {
+        def.label.to_string()
     }
 }
 

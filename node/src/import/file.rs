@@ -191,14 +191,24 @@ pub struct FileReport {
 impl FilePlan {
     /// Reads `file` once (encoding, delimiter, whether it is a table, its
     /// digest) and maps the header of `header` (the same file, opened again).
+    ///
+    /// Columns are mapped to the fields of the space the rows go to, its
+    /// custom ones too, which `run` asks the node for.
     pub fn read<R: Read>(
         source: &str,
         file: R,
         header: R,
         opts: &FileOptions,
+        run: &mut dyn FnMut(Request) -> Result<Reply, FileImportError>,
     ) -> Result<FilePlan, FileImportError> {
+        let fields = match run(Request::Schema {
+            space: opts.space.clone(),
+        })? {
+            Reply::Schema(s) => rapport_model::Schema::fold(&s.entries).fields(opts.kind),
+            other => return Err(unexpected(&other)),
+        };
         if opts.format != Format::Csv {
-            return Self::read_document(source, file, opts);
+            return Self::read_document(source, file, opts, fields);
         }
         let mut hashing = Hashing {
             inner: file,
@@ -213,7 +223,7 @@ impl FilePlan {
         locale.slash_dates = opts.slash_dates;
         let table = Table::open(header, &found)?;
         let headers = table.headers().to_vec();
-        let columns = Columns::guess(opts.kind, &headers, &opts.map)?;
+        let columns = Columns::guess_for(opts.kind, fields, &headers, &opts.map)?;
         Ok(FilePlan {
             source: source.to_string(),
             format: Format::Csv,
@@ -234,6 +244,7 @@ impl FilePlan {
         source: &str,
         file: R,
         opts: &FileOptions,
+        fields: Vec<&'static rapport_model::FieldDef>,
     ) -> Result<FilePlan, FileImportError> {
         let (encoding, text, bytes) = text::read_text(file, MAX_DOCUMENT)?;
         let mut digest = rapport_proto::hex(&Sha256::digest(&bytes));
@@ -262,7 +273,7 @@ impl FilePlan {
             }
             .into());
         }
-        let columns = Columns::guess(opts.kind, &headers, &opts.map)?;
+        let columns = Columns::guess_for(opts.kind, fields, &headers, &opts.map)?;
         let mut locale = Locale::for_delimiter(b',');
         locale.slash_dates = opts.slash_dates;
         Ok(FilePlan {

@@ -25,7 +25,7 @@ use rapport_model::{Edit, FieldType, FieldValue, Kind, RecordId, RecordView, Spa
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use crate::repo::{Input, NewRecord, field_def};
+use crate::repo::{Input, NewRecord};
 use crate::{NodeError, Repo};
 
 pub mod file;
@@ -530,7 +530,7 @@ impl Repo {
         } else {
             let mut fields = Vec::new();
             for f in &spec.match_on {
-                fields.push(field_def(kind, f)?.name.to_string());
+                fields.push(self.field_in(Some(space), kind, f)?.name.to_string());
             }
             fields
         };
@@ -1079,7 +1079,7 @@ impl Repo {
                 let mut edits = Vec::new();
                 let mut wanted: Vec<(String, FieldValue)> = Vec::new();
                 for (field, raw) in &inputs {
-                    let def = match field_def(kind, field) {
+                    let def = match self.field_in(Some(s.space), kind, field) {
                         Ok(d) => d,
                         Err(e) => return Ok(self.row_error(s, out, &inputs, field, e)),
                     };

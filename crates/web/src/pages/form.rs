@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use rapport_model::{FieldDef, FieldType, FieldValue, Kind, RecordView};
+use rapport_model::{FieldDef, FieldType, FieldValue, Kind, RecordView, SpaceId};
 use rapport_node::Repo;
 
 use crate::page::{self, Nav, Page};
@@ -64,10 +64,12 @@ pub(crate) async fn new_page(
             space: "private".into(),
             ..Filled::default()
         };
+        if let Some((_, v)) = pairs.iter().find(|(k, _)| k == "space") {
+            filled.space = v.clone();
+        }
+        let defs = defs_for(repo, repo.resolve_space(&filled.space).ok(), kind);
         for (k, v) in &pairs {
-            if k == "space" {
-                filled.space = v.clone();
-            } else if let Some(def) = kind.field(k) {
+            if let Some(def) = defs.iter().find(|d| d.name == k) {
                 filled
                     .values
                     .insert(def.name.into(), shown_ref_or_text(repo, def, v));
@@ -87,17 +89,24 @@ pub(crate) async fn create(
     let kind = parse_kind(&kind)?;
     app.blocking(move |app| {
         let repo = app.repo();
-        let (space_ref, values) = submitted(kind, &pairs);
+        let space_ref = pairs
+            .iter()
+            .find(|(k, _)| k == "space")
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default();
+        let resolved = repo.resolve_space(if space_ref.is_empty() {
+            "private"
+        } else {
+            &space_ref
+        });
+        let defs = defs_for(repo, resolved.as_ref().ok().copied(), kind);
+        let values = submitted(&defs, &pairs);
         let mut filled = Filled {
             values: values.clone(),
             space: space_ref.clone(),
             ..Filled::default()
         };
-        let space = match repo.resolve_space(if space_ref.is_empty() {
-            "private"
-        } else {
-            &space_ref
-        }) {
+        let space = match resolved {
             Ok(s) => s,
             Err(e) => {
                 filled.errors.push((Some("space".into()), e.to_string()));
@@ -148,7 +157,8 @@ pub(crate) async fn edit_page(
 ) -> Result<Response, WebError> {
     app.blocking(move |app| {
         let view = editable(app.repo(), &id)?;
-        let shown = shown_values(app.repo(), &view);
+        let defs = defs_for(app.repo(), Some(view.space), view.kind);
+        let shown = shown_values(app.repo(), &view, &defs);
         let filled = Filled {
             values: shown.clone(),
             was: shown,
@@ -170,12 +180,13 @@ pub(crate) async fn update(
     app.blocking(move |app| {
         let repo = app.repo();
         let view = editable(repo, &id)?;
-        let (_, values) = submitted(view.kind, &pairs);
+        let defs = defs_for(repo, Some(view.space), view.kind);
+        let values = submitted(&defs, &pairs);
         // Forms from before this field existed fall back to the values now.
-        let mut shown = shown_values(repo, &view);
+        let mut shown = shown_values(repo, &view, &defs);
         for (k, v) in &pairs {
             if let Some(field) = k.strip_prefix("was.")
-                && view.kind.field(field).is_some()
+                && defs.iter().any(|d| d.name == field)
             {
                 shown.insert(field.to_string(), v.clone());
             }
@@ -183,7 +194,7 @@ pub(crate) async fn update(
         let mut sets = Vec::new();
         let mut unsets = Vec::new();
         let mut changed = Vec::new();
-        for def in view.kind.fields() {
+        for def in &defs {
             let new = values.get(def.name).map(|v| v.trim()).unwrap_or("");
             let old = shown.get(def.name).map(|v| v.trim()).unwrap_or("");
             if new == old {
@@ -241,32 +252,52 @@ fn editable(repo: &Repo, id: &str) -> Result<RecordView, WebError> {
     Ok(view)
 }
 
-/// The space and the field values a form sent; an unticked checkbox sends
-/// nothing, which means "no".
-fn submitted(kind: Kind, pairs: &Pairs) -> (String, BTreeMap<String, String>) {
-    let mut space = String::new();
-    let mut values = BTreeMap::new();
+/// The fields a form of `kind` shows in `space` (the private space's when
+/// the space is not known): the built-in ones and the space's own.
+fn defs_for(repo: &Repo, space: Option<SpaceId>, kind: Kind) -> Vec<&'static FieldDef> {
+    repo.fields_in(Some(space.unwrap_or_default()), kind)
+        .unwrap_or_else(|_| kind.fields().iter().collect())
+}
+
+/// The field values a form sent; an unticked checkbox sends nothing,
+/// which means "no"; the boxes of a multiple choice come one pair each.
+fn submitted(defs: &[&'static FieldDef], pairs: &Pairs) -> BTreeMap<String, String> {
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in pairs {
-        if k == "space" {
-            space = v.trim().to_string();
-        } else if kind.field(k).is_some() {
-            values.insert(k.clone(), v.clone());
+        let Some(def) = defs.iter().find(|d| d.name == k) else {
+            continue;
+        };
+        match values.get_mut(def.name) {
+            Some(joined) if matches!(def.ty, FieldType::Choices(_)) => {
+                joined.push_str(", ");
+                joined.push_str(v);
+            }
+            _ => {
+                values.insert(k.clone(), v.clone());
+            }
         }
     }
-    for def in kind.fields() {
+    for def in defs {
         if def.ty == FieldType::Flag {
             let on = values.get(def.name).is_some_and(|v| !v.is_empty());
             values.insert(def.name.into(), if on { "yes" } else { "" }.into());
         }
+        if matches!(def.ty, FieldType::Choices(_)) && !values.contains_key(def.name) {
+            values.insert(def.name.into(), String::new());
+        }
     }
-    (space, values)
+    values
 }
 
 /// The record's values as the form shows them: references by their
 /// records' titles (what a user would type), flags as "yes" or nothing.
-fn shown_values(repo: &Repo, view: &RecordView) -> BTreeMap<String, String> {
+fn shown_values(
+    repo: &Repo,
+    view: &RecordView,
+    defs: &[&'static FieldDef],
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for def in view.kind.fields() {
+    for def in defs {
         let Some(value) = view.get(def.name) else {
             continue;
         };
@@ -312,6 +343,10 @@ fn render(
     status: StatusCode,
 ) -> Response {
     let repo = app.repo();
+    let defs = match editing {
+        Some(v) => defs_for(repo, Some(v.space), kind),
+        None => defs_for(repo, repo.resolve_space(&filled.space).ok(), kind),
+    };
     let singular = page::singular(kind);
     let (title, action, submit, cancel) = match editing {
         Some(v) => (
@@ -356,7 +391,9 @@ fn render(
                 @let err = filled.error("space");
                 div class="field" {
                     label for="f-space" { "Space" }
-                    select id="f-space" name="space"
+                    // Another space may have other fields: the page shows
+                        // its form, with what was typed so far (app.js).
+                    select id="f-space" name="space" data-refields=(format!("/new/{}", kind.as_str()))
                         aria-describedby={ "f-space-hint" @if err.is_some() { " f-space-error" } }
                         aria-invalid=[err.map(|_| "true")] {
                         option value="private" selected[filled.space == "private" || filled.space.is_empty()] { "Private (this device only)" }
@@ -371,7 +408,7 @@ fn render(
             @for (k, v) in &filled.was {
                 input type="hidden" name={ "was." (k) } value=(v);
             }
-            @for def in kind.fields() {
+            @for def in &defs {
                 (field(def, filled.values.get(def.name).map(String::as_str).unwrap_or(""), filled.error(def.name)))
             }
             div class="toolbar" {
@@ -432,13 +469,34 @@ fn field(def: &FieldDef, value: &str, error: Option<&str>) -> Markup {
             input id=(id) name=(def.name) type="checkbox" value="yes" checked[value == "yes"]
                 aria-describedby=(described) aria-invalid=[invalid];
         },
+        FieldType::Choices(options) => {
+            let chosen: Vec<String> = rapport_model::value::split_list(value)
+                .map(str::to_lowercase)
+                .collect();
+            html! {
+                fieldset id=(id) class="choices" aria-describedby=(described) aria-invalid=[invalid] {
+                    legend class="visually-hidden" { (page::field_label(def)) }
+                    @for o in options {
+                        label class="choice" {
+                            input type="checkbox" name=(def.name) value=(o) checked[chosen.iter().any(|c| c == o)];
+                            " " (page::label(o))
+                        }
+                    }
+                }
+            }
+        }
+        FieldType::LongText => html! {
+            textarea id=(id) name=(def.name) rows="4" aria-describedby=(described) aria-invalid=[invalid] aria-required=[required] { (value) }
+        },
         FieldType::Text if matches!(def.name, "body" | "description") => html! {
             textarea id=(id) name=(def.name) rows="4" aria-describedby=(described) aria-invalid=[invalid] { (value) }
         },
         ty => {
             let (input_type, mode) = match ty {
                 FieldType::Date => ("date", None),
-                FieldType::Amount => ("text", Some("decimal")),
+                FieldType::Amount | FieldType::Number | FieldType::Money => {
+                    ("text", Some("decimal"))
+                }
                 FieldType::Percent => ("text", Some("numeric")),
                 FieldType::Email | FieldType::Emails => ("text", Some("email")),
                 FieldType::Phone | FieldType::Phones => ("text", Some("tel")),
@@ -458,13 +516,24 @@ fn field(def: &FieldDef, value: &str, error: Option<&str>) -> Markup {
             def.help
         ),
         FieldType::Ref(_) | FieldType::Refs(_) => format!("{}; a name or an id", def.help),
+        FieldType::Money if def.help.is_empty() => {
+            "an amount and its currency, e.g. 1200.50 EUR".into()
+        }
+        FieldType::Money => format!("{}; e.g. 1200.50 EUR", def.help),
         _ => def.help.to_string(),
     };
     html! {
         div class="field" {
             // "(required)" stays out of the label, so that the field's name
             // is just its name; assistive technology reads aria-required.
-            div { label for=(id) { (page::label(def.name)) } @if def.required { span class="muted" aria-hidden="true" { " (required)" } } }
+            div {
+                @if matches!(def.ty, FieldType::Choices(_)) {
+                    // The boxes' fieldset has the field's name as its legend.
+                    span aria-hidden="true" { (page::field_label(def)) }
+                } @else {
+                    label for=(id) { (page::field_label(def)) }
+                }
+                @if def.required { span class="muted" aria-hidden="true" { " (required)" } } }
             (control)
             p class="hint" id=(hint_id) { (hint) }
             @if let Some(e) = error { p class="error" id=(error_id) { (e) } }

@@ -351,12 +351,12 @@ fn run_file(app: &App, s: &Settings, dry_run: bool) -> Result<(FilePlan, FileRep
     // Column choices name columns by position (`#i=field`), which
     // `Columns::guess` checks against the header: no pass to read it first.
     let opts = s.options(dry_run)?;
-    let plan = FilePlan::read(&s.name, open()?, open()?, &opts).map_err(shown)?;
     let mut run = |r: Request| {
         app.ops
             .execute(&Caller::user(), r)
             .map_err(FileImportError::Op)
     };
+    let plan = FilePlan::read(&s.name, open()?, open()?, &opts, &mut run).map_err(shown)?;
     let begun = plan.begin(&opts, &mut run).map_err(shown)?;
     let report = plan
         .run(open()?, &begun, dry_run, KEPT_ROWS, &mut run, &mut |_| {})

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use maud::{Markup, html};
-use rapport_model::{FieldType, Kind, RecordId, RecordView};
+use rapport_model::{FieldDef, FieldType, Kind, RecordId, RecordView};
 
 use crate::page::{self, Nav, Page};
 use crate::trail::{Step, Trail};
@@ -31,20 +31,18 @@ struct ListParams {
 }
 
 impl ListParams {
-    fn parse(kind: Kind, pairs: &[(String, String)]) -> ListParams {
+    /// The parameters, for a list whose fields are `defs`.
+    fn parse(kind: Kind, defs: &[&'static FieldDef], pairs: &[(String, String)]) -> ListParams {
         let mut p = ListParams::default();
         let mut trail = None;
+        let known = |v: &str| defs.iter().any(|d| d.name == v);
         for (k, v) in pairs {
             match k.as_str() {
                 "q" => p.text = v.trim().to_string(),
                 "where" => p.filter = v.trim().to_string(),
-                "sort" if kind.field(v).is_some() => p.sort = Some(v.clone()),
+                "sort" if known(v) => p.sort = Some(v.clone()),
                 "dir" => p.descending = v == "desc",
-                "cols"
-                    if kind.field(v).is_some()
-                        && v != kind.title_field()
-                        && !p.columns.contains(v) =>
-                {
+                "cols" if known(v) && v != kind.title_field() && !p.columns.contains(v) => {
                     p.columns.push(v.clone());
                 }
                 "page" => p.page = v.parse::<usize>().unwrap_or(1).saturating_sub(1),
@@ -57,7 +55,7 @@ impl ListParams {
             p.columns = kind
                 .columns()
                 .iter()
-                .filter(|c| **c != kind.title_field())
+                .filter(|c| **c != kind.title_field() && known(c))
                 .map(|c| c.to_string())
                 .collect();
         }
@@ -121,12 +119,26 @@ pub(crate) async fn page(
             "there is no record kind `{kind}`; the kinds are company, person, deal, activity, ticket and campaign"
         ))
     })?;
-    let params = ListParams::parse(kind, &pairs);
-    app.blocking(move |app| render(app, kind, params)).await
+    app.blocking(move |app| {
+        // Every space's fields: the list shows records of all of them.
+        let defs = app
+            .repo()
+            .fields_in(None, kind)
+            .unwrap_or_else(|_| kind.fields().iter().collect());
+        let params = ListParams::parse(kind, &defs, &pairs);
+        render(app, kind, &defs, params)
+    })
+    .await
 }
 
-fn render(app: &App, kind: Kind, p: ListParams) -> Result<Html<String>, WebError> {
+fn render(
+    app: &App,
+    kind: Kind,
+    defs: &[&'static FieldDef],
+    p: ListParams,
+) -> Result<Html<String>, WebError> {
     let repo = app.repo();
+    let def_of = |name: &str| defs.iter().copied().find(|d| d.name == name);
     let mut filter_error = None;
     let filters = if p.filter.is_empty() {
         Vec::new()
@@ -163,7 +175,7 @@ fn render(app: &App, kind: Kind, p: ListParams) -> Result<Html<String>, WebError
         .map(|view| {
             let mut texts = vec![view.title()];
             for c in &p.columns {
-                texts.push(cell_text(&view, c, &mut title_of));
+                texts.push(cell_text(&view, def_of(c), c, &mut title_of));
             }
             Row { view, texts }
         })
@@ -177,11 +189,12 @@ fn render(app: &App, kind: Kind, p: ListParams) -> Result<Html<String>, WebError
             p.columns.iter().position(|c| c == s).map(|i| i + 1)
         }
     });
-    let numeric = p
-        .sort
-        .as_ref()
-        .and_then(|s| kind.field(s))
-        .is_some_and(|d| matches!(d.ty, FieldType::Amount | FieldType::Percent));
+    let numeric = p.sort.as_ref().and_then(|s| def_of(s)).is_some_and(|d| {
+        matches!(
+            d.ty,
+            FieldType::Amount | FieldType::Percent | FieldType::Number
+        )
+    });
     let col = sort_col.unwrap_or(0);
     rows.sort_by(|a, b| {
         let (x, y) = (&a.texts[col], &b.texts[col]);
@@ -295,11 +308,11 @@ fn render(app: &App, kind: Kind, p: ListParams) -> Result<Html<String>, WebError
                 (hidden(&["cols"]))
                 fieldset {
                     legend { "Columns to show (the " (page::label(kind.title_field()).to_lowercase()) " is always shown)" }
-                    @for def in kind.fields() {
+                    @for def in defs {
                         @if def.name != kind.title_field() {
                             label class="check" {
                                 input type="checkbox" name="cols" value=(def.name) checked[p.columns.iter().any(|c| c == def.name)];
-                                " " (page::label(def.name))
+                                " " (page::field_label(def))
                             }
                         }
                     }
@@ -329,7 +342,7 @@ fn render(app: &App, kind: Kind, p: ListParams) -> Result<Html<String>, WebError
                             tr {
                                 th scope="row" { a href=(link(row.view.id)) { (row.view.title()) } }
                                 @for c in &p.columns {
-                                    td { (cell(&row.view, c, repo, &link)) }
+                                    td { (cell(&row.view, def_of(c), c, repo, &link)) }
                                 }
                             }
                         }
@@ -397,16 +410,14 @@ fn empty_sentence(kind: Kind, p: &ListParams) -> String {
 /// A cell as plain text: references by their records' titles.
 fn cell_text(
     view: &RecordView,
+    def: Option<&FieldDef>,
     field: &str,
     title_of: &mut dyn FnMut(RecordId) -> Option<String>,
 ) -> String {
     let Some(value) = view.get(field) else {
         return String::new();
     };
-    let is_ref = view
-        .kind
-        .field(field)
-        .is_some_and(|d| d.ty.ref_kinds().is_some());
+    let is_ref = def.is_some_and(|d| d.ty.ref_kinds().is_some());
     if !is_ref {
         return value.to_string();
     }
@@ -427,11 +438,12 @@ fn cell_text(
 
 fn cell(
     view: &RecordView,
+    def: Option<&FieldDef>,
     field: &str,
     repo: &rapport_node::Repo,
     link: &dyn Fn(RecordId) -> String,
 ) -> Markup {
-    match (view.kind.field(field), view.get(field)) {
+    match (def, view.get(field)) {
         (Some(def), Some(value)) => {
             page::field_value(def, value, &|id| page::title_in(repo, id), link)
         }

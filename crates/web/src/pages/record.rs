@@ -40,6 +40,17 @@ fn render(app: &App, reference: &str, q: &RecordQuery) -> Result<Html<String>, W
     let record = app.show(reference)?;
     let view = record.record;
     let merged_from = record.merged_from;
+    let misfits = record.misfits;
+    let defs = repo
+        .fields_in(Some(view.space), view.kind)
+        .unwrap_or_else(|_| view.kind.fields().iter().collect());
+    // Values of fields the space's schema does not show (retired, or not
+    // defined here yet): kept, and shown as such.
+    let others: Vec<(&String, &FieldValue)> = view
+        .fields
+        .iter()
+        .filter(|(name, _)| !defs.iter().any(|d| d.name == name.as_str()))
+        .collect();
     let title = view.title();
     let mut trail = Trail::parse(q.t.as_deref());
     if trail.is_empty() {
@@ -145,10 +156,20 @@ fn render(app: &App, reference: &str, q: &RecordQuery) -> Result<Html<String>, W
             section aria-labelledby="fields-h" {
                 h2 id="fields-h" { "Details" }
                 dl class="fields" {
-                    @for def in view.kind.fields() {
+                    @for def in &defs {
                         @if let Some(v) = view.get(def.name) {
-                            dt title=(def.help) { (page::label(def.name)) }
-                            dd { (page::field_value(def, v, &title_of, &link)) }
+                            dt title=(def.help) { (page::field_label(def)) }
+                            dd {
+                                (page::field_value(def, v, &title_of, &link))
+                                @if let Some(why) = misfits.get(def.name) { " " span class="muted" { "(" (why) ")" } }
+                            }
+                        }
+                    }
+                    @for (name, v) in &others {
+                        dt { (page::label(name)) }
+                        dd {
+                            (v)
+                            @if let Some(why) = misfits.get(name.as_str()) { " " span class="muted" { "(" (why) ")" } }
                         }
                     }
                     dt { "Updated" }
