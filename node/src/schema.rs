@@ -156,3 +156,133 @@ impl Repo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rapport_model::{FieldValue, Kind, Role, SchemaChange, SpaceId};
+
+    use crate::ingest::tests::{add, node, sync};
+    use crate::repo::tests::input;
+
+    fn tier() -> SchemaChange {
+        serde_json::from_str(
+            r#"{"op":"add_field","kind":"company","name":"tier","type":"choice","choices":["gold","silver"]}"#,
+        )
+        .expect("statement")
+    }
+
+    /// B receives a record holding a value of a field before the statement
+    /// that defines it: B keeps the value, serves the same signed changes,
+    /// keeps the value through its own edit, and shows it as the field once
+    /// the statement arrives.
+    #[test]
+    fn a_node_on_an_older_schema_keeps_and_forwards_values_it_does_not_know() {
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &b, Role::Writer);
+        sync(&b, &a, space);
+        a.change_schema(space, tier()).expect("add field");
+        let orbit = a
+            .create(
+                Kind::Company,
+                space,
+                &input(&[("name", "Orbit"), ("tier", "Gold")]),
+            )
+            .expect("create");
+
+        // Only the record's changes reach B, not the space's new statement.
+        let hashes = a.store().change_hashes(orbit.id).expect("hashes");
+        let changes: Vec<Vec<u8>> = hashes
+            .iter()
+            .map(|h| {
+                a.store()
+                    .signed_change(h)
+                    .expect("read")
+                    .expect("held")
+                    .encode()
+            })
+            .collect();
+        let report = b
+            .apply_remote(space, orbit.id, changes, a.device_id())
+            .expect("apply");
+        assert_eq!(report.applied, hashes.len());
+        assert!(
+            b.schema(space)
+                .expect("schema")
+                .field(Kind::Company, "tier")
+                .is_none()
+        );
+        let held = b.view(orbit.id).expect("read").expect("orbit");
+        assert_eq!(held.text("tier"), Some("gold"));
+        assert_eq!(
+            b.schema(space)
+                .expect("schema")
+                .misfit(Kind::Company, "tier", &FieldValue::Text("gold".into()))
+                .as_deref(),
+            Some("not a field of this space's schema (yet)")
+        );
+        assert_eq!(
+            b.store().change_hashes(orbit.id).expect("hashes"),
+            hashes,
+            "B serves the very changes A signed"
+        );
+        // B's own edit keeps the value it does not know.
+        b.edit(
+            &orbit.id.to_string(),
+            &input(&[("name", "Orbit Labs")]),
+            &[],
+        )
+        .expect("edit");
+        assert_eq!(
+            b.view(orbit.id).expect("read").expect("orbit").text("tier"),
+            Some("gold")
+        );
+        // B cannot set it yet: its schema does not have it.
+        assert!(
+            b.edit(&orbit.id.to_string(), &input(&[("tier", "silver")]), &[])
+                .is_err()
+        );
+
+        sync(&b, &a, space);
+        let schema = b.schema(space).expect("schema");
+        assert!(schema.field(Kind::Company, "tier").is_some());
+        assert_eq!(
+            schema.misfit(Kind::Company, "tier", &FieldValue::Text("gold".into())),
+            None
+        );
+        b.edit(&orbit.id.to_string(), &input(&[("tier", "silver")]), &[])
+            .expect("now it can");
+        sync(&b, &a, space);
+        let on_a = a.view(orbit.id).expect("read").expect("orbit");
+        assert_eq!(
+            (on_a.text("name"), on_a.text("tier")),
+            (Some("Orbit Labs"), Some("silver"))
+        );
+    }
+
+    /// A writer's schema change is refused before anything is signed, and
+    /// a change that would take no effect says why.
+    #[test]
+    fn only_admins_change_a_spaces_schema_and_no_op_changes_are_refused() {
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &b, Role::Writer);
+        sync(&b, &a, space);
+        let err = b.change_schema(space, tier()).expect_err("a writer");
+        assert!(err.to_string().contains("you are a writer"), "{err}");
+        a.change_schema(space, tier()).expect("admin");
+        let clash: SchemaChange = serde_json::from_str(
+            r#"{"op":"add_field","kind":"company","name":"tier","type":"number"}"#,
+        )
+        .expect("statement");
+        let err = a.change_schema(space, clash).expect_err("a clash");
+        assert!(err.to_string().contains("a type never changes"), "{err}");
+        // The private space's schema is its user's, kept in the profile.
+        a.change_schema(SpaceId::Private, tier()).expect("private");
+        assert!(a.profile().schema.len() == 1);
+    }
+}

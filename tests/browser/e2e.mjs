@@ -489,6 +489,34 @@ async function main() {
     await shot("record.png");
   });
 
+  await step("an admin adds a field; B's node follows and fills it in; A sees the value", async () => {
+    await goto(`/fields?space=${encodeURIComponent(SPACE)}`);
+    await page.getByText("Add a field", { exact: true }).click();
+    await fill("To", "Companies");
+    await fill("Name", "tier");
+    await fill("Label", "Customer tier");
+    await fill("Type", "Choice");
+    await fill("Choices", "gold, silver");
+    await submit("Add field");
+    assert.match(await mainText(), /Done: add choice field `tier` to company/);
+    await shot("fields.png");
+    // B's node receives the statement, and its user fills the field in.
+    const deadline = Date.now() + LIVE_MS;
+    for (;;) {
+      const fields = JSON.parse(await onB("fields", "company", "--space", SPACE, "--json"));
+      if (fields.some((f) => f.name === "tier")) break;
+      assert.ok(Date.now() < deadline, "B's node never knew the field A added");
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    await onB("edit", SHARED_ID, "--set", "tier=gold");
+    await goto(`/r/${SHARED_ID}`);
+    await page.getByRole("definition").filter({ hasText: /^gold$/ }).waitFor({ timeout: LIVE_MS });
+    assert.match(await mainText(), /Customer tier gold/);
+    // A's own form for the space has the field, as a choice.
+    await goto(`/new/company?space=${encodeURIComponent(SPACE)}`);
+    await field("Customer tier").selectOption("silver");
+  });
+
   await step("the companies list shows both companies and filters", async () => {
     await goto("/k/company");
     const rows = page.locator("main table tbody tr");
@@ -627,6 +655,7 @@ async function main() {
       ["new deal form", "/new/deal"],
       ["pipeline board", "/board"],
       ["spaces & sync", "/spaces"],
+      ["fields", "/fields"],
       ["import and export", "/import"],
       ["possible duplicates", "/duplicates"],
       ["search results page", "/search?q=globex"],
