@@ -84,7 +84,7 @@ fn seeded_runs_converge_lose_nothing_and_apply_nothing_unauthorized() {
          {} messages ({} KB), {} gossip ({} dropped), {} duplicated, {} connections cut, {} crashes \
          ({} with the store rebuilt from the journal), {} partitions, {} hostile injections ({} edits smuggled under \
          another space, {} changes in floods that wait forever, {} made-up catch-up messages refused), {} large notes \
-         ({} histories split across messages), {} moves ({} addresses learned, {} dials to a left address); \
+         ({} histories split across messages), {} schema statements by admins, {} moves ({} addresses learned, {} dials to a left address); \
          slowest convergence {} ms after healing",
         seeds.len(),
         started.elapsed().as_secs_f64(),
@@ -109,6 +109,7 @@ fn seeded_runs_converge_lose_nothing_and_apply_nothing_unauthorized() {
         total.bad_requests,
         total.large_notes,
         total.split_histories,
+        total.schema_changes,
         total.moves,
         total.addresses_learned,
         total.stale_dials,

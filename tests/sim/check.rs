@@ -22,6 +22,41 @@ impl World {
         self.nothing_acknowledged_lost()?;
         self.addresses_only_to_members()?;
         self.item_sets_current()?;
+        self.same_schema()?;
+        Ok(())
+    }
+
+    /// Every member folds the same schema from the statements it holds
+    /// (concurrent statements of two admins included), and Rex's field is
+    /// in none.
+    fn same_schema(&self) -> Result<(), String> {
+        let members = self.honest_members();
+        let schema_of = |n: usize| -> Result<rapport_model::Schema, String> {
+            let view = self
+                .up(n)?
+                .space(self.space)
+                .map_err(|e| e.to_string())?
+                .ok_or("no space")?;
+            Ok(rapport_model::Schema::fold(&view.schema))
+        };
+        let first = schema_of(members[0])?;
+        if first
+            .custom_field(Kind::Company, super::REX_FIELD)
+            .is_some()
+        {
+            return Err(format!(
+                "{} counts the field a reader added",
+                self.nodes[members[0]].name
+            ));
+        }
+        for &n in &members[1..] {
+            if schema_of(n)? != first {
+                return Err(format!(
+                    "{} and {} fold different schemas",
+                    self.nodes[members[0]].name, self.nodes[n].name
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -32,7 +32,7 @@
 //! client, and Eve, whom Ben adds during the run and who joins from Ben.
 //! Rex is also a writer in a second space, "Side", which Cat created and
 //! shares with him and Eve. His client injects validly signed record
-//! edits, a self-promotion to admin, changes with forged signatures,
+//! edits, a self-promotion to admin, a schema statement, changes with forged signatures,
 //! replays of old changes, edits of the joint space's documents sent under
 //! Side (to Cat, or to Eve before she has joined), floods of changes whose
 //! dependencies never arrive, and catch-up requests that name a record
@@ -198,6 +198,8 @@ pub struct Stats {
     pub bad_requests: u64,
     /// Large notes honest writers saved.
     pub large_notes: u64,
+    /// Schema statements admins made (each taking effect where made).
+    pub schema_changes: u64,
     /// Times a record's history continued in the next `Changes` message.
     pub split_histories: u64,
     pub dial_failures: u64,
@@ -235,6 +237,7 @@ impl Stats {
         self.flooded += o.flooded;
         self.bad_requests += o.bad_requests;
         self.large_notes += o.large_notes;
+        self.schema_changes += o.schema_changes;
         self.split_histories += o.split_histories;
         self.dial_failures += o.dial_failures;
         self.coalesced += o.coalesced;
@@ -1029,6 +1032,21 @@ impl World {
                 .map_err(|e| e.to_string())?,
         );
         companies.retain(|c| c.id != self.big);
+        // Admins change the space's fields now and then, concurrently and
+        // while apart: the same field added twice (with other choices, or
+        // another type), relabelled, retired and restored.
+        if matches!(self.nodes[n].part, Part::Creator | Part::Admin) && self.rng.chance(80) {
+            let change = SCHEMA_CHANGES[self.rng.below(SCHEMA_CHANGES.len() as u64) as usize]
+                .replace("NAME", name);
+            let change = serde_json::from_str(&change).map_err(|e| e.to_string())?;
+            // Refused when it would take no effect on this node's schema.
+            if repo.change_schema(space, change).is_ok() {
+                self.stats.local_writes += 1;
+                self.stats.schema_changes += 1;
+            }
+            self.collect_local(n);
+            return Ok(());
+        }
         let roll = self.rng.below(100);
         let result = if roll < 25 || companies.is_empty() {
             let k = self.rng.below(1000);
@@ -1041,10 +1059,16 @@ impl World {
         } else {
             let target = &companies[self.rng.below(companies.len() as u64) as usize];
             let id = target.id.to_string();
-            if roll < 88 {
+            if roll < 80 {
                 let field = ["industry", "owner", "address"][self.rng.below(3) as usize];
                 let value = format!("{name} {}", self.rng.below(4));
                 repo.edit(&id, &[(field.into(), value)], &[]).map(|_| ())
+            } else if roll < 88 {
+                // A custom field, if this node's schema has it now.
+                let (field, value) = [("seats", "12"), ("tier", "silver"), ("tier", "gold")]
+                    [self.rng.below(3) as usize];
+                repo.edit(&id, &[(field.into(), value.into())], &[])
+                    .map(|_| ())
             } else if target.deleted {
                 repo.restore(&id).map(|_| ())
             } else {
@@ -1151,9 +1175,13 @@ impl World {
             let target = companies[self.rng.below(companies.len() as u64) as usize].id;
             let change = signed_edit(repo, &me.key, target, "industry", "defaced")?;
             (target, vec![change.encode()])
-        } else if roll < 37 {
+        } else if roll < 31 {
             // A self-promotion to admin, validly signed by a non-admin.
             let signed = self_promotion(repo, me, self.space)?;
+            (self.space, vec![signed.encode()])
+        } else if roll < 37 {
+            // A schema statement, validly signed by a non-admin.
+            let signed = forged_schema(repo, me, self.space)?;
             (self.space, vec![signed.encode()])
         } else if roll < 50 && !companies.is_empty() {
             // An edit written as Cat, with Rex's signature: it must fail
@@ -2104,6 +2132,38 @@ fn self_promotion(repo: &Repo, me: &SimNode, space: RecordId) -> Result<SignedCh
     let mut promoted = member(me, Role::Admin);
     promoted.added_by = me.device.to_string();
     rapport_model::space::add_member(&mut doc, &promoted, me.env.now())
+        .map_err(|e| e.to_string())?;
+    let change = doc.get_last_local_change().ok_or("no change")?;
+    me.key.sign_change(&change).map_err(|e| e.to_string())
+}
+
+/// What admins do to the joint space's fields (`NAME`: the admin's).
+const SCHEMA_CHANGES: &[&str] = &[
+    r#"{"op":"add_field","kind":"company","name":"seats","type":"number"}"#,
+    r#"{"op":"add_field","kind":"company","name":"seats","type":"text"}"#,
+    r#"{"op":"add_field","kind":"company","name":"tier","type":"choice","choices":["gold","silver"]}"#,
+    r#"{"op":"add_field","kind":"company","name":"tier","type":"choice","choices":["silver","bronze"]}"#,
+    r#"{"op":"relabel","kind":"company","name":"seats","label":"Seats (NAME)"}"#,
+    r#"{"op":"retire","kind":"company","name":"tier"}"#,
+    r#"{"op":"restore","kind":"company","name":"tier"}"#,
+    r#"{"op":"retire_choice","kind":"company","name":"tier","choice":"gold"}"#,
+    r#"{"op":"add_choice","kind":"company","name":"tier","choice":"gold"}"#,
+    r#"{"op":"retire","kind":"company","name":"industry"}"#,
+];
+
+/// A field Rex's modified client adds, as a reader: no node may count it.
+pub const REX_FIELD: &str = "rex_note";
+
+fn forged_schema(repo: &Repo, me: &SimNode, space: RecordId) -> Result<SignedChange, String> {
+    let mut doc = repo
+        .load_doc(space)
+        .map_err(|e| e.to_string())?
+        .with_actor(me.device.actor_id());
+    let change = serde_json::from_value(serde_json::json!({
+        "op": "add_field", "kind": "company", "name": REX_FIELD, "type": "text",
+    }))
+    .map_err(|e| e.to_string())?;
+    rapport_model::space::add_schema_change(&mut doc, &change, me.env.now())
         .map_err(|e| e.to_string())?;
     let change = doc.get_last_local_change().ok_or("no change")?;
     me.key.sign_change(&change).map_err(|e| e.to_string())
