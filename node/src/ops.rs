@@ -504,6 +504,9 @@ pub struct KindFields {
     pub fields: Vec<FieldInfo>,
 }
 
+/// A page of a list: its records, how many match in all, the next cursor.
+type Listed = (Vec<RecordView>, usize, Option<String>);
+
 /// Titles of the records a reply's records refer to, by id.
 pub type Titles = BTreeMap<RecordId, String>;
 
@@ -1662,7 +1665,8 @@ impl Ops {
             )
             .field("limit"));
         }
-        let (sort_field, descending) = match q.sort.as_deref() {
+        // The field to sort by, and whether it holds lists.
+        let (sort, descending) = match q.sort.as_deref() {
             None | Some("") => (None, false),
             Some(s) => {
                 let (name, desc) = match s.strip_prefix('-') {
@@ -1670,7 +1674,7 @@ impl Ops {
                     None => (s, false),
                 };
                 if matches!(name, "id" | "updated") {
-                    (Some((name.to_string(), true)), desc)
+                    (Some((name.to_string(), false)), desc)
                 } else {
                     let def = self
                         .repo
@@ -1682,7 +1686,7 @@ impl Ops {
                             )
                             .field("sort")
                         })?;
-                    (Some((def.name.to_string(), is_numeric(def.ty))), desc)
+                    (Some((def.name.to_string(), def.ty.is_list())), desc)
                 }
             }
         };
@@ -1695,43 +1699,38 @@ impl Ops {
                 .map(|c| c.to_string())
                 .collect()
         };
-        let mut views: Vec<RecordView> = self
-            .repo
-            .list(q.kind, &q.filters, q.deleted)?
-            .into_iter()
-            .filter(|v| caller.may_see(v))
-            .collect();
-        let key = |v: &RecordView| SortKey::of(v, sort_field.as_ref());
-        views.sort_by(|a, b| {
-            let order = key(a).cmp(&key(b)).then(a.id.cmp(&b.id));
-            if descending { order.reverse() } else { order }
-        });
-        let total = views.len();
-        let start = match &q.after {
-            None => 0,
-            Some(cursor) => {
-                let (k, id) = decode_cursor(cursor).ok_or_else(|| {
-                    OpError::new(
-                        ErrorCode::Invalid,
-                        "the cursor is not one a page of this list gave; start again without it",
-                    )
-                    .field("after")
-                })?;
-                views.partition_point(|v| {
-                    let order = key(v).cmp(&k).then(v.id.cmp(&id));
-                    // Everything up to the cursor's record, itself included.
-                    if descending {
-                        order.is_ge()
-                    } else {
-                        order.is_le()
-                    }
-                })
-            }
+        let after = match &q.after {
+            None => None,
+            Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
+                OpError::new(
+                    ErrorCode::Invalid,
+                    "the cursor is not one a page of this list gave; start again without it",
+                )
+                .field("after")
+            })?),
         };
-        let page: Vec<RecordView> = views.into_iter().skip(start).take(limit).collect();
-        let next = (start + page.len() < total)
-            .then(|| page.last().map(|v| encode_cursor(&key(v), v.id)))
-            .flatten();
+        let field = sort.as_ref().map(|(f, _)| f.as_str());
+        // A page of every live record sorted by one single-valued field
+        // comes from the field index: only the page's records are read.
+        let indexed = q.limit.is_some()
+            && q.filters.is_empty()
+            && !q.deleted
+            && caller.space.is_none()
+            && sort
+                .as_ref()
+                .is_some_and(|(f, list)| !list && !matches!(f.as_str(), "id" | "updated"));
+        let found = match field {
+            Some(f) if indexed => {
+                // A built-in required field: every record has a value.
+                let complete = q.kind.field(f).is_some_and(|d| d.required);
+                self.sorted_page(q.kind, f, complete, descending, limit, after.as_ref())?
+            }
+            _ => None,
+        };
+        let (page, total, next) = match found {
+            Some(found) => found,
+            None => self.page_in_memory(caller, &q, field, descending, limit, after.as_ref())?,
+        };
         let titles = self.titles(&page);
         Ok(Page {
             records: page,
@@ -1740,6 +1739,127 @@ impl Ops {
             titles,
             columns,
         })
+    }
+
+    /// A page of the records matching `q`, all read and sorted here.
+    fn page_in_memory(
+        &self,
+        caller: &Caller,
+        q: &ListQuery,
+        field: Option<&str>,
+        descending: bool,
+        limit: usize,
+        after: Option<&(SortKey, RecordId)>,
+    ) -> Result<Listed, OpError> {
+        let mut views: Vec<(SortKey, RecordView)> = self
+            .repo
+            .list(q.kind, &q.filters, q.deleted)?
+            .into_iter()
+            .filter(|v| caller.may_see(v))
+            .map(|v| (SortKey::of(&v, field), v))
+            .collect();
+        views.sort_by(|(ka, a), (kb, b)| page_order((ka, a.id), (kb, b.id), descending));
+        let total = views.len();
+        // Everything up to the cursor's record, itself included.
+        let start = after.map_or(0, |(k, id)| {
+            views.partition_point(|(kv, v)| page_order((kv, v.id), (k, *id), descending).is_le())
+        });
+        let page: Vec<(SortKey, RecordView)> = views.into_iter().skip(start).take(limit).collect();
+        let next = (start + page.len() < total)
+            .then(|| page.last().map(|(k, v)| encode_cursor(k, v.id)))
+            .flatten();
+        Ok((page.into_iter().map(|(_, v)| v).collect(), total, next))
+    }
+
+    /// A page of `kind`'s live records sorted by `field`, walking the
+    /// field index from the cursor: records with a value in the index's
+    /// order, then those without one in id order (found by reading the
+    /// kind's records, on the last page only, and not at all for a field
+    /// every record has: `complete`). `None` when the cursor's record
+    /// changed since its page (the caller sorts in memory then).
+    fn sorted_page(
+        &self,
+        kind: Kind,
+        field: &str,
+        complete: bool,
+        descending: bool,
+        limit: usize,
+        after: Option<&(SortKey, RecordId)>,
+    ) -> Result<Option<Listed>, OpError> {
+        use rapport_store::fields;
+        let store = self.repo.store();
+        let key_of = |v: &RecordView| {
+            SortKey::of(v, Some(field)).item().map(|item| {
+                let mut key = fields::value_prefix(kind, field, item);
+                key.extend_from_slice(&v.id.to_bytes());
+                key
+            })
+        };
+        // Where the walk starts: after the cursor record's key as it is
+        // now, which must be the one the cursor names.
+        let mut start: Option<Vec<u8>> = None;
+        let mut missing_after: Option<RecordId> = None;
+        if let Some((k, id)) = after {
+            match k {
+                SortKey::Missing => missing_after = Some(*id),
+                SortKey::Value(_) => {
+                    let Some(v) = store.view(*id).map_err(NodeError::from)? else {
+                        return Ok(None);
+                    };
+                    if &SortKey::of(&v, Some(field)) != k {
+                        return Ok(None);
+                    }
+                    start = key_of(&v);
+                }
+            }
+        }
+        let mut out: Vec<(SortKey, RecordView)> = Vec::with_capacity(limit + 1);
+        if missing_after.is_none() {
+            for entry in store.field_order(kind, field, descending, start.as_deref()) {
+                let (key, id) = entry.map_err(NodeError::from)?;
+                let Some(v) = store.view(id).map_err(NodeError::from)? else {
+                    continue;
+                };
+                // A key the record no longer has (keys are checked, never
+                // trusted) or a deleted record is passed over.
+                if v.deleted || v.kind != kind || key_of(&v).as_deref() != Some(key.as_slice()) {
+                    continue;
+                }
+                out.push((SortKey::of(&v, Some(field)), v));
+                if out.len() > limit {
+                    break;
+                }
+            }
+        }
+        if out.len() <= limit && !complete {
+            for id in store.kind_ids(kind, descending, missing_after) {
+                let Some(v) = store
+                    .view(id.map_err(NodeError::from)?)
+                    .map_err(NodeError::from)?
+                else {
+                    continue;
+                };
+                if v.deleted || v.get(field).is_some() {
+                    continue;
+                }
+                out.push((SortKey::Missing, v));
+                if out.len() > limit {
+                    break;
+                }
+            }
+        }
+        let more = out.len() > limit;
+        out.truncate(limit);
+        let next = more
+            .then(|| out.last().map(|(k, v)| encode_cursor(k, v.id)))
+            .flatten();
+        let total =
+            usize::try_from(store.live_count(kind).map_err(NodeError::from)?).unwrap_or(usize::MAX);
+        Ok(Some((
+            out.into_iter().map(|(_, v)| v).collect(),
+            total,
+            next,
+        )))
     }
 
     fn whoami(&self) -> Result<Whoami, OpError> {
@@ -2012,81 +2132,65 @@ fn schema_kinds(schema: &Schema) -> Vec<KindFields> {
         .collect()
 }
 
-/// How a list orders records by one field: missing values first, then
-/// numbers (amounts, percentages) by value, then text.
-#[derive(Debug, Clone, PartialEq)]
+/// What a list orders records by: a value as the field index orders it
+/// (numbers by value, then texts in lower case by their first 64 bytes),
+/// or none; see [`page_order`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum SortKey {
+    Value(rapport_store::fields::Item),
     Missing,
-    Number(f64),
-    Text(String),
-}
-
-impl Eq for SortKey {}
-
-impl Ord for SortKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let rank = |k: &SortKey| match k {
-            SortKey::Missing => 0,
-            SortKey::Number(_) => 1,
-            SortKey::Text(_) => 2,
-        };
-        match (self, other) {
-            // `total_cmp`: a total order even for values no parse makes.
-            (SortKey::Number(a), SortKey::Number(b)) => a.total_cmp(b),
-            (SortKey::Text(a), SortKey::Text(b)) => a.cmp(b),
-            _ => rank(self).cmp(&rank(other)),
-        }
-    }
-}
-
-impl PartialOrd for SortKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
 }
 
 impl SortKey {
-    /// The key of `v` by `field` (its name, and whether its values are
-    /// numbers: an amount of money sorts by its number).
-    fn of(v: &RecordView, field: Option<&(String, bool)>) -> SortKey {
+    /// The key of `v` by `field` (`id` or none: every key is missing, so
+    /// the order is the ids').
+    fn of(v: &RecordView, field: Option<&str>) -> SortKey {
         use rapport_model::FieldValue;
-        match field.map(|(f, numeric)| (f.as_str(), *numeric)) {
-            None | Some(("id", _)) => SortKey::Missing,
-            Some(("updated", _)) => SortKey::Number(v.updated as f64),
-            Some((f, numeric)) => match v.get(f) {
+        use rapport_store::fields::Item;
+        match field {
+            None | Some("id") => SortKey::Missing,
+            Some("updated") => SortKey::Value(Item::Number(i128::from(v.updated))),
+            Some(f) => match v.get(f) {
                 None => SortKey::Missing,
-                Some(FieldValue::Int(i)) => SortKey::Number(*i as f64),
-                Some(FieldValue::Flag(b)) => SortKey::Number(f64::from(u8::from(*b))),
-                Some(FieldValue::Text(t)) => {
-                    let number = t.split(' ').next().unwrap_or_default();
-                    match number.parse::<f64>() {
-                        Ok(n) if n.is_finite() && numeric => SortKey::Number(n),
-                        _ => SortKey::Text(t.to_lowercase()),
-                    }
-                }
-                Some(FieldValue::List(l)) => SortKey::Text(l.join(",").to_lowercase()),
+                Some(FieldValue::List(l)) => SortKey::Value(Item::of_text(&l.join(","))),
+                Some(value) => Item::of(value)
+                    .into_iter()
+                    .next()
+                    .map_or(SortKey::Missing, SortKey::Value),
             },
+        }
+    }
+
+    fn item(&self) -> Option<&rapport_store::fields::Item> {
+        match self {
+            SortKey::Value(item) => Some(item),
+            SortKey::Missing => None,
         }
     }
 }
 
-fn is_numeric(ty: rapport_model::FieldType) -> bool {
-    use rapport_model::FieldType;
-    matches!(
-        ty,
-        FieldType::Amount | FieldType::Percent | FieldType::Number | FieldType::Money
-    )
+/// The order of a sorted list: records with a value by (value, id),
+/// reversed when descending; then those without one, by id (reversed
+/// too). Records without a value come last either way.
+fn page_order(
+    a: (&SortKey, RecordId),
+    b: (&SortKey, RecordId),
+    descending: bool,
+) -> std::cmp::Ordering {
+    let order = match (a.0, b.0) {
+        (SortKey::Value(_), SortKey::Missing) => return std::cmp::Ordering::Less,
+        (SortKey::Missing, SortKey::Value(_)) => return std::cmp::Ordering::Greater,
+        _ => (a.0, a.1).cmp(&(b.0, b.1)),
+    };
+    if descending { order.reverse() } else { order }
 }
 
-/// A page cursor: the last record's sort key and id, so that the next page
-/// starts right after it even when records were added or removed since.
-/// Numbers travel as their shortest text, which parses back to the same
-/// `f64` (JSON numbers might not).
 fn encode_cursor(key: &SortKey, id: RecordId) -> String {
+    use rapport_store::fields::Item;
     let (tag, text) = match key {
         SortKey::Missing => ("m", String::new()),
-        SortKey::Number(n) => ("n", format!("{n:?}")),
-        SortKey::Text(t) => ("t", t.clone()),
+        SortKey::Value(Item::Number(n)) => ("n", n.to_string()),
+        SortKey::Value(Item::Text(t)) => ("t", String::from_utf8_lossy(t).into_owned()),
     };
     let json = serde_json::to_vec(&(tag, text, id)).unwrap_or_default();
     data_encoding::BASE64URL_NOPAD.encode(&json)
@@ -2097,10 +2201,11 @@ fn decode_cursor(cursor: &str) -> Option<(SortKey, RecordId)> {
         .decode(cursor.as_bytes())
         .ok()?;
     let (tag, text, id): (String, String, RecordId) = serde_json::from_slice(&json).ok()?;
+    use rapport_store::fields::Item;
     let key = match tag.as_str() {
         "m" => SortKey::Missing,
-        "n" => SortKey::Number(text.parse().ok()?),
-        "t" => SortKey::Text(text),
+        "n" => SortKey::Value(Item::Number(text.parse().ok()?)),
+        "t" => SortKey::Value(Item::Text(text.into_bytes())),
         _ => return None,
     };
     Some((key, id))
@@ -2380,6 +2485,91 @@ mod tests {
         }
         assert_eq!(seen, ["alpha", "bravo", "Charlie", "Delta", "Echo"]);
         assert_eq!(pages, 3);
+    }
+
+    /// Pages sorted from the field index (a limit, no filter) give the
+    /// very order of a list sorted in memory (no limit), both ways, with
+    /// records lacking the value last, deleted ones left out, and a record
+    /// changed between two pages neither lost nor repeated.
+    #[test]
+    fn pages_from_the_field_index_match_a_sort_in_memory() {
+        let (_tmp, ops) = ops();
+        let me = Caller::user();
+        let seats: SchemaChange = serde_json::from_str(
+            r#"{"op":"add_field","kind":"company","name":"seats","type":"number"}"#,
+        )
+        .expect("statement");
+        ops.repo()
+            .change_schema(SpaceId::Private, seats)
+            .expect("field");
+        let mut ids = Vec::new();
+        for i in 0..40u32 {
+            let name = format!("Co {}", (i * 7919) % 97);
+            let n = ((i * 37) % 11).to_string();
+            let fields: Vec<(&str, &str)> = match i % 5 {
+                0 => vec![("name", &name)],
+                1 => vec![("name", &name), ("industry", "Steel"), ("seats", &n)],
+                _ => vec![("name", &name), ("seats", &n)],
+            };
+            ids.push(create(&ops, &me, Kind::Company, &fields).id);
+        }
+        for id in &ids[..3] {
+            ops.repo().delete(&id.to_string()).expect("delete");
+        }
+        for sort in ["seats", "-seats", "industry", "-industry", "name"] {
+            let mut all = query(Kind::Company, Some(sort), 1);
+            all.limit = None;
+            let whole: Vec<RecordId> = page(&ops, &me, all)
+                .expect("in memory")
+                .records
+                .iter()
+                .map(|v| v.id)
+                .collect();
+            let mut q = query(Kind::Company, Some(sort), 6);
+            let mut paged = Vec::new();
+            loop {
+                let p = page(&ops, &me, q.clone()).expect("page");
+                assert_eq!(p.total, 37, "{sort}");
+                paged.extend(p.records.iter().map(|v| v.id));
+                match p.next {
+                    Some(next) => q.after = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(paged, whole, "sorted by {sort}");
+            let last = ops
+                .repo()
+                .view(*whole.last().expect("some"))
+                .expect("read")
+                .expect("last");
+            if sort.ends_with("seats") {
+                assert!(
+                    last.get("seats").is_none(),
+                    "records without seats come last"
+                );
+            }
+        }
+        // The cursor's record changes between two pages: the next page
+        // still follows on (sorted in memory then), nothing lost.
+        let mut q = query(Kind::Company, Some("seats"), 10);
+        let first = page(&ops, &me, q.clone()).expect("page");
+        let cursor_record = first.records.last().expect("last").id;
+        ops.repo()
+            .edit(
+                &cursor_record.to_string(),
+                &input(&[("seats", "1000")]),
+                &[],
+            )
+            .expect("edit");
+        q.after = first.next;
+        let second = page(&ops, &me, q).expect("page");
+        assert_eq!(second.records.len(), 10);
+        assert!(
+            second
+                .records
+                .iter()
+                .all(|v| !first.records.iter().any(|f| f.id == v.id))
+        );
     }
 
     #[test]

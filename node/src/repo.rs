@@ -17,6 +17,7 @@ use rapport_model::{
     check_record, doc,
 };
 use rapport_proto::{MAX_CHANGE_BYTES, SignedChange};
+use rapport_store::fields::Item;
 use rapport_store::{Indexed, RecordWrite, Store, StoreError};
 use rapport_trust::{DeviceId, DeviceKey};
 
@@ -555,6 +556,26 @@ impl Repo {
             ids.sort();
             ids.dedup();
             for id in ids {
+                if let Some(v) = self.store.view(id)?
+                    && keep(&v)
+                {
+                    out.push(v);
+                }
+            }
+            return Ok(out);
+        }
+        // Any other filter is answered from the field index: only the
+        // records holding its value (or its first item) are read, and
+        // checked against every filter.
+        let indexed = wanted.iter().find_map(|(f, w)| {
+            let item = match w {
+                FieldValue::List(l) => l.first().map(|s| Item::of_text(s)),
+                other => Item::of(other).into_iter().next(),
+            }?;
+            Some((*f, item))
+        });
+        if let Some((field, item)) = indexed {
+            for id in self.store.ids_with(kind, field, &item)? {
                 if let Some(v) = self.store.view(id)?
                     && keep(&v)
                 {

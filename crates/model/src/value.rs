@@ -449,6 +449,11 @@ impl std::str::FromStr for Decimal {
 }
 
 impl Decimal {
+    /// The amount in ten-thousandths: what it is stored as.
+    pub fn ten_thousandths(self) -> i128 {
+        self.0
+    }
+
     /// As a plain number: no decimals it does not have (`12`, `0.125`).
     pub fn plain(self) -> String {
         let s = self.to_string();

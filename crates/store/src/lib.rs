@@ -15,6 +15,7 @@
 //! | `by_name`     | lower-case title, 0, id   | empty                          |
 //! | `links`       | target id, source id      | field name                     |
 //! | `merged`      | id of a record merged away | its survivor's id             |
+//! | `by_field`    | kind, 0, field, 0, value, 0, id (16 bytes) | empty (see [`fields`]) |
 //! | `by_space`    | space, 0, id              | the document's heads (32-byte hashes) |
 //! | `spaces`      | space id                  | `SpaceView` as JSON            |
 //! | `invites`     | SHA-256 of the secret     | `InviteRecord` as JSON         |
@@ -25,12 +26,13 @@
 //! | `waiting`     | `w`, change hash          | author key, record id (16 bytes), 0xff, when it started waiting (u64 seconds, big-endian), space (entries from before the time was kept have no 0xff and no time) |
 //! | `waiting`     | `t`, when it started waiting (u64, big-endian), change hash | empty (oldest first, for expiry) |
 //! | `waiting`     | `n` space / `a` space, 0, author / `r` record | changes waiting (u64, big-endian) |
-//! | `counts`      | `changes`; `items`, 0, space; `rejected`, 0, space | how many entries `changes` holds, how many `by_space` holds for the space, how many changes of the space were ever refused (u64, big-endian) |
+//! | `counts`      | `changes`; `items`, 0, space; `rejected`, 0, space; `live`, 0, kind | how many entries `changes` holds, how many `by_space` holds for the space, how many changes of the space were ever refused, how many records of the kind are not deleted (u64, big-endian) |
 //!
 //! The counts are kept in the same transactions as what they count, so
 //! that `status` and the metrics endpoint read them instead of scanning
 //! (sled counts a tree by walking it). A store made before them is
-//! counted once, when it is opened.
+//! counted once, when it is opened; one made before `by_field` is indexed
+//! once, when it is opened (`meta/fields` marks it done).
 //!
 //! `meta/journal` holds the [`journal::Position`] the journal ended at
 //! after the last write that reached sled.
@@ -41,6 +43,7 @@
 //! write the caller reports as done was synced in both before
 //! [`Store::write`] returned, the journal first.
 
+pub mod fields;
 mod items;
 pub mod journal;
 
@@ -71,6 +74,8 @@ const JOURNAL_MARK: &str = "journal";
 
 /// The `counts` key of the number of stored changes.
 const CHANGE_COUNT: &[u8] = b"changes";
+/// `meta` key set once `by_field` indexes every record.
+const FIELDS_MARK: &[u8] = b"fields";
 
 /// Turns journaling back on when dropped (see [`Store::pause_journal`]).
 #[derive(Debug)]
@@ -224,6 +229,7 @@ pub struct Store {
     by_name: sled::Tree,
     links: sled::Tree,
     merged: sled::Tree,
+    by_field: sled::Tree,
     by_space: sled::Tree,
     spaces: sled::Tree,
     invites: sled::Tree,
@@ -400,6 +406,7 @@ impl Store {
             by_name: db.open_tree("by_name")?,
             links: db.open_tree("links")?,
             merged: db.open_tree("merged")?,
+            by_field: db.open_tree("by_field")?,
             by_space: db.open_tree("by_space")?,
             spaces: db.open_tree("spaces")?,
             invites: db.open_tree("invites")?,
@@ -420,6 +427,9 @@ impl Store {
         };
         if !store.counts.contains_key(CHANGE_COUNT)? {
             store.count_everything()?;
+        }
+        if store.meta.get(FIELDS_MARK)?.is_none() {
+            store.index_every_field()?;
         }
         Ok(store)
     }
@@ -448,6 +458,52 @@ impl Store {
         }
         self.counts.apply_batch(batch)?;
         self.counts.flush()?;
+        Ok(())
+    }
+
+    /// Fills `by_field` and the live counts from `records`: once, for a
+    /// store made before the field index (nothing writes while it opens;
+    /// an interrupted run starts again, the keys being the same).
+    fn index_every_field(&self) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut live: BTreeMap<Kind, u64> = BTreeMap::new();
+        let mut batch = sled::Batch::default();
+        let mut pending = 0usize;
+        let mut indexed = 0usize;
+        for entry in self.records.iter() {
+            let (_, json) = entry?;
+            let Ok(view) = serde_json::from_slice::<RecordView>(&json) else {
+                continue;
+            };
+            if !view.deleted {
+                *live.entry(view.kind).or_default() += 1;
+            }
+            for key in fields::keys(&view) {
+                batch.insert(key, &[][..]);
+                pending += 1;
+            }
+            indexed += 1;
+            if pending >= 50_000 {
+                self.by_field.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        self.by_field.apply_batch(batch)?;
+        let mut counts = sled::Batch::default();
+        for kind in Kind::ALL {
+            let n = live.get(&kind).copied().unwrap_or(0);
+            counts.insert(live_key(kind), &n.to_be_bytes()[..]);
+        }
+        self.counts.apply_batch(counts)?;
+        self.meta.insert(FIELDS_MARK, &[1u8][..])?;
+        self.db.flush()?;
+        if indexed > 0 {
+            tracing::info!(
+                records = indexed,
+                ms = started.elapsed().as_millis() as u64,
+                "indexed every field of the store's records"
+            );
+        }
         Ok(())
     }
 
@@ -751,6 +807,7 @@ impl Store {
             &self.usage,
             &self.counts,
             &self.meta,
+            &self.by_field,
         ];
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {
@@ -769,6 +826,7 @@ impl Store {
                     usage,
                     counts,
                     meta,
+                    by_field,
                 ] = t.as_slice()
                 else {
                     return Err(ConflictableTransactionError::Abort(()));
@@ -778,6 +836,7 @@ impl Store {
                 // read and written once, not once per record.
                 let mut added_bytes: BTreeMap<String, u64> = BTreeMap::new();
                 let mut added_items: BTreeMap<String, i64> = BTreeMap::new();
+                let mut added_live: BTreeMap<Kind, i64> = BTreeMap::new();
                 if let Some((_, end)) = appended {
                     meta.insert(JOURNAL_MARK, &end.encode()[..])?;
                 }
@@ -815,7 +874,15 @@ impl Store {
                     }
                     match w.index {
                         Indexed::Record { view, previous } => {
-                            records.insert(id.as_bytes(), json.as_slice())?;
+                            let replaced = records.insert(id.as_bytes(), json.as_slice())?;
+                            // The view this write replaces, for the field
+                            // index and the live counts even when the caller
+                            // did not pass it.
+                            let stored: Option<RecordView> = match (previous, replaced) {
+                                (None, Some(old)) => serde_json::from_slice(&old).ok(),
+                                _ => None,
+                            };
+                            let replaced = previous.or(stored.as_ref());
                             if let Some(old) = previous {
                                 by_kind.remove(kind_key(old.kind, old.id))?;
                                 by_name.remove(name_key(&old.title(), old.id))?;
@@ -827,6 +894,32 @@ impl Store {
                             by_name.insert(name_key(&view.title(), view.id), &[][..])?;
                             for (field, target) in view.references() {
                                 links.insert(link_key(target, view.id), field.as_bytes())?;
+                            }
+                            // Only the values that changed: an edit of one
+                            // field touches that field's keys.
+                            let new_keys = fields::keys(view);
+                            let old_keys = replaced.map(fields::keys).unwrap_or_default();
+                            for key in old_keys
+                                .iter()
+                                .filter(|k| new_keys.binary_search(k).is_err())
+                            {
+                                by_field.remove(key.as_slice())?;
+                            }
+                            for key in new_keys
+                                .iter()
+                                .filter(|k| old_keys.binary_search(k).is_err())
+                            {
+                                by_field.insert(key.as_slice(), &[][..])?;
+                            }
+                            let was_live = replaced.map(|o| !o.deleted);
+                            match (was_live, !view.deleted) {
+                                (None | Some(false), true) => {
+                                    *added_live.entry(view.kind).or_default() += 1;
+                                }
+                                (Some(true), false) => {
+                                    *added_live.entry(view.kind).or_default() -= 1;
+                                }
+                                _ => {}
                             }
                             // Touched only for merged records: a write of
                             // any other one costs no extra operation.
@@ -852,6 +945,9 @@ impl Store {
                 }
                 for (space, n) in added_items {
                     add_to_count(counts, &count_key("items", space.as_bytes()), n)?;
+                }
+                for (kind, n) in added_live {
+                    add_to_count(counts, &live_key(kind), n)?;
                 }
                 add_to_count(counts, CHANGE_COUNT, new_changes as i64)?;
                 Ok::<(), ConflictableTransactionError<()>>(())
@@ -1023,6 +1119,43 @@ impl Store {
         })
     }
 
+    /// Ids of `kind`'s records in id order (creation order), or the
+    /// reverse, starting after `after`.
+    pub fn kind_ids(
+        &self,
+        kind: Kind,
+        descending: bool,
+        after: Option<RecordId>,
+    ) -> Box<dyn Iterator<Item = Result<RecordId>> + '_> {
+        use std::ops::Bound::{Excluded, Included};
+        let prefix = format!("{}\0", kind.as_str()).into_bytes();
+        let mut end = prefix.clone();
+        end.push(0xff);
+        let at = after.map(|id| kind_key(kind, id));
+        let skip = kind.as_str().len() + 1;
+        let read = move |k: sled::Result<(sled::IVec, sled::IVec)>| -> Result<RecordId> {
+            let (key, _) = k?;
+            std::str::from_utf8(&key[skip.min(key.len())..])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| StoreError::Corrupt("a malformed kind index key".into()))
+        };
+        let lower = match (&at, descending) {
+            (Some(a), false) => Excluded(a.as_slice()),
+            _ => Included(prefix.as_slice()),
+        };
+        let upper = match (&at, descending) {
+            (Some(a), true) => Excluded(a.as_slice()),
+            _ => Excluded(end.as_slice()),
+        };
+        let range = self.by_kind.range::<&[u8], _>((lower, upper));
+        if descending {
+            Box::new(range.rev().map(read))
+        } else {
+            Box::new(range.map(read))
+        }
+    }
+
     /// Ids of records whose text id starts with `prefix`.
     pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<RecordId>> {
         self.records
@@ -1048,6 +1181,78 @@ impl Store {
                 parse_id(&k[split + 1..])
             })
             .collect()
+    }
+
+    /// Records of `kind` whose `field` holds a value indexed as `item`
+    /// (candidates: a long text matches on its first 64 bytes), in id
+    /// order.
+    pub fn ids_with(&self, kind: Kind, field: &str, item: &fields::Item) -> Result<Vec<RecordId>> {
+        self.ids_under(&fields::value_prefix(kind, field, item))
+    }
+
+    /// Records of `kind` whose `field` holds a text beginning with `text`.
+    pub fn ids_with_text_prefix(
+        &self,
+        kind: Kind,
+        field: &str,
+        text: &str,
+    ) -> Result<Vec<RecordId>> {
+        self.ids_under(&fields::text_prefix(kind, field, text))
+    }
+
+    fn ids_under(&self, prefix: &[u8]) -> Result<Vec<RecordId>> {
+        let mut ids = Vec::new();
+        for key in self.by_field.scan_prefix(prefix).keys() {
+            if let Some(id) = fields::id_of(&key?) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// The index keys of `kind`'s `field` in value order (then id), or
+    /// the reverse, each with its record, starting after the key `after`:
+    /// a sorted list reads the records of its page only.
+    pub fn field_order(
+        &self,
+        kind: Kind,
+        field: &str,
+        descending: bool,
+        after: Option<&[u8]>,
+    ) -> Box<dyn Iterator<Item = Result<(Vec<u8>, RecordId)>> + '_> {
+        use std::ops::Bound::{Excluded, Included};
+        let prefix = fields::field_prefix(kind, field);
+        let mut end = prefix.clone();
+        end.push(0xff);
+        let read =
+            |k: sled::Result<(sled::IVec, sled::IVec)>| -> Option<Result<(Vec<u8>, RecordId)>> {
+                match k {
+                    Ok((key, _)) => fields::id_of(&key).map(|id| Ok((key.to_vec(), id))),
+                    Err(e) => Some(Err(e.into())),
+                }
+            };
+        match (descending, after) {
+            (false, None) => Box::new(self.by_field.range(prefix..end).filter_map(read)),
+            (false, Some(a)) => Box::new(
+                self.by_field
+                    .range::<&[u8], _>((Excluded(a), Excluded(end.as_slice())))
+                    .filter_map(read),
+            ),
+            (true, None) => Box::new(self.by_field.range(prefix..end).rev().filter_map(read)),
+            (true, Some(a)) => Box::new(
+                self.by_field
+                    .range::<&[u8], _>((Included(prefix.as_slice()), Excluded(a)))
+                    .rev()
+                    .filter_map(read),
+            ),
+        }
+    }
+
+    /// How many records of `kind` are not deleted.
+    pub fn live_count(&self, kind: Kind) -> Result<u64> {
+        Ok(self.counts.get(live_key(kind))?.map_or(0, |v| be_u64(&v)))
     }
 
     /// Records that refer to `target`, with the referring field.
@@ -1206,6 +1411,7 @@ impl Store {
             &self.merged,
             &self.by_space,
             &self.counts,
+            &self.by_field,
         ];
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {
@@ -1218,6 +1424,7 @@ impl Store {
                     merged,
                     by_space,
                     counts,
+                    by_field,
                 ] = t.as_slice()
                 else {
                     return Err(ConflictableTransactionError::Abort(()));
@@ -1235,6 +1442,12 @@ impl Store {
                     by_name.remove(name_key(&old.title(), old.id))?;
                     for (_, target) in old.references() {
                         links.remove(link_key(target, old.id))?;
+                    }
+                    for key in fields::keys(old) {
+                        by_field.remove(key)?;
+                    }
+                    if !old.deleted {
+                        add_to_count(counts, &live_key(old.kind), -1)?;
                     }
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
@@ -1762,6 +1975,10 @@ fn concat(a: &[u8], b: &[u8]) -> Vec<u8> {
     k.extend_from_slice(a);
     k.extend_from_slice(b);
     k
+}
+
+fn live_key(kind: Kind) -> Vec<u8> {
+    count_key("live", kind.as_str().as_bytes())
 }
 
 fn kind_key(kind: Kind, id: RecordId) -> Vec<u8> {

@@ -1,0 +1,191 @@
+//! The field index: every value of every field of every record, so that
+//! a filter or a sort on any field (built-in or custom) reads only the
+//! records it returns.
+//!
+//! One key per value (a list field: one per item), in the `by_field` tree:
+//!
+//! ```text
+//! kind 0x00 field 0x00 'n' <16 bytes: the number, order-preserving> 0x00 <record id, 16 bytes>
+//! kind 0x00 field 0x00 't' <the text, lower case, at most 64 bytes>  0x00 <record id, 16 bytes>
+//! ```
+//!
+//! The index knows no schema (the store never knows what a field means):
+//! a value that reads as a decimal number (`1200.50`, `-3`, a percentage,
+//! an amount of money `1200.50 EUR`, a yes/no as 0/1) is a number and
+//! sorts as one, before every text; any other value is its text in lower
+//! case, compared bytewise. Texts longer than 64 bytes are indexed by
+//! their first 64: a lookup returns candidates that the caller checks
+//! against the record, as it checks every filter.
+
+use rapport_model::{Decimal, FieldValue, Kind, RecordId, RecordView};
+
+/// The bytes of a text a key keeps.
+const TEXT_BYTES: usize = 64;
+
+/// One indexed value: what a key sorts by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Item {
+    /// A decimal, as ten-thousandths.
+    Number(i128),
+    /// Lower case, at most 64 bytes, no NUL.
+    Text(Vec<u8>),
+}
+
+impl Item {
+    /// The item a text value is indexed as.
+    pub fn of_text(s: &str) -> Item {
+        if let Some(n) = number(s) {
+            return Item::Number(n);
+        }
+        let lower = s.to_lowercase().replace('\0', "");
+        let mut end = lower.len().min(TEXT_BYTES);
+        while !lower.is_char_boundary(end) {
+            end -= 1;
+        }
+        Item::Text(lower.as_bytes()[..end].to_vec())
+    }
+
+    /// The items a value is indexed as (a list: one per item).
+    pub fn of(value: &FieldValue) -> Vec<Item> {
+        match value {
+            FieldValue::Flag(b) => vec![Item::Number(i128::from(*b) * SCALE)],
+            FieldValue::Int(i) => vec![Item::Number(i128::from(*i) * SCALE)],
+            FieldValue::Text(s) => vec![Item::of_text(s)],
+            FieldValue::List(l) => l.iter().map(|s| Item::of_text(s)).collect(),
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Item::Number(n) => {
+                out.push(b'n');
+                out.extend_from_slice(&((*n as u128) ^ (1 << 127)).to_be_bytes());
+            }
+            Item::Text(t) => {
+                out.push(b't');
+                out.extend_from_slice(t);
+            }
+        }
+    }
+}
+
+const SCALE: i128 = 10_000;
+
+/// A text that is a decimal number, optionally followed by a currency
+/// code (`1200.50 EUR`), as ten-thousandths.
+fn number(s: &str) -> Option<i128> {
+    let s = s.trim();
+    let amount = match s.rsplit_once(' ') {
+        Some((a, code)) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) => a,
+        _ => s,
+    };
+    // Only plain decimals: no thousands separators (`1,200` is text, as a
+    // stored value never has them).
+    let plain = !amount.is_empty()
+        && amount
+            .strip_prefix('-')
+            .unwrap_or(amount)
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.')
+        && amount.bytes().any(|b| b.is_ascii_digit());
+    if !plain {
+        return None;
+    }
+    amount.parse::<Decimal>().ok().map(Decimal::ten_thousandths)
+}
+
+/// `kind 0 field 0`: every key of one field of one kind starts so.
+pub fn field_prefix(kind: Kind, field: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(kind.as_str().len() + field.len() + 2);
+    key.extend_from_slice(kind.as_str().as_bytes());
+    key.push(0);
+    key.extend_from_slice(field.replace('\0', "").as_bytes());
+    key.push(0);
+    key
+}
+
+/// Every key with exactly this value: `field_prefix`, the item, 0.
+pub fn value_prefix(kind: Kind, field: &str, item: &Item) -> Vec<u8> {
+    let mut key = field_prefix(kind, field);
+    item.encode(&mut key);
+    key.push(0);
+    key
+}
+
+/// Every key whose text begins with `text` (lower-cased).
+pub fn text_prefix(kind: Kind, field: &str, text: &str) -> Vec<u8> {
+    let mut key = field_prefix(kind, field);
+    key.push(b't');
+    key.extend_from_slice(text.to_lowercase().replace('\0', "").as_bytes());
+    key
+}
+
+/// The record a key indexes: its last 16 bytes.
+pub fn id_of(key: &[u8]) -> Option<RecordId> {
+    let at = key.len().checked_sub(16)?;
+    let bytes: [u8; 16] = key[at..].try_into().ok()?;
+    Some(RecordId::from_bytes(bytes))
+}
+
+/// Every key of a record's values.
+pub fn keys(view: &RecordView) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for (field, value) in &view.fields {
+        for item in Item::of(value) {
+            let mut key = value_prefix(view.kind, field, &item);
+            key.extend_from_slice(&view.id.to_bytes());
+            out.push(key);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_sort_as_numbers_before_texts() {
+        let mut items = [
+            Item::of_text("100"),
+            Item::of_text("42"),
+            Item::of_text("-3.5"),
+            Item::of_text("1200.50 EUR"),
+            Item::of_text("Bob"),
+            Item::of_text("alice"),
+            Item::of_text("2026-12-01"),
+        ];
+        items.sort();
+        let mut keys: Vec<Vec<u8>> = items
+            .iter()
+            .map(|i| value_prefix(Kind::Company, "x", i))
+            .collect();
+        let sorted = keys.clone();
+        keys.sort();
+        assert_eq!(keys, sorted, "keys sort as their items");
+        assert_eq!(
+            items[..4],
+            [
+                Item::Number(-35_000),
+                Item::Number(420_000),
+                Item::Number(1_000_000),
+                Item::Number(12_005_000),
+            ]
+        );
+        assert_eq!(items[4], Item::Text(b"2026-12-01".to_vec()));
+        assert_eq!(items[6], Item::Text(b"bob".to_vec()));
+        assert_eq!(Item::of_text("1,200"), Item::Text(b"1,200".to_vec()));
+    }
+
+    #[test]
+    fn long_texts_keep_their_first_64_bytes_on_a_char_boundary() {
+        let long = "é".repeat(40);
+        let Item::Text(t) = Item::of_text(&long) else {
+            panic!("a text")
+        };
+        assert_eq!(t.len(), 64);
+        assert!(std::str::from_utf8(&t).is_ok());
+    }
+}
