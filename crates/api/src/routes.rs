@@ -185,7 +185,7 @@ fn unexpected(reply: &Reply) -> Problem {
     tag = "records",
     params(
         ("kind" = String, Query, description = "company, person, deal, activity, ticket or campaign"),
-        ("sort" = Option<String>, Query, description = "A field (or id, updated) to sort by; `-field` for descending [default: id, which is creation order]"),
+        ("sort" = Option<String>, Query, description = "A field (or id, updated) to sort by (numbers by value, text in any case, records without a value last); `-field` for descending [default: id, which is creation order]"),
         ("limit" = Option<usize>, Query, description = "Records per page, 1 to 1000 [default: 1000]"),
         ("after" = Option<String>, Query, description = "The `next` cursor of the page before"),
         ("deleted" = Option<bool>, Query, description = "List deleted records instead of live ones"),
