@@ -361,7 +361,7 @@ impl Repo {
                             changed,
                             saved: rapport_model::stored::save(&mut doc),
                             heads,
-                            shown,
+                            shown: Box::new(shown),
                         }
                     }
                 })
@@ -494,7 +494,7 @@ impl Repo {
                 heads,
                 shown,
                 ..
-            } => (saved, heads, shown),
+            } => (saved, heads, *shown),
         };
         // Only what would be written under this space as it is: a record
         // whose accepted part names another space keeps the write below.
@@ -645,7 +645,8 @@ enum Outcome {
         changed: bool,
         saved: Vec<u8>,
         heads: Vec<[u8; 32]>,
-        shown: Shown,
+        // Boxed: a record view is large beside the other outcome.
+        shown: Box<Shown>,
     },
 }
 

@@ -10,10 +10,13 @@ use rapport_model::{FieldDef, Kind, Schema, SchemaChange, SchemaEntry, SpaceId, 
 
 use crate::{NodeError, Repo, datadir};
 
+/// A space's schema and the space view it was folded from.
+type Folded = (Arc<SpaceView>, Arc<Schema>);
+
 /// Folded schemas, kept while the space they come from is unchanged.
 #[derive(Default)]
 pub(crate) struct Schemas {
-    shared: Mutex<HashMap<SpaceId, (Arc<SpaceView>, Arc<Schema>)>>,
+    shared: Mutex<HashMap<SpaceId, Folded>>,
     private: Mutex<Option<Arc<Schema>>>,
 }
 

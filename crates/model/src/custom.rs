@@ -831,10 +831,13 @@ mod tests {
     #[test]
     fn statements_round_trip_through_json() {
         let e = entry("aa", add(Kind::Company, "tier", CustomType::Choice));
-        let json = serde_json::to_string(&e).unwrap();
+        let json = serde_json::to_string(&e).expect("to json");
         assert!(json.contains(r#""op":"add_field""#), "{json}");
         assert!(json.contains(r#""type":"choice""#), "{json}");
-        assert_eq!(serde_json::from_str::<SchemaEntry>(&json).unwrap(), e);
+        assert_eq!(
+            serde_json::from_str::<SchemaEntry>(&json).expect("from json"),
+            e
+        );
     }
 
     #[test]
@@ -842,7 +845,7 @@ mod tests {
         let s = Schema::fold(&[entry("aa", add(Kind::Company, "seats", CustomType::Number))]);
         let fields = s.fields(Kind::Company);
         assert_eq!(fields.len(), Kind::Company.fields().len() + 1);
-        let seats = fields.last().unwrap();
+        let seats = fields.last().expect("present");
         assert_eq!(
             (seats.name, seats.ty, seats.custom),
             ("seats", FieldType::Number, true)
@@ -862,7 +865,7 @@ mod tests {
             entry("bb", second),
             entry("cc", add(Kind::Company, "tier", CustomType::Number)),
         ]);
-        let tier = s.custom_field(Kind::Company, "tier").unwrap();
+        let tier = s.custom_field(Kind::Company, "tier").expect("present");
         assert_eq!(tier.ty, CustomType::Choice);
         assert_eq!(
             tier.active_choices().collect::<Vec<_>>(),
@@ -885,7 +888,7 @@ mod tests {
                 },
             ),
         ]);
-        let def = s.field(Kind::Deal, "tier").unwrap();
+        let def = s.field(Kind::Deal, "tier").expect("present");
         assert_eq!(def.ty, FieldType::Choice(&["silver"]));
         let s2 = Schema::fold(&[
             entry("aa", add(Kind::Deal, "tier", CustomType::Choice)),
@@ -898,7 +901,11 @@ mod tests {
             ),
         ]);
         assert!(s2.field(Kind::Deal, "tier").is_none());
-        assert!(s2.custom_field(Kind::Deal, "tier").unwrap().retired);
+        assert!(
+            s2.custom_field(Kind::Deal, "tier")
+                .expect("present")
+                .retired
+        );
         assert!(!s2.fields(Kind::Deal).iter().any(|d| d.name == "tier"));
     }
 
@@ -924,7 +931,11 @@ mod tests {
         assert!(!fields.iter().any(|d| d.name == "industry"));
         assert!(fields.iter().any(|d| d.name == "name"));
         assert_eq!(
-            fields.iter().find(|d| d.name == "domain").unwrap().label(),
+            fields
+                .iter()
+                .find(|d| d.name == "domain")
+                .expect("present")
+                .label(),
             "Web domain"
         );
         assert!(
@@ -967,7 +978,7 @@ mod tests {
                 "needs the kind",
             ),
         ] {
-            let e = change.validate().unwrap_err();
+            let e = change.validate().expect_err("refused");
             assert!(e.contains(wanted), "{e}");
         }
     }
@@ -976,7 +987,7 @@ mod tests {
     fn type_names_parse_with_aliases_and_errors_list_them() {
         assert_eq!("multi-choice".parse(), Ok(CustomType::MultiChoice));
         assert_eq!("Checkbox".parse(), Ok(CustomType::YesNo));
-        let e = "blob".parse::<CustomType>().unwrap_err();
+        let e = "blob".parse::<CustomType>().expect_err("refused");
         assert!(e.contains("long_text") && e.contains("reference"), "{e}");
     }
 }
