@@ -116,7 +116,9 @@ pub enum Command {
     List {
         /// company, person, deal, activity, ticket or campaign
         kind: String,
-        /// Keep records whose FIELD equals VALUE (lists: contain it; references: by name or id).
+        /// Keep records whose FIELD equals VALUE (lists: contain it; references: by name or
+        /// id). Other comparisons: FIELD!=V (not), FIELD>=V and FIELD<=V (numbers, money,
+        /// dates by value), FIELD^=V (begins with), FIELD~=V (contains); repeat to combine.
         #[arg(long = "where", value_name = "FIELD=VALUE")]
         filters: Vec<String>,
         /// List deleted records instead.

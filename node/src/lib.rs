@@ -11,6 +11,7 @@ pub mod datadir;
 pub mod demo;
 pub mod duplicates;
 pub mod env;
+pub mod filter;
 pub mod import;
 pub mod ingest;
 pub mod integrations;
@@ -111,6 +112,9 @@ pub enum NodeError {
     Invite(String),
     #[error("no space matches `{0}`")]
     UnknownSpace(String),
+    /// A filter that cannot be answered; says why.
+    #[error("{0}")]
+    Filter(String),
     #[error("`{0}` is not FIELD=VALUE (for example name=Acme)")]
     BadAssignment(String),
     #[error("{0}")]

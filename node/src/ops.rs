@@ -261,7 +261,9 @@ pub enum Request {
 pub struct ListQuery {
     pub kind: Kind,
     /// `(field, value)`: a record is kept when its field equals the value
-    /// (lists: contain it; references: by name or id).
+    /// (lists: contain it; references: by name or id); a field ending in
+    /// `!`, `>`, `<`, `^` or `~` compares otherwise (`amount>` with
+    /// `1000`: at least 1000; see [`crate::filter`]).
     #[serde(default)]
     pub filters: Vec<Input>,
     /// Deleted records instead of live ones.
@@ -787,6 +789,7 @@ impl From<NodeError> for OpError {
             | NodeError::Invite(_)
             | NodeError::BadAssignment(_)
             | NodeError::Schema(_)
+            | NodeError::Filter(_)
             | NodeError::Export(_) => ErrorCode::Invalid,
             NodeError::NotFound(_) | NodeError::UnknownSpace(_) | NodeError::Missing(_) => {
                 ErrorCode::NotFound

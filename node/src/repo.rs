@@ -22,6 +22,7 @@ use rapport_store::{Indexed, RecordWrite, Store, StoreError};
 use rapport_trust::{DeviceId, DeviceKey};
 
 use crate::NodeError;
+use crate::filter::{Compare, Filter, Test};
 
 /// A document and its heads (change hashes).
 pub type DocHeads = (RecordId, Vec<[u8; 32]>);
@@ -516,8 +517,9 @@ impl Repo {
         })))
     }
 
-    /// Records of `kind` whose fields match every `(field, value)` filter;
-    /// deleted ones only if `deleted`, live ones otherwise.
+    /// Records of `kind` that pass every filter (`(field, value)`, the
+    /// field ending in its comparison: see [`crate::filter`]); deleted
+    /// ones only if `deleted`, live ones otherwise.
     pub fn list(
         &self,
         kind: Kind,
@@ -526,26 +528,59 @@ impl Repo {
     ) -> Result<Vec<RecordView>, NodeError> {
         let ctx = self.context();
         let mut wanted = Vec::with_capacity(filters.len());
-        for (field, raw) in filters {
+        for (name, raw) in filters {
+            let (field, compare) = Compare::split(name);
             let def = self.field_in(None, kind, field)?;
-            wanted.push((def.name, self.parse_input(def, raw, &ctx, None)?));
+            wanted.push(Filter::new(def, compare, raw, |raw| {
+                self.parse_input(def, raw, &ctx, None)
+            })?);
         }
         let keep = |v: &RecordView| {
-            v.kind == kind
-                && v.deleted == deleted
-                && wanted.iter().all(|(f, w)| matches(v.get(f), w))
+            v.kind == kind && v.deleted == deleted && wanted.iter().all(|f| f.keeps(v))
         };
-        // A filter on a reference field (`company=Acme`) is answered from the
-        // reverse-link index: only records that point at Acme are read.
-        let by_reference = wanted.iter().find_map(|(f, w)| {
-            let single = kind
-                .field(f)?
-                .ty
-                .ref_kinds()
-                .and(w.as_text().or(w.as_list().first().map(String::as_str)))?;
-            single.parse::<RecordId>().ok()
-        });
         let mut out = Vec::new();
+        match self.candidates(kind, &wanted)? {
+            Some(ids) => {
+                for id in ids {
+                    if let Some(v) = self.store.view(id)?
+                        && keep(&v)
+                    {
+                        out.push(v);
+                    }
+                }
+            }
+            None => {
+                for v in self.store.views_of_kind(kind) {
+                    let v = v?;
+                    if keep(&v) {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The records that may pass the filters, read from the index that
+    /// narrows them best (each then checked against every filter), in id
+    /// order; `None` when no filter has an index (only `!=`), and every
+    /// record of the kind must be read.
+    fn candidates(
+        &self,
+        kind: Kind,
+        wanted: &[Filter],
+    ) -> Result<Option<Vec<RecordId>>, NodeError> {
+        // A reference (`company=Acme`): the reverse-link index.
+        let by_reference = wanted.iter().find_map(|f| match &f.test {
+            Test::Equal(w) => {
+                kind.field(f.field)?.ty.ref_kinds()?;
+                w.as_text()
+                    .or(w.as_list().first().map(String::as_str))?
+                    .parse::<RecordId>()
+                    .ok()
+            }
+            _ => None,
+        });
         if let Some(target) = by_reference {
             let mut ids: Vec<RecordId> = self
                 .store
@@ -555,42 +590,54 @@ impl Repo {
                 .collect();
             ids.sort();
             ids.dedup();
-            for id in ids {
-                if let Some(v) = self.store.view(id)?
-                    && keep(&v)
-                {
-                    out.push(v);
+            return Ok(Some(ids));
+        }
+        // Then the field index, from the narrowest kind of filter: an
+        // equality, a prefix, a range, text inside values.
+        for f in wanted {
+            if let Test::Equal(w) = &f.test {
+                let item = match w {
+                    FieldValue::List(l) => l.first().map(|s| Item::of_text(s)),
+                    other => Item::of(other).into_iter().next(),
+                };
+                if let Some(item) = item {
+                    return Ok(Some(self.store.ids_with(kind, f.field, &item)?));
                 }
             }
-            return Ok(out);
         }
-        // Any other filter is answered from the field index: only the
-        // records holding its value (or its first item) are read, and
-        // checked against every filter.
-        let indexed = wanted.iter().find_map(|(f, w)| {
-            let item = match w {
-                FieldValue::List(l) => l.first().map(|s| Item::of_text(s)),
-                other => Item::of(other).into_iter().next(),
-            }?;
-            Some((*f, item))
+        for f in wanted {
+            if let Test::StartsWith(t) = &f.test {
+                return Ok(Some(self.store.ids_with_text_prefix(kind, f.field, t)?));
+            }
+        }
+        let bound = wanted.iter().find_map(|f| match &f.test {
+            Test::Bound { item, .. } => Some((f.field, item)),
+            _ => None,
         });
-        if let Some((field, item)) = indexed {
-            for id in self.store.ids_with(kind, field, &item)? {
-                if let Some(v) = self.store.view(id)?
-                    && keep(&v)
-                {
-                    out.push(v);
-                }
-            }
-            return Ok(out);
+        if let Some((field, first)) = bound {
+            // Both ends of a range on the field, when they are of a sort.
+            let end = |want: Compare| {
+                wanted.iter().find_map(|f| match &f.test {
+                    Test::Bound { compare, item, .. }
+                        if f.field == field
+                            && *compare == want
+                            && matches!(item, Item::Number(_))
+                                == matches!(first, Item::Number(_)) =>
+                    {
+                        Some(item)
+                    }
+                    _ => None,
+                })
+            };
+            let (low, high) = (end(Compare::AtLeast), end(Compare::AtMost));
+            return Ok(Some(self.store.ids_between(kind, field, low, high)?));
         }
-        for v in self.store.views_of_kind(kind) {
-            let v = v?;
-            if keep(&v) {
-                out.push(v);
+        for f in wanted {
+            if let Test::Contains(t) = &f.test {
+                return Ok(Some(self.store.ids_maybe_containing(kind, f.field, t)?));
             }
         }
-        Ok(out)
+        Ok(None)
     }
 
     /// Every record (of one kind, or all), deleted ones included.
@@ -1219,21 +1266,6 @@ fn deleted_error(v: &RecordView) -> NodeError {
     }
 }
 
-/// Whether a record's value satisfies a filter: equal (case-insensitive for
-/// text), or for lists, containing every wanted item.
-fn matches(have: Option<&FieldValue>, want: &FieldValue) -> bool {
-    let eq = |a: &str, b: &str| a.to_lowercase() == b.to_lowercase();
-    match (have, want) {
-        (Some(FieldValue::List(h)), FieldValue::List(w)) => {
-            w.iter().all(|w| h.iter().any(|h| eq(h, w)))
-        }
-        (Some(FieldValue::List(h)), FieldValue::Text(w)) => h.iter().any(|h| eq(h, w)),
-        (Some(FieldValue::Text(h)), FieldValue::Text(w)) => eq(h, w),
-        (Some(h), w) => h == w,
-        (None, _) => false,
-    }
-}
-
 /// Opens the sled store, waiting a while for another process to let go of it.
 pub(crate) fn open_store(
     path: &Path,
@@ -1475,6 +1507,94 @@ pub(crate) mod tests {
         assert!(matches!(
             repo.list(Kind::Person, &input(&[("colour", "red")]), false),
             Err(NodeError::UnknownField { .. })
+        ));
+    }
+
+    #[test]
+    fn filters_compare_by_value_begin_contain_and_differ() {
+        let (_t, repo) = repo();
+        repo.create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
+            .expect("c");
+        for (title, amount, close, stage) in [
+            ("Small", "900", "2027-01-15", "lead"),
+            ("Medium", "10000", "2027-03-31", "proposal"),
+            ("Large", "250000.50", "2027-06-30", "won"),
+            ("Unpriced", "", "", "lead"),
+        ] {
+            let mut fields = vec![("title", title), ("company", "Acme"), ("stage", stage)];
+            if !amount.is_empty() {
+                fields.extend([("amount", amount), ("currency", "EUR"), ("close", close)]);
+            }
+            repo.create(Kind::Deal, SpaceId::Private, &input(&fields))
+                .expect("deal");
+        }
+        let deals = |filters: &[(&str, &str)]| -> Vec<String> {
+            let mut t: Vec<String> = repo
+                .list(Kind::Deal, &input(filters), false)
+                .expect("list")
+                .iter()
+                .map(RecordView::title)
+                .collect();
+            t.sort();
+            t
+        };
+        // Numbers by value, not as text ("900" > "10000" as text).
+        assert_eq!(deals(&[("amount>", "1000")]), ["Large", "Medium"]);
+        assert_eq!(deals(&[("amount<", "10000")]), ["Medium", "Small"]);
+        assert_eq!(
+            deals(&[("amount>", "1000"), ("amount<", "100000")]),
+            ["Medium"]
+        );
+        // Dates, with the words a date field takes.
+        assert_eq!(deals(&[("close<", "2027-03-31")]), ["Medium", "Small"]);
+        assert_eq!(deals(&[("close>", "2027-04-01")]), ["Large"]);
+        // Not equal: missing values differ too.
+        assert_eq!(deals(&[("stage!", "lead")]), ["Large", "Medium"]);
+        assert_eq!(
+            deals(&[("amount!", "900")]),
+            ["Large", "Medium", "Unpriced"]
+        );
+        assert_eq!(deals(&[("title^", "M")]), ["Medium"]);
+        assert_eq!(deals(&[("title~", "ALL")]), ["Small"]);
+        assert_eq!(deals(&[("title~", "e"), ("stage", "lead")]), ["Unpriced"]);
+
+        // Text beginning with digits finds values the index keeps as
+        // numbers (a phone without a plus sign).
+        repo.create(
+            Kind::Person,
+            SpaceId::Private,
+            &input(&[("name", "Ann"), ("phones", "0301234567")]),
+        )
+        .expect("p");
+        let long = format!("{} Jones", "Very ".repeat(20));
+        repo.create(Kind::Person, SpaceId::Private, &input(&[("name", &long)]))
+            .expect("p");
+        let people = |filters: &[(&str, &str)]| -> Vec<String> {
+            repo.list(Kind::Person, &input(filters), false)
+                .expect("list")
+                .iter()
+                .map(RecordView::title)
+                .collect()
+        };
+        assert_eq!(people(&[("phones^", "030")]), ["Ann"]);
+        assert_eq!(people(&[("phones~", "1234")]), ["Ann"]);
+        // Past the 64 bytes the index keeps of a text.
+        assert_eq!(people(&[("name~", "jones")]), [long]);
+
+        // What cannot be compared says why.
+        for (field, value, says) in [
+            ("amount~", "10", "numbers compare by value"),
+            ("company>", "Acme", "a reference compares by = or !="),
+            ("title^", " ", "give some text"),
+        ] {
+            let e = repo
+                .list(Kind::Deal, &input(&[(field, value)]), false)
+                .expect_err(field);
+            assert!(e.to_string().contains(says), "{field}: {e}");
+        }
+        assert!(matches!(
+            repo.list(Kind::Deal, &input(&[("close>", "someday")]), false),
+            Err(NodeError::Invalid(_))
         ));
     }
 

@@ -128,6 +128,27 @@ pub fn run(out: &mut String, records: usize, dir: Option<&Path>, json: bool) -> 
         by_email.push(t.elapsed());
         anyhow::ensure!(found.len() == 1, "the e-mail filter found {}", found.len());
     }
+    // Comparisons from the same index: a prefix, a range (both ends)
+    // and text inside values, each matching a hundred people or one
+    // (names are `Person 0001234`); contains reads every key of the field.
+    let mut compared: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..LIST_SAMPLES {
+        let hundred = rng.below(records.div_ceil(100).max(1));
+        let low = format!("Person {:05}00", hundred);
+        let high = format!("Person {:05}99", hundred);
+        let queries: [Vec<Input>; 3] = [
+            vec![("name^".into(), format!("person {hundred:05}"))],
+            vec![("name>".into(), low), ("name<".into(), high)],
+            vec![("emails~".into(), format!("son{hundred}@"))],
+        ];
+        for (samples, filters) in compared.iter_mut().zip(queries) {
+            let t = Instant::now();
+            let found = repo.list(Kind::Person, &filters, false)?;
+            samples.push(t.elapsed());
+            anyhow::ensure!(!found.is_empty(), "{filters:?} found nobody");
+        }
+    }
+    let [mut by_prefix, mut by_range, mut by_contains] = compared;
     // A page of 50 people sorted by name, from the first page or from a
     // cursor anywhere in the list, as the API and the web UI ask.
     let ops = rapport_node::ops::Ops::local(repo.clone());
@@ -192,6 +213,9 @@ pub fn run(out: &mut String, records: usize, dir: Option<&Path>, json: bool) -> 
         "filtered_list_matches": matched,
         "email_filter_list_p50_ms": ms(percentile(&mut by_email, 50)),
         "email_filter_list_p95_ms": ms(percentile(&mut by_email, 95)),
+        "prefix_filter_list_p95_ms": ms(percentile(&mut by_prefix, 95)),
+        "range_filter_list_p95_ms": ms(percentile(&mut by_range, 95)),
+        "contains_filter_list_p95_ms": ms(percentile(&mut by_contains, 95)),
         "sorted_page_of_50_p50_ms": ms(percentile(&mut sorted, 50)),
         "sorted_page_of_50_p95_ms": ms(percentile(&mut sorted, 95)),
         "bench_process_peak_rss_mib": in_process_peak.map(|k| k / 1024),

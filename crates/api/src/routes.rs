@@ -190,7 +190,7 @@ fn unexpected(reply: &Reply) -> Problem {
         ("after" = Option<String>, Query, description = "The `next` cursor of the page before"),
         ("deleted" = Option<bool>, Query, description = "List deleted records instead of live ones"),
         ("filters" = Option<BTreeMap<String, String>>, Query, style = Form, explode,
-            description = "Any other parameter FIELD=VALUE keeps records whose field equals the value (lists: contain it; references: by name or id)"),
+            description = "Any other parameter FIELD=VALUE keeps records whose field equals the value (lists: contain it; references: by name or id); FIELD!=V keeps those that differ, FIELD>=V and FIELD<=V compare numbers, money and dates by value, FIELD^=V keeps values beginning with V and FIELD~=V values containing it (the parameter's name is then the field with its sign, `amount%3E` for `amount>`)"),
     ),
     responses(
         (status = 200, description = "One page of records", body = RecordPage,

@@ -786,3 +786,73 @@ async fn custom_fields_are_read_written_imported_and_exported() {
     );
     assert!(refused.is_err(), "a token changed the schema");
 }
+
+#[tokio::test]
+async fn a_query_compares_by_value_and_a_bad_comparison_is_a_problem() {
+    let f = fixture();
+    let token = f.token("reports", false);
+    let acme = r#"{"kind": "company", "fields": {"name": "Acme"}}"#;
+    let (status, _, _) = f
+        .send(Method::POST, "/api/v1/records", Some(&token), Some(acme))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (title, amount) in [("Small", "900"), ("Big", "25000"), ("Huge", "125000")] {
+        let body = format!(
+            r#"{{"kind": "deal", "fields": {{"title": "{title}", "company": "Acme", "amount": "{amount}", "currency": "EUR"}}}}"#
+        );
+        let (status, _, v) = f
+            .send(Method::POST, "/api/v1/records", Some(&token), Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+    }
+    let titles = |v: &Value| -> Vec<String> {
+        let mut t: Vec<String> = v["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .filter_map(|r| r["title"].as_str().map(String::from))
+            .collect();
+        t.sort();
+        t
+    };
+    // `amount>=1000` arrives as the parameter `amount>` = `1000` (`>` and
+    // `<` percent-encoded, as a URI needs).
+    let (status, _, v) = f
+        .send(
+            Method::GET,
+            "/api/v1/records?kind=deal&amount%3E=1000&amount%3C=100000",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(titles(&v), ["Big"]);
+    let (_, _, v) = f
+        .send(
+            Method::GET,
+            "/api/v1/records?kind=deal&title~=g&sort=-amount",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(titles(&v), ["Big", "Huge"]);
+    let (status, _, v) = f
+        .send(
+            Method::GET,
+            "/api/v1/records?kind=deal&amount~=25",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")),
+        "{v}"
+    );
+    assert!(
+        v["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("use >= and <=")),
+        "{v}"
+    );
+}

@@ -120,6 +120,37 @@ pub fn text_prefix(kind: Kind, field: &str, text: &str) -> Vec<u8> {
     key
 }
 
+/// Every key of one sort of item (`'n'` numbers or `'t'` texts) of a
+/// field: `[start, end)`.
+pub fn sort_range(kind: Kind, field: &str, numbers: bool) -> (Vec<u8>, Vec<u8>) {
+    let mut start = field_prefix(kind, field);
+    let mut end = start.clone();
+    start.push(if numbers { b'n' } else { b't' });
+    end.push(if numbers { b'n' + 1 } else { b't' + 1 });
+    (start, end)
+}
+
+/// Whether a text could begin a value the index keeps as a number
+/// (`030` begins `0301234`, kept as the number 301234): a prefix search
+/// must then look at the numbers too.
+pub fn could_begin_number(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b' ')
+}
+
+/// The text a text key keeps (lower case, at most 64 bytes), `None` for
+/// a number: a search for text inside values reads it from the key.
+pub fn key_text(key: &[u8], prefix_len: usize) -> Option<&[u8]> {
+    let rest = key.get(prefix_len..key.len().checked_sub(17)?)?;
+    rest.strip_prefix(b"t")
+}
+
+/// Whether a key's text may have been cut (its value was longer than
+/// the index keeps): a search for text inside it must read the record.
+pub fn may_be_cut(text: &[u8]) -> bool {
+    text.len() + 3 >= TEXT_BYTES
+}
+
 /// The record a key indexes: its last 16 bytes.
 pub fn id_of(key: &[u8]) -> Option<RecordId> {
     let at = key.len().checked_sub(16)?;

@@ -1190,14 +1190,90 @@ impl Store {
         self.ids_under(&fields::value_prefix(kind, field, item))
     }
 
-    /// Records of `kind` whose `field` holds a text beginning with `text`.
+    /// Records of `kind` whose `field` may hold a text beginning with
+    /// `text`: every value that does, and when `text` could begin a
+    /// number, every value kept as a number (the caller checks them).
     pub fn ids_with_text_prefix(
         &self,
         kind: Kind,
         field: &str,
         text: &str,
     ) -> Result<Vec<RecordId>> {
-        self.ids_under(&fields::text_prefix(kind, field, text))
+        let mut ids = self.ids_under(&fields::text_prefix(kind, field, text))?;
+        if fields::could_begin_number(text) {
+            let (start, end) = fields::sort_range(kind, field, true);
+            for key in self.by_field.range(start..end).keys() {
+                if let Some(id) = fields::id_of(&key?) {
+                    ids.push(id);
+                }
+            }
+            ids.sort();
+            ids.dedup();
+        }
+        Ok(ids)
+    }
+
+    /// Records of `kind` whose `field` holds an item between `low` and
+    /// `high` (both included, either open), of the bounds' sort: numbers
+    /// (`1000`, `1000 EUR`) or texts (`2027-03-31`). In id order.
+    pub fn ids_between(
+        &self,
+        kind: Kind,
+        field: &str,
+        low: Option<&fields::Item>,
+        high: Option<&fields::Item>,
+    ) -> Result<Vec<RecordId>> {
+        let numbers = matches!(low.or(high), Some(fields::Item::Number(_)));
+        let (mut start, mut end) = fields::sort_range(kind, field, numbers);
+        if let Some(low) = low {
+            start = fields::value_prefix(kind, field, low);
+        }
+        if let Some(high) = high {
+            // Past every key of `high` itself: its id bytes are below 0xff..
+            end = fields::value_prefix(kind, field, high);
+            end.extend_from_slice(&[0xff; 17]);
+        }
+        let mut ids = Vec::new();
+        if start < end {
+            for key in self.by_field.range(start..end).keys() {
+                if let Some(id) = fields::id_of(&key?) {
+                    ids.push(id);
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Records of `kind` whose `field` may hold `needle` (lower case)
+    /// inside a value: read from the index's keys, never the records,
+    /// so candidates are values holding it, values cut to the index's
+    /// 64 bytes, and values kept as numbers (the caller checks them).
+    pub fn ids_maybe_containing(
+        &self,
+        kind: Kind,
+        field: &str,
+        needle: &str,
+    ) -> Result<Vec<RecordId>> {
+        let prefix = fields::field_prefix(kind, field);
+        let needle = needle.as_bytes();
+        let mut ids = Vec::new();
+        for key in self.by_field.scan_prefix(&prefix).keys() {
+            let key = key?;
+            let candidate = match fields::key_text(&key, prefix.len()) {
+                Some(text) => {
+                    fields::may_be_cut(text) || text.windows(needle.len()).any(|w| w == needle)
+                }
+                None => true,
+            };
+            if candidate && let Some(id) = fields::id_of(&key) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     fn ids_under(&self, prefix: &[u8]) -> Result<Vec<RecordId>> {

@@ -1,5 +1,6 @@
 //! `GET /k/{kind}`: the records of one kind as a table, with a text filter,
-//! a field filter (`where=stage=proposal`, as `rapport list --where`),
+//! a field filter (`where=stage=proposal` or `where=amount>=10000`, as
+//! `rapport list --where`),
 //! sorting by any column, a choice of columns, deleted records, and pages.
 //! Everything is in the query string, so a filtered list can be bookmarked.
 
@@ -295,7 +296,9 @@ fn render(
                     placeholder=(example_filter(kind))
                     aria-describedby={ "list-where-hint" @if filter_error.is_some() { " list-where-error" } }
                     aria-invalid=[filter_error.as_ref().map(|_| "true")];
-                p class="hint" id="list-where-hint" { "FIELD=VALUE, as " code { "rapport list --where" } }
+                p class="hint" id="list-where-hint" {
+                    "FIELD=VALUE, as " code { "rapport list --where" } "; or != (not), >= and <= (by value), ^= (begins with), ~= (contains)"
+                }
                 @if let Some(e) = &filter_error {
                     p class="error" id="list-where-error" role="alert" { (e) " (the list below is not filtered)" }
                 }
@@ -386,7 +389,7 @@ fn example_filter(kind: Kind) -> &'static str {
     match kind {
         Kind::Company => "industry=Manufacturing",
         Kind::Person => "company=Acme",
-        Kind::Deal => "stage=proposal",
+        Kind::Deal => "amount>=10000",
         Kind::Activity => "type=task",
         Kind::Ticket => "priority=urgent",
         Kind::Campaign => "channel=email",
@@ -495,6 +498,15 @@ mod tests {
         assert!(!deals.body.contains("Globex"), "only Acme's deals");
         // The company column shows the company's name, not its id.
         assert!(deals.body.contains(">Acme Corporation</a>"));
+
+        // Comparisons, as `--where amount>=40000`: by value, not as text.
+        let big = t.get("/k/deal?where=amount%3E%3D40000").await;
+        assert!(big.body.contains("Acme plant rollout"), "{}", big.body);
+        assert!(big.body.contains("Globex grid pilot"));
+        assert!(!big.body.contains("Initech licences"), "9000 < 40000");
+        let acme = t.get("/k/deal?where=title%5E%3Dacme+p").await;
+        assert!(acme.body.contains("Acme plant rollout"));
+        assert!(!acme.body.contains("Acme support renewal"));
 
         let bad = t.get("/k/deal?where=colour%3Dred").await;
         assert_eq!(bad.status, 200);
