@@ -472,6 +472,23 @@ fn an_admins_fields_reach_the_members_and_nobody_else_changes_them() {
             && field(&a, &acme, "tier") == "gold"),
         "A does not see the value B typed"
     );
+    // A renames the choice: B's record follows, by A's signed edit.
+    let renamed = a.ok(&[
+        "schema",
+        "field",
+        "rename-choice",
+        "company",
+        "tier",
+        "gold",
+        "platinum",
+        "--space",
+        JOINT,
+    ]);
+    assert!(renamed.contains("1 record was rewritten"), "{renamed}");
+    assert!(
+        eventually(WAIT, || field(&b, &acme, "tier") == "platinum"),
+        "B's record does not carry the renamed choice"
+    );
 
     let err = b.fails(&[
         "schema", "field", "add", "company", "mine", "--type", "text", "--space", JOINT,

@@ -504,6 +504,11 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
                     .map(|c| c.to_uppercase().chain(first).collect())
                     .unwrap_or_default();
                 outln!(out, "Done: {changed}.");
+                match s.records_changed {
+                    0 => {}
+                    1 => outln!(out, "1 record was rewritten with the new name."),
+                    n => outln!(out, "{n} records were rewritten with the new name."),
+                }
             }
             crate::schema::show(out, &s, only, json)
         }

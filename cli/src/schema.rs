@@ -94,6 +94,16 @@ pub enum FieldCmd {
         field: FieldRef,
         choice: String,
     },
+    /// Rename a choice in place: the records of the space that hold it are
+    /// rewritten (signed edits, synced); one written offline meanwhile
+    /// shows the old word as renamed.
+    RenameChoice {
+        #[command(flatten)]
+        field: FieldRef,
+        choice: String,
+        /// The choice's new name.
+        to: String,
+    },
 }
 
 impl SchemaCmd {
@@ -185,6 +195,15 @@ fn field_request(cmd: FieldCmd) -> Result<Request> {
                 kind: field.kind.parse()?,
                 name: field.name.clone(),
                 choice: choice.trim().to_lowercase(),
+            };
+            (field, change)
+        }
+        FieldCmd::RenameChoice { field, choice, to } => {
+            let change = SchemaChange::RenameChoice {
+                kind: field.kind.parse()?,
+                name: field.name.clone(),
+                choice: choice.trim().to_lowercase(),
+                to: to.trim().to_lowercase(),
             };
             (field, change)
         }

@@ -498,6 +498,13 @@ pub struct SchemaReply {
     pub entries: Vec<SchemaEntry>,
     /// Statements that took no effect, and why.
     pub notes: Vec<String>,
+    /// Records a renamed choice was rewritten in, by this change.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub records_changed: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1071,8 +1078,10 @@ impl Ops {
                     Some(s) => self.scoped_space(caller, s)?,
                     None => SpaceId::Private,
                 };
-                repo.change_schema(space, change)?;
-                self.schema_reply(space).map(Reply::Schema)
+                let records_changed = repo.change_schema(space, change)?;
+                let mut reply = self.schema_reply(space)?;
+                reply.records_changed = records_changed;
+                Ok(Reply::Schema(reply))
             }
             Request::Create {
                 kind,
@@ -1493,6 +1502,7 @@ impl Ops {
             kinds: schema_kinds(&schema),
             entries,
             notes: schema.notes.clone(),
+            records_changed: 0,
         })
     }
 

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rapport_model::space;
-use rapport_model::{FieldDef, Kind, Schema, SchemaChange, SchemaEntry, SpaceId, SpaceView};
+use rapport_model::{
+    FieldDef, FieldValue, Kind, Schema, SchemaChange, SchemaEntry, SpaceId, SpaceView,
+};
 
 use crate::{NodeError, Repo, datadir};
 
@@ -51,14 +53,32 @@ impl Repo {
 
     /// Changes a space's schema: this device must administer the space
     /// (any user administers their private space). Refused, with the
-    /// reason, when the statement would take no effect.
-    pub fn change_schema(
-        &self,
-        space: SpaceId,
-        change: SchemaChange,
-    ) -> Result<Arc<Schema>, NodeError> {
+    /// reason, when the statement would take no effect. Returns how many
+    /// records a renamed choice was rewritten in (0 for other changes).
+    pub fn change_schema(&self, space: SpaceId, change: SchemaChange) -> Result<usize, NodeError> {
         self.check_authoring()?;
         change.validate().map_err(NodeError::Schema)?;
+        let renamed = match &change {
+            SchemaChange::RenameChoice {
+                kind,
+                name,
+                choice,
+                to,
+            } => Some((*kind, name.clone(), choice.clone(), to.clone())),
+            _ => None,
+        };
+        self.write_statement(space, change)?;
+        let Some((kind, name, from, to)) = renamed else {
+            return Ok(0);
+        };
+        let changed = self.rename_in_records(space, kind, &name, &from, &to)?;
+        tracing::info!(%space, %kind, field = %name, changed, "choice renamed in records");
+        Ok(changed)
+    }
+
+    /// Records the statement: in the profile for the private space, in
+    /// the space document (signed, synced) for a shared one.
+    fn write_statement(&self, space: SpaceId, change: SchemaChange) -> Result<(), NodeError> {
         let _guard = self.write_guard();
         self.schema(space)?
             .check(&change)
@@ -89,7 +109,48 @@ impl Repo {
             }
         }
         tracing::info!(%space, "schema changed");
-        self.schema(space)
+        Ok(())
+    }
+
+    /// Rewrites `from` as `to` in the `name` field of `space`'s live
+    /// records of `kind` (signed edits, synced like any other), and
+    /// returns how many changed. A record that still holds `from` later
+    /// (written offline meanwhile) is shown as renamed.
+    fn rename_in_records(
+        &self,
+        space: SpaceId,
+        kind: Kind,
+        name: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<usize, NodeError> {
+        let item = rapport_store::fields::Item::of_text(from);
+        let mut changed = 0;
+        for id in self.store().ids_with(kind, name, &item)? {
+            let Some(v) = self.store().view(id)? else {
+                continue;
+            };
+            if v.deleted || v.space != space || v.kind != kind {
+                continue;
+            }
+            let value = match v.get(name) {
+                Some(FieldValue::Text(t)) if t == from => to.to_string(),
+                Some(FieldValue::List(items)) if items.iter().any(|i| i == from) => {
+                    let mut now: Vec<&str> = Vec::new();
+                    for i in items {
+                        let i = if i == from { to } else { i.as_str() };
+                        if !now.contains(&i) {
+                            now.push(i);
+                        }
+                    }
+                    now.join(", ")
+                }
+                _ => continue,
+            };
+            self.edit(&id.to_string(), &[(name.to_string(), value)], &[])?;
+            changed += 1;
+        }
+        Ok(changed)
     }
 
     /// The field `name` of `kind` that input may set in `space`; with no
@@ -263,6 +324,65 @@ mod tests {
             (on_a.text("name"), on_a.text("tier")),
             (Some("Orbit Labs"), Some("silver"))
         );
+    }
+
+    /// Renaming a choice rewrites the space's records that hold it, on
+    /// every member's node; a record B wrote offline with the old word
+    /// keeps it, shown as renamed, until someone edits it.
+    #[test]
+    fn a_renamed_choice_reaches_the_records_and_an_offline_one_says_so() {
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &b, Role::Writer);
+        sync(&b, &a, space);
+        a.change_schema(space, tier()).expect("add field");
+        sync(&b, &a, space);
+        for name in ["Orbit", "Nova"] {
+            a.create(
+                Kind::Company,
+                space,
+                &input(&[("name", name), ("tier", "silver")]),
+            )
+            .expect("create");
+        }
+        // B, offline, uses the old word.
+        let late = b
+            .create(
+                Kind::Company,
+                space,
+                &input(&[("name", "Late"), ("tier", "silver")]),
+            )
+            .expect("create");
+        let rename: SchemaChange = serde_json::from_str(
+            r#"{"op":"rename_choice","kind":"company","name":"tier","choice":"silver","to":"platinum"}"#,
+        )
+        .expect("statement");
+        assert_eq!(a.change_schema(space, rename).expect("rename"), 2);
+        sync(&b, &a, space);
+        for node in [&a, &b] {
+            let platinum = node
+                .list(Kind::Company, &input(&[("tier", "platinum")]), false)
+                .expect("list");
+            let mut names: Vec<String> = platinum.iter().map(|v| v.title()).collect();
+            names.sort();
+            assert_eq!(names, ["Nova", "Orbit"]);
+            let held = node.view(late.id).expect("read").expect("late");
+            assert_eq!(held.text("tier"), Some("silver"), "never changed behind B");
+            let schema = node.schema(space).expect("schema");
+            assert_eq!(
+                schema
+                    .misfit(Kind::Company, "tier", &FieldValue::Text("silver".into()))
+                    .as_deref(),
+                Some("`silver` was renamed `platinum`")
+            );
+        }
+        // The old word is no longer input.
+        let err = b
+            .edit(&late.id.to_string(), &input(&[("tier", "silver")]), &[])
+            .expect_err("old word");
+        assert!(err.to_string().contains("platinum"), "{err}");
     }
 
     /// A writer's schema change is refused before anything is signed, and

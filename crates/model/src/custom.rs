@@ -183,6 +183,15 @@ pub enum SchemaChange {
         name: String,
         choice: String,
     },
+    /// A choice renamed in place. Records holding the old word are
+    /// rewritten by the admin's node (signed edits); one that still holds
+    /// it is shown as renamed, never changed behind its author's back.
+    RenameChoice {
+        kind: Kind,
+        name: String,
+        choice: String,
+        to: String,
+    },
 }
 
 fn is_false(b: &bool) -> bool {
@@ -197,7 +206,8 @@ impl SchemaChange {
             | SchemaChange::Retire { kind, .. }
             | SchemaChange::Restore { kind, .. }
             | SchemaChange::AddChoice { kind, .. }
-            | SchemaChange::RetireChoice { kind, .. } => *kind,
+            | SchemaChange::RetireChoice { kind, .. }
+            | SchemaChange::RenameChoice { kind, .. } => *kind,
         }
     }
 
@@ -208,7 +218,8 @@ impl SchemaChange {
             | SchemaChange::Retire { name, .. }
             | SchemaChange::Restore { name, .. }
             | SchemaChange::AddChoice { name, .. }
-            | SchemaChange::RetireChoice { name, .. } => name,
+            | SchemaChange::RetireChoice { name, .. }
+            | SchemaChange::RenameChoice { name, .. } => name,
         }
     }
 
@@ -272,6 +283,14 @@ impl SchemaChange {
             SchemaChange::AddChoice { choice, .. } | SchemaChange::RetireChoice { choice, .. } => {
                 check_choice(choice)
             }
+            SchemaChange::RenameChoice { choice, to, .. } => {
+                check_choice(choice)?;
+                check_choice(to)?;
+                if choice == to {
+                    return Err(format!("`{choice}` is already called so"));
+                }
+                Ok(())
+            }
             SchemaChange::Retire { .. } | SchemaChange::Restore { .. } => Ok(()),
         }
     }
@@ -293,6 +312,12 @@ impl SchemaChange {
             SchemaChange::RetireChoice { kind, name, choice } => {
                 format!("retire choice `{choice}` of {kind} field `{name}`")
             }
+            SchemaChange::RenameChoice {
+                kind,
+                name,
+                choice,
+                to,
+            } => format!("rename choice `{choice}` of {kind} field `{name}` to `{to}`"),
         }
     }
 }
@@ -374,6 +399,9 @@ pub struct CustomField {
     pub default: Option<String>,
     /// Every choice ever added, in order, with whether it is retired.
     pub choices: Vec<(String, bool)>,
+    /// Choices renamed, `(old, new)`, oldest first.
+    #[serde(default)]
+    pub renamed: Vec<(String, String)>,
     pub target: Option<Kind>,
     pub retired: bool,
     /// Hex of the admin device that added it.
@@ -382,6 +410,17 @@ pub struct CustomField {
 }
 
 impl CustomField {
+    /// What a renamed choice is called now (following every rename).
+    pub fn renamed_to(&self, old: &str) -> Option<&str> {
+        let mut now: Option<&str> = None;
+        for (from, to) in &self.renamed {
+            if now.unwrap_or(old) == from {
+                now = Some(to);
+            }
+        }
+        now
+    }
+
     /// The choices new input may use.
     pub fn active_choices(&self) -> impl Iterator<Item = &str> {
         self.choices
@@ -500,6 +539,7 @@ impl Schema {
                     required: *required,
                     default: default.clone(),
                     choices: dedup(choices).map(|c| (c, false)).collect(),
+                    renamed: Vec::new(),
                     target: *target,
                     retired: false,
                     added_by: entry.by.clone(),
@@ -587,9 +627,33 @@ impl Schema {
                     None => Err(format!("`{name}` has no choice `{choice}`")),
                 }
             }
-            (SchemaChange::AddChoice { .. } | SchemaChange::RetireChoice { .. }, Some(f)) => {
-                Err(format!("`{name}` is a {} field, without choices", f.ty))
+            (SchemaChange::RenameChoice { choice, to, .. }, Some(f)) if f.ty.has_choices() => {
+                if f.choices.iter().any(|(c, _)| c == to) {
+                    return Err(format!(
+                        "`{name}` has a choice `{to}` already: retire `{choice}` instead"
+                    ));
+                }
+                match f.choices.iter_mut().find(|(c, _)| c == choice) {
+                    Some((c, _)) => {
+                        *c = to.clone();
+                        f.renamed.push((choice.clone(), to.clone()));
+                        if let Some(d) = &mut f.default {
+                            *d = crate::value::split_list(d)
+                                .map(|c| if c == choice { to.as_str() } else { c })
+                                .collect::<Vec<_>>()
+                                .join(", ");
+                        }
+                        Ok(())
+                    }
+                    None => Err(format!("`{name}` has no choice `{choice}`")),
+                }
             }
+            (
+                SchemaChange::AddChoice { .. }
+                | SchemaChange::RetireChoice { .. }
+                | SchemaChange::RenameChoice { .. },
+                Some(f),
+            ) => Err(format!("`{name}` is a {} field, without choices", f.ty)),
             (_, None) if builtin.is_some() => Err(format!(
                 "`{name}` is a built-in field of {kind}: it can be relabelled or hidden only"
             )),
@@ -705,7 +769,12 @@ impl Schema {
                 match f.choices.iter().find(|(c, _)| c == item) {
                     Some((_, false)) => {}
                     Some((_, true)) => return Some(format!("`{item}` is a retired choice")),
-                    None => return Some(format!("`{item}` is not one of its choices")),
+                    None => {
+                        return Some(match f.renamed_to(item) {
+                            Some(to) => format!("`{item}` was renamed `{to}`"),
+                            None => format!("`{item}` is not one of its choices"),
+                        });
+                    }
                 }
             }
             return None;
@@ -907,6 +976,46 @@ mod tests {
                 .retired
         );
         assert!(!s2.fields(Kind::Deal).iter().any(|d| d.name == "tier"));
+    }
+
+    #[test]
+    fn a_renamed_choice_keeps_its_place_and_old_values_say_what_it_is_now() {
+        let rename = |choice: &str, to: &str| SchemaChange::RenameChoice {
+            kind: Kind::Deal,
+            name: "tier".into(),
+            choice: choice.into(),
+            to: to.into(),
+        };
+        let s = Schema::fold(&[
+            entry("aa", add(Kind::Deal, "tier", CustomType::Choice)),
+            entry("aa", rename("silver", "silber")),
+            entry("aa", rename("silber", "argent")),
+            // Onto a choice that exists: refused, noted, nothing changes.
+            entry("aa", rename("gold", "argent")),
+        ]);
+        let def = s.field(Kind::Deal, "tier").expect("present");
+        assert_eq!(def.ty, FieldType::Choice(&["gold", "argent"]));
+        assert_eq!(s.notes.len(), 1, "{:?}", s.notes);
+        assert!(
+            s.notes[0].contains("retire `gold` instead"),
+            "{:?}",
+            s.notes
+        );
+        let old = crate::FieldValue::Text("silver".into());
+        assert_eq!(
+            s.misfit(Kind::Deal, "tier", &old).as_deref(),
+            Some("`silver` was renamed `argent`")
+        );
+        assert_eq!(
+            s.misfit(
+                Kind::Deal,
+                "tier",
+                &crate::FieldValue::Text("argent".into())
+            ),
+            None
+        );
+        assert!(rename("gold", "gold").validate().is_err());
+        assert!(rename("gold", "Not A Word").validate().is_err());
     }
 
     #[test]

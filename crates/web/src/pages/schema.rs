@@ -52,6 +52,9 @@ pub(crate) struct ChangeForm {
     required: String,
     #[serde(default)]
     choice: String,
+    /// A renamed choice's new name.
+    #[serde(default)]
+    to: String,
 }
 
 impl ChangeForm {
@@ -93,6 +96,12 @@ impl ChangeForm {
                 name,
                 choice: self.choice.trim().to_lowercase(),
             },
+            "rename_choice" => SchemaChange::RenameChoice {
+                kind,
+                name,
+                choice: self.choice.trim().to_lowercase(),
+                to: self.to.trim().to_lowercase(),
+            },
             other => return Err(format!("`{other}` is not a change this page makes")),
         };
         change.validate()?;
@@ -129,7 +138,15 @@ pub(crate) async fn change(
                 space: Some(space.clone()),
                 change,
             })
-            .map(|_| done)
+            .map(|reply| match reply {
+                Reply::Schema(s) if s.records_changed == 1 => {
+                    format!("{done} (1 record rewritten)")
+                }
+                Reply::Schema(s) if s.records_changed > 1 => {
+                    format!("{done} ({} records rewritten)", s.records_changed)
+                }
+                _ => done,
+            })
             .map_err(|e| e.to_string())
         });
         match outcome {
@@ -366,6 +383,16 @@ fn field_row(schema: &SchemaReply, kind: Kind, f: &FieldInfo) -> Markup {
                             input id={ "choice-" (kind.as_str()) "-" (f.name) } name="choice" type="text" size="10" placeholder="New choice";
                             button type="submit" class="secondary" { "Add choice" }
                         }
+                        form method="post" action="/fields" class="inline" {
+                            (hidden_inputs("rename_choice"))
+                            label class="visually-hidden" for={ "rename-" (kind.as_str()) "-" (f.name) } { "Choice of " (f.name) " to rename" }
+                            select id={ "rename-" (kind.as_str()) "-" (f.name) } name="choice" {
+                                @for c in f.choices.iter().chain(&f.retired_choices) { option value=(c) { (c) } }
+                            }
+                            label class="visually-hidden" for={ "rename-to-" (kind.as_str()) "-" (f.name) } { "New name of the choice" }
+                            input id={ "rename-to-" (kind.as_str()) "-" (f.name) } name="to" type="text" size="10" placeholder="New name";
+                            button type="submit" class="secondary" { "Rename choice" }
+                        }
                         @for c in &f.choices {
                             form method="post" action="/fields" class="inline" {
                                 (hidden_inputs("retire_choice"))
@@ -498,5 +525,34 @@ mod tests {
         );
         let shown = t.get(&format!("/r/{}", v.id)).await;
         assert!(shown.body.contains("a retired field"), "{}", shown.body);
+
+        // Renaming a choice rewrites the records that hold it.
+        let page = t.get("/fields").await;
+        assert!(page.body.contains("Rename choice"), "{}", page.body);
+        let renamed = t
+            .post(
+                "/fields",
+                &[
+                    ("space", "private"),
+                    ("op", "rename_choice"),
+                    ("kind", "company"),
+                    ("name", "regions"),
+                    ("choice", "apac"),
+                    ("to", "asia pacific"),
+                ],
+            )
+            .await;
+        assert_eq!(renamed.status, 303, "{}", renamed.body);
+        let done = t.get(renamed.header("location").expect("redirected")).await;
+        assert!(done.body.contains("(1 record rewritten)"), "{}", done.body);
+        let repo = t.repo().clone();
+        let v = tokio::task::spawn_blocking(move || repo.resolve("Orbit"))
+            .await
+            .expect("task")
+            .expect("still there");
+        assert_eq!(
+            v.get("regions").map(rapport_model::FieldValue::as_list),
+            Some(&["emea".to_string(), "asia pacific".to_string()][..])
+        );
     }
 }
