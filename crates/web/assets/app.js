@@ -194,7 +194,9 @@
 
   let refreshTimer = null;
   if (window.EventSource && document.body.dataset.watch !== undefined && !document.body.classList.contains("bare")) {
-    const events = new EventSource("/events");
+    // From the cursor the page was read at: nothing that lands meanwhile is missed.
+    const since = document.body.dataset.since;
+    const events = new EventSource(since ? "/events?since=" + encodeURIComponent(since) : "/events");
     events.addEventListener("open", () => announce("Live"));
     events.addEventListener("error", () => announce("Reconnecting…"));
     events.addEventListener("change", (e) => {

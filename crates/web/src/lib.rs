@@ -50,6 +50,10 @@ pub(crate) struct App {
     pub node: Node,
     pub auth: Arc<auth::Auth>,
     pub live: Live,
+    /// The live feed's cursor when this request began to read (set by
+    /// [`App::blocking`]): its page follows changes from there, so one
+    /// that lands while the page is read and sent still refreshes it.
+    pub read_since: Option<String>,
 }
 
 impl App {
@@ -142,7 +146,8 @@ impl App {
         &self,
         work: impl FnOnce(&App) -> Result<T, WebError> + Send + 'static,
     ) -> Result<T, WebError> {
-        let app = self.clone();
+        let mut app = self.clone();
+        app.read_since = Some(app.live.cursor());
         tokio::task::spawn_blocking(move || work(&app))
             .await
             .map_err(|e| WebError::Internal(format!("a page task failed: {e}")))?
@@ -202,6 +207,7 @@ impl Ui {
             node,
             auth: auth.clone(),
             live: live.clone(),
+            read_since: None,
         };
         let url = format!("http://{}", display_addr(addr));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -4,32 +4,64 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use n0_future::Stream;
+use n0_future::{Stream, StreamExt};
+use rapport_node::live;
+use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use crate::App;
 
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct EventsQuery {
+    /// The feed's cursor when the page began to read (`data-since`).
+    #[serde(default)]
+    since: Option<String>,
+}
+
 /// `GET /events`: server-sent events, one `change` per record written, or
-/// `reload` when this page fell too far behind to be told each.
+/// `reload` when this page fell too far behind to be told each. Changes
+/// since the page's cursor (`?since=`, or `Last-Event-ID` when the browser
+/// reconnects) come first: a change that landed while the page was being
+/// read and sent still refreshes it.
 pub(crate) async fn events(
     State(app): State<App>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = app.live.subscribe();
-    let stream = n0_future::stream::unfold(rx, |mut rx| async move {
+    let from = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or(q.since);
+    let (first, rx) = match app.live.resume(from.as_deref()) {
+        Ok((missed, rx)) => (missed.iter().map(change).collect(), rx),
+        // Too far behind (or another boot of the node): read it all again.
+        Err(live::CursorGone) => (vec![reload()], app.live.subscribe()),
+    };
+    let later = n0_future::stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await {
-            Ok(c) => Event::default().event("change").data(
-                serde_json::json!({ "id": c.id, "kind": c.kind, "event": c.event }).to_string(),
-            ),
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                Event::default().event("reload").data("{}")
-            }
+            Ok(c) => change(&c),
+            Err(broadcast::error::RecvError::Lagged(_)) => reload(),
             Err(broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok(event), rx))
+        Some((event, rx))
     });
+    let stream = n0_future::stream::iter(first).chain(later).map(Ok);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+fn change(c: &live::Event) -> Event {
+    Event::default()
+        .event("change")
+        .id(c.cursor.clone())
+        .data(serde_json::json!({ "id": c.id, "kind": c.kind, "event": c.event }).to_string())
+}
+
+fn reload() -> Event {
+    Event::default().event("reload").data("{}")
 }
 
 #[cfg(test)]
@@ -81,6 +113,77 @@ mod tests {
         assert!(heard.contains(&made.id.to_string()), "{heard}");
         let found = t.get("/search?format=json&q=zephyr").await;
         assert!(found.body.contains("Zephyr Logistics"), "{}", found.body);
+    }
+
+    /// The first lines of `/events?since=SINCE` up to one with `until`.
+    fn events_from(t: &TestUi, since: &str, until: &'static str) -> Vec<String> {
+        let (addr, cookie) = (t.ui.addr, t.cookie.clone());
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            stream,
+            "GET /events?since={since} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n"
+        )
+        .expect("write");
+        let mut seen = Vec::new();
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let done = line.contains(until);
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    }
+
+    /// A page carries the feed's cursor from before it read anything; a
+    /// change made after that, before its live connection opened, still
+    /// reaches it. A cursor the node no longer knows asks for a reload.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_made_while_a_page_was_on_its_way_still_reaches_it() {
+        let t = TestUi::start().await;
+        let page = t.get("/k/company").await;
+        let since = page
+            .body
+            .split("data-since=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the page's cursor")
+            .to_string();
+        let repo = t.repo().clone();
+        let made = tokio::task::spawn_blocking(move || {
+            repo.create(
+                Kind::Company,
+                SpaceId::Private,
+                &[("name".into(), "Late Arrival".into())],
+            )
+        })
+        .await
+        .expect("task")
+        .expect("create");
+        let id = made.id.to_string();
+        let t = std::sync::Arc::new(t);
+        let ui = t.clone();
+        let heard = tokio::task::spawn_blocking(move || events_from(&ui, &since, "\"company\""))
+            .await
+            .expect("listener");
+        assert!(
+            heard
+                .iter()
+                .any(|l| l.starts_with("data:") && l.contains(&id)),
+            "{heard:?}"
+        );
+        assert!(
+            heard.iter().any(|l| l.starts_with("id:")),
+            "events carry their cursor, for a reconnecting browser: {heard:?}"
+        );
+        let ui = t.clone();
+        let stale = tokio::task::spawn_blocking(move || events_from(&ui, "0000-1", "reload"))
+            .await
+            .expect("listener");
+        assert!(stale.iter().any(|l| l == "event: reload"), "{stale:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,9 @@ pub(crate) struct Page {
     /// What a change must touch for the open page to refresh itself: record
     /// ids, kind names, or `*` for any change.
     pub watch: Vec<String>,
+    /// The live feed's cursor before the page read anything
+    /// (`App::read_since`): its live updates resume from there.
+    pub since: Option<String>,
 }
 
 pub(crate) fn render(p: Page) -> Html<String> {
@@ -45,7 +48,7 @@ pub(crate) fn render(p: Page) -> Html<String> {
             (DOCTYPE)
             html lang="en" {
                 (head(&p.title))
-                body data-watch=(p.watch.join(" ")) {
+                body data-watch=(p.watch.join(" ")) data-since=[p.since.as_deref()] {
                     a class="skip" href="#main" { "Skip to content" }
                     header class="top" {
                         a class="brand" href="/" { "Rapport" }

@@ -83,6 +83,7 @@ pub(crate) async fn page(
         help: help(),
         body: body(&board, mine, &back),
         watch: vec!["deal".into(), "company".into()],
+        since: app.read_since.clone(),
     }))
 }
 

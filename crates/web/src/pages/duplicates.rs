@@ -91,6 +91,7 @@ fn render(app: &App, kind: Option<&str>) -> Result<Html<String>, WebError> {
         },
         body,
         watch: vec!["person".into(), "company".into()],
+        since: app.read_since.clone(),
     }))
 }
 

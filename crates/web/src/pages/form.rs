@@ -440,6 +440,7 @@ fn render(
         },
         body,
         watch: vec![],
+        since: app.read_since.clone(),
     });
     (status, page).into_response()
 }

@@ -212,6 +212,7 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<ImportQuery>) -
         },
         body,
         watch: Vec::new(),
+        since: app.read_since.clone(),
     })
     .into_response()
 }
@@ -406,6 +407,7 @@ pub(crate) async fn preview(
         },
         body,
         watch: Vec::new(),
+        since: app.read_since.clone(),
     });
     (status, page).into_response()
 }

@@ -382,6 +382,7 @@ fn render(
         },
         body,
         watch: vec![kind.as_str().to_string()],
+        since: app.read_since.clone(),
     }))
 }
 

@@ -132,6 +132,7 @@ fn render(app: &App, ids: &str) -> Result<Html<String>, WebError> {
         },
         body,
         watch: records.iter().map(|r| r.id.to_string()).collect(),
+        since: app.read_since.clone(),
     }))
 }
 

@@ -239,6 +239,7 @@ fn render(app: &App, reference: &str, q: &RecordQuery) -> Result<Html<String>, W
         },
         body,
         watch,
+        since: app.read_since.clone(),
     }))
 }
 

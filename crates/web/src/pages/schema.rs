@@ -261,6 +261,7 @@ fn render(
         },
         body,
         watch: vec!["*".into()],
+        since: app.read_since.clone(),
     });
     Ok((status, page).into_response())
 }

@@ -111,6 +111,7 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<SearchQuery>) -
         },
         body,
         watch: vec![],
+        since: app.read_since.clone(),
     })
     .into_response()
 }

@@ -293,6 +293,7 @@ async fn respond(app: &App, outcome: Outcome, status: StatusCode) -> Response {
         Outcome::Joined(id) => Some((*id, false)),
         _ => None,
     };
+    let since = app.live.cursor();
     let snap = match app.blocking(move |app| snapshot(app, flash_of)).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
@@ -311,6 +312,7 @@ async fn respond(app: &App, outcome: Outcome, status: StatusCode) -> Response {
         help: help(),
         body,
         watch,
+        since: Some(since),
     });
     (status, page).into_response()
 }

@@ -97,6 +97,7 @@ pub(crate) async fn page(
         help: help(),
         body: body(&work),
         watch: vec!["activity".into(), "ticket".into()],
+        since: app.read_since.clone(),
     }))
 }
 
