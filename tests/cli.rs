@@ -161,6 +161,44 @@ fn records_of_every_kind_are_created_shown_and_listed() {
     assert!(none.as_array().expect("array").is_empty());
 }
 
+/// `rapport KIND add --help` lists the kind's custom fields, which only
+/// the data directory knows, and `--set` fills them; before there is a
+/// data directory, help is clap's alone and creates nothing.
+#[test]
+fn adding_a_record_shows_and_takes_the_kinds_custom_fields() {
+    let n = Node::new();
+    let help = n.ok(&["company", "add", "--help"]);
+    assert!(help.contains("--domain"), "{help}");
+    assert!(!n.dir.exists(), "help created the data directory");
+    n.ok(&["init", "--name", "Dana"]);
+    n.ok(&[
+        "schema",
+        "field",
+        "add",
+        "company",
+        "tier",
+        "--type",
+        "choice",
+        "--choices",
+        "gold,silver",
+        "--label",
+        "Customer tier",
+    ]);
+    let help = n.ok(&["company", "add", "--help"]);
+    assert!(
+        help.contains("Custom fields in your private space:"),
+        "{help}"
+    );
+    assert!(
+        help.contains("--set tier=VALUE  Customer tier (choice: gold, silver)"),
+        "{help}"
+    );
+    let deal_help = n.ok(&["deal", "add", "-h"]);
+    assert!(!deal_help.contains("tier"), "{deal_help}");
+    let acme = n.json(&["company", "add", "Acme", "--set", "tier=Gold"]);
+    assert_eq!(acme["tier"], "gold");
+}
+
 #[test]
 fn edits_deletes_and_the_timeline() {
     let n = Node::new();

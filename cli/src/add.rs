@@ -196,3 +196,85 @@ mod tests {
         assert_eq!(args.extra.sets, ["owner=Dana"]);
     }
 }
+
+/// The kind of a `rapport KIND add --help` among the arguments, if that
+/// is what they ask.
+pub fn help_asked(args: &[String]) -> Option<Kind> {
+    let help = args.iter().any(|a| a == "--help" || a == "-h");
+    let add = args.iter().position(|a| a == "add")?;
+    let kind = args[..add].iter().rev().find(|a| !a.starts_with('-'))?;
+    help.then(|| kind.parse().ok()).flatten()
+}
+
+/// The custom fields that `kind` has in each space of the data directory,
+/// for `rapport KIND add --help`, from the running node or the directory;
+/// `None` where there is none, or no directory yet (help never creates
+/// one).
+pub fn custom_fields_help(kind: Kind, dir: &std::path::Path) -> Option<String> {
+    use rapport_node::ops::{Reply, Request};
+    let mut exec = crate::commands::Executor::new(dir, false);
+    let Ok(Reply::Spaces { spaces }) = exec.run(Request::Spaces) else {
+        return None;
+    };
+    let every = std::iter::once(("your private space".to_string(), None)).chain(
+        spaces
+            .into_iter()
+            .map(|s| (format!("space {}", s.name), Some(s.id.to_string()))),
+    );
+    let mut out = String::new();
+    for (name, space) in every {
+        let Ok(Reply::Schema(schema)) = exec.run(Request::Schema { space }) else {
+            continue;
+        };
+        let fields: Vec<String> = schema
+            .kinds
+            .iter()
+            .filter(|k| k.kind == kind)
+            .flat_map(|k| &k.fields)
+            .filter(|f| f.custom && f.status == "active")
+            .map(|f| {
+                let mut what = f.ty.clone();
+                if !f.choices.is_empty() {
+                    what = format!("{what}: {}", f.choices.join(", "));
+                }
+                if f.required {
+                    what.push_str(", required");
+                }
+                let about = [f.label.as_str(), f.help.as_str()]
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                format!("  --set {}=VALUE  {about} ({what})", f.name)
+            })
+            .collect();
+        if !fields.is_empty() {
+            out.push_str(&format!("Custom fields in {name}:\n"));
+            for f in fields {
+                out.push_str(&f);
+                out.push('\n');
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_for_adding_a_kind_is_recognised_wherever_the_flags_are() {
+        let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            help_asked(&args("rapport company add --help")),
+            Some(Kind::Company)
+        );
+        assert_eq!(
+            help_asked(&args("rapport --data-dir /d deal add -h")),
+            Some(Kind::Deal)
+        );
+        assert_eq!(help_asked(&args("rapport company add Acme")), None);
+        assert_eq!(help_asked(&args("rapport list --help")), None);
+    }
+}

@@ -480,7 +480,10 @@ pub enum CampaignCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return help_or_exit(e),
+    };
     init_tracing();
     let code = match run(cli) {
         Ok(code) => code,
@@ -495,6 +498,30 @@ fn main() -> ExitCode {
         eprintln!("peak_rss_kib={kib}");
     }
     ExitCode::from(code)
+}
+
+/// Prints clap's help or error; `rapport KIND add --help` also lists the
+/// kind's custom fields, which only the data directory knows.
+fn help_or_exit(e: clap::Error) -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let kind = add::help_asked(&args);
+    if e.kind() != clap::error::ErrorKind::DisplayHelp || kind.is_none() {
+        e.exit()
+    }
+    let _ = e.print();
+    let given = args
+        .iter()
+        .position(|a| a == "--data-dir")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--data-dir=")))
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("RAPPORT_DATA_DIR").map(PathBuf::from));
+    let fields = kind.zip(commands::data_dir(given).ok());
+    if let Some(more) = fields.and_then(|(kind, dir)| add::custom_fields_help(kind, &dir)) {
+        println!("\n{more}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Runs `up` as the node, forwards other commands to a running node, or
