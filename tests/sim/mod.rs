@@ -2149,6 +2149,11 @@ const SCHEMA_CHANGES: &[&str] = &[
     r#"{"op":"retire_choice","kind":"company","name":"tier","choice":"gold"}"#,
     r#"{"op":"add_choice","kind":"company","name":"tier","choice":"gold"}"#,
     r#"{"op":"retire","kind":"company","name":"industry"}"#,
+    // Two admins may rename one choice to different words at once.
+    r#"{"op":"rename_choice","kind":"company","name":"tier","choice":"silver","to":"argent"}"#,
+    r#"{"op":"rename_choice","kind":"company","name":"tier","choice":"silver","to":"platinum"}"#,
+    r#"{"op":"rename_choice","kind":"company","name":"tier","choice":"argent","to":"silver"}"#,
+    r#"{"op":"rename_choice","kind":"company","name":"tier","choice":"platinum","to":"silver"}"#,
 ];
 
 /// A field Rex's modified client adds, as a reader: no node may count it.
