@@ -144,59 +144,6 @@ impl<const K: usize> FromArgMatches for AddArgs<K> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_field_of_every_kind_is_a_flag() {
-        fn flags<const K: usize>() -> Vec<String> {
-            let cmd = AddArgs::<K>::augment_args(Command::new("add"));
-            cmd.get_arguments()
-                .filter_map(|a| a.get_long().map(str::to_string))
-                .collect()
-        }
-        let all = [
-            flags::<0>(),
-            flags::<1>(),
-            flags::<2>(),
-            flags::<3>(),
-            flags::<4>(),
-            flags::<5>(),
-        ];
-        for (kind, flags) in Kind::ALL.into_iter().zip(all) {
-            for def in &kind.fields()[1..] {
-                assert!(flags.contains(&flag(def)), "{kind}: no --{}", flag(def));
-            }
-        }
-    }
-
-    #[test]
-    fn lists_repeat_and_join() {
-        let cmd = AddArgs::<1>::augment_args(Command::new("add").no_binary_name(true));
-        let m = cmd
-            .try_get_matches_from([
-                "Ann Baker",
-                "--email",
-                "ann@example.com",
-                "--email",
-                "ab@example.org",
-                "--set",
-                "owner=Dana",
-            ])
-            .expect("parses");
-        let args = AddArgs::<1>::from_arg_matches(&m).expect("reads");
-        assert_eq!(
-            args.inputs,
-            [
-                ("name".to_string(), "Ann Baker".to_string()),
-                ("emails".into(), "ann@example.com,ab@example.org".into())
-            ]
-        );
-        assert_eq!(args.extra.sets, ["owner=Dana"]);
-    }
-}
-
 /// The kind of a `rapport KIND add --help` among the arguments, if that
 /// is what they ask.
 pub fn help_asked(args: &[String]) -> Option<Kind> {
@@ -262,6 +209,54 @@ pub fn custom_fields_help(kind: Kind, dir: &std::path::Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_field_of_every_kind_is_a_flag() {
+        fn flags<const K: usize>() -> Vec<String> {
+            let cmd = AddArgs::<K>::augment_args(Command::new("add"));
+            cmd.get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_string))
+                .collect()
+        }
+        let all = [
+            flags::<0>(),
+            flags::<1>(),
+            flags::<2>(),
+            flags::<3>(),
+            flags::<4>(),
+            flags::<5>(),
+        ];
+        for (kind, flags) in Kind::ALL.into_iter().zip(all) {
+            for def in &kind.fields()[1..] {
+                assert!(flags.contains(&flag(def)), "{kind}: no --{}", flag(def));
+            }
+        }
+    }
+
+    #[test]
+    fn lists_repeat_and_join() {
+        let cmd = AddArgs::<1>::augment_args(Command::new("add").no_binary_name(true));
+        let m = cmd
+            .try_get_matches_from([
+                "Ann Baker",
+                "--email",
+                "ann@example.com",
+                "--email",
+                "ab@example.org",
+                "--set",
+                "owner=Dana",
+            ])
+            .expect("parses");
+        let args = AddArgs::<1>::from_arg_matches(&m).expect("reads");
+        assert_eq!(
+            args.inputs,
+            [
+                ("name".to_string(), "Ann Baker".to_string()),
+                ("emails".into(), "ann@example.com,ab@example.org".into())
+            ]
+        );
+        assert_eq!(args.extra.sets, ["owner=Dana"]);
+    }
 
     #[test]
     fn help_for_adding_a_kind_is_recognised_wherever_the_flags_are() {
