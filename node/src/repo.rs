@@ -339,6 +339,12 @@ impl Repo {
         self.store.record_count()
     }
 
+    /// The bytes of the field index's keys: what it adds to the store
+    /// before sled's own overhead (`rapport bench store` reports it).
+    pub fn field_index_bytes(&self) -> Result<u64, NodeError> {
+        Ok(self.store.field_index_bytes()?)
+    }
+
     /// How a change's author is shown: "user (organisation)", as this
     /// device's profile says or as an admin certified it in a space; the
     /// short device id when nobody did.

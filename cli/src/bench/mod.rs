@@ -182,6 +182,7 @@ pub fn run(out: &mut String, records: usize, dir: Option<&Path>, json: bool) -> 
     drop(ops);
     let disk = dir_size(&data);
     let total_records = repo.record_count();
+    let field_index = repo.field_index_bytes()?;
     drop(repo);
     let in_process_peak = peak_rss_kib();
     let cold = cold_list_peak_rss(&data)?;
@@ -206,6 +207,7 @@ pub fn run(out: &mut String, records: usize, dir: Option<&Path>, json: bool) -> 
         "single_write_p50_ms": ms(percentile(&mut single, 50)),
         "single_write_p95_ms": ms(percentile(&mut single, 95)),
         "disk_bytes_per_record": disk / total_records.max(1) as u64,
+        "field_index_key_bytes_per_record": field_index / total_records.max(1) as u64,
         "show_p50_ms": ms(percentile(&mut show, 50)),
         "show_p95_ms": ms(percentile(&mut show, 95)),
         "filtered_list_p50_ms": ms(percentile(&mut list, 50)),

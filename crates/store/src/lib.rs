@@ -1326,6 +1326,16 @@ impl Store {
         }
     }
 
+    /// The bytes of the field index's keys (its values are empty): what
+    /// the index adds, before sled's own overhead.
+    pub fn field_index_bytes(&self) -> Result<u64> {
+        let mut bytes = 0u64;
+        for key in self.by_field.iter().keys() {
+            bytes += key?.len() as u64;
+        }
+        Ok(bytes)
+    }
+
     /// How many records of `kind` are not deleted.
     pub fn live_count(&self, kind: Kind) -> Result<u64> {
         Ok(self.counts.get(live_key(kind))?.map_or(0, |v| be_u64(&v)))
