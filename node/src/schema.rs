@@ -225,6 +225,7 @@ impl Repo {
 mod tests {
     use rapport_model::{FieldValue, Kind, Role, SchemaChange, SpaceId};
 
+    use crate::Repo;
     use crate::ingest::tests::{add, node, sync};
     use crate::repo::tests::input;
 
@@ -235,18 +236,24 @@ mod tests {
         .expect("statement")
     }
 
+    /// A (admin) and B (writer) sharing a space, in sync.
+    fn admin_and_writer() -> ([tempfile::TempDir; 2], Repo, Repo, SpaceId) {
+        let (ta, a) = node();
+        let (tb, b) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &b, Role::Writer);
+        sync(&b, &a, space);
+        ([ta, tb], a, b, space)
+    }
+
     /// B receives a record holding a value of a field before the statement
     /// that defines it: B keeps the value, serves the same signed changes,
     /// keeps the value through its own edit, and shows it as the field once
     /// the statement arrives.
     #[test]
     fn a_node_on_an_older_schema_keeps_and_forwards_values_it_does_not_know() {
-        let (_ta, a) = node();
-        let (_tb, b) = node();
-        let shared = a.create_space("Joint").expect("space");
-        let space = SpaceId::Shared(shared.id);
-        add(&a, shared.id, &b, Role::Writer);
-        sync(&b, &a, space);
+        let (_t, a, b, space) = admin_and_writer();
         a.change_schema(space, tier()).expect("add field");
         let orbit = a
             .create(
@@ -331,12 +338,7 @@ mod tests {
     /// keeps it, shown as renamed, until someone edits it.
     #[test]
     fn a_renamed_choice_reaches_the_records_and_an_offline_one_says_so() {
-        let (_ta, a) = node();
-        let (_tb, b) = node();
-        let shared = a.create_space("Joint").expect("space");
-        let space = SpaceId::Shared(shared.id);
-        add(&a, shared.id, &b, Role::Writer);
-        sync(&b, &a, space);
+        let (_t, a, b, space) = admin_and_writer();
         a.change_schema(space, tier()).expect("add field");
         sync(&b, &a, space);
         for name in ["Orbit", "Nova"] {
@@ -389,12 +391,7 @@ mod tests {
     /// a change that would take no effect says why.
     #[test]
     fn only_admins_change_a_spaces_schema_and_no_op_changes_are_refused() {
-        let (_ta, a) = node();
-        let (_tb, b) = node();
-        let shared = a.create_space("Joint").expect("space");
-        let space = SpaceId::Shared(shared.id);
-        add(&a, shared.id, &b, Role::Writer);
-        sync(&b, &a, space);
+        let (_t, a, b, space) = admin_and_writer();
         let err = b.change_schema(space, tier()).expect_err("a writer");
         assert!(err.to_string().contains("you are a writer"), "{err}");
         a.change_schema(space, tier()).expect("admin");

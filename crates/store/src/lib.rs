@@ -1199,18 +1199,15 @@ impl Store {
         field: &str,
         text: &str,
     ) -> Result<Vec<RecordId>> {
-        let mut ids = self.ids_under(&fields::text_prefix(kind, field, text))?;
-        if fields::could_begin_number(text) {
-            let (start, end) = fields::sort_range(kind, field, true);
-            for key in self.by_field.range(start..end).keys() {
-                if let Some(id) = fields::id_of(&key?) {
-                    ids.push(id);
-                }
-            }
-            ids.sort();
-            ids.dedup();
+        let texts = self
+            .by_field
+            .scan_prefix(fields::text_prefix(kind, field, text));
+        if !fields::could_begin_number(text) {
+            return ids_of(texts.keys(), |_| true);
         }
-        Ok(ids)
+        let (start, end) = fields::sort_range(kind, field, true);
+        let numbers = self.by_field.range(start..end);
+        ids_of(texts.keys().chain(numbers.keys()), |_| true)
     }
 
     /// Records of `kind` whose `field` holds an item between `low` and
@@ -1233,17 +1230,10 @@ impl Store {
             end = fields::value_prefix(kind, field, high);
             end.extend_from_slice(&[0xff; 17]);
         }
-        let mut ids = Vec::new();
-        if start < end {
-            for key in self.by_field.range(start..end).keys() {
-                if let Some(id) = fields::id_of(&key?) {
-                    ids.push(id);
-                }
-            }
+        if start >= end {
+            return Ok(Vec::new());
         }
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
+        ids_of(self.by_field.range(start..end).keys(), |_| true)
     }
 
     /// Records of `kind` whose `field` may hold `needle` (lower case)
@@ -1258,34 +1248,19 @@ impl Store {
     ) -> Result<Vec<RecordId>> {
         let prefix = fields::field_prefix(kind, field);
         let needle = needle.as_bytes();
-        let mut ids = Vec::new();
-        for key in self.by_field.scan_prefix(&prefix).keys() {
-            let key = key?;
-            let candidate = match fields::key_text(&key, prefix.len()) {
+        ids_of(
+            self.by_field.scan_prefix(&prefix).keys(),
+            |key| match fields::key_text(key, prefix.len()) {
                 Some(text) => {
                     fields::may_be_cut(text) || text.windows(needle.len()).any(|w| w == needle)
                 }
                 None => true,
-            };
-            if candidate && let Some(id) = fields::id_of(&key) {
-                ids.push(id);
-            }
-        }
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
+            },
+        )
     }
 
     fn ids_under(&self, prefix: &[u8]) -> Result<Vec<RecordId>> {
-        let mut ids = Vec::new();
-        for key in self.by_field.scan_prefix(prefix).keys() {
-            if let Some(id) = fields::id_of(&key?) {
-                ids.push(id);
-            }
-        }
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
+        ids_of(self.by_field.scan_prefix(prefix).keys(), |_| true)
     }
 
     /// The index keys of `kind`'s `field` in value order (then id), or
@@ -2121,6 +2096,26 @@ fn split_heads(bytes: &[u8]) -> Result<Vec<[u8; 32]>> {
 
 fn link_key(target: RecordId, source: RecordId) -> Vec<u8> {
     format!("{target}{source}").into_bytes()
+}
+
+/// The records of the field index keys that `keep` keeps, in id order,
+/// once each.
+fn ids_of(
+    keys: impl Iterator<Item = sled::Result<sled::IVec>>,
+    keep: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<RecordId>> {
+    let mut ids = Vec::new();
+    for key in keys {
+        let key = key?;
+        if keep(&key)
+            && let Some(id) = fields::id_of(&key)
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
 }
 
 #[cfg(test)]

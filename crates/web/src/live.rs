@@ -77,25 +77,10 @@ mod tests {
     /// search box finds it, without anything being reloaded.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_reaches_open_pages_and_the_search_index() {
-        let t = TestUi::start().await;
-        let (addr, cookie) = (t.ui.addr, t.cookie.clone());
-        let listener = tokio::task::spawn_blocking(move || {
-            let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
-            write!(
-                stream,
-                "GET /events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n"
-            )
-            .expect("write");
-            let mut lines = BufReader::new(stream).lines();
-            let status = lines.next().and_then(Result::ok).unwrap_or_default();
-            assert!(status.contains("200"), "{status}");
-            lines
-                .map_while(Result::ok)
-                .find(|l| l.starts_with("data:") && l.contains("\"company\""))
-        });
+        let t = std::sync::Arc::new(TestUi::start().await);
+        let ui = t.clone();
+        let listener =
+            tokio::task::spawn_blocking(move || events_from(&ui, "/events", "\"company\""));
         // Give the stream a moment to subscribe before the write.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let repo = t.repo().clone();
@@ -109,14 +94,20 @@ mod tests {
         .await
         .expect("task")
         .expect("create");
-        let heard = listener.await.expect("listener").expect("a change event");
-        assert!(heard.contains(&made.id.to_string()), "{heard}");
+        let heard = listener.await.expect("listener");
+        assert!(
+            heard
+                .iter()
+                .any(|l| l.starts_with("data:") && l.contains(&made.id.to_string())),
+            "{heard:?}"
+        );
         let found = t.get("/search?format=json&q=zephyr").await;
         assert!(found.body.contains("Zephyr Logistics"), "{}", found.body);
     }
 
-    /// The first lines of `/events?since=SINCE` up to one with `until`.
-    fn events_from(t: &TestUi, since: &str, until: &'static str) -> Vec<String> {
+    /// The lines of the event stream at `path` (with its query) up to one
+    /// holding `until`.
+    fn events_from(t: &TestUi, path: &str, until: &'static str) -> Vec<String> {
         let (addr, cookie) = (t.ui.addr, t.cookie.clone());
         let mut stream = std::net::TcpStream::connect(addr).expect("connect");
         stream
@@ -124,11 +115,14 @@ mod tests {
             .expect("timeout");
         write!(
             stream,
-            "GET /events?since={since} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n"
         )
         .expect("write");
+        let mut lines = BufReader::new(stream).lines().map_while(Result::ok);
+        let status = lines.next().unwrap_or_default();
+        assert!(status.contains("200"), "{status}");
         let mut seen = Vec::new();
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+        for line in lines {
             let done = line.contains(until);
             seen.push(line);
             if done {
@@ -166,7 +160,8 @@ mod tests {
         let id = made.id.to_string();
         let t = std::sync::Arc::new(t);
         let ui = t.clone();
-        let heard = tokio::task::spawn_blocking(move || events_from(&ui, &since, "\"company\""))
+        let path = format!("/events?since={since}");
+        let heard = tokio::task::spawn_blocking(move || events_from(&ui, &path, "\"company\""))
             .await
             .expect("listener");
         assert!(
@@ -180,9 +175,10 @@ mod tests {
             "events carry their cursor, for a reconnecting browser: {heard:?}"
         );
         let ui = t.clone();
-        let stale = tokio::task::spawn_blocking(move || events_from(&ui, "0000-1", "reload"))
-            .await
-            .expect("listener");
+        let stale =
+            tokio::task::spawn_blocking(move || events_from(&ui, "/events?since=0000-1", "reload"))
+                .await
+                .expect("listener");
         assert!(stale.iter().any(|l| l == "event: reload"), "{stale:?}");
     }
 
