@@ -61,6 +61,9 @@ impl Compare {
 #[derive(Debug, Clone)]
 pub struct Filter {
     pub field: &'static str,
+    /// Whether the field holds a list (each bound then holds for some
+    /// item, not necessarily the same one).
+    pub list: bool,
     pub test: Test,
 }
 
@@ -154,6 +157,7 @@ impl Filter {
         };
         Ok(Filter {
             field: def.name,
+            list: def.ty.is_list(),
             test,
         })
     }
@@ -209,7 +213,6 @@ fn is_numeric(ty: FieldType) -> bool {
             | FieldType::Amount
             | FieldType::Percent
             | FieldType::Flag
-            | FieldType::DateTime
     )
 }
 

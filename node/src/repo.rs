@@ -617,11 +617,13 @@ impl Repo {
             }
         }
         let bound = wanted.iter().find_map(|f| match &f.test {
-            Test::Bound { item, .. } => Some((f.field, item)),
+            Test::Bound { item, .. } => Some((f.field, f.list, item)),
             _ => None,
         });
-        if let Some((field, first)) = bound {
-            // Both ends of a range on the field, when they are of a sort.
+        if let Some((field, list, first)) = bound {
+            // Both ends of a range on the field, when they are of a sort
+            // and the field holds one value (on a list, each end may hold
+            // for another item: one end finds every candidate).
             let end = |want: Compare| {
                 wanted.iter().find_map(|f| match &f.test {
                     Test::Bound { compare, item, .. }
@@ -635,7 +637,10 @@ impl Repo {
                     _ => None,
                 })
             };
-            let (low, high) = (end(Compare::AtLeast), end(Compare::AtMost));
+            let (low, high) = match (end(Compare::AtLeast), end(Compare::AtMost)) {
+                (Some(low), Some(_)) if list => (Some(low), None),
+                ends => ends,
+            };
             return Ok(Some(self.store.ids_between(kind, field, low, high)?));
         }
         for f in wanted {
@@ -967,7 +972,9 @@ impl Repo {
         )
     }
 
-    fn apply(
+    /// Writes `edits` to a record as this device's signed change; values
+    /// are taken as they are (callers parse and check input first).
+    pub(crate) fn apply(
         &self,
         old: RecordView,
         edits: &[Edit],
@@ -1584,8 +1591,32 @@ pub(crate) mod tests {
         };
         assert_eq!(people(&[("phones^", "030")]), ["Ann"]);
         assert_eq!(people(&[("phones~", "1234")]), ["Ann"]);
-        // Past the 64 bytes the index keeps of a text.
-        assert_eq!(people(&[("name~", "jones")]), [long]);
+        // Past the 64 bytes the index keeps of a text, inside and as a prefix.
+        assert_eq!(people(&[("name~", "jones")]), std::slice::from_ref(&long));
+        assert_eq!(
+            people(&[("name^", &long[..70])]),
+            std::slice::from_ref(&long)
+        );
+        // A text the index keeps as a number (an amount with its currency),
+        // found by a prefix that reaches into the currency.
+        repo.create(
+            Kind::Person,
+            SpaceId::Private,
+            &input(&[
+                ("name", "Bea"),
+                ("title", "5000 EUR"),
+                ("tags", "alpha, omega"),
+            ]),
+        )
+        .expect("p");
+        assert_eq!(people(&[("title^", "5000 e")]), ["Bea"]);
+        // On a list, each bound holds for some item: the same answer with
+        // the index (the range) as without (a name prefix narrows first).
+        assert_eq!(people(&[("tags>", "m"), ("tags<", "c")]), ["Bea"]);
+        assert_eq!(
+            people(&[("tags>", "m"), ("tags<", "c"), ("name^", "b")]),
+            ["Bea"]
+        );
 
         // What cannot be compared says why.
         for (field, value, says) in [

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rapport_model::space;
 use rapport_model::{
-    FieldDef, FieldValue, Kind, Schema, SchemaChange, SchemaEntry, SpaceId, SpaceView,
+    Edit, FieldDef, FieldValue, Kind, Schema, SchemaChange, SchemaEntry, SpaceId, SpaceView,
 };
 
 use crate::{NodeError, Repo, datadir};
@@ -134,21 +134,26 @@ impl Repo {
                 continue;
             }
             let value = match v.get(name) {
-                Some(FieldValue::Text(t)) if t == from => to.to_string(),
+                Some(FieldValue::Text(t)) if t == from => FieldValue::Text(to.to_string()),
                 Some(FieldValue::List(items)) if items.iter().any(|i| i == from) => {
-                    let mut now: Vec<&str> = Vec::new();
+                    let mut now: Vec<String> = Vec::new();
                     for i in items {
                         let i = if i == from { to } else { i.as_str() };
-                        if !now.contains(&i) {
-                            now.push(i);
+                        if !now.iter().any(|n| n == i) {
+                            now.push(i.to_string());
                         }
                     }
-                    now.join(", ")
+                    FieldValue::List(now)
                 }
                 _ => continue,
             };
-            self.edit(&id.to_string(), &[(name.to_string(), value)], &[])?;
-            changed += 1;
+            // The value as it is: the new name may be a retired choice,
+            // and the record's other values are not this change's to check.
+            let edit = [Edit::Set(name.to_string(), value)];
+            match self.apply(v, &edit, self.now()) {
+                Ok(_) => changed += 1,
+                Err(e) => tracing::warn!(%id, "a record keeps the old name of a choice: {e}"),
+            }
         }
         Ok(changed)
     }
@@ -385,6 +390,32 @@ mod tests {
             .edit(&late.id.to_string(), &input(&[("tier", "silver")]), &[])
             .expect_err("old word");
         assert!(err.to_string().contains("platinum"), "{err}");
+
+        // A retired choice renamed: its records are rewritten all the same
+        // (the new name is retired too, and input still may not use it).
+        let statement =
+            |json: &str| -> SchemaChange { serde_json::from_str(json).expect("statement") };
+        let old = a
+            .create(
+                Kind::Company,
+                space,
+                &input(&[("name", "Old"), ("tier", "gold")]),
+            )
+            .expect("create");
+        a.change_schema(
+            space,
+            statement(r#"{"op":"retire_choice","kind":"company","name":"tier","choice":"gold"}"#),
+        )
+        .expect("retire");
+        let renamed = a.change_schema(
+            space,
+            statement(
+                r#"{"op":"rename_choice","kind":"company","name":"tier","choice":"gold","to":"legacy"}"#,
+            ),
+        );
+        assert_eq!(renamed.expect("rename a retired choice"), 1);
+        let held = a.view(old.id).expect("read").expect("old");
+        assert_eq!(held.text("tier"), Some("legacy"));
     }
 
     /// A writer's schema change is refused before anything is signed, and

@@ -497,6 +497,17 @@ impl Schema {
     /// Whether `change` would take effect on this schema, and if not why:
     /// what a node checks before it signs a statement.
     pub fn check(&self, change: &SchemaChange) -> Result<(), String> {
+        // Folding, a rename of a choice renamed meanwhile by another admin
+        // becomes an alias (see `apply`); asked here, it is a mistake.
+        if let SchemaChange::RenameChoice {
+            kind, name, choice, ..
+        } = change
+            && let Some(f) = self.custom_field(*kind, name)
+            && !f.choices.iter().any(|(c, _)| c == choice)
+            && let Some(now) = f.renamed_to(choice)
+        {
+            return Err(format!("`{choice}` was renamed `{now}` already"));
+        }
         let mut copy = self.clone();
         copy.apply(&SchemaEntry {
             by: String::new(),
@@ -633,7 +644,16 @@ impl Schema {
                         "`{name}` has a choice `{to}` already: retire `{choice}` instead"
                     ));
                 }
+                let renamed_meanwhile = f.renamed_to(choice).map(str::to_string);
                 match f.choices.iter_mut().find(|(c, _)| c == choice) {
+                    // Another admin renamed it first (concurrently): this
+                    // word becomes an alias of the name that stood, so the
+                    // records this admin's node rewrote show as renamed.
+                    None if renamed_meanwhile.is_some() => {
+                        let now = renamed_meanwhile.unwrap_or_default();
+                        f.renamed.push((to.clone(), now));
+                        Ok(())
+                    }
                     Some((c, _)) => {
                         *c = to.clone();
                         f.renamed.push((choice.clone(), to.clone()));
@@ -1014,6 +1034,22 @@ mod tests {
             ),
             None
         );
+        // Two admins renamed `gold` at once: the second word is an alias of
+        // the first, so the records its node rewrote show as renamed; asked
+        // now, renaming `gold` again is refused.
+        let both = Schema::fold(&[
+            entry("aa", add(Kind::Deal, "tier", CustomType::Choice)),
+            entry("aa", rename("gold", "or")),
+            entry("bb", rename("gold", "oro")),
+        ]);
+        assert!(both.notes.is_empty(), "{:?}", both.notes);
+        assert_eq!(
+            both.misfit(Kind::Deal, "tier", &crate::FieldValue::Text("oro".into()))
+                .as_deref(),
+            Some("`oro` was renamed `or`")
+        );
+        let e = both.check(&rename("gold", "golden")).expect_err("renamed");
+        assert!(e.contains("was renamed `or` already"), "{e}");
         assert!(rename("gold", "gold").validate().is_err());
         assert!(rename("gold", "Not A Word").validate().is_err());
     }

@@ -38,11 +38,7 @@ impl Item {
             return Item::Number(n);
         }
         let lower = s.to_lowercase().replace('\0', "");
-        let mut end = lower.len().min(TEXT_BYTES);
-        while !lower.is_char_boundary(end) {
-            end -= 1;
-        }
-        Item::Text(lower.as_bytes()[..end].to_vec())
+        Item::Text(lower.as_bytes()[..cut(&lower)].to_vec())
     }
 
     /// The items a value is indexed as (a list: one per item).
@@ -112,12 +108,24 @@ pub fn value_prefix(kind: Kind, field: &str, item: &Item) -> Vec<u8> {
     key
 }
 
-/// Every key whose text begins with `text` (lower-cased).
+/// Every key whose text begins with `text` (lower-cased, and cut where
+/// a key's text is cut: a longer prefix finds the values sharing its
+/// first 64 bytes, for the caller to check).
 pub fn text_prefix(kind: Kind, field: &str, text: &str) -> Vec<u8> {
     let mut key = field_prefix(kind, field);
     key.push(b't');
-    key.extend_from_slice(text.to_lowercase().replace('\0', "").as_bytes());
+    let lower = text.to_lowercase().replace('\0', "");
+    key.extend_from_slice(&lower.as_bytes()[..cut(&lower)]);
     key
+}
+
+/// Where a key cuts a lower-case text: at most 64 bytes, on a character.
+fn cut(lower: &str) -> usize {
+    let mut end = lower.len().min(TEXT_BYTES);
+    while !lower.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
 }
 
 /// Every key of one sort of item (`'n'` numbers or `'t'` texts) of a
@@ -134,8 +142,14 @@ pub fn sort_range(kind: Kind, field: &str, numbers: bool) -> (Vec<u8>, Vec<u8>) 
 /// (`030` begins `0301234`, kept as the number 301234): a prefix search
 /// must then look at the numbers too.
 pub fn could_begin_number(text: &str) -> bool {
-    text.bytes()
-        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b' ')
+    // An amount, then perhaps a space and the start of its currency code
+    // (`5000 e` begins `5000 EUR`).
+    let (amount, code) = text.rsplit_once(' ').unwrap_or((text, ""));
+    code.len() <= 3
+        && code.bytes().all(|b| b.is_ascii_alphabetic())
+        && amount
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
 }
 
 /// The text a text key keeps (lower case, at most 64 bytes), `None` for

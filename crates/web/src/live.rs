@@ -182,6 +182,47 @@ mod tests {
         assert!(stale.iter().any(|l| l == "event: reload"), "{stale:?}");
     }
 
+    /// Every page that refreshes itself carries the cursor it resumes
+    /// from, taken before it read anything.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_page_that_follows_changes_carries_its_cursor() {
+        let t = TestUi::start().await;
+        let repo = t.repo().clone();
+        let acme = tokio::task::spawn_blocking(move || repo.resolve("Acme Corporation"))
+            .await
+            .expect("task")
+            .expect("demo company");
+        let record = format!("/r/{}", acme.id);
+        let mut followed = 0;
+        for path in [
+            "/",
+            "/board",
+            "/k/company",
+            "/k/deal?where=amount%3E%3D1000",
+            record.as_str(),
+            "/fields",
+            "/duplicates",
+            "/spaces",
+        ] {
+            let page = t.get(path).await;
+            assert_eq!(page.status, 200, "{path}");
+            let watch = page
+                .body
+                .split("data-watch=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default();
+            if !watch.is_empty() {
+                followed += 1;
+                assert!(
+                    page.body.contains("data-since=\""),
+                    "{path} follows `{watch}` without a cursor"
+                );
+            }
+        }
+        assert!(followed >= 7, "only {followed} pages follow changes");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn events_need_a_session() {
         let t = TestUi::start().await;

@@ -68,6 +68,8 @@ pub(crate) async fn page(
         .filter(|o| !o.is_empty())
         .map(str::to_string);
     let moved = q.moved.clone();
+    // Before reading: the page's live updates resume from here.
+    let since = app.live.cursor();
     let (board, crumbs) = app
         .blocking(move |app| {
             let board = read_board(app, mine, owner, moved.as_deref())?;
@@ -83,7 +85,7 @@ pub(crate) async fn page(
         help: help(),
         body: body(&board, mine, &back),
         watch: vec!["deal".into(), "company".into()],
-        since: app.read_since.clone(),
+        since: Some(since),
     }))
 }
 

@@ -440,7 +440,8 @@ fn render(
         },
         body,
         watch: vec![],
-        since: app.read_since.clone(),
+        // Watches nothing (a form keeps what is typed): no live updates.
+        since: None,
     });
     (status, page).into_response()
 }

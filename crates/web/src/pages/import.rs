@@ -212,7 +212,8 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<ImportQuery>) -
         },
         body,
         watch: Vec::new(),
-        since: app.read_since.clone(),
+        // Watches nothing: no live updates to resume.
+        since: None,
     })
     .into_response()
 }
@@ -407,7 +408,8 @@ pub(crate) async fn preview(
         },
         body,
         watch: Vec::new(),
-        since: app.read_since.clone(),
+        // Watches nothing: no live updates to resume.
+        since: None,
     });
     (status, page).into_response()
 }

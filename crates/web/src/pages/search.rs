@@ -111,7 +111,8 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<SearchQuery>) -
         },
         body,
         watch: vec![],
-        since: app.read_since.clone(),
+        // Watches nothing: no live updates to resume.
+        since: None,
     })
     .into_response()
 }

@@ -78,6 +78,8 @@ pub(crate) async fn page(
     Query(q): Query<WorkQuery>,
 ) -> Result<Html<String>, WebError> {
     let all = q.who.as_deref() == Some("all");
+    // Before reading: the page's live updates resume from here.
+    let since = app.live.cursor();
     let work = app
         .blocking(move |app| {
             let tz = TimeZone::system();
@@ -97,7 +99,7 @@ pub(crate) async fn page(
         help: help(),
         body: body(&work),
         watch: vec!["activity".into(), "ticket".into()],
-        since: app.read_since.clone(),
+        since: Some(since),
     }))
 }
 
