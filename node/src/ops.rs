@@ -12,7 +12,7 @@
 //! token that may be read-only or limited to one space. The limits are
 //! enforced here, once, for every transport.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -1828,14 +1828,32 @@ impl Ops {
         }
         let mut out: Vec<(SortKey, RecordView)> = Vec::with_capacity(limit + 1);
         if missing_after.is_none() {
+            // The key each record read is listed at (`None`: nowhere): a
+            // record with many keys (the items of a list a peer wrote into
+            // the field, or a deleted one's) is read at most twice, at its
+            // first key and at the one it is listed at, not once a key.
+            let mut listed_at: HashMap<RecordId, Option<Vec<u8>>> = HashMap::new();
             for entry in store.field_order(kind, field, descending, start.as_deref()) {
                 let (key, id) = entry.map_err(NodeError::from)?;
+                if listed_at
+                    .get(&id)
+                    .is_some_and(|at| at.as_deref() != Some(key.as_slice()))
+                {
+                    continue;
+                }
                 let Some(v) = store.view(id).map_err(NodeError::from)? else {
                     continue;
                 };
                 // A key the record no longer has (keys are checked, never
                 // trusted) or a deleted record is passed over.
-                if v.deleted || v.kind != kind || key_of(&v).as_deref() != Some(key.as_slice()) {
+                let at = if v.deleted || v.kind != kind {
+                    None
+                } else {
+                    key_of(&v)
+                };
+                let here = at.as_deref() == Some(key.as_slice());
+                listed_at.insert(id, at);
+                if !here {
                     continue;
                 }
                 out.push((SortKey::of(&v, Some(field)), v));
@@ -2107,29 +2125,14 @@ fn schema_kinds(schema: &Schema) -> Vec<KindFields> {
                 })
                 .collect();
             for f in schema.custom(kind) {
-                let info = match schema.field(kind, &f.name) {
-                    Some(def) => field_info(def),
-                    // Retired: described as it was.
-                    None => FieldInfo {
-                        name: f.name.clone(),
-                        ty: f.ty.to_string(),
-                        required: f.required,
-                        list: f.ty == rapport_model::CustomType::MultiChoice,
-                        default: f.default.clone(),
-                        help: f.help.clone(),
-                        choices: f.active_choices().map(str::to_string).collect(),
-                        refers_to: f.target.into_iter().collect(),
-                        label: if f.label.is_empty() {
-                            f.name.clone()
-                        } else {
-                            f.label.clone()
-                        },
-                        custom: true,
-                        status: "retired".into(),
-                        retired_choices: Vec::new(),
-                    },
-                };
+                // A retired field is described as it was.
+                let info = field_info(f.def());
                 fields.push(FieldInfo {
+                    status: if f.retired {
+                        "retired".into()
+                    } else {
+                        info.status.clone()
+                    },
                     ty: f.ty.to_string(),
                     retired_choices: f
                         .choices

@@ -58,30 +58,27 @@ impl Repo {
     pub fn change_schema(&self, space: SpaceId, change: SchemaChange) -> Result<usize, NodeError> {
         self.check_authoring()?;
         change.validate().map_err(NodeError::Schema)?;
-        let renamed = match &change {
-            SchemaChange::RenameChoice {
-                kind,
-                name,
-                choice,
-                to,
-            } => Some((*kind, name.clone(), choice.clone(), to.clone())),
-            _ => None,
-        };
-        self.write_statement(space, change)?;
-        let Some((kind, name, from, to)) = renamed else {
+        self.write_statement(space, &change)?;
+        let SchemaChange::RenameChoice {
+            kind,
+            name,
+            choice,
+            to,
+        } = &change
+        else {
             return Ok(0);
         };
-        let changed = self.rename_in_records(space, kind, &name, &from, &to)?;
+        let changed = self.rename_in_records(space, *kind, name, choice, to)?;
         tracing::info!(%space, %kind, field = %name, changed, "choice renamed in records");
         Ok(changed)
     }
 
     /// Records the statement: in the profile for the private space, in
     /// the space document (signed, synced) for a shared one.
-    fn write_statement(&self, space: SpaceId, change: SchemaChange) -> Result<(), NodeError> {
+    fn write_statement(&self, space: SpaceId, change: &SchemaChange) -> Result<(), NodeError> {
         let _guard = self.write_guard();
         self.schema(space)?
-            .check(&change)
+            .check(change)
             .map_err(NodeError::Schema)?;
         match space {
             SpaceId::Private => {
@@ -90,7 +87,7 @@ impl Repo {
                 next.schema.push(SchemaEntry {
                     by: self.device_id().to_string(),
                     at: self.now().as_second(),
-                    change,
+                    change: change.clone(),
                 });
                 datadir::save_profile(self.dir(), &next)?;
                 *profile = next;
@@ -104,7 +101,7 @@ impl Repo {
             SpaceId::Shared(id) => {
                 self.administered(id)?;
                 let mut doc = self.load_doc(id)?;
-                space::add_schema_change(&mut doc, &change, self.now())?;
+                space::add_schema_change(&mut doc, change, self.now())?;
                 self.write_space_doc(&mut doc, id)?;
             }
         }

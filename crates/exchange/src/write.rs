@@ -29,7 +29,8 @@ impl<W: Write> CsvWriter<W> {
             .from_writer(out);
         let header = std::iter::once("id")
             .chain(kind.fields().iter().map(|d| d.name))
-            .chain(custom.iter().map(String::as_str));
+            .chain(custom.iter().map(String::as_str))
+            .map(|h| inert(h.to_string()));
         inner.write_record(header).map_err(into_io)?;
         Ok(CsvWriter {
             inner,
@@ -188,6 +189,11 @@ mod tests {
             "phones".to_string(),
             FieldValue::List(vec!["+49 30 1234567".into()]),
         );
+        // A field name a peer's record carries is a header cell too.
+        fields.insert(
+            "=cmd|' /c calc'!A0".to_string(),
+            FieldValue::Text("x".into()),
+        );
         let view = RecordView {
             id,
             kind: Kind::Person,
@@ -205,6 +211,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(",'+49 30 1234567,"), "{text}");
+        assert!(text.contains(",'=cmd|' /c calc'!A0\r\n"), "{text}");
         let headers: Vec<String> = ["id", "name", "phones"].map(String::from).to_vec();
         let columns = Columns::guess(Kind::Person, &headers, &[]).expect("columns");
         let cells: Vec<String> = [

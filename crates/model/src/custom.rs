@@ -3,7 +3,7 @@
 //! A space's admins shape its records with signed statements
 //! ([`SchemaChange`]), kept in the space document next to the membership
 //! statements (see `docs/PROTOCOL.md`, "Schema"); the private space keeps
-//! its own in the store. A node folds the statements it accepted, in the
+//! its own in the profile. A node folds the statements it accepted, in the
 //! causal order every node computes alike, into a [`Schema`]: the built-in
 //! fields plus the custom ones, with labels, hidden and retired fields.
 //! The same statements in the same order give the same schema everywhere,
@@ -21,6 +21,8 @@
 //! - Labels, retiring and restoring are last-writer-wins in the order.
 //! - A retired choice refuses new input; records that hold it keep it and
 //!   show it as retired. Adding it again restores it.
+//! - A renamed choice keeps its place; a concurrent second rename of it
+//!   becomes an alias of the first, so values of either show as renamed.
 //! - A built-in field can be relabelled, and hidden unless the kind needs
 //!   it (a required field or the title); its values are never touched.
 //!
@@ -325,8 +327,28 @@ impl SchemaChange {
 /// Names no custom field may take: what a record's JSON and the filters
 /// already use.
 const RESERVED: &[&str] = &[
-    "id", "kind", "space", "updated", "created", "deleted", "merged", "title",
+    "id",
+    "kind",
+    "space",
+    "updated",
+    "created",
+    "deleted",
+    "merged",
+    "merged_into",
+    "conflicts",
+    "title",
+    // Columns an import routes elsewhere (names split, a company by domain,
+    // a meeting's attendees by e-mail): a custom field so named would never
+    // be filled from a file.
+    "first_name",
+    "middle_name",
+    "last_name",
+    "company_domain",
+    "attendees",
 ];
+/// The largest statement, as JSON, a node accepts (a field with 100
+/// choices of 40 bytes, its label and help fit four times over).
+pub const MAX_STATEMENT_BYTES: usize = 16 * 1024;
 /// Custom fields a kind may have in one space, retired ones included.
 pub const MAX_FIELDS: usize = 200;
 const MAX_CHOICES: usize = 100;
@@ -363,7 +385,8 @@ fn check_choice(c: &str) -> Result<(), String> {
         && c.len() <= 40
         && c == c.trim()
         && c.chars().all(|ch| {
-            ch.is_lowercase() || ch.is_numeric() || matches!(ch, ' ' | '_' | '-' | '.' | '/')
+            (ch.is_alphanumeric() && !ch.is_uppercase())
+                || matches!(ch, ' ' | '_' | '-' | '.' | '/' | '&' | '+' | '\'')
         })
         && c.chars().next().is_some_and(char::is_alphanumeric);
     if ok {
@@ -429,7 +452,8 @@ impl CustomField {
             .map(|(c, _)| c.as_str())
     }
 
-    fn def(&self) -> &'static FieldDef {
+    /// The field as input and forms take it (its active choices only).
+    pub fn def(&self) -> &'static FieldDef {
         let choices = || intern_list(self.active_choices().map(intern).collect());
         let ty = match self.ty {
             CustomType::Text => FieldType::Text,
@@ -633,6 +657,14 @@ impl Schema {
                 match f.choices.iter_mut().find(|(c, _)| c == choice) {
                     Some((_, retired)) => {
                         *retired = true;
+                        // A default may not name a choice input refuses:
+                        // every new record would be refused.
+                        if let Some(d) = &f.default {
+                            let kept: Vec<&str> = crate::value::split_list(d)
+                                .filter(|c| c != choice)
+                                .collect();
+                            f.default = (!kept.is_empty()).then(|| kept.join(", "));
+                        }
                         Ok(())
                     }
                     None => Err(format!("`{name}` has no choice `{choice}`")),
@@ -1052,6 +1084,48 @@ mod tests {
         assert!(e.contains("was renamed `or` already"), "{e}");
         assert!(rename("gold", "gold").validate().is_err());
         assert!(rename("gold", "Not A Word").validate().is_err());
+    }
+
+    /// Retiring the default choice takes it out of the default: new
+    /// records are not refused for a value nobody typed.
+    #[test]
+    fn retiring_the_default_choice_drops_it_from_the_default() {
+        let mut tier = add(Kind::Deal, "tier", CustomType::Choice);
+        if let SchemaChange::AddField { default, .. } = &mut tier {
+            *default = Some("gold".into());
+        }
+        let s = Schema::fold(&[
+            entry("aa", tier),
+            entry(
+                "aa",
+                SchemaChange::RetireChoice {
+                    kind: Kind::Deal,
+                    name: "tier".into(),
+                    choice: "gold".into(),
+                },
+            ),
+        ]);
+        assert_eq!(s.field(Kind::Deal, "tier").expect("present").default, None);
+    }
+
+    /// Choices in any script, and the signs names use, compare in any case.
+    #[test]
+    fn choices_take_any_script_and_input_matches_them_in_any_case() {
+        let mut city = add(Kind::Company, "city", CustomType::Choice);
+        if let SchemaChange::AddField { choices, .. } = &mut city {
+            *choices = vec!["東京".into(), "émeraude".into(), "r&d".into(), "c++".into()];
+        }
+        assert_eq!(city.validate(), Ok(()));
+        let s = Schema::fold(&[entry("aa", city)]);
+        let def = s.field(Kind::Company, "city").expect("present");
+        let ctx = any_time();
+        for (typed, stored) in [("Émeraude", "émeraude"), ("東京", "東京"), ("R&D", "r&d")] {
+            assert_eq!(
+                crate::value::parse_value(def, typed, &ctx),
+                Ok(crate::FieldValue::Text(stored.into()))
+            );
+        }
+        assert!(check_choice("Gold").is_err(), "stored in lower case");
     }
 
     #[test]

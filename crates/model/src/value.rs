@@ -128,7 +128,7 @@ pub fn parse_value(
         FieldType::Domain => one(parse_domain),
         FieldType::Tags => many(|t| Ok(t.to_string())),
         FieldType::Choice(options) => {
-            let lower = s.to_ascii_lowercase();
+            let lower = s.to_lowercase();
             match options.iter().find(|o| **o == lower) {
                 Some(o) => Ok(FieldValue::Text(o.to_string())),
                 None => Err(invalid(
@@ -141,7 +141,7 @@ pub fn parse_value(
         FieldType::Choices(options) => {
             let mut out: Vec<String> = Vec::new();
             for part in split_list(s) {
-                let lower = part.to_ascii_lowercase();
+                let lower = part.to_lowercase();
                 match options.iter().find(|o| **o == lower) {
                     Some(o) if !out.iter().any(|v| v == o) => out.push(o.to_string()),
                     Some(_) => {}

@@ -175,7 +175,9 @@ pub fn id_of(key: &[u8]) -> Option<RecordId> {
 /// Every key of a record's values.
 pub fn keys(view: &RecordView) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for (field, value) in &view.fields {
+    // No field has a longer name (a custom one has at most 40 bytes): a
+    // value a peer's record holds under one is kept, never indexed.
+    for (field, value) in view.fields.iter().filter(|(f, _)| f.len() <= 64) {
         for item in Item::of(value) {
             let mut key = value_prefix(view.kind, field, &item);
             key.extend_from_slice(&view.id.to_bytes());
@@ -222,6 +224,26 @@ mod tests {
         assert_eq!(items[4], Item::Text(b"2026-12-01".to_vec()));
         assert_eq!(items[6], Item::Text(b"bob".to_vec()));
         assert_eq!(Item::of_text("1,200"), Item::Text(b"1,200".to_vec()));
+    }
+
+    #[test]
+    fn a_field_name_no_field_has_is_kept_but_not_indexed() {
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("seats".to_string(), FieldValue::Text("12".into()));
+        fields.insert("a".repeat(60_000), FieldValue::Text("x".into()));
+        let view = RecordView {
+            id: RecordId::from_bytes([1; 16]),
+            kind: Kind::Company,
+            space: Default::default(),
+            deleted: false,
+            merged_into: None,
+            updated: 0,
+            fields,
+            conflicts: Default::default(),
+        };
+        let keys = keys(&view);
+        assert_eq!(keys.len(), 1);
+        assert!(keys[0].starts_with(&field_prefix(Kind::Company, "seats")));
     }
 
     #[test]

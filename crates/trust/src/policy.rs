@@ -710,6 +710,13 @@ fn judge(
         if schema_key_author(key) != Some(author) {
             return Err("an admin changes the schema in its own name".into());
         }
+        if json.len() > rapport_model::custom::MAX_STATEMENT_BYTES {
+            return Err(format!(
+                "a schema statement of {} bytes (at most {})",
+                json.len(),
+                rapport_model::custom::MAX_STATEMENT_BYTES
+            ));
+        }
         let change: SchemaChange = serde_json::from_str(json)
             .map_err(|e| format!("a schema statement that does not parse: {e}"))?;
         change

@@ -677,4 +677,22 @@ fn only_admins_change_the_schema_and_concurrent_statements_converge() {
         &m.log.last().expect("log").verdict,
         Verdict::Rejected(r) if r.contains("never edited")
     ));
+
+    // Nor write one padded past the size every node accepts: it would be
+    // copied by every node at every later change of the space.
+    let mut padded = doc.fork().with_actor(ActorId::from(&A[..]));
+    let pad = "x".repeat(rapport_model::custom::MAX_STATEMENT_BYTES);
+    padded
+        .put(
+            ROOT,
+            format!("schema.{}.0", hexs(&A)),
+            format!(r#"{{"op":"retire","kind":"company","name":"seats","pad":"{pad}"}}"#),
+        )
+        .expect("pad");
+    padded.commit();
+    let m = evaluate_space(padded.document(), id);
+    assert!(matches!(
+        &m.log.last().expect("log").verdict,
+        Verdict::Rejected(r) if r.contains("bytes (at most")
+    ));
 }
