@@ -886,6 +886,8 @@ mod tests {
             space,
             &[("name", "Ann Baker"), ("emails", "ann@acme.test")],
         );
+        // Ids order by the millisecond first: Ann is the older record.
+        std::thread::sleep(std::time::Duration::from_millis(2));
         let dup = person(
             &a,
             space,
