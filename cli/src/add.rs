@@ -149,7 +149,14 @@ impl<const K: usize> FromArgMatches for AddArgs<K> {
 pub fn help_asked(args: &[String]) -> Option<Kind> {
     let help = args.iter().any(|a| a == "--help" || a == "-h");
     let add = args.iter().position(|a| a == "add")?;
-    let kind = args[..add].iter().rev().find(|a| !a.starts_with('-'))?;
+    // `rapport KIND add`, or `rapport add KIND` (the binary's own name,
+    // first, is not a kind).
+    let kind = args
+        .get(1..add)?
+        .iter()
+        .rev()
+        .find(|a| !a.starts_with('-'))
+        .or_else(|| args.get(add + 1).filter(|a| !a.starts_with('-')))?;
     help.then(|| kind.parse().ok()).flatten()
 }
 

@@ -166,6 +166,14 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
                 View::Joined,
             ),
         },
+        Command::Add { kind, title, extra } => {
+            let kind: Kind = kind.parse()?;
+            let title = title
+                .iter()
+                .map(|t| (kind.fields()[0].name.to_string(), t.clone()))
+                .collect::<Vec<_>>();
+            add(kind, &title, extra)?
+        }
         Command::Company(CompanyCmd::Add(a)) => add(Kind::Company, &a.inputs, &a.extra)?,
         Command::Person(PersonCmd::Add(a)) => add(Kind::Person, &a.inputs, &a.extra)?,
         Command::Deal(DealCmd::Add(a)) => add(Kind::Deal, &a.inputs, &a.extra)?,

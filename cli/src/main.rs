@@ -112,6 +112,16 @@ pub enum Command {
     /// Marketing campaigns.
     #[command(subcommand)]
     Campaign(CampaignCmd),
+    /// Add a record of any kind, also one your space's admins added:
+    /// `rapport add contract "Acme support 2027" --set ends=2027-03-31 --space Joint`.
+    Add {
+        /// company, person, deal, activity, ticket, campaign, or a custom kind
+        kind: String,
+        /// The record's name (title; an activity's type)
+        title: Option<String>,
+        #[command(flatten)]
+        extra: Extra,
+    },
     /// List records of one kind, optionally filtered.
     List {
         /// company, person, deal, activity, ticket or campaign
@@ -214,8 +224,8 @@ pub enum Command {
         #[arg(long, value_name = "SPACE")]
         space: Option<String>,
     },
-    /// Shape the records: custom fields, labels, hidden fields (`schema show`,
-    /// `schema field add KIND NAME --type T`).
+    /// Shape the records: custom fields and kinds, labels, hidden fields (`schema show`,
+    /// `schema field add KIND NAME --type T`, `schema kind add NAME`).
     #[command(subcommand)]
     Schema(schema::SchemaCmd),
     /// Tokens for the HTTP API (docs/api.md).

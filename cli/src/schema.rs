@@ -22,6 +22,44 @@ pub enum SchemaCmd {
     /// Add, relabel, retire or restore a field; add or retire a choice.
     #[command(subcommand)]
     Field(FieldCmd),
+    /// Add a kind of record of your own (contract, project, site visit), retire or restore it.
+    #[command(subcommand)]
+    Kind(KindCmd),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KindCmd {
+    /// Add a kind: `rapport schema kind add contract --title-label "Contract number"
+    /// --space Joint`; then `rapport schema field add contract ends --type date` and
+    /// `rapport add contract "Acme 2027" --set ends=2027-03-31`.
+    Add {
+        /// Its name: up to 40 lower-case letters, digits and _ (e.g. site_visit).
+        name: String,
+        /// What lists call many of them [default: the name with an s].
+        #[arg(long)]
+        plural: Option<String>,
+        /// What its title field (`name`) is called, e.g. "Contract number" [default: Name].
+        #[arg(long, value_name = "LABEL")]
+        title_label: Option<String>,
+        /// One line on what the kind is for.
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+        /// The space (name or id) [default: your private space].
+        #[arg(long, value_name = "SPACE")]
+        space: Option<String>,
+    },
+    /// Retire a kind: no new records of it; those there are stay, listed and restorable.
+    Retire {
+        name: String,
+        #[arg(long, value_name = "SPACE")]
+        space: Option<String>,
+    },
+    /// Bring a retired kind back.
+    Restore {
+        name: String,
+        #[arg(long, value_name = "SPACE")]
+        space: Option<String>,
+    },
 }
 
 /// Which field, of which kind, in which space.
@@ -117,6 +155,7 @@ impl SchemaCmd {
                 })
             }
             SchemaCmd::Field(cmd) => field_request(cmd.clone()),
+            SchemaCmd::Kind(cmd) => kind_request(cmd.clone()),
         }
     }
 
@@ -127,6 +166,51 @@ impl SchemaCmd {
             _ => Ok(None),
         }
     }
+}
+
+fn kind_request(cmd: KindCmd) -> Result<Request> {
+    let custom = |name: &str| -> Result<Kind> {
+        let lower = name.trim().to_ascii_lowercase();
+        match lower.parse::<Kind>() {
+            Ok(k) if k.is_custom() => Ok(k),
+            Ok(k) => anyhow::bail!("{k} is a built-in kind; give your kind another name"),
+            Err(_) => anyhow::bail!(
+                "`{name}` is not a kind name: use up to 40 lower-case letters, digits and _, \
+                 starting with a letter (e.g. site_visit)"
+            ),
+        }
+    };
+    let (space, change) = match cmd {
+        KindCmd::Add {
+            name,
+            plural,
+            title_label,
+            description,
+            space,
+        } => (
+            space,
+            SchemaChange::AddKind {
+                kind: custom(&name)?,
+                plural: plural.unwrap_or_default().trim().to_string(),
+                title_label: title_label.unwrap_or_default().trim().to_string(),
+                help: description.unwrap_or_default().trim().to_string(),
+            },
+        ),
+        KindCmd::Retire { name, space } => (
+            space,
+            SchemaChange::RetireKind {
+                kind: custom(&name)?,
+            },
+        ),
+        KindCmd::Restore { name, space } => (
+            space,
+            SchemaChange::RestoreKind {
+                kind: custom(&name)?,
+            },
+        ),
+    };
+    change.validate().map_err(anyhow::Error::msg)?;
+    Ok(Request::ChangeSchema { space, change })
 }
 
 fn field_request(cmd: FieldCmd) -> Result<Request> {
@@ -244,13 +328,29 @@ pub fn show(out: &mut String, reply: &SchemaReply, only: Option<Kind>, json: boo
         let rows: Vec<Vec<String>> = k
             .fields
             .iter()
-            .filter(|f| only.is_some() || f.custom || f.status != "active" || f.label != f.name)
+            .filter(|f| {
+                only.is_some() || k.custom || f.custom || f.status != "active" || f.label != f.name
+            })
             .map(row)
             .collect();
         if rows.is_empty() {
             continue;
         }
-        outln!(out, "\n{}", k.kind);
+        if k.custom {
+            outln!(
+                out,
+                "\n{} (custom kind, {}{})",
+                k.kind,
+                k.plural,
+                if k.status == "active" {
+                    ""
+                } else {
+                    ", retired"
+                }
+            );
+        } else {
+            outln!(out, "\n{}", k.kind);
+        }
         outln!(
             out,
             "{}",

@@ -72,7 +72,7 @@ pub enum NodeError {
     UnknownField {
         kind: Kind,
         field: String,
-        known: String,
+        known: Box<str>,
     },
     /// A schema change refused, or a field the schema retired.
     #[error("{0}")]

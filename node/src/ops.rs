@@ -510,6 +510,15 @@ fn is_zero(n: &usize) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KindFields {
     pub kind: Kind,
+    /// Added by the space's admins, not built in.
+    #[serde(default)]
+    pub custom: bool,
+    /// What lists call many of them.
+    #[serde(default)]
+    pub plural: String,
+    /// `active`, or `retired` (a custom kind: no new records).
+    #[serde(default = "active")]
+    pub status: String,
     pub fields: Vec<FieldInfo>,
 }
 
@@ -1095,6 +1104,8 @@ impl Ops {
                 if caller.space.is_some_and(|s| s != space) {
                     return Err(outside_scope());
                 }
+                repo.known_kind(Some(space), kind, false)
+                    .map_err(|e| OpError::from(e).field("kind"))?;
                 let fields = self.complete_inputs(kind, fields)?;
                 let problems = repo.check_inputs(kind, Some(space), &fields, true);
                 if !problems.is_empty() {
@@ -1670,6 +1681,9 @@ impl Ops {
     }
 
     fn list(&self, caller: &Caller, q: ListQuery) -> Result<Page, OpError> {
+        self.repo
+            .known_kind(caller.space, q.kind, true)
+            .map_err(|e| OpError::from(e).field("kind"))?;
         let limit = q.limit.unwrap_or(usize::MAX);
         if limit == 0 || (q.limit.is_some() && limit > MAX_PAGE) {
             return Err(OpError::new(
@@ -2105,8 +2119,10 @@ pub fn field_info(d: &rapport_model::FieldDef) -> FieldInfo {
 /// Every field of every kind in `schema`, hidden and retired ones with
 /// their status.
 fn schema_kinds(schema: &Schema) -> Vec<KindFields> {
+    let custom = schema.custom_kinds();
     Kind::ALL
         .into_iter()
+        .chain(custom.iter().map(|d| d.kind))
         .map(|kind| {
             let mut fields: Vec<FieldInfo> = kind
                 .fields()
@@ -2143,7 +2159,14 @@ fn schema_kinds(schema: &Schema) -> Vec<KindFields> {
                     ..info
                 });
             }
-            KindFields { kind, fields }
+            let retired = schema.kind(kind).is_some_and(|d| d.retired);
+            KindFields {
+                kind,
+                custom: kind.is_custom(),
+                plural: schema.plural(kind),
+                status: if retired { "retired".into() } else { active() },
+                fields,
+            }
         })
         .collect()
 }

@@ -1093,6 +1093,7 @@ impl Repo {
         inputs: &[Input],
         ctx: &ParseContext,
     ) -> Result<BTreeMap<String, FieldValue>, NodeError> {
+        self.known_kind(Some(space), kind, false)?;
         let mut fields = BTreeMap::new();
         for (field, raw) in inputs {
             let def = self.field_in(Some(space), kind, field)?;

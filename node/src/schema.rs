@@ -187,7 +187,7 @@ impl Repo {
         Err(NodeError::UnknownField {
             kind,
             field: field.to_string(),
-            known: known.join(", "),
+            known: known.join(", ").into(),
         })
     }
 
@@ -207,6 +207,59 @@ impl Repo {
             }
         }
         Ok(out)
+    }
+
+    /// The kinds records may be made as in `space` (with no space, in
+    /// any space this node holds): the built-in ones, then the custom
+    /// ones not retired, each once, with what lists call many of them.
+    pub fn kinds_in(&self, space: Option<SpaceId>) -> Result<Vec<(Kind, String)>, NodeError> {
+        let mut out: Vec<(Kind, String)> = Vec::new();
+        for schema in self.schemas_for(space)? {
+            for kind in schema.kinds() {
+                if !out.iter().any(|(k, _)| *k == kind) {
+                    out.push((kind, schema.plural(kind)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks that `kind` is one records may be made as, or listed by, in
+    /// `space` (any space with none): a built-in kind, or one an admin
+    /// added. For listing (`retired_too`), a retired kind still lists the
+    /// records it kept.
+    pub fn known_kind(
+        &self,
+        space: Option<SpaceId>,
+        kind: Kind,
+        retired_too: bool,
+    ) -> Result<(), NodeError> {
+        if !kind.is_custom() {
+            return Ok(());
+        }
+        let schemas = self.schemas_for(space)?;
+        if schemas.iter().any(|s| s.takes(kind)) {
+            return Ok(());
+        }
+        if schemas.iter().any(|s| s.kind(kind).is_some()) {
+            if retired_too {
+                return Ok(());
+            }
+            return Err(NodeError::Schema(format!(
+                "the kind `{kind}` is retired: its records are kept but no new ones are made \
+                 (rapport schema kind restore {kind})"
+            )));
+        }
+        let kinds: Vec<String> = self
+            .kinds_in(space)?
+            .into_iter()
+            .map(|(k, _)| k.to_string())
+            .collect();
+        Err(NodeError::Schema(format!(
+            "unknown record kind `{kind}`: use one of {} (rapport schema kind add {kind} \
+             makes a new one)",
+            kinds.join(", ")
+        )))
     }
 
     fn schemas_for(&self, space: Option<SpaceId>) -> Result<Vec<Arc<Schema>>, NodeError> {
@@ -333,6 +386,124 @@ mod tests {
             (on_a.text("name"), on_a.text("tier")),
             (Some("Orbit Labs"), Some("silver"))
         );
+    }
+
+    /// An admin adds a kind on A; B, a writer, makes records of it and
+    /// refers to them from a company; A reads them. B cannot add a kind.
+    /// A record of a kind whose statement has not reached a node yet is
+    /// kept there; once the kind is retired, no new record is made and
+    /// those there are stay.
+    #[test]
+    fn a_custom_kind_reaches_every_member_and_its_records_come_back() {
+        let (_t, a, b, space) = admin_and_writer();
+        let contract = Kind::custom("contract").expect("a kind name");
+        let statement = |json: &str| -> SchemaChange { serde_json::from_str(json).expect("json") };
+        a.change_schema(
+            space,
+            statement(r#"{"op":"add_kind","kind":"contract","title_label":"Contract number"}"#),
+        )
+        .expect("add kind");
+        a.change_schema(
+            space,
+            statement(r#"{"op":"add_field","kind":"contract","name":"ends","type":"date"}"#),
+        )
+        .expect("add field");
+        a.change_schema(
+            space,
+            statement(
+                r#"{"op":"add_field","kind":"company","name":"contract","type":"reference","target":"contract"}"#,
+            ),
+        )
+        .expect("add reference");
+        assert!(
+            b.create(contract, space, &input(&[("name", "Too early")]))
+                .is_err_and(|e| e.to_string().contains("unknown record kind `contract`")),
+            "B does not know the kind yet"
+        );
+
+        sync(&b, &a, space);
+        assert!(
+            b.kinds_in(Some(space))
+                .expect("kinds")
+                .iter()
+                .any(|(k, p)| *k == contract && p == "contracts")
+        );
+        let deal = b
+            .create(
+                contract,
+                space,
+                &input(&[("name", "ACME-2027"), ("ends", "2027-03-31")]),
+            )
+            .expect("B makes a contract");
+        let acme = b
+            .create(
+                Kind::Company,
+                space,
+                &input(&[("name", "Acme"), ("contract", "ACME-2027")]),
+            )
+            .expect("B refers to it by name");
+        assert!(
+            b.change_schema(space, statement(r#"{"op":"add_kind","kind":"project"}"#))
+                .is_err(),
+            "a writer cannot add a kind"
+        );
+
+        sync(&b, &a, space);
+        let on_a = a.view(deal.id).expect("read").expect("the contract");
+        assert_eq!(on_a.kind, contract);
+        assert_eq!(
+            (on_a.title(), on_a.text("ends")),
+            ("ACME-2027".to_string(), Some("2027-03-31"))
+        );
+        let company = a.view(acme.id).expect("read").expect("acme");
+        assert_eq!(company.references(), vec![("contract", deal.id)]);
+        assert_eq!(a.store().live_count(contract).expect("count"), 1);
+
+        // A record of a kind B has no statement for is kept, and shows
+        // as the kind once the statement arrives.
+        a.change_schema(space, statement(r#"{"op":"add_kind","kind":"project"}"#))
+            .expect("add project");
+        let project = Kind::custom("project").expect("a kind name");
+        let apollo = a
+            .create(project, space, &input(&[("name", "Apollo")]))
+            .expect("create");
+        let changes: Vec<Vec<u8>> = a
+            .store()
+            .change_hashes(apollo.id)
+            .expect("hashes")
+            .iter()
+            .map(|h| {
+                a.store()
+                    .signed_change(h)
+                    .expect("read")
+                    .expect("held")
+                    .encode()
+            })
+            .collect();
+        b.apply_remote(space, apollo.id, changes, a.device_id())
+            .expect("apply");
+        assert_eq!(
+            b.view(apollo.id).expect("read").expect("kept").title(),
+            "Apollo"
+        );
+        assert!(b.known_kind(Some(space), project, false).is_err());
+        sync(&b, &a, space);
+        b.known_kind(Some(space), project, false)
+            .expect("known now");
+
+        a.change_schema(
+            space,
+            statement(r#"{"op":"retire_kind","kind":"contract"}"#),
+        )
+        .expect("retire");
+        sync(&b, &a, space);
+        assert!(
+            b.create(contract, space, &input(&[("name", "Late")]))
+                .is_err_and(|e| e.to_string().contains("retired"))
+        );
+        assert!(b.view(deal.id).expect("read").is_some_and(|v| !v.deleted));
+        b.known_kind(Some(space), contract, true)
+            .expect("a retired kind still lists its records");
     }
 
     /// Renaming a choice rewrites the space's records that hold it, on

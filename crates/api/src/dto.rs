@@ -44,7 +44,10 @@ impl PartialSchema for Record {
             )
             .property(
                 "kind",
-                text().enum_values(Some(rapport_model::Kind::ALL.iter().map(|k| k.as_str()))),
+                text().description(Some(
+                    "company, person, deal, activity, ticket, campaign, or a kind the \
+                     space's admins added (GET /api/v1/spaces/{id}/schema lists them)",
+                )),
             )
             .property(
                 "space",

@@ -571,6 +571,8 @@ fn known(kind: Kind, fields: &[&'static FieldDef], header: &str) -> Option<Targe
                 None
             }
         }
+        // A custom kind's columns map by its fields' names and labels.
+        Kind::Custom(_) => None,
     };
     // A field's own name ("lost_reason", "Lost Reason") or label maps on
     // every kind.

@@ -194,6 +194,26 @@ pub enum SchemaChange {
         choice: String,
         to: String,
     },
+    /// A kind of record of the space's own (contract, project, site visit).
+    AddKind {
+        kind: Kind,
+        /// What lists and navigation call many of them [default: name + s].
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        plural: String,
+        /// What the title field (`name`) is called [default: Name].
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        title_label: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        help: String,
+    },
+    /// A custom kind retired: gone from navigation and forms, its records
+    /// kept (and shown, and restorable with the kind).
+    RetireKind {
+        kind: Kind,
+    },
+    RestoreKind {
+        kind: Kind,
+    },
 }
 
 fn is_false(b: &bool) -> bool {
@@ -209,12 +229,29 @@ impl SchemaChange {
             | SchemaChange::Restore { kind, .. }
             | SchemaChange::AddChoice { kind, .. }
             | SchemaChange::RetireChoice { kind, .. }
-            | SchemaChange::RenameChoice { kind, .. } => *kind,
+            | SchemaChange::RenameChoice { kind, .. }
+            | SchemaChange::AddKind { kind, .. }
+            | SchemaChange::RetireKind { kind }
+            | SchemaChange::RestoreKind { kind } => *kind,
         }
     }
 
+    /// Whether the statement is about a kind rather than one of its fields.
+    pub fn is_about_kind(&self) -> bool {
+        matches!(
+            self,
+            SchemaChange::AddKind { .. }
+                | SchemaChange::RetireKind { .. }
+                | SchemaChange::RestoreKind { .. }
+        )
+    }
+
+    /// The field the statement is about (empty for a kind's statements).
     pub fn field(&self) -> &str {
         match self {
+            SchemaChange::AddKind { .. }
+            | SchemaChange::RetireKind { .. }
+            | SchemaChange::RestoreKind { .. } => "",
             SchemaChange::AddField { name, .. }
             | SchemaChange::Relabel { name, .. }
             | SchemaChange::Retire { name, .. }
@@ -228,6 +265,26 @@ impl SchemaChange {
     /// The statement's own checks, which need no schema: names, sizes,
     /// choices. A statement that fails them is refused by every node.
     pub fn validate(&self) -> Result<(), String> {
+        if self.is_about_kind() {
+            let kind = self.kind();
+            if !kind.is_custom() {
+                return Err(format!(
+                    "{kind} is a built-in kind: its fields can be added, relabelled or hidden"
+                ));
+            }
+            if let SchemaChange::AddKind {
+                plural,
+                title_label,
+                help,
+                ..
+            } = self
+            {
+                check_text("plural", plural, 40)?;
+                check_text("title label", title_label, 80)?;
+                check_text("help", help, 300)?;
+            }
+            return Ok(());
+        }
         check_name(self.field())?;
         match self {
             SchemaChange::AddField {
@@ -293,7 +350,11 @@ impl SchemaChange {
                 }
                 Ok(())
             }
-            SchemaChange::Retire { .. } | SchemaChange::Restore { .. } => Ok(()),
+            SchemaChange::Retire { .. }
+            | SchemaChange::Restore { .. }
+            | SchemaChange::AddKind { .. }
+            | SchemaChange::RetireKind { .. }
+            | SchemaChange::RestoreKind { .. } => Ok(()),
         }
     }
 
@@ -320,6 +381,9 @@ impl SchemaChange {
                 choice,
                 to,
             } => format!("rename choice `{choice}` of {kind} field `{name}` to `{to}`"),
+            SchemaChange::AddKind { kind, .. } => format!("add kind `{kind}`"),
+            SchemaChange::RetireKind { kind } => format!("retire kind `{kind}`"),
+            SchemaChange::RestoreKind { kind } => format!("restore kind `{kind}`"),
         }
     }
 }
@@ -351,6 +415,8 @@ const RESERVED: &[&str] = &[
 pub const MAX_STATEMENT_BYTES: usize = 16 * 1024;
 /// Custom fields a kind may have in one space, retired ones included.
 pub const MAX_FIELDS: usize = 200;
+/// Custom kinds one space may define, retired ones included.
+pub const MAX_KINDS: usize = 50;
 const MAX_CHOICES: usize = 100;
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -483,8 +549,22 @@ impl CustomField {
     }
 }
 
+/// A custom kind as the statements so far define it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CustomKindDef {
+    pub kind: Kind,
+    pub plural: String,
+    pub help: String,
+    pub retired: bool,
+    /// Hex of the admin device that added it.
+    pub added_by: String,
+    pub added_at: i64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct KindSchema {
+    /// Set for a custom kind the space defines.
+    defined: Option<CustomKindDef>,
     /// In the order they were added.
     custom: Vec<CustomField>,
     /// Built-in fields relabelled.
@@ -544,6 +624,21 @@ impl Schema {
         let change = &entry.change;
         change.validate()?;
         let kind = change.kind();
+        if change.is_about_kind() {
+            return self.apply_to_kind(entry);
+        }
+        if kind.is_custom() && self.kind(kind).is_none() {
+            return Err(no_such_kind(kind));
+        }
+        if let SchemaChange::AddField {
+            target: Some(target),
+            ..
+        } = change
+            && target.is_custom()
+            && self.kind(*target).is_none()
+        {
+            return Err(no_such_kind(*target));
+        }
         let name = change.field();
         let builtin = kind.field(name);
         let ks = self.kinds.entry(kind).or_default();
@@ -706,10 +801,110 @@ impl Schema {
                 | SchemaChange::RenameChoice { .. },
                 Some(f),
             ) => Err(format!("`{name}` is a {} field, without choices", f.ty)),
+            (
+                SchemaChange::AddKind { .. }
+                | SchemaChange::RetireKind { .. }
+                | SchemaChange::RestoreKind { .. },
+                Some(_),
+            ) => Err("a statement about a kind, not a field".into()),
             (_, None) if builtin.is_some() => Err(format!(
                 "`{name}` is a built-in field of {kind}: it can be relabelled or hidden only"
             )),
             (_, None) => Err(no_such_field(kind, name)),
+        }
+    }
+
+    fn apply_to_kind(&mut self, entry: &SchemaEntry) -> Result<(), String> {
+        let kind = entry.change.kind();
+        let count = self.kinds.values().filter(|k| k.defined.is_some()).count();
+        let ks = self.kinds.entry(kind).or_default();
+        match (&entry.change, &mut ks.defined) {
+            (
+                SchemaChange::AddKind {
+                    plural,
+                    title_label,
+                    help,
+                    ..
+                },
+                defined @ None,
+            ) => {
+                if count >= MAX_KINDS {
+                    return Err(format!("the space has {MAX_KINDS} custom kinds already"));
+                }
+                *defined = Some(CustomKindDef {
+                    kind,
+                    plural: plural.clone(),
+                    help: help.clone(),
+                    retired: false,
+                    added_by: entry.by.clone(),
+                    added_at: entry.at,
+                });
+                if !title_label.is_empty() {
+                    ks.labels.insert("name".into(), title_label.clone());
+                }
+                Ok(())
+            }
+            // Added twice (two admins at once): one kind; the first
+            // statement's words stand, and a retired kind comes back.
+            (SchemaChange::AddKind { .. }, Some(def)) => {
+                def.retired = false;
+                Ok(())
+            }
+            (SchemaChange::RetireKind { .. }, Some(def)) => {
+                def.retired = true;
+                Ok(())
+            }
+            (SchemaChange::RestoreKind { .. }, Some(def)) => {
+                def.retired = false;
+                Ok(())
+            }
+            (_, None) => Err(no_such_kind(kind)),
+            (_, Some(_)) => Err("not a statement about a kind".into()),
+        }
+    }
+
+    /// A custom kind the space defines, retired or not.
+    pub fn kind(&self, kind: Kind) -> Option<&CustomKindDef> {
+        self.kinds.get(&kind)?.defined.as_ref()
+    }
+
+    /// The kinds records of the space may be created as: the built-in
+    /// ones, then the custom ones not retired, in the order they came.
+    pub fn kinds(&self) -> Vec<Kind> {
+        let mut custom: Vec<&CustomKindDef> = self
+            .kinds
+            .values()
+            .filter_map(|k| k.defined.as_ref())
+            .filter(|d| !d.retired)
+            .collect();
+        custom.sort_by_key(|d| d.added_at);
+        Kind::ALL
+            .into_iter()
+            .chain(custom.into_iter().map(|d| d.kind))
+            .collect()
+    }
+
+    /// Every custom kind the space defines, retired ones included.
+    pub fn custom_kinds(&self) -> Vec<&CustomKindDef> {
+        let mut all: Vec<&CustomKindDef> = self
+            .kinds
+            .values()
+            .filter_map(|k| k.defined.as_ref())
+            .collect();
+        all.sort_by_key(|d| d.added_at);
+        all
+    }
+
+    /// Whether new records of `kind` may be made in the space.
+    pub fn takes(&self, kind: Kind) -> bool {
+        !kind.is_custom() || self.kind(kind).is_some_and(|d| !d.retired)
+    }
+
+    /// What lists call many records of `kind`.
+    pub fn plural(&self, kind: Kind) -> String {
+        match self.kind(kind) {
+            Some(d) if !d.plural.is_empty() => d.plural.clone(),
+            _ => plural_of(kind),
         }
     }
 
@@ -854,6 +1049,29 @@ fn any_time() -> crate::ParseContext {
     crate::ParseContext {
         now: jiff::Timestamp::UNIX_EPOCH,
         tz: jiff::tz::TimeZone::UTC,
+    }
+}
+
+fn no_such_kind(kind: Kind) -> String {
+    format!("the space has no kind `{kind}` (rapport schema kind add {kind})")
+}
+
+/// A kind's plural as the built-in words have it, and for a custom kind
+/// its name with an `s` (an admin gives another with `--plural`).
+pub fn plural_of(kind: Kind) -> String {
+    match kind {
+        Kind::Company => "companies".into(),
+        Kind::Person => "people".into(),
+        Kind::Activity => "activities".into(),
+        Kind::Custom(c) => {
+            let name = c.as_str();
+            match name.strip_suffix('y') {
+                Some(stem) if !stem.ends_with(['a', 'e', 'o', 'u']) => format!("{stem}ies"),
+                _ if name.ends_with(['s', 'x']) || name.ends_with("ch") => format!("{name}es"),
+                _ => format!("{name}s"),
+            }
+        }
+        k => format!("{k}s"),
     }
 }
 
@@ -1178,6 +1396,109 @@ mod tests {
             *target = None;
         }
         change
+    }
+
+    fn add_kind(kind: Kind) -> SchemaChange {
+        SchemaChange::AddKind {
+            kind,
+            plural: String::new(),
+            title_label: "Contract number".into(),
+            help: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_custom_kind_takes_fields_references_and_a_title_label() {
+        let contract = Kind::custom("contract").expect("a kind name");
+        let before = Schema::fold(&[entry("a", add(contract, "ends", CustomType::Date))]);
+        assert!(!before.takes(contract));
+        assert!(
+            before.notes[0].contains("no kind `contract`"),
+            "{:?}",
+            before.notes
+        );
+        let mut reference = add(Kind::Company, "contract", CustomType::Reference);
+        if let SchemaChange::AddField { target, .. } = &mut reference {
+            *target = Some(contract);
+        }
+        let schema = Schema::fold(&[
+            entry("a", add_kind(contract)),
+            entry("a", add(contract, "ends", CustomType::Date)),
+            entry("a", reference),
+        ]);
+        assert!(schema.notes.is_empty(), "{:?}", schema.notes);
+        assert!(schema.takes(contract));
+        assert_eq!(schema.kinds().last(), Some(&contract));
+        assert_eq!(schema.plural(contract), "contracts");
+        let names: Vec<&str> = schema.fields(contract).iter().map(|d| d.name).collect();
+        assert_eq!(names, ["name", "ends"]);
+        assert_eq!(schema.fields(contract)[0].label(), "Contract number");
+        let to = schema
+            .field(Kind::Company, "contract")
+            .expect("the reference");
+        assert_eq!(to.ty.ref_kinds(), Some(&[contract][..]));
+        assert!(
+            schema
+                .check(&SchemaChange::Retire {
+                    kind: contract,
+                    name: "name".into()
+                })
+                .is_err(),
+            "the title cannot be hidden"
+        );
+    }
+
+    #[test]
+    fn a_kind_added_twice_is_one_kind_and_retiring_keeps_it_known() {
+        let site = Kind::custom("site_visit").expect("a kind name");
+        let schema = Schema::fold(&[
+            entry("a", add_kind(site)),
+            entry(
+                "b",
+                SchemaChange::AddKind {
+                    kind: site,
+                    plural: "visits".into(),
+                    title_label: String::new(),
+                    help: String::new(),
+                },
+            ),
+            entry("a", SchemaChange::RetireKind { kind: site }),
+        ]);
+        assert!(schema.notes.is_empty(), "{:?}", schema.notes);
+        assert_eq!(schema.custom_kinds().len(), 1);
+        assert_eq!(
+            schema.plural(site),
+            "site_visits",
+            "the first statement's words stand"
+        );
+        assert!(!schema.takes(site));
+        assert!(!schema.kinds().contains(&site));
+        assert!(schema.kind(site).is_some_and(|d| d.retired));
+        assert_eq!(
+            SchemaChange::AddKind {
+                kind: Kind::Deal,
+                plural: String::new(),
+                title_label: String::new(),
+                help: String::new()
+            }
+            .validate()
+            .map_err(|e| e.contains("built-in")),
+            Err(true)
+        );
+        let restored = Schema::fold(&[
+            entry("a", add_kind(site)),
+            entry("a", SchemaChange::RetireKind { kind: site }),
+            entry("b", SchemaChange::RestoreKind { kind: site }),
+        ]);
+        assert!(restored.takes(site));
+        for (name, plural) in [
+            ("survey", "surveys"),
+            ("property", "properties"),
+            ("box", "boxes"),
+        ] {
+            let kind = Kind::custom(name).expect("a kind name");
+            assert_eq!(plural_of(kind), plural);
+        }
     }
 
     #[test]

@@ -11,10 +11,10 @@ pub mod space;
 pub mod stored;
 pub mod value;
 
-pub use custom::{CustomField, CustomType, Schema, SchemaChange, SchemaEntry};
+pub use custom::{CustomField, CustomKindDef, CustomType, Schema, SchemaChange, SchemaEntry};
 pub use doc::{DeleteRace, DocError, Edit, RecordView};
 pub use id::RecordId;
-pub use schema::{FieldDef, FieldType, Kind, RuleError, check_record};
+pub use schema::{CustomKind, FieldDef, FieldType, Kind, RuleError, check_record};
 pub use space::{Identity, Member, Removal, Role, SpaceId, SpaceState, SpaceView};
 pub use value::{Decimal, FieldValue, InvalidValue, ParseContext};
 

@@ -3,13 +3,14 @@
 //! A schema is data: each kind is a list of [`FieldDef`]s, and everything
 //! else (parsing, validation, tables, JSON) is driven by that list.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
+/// A record's kind: one of the six built in, or one a space's admins
+/// added (`rapport schema kind add contract`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Company,
     Person,
@@ -17,6 +18,74 @@ pub enum Kind {
     Activity,
     Ticket,
     Campaign,
+    Custom(CustomKind),
+}
+
+/// The name of a kind defined by a space's admins. Its identity is its
+/// name, as a custom field's is: two spaces (or two admins at once) that
+/// add `contract` mean the same kind, and a record of a kind its node has
+/// no statement for yet is still read, kept and forwarded.
+///
+/// Names are interned for the life of the process, so that a kind stays a
+/// small `Copy` value; the table is bounded (see [`MAX_KIND_NAMES`]).
+///
+/// A thin reference (to a leaked `String`) keeps `Kind` at two words.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CustomKind(&'static String);
+
+/// The distinct custom kind names one process interns. Far above what
+/// admins define (a space holds at most `custom::MAX_KINDS`); it bounds
+/// the memory a peer could take by sending records of made-up kinds.
+pub const MAX_KIND_NAMES: usize = 4096;
+
+impl CustomKind {
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Debug for CustomKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// The one field every custom kind has: its records' title. Like
+/// Salesforce's "Record Name", its name is fixed and its label is the
+/// admin's (`--title-label "Contract number"`), so that a record's title
+/// reads without its schema (on a node the kind's statement has not
+/// reached yet, in a search index, in an export).
+const CUSTOM: &[FieldDef] = &[req("name", FieldType::Text, "what the record is called")];
+const CUSTOM_COLUMNS: &[&str] = &["name"];
+
+/// Whether `name` may name a custom kind: what a field name may be.
+pub fn is_kind_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The interned kind (and its one-kind slice, for reference fields).
+fn intern_kind(name: &str) -> Option<(CustomKind, &'static [Kind])> {
+    type Table = HashMap<&'static str, (&'static String, &'static [Kind])>;
+    static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
+    let mut table = TABLE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(&(name, only)) = table.get(name) {
+        return Some((CustomKind(name), only));
+    }
+    if table.len() >= MAX_KIND_NAMES {
+        return None;
+    }
+    let name: &'static String = Box::leak(Box::new(name.to_string()));
+    let only: &'static [Kind] = Box::leak(Box::new([Kind::Custom(CustomKind(name))]));
+    table.insert(name.as_str(), (name, only));
+    Some((CustomKind(name), only))
 }
 
 /// What a field holds, and so how it is parsed, validated and stored.
@@ -299,9 +368,25 @@ impl Kind {
             Kind::Activity => "activity",
             Kind::Ticket => "ticket",
             Kind::Campaign => "campaign",
+            Kind::Custom(c) => c.as_str(),
         }
     }
 
+    /// A custom kind by its name; `None` if the name is not one a kind
+    /// may take, is a built-in kind's, or the process holds too many.
+    pub fn custom(name: &str) -> Option<Kind> {
+        if !is_kind_name(name) || builtin(name).is_some() {
+            return None;
+        }
+        intern_kind(name).map(|(k, _)| Kind::Custom(k))
+    }
+
+    pub fn is_custom(self) -> bool {
+        matches!(self, Kind::Custom(_))
+    }
+
+    /// The built-in fields: a custom kind has its title, `name`, only
+    /// (the rest are its schema's custom fields).
     pub fn fields(self) -> &'static [FieldDef] {
         match self {
             Kind::Company => COMPANY,
@@ -310,6 +395,7 @@ impl Kind {
             Kind::Activity => ACTIVITY,
             Kind::Ticket => TICKET,
             Kind::Campaign => CAMPAIGN,
+            Kind::Custom(_) => CUSTOM,
         }
     }
 
@@ -322,6 +408,7 @@ impl Kind {
             Kind::Activity => &[Kind::Activity],
             Kind::Ticket => &[Kind::Ticket],
             Kind::Campaign => &[Kind::Campaign],
+            Kind::Custom(c) => intern_kind(c.as_str()).map_or(&[], |(_, only)| only),
         }
     }
 
@@ -347,6 +434,7 @@ impl Kind {
             Kind::Activity => &["type", "subject", "when", "due", "done", "about"],
             Kind::Ticket => &["title", "status", "priority", "company", "owner"],
             Kind::Campaign => &["name", "channel", "start", "end", "budget", "currency"],
+            Kind::Custom(_) => CUSTOM_COLUMNS,
         }
     }
 }
@@ -416,24 +504,50 @@ impl fmt::Display for Kind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown record kind `{0}`: use one of company, person, deal, activity, ticket, campaign")]
+#[error(
+    "unknown record kind `{0}`: use one of company, person, deal, activity, ticket, campaign, \
+     or the name of a kind your space's admins added (up to 40 lower-case letters, digits and _)"
+)]
 pub struct UnknownKind(pub String);
+
+/// A built-in kind by its singular or plural name (lower case).
+fn builtin(lower: &str) -> Option<Kind> {
+    Some(match lower {
+        "company" | "companies" => Kind::Company,
+        "person" | "people" | "persons" | "contact" | "contacts" => Kind::Person,
+        "deal" | "deals" => Kind::Deal,
+        "activity" | "activities" => Kind::Activity,
+        "ticket" | "tickets" => Kind::Ticket,
+        "campaign" | "campaigns" => Kind::Campaign,
+        _ => return None,
+    })
+}
 
 impl FromStr for Kind {
     type Err = UnknownKind;
 
-    /// Accepts singular and plural names in any case (`Deals`, `people`).
+    /// Accepts a built-in kind's singular and plural names in any case
+    /// (`Deals`, `people`), and any name a custom kind may take: whether a
+    /// space defines it is its schema's to say (`Schema::kind`), so that a
+    /// record of a kind whose statement has not arrived yet is kept.
     fn from_str(s: &str) -> Result<Self, UnknownKind> {
         let lower = s.trim().to_ascii_lowercase();
-        Ok(match lower.as_str() {
-            "company" | "companies" => Kind::Company,
-            "person" | "people" | "persons" | "contact" | "contacts" => Kind::Person,
-            "deal" | "deals" => Kind::Deal,
-            "activity" | "activities" => Kind::Activity,
-            "ticket" | "tickets" => Kind::Ticket,
-            "campaign" | "campaigns" => Kind::Campaign,
-            _ => return Err(UnknownKind(s.to_string())),
-        })
+        builtin(&lower)
+            .or_else(|| Kind::custom(&lower))
+            .ok_or_else(|| UnknownKind(s.to_string()))
+    }
+}
+
+impl serde::Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -447,7 +561,20 @@ mod tests {
             assert_eq!(k.as_str().parse::<Kind>(), Ok(k));
         }
         assert_eq!("People".parse::<Kind>(), Ok(Kind::Person));
-        assert!("widget".parse::<Kind>().is_err());
+        let contract = "Contract".parse::<Kind>().expect("a custom kind's name");
+        assert!(contract.is_custom());
+        assert_eq!(contract.as_str(), "contract");
+        assert_eq!("contract".parse::<Kind>(), Ok(contract));
+        assert_eq!(contract.only(), &[contract]);
+        assert_eq!(contract.title_field(), "name");
+        for bad in ["site visit", "9lives", "", "ä"] {
+            assert!(bad.parse::<Kind>().is_err(), "{bad}");
+        }
+        assert_eq!(Kind::custom("deal"), None, "a built-in name");
+        let json = serde_json::to_string(&[Kind::Deal, contract]).expect("to json");
+        assert_eq!(json, r#"["deal","contract"]"#);
+        let back: Vec<Kind> = serde_json::from_str(&json).expect("from json");
+        assert_eq!(back, [Kind::Deal, contract]);
     }
 
     #[test]

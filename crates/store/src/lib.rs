@@ -490,7 +490,7 @@ impl Store {
         }
         self.by_field.apply_batch(batch)?;
         let mut counts = sled::Batch::default();
-        for kind in Kind::ALL {
+        for kind in Kind::ALL.into_iter().chain(live.keys().copied()) {
             let n = live.get(&kind).copied().unwrap_or(0);
             counts.insert(live_key(kind), &n.to_be_bytes()[..]);
         }

@@ -37,7 +37,16 @@ pub(crate) struct Page {
     pub since: Option<String>,
 }
 
-pub(crate) fn render(p: Page) -> Html<String> {
+pub(crate) fn render(app: &crate::App, p: Page) -> Html<String> {
+    // The kinds of every space this node holds (custom ones after the
+    // built-in); read from the folded schemas each space keeps cached.
+    let kinds = app.repo().kinds_in(None).unwrap_or_else(|e| {
+        tracing::warn!("the navigation lists the built-in kinds only: {e}");
+        Kind::ALL
+            .into_iter()
+            .map(|k| (k, rapport_model::custom::plural_of(k)))
+            .collect()
+    });
     let nav_item = |target: Nav, href: &str, label: &str| {
         html! {
             li { a href=(href) aria-current=[(p.nav == target).then_some("page")] { (label) } }
@@ -58,8 +67,8 @@ pub(crate) fn render(p: Page) -> Html<String> {
                     nav class="main-nav" aria-label="Main" {
                         ul {
                             (nav_item(Nav::Work, "/", "My work"))
-                            @for k in Kind::ALL {
-                                (nav_item(Nav::Kind(k), &format!("/k/{}", k.as_str()), plural(k)))
+                            @for (k, many) in &kinds {
+                                (nav_item(Nav::Kind(*k), &format!("/k/{}", k.as_str()), &label(many)))
                             }
                             (nav_item(Nav::Board, "/board", "Pipeline"))
                             (nav_item(Nav::Spaces, "/spaces", "Spaces & sync"))
@@ -138,28 +147,24 @@ fn search_box() -> Markup {
     }
 }
 
-/// "Companies", "People", ... for headings and navigation.
-pub(crate) fn plural(kind: Kind) -> &'static str {
+/// "Companies", "People", ... for headings and navigation; a custom
+/// kind's plural as its name would have it (the navigation shows the one
+/// its admins gave, from the schema).
+pub(crate) fn plural(kind: Kind) -> String {
     match kind {
-        Kind::Company => "Companies",
-        Kind::Person => "People",
-        Kind::Deal => "Deals",
-        Kind::Activity => "Activities",
-        Kind::Ticket => "Tickets",
-        Kind::Campaign => "Campaigns",
+        Kind::Company => "Companies".into(),
+        Kind::Person => "People".into(),
+        Kind::Deal => "Deals".into(),
+        Kind::Activity => "Activities".into(),
+        Kind::Ticket => "Tickets".into(),
+        Kind::Campaign => "Campaigns".into(),
+        Kind::Custom(_) => label(&rapport_model::custom::plural_of(kind)),
     }
 }
 
 /// "Company", "Person", ... for one record.
-pub(crate) fn singular(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Company => "Company",
-        Kind::Person => "Person",
-        Kind::Deal => "Deal",
-        Kind::Activity => "Activity",
-        Kind::Ticket => "Ticket",
-        Kind::Campaign => "Campaign",
-    }
+pub(crate) fn singular(kind: Kind) -> String {
+    label(kind.as_str())
 }
 
 /// What forms and tables call a field: the label its space's admins gave

@@ -78,15 +78,18 @@ pub(crate) async fn page(
         })
         .await?;
     let back = board_url(board.showing.as_deref(), mine && board.me.is_some());
-    Ok(page::render(Page {
-        title: "Pipeline".into(),
-        nav: Nav::Board,
-        crumbs,
-        help: help(),
-        body: body(&board, mine, &back),
-        watch: vec!["deal".into(), "company".into()],
-        since: Some(since),
-    }))
+    Ok(page::render(
+        &app,
+        Page {
+            title: "Pipeline".into(),
+            nav: Nav::Board,
+            crumbs,
+            help: help(),
+            body: body(&board, mine, &back),
+            watch: vec!["deal".into(), "company".into()],
+            since: Some(since),
+        },
+    ))
 }
 
 fn read_board(

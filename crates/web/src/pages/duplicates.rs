@@ -72,27 +72,30 @@ fn render(app: &App, kind: Option<&str>) -> Result<Html<String>, WebError> {
             }
         }
     };
-    Ok(page::render(Page {
-        title: "Possible duplicates".into(),
-        nav: Nav::Import,
-        crumbs: vec![
-            Crumb {
-                label: "My work".into(),
-                href: Some("/".into()),
+    Ok(page::render(
+        app,
+        Page {
+            title: "Possible duplicates".into(),
+            nav: Nav::Import,
+            crumbs: vec![
+                Crumb {
+                    label: "My work".into(),
+                    href: Some("/".into()),
+                },
+                Crumb {
+                    label: "Possible duplicates".into(),
+                    href: None,
+                },
+            ],
+            help: html! {
+                p { "People and companies that are likely the same customer: the same e-mail address, the same phone number (read with your region, " code { "rapport init --region DE" } "), the same web domain, the same company name once GmbH, Inc. and the like are left out, or alike names at the same company." }
+                p { "Nothing is merged or refused on its own: open the records to compare them, or merge a group side by side, choosing the values to keep." }
             },
-            Crumb {
-                label: "Possible duplicates".into(),
-                href: None,
-            },
-        ],
-        help: html! {
-            p { "People and companies that are likely the same customer: the same e-mail address, the same phone number (read with your region, " code { "rapport init --region DE" } "), the same web domain, the same company name once GmbH, Inc. and the like are left out, or alike names at the same company." }
-            p { "Nothing is merged or refused on its own: open the records to compare them, or merge a group side by side, choosing the values to keep." }
+            body,
+            watch: vec!["person".into(), "company".into()],
+            since: app.read_since.clone(),
         },
-        body,
-        watch: vec!["person".into(), "company".into()],
-        since: app.read_since.clone(),
-    }))
+    ))
 }
 
 #[cfg(test)]

@@ -424,25 +424,28 @@ fn render(
             .crumbs(repo, "Edit"),
         None => Trail::default().then(Step::Kind(kind)).crumbs(repo, &title),
     };
-    let page = page::render(Page {
-        title,
-        nav: Nav::Kind(kind),
-        crumbs,
-        help: html! {
-            p { "Fill in what you know; only fields marked " em { "required" } " must be set. Each field says what it takes." }
-            p { "Values are checked exactly as the " code { "rapport" } " command checks them. Problems are listed at the top and next to their fields; what you typed stays." }
-            p { "A reference (a company, people) takes a name or an id. Lists (emails, phones, tags) are separated by commas." }
-            @if editing.is_some() {
-                p { "Saving changes only the fields you changed, so a colleague's change to another field at the same time is kept." }
-            } @else {
-                p { strong { "Space" } " decides who sees the record: private records stay on this device; a shared space's records go to its members." }
-            }
+    let page = page::render(
+        app,
+        Page {
+            title,
+            nav: Nav::Kind(kind),
+            crumbs,
+            help: html! {
+                p { "Fill in what you know; only fields marked " em { "required" } " must be set. Each field says what it takes." }
+                p { "Values are checked exactly as the " code { "rapport" } " command checks them. Problems are listed at the top and next to their fields; what you typed stays." }
+                p { "A reference (a company, people) takes a name or an id. Lists (emails, phones, tags) are separated by commas." }
+                @if editing.is_some() {
+                    p { "Saving changes only the fields you changed, so a colleague's change to another field at the same time is kept." }
+                } @else {
+                    p { strong { "Space" } " decides who sees the record: private records stay on this device; a shared space's records go to its members." }
+                }
+            },
+            body,
+            watch: vec![],
+            // Watches nothing (a form keeps what is typed): no live updates.
+            since: None,
         },
-        body,
-        watch: vec![],
-        // Watches nothing (a form keeps what is typed): no live updates.
-        since: None,
-    });
+    );
     (status, page).into_response()
 }
 

@@ -125,10 +125,11 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<ImportQuery>) -
                 _ => Vec::new(),
             };
             let spaces = writable_spaces(app);
-            Ok((imports, spaces))
+            let kinds = app.repo().kinds_in(None)?;
+            Ok((imports, spaces, kinds))
         })
         .await;
-    let (imports, spaces) = match read {
+    let (imports, spaces, kinds) = match read {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -152,7 +153,7 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<ImportQuery>) -
                     input id="i-file" name="file" type="file" accept=".csv,.txt,.tsv,.vcf,.ics,.json,text/csv,text/vcard,text/calendar,application/json" required aria-describedby="i-file-hint";
                     p class="hint" id="i-file-hint" { "CSV from Excel, Outlook, Google Contacts, HubSpot, Salesforce or Rapport; contacts as vCard (.vcf) from a phone, Apple Contacts, Google or Outlook; a calendar (.ics: events become meetings, to-dos tasks); or Rapport's JSON export (one kind per upload). Up to " (rapport_node::import::MAX_UPLOAD >> 20) " MiB. Nothing is written until you confirm." }
                 }
-                (kind_select(""))
+                (kind_select(&kinds))
                 (space_select(&spaces, "private"))
                 div class="toolbar" { button type="submit" { "Check the file" } }
             }
@@ -161,8 +162,8 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<ImportQuery>) -
             h2 id="export-h" { "Export" }
             p { "One CSV per kind (UTF-8, opens in Excel, imports back as it is):" }
             ul class="links" {
-                @for k in Kind::ALL {
-                    li { a href={ "/k/" (k.as_str()) "/export.csv" } download { (page::plural(k)) " (CSV)" } }
+                @for (k, many) in &kinds {
+                    li { a href={ "/k/" (k.as_str()) "/export.csv" } download { (page::label(many)) " (CSV)" } }
                 }
             }
             p { "After an import, " a href="/duplicates" { "look for possible duplicates" } "." }
@@ -201,7 +202,7 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<ImportQuery>) -
             }
         }
     };
-    page::render(Page {
+    page::render(&app, Page {
         title: "Import and export".into(),
         nav: Nav::Import,
         crumbs: import_crumbs(None),
@@ -256,14 +257,14 @@ fn writable_spaces(app: &App) -> Vec<(String, String)> {
         .collect()
 }
 
-fn kind_select(selected: &str) -> Markup {
+fn kind_select(kinds: &[(Kind, String)]) -> Markup {
     html! {
         div class="field" {
             label for="i-kind" { "Each row is a" }
             select id="i-kind" name="kind" {
-                option value="" selected[selected.is_empty()] { "As the file says (a person; a meeting or task in a calendar)" }
-                @for k in [Kind::Person, Kind::Company, Kind::Deal, Kind::Ticket, Kind::Activity, Kind::Campaign] {
-                    option value=(k.as_str()) selected[k.as_str() == selected] { (page::singular(k)) }
+                option value="" selected { "As the file says (a person; a meeting or task in a calendar)" }
+                @for (k, _) in kinds {
+                    option value=(k.as_str()) { (page::singular(*k)) }
                 }
             }
         }
@@ -398,19 +399,22 @@ pub(crate) async fn preview(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    let page = page::render(Page {
-        title: format!("Import {}", s.name),
-        nav: Nav::Import,
-        crumbs: import_crumbs(Some(&s.name)),
-        help: html! {
-            p { "This is a dry run: nothing has been written yet. Check the field each column goes to, change it where it is wrong (" em { "skip" } " leaves a column out), and check again." }
-            p { "Rows with errors are not imported; after the import, download them as a CSV, fix them and import that file." }
+    let page = page::render(
+        &app,
+        Page {
+            title: format!("Import {}", s.name),
+            nav: Nav::Import,
+            crumbs: import_crumbs(Some(&s.name)),
+            help: html! {
+                p { "This is a dry run: nothing has been written yet. Check the field each column goes to, change it where it is wrong (" em { "skip" } " leaves a column out), and check again." }
+                p { "Rows with errors are not imported; after the import, download them as a CSV, fix them and import that file." }
+            },
+            body,
+            watch: Vec::new(),
+            // Watches nothing: no live updates to resume.
+            since: None,
         },
-        body,
-        watch: Vec::new(),
-        // Watches nothing: no live updates to resume.
-        since: None,
-    });
+    );
     (status, page).into_response()
 }
 

@@ -366,24 +366,27 @@ fn render(
         }
     };
     let crumbs = p.trail.crumbs(repo, &title);
-    Ok(page::render(Page {
-        title,
-        nav: Nav::Kind(kind),
-        crumbs,
-        help: html! {
-            p { "Every " (page::singular(kind).to_lowercase()) " on this node, from your private records and every space you share." }
-            p { strong { "Filter" } " keeps rows with the text in any shown column. "
-                strong { "Field filter" } " keeps records whose field has a value, exactly like "
-                code { "rapport list " (kind.as_str()) " --where " (example_filter(kind)) }
-                "; a reference takes a name (" code { "company=Acme" } ")." }
-            p { "Click a column heading to sort by it; click again to reverse. "
-                strong { "Columns" } " chooses what the table shows. The address keeps your choices: bookmark it." }
-            p { strong { "Show deleted" } " lists deleted records; open one to restore it." }
+    Ok(page::render(
+        app,
+        Page {
+            title,
+            nav: Nav::Kind(kind),
+            crumbs,
+            help: html! {
+                p { "Every " (page::singular(kind).to_lowercase()) " on this node, from your private records and every space you share." }
+                p { strong { "Filter" } " keeps rows with the text in any shown column. "
+                    strong { "Field filter" } " keeps records whose field has a value, exactly like "
+                    code { "rapport list " (kind.as_str()) " --where " (example_filter(kind)) }
+                    "; a reference takes a name (" code { "company=Acme" } ")." }
+                p { "Click a column heading to sort by it; click again to reverse. "
+                    strong { "Columns" } " chooses what the table shows. The address keeps your choices: bookmark it." }
+                p { strong { "Show deleted" } " lists deleted records; open one to restore it." }
+            },
+            body,
+            watch: vec![kind.as_str().to_string()],
+            since: app.read_since.clone(),
         },
-        body,
-        watch: vec![kind.as_str().to_string()],
-        since: app.read_since.clone(),
-    }))
+    ))
 }
 
 fn example_filter(kind: Kind) -> &'static str {
@@ -394,6 +397,7 @@ fn example_filter(kind: Kind) -> &'static str {
         Kind::Activity => "type=task",
         Kind::Ticket => "priority=urgent",
         Kind::Campaign => "channel=email",
+        Kind::Custom(_) => "name^=A",
     }
 }
 

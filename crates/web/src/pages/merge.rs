@@ -113,27 +113,30 @@ fn render(app: &App, ids: &str) -> Result<Html<String>, WebError> {
             }
         }
     };
-    Ok(page::render(Page {
-        title: format!("Merge {}", page::plural(kind).to_lowercase()),
-        nav: Nav::Import,
-        crumbs: vec![
-            Crumb {
-                label: "Possible duplicates".into(),
-                href: Some(format!("/duplicates?kind={}", kind.as_str())),
+    Ok(page::render(
+        app,
+        Page {
+            title: format!("Merge {}", page::plural(kind).to_lowercase()),
+            nav: Nav::Import,
+            crumbs: vec![
+                Crumb {
+                    label: "Possible duplicates".into(),
+                    href: Some(format!("/duplicates?kind={}", kind.as_str())),
+                },
+                Crumb {
+                    label: "Merge".into(),
+                    href: None,
+                },
+            ],
+            help: html! {
+                p { "A merge is written as ordinary changes, so it reaches everyone who shares these records. An edit someone makes to a merged record before they hear of the merge is carried over to the record kept." }
+                p { "The same from the command line: " code { "rapport merge KEEP OTHER... --prefer FIELD=REF" } "; undo with " code { "rapport merge undo ID" } "." }
             },
-            Crumb {
-                label: "Merge".into(),
-                href: None,
-            },
-        ],
-        help: html! {
-            p { "A merge is written as ordinary changes, so it reaches everyone who shares these records. An edit someone makes to a merged record before they hear of the merge is carried over to the record kept." }
-            p { "The same from the command line: " code { "rapport merge KEEP OTHER... --prefer FIELD=REF" } "; undo with " code { "rapport merge undo ID" } "." }
+            body,
+            watch: records.iter().map(|r| r.id.to_string()).collect(),
+            since: app.read_since.clone(),
         },
-        body,
-        watch: records.iter().map(|r| r.id.to_string()).collect(),
-        since: app.read_since.clone(),
-    }))
+    ))
 }
 
 pub(crate) async fn merge(

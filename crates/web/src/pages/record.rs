@@ -224,23 +224,26 @@ fn render(app: &App, reference: &str, q: &RecordQuery) -> Result<Html<String>, W
         }
     };
     let crumbs = trail.crumbs(repo, &title);
-    Ok(page::render(Page {
-        title,
-        nav: Nav::Kind(view.kind),
-        crumbs,
-        help: html! {
-            p { strong { "Details" } " are the record's fields; hover a name for what it holds. Links lead to the records it refers to." }
-            p { "When two people change the same field at the same time (for example one of them offline), both values are kept and shown in a yellow box. "
-                strong { "Keep this value" } " settles it for everyone who shares the record." }
-            p { "A yellow box also says when someone deleted the record while someone else restored or changed it at the same time. Restoring it, or deleting it again, settles that for everyone." }
-            p { strong { "Space" } " says who sees this record: only you, or the members of a shared space, with their organisations." }
-            p { "The " strong { "timeline" } " lists every change, newest first: who made it, from which organisation, and what changed; and the calls, emails, meetings, notes and tasks about the record." }
-            p { "The breadcrumbs at the top show how you got here; each step is a link back." }
+    Ok(page::render(
+        app,
+        Page {
+            title,
+            nav: Nav::Kind(view.kind),
+            crumbs,
+            help: html! {
+                p { strong { "Details" } " are the record's fields; hover a name for what it holds. Links lead to the records it refers to." }
+                p { "When two people change the same field at the same time (for example one of them offline), both values are kept and shown in a yellow box. "
+                    strong { "Keep this value" } " settles it for everyone who shares the record." }
+                p { "A yellow box also says when someone deleted the record while someone else restored or changed it at the same time. Restoring it, or deleting it again, settles that for everyone." }
+                p { strong { "Space" } " says who sees this record: only you, or the members of a shared space, with their organisations." }
+                p { "The " strong { "timeline" } " lists every change, newest first: who made it, from which organisation, and what changed; and the calls, emails, meetings, notes and tasks about the record." }
+                p { "The breadcrumbs at the top show how you got here; each step is a link back." }
+            },
+            body,
+            watch,
+            since: app.read_since.clone(),
         },
-        body,
-        watch,
-        since: app.read_since.clone(),
-    }))
+    ))
 }
 
 fn actions(view: &RecordView) -> Markup {

@@ -55,6 +55,9 @@ pub(crate) struct ChangeForm {
     /// A renamed choice's new name.
     #[serde(default)]
     to: String,
+    /// A new kind's plural.
+    #[serde(default)]
+    plural: String,
 }
 
 impl ChangeForm {
@@ -102,6 +105,19 @@ impl ChangeForm {
                 choice: self.choice.trim().to_lowercase(),
                 to: self.to.trim().to_lowercase(),
             },
+            "add_kind" if !kind.is_custom() => {
+                return Err(format!(
+                    "{kind} is a built-in kind; give your kind another name"
+                ));
+            }
+            "add_kind" => SchemaChange::AddKind {
+                kind,
+                plural: self.plural.trim().to_string(),
+                title_label: self.label.trim().to_string(),
+                help: self.help.trim().to_string(),
+            },
+            "retire_kind" => SchemaChange::RetireKind { kind },
+            "restore_kind" => SchemaChange::RestoreKind { kind },
             other => return Err(format!("`{other}` is not a change this page makes")),
         };
         change.validate()?;
@@ -224,10 +240,27 @@ fn render(
         }
         @if schema.may_change {
             (add_form(&schema, &form, error.is_some() && form.op == "add_field"))
+            (add_kind_form(&schema, &form, error.is_some() && form.op == "add_kind"))
         }
         @for k in &schema.kinds {
             section aria-labelledby={ "kind-" (k.kind.as_str()) } {
-                h2 id={ "kind-" (k.kind.as_str()) } { (page::plural(k.kind)) }
+                h2 id={ "kind-" (k.kind.as_str()) } {
+                    (page::label(&k.plural))
+                    @if k.custom { " " span class="muted" { "(custom kind" @if k.status != "active" { ", retired" } ")" } }
+                }
+                @if k.custom && schema.may_change {
+                    form method="post" action="/fields" class="inline" {
+                        input type="hidden" name="space" value=(schema.space);
+                        input type="hidden" name="kind" value=(k.kind.as_str());
+                        @if k.status == "active" {
+                            input type="hidden" name="op" value="retire_kind";
+                            button type="submit" class="secondary" { "Retire the kind " (k.kind.as_str()) }
+                        } @else {
+                            input type="hidden" name="op" value="restore_kind";
+                            button type="submit" class="secondary" { "Restore the kind " (k.kind.as_str()) }
+                        }
+                    }
+                }
                 div class="table-wrap" {
                     table {
                         thead { tr { th { "Field" } th { "Label" } th { "Type" } th { "Status" } @if schema.may_change { th { "Change" } } } }
@@ -241,28 +274,32 @@ fn render(
             }
         }
     };
-    let page = page::render(Page {
-        title: "Fields".into(),
-        nav: Nav::Fields,
-        crumbs: vec![
-            Crumb {
-                label: "My work".into(),
-                href: Some("/".into()),
+    let page = page::render(
+        app,
+        Page {
+            title: "Fields".into(),
+            nav: Nav::Fields,
+            crumbs: vec![
+                Crumb {
+                    label: "My work".into(),
+                    href: Some("/".into()),
+                },
+                Crumb {
+                    label: "Fields".into(),
+                    href: None,
+                },
+            ],
+            help: html! {
+                p { "Each space has its own fields. Its admins add fields to any kind, relabel them, retire those no longer used, and every member's node follows: a change here is a signed statement sent to the space's members." }
+                p { "A retired field keeps its values; they show again when it is restored. A retired choice stays on the records that hold it; new input may not use it. Built-in fields can be relabelled and hidden, but not removed." }
+                p { "Admins also add kinds of their own (contract, project, site visit): each has a name as its title, takes fields like any other, shows in the navigation, and a reference field on a company lists its records on the company's page." }
+                p { "The same from the command line: " code { "rapport schema show" } ", " code { "rapport schema field add KIND NAME --type TYPE" } ", " code { "rapport schema kind add NAME" } "." }
             },
-            Crumb {
-                label: "Fields".into(),
-                href: None,
-            },
-        ],
-        help: html! {
-            p { "Each space has its own fields. Its admins add fields to any kind, relabel them, retire those no longer used, and every member's node follows: a change here is a signed statement sent to the space's members." }
-            p { "A retired field keeps its values; they show again when it is restored. A retired choice stays on the records that hold it; new input may not use it. Built-in fields can be relabelled and hidden, but not removed." }
-            p { "The same from the command line: " code { "rapport schema show" } ", " code { "rapport schema field add KIND NAME --type TYPE" } "." }
+            body,
+            watch: vec!["*".into()],
+            since: app.read_since.clone(),
         },
-        body,
-        watch: vec!["*".into()],
-        since: app.read_since.clone(),
-    });
+    );
     Ok((status, page).into_response())
 }
 
@@ -277,8 +314,8 @@ fn add_form(schema: &SchemaReply, form: &ChangeForm, failed: bool) -> Markup {
                 div class="field" {
                     label for="add-kind" { "To" }
                     select id="add-kind" name="kind" {
-                        @for k in Kind::ALL {
-                            option value=(k.as_str()) selected[failed && form.kind == k.as_str()] { (page::plural(k)) }
+                        @for k in schema.kinds.iter().filter(|k| k.status == "active") {
+                            option value=(k.kind.as_str()) selected[failed && form.kind == k.kind.as_str()] { (page::label(&k.plural)) }
                         }
                     }
                 }
@@ -308,8 +345,8 @@ fn add_form(schema: &SchemaReply, form: &ChangeForm, failed: bool) -> Markup {
                     label for="add-target" { "Refers to" }
                     select id="add-target" name="target" aria-describedby="add-target-hint" {
                         option value="" { "" }
-                        @for k in Kind::ALL {
-                            option value=(k.as_str()) selected[failed && form.target == k.as_str()] { (page::plural(k)) }
+                        @for k in schema.kinds.iter().filter(|k| k.status == "active") {
+                            option value=(k.kind.as_str()) selected[failed && form.target == k.kind.as_str()] { (page::label(&k.plural)) }
                         }
                     }
                     p class="hint" id="add-target-hint" { "For a reference: the kind of record it names." }
@@ -325,6 +362,39 @@ fn add_form(schema: &SchemaReply, form: &ChangeForm, failed: bool) -> Markup {
                     }
                 }
                 div class="toolbar" { button type="submit" { "Add field" } }
+            }
+        }
+    }
+}
+
+fn add_kind_form(schema: &SchemaReply, form: &ChangeForm, failed: bool) -> Markup {
+    let value = |v: &str| if failed { v.to_string() } else { String::new() };
+    html! {
+        details class="panel" open[failed] {
+            summary { "Add a kind" }
+            form method="post" action="/fields" class="record-form" {
+                input type="hidden" name="space" value=(schema.space);
+                input type="hidden" name="op" value="add_kind";
+                div class="field" {
+                    label for="kind-name" { "Kind" }
+                    input id="kind-name" name="kind" type="text" value=(value(&form.kind)) autocomplete="off" aria-describedby="kind-name-hint";
+                    p class="hint" id="kind-name-hint" { "Lower-case letters, digits and _, e.g. contract or site_visit. It never changes." }
+                }
+                div class="field" {
+                    label for="kind-plural" { "Plural" }
+                    input id="kind-plural" name="plural" type="text" value=(value(&form.plural)) autocomplete="off" aria-describedby="kind-plural-hint";
+                    p class="hint" id="kind-plural-hint" { "What lists and the navigation call many of them [default: the kind with an s]." }
+                }
+                div class="field" {
+                    label for="kind-title" { "Title label" }
+                    input id="kind-title" name="label" type="text" value=(value(&form.label)) autocomplete="off" aria-describedby="kind-title-hint";
+                    p class="hint" id="kind-title-hint" { "What each record's name is called, e.g. Contract number [default: Name]." }
+                }
+                div class="field" {
+                    label for="kind-help" { "Help" }
+                    input id="kind-help" name="help" type="text" value=(value(&form.help)) autocomplete="off";
+                }
+                div class="toolbar" { button type="submit" { "Add kind" } }
             }
         }
     }

@@ -27,7 +27,7 @@ pub(crate) struct SearchQuery {
 #[derive(Debug, serde::Serialize)]
 struct BoxHit {
     id: String,
-    kind: &'static str,
+    kind: String,
     title: String,
     detail: Option<String>,
     href: String,
@@ -97,7 +97,7 @@ pub(crate) async fn page(State(app): State<App>, Query(q): Query<SearchQuery>) -
             }
         }
     };
-    page::render(Page {
+    page::render(&app, Page {
         title,
         nav: Nav::Other,
         crumbs: vec![

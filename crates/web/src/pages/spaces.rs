@@ -305,15 +305,18 @@ async fn respond(app: &App, outcome: Outcome, status: StatusCode) -> Response {
         _ => Vec::new(),
     };
     let body = body(&snap, &outcome);
-    let page = page::render(Page {
-        title: "Spaces & sync".into(),
-        nav: Nav::Spaces,
-        crumbs: snap.crumbs,
-        help: help(),
-        body,
-        watch,
-        since: Some(since),
-    });
+    let page = page::render(
+        app,
+        Page {
+            title: "Spaces & sync".into(),
+            nav: Nav::Spaces,
+            crumbs: snap.crumbs,
+            help: help(),
+            body,
+            watch,
+            since: Some(since),
+        },
+    );
     (status, page).into_response()
 }
 

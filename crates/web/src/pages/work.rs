@@ -88,19 +88,22 @@ pub(crate) async fn page(
             Ok(work)
         })
         .await?;
-    Ok(page::render(Page {
-        title: "My work".into(),
-        nav: Nav::Work,
-        // The start page: the first crumb everywhere else, none of its own.
-        crumbs: vec![Crumb {
-            label: "My work".into(),
-            href: None,
-        }],
-        help: help(),
-        body: body(&work),
-        watch: vec!["activity".into(), "ticket".into()],
-        since: Some(since),
-    }))
+    Ok(page::render(
+        &app,
+        Page {
+            title: "My work".into(),
+            nav: Nav::Work,
+            // The start page: the first crumb everywhere else, none of its own.
+            crumbs: vec![Crumb {
+                label: "My work".into(),
+                href: None,
+            }],
+            help: help(),
+            body: body(&work),
+            watch: vec!["activity".into(), "ticket".into()],
+            since: Some(since),
+        },
+    ))
 }
 
 fn read_work(app: &App, all: bool, now: &ZonedDateTime) -> Result<Work, WebError> {
