@@ -147,6 +147,25 @@ fn search_box() -> Markup {
     }
 }
 
+/// The kind a page's address names: built in, or added by the admins of
+/// a space this node holds (`retired_too`: also one retired, whose records
+/// are still listed). Any other name is a page that does not exist.
+pub(crate) fn kind_named(
+    app: &crate::App,
+    name: &str,
+    retired_too: bool,
+) -> Result<Kind, crate::WebError> {
+    let kind: Kind = name
+        .parse()
+        .map_err(|e: rapport_model::schema::UnknownKind| {
+            crate::WebError::NotFound(e.to_string())
+        })?;
+    app.repo()
+        .known_kind(None, kind, retired_too)
+        .map_err(|e| crate::WebError::NotFound(e.to_string()))?;
+    Ok(kind)
+}
+
 /// "Companies", "People", ... for headings and navigation; a custom
 /// kind's plural as its name would have it (the navigation shows the one
 /// its admins gave, from the schema).

@@ -606,6 +606,16 @@ fn only_admins_change_the_schema_and_concurrent_statements_converge() {
         .expect("b2");
     space::add_schema_change(&mut at_r, &add_field(Kind::Deal, "sneaky", "text"), t()).expect("r");
     space::add_schema_change(&mut at_w, &add_field(Kind::Deal, "sneaky2", "text"), t()).expect("w");
+    // Both admins add the kind `contract` at once; the writer tries one.
+    let kind = |name: &str| {
+        serde_json::from_value::<SchemaChange>(serde_json::json!({
+            "op": "add_kind", "kind": name,
+        }))
+        .expect("statement")
+    };
+    space::add_schema_change(&mut at_a, &kind("contract"), t()).expect("a kind");
+    space::add_schema_change(&mut at_b, &kind("contract"), t()).expect("b kind");
+    space::add_schema_change(&mut at_w, &kind("project"), t()).expect("w kind");
     // B writes a statement under A's name.
     at_b.put(ROOT, format!("schema.{}.9", hexs(&A)), "{}")
         .expect("forge");
@@ -628,7 +638,7 @@ fn only_admins_change_the_schema_and_concurrent_statements_converge() {
                 _ => None,
             })
             .collect();
-        assert_eq!(refused.len(), 3, "{refused:#?}");
+        assert_eq!(refused.len(), 4, "{refused:#?}");
         assert!(
             refused.iter().any(|r| r.contains("its author is a reader")),
             "{refused:?}"
@@ -644,6 +654,12 @@ fn only_admins_change_the_schema_and_concurrent_statements_converge() {
         let schema = Schema::fold(&view.schema);
         assert!(schema.field(Kind::Company, "tier").is_some());
         assert!(schema.field(Kind::Deal, "sneaky").is_none());
+        let kinds: Vec<Kind> = schema.custom_kinds().iter().map(|d| d.kind).collect();
+        assert_eq!(
+            kinds,
+            [Kind::custom("contract").expect("name")],
+            "one kind, not the writer's"
+        );
         assert_eq!(
             schema.notes.len(),
             1,

@@ -42,14 +42,6 @@ impl Filled {
     }
 }
 
-fn parse_kind(kind: &str) -> Result<Kind, WebError> {
-    kind.parse().map_err(|_| {
-        WebError::NotFound(format!(
-            "there is no record kind `{kind}`; the kinds are company, person, deal, activity, ticket and campaign"
-        ))
-    })
-}
-
 /// `GET /new/{kind}`: an empty form, filled from the query string where it
 /// names fields (`?company=ID` from a company's page).
 pub(crate) async fn new_page(
@@ -57,8 +49,8 @@ pub(crate) async fn new_page(
     Path(kind): Path<String>,
     Query(pairs): Query<Pairs>,
 ) -> Result<Response, WebError> {
-    let kind = parse_kind(&kind)?;
     app.blocking(move |app| {
+        let kind = page::kind_named(app, &kind, false)?;
         let repo = app.repo();
         let mut filled = Filled {
             space: "private".into(),
@@ -86,8 +78,8 @@ pub(crate) async fn create(
     Path(kind): Path<String>,
     Form(pairs): Form<Pairs>,
 ) -> Result<Response, WebError> {
-    let kind = parse_kind(&kind)?;
     app.blocking(move |app| {
+        let kind = page::kind_named(app, &kind, false)?;
         let repo = app.repo();
         let space_ref = pairs
             .iter()

@@ -115,12 +115,8 @@ pub(crate) async fn page(
     Path(kind): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Html<String>, WebError> {
-    let kind: Kind = kind.parse().map_err(|_| {
-        WebError::NotFound(format!(
-            "there is no record kind `{kind}`; the kinds are company, person, deal, activity, ticket and campaign"
-        ))
-    })?;
     app.blocking(move |app| {
+        let kind = page::kind_named(app, &kind, true)?;
         // Every space's fields: the list shows records of all of them.
         let defs = app
             .repo()

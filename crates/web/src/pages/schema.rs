@@ -482,6 +482,109 @@ fn field_row(schema: &SchemaReply, kind: Kind, f: &FieldInfo) -> Markup {
 mod tests {
     use crate::testing::TestUi;
 
+    /// An admin adds a kind on the Fields page: the navigation lists it,
+    /// its form takes its title (with the admin's label) and fields, its
+    /// list shows the record, and a company that refers to it lists it on
+    /// the company's page. A retired kind leaves the navigation and takes
+    /// no new records; its list still shows those it has.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kind_added_on_the_page_gets_navigation_forms_lists_and_links() {
+        let t = TestUi::start().await;
+        let post = |pairs: Vec<(&'static str, &'static str)>| {
+            let t = &t;
+            async move {
+                let mut all = vec![("space", "private")];
+                all.extend(pairs);
+                t.post("/fields", &all).await
+            }
+        };
+        let bad = post(vec![("op", "add_kind"), ("kind", "Site Visit")]).await;
+        assert_eq!(bad.status, 422);
+        assert!(bad.body.contains("unknown record kind"), "{}", bad.body);
+        let added = post(vec![
+            ("op", "add_kind"),
+            ("kind", "contract"),
+            ("label", "Contract number"),
+        ])
+        .await;
+        assert_eq!(added.status, 303, "{}", added.body);
+        for (kind, name, ty, target) in [
+            ("contract", "ends", "date", ""),
+            ("company", "contract", "reference", "contract"),
+        ] {
+            let added = post(vec![
+                ("op", "add_field"),
+                ("kind", kind),
+                ("name", name),
+                ("type", ty),
+                ("target", target),
+            ])
+            .await;
+            assert_eq!(added.status, 303, "{}", added.body);
+        }
+
+        let home = t.get("/").await;
+        assert!(
+            home.body.contains("href=\"/k/contract\">Contracts</a>"),
+            "{}",
+            home.body
+        );
+        let form = t.get("/new/contract").await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        assert!(form.body.contains("Contract number"), "{}", form.body);
+        assert!(form.body.contains("f-ends"), "{}", form.body);
+        let made = t
+            .post(
+                "/new/contract",
+                &[
+                    ("space", "private"),
+                    ("name", "ACME-2027"),
+                    ("ends", "2027-03-31"),
+                ],
+            )
+            .await;
+        assert_eq!(made.status, 303, "{}", made.body);
+        let made = t
+            .post(
+                "/new/company",
+                &[
+                    ("space", "private"),
+                    ("name", "Acme"),
+                    ("contract", "ACME-2027"),
+                ],
+            )
+            .await;
+        assert_eq!(made.status, 303, "{}", made.body);
+        let list = t.get("/k/contract").await;
+        assert!(list.body.contains("ACME-2027"), "{}", list.body);
+        let repo = t.repo().clone();
+        let acme = tokio::task::spawn_blocking(move || repo.resolve("Acme"))
+            .await
+            .expect("task")
+            .expect("created");
+        let page = t.get(&format!("/r/{}", acme.id)).await;
+        assert!(
+            page.body.contains("ACME-2027"),
+            "the company lists its contract"
+        );
+
+        let retired = post(vec![("op", "retire_kind"), ("kind", "contract")]).await;
+        assert_eq!(retired.status, 303, "{}", retired.body);
+        let home = t.get("/").await;
+        assert!(
+            !home.body.contains("href=\"/k/contract\""),
+            "a retired kind in the navigation"
+        );
+        let refused = t
+            .post("/new/contract", &[("space", "private"), ("name", "Late")])
+            .await;
+        assert_eq!(refused.status, 404, "{}", refused.body);
+        assert!(refused.body.contains("is retired"), "{}", refused.body);
+        let list = t.get("/k/contract").await;
+        assert!(list.body.contains("ACME-2027"), "{}", list.body);
+        assert_eq!(t.get("/k/widget").await.status, 404);
+    }
+
     /// An admin adds fields on the Fields page; the company form shows
     /// them, takes their values (a multiple choice as boxes), refuses a
     /// value that does not fit next to its field, and the record page
