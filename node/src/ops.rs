@@ -1273,7 +1273,11 @@ impl Ops {
             Request::Duplicates { kind } => {
                 let phones = crate::duplicates::Phones::new(repo.profile().region.as_deref());
                 let kinds = match kind {
-                    Some(k) => vec![k],
+                    Some(k) => {
+                        repo.known_kind(caller.space, k, true)
+                            .map_err(|e| OpError::from(e).field("kind"))?;
+                        vec![k]
+                    }
                     None => vec![Kind::Person, Kind::Company],
                 };
                 let mut clusters = Vec::new();

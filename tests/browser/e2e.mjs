@@ -517,6 +517,33 @@ async function main() {
     await field("Customer tier").selectOption("silver");
   });
 
+  await step("an admin adds a kind; B's node follows and makes a record of it; A sees it", async () => {
+    await goto(`/fields?space=${encodeURIComponent(SPACE)}`);
+    await page.getByText("Add a kind", { exact: true }).click();
+    await fill("Kind", "contract");
+    await fill("Title label", "Contract number");
+    await submit("Add kind");
+    assert.match(await mainText(), /Done: add kind `contract`/);
+    // The navigation has it at once.
+    await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Contracts" }).waitFor();
+    const deadline = Date.now() + LIVE_MS;
+    for (;;) {
+      const schema = JSON.parse(await onB("schema", "show", "--space", SPACE, "--json"));
+      if (schema.kinds.some((k) => k.kind === "contract")) break;
+      assert.ok(Date.now() < deadline, "B's node never knew the kind A added");
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    await onB("add", "contract", "ACME-2027", "--space", SPACE);
+    await Promise.all([
+      page.waitForNavigation(),
+      page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Contracts" }).click(),
+    ]);
+    await page.locator("main").getByRole("link", { name: "ACME-2027" }).waitFor({ timeout: LIVE_MS });
+    // A's form for the kind names its title as the admin labelled it.
+    await goto(`/new/contract?space=${encodeURIComponent(SPACE)}`);
+    await field("Contract number").waitFor();
+  });
+
   await step("the companies list shows both companies and filters", async () => {
     await goto("/k/company");
     const rows = page.locator("main table tbody tr");

@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn garbage_is_dropped_and_length_is_bounded() {
-        let t = Trail::parse(Some("k-company,nonsense,,k-nokind,board"));
+        let t = Trail::parse(Some("k-company,nonsense,,k-no kind!,board"));
         assert_eq!(t, Trail(vec![Step::Kind(Kind::Company), Step::Board]));
         let mut long = Trail::default();
         for n in 0..20 {

@@ -137,6 +137,13 @@ mod tests {
             "{}",
             list.body
         );
-        assert_eq!(t.get("/duplicates?kind=nothing").await.status, 400);
+        let unknown = t.get("/duplicates?kind=nothing").await;
+        assert_eq!(unknown.status, 422);
+        assert!(
+            unknown.body.contains("unknown record kind `nothing`"),
+            "{}",
+            unknown.body
+        );
+        assert_eq!(t.get("/duplicates?kind=No%20Kind").await.status, 400);
     }
 }

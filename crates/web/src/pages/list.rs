@@ -520,7 +520,7 @@ mod tests {
 
         let unknown = t.get("/k/spaceship").await;
         assert_eq!(unknown.status, 404);
-        assert!(unknown.body.contains("no record kind `spaceship`"));
+        assert!(unknown.body.contains("unknown record kind `spaceship`"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
