@@ -2141,7 +2141,18 @@ fn schema_kinds(schema: &Schema) -> Vec<KindFields> {
                     } else {
                         active()
                     },
-                    ..field_info(d)
+                    // A status or priority list with the space's choices.
+                    retired_choices: schema
+                        .extended_choices(kind, d.name)
+                        .map(|f| {
+                            f.choices
+                                .iter()
+                                .filter(|(_, retired)| *retired)
+                                .map(|(c, _)| c.clone())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    ..field_info(schema.field(kind, d.name).unwrap_or(d))
                 })
                 .collect();
             for f in schema.custom(kind) {

@@ -164,7 +164,9 @@ impl Repo {
         field: &str,
     ) -> Result<&'static FieldDef, NodeError> {
         let name = field.trim().to_ascii_lowercase().replace('-', "_");
-        if let Some(def) = kind.field(&name) {
+        if let Some(def) = kind.field(&name)
+            && !rapport_model::custom::extensible(kind, &name)
+        {
             return Ok(def);
         }
         let schemas = self.schemas_for(space)?;

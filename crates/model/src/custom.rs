@@ -565,6 +565,9 @@ pub struct CustomKindDef {
 struct KindSchema {
     /// Set for a custom kind the space defines.
     defined: Option<CustomKindDef>,
+    /// Built-in choice fields whose choices the admins changed, each as
+    /// the choices of a custom field (see [`extensible`]).
+    extended: BTreeMap<String, CustomField>,
     /// In the order they were added.
     custom: Vec<CustomField>,
     /// Built-in fields relabelled.
@@ -606,7 +609,9 @@ impl Schema {
         if let SchemaChange::RenameChoice {
             kind, name, choice, ..
         } = change
-            && let Some(f) = self.custom_field(*kind, name)
+            && let Some(f) = self
+                .extended_choices(*kind, name)
+                .or_else(|| self.custom_field(*kind, name))
             && !f.choices.iter().any(|(c, _)| c == choice)
             && let Some(now) = f.renamed_to(choice)
         {
@@ -642,7 +647,23 @@ impl Schema {
         let name = change.field();
         let builtin = kind.field(name);
         let ks = self.kinds.entry(kind).or_default();
-        let custom = ks.custom.iter_mut().find(|f| f.name == name);
+        let choice_op = matches!(
+            change,
+            SchemaChange::AddChoice { .. }
+                | SchemaChange::RetireChoice { .. }
+                | SchemaChange::RenameChoice { .. }
+        );
+        let custom = match builtin {
+            // A built-in list of statuses, priorities or channels takes
+            // the choice statements a custom choice field takes, on a
+            // copy of its own (see `extensible`).
+            Some(def) if choice_op && extensible(kind, name) => Some(
+                ks.extended
+                    .entry(name.to_string())
+                    .or_insert_with(|| extended_from(kind, def)),
+            ),
+            _ => ks.custom.iter_mut().find(|f| f.name == name),
+        };
         match (change, custom) {
             (
                 SchemaChange::AddField {
@@ -764,6 +785,16 @@ impl Schema {
                     }
                     None => Err(format!("`{name}` has no choice `{choice}`")),
                 }
+            }
+            (SchemaChange::RenameChoice { choice, .. }, Some(_))
+                if kind == Kind::Ticket
+                    && name == "status"
+                    && ENDING_STATUSES.contains(&choice.as_str()) =>
+            {
+                Err(format!(
+                    "`{choice}` ends a ticket (open work leaves such tickets out), so it keeps \
+                     its name: add a status of your own, and retire `{choice}` if unused"
+                ))
             }
             (SchemaChange::RenameChoice { choice, to, .. }, Some(f)) if f.ty.has_choices() => {
                 if f.choices.iter().any(|(c, _)| c == to) {
@@ -918,6 +949,7 @@ impl Schema {
             .fields()
             .iter()
             .filter(|d| !ks.hidden.contains(d.name))
+            .map(|d| self.extended_def(kind, d))
             .map(|d| match ks.labels.get(d.name) {
                 Some(label) => intern_def(FieldDef {
                     label: intern(label),
@@ -940,11 +972,31 @@ impl Schema {
     /// field not retired.
     pub fn field(&self, kind: Kind, name: &str) -> Option<&'static FieldDef> {
         if let Some(def) = kind.field(name) {
-            return Some(def);
+            return Some(self.extended_def(kind, def));
         }
         self.custom_field(kind, name)
             .filter(|f| !f.retired)
             .map(CustomField::def)
+    }
+
+    /// A built-in field as input takes it here: a status, priority or
+    /// channel list with the space's choices, or the field as built.
+    fn extended_def(&self, kind: Kind, def: &'static FieldDef) -> &'static FieldDef {
+        let Some(f) = self.kinds.get(&kind).and_then(|k| k.extended.get(def.name)) else {
+            return def;
+        };
+        let choices = intern_list(f.active_choices().map(intern).collect());
+        intern_def(FieldDef {
+            ty: FieldType::Choice(choices),
+            default: f.default.as_deref().map(intern),
+            ..*def
+        })
+    }
+
+    /// The choices of an extensible built-in field, retired ones with
+    /// `true`, as the space's admins left them; `None` while unchanged.
+    pub fn extended_choices(&self, kind: Kind, name: &str) -> Option<&CustomField> {
+        self.kinds.get(&kind)?.extended.get(name)
     }
 
     /// A custom field, retired or not.
@@ -997,10 +1049,11 @@ impl Schema {
     /// now stands (it is kept and shown all the same): a field retired or
     /// not defined here (yet), a retired choice, a value of another type.
     pub fn misfit(&self, kind: Kind, name: &str, value: &crate::FieldValue) -> Option<String> {
-        if kind.field(name).is_some() {
+        let extended = self.kinds.get(&kind).and_then(|k| k.extended.get(name));
+        if kind.field(name).is_some() && extended.is_none() {
             return None;
         }
-        let Some(f) = self.custom_field(kind, name) else {
+        let Some(f) = extended.or_else(|| self.custom_field(kind, name)) else {
             return Some("not a field of this space's schema (yet)".into());
         };
         if f.retired {
@@ -1049,6 +1102,44 @@ fn any_time() -> crate::ParseContext {
     crate::ParseContext {
         now: jiff::Timestamp::UNIX_EPOCH,
         tz: jiff::tz::TimeZone::UTC,
+    }
+}
+
+/// The ticket statuses that end a ticket's work (My work leaves such
+/// tickets out): they may be retired, but not renamed.
+pub const ENDING_STATUSES: &[&str] = &["resolved", "closed"];
+
+/// The built-in choice fields a space's admins may add choices to, and
+/// retire or rename them: the lists a team words its own way. A deal's
+/// stages are its pipeline's; an activity's types carry meaning (a task
+/// can be done), so both stay as built.
+pub fn extensible(kind: Kind, name: &str) -> bool {
+    matches!(
+        (kind, name),
+        (Kind::Ticket, "status" | "priority") | (Kind::Campaign, "channel")
+    )
+}
+
+/// A built-in choice field as a custom one, for its choices to change.
+fn extended_from(kind: Kind, def: &FieldDef) -> CustomField {
+    let choices = match def.ty {
+        FieldType::Choice(c) | FieldType::Choices(c) => c,
+        _ => &[],
+    };
+    CustomField {
+        kind,
+        name: def.name.to_string(),
+        ty: CustomType::Choice,
+        label: String::new(),
+        help: def.help.to_string(),
+        required: def.required,
+        default: def.default.map(str::to_string),
+        choices: choices.iter().map(|c| (c.to_string(), false)).collect(),
+        renamed: Vec::new(),
+        target: None,
+        retired: false,
+        added_by: String::new(),
+        added_at: 0,
     }
 }
 
@@ -1396,6 +1487,70 @@ mod tests {
             *target = None;
         }
         change
+    }
+
+    #[test]
+    fn ticket_statuses_and_priorities_take_the_space_s_own_choices() {
+        let choice = |op: &str, name: &str, choice: &str| -> SchemaChange {
+            serde_json::from_value(serde_json::json!({
+                "op": op, "kind": "ticket", "name": name, "choice": choice, "to": "done",
+            }))
+            .expect("statement")
+        };
+        let schema = Schema::fold(&[
+            entry("a", choice("add_choice", "status", "waiting on customer")),
+            entry("a", choice("retire_choice", "status", "pending")),
+            entry("a", choice("rename_choice", "status", "open")),
+            entry("a", choice("add_choice", "priority", "critical")),
+            entry("a", choice("retire_choice", "status", "new")),
+        ]);
+        assert!(schema.notes.is_empty(), "{:?}", schema.notes);
+        let status = schema.field(Kind::Ticket, "status").expect("status");
+        assert_eq!(
+            status.ty,
+            FieldType::Choice(&["done", "resolved", "closed", "waiting on customer"])
+        );
+        assert_eq!(status.default, None, "the retired default is dropped");
+        assert!(!status.custom && status.required);
+        let listed = schema.fields(Kind::Ticket);
+        let priority = listed
+            .iter()
+            .find(|d| d.name == "priority")
+            .expect("listed");
+        assert!(matches!(priority.ty, FieldType::Choice(c) if c.contains(&"critical")));
+        let text = |s: &str| crate::FieldValue::Text(s.into());
+        assert_eq!(
+            schema
+                .misfit(Kind::Ticket, "status", &text("pending"))
+                .as_deref(),
+            Some("`pending` is a retired choice")
+        );
+        assert_eq!(
+            schema
+                .misfit(Kind::Ticket, "status", &text("open"))
+                .as_deref(),
+            Some("`open` was renamed `done`")
+        );
+        assert_eq!(schema.misfit(Kind::Ticket, "status", &text("done")), None);
+        let ending = choice("rename_choice", "status", "closed");
+        assert!(
+            schema
+                .check(&ending)
+                .is_err_and(|e| e.contains("ends a ticket"))
+        );
+        // A space that changed nothing has the built-in lists.
+        assert_eq!(
+            Schema::default().field(Kind::Ticket, "status"),
+            Kind::Ticket.field("status")
+        );
+        // A deal's stages and an activity's types stay as built.
+        for (kind, name) in [("deal", "stage"), ("activity", "type")] {
+            let change: SchemaChange = serde_json::from_value(serde_json::json!({
+                "op": "add_choice", "kind": kind, "name": name, "choice": "extra",
+            }))
+            .expect("statement");
+            assert!(Schema::default().check(&change).is_err(), "{kind}.{name}");
+        }
     }
 
     fn add_kind(kind: Kind) -> SchemaChange {

@@ -311,13 +311,13 @@ const TICKET: &[FieldDef] = &[
     req(
         "status",
         T::Choice(TICKET_STATUSES),
-        "new, open, pending, resolved or closed",
+        "where the ticket stands",
     )
     .or("new"),
     req(
         "priority",
         T::Choice(TICKET_PRIORITIES),
-        "low, normal, high or urgent",
+        "how urgent it is",
     )
     .or("normal"),
     f("company", T::Ref(&[Kind::Company]), "the customer company"),

@@ -447,7 +447,7 @@ fn field_row(schema: &SchemaReply, kind: Kind, f: &FieldInfo) -> Markup {
                             button type="submit" class="secondary" aria-label={ "Restore " (f.name) } { "Restore" }
                         }
                     }
-                    @if f.custom && (f.ty == "choice" || f.ty == "multi_choice") {
+                    @if (f.custom && (f.ty == "choice" || f.ty == "multi_choice")) || rapport_model::custom::extensible(kind, &f.name) {
                         form method="post" action="/fields" class="inline" {
                             (hidden_inputs("add_choice"))
                             label class="visually-hidden" for={ "choice-" (kind.as_str()) "-" (f.name) } { "Choice to add to " (f.name) }

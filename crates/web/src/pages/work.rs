@@ -198,7 +198,12 @@ fn read_work(app: &App, all: bool, now: &ZonedDateTime) -> Result<Work, WebError
     let mut tickets: Vec<Ticket> = repo
         .list(Kind::Ticket, &[], false)?
         .into_iter()
-        .filter(|t| mine(t) && !matches!(t.text("status"), Some("resolved" | "closed")))
+        .filter(|t| {
+            mine(t)
+                && !t
+                    .text("status")
+                    .is_some_and(|s| rapport_model::custom::ENDING_STATUSES.contains(&s))
+        })
         .map(|t| Ticket {
             id: t.id,
             title: t.title(),
