@@ -55,6 +55,10 @@ pub enum View {
     },
     SpaceCreated,
     Joined,
+    /// Deals by stage, of every pipeline or the one named.
+    Pipeline {
+        name: Option<String>,
+    },
 }
 
 /// A command as an operation: what to ask, how to show the answer, and
@@ -273,7 +277,12 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
             },
             View::Plain,
         ),
-        Command::Pipeline => plan(Request::Pipeline, View::Plain),
+        Command::Pipeline { name } => plan(
+            Request::Pipeline,
+            View::Pipeline {
+                name: name.as_deref().map(|n| n.trim().to_lowercase()),
+            },
+        ),
         Command::Export { kind, format, out } => {
             let kind = kind.as_deref().map(str::parse::<Kind>).transpose()?;
             if matches!(format, ExportFormat::Automerge) && out.is_none() {
@@ -570,7 +579,37 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
             )
         }
         Reply::Timeline(t) => timeline(out, &t, json),
-        Reply::Pipeline { stages } => pipeline(out, &stages, json),
+        Reply::Pipeline { stages, others } => {
+            let name = match &view {
+                View::Pipeline { name } => name.clone(),
+                _ => None,
+            };
+            let mut every = vec![rapport_node::pipeline::PipelineReport {
+                name: rapport_model::custom::SALES.into(),
+                title: "Sales".into(),
+                stages,
+            }];
+            every.extend(others);
+            match name {
+                Some(n) => {
+                    let Some(one) = every.into_iter().find(|p| p.name == n) else {
+                        anyhow::bail!("there is no pipeline `{n}` (rapport schema show deal)");
+                    };
+                    pipeline(out, &one.stages, json)
+                }
+                None if json => pipeline(out, &every[0].stages, json),
+                None => {
+                    let several = every.len() > 1;
+                    for p in &every {
+                        if several {
+                            outln!(out, "{} pipeline", p.title);
+                        }
+                        pipeline(out, &p.stages, json)?;
+                    }
+                    Ok(())
+                }
+            }
+        }
         Reply::Search(found) => {
             if json {
                 return to_json(out, &found);

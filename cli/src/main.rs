@@ -193,8 +193,12 @@ pub enum Command {
     Timeline { reference: String },
     /// Membership changes and refused changes of a shared space, with reasons and authors.
     Audit { space: String },
-    /// Deals by stage: count, total and weighted total per currency.
-    Pipeline,
+    /// Deals by stage: count, total and weighted total per currency; every pipeline, or one.
+    Pipeline {
+        /// Only this pipeline (its name, e.g. renewals) [default: every one; with --json, sales].
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Bring records in from a CSV file (Excel, Outlook, Google Contacts, HubSpot,
     /// Salesforce, ...), matched to those you have; `import list`, `import undo ID`.
     Import(import::ImportArgs),

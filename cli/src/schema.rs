@@ -25,6 +25,63 @@ pub enum SchemaCmd {
     /// Add a kind of record of your own (contract, project, site visit), retire or restore it.
     #[command(subcommand)]
     Kind(KindCmd),
+    /// Add a deal pipeline with its stages, change its stages, or retire it.
+    #[command(subcommand)]
+    Pipeline(PipelineCmd),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum PipelineCmd {
+    /// Add a pipeline: `rapport schema pipeline add renewals --stages
+    /// "due:60, quoted:85, renewed:100:won, churned:0:lost"`; then `rapport deal add
+    /// "Acme 2027" --company Acme --pipeline renewals`.
+    Add(PipelineArgs),
+    /// Replace a pipeline's stages (deals in a stage it drops show in its first).
+    Edit(PipelineArgs),
+    /// Retire a pipeline: no new deals in it; those there are keep it.
+    Retire {
+        name: String,
+        #[arg(long, value_name = "SPACE")]
+        space: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PipelineArgs {
+    /// Its name: up to 40 lower-case letters, digits and _ (e.g. renewals).
+    pub name: String,
+    /// The stages in order, comma-separated, each STAGE:PROBABILITY, and :won or :lost
+    /// for the stages that close a deal.
+    #[arg(long, value_name = "STAGES")]
+    pub stages: String,
+    /// What the board calls it [default: its name].
+    #[arg(long)]
+    pub label: Option<String>,
+    /// The space (name or id) [default: your private space].
+    #[arg(long, value_name = "SPACE")]
+    pub space: Option<String>,
+}
+
+fn pipeline_request(cmd: PipelineCmd) -> Result<Request> {
+    let (space, change) = match cmd {
+        PipelineCmd::Add(a) | PipelineCmd::Edit(a) => (
+            a.space,
+            SchemaChange::SetPipeline {
+                name: a.name.trim().to_lowercase(),
+                label: a.label.unwrap_or_default().trim().to_string(),
+                stages: rapport_model::custom::parse_stages(&a.stages)
+                    .map_err(anyhow::Error::msg)?,
+            },
+        ),
+        PipelineCmd::Retire { name, space } => (
+            space,
+            SchemaChange::RetirePipeline {
+                name: name.trim().to_lowercase(),
+            },
+        ),
+    };
+    change.validate().map_err(anyhow::Error::msg)?;
+    Ok(Request::ChangeSchema { space, change })
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -156,6 +213,7 @@ impl SchemaCmd {
             }
             SchemaCmd::Field(cmd) => field_request(cmd.clone()),
             SchemaCmd::Kind(cmd) => kind_request(cmd.clone()),
+            SchemaCmd::Pipeline(cmd) => pipeline_request(cmd.clone()),
         }
     }
 
@@ -370,6 +428,34 @@ pub fn show(out: &mut String, reply: &SchemaReply, only: Option<Kind>, json: boo
             out,
             "\nNo custom fields yet. Add one: rapport schema field add company tier --type choice --choices gold,silver"
         );
+    }
+    if only.is_none_or(|k| k == Kind::Deal) {
+        for p in reply
+            .pipelines
+            .iter()
+            .filter(|p| p.name != rapport_model::custom::SALES)
+        {
+            let stages: Vec<String> = p
+                .stages
+                .iter()
+                .map(|s| {
+                    let outcome = match s.outcome {
+                        Some(rapport_model::custom::Outcome::Won) => ", won",
+                        Some(rapport_model::custom::Outcome::Lost) => ", lost",
+                        None => "",
+                    };
+                    format!("{} ({}%{outcome})", s.name, s.probability)
+                })
+                .collect();
+            outln!(
+                out,
+                "\npipeline {} ({}{}): {}",
+                p.name,
+                p.title(),
+                if p.retired { ", retired" } else { "" },
+                stages.join(" → ")
+            );
+        }
     }
     for note in &reply.notes {
         outln!(out, "note: {note}");

@@ -299,7 +299,11 @@ pub enum Reply {
     List(Page),
     Timeline(TimelineReply),
     Pipeline {
+        /// The built-in `sales` pipeline's stages.
         stages: Vec<Stage>,
+        /// The pipelines the spaces' admins set, not retired.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        others: Vec<crate::pipeline::PipelineReport>,
     },
     Duplicates {
         clusters: Vec<crate::duplicates::Cluster>,
@@ -494,6 +498,9 @@ pub struct SchemaReply {
     /// Whether this device may change it (an admin of the space).
     pub may_change: bool,
     pub kinds: Vec<KindFields>,
+    /// The deal pipelines: the built-in `sales`, then the admins' own.
+    #[serde(default)]
+    pub pipelines: Vec<rapport_model::custom::Pipeline>,
     /// The accepted statements, in the order they apply.
     pub entries: Vec<SchemaEntry>,
     /// Statements that took no effect, and why.
@@ -1266,8 +1273,22 @@ impl Ops {
             Request::Pipeline => {
                 let deals = self.readable(caller, Some(Kind::Deal))?;
                 let live: Vec<&RecordView> = deals.iter().filter(|v| !v.deleted).collect();
+                let others = repo
+                    .pipelines_in(caller.space)?
+                    .into_iter()
+                    .filter(|p| p.name != rapport_model::custom::SALES && !p.retired)
+                    .map(|p| crate::pipeline::PipelineReport {
+                        name: p.name.clone(),
+                        title: p.title(),
+                        stages: crate::pipeline::summarize(live.iter().copied(), &p),
+                    })
+                    .collect();
                 Ok(Reply::Pipeline {
-                    stages: crate::pipeline::summarize(live),
+                    stages: crate::pipeline::summarize(
+                        live.iter().copied(),
+                        &rapport_model::custom::Pipeline::sales(),
+                    ),
+                    others,
                 })
             }
             Request::Duplicates { kind } => {
@@ -1515,6 +1536,7 @@ impl Ops {
             space_name,
             may_change,
             kinds: schema_kinds(&schema),
+            pipelines: schema.pipelines(),
             entries,
             notes: schema.notes.clone(),
             records_changed: 0,

@@ -1,12 +1,45 @@
-//! The sales pipeline: open and closed deals by stage, with count, total
-//! and probability-weighted total per currency.
+//! Deal pipelines: open and closed deals by stage, with count, total and
+//! probability-weighted total per currency, and the forecast by month.
+//! Each pipeline (the built-in `sales`, or one a space's admins set)
+//! gives its stages, their probabilities and which mean won or lost.
 
 use std::collections::BTreeMap;
 
-use rapport_model::schema::DEAL_STAGES;
+use rapport_model::custom::{Outcome, Pipeline, SALES};
 use rapport_model::{Decimal, FieldValue, Kind, RecordView};
 
 use crate::{NodeError, Repo};
+
+/// One pipeline's stages, for replies that list several.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PipelineReport {
+    pub name: String,
+    pub title: String,
+    pub stages: Vec<Stage>,
+}
+
+/// Whether a deal is in the pipeline named `name`.
+pub fn in_pipeline(d: &RecordView, name: &str) -> bool {
+    d.text("pipeline").unwrap_or(SALES) == name
+}
+
+/// The stage a deal is counted in: its own, or the pipeline's first for
+/// one the pipeline does not have (a stage an admin dropped since).
+pub fn stage_of<'p>(
+    d: &RecordView,
+    pipeline: &'p Pipeline,
+) -> Option<&'p rapport_model::custom::StageDef> {
+    let stage = d.text("stage").unwrap_or("");
+    pipeline.stage(stage).or_else(|| pipeline.stages.first())
+}
+
+/// A deal's probability: its own if set, else its stage's.
+fn probability(d: &RecordView, stage: Option<&rapport_model::custom::StageDef>) -> i64 {
+    match d.get("probability") {
+        Some(FieldValue::Int(p)) => *p,
+        _ => stage.map_or(0, |s| s.probability),
+    }
+}
 
 /// Totals of one currency within one stage.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -24,48 +57,44 @@ pub struct Stage {
     pub currencies: BTreeMap<String, Money>,
 }
 
-/// Sums deals by stage, in pipeline order. Deals without an amount count
-/// but add nothing to the totals.
-pub fn summarize<'a>(deals: impl IntoIterator<Item = &'a RecordView>) -> Vec<Stage> {
+/// Sums the deals of `pipeline` by stage, in its order. Deals without an
+/// amount count but add nothing to the totals.
+pub fn summarize<'a>(
+    deals: impl IntoIterator<Item = &'a RecordView>,
+    pipeline: &Pipeline,
+) -> Vec<Stage> {
     // stage -> (deal count, currency -> (total, weighted total))
     type Sums = (usize, BTreeMap<String, (Decimal, Decimal)>);
     let mut sums: BTreeMap<&str, Sums> = BTreeMap::new();
-    for d in deals {
-        let Some(stage) = d.text("stage") else {
+    for d in deals.into_iter().filter(|d| in_pipeline(d, &pipeline.name)) {
+        if d.text("stage").is_none() {
+            continue;
+        }
+        let Some(stage) = stage_of(d, pipeline) else {
             continue;
         };
-        let entry = sums.entry(stage_key(stage)).or_default();
+        let entry = sums.entry(&stage.name).or_default();
         entry.0 += 1;
         let amount = d.text("amount").and_then(|a| a.parse::<Decimal>().ok());
         if let (Some(amount), Some(cur)) = (amount, d.text("currency")) {
-            let p = match d.get("probability") {
-                Some(FieldValue::Int(p)) => *p,
-                _ => 0,
-            };
+            let p = probability(d, Some(stage));
             let m = entry.1.entry(cur.to_string()).or_default();
             m.0 = m.0 + amount;
             m.1 = m.1 + amount.percent(p);
         }
     }
-    DEAL_STAGES
+    pipeline
+        .stages
         .iter()
         .map(|s| {
-            let (count, cur) = sums.remove(*s).unwrap_or_default();
+            let (count, cur) = sums.remove(s.name.as_str()).unwrap_or_default();
             Stage {
-                stage: s.to_string(),
+                stage: s.name.clone(),
                 count,
                 currencies: money(cur),
             }
         })
         .collect()
-}
-
-fn stage_key(stage: &str) -> &'static str {
-    DEAL_STAGES
-        .iter()
-        .find(|s| **s == stage)
-        .copied()
-        .unwrap_or("lead")
 }
 
 /// One month of the forecast: deals by the month of their expected close
@@ -84,9 +113,12 @@ pub struct Month {
     pub won_totals: BTreeMap<String, String>,
 }
 
-/// Sums open and won deals by expected close month, earliest first, the
-/// deals without a date last. Lost deals are left out.
-pub fn forecast<'a>(deals: impl IntoIterator<Item = &'a RecordView>) -> Vec<Month> {
+/// Sums the open and won deals of `pipeline` by expected close month,
+/// earliest first, the deals without a date last. Lost deals are left out.
+pub fn forecast<'a>(
+    deals: impl IntoIterator<Item = &'a RecordView>,
+    pipeline: &Pipeline,
+) -> Vec<Month> {
     // month -> (open, currency -> (total, weighted), won, currency -> total)
     type Sums = (
         usize,
@@ -95,9 +127,10 @@ pub fn forecast<'a>(deals: impl IntoIterator<Item = &'a RecordView>) -> Vec<Mont
         BTreeMap<String, Decimal>,
     );
     let mut sums: BTreeMap<Option<String>, Sums> = BTreeMap::new();
-    for d in deals {
-        let stage = d.text("stage").map(stage_key).unwrap_or("lead");
-        if stage == "lost" {
+    for d in deals.into_iter().filter(|d| in_pipeline(d, &pipeline.name)) {
+        let stage = stage_of(d, pipeline);
+        let outcome = stage.and_then(|s| s.outcome);
+        if outcome == Some(Outcome::Lost) {
             continue;
         }
         let month = d
@@ -108,7 +141,7 @@ pub fn forecast<'a>(deals: impl IntoIterator<Item = &'a RecordView>) -> Vec<Mont
         let entry = sums.entry(month).or_default();
         let amount = d.text("amount").and_then(|a| a.parse::<Decimal>().ok());
         let cur = d.text("currency");
-        if stage == "won" {
+        if outcome == Some(Outcome::Won) {
             entry.2 += 1;
             if let (Some(amount), Some(cur)) = (amount, cur) {
                 let t = entry.3.entry(cur.to_string()).or_default();
@@ -118,10 +151,7 @@ pub fn forecast<'a>(deals: impl IntoIterator<Item = &'a RecordView>) -> Vec<Mont
         }
         entry.0 += 1;
         if let (Some(amount), Some(cur)) = (amount, cur) {
-            let p = match d.get("probability") {
-                Some(FieldValue::Int(p)) => *p,
-                _ => 0,
-            };
+            let p = probability(d, stage);
             let m = entry.1.entry(cur.to_string()).or_default();
             m.0 = m.0 + amount;
             m.1 = m.1 + amount.percent(p);
@@ -146,10 +176,10 @@ pub fn forecast<'a>(deals: impl IntoIterator<Item = &'a RecordView>) -> Vec<Mont
 }
 
 impl Repo {
-    /// The pipeline of all live deals.
+    /// The built-in pipeline of all live deals.
     pub fn pipeline(&self) -> Result<Vec<Stage>, NodeError> {
         let deals = self.list(Kind::Deal, &[], false)?;
-        Ok(summarize(&deals))
+        Ok(summarize(&deals, &Pipeline::sales()))
     }
 }
 
@@ -203,8 +233,8 @@ mod tests {
             deal("proposal", None, None),
             deal("won", Some(("300", "EUR")), None),
         ];
-        let p = summarize(&deals);
-        assert_eq!(p.len(), DEAL_STAGES.len());
+        let p = summarize(&deals, &Pipeline::sales());
+        assert_eq!(p.len(), rapport_model::schema::DEAL_STAGES.len());
         let proposal = p.iter().find(|s| s.stage == "proposal").expect("stage");
         assert_eq!(proposal.count, 4);
         assert_eq!(proposal.currencies["EUR"].total, "1500.50");
@@ -234,7 +264,7 @@ mod tests {
             dated("qualified", "100", None),
             dated("lead", "100", Some("soon")),
         ];
-        let f = forecast(&deals);
+        let f = forecast(&deals, &Pipeline::sales());
         let months: Vec<Option<&str>> = f.iter().map(|m| m.month.as_deref()).collect();
         assert_eq!(months, [Some("2026-03"), Some("2026-04"), None]);
         let april = &f[1];

@@ -911,6 +911,35 @@ impl Repo {
             fields.remove(def.name);
             edits.push(Edit::Unset(def.name.to_string()));
         }
+        if view.kind == Kind::Deal {
+            let touched = |name: &str| {
+                edits
+                    .iter()
+                    .any(|e| matches!(e, Edit::Set(f, _) | Edit::Unset(f) if f == name))
+            };
+            let moved = touched("pipeline");
+            if moved || touched("stage") {
+                let schema = self.schema(view.space)?;
+                let before = fields.get("stage").cloned();
+                settle_pipeline(&schema, &mut fields, moved && !touched("stage"))?;
+                // The pipeline as the space names it, written if it moved.
+                edits.retain(|e| !matches!(e, Edit::Set(f, _) | Edit::Unset(f) if f == "pipeline"));
+                if fields.get("pipeline") != view.fields.get("pipeline") {
+                    edits.push(match fields.get("pipeline") {
+                        Some(p) => Edit::Set("pipeline".into(), p.clone()),
+                        None => Edit::Unset("pipeline".into()),
+                    });
+                }
+                if fields.get("stage") != before.as_ref()
+                    && let Some(stage) = fields.get("stage")
+                {
+                    edits.push(Edit::Set("stage".into(), stage.clone()));
+                }
+                schema
+                    .check_deal(&fields, moved)
+                    .map_err(NodeError::Schema)?;
+            }
+        }
         check_record(view.kind, &fields)?;
         self.apply(view, &edits, ctx.now)
     }
@@ -1107,6 +1136,13 @@ impl Repo {
             if let (Some(default), false) = (def.default, fields.contains_key(def.name)) {
                 fields.insert(def.name.to_string(), parse_value(def, default, ctx)?);
             }
+        }
+        if kind == Kind::Deal {
+            let stage_given = inputs.iter().any(|(f, _)| f.eq_ignore_ascii_case("stage"));
+            settle_pipeline(&schema, &mut fields, !stage_given)?;
+            schema
+                .check_deal(&fields, true)
+                .map_err(NodeError::Schema)?;
         }
         check_record(kind, &fields)?;
         schema.check_new(kind, &fields).map_err(NodeError::Schema)?;
@@ -1307,6 +1343,33 @@ fn parse_hash(hex: &str) -> Option<rapport_model::automerge::ChangeHash> {
         *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(rapport_model::automerge::ChangeHash(out))
+}
+
+/// A deal's pipeline as the space names it (what was typed may be its
+/// title, or "Renewals pipeline"), with the pipeline's first stage when
+/// `first_stage` (a new deal, or one moved, without a stage of its own).
+fn settle_pipeline(
+    schema: &rapport_model::Schema,
+    fields: &mut BTreeMap<String, FieldValue>,
+    first_stage: bool,
+) -> Result<(), NodeError> {
+    let Some(typed) = fields.get("pipeline").and_then(FieldValue::as_text) else {
+        return Ok(());
+    };
+    let Some(pipeline) = schema.resolve_pipeline(typed) else {
+        // `check_deal` says which pipelines there are.
+        return Ok(());
+    };
+    if pipeline.name == rapport_model::custom::SALES {
+        // The default pipeline is said by saying none.
+        fields.remove("pipeline");
+    } else {
+        fields.insert("pipeline".into(), FieldValue::Text(pipeline.name.clone()));
+    }
+    if first_stage && let Some(stage) = pipeline.stages.first() {
+        fields.insert("stage".into(), FieldValue::Text(stage.name.clone()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

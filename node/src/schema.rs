@@ -165,7 +165,7 @@ impl Repo {
     ) -> Result<&'static FieldDef, NodeError> {
         let name = field.trim().to_ascii_lowercase().replace('-', "_");
         if let Some(def) = kind.field(&name)
-            && !rapport_model::custom::extensible(kind, &name)
+            && !rapport_model::custom::space_shaped(kind, &name)
         {
             return Ok(def);
         }
@@ -220,6 +220,23 @@ impl Repo {
             for kind in schema.kinds() {
                 if !out.iter().any(|(k, _)| *k == kind) {
                     out.push((kind, schema.plural(kind)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The deal pipelines of `space` (with no space, of every space this
+    /// node holds, each name once: the first space's definition).
+    pub fn pipelines_in(
+        &self,
+        space: Option<SpaceId>,
+    ) -> Result<Vec<rapport_model::custom::Pipeline>, NodeError> {
+        let mut out: Vec<rapport_model::custom::Pipeline> = Vec::new();
+        for schema in self.schemas_for(space)? {
+            for p in schema.pipelines() {
+                if !out.iter().any(|o| o.name == p.name) {
+                    out.push(p);
                 }
             }
         }

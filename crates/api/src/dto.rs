@@ -336,9 +336,20 @@ pub struct DuplicateMember {
     pub title: String,
 }
 
-/// Deals by stage.
+/// Deals by stage: the built-in `sales` pipeline's, then each pipeline
+/// the spaces' admins set.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Pipeline {
+    pub stages: Vec<Stage>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pipelines: Vec<NamedPipeline>,
+}
+
+/// A pipeline the space's admins set, by stage.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NamedPipeline {
+    pub name: String,
+    pub title: String,
     pub stages: Vec<Stage>,
 }
 

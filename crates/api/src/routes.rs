@@ -525,11 +525,11 @@ pub(crate) async fn pipeline(
     Auth(caller): Auth,
 ) -> Result<Json<dto::Pipeline>, Problem> {
     let reply = run(&state.ops, caller, Request::Pipeline).await?;
-    let Reply::Pipeline { stages } = reply else {
+    let Reply::Pipeline { stages, others } = reply else {
         return Err(unexpected(&reply));
     };
-    Ok(Json(dto::Pipeline {
-        stages: stages
+    let stages_dto = |stages: Vec<rapport_node::pipeline::Stage>| -> Vec<dto::Stage> {
+        stages
             .into_iter()
             .map(|s| dto::Stage {
                 stage: s.stage,
@@ -547,6 +547,17 @@ pub(crate) async fn pipeline(
                         )
                     })
                     .collect(),
+            })
+            .collect()
+    };
+    Ok(Json(dto::Pipeline {
+        stages: stages_dto(stages),
+        pipelines: others
+            .into_iter()
+            .map(|p| dto::NamedPipeline {
+                name: p.name,
+                title: p.title,
+                stages: stages_dto(p.stages),
             })
             .collect(),
     }))

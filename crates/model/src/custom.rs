@@ -214,6 +214,166 @@ pub enum SchemaChange {
     RestoreKind {
         kind: Kind,
     },
+    /// A deal pipeline added, or its stages replaced: each stage with its
+    /// probability and whether it means won or lost.
+    SetPipeline {
+        name: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        label: String,
+        stages: Vec<StageDef>,
+    },
+    /// A pipeline retired: no new deals in it; those there are keep it.
+    RetirePipeline {
+        name: String,
+    },
+}
+
+/// One stage of a deal pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StageDef {
+    pub name: String,
+    /// The chance, in percent, a deal in this stage is won.
+    pub probability: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+}
+
+/// What a closing stage means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Won,
+    Lost,
+}
+
+/// A deal pipeline as the statements so far define it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pipeline {
+    pub name: String,
+    pub label: String,
+    pub stages: Vec<StageDef>,
+    pub retired: bool,
+}
+
+/// The pipeline every space has, and every deal without a `pipeline` is
+/// in: the built-in stages (`schema::DEAL_STAGES`). It keeps them; admins
+/// add pipelines of their own.
+pub const SALES: &str = "sales";
+
+impl Pipeline {
+    pub fn sales() -> Pipeline {
+        Pipeline {
+            name: SALES.into(),
+            label: "Sales".into(),
+            stages: crate::schema::DEAL_STAGES
+                .iter()
+                .map(|s| StageDef {
+                    name: s.to_string(),
+                    probability: crate::schema::stage_probability(s).unwrap_or(0),
+                    outcome: match *s {
+                        "won" => Some(Outcome::Won),
+                        "lost" => Some(Outcome::Lost),
+                        _ => None,
+                    },
+                })
+                .collect(),
+            retired: false,
+        }
+    }
+
+    pub fn stage(&self, name: &str) -> Option<&StageDef> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// What lists and the board call it.
+    pub fn title(&self) -> String {
+        if self.label.is_empty() {
+            self.name.replace('_', " ")
+        } else {
+            self.label.clone()
+        }
+    }
+}
+
+/// Stages as users type them: `due:60, quoted:85, renewed:100:won,
+/// churned:0:lost` (NAME:PROBABILITY, and `:won` or `:lost` for a stage
+/// that closes a deal).
+pub fn parse_stages(spec: &str) -> Result<Vec<StageDef>, String> {
+    spec.split([',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let parts: Vec<&str> = item.split(':').map(str::trim).collect();
+            let bad = || {
+                format!(
+                    "`{item}` is not a stage: write NAME:PROBABILITY, and :won or :lost for a \
+                     closing stage (e.g. renewed:100:won)"
+                )
+            };
+            let (name, probability, outcome) = match parts.as_slice() {
+                [name, p] => (name, p, None),
+                [name, p, o] => (name, p, Some(o.to_ascii_lowercase())),
+                _ => return Err(bad()),
+            };
+            let probability: i64 = probability
+                .trim_end_matches('%')
+                .trim()
+                .parse()
+                .map_err(|_| bad())?;
+            let outcome = match outcome.as_deref() {
+                None => None,
+                Some("won") => Some(Outcome::Won),
+                Some("lost") => Some(Outcome::Lost),
+                Some(_) => return Err(bad()),
+            };
+            Ok(StageDef {
+                name: name.to_lowercase(),
+                probability,
+                outcome,
+            })
+        })
+        .collect()
+}
+
+const MAX_STAGES: usize = 30;
+/// Pipelines a space may have, retired ones included (the built-in one aside).
+pub const MAX_PIPELINES: usize = 20;
+
+fn check_pipeline(name: &str, label: &str, stages: &[StageDef]) -> Result<(), String> {
+    check_name(name).map_err(|_| {
+        format!(
+            "`{name}` is not a pipeline name: use up to 40 lower-case letters, digits and _ \
+             (e.g. renewals)"
+        )
+    })?;
+    if name == SALES {
+        return Err(
+            "the built-in `sales` pipeline keeps its stages: add a pipeline of \
+                    your own (e.g. renewals)"
+                .into(),
+        );
+    }
+    check_text("label", label, 80)?;
+    if stages.is_empty() || stages.len() > MAX_STAGES {
+        return Err(format!("a pipeline has 1 to {MAX_STAGES} stages"));
+    }
+    let mut seen = HashSet::new();
+    for s in stages {
+        check_choice(&s.name)?;
+        if !seen.insert(s.name.as_str()) {
+            return Err(format!("the stage `{}` is there twice", s.name));
+        }
+        if !(0..=100).contains(&s.probability) {
+            return Err(format!(
+                "the stage `{}` has a probability of {}: use 0 to 100",
+                s.name, s.probability
+            ));
+        }
+    }
+    if stages.iter().all(|s| s.outcome.is_some()) {
+        return Err("a pipeline needs a stage that is neither won nor lost".into());
+    }
+    Ok(())
 }
 
 fn is_false(b: &bool) -> bool {
@@ -233,7 +393,16 @@ impl SchemaChange {
             | SchemaChange::AddKind { kind, .. }
             | SchemaChange::RetireKind { kind }
             | SchemaChange::RestoreKind { kind } => *kind,
+            SchemaChange::SetPipeline { .. } | SchemaChange::RetirePipeline { .. } => Kind::Deal,
         }
+    }
+
+    /// Whether the statement is about a deal pipeline.
+    pub fn is_about_pipeline(&self) -> bool {
+        matches!(
+            self,
+            SchemaChange::SetPipeline { .. } | SchemaChange::RetirePipeline { .. }
+        )
     }
 
     /// Whether the statement is about a kind rather than one of its fields.
@@ -251,7 +420,9 @@ impl SchemaChange {
         match self {
             SchemaChange::AddKind { .. }
             | SchemaChange::RetireKind { .. }
-            | SchemaChange::RestoreKind { .. } => "",
+            | SchemaChange::RestoreKind { .. }
+            | SchemaChange::SetPipeline { .. }
+            | SchemaChange::RetirePipeline { .. } => "",
             SchemaChange::AddField { name, .. }
             | SchemaChange::Relabel { name, .. }
             | SchemaChange::Retire { name, .. }
@@ -265,6 +436,18 @@ impl SchemaChange {
     /// The statement's own checks, which need no schema: names, sizes,
     /// choices. A statement that fails them is refused by every node.
     pub fn validate(&self) -> Result<(), String> {
+        match self {
+            SchemaChange::SetPipeline {
+                name,
+                label,
+                stages,
+            } => return check_pipeline(name, label, stages),
+            SchemaChange::RetirePipeline { name } if name == SALES => {
+                return Err("the built-in `sales` pipeline cannot be retired".into());
+            }
+            SchemaChange::RetirePipeline { name } => return check_name(name),
+            _ => {}
+        }
         if self.is_about_kind() {
             let kind = self.kind();
             if !kind.is_custom() {
@@ -354,7 +537,9 @@ impl SchemaChange {
             | SchemaChange::Restore { .. }
             | SchemaChange::AddKind { .. }
             | SchemaChange::RetireKind { .. }
-            | SchemaChange::RestoreKind { .. } => Ok(()),
+            | SchemaChange::RestoreKind { .. }
+            | SchemaChange::SetPipeline { .. }
+            | SchemaChange::RetirePipeline { .. } => Ok(()),
         }
     }
 
@@ -384,6 +569,11 @@ impl SchemaChange {
             SchemaChange::AddKind { kind, .. } => format!("add kind `{kind}`"),
             SchemaChange::RetireKind { kind } => format!("retire kind `{kind}`"),
             SchemaChange::RestoreKind { kind } => format!("restore kind `{kind}`"),
+            SchemaChange::SetPipeline { name, stages, .. } => {
+                let stages: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+                format!("set pipeline `{name}`: {}", stages.join(" → "))
+            }
+            SchemaChange::RetirePipeline { name } => format!("retire pipeline `{name}`"),
         }
     }
 }
@@ -580,6 +770,8 @@ struct KindSchema {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Schema {
     kinds: BTreeMap<Kind, KindSchema>,
+    /// The admins' pipelines, in the order they were first set.
+    pipelines: Vec<Pipeline>,
     /// Statements that took no effect, and why ("`seats` was added twice
     /// with different types; the first stands").
     pub notes: Vec<String>,
@@ -631,6 +823,9 @@ impl Schema {
         let kind = change.kind();
         if change.is_about_kind() {
             return self.apply_to_kind(entry);
+        }
+        if change.is_about_pipeline() {
+            return self.apply_to_pipeline(change);
         }
         if kind.is_custom() && self.kind(kind).is_none() {
             return Err(no_such_kind(kind));
@@ -835,9 +1030,11 @@ impl Schema {
             (
                 SchemaChange::AddKind { .. }
                 | SchemaChange::RetireKind { .. }
-                | SchemaChange::RestoreKind { .. },
+                | SchemaChange::RestoreKind { .. }
+                | SchemaChange::SetPipeline { .. }
+                | SchemaChange::RetirePipeline { .. },
                 Some(_),
-            ) => Err("a statement about a kind, not a field".into()),
+            ) => Err("a statement about a kind or pipeline, not a field".into()),
             (_, None) if builtin.is_some() => Err(format!(
                 "`{name}` is a built-in field of {kind}: it can be relabelled or hidden only"
             )),
@@ -892,6 +1089,118 @@ impl Schema {
             (_, None) => Err(no_such_kind(kind)),
             (_, Some(_)) => Err("not a statement about a kind".into()),
         }
+    }
+
+    fn apply_to_pipeline(&mut self, change: &SchemaChange) -> Result<(), String> {
+        match change {
+            SchemaChange::SetPipeline {
+                name,
+                label,
+                stages,
+            } => {
+                if let Some(p) = self.pipelines.iter_mut().find(|p| p.name == *name) {
+                    // Last writer wins: the stages as the later statement
+                    // has them; a deal in a stage it dropped shows so.
+                    if !label.is_empty() {
+                        p.label = label.clone();
+                    }
+                    p.stages = stages.clone();
+                    p.retired = false;
+                    return Ok(());
+                }
+                if self.pipelines.len() >= MAX_PIPELINES {
+                    return Err(format!("the space has {MAX_PIPELINES} pipelines already"));
+                }
+                self.pipelines.push(Pipeline {
+                    name: name.clone(),
+                    label: label.clone(),
+                    stages: stages.clone(),
+                    retired: false,
+                });
+                Ok(())
+            }
+            SchemaChange::RetirePipeline { name } => {
+                match self.pipelines.iter_mut().find(|p| p.name == *name) {
+                    Some(p) => {
+                        p.retired = true;
+                        Ok(())
+                    }
+                    None => Err(format!("the space has no pipeline `{name}`")),
+                }
+            }
+            _ => Err("not a statement about a pipeline".into()),
+        }
+    }
+
+    /// The space's deal pipelines: the built-in `sales`, then the
+    /// admins' own (retired ones too, marked so).
+    pub fn pipelines(&self) -> Vec<Pipeline> {
+        std::iter::once(Pipeline::sales())
+            .chain(self.pipelines.iter().cloned())
+            .collect()
+    }
+
+    /// The pipeline a user (or a file from another CRM) names: by its
+    /// name or title in any case, with or without the word "pipeline"
+    /// ("Renewals", "renewals pipeline", "Sales Pipeline").
+    pub fn resolve_pipeline(&self, typed: &str) -> Option<Pipeline> {
+        let lower = typed.trim().to_lowercase();
+        let bare = lower.strip_suffix(" pipeline").unwrap_or(&lower).trim();
+        self.pipelines().into_iter().find(|p| {
+            [lower.as_str(), bare]
+                .iter()
+                .any(|t| p.name == t.replace(' ', "_") || p.title().to_lowercase() == *t)
+        })
+    }
+
+    /// A pipeline by name, retired or not.
+    pub fn pipeline(&self, name: &str) -> Option<Pipeline> {
+        if name == SALES {
+            return Some(Pipeline::sales());
+        }
+        self.pipelines.iter().find(|p| p.name == name).cloned()
+    }
+
+    /// Checks a deal's pipeline and stage: the pipeline is one of the
+    /// space's, not retired (for a new deal or one moved into it:
+    /// `moved_in`), and the stage is one of its stages.
+    pub fn check_deal(
+        &self,
+        fields: &BTreeMap<String, crate::FieldValue>,
+        moved_in: bool,
+    ) -> Result<(), String> {
+        let name = fields
+            .get("pipeline")
+            .and_then(crate::FieldValue::as_text)
+            .unwrap_or(SALES);
+        let Some(p) = self.pipeline(name) else {
+            let names: Vec<String> = self
+                .pipelines()
+                .into_iter()
+                .filter(|p| !p.retired)
+                .map(|p| p.name)
+                .collect();
+            return Err(format!(
+                "there is no pipeline `{name}`: use one of {}",
+                names.join(", ")
+            ));
+        };
+        if p.retired && moved_in {
+            return Err(format!(
+                "the pipeline `{name}` is retired: it takes no new deals"
+            ));
+        }
+        if let Some(stage) = fields.get("stage").and_then(crate::FieldValue::as_text)
+            && p.stage(stage).is_none()
+        {
+            let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!(
+                "`{stage}` is not a stage of the {} pipeline: use one of {}",
+                p.title(),
+                names.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// A custom kind the space defines, retired or not.
@@ -982,6 +1291,23 @@ impl Schema {
     /// A built-in field as input takes it here: a status, priority or
     /// channel list with the space's choices, or the field as built.
     fn extended_def(&self, kind: Kind, def: &'static FieldDef) -> &'static FieldDef {
+        if kind == Kind::Deal && def.name == "stage" && !self.pipelines.is_empty() {
+            // Any stage of any pipeline parses; `check_deal` holds a deal
+            // to its own pipeline's.
+            let mut stages: Vec<&'static str> = Vec::new();
+            for p in self.pipelines().iter().filter(|p| !p.retired) {
+                for s in &p.stages {
+                    let s = intern(&s.name);
+                    if !stages.contains(&s) {
+                        stages.push(s);
+                    }
+                }
+            }
+            return intern_def(FieldDef {
+                ty: FieldType::Choice(intern_list(stages)),
+                ..*def
+            });
+        }
         let Some(f) = self.kinds.get(&kind).and_then(|k| k.extended.get(def.name)) else {
             return def;
         };
@@ -1118,6 +1444,12 @@ pub fn extensible(kind: Kind, name: &str) -> bool {
         (kind, name),
         (Kind::Ticket, "status" | "priority") | (Kind::Campaign, "channel")
     )
+}
+
+/// Whether a built-in field's choices come from the space's schema: an
+/// extensible list, or a deal's stage (its pipelines' stages).
+pub fn space_shaped(kind: Kind, name: &str) -> bool {
+    extensible(kind, name) || (kind == Kind::Deal && name == "stage")
 }
 
 /// A built-in choice field as a custom one, for its choices to change.
@@ -1551,6 +1883,103 @@ mod tests {
             .expect("statement");
             assert!(Schema::default().check(&change).is_err(), "{kind}.{name}");
         }
+    }
+
+    #[test]
+    fn pipelines_hold_deals_to_their_stages_and_converge_last_writer_wins() {
+        let set = |stages: serde_json::Value| -> SchemaChange {
+            serde_json::from_value(serde_json::json!({
+                "op": "set_pipeline", "name": "renewals", "label": "Renewals", "stages": stages,
+            }))
+            .expect("statement")
+        };
+        let first = set(serde_json::json!([
+            {"name": "due", "probability": 60},
+            {"name": "renewed", "probability": 100, "outcome": "won"},
+            {"name": "churned", "probability": 0, "outcome": "lost"},
+        ]));
+        let second = set(serde_json::json!([
+            {"name": "due", "probability": 70},
+            {"name": "quoted", "probability": 85},
+            {"name": "renewed", "probability": 100, "outcome": "won"},
+            {"name": "churned", "probability": 0, "outcome": "lost"},
+        ]));
+        let schema = Schema::fold(&[entry("a", first), entry("b", second)]);
+        assert!(schema.notes.is_empty(), "{:?}", schema.notes);
+        let names: Vec<String> = schema.pipelines().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["sales", "renewals"]);
+        let renewals = schema
+            .resolve_pipeline("Renewals Pipeline")
+            .expect("by title");
+        assert_eq!(renewals.stage("due").map(|s| s.probability), Some(70));
+        assert_eq!(
+            schema
+                .resolve_pipeline("Sales Pipeline")
+                .map(|p| p.name)
+                .as_deref(),
+            Some("sales")
+        );
+        // Any pipeline's stage parses; a deal is held to its own.
+        let stage = schema.field(Kind::Deal, "stage").expect("stage");
+        assert!(
+            matches!(stage.ty, FieldType::Choice(c) if c.contains(&"quoted") && c.contains(&"lead"))
+        );
+        let text = |s: &str| crate::FieldValue::Text(s.into());
+        let deal = |pipeline: Option<&str>, stage: &str| {
+            let mut f = BTreeMap::new();
+            f.insert("stage".to_string(), text(stage));
+            if let Some(p) = pipeline {
+                f.insert("pipeline".to_string(), text(p));
+            }
+            f
+        };
+        assert_eq!(
+            schema.check_deal(&deal(Some("renewals"), "quoted"), true),
+            Ok(())
+        );
+        assert_eq!(schema.check_deal(&deal(None, "proposal"), true), Ok(()));
+        assert!(
+            schema
+                .check_deal(&deal(None, "quoted"), true)
+                .is_err_and(|e| e.contains("not a stage of the Sales pipeline"))
+        );
+        assert!(
+            schema
+                .check_deal(&deal(Some("upsell"), "due"), true)
+                .is_err_and(|e| e.contains("no pipeline `upsell`"))
+        );
+        // The built-in pipeline keeps its stages; a pipeline needs an open stage.
+        for bad in [
+            serde_json::json!({"op": "set_pipeline", "name": "sales", "stages": [{"name": "a", "probability": 1}]}),
+            serde_json::json!({"op": "set_pipeline", "name": "x", "stages": [{"name": "won", "probability": 100, "outcome": "won"}]}),
+            serde_json::json!({"op": "set_pipeline", "name": "x", "stages": [{"name": "a", "probability": 101}]}),
+            serde_json::json!({"op": "set_pipeline", "name": "x", "stages": []}),
+            serde_json::json!({"op": "retire_pipeline", "name": "sales"}),
+        ] {
+            let change: SchemaChange = serde_json::from_value(bad.clone()).expect("statement");
+            assert!(change.validate().is_err(), "{bad}");
+        }
+        let retired = Schema::fold(&[
+            entry(
+                "a",
+                set(serde_json::json!([{"name": "due", "probability": 60}])),
+            ),
+            entry(
+                "a",
+                SchemaChange::RetirePipeline {
+                    name: "renewals".into(),
+                },
+            ),
+        ]);
+        assert!(
+            retired
+                .check_deal(&deal(Some("renewals"), "due"), true)
+                .is_err_and(|e| e.contains("retired"))
+        );
+        assert_eq!(
+            retired.check_deal(&deal(Some("renewals"), "due"), false),
+            Ok(())
+        );
     }
 
     fn add_kind(kind: Kind) -> SchemaChange {

@@ -702,7 +702,15 @@ impl RecordView {
             }
             fields.insert(key, winner);
         }
-        if kind == Kind::Deal && !fields.contains_key("probability") {
+        // The built-in stages' probabilities; a deal in another pipeline
+        // has its stage's from the space's schema (`node::pipeline`).
+        if kind == Kind::Deal
+            && !fields.contains_key("probability")
+            && fields
+                .get("pipeline")
+                .and_then(FieldValue::as_text)
+                .is_none_or(|p| p == crate::custom::SALES)
+        {
             let p = fields
                 .get("stage")
                 .and_then(FieldValue::as_text)

@@ -273,6 +273,11 @@ const DEAL: &[FieldDef] = &[
     ),
     req("stage", T::Choice(DEAL_STAGES), "pipeline stage").or("lead"),
     f(
+        "pipeline",
+        T::Text,
+        "the pipeline the deal is in (rapport schema show deal) [default: sales]",
+    ),
+    f(
         "probability",
         T::Percent,
         "chance to win in percent; follows the stage unless set",
@@ -314,12 +319,7 @@ const TICKET: &[FieldDef] = &[
         "where the ticket stands",
     )
     .or("new"),
-    req(
-        "priority",
-        T::Choice(TICKET_PRIORITIES),
-        "how urgent it is",
-    )
-    .or("normal"),
+    req("priority", T::Choice(TICKET_PRIORITIES), "how urgent it is").or("normal"),
     f("company", T::Ref(&[Kind::Company]), "the customer company"),
     f(
         "person",

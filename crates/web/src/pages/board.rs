@@ -10,7 +10,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use rapport_model::schema::DEAL_STAGES;
+use rapport_model::custom::{Pipeline, SALES};
 use rapport_model::{Kind, RecordId, RecordView};
 use rapport_node::pipeline::{self, Money};
 use serde::Deserialize;
@@ -27,6 +27,8 @@ pub(crate) struct BoardQuery {
     mine: Option<String>,
     /// The deal just moved by the card's form, to confirm it.
     moved: Option<String>,
+    /// The pipeline shown [default: sales].
+    pipeline: Option<String>,
 }
 
 /// One deal as its card shows it.
@@ -34,7 +36,7 @@ pub(crate) struct BoardQuery {
 struct Card {
     id: RecordId,
     title: String,
-    stage: &'static str,
+    stage: String,
     company: Option<(RecordId, String)>,
     amount: Option<String>,
     close: Option<String>,
@@ -54,6 +56,9 @@ struct Board {
     forecast: Vec<pipeline::Month>,
     /// The deal named by `moved`: its title and stage now.
     moved: Option<(String, String)>,
+    /// The pipeline shown, and every pipeline there is (name, title).
+    pipeline: Pipeline,
+    pipelines: Vec<(String, String)>,
 }
 
 pub(crate) async fn page(
@@ -68,16 +73,21 @@ pub(crate) async fn page(
         .filter(|o| !o.is_empty())
         .map(str::to_string);
     let moved = q.moved.clone();
+    let chosen = q.pipeline.clone().filter(|p| !p.trim().is_empty());
     // Before reading: the page's live updates resume from here.
     let since = app.live.cursor();
     let (board, crumbs) = app
         .blocking(move |app| {
-            let board = read_board(app, mine, owner, moved.as_deref())?;
+            let board = read_board(app, mine, owner, moved.as_deref(), chosen.as_deref())?;
             let crumbs = Trail::default().crumbs(app.repo(), "Pipeline");
             Ok((board, crumbs))
         })
         .await?;
-    let back = board_url(board.showing.as_deref(), mine && board.me.is_some());
+    let back = board_url(
+        board.showing.as_deref(),
+        mine && board.me.is_some(),
+        &board.pipeline.name,
+    );
     Ok(page::render(
         &app,
         Page {
@@ -97,8 +107,20 @@ fn read_board(
     mine: bool,
     owner: Option<String>,
     moved: Option<&str>,
+    chosen: Option<&str>,
 ) -> Result<Board, WebError> {
     let repo = &**app.repo();
+    let pipelines: Vec<Pipeline> = repo
+        .pipelines_in(None)?
+        .into_iter()
+        .filter(|p| !p.retired)
+        .collect();
+    let chosen = chosen.unwrap_or(SALES);
+    let pipeline = pipelines
+        .iter()
+        .find(|p| p.name == chosen)
+        .cloned()
+        .ok_or_else(|| WebError::NotFound(format!("there is no pipeline `{chosen}`")))?;
     let me = repo
         .profile()
         .name
@@ -121,9 +143,10 @@ fn read_board(
             Some(o) => d.text("owner").is_some_and(|h| same_name(h, o)),
             None => true,
         })
+        .filter(|d| pipeline::in_pipeline(d, &pipeline.name))
         .collect();
-    let stages = pipeline::summarize(&deals);
-    let forecast = pipeline::forecast(&deals);
+    let stages = pipeline::summarize(&deals, &pipeline);
+    let forecast = pipeline::forecast(&deals, &pipeline);
     let mut titles: HashMap<RecordId, Option<String>> = HashMap::new();
     let mut cards: Vec<Card> = deals
         .iter()
@@ -142,7 +165,7 @@ fn read_board(
             Card {
                 id: d.id,
                 title: d.title(),
-                stage: stage_of(d),
+                stage: stage_name(d, &pipeline),
                 company,
                 amount: d.text("amount").map(|a| match d.text("currency") {
                     Some(c) => format!("{a} {c}"),
@@ -161,7 +184,7 @@ fn read_board(
         .and_then(|m| m.parse::<RecordId>().ok())
         .and_then(|id| repo.view(id).ok().flatten())
         .filter(|v| v.kind == Kind::Deal)
-        .map(|v| (v.title(), page::label(stage_of(&v))));
+        .map(|v| (v.title(), page::label(&stage_name(&v, &pipeline))));
     Ok(Board {
         me,
         owners: owners.into_iter().collect(),
@@ -170,18 +193,18 @@ fn read_board(
         stages,
         forecast,
         moved,
+        pipelines: pipelines
+            .iter()
+            .map(|p| (p.name.clone(), p.title()))
+            .collect(),
+        pipeline,
     })
 }
 
-/// The column a deal is in: its stage, or the first one for a stage this
-/// version does not know (as [`pipeline::summarize`] counts it).
-fn stage_of(d: &RecordView) -> &'static str {
-    let stage = d.text("stage").unwrap_or("");
-    DEAL_STAGES
-        .iter()
-        .find(|s| **s == stage)
-        .copied()
-        .unwrap_or(DEAL_STAGES[0])
+/// The column a deal is in: its stage, or the pipeline's first for one it
+/// does not have (as [`pipeline::summarize`] counts it).
+fn stage_name(d: &RecordView, p: &Pipeline) -> String {
+    pipeline::stage_of(d, p).map_or_else(String::new, |s| s.name.clone())
 }
 
 /// Owners are typed by hand: "dana sales " is Dana Sales.
@@ -190,13 +213,20 @@ fn same_name(a: &str, b: &str) -> bool {
 }
 
 /// The board's address with its filters, for the cards' forms to return to.
-fn board_url(owner: Option<&str>, mine: bool) -> String {
-    if mine {
-        return "/board?mine=1".into();
+fn board_url(owner: Option<&str>, mine: bool, pipeline: &str) -> String {
+    let mut query = Vec::new();
+    if pipeline != SALES {
+        query.push(format!("pipeline={}", page::url_encode(pipeline)));
     }
-    match owner {
-        Some(o) => format!("/board?owner={}", page::url_encode(o)),
-        None => "/board".into(),
+    if mine {
+        query.push("mine=1".into());
+    } else if let Some(o) = owner {
+        query.push(format!("owner={}", page::url_encode(o)));
+    }
+    if query.is_empty() {
+        "/board".into()
+    } else {
+        format!("/board?{}", query.join("&"))
     }
 }
 
@@ -204,11 +234,21 @@ fn body(b: &Board, mine: bool, back: &str) -> Markup {
     let mine = mine && b.me.is_some();
     let to_deal = Trail::default().then(Step::Board);
     html! {
-        h1 { "Pipeline" }
+        h1 { @if b.pipeline.name == SALES { "Pipeline" } @else { "Pipeline: " (b.pipeline.title()) } }
         @if let Some((title, stage)) = &b.moved {
             p class="flash" role="status" { "Moved " strong { (title) } " to " (stage) "." }
         }
         form class="toolbar" action="/board" method="get" {
+            @if b.pipelines.len() > 1 {
+                div class="field" {
+                    label for="board-pipeline" { "Pipeline" }
+                    select id="board-pipeline" name="pipeline" {
+                        @for (name, title) in &b.pipelines {
+                            option value=(name) selected[*name == b.pipeline.name] { (page::label(title)) }
+                        }
+                    }
+                }
+            }
             div class="field" {
                 label for="board-owner" { "Owner" }
                 select id="board-owner" name="owner" disabled[mine] {
@@ -233,7 +273,7 @@ fn body(b: &Board, mine: bool, back: &str) -> Markup {
             }
             button type="submit" { "Show" }
             @if b.showing.is_some() {
-                a href="/board" { "Show everyone's deals" }
+                a href=(board_url(None, false, &b.pipeline.name)) { "Show everyone's deals" }
             }
         }
         @if b.me.is_none() {
@@ -250,7 +290,7 @@ fn body(b: &Board, mine: bool, back: &str) -> Markup {
         }
         div class="board" {
             @for s in &b.stages {
-                (column(s, b.cards.iter().filter(|c| c.stage == s.stage), &to_deal, back))
+                (column(s, b.cards.iter().filter(|c| c.stage == s.stage), &b.pipeline, &to_deal, back))
             }
         }
         (forecast(&b.forecast))
@@ -260,6 +300,7 @@ fn body(b: &Board, mine: bool, back: &str) -> Markup {
 fn column<'a>(
     s: &pipeline::Stage,
     cards: impl Iterator<Item = &'a Card>,
+    p: &Pipeline,
     to_deal: &Trail,
     back: &str,
 ) -> Markup {
@@ -279,7 +320,7 @@ fn column<'a>(
                 p class="muted" { "No deals in this stage." }
             }
             @for c in cards {
-                (card(c, to_deal, back))
+                (card(c, p, to_deal, back))
             }
         }
     }
@@ -289,7 +330,7 @@ fn money(cur: &str, m: &Money) -> Markup {
     html! { span { (m.total) " " (cur) } " " span { "(weighted " (m.weighted) ")" } }
 }
 
-fn card(c: &Card, to_deal: &Trail, back: &str) -> Markup {
+fn card(c: &Card, p: &Pipeline, to_deal: &Trail, back: &str) -> Markup {
     let select = format!("move-{}", c.id);
     html! {
         article class="card" draggable="true" data-id=(c.id) {
@@ -309,8 +350,8 @@ fn card(c: &Card, to_deal: &Trail, back: &str) -> Markup {
                 input type="hidden" name="back" value=(back);
                 label class="visually-hidden" for=(select) { "Stage of " (c.title) }
                 select id=(select) name="stage" {
-                    @for s in DEAL_STAGES {
-                        option value=(s) selected[*s == c.stage] { (page::label(s)) }
+                    @for s in &p.stages {
+                        option value=(s.name) selected[s.name == c.stage] { (page::label(&s.name)) }
                     }
                 }
                 button type="submit" { "Move" span class="visually-hidden" { " " (c.title) } }
@@ -449,7 +490,7 @@ mod tests {
         let t = TestUi::start().await;
         let page = t.get("/board").await;
         assert_eq!(page.status, 200, "{}", page.body);
-        for s in DEAL_STAGES {
+        for s in rapport_model::schema::DEAL_STAGES {
             assert!(
                 page.body
                     .contains(&format!("<section class=\"column\" data-stage=\"{s}\"")),
