@@ -525,6 +525,89 @@ mod tests {
             .expect("a retired kind still lists its records");
     }
 
+    /// An admin sets a pipeline on A; B puts a deal in it, in one of its
+    /// stages (another pipeline's stage is refused), and both nodes sum
+    /// it with the pipeline's probabilities. A ticket status the admin
+    /// added is one B's input takes.
+    #[test]
+    fn a_pipeline_and_a_status_reach_every_member_and_hold_deals_to_their_stages() {
+        let (_t, a, b, space) = admin_and_writer();
+        let statement = |json: &str| -> SchemaChange { serde_json::from_str(json).expect("json") };
+        a.change_schema(
+            space,
+            statement(
+                r#"{"op":"set_pipeline","name":"renewals","label":"Renewals","stages":[
+                    {"name":"due","probability":60},{"name":"quoted","probability":85},
+                    {"name":"renewed","probability":100,"outcome":"won"},
+                    {"name":"churned","probability":0,"outcome":"lost"}]}"#,
+            ),
+        )
+        .expect("set pipeline");
+        a.change_schema(
+            space,
+            statement(r#"{"op":"add_choice","kind":"ticket","name":"status","choice":"waiting"}"#),
+        )
+        .expect("add status");
+        a.create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("company");
+        sync(&b, &a, space);
+
+        let renewal = b
+            .create(
+                Kind::Deal,
+                space,
+                &input(&[
+                    ("title", "Acme 2027"),
+                    ("company", "Acme"),
+                    ("pipeline", "Renewals pipeline"),
+                    ("amount", "1000"),
+                    ("currency", "EUR"),
+                ]),
+            )
+            .expect("a deal in the pipeline");
+        assert_eq!(
+            (renewal.text("pipeline"), renewal.text("stage")),
+            (Some("renewals"), Some("due")),
+            "the pipeline by its name, and its first stage"
+        );
+        assert!(
+            b.edit(
+                &renewal.id.to_string(),
+                &input(&[("stage", "proposal")]),
+                &[]
+            )
+            .is_err_and(|e| e
+                .to_string()
+                .contains("not a stage of the Renewals pipeline"))
+        );
+        b.edit(&renewal.id.to_string(), &input(&[("stage", "quoted")]), &[])
+            .expect("its own stage");
+        b.create(
+            Kind::Ticket,
+            space,
+            &input(&[("title", "Printer"), ("status", "Waiting")]),
+        )
+        .expect("the added status");
+
+        sync(&b, &a, space);
+        let deals = a.list(Kind::Deal, &[], false).expect("deals");
+        let pipeline = a
+            .pipelines_in(Some(space))
+            .expect("pipelines")
+            .into_iter()
+            .find(|p| p.name == "renewals")
+            .expect("renewals");
+        let stages = crate::pipeline::summarize(&deals, &pipeline);
+        let quoted = stages.iter().find(|s| s.stage == "quoted").expect("quoted");
+        assert_eq!(quoted.count, 1);
+        assert_eq!(quoted.currencies["EUR"].weighted, "850.00");
+        let sales = crate::pipeline::summarize(&deals, &rapport_model::custom::Pipeline::sales());
+        assert!(
+            sales.iter().all(|s| s.count == 0),
+            "the renewal is not a sales deal"
+        );
+    }
+
     /// Renaming a choice rewrites the space's records that hold it, on
     /// every member's node; a record B wrote offline with the old word
     /// keeps it, shown as renamed, until someone edits it.

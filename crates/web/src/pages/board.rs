@@ -478,6 +478,97 @@ mod tests {
         &rest[..end]
     }
 
+    /// An admin adds a pipeline on the Fields page; a deal made in it is
+    /// on that pipeline's board, in its stages, weighted by their
+    /// probabilities, and not on the sales board; moving it offers its
+    /// pipeline's stages and comes back to its board.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pipeline_added_on_the_fields_page_has_its_own_board() {
+        let t = TestUi::start().await;
+        let bad = t
+            .post(
+                "/fields",
+                &[
+                    ("space", "private"),
+                    ("op", "set_pipeline"),
+                    ("name", "renewals"),
+                    ("stages", "due:60, renewed:won"),
+                ],
+            )
+            .await;
+        assert_eq!(bad.status, 422);
+        assert!(bad.body.contains("is not a stage"), "{}", bad.body);
+        let added = t
+            .post(
+                "/fields",
+                &[
+                    ("space", "private"),
+                    ("op", "set_pipeline"),
+                    ("name", "renewals"),
+                    ("label", "Renewals"),
+                    (
+                        "stages",
+                        "due:60, quoted:85, renewed:100:won, churned:0:lost",
+                    ),
+                ],
+            )
+            .await;
+        assert_eq!(added.status, 303, "{}", added.body);
+        let fields = t.get("/fields").await;
+        assert!(
+            fields.body.contains("due:60, quoted:85, renewed:100:won"),
+            "{}",
+            fields.body
+        );
+        let made = t
+            .post(
+                "/new/deal",
+                &[
+                    ("space", "private"),
+                    ("title", "Acme renewal"),
+                    ("company", "Acme Corporation"),
+                    ("pipeline", "renewals"),
+                    ("amount", "1000"),
+                    ("currency", "EUR"),
+                ],
+            )
+            .await;
+        assert_eq!(made.status, 303, "{}", made.body);
+
+        let board = t.get("/board?pipeline=renewals").await;
+        assert_eq!(board.status, 200, "{}", board.body);
+        assert!(board.body.contains("Pipeline: Renewals"), "{}", board.body);
+        assert!(
+            board.body.contains("id=\"board-pipeline\""),
+            "a pipeline chooser"
+        );
+        let due = column_html(&board.body, "due");
+        assert!(due.contains("Acme renewal"), "{due}");
+        assert!(due.contains("(weighted 600.00)"), "{due}");
+        assert!(
+            due.contains("value=\"quoted\""),
+            "the card moves within its pipeline: {due}"
+        );
+        assert!(!due.contains("value=\"proposal\""), "{due}");
+        let sales = t.get("/board").await;
+        assert!(
+            !sales.body.contains("Acme renewal"),
+            "a renewal on the sales board"
+        );
+        assert_eq!(t.get("/board?pipeline=nothing").await.status, 404);
+
+        let deal = t.repo().resolve("Acme renewal").expect("deal");
+        let moved = t
+            .post(
+                &format!("/r/{}/stage", deal.id),
+                &[("stage", "quoted"), ("back", "/board?pipeline=renewals")],
+            )
+            .await;
+        assert_eq!(moved.status, 303, "{}", moved.body);
+        let board = t.get("/board?pipeline=renewals").await;
+        assert!(column_html(&board.body, "quoted").contains("Acme renewal"));
+    }
+
     fn input(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()

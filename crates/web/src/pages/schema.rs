@@ -58,10 +58,30 @@ pub(crate) struct ChangeForm {
     /// A new kind's plural.
     #[serde(default)]
     plural: String,
+    /// A pipeline's stages, as `rapport schema pipeline add --stages` takes them.
+    #[serde(default)]
+    stages: String,
 }
 
 impl ChangeForm {
     fn change(&self) -> Result<SchemaChange, String> {
+        match self.op.as_str() {
+            "set_pipeline" => {
+                let change = SchemaChange::SetPipeline {
+                    name: self.name.trim().to_lowercase(),
+                    label: self.label.trim().to_string(),
+                    stages: rapport_model::custom::parse_stages(&self.stages)?,
+                };
+                change.validate()?;
+                return Ok(change);
+            }
+            "retire_pipeline" => {
+                return Ok(SchemaChange::RetirePipeline {
+                    name: self.name.trim().to_string(),
+                });
+            }
+            _ => {}
+        }
         let kind: Kind = self.kind.parse().map_err(|e| format!("{e}"))?;
         let name = self.name.trim().to_string();
         let change = match self.op.as_str() {
@@ -242,6 +262,7 @@ fn render(
             (add_form(&schema, &form, error.is_some() && form.op == "add_field"))
             (add_kind_form(&schema, &form, error.is_some() && form.op == "add_kind"))
         }
+        (pipelines(&schema, &form, error.is_some() && form.op == "set_pipeline"))
         @for k in &schema.kinds {
             section aria-labelledby={ "kind-" (k.kind.as_str()) } {
                 h2 id={ "kind-" (k.kind.as_str()) } {
@@ -362,6 +383,82 @@ fn add_form(schema: &SchemaReply, form: &ChangeForm, failed: bool) -> Markup {
                     }
                 }
                 div class="toolbar" { button type="submit" { "Add field" } }
+            }
+        }
+    }
+}
+
+/// The space's deal pipelines, and for its admins the form that adds one
+/// or replaces a pipeline's stages.
+fn pipelines(schema: &SchemaReply, form: &ChangeForm, failed: bool) -> Markup {
+    use rapport_model::custom::{Outcome, SALES};
+    let value = |v: &str| if failed { v.to_string() } else { String::new() };
+    let stage_text = |p: &rapport_model::custom::Pipeline| {
+        p.stages
+            .iter()
+            .map(|s| {
+                let outcome = match s.outcome {
+                    Some(Outcome::Won) => ":won",
+                    Some(Outcome::Lost) => ":lost",
+                    None => "",
+                };
+                format!("{}:{}{outcome}", s.name, s.probability)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    html! {
+        section aria-labelledby="pipelines-h" {
+            h2 id="pipelines-h" { "Deal pipelines" }
+            div class="table-wrap" {
+                table {
+                    thead { tr { th { "Pipeline" } th { "Stages (probability)" } th { "Status" } @if schema.may_change { th { "Change" } } } }
+                    tbody {
+                        @for p in &schema.pipelines {
+                            tr {
+                                th scope="row" { (page::label(&p.title())) " " code { (p.name) } }
+                                td { (stage_text(p)) }
+                                td { @if p.retired { "retired" } @else { "active" } @if p.name == SALES { ", built in" } }
+                                @if schema.may_change {
+                                    td {
+                                        @if p.name != SALES && !p.retired {
+                                            form method="post" action="/fields" class="inline" {
+                                                input type="hidden" name="space" value=(schema.space);
+                                                input type="hidden" name="op" value="retire_pipeline";
+                                                input type="hidden" name="name" value=(p.name);
+                                                button type="submit" class="secondary" { "Retire the pipeline " (p.name) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if schema.may_change {
+                details class="panel" open[failed] {
+                    summary { "Add a pipeline, or change one's stages" }
+                    form method="post" action="/fields" class="record-form" {
+                        input type="hidden" name="space" value=(schema.space);
+                        input type="hidden" name="op" value="set_pipeline";
+                        div class="field" {
+                            label for="pipeline-name" { "Pipeline" }
+                            input id="pipeline-name" name="name" type="text" value=(value(&form.name)) autocomplete="off" aria-describedby="pipeline-name-hint";
+                            p class="hint" id="pipeline-name-hint" { "Lower-case letters, digits and _, e.g. renewals. The same name again replaces its stages." }
+                        }
+                        div class="field" {
+                            label for="pipeline-label" { "Pipeline label" }
+                            input id="pipeline-label" name="label" type="text" value=(value(&form.label)) autocomplete="off";
+                        }
+                        div class="field" {
+                            label for="pipeline-stages" { "Stages" }
+                            textarea id="pipeline-stages" name="stages" rows="3" aria-describedby="pipeline-stages-hint" { (value(&form.stages)) }
+                            p class="hint" id="pipeline-stages-hint" { "In order, comma-separated: NAME:PROBABILITY, and :won or :lost for the stages that close a deal, e.g. due:60, quoted:85, renewed:100:won, churned:0:lost." }
+                        }
+                        div class="toolbar" { button type="submit" { "Save pipeline" } }
+                    }
+                }
             }
         }
     }
