@@ -199,6 +199,125 @@ fn adding_a_record_shows_and_takes_the_kinds_custom_fields() {
     assert_eq!(acme["tier"], "gold");
 }
 
+/// A kind, a pipeline and a ticket status of your own, from the command
+/// line: `rapport add KIND`, `list`, `show` (the company lists the
+/// contract that refers to it), export, `rapport pipeline`, and the
+/// errors a typo gets.
+#[test]
+fn kinds_pipelines_and_statuses_of_your_own() {
+    let n = Node::new();
+    n.ok(&["init", "--name", "Dana"]);
+    let err = n.fails(&["add", "contract", "ACME-2027"]);
+    assert!(err.contains("unknown record kind `contract`"), "{err}");
+    n.ok(&[
+        "schema",
+        "kind",
+        "add",
+        "contract",
+        "--title-label",
+        "Contract number",
+    ]);
+    n.ok(&[
+        "schema", "field", "add", "contract", "ends", "--type", "date",
+    ]);
+    n.ok(&[
+        "schema",
+        "field",
+        "add",
+        "company",
+        "contract",
+        "--type",
+        "reference",
+        "--to",
+        "contract",
+    ]);
+    let help = n.ok(&["add", "contract", "--help"]);
+    assert!(help.contains("--set ends=VALUE"), "{help}");
+    let contract = n.json(&["add", "contract", "ACME-2027", "--set", "ends=2027-03-31"]);
+    assert_eq!(
+        (&contract["kind"], &contract["name"]),
+        (&"contract".into(), &"ACME-2027".into())
+    );
+    let err = n.fails(&["add", "contract", "X", "--set", "ends=soon"]);
+    assert!(err.contains("ends"), "{err}");
+    n.ok(&["company", "add", "Acme", "--set", "contract=ACME-2027"]);
+    let shown = n.ok(&["show", "Acme"]);
+    assert!(shown.contains("ACME-2027"), "{shown}");
+    let listed = n.json(&["list", "contract", "--where", "ends<=2027-06-30"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let err = n.fails(&["list", "contracts"]);
+    assert!(
+        err.contains("use one of company, person, deal, activity, ticket, campaign, contract"),
+        "{err}"
+    );
+    let err = n.fails(&["schema", "kind", "add", "Site Visit"]);
+    assert!(err.contains("not a kind name"), "{err}");
+
+    n.ok(&[
+        "schema",
+        "pipeline",
+        "add",
+        "renewals",
+        "--label",
+        "Renewals",
+        "--stages",
+        "due:60, quoted:85, renewed:100:won, churned:0:lost",
+    ]);
+    let deal = n.json(&[
+        "deal",
+        "add",
+        "Acme 2027",
+        "--company",
+        "Acme",
+        "--pipeline",
+        "renewals",
+        "--amount",
+        "1000",
+        "--currency",
+        "EUR",
+    ]);
+    assert_eq!(
+        (&deal["pipeline"], &deal["stage"]),
+        (&"renewals".into(), &"due".into())
+    );
+    let err = n.fails(&["edit", "Acme 2027", "--set", "stage=won"]);
+    assert!(
+        err.contains("not a stage of the Renewals pipeline"),
+        "{err}"
+    );
+    let report = n.json(&["pipeline", "--name", "renewals"]);
+    assert_eq!(report[0]["stage"], "due");
+    assert_eq!(report[0]["currencies"]["EUR"]["weighted"], "600.00");
+    let all = n.ok(&["pipeline"]);
+    assert!(
+        all.contains("Renewals pipeline") && all.contains("Sales pipeline"),
+        "{all}"
+    );
+    let err = n.fails(&["schema", "pipeline", "add", "x", "--stages", "a:1:maybe"]);
+    assert!(err.contains("is not a stage"), "{err}");
+
+    n.ok(&[
+        "schema",
+        "field",
+        "add-choice",
+        "ticket",
+        "status",
+        "waiting",
+    ]);
+    let ticket = n.json(&["ticket", "add", "Printer", "--status", "Waiting"]);
+    assert_eq!(ticket["status"], "waiting");
+    let err = n.fails(&[
+        "schema",
+        "field",
+        "rename-choice",
+        "ticket",
+        "status",
+        "closed",
+        "done",
+    ]);
+    assert!(err.contains("ends a ticket"), "{err}");
+}
+
 #[test]
 fn edits_deletes_and_the_timeline() {
     let n = Node::new();

@@ -149,15 +149,16 @@ impl<const K: usize> FromArgMatches for AddArgs<K> {
 pub fn help_asked(args: &[String]) -> Option<Kind> {
     let help = args.iter().any(|a| a == "--help" || a == "-h");
     let add = args.iter().position(|a| a == "add")?;
-    // `rapport KIND add`, or `rapport add KIND` (the binary's own name,
-    // first, is not a kind).
-    let kind = args
-        .get(1..add)?
-        .iter()
-        .rev()
-        .find(|a| !a.starts_with('-'))
-        .or_else(|| args.get(add + 1).filter(|a| !a.starts_with('-')))?;
-    help.then(|| kind.parse().ok()).flatten()
+    // `rapport KIND add` (KIND a built-in kind, right before `add`), or
+    // `rapport add KIND` (what comes before may be the binary, or a flag's
+    // value such as the data directory).
+    let before = add
+        .checked_sub(1)
+        .and_then(|i| args.get(i))
+        .and_then(|a| a.parse::<Kind>().ok())
+        .filter(|k| !k.is_custom());
+    let after = || args.get(add + 1).and_then(|a| a.parse::<Kind>().ok());
+    help.then(|| before.or_else(after)).flatten()
 }
 
 /// The custom fields that `kind` has in each space of the data directory,
@@ -278,5 +279,12 @@ mod tests {
         );
         assert_eq!(help_asked(&args("rapport company add Acme")), None);
         assert_eq!(help_asked(&args("rapport list --help")), None);
+        let contract = Kind::custom("contract");
+        assert_eq!(
+            help_asked(&args("rapport --data-dir /tmp/d add contract --help")),
+            contract
+        );
+        assert_eq!(help_asked(&args("rapport add contract -h")), contract);
+        assert_eq!(help_asked(&args("rapport add deal -h")), Some(Kind::Deal));
     }
 }
