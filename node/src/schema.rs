@@ -310,6 +310,22 @@ mod tests {
         .expect("statement")
     }
 
+    /// The signed changes `repo` holds of one record, as a peer sends them.
+    fn signed_changes(repo: &Repo, id: rapport_model::RecordId) -> Vec<Vec<u8>> {
+        repo.store()
+            .change_hashes(id)
+            .expect("hashes")
+            .iter()
+            .map(|h| {
+                repo.store()
+                    .signed_change(h)
+                    .expect("read")
+                    .expect("held")
+                    .encode()
+            })
+            .collect()
+    }
+
     /// A (admin) and B (writer) sharing a space, in sync.
     fn admin_and_writer() -> ([tempfile::TempDir; 2], Repo, Repo, SpaceId) {
         let (ta, a) = node();
@@ -339,16 +355,7 @@ mod tests {
 
         // Only the record's changes reach B, not the space's new statement.
         let hashes = a.store().change_hashes(orbit.id).expect("hashes");
-        let changes: Vec<Vec<u8>> = hashes
-            .iter()
-            .map(|h| {
-                a.store()
-                    .signed_change(h)
-                    .expect("read")
-                    .expect("held")
-                    .encode()
-            })
-            .collect();
+        let changes = signed_changes(&a, orbit.id);
         let report = b
             .apply_remote(space, orbit.id, changes, a.device_id())
             .expect("apply");
@@ -486,21 +493,13 @@ mod tests {
         let apollo = a
             .create(project, space, &input(&[("name", "Apollo")]))
             .expect("create");
-        let changes: Vec<Vec<u8>> = a
-            .store()
-            .change_hashes(apollo.id)
-            .expect("hashes")
-            .iter()
-            .map(|h| {
-                a.store()
-                    .signed_change(h)
-                    .expect("read")
-                    .expect("held")
-                    .encode()
-            })
-            .collect();
-        b.apply_remote(space, apollo.id, changes, a.device_id())
-            .expect("apply");
+        b.apply_remote(
+            space,
+            apollo.id,
+            signed_changes(&a, apollo.id),
+            a.device_id(),
+        )
+        .expect("apply");
         assert_eq!(
             b.view(apollo.id).expect("read").expect("kept").title(),
             "Apollo"
