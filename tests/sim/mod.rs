@@ -1056,6 +1056,13 @@ impl World {
                 &[("name".into(), format!("{name} {k}"))],
             )
             .map(|_| ())
+        } else if roll < 30 {
+            // A record of the space's own kind, where this node's schema
+            // has it (not yet, or retired: refused, as the user would see).
+            let contract = Kind::custom("contract").ok_or("a kind name")?;
+            let k = self.rng.below(1000);
+            repo.create(contract, space, &[("name".into(), format!("{name} {k}"))])
+                .map(|_| ())
         } else {
             let target = &companies[self.rng.below(companies.len() as u64) as usize];
             let id = target.id.to_string();
@@ -2154,6 +2161,20 @@ const SCHEMA_CHANGES: &[&str] = &[
     r#"{"op":"rename_choice","kind":"company","name":"tier","choice":"silver","to":"platinum"}"#,
     r#"{"op":"rename_choice","kind":"company","name":"tier","choice":"argent","to":"silver"}"#,
     r#"{"op":"rename_choice","kind":"company","name":"tier","choice":"platinum","to":"silver"}"#,
+    // A kind of the space's own, added by two admins at once, with a
+    // field (which takes effect only where the fold puts it after the
+    // kind), retired and restored.
+    r#"{"op":"add_kind","kind":"contract","title_label":"Contract (NAME)"}"#,
+    r#"{"op":"add_field","kind":"contract","name":"ends","type":"date"}"#,
+    r#"{"op":"retire_kind","kind":"contract"}"#,
+    r#"{"op":"restore_kind","kind":"contract"}"#,
+    // A pipeline set twice with other stages (the last in the order
+    // stands), retired; the ticket statuses the space words its own way.
+    r#"{"op":"set_pipeline","name":"renewals","stages":[{"name":"due","probability":60},{"name":"renewed","probability":100,"outcome":"won"}]}"#,
+    r#"{"op":"set_pipeline","name":"renewals","label":"NAME's renewals","stages":[{"name":"due","probability":50},{"name":"quoted","probability":80},{"name":"churned","probability":0,"outcome":"lost"}]}"#,
+    r#"{"op":"retire_pipeline","name":"renewals"}"#,
+    r#"{"op":"add_choice","kind":"ticket","name":"status","choice":"waiting"}"#,
+    r#"{"op":"retire_choice","kind":"ticket","name":"status","choice":"pending"}"#,
 ];
 
 /// A field Rex's modified client adds, as a reader: no node may count it.
