@@ -565,7 +565,7 @@ fn field_row(schema: &SchemaReply, kind: Kind, f: &FieldInfo) -> Markup {
                             form method="post" action="/fields" class="inline" {
                                 (hidden_inputs("retire_choice"))
                                 input type="hidden" name="choice" value=(c);
-                                button type="submit" class="secondary" aria-label={ "Retire choice " (c) " of " (f.name) } { "Retire “" (c) "”" }
+                                button type="submit" class="secondary" aria-label={ "Retire “" (c) "” of " (f.name) } { "Retire “" (c) "”" }
                             }
                         }
                     }
