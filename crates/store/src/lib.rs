@@ -466,6 +466,7 @@ impl Store {
     /// an interrupted run starts again, the keys being the same).
     fn index_every_field(&self) -> Result<()> {
         let started = std::time::Instant::now();
+        let total = self.records.len();
         let mut live: BTreeMap<Kind, u64> = BTreeMap::new();
         let mut batch = sled::Batch::default();
         let mut pending = 0usize;
@@ -483,6 +484,14 @@ impl Store {
                 pending += 1;
             }
             indexed += 1;
+            // Once, on the first open after an upgrade: say how far it got.
+            if indexed % 20_000 == 0 {
+                tracing::info!(
+                    records = indexed,
+                    of = total,
+                    "indexing every field of the store's records (once, after an upgrade)"
+                );
+            }
             if pending >= 50_000 {
                 self.by_field.apply_batch(std::mem::take(&mut batch))?;
                 pending = 0;
