@@ -245,6 +245,14 @@ fn kinds_pipelines_and_statuses_of_your_own() {
     assert!(shown.contains("ACME-2027"), "{shown}");
     let listed = n.json(&["list", "contract", "--where", "ends<=2027-06-30"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    // A full export and the search index hold records of the kind too.
+    let out = tempfile::tempdir().expect("tempdir");
+    n.ok(&["export", "--out", out.path().to_str().expect("utf8")]);
+    let exported =
+        std::fs::read_to_string(out.path().join("contract.json")).expect("contract.json");
+    assert!(exported.contains("ACME-2027"), "{exported}");
+    let found = n.ok(&["search", "acme-20"]);
+    assert!(found.contains("ACME-2027"), "{found}");
     let err = n.fails(&["list", "contracts"]);
     assert!(
         err.contains("use one of company, person, deal, activity, ticket, campaign, contract"),

@@ -1104,6 +1104,18 @@ fn pipeline(out: &mut String, stages: &[rapport_node::pipeline::Stage], json: bo
     Ok(())
 }
 
+/// The kinds of `records`: the built-in ones, then the custom ones in
+/// the order they first come, for exports that write a file a kind.
+pub fn kinds_of(records: &[RecordView]) -> Vec<Kind> {
+    let mut kinds = Kind::ALL.to_vec();
+    for r in records {
+        if !kinds.contains(&r.kind) {
+            kinds.push(r.kind);
+        }
+    }
+    kinds
+}
+
 fn fields_table(out: &mut String, fields: &[ops::FieldInfo], json: bool) -> Result<()> {
     if json {
         return to_json(out, &fields);
@@ -1160,7 +1172,7 @@ fn export_json_files(
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let bar = indicatif::ProgressBar::new(records.len() as u64);
     let mut written = 0usize;
-    for k in Kind::ALL {
+    for k in kinds_of(records) {
         let of_kind: Vec<_> = records
             .iter()
             .filter(|v| v.kind == k)

@@ -566,7 +566,7 @@ fn export_csv(
         return Ok(());
     };
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let kinds: Vec<Kind> = kind.map_or_else(|| Kind::ALL.to_vec(), |k| vec![k]);
+    let kinds: Vec<Kind> = kind.map_or_else(|| crate::commands::kinds_of(records), |k| vec![k]);
     let (mut written, mut files) = (0, 0);
     for k in kinds {
         let of_kind = records.iter().filter(|r| r.kind == k && !r.deleted).count();

@@ -301,7 +301,7 @@ pub enum Reply {
     Pipeline {
         /// The built-in `sales` pipeline's stages.
         stages: Vec<Stage>,
-        /// The pipelines the spaces' admins set, not retired.
+        /// The pipelines the spaces' admins set (retired ones say so).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         others: Vec<crate::pipeline::PipelineReport>,
     },
@@ -1276,10 +1276,15 @@ impl Ops {
                 let others = repo
                     .pipelines_in(caller.space)?
                     .into_iter()
-                    .filter(|p| p.name != rapport_model::custom::SALES && !p.retired)
+                    .filter(|p| p.name != rapport_model::custom::SALES)
                     .map(|p| crate::pipeline::PipelineReport {
                         name: p.name.clone(),
-                        title: p.title(),
+                        // A retired pipeline's deals stay: reported so.
+                        title: if p.retired {
+                            format!("{} (retired)", p.title())
+                        } else {
+                            p.title()
+                        },
                         stages: crate::pipeline::summarize(live.iter().copied(), &p),
                     })
                     .collect();

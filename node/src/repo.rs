@@ -656,11 +656,21 @@ impl Repo {
         &self,
         kind: Option<Kind>,
     ) -> impl Iterator<Item = Result<RecordView, NodeError>> + '_ {
-        let kinds: Vec<Kind> = kind.map_or(Kind::ALL.to_vec(), |k| vec![k]);
-        kinds
-            .into_iter()
-            .flat_map(|k| self.store.views_of_kind(k))
-            .map(|r| r.map_err(NodeError::from))
+        // Custom kinds too: those of the records the store holds.
+        let kinds = match kind {
+            Some(k) => Ok(vec![k]),
+            None => self.store.kinds(),
+        };
+        let (kinds, failed) = match kinds {
+            Ok(k) => (k, None),
+            Err(e) => (Vec::new(), Some(Err(NodeError::from(e)))),
+        };
+        failed.into_iter().chain(
+            kinds
+                .into_iter()
+                .flat_map(|k| self.store.views_of_kind(k))
+                .map(|r| r.map_err(NodeError::from)),
+        )
     }
 
     /// Records that refer to `id`, with the referring field.
@@ -917,11 +927,10 @@ impl Repo {
                     .iter()
                     .any(|e| matches!(e, Edit::Set(f, _) | Edit::Unset(f) if f == name))
             };
-            let moved = touched("pipeline");
-            if moved || touched("stage") {
+            if touched("pipeline") || touched("stage") {
                 let schema = self.schema(view.space)?;
-                let before = fields.get("stage").cloned();
-                settle_pipeline(&schema, &mut fields, moved && !touched("stage"))?;
+                let stage = fields.get("stage").cloned();
+                settle_deal(&schema, Some(&view.fields), &mut fields, touched("stage"))?;
                 // The pipeline as the space names it, written if it moved.
                 edits.retain(|e| !matches!(e, Edit::Set(f, _) | Edit::Unset(f) if f == "pipeline"));
                 if fields.get("pipeline") != view.fields.get("pipeline") {
@@ -930,14 +939,11 @@ impl Repo {
                         None => Edit::Unset("pipeline".into()),
                     });
                 }
-                if fields.get("stage") != before.as_ref()
+                if fields.get("stage") != stage.as_ref()
                     && let Some(stage) = fields.get("stage")
                 {
                     edits.push(Edit::Set("stage".into(), stage.clone()));
                 }
-                schema
-                    .check_deal(&fields, moved)
-                    .map_err(NodeError::Schema)?;
             }
         }
         check_record(view.kind, &fields)?;
@@ -1138,11 +1144,10 @@ impl Repo {
             }
         }
         if kind == Kind::Deal {
-            let stage_given = inputs.iter().any(|(f, _)| f.eq_ignore_ascii_case("stage"));
-            settle_pipeline(&schema, &mut fields, !stage_given)?;
-            schema
-                .check_deal(&fields, true)
-                .map_err(NodeError::Schema)?;
+            let stage_given = inputs
+                .iter()
+                .any(|(f, _)| f.trim().eq_ignore_ascii_case("stage"));
+            settle_deal(&schema, None, &mut fields, stage_given)?;
         }
         check_record(kind, &fields)?;
         schema.check_new(kind, &fields).map_err(NodeError::Schema)?;
@@ -1345,31 +1350,40 @@ fn parse_hash(hex: &str) -> Option<rapport_model::automerge::ChangeHash> {
     Some(rapport_model::automerge::ChangeHash(out))
 }
 
-/// A deal's pipeline as the space names it (what was typed may be its
-/// title, or "Renewals pipeline"), with the pipeline's first stage when
-/// `first_stage` (a new deal, or one moved, without a stage of its own).
-fn settle_pipeline(
+/// Settles a deal's pipeline and stage as a node writes them: the
+/// pipeline as the space names it (what was typed may be its title, or
+/// "Renewals pipeline"; `sales` is said by saying none), the pipeline's
+/// first stage for a deal that is new or moved (`before` its fields as
+/// stored) without a stage given, and the stage one of its pipeline's.
+pub(crate) fn settle_deal(
     schema: &rapport_model::Schema,
+    before: Option<&BTreeMap<String, FieldValue>>,
     fields: &mut BTreeMap<String, FieldValue>,
-    first_stage: bool,
+    stage_given: bool,
 ) -> Result<(), NodeError> {
-    let Some(typed) = fields.get("pipeline").and_then(FieldValue::as_text) else {
-        return Ok(());
-    };
-    let Some(pipeline) = schema.resolve_pipeline(typed) else {
-        // `check_deal` says which pipelines there are.
-        return Ok(());
-    };
-    if pipeline.name == rapport_model::custom::SALES {
-        // The default pipeline is said by saying none.
-        fields.remove("pipeline");
-    } else {
-        fields.insert("pipeline".into(), FieldValue::Text(pipeline.name.clone()));
+    let typed = fields.get("pipeline").and_then(FieldValue::as_text);
+    // An unknown name is left as typed: `check_deal` says which there are.
+    if let Some(pipeline) = typed.and_then(|t| schema.resolve_pipeline(t)) {
+        if pipeline.name == rapport_model::custom::SALES {
+            fields.remove("pipeline");
+        } else {
+            fields.insert("pipeline".into(), FieldValue::Text(pipeline.name.clone()));
+        }
     }
-    if first_stage && let Some(stage) = pipeline.stages.first() {
-        fields.insert("stage".into(), FieldValue::Text(stage.name.clone()));
+    let moved = before.is_none_or(|b| b.get("pipeline") != fields.get("pipeline"));
+    if moved && !stage_given {
+        let name = fields
+            .get("pipeline")
+            .and_then(FieldValue::as_text)
+            .unwrap_or(rapport_model::custom::SALES);
+        if let Some(first) = schema
+            .pipeline(name)
+            .and_then(|p| p.stages.into_iter().next())
+        {
+            fields.insert("stage".into(), FieldValue::Text(first.name));
+        }
     }
-    Ok(())
+    schema.check_deal(fields, moved).map_err(NodeError::Schema)
 }
 
 #[cfg(test)]

@@ -170,6 +170,16 @@ impl Repo {
             return Ok(def);
         }
         let schemas = self.schemas_for(space)?;
+        if space.is_none() && rapport_model::custom::space_shaped(kind, &name) {
+            // A filter over every space takes any space's choices.
+            let defs: Vec<&'static FieldDef> = schemas
+                .iter()
+                .filter_map(|s| s.field(kind, &name))
+                .collect();
+            if let Some(def) = rapport_model::custom::union_choices(&defs) {
+                return Ok(def);
+            }
+        }
         if let Some(def) = schemas.iter().find_map(|s| s.field(kind, &name)) {
             return Ok(def);
         }
@@ -581,6 +591,18 @@ mod tests {
         );
         b.edit(&renewal.id.to_string(), &input(&[("stage", "quoted")]), &[])
             .expect("its own stage");
+        let same = b
+            .edit(
+                &renewal.id.to_string(),
+                &input(&[("pipeline", "Renewals")]),
+                &[],
+            )
+            .expect("the pipeline it is in");
+        assert_eq!(
+            same.text("stage"),
+            Some("quoted"),
+            "naming its pipeline moves nothing"
+        );
         b.create(
             Kind::Ticket,
             space,
@@ -589,6 +611,16 @@ mod tests {
         .expect("the added status");
 
         sync(&b, &a, space);
+        // A filter over every space takes the shared space's status and
+        // stages (the private space has neither).
+        let waiting = a
+            .list(Kind::Ticket, &input(&[("status", "waiting")]), false)
+            .expect("filter by an added status");
+        assert_eq!(waiting.len(), 1);
+        let quoted = a
+            .list(Kind::Deal, &input(&[("stage", "quoted")]), false)
+            .expect("filter by a pipeline's stage");
+        assert_eq!(quoted.len(), 1);
         let deals = a.list(Kind::Deal, &[], false).expect("deals");
         let pipeline = a
             .pipelines_in(Some(space))

@@ -137,9 +137,7 @@ fn options(params: &[(String, String)]) -> Result<(FileOptions, String), Problem
         None => Format::of_name(&source),
     };
     let kind: Kind = match get("kind") {
-        Some(k) => k
-            .parse()
-            .map_err(|e: rapport_model::schema::UnknownKind| bad(e.to_string()))?,
+        Some(k) => Kind::known(k).map_err(|e| bad(e.to_string()))?,
         None => format.default_kind(),
     };
     let mut o = FileOptions::new(kind);
@@ -374,11 +372,8 @@ pub(crate) async fn export_csv(
         .iter()
         .find(|(k, _)| k == "format")
         .map_or("csv", |(_, v)| v.as_str());
-    let kind: Kind = kind
-        .parse()
-        .map_err(|e: rapport_model::schema::UnknownKind| {
-            Problem::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
-        })?;
+    let kind: Kind = Kind::known(&kind)
+        .map_err(|e| Problem::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))?;
     let records = match run(&state.ops, caller, Request::Export { kind: None }).await? {
         Reply::Export { records } => records,
         _ => return Err(Problem::internal("the node answered something else")),

@@ -484,7 +484,7 @@ pub(crate) async fn duplicates(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<dto::Duplicates>, Problem> {
     let kind = match params.iter().find(|(k, _)| k == "kind") {
-        Some((_, k)) => Some(k.parse::<Kind>().map_err(|e| {
+        Some((_, k)) => Some(Kind::known(k).map_err(|e| {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
         })?),
         None => None,
@@ -781,8 +781,7 @@ fn kinds() -> Vec<&'static str> {
 }
 
 fn parse_kind(s: &str) -> Result<Kind, Problem> {
-    s.parse::<Kind>()
-        .map_err(|e| Problem::invalid("kind", e.to_string()))
+    Kind::known(s).map_err(|e| Problem::invalid("kind", e.to_string()))
 }
 
 /// JSON field values as the CLI's typed text: numbers and booleans as

@@ -848,10 +848,14 @@ impl Schema {
                 | SchemaChange::RetireChoice { .. }
                 | SchemaChange::RenameChoice { .. }
         );
+        // A built-in list of statuses, priorities or channels takes the
+        // choice statements a custom choice field takes, on a copy of its
+        // own (see `extensible`), kept once a statement took effect.
+        let copied = choice_op
+            && extensible(kind, name)
+            && builtin.is_some()
+            && !ks.extended.contains_key(name);
         let custom = match builtin {
-            // A built-in list of statuses, priorities or channels takes
-            // the choice statements a custom choice field takes, on a
-            // copy of its own (see `extensible`).
             Some(def) if choice_op && extensible(kind, name) => Some(
                 ks.extended
                     .entry(name.to_string())
@@ -859,7 +863,7 @@ impl Schema {
             ),
             _ => ks.custom.iter_mut().find(|f| f.name == name),
         };
-        match (change, custom) {
+        let outcome = match (change, custom) {
             (
                 SchemaChange::AddField {
                     ty,
@@ -1039,7 +1043,11 @@ impl Schema {
                 "`{name}` is a built-in field of {kind}: it can be relabelled or hidden only"
             )),
             (_, None) => Err(no_such_field(kind, name)),
+        };
+        if copied && outcome.is_err() {
+            ks.extended.remove(name);
         }
+        outcome
     }
 
     fn apply_to_kind(&mut self, entry: &SchemaEntry) -> Result<(), String> {
@@ -1292,10 +1300,10 @@ impl Schema {
     /// channel list with the space's choices, or the field as built.
     fn extended_def(&self, kind: Kind, def: &'static FieldDef) -> &'static FieldDef {
         if kind == Kind::Deal && def.name == "stage" && !self.pipelines.is_empty() {
-            // Any stage of any pipeline parses; `check_deal` holds a deal
-            // to its own pipeline's.
+            // Any stage of any pipeline parses (a retired one's too: its
+            // deals still move); `check_deal` holds a deal to its own's.
             let mut stages: Vec<&'static str> = Vec::new();
-            for p in self.pipelines().iter().filter(|p| !p.retired) {
+            for p in &self.pipelines() {
                 for s in &p.stages {
                     let s = intern(&s.name);
                     if !stages.contains(&s) {
@@ -1450,6 +1458,30 @@ pub fn extensible(kind: Kind, name: &str) -> bool {
 /// extensible list, or a deal's stage (its pipelines' stages).
 pub fn space_shaped(kind: Kind, name: &str) -> bool {
     extensible(kind, name) || (kind == Kind::Deal && name == "stage")
+}
+
+/// One field as several spaces define it, for a filter over all of them:
+/// the first definition with the choices of every one (a ticket status
+/// one space added, a stage of another space's pipeline).
+pub fn union_choices(defs: &[&'static FieldDef]) -> Option<&'static FieldDef> {
+    let first = *defs.first()?;
+    let FieldType::Choice(_) = first.ty else {
+        return Some(first);
+    };
+    let mut all: Vec<&'static str> = Vec::new();
+    for d in defs {
+        if let FieldType::Choice(c) = d.ty {
+            for choice in c {
+                if !all.contains(choice) {
+                    all.push(choice);
+                }
+            }
+        }
+    }
+    Some(intern_def(FieldDef {
+        ty: FieldType::Choice(intern_list(all)),
+        ..*first
+    }))
 }
 
 /// A built-in choice field as a custom one, for its choices to change.
@@ -1870,6 +1902,10 @@ mod tests {
                 .check(&ending)
                 .is_err_and(|e| e.contains("ends a ticket"))
         );
+        // A statement that takes no effect leaves the built-in list as built.
+        let refused = Schema::fold(&[entry("a", ending)]);
+        assert_eq!(refused.notes.len(), 1);
+        assert!(refused.extended_choices(Kind::Ticket, "status").is_none());
         // A space that changed nothing has the built-in lists.
         assert_eq!(
             Schema::default().field(Kind::Ticket, "status"),

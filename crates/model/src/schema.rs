@@ -27,16 +27,15 @@ pub enum Kind {
 /// no statement for yet is still read, kept and forwarded.
 ///
 /// Names are interned for the life of the process, so that a kind stays a
-/// small `Copy` value; the table is bounded (see [`MAX_KIND_NAMES`]).
+/// small `Copy` value. The table is never full (a name the node must read
+/// is never refused, so nodes never disagree over one): what it holds is
+/// bounded by the kinds of the statements and records the node keeps, and
+/// the kinds its own user asks for. Names in addresses and query strings
+/// are only looked up ([`Kind::known`]), never added.
 ///
 /// A thin reference (to a leaked `String`) keeps `Kind` at two words.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CustomKind(&'static String);
-
-/// The distinct custom kind names one process interns. Far above what
-/// admins define (a space holds at most `custom::MAX_KINDS`); it bounds
-/// the memory a peer could take by sending records of made-up kinds.
-pub const MAX_KIND_NAMES: usize = 4096;
 
 impl CustomKind {
     pub fn as_str(self) -> &'static str {
@@ -68,8 +67,9 @@ pub fn is_kind_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// The interned kind (and its one-kind slice, for reference fields).
-fn intern_kind(name: &str) -> Option<(CustomKind, &'static [Kind])> {
+/// The interned kind (and its one-kind slice, for reference fields); with
+/// `add`, a name not seen yet is added, else it is `None`.
+fn intern_kind(name: &str, add: bool) -> Option<(CustomKind, &'static [Kind])> {
     type Table = HashMap<&'static str, (&'static String, &'static [Kind])>;
     static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
     let mut table = TABLE
@@ -79,7 +79,7 @@ fn intern_kind(name: &str) -> Option<(CustomKind, &'static [Kind])> {
     if let Some(&(name, only)) = table.get(name) {
         return Some((CustomKind(name), only));
     }
-    if table.len() >= MAX_KIND_NAMES {
+    if !add {
         return None;
     }
     let name: &'static String = Box::leak(Box::new(name.to_string()));
@@ -373,12 +373,23 @@ impl Kind {
     }
 
     /// A custom kind by its name; `None` if the name is not one a kind
-    /// may take, is a built-in kind's, or the process holds too many.
+    /// may take, or is a built-in kind's.
     pub fn custom(name: &str) -> Option<Kind> {
         if !is_kind_name(name) || builtin(name).is_some() {
             return None;
         }
-        intern_kind(name).map(|(k, _)| Kind::Custom(k))
+        intern_kind(name, true).map(|(k, _)| Kind::Custom(k))
+    }
+
+    /// A kind as an address or a query names it: a built-in kind (any case,
+    /// plurals too), or a custom kind this process has read a statement or
+    /// record of. Unlike parsing, it never adds a name, so that requests
+    /// cannot grow the table.
+    pub fn known(s: &str) -> Result<Kind, UnknownKind> {
+        let lower = s.trim().to_ascii_lowercase();
+        builtin(&lower)
+            .or_else(|| intern_kind(&lower, false).map(|(k, _)| Kind::Custom(k)))
+            .ok_or_else(|| UnknownKind(s.to_string()))
     }
 
     pub fn is_custom(self) -> bool {
@@ -408,7 +419,7 @@ impl Kind {
             Kind::Activity => &[Kind::Activity],
             Kind::Ticket => &[Kind::Ticket],
             Kind::Campaign => &[Kind::Campaign],
-            Kind::Custom(c) => intern_kind(c.as_str()).map_or(&[], |(_, only)| only),
+            Kind::Custom(c) => intern_kind(c.as_str(), false).map_or(&[], |(_, only)| only),
         }
     }
 
@@ -571,6 +582,13 @@ mod tests {
             assert!(bad.parse::<Kind>().is_err(), "{bad}");
         }
         assert_eq!(Kind::custom("deal"), None, "a built-in name");
+        assert_eq!(Kind::known("Contract"), Ok(contract));
+        assert_eq!(Kind::known("deals"), Ok(Kind::Deal));
+        assert!(
+            Kind::known("never_seen_kind_name").is_err(),
+            "looked up, not added"
+        );
+        assert!(Kind::known("never_seen_kind_name").is_err());
         let json = serde_json::to_string(&[Kind::Deal, contract]).expect("to json");
         assert_eq!(json, r#"["deal","contract"]"#);
         let back: Vec<Kind> = serde_json::from_str(&json).expect("from json");

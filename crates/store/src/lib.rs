@@ -1114,6 +1114,30 @@ impl Store {
             .transpose()
     }
 
+    /// Every kind the store holds records of (deleted ones too): the
+    /// built-in kinds, then the custom ones by name. One index seek a kind.
+    pub fn kinds(&self) -> Result<Vec<Kind>> {
+        let mut out = Kind::ALL.to_vec();
+        let mut from: Vec<u8> = Vec::new();
+        while let Some(entry) = self.by_kind.range(from.clone()..).next() {
+            let (key, _) = entry?;
+            let Some(end) = key.iter().position(|b| *b == 0) else {
+                return Err(StoreError::Corrupt("a malformed kind index key".into()));
+            };
+            let name = std::str::from_utf8(&key[..end])
+                .map_err(|_| StoreError::Corrupt("a kind index key that is not UTF-8".into()))?;
+            if let Ok(kind) = name.parse::<Kind>()
+                && !out.contains(&kind)
+            {
+                out.push(kind);
+            }
+            // The next kind's keys begin after every `name\0…` key.
+            from = key[..end].to_vec();
+            from.push(1);
+        }
+        Ok(out)
+    }
+
     /// Views of every record of `kind`, in id (creation) order, read lazily.
     pub fn views_of_kind(&self, kind: Kind) -> impl Iterator<Item = Result<RecordView>> + '_ {
         let prefix = format!("{}\0", kind.as_str());

@@ -155,11 +155,7 @@ pub(crate) fn kind_named(
     name: &str,
     retired_too: bool,
 ) -> Result<Kind, crate::WebError> {
-    let kind: Kind = name
-        .parse()
-        .map_err(|e: rapport_model::schema::UnknownKind| {
-            crate::WebError::NotFound(e.to_string())
-        })?;
+    let kind = Kind::known(name).map_err(|e| crate::WebError::NotFound(e.to_string()))?;
     app.repo()
         .known_kind(None, kind, retired_too)
         .map_err(|e| crate::WebError::NotFound(e.to_string()))?;

@@ -33,7 +33,7 @@ impl Step {
             "board" => Some(Step::Board),
             "spaces" => Some(Step::Spaces),
             _ => match s.strip_prefix("k-") {
-                Some(k) => k.parse().ok().map(Step::Kind),
+                Some(k) => Kind::known(k).ok().map(Step::Kind),
                 None => s.parse().ok().map(Step::Record),
             },
         }

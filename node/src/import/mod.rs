@@ -1138,6 +1138,38 @@ impl Repo {
                         edits.push(Edit::Unset(def.name.to_string()));
                     }
                 }
+                // A deal's pipeline and stage as `edit` settles them.
+                if kind == Kind::Deal
+                    && (after.contains_key("pipeline") || after.contains_key("stage"))
+                {
+                    let schema = self.schema(s.space)?;
+                    let stage_given = after.contains_key("stage");
+                    if let Err(e) = crate::repo::settle_deal(
+                        &schema,
+                        Some(&view.fields),
+                        &mut fields,
+                        stage_given,
+                    ) {
+                        return Ok(self.row_error(s, out, &inputs, "", e));
+                    }
+                    for name in ["pipeline", "stage"] {
+                        let now = fields.get(name).cloned();
+                        edits.retain(
+                            |e| !matches!(e, Edit::Set(f, _) | Edit::Unset(f) if f == name),
+                        );
+                        if now.as_ref() == view.fields.get(name) {
+                            before.remove(name);
+                            after.remove(name);
+                            continue;
+                        }
+                        before.insert(name.to_string(), view.fields.get(name).cloned());
+                        after.insert(name.to_string(), now.clone());
+                        edits.push(match now {
+                            Some(v) => Edit::Set(name.to_string(), v),
+                            None => Edit::Unset(name.to_string()),
+                        });
+                    }
+                }
                 if edits.is_empty() {
                     out.action = Action::Unchanged;
                     return Ok(out);

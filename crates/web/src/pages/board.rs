@@ -110,11 +110,8 @@ fn read_board(
     chosen: Option<&str>,
 ) -> Result<Board, WebError> {
     let repo = &**app.repo();
-    let pipelines: Vec<Pipeline> = repo
-        .pipelines_in(None)?
-        .into_iter()
-        .filter(|p| !p.retired)
-        .collect();
+    // Retired pipelines too: their deals stay, and still move.
+    let pipelines: Vec<Pipeline> = repo.pipelines_in(None)?;
     let chosen = chosen.unwrap_or(SALES);
     let pipeline = pipelines
         .iter()
@@ -195,7 +192,14 @@ fn read_board(
         moved,
         pipelines: pipelines
             .iter()
-            .map(|p| (p.name.clone(), p.title()))
+            .map(|p| {
+                let title = if p.retired {
+                    format!("{} (retired)", p.title())
+                } else {
+                    p.title()
+                };
+                (p.name.clone(), title)
+            })
             .collect(),
         pipeline,
     })

@@ -28,10 +28,7 @@ pub(crate) async fn page(
 
 fn render(app: &App, kind: Option<&str>) -> Result<Html<String>, WebError> {
     let kind = match kind.filter(|k| !k.is_empty()) {
-        Some(k) => Some(
-            k.parse::<Kind>()
-                .map_err(|e| WebError::BadRequest(e.to_string()))?,
-        ),
+        Some(k) => Some(Kind::known(k).map_err(|e| WebError::BadRequest(e.to_string()))?),
         None => None,
     };
     let clusters = match app.read(Request::Duplicates { kind })? {
@@ -138,7 +135,7 @@ mod tests {
             list.body
         );
         let unknown = t.get("/duplicates?kind=nothing").await;
-        assert_eq!(unknown.status, 422);
+        assert_eq!(unknown.status, 400);
         assert!(
             unknown.body.contains("unknown record kind `nothing`"),
             "{}",

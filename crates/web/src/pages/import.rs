@@ -70,8 +70,7 @@ impl Settings {
         if self.kind.is_empty() {
             return Ok(Format::of_name(&self.name).default_kind());
         }
-        self.kind
-            .parse()
+        Kind::known(&self.kind)
             .map_err(|e: rapport_model::schema::UnknownKind| WebError::BadRequest(e.to_string()))
     }
 
@@ -580,7 +579,7 @@ pub(crate) async fn errors(State(app): State<App>, Path(id): Path<String>) -> Re
 }
 
 pub(crate) async fn export(State(app): State<App>, Path(kind): Path<String>) -> Response {
-    let Ok(kind) = kind.parse::<Kind>() else {
+    let Ok(kind) = Kind::known(&kind) else {
         return WebError::NotFound(format!("no kind {kind}")).into_response();
     };
     let made = app

@@ -77,8 +77,15 @@ impl ChangeForm {
             }
             "retire_pipeline" => {
                 return Ok(SchemaChange::RetirePipeline {
-                    name: self.name.trim().to_string(),
+                    name: self.name.trim().to_lowercase(),
                 });
+            }
+            "add_kind" if self.kind.trim().parse::<Kind>().is_err() => {
+                return Err(format!(
+                    "`{}` is not a kind name: use up to 40 lower-case letters, digits and _, \
+                     starting with a letter (e.g. site_visit)",
+                    self.kind.trim()
+                ));
             }
             _ => {}
         }
@@ -597,7 +604,7 @@ mod tests {
         };
         let bad = post(vec![("op", "add_kind"), ("kind", "Site Visit")]).await;
         assert_eq!(bad.status, 422);
-        assert!(bad.body.contains("unknown record kind"), "{}", bad.body);
+        assert!(bad.body.contains("is not a kind name"), "{}", bad.body);
         let added = post(vec![
             ("op", "add_kind"),
             ("kind", "contract"),
