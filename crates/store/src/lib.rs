@@ -485,7 +485,7 @@ impl Store {
             }
             indexed += 1;
             // Once, on the first open after an upgrade: say how far it got.
-            if indexed % 20_000 == 0 {
+            if indexed.is_multiple_of(20_000) {
                 tracing::info!(
                     records = indexed,
                     of = total,
