@@ -465,6 +465,8 @@ pub struct SpaceSchema {
     pub space: String,
     pub space_name: String,
     pub kinds: Vec<KindFields>,
+    /// The deal pipelines: the built-in `sales`, then the admins' own.
+    pub pipelines: Vec<PipelineDef>,
     /// Schema statements that took no effect, and why.
     pub notes: Vec<String>,
 }
@@ -472,7 +474,32 @@ pub struct SpaceSchema {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct KindFields {
     pub kind: String,
+    /// Added by the space's admins, not built in.
+    pub custom: bool,
+    /// What lists call many of them.
+    pub plural: String,
+    /// `active`, or `retired` (a custom kind: no new records).
+    pub status: String,
     pub fields: Vec<Field>,
+}
+
+/// A deal pipeline: its stages in order.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PipelineDef {
+    pub name: String,
+    pub label: String,
+    pub retired: bool,
+    pub stages: Vec<PipelineStage>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PipelineStage {
+    pub name: String,
+    /// Percent, 0 to 100.
+    pub probability: i64,
+    /// `won` or `lost` for a stage that closes a deal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 /// One field of a kind.
@@ -512,6 +539,9 @@ impl From<ops::SchemaReply> for SpaceSchema {
                 .into_iter()
                 .map(|k| KindFields {
                     kind: k.kind.to_string(),
+                    custom: k.custom,
+                    plural: k.plural,
+                    status: k.status,
                     fields: k
                         .fields
                         .into_iter()
@@ -531,6 +561,30 @@ impl From<ops::SchemaReply> for SpaceSchema {
                             choices: f.choices,
                             retired_choices: f.retired_choices,
                             refers_to: f.refers_to.iter().map(|k| k.to_string()).collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            pipelines: s
+                .pipelines
+                .into_iter()
+                .map(|p| PipelineDef {
+                    label: p.title(),
+                    name: p.name,
+                    retired: p.retired,
+                    stages: p
+                        .stages
+                        .into_iter()
+                        .map(|st| PipelineStage {
+                            name: st.name,
+                            probability: st.probability,
+                            outcome: st.outcome.map(|o| {
+                                match o {
+                                    rapport_model::custom::Outcome::Won => "won",
+                                    rapport_model::custom::Outcome::Lost => "lost",
+                                }
+                                .to_string()
+                            }),
                         })
                         .collect(),
                 })

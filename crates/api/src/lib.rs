@@ -173,6 +173,8 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         dto::Reset,
         dto::SpaceSchema,
         dto::KindFields,
+        dto::PipelineDef,
+        dto::PipelineStage,
         dto::Field,
         imports::ImportResult,
         imports::ImportInfo,

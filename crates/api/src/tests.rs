@@ -669,6 +669,111 @@ async fn duplicates_merge_through_the_api_and_the_merge_undoes() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{again}");
 }
 
+/// A kind and a pipeline of the space's own through the API: the schema
+/// tells both, records of the kind are created and listed, deals are
+/// held to their pipeline's stages and reported by it, and an unknown
+/// kind is a problem.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_kinds_and_pipelines_through_the_api() {
+    let f = fixture();
+    for json in [
+        r#"{"op":"add_kind","kind":"contract","title_label":"Contract number"}"#,
+        r#"{"op":"set_pipeline","name":"renewals","stages":[{"name":"due","probability":60},{"name":"renewed","probability":100,"outcome":"won"}]}"#,
+    ] {
+        let change: rapport_model::SchemaChange = serde_json::from_str(json).expect("statement");
+        f.ops
+            .execute(
+                &Caller::user(),
+                Request::ChangeSchema {
+                    space: None,
+                    change,
+                },
+            )
+            .expect("schema change");
+    }
+    let token = f.token("crm-sync", false);
+    let (status, _, v) = f
+        .send(
+            Method::GET,
+            "/api/v1/spaces/private/schema",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let contract = v["kinds"]
+        .as_array()
+        .expect("kinds")
+        .iter()
+        .find(|k| k["kind"] == "contract")
+        .expect("the kind");
+    assert_eq!(
+        (&contract["custom"], &contract["plural"]),
+        (&Value::from(true), &Value::from("contracts"))
+    );
+    assert_eq!(contract["fields"][0]["label"], "Contract number");
+    let renewals = v["pipelines"]
+        .as_array()
+        .expect("pipelines")
+        .iter()
+        .find(|p| p["name"] == "renewals")
+        .expect("the pipeline");
+    assert_eq!(renewals["stages"][1]["outcome"], "won", "{v}");
+
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/records",
+            Some(&token),
+            Some(r#"{"kind": "contract", "fields": {"name": "K-2027"}}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let (status, _, v) = f
+        .send(
+            Method::GET,
+            "/api/v1/records?kind=contract",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v.to_string().contains("K-2027"), "{v}");
+    let (status, _, v) = f
+        .send(
+            Method::GET,
+            "/api/v1/records?kind=contracts",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/records",
+            Some(&token),
+            Some(r#"{"kind": "company", "fields": {"name": "Acme"}}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/records",
+            Some(&token),
+            Some(r#"{"kind": "deal", "fields": {"title": "Renewal", "company": "Acme", "pipeline": "renewals", "stage": "proposal"}}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v.to_string()
+            .contains("not a stage of the renewals pipeline"),
+        "{v}"
+    );
+}
+
 /// A space's custom fields through the API: the schema tells them, a
 /// record takes their values (a bad one is a problem naming the field),
 /// a CSV column named like one fills it, and the CSV export has a column
