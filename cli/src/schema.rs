@@ -438,13 +438,9 @@ pub fn show(out: &mut String, reply: &SchemaReply, only: Option<Kind>, json: boo
             let stages: Vec<String> = p
                 .stages
                 .iter()
-                .map(|s| {
-                    let outcome = match s.outcome {
-                        Some(rapport_model::custom::Outcome::Won) => ", won",
-                        Some(rapport_model::custom::Outcome::Lost) => ", lost",
-                        None => "",
-                    };
-                    format!("{} ({}%{outcome})", s.name, s.probability)
+                .map(|s| match s.outcome {
+                    Some(o) => format!("{} ({}%, {})", s.name, s.probability, o.as_str()),
+                    None => format!("{} ({}%)", s.name, s.probability),
                 })
                 .collect();
             outln!(

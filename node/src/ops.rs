@@ -1279,12 +1279,7 @@ impl Ops {
                     .filter(|p| p.name != rapport_model::custom::SALES)
                     .map(|p| crate::pipeline::PipelineReport {
                         name: p.name.clone(),
-                        // A retired pipeline's deals stay: reported so.
-                        title: if p.retired {
-                            format!("{} (retired)", p.title())
-                        } else {
-                            p.title()
-                        },
+                        title: p.shown_title(),
                         stages: crate::pipeline::summarize(live.iter().copied(), &p),
                     })
                     .collect();
@@ -2171,13 +2166,7 @@ fn schema_kinds(schema: &Schema) -> Vec<KindFields> {
                     // A status or priority list with the space's choices.
                     retired_choices: schema
                         .extended_choices(kind, d.name)
-                        .map(|f| {
-                            f.choices
-                                .iter()
-                                .filter(|(_, retired)| *retired)
-                                .map(|(c, _)| c.clone())
-                                .collect()
-                        })
+                        .map(rapport_model::CustomField::retired_choices)
                         .unwrap_or_default(),
                     ..field_info(schema.field(kind, d.name).unwrap_or(d))
                 })
@@ -2192,12 +2181,7 @@ fn schema_kinds(schema: &Schema) -> Vec<KindFields> {
                         info.status.clone()
                     },
                     ty: f.ty.to_string(),
-                    retired_choices: f
-                        .choices
-                        .iter()
-                        .filter(|(_, retired)| *retired)
-                        .map(|(c, _)| c.clone())
-                        .collect(),
+                    retired_choices: f.retired_choices(),
                     ..info
                 });
             }

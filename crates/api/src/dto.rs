@@ -578,13 +578,7 @@ impl From<ops::SchemaReply> for SpaceSchema {
                         .map(|st| PipelineStage {
                             name: st.name,
                             probability: st.probability,
-                            outcome: st.outcome.map(|o| {
-                                match o {
-                                    rapport_model::custom::Outcome::Won => "won",
-                                    rapport_model::custom::Outcome::Lost => "lost",
-                                }
-                                .to_string()
-                            }),
+                            outcome: st.outcome.map(|o| o.as_str().to_string()),
                         })
                         .collect(),
                 })

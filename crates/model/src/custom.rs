@@ -246,6 +246,15 @@ pub enum Outcome {
     Lost,
 }
 
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Won => "won",
+            Outcome::Lost => "lost",
+        }
+    }
+}
+
 /// A deal pipeline as the statements so far define it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pipeline {
@@ -293,6 +302,27 @@ impl Pipeline {
             self.label.clone()
         }
     }
+
+    /// Its title, saying so when it is retired (its deals stay, shown).
+    pub fn shown_title(&self) -> String {
+        if self.retired {
+            format!("{} (retired)", self.title())
+        } else {
+            self.title()
+        }
+    }
+}
+
+/// Stages as [`parse_stages`] reads them: `due:60, renewed:100:won`.
+pub fn format_stages(stages: &[StageDef]) -> String {
+    stages
+        .iter()
+        .map(|s| match s.outcome {
+            Some(o) => format!("{}:{}:{}", s.name, s.probability, o.as_str()),
+            None => format!("{}:{}", s.name, s.probability),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Stages as users type them: `due:60, quoted:85, renewed:100:won,
@@ -698,6 +728,15 @@ impl CustomField {
             }
         }
         now
+    }
+
+    /// The choices records may keep but new input may not use.
+    pub fn retired_choices(&self) -> Vec<String> {
+        self.choices
+            .iter()
+            .filter(|(_, retired)| *retired)
+            .map(|(c, _)| c.clone())
+            .collect()
     }
 
     /// The choices new input may use.

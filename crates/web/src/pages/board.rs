@@ -192,14 +192,7 @@ fn read_board(
         moved,
         pipelines: pipelines
             .iter()
-            .map(|p| {
-                let title = if p.retired {
-                    format!("{} (retired)", p.title())
-                } else {
-                    p.title()
-                };
-                (p.name.clone(), title)
-            })
+            .map(|p| (p.name.clone(), p.shown_title()))
             .collect(),
         pipeline,
     })

@@ -398,22 +398,8 @@ fn add_form(schema: &SchemaReply, form: &ChangeForm, failed: bool) -> Markup {
 /// The space's deal pipelines, and for its admins the form that adds one
 /// or replaces a pipeline's stages.
 fn pipelines(schema: &SchemaReply, form: &ChangeForm, failed: bool) -> Markup {
-    use rapport_model::custom::{Outcome, SALES};
+    use rapport_model::custom::{SALES, format_stages};
     let value = |v: &str| if failed { v.to_string() } else { String::new() };
-    let stage_text = |p: &rapport_model::custom::Pipeline| {
-        p.stages
-            .iter()
-            .map(|s| {
-                let outcome = match s.outcome {
-                    Some(Outcome::Won) => ":won",
-                    Some(Outcome::Lost) => ":lost",
-                    None => "",
-                };
-                format!("{}:{}{outcome}", s.name, s.probability)
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     html! {
         section aria-labelledby="pipelines-h" {
             h2 id="pipelines-h" { "Deal pipelines" }
@@ -424,7 +410,7 @@ fn pipelines(schema: &SchemaReply, form: &ChangeForm, failed: bool) -> Markup {
                         @for p in &schema.pipelines {
                             tr {
                                 th scope="row" { (page::label(&p.title())) " " code { (p.name) } }
-                                td { (stage_text(p)) }
+                                td { (format_stages(&p.stages)) }
                                 td { @if p.retired { "retired" } @else { "active" } @if p.name == SALES { ", built in" } }
                                 @if schema.may_change {
                                     td {
