@@ -719,8 +719,9 @@ const BULK_BATCH: usize = 200;
 const BULK_DIR_ENV: &str = "RAPPORT_TEST_BULK_DIR";
 const BULK_FROM_ENV: &str = "RAPPORT_TEST_BULK_FROM";
 
-/// The bulk path (`Repo::create_many`: built and signed on every core,
-/// one transaction and one flush per batch), killed at any moment from
+/// The bulk path (`Repo::create_batches`: the next batch built and signed
+/// on every core while the last is written, one transaction and one flush
+/// per batch), killed at any moment from
 /// the process's start (store open included) to the middle of a batch:
 /// the store always opens, every batch the writer acknowledged is there,
 /// and every batch there is whole (all its people, each with its email).
@@ -834,22 +835,28 @@ fn bulk_writer_child() {
     let repo = rapport_node::Repo::open(std::path::Path::new(&dir), rapport_node::OpenMode::Create)
         .expect("open");
     let mut stdout = std::io::stdout();
-    for b in from.parse::<u64>().expect("batch number").. {
-        let rows: Vec<Vec<(String, String)>> = (0..BULK_BATCH)
+    let from = from.parse::<u64>().expect("batch number");
+    let batches = (from..).map(|b| {
+        (0..BULK_BATCH)
             .map(|i| {
                 vec![
                     ("name".to_string(), format!("Bulk {b}-{i}")),
                     ("emails".to_string(), format!("bulk{b}-{i}@example.com")),
                 ]
             })
-            .collect();
-        repo.create_many(
-            rapport_model::Kind::Person,
-            rapport_model::SpaceId::Private,
-            &rows,
-        )
-        .expect("bulk write");
-        writeln!(stdout, "acked batch {b}").expect("stdout");
-        stdout.flush().expect("stdout");
-    }
+            .collect::<Vec<Vec<(String, String)>>>()
+    });
+    let mut b = from;
+    repo.create_batches(
+        rapport_model::Kind::Person,
+        rapport_model::SpaceId::Private,
+        batches,
+        |_| {
+            writeln!(stdout, "acked batch {b}").expect("stdout");
+            stdout.flush().expect("stdout");
+            b += 1;
+            Ok(())
+        },
+    )
+    .expect("bulk write");
 }

@@ -339,6 +339,16 @@ impl Repo {
         self.store.record_count()
     }
 
+    /// The floor of this store's writes on this machine: what sled alone
+    /// takes to write what the store holds (see [`Store::write_floor`]).
+    pub fn store_write_floor(
+        &self,
+        into: &Path,
+        batches: usize,
+    ) -> Result<rapport_store::WriteFloor, NodeError> {
+        Ok(self.store.write_floor(into, batches)?)
+    }
+
     /// The bytes of the field index's keys: what it adds to the store
     /// before sled's own overhead (`rapport bench store` reports it).
     pub fn field_index_bytes(&self) -> Result<u64, NodeError> {
@@ -755,19 +765,84 @@ impl Repo {
         rows: &[Vec<Input>],
     ) -> Result<Vec<RecordView>, NodeError> {
         self.check_space_writable(space)?;
-        let ctx = self.context();
-        let mut prepared = Vec::with_capacity(rows.len());
-        let ids = self.new_record_ids(rows.len())?;
-        for (inputs, id) in rows.iter().zip(ids) {
-            let fields = self.prepare(kind, space, inputs, &ctx)?;
-            prepared.push(NewRecord {
-                id,
-                kind,
-                space,
-                fields: fields.into_iter().collect(),
-            });
-        }
+        let prepared = self.prepare_rows(kind, space, rows, &mut 0)?;
         self.write_records(prepared, Vec::new())
+    }
+
+    /// [`Repo::create_many`] over a stream of batches (generated data,
+    /// benches): each batch is durable on its own, in order, and `stored`
+    /// hears its views then. The next batch is parsed, built and signed on
+    /// another thread while the one before is written, so that the store's
+    /// write (one core) and the building (every core) overlap. Stops at the
+    /// first error; the batches before it stay stored.
+    pub fn create_batches<I>(
+        &self,
+        kind: Kind,
+        space: SpaceId,
+        batches: I,
+        mut stored: impl FnMut(Vec<RecordView>) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError>
+    where
+        I: IntoIterator<Item = Vec<Vec<Input>>>,
+        I::IntoIter: Send,
+    {
+        self.check_space_writable(space)?;
+        let batches = batches.into_iter();
+        // The builder thread resolves references and signs as this one
+        // would: in its scope, naming its integration.
+        let scope = SCOPE.with(|s| s.get());
+        let via = via();
+        std::thread::scope(|threads| {
+            // One batch built ahead: enough to keep both stages busy, and
+            // memory stays at two batches.
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            threads.spawn(move || {
+                with_scope(scope, || {
+                    with_via(via.as_deref(), || {
+                        // One clock for the whole stream: ids of the next
+                        // batch never repeat the milliseconds of the last.
+                        let mut last_ms = 0;
+                        for rows in batches {
+                            let built = self
+                                .prepare_rows(kind, space, &rows, &mut last_ms)
+                                .and_then(|new| self.build_new(new));
+                            let failed = built.is_err();
+                            if tx.send(built).is_err() || failed {
+                                break;
+                            }
+                        }
+                    })
+                })
+            });
+            for built in rx {
+                let views = self.write_built(&self.write_guard(), built?, Vec::new())?;
+                stored(views)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Parses each row's inputs into a new record of `kind` in `space`,
+    /// with ids after `last_ms` (updated).
+    fn prepare_rows(
+        &self,
+        kind: Kind,
+        space: SpaceId,
+        rows: &[Vec<Input>],
+        last_ms: &mut u64,
+    ) -> Result<Vec<NewRecord>, NodeError> {
+        let ctx = self.context();
+        rows.iter()
+            .map(|inputs| {
+                let fields = self.prepare(kind, space, inputs, &ctx)?;
+                Ok(NewRecord {
+                    id: self.next_record_id(last_ms)?,
+                    kind,
+                    space,
+                    fields: fields.into_iter().collect(),
+                })
+            })
+            .collect()
     }
 
     /// Whether this device may write new records into `space`.
@@ -780,12 +855,6 @@ impl Repo {
             self.check_may_write(id)?;
         }
         Ok(())
-    }
-
-    /// `n` ids for new records of this device, in the order given.
-    pub(crate) fn new_record_ids(&self, n: usize) -> Result<Vec<RecordId>, NodeError> {
-        let mut last_ms = 0;
-        (0..n).map(|_| self.next_record_id(&mut last_ms)).collect()
     }
 
     /// An id for a new record of this device, at least a millisecond after
@@ -816,9 +885,16 @@ impl Repo {
         new: Vec<NewRecord>,
         edits: Vec<(RecordView, Vec<Edit>)>,
     ) -> Result<Vec<RecordView>, NodeError> {
+        let built = self.build_new(new)?;
+        let guard = self.write_guard();
+        self.write_built(&guard, built, edits)
+    }
+
+    /// New records' documents, built and signed on every core.
+    fn build_new(&self, new: Vec<NewRecord>) -> Result<Vec<Built>, NodeError> {
         let ctx = self.context();
         let via = via();
-        let built = crate::parallel::map(new, |r| {
+        crate::parallel::map(new, |r| {
             let mut doc = doc::create_via(
                 self.key.device_id().actor_id(),
                 r.kind,
@@ -830,9 +906,7 @@ impl Repo {
             self.signed(&mut doc, r.id, None)
         })
         .into_iter()
-        .collect::<Result<Vec<Built>, NodeError>>()?;
-        let guard = self.write_guard();
-        self.write_built(&guard, built, edits)
+        .collect()
     }
 
     /// [`Repo::write_records`] of edits alone, for a caller that holds the
@@ -1431,6 +1505,57 @@ pub(crate) mod tests {
             repo.check_inputs(Kind::Company, None, &input(&[("name", "Acme")]), true)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn batches_written_in_a_stream_keep_their_order_and_stop_at_a_bad_row() {
+        let (_t, repo) = repo();
+        let acme = repo
+            .create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
+            .expect("company");
+        // Five batches; the fourth has a row that does not parse.
+        let batches = (0..5).map(|b| {
+            (0..30)
+                .map(|i| {
+                    let email = if b == 3 && i == 7 {
+                        "not an address".to_string()
+                    } else {
+                        format!("p{b}-{i}@example.com")
+                    };
+                    input(&[
+                        ("name", &format!("P {b}-{i:02}")),
+                        ("emails", &email),
+                        ("company", "Acme"),
+                    ])
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut heard = Vec::new();
+        let err = repo
+            .create_batches(Kind::Person, SpaceId::Private, batches, |views| {
+                heard.push(views.iter().map(|v| v.id).collect::<Vec<_>>());
+                Ok(())
+            })
+            .expect_err("the fourth batch is refused");
+        assert!(err.to_string().contains("not an address"), "{err}");
+        // Three batches were stored and heard of, whole and in row order;
+        // their ids rise across batches (one clock for the stream).
+        assert_eq!(heard.len(), 3);
+        let ids: Vec<RecordId> = heard.concat();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "ids rise across batches"
+        );
+        let people = repo.list(Kind::Person, &[], false).expect("list");
+        assert_eq!(people.len(), 90, "nothing of the bad batch or after it");
+        for (n, id) in ids.iter().enumerate() {
+            let v = repo.view(*id).expect("read").expect("stored");
+            assert_eq!(v.title(), format!("P {}-{:02}", n / 30, n % 30));
+            assert_eq!(
+                v.get("company"),
+                Some(&FieldValue::Text(acme.id.to_string()))
+            );
+        }
     }
 
     #[test]

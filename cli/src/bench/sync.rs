@@ -58,23 +58,21 @@ async fn measure(records: usize, changed: usize, naive: bool) -> Result<serde_js
 
     let bar = indicatif::ProgressBar::new(records as u64);
     let mut ids = Vec::with_capacity(records);
-    for start in (0..records).step_by(BATCH) {
-        let rows: Vec<Vec<Input>> = (start..(start + BATCH).min(records))
+    let batches = (0..records).step_by(BATCH).map(|start| {
+        (start..(start + BATCH).min(records))
             .map(|i| {
                 vec![
                     ("name".into(), format!("Person {i:07}")),
                     ("emails".into(), format!("p{i}@example.com")),
                 ]
             })
-            .collect();
-        ids.extend(
-            repo_a
-                .create_many(Kind::Person, sid, &rows)?
-                .iter()
-                .map(|v| v.id),
-        );
-        bar.inc(rows.len() as u64);
-    }
+            .collect::<Vec<Vec<Input>>>()
+    });
+    repo_a.create_batches(Kind::Person, sid, batches, |views| {
+        bar.inc(views.len() as u64);
+        ids.extend(views.iter().map(|v| v.id));
+        Ok(())
+    })?;
     bar.finish_and_clear();
 
     let node_a = Node::start(repo_a.clone(), config()).await?;

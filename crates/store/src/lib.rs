@@ -1984,6 +1984,50 @@ impl Store {
     pub fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
     }
+
+    /// What sled alone needs to store what this store holds: every key
+    /// and value of every tree written again into a fresh sled database
+    /// at `into` (same cache) in `batches` durable batches, each a sorted
+    /// `apply_batch` per tree and one flush. No transaction, no reads, no
+    /// Automerge, no signing: the floor a write path built on sled cannot
+    /// go under on this machine (`rapport bench store` prints it).
+    pub fn write_floor(&self, into: &Path, batches: usize) -> Result<WriteFloor> {
+        let db = sled::Config::new()
+            .path(into)
+            .cache_capacity(CACHE_BYTES)
+            .open()?;
+        let names = self.db.tree_names();
+        let mut sources = Vec::new();
+        for name in &names {
+            let tree = self.db.open_tree(name)?;
+            let per_batch = (tree.len().div_ceil(batches.max(1))).max(1);
+            sources.push((db.open_tree(name)?, tree.iter(), per_batch));
+        }
+        let mut floor = WriteFloor::default();
+        let started = std::time::Instant::now();
+        for _ in 0..batches.max(1) {
+            for (target, entries, per_batch) in &mut sources {
+                let mut batch = sled::Batch::default();
+                for entry in entries.by_ref().take(*per_batch) {
+                    let (k, v) = entry?;
+                    floor.keys += 1;
+                    batch.insert(k, v);
+                }
+                target.apply_batch(batch)?;
+            }
+            db.flush()?;
+        }
+        floor.seconds = started.elapsed().as_secs_f64();
+        Ok(floor)
+    }
+}
+
+/// See [`Store::write_floor`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WriteFloor {
+    /// Keys written (every tree's).
+    pub keys: u64,
+    pub seconds: f64,
 }
 
 fn decode_view(bytes: &[u8]) -> Result<RecordView> {

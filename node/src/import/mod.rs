@@ -1772,7 +1772,7 @@ mod tests {
         // A crash after logging the next batch, before storing it, and one
         // in the middle of writing a line.
         let log = log_path(repo.dir(), &begun.id);
-        let ghost = repo.new_record_ids(1).expect("id")[0];
+        let ghost = repo.next_record_id(&mut 0).expect("id");
         append(
             &log,
             &Line::Batch {
