@@ -43,7 +43,11 @@ pub struct ApplyReport {
 pub type RecordChanges = (RecordId, Vec<Vec<u8>>);
 
 /// Most records judged together and written in one transaction.
+#[cfg(not(test))]
 const RUN: usize = 512;
+/// Small in unit tests, so that a test message spans several runs.
+#[cfg(test)]
+const RUN: usize = 8;
 
 /// A change refused before it is judged: its author, when its envelope
 /// parsed, and why.
@@ -908,6 +912,11 @@ pub(crate) mod tests {
         message.push((ids[3], late[1..].to_vec()));
         for id in &ids[4..] {
             message.push((*id, in_order(*id)));
+            if *id == ids[12] {
+                // Named again in the run after its own (runs of 8 here),
+                // with its creation only: its edits must stay.
+                message.push((ids[9], in_order(ids[9])[..1].to_vec()));
+            }
         }
         message.push((ids[3], late[..1].to_vec()));
         // Named twice, and history it holds already.
