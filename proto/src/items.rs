@@ -4,7 +4,7 @@
 //! store keeps the items of a synced space in memory (made on every write)
 //! and the sync crate reconciles them, without either depending on the other.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::wire::{Hash, WireId};
 
@@ -69,8 +69,27 @@ pub fn heads_digest(heads: &[Hash]) -> [u8; 16] {
 /// The items of one space, sorted by id with one item per id: an
 /// immutable snapshot, cheap to clone and to share with a session while
 /// the space is written to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ItemSet(Arc<[SyncItem]>);
+#[derive(Debug, Clone, Default)]
+pub struct ItemSet {
+    items: Arc<[SyncItem]>,
+    /// `sums[i]`: the sum of the ids of the first `i` items, made the
+    /// first time a range is summed and shared by every clone, so that a
+    /// range's sum (what a negentropy fingerprint hashes) costs two
+    /// lookups instead of a pass over the range.
+    sums: Arc<OnceLock<Box<[IdSum]>>>,
+}
+
+/// A sum of 32-byte ids as negentropy adds them: four little-endian
+/// 64-bit lanes with carry, modulo 2^256.
+type IdSum = [u64; 4];
+
+impl PartialEq for ItemSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.items == other.items
+    }
+}
+
+impl Eq for ItemSet {}
 
 impl ItemSet {
     /// Items in any order; of several with the same id, the last one.
@@ -88,37 +107,101 @@ impl ItemSet {
             }
             items = deduped;
         }
-        ItemSet(items.into())
+        Self::from_sorted(items)
     }
 
     /// Items already sorted by id, one per id (checked in debug builds).
     pub fn from_sorted(items: Vec<SyncItem>) -> Self {
         debug_assert!(items.is_sorted_by(|a, b| a.record < b.record));
-        ItemSet(items.into())
+        ItemSet {
+            items: items.into(),
+            sums: Arc::default(),
+        }
     }
 
     pub fn as_slice(&self) -> &[SyncItem] {
-        &self.0
+        &self.items
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.items.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.items.is_empty()
     }
 
     /// Whether `other` is this very snapshot (not only equal to it).
     pub fn same_snapshot(&self, other: &ItemSet) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.items, &other.items)
     }
+
+    /// The sum of the ids ([`SyncItem::id`]) of the items in
+    /// `begin..end`, as 32 little-endian bytes: negentropy's accumulator
+    /// over that range. `None` for a range outside the set. The first call
+    /// on a snapshot makes its prefix sums (one pass); every call after
+    /// that costs two lookups.
+    pub fn id_sum(&self, begin: usize, end: usize) -> Option<[u8; 32]> {
+        if begin > end || end > self.items.len() {
+            return None;
+        }
+        let sums = self.sums.get_or_init(|| {
+            let mut sums = Vec::with_capacity(self.items.len() + 1);
+            let mut total: IdSum = [0; 4];
+            sums.push(total);
+            for item in self.items.iter() {
+                total = add(total, lanes(&item.id()));
+                sums.push(total);
+            }
+            sums.into_boxed_slice()
+        });
+        let diff = sub(sums[end], sums[begin]);
+        let mut out = [0u8; 32];
+        for (chunk, lane) in out.chunks_exact_mut(8).zip(diff) {
+            chunk.copy_from_slice(&lane.to_le_bytes());
+        }
+        Some(out)
+    }
+}
+
+fn lanes(id: &[u8; 32]) -> IdSum {
+    let mut out = [0u64; 4];
+    for (lane, chunk) in out.iter_mut().zip(id.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        *lane = u64::from_le_bytes(b);
+    }
+    out
+}
+
+fn add(a: IdSum, b: IdSum) -> IdSum {
+    let mut out = [0u64; 4];
+    let mut carry = false;
+    for i in 0..4 {
+        let (s, c1) = a[i].overflowing_add(b[i]);
+        let (s, c2) = s.overflowing_add(carry as u64);
+        out[i] = s;
+        carry = c1 || c2;
+    }
+    out
+}
+
+fn sub(a: IdSum, b: IdSum) -> IdSum {
+    let mut out = [0u64; 4];
+    let mut borrow = false;
+    for i in 0..4 {
+        let (d, b1) = a[i].overflowing_sub(b[i]);
+        let (d, b2) = d.overflowing_sub(borrow as u64);
+        out[i] = d;
+        borrow = b1 || b2;
+    }
+    out
 }
 
 impl std::ops::Deref for ItemSet {
     type Target = [SyncItem];
     fn deref(&self) -> &[SyncItem] {
-        &self.0
+        &self.items
     }
 }
 
@@ -141,6 +224,60 @@ mod tests {
         assert_eq!(item.timestamp(), 0x0102_0304);
         assert_eq!(item.id()[..16], record);
         assert_eq!(item.id()[16..], item.digest);
+    }
+
+    /// The sum of a range, the slow way: every id added, with carry.
+    fn summed(items: &[SyncItem]) -> [u8; 32] {
+        let total = items
+            .iter()
+            .fold([0u64; 4], |t, item| add(t, lanes(&item.id())));
+        let mut out = [0u8; 32];
+        for (chunk, lane) in out.chunks_exact_mut(8).zip(total) {
+            chunk.copy_from_slice(&lane.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn a_range_sum_from_prefix_sums_is_the_sum_of_its_ids() {
+        // Seeded ids and digests, many with high bytes set so that lanes
+        // carry and differences borrow.
+        let mut state = 0x5eed_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let items: Vec<SyncItem> = (0..300)
+            .map(|_| {
+                let mut record = [0u8; 16];
+                let mut digest = [0u8; 16];
+                record[..8].copy_from_slice(&next().to_be_bytes());
+                record[8..].copy_from_slice(&next().to_be_bytes());
+                digest[..8].copy_from_slice(&(next() | 0xff00_0000_0000_0000).to_le_bytes());
+                digest[8..].copy_from_slice(&next().to_le_bytes());
+                SyncItem { record, digest }
+            })
+            .collect();
+        let set = ItemSet::collect(items);
+        let n = set.len();
+        for _ in 0..2000 {
+            let (a, b) = ((next() as usize) % (n + 1), (next() as usize) % (n + 1));
+            let (begin, end) = (a.min(b), a.max(b));
+            assert_eq!(
+                set.id_sum(begin, end),
+                Some(summed(&set[begin..end])),
+                "{begin}..{end}"
+            );
+        }
+        assert_eq!(set.id_sum(0, 0), Some([0; 32]));
+        assert_eq!(set.id_sum(0, n), Some(summed(&set)));
+        assert_eq!(set.id_sum(3, 2), None);
+        assert_eq!(set.id_sum(0, n + 1), None);
+        // Clones share the sums; an equal set made apart is still equal.
+        assert!(set.clone().same_snapshot(&set));
+        assert_eq!(ItemSet::from_sorted(set.to_vec()), set);
     }
 
     #[test]
