@@ -774,7 +774,13 @@ impl Repo {
     /// hears its views then. The next batch is parsed, built and signed on
     /// another thread while the one before is written, so that the store's
     /// write (one core) and the building (every core) overlap. Stops at the
-    /// first error; the batches before it stay stored.
+    /// first error; the batches before it stay stored. A batch is prepared
+    /// before the one before it is stored: its rows cannot name records of
+    /// that batch by title (their ids are known to the caller once
+    /// `stored` hears of them). Ids take a millisecond each, from one
+    /// clock for the stream (as an import's do), so that they rise in row
+    /// order across batches; a stream faster than a thousand records a
+    /// second gives ids ahead of the wall clock.
     pub fn create_batches<I>(
         &self,
         kind: Kind,
@@ -793,9 +799,9 @@ impl Repo {
         let scope = SCOPE.with(|s| s.get());
         let via = via();
         std::thread::scope(|threads| {
-            // One batch built ahead: enough to keep both stages busy, and
-            // memory stays at two batches.
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            // Handed over when the writer is ready for it: one batch being
+            // written, one built, never more.
+            let (tx, rx) = std::sync::mpsc::sync_channel(0);
             threads.spawn(move || {
                 with_scope(scope, || {
                     with_via(via.as_deref(), || {
@@ -815,6 +821,9 @@ impl Repo {
                 })
             });
             for built in rx {
+                // Checked again for each batch: a role taken away during a
+                // long stream stops it.
+                self.check_space_writable(space)?;
                 let views = self.write_built(&self.write_guard(), built?, Vec::new())?;
                 stored(views)?;
             }
@@ -1556,6 +1565,46 @@ pub(crate) mod tests {
                 Some(&FieldValue::Text(acme.id.to_string()))
             );
         }
+    }
+
+    #[test]
+    fn a_stream_is_built_in_the_callers_scope_and_names_its_integration() {
+        let (_t, repo) = repo();
+        let space = SpaceId::Shared(repo.create_space("Partners").expect("space").id);
+        // Two companies of one name: only the caller's scope tells them apart.
+        repo.create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
+            .expect("private company");
+        let shared = repo
+            .create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("shared company");
+        let rows = |company: &str| vec![vec![input(&[("name", "Ann"), ("company", company)])]];
+        let write = |company: &str| {
+            let mut made = Vec::new();
+            with_via(Some("crm-sync"), || {
+                with_scope(Some(space), || {
+                    repo.create_batches(Kind::Person, space, rows(company), |views| {
+                        made.extend(views);
+                        Ok(())
+                    })
+                })
+            })
+            .map(|()| made)
+        };
+        // The builder thread sees only the caller's space, and signs
+        // naming the caller's integration.
+        let made = write("Acme").expect("the one in scope");
+        assert_eq!(
+            made[0].get("company"),
+            Some(&FieldValue::Text(shared.id.to_string()))
+        );
+        let timeline = repo.timeline(&made[0]).expect("timeline");
+        assert!(
+            timeline.iter().any(|e| matches!(
+                e,
+                crate::timeline::Entry::Change { via: Some(v), .. } if v == "crm-sync"
+            )),
+            "{timeline:?}"
+        );
     }
 
     #[test]

@@ -226,16 +226,19 @@ mod tests {
         assert_eq!(item.id()[16..], item.digest);
     }
 
-    /// The sum of a range, the slow way: every id added, with carry.
+    /// The sum of a range, the slow way and independently of the lanes:
+    /// every id added byte by byte, little-endian, with carry, mod 2^256.
     fn summed(items: &[SyncItem]) -> [u8; 32] {
-        let total = items
-            .iter()
-            .fold([0u64; 4], |t, item| add(t, lanes(&item.id())));
-        let mut out = [0u8; 32];
-        for (chunk, lane) in out.chunks_exact_mut(8).zip(total) {
-            chunk.copy_from_slice(&lane.to_le_bytes());
+        let mut total = [0u8; 32];
+        for item in items {
+            let mut carry = 0u16;
+            for (t, b) in total.iter_mut().zip(item.id()) {
+                let s = *t as u16 + b as u16 + carry;
+                *t = s as u8;
+                carry = s >> 8;
+            }
         }
-        out
+        total
     }
 
     #[test]

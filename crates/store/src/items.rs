@@ -15,8 +15,10 @@
 //! array (a merge of two sorted sequences: no sled, no hashing); so does a
 //! write once the changes reach an eighth of the array, so that a long run
 //! of writes (an initial sync, an import) costs O(log N) each, amortized,
-//! and memory stays near 32 bytes a document. A session keeps the array it
-//! started with; writes never touch an array once built.
+//! and memory stays near 32 bytes a document (64 once a session has asked
+//! the snapshot for fingerprints: its prefix sums, see
+//! [`ItemSet::id_sum`]). A session keeps the array it started with; writes
+//! never touch an array once built.
 //!
 //! Nothing is persisted: the items are rebuilt from `by_space` after a
 //! restart. Updates are applied after their sled transaction committed,

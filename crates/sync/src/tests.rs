@@ -1156,13 +1156,8 @@ fn first_heads(docs: &[(RecordId, Vec<Vec<u8>>)]) -> SyncMessage {
 /// of any set (seeded), so that peers of either kind agree.
 #[test]
 fn fingerprints_from_prefix_sums_are_negentropys_own() {
-    let mut state = 0x0f1e_2d3c_u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = Rng(0x0f1e_2d3c);
+    let mut next = move || rng.next();
     for size in [0usize, 1, 2, 31, 500] {
         let items: Vec<SyncItem> = (0..size)
             .map(|_| {
