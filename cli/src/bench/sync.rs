@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rapport_model::automerge::AutoCommit;
 use rapport_model::automerge::sync::{State, SyncDoc};
-use rapport_model::{Kind, SpaceId};
+use rapport_model::{Kind, RecordId, SpaceId};
 use rapport_node::net::{NetConfig, Node};
 use rapport_node::repo::Input;
 use rapport_node::{OpenMode, Repo};
@@ -113,13 +113,7 @@ async fn measure(records: usize, changed: usize, naive: bool) -> Result<serde_js
     );
 
     // (b) Catch-up after `changed` records changed on A while B was away.
-    for (n, id) in ids.iter().take(changed).enumerate() {
-        repo_a.edit(
-            &id.to_string(),
-            &[("title".into(), format!("Changed {n}"))],
-            &[],
-        )?;
-    }
+    retitle(&repo_a, &ids[..changed], "Changed")?;
     let before = traffic(&node_b)?;
     let t = Instant::now();
     let stats = node_b.sync_with(node_a.id(), sid).await?;
@@ -135,13 +129,8 @@ async fn measure(records: usize, changed: usize, naive: bool) -> Result<serde_js
 
     // The same catch-up again, other records: the first one after an
     // initial sync also folds what that sync left in the item sets.
-    for (n, id) in ids.iter().skip(changed).take(changed).enumerate() {
-        repo_a.edit(
-            &id.to_string(),
-            &[("title".into(), format!("Changed again {n}"))],
-            &[],
-        )?;
-    }
+    let again = &ids[changed.min(ids.len())..(2 * changed).min(ids.len())];
+    retitle(&repo_a, again, "Changed again")?;
     let t = Instant::now();
     node_b.sync_with(node_a.id(), sid).await?;
     let catch_up_again = t.elapsed();
@@ -168,13 +157,7 @@ async fn measure(records: usize, changed: usize, naive: bool) -> Result<serde_js
 
     if naive {
         // Make B stale again, then catch up one Automerge session per record.
-        for (n, id) in ids.iter().take(changed).enumerate() {
-            repo_a.edit(
-                &id.to_string(),
-                &[("title".into(), format!("Again {n}"))],
-                &[],
-            )?;
-        }
+        retitle(&repo_a, &ids[..changed], "Again")?;
         let t = Instant::now();
         let (mut messages, mut bytes) = (0usize, 0usize);
         for id in &ids {
@@ -192,6 +175,18 @@ async fn measure(records: usize, changed: usize, naive: bool) -> Result<serde_js
     node_a.shutdown().await;
     node_b.shutdown().await;
     Ok(figures)
+}
+
+/// Edits each of `ids` on `repo`: its title becomes `prefix` and its place.
+fn retitle(repo: &Repo, ids: &[RecordId], prefix: &str) -> Result<()> {
+    for (n, id) in ids.iter().enumerate() {
+        repo.edit(
+            &id.to_string(),
+            &[("title".into(), format!("{prefix} {n}"))],
+            &[],
+        )?;
+    }
+    Ok(())
 }
 
 /// One Automerge sync session between two in-memory documents: messages

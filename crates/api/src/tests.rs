@@ -85,6 +85,28 @@ impl Fixture {
         (status, headers, value)
     }
 
+    /// The private space's schema as the API gives it to `token`'s
+    /// holder, and the entry of `kind` in it.
+    async fn schema_kind(&self, token: &str, kind: &str) -> (Value, Value) {
+        let (status, _, v) = self
+            .send(
+                Method::GET,
+                "/api/v1/spaces/private/schema",
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let entry = v["kinds"]
+            .as_array()
+            .expect("kinds")
+            .iter()
+            .find(|k| k["kind"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no kind {kind} in {v}"));
+        (v, entry)
+    }
+
     fn records(&self) -> usize {
         let reply = self
             .ops
@@ -692,21 +714,7 @@ async fn custom_kinds_and_pipelines_through_the_api() {
             .expect("schema change");
     }
     let token = f.token("crm-sync", false);
-    let (status, _, v) = f
-        .send(
-            Method::GET,
-            "/api/v1/spaces/private/schema",
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let contract = v["kinds"]
-        .as_array()
-        .expect("kinds")
-        .iter()
-        .find(|k| k["kind"] == "contract")
-        .expect("the kind");
+    let (v, contract) = f.schema_kind(&token, "contract").await;
     assert_eq!(
         (&contract["custom"], &contract["plural"]),
         (&Value::from(true), &Value::from("contracts"))
@@ -795,21 +803,7 @@ async fn custom_fields_are_read_written_imported_and_exported() {
         )
         .expect("add field");
     let token = f.token("crm-sync", false);
-    let (status, _, v) = f
-        .send(
-            Method::GET,
-            "/api/v1/spaces/private/schema",
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let company = v["kinds"]
-        .as_array()
-        .expect("kinds")
-        .iter()
-        .find(|k| k["kind"] == "company")
-        .expect("company");
+    let (v, company) = f.schema_kind(&token, "company").await;
     let seats = company["fields"]
         .as_array()
         .expect("fields")
