@@ -54,6 +54,9 @@ pub struct Profile {
     /// order they were made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schema: Vec<rapport_model::SchemaEntry>,
+    /// The exchange rates reports convert amounts at (`rapport rates`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rates: Option<crate::reports::Rates>,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/rapport` on Linux and the
@@ -123,6 +126,7 @@ pub fn create(
         created: env.now().to_string(),
         relay: false,
         schema: Vec::new(),
+        rates: None,
     };
     save_profile(dir, &profile)?;
     Ok(profile)

@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod recovery;
 pub mod replica;
 pub mod repo;
+pub mod reports;
 pub mod schema;
 pub mod search;
 pub mod spaces;

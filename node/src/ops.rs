@@ -112,6 +112,17 @@ pub enum Request {
     },
     /// Deals by stage.
     Pipeline,
+    /// One of the reports (`reports`): win rate, forecast, ABC, RFM,
+    /// churn, service, campaigns.
+    Report(crate::reports::ReportQuery),
+    /// The exchange rates reports convert at.
+    Rates,
+    /// Sets the exchange rates: `pairs` such as `USD=0.92`, each
+    /// `1 USD = 0.92 base`; no pairs clears them.
+    SetRates {
+        base: String,
+        pairs: Vec<String>,
+    },
     /// Clusters of records that are likely the same customer: of one
     /// kind, or people and companies.
     Duplicates {
@@ -308,6 +319,8 @@ pub enum Reply {
     Duplicates {
         clusters: Vec<crate::duplicates::Cluster>,
     },
+    Report(crate::reports::Report),
+    Rates(Option<crate::reports::Rates>),
     Likely {
         record: RecordView,
         matches: Vec<Likely>,
@@ -899,6 +912,8 @@ impl Request {
                 | Request::List(_)
                 | Request::Timeline { .. }
                 | Request::Pipeline
+                | Request::Report(_)
+                | Request::Rates
                 | Request::Duplicates { .. }
                 | Request::Likely { .. }
                 | Request::Merges
@@ -936,6 +951,8 @@ impl Request {
                 | Request::List(_)
                 | Request::Timeline { .. }
                 | Request::Pipeline
+                | Request::Report(_)
+                | Request::Rates
                 | Request::Duplicates { .. }
                 | Request::Likely { .. }
                 | Request::Merge { .. }
@@ -1290,6 +1307,55 @@ impl Ops {
                     ),
                     others,
                 })
+            }
+            Request::Report(query) => {
+                let checked = query
+                    .check()
+                    .map_err(|(field, m)| OpError::new(ErrorCode::Invalid, m).field(field))?;
+                let space = match query.space.as_deref().map(str::trim) {
+                    Some(s) if !s.is_empty() => Some(self.scoped_space(caller, s)?),
+                    _ => caller.space,
+                };
+                let records: Vec<RecordView> = self
+                    .readable(caller, None)?
+                    .into_iter()
+                    .filter(|v| !v.deleted && space.is_none_or(|s| s == v.space))
+                    .collect();
+                let pipelines = repo.pipelines_in(space)?;
+                if let Some(p) = &checked.pipeline {
+                    let known = std::iter::once(rapport_model::custom::Pipeline::sales())
+                        .chain(pipelines.iter().cloned())
+                        .any(|x| &x.name == p || &x.label.to_lowercase() == p);
+                    if !known {
+                        return Err(OpError::new(
+                            ErrorCode::Invalid,
+                            format!("there is no pipeline `{p}` (rapport schema show deal)"),
+                        )
+                        .field("pipeline"));
+                    }
+                }
+                let rates = repo.rates();
+                let today = repo.now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+                let inputs = crate::reports::Inputs {
+                    records: &records,
+                    pipelines: &pipelines,
+                    today,
+                    rates: rates.as_ref(),
+                };
+                Ok(Reply::Report(crate::reports::run(&checked, &inputs)))
+            }
+            Request::Rates => Ok(Reply::Rates(repo.rates())),
+            Request::SetRates { base, pairs } => {
+                let rates = if pairs.is_empty() {
+                    None
+                } else {
+                    let today = repo.now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+                    let r = crate::reports::Rates::parse(&base, &pairs, today.to_string())
+                        .map_err(|m| OpError::new(ErrorCode::Invalid, m).field("rates"))?;
+                    Some(r)
+                };
+                repo.set_rates(rates)?;
+                Ok(Reply::Rates(repo.rates()))
             }
             Request::Duplicates { kind } => {
                 let phones = crate::duplicates::Phones::new(repo.profile().region.as_deref());

@@ -1029,6 +1029,28 @@ impl Repo {
                 }
             }
         }
+        let closed_at = stamp_closing(
+            self.schema(view.space)?.as_ref(),
+            view.kind,
+            &view.fields,
+            &fields,
+            &ctx,
+        );
+        for (field, value) in closed_at {
+            let given = edits
+                .iter()
+                .any(|e| matches!(e, Edit::Set(f, _) | Edit::Unset(f) if f == field));
+            if !given {
+                match &value {
+                    Some(v) => fields.insert(field.to_string(), v.clone()),
+                    None => fields.remove(field),
+                };
+                edits.push(match value {
+                    Some(v) => Edit::Set(field.to_string(), v),
+                    None => Edit::Unset(field.to_string()),
+                });
+            }
+        }
         check_record(view.kind, &fields)?;
         self.apply(view, &edits, ctx.now)
     }
@@ -1431,6 +1453,57 @@ fn parse_hash(hex: &str) -> Option<rapport_model::automerge::ChangeHash> {
         *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(rapport_model::automerge::ChangeHash(out))
+}
+
+/// What an edit that closes a deal or a ticket (or reopens a ticket)
+/// stamps, unless it sets the field itself, so that reports can tell a
+/// sales cycle and a resolution time: a deal moved to a won or lost stage
+/// gets today as its `close` date (what HubSpot and Salesforce do), a
+/// ticket whose status becomes resolved or closed gets `resolved` (the
+/// time), and one reopened loses it. `None` removes the field.
+fn stamp_closing(
+    schema: &rapport_model::Schema,
+    kind: Kind,
+    before: &BTreeMap<String, FieldValue>,
+    after: &BTreeMap<String, FieldValue>,
+    ctx: &rapport_model::ParseContext,
+) -> Vec<(&'static str, Option<FieldValue>)> {
+    let text = |m: &BTreeMap<String, FieldValue>, f: &str| {
+        m.get(f).and_then(FieldValue::as_text).map(str::to_string)
+    };
+    match kind {
+        Kind::Deal => {
+            let outcome = |m: &BTreeMap<String, FieldValue>| {
+                let pipeline = text(m, "pipeline");
+                let pipeline = pipeline.as_deref().unwrap_or(rapport_model::custom::SALES);
+                let stage = text(m, "stage")?;
+                schema
+                    .pipeline(pipeline)?
+                    .stage(&stage)
+                    .and_then(|s| s.outcome)
+            };
+            let closes = outcome(after).is_some() && outcome(after) != outcome(before);
+            if closes {
+                let today = FieldValue::Text(ctx.today().to_string());
+                return vec![("close", Some(today))];
+            }
+            Vec::new()
+        }
+        Kind::Ticket => {
+            let done = |m: &BTreeMap<String, FieldValue>| {
+                matches!(text(m, "status").as_deref(), Some("resolved" | "closed"))
+            };
+            match (done(before), done(after)) {
+                (false, true) => {
+                    let now = rapport_model::value::format_instant(ctx.now);
+                    vec![("resolved", Some(FieldValue::Text(now)))]
+                }
+                (true, false) if before.contains_key("resolved") => vec![("resolved", None)],
+                _ => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Settles a deal's pipeline and stage as a node writes them: the

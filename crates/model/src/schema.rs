@@ -327,6 +327,11 @@ const TICKET: &[FieldDef] = &[
         "the person who reported it",
     ),
     f("owner", T::Text, "who handles the ticket"),
+    f(
+        "resolved",
+        T::DateTime,
+        "when it was resolved; set when its status becomes resolved or closed",
+    ),
     f("tags", T::Tags, "comma-separated tags"),
 ];
 

@@ -405,9 +405,28 @@ impl Decimal {
 
     /// `self * percent / 100`, rounded half away from zero.
     pub fn percent(self, percent: i64) -> Decimal {
-        let p = self.0 * percent as i128;
-        let rounded = (p.abs() + 50) / 100;
-        Decimal(if p < 0 { -rounded } else { rounded })
+        self.mul_div(percent as i128, 100)
+    }
+
+    /// `self * num / den`, rounded half away from zero to the fourth
+    /// decimal (an average, a share of a total); zero for `den == 0`.
+    pub fn mul_div(self, num: i128, den: i128) -> Decimal {
+        if den == 0 {
+            return Decimal(0);
+        }
+        let p = self.0.saturating_mul(num);
+        let (abs, den_abs) = (p.unsigned_abs(), den.unsigned_abs());
+        let rounded = ((abs + den_abs / 2) / den_abs) as i128;
+        Decimal(if (p < 0) != (den < 0) {
+            -rounded
+        } else {
+            rounded
+        })
+    }
+
+    /// The amount at an exchange rate (`1 USD = 0.92 EUR`: `times(0.92)`).
+    pub fn times(self, rate: Decimal) -> Decimal {
+        self.mul_div(rate.0, SCALE)
     }
 }
 
@@ -452,6 +471,10 @@ impl Decimal {
     /// The amount in ten-thousandths: what it is stored as.
     pub fn ten_thousandths(self) -> i128 {
         self.0
+    }
+
+    pub fn from_ten_thousandths(v: i128) -> Decimal {
+        Decimal(v)
     }
 
     /// As a plain number: no decimals it does not have (`12`, `0.125`).
@@ -571,6 +594,13 @@ mod tests {
         assert_eq!((a + b).to_string(), "1300.00");
         assert_eq!(a.percent(25).to_string(), "300.125");
         assert_eq!(Decimal::default().to_string(), "0.00");
+        let usd: Decimal = "1000.10".parse().expect("valid");
+        let rate: Decimal = "0.92".parse().expect("valid");
+        assert_eq!(usd.times(rate).to_string(), "920.092");
+        assert_eq!(usd.mul_div(1, 3).to_string(), "333.3667");
+        assert_eq!(usd.mul_div(-1, 3).to_string(), "-333.3667");
+        assert_eq!(usd.mul_div(1, 0).to_string(), "0.00");
+        assert_eq!(a.percent(10).to_string(), "120.05");
     }
 
     #[test]
