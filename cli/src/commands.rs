@@ -59,6 +59,10 @@ pub enum View {
     Pipeline {
         name: Option<String>,
     },
+    /// A report: its tables, or one section (counted from 1) as CSV.
+    Report {
+        csv: Option<usize>,
+    },
 }
 
 /// A command as an operation: what to ask, how to show the answer, and
@@ -277,6 +281,13 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
             },
             View::Plain,
         ),
+        Command::Report(args) => plan(
+            args.request(),
+            View::Report {
+                csv: args.csv.then_some(args.section),
+            },
+        ),
+        Command::Rates(cmd) => plan(cmd.request(), View::Plain),
         Command::Pipeline { name } => plan(
             Request::Pipeline,
             View::Pipeline {
@@ -610,6 +621,14 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
                 }
             }
         }
+        Reply::Report(report) => {
+            let csv = match view {
+                View::Report { csv } => csv,
+                _ => None,
+            };
+            crate::reports::render(out, &report, csv, json)
+        }
+        Reply::Rates(rates) => crate::reports::render_rates(out, rates.as_ref(), json),
         Reply::Search(found) => {
             if json {
                 return to_json(out, &found);

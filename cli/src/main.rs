@@ -25,6 +25,7 @@ mod merge;
 mod output;
 mod recovery;
 mod relay;
+mod reports;
 mod schema;
 
 use std::path::PathBuf;
@@ -199,6 +200,13 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Reports from the records on this node: win-rate, forecast, abc, rfm, churn, service,
+    /// campaigns (`rapport report abc --csv > abc.csv`).
+    Report(reports::ReportArgs),
+    /// Exchange rates reports convert amounts at (`rates set USD=0.92 --base EUR`,
+    /// `rates show`, `rates clear`).
+    #[command(subcommand)]
+    Rates(reports::RatesCmd),
     /// Bring records in from a CSV file (Excel, Outlook, Google Contacts, HubSpot,
     /// Salesforce, ...), matched to those you have; `import list`, `import undo ID`.
     Import(import::ImportArgs),

@@ -1254,6 +1254,12 @@ impl Repo {
                 .any(|(f, _)| f.trim().eq_ignore_ascii_case("stage"));
             settle_deal(&schema, None, &mut fields, stage_given)?;
         }
+        // A record made closed is stamped as if it had been closed now.
+        for (field, value) in stamp_closing(&schema, kind, &BTreeMap::new(), &fields, ctx) {
+            if let (Some(v), false) = (value, fields.contains_key(field)) {
+                fields.insert(field.to_string(), v);
+            }
+        }
         check_record(kind, &fields)?;
         schema.check_new(kind, &fields).map_err(NodeError::Schema)?;
         Ok(fields)
@@ -1545,6 +1551,77 @@ pub(crate) fn settle_deal(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn closing_a_deal_or_a_ticket_stamps_when_and_reopening_a_ticket_clears_it() {
+        let (_t, repo) = repo();
+        repo.create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
+            .expect("company");
+        let today = repo.now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+        let deal = repo
+            .create(
+                Kind::Deal,
+                SpaceId::Private,
+                &input(&[
+                    ("title", "Rollout"),
+                    ("company", "Acme"),
+                    ("close", "2030-01-31"),
+                ]),
+            )
+            .expect("deal");
+        let id = deal.id.to_string();
+        let moved = repo
+            .edit(&id, &input(&[("stage", "proposal")]), &[])
+            .expect("edit");
+        assert_eq!(
+            moved.text("close"),
+            Some("2030-01-31"),
+            "an open stage keeps it"
+        );
+        let won = repo
+            .edit(&id, &input(&[("stage", "won")]), &[])
+            .expect("edit");
+        assert_eq!(won.text("close"), Some(today.to_string().as_str()));
+        let lost = repo
+            .edit(
+                &id,
+                &input(&[("stage", "lost"), ("close", "2026-01-02")]),
+                &[],
+            )
+            .expect("edit");
+        assert_eq!(lost.text("close"), Some("2026-01-02"), "a date given wins");
+
+        let born_won = repo
+            .create(
+                Kind::Deal,
+                SpaceId::Private,
+                &input(&[("title", "Renewal"), ("company", "Acme"), ("stage", "won")]),
+            )
+            .expect("deal");
+        assert_eq!(born_won.text("close"), Some(today.to_string().as_str()));
+        let ticket = repo
+            .create(Kind::Ticket, SpaceId::Private, &input(&[("title", "Down")]))
+            .expect("ticket");
+        let id = ticket.id.to_string();
+        assert!(ticket.text("resolved").is_none());
+        let done = repo
+            .edit(&id, &input(&[("status", "resolved")]), &[])
+            .expect("edit");
+        let stamped = done.text("resolved").expect("resolved").to_string();
+        assert!(stamped.starts_with(&today.to_string()), "{stamped}");
+        let closed = repo
+            .edit(&id, &input(&[("status", "closed")]), &[])
+            .expect("edit");
+        assert_eq!(
+            closed.text("resolved"),
+            Some(stamped.as_str()),
+            "still the first time"
+        );
+        let reopened = repo
+            .edit(&id, &input(&[("status", "open")]), &[])
+            .expect("edit");
+        assert!(reopened.text("resolved").is_none());
+    }
 
     fn repo() -> (tempfile::TempDir, Repo) {
         let tmp = tempfile::tempdir().expect("tempdir");

@@ -30,4 +30,4 @@ pub use json::{IMPORT_ORDER, JsonRecords};
 pub use locale::{DayOrder, Locale};
 pub use table::{Row, Table};
 pub use text::{Encoding, FileError, Inspection, inspect};
-pub use write::{CsvWriter, records_csv, write_rejected};
+pub use write::{CsvWriter, records_csv, write_rejected, write_table};

@@ -150,22 +150,37 @@ pub fn records_csv<W: Write>(out: W, kind: Kind, records: &[RecordView]) -> io::
 /// reason in a last column: the user fixes them there and imports that
 /// file. UTF-8 with a byte-order mark, like every CSV Rapport writes.
 pub fn write_rejected<W: Write>(
-    mut out: W,
+    out: W,
     headers: &[String],
     rows: &[(Vec<String>, String)],
+) -> io::Result<W> {
+    let mut header = headers.to_vec();
+    header.push("Rapport error".into());
+    let rows = rows.iter().map(|(cells, reason)| {
+        let mut row = cells.clone();
+        row.resize(headers.len(), String::new());
+        row.push(reason.clone());
+        row
+    });
+    write_table(out, &header, rows)
+}
+
+/// Any table (a report's section) as CSV: UTF-8 with a byte-order mark,
+/// cells made inert like every CSV Rapport writes.
+pub fn write_table<W: Write>(
+    mut out: W,
+    header: &[String],
+    rows: impl IntoIterator<Item = Vec<String>>,
 ) -> io::Result<W> {
     out.write_all("\u{FEFF}".as_bytes())?;
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(out);
-    let mut header: Vec<String> = headers.iter().cloned().map(inert).collect();
-    header.push("Rapport error".into());
-    w.write_record(&header).map_err(into_io)?;
-    for (cells, reason) in rows {
-        let mut row: Vec<String> = cells.iter().cloned().map(inert).collect();
-        row.resize(headers.len(), String::new());
-        row.push(inert(reason.clone()));
-        w.write_record(&row).map_err(into_io)?;
+    w.write_record(header.iter().cloned().map(inert))
+        .map_err(into_io)?;
+    for row in rows {
+        w.write_record(row.into_iter().map(inert))
+            .map_err(into_io)?;
     }
     w.flush()?;
     w.into_inner().map_err(|e| e.into_error())
