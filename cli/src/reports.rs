@@ -1,7 +1,7 @@
 //! `rapport report NAME` and `rapport rates`: their flags as operations,
 //! and a report as tables, one CSV section, or JSON.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use rapport_node::ops::Request;
 use rapport_node::reports::{Rates, Report, ReportName, ReportQuery};
@@ -106,20 +106,9 @@ pub fn render(out: &mut String, report: &Report, csv: Option<usize>, json: bool)
         return to_json(out, report);
     }
     if let Some(n) = csv {
-        let Some(section) = n.checked_sub(1).and_then(|i| report.sections.get(i)) else {
-            bail!(
-                "the {} report has {} section{} here: --section takes 1 to {}",
-                report.name,
-                report.sections.len(),
-                if report.sections.len() == 1 { "" } else { "s" },
-                report.sections.len().max(1)
-            );
-        };
-        let bytes = rapport_exchange::write_table(
-            Vec::new(),
-            &section.columns,
-            section.rows.iter().cloned(),
-        )?;
+        let bytes = report
+            .section_csv(n)
+            .map_err(|e| anyhow::anyhow!("--section {e}"))?;
         out.push_str(&String::from_utf8_lossy(&bytes));
         return Ok(());
     }

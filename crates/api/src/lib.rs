@@ -15,6 +15,7 @@ mod events;
 mod imports;
 mod merges;
 mod problem;
+mod reports;
 mod routes;
 pub mod webhooks;
 
@@ -148,6 +149,7 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         routes::restore_record,
         routes::timeline,
         routes::pipeline,
+        reports::report,
         routes::duplicates,
         merges::merge,
         merges::list_merges,
@@ -188,6 +190,7 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
     tags(
         (name = "records", description = "Companies, people, deals, activities, tickets, campaigns"),
         (name = "deals", description = "The sales pipeline"),
+        (name = "reports", description = "Win rate, forecast, ABC, RFM, churn, service and campaign reports"),
         (name = "spaces", description = "Shared spaces, their members and their fields (read only)"),
         (name = "events", description = "What happens to records, as it happens"),
         (name = "node", description = "This node"),

@@ -49,6 +49,11 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         ),
         (Method::GET, "/api/v1/records/{id}/timeline", get(timeline)),
         (Method::GET, "/api/v1/pipeline", get(pipeline)),
+        (
+            Method::GET,
+            "/api/v1/reports/{name}",
+            get(crate::reports::report),
+        ),
         (Method::GET, "/api/v1/duplicates", get(duplicates)),
         (Method::POST, "/api/v1/merges", post(crate::merges::merge)),
         (

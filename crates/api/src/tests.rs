@@ -955,3 +955,113 @@ async fn a_query_compares_by_value_and_a_bad_comparison_is_a_problem() {
         "{v}"
     );
 }
+
+/// A report through the API: JSON with exact amounts, one section as CSV,
+/// a read-only token may read it, and a bad name or filter is a problem
+/// that says what to send.
+#[tokio::test]
+async fn reports_as_json_and_csv() {
+    let f = fixture();
+    let token = f.token("bi", true);
+    let writer = f.token("crm", false);
+    for body in [
+        r#"{"kind": "company", "fields": {"name": "Acme"}}"#,
+        r#"{"kind": "company", "fields": {"name": "Beta"}}"#,
+        r#"{"kind": "deal", "fields": {"title": "A", "company": "Acme", "amount": "800.10", "currency": "EUR", "stage": "won"}}"#,
+        r#"{"kind": "deal", "fields": {"title": "B", "company": "Beta", "amount": "199.90", "currency": "EUR", "stage": "won"}}"#,
+    ] {
+        let (status, _, v) = f
+            .send(Method::POST, "/api/v1/records", Some(&writer), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+    }
+    let (status, _, v) = f
+        .send(Method::GET, "/api/v1/reports/abc", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["name"], "abc");
+    let list = &v["sections"][1];
+    assert_eq!(list["title"], "Customers by won revenue, EUR");
+    assert_eq!(
+        list["rows"][0],
+        json!(["1", "Acme", "800.10", "80.0", "80.0", "A"])
+    );
+    assert_eq!(
+        list["rows"][1],
+        json!(["2", "Beta", "199.90", "20.0", "100.0", "B"])
+    );
+    assert_eq!(list["chart"]["line"], 4);
+
+    let req = HttpRequest::builder()
+        .uri("/api/v1/reports/abc?format=csv&section=2")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("request");
+    let res = f.router.clone().oneshot(req).await.expect("answer");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "text/csv; charset=utf-8"
+    );
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let text = String::from_utf8(bytes.to_vec()).expect("utf-8");
+    assert!(
+        text.starts_with(
+            "\u{FEFF}rank,customer,won revenue (EUR),share %,cumulative %,class\r\n1,Acme,800.10,"
+        ),
+        "{text}"
+    );
+
+    for (path, status, says) in [
+        (
+            "/api/v1/reports/pareto",
+            StatusCode::NOT_FOUND,
+            "use one of",
+        ),
+        (
+            "/api/v1/reports/abc?abc=95,80",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "80,95",
+        ),
+        (
+            "/api/v1/reports/churn?from=yesterday",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "2026-03-31",
+        ),
+        (
+            "/api/v1/reports/abc?format=csv&section=9",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "counted from 1",
+        ),
+        (
+            "/api/v1/reports/abc?colour=red",
+            StatusCode::BAD_REQUEST,
+            "colour",
+        ),
+    ] {
+        let (got, _, v) = f.send(Method::GET, path, Some(&token), None).await;
+        assert_eq!(got, status, "{path}: {v}");
+        assert!(
+            v["detail"].as_str().unwrap_or("").contains(says),
+            "{path}: {v}"
+        );
+    }
+    // Rates are the device user's, not a token's to set.
+    let token_caller = Caller {
+        token: Some("crm".into()),
+        read_only: false,
+        space: None,
+    };
+    let set = Request::SetRates {
+        base: "EUR".into(),
+        pairs: vec!["USD=0.9".into()],
+    };
+    let refused = f
+        .ops
+        .execute(&token_caller, set.clone())
+        .expect_err("a token");
+    assert_eq!(refused.code, rapport_node::ops::ErrorCode::Forbidden);
+    assert!(f.ops.execute(&Caller::user(), set).is_ok());
+}

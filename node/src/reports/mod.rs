@@ -269,6 +269,23 @@ pub struct Report {
     pub sections: Vec<Section>,
 }
 
+impl Report {
+    /// Section `n` (counted from 1, as the CLI numbers them) as CSV, for
+    /// a spreadsheet; or what to ask for instead.
+    pub fn section_csv(&self, n: usize) -> Result<Vec<u8>, String> {
+        let Some(section) = n.checked_sub(1).and_then(|i| self.sections.get(i)) else {
+            return Err(format!(
+                "section {n}: the {} report has {} section{} here, counted from 1",
+                self.name,
+                self.sections.len(),
+                plural(self.sections.len())
+            ));
+        };
+        rapport_exchange::write_table(Vec::new(), &section.columns, section.rows.iter().cloned())
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// One table of a report.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Section {

@@ -1,0 +1,146 @@
+//! `GET /api/v1/reports/{name}`: a report as JSON, or one of its sections
+//! as CSV.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rapport_node::ops::{Reply, Request};
+use rapport_node::reports::{ReportName, ReportQuery};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::problem::{Problem, ProblemDocument};
+use crate::routes::{AppState, Auth, run};
+
+/// A report: titled sections of rows, amounts as exact decimals.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Report {
+    /// win-rate, forecast, abc, rfm, churn, service or campaigns.
+    pub name: String,
+    pub title: String,
+    /// What the reader must know: currencies, conversions, what was left out.
+    pub notes: Vec<String>,
+    pub sections: Vec<ReportSection>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportSection {
+    pub title: String,
+    pub columns: Vec<String>,
+    /// Cells as shown; "–" where there is nothing to show.
+    pub rows: Vec<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart: Option<ReportChart>,
+}
+
+/// How the web UI draws a section: a bar per row, labelled by one column,
+/// bars from others, a line (percent) from another; columns counted from 0.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportChart {
+    pub label: usize,
+    pub bars: Vec<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportParams {
+    from: Option<String>,
+    to: Option<String>,
+    owner: Option<String>,
+    space: Option<String>,
+    pipeline: Option<String>,
+    days: Option<u32>,
+    abc: Option<String>,
+    #[serde(default)]
+    convert: bool,
+    format: Option<String>,
+    section: Option<usize>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/{name}",
+    tag = "reports",
+    params(
+        ("name" = String, Path, description = "win-rate, forecast, abc, rfm, churn, service or campaigns"),
+        ("from" = Option<String>, Query, description = "First day counted, YYYY-MM-DD (close day of deals, opening day of tickets, start of campaigns)"),
+        ("to" = Option<String>, Query, description = "Last day counted"),
+        ("owner" = Option<String>, Query, description = "Only deals, tickets and campaigns (churn: customers) with this owner"),
+        ("space" = Option<String>, Query, description = "Only this space's records (name or id)"),
+        ("pipeline" = Option<String>, Query, description = "Only this pipeline's deals"),
+        ("days" = Option<u32>, Query, description = "Churn: days without activity that make a customer quiet [90]"),
+        ("abc" = Option<String>, Query, description = "ABC: cumulative percentages ending A and B [80,95]"),
+        ("convert" = Option<bool>, Query, description = "Convert amounts at the node user's exchange rates (`rapport rates`)"),
+        ("format" = Option<String>, Query, description = "json (default) or csv (one section)"),
+        ("section" = Option<usize>, Query, description = "With format=csv: the section, from 1 [1]"),
+    ),
+    responses(
+        (status = 200, description = "The report", body = Report),
+        (status = 404, description = "No such report", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "A filter that does not read", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn report(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    query: Result<Query<ReportParams>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(p) = query?;
+    let name: ReportName = name
+        .parse()
+        .map_err(|e: String| Problem::new(StatusCode::NOT_FOUND, "not_found", e))?;
+    let request = Request::Report(ReportQuery {
+        name,
+        from: p.from,
+        to: p.to,
+        owner: p.owner,
+        space: p.space,
+        pipeline: p.pipeline,
+        days: p.days,
+        abc: p.abc,
+        convert: p.convert,
+    });
+    let reply = run(&state.ops, caller, request).await?;
+    let Reply::Report(r) = reply else {
+        return Err(Problem::internal("the node answered something else"));
+    };
+    match p.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(Report {
+            name: r.name.to_string(),
+            title: r.title,
+            notes: r.notes,
+            sections: r
+                .sections
+                .into_iter()
+                .map(|s| ReportSection {
+                    title: s.title,
+                    columns: s.columns,
+                    rows: s.rows,
+                    chart: s.chart.map(|c| ReportChart {
+                        label: c.label,
+                        bars: c.bars,
+                        line: c.line,
+                    }),
+                })
+                .collect(),
+        })
+        .into_response()),
+        "csv" => {
+            let body = r
+                .section_csv(p.section.unwrap_or(1))
+                .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e))?;
+            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
+        }
+        other => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("format `{other}`: json or csv"),
+        )),
+    }
+}
