@@ -110,7 +110,7 @@
     }
     if (pendingG) {
       pendingG = false;
-      const to = { w: "/", b: "/board", s: "/spaces", c: "/k/company", p: "/k/person", d: "/k/deal", t: "/k/ticket" }[e.key];
+      const to = { w: "/", b: "/board", r: "/reports", s: "/spaces", c: "/k/company", p: "/k/person", d: "/k/deal", t: "/k/ticket" }[e.key];
       if (to) location.href = to;
       return;
     }

@@ -14,6 +14,7 @@
 
 mod assets;
 pub mod auth;
+mod chart;
 mod error;
 pub mod live;
 mod multipart;
@@ -284,6 +285,8 @@ fn router(app: App) -> Router {
         .route("/r/{id}/delete", post(pages::record::delete))
         .route("/r/{id}/restore", post(pages::record::restore))
         .route("/board", get(pages::board::page))
+        .route("/reports", get(pages::reports::page))
+        .route("/reports.csv", get(pages::reports::csv))
         .route("/duplicates", get(pages::duplicates::page))
         .route("/merge", get(pages::merge::page).post(pages::merge::merge))
         .route("/merge/{id}/undo", post(pages::merge::undo))

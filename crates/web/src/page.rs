@@ -14,6 +14,7 @@ pub(crate) enum Nav {
     Work,
     Kind(Kind),
     Board,
+    Reports,
     Spaces,
     Import,
     Fields,
@@ -71,6 +72,7 @@ pub(crate) fn render(app: &crate::App, p: Page) -> Html<String> {
                                 (nav_item(Nav::Kind(*k), &format!("/k/{}", k.as_str()), &label(many)))
                             }
                             (nav_item(Nav::Board, "/board", "Pipeline"))
+                            (nav_item(Nav::Reports, "/reports", "Reports"))
                             (nav_item(Nav::Spaces, "/spaces", "Spaces & sync"))
                             (nav_item(Nav::Import, "/import", "Import & export"))
                             (nav_item(Nav::Fields, "/fields", "Fields"))
@@ -100,7 +102,7 @@ pub(crate) fn render(app: &crate::App, p: Page) -> Html<String> {
                     footer class="foot" {
                         form method="post" action="/logout" { button class="link" type="submit" { "Log out" } }
                         span { "Keys: " kbd { "/" } " search, " kbd { "?" } " help, " kbd { "g" } " then "
-                            kbd { "w" } " my work, " kbd { "b" } " pipeline" }
+                            kbd { "w" } " my work, " kbd { "b" } " pipeline, " kbd { "r" } " reports" }
                     }
                 }
             }

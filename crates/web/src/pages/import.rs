@@ -626,7 +626,7 @@ pub(crate) async fn export_document(State(app): State<App>, Path(name): Path<Str
     }
 }
 
-fn csv_response(csv: Vec<u8>, name: &str) -> Response {
+pub(crate) fn csv_response(csv: Vec<u8>, name: &str) -> Response {
     file_response(csv, "text/csv; charset=utf-8", name)
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod import;
 pub(crate) mod list;
 pub(crate) mod merge;
 pub(crate) mod record;
+pub(crate) mod reports;
 pub(crate) mod schema;
 pub(crate) mod search;
 pub(crate) mod spaces;
