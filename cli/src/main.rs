@@ -282,6 +282,13 @@ pub enum BenchCmd {
         #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
         records: Vec<usize>,
     },
+    /// Every report (`rapport report`) over 100,000 people, 20,000 companies and 50,000 deals
+    /// at 100 %: p50 and slowest of five runs each, and reading the records alone.
+    Reports {
+        /// Sizes to measure, in percent of that store, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10,100")]
+        scale: Vec<usize>,
+    },
     /// `rapport import` of an Outlook-style CSV of N people at N/10 companies into an empty
     /// node, the same file again, a dry run, a CSV export and the undo: seconds, rows/s, RSS.
     Import {

@@ -1316,11 +1316,36 @@ impl Ops {
                     Some(s) if !s.is_empty() => Some(self.scoped_space(caller, s)?),
                     _ => caller.space,
                 };
-                let records: Vec<RecordView> = self
-                    .readable(caller, None)?
-                    .into_iter()
-                    .filter(|v| !v.deleted && space.is_none_or(|s| s == v.space))
+                let mut records = Vec::new();
+                for kind in checked.name.kinds() {
+                    for v in repo.all(Some(*kind)) {
+                        records.push(v?);
+                    }
+                }
+                let held: std::collections::HashSet<RecordId> =
+                    records.iter().map(|v| v.id).collect();
+                let mut followed: Vec<RecordId> = records
+                    .iter()
+                    .flat_map(|v| {
+                        checked
+                            .name
+                            .follows()
+                            .iter()
+                            .filter(move |(k, _)| *k == v.kind)
+                            .filter_map(move |(_, f)| v.get(f))
+                            .flat_map(|value| value.as_list().iter())
+                    })
+                    .filter_map(|id| id.parse::<RecordId>().ok())
+                    .filter(|id| !held.contains(id))
                     .collect();
+                followed.sort_unstable();
+                followed.dedup();
+                for id in followed {
+                    records.extend(repo.view(id)?);
+                }
+                records.retain(|v| {
+                    !v.deleted && caller.may_see(v) && space.is_none_or(|s| s == v.space)
+                });
                 let pipelines = repo.pipelines_in(space)?;
                 if let Some(p) = &checked.pipeline {
                     let known = std::iter::once(rapport_model::custom::Pipeline::sales())

@@ -18,6 +18,7 @@ use serde_json::json;
 
 pub mod import;
 pub mod relay;
+pub mod reports;
 pub mod search;
 pub mod serve;
 pub mod sync;
@@ -28,6 +29,7 @@ pub fn run_command(cmd: crate::BenchCmd, out: &mut String, json: bool) -> Result
     match cmd {
         BenchCmd::Store { records, dir } => run(out, records, dir.as_deref(), json),
         BenchCmd::Search { records } => search::run(out, &records, json),
+        BenchCmd::Reports { scale } => reports::run(out, &scale, json),
         BenchCmd::Import { records } => import::run(out, &records, json),
         BenchCmd::Relay { nodes, changes } => relay::run(out, nodes, changes, json),
         BenchCmd::Serve { peers, writes } => serve::run(out, peers, writes, json),

@@ -223,10 +223,20 @@ pub(crate) fn rfm(q: &Checked, data: &Data<'_>, book: &mut Book<'_>) -> Vec<Sect
         let n = list.len();
         let mut rows: Vec<(u8, Vec<String>)> = Vec::new();
         let mut per_segment: BTreeMap<&str, (usize, Decimal)> = BTreeMap::new();
+        // Sorted once, so that "how many are no better" is a search.
+        let sorted = |mut v: Vec<i128>| {
+            v.sort_unstable();
+            v
+        };
+        let days = sorted(list.iter().map(|c| i128::from(c.days)).collect());
+        let deals = sorted(list.iter().map(|c| c.deals as i128).collect());
+        let money = sorted(list.iter().map(|c| c.revenue.ten_thousandths()).collect());
+        let at_most = |v: &[i128], x: i128| v.partition_point(|o| *o <= x);
         for c in &list {
-            let r = quintile(list.iter().filter(|o| o.days >= c.days).count(), n);
-            let f = quintile(list.iter().filter(|o| o.deals <= c.deals).count(), n);
-            let m = quintile(list.iter().filter(|o| o.revenue <= c.revenue).count(), n);
+            // More days is worse: those no better have as many or more.
+            let r = quintile(n - days.partition_point(|o| *o < i128::from(c.days)), n);
+            let f = quintile(at_most(&deals, c.deals as i128), n);
+            let m = quintile(at_most(&money, c.revenue.ten_thousandths()), n);
             let seg = segment(r, f);
             let s = per_segment.entry(seg).or_default();
             s.0 += 1;

@@ -74,6 +74,31 @@ impl ReportName {
         }
     }
 
+    /// The kinds of records it reads.
+    pub fn kinds(self) -> &'static [Kind] {
+        match self {
+            ReportName::WinRate | ReportName::Forecast => &[Kind::Deal],
+            ReportName::Abc => &[Kind::Deal, Kind::Company],
+            ReportName::Rfm | ReportName::Churn => {
+                &[Kind::Deal, Kind::Company, Kind::Activity, Kind::Ticket]
+            }
+            ReportName::Service => &[Kind::Ticket, Kind::Activity],
+            ReportName::Campaigns => &[Kind::Campaign, Kind::Deal],
+        }
+    }
+
+    /// The reference fields whose records it reads too, whatever their
+    /// kind: the people an activity is about (it counts for their
+    /// company), a campaign's members (their deals and companies). Read
+    /// by id, so that a report does not read every person there is.
+    pub fn follows(self) -> &'static [(Kind, &'static str)] {
+        match self {
+            ReportName::Rfm | ReportName::Churn => &[(Kind::Activity, "about")],
+            ReportName::Campaigns => &[(Kind::Campaign, "members")],
+            _ => &[],
+        }
+    }
+
     /// One line on what it answers (CLI help, the web page's chooser).
     pub fn about(self) -> &'static str {
         match self {
