@@ -7,6 +7,7 @@
 
 pub mod addresses;
 pub mod api;
+pub mod calendar;
 pub mod datadir;
 pub mod demo;
 pub mod duplicates;

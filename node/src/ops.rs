@@ -117,6 +117,8 @@ pub enum Request {
     Report(crate::reports::ReportQuery),
     /// The exchange rates reports convert at.
     Rates,
+    /// Meetings, calls and tasks of some days (`calendar`).
+    Agenda(crate::calendar::AgendaQuery),
     /// Sets the exchange rates: `pairs` such as `USD=0.92`, each
     /// `1 USD = 0.92 base`; no pairs clears them.
     SetRates {
@@ -321,6 +323,7 @@ pub enum Reply {
     },
     Report(crate::reports::Report),
     Rates(Option<crate::reports::Rates>),
+    Agenda(crate::calendar::Agenda),
     Likely {
         record: RecordView,
         matches: Vec<Likely>,
@@ -856,6 +859,12 @@ impl From<NodeError> for OpError {
             NodeError::Rule(rapport_model::RuleError::EndsBeforeStart { .. }) => {
                 out = out.field("end");
             }
+            NodeError::Rule(rapport_model::RuleError::Invalid { field, .. }) => {
+                out = out.field(*field);
+            }
+            NodeError::Rule(rapport_model::RuleError::MeetingEndsBeforeStart { .. }) => {
+                out = out.field("ends");
+            }
             NodeError::UnknownSpace(_) | NodeError::NotMember(_) | NodeError::Forbidden(_) => {
                 out = out.field("space");
             }
@@ -914,6 +923,7 @@ impl Request {
                 | Request::Pipeline
                 | Request::Report(_)
                 | Request::Rates
+                | Request::Agenda(_)
                 | Request::Duplicates { .. }
                 | Request::Likely { .. }
                 | Request::Merges
@@ -953,6 +963,7 @@ impl Request {
                 | Request::Pipeline
                 | Request::Report(_)
                 | Request::Rates
+                | Request::Agenda(_)
                 | Request::Duplicates { .. }
                 | Request::Likely { .. }
                 | Request::Merge { .. }
@@ -1370,6 +1381,67 @@ impl Ops {
                 Ok(Reply::Report(crate::reports::run(&checked, &inputs)))
             }
             Request::Rates => Ok(Reply::Rates(repo.rates())),
+            Request::Agenda(q) => {
+                let invalid = |field: &'static str, m: String| {
+                    OpError::new(ErrorCode::Invalid, m).field(field)
+                };
+                let zone = match q.zone.as_deref().map(str::trim).filter(|z| !z.is_empty()) {
+                    Some(z) => rapport_model::calendar::zone(z).map_err(|m| invalid("zone", m))?,
+                    None => jiff::tz::TimeZone::system(),
+                };
+                let today = repo.now().to_zoned_datetime(zone.clone()).date();
+                let from = match q.from.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+                    Some(d) => d.parse::<jiff::civil::Date>().map_err(|_| {
+                        invalid(
+                            "from",
+                            format!("--from {d}: expected a day such as 2026-03-31"),
+                        )
+                    })?,
+                    None => today,
+                };
+                let days = q.days.unwrap_or(1);
+                if !(1..=62).contains(&days) {
+                    return Err(invalid("days", format!("--days {days}: from 1 to 62")));
+                }
+                let owner = if q.everyone {
+                    None
+                } else {
+                    q.owner
+                        .clone()
+                        .or(repo.profile().name)
+                        .map(|o| o.trim().to_lowercase())
+                        .filter(|o| !o.is_empty())
+                };
+                let mut activities = Vec::new();
+                for v in repo.all(Some(Kind::Activity)) {
+                    let v = v?;
+                    if caller.may_see(&v) {
+                        activities.push(v);
+                    }
+                }
+                let window = crate::calendar::Window {
+                    from,
+                    days,
+                    zone: zone.clone(),
+                    today,
+                    owner: owner.clone(),
+                };
+                let mut entries = crate::calendar::agenda(&activities, &window);
+                crate::calendar::name_links(&mut entries, |id| {
+                    repo.view(id)
+                        .ok()
+                        .flatten()
+                        .filter(|v| caller.may_see(v))
+                        .map(|v| v.title())
+                });
+                Ok(Reply::Agenda(crate::calendar::Agenda {
+                    from: from.to_string(),
+                    days,
+                    zone: zone.iana_name().unwrap_or("local").to_string(),
+                    owner,
+                    entries,
+                }))
+            }
             Request::SetRates { base, pairs } => {
                 let rates = if pairs.is_empty() {
                     None

@@ -3,6 +3,7 @@
 //!
 //! Sans-IO: nothing here touches the disk, the network or the clock.
 
+pub mod calendar;
 pub mod custom;
 pub mod doc;
 pub mod id;

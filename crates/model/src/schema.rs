@@ -304,6 +304,31 @@ const ACTIVITY: &[FieldDef] = &[
     f("ends", T::DateTime, "when a meeting ends"),
     f("location", T::Text, "where a meeting takes place"),
     f(
+        "all_day",
+        T::Flag,
+        "a meeting that takes whole days (from the day of `when` to that of `ends`)",
+    ),
+    f(
+        "zone",
+        T::Text,
+        "the meeting's time zone (IANA, e.g. Europe/Berlin): repeats keep its wall-clock time",
+    ),
+    f(
+        "attendees",
+        T::Refs(&[Kind::Person]),
+        "people who attend (members: by `owner`)",
+    ),
+    f(
+        "repeat",
+        T::Text,
+        "how a meeting repeats: daily, weekly, monthly, weekdays, or FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10",
+    ),
+    f(
+        "skip",
+        T::Text,
+        "days a repeating meeting does not take place, e.g. 2026-12-24, 2026-12-31",
+    ),
+    f(
         "uid",
         T::Text,
         "calendar UID (iCalendar): importing the same event again updates it",
@@ -466,6 +491,13 @@ pub enum RuleError {
     EndsBeforeStart { start: String, end: String },
     #[error("only a task can be done; this is a {0}")]
     DoneOnNonTask(String),
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("the meeting ends ({ends}) before it starts ({when})")]
+    MeetingEndsBeforeStart { when: String, ends: String },
 }
 
 /// Checks the rules that span fields, on a record's complete field set.
@@ -509,6 +541,28 @@ pub fn check_record(
         && ty != "task"
     {
         return Err(RuleError::DoneOnNonTask(ty.into()));
+    }
+    if kind == Kind::Activity {
+        let invalid = |field: &'static str, message: String| RuleError::Invalid { field, message };
+        if let Some(z) = text("zone") {
+            crate::calendar::zone(z).map_err(|e| invalid("zone", e))?;
+        }
+        if let Some(r) = text("repeat") {
+            r.parse::<crate::calendar::Recurrence>()
+                .map_err(|e| invalid("repeat", format!("`{r}`: {e}")))?;
+        }
+        if let Some(s) = text("skip") {
+            crate::calendar::days(s).map_err(|e| invalid("skip", e))?;
+        }
+        let instant = |f: &str| text(f).and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        if let (Some(when), Some(ends)) = (instant("when"), instant("ends"))
+            && ends < when
+        {
+            return Err(RuleError::MeetingEndsBeforeStart {
+                when: when.to_string(),
+                ends: ends.to_string(),
+            });
+        }
     }
     Ok(())
 }

@@ -1,0 +1,484 @@
+//! The agenda: meetings and calls (each occurrence of a repeating one)
+//! and tasks by due day, within some days, in the reader's time zone,
+//! with what overlaps marked. Sans-IO: records, the window and the zone
+//! are passed in; `ops` reads them.
+
+use std::collections::BTreeMap;
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::{Span, Timestamp, ZonedDateTime};
+use rapport_model::calendar::{Recurrence, days as skip_days, occurrences};
+use rapport_model::{FieldValue, Kind, RecordId, RecordView};
+
+/// How long a meeting or call without an end is shown as lasting.
+const DEFAULT_MINUTES: i64 = 30;
+
+/// What to show: days from a day, whose.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AgendaQuery {
+    /// The first day, `YYYY-MM-DD` [today].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// How many days [1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<u32>,
+    /// Whose: an owner's name; `None` with `everyone` false: this user's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub everyone: bool,
+    /// The reader's time zone (IANA) [this node's].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+/// A record an entry is about, or one of its attendees.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Link {
+    pub id: RecordId,
+    pub title: String,
+}
+
+/// One meeting, call or task in the agenda.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    pub id: RecordId,
+    /// meeting, call or task.
+    pub kind: String,
+    pub title: String,
+    /// The day it is on, in the reader's zone.
+    pub day: String,
+    /// Start and end in the reader's zone, `HH:MM`; none for all-day
+    /// meetings and tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// The start as an instant (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    pub all_day: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attendees: Vec<Link>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub about: Vec<Link>,
+    /// One occurrence of a repeating meeting.
+    pub repeats: bool,
+    /// Overlaps another timed entry of the same owner.
+    pub overlaps: bool,
+    /// A task done.
+    pub done: bool,
+    /// A task due before today and not done.
+    pub overdue: bool,
+}
+
+/// The agenda of some days.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Agenda {
+    pub from: String,
+    pub days: u32,
+    pub zone: String,
+    /// Whose: a name, or `None` for everyone's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// In time order, day by day; overdue tasks first.
+    pub entries: Vec<Entry>,
+}
+
+/// The window and whose, read.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub from: Date,
+    pub days: u32,
+    pub zone: TimeZone,
+    pub today: Date,
+    /// Lower case; `None`: everyone's.
+    pub owner: Option<String>,
+}
+
+impl Window {
+    fn bounds(&self) -> Option<(Timestamp, Timestamp)> {
+        let start = self.from.to_zoned_datetime(self.zone.clone()).ok()?;
+        let end = self
+            .from
+            .checked_add(Span::new().days(i64::from(self.days)))
+            .ok()?
+            .to_zoned_datetime(self.zone.clone())
+            .ok()?;
+        Some((start.timestamp(), end.timestamp()))
+    }
+
+    fn last(&self) -> Date {
+        self.from
+            .checked_add(Span::new().days(i64::from(self.days.max(1)) - 1))
+            .unwrap_or(self.from)
+    }
+
+    fn whose(&self, v: &RecordView) -> bool {
+        self.owner.as_deref().is_none_or(|o| {
+            v.text("owner")
+                .is_some_and(|own| own.trim().to_lowercase() == o)
+        })
+    }
+}
+
+/// The agenda of `window` from `records` (activities, and the records
+/// they name, for titles).
+pub fn agenda(records: &[RecordView], window: &Window) -> Vec<Entry> {
+    let titles: BTreeMap<RecordId, String> = records.iter().map(|r| (r.id, r.title())).collect();
+    let links = |v: &RecordView, field: &str| -> Vec<Link> {
+        v.get(field)
+            .map(FieldValue::as_list)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| s.parse::<RecordId>().ok())
+            .map(|id| Link {
+                id,
+                title: titles.get(&id).cloned().unwrap_or_else(|| id.to_string()),
+            })
+            .collect()
+    };
+    let Some((from, to)) = window.bounds() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for v in records
+        .iter()
+        .filter(|v| v.kind == Kind::Activity && !v.deleted && window.whose(v))
+    {
+        let kind = v.text("type").unwrap_or("");
+        let base = |day: Date| Entry {
+            id: v.id,
+            kind: kind.to_string(),
+            title: v
+                .text("subject")
+                .filter(|s| !s.is_empty())
+                .map_or_else(|| v.title(), str::to_string),
+            day: day.to_string(),
+            start: None,
+            end: None,
+            at: None,
+            all_day: false,
+            location: v.text("location").map(str::to_string),
+            owner: v.text("owner").map(str::to_string),
+            attendees: links(v, "attendees"),
+            about: links(v, "about"),
+            repeats: v.text("repeat").is_some(),
+            overlaps: false,
+            done: v.get("done") == Some(&FieldValue::Flag(true)),
+            overdue: false,
+        };
+        match kind {
+            "task" => {
+                let Some(due) = v.text("due").and_then(|d| d.parse::<Date>().ok()) else {
+                    continue;
+                };
+                let mut e = base(due);
+                let in_window = due >= window.from && due <= window.last();
+                // Overdue tasks show on today, if today is shown.
+                let today_shown = window.today >= window.from && window.today <= window.last();
+                if due < window.today && !e.done && today_shown {
+                    e.overdue = true;
+                    out.push(e);
+                } else if in_window {
+                    out.push(e);
+                }
+            }
+            "meeting" | "call" => {
+                let Some(when) = v.text("when").and_then(|t| t.parse::<Timestamp>().ok()) else {
+                    continue;
+                };
+                let zone = v
+                    .text("zone")
+                    .and_then(|z| TimeZone::get(z).ok())
+                    .unwrap_or_else(|| window.zone.clone());
+                let ends = v.text("ends").and_then(|t| t.parse::<Timestamp>().ok());
+                let all_day = v.get("all_day") == Some(&FieldValue::Flag(true));
+                let first_zoned = when.to_zoned_datetime(zone.clone());
+                let (first, length) = if all_day {
+                    let day = first_zoned.date();
+                    let last = ends
+                        .map_or(day, |e| e.to_zoned_datetime(zone.clone()).date())
+                        .max(day);
+                    let Ok(start) = day.to_zoned_datetime(zone.clone()) else {
+                        continue;
+                    };
+                    let n = day.until(last).map_or(0, |s| i64::from(s.get_days()));
+                    (start, Span::new().days(n + 1))
+                } else {
+                    let length = ends
+                        .filter(|e| *e > when)
+                        .map_or(DEFAULT_MINUTES * 60, |e| e.as_second() - when.as_second());
+                    (first_zoned, Span::new().seconds(length))
+                };
+                let rule = v.text("repeat").and_then(|r| r.parse::<Recurrence>().ok());
+                let skip = v
+                    .text("skip")
+                    .and_then(|s| skip_days(s).ok())
+                    .unwrap_or_default();
+                for start in occurrences(&first, length, rule.as_ref(), &skip, from, to) {
+                    let end = start.checked_add(length).unwrap_or_else(|_| start.clone());
+                    let local = start.timestamp().to_zoned_datetime(window.zone.clone());
+                    let local_end = end.timestamp().to_zoned_datetime(window.zone.clone());
+                    let mut e = base(if all_day { start.date() } else { local.date() });
+                    e.at = Some(rapport_model::value::format_instant(start.timestamp()));
+                    if all_day {
+                        e.all_day = true;
+                        // A meeting of several days shows on each of them.
+                        let mut day = start.date().max(window.from);
+                        let last = end
+                            .date()
+                            .checked_sub(Span::new().days(1))
+                            .unwrap_or(start.date())
+                            .min(window.last());
+                        while day <= last {
+                            let mut each = e.clone();
+                            each.day = day.to_string();
+                            out.push(each);
+                            let Ok(next) = day.checked_add(Span::new().days(1)) else {
+                                break;
+                            };
+                            day = next;
+                        }
+                        continue;
+                    }
+                    e.start = Some(hhmm(&local));
+                    e.end = Some(hhmm(&local_end));
+                    out.push(e);
+                }
+            }
+            _ => {}
+        }
+    }
+    mark_overlaps(&mut out);
+    out.sort_by(|a, b| {
+        (!a.overdue, &a.day, !a.all_day, &a.at, &a.title)
+            .cmp(&(!b.overdue, &b.day, !b.all_day, &b.at, &b.title))
+    });
+    out
+}
+
+/// Names the records entries link to by `title_of` (the agenda is made
+/// from activities alone; their links are looked up after).
+pub fn name_links(entries: &mut [Entry], title_of: impl Fn(RecordId) -> Option<String>) {
+    let mut known: BTreeMap<RecordId, Option<String>> = BTreeMap::new();
+    for e in entries.iter_mut() {
+        for link in e.attendees.iter_mut().chain(e.about.iter_mut()) {
+            let title = known.entry(link.id).or_insert_with(|| title_of(link.id));
+            if let Some(t) = title {
+                link.title = t.clone();
+            }
+        }
+    }
+}
+
+fn hhmm(z: &ZonedDateTime) -> String {
+    z.strftime("%H:%M").to_string()
+}
+
+/// Marks timed entries of one owner that overlap in time.
+fn mark_overlaps(entries: &mut [Entry]) {
+    let mut timed: Vec<(usize, Timestamp, Timestamp)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.all_day || e.start.is_none() {
+            continue;
+        }
+        let Some(at) = e.at.as_deref().and_then(|a| a.parse::<Timestamp>().ok()) else {
+            continue;
+        };
+        let (Some(s), Some(en)) = (e.start.as_deref(), e.end.as_deref()) else {
+            continue;
+        };
+        // The length in minutes from the shown times (a day change wraps).
+        let minutes = |t: &str| {
+            let (h, m) = t.split_once(':').unwrap_or(("0", "0"));
+            h.parse::<i64>().unwrap_or(0) * 60 + m.parse::<i64>().unwrap_or(0)
+        };
+        let mut length = minutes(en) - minutes(s);
+        if length <= 0 {
+            length += 24 * 60;
+        }
+        let end = at.checked_add(Span::new().minutes(length)).unwrap_or(at);
+        timed.push((i, at, end));
+    }
+    timed.sort_by_key(|t| t.1);
+    let mut hit = vec![false; entries.len()];
+    for (a, &(i, _, end_i)) in timed.iter().enumerate() {
+        for &(j, start_j, _) in &timed[a + 1..] {
+            if start_j >= end_i {
+                break;
+            }
+            if entries[i].owner.as_deref().map(str::to_lowercase)
+                == entries[j].owner.as_deref().map(str::to_lowercase)
+            {
+                hit[i] = true;
+                hit[j] = true;
+            }
+        }
+    }
+    for (e, h) in entries.iter_mut().zip(hit) {
+        e.overlaps = h;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::civil::date;
+
+    fn activity(n: u8, fields: &[(&str, &str)]) -> RecordView {
+        RecordView {
+            id: RecordId::new(1_700_000_000_000, [n; 10]),
+            kind: Kind::Activity,
+            space: Default::default(),
+            deleted: false,
+            merged_into: None,
+            updated: 0,
+            fields: fields
+                .iter()
+                .map(|(k, v)| {
+                    let value = match *v {
+                        "yes" => FieldValue::Flag(true),
+                        _ => FieldValue::Text(v.to_string()),
+                    };
+                    (k.to_string(), value)
+                })
+                .collect(),
+            conflicts: Default::default(),
+        }
+    }
+
+    fn week(zone: &str, owner: Option<&str>) -> Window {
+        Window {
+            from: date(2026, 3, 23),
+            days: 7,
+            zone: TimeZone::get(zone).expect("tz"),
+            today: date(2026, 3, 25),
+            owner: owner.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_week_in_the_readers_zone_with_repeats_tasks_and_overlaps() {
+        let records = [
+            // Weekly 09:00 Berlin stand-up, 30 minutes; summer time from 29 March.
+            activity(
+                1,
+                &[
+                    ("type", "meeting"),
+                    ("subject", "Stand-up"),
+                    ("when", "2026-03-16T08:00:00Z"),
+                    ("ends", "2026-03-16T08:30:00Z"),
+                    ("zone", "Europe/Berlin"),
+                    ("repeat", "FREQ=WEEKLY;BYDAY=MO,WE"),
+                    ("skip", "2026-03-25"),
+                    ("owner", "ann"),
+                ],
+            ),
+            // Overlaps Monday's stand-up.
+            activity(
+                2,
+                &[
+                    ("type", "call"),
+                    ("subject", "Acme call"),
+                    ("when", "2026-03-23T08:15:00Z"),
+                    ("owner", "Ann"),
+                ],
+            ),
+            // Ben's meeting at the same time overlaps nothing of Ann's.
+            activity(
+                3,
+                &[
+                    ("type", "meeting"),
+                    ("subject", "Ben's"),
+                    ("when", "2026-03-23T08:00:00Z"),
+                    ("owner", "ben"),
+                ],
+            ),
+            activity(
+                4,
+                &[
+                    ("type", "task"),
+                    ("subject", "Offer"),
+                    ("due", "2026-03-20"),
+                    ("owner", "ann"),
+                ],
+            ),
+            activity(
+                5,
+                &[
+                    ("type", "task"),
+                    ("subject", "Done"),
+                    ("due", "2026-03-20"),
+                    ("done", "yes"),
+                    ("owner", "ann"),
+                ],
+            ),
+            activity(
+                6,
+                &[
+                    ("type", "task"),
+                    ("subject", "Report"),
+                    ("due", "2026-03-27"),
+                    ("owner", "ann"),
+                ],
+            ),
+            activity(
+                7,
+                &[
+                    ("type", "meeting"),
+                    ("subject", "Fair"),
+                    ("when", "2026-03-28T00:00:00Z"),
+                    ("ends", "2026-03-29T00:00:00Z"),
+                    ("all_day", "yes"),
+                    ("owner", "ann"),
+                ],
+            ),
+        ];
+        let got = agenda(&records, &week("Europe/Berlin", Some("ann")));
+        let seen: Vec<(String, &str, Option<&str>, bool, bool)> = got
+            .iter()
+            .map(|e| {
+                (
+                    e.day.clone(),
+                    e.title.as_str(),
+                    e.start.as_deref(),
+                    e.overlaps,
+                    e.overdue,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("2026-03-20".into(), "Offer", None, false, true),
+                ("2026-03-23".into(), "Stand-up", Some("09:00"), true, false),
+                ("2026-03-23".into(), "Acme call", Some("09:15"), true, false),
+                ("2026-03-27".into(), "Report", None, false, false),
+                ("2026-03-28".into(), "Fair", None, false, false),
+                ("2026-03-29".into(), "Fair", None, false, false),
+            ]
+        );
+        assert!(got[1].repeats && got[1].end.as_deref() == Some("09:30"));
+
+        // Read in New York the next week: the stand-up is still 09:00 in
+        // Berlin, which is 03:00 there after both changed to summer time.
+        let mut ny = week("America/New_York", None);
+        ny.from = date(2026, 3, 30);
+        let got = agenda(&records, &ny);
+        let standup: Vec<(&str, Option<&str>)> = got
+            .iter()
+            .filter(|e| e.title == "Stand-up")
+            .map(|e| (e.day.as_str(), e.start.as_deref()))
+            .collect();
+        assert_eq!(
+            standup,
+            [("2026-03-30", Some("03:00")), ("2026-04-01", Some("03:00"))]
+        );
+    }
+}
