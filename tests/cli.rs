@@ -449,6 +449,178 @@ fn pipeline_totals_per_stage_and_currency() {
     assert!(n.ok(&["pipeline"]).contains("1500.00"));
 }
 
+/// Reports and rates from the command line: exact per-currency sums, a
+/// conversion that says its rates, one section as CSV a spreadsheet opens,
+/// and filters refused with what to type.
+#[test]
+fn reports_and_rates_from_the_command_line() {
+    let n = Node::new();
+    n.ok(&["company", "add", "Acme"]);
+    n.ok(&["company", "add", "Beta"]);
+    for (title, company, amount, cur) in
+        [("A", "Acme", "1000.10", "EUR"), ("B", "Beta", "250", "USD")]
+    {
+        n.ok(&[
+            "deal",
+            "add",
+            title,
+            "--company",
+            company,
+            "--amount",
+            amount,
+            "--currency",
+            cur,
+            "--stage",
+            "won",
+            "--owner",
+            "ann",
+        ]);
+    }
+    let abc = n.json(&["report", "abc"]);
+    let titles: Vec<&str> = abc["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .map(|s| s["title"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Classes, EUR",
+            "Customers by won revenue, EUR",
+            "Classes, USD",
+            "Customers by won revenue, USD"
+        ]
+    );
+    assert_eq!(abc["sections"][1]["rows"][0][2], "1000.10");
+
+    n.ok(&["rates", "set", "USD=0.9", "--base", "EUR"]);
+    let text = n.ok(&["report", "abc", "--convert"]);
+    assert!(text.contains("converted to EUR"), "{text}");
+    assert!(text.contains("1 USD = 0.9 EUR"), "{text}");
+    let converted = n.json(&["report", "abc", "--convert"]);
+    assert_eq!(
+        converted["sections"][1]["rows"][1][2], "225.00",
+        "{converted}"
+    );
+
+    let csv = n.ok(&["report", "abc", "--csv", "--section", "2"]);
+    assert!(
+        csv.starts_with("\u{FEFF}rank,customer,won revenue (EUR),share %,cumulative %,class\r\n1,Acme,1000.10,100.0,100.0,A\r\n"),
+        "{csv:?}"
+    );
+    let win = n.ok(&["report", "win-rate", "--owner", "ann"]);
+    assert!(win.contains("1000.10 EUR; 250.00 USD"), "{win}");
+
+    assert!(
+        n.fails(&["report", "pareto"])
+            .contains("use one of win-rate")
+    );
+    assert!(
+        n.fails(&["report", "abc", "--from", "March"])
+            .contains("2026-03-31")
+    );
+    assert!(
+        n.fails(&["report", "abc", "--csv", "--section", "9"])
+            .contains("counted from 1")
+    );
+    assert!(
+        n.fails(&["rates", "set", "USD=zero", "--base", "EUR"])
+            .contains("USD=zero")
+    );
+    n.ok(&["rates", "clear"]);
+    assert!(n.ok(&["rates", "show"]).contains("No exchange rates set"));
+}
+
+/// `rapport agenda`: a repeating meeting read in its own zone, a call
+/// that overlaps it, an overdue task, and bad input refused.
+#[test]
+fn the_agenda_of_a_week() {
+    let n = Node::new();
+    n.ok(&["init", "--name", "Ann"]);
+    n.ok(&[
+        "activity",
+        "add",
+        "meeting",
+        "--subject",
+        "Stand-up",
+        "--when",
+        "2026-03-16 09:00",
+        "--ends",
+        "2026-03-16 09:30",
+        "--zone",
+        "Europe/Berlin",
+        "--repeat",
+        "weekdays",
+        "--owner",
+        "Ann",
+    ]);
+    n.ok(&[
+        "activity",
+        "add",
+        "call",
+        "--subject",
+        "Acme call",
+        "--when",
+        "2026-03-24T08:15:00Z",
+        "--owner",
+        "Ann",
+    ]);
+    n.ok(&[
+        "activity",
+        "add",
+        "meeting",
+        "--subject",
+        "Ben's",
+        "--when",
+        "2026-03-24T08:00:00Z",
+        "--owner",
+        "Ben",
+    ]);
+    let week = n.ok(&[
+        "agenda",
+        "--week",
+        "--from",
+        "2026-03-25",
+        "--zone",
+        "Europe/Berlin",
+    ]);
+    assert!(
+        week.starts_with("Agenda from 2026-03-23 for 7 days (Europe/Berlin), ann's"),
+        "{week}"
+    );
+    assert!(
+        week.contains("Tuesday 2026-03-24\n  09:00–09:30  meeting  Stand-up [repeats] [overlaps]"),
+        "{week}"
+    );
+    assert!(
+        week.contains("09:15–09:45  call     Acme call [overlaps]"),
+        "{week}"
+    );
+    assert!(!week.contains("Ben's"), "{week}");
+    assert!(!week.contains("Saturday"), "{week}");
+    // After the change to summer time (29 March) 09:00 in Berlin is 07:00 UTC.
+    let utc = n.json(&["agenda", "--from", "2026-03-30", "--zone", "UTC", "--all"]);
+    assert_eq!(utc["entries"][0]["start"], "07:00", "{utc}");
+    assert!(n.fails(&["agenda", "--days", "0"]).contains("from 1 to 62"));
+    assert!(
+        n.fails(&["agenda", "--zone", "Mars/Base"])
+            .contains("not a time zone")
+    );
+    assert!(
+        n.fails(&[
+            "activity",
+            "add",
+            "meeting",
+            "--when",
+            "2026-03-16 09:00",
+            "--repeat",
+            "often"
+        ])
+        .contains("FREQ=WEEKLY")
+    );
+}
+
 #[test]
 fn export_as_json_and_as_automerge_documents() {
     let n = Node::new();

@@ -288,6 +288,7 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
             },
         ),
         Command::Rates(cmd) => plan(cmd.request(), View::Plain),
+        Command::Agenda(args) => plan(args.request()?, View::Plain),
         Command::Pipeline { name } => plan(
             Request::Pipeline,
             View::Pipeline {
@@ -629,6 +630,7 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
             crate::reports::render(out, &report, csv, json)
         }
         Reply::Rates(rates) => crate::reports::render_rates(out, rates.as_ref(), json),
+        Reply::Agenda(agenda) => crate::agenda::render(out, &agenda, json),
         Reply::Search(found) => {
             if json {
                 return to_json(out, &found);

@@ -13,6 +13,7 @@ macro_rules! outln {
 }
 
 mod add;
+mod agenda;
 mod bench;
 mod client;
 mod commands;
@@ -200,6 +201,9 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Your meetings, calls and tasks of today (or --week, or some --days), in your time zone;
+    /// overdue tasks first.
+    Agenda(agenda::AgendaArgs),
     /// Reports from the records on this node: win-rate, forecast, abc, rfm, churn, service,
     /// campaigns (`rapport report abc --csv > abc.csv`).
     Report(reports::ReportArgs),

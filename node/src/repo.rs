@@ -984,7 +984,11 @@ impl Repo {
         if view.deleted {
             return Err(deleted_error(&view));
         }
-        let ctx = self.context();
+        // Times are read in the meeting's zone: the one given, or its own.
+        let ctx = in_zone(
+            &self.context(),
+            zone_given(sets).or_else(|| view.text("zone").map(str::to_string)),
+        );
         let mut edits = Vec::new();
         let mut fields = view.fields.clone();
         for (field, raw) in sets {
@@ -1235,6 +1239,7 @@ impl Repo {
     ) -> Result<BTreeMap<String, FieldValue>, NodeError> {
         self.known_kind(Some(space), kind, false)?;
         let mut fields = BTreeMap::new();
+        let ctx = &in_zone(ctx, zone_given(inputs));
         for (field, raw) in inputs {
             let def = self.field_in(Some(space), kind, field)?;
             fields.insert(
@@ -1459,6 +1464,26 @@ fn parse_hash(hex: &str) -> Option<rapport_model::automerge::ChangeHash> {
         *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(rapport_model::automerge::ChangeHash(out))
+}
+
+/// The time zone an input names (`zone`), for reading the times given
+/// with it.
+fn zone_given(inputs: &[Input]) -> Option<String> {
+    inputs
+        .iter()
+        .rev()
+        .find(|(f, _)| f.trim().eq_ignore_ascii_case("zone"))
+        .map(|(_, z)| z.clone())
+}
+
+/// `ctx` reading times in `zone` when it is a time zone (a wrong one is
+/// refused by `check_record`, naming the field).
+fn in_zone(ctx: &ParseContext, zone: Option<String>) -> ParseContext {
+    let mut ctx = ctx.clone();
+    if let Some(tz) = zone.and_then(|z| TimeZone::get(z.trim()).ok()) {
+        ctx.tz = tz;
+    }
+    ctx
 }
 
 /// What an edit that closes a deal or a ticket (or reopens a ticket)

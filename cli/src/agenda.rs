@@ -1,0 +1,128 @@
+//! `rapport agenda`: the meetings, calls and tasks of some days.
+
+use anyhow::Result;
+use clap::Args;
+use rapport_node::ops::Request;
+
+use crate::commands::to_json;
+
+#[derive(Debug, Clone, Args)]
+pub struct AgendaArgs {
+    /// This week, Monday to Sunday (or the week of --from).
+    #[arg(long, conflicts_with = "days")]
+    pub week: bool,
+    /// The first day [default: today].
+    #[arg(long, value_name = "DAY")]
+    pub from: Option<String>,
+    /// How many days [default: 1].
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Someone else's agenda: their name as records' owner [default: yours].
+    #[arg(long, conflicts_with = "all")]
+    pub owner: Option<String>,
+    /// Everyone's.
+    #[arg(long)]
+    pub all: bool,
+    /// Show times in this time zone (IANA, e.g. America/New_York) [default: this machine's].
+    #[arg(long)]
+    pub zone: Option<String>,
+}
+
+impl AgendaArgs {
+    pub fn request(&self) -> Result<Request> {
+        let (mut from, mut days) = (self.from.clone(), self.days);
+        if self.week {
+            let day = match self.from.as_deref() {
+                Some(d) => d.trim().parse::<jiff::civil::Date>().map_err(|_| {
+                    anyhow::anyhow!("--from {d}: expected a day such as 2026-03-31")
+                })?,
+                None => jiff::ZonedDateTime::now().date(),
+            };
+            let monday = day
+                .checked_sub(
+                    jiff::Span::new().days(i64::from(day.weekday().to_monday_zero_offset())),
+                )
+                .unwrap_or(day);
+            from = Some(monday.to_string());
+            days = Some(7);
+        }
+        Ok(Request::Agenda(rapport_node::calendar::AgendaQuery {
+            from,
+            days,
+            owner: self.owner.clone(),
+            everyone: self.all,
+            zone: self.zone.clone(),
+        }))
+    }
+}
+
+/// The agenda day by day: overdue tasks first, then each day's all-day
+/// meetings, timed meetings and calls, and tasks due.
+pub fn render(out: &mut String, agenda: &rapport_node::calendar::Agenda, json: bool) -> Result<()> {
+    if json {
+        return to_json(out, agenda);
+    }
+    let whose = agenda
+        .owner
+        .as_deref()
+        .map_or("everyone's".to_string(), |o| format!("{o}'s"));
+    outln!(
+        out,
+        "Agenda from {} for {} day{} ({}), {whose}",
+        agenda.from,
+        agenda.days,
+        if agenda.days == 1 { "" } else { "s" },
+        agenda.zone
+    );
+    if agenda.entries.is_empty() {
+        outln!(
+            out,
+            "Nothing planned. Add a meeting: rapport activity add meeting --subject \"Kick-off\" --when \"2026-12-02 10:00\" --ends \"2026-12-02 11:00\""
+        );
+        return Ok(());
+    }
+    let mut heading = String::new();
+    for e in &agenda.entries {
+        let this = if e.overdue {
+            "Overdue".to_string()
+        } else {
+            let day: Option<jiff::civil::Date> = e.day.parse().ok();
+            day.map_or(e.day.clone(), |d| d.strftime("%A %Y-%m-%d").to_string())
+        };
+        if this != heading {
+            outln!(out, "{this}");
+            heading = this;
+        }
+        let when = match (&e.start, &e.end) {
+            (Some(s), Some(en)) => format!("{s}–{en}"),
+            (Some(s), None) => s.clone(),
+            _ if e.all_day => "all day".into(),
+            _ if e.overdue => format!("due {}", e.day),
+            _ => "due".into(),
+        };
+        let mut line = format!("  {when:<12} {:<8} {}", e.kind, e.title);
+        if let Some(l) = e.location.as_deref().filter(|l| !l.is_empty()) {
+            line.push_str(&format!(" @ {l}"));
+        }
+        if !e.about.is_empty() {
+            let about: Vec<&str> = e.about.iter().map(|l| l.title.as_str()).collect();
+            line.push_str(&format!(" ({})", about.join(", ")));
+        }
+        if e.repeats {
+            line.push_str(" [repeats]");
+        }
+        if e.done {
+            line.push_str(" [done]");
+        }
+        if e.overlaps {
+            line.push_str(" [overlaps]");
+        }
+        if agenda.owner.is_none()
+            && let Some(o) = &e.owner
+        {
+            line.push_str(&format!(" — {o}"));
+        }
+        outln!(out, "{line}");
+    }
+    Ok(())
+}
