@@ -277,6 +277,63 @@ pub fn name_links(entries: &mut [Entry], title_of: impl Fn(RecordId) -> Option<S
     }
 }
 
+/// The fields that move a meeting or call to `day` (and `time`, `HH:MM`,
+/// else the same time) in its zone (its own, else `zone`), keeping its
+/// length; or a task's due day. For a repeating meeting this moves the
+/// series. The edit's inputs, or why it cannot move.
+pub fn moved(
+    v: &RecordView,
+    day: &str,
+    time: Option<&str>,
+    zone: &TimeZone,
+) -> Result<Vec<(String, String)>, String> {
+    let day: Date = day
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{day}` is not a day: expected one such as 2026-03-31"))?;
+    match v.text("type") {
+        Some("task") => return Ok(vec![("due".into(), day.to_string())]),
+        Some("meeting" | "call") => {}
+        other => {
+            return Err(format!(
+                "only meetings, calls and tasks are in the calendar; this is a {}",
+                other.unwrap_or("record")
+            ));
+        }
+    }
+    let when = v
+        .text("when")
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .ok_or("it has no time to move from")?;
+    let zone = v
+        .text("zone")
+        .and_then(|z| TimeZone::get(z).ok())
+        .unwrap_or_else(|| zone.clone());
+    let old = when.to_zoned_datetime(zone.clone());
+    let clock = match time.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => t
+            .parse::<jiff::civil::Time>()
+            .map_err(|_| format!("`{t}` is not a time: expected one such as 14:30"))?,
+        None => old.time(),
+    };
+    let start = day
+        .to_datetime(clock)
+        .to_zoned_datetime(zone)
+        .map_err(|e| format!("{day} {clock} does not exist in the meeting's time zone: {e}"))?;
+    let mut sets = vec![(
+        "when".to_string(),
+        rapport_model::value::format_instant(start.timestamp()),
+    )];
+    if let Some(ends) = v.text("ends").and_then(|t| t.parse::<Timestamp>().ok()) {
+        let length = ends.as_second() - when.as_second();
+        let end = start.timestamp().as_second() + length;
+        if let Ok(end) = Timestamp::from_second(end) {
+            sets.push(("ends".into(), rapport_model::value::format_instant(end)));
+        }
+    }
+    Ok(sets)
+}
+
 fn hhmm(z: &ZonedDateTime) -> String {
     z.strftime("%H:%M").to_string()
 }
@@ -480,5 +537,39 @@ mod tests {
             standup,
             [("2026-03-30", Some("03:00")), ("2026-04-01", Some("03:00"))]
         );
+    }
+
+    #[test]
+    fn moving_keeps_the_length_and_the_wall_clock_time_in_the_meetings_zone() {
+        let utc = TimeZone::UTC;
+        // 09:00-09:30 in Berlin in winter; moved into summer time.
+        let standup = activity(
+            1,
+            &[
+                ("type", "meeting"),
+                ("when", "2026-03-16T08:00:00Z"),
+                ("ends", "2026-03-16T08:30:00Z"),
+                ("zone", "Europe/Berlin"),
+            ],
+        );
+        let sets = moved(&standup, "2026-04-02", None, &utc).expect("moves");
+        assert_eq!(
+            sets,
+            [
+                ("when".to_string(), "2026-04-02T07:00:00Z".to_string()),
+                ("ends".to_string(), "2026-04-02T07:30:00Z".to_string())
+            ]
+        );
+        let sets = moved(&standup, "2026-04-02", Some("14:30"), &utc).expect("moves");
+        assert_eq!(sets[0].1, "2026-04-02T12:30:00Z");
+        let task = activity(2, &[("type", "task"), ("due", "2026-03-16")]);
+        assert_eq!(
+            moved(&task, "2026-03-20", None, &utc).expect("moves")[0].1,
+            "2026-03-20"
+        );
+        let note = activity(3, &[("type", "note")]);
+        assert!(moved(&note, "2026-03-20", None, &utc).is_err());
+        assert!(moved(&standup, "soon", None, &utc).is_err());
+        assert!(moved(&standup, "2026-04-02", Some("25:00"), &utc).is_err());
     }
 }

@@ -110,7 +110,7 @@
     }
     if (pendingG) {
       pendingG = false;
-      const to = { w: "/", b: "/board", r: "/reports", s: "/spaces", c: "/k/company", p: "/k/person", d: "/k/deal", t: "/k/ticket" }[e.key];
+      const to = { w: "/", b: "/board", k: "/calendar", r: "/reports", s: "/spaces", c: "/k/company", p: "/k/person", d: "/k/deal", t: "/k/ticket" }[e.key];
       if (to) location.href = to;
       return;
     }
@@ -162,6 +162,32 @@
     });
   }
 
+  // ----- calendar: drag a meeting or task onto another day ---------------
+  function wireCalendar(root) {
+    root.querySelectorAll(".cal-entry[draggable=true]").forEach((item) => {
+      item.addEventListener("dragstart", (e) => {
+        e.dataTransfer.setData("text/plain", item.dataset.id);
+        e.dataTransfer.effectAllowed = "move";
+      });
+    });
+    root.querySelectorAll(".cal-day[data-day]").forEach((day) => {
+      day.addEventListener("dragover", (e) => { e.preventDefault(); day.classList.add("drop-target"); });
+      day.addEventListener("dragleave", () => day.classList.remove("drop-target"));
+      day.addEventListener("drop", async (e) => {
+        e.preventDefault();
+        day.classList.remove("drop-target");
+        const id = e.dataTransfer.getData("text/plain");
+        if (!id) return;
+        const body = new URLSearchParams({ id, day: day.dataset.day, back: location.pathname + location.search });
+        const r = await fetch("/calendar/move", {
+          method: "POST", credentials: "same-origin", body,
+          headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        });
+        if (r.ok) refresh(true); else announce("It could not be moved: " + (await r.text()).slice(0, 200));
+      });
+    });
+  }
+
   // ----- live updates ----------------------------------------------------
   const status = $("#live");
   function announce(text) { if (status) status.textContent = text; }
@@ -189,6 +215,7 @@
     if (helpOpen && $("#help")) $("#help").open = true;
     document.body.dataset.watch = doc.body.dataset.watch || "";
     wireBoard(main);
+    wireCalendar(main);
     announce("Updated " + new Date().toLocaleTimeString());
   }
 
@@ -210,4 +237,5 @@
   }
 
   wireBoard(document);
+  wireCalendar(document);
 })();

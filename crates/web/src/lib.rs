@@ -285,6 +285,8 @@ fn router(app: App) -> Router {
         .route("/r/{id}/delete", post(pages::record::delete))
         .route("/r/{id}/restore", post(pages::record::restore))
         .route("/board", get(pages::board::page))
+        .route("/calendar", get(pages::calendar::page))
+        .route("/calendar/move", post(pages::calendar::move_entry))
         .route("/reports", get(pages::reports::page))
         .route("/reports.csv", get(pages::reports::csv))
         .route("/duplicates", get(pages::duplicates::page))

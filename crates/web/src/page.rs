@@ -14,6 +14,7 @@ pub(crate) enum Nav {
     Work,
     Kind(Kind),
     Board,
+    Calendar,
     Reports,
     Spaces,
     Import,
@@ -71,6 +72,7 @@ pub(crate) fn render(app: &crate::App, p: Page) -> Html<String> {
                             @for (k, many) in &kinds {
                                 (nav_item(Nav::Kind(*k), &format!("/k/{}", k.as_str()), &label(many)))
                             }
+                            (nav_item(Nav::Calendar, "/calendar", "Calendar"))
                             (nav_item(Nav::Board, "/board", "Pipeline"))
                             (nav_item(Nav::Reports, "/reports", "Reports"))
                             (nav_item(Nav::Spaces, "/spaces", "Spaces & sync"))
@@ -102,7 +104,7 @@ pub(crate) fn render(app: &crate::App, p: Page) -> Html<String> {
                     footer class="foot" {
                         form method="post" action="/logout" { button class="link" type="submit" { "Log out" } }
                         span { "Keys: " kbd { "/" } " search, " kbd { "?" } " help, " kbd { "g" } " then "
-                            kbd { "w" } " my work, " kbd { "b" } " pipeline, " kbd { "r" } " reports" }
+                            kbd { "w" } " my work, " kbd { "b" } " pipeline, " kbd { "k" } " calendar, " kbd { "r" } " reports" }
                     }
                 }
             }

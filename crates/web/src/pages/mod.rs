@@ -3,6 +3,7 @@
 //! writes only through `Repo` methods the CLI uses too.
 
 pub(crate) mod board;
+pub(crate) mod calendar;
 pub(crate) mod duplicates;
 pub(crate) mod form;
 pub(crate) mod import;
