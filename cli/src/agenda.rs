@@ -126,3 +126,118 @@ pub fn render(out: &mut String, agenda: &rapport_node::calendar::Agenda, json: b
     }
     Ok(())
 }
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum CalendarCmd {
+    /// Calendar feeds: an `.ics` address Thunderbird, Apple Calendar or Google Calendar
+    /// subscribe to (`feed create NAME`, `feed list`, `feed revoke NAME`).
+    #[command(subcommand)]
+    Feed(FeedCmd),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum FeedCmd {
+    /// Make a feed of your meetings and open tasks (or someone's, or everyone's); its address
+    /// is printed once.
+    Create {
+        /// A name to list and revoke it by (letters, digits, - _ .).
+        name: String,
+        /// Whose: their name as records' owner [default: yours].
+        #[arg(long, conflicts_with = "all")]
+        owner: Option<String>,
+        /// Everyone's meetings and open tasks.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The feeds (never their addresses).
+    List,
+    /// Revoke a feed: its address answers nothing from now on.
+    Revoke { name: String },
+}
+
+impl CalendarCmd {
+    pub fn request(&self) -> Request {
+        let CalendarCmd::Feed(cmd) = self;
+        match cmd {
+            FeedCmd::Create { name, owner, all } => Request::FeedCreate {
+                name: name.clone(),
+                owner: owner.clone(),
+                everyone: *all,
+            },
+            FeedCmd::List => Request::FeedList,
+            FeedCmd::Revoke { name } => Request::FeedRevoke { name: name.clone() },
+        }
+    }
+}
+
+/// A feed made (its address, once) or revoked.
+pub fn render_feed(
+    out: &mut String,
+    feed: &rapport_node::integrations::StoredFeed,
+    secret: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let url = secret.map(|s| {
+        format!(
+            "http://{}/api/v1/calendar/{s}.ics",
+            rapport_api::DEFAULT_BIND
+        )
+    });
+    if json {
+        return to_json(out, &serde_json::json!({ "feed": feed, "url": url }));
+    }
+    let whose = feed
+        .owner
+        .as_deref()
+        .map_or("everyone's".into(), |o| format!("{o}'s"));
+    match url {
+        Some(url) => {
+            outln!(
+                out,
+                "Calendar feed {} of {whose} meetings and open tasks. Subscribe to:",
+                feed.name
+            );
+            outln!(out, "  {url}");
+            outln!(
+                out,
+                "This address is shown once and opens the feed to whoever has it; it is served by the running node's HTTP API (another address if you gave `up --api-bind`). Revoke it: rapport calendar feed revoke {}",
+                feed.name
+            );
+        }
+        None => outln!(out, "Revoked calendar feed {} ({whose}).", feed.name),
+    }
+    Ok(())
+}
+
+pub fn render_feeds(
+    out: &mut String,
+    feeds: &[rapport_node::integrations::StoredFeed],
+    json: bool,
+) -> Result<()> {
+    if json {
+        return to_json(out, &feeds);
+    }
+    if feeds.is_empty() {
+        outln!(
+            out,
+            "No calendar feeds. Make one: rapport calendar feed create phone"
+        );
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = feeds
+        .iter()
+        .map(|f| {
+            vec![
+                f.name.clone(),
+                f.owner.clone().unwrap_or_else(|| "everyone".into()),
+                crate::output::local_time(f.created),
+            ]
+        })
+        .collect();
+    outln!(
+        out,
+        "{}",
+        crate::output::table(&["name", "whose", "created"], &rows)
+    );
+    Ok(())
+}

@@ -289,6 +289,7 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
         ),
         Command::Rates(cmd) => plan(cmd.request(), View::Plain),
         Command::Agenda(args) => plan(args.request()?, View::Plain),
+        Command::Calendar(cmd) => plan(cmd.request(), View::Plain),
         Command::Pipeline { name } => plan(
             Request::Pipeline,
             View::Pipeline {
@@ -631,6 +632,14 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
         }
         Reply::Rates(rates) => crate::reports::render_rates(out, rates.as_ref(), json),
         Reply::Agenda(agenda) => crate::agenda::render(out, &agenda, json),
+        Reply::Feed { feed, secret } => {
+            crate::agenda::render_feed(out, &feed, secret.as_deref(), json)
+        }
+        Reply::Feeds { feeds } => crate::agenda::render_feeds(out, &feeds, json),
+        Reply::Calendar { ics } => {
+            out.push_str(&ics);
+            Ok(())
+        }
         Reply::Search(found) => {
             if json {
                 return to_json(out, &found);

@@ -204,6 +204,9 @@ pub enum Command {
     /// Your meetings, calls and tasks of today (or --week, or some --days), in your time zone;
     /// overdue tasks first.
     Agenda(agenda::AgendaArgs),
+    /// Calendar feeds for calendar apps (`calendar feed create NAME`).
+    #[command(subcommand)]
+    Calendar(agenda::CalendarCmd),
     /// Reports from the records on this node: win-rate, forecast, abc, rfm, churn, service,
     /// campaigns (`rapport report abc --csv > abc.csv`).
     Report(reports::ReportArgs),

@@ -105,6 +105,20 @@ pub struct Delivery {
     pub millis: u64,
 }
 
+/// A calendar feed as stored: whose agenda it gives, and the SHA-256 of
+/// the secret its URL carries (shown once, when made).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFeed {
+    pub name: String,
+    pub hash: String,
+    /// The owner whose meetings and tasks it has; `None`: everyone's.
+    pub owner: Option<String>,
+    pub created: i64,
+}
+
+/// What the URL of a calendar feed starts with.
+pub const FEED_PREFIX: &str = "rapport_cal_";
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Contents {
     format: u32,
@@ -112,6 +126,8 @@ struct Contents {
     tokens: Vec<StoredToken>,
     #[serde(default)]
     webhooks: Vec<Webhook>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    feeds: Vec<StoredFeed>,
 }
 
 /// The integrations of one data directory.
@@ -220,16 +236,68 @@ impl Integrations {
     /// The token whose secret is `secret`, if there is one.
     pub fn token_by_secret(&self, secret: &str) -> Result<Option<StoredToken>, NodeError> {
         let hash = token_hash(secret);
-        Ok(self.read()?.tokens.into_iter().find(|t| {
-            // Constant-time: the stored hashes are not secret, but a
-            // timing difference should not tell how close a guess was.
-            t.hash.len() == hash.len()
-                && t.hash
-                    .bytes()
-                    .zip(hash.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        }))
+        Ok(self
+            .read()?
+            .tokens
+            .into_iter()
+            .find(|t| same_hash(&t.hash, &hash)))
+    }
+
+    // ----- calendar feeds --------------------------------------------------
+
+    /// Makes a calendar feed of `owner`'s agenda (everyone's for `None`);
+    /// returns it with the secret of its URL, the only time it is known.
+    pub fn create_feed(
+        &self,
+        name: &str,
+        owner: Option<String>,
+        now: i64,
+    ) -> Result<(StoredFeed, String), NodeError> {
+        check_name(name)?;
+        let secret = format!("{FEED_PREFIX}{}", random_hex::<32>()?);
+        let feed = StoredFeed {
+            name: name.to_string(),
+            hash: token_hash(&secret),
+            owner,
+            created: now,
+        };
+        self.update(|c| {
+            if c.feeds.iter().any(|f| f.name == name) {
+                return Err(invalid(
+                    "name",
+                    name,
+                    "a calendar feed of that name exists; revoke it first, or choose another name",
+                ));
+            }
+            c.feeds.push(feed.clone());
+            Ok(())
+        })?;
+        Ok((feed, secret))
+    }
+
+    pub fn feeds(&self) -> Result<Vec<StoredFeed>, NodeError> {
+        Ok(self.read()?.feeds)
+    }
+
+    /// Revokes a feed: its URL answers nothing from now on.
+    pub fn revoke_feed(&self, name: &str) -> Result<StoredFeed, NodeError> {
+        self.update(|c| {
+            let at =
+                c.feeds.iter().position(|f| f.name == name).ok_or_else(|| {
+                    NodeError::Missing(format!("no calendar feed is named `{name}`"))
+                })?;
+            Ok(c.feeds.remove(at))
+        })
+    }
+
+    /// The feed whose URL carries `secret`, if there is one.
+    pub fn feed_by_secret(&self, secret: &str) -> Result<Option<StoredFeed>, NodeError> {
+        let hash = token_hash(secret);
+        Ok(self
+            .read()?
+            .feeds
+            .into_iter()
+            .find(|f| same_hash(&f.hash, &hash)))
     }
 
     // ----- webhooks --------------------------------------------------------
@@ -382,6 +450,16 @@ fn read_deliveries(path: &Path) -> Result<Vec<Delivery>, NodeError> {
 }
 
 /// The stored form of a token: hex SHA-256.
+/// Compares two hashes in constant time: the stored hashes are not
+/// secret, but a timing difference should not tell how close a guess was.
+fn same_hash(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 pub fn token_hash(secret: &str) -> String {
     rapport_proto::hex(&Sha256::digest(secret.as_bytes()))
 }

@@ -224,6 +224,25 @@ pub enum Request {
     },
     /// The API tokens (never their secrets).
     TokenList,
+    /// Makes a calendar feed: an `.ics` URL calendar apps subscribe to,
+    /// of `owner`'s agenda (this user's by default; everyone's with
+    /// `everyone`). The reply holds its secret, once.
+    FeedCreate {
+        name: String,
+        #[serde(default)]
+        owner: Option<String>,
+        #[serde(default)]
+        everyone: bool,
+    },
+    /// The calendar feeds (never their secrets).
+    FeedList,
+    FeedRevoke {
+        name: String,
+    },
+    /// The calendar of the feed whose URL carries `secret`, as iCalendar.
+    CalendarFeed {
+        secret: String,
+    },
     TokenRevoke {
         name: String,
     },
@@ -358,6 +377,19 @@ pub enum Reply {
     Token(TokenReply),
     Tokens {
         tokens: Vec<TokenInfo>,
+    },
+    /// A calendar feed made (with its secret, this once) or revoked.
+    Feed {
+        feed: crate::integrations::StoredFeed,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
+    },
+    Feeds {
+        feeds: Vec<crate::integrations::StoredFeed>,
+    },
+    /// A calendar as iCalendar text.
+    Calendar {
+        ics: String,
     },
     /// A webhook added (with its secret, this once), removed or enabled.
     Webhook(WebhookReply),
@@ -1609,6 +1641,10 @@ impl Ops {
             | Request::TokenCreate { .. }
             | Request::TokenList
             | Request::TokenRevoke { .. }
+            | Request::FeedCreate { .. }
+            | Request::FeedList
+            | Request::FeedRevoke { .. }
+            | Request::CalendarFeed { .. }
             | Request::WebhookAdd { .. }
             | Request::WebhookList
             | Request::WebhookRemove { .. }
@@ -2549,6 +2585,88 @@ impl Ops {
                     token: self.token_info(token),
                     secret: None,
                 }))
+            }
+            Request::FeedCreate {
+                name,
+                owner,
+                everyone,
+            } => {
+                own_user()?;
+                let owner = if everyone {
+                    None
+                } else {
+                    let owner = owner
+                        .or(repo.profile().name)
+                        .filter(|o| !o.trim().is_empty());
+                    Some(owner.ok_or_else(|| {
+                        OpError::new(
+                            ErrorCode::Invalid,
+                            "whose calendar? Set your name (rapport init --name \"Ann\"), name an owner, or make everyone's",
+                        )
+                        .field("owner")
+                    })?)
+                };
+                let (feed, secret) = self.integrations().create_feed(&name, owner, now)?;
+                Ok(Reply::Feed {
+                    feed,
+                    secret: Some(secret),
+                })
+            }
+            Request::FeedList => {
+                own_user()?;
+                Ok(Reply::Feeds {
+                    feeds: self.integrations().feeds()?,
+                })
+            }
+            Request::FeedRevoke { name } => {
+                own_user()?;
+                let feed = self.integrations().revoke_feed(&name)?;
+                Ok(Reply::Feed { feed, secret: None })
+            }
+            Request::CalendarFeed { secret } => {
+                own_user()?;
+                let feed = self.integrations().feed_by_secret(&secret)?.ok_or_else(|| {
+                    OpError::new(
+                        ErrorCode::NotFound,
+                        "no calendar feed has this address (revoked?); make one with `rapport calendar feed create NAME`",
+                    )
+                })?;
+                let owner = feed.owner.as_deref().map(|o| o.trim().to_lowercase());
+                let mut records = Vec::new();
+                for v in repo.all(Some(Kind::Activity)) {
+                    let v = v?;
+                    let mine = owner.as_deref().is_none_or(|o| {
+                        v.text("owner")
+                            .is_some_and(|w| w.trim().to_lowercase() == o)
+                    });
+                    let shown = match v.text("type") {
+                        Some("meeting") => true,
+                        Some("task") => v.get("done") != Some(&FieldValue::Flag(true)),
+                        _ => false,
+                    };
+                    if !v.deleted && mine && shown {
+                        records.push(v);
+                    }
+                }
+                // The people they name, for attendees' e-mails.
+                let mut named: Vec<RecordId> = records
+                    .iter()
+                    .flat_map(|v| {
+                        ["about", "attendees"]
+                            .into_iter()
+                            .filter_map(|f| v.get(f))
+                            .flat_map(|l| l.as_list().iter())
+                    })
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+                named.sort_unstable();
+                named.dedup();
+                for id in named {
+                    records.extend(repo.view(id)?.filter(|v| v.kind == Kind::Person));
+                }
+                Ok(Reply::Calendar {
+                    ics: rapport_exchange::activities_ics(&records),
+                })
             }
             Request::WebhookAdd { url, events, space } => {
                 own_user()?;

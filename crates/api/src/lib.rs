@@ -150,6 +150,7 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         routes::timeline,
         routes::pipeline,
         reports::report,
+        reports::calendar_feed,
         routes::duplicates,
         merges::merge,
         merges::list_merges,

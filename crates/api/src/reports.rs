@@ -144,3 +144,41 @@ pub(crate) async fn report(
         )),
     }
 }
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/calendar/{secret}",
+    tag = "reports",
+    params(
+        ("secret" = String, Path, description = "The feed's secret, as `rapport calendar feed create` printed it (`.ics` may follow)"),
+    ),
+    responses(
+        (status = 200, description = "The feed's meetings (VEVENT, repeating ones with RRULE) and open tasks (VTODO) as iCalendar", body = String, content_type = "text/calendar"),
+        (status = 404, description = "No feed has this address (revoked?)", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+)]
+/// A calendar feed for calendar apps, which cannot send a bearer token:
+/// the secret in the URL is the feed's key, and opens nothing else.
+pub(crate) async fn calendar_feed(
+    State(state): State<AppState>,
+    Path(secret): Path<String>,
+) -> Result<Response, Problem> {
+    let secret = secret.trim_end_matches(".ics").to_string();
+    let reply = run(
+        &state.ops,
+        rapport_node::ops::Caller::user(),
+        Request::CalendarFeed { secret },
+    )
+    .await?;
+    let Reply::Calendar { ics } = reply else {
+        return Err(Problem::internal("the node answered something else"));
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        ics,
+    )
+        .into_response())
+}

@@ -54,6 +54,11 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             "/api/v1/reports/{name}",
             get(crate::reports::report),
         ),
+        (
+            Method::GET,
+            "/api/v1/calendar/{secret}",
+            get(crate::reports::calendar_feed),
+        ),
         (Method::GET, "/api/v1/duplicates", get(duplicates)),
         (Method::POST, "/api/v1/merges", post(crate::merges::merge)),
         (

@@ -1065,3 +1065,182 @@ async fn reports_as_json_and_csv() {
     assert_eq!(refused.code, rapport_node::ops::ErrorCode::Forbidden);
     assert!(f.ops.execute(&Caller::user(), set).is_ok());
 }
+
+/// A calendar feed: the owner's meetings (a repeating one with its rule
+/// and zone) and open tasks, without another owner's or done tasks;
+/// no bearer token needed, a wrong or revoked address answers 404.
+/// With `RAPPORT_ICS_OUT=FILE` it is written there, for `.ci/run` to
+/// check with an independent iCalendar parser.
+#[tokio::test]
+async fn a_calendar_feed_serves_the_owners_meetings_and_open_tasks() {
+    let f = fixture();
+    let user = Caller::user();
+    let add = |fields: &[(&str, &str)]| {
+        f.ops
+            .execute(
+                &user,
+                Request::Create {
+                    kind: rapport_model::Kind::Activity,
+                    space: None,
+                    fields: fields
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                },
+            )
+            .expect("create")
+    };
+    let pat = f
+        .ops
+        .execute(
+            &user,
+            Request::Create {
+                kind: rapport_model::Kind::Person,
+                space: None,
+                fields: vec![
+                    ("name".into(), "Pat Lee".into()),
+                    ("emails".into(), "pat@acme.example".into()),
+                ],
+            },
+        )
+        .expect("person");
+    let Reply::Record(pat) = pat else {
+        panic!("{pat:?}")
+    };
+    add(&[
+        ("type", "meeting"),
+        ("subject", "Stand-up, daily"),
+        ("when", "2026-03-16 09:00"),
+        ("ends", "2026-03-16 09:15"),
+        ("zone", "Europe/Berlin"),
+        ("repeat", "weekdays"),
+        ("skip", "2026-03-20"),
+        ("attendees", &pat.record.id.to_string()),
+        ("owner", "Ann"),
+    ]);
+    add(&[
+        ("type", "meeting"),
+        ("subject", "Fair"),
+        ("when", "2026-04-01T08:00:00Z"),
+        ("ends", "2026-04-02T08:00:00Z"),
+        ("all_day", "true"),
+        ("zone", "Europe/Berlin"),
+        ("owner", "ann"),
+    ]);
+    add(&[
+        ("type", "task"),
+        ("subject", "Send the offer"),
+        ("due", "2026-03-18"),
+        ("owner", "Ann"),
+    ]);
+    add(&[
+        ("type", "task"),
+        ("subject", "Finished"),
+        ("due", "2026-03-18"),
+        ("done", "true"),
+        ("owner", "Ann"),
+    ]);
+    add(&[
+        ("type", "meeting"),
+        ("subject", "Ben's meeting"),
+        ("when", "2026-03-16T10:00:00Z"),
+        ("owner", "Ben"),
+    ]);
+    let made = f
+        .ops
+        .execute(
+            &user,
+            Request::FeedCreate {
+                name: "phone".into(),
+                owner: Some("Ann".into()),
+                everyone: false,
+            },
+        )
+        .expect("feed");
+    let Reply::Feed {
+        secret: Some(secret),
+        ..
+    } = made
+    else {
+        panic!("{made:?}")
+    };
+
+    let get = |path: String| {
+        let router = f.router.clone();
+        async move {
+            let req = HttpRequest::builder()
+                .uri(path)
+                .body(Body::empty())
+                .expect("request");
+            let res = router.oneshot(req).await.expect("answer");
+            let status = res.status();
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .expect("body");
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let (status, ics) = get(format!("/api/v1/calendar/{secret}.ics")).await;
+    assert_eq!(status, StatusCode::OK, "{ics}");
+    assert!(ics.starts_with("BEGIN:VCALENDAR\r\n"), "{ics}");
+    assert!(ics.contains("SUMMARY:Stand-up\\, daily\r\n"), "{ics}");
+    assert!(
+        ics.contains("DTSTART;TZID=Europe/Berlin:20260316T090000\r\n"),
+        "{ics}"
+    );
+    assert!(
+        ics.contains("RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR\r\n"),
+        "{ics}"
+    );
+    assert!(
+        ics.contains("EXDATE;TZID=Europe/Berlin:20260320T090000\r\n"),
+        "{ics}"
+    );
+    assert!(
+        ics.contains("ATTENDEE:mailto:pat@acme.example\r\n"),
+        "{ics}"
+    );
+    assert!(
+        ics.contains("DTSTART;VALUE=DATE:20260401\r\nDTEND;VALUE=DATE:20260403\r\n"),
+        "{ics}"
+    );
+    assert!(
+        ics.contains("BEGIN:VTODO\r\n") && ics.contains("SUMMARY:Send the offer"),
+        "{ics}"
+    );
+    assert!(!ics.contains("Finished") && !ics.contains("Ben's"), "{ics}");
+    if let Ok(out) = std::env::var("RAPPORT_ICS_OUT") {
+        std::fs::write(out, &ics).expect("write the feed");
+    }
+
+    let (status, body) = get("/api/v1/calendar/rapport_cal_guess".into()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    f.ops
+        .execute(
+            &user,
+            Request::FeedRevoke {
+                name: "phone".into(),
+            },
+        )
+        .expect("revoke");
+    let (status, _) = get(format!("/api/v1/calendar/{secret}.ics")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A token may not make feeds (they are the device user's).
+    let token = Caller {
+        token: Some("crm".into()),
+        read_only: false,
+        space: None,
+    };
+    let refused = f
+        .ops
+        .execute(
+            &token,
+            Request::FeedCreate {
+                name: "x".into(),
+                owner: None,
+                everyone: true,
+            },
+        )
+        .expect_err("a token");
+    assert_eq!(refused.code, rapport_node::ops::ErrorCode::Forbidden);
+}

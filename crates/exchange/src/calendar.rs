@@ -219,8 +219,13 @@ fn instant(
 }
 
 /// The live meetings and tasks among `records` as one calendar; the
-/// people they are about are attendees, by their first e-mail (give every
-/// kind, so that those are known).
+/// people they are about, and their attendees, are attendees by their
+/// first e-mail (give every kind, so that those are known). A repeating
+/// meeting is one event with its rule (`RRULE`) and skipped days
+/// (`EXDATE`), its times in its own zone (`TZID`) so that calendar apps
+/// repeat it across daylight saving time as Rapport does; an all-day
+/// meeting is a run of days. `UID` is the meeting's (an imported one's)
+/// or its record id, so a subscribed calendar updates events in place.
 pub fn activities_ics(records: &[RecordView]) -> String {
     let emails: HashMap<RecordId, String> = records
         .iter()
@@ -245,14 +250,14 @@ pub fn activities_ics(records: &[RecordView]) -> String {
         line(&mut out, "UID", &escape(&uid));
         let stamp = jiff::Timestamp::from_second(a.updated).unwrap_or_default();
         line(&mut out, "DTSTAMP", &ics_time(stamp));
+        line(&mut out, "LAST-MODIFIED", &ics_time(stamp));
         let todo = kind == "VTODO";
-        for (field, prop) in [("when", "DTSTART"), ("ends", "DTEND")] {
-            if todo && prop == "DTEND" {
-                continue;
+        if todo {
+            if let Some(t) = text("when").and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
+                line(&mut out, "DTSTART", &ics_time(t));
             }
-            if let Some(t) = text(field).and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
-                line(&mut out, prop, &ics_time(t));
-            }
+        } else {
+            event_times(&mut out, a);
         }
         if let Some(d) = text("due") {
             line(&mut out, "DUE;VALUE=DATE", &d.replace('-', ""));
@@ -269,15 +274,103 @@ pub fn activities_ics(records: &[RecordView]) -> String {
         if todo && a.get("done") == Some(&FieldValue::Flag(true)) {
             line(&mut out, "STATUS", "COMPLETED");
         }
-        for id in a.get("about").map(FieldValue::as_list).unwrap_or_default() {
-            if let Some(email) = id.parse::<RecordId>().ok().and_then(&email_of) {
-                line(&mut out, "ATTENDEE", &format!("mailto:{email}"));
+        let mut attendees: Vec<String> = Vec::new();
+        for field in ["about", "attendees"] {
+            for id in a.get(field).map(FieldValue::as_list).unwrap_or_default() {
+                if let Some(email) = id.parse::<RecordId>().ok().and_then(&email_of)
+                    && !attendees.contains(&email)
+                {
+                    line(&mut out, "ATTENDEE", &format!("mailto:{email}"));
+                    attendees.push(email);
+                }
             }
         }
         out.push_str(&format!("END:{kind}\r\n"));
     }
     out.push_str("END:VCALENDAR\r\n");
     out
+}
+
+/// DTSTART, DTEND, RRULE and EXDATE of a meeting.
+fn event_times(out: &mut String, a: &RecordView) {
+    use rapport_model::calendar::{Recurrence, days};
+    let text = |f: &str| a.text(f).filter(|t| !t.is_empty());
+    let Some(when) = text("when").and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
+        return;
+    };
+    let ends = text("ends").and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let rule = text("repeat").and_then(|r| r.parse::<Recurrence>().ok());
+    let all_day = a.get("all_day") == Some(&FieldValue::Flag(true));
+    // A meeting without a zone repeats, and its days fall, in this
+    // machine's zone, as the agenda reads it.
+    let system = jiff::tz::TimeZone::system();
+    let zone_name: Option<String> =
+        match text("zone").filter(|z| jiff::tz::TimeZone::get(z).is_ok()) {
+            Some(z) => Some(z.to_string()),
+            None if rule.is_some() || all_day => system.iana_name().map(str::to_string),
+            None => None,
+        };
+    let zone = zone_name
+        .as_deref()
+        .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let skip = text("skip").and_then(|s| days(s).ok()).unwrap_or_default();
+    let start = when.to_zoned_datetime(zone.clone());
+    if all_day {
+        let first = start.date();
+        let last = ends
+            .map(|e| e.to_zoned_datetime(zone.clone()).date())
+            .unwrap_or(first)
+            .max(first);
+        let after = last.tomorrow().unwrap_or(last);
+        line(
+            out,
+            "DTSTART;VALUE=DATE",
+            &first.strftime("%Y%m%d").to_string(),
+        );
+        line(
+            out,
+            "DTEND;VALUE=DATE",
+            &after.strftime("%Y%m%d").to_string(),
+        );
+    } else if let (Some(z), Some(_)) = (zone_name.as_deref(), &rule) {
+        // A repeating meeting keeps its wall-clock time in its zone.
+        let local = |t: jiff::Timestamp| {
+            t.to_zoned_datetime(zone.clone())
+                .strftime("%Y%m%dT%H%M%S")
+                .to_string()
+        };
+        line(out, &format!("DTSTART;TZID={z}"), &local(when));
+        if let Some(e) = ends {
+            line(out, &format!("DTEND;TZID={z}"), &local(e));
+        }
+    } else {
+        line(out, "DTSTART", &ics_time(when));
+        if let Some(e) = ends {
+            line(out, "DTEND", &ics_time(e));
+        }
+    }
+    let Some(rule) = rule else {
+        return;
+    };
+    line(out, "RRULE", &rule.to_string());
+    for day in skip {
+        let at = day
+            .to_datetime(start.time())
+            .to_zoned_datetime(zone.clone())
+            .map(|z| z.timestamp());
+        match (zone_name.as_deref(), at) {
+            (_, Err(_)) => {}
+            (Some(z), Ok(_)) => line(
+                out,
+                &format!("EXDATE;TZID={z}"),
+                &day.to_datetime(start.time())
+                    .strftime("%Y%m%dT%H%M%S")
+                    .to_string(),
+            ),
+            (None, Ok(t)) => line(out, "EXDATE", &ics_time(t)),
+        }
+    }
 }
 
 fn ics_time(t: jiff::Timestamp) -> String {
