@@ -151,6 +151,7 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         routes::pipeline,
         reports::report,
         reports::calendar_feed,
+        reports::agenda,
         routes::duplicates,
         merges::merge,
         merges::list_merges,

@@ -182,3 +182,124 @@ pub(crate) async fn calendar_feed(
     )
         .into_response())
 }
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AgendaParams {
+    from: Option<String>,
+    days: Option<u32>,
+    owner: Option<String>,
+    #[serde(default)]
+    everyone: bool,
+    zone: Option<String>,
+}
+
+/// Meetings, calls and tasks of some days (`rapport agenda`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Agenda {
+    pub from: String,
+    pub days: u32,
+    /// The time zone of `start` and `end` (IANA).
+    pub zone: String,
+    /// Whose; absent for everyone's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Overdue tasks first, then day by day in time order.
+    pub entries: Vec<AgendaEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AgendaEntry {
+    pub id: String,
+    /// meeting, call or task.
+    pub kind: String,
+    pub title: String,
+    pub day: String,
+    /// `HH:MM` in `zone`; absent for all-day meetings and tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// The start as an instant, RFC 3339 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    pub all_day: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Ids of the records it is about and of its attendees.
+    pub about: Vec<String>,
+    pub attendees: Vec<String>,
+    pub repeats: bool,
+    pub overlaps: bool,
+    pub done: bool,
+    pub overdue: bool,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/agenda",
+    tag = "reports",
+    params(
+        ("from" = Option<String>, Query, description = "First day, YYYY-MM-DD [today]"),
+        ("days" = Option<u32>, Query, description = "How many days, 1 to 62 [1]"),
+        ("owner" = Option<String>, Query, description = "Whose (records' owner) [the node user's]"),
+        ("everyone" = Option<bool>, Query, description = "Everyone's"),
+        ("zone" = Option<String>, Query, description = "Time zone of the times (IANA) [the node's]"),
+    ),
+    responses(
+        (status = 200, description = "The agenda", body = Agenda),
+        (status = 422, description = "A day, zone or count that does not read", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn agenda(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    query: Result<Query<AgendaParams>, QueryRejection>,
+) -> Result<Json<Agenda>, Problem> {
+    let Query(p) = query?;
+    let request = Request::Agenda(rapport_node::calendar::AgendaQuery {
+        from: p.from,
+        days: p.days,
+        owner: p.owner,
+        everyone: p.everyone,
+        zone: p.zone,
+    });
+    let reply = run(&state.ops, caller, request).await?;
+    let Reply::Agenda(a) = reply else {
+        return Err(Problem::internal("the node answered something else"));
+    };
+    let ids = |links: Vec<rapport_node::calendar::Link>| {
+        links.into_iter().map(|l| l.id.to_string()).collect()
+    };
+    Ok(Json(Agenda {
+        from: a.from,
+        days: a.days,
+        zone: a.zone,
+        owner: a.owner,
+        entries: a
+            .entries
+            .into_iter()
+            .map(|e| AgendaEntry {
+                id: e.id.to_string(),
+                kind: e.kind,
+                title: e.title,
+                day: e.day,
+                start: e.start,
+                end: e.end,
+                at: e.at,
+                all_day: e.all_day,
+                location: e.location,
+                owner: e.owner,
+                about: ids(e.about),
+                attendees: ids(e.attendees),
+                repeats: e.repeats,
+                overlaps: e.overlaps,
+                done: e.done,
+                overdue: e.overdue,
+            })
+            .collect(),
+    }))
+}

@@ -59,6 +59,7 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             "/api/v1/calendar/{secret}",
             get(crate::reports::calendar_feed),
         ),
+        (Method::GET, "/api/v1/agenda", get(crate::reports::agenda)),
         (Method::GET, "/api/v1/duplicates", get(duplicates)),
         (Method::POST, "/api/v1/merges", post(crate::merges::merge)),
         (

@@ -1213,6 +1213,35 @@ async fn a_calendar_feed_serves_the_owners_meetings_and_open_tasks() {
         std::fs::write(out, &ics).expect("write the feed");
     }
 
+    // The same meetings as an agenda, for a token.
+    let token = f.token("cal", true);
+    let (status, _, v) = f
+        .send(
+            Method::GET,
+            "/api/v1/agenda?from=2026-03-16&days=7&owner=ann&zone=Europe/Berlin",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let days: Vec<&str> = v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["title"] == "Stand-up, daily")
+        .map(|e| e["day"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        days,
+        ["2026-03-16", "2026-03-17", "2026-03-18", "2026-03-19"],
+        "{v}"
+    );
+    assert_eq!(v["entries"][0]["start"], "09:00", "{v}");
+    let (status, _, v) = f
+        .send(Method::GET, "/api/v1/agenda?days=99", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
     let (status, body) = get("/api/v1/calendar/rapport_cal_guess".into()).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     f.ops
