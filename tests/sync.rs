@@ -333,3 +333,65 @@ fn a_member_flooding_sessions_is_turned_away_and_others_keep_syncing() {
         "status shows {turned_away}"
     );
 }
+
+/// Issue 19's two-node test: a repeating meeting made on A for Ben shows
+/// in Ben's agenda on B, and in the calendar feed Ben subscribes to on B
+/// (served by B's HTTP API, read over a real socket).
+#[test]
+fn a_meeting_made_on_one_node_is_in_the_agenda_and_the_feed_of_the_other() {
+    use std::io::{Read, Write};
+    let (a, b) = (Node::new(), Node::new());
+    a.ok(&["init", "--name", "Ann"]);
+    b.ok(&["init", "--name", "Ben"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let _na = a.start(&[]);
+    let _nb = b.start(&["--api-bind", &format!("127.0.0.1:{port}")]);
+    a.ok(&["space", "create", SPACE]);
+    b.ok(&["space", "join", &ticket(&a)]);
+    a.ok(&[
+        "activity",
+        "add",
+        "meeting",
+        "--space",
+        SPACE,
+        "--subject",
+        "Joint review",
+        "--when",
+        "2026-06-01T09:00:00Z",
+        "--ends",
+        "2026-06-01T10:00:00Z",
+        "--repeat",
+        "weekly",
+        "--owner",
+        "Ben",
+    ]);
+    let on_b = || {
+        let agenda = b.json(&["agenda", "--from", "2026-06-08", "--zone", "UTC"]);
+        agenda["entries"].as_array().is_some_and(|e| {
+            e.iter()
+                .any(|e| e["title"] == "Joint review" && e["start"] == "09:00")
+        })
+    };
+    assert!(
+        eventually(WAIT, on_b),
+        "the meeting never reached B's agenda"
+    );
+
+    let made = b.json(&["calendar", "feed", "create", "phone"]);
+    let url = made["url"].as_str().expect("url");
+    let path = &url[url.find("/api/").expect("a path")..];
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("B's HTTP API");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read");
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.contains("SUMMARY:Joint review\r\n"), "{raw}");
+    assert!(raw.contains("RRULE:FREQ=WEEKLY\r\n"), "{raw}");
+}
