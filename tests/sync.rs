@@ -395,3 +395,51 @@ fn a_meeting_made_on_one_node_is_in_the_agenda_and_the_feed_of_the_other() {
     assert!(raw.contains("SUMMARY:Joint review\r\n"), "{raw}");
     assert!(raw.contains("RRULE:FREQ=WEEKLY\r\n"), "{raw}");
 }
+
+/// Two devices of one user: a reminder dismissed on one is dismissed on
+/// the other once they sync (the dismissal is a signed edit of the record).
+#[test]
+fn a_reminder_dismissed_on_one_device_is_dismissed_on_the_other() {
+    let (a, b) = (Node::new(), Node::new());
+    a.ok(&["init", "--name", "Ben"]);
+    b.ok(&["init", "--name", "Ben"]);
+    let _na = a.start(&[]);
+    let _nb = b.start(&[]);
+    a.ok(&["space", "create", SPACE]);
+    b.ok(&["space", "join", &ticket(&a)]);
+    let soon = jiff::Timestamp::now()
+        .checked_add(jiff::Span::new().minutes(10))
+        .expect("soon")
+        .to_string();
+    a.ok(&[
+        "activity",
+        "add",
+        "meeting",
+        "--space",
+        SPACE,
+        "--subject",
+        "Pricing call",
+        "--when",
+        &soon,
+        "--remind",
+        "15m",
+        "--owner",
+        "Ben",
+    ]);
+    let reminded = |n: &Node| {
+        n.json(&["agenda"])["reminders"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["title"] == "Pricing call"))
+    };
+    assert!(reminded(&a), "A has no reminder");
+    assert!(
+        eventually(WAIT, || reminded(&b)),
+        "the reminder never reached B"
+    );
+    a.ok(&["agenda", "--dismiss", "Pricing call"]);
+    assert!(!reminded(&a));
+    assert!(
+        eventually(WAIT, || !reminded(&b)),
+        "B still shows the dismissed reminder"
+    );
+}

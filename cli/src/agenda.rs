@@ -26,10 +26,19 @@ pub struct AgendaArgs {
     /// Show times in this time zone (IANA, e.g. America/New_York) [default: this machine's].
     #[arg(long)]
     pub zone: Option<String>,
+    /// Dismiss the reminders of this meeting or task that are due (on every device of yours).
+    #[arg(long, value_name = "REF", conflicts_with_all = ["week", "from", "days", "owner", "all"])]
+    pub dismiss: Option<String>,
 }
 
 impl AgendaArgs {
     pub fn request(&self) -> Result<Request> {
+        if let Some(record) = &self.dismiss {
+            return Ok(Request::Dismiss {
+                record: record.clone(),
+                keys: Vec::new(),
+            });
+        }
         let (mut from, mut days) = (self.from.clone(), self.days);
         if self.week {
             let day = match self.from.as_deref() {
@@ -74,6 +83,22 @@ pub fn render(out: &mut String, agenda: &rapport_node::calendar::Agenda, json: b
         if agenda.days == 1 { "" } else { "s" },
         agenda.zone
     );
+    if !agenda.reminders.is_empty() {
+        outln!(out, "Reminders");
+        for r in &agenda.reminders {
+            let when = r
+                .start
+                .as_deref()
+                .map_or(r.day.clone(), |s| format!("{} {s}", r.day));
+            outln!(
+                out,
+                "  {when:<17} {:<8} {}  (dismiss: rapport agenda --dismiss {})",
+                r.kind,
+                r.title,
+                r.id
+            );
+        }
+    }
     if agenda.entries.is_empty() {
         outln!(
             out,

@@ -288,6 +288,9 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
             },
         ),
         Command::Rates(cmd) => plan(cmd.request(), View::Plain),
+        Command::Agenda(args) if args.dismiss.is_some() => {
+            plan(args.request()?, View::Wrote("Dismissed the reminders of"))
+        }
         Command::Agenda(args) => plan(args.request()?, View::Plain),
         Command::Calendar(cmd) => plan(cmd.request(), View::Plain),
         Command::Pipeline { name } => plan(
@@ -636,6 +639,7 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
             crate::agenda::render_feed(out, &feed, secret.as_deref(), json)
         }
         Reply::Feeds { feeds } => crate::agenda::render_feeds(out, &feeds, json),
+        Reply::Reminders { due } => to_json(out, &due),
         Reply::Calendar { ics } => {
             out.push_str(&ics);
             Ok(())

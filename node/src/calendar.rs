@@ -88,6 +88,9 @@ pub struct Agenda {
     pub owner: Option<String>,
     /// In time order, day by day; overdue tasks first.
     pub entries: Vec<Entry>,
+    /// The user's reminders due now, when the agenda shows today.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reminders: Vec<Due>,
 }
 
 /// The window and whose, read.
@@ -275,6 +278,109 @@ pub fn name_links(entries: &mut [Entry], title_of: impl Fn(RecordId) -> Option<S
             }
         }
     }
+}
+
+/// A reminder that has fired and is not dismissed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Due {
+    pub id: RecordId,
+    pub kind: String,
+    pub title: String,
+    /// The occurrence it is for (a meeting's start, a task's due day):
+    /// what dismissing it records.
+    pub key: String,
+    /// When it fired, RFC 3339 UTC.
+    pub fired: String,
+    /// The day and time of what it reminds of, in the reader's zone.
+    pub day: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+}
+
+/// How long after a meeting starts its reminder still shows.
+const SHOWN_AFTER_START_HOURS: i64 = 12;
+
+/// The reminders of `window.owner`'s meetings, calls and tasks (with a
+/// `remind`) that have fired by `now` and are not dismissed: a meeting's
+/// until twelve hours after it starts, a task's until it is done.
+pub fn due(records: &[RecordView], now: Timestamp, window: &Window) -> Vec<Due> {
+    let by_id: BTreeMap<RecordId, &RecordView> = records.iter().map(|r| (r.id, r)).collect();
+    let mut out = Vec::new();
+    for e in agenda(records, window) {
+        let Some(v) = by_id.get(&e.id) else {
+            continue;
+        };
+        let Some(remind) = v
+            .text("remind")
+            .and_then(|r| r.parse::<rapport_model::calendar::Remind>().ok())
+        else {
+            continue;
+        };
+        let (start, key) = match (&e.at, e.kind.as_str()) {
+            (Some(at), _) => match at.parse::<Timestamp>() {
+                Ok(t) => (t.to_zoned_datetime(window.zone.clone()), at.clone()),
+                Err(_) => continue,
+            },
+            (None, "task") if !e.done => {
+                let Ok(nine) = e
+                    .day
+                    .parse::<Date>()
+                    .map(|d| d.at(9, 0, 0, 0))
+                    .and_then(|d| d.to_zoned_datetime(window.zone.clone()))
+                else {
+                    continue;
+                };
+                (nine, e.day.clone())
+            }
+            _ => continue,
+        };
+        let dismissed = v
+            .text("dismissed")
+            .is_some_and(|d| d.split(',').any(|k| k.trim() == key));
+        let Some(fired) = remind.fires(&start) else {
+            continue;
+        };
+        let over = e.kind != "task"
+            && start
+                .timestamp()
+                .checked_add(Span::new().hours(SHOWN_AFTER_START_HOURS))
+                .is_ok_and(|end| now >= end);
+        if fired <= now
+            && !over
+            && !dismissed
+            && !out.iter().any(|d: &Due| d.id == e.id && d.key == key)
+        {
+            out.push(Due {
+                id: e.id,
+                kind: e.kind.clone(),
+                title: e.title.clone(),
+                key,
+                fired: rapport_model::value::format_instant(fired),
+                day: e.day.clone(),
+                start: e.start.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The `dismissed` value after dismissing `keys`: the newest 20 kept.
+pub fn dismissed_with(v: &RecordView, keys: &[String]) -> String {
+    let mut all: Vec<String> = v
+        .text("dismissed")
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect();
+    for k in keys {
+        if !all.contains(k) {
+            all.push(k.clone());
+        }
+    }
+    let skip = all.len().saturating_sub(20);
+    all[skip..].join(",")
 }
 
 /// The fields that move a meeting or call to `day` (and `time`, `HH:MM`,
@@ -571,5 +677,87 @@ mod tests {
         assert!(moved(&note, "2026-03-20", None, &utc).is_err());
         assert!(moved(&standup, "soon", None, &utc).is_err());
         assert!(moved(&standup, "2026-04-02", Some("25:00"), &utc).is_err());
+    }
+
+    #[test]
+    fn reminders_fire_once_until_dismissed_or_over() {
+        let records = [
+            activity(
+                1,
+                &[
+                    ("type", "meeting"),
+                    ("subject", "Review"),
+                    ("when", "2026-03-24T09:00:00Z"),
+                    ("remind", "15m"),
+                    ("owner", "ann"),
+                ],
+            ),
+            activity(
+                2,
+                &[
+                    ("type", "task"),
+                    ("subject", "Offer"),
+                    ("due", "2026-03-24"),
+                    ("remind", "1d"),
+                    ("owner", "ann"),
+                ],
+            ),
+            activity(
+                3,
+                &[
+                    ("type", "task"),
+                    ("subject", "No reminder"),
+                    ("due", "2026-03-24"),
+                    ("owner", "ann"),
+                ],
+            ),
+        ];
+        let window = |now: &str| {
+            let now: Timestamp = now.parse().expect("now");
+            let today = now.to_zoned_datetime(TimeZone::UTC).date();
+            (
+                now,
+                Window {
+                    from: today.yesterday().expect("day"),
+                    days: 9,
+                    zone: TimeZone::UTC,
+                    today,
+                    owner: Some("ann".into()),
+                },
+            )
+        };
+        let titles = |now: &str, records: &[RecordView]| {
+            let (now, w) = window(now);
+            due(records, now, &w)
+                .into_iter()
+                .map(|d| format!("{} {}", d.title, d.key))
+                .collect::<Vec<_>>()
+        };
+        // The task's fires at 09:00 the day before; the meeting's at 08:45.
+        assert!(titles("2026-03-23T08:59:00Z", &records).is_empty());
+        assert_eq!(
+            titles("2026-03-23T09:00:00Z", &records),
+            ["Offer 2026-03-24"]
+        );
+        assert_eq!(
+            titles("2026-03-24T08:50:00Z", &records),
+            ["Offer 2026-03-24", "Review 2026-03-24T09:00:00Z"]
+        );
+        // Over twelve hours after the meeting started, its reminder is gone.
+        assert_eq!(
+            titles("2026-03-24T21:00:00Z", &records),
+            ["Offer 2026-03-24"]
+        );
+        // Dismissed on any device: the key is in the record.
+        let mut dismissed = records.clone();
+        let keys = vec!["2026-03-24T09:00:00Z".to_string()];
+        let value = dismissed_with(&dismissed[0], &keys);
+        dismissed[0]
+            .fields
+            .insert("dismissed".into(), FieldValue::Text(value));
+        assert_eq!(
+            titles("2026-03-24T08:50:00Z", &dismissed),
+            ["Offer 2026-03-24"]
+        );
     }
 }

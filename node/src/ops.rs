@@ -119,6 +119,15 @@ pub enum Request {
     Rates,
     /// Meetings, calls and tasks of some days (`calendar`).
     Agenda(crate::calendar::AgendaQuery),
+    /// This user's reminders that have fired and are not dismissed.
+    Reminders,
+    /// Dismisses reminders of a meeting, call or task (their occurrence
+    /// keys, as `Reminders` gives them): written in the record, so every
+    /// device of its owner stops showing them.
+    Dismiss {
+        record: String,
+        keys: Vec<String>,
+    },
     /// Sets the exchange rates: `pairs` such as `USD=0.92`, each
     /// `1 USD = 0.92 base`; no pairs clears them.
     SetRates {
@@ -343,6 +352,9 @@ pub enum Reply {
     Report(crate::reports::Report),
     Rates(Option<crate::reports::Rates>),
     Agenda(crate::calendar::Agenda),
+    Reminders {
+        due: Vec<crate::calendar::Due>,
+    },
     Likely {
         record: RecordView,
         matches: Vec<Likely>,
@@ -956,6 +968,7 @@ impl Request {
                 | Request::Report(_)
                 | Request::Rates
                 | Request::Agenda(_)
+                | Request::Reminders
                 | Request::Duplicates { .. }
                 | Request::Likely { .. }
                 | Request::Merges
@@ -1414,50 +1427,7 @@ impl Ops {
             }
             Request::Rates => Ok(Reply::Rates(repo.rates())),
             Request::Agenda(q) => {
-                let invalid = |field: &'static str, m: String| {
-                    OpError::new(ErrorCode::Invalid, m).field(field)
-                };
-                let zone = match q.zone.as_deref().map(str::trim).filter(|z| !z.is_empty()) {
-                    Some(z) => rapport_model::calendar::zone(z).map_err(|m| invalid("zone", m))?,
-                    None => jiff::tz::TimeZone::system(),
-                };
-                let today = repo.now().to_zoned_datetime(zone.clone()).date();
-                let from = match q.from.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
-                    Some(d) => d.parse::<jiff::civil::Date>().map_err(|_| {
-                        invalid(
-                            "from",
-                            format!("--from {d}: expected a day such as 2026-03-31"),
-                        )
-                    })?,
-                    None => today,
-                };
-                let days = q.days.unwrap_or(1);
-                if !(1..=62).contains(&days) {
-                    return Err(invalid("days", format!("--days {days}: from 1 to 62")));
-                }
-                let owner = if q.everyone {
-                    None
-                } else {
-                    q.owner
-                        .clone()
-                        .or(repo.profile().name)
-                        .map(|o| o.trim().to_lowercase())
-                        .filter(|o| !o.is_empty())
-                };
-                let mut activities = Vec::new();
-                for v in repo.all(Some(Kind::Activity)) {
-                    let v = v?;
-                    if caller.may_see(&v) {
-                        activities.push(v);
-                    }
-                }
-                let window = crate::calendar::Window {
-                    from,
-                    days,
-                    zone: zone.clone(),
-                    today,
-                    owner: owner.clone(),
-                };
+                let (window, activities) = self.agenda_inputs(caller, &q)?;
                 let mut entries = crate::calendar::agenda(&activities, &window);
                 crate::calendar::name_links(&mut entries, |id| {
                     repo.view(id)
@@ -1466,13 +1436,51 @@ impl Ops {
                         .filter(|v| caller.may_see(v))
                         .map(|v| v.title())
                 });
+                let shows_today = window.from <= window.today
+                    && window.today
+                        < window
+                            .from
+                            .checked_add(jiff::Span::new().days(i64::from(window.days)))
+                            .unwrap_or(window.from);
+                // Reminders are the user's own, on their own agenda.
+                let own = q.owner.is_none() && !q.everyone && window.owner.is_some();
+                let reminders = if shows_today && own {
+                    self.reminders(caller)?
+                } else {
+                    Vec::new()
+                };
                 Ok(Reply::Agenda(crate::calendar::Agenda {
-                    from: from.to_string(),
-                    days,
-                    zone: zone.iana_name().unwrap_or("local").to_string(),
-                    owner,
+                    reminders,
+                    from: window.from.to_string(),
+                    days: window.days,
+                    zone: window.zone.iana_name().unwrap_or("local").to_string(),
+                    owner: window.owner,
                     entries,
                 }))
+            }
+            Request::Reminders => Ok(Reply::Reminders {
+                due: self.reminders(caller)?,
+            }),
+            Request::Dismiss { record, mut keys } => {
+                let v = self.visible(caller, &record)?;
+                if keys.is_empty() {
+                    keys = self
+                        .reminders(caller)?
+                        .into_iter()
+                        .filter(|d| d.id == v.id)
+                        .map(|d| d.key)
+                        .collect();
+                }
+                if keys.is_empty() {
+                    return Err(OpError::new(
+                        ErrorCode::Invalid,
+                        format!("{} has no reminder due now", v.title()),
+                    ));
+                }
+                let value = crate::calendar::dismissed_with(&v, &keys);
+                let written = repo.edit(&v.id.to_string(), &[("dismissed".into(), value)], &[])?;
+                let unchanged = written == v;
+                self.record_reply(written, unchanged)
             }
             Request::SetRates { base, pairs } => {
                 let rates = if pairs.is_empty() {
@@ -1691,6 +1699,64 @@ impl Ops {
             (v, None) => Ok(v),
             (v, Some(from)) => Err(crate::repo::merged_error(&from, &v).into()),
         }
+    }
+
+    /// The caller's user's reminders due now.
+    fn reminders(&self, caller: &Caller) -> Result<Vec<crate::calendar::Due>, OpError> {
+        let (mut window, activities) =
+            self.agenda_inputs(caller, &crate::calendar::AgendaQuery::default())?;
+        // From yesterday (overdue tasks), over the week a reminder may
+        // come before.
+        window.from = window.today.yesterday().unwrap_or(window.today);
+        window.days = 9;
+        Ok(crate::calendar::due(&activities, self.repo.now(), &window))
+    }
+
+    /// The agenda's window for `q` and the activities the caller may see.
+    fn agenda_inputs(
+        &self,
+        caller: &Caller,
+        q: &crate::calendar::AgendaQuery,
+    ) -> Result<(crate::calendar::Window, Vec<RecordView>), OpError> {
+        let repo = &*self.repo;
+        let invalid =
+            |field: &'static str, m: String| OpError::new(ErrorCode::Invalid, m).field(field);
+        let zone = match q.zone.as_deref().map(str::trim).filter(|z| !z.is_empty()) {
+            Some(z) => rapport_model::calendar::zone(z).map_err(|m| invalid("zone", m))?,
+            None => jiff::tz::TimeZone::system(),
+        };
+        let today = repo.now().to_zoned_datetime(zone.clone()).date();
+        let from = match q.from.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+            Some(d) => d.parse::<jiff::civil::Date>().map_err(|_| {
+                invalid(
+                    "from",
+                    format!("--from {d}: expected a day such as 2026-03-31"),
+                )
+            })?,
+            None => today,
+        };
+        let days = q.days.unwrap_or(1);
+        if !(1..=62).contains(&days) {
+            return Err(invalid("days", format!("--days {days}: from 1 to 62")));
+        }
+        let owner = if q.everyone {
+            None
+        } else {
+            q.owner
+                .clone()
+                .or(repo.profile().name)
+                .map(|o| o.trim().to_lowercase())
+                .filter(|o| !o.is_empty())
+        };
+        let activities = self.readable(caller, Some(Kind::Activity))?;
+        let window = crate::calendar::Window {
+            from,
+            days,
+            zone,
+            today,
+            owner,
+        };
+        Ok((window, activities))
     }
 
     fn readable(&self, caller: &Caller, kind: Option<Kind>) -> Result<Vec<RecordView>, OpError> {

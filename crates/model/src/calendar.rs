@@ -252,6 +252,64 @@ pub fn occurrences(
     out
 }
 
+/// When a reminder fires: some time before a meeting starts (or before
+/// 09:00 on a task's due day), or at a time on the day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remind {
+    /// Minutes before.
+    Before(i64),
+    /// At this time on the day.
+    At(jiff::civil::Time),
+}
+
+/// What a reminder may say, for error messages.
+pub const REMIND_HINT: &str =
+    "expected a time before it such as 15m, 2h or 1d, or a time on the day such as 09:00";
+
+impl FromStr for Remind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim().to_ascii_lowercase();
+        if s.contains(':') {
+            let t = s
+                .parse::<jiff::civil::Time>()
+                .map_err(|_| REMIND_HINT.to_string())?;
+            return Ok(Remind::At(t));
+        }
+        let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let n: i64 = n.parse().map_err(|_| REMIND_HINT.to_string())?;
+        let minutes = match unit.trim() {
+            "m" | "min" | "minutes" => n,
+            "h" | "hours" => n * 60,
+            "d" | "days" => n * 24 * 60,
+            _ => return Err(REMIND_HINT.into()),
+        };
+        if !(0..=7 * 24 * 60).contains(&minutes) {
+            return Err(format!("{REMIND_HINT} (at most 7 days)"));
+        }
+        Ok(Remind::Before(minutes))
+    }
+}
+
+impl Remind {
+    /// When it fires for something starting at `start` (a task: 09:00 on
+    /// its due day), in `start`'s zone.
+    pub fn fires(self, start: &ZonedDateTime) -> Option<Timestamp> {
+        match self {
+            Remind::Before(m) => start
+                .checked_sub(Span::new().minutes(m))
+                .ok()
+                .map(|z| z.timestamp()),
+            Remind::At(t) => start
+                .date()
+                .to_datetime(t)
+                .to_zoned_datetime(start.time_zone().clone())
+                .ok()
+                .map(|z| z.timestamp()),
+        }
+    }
+}
+
 /// The zone named `name` (IANA, e.g. `Europe/Berlin`), for checking input.
 pub fn zone(name: &str) -> Result<TimeZone, String> {
     TimeZone::get(name.trim()).map_err(|_| {
@@ -288,6 +346,29 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         s.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn reminders_read_and_fire_before_or_on_the_day() {
+        let start = berlin(2026, 3, 30, 9);
+        let r: Remind = "15m".parse().expect("valid");
+        assert_eq!(
+            r.fires(&start).map(|t| t.to_string()).as_deref(),
+            Some("2026-03-30T06:45:00Z")
+        );
+        let r: Remind = "1d".parse().expect("valid");
+        assert_eq!(
+            r.fires(&start).map(|t| t.to_string()).as_deref(),
+            Some("2026-03-29T07:00:00Z")
+        );
+        let r: Remind = "08:30".parse().expect("valid");
+        assert_eq!(
+            r.fires(&start).map(|t| t.to_string()).as_deref(),
+            Some("2026-03-30T06:30:00Z")
+        );
+        for bad in ["soon", "15", "15w", "9d", "-5m"] {
+            assert!(bad.parse::<Remind>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -329,6 +329,16 @@ const ACTIVITY: &[FieldDef] = &[
         "days a repeating meeting does not take place, e.g. 2026-12-24, 2026-12-31",
     ),
     f(
+        "remind",
+        T::Text,
+        "a reminder: 15m, 2h or 1d before (a task: before 09:00 on its due day), or 09:00 on the day",
+    ),
+    f(
+        "dismissed",
+        T::Text,
+        "reminders dismissed, by occurrence (set by Dismiss; every device of its owner sees it)",
+    ),
+    f(
         "uid",
         T::Text,
         "calendar UID (iCalendar): importing the same event again updates it",
@@ -553,6 +563,10 @@ pub fn check_record(
         }
         if let Some(s) = text("skip") {
             crate::calendar::days(s).map_err(|e| invalid("skip", e))?;
+        }
+        if let Some(r) = text("remind") {
+            r.parse::<crate::calendar::Remind>()
+                .map_err(|e| invalid("remind", format!("`{r}`: {e}")))?;
         }
         let instant = |f: &str| text(f).and_then(|t| t.parse::<jiff::Timestamp>().ok());
         if let (Some(when), Some(ends)) = (instant("when"), instant("ends"))

@@ -188,6 +188,43 @@
     });
   }
 
+  // ----- reminders: a notification once per reminder on this device -----
+  // Asked for only when the user presses the button (never on load).
+  function notifyButton() {
+    const on = $("#notify-on");
+    if (!on || !("Notification" in window) || Notification.permission !== "default") return;
+    on.hidden = false;
+    on.addEventListener("click", async () => {
+      const answer = await Notification.requestPermission();
+      on.hidden = true;
+      announce(answer === "granted" ? "Reminders will show as notifications" : "Notifications stay off");
+      checkReminders();
+    });
+  }
+  async function checkReminders() {
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    let due;
+    try {
+      const r = await fetch("/reminders.json", { credentials: "same-origin" });
+      if (!r.ok) return;
+      due = await r.json();
+    } catch (_) { return; }
+    const shown = JSON.parse(localStorage.getItem("rapport.reminded") || "[]");
+    for (const d of due) {
+      const key = d.id + "@" + d.key;
+      if (shown.includes(key)) continue;
+      const n = new Notification(d.title, { body: d.kind + ", " + d.day + (d.start ? " " + d.start : ""), tag: key });
+      n.onclick = () => { window.focus(); location.href = "/r/" + d.id; };
+      shown.push(key);
+    }
+    localStorage.setItem("rapport.reminded", JSON.stringify(shown.slice(-200)));
+  }
+  if (!document.body.classList.contains("bare")) {
+    notifyButton();
+    checkReminders();
+    setInterval(checkReminders, 60000);
+  }
+
   // ----- live updates ----------------------------------------------------
   const status = $("#live");
   function announce(text) { if (status) status.textContent = text; }
@@ -216,6 +253,7 @@
     document.body.dataset.watch = doc.body.dataset.watch || "";
     wireBoard(main);
     wireCalendar(main);
+    notifyButton();
     announce("Updated " + new Date().toLocaleTimeString());
   }
 

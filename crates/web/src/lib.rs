@@ -287,6 +287,8 @@ fn router(app: App) -> Router {
         .route("/board", get(pages::board::page))
         .route("/calendar", get(pages::calendar::page))
         .route("/calendar/move", post(pages::calendar::move_entry))
+        .route("/reminders.json", get(pages::calendar::reminders))
+        .route("/reminders/dismiss", post(pages::calendar::dismiss))
         .route("/reports", get(pages::reports::page))
         .route("/reports.csv", get(pages::reports::csv))
         .route("/duplicates", get(pages::duplicates::page))

@@ -310,6 +310,44 @@ pub(crate) async fn move_entry(
     Ok(Redirect::to(&back).into_response())
 }
 
+/// `GET /reminders.json`: the user's reminders due now, for the page's
+/// script to show as notifications.
+pub(crate) async fn reminders(State(app): State<App>) -> Result<Response, WebError> {
+    let due = app
+        .blocking(|app| match app.read(Request::Reminders)? {
+            Reply::Reminders { due } => Ok(due),
+            _ => Ok(Vec::new()),
+        })
+        .await?;
+    Ok(axum::Json(due).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DismissForm {
+    id: String,
+    key: String,
+    #[serde(default)]
+    back: Option<String>,
+}
+
+/// `POST /reminders/dismiss`: written in the record, so that every device
+/// of its owner stops showing it.
+pub(crate) async fn dismiss(
+    State(app): State<App>,
+    Form(f): Form<DismissForm>,
+) -> Result<Response, WebError> {
+    let back = crate::redirect::local_or(f.back.as_deref(), "/").to_string();
+    app.blocking(move |app| {
+        app.read(Request::Dismiss {
+            record: f.id,
+            keys: vec![f.key],
+        })?;
+        Ok(())
+    })
+    .await?;
+    Ok(Redirect::to(&back).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::testing::TestUi;
@@ -407,5 +445,58 @@ mod tests {
             )
             .await;
         assert_eq!(bad.status, 400, "{}", bad.body);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reminder_shows_on_my_work_and_once_dismissed_is_gone() {
+        let t = TestUi::start().await;
+        let repo = t.repo().clone();
+        let soon = jiff::Timestamp::now()
+            .checked_add(jiff::Span::new().minutes(10))
+            .expect("soon")
+            .to_string();
+        let owner = repo.profile().name.unwrap_or_default();
+        let id = tokio::task::spawn_blocking(move || {
+            repo.create(
+                Kind::Activity,
+                SpaceId::Private,
+                &[
+                    ("type".into(), "meeting".into()),
+                    ("subject".into(), "Pricing call".into()),
+                    ("when".into(), soon),
+                    ("remind".into(), "15m".into()),
+                    ("owner".into(), owner),
+                ],
+            )
+            .expect("meeting")
+            .id
+        })
+        .await
+        .expect("task");
+        let due = t.get("/reminders.json").await;
+        assert_eq!(due.status, 200);
+        assert!(due.body.contains("Pricing call"), "{}", due.body);
+        let work = t.get("/").await;
+        assert!(
+            work.body.contains("id=\"reminders\"") && work.body.contains("Pricing call"),
+            "{}",
+            work.body
+        );
+        let v: serde_json::Value = serde_json::from_str(&due.body).expect("json");
+        let key = v
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["title"] == "Pricing call"))
+            .and_then(|d| d["key"].as_str())
+            .expect("key")
+            .to_string();
+        let done = t
+            .post(
+                "/reminders/dismiss",
+                &[("id", &id.to_string()), ("key", &key), ("back", "/")],
+            )
+            .await;
+        assert_eq!(done.status, 303, "{}", done.body);
+        let due = t.get("/reminders.json").await;
+        assert!(!due.body.contains("Pricing call"), "{}", due.body);
     }
 }

@@ -71,6 +71,8 @@ struct Work {
     later: usize,
     meetings: Vec<Meeting>,
     tickets: Vec<Ticket>,
+    /// The user's reminders due now.
+    reminders: Vec<rapport_node::calendar::Due>,
 }
 
 pub(crate) async fn page(
@@ -84,7 +86,11 @@ pub(crate) async fn page(
         .blocking(move |app| {
             let tz = TimeZone::system();
             let now = Timestamp::now().to_zoned_datetime(tz);
-            let work = read_work(app, all, &now)?;
+            let mut work = read_work(app, all, &now)?;
+            work.reminders = match app.read(rapport_node::ops::Request::Reminders)? {
+                rapport_node::ops::Reply::Reminders { due } => due,
+                _ => Vec::new(),
+            };
             Ok(work)
         })
         .await?;
@@ -228,6 +234,7 @@ fn read_work(app: &App, all: bool, now: &ZonedDateTime) -> Result<Work, WebError
         later,
         meetings,
         tickets,
+        reminders: Vec::new(),
     })
 }
 
@@ -279,6 +286,27 @@ fn body(w: &Work) -> Markup {
         }
         @if w.me.is_none() {
             p { a class="button" href="/new/activity?type=task" { "New task" } }
+        }
+        @if !w.reminders.is_empty() {
+            section class="panel reminders" id="reminders" aria-labelledby="reminders-h" {
+                h2 id="reminders-h" { "Reminders" }
+                ul class="cal-list" {
+                    @for r in &w.reminders {
+                        li class="cal-entry" {
+                            span class="cal-time" { (r.day) @if let Some(s) = &r.start { " " (s) } } " "
+                            span class="kind" { (r.kind) } " "
+                            a href={ "/r/" (r.id) } { (r.title) } " "
+                            form method="post" action="/reminders/dismiss" class="inline" {
+                                input type="hidden" name="id" value=(r.id);
+                                input type="hidden" name="key" value=(r.key);
+                                input type="hidden" name="back" value=(back);
+                                button type="submit" class="secondary" { "Dismiss" }
+                            }
+                        }
+                    }
+                }
+                p { button type="button" class="link" id="notify-on" hidden { "Also show reminders as notifications on this device" } }
+            }
         }
         div class="grid2 work" {
             section class="panel" id="overdue" aria-labelledby="overdue-h" {
