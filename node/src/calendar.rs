@@ -266,6 +266,39 @@ pub fn agenda(records: &[RecordView], window: &Window) -> Vec<Entry> {
     out
 }
 
+impl crate::Repo {
+    /// The activities that may show in an agenda of the days `from` to
+    /// `to` (both included), read through the field index rather than
+    /// every activity: those that start within a day of it (zones), end
+    /// after it starts, repeat, or are tasks due by its end (overdue ones
+    /// too). Deleted ones included, as `all` gives them.
+    pub fn agenda_candidates(
+        &self,
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<RecordView>, crate::NodeError> {
+        use rapport_store::fields::Item;
+        let store = self.store();
+        let day = |d: Date, n: i64| {
+            let d = d.checked_add(Span::new().days(n)).unwrap_or(d);
+            Item::Text(d.to_string().into_bytes())
+        };
+        let (low, high) = (day(from, -2), day(to, 2));
+        let activity = Kind::Activity;
+        let mut ids = store.ids_between(activity, "when", Some(&low), Some(&high))?;
+        ids.extend(store.ids_between(activity, "ends", Some(&low), None)?);
+        ids.extend(store.ids_having(activity, "repeat")?);
+        ids.extend(store.ids_between(activity, "due", None, Some(&high))?);
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.view(id)?);
+        }
+        Ok(out)
+    }
+}
+
 /// Names the records entries link to by `title_of` (the agenda is made
 /// from activities alone; their links are looked up after).
 pub fn name_links(entries: &mut [Entry], title_of: impl Fn(RecordId) -> Option<String>) {

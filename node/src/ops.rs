@@ -1703,12 +1703,19 @@ impl Ops {
 
     /// The caller's user's reminders due now.
     fn reminders(&self, caller: &Caller) -> Result<Vec<crate::calendar::Due>, OpError> {
-        let (mut window, activities) =
-            self.agenda_inputs(caller, &crate::calendar::AgendaQuery::default())?;
         // From yesterday (overdue tasks), over the week a reminder may
         // come before.
-        window.from = window.today.yesterday().unwrap_or(window.today);
-        window.days = 9;
+        let today = self
+            .repo
+            .now()
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .date();
+        let query = crate::calendar::AgendaQuery {
+            from: Some(today.yesterday().unwrap_or(today).to_string()),
+            days: Some(9),
+            ..Default::default()
+        };
+        let (window, activities) = self.agenda_inputs(caller, &query)?;
         Ok(crate::calendar::due(&activities, self.repo.now(), &window))
     }
 
@@ -1748,7 +1755,14 @@ impl Ops {
                 .map(|o| o.trim().to_lowercase())
                 .filter(|o| !o.is_empty())
         };
-        let activities = self.readable(caller, Some(Kind::Activity))?;
+        let last = from
+            .checked_add(jiff::Span::new().days(i64::from(days)))
+            .unwrap_or(from);
+        let activities: Vec<RecordView> = repo
+            .agenda_candidates(from.min(today), last.max(today))?
+            .into_iter()
+            .filter(|v| caller.may_see(v))
+            .collect();
         let window = crate::calendar::Window {
             from,
             days,

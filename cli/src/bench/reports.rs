@@ -98,6 +98,27 @@ fn measure(percent: usize) -> Result<serde_json::Value> {
         figures.insert(format!("{name}_rows"), json!(rows));
     }
     figures.insert("slowest_report_ms".into(), json!(ms(slowest)));
+    // The calendar's week view: one owner's week, and everyone's.
+    for (label, everyone) in [
+        ("agenda_week_owner_p50_ms", false),
+        ("agenda_week_everyone_p50_ms", true),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..RUNS {
+            let query = rapport_node::calendar::AgendaQuery {
+                from: Some("2026-03-02".into()),
+                days: Some(7),
+                owner: (!everyone).then(|| OWNERS[0].to_string()),
+                everyone,
+                zone: Some("Europe/Berlin".into()),
+            };
+            let t = Instant::now();
+            ops.execute(&Caller::user(), Request::Agenda(query))
+                .map_err(|e| anyhow::anyhow!("agenda: {e}"))?;
+            times.push(t.elapsed());
+        }
+        figures.insert(label.into(), json!(ms(percentile(&mut times, 50))));
+    }
     figures.insert(
         "peak_rss_mib".into(),
         json!(proc_status_kib(std::process::id(), "VmHWM:").map(|k| k / 1024)),
@@ -203,6 +224,7 @@ fn fill(
                 ),
                 ("subject".into(), format!("Activity {a}")),
                 ("when".into(), format!("{}T10:00:00Z", day(&mut rng))),
+                ("owner".into(), OWNERS[rng.below(OWNERS.len())].into()),
                 (
                     "about".into(),
                     // Half about a company, half about one of its people.
@@ -213,6 +235,16 @@ fn fill(
                     },
                 ),
             ]
+        })
+        .enumerate()
+        .map(|(a, mut row): (usize, Vec<Input>)| {
+            // One meeting in fifty repeats every week (the agenda
+            // expands them).
+            if a % 50 == 0 {
+                row[0].1 = "meeting".into();
+                row.push(("repeat".into(), "weekly".into()));
+            }
+            row
         })
         .collect();
     put(Kind::Activity, rows)?;

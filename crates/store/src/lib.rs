@@ -1292,6 +1292,11 @@ impl Store {
         )
     }
 
+    /// Records of `kind` with any value in `field`, in id order.
+    pub fn ids_having(&self, kind: Kind, field: &str) -> Result<Vec<RecordId>> {
+        self.ids_under(&fields::field_prefix(kind, field))
+    }
+
     fn ids_under(&self, prefix: &[u8]) -> Result<Vec<RecordId>> {
         ids_of(self.by_field.scan_prefix(prefix).keys(), |_| true)
     }
