@@ -177,6 +177,61 @@ fn the_web_ui_works_in_a_real_browser() {
         SPACE,
     ]);
 
+    // The calendar: this week's Monday, a meeting and a call that
+    // overlaps it; a meeting in ten minutes with a reminder.
+    let today = jiff::ZonedDateTime::now().date();
+    let monday = today
+        .checked_sub(jiff::Span::new().days(i64::from(today.weekday().to_monday_zero_offset())))
+        .expect("monday");
+    let day = |n: i64| {
+        monday
+            .checked_add(jiff::Span::new().days(n))
+            .expect("a day")
+            .to_string()
+    };
+    for (kind, subject, when, ends) in [
+        (
+            "meeting",
+            "Weekly review",
+            format!("{} 09:00", day(0)),
+            Some(format!("{} 10:00", day(0))),
+        ),
+        ("call", "Supplier call", format!("{} 09:30", day(0)), None),
+    ] {
+        let mut args = vec![
+            "activity",
+            "add",
+            kind,
+            "--subject",
+            subject,
+            "--when",
+            &when,
+            "--owner",
+            ME,
+        ];
+        if let Some(e) = &ends {
+            args.extend(["--ends", e.as_str()]);
+        }
+        a.ok(&args);
+    }
+    let soon = jiff::Timestamp::now()
+        .checked_add(jiff::Span::new().minutes(10))
+        .expect("soon")
+        .to_string();
+    a.ok(&[
+        "activity",
+        "add",
+        "meeting",
+        "--subject",
+        "Pricing call",
+        "--when",
+        &soon,
+        "--remind",
+        "15m",
+        "--owner",
+        ME,
+    ]);
+
     let login = a.json(&["open", "--print"])["login"]
         .as_str()
         .expect("a login link")
@@ -202,6 +257,9 @@ fn the_web_ui_works_in_a_real_browser() {
         .env("RAPPORT_SPACE", SPACE)
         .env("RAPPORT_SHARED_ID", &acme_id)
         .env("RAPPORT_SHARED_NAME", SHARED_COMPANY)
+        .env("RAPPORT_MONDAY", day(0))
+        .env("RAPPORT_TUESDAY", day(1))
+        .env("RAPPORT_WEDNESDAY", day(2))
         .env("RAPPORT_CHROMIUM", chromium())
         .env(
             "RAPPORT_FAILURES",
