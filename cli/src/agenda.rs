@@ -133,6 +133,10 @@ pub fn render(out: &mut String, agenda: &rapport_node::calendar::Agenda, json: b
             let about: Vec<&str> = e.about.iter().map(|l| l.title.as_str()).collect();
             line.push_str(&format!(" ({})", about.join(", ")));
         }
+        if !e.attendees.is_empty() {
+            let with: Vec<&str> = e.attendees.iter().map(|l| l.title.as_str()).collect();
+            line.push_str(&format!(" with {}", with.join(", ")));
+        }
         if e.repeats {
             line.push_str(" [repeats]");
         }
