@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Node, dir_contains, eventually};
+use common::{Node, Running, dir_contains, eventually};
 use serde_json::Value;
 
 const SPACE: &str = "Acme ↔ Northwind";
@@ -334,23 +334,30 @@ fn a_member_flooding_sessions_is_turned_away_and_others_keep_syncing() {
     );
 }
 
+/// Two running nodes whose users are `a_name` and `b_name`, B started
+/// with `b_extra`, sharing the space A made.
+fn users_sharing(a_name: &str, b_name: &str, b_extra: &[&str]) -> (Node, Node, [Running; 2]) {
+    let (a, b) = (Node::new(), Node::new());
+    a.ok(&["init", "--name", a_name]);
+    b.ok(&["init", "--name", b_name]);
+    let running = [a.start(&[]), b.start(b_extra)];
+    a.ok(&["space", "create", SPACE]);
+    b.ok(&["space", "join", &ticket(&a)]);
+    (a, b, running)
+}
+
 /// Issue 19's two-node test: a repeating meeting made on A for Ben shows
 /// in Ben's agenda on B, and in the calendar feed Ben subscribes to on B
 /// (served by B's HTTP API, read over a real socket).
 #[test]
 fn a_meeting_made_on_one_node_is_in_the_agenda_and_the_feed_of_the_other() {
     use std::io::{Read, Write};
-    let (a, b) = (Node::new(), Node::new());
-    a.ok(&["init", "--name", "Ann"]);
-    b.ok(&["init", "--name", "Ben"]);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let _na = a.start(&[]);
-    let _nb = b.start(&["--api-bind", &format!("127.0.0.1:{port}")]);
-    a.ok(&["space", "create", SPACE]);
-    b.ok(&["space", "join", &ticket(&a)]);
+    let (a, b, _running) =
+        users_sharing("Ann", "Ben", &["--api-bind", &format!("127.0.0.1:{port}")]);
     a.ok(&[
         "activity",
         "add",
@@ -400,13 +407,7 @@ fn a_meeting_made_on_one_node_is_in_the_agenda_and_the_feed_of_the_other() {
 /// the other once they sync (the dismissal is a signed edit of the record).
 #[test]
 fn a_reminder_dismissed_on_one_device_is_dismissed_on_the_other() {
-    let (a, b) = (Node::new(), Node::new());
-    a.ok(&["init", "--name", "Ben"]);
-    b.ok(&["init", "--name", "Ben"]);
-    let _na = a.start(&[]);
-    let _nb = b.start(&[]);
-    a.ok(&["space", "create", SPACE]);
-    b.ok(&["space", "join", &ticket(&a)]);
+    let (a, b, _running) = users_sharing("Ben", "Ben", &[]);
     let soon = jiff::Timestamp::now()
         .checked_add(jiff::Span::new().minutes(10))
         .expect("soon")

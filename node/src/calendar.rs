@@ -528,14 +528,10 @@ mod tests {
     use jiff::civil::date;
 
     fn activity(n: u8, fields: &[(&str, &str)]) -> RecordView {
-        RecordView {
-            id: RecordId::new(1_700_000_000_000, [n; 10]),
-            kind: Kind::Activity,
-            space: Default::default(),
-            deleted: false,
-            merged_into: None,
-            updated: 0,
-            fields: fields
+        RecordView::new(
+            RecordId::new(1_700_000_000_000, [n; 10]),
+            Kind::Activity,
+            fields
                 .iter()
                 .map(|(k, v)| {
                     let value = match *v {
@@ -545,8 +541,7 @@ mod tests {
                     (k.to_string(), value)
                 })
                 .collect(),
-            conflicts: Default::default(),
-        }
+        )
     }
 
     fn week(zone: &str, owner: Option<&str>) -> Window {

@@ -678,6 +678,21 @@ pub struct RecordView {
 }
 
 impl RecordView {
+    /// A live record of the private space with these fields, changed at
+    /// time 0: what tests and pure functions over records start from.
+    pub fn new(id: RecordId, kind: Kind, fields: BTreeMap<String, FieldValue>) -> Self {
+        RecordView {
+            id,
+            kind,
+            space: SpaceId::default(),
+            deleted: false,
+            merged_into: None,
+            updated: 0,
+            fields,
+            conflicts: BTreeMap::new(),
+        }
+    }
+
     /// Reads the record as of `heads` (the current state if `None`).
     pub fn read(
         doc: &mut AutoCommit,

@@ -24,20 +24,31 @@ impl Fixture {
     fn add(&mut self, kind: Kind, created: u64, fields: &[(&str, FieldValue)]) -> RecordId {
         self.serial += 1;
         let id = RecordId::new(created, [self.serial; 10]);
-        self.records.push(RecordView {
-            id,
-            kind,
-            space: Default::default(),
-            deleted: false,
-            merged_into: None,
-            updated: (created / 1000) as i64,
-            fields: fields
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect::<BTreeMap<_, _>>(),
-            conflicts: BTreeMap::new(),
-        });
+        let fields = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect::<BTreeMap<_, _>>();
+        let mut v = RecordView::new(id, kind, fields);
+        v.updated = (created / 1000) as i64;
+        self.records.push(v);
         id
+    }
+
+    fn person(&mut self, name: &str, company: RecordId) -> RecordId {
+        let company = company.to_string();
+        let fields = [("name", t(name)), ("company", t(&company))];
+        self.add(Kind::Person, ms(date(2025, 1, 1), 0), &fields)
+    }
+
+    /// A call on `when` (RFC 3339) about `about`.
+    fn call_about(&mut self, when: &str, about: RecordId) -> RecordId {
+        let day: jiff::Timestamp = when.parse().expect("an instant");
+        let fields = [
+            ("type", t("call")),
+            ("when", t(when)),
+            ("about", FieldValue::List(vec![about.to_string()])),
+        ];
+        self.add(Kind::Activity, day.as_millisecond() as u64, &fields)
     }
 
     fn company(&mut self, name: &str) -> RecordId {
@@ -397,20 +408,8 @@ fn rfm_scores_quintiles_and_names_segments() {
 
     // An activity about one of C5's people makes it the most recent.
     let c5 = f.records.iter().find(|r| r.title() == "C5").expect("C5").id;
-    let person = f.add(
-        Kind::Person,
-        ms(date(2025, 1, 1), 0),
-        &[("name", t("Pat")), ("company", t(&c5.to_string()))],
-    );
-    f.add(
-        Kind::Activity,
-        ms(date(2026, 6, 25), 0),
-        &[
-            ("type", t("call")),
-            ("when", t("2026-06-25T10:00:00Z")),
-            ("about", FieldValue::List(vec![person.to_string()])),
-        ],
-    );
+    let person = f.person("Pat", c5);
+    f.call_about("2026-06-25T10:00:00Z", person);
     let r = f.run(query(ReportName::Rfm), today, None);
     let c5 = row(section(&r, "Customers, EUR"), "C5");
     assert_eq!(c5[1..3], ["2026-06-25", "5"]);
@@ -435,15 +434,7 @@ fn churn_lists_each_customer_with_its_reasons() {
         let close = Some(date(2026, m, 1));
         f.deal(falling, "won", "1 EUR", date(2025, 1, 1), close, "ann");
     }
-    f.add(
-        Kind::Activity,
-        ms(date(2026, 6, 20), 0),
-        &[
-            ("type", t("call")),
-            ("when", t("2026-06-20T10:00:00Z")),
-            ("about", FieldValue::List(vec![falling.to_string()])),
-        ],
-    );
+    f.call_about("2026-06-20T10:00:00Z", falling);
     let urgent = f.company("Urgent");
     for status in ["open", "new", "resolved"] {
         f.add(
@@ -565,11 +556,7 @@ fn campaigns_credit_the_deals_their_members_touched_after_the_start() {
     let mut f = Fixture::default();
     let acme = f.company("Acme");
     let other = f.company("Other");
-    let pat = f.add(
-        Kind::Person,
-        ms(date(2025, 1, 1), 0),
-        &[("name", t("Pat")), ("company", t(&acme.to_string()))],
-    );
+    let pat = f.person("Pat", acme);
     f.add(
         Kind::Campaign,
         ms(date(2026, 2, 1), 0),
