@@ -101,7 +101,11 @@ impl FromStr for Recurrence {
                     out.count = Some(value.parse().ok().filter(|c| *c >= 1).ok_or_else(bad)?)
                 }
                 "UNTIL" => {
-                    let day = value.get(..8).ok_or_else(bad)?;
+                    // YYYYMMDD, perhaps with a time after it.
+                    let day = value
+                        .get(..8)
+                        .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+                        .ok_or_else(bad)?;
                     let date = format!("{}-{}-{}", &day[..4], &day[4..6], &day[6..8]);
                     out.until = Some(date.parse().map_err(|_| bad())?);
                 }
@@ -389,6 +393,9 @@ mod tests {
             "FREQ=WEEKLY;INTERVAL=0",
             "FREQ=WEEKLY;BYDAY=XX",
             "FREQ=WEEKLY;BYSETPOS=1",
+            "FREQ=DAILY;UNTIL=2é261231",
+            "FREQ=DAILY;UNTIL=2026",
+            "FREQ=DAILY;UNTIL=20261340",
         ] {
             assert!(bad.parse::<Recurrence>().is_err(), "{bad}");
         }
