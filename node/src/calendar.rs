@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use jiff::civil::Date;
+use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, ZonedDateTime};
 use rapport_model::calendar::{Recurrence, days as skip_days, occurrences};
@@ -75,6 +75,9 @@ pub struct Entry {
     pub done: bool,
     /// A task due before today and not done.
     pub overdue: bool,
+    /// When a timed entry ends (for overlaps).
+    #[serde(skip)]
+    pub ends_at: Option<Timestamp>,
 }
 
 /// The agenda of some days.
@@ -175,6 +178,7 @@ pub fn agenda(records: &[RecordView], window: &Window) -> Vec<Entry> {
             overlaps: false,
             done: v.get("done") == Some(&FieldValue::Flag(true)),
             overdue: false,
+            ends_at: None,
         };
         match kind {
             "task" => {
@@ -252,6 +256,11 @@ pub fn agenda(records: &[RecordView], window: &Window) -> Vec<Entry> {
                     }
                     e.start = Some(hhmm(&local));
                     e.end = Some(hhmm(&local_end));
+                    e.ends_at = Some(end.timestamp());
+                    // Begun the evening before the window: shown on its first day.
+                    if local.date() < window.from {
+                        e.day = window.from.to_string();
+                    }
                     out.push(e);
                 }
             }
@@ -350,8 +359,15 @@ pub fn due(records: &[RecordView], now: Timestamp, window: &Window) -> Vec<Due> 
             continue;
         };
         let (start, key) = match (&e.at, e.kind.as_str()) {
+            // "09:00 on the day" is the meeting's day in its own zone.
             (Some(at), _) => match at.parse::<Timestamp>() {
-                Ok(t) => (t.to_zoned_datetime(window.zone.clone()), at.clone()),
+                Ok(t) => {
+                    let zone = v
+                        .text("zone")
+                        .and_then(|z| TimeZone::get(z).ok())
+                        .unwrap_or_else(|| window.zone.clone());
+                    (t.to_zoned_datetime(zone), at.clone())
+                }
                 Err(_) => continue,
             },
             (None, "task") if !e.done => {
@@ -416,20 +432,25 @@ pub fn dismissed_with(v: &RecordView, keys: &[String]) -> String {
     all[skip..].join(",")
 }
 
-/// The fields that move a meeting or call to `day` (and `time`, `HH:MM`,
-/// else the same time) in its zone (its own, else `zone`), keeping its
-/// length; or a task's due day. For a repeating meeting this moves the
-/// series. The edit's inputs, or why it cannot move.
+/// The fields that move a meeting or call shown on `from` (an occurrence
+/// of a repeating one, a day of a run of days; its first day if `None`)
+/// to `day` (and `time`, `HH:MM`, else the same time), in its zone (its
+/// own, else `zone`), keeping its length; or a task's due day. The whole
+/// series or run moves by as many days, so the other occurrences keep
+/// their places relative to it. The edit's inputs, or why it cannot move.
 pub fn moved(
     v: &RecordView,
+    from: Option<&str>,
     day: &str,
     time: Option<&str>,
     zone: &TimeZone,
 ) -> Result<Vec<(String, String)>, String> {
-    let day: Date = day
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{day}` is not a day: expected one such as 2026-03-31"))?;
+    let read = |d: &str| {
+        d.trim()
+            .parse::<Date>()
+            .map_err(|_| format!("`{d}` is not a day: expected one such as 2026-03-31"))
+    };
+    let day: Date = read(day)?;
     match v.text("type") {
         Some("task") => return Ok(vec![("due".into(), day.to_string())]),
         Some("meeting" | "call") => {}
@@ -455,7 +476,17 @@ pub fn moved(
             .map_err(|_| format!("`{t}` is not a time: expected one such as 14:30"))?,
         None => old.time(),
     };
-    let start = day
+    // The day the first occurrence lands on: shifted as the one moved.
+    let shown = match from.map(str::trim).filter(|f| !f.is_empty()) {
+        Some(f) => read(f)?,
+        None => old.date(),
+    };
+    let shift = shown.until(day).map_or(0, |s| i64::from(s.get_days()));
+    let first = old
+        .date()
+        .checked_add(Span::new().days(shift))
+        .map_err(|e| format!("{day} is out of range: {e}"))?;
+    let start = first
         .to_datetime(clock)
         .to_zoned_datetime(zone)
         .map_err(|e| format!("{day} {clock} does not exist in the meeting's time zone: {e}"))?;
@@ -468,6 +499,23 @@ pub fn moved(
         let end = start.timestamp().as_second() + length;
         if let Ok(end) = Timestamp::from_second(end) {
             sets.push(("ends".into(), rapport_model::value::format_instant(end)));
+        }
+    }
+    // A repeating meeting's weekdays, end and skipped days move with it.
+    let by = |d: Date| d.checked_add(Span::new().days(shift)).unwrap_or(d);
+    if shift != 0
+        && let Some(mut rule) = v.text("repeat").and_then(|r| r.parse::<Recurrence>().ok())
+    {
+        for d in &mut rule.by_day {
+            let moved = i64::from(d.to_monday_zero_offset()) + shift;
+            *d = Weekday::from_monday_zero_offset(moved.rem_euclid(7) as i8).unwrap_or(*d);
+        }
+        rule.by_day.sort_by_key(|d| d.to_monday_zero_offset());
+        rule.until = rule.until.map(by);
+        sets.push(("repeat".into(), rule.to_string()));
+        if let Some(skip) = v.text("skip").and_then(|s| skip_days(s).ok()) {
+            let days: Vec<String> = skip.into_iter().map(|d| by(d).to_string()).collect();
+            sets.push(("skip".into(), days.join(", ")));
         }
     }
     Ok(sets)
@@ -487,20 +535,7 @@ fn mark_overlaps(entries: &mut [Entry]) {
         let Some(at) = e.at.as_deref().and_then(|a| a.parse::<Timestamp>().ok()) else {
             continue;
         };
-        let (Some(s), Some(en)) = (e.start.as_deref(), e.end.as_deref()) else {
-            continue;
-        };
-        // The length in minutes from the shown times (a day change wraps).
-        let minutes = |t: &str| {
-            let (h, m) = t.split_once(':').unwrap_or(("0", "0"));
-            h.parse::<i64>().unwrap_or(0) * 60 + m.parse::<i64>().unwrap_or(0)
-        };
-        let mut length = minutes(en) - minutes(s);
-        if length <= 0 {
-            length += 24 * 60;
-        }
-        let end = at.checked_add(Span::new().minutes(length)).unwrap_or(at);
-        timed.push((i, at, end));
+        timed.push((i, at, e.ends_at.unwrap_or(at)));
     }
     timed.sort_by_key(|t| t.1);
     let mut hit = vec![false; entries.len()];
@@ -686,7 +721,7 @@ mod tests {
                 ("zone", "Europe/Berlin"),
             ],
         );
-        let sets = moved(&standup, "2026-04-02", None, &utc).expect("moves");
+        let sets = moved(&standup, None, "2026-04-02", None, &utc).expect("moves");
         assert_eq!(
             sets,
             [
@@ -694,17 +729,54 @@ mod tests {
                 ("ends".to_string(), "2026-04-02T07:30:00Z".to_string())
             ]
         );
-        let sets = moved(&standup, "2026-04-02", Some("14:30"), &utc).expect("moves");
+        let sets = moved(&standup, None, "2026-04-02", Some("14:30"), &utc).expect("moves");
         assert_eq!(sets[0].1, "2026-04-02T12:30:00Z");
         let task = activity(2, &[("type", "task"), ("due", "2026-03-16")]);
         assert_eq!(
-            moved(&task, "2026-03-20", None, &utc).expect("moves")[0].1,
+            moved(&task, None, "2026-03-20", None, &utc).expect("moves")[0].1,
             "2026-03-20"
         );
         let note = activity(3, &[("type", "note")]);
-        assert!(moved(&note, "2026-03-20", None, &utc).is_err());
-        assert!(moved(&standup, "soon", None, &utc).is_err());
-        assert!(moved(&standup, "2026-04-02", Some("25:00"), &utc).is_err());
+        assert!(moved(&note, None, "2026-03-20", None, &utc).is_err());
+        assert!(moved(&standup, None, "soon", None, &utc).is_err());
+        assert!(moved(&standup, None, "2026-04-02", Some("25:00"), &utc).is_err());
+
+        // Wednesday's occurrence of a Monday and Wednesday series, dragged
+        // to Thursday: the series moves a day, its weekdays, end and
+        // skipped days with it.
+        let series = activity(
+            4,
+            &[
+                ("type", "meeting"),
+                ("when", "2026-03-16T08:00:00Z"),
+                ("zone", "Europe/Berlin"),
+                ("repeat", "FREQ=WEEKLY;BYDAY=MO,WE;UNTIL=20260430"),
+                ("skip", "2026-04-01"),
+            ],
+        );
+        let sets = moved(&series, Some("2026-03-25"), "2026-03-26", None, &utc).expect("moves");
+        assert_eq!(
+            sets,
+            [
+                ("when".to_string(), "2026-03-17T08:00:00Z".to_string()),
+                (
+                    "repeat".to_string(),
+                    "FREQ=WEEKLY;BYDAY=TU,TH;UNTIL=20260501".to_string()
+                ),
+                ("skip".to_string(), "2026-04-02".to_string()),
+            ]
+        );
+        // A week on, Sunday's move wraps to Monday.
+        let sunday = activity(
+            5,
+            &[
+                ("type", "meeting"),
+                ("when", "2026-03-22T08:00:00Z"),
+                ("repeat", "FREQ=WEEKLY;BYDAY=SU"),
+            ],
+        );
+        let sets = moved(&sunday, Some("2026-03-29"), "2026-03-30", None, &utc).expect("moves");
+        assert_eq!(sets[1].1, "FREQ=WEEKLY;BYDAY=MO");
     }
 
     #[test]

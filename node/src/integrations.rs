@@ -110,10 +110,20 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredFeed {
     pub name: String,
+    /// Kept in `integrations.json`; never in a reply.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
     pub hash: String,
     /// The owner whose meetings and tasks it has; `None`: everyone's.
     pub owner: Option<String>,
     pub created: i64,
+}
+
+impl StoredFeed {
+    /// The feed as replies show it: without its hash.
+    pub fn shown(mut self) -> Self {
+        self.hash.clear();
+        self
+    }
 }
 
 /// What the URL of a calendar feed starts with.
@@ -449,7 +459,6 @@ fn read_deliveries(path: &Path) -> Result<Vec<Delivery>, NodeError> {
     }
 }
 
-/// The stored form of a token: hex SHA-256.
 /// Compares two hashes in constant time: the stored hashes are not
 /// secret, but a timing difference should not tell how close a guess was.
 fn same_hash(a: &str, b: &str) -> bool {
@@ -460,6 +469,7 @@ fn same_hash(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The stored form of a token: hex SHA-256.
 pub fn token_hash(secret: &str) -> String {
     rapport_proto::hex(&Sha256::digest(secret.as_bytes()))
 }

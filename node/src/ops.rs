@@ -1716,6 +1716,10 @@ impl Ops {
             ..Default::default()
         };
         let (window, activities) = self.agenda_inputs(caller, &query)?;
+        if window.owner.is_none() {
+            // No name to know whose they are: nobody's reminders show.
+            return Ok(Vec::new());
+        }
         Ok(crate::calendar::due(&activities, self.repo.now(), &window))
     }
 
@@ -2688,19 +2692,24 @@ impl Ops {
                 };
                 let (feed, secret) = self.integrations().create_feed(&name, owner, now)?;
                 Ok(Reply::Feed {
-                    feed,
+                    feed: feed.shown(),
                     secret: Some(secret),
                 })
             }
             Request::FeedList => {
                 own_user()?;
                 Ok(Reply::Feeds {
-                    feeds: self.integrations().feeds()?,
+                    feeds: self
+                        .integrations()
+                        .feeds()?
+                        .into_iter()
+                        .map(crate::integrations::StoredFeed::shown)
+                        .collect(),
                 })
             }
             Request::FeedRevoke { name } => {
                 own_user()?;
-                let feed = self.integrations().revoke_feed(&name)?;
+                let feed = self.integrations().revoke_feed(&name)?.shown();
                 Ok(Reply::Feed { feed, secret: None })
             }
             Request::CalendarFeed { secret } => {

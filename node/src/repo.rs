@@ -1055,6 +1055,10 @@ impl Repo {
                 });
             }
         }
+        if let Some((field, zone)) = pin_zone(view.kind, &fields, &ctx) {
+            fields.insert(field.into(), zone.clone());
+            edits.push(Edit::Set(field.into(), zone));
+        }
         check_record(view.kind, &fields)?;
         self.apply(view, &edits, ctx.now)
     }
@@ -1265,6 +1269,9 @@ impl Repo {
                 fields.insert(field.to_string(), v);
             }
         }
+        if let Some((field, zone)) = pin_zone(kind, &fields, ctx) {
+            fields.insert(field.into(), zone);
+        }
         check_record(kind, &fields)?;
         schema.check_new(kind, &fields).map_err(NodeError::Schema)?;
         Ok(fields)
@@ -1466,6 +1473,22 @@ fn parse_hash(hex: &str) -> Option<rapport_model::automerge::ChangeHash> {
     Some(rapport_model::automerge::ChangeHash(out))
 }
 
+/// An all-day meeting's days are those of the zone it was made in: a
+/// meeting that names none gets the one its times were read in, so that
+/// a reader elsewhere sees the same days.
+fn pin_zone(
+    kind: Kind,
+    fields: &BTreeMap<String, FieldValue>,
+    ctx: &ParseContext,
+) -> Option<(&'static str, FieldValue)> {
+    let all_day = fields.get("all_day") == Some(&FieldValue::Flag(true));
+    if kind != Kind::Activity || !all_day || fields.contains_key("zone") {
+        return None;
+    }
+    let name = ctx.tz.iana_name()?;
+    Some(("zone", FieldValue::Text(name.to_string())))
+}
+
 /// The time zone an input names (`zone`), for reading the times given
 /// with it.
 fn zone_given(inputs: &[Input]) -> Option<String> {
@@ -1582,7 +1605,8 @@ pub(crate) mod tests {
         let (_t, repo) = repo();
         repo.create(Kind::Company, SpaceId::Private, &input(&[("name", "Acme")]))
             .expect("company");
-        let today = repo.now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+        // The day as the stamp reads it: in this machine's zone.
+        let today = repo.context().today();
         let deal = repo
             .create(
                 Kind::Deal,

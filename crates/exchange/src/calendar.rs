@@ -353,8 +353,32 @@ fn event_times(out: &mut String, a: &RecordView) {
     let Some(rule) = rule else {
         return;
     };
-    line(out, "RRULE", &rule.to_string());
+    // UNTIL takes DTSTART's type: a day for an all-day meeting, else the
+    // end of that day in the meeting's zone, in UTC.
+    let mut written = rule.clone();
+    written.until = None;
+    let mut text = written.to_string();
+    if let Some(until) = rule.until {
+        let end = until
+            .at(23, 59, 59, 0)
+            .to_zoned_datetime(zone.clone())
+            .map(|z| ics_time(z.timestamp()));
+        match (all_day, end) {
+            (true, _) => text.push_str(&format!(";UNTIL={}", until.strftime("%Y%m%d"))),
+            (false, Ok(end)) => text.push_str(&format!(";UNTIL={end}")),
+            (false, Err(_)) => {}
+        }
+    }
+    line(out, "RRULE", &text);
     for day in skip {
+        if all_day {
+            line(
+                out,
+                "EXDATE;VALUE=DATE",
+                &day.strftime("%Y%m%d").to_string(),
+            );
+            continue;
+        }
         let at = day
             .to_datetime(start.time())
             .to_zoned_datetime(zone.clone())
@@ -440,6 +464,52 @@ mod tests {
         let text = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:x\nDTSTART:20260401T083000\nSUMMARY:Standup\nEND:VEVENT\nEND:VCALENDAR\n";
         let rows = calendar_rows(text);
         assert_eq!(cell(&rows[0], "When"), "2026-04-01 08:30:00");
+    }
+
+    #[test]
+    fn a_repeating_meeting_writes_until_and_skipped_days_in_dtstarts_type() {
+        let meeting = |fields: &[(&str, &str)]| {
+            let mut f: std::collections::BTreeMap<String, FieldValue> = fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), FieldValue::Text(v.to_string())))
+                .collect();
+            f.insert("type".into(), FieldValue::Text("meeting".into()));
+            RecordView::new(RecordId::new(1, [1; 10]), Kind::Activity, f)
+        };
+        let timed = meeting(&[
+            ("when", "2026-03-16T08:00:00Z"),
+            ("zone", "Europe/Berlin"),
+            ("repeat", "FREQ=WEEKLY;UNTIL=20260430"),
+            ("skip", "2026-03-23"),
+        ]);
+        let ics = activities_ics(&[timed]);
+        assert!(
+            ics.contains("DTSTART;TZID=Europe/Berlin:20260316T090000\r\n"),
+            "{ics}"
+        );
+        // The end of 30 April in Berlin (summer time), in UTC.
+        assert!(
+            ics.contains("RRULE:FREQ=WEEKLY;UNTIL=20260430T215959Z\r\n"),
+            "{ics}"
+        );
+        assert!(
+            ics.contains("EXDATE;TZID=Europe/Berlin:20260323T090000\r\n"),
+            "{ics}"
+        );
+        let mut fair = meeting(&[
+            ("when", "2026-03-15T23:00:00Z"),
+            ("zone", "Europe/Berlin"),
+            ("repeat", "FREQ=MONTHLY;UNTIL=20260630"),
+            ("skip", "2026-04-16"),
+        ]);
+        fair.fields.insert("all_day".into(), FieldValue::Flag(true));
+        let ics = activities_ics(&[fair]);
+        assert!(ics.contains("DTSTART;VALUE=DATE:20260316\r\n"), "{ics}");
+        assert!(
+            ics.contains("RRULE:FREQ=MONTHLY;UNTIL=20260630\r\n"),
+            "{ics}"
+        );
+        assert!(ics.contains("EXDATE;VALUE=DATE:20260416\r\n"), "{ics}");
     }
 
     #[test]

@@ -191,7 +191,32 @@ pub fn occurrences(
     let (time, tz) = (first.time(), first.time_zone().clone());
     let day0 = first.date();
     let mut counted = 0u32;
-    for n in 0..MOST as i64 {
+    // Without a COUNT, nothing before the window needs counting: start a
+    // step before it rather than at the first occurrence (a daily
+    // meeting since 1990 is not walked day by day).
+    let mut first_n = 0i64;
+    if rule.count.is_none() {
+        let long = first.checked_add(length).map_or(0, |e| {
+            (e.timestamp().as_second() - first.timestamp().as_second()) / 86_400
+        });
+        let from_day = from.to_zoned_datetime(tz.clone()).date();
+        let lead = from_day
+            .checked_sub(Span::new().days(long + 2))
+            .unwrap_or(from_day);
+        if lead > day0 {
+            let days = day0.until(lead).map_or(0, |s| i64::from(s.get_days()));
+            let months = (i64::from(lead.year()) - i64::from(day0.year())) * 12
+                + i64::from(lead.month())
+                - i64::from(day0.month());
+            let steps = match rule.freq {
+                Freq::Daily => days,
+                Freq::Weekly => days / 7,
+                Freq::Monthly => months,
+            } / i64::from(rule.interval);
+            first_n = (steps - 1).max(0);
+        }
+    }
+    for n in first_n..first_n + MOST as i64 {
         let step = n * i64::from(rule.interval);
         let days: Vec<Date> = match rule.freq {
             Freq::Daily => day0
@@ -282,12 +307,13 @@ impl FromStr for Remind {
         }
         let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
         let n: i64 = n.parse().map_err(|_| REMIND_HINT.to_string())?;
-        let minutes = match unit.trim() {
-            "m" | "min" | "minutes" => n,
-            "h" | "hours" => n * 60,
-            "d" | "days" => n * 24 * 60,
+        let per = match unit.trim() {
+            "m" | "min" | "minutes" => 1,
+            "h" | "hours" => 60,
+            "d" | "days" => 24 * 60,
             _ => return Err(REMIND_HINT.into()),
         };
+        let minutes = n.checked_mul(per).unwrap_or(i64::MAX);
         if !(0..=7 * 24 * 60).contains(&minutes) {
             return Err(format!("{REMIND_HINT} (at most 7 days)"));
         }
@@ -370,7 +396,7 @@ mod tests {
             r.fires(&start).map(|t| t.to_string()).as_deref(),
             Some("2026-03-30T06:30:00Z")
         );
-        for bad in ["soon", "15", "15w", "9d", "-5m"] {
+        for bad in ["soon", "15", "15w", "9d", "-5m", "999999999999999999d"] {
             assert!(bad.parse::<Remind>().is_err(), "{bad}");
         }
     }
@@ -425,6 +451,30 @@ mod tests {
             ]
         );
         assert!(got.iter().all(|z| z.hour() == 9));
+    }
+
+    #[test]
+    fn a_long_running_series_is_found_far_from_its_start() {
+        // Daily since 1990, every other week since 1990, monthly since 1990.
+        let window = (ts("2026-06-10T00:00:00Z"), ts("2026-06-11T00:00:00Z"));
+        for (rule, days) in [
+            ("daily", vec!["2026-06-10"]),
+            ("FREQ=WEEKLY;INTERVAL=2;BYDAY=WE", vec!["2026-06-10"]),
+            ("FREQ=MONTHLY", vec!["2026-06-10"]),
+        ] {
+            let first = berlin(1990, 1, 10, 9); // a Wednesday
+            let rule: Recurrence = rule.parse().expect("valid");
+            let got = occurrences(
+                &first,
+                Span::new().hours(1),
+                Some(&rule),
+                &[],
+                window.0,
+                window.1,
+            );
+            let got: Vec<String> = got.iter().map(|z| z.date().to_string()).collect();
+            assert_eq!(got, days, "{rule}");
+        }
     }
 
     #[test]

@@ -166,7 +166,7 @@
   function wireCalendar(root) {
     root.querySelectorAll(".cal-entry[draggable=true]").forEach((item) => {
       item.addEventListener("dragstart", (e) => {
-        e.dataTransfer.setData("text/plain", item.dataset.id);
+        e.dataTransfer.setData("text/plain", item.dataset.id + " " + item.dataset.from);
         e.dataTransfer.effectAllowed = "move";
       });
     });
@@ -176,9 +176,9 @@
       day.addEventListener("drop", async (e) => {
         e.preventDefault();
         day.classList.remove("drop-target");
-        const id = e.dataTransfer.getData("text/plain");
+        const [id, from] = e.dataTransfer.getData("text/plain").split(" ");
         if (!id) return;
-        const body = new URLSearchParams({ id, day: day.dataset.day, back: location.pathname + location.search });
+        const body = new URLSearchParams({ id, from: from || "", day: day.dataset.day, back: location.pathname + location.search });
         const r = await fetch("/calendar/move", {
           method: "POST", credentials: "same-origin", body,
           headers: { "Content-Type": "application/x-www-form-urlencoded" },

@@ -319,7 +319,10 @@ pub(crate) fn churn(q: &Checked, data: &Data<'_>, _book: &mut Book<'_>) -> Vec<S
     }
     let mut urgent: HashMap<RecordId, usize> = HashMap::new();
     for t in data.of(Kind::Ticket) {
-        let open = matches!(t.text("status"), Some("new" | "open" | "pending"));
+        // Open is any status that does not end a ticket (custom ones too).
+        let open = !t
+            .text("status")
+            .is_some_and(|s| rapport_model::custom::ENDING_STATUSES.contains(&s));
         if open
             && t.text("priority") == Some("urgent")
             && let Some(c) = t.text("company").and_then(|c| c.parse().ok())

@@ -633,18 +633,27 @@ pub(crate) fn percent(part: i128, whole: i128) -> String {
 
 /// The median, with one decimal, "–" for none.
 pub(crate) fn median(values: &mut [i64]) -> String {
+    median_times_ten(values).map_or_else(|| "–".into(), tenths)
+}
+
+/// Ten times the median (exact: the middle two add up to a whole).
+pub(crate) fn median_times_ten(values: &mut [i64]) -> Option<i64> {
     if values.is_empty() {
-        return "–".into();
+        return None;
     }
     values.sort_unstable();
     let n = values.len();
-    let twice = if n % 2 == 1 {
-        2 * values[n / 2]
+    Some(if n % 2 == 1 {
+        10 * values[n / 2]
     } else {
-        values[n / 2 - 1] + values[n / 2]
-    };
-    let tenths = twice * 5;
-    format!("{}.{}", tenths.div_euclid(10), tenths.rem_euclid(10))
+        5 * (values[n / 2 - 1] + values[n / 2])
+    })
+}
+
+/// Tenths as a number with one decimal: `-15` is `-1.5`.
+pub(crate) fn tenths(t: i64) -> String {
+    let sign = if t < 0 { "-" } else { "" };
+    format!("{sign}{}.{}", t.unsigned_abs() / 10, t.unsigned_abs() % 10)
 }
 
 pub(crate) fn plural(n: usize) -> &'static str {

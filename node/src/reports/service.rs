@@ -8,7 +8,7 @@ use jiff::civil::Date;
 use rapport_model::schema::{TICKET_PRIORITIES, TICKET_STATUSES};
 use rapport_model::{Kind, RecordId, RecordView};
 
-use super::{Chart, Checked, Data, Section, instant, median};
+use super::{Chart, Checked, Data, Section, instant, median_times_ten, tenths};
 
 /// A ticket as this report reads it.
 struct Ticket<'a> {
@@ -21,7 +21,18 @@ struct Ticket<'a> {
 }
 
 fn is_done(status: Option<&str>) -> bool {
-    matches!(status, Some("resolved" | "closed"))
+    status.is_some_and(|s| rapport_model::custom::ENDING_STATUSES.contains(&s))
+}
+
+/// The built-in words first, then any other (a space's own statuses and
+/// priorities) in the order of their names.
+fn words<'a>(builtin: &[&'a str], seen: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = builtin.to_vec();
+    let mut extra: Vec<&str> = seen.filter(|w| !builtin.contains(w)).collect();
+    extra.sort_unstable();
+    extra.dedup();
+    out.extend(extra);
+    out
 }
 
 fn tickets<'a>(q: &Checked, data: &Data<'a>) -> Vec<Ticket<'a>> {
@@ -68,12 +79,14 @@ pub(crate) fn service(q: &Checked, data: &Data<'_>) -> Vec<Section> {
         let p = t.view.text("priority").unwrap_or("normal");
         *grid.entry((s, p)).or_default() += 1;
     }
-    let by_status = TICKET_STATUSES
+    let statuses = words(TICKET_STATUSES, grid.keys().map(|k| k.0));
+    let priorities = words(TICKET_PRIORITIES, grid.keys().map(|k| k.1));
+    let by_status = statuses
         .iter()
         .map(|s| {
             let mut row = vec![s.to_string()];
             let mut total = 0;
-            for p in TICKET_PRIORITIES {
+            for p in &priorities {
                 let n = grid.get(&(*s, *p)).copied().unwrap_or(0);
                 total += n;
                 row.push(n.to_string());
@@ -83,11 +96,12 @@ pub(crate) fn service(q: &Checked, data: &Data<'_>) -> Vec<Section> {
         })
         .collect();
     let mut status_columns = vec!["status".to_string()];
-    status_columns.extend(TICKET_PRIORITIES.iter().map(|p| p.to_string()));
+    status_columns.extend(priorities.iter().map(|p| p.to_string()));
     status_columns.push("total".into());
 
     // First responses: the earliest activity about each ticket at or after
     // it was opened, that is not a task.
+    let opened: HashMap<RecordId, Timestamp> = all.iter().map(|t| (t.view.id, t.opened)).collect();
     let mut first: HashMap<RecordId, Timestamp> = HashMap::new();
     for a in data.of(Kind::Activity) {
         if a.text("type") == Some("task") {
@@ -103,22 +117,23 @@ pub(crate) fn service(q: &Checked, data: &Data<'_>) -> Vec<Section> {
             .iter()
             .filter_map(|s| s.parse::<RecordId>().ok())
         {
-            let e = first.entry(id).or_insert(when);
-            *e = (*e).min(when);
+            // Only what came after the ticket (history logged before it
+            // is no response to it).
+            if opened.get(&id).is_some_and(|o| when >= *o) {
+                let e = first.entry(id).or_insert(when);
+                *e = (*e).min(when);
+            }
         }
     }
     let mut times = Vec::new();
-    for p in TICKET_PRIORITIES.iter().map(|p| Some(*p)).chain([None]) {
+    for p in priorities.iter().map(|p| Some(*p)).chain([None]) {
         let of: Vec<&&Ticket<'_>> = opened_within
             .iter()
             .filter(|t| p.is_none_or(|p| t.view.text("priority").unwrap_or("normal") == p))
             .collect();
         let mut response: Vec<i64> = of
             .iter()
-            .filter_map(|t| {
-                let f = first.get(&t.view.id)?;
-                (*f >= t.opened).then(|| hours(t.opened, *f))
-            })
+            .filter_map(|t| first.get(&t.view.id).map(|f| hours(t.opened, *f)))
             .collect();
         let mut resolution: Vec<i64> = of
             .iter()
@@ -128,8 +143,8 @@ pub(crate) fn service(q: &Checked, data: &Data<'_>) -> Vec<Section> {
         times.push(vec![
             p.unwrap_or("all").to_string(),
             of.len().to_string(),
-            tenths(&mut response),
-            tenths(&mut resolution),
+            hours_median(&mut response),
+            hours_median(&mut resolution),
             open.to_string(),
         ]);
     }
@@ -183,7 +198,7 @@ pub(crate) fn service(q: &Checked, data: &Data<'_>) -> Vec<Section> {
             rows: by_status,
             chart: Some(Chart {
                 label: 0,
-                bars: vec![TICKET_PRIORITIES.len() + 1],
+                bars: vec![priorities.len() + 1],
                 line: None,
             }),
         },
@@ -216,14 +231,14 @@ pub(crate) fn service(q: &Checked, data: &Data<'_>) -> Vec<Section> {
     ]
 }
 
-/// The median of tenths of hours, as hours with one decimal.
-fn tenths(values: &mut [i64]) -> String {
-    if values.is_empty() {
-        return "–".into();
+/// The median of tenths of hours, as hours with one decimal (rounded
+/// half away from zero, as every figure of the reports).
+fn hours_median(values: &mut [i64]) -> String {
+    match median_times_ten(values) {
+        None => "–".into(),
+        Some(hundredths) => {
+            let rounded = (hundredths.abs() + 5) / 10;
+            tenths(if hundredths < 0 { -rounded } else { rounded })
+        }
     }
-    // `median` gives tenths of the unit with one more decimal; values are
-    // already tenths, so shift the point once more and round.
-    let m = median(values);
-    let v: f64 = m.parse().unwrap_or(0.0);
-    format!("{:.1}", v / 10.0)
 }

@@ -516,6 +516,8 @@ fn service_counts_tickets_times_and_backlog() {
         "urgent",
         Some("2026-05-01T10:00:00Z"),
     );
+    // A call logged before the ticket was opened is no response to it.
+    about(&mut f, t1, "call", "2026-04-30T20:00:00Z");
     about(&mut f, t1, "call", "2026-05-01T02:00:00Z");
     let t2 = ticket(&mut f, date(2026, 5, 2), "open", "normal", None);
     about(&mut f, t2, "email", "2026-05-02T04:00:00Z");
@@ -612,6 +614,9 @@ fn a_query_is_refused_with_the_field_and_what_to_type() {
     q.days = Some(0);
     assert_eq!(q.check().map_err(|e| e.0), Err("days"));
     assert_eq!("win_rate".parse::<ReportName>(), Ok(ReportName::WinRate));
+    assert_eq!(median(&mut [-2, -1]), "-1.5");
+    assert_eq!(median(&mut [3, 1, 2]), "2.0");
+    assert_eq!(median(&mut []), "–");
     let e = "pareto".parse::<ReportName>().expect_err("unknown");
     assert!(e.contains("abc") && e.contains("churn"), "{e}");
 }

@@ -236,7 +236,7 @@ fn entry(e: &Entry, back: &str, compact: bool) -> Markup {
     let movable = e.kind == "task" || e.start.is_some() || e.all_day;
     html! {
         li class={ "cal-entry " (e.kind) @if e.overlaps { " overlaps" } @if e.done { " done" } }
-            draggable=[movable.then_some("true")] data-id=(e.id) {
+            draggable=[movable.then_some("true")] data-id=(e.id) data-from=(e.day) {
             span class="cal-time" { (time) } " "
             span class="kind" { (e.kind) } " "
             a href={ "/r/" (e.id) } { (e.title) }
@@ -259,6 +259,7 @@ fn entry(e: &Entry, back: &str, compact: bool) -> Markup {
                         summary { "Move…" }
                         form method="post" action="/calendar/move" {
                             input type="hidden" name="id" value=(e.id);
+                            input type="hidden" name="from" value=(e.day);
                             input type="hidden" name="back" value=(back);
                             label { "Day " input type="date" name="day" required value=(e.day); }
                             @if e.start.is_some() {
@@ -276,6 +277,9 @@ fn entry(e: &Entry, back: &str, compact: bool) -> Markup {
 #[derive(Debug, Deserialize)]
 pub(crate) struct MoveForm {
     id: String,
+    /// The day the moved occurrence was shown on.
+    #[serde(default)]
+    from: Option<String>,
     day: String,
     #[serde(default)]
     time: Option<String>,
@@ -294,6 +298,7 @@ pub(crate) async fn move_entry(
         let shown = app.show(&f.id)?;
         let sets = rapport_node::calendar::moved(
             &shown.record,
+            f.from.as_deref(),
             &f.day,
             f.time.as_deref(),
             &jiff::tz::TimeZone::system(),
