@@ -3200,6 +3200,63 @@ mod tests {
             !refused.message.contains(&private.id.to_string()),
             "{refused:?}"
         );
+        // Reports and the agenda read its space only: a private won deal
+        // and a private meeting are not in them.
+        for (company, title, owner) in [
+            ("Secret Corp", "Private win", &me),
+            ("Joint Corp", "Joint win", &scoped),
+        ] {
+            create(
+                &ops,
+                owner,
+                Kind::Deal,
+                &[
+                    ("title", title),
+                    ("company", company),
+                    ("amount", "100"),
+                    ("currency", "EUR"),
+                    ("stage", "won"),
+                ],
+            );
+            create(
+                &ops,
+                owner,
+                Kind::Activity,
+                &[
+                    ("type", "meeting"),
+                    ("subject", title),
+                    ("when", "2026-03-02T10:00:00Z"),
+                ],
+            );
+        }
+        let Reply::Report(abc) = ops
+            .execute(
+                &scoped,
+                Request::Report(crate::reports::ReportQuery::new(
+                    crate::reports::ReportName::Abc,
+                )),
+            )
+            .expect("report")
+        else {
+            panic!("not a report");
+        };
+        let customers: Vec<&str> = abc.sections[1].rows.iter().map(|r| r[1].as_str()).collect();
+        assert_eq!(customers, ["Joint Corp"]);
+        let everyone = crate::calendar::AgendaQuery {
+            from: Some("2026-03-02".into()),
+            everyone: true,
+            zone: Some("UTC".into()),
+            ..Default::default()
+        };
+        let Reply::Agenda(agenda) = ops
+            .execute(&scoped, Request::Agenda(everyone))
+            .expect("agenda")
+        else {
+            panic!("not an agenda");
+        };
+        let titles: Vec<&str> = agenda.entries.iter().map(|e| e.title.as_str()).collect();
+        assert_eq!(titles, ["Joint win"]);
+
         // A private note about the shared record stays off its timeline.
         let about = shared.id.to_string();
         create(
