@@ -47,12 +47,7 @@ impl AgendaArgs {
                 })?,
                 None => jiff::ZonedDateTime::now().date(),
             };
-            let monday = day
-                .checked_sub(
-                    jiff::Span::new().days(i64::from(day.weekday().to_monday_zero_offset())),
-                )
-                .unwrap_or(day);
-            from = Some(monday.to_string());
+            from = Some(rapport_model::calendar::week_start(day).to_string());
             days = Some(7);
         }
         Ok(Request::Agenda(rapport_node::calendar::AgendaQuery {

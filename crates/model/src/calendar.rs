@@ -340,6 +340,17 @@ impl Remind {
     }
 }
 
+/// `d` and `n` days on (back, for a negative `n`); `d` itself past the
+/// calendar's ends.
+pub fn add_days(d: Date, n: i64) -> Date {
+    d.checked_add(Span::new().days(n)).unwrap_or(d)
+}
+
+/// The Monday of `d`'s week.
+pub fn week_start(d: Date) -> Date {
+    add_days(d, -i64::from(d.weekday().to_monday_zero_offset()))
+}
+
 /// The zone named `name` (IANA, e.g. `Europe/Berlin`), for checking input.
 pub fn zone(name: &str) -> Result<TimeZone, String> {
     TimeZone::get(name.trim()).map_err(|_| {

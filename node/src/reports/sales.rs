@@ -116,13 +116,13 @@ pub(crate) fn win_rate(q: &Checked, data: &Data<'_>, book: &mut Book<'_>) -> Vec
             }),
         });
     }
-    sections.push(velocity(data, &closed, book));
+    sections.push(velocity(data, &closed, &all, book));
     sections
 }
 
 /// Pipeline velocity per currency: open deals × average won deal × win
 /// rate ÷ average sales cycle, what the pipeline brings in per day.
-fn velocity(data: &Data<'_>, closed: &[&Deal<'_>], book: &mut Book<'_>) -> Section {
+fn velocity(data: &Data<'_>, closed: &[&Deal<'_>], all: &Tally, book: &mut Book<'_>) -> Section {
     #[derive(Default)]
     struct V {
         open: i128,
@@ -130,18 +130,8 @@ fn velocity(data: &Data<'_>, closed: &[&Deal<'_>], book: &mut Book<'_>) -> Secti
         won_sum: Decimal,
     }
     let mut per: BTreeMap<String, V> = BTreeMap::new();
-    let (mut won, mut lost, mut cycles) = (0i128, 0i128, Vec::new());
+    let (won, lost, cycles) = (all.won, all.lost, &all.cycles);
     for d in closed {
-        match d.outcome() {
-            Some(Outcome::Won) => won += 1,
-            _ => lost += 1,
-        }
-        if let Some(c) = d.close {
-            let days = days_between(d.created, c);
-            if days >= 0 {
-                cycles.push(days);
-            }
-        }
         if d.outcome() == Some(Outcome::Won)
             && let Some((amount, cur)) = d.amount
         {

@@ -9,6 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use jiff::Span;
 use jiff::civil::Date;
 use maud::{Markup, html};
+use rapport_model::calendar::{add_days, week_start};
 use rapport_node::calendar::{Agenda, AgendaQuery, Entry};
 use rapport_node::ops::{Reply, Request};
 use serde::Deserialize;
@@ -71,14 +72,6 @@ fn agenda(app: &App, from: Date, days: u32, who: &str) -> Result<Agenda, WebErro
     }
 }
 
-fn add_days(d: Date, n: i64) -> Date {
-    d.checked_add(Span::new().days(n)).unwrap_or(d)
-}
-
-fn monday_of(d: Date) -> Date {
-    add_days(d, -i64::from(d.weekday().to_monday_zero_offset()))
-}
-
 fn render(app: &App, q: &CalendarQuery) -> Result<Html<String>, WebError> {
     let view = q.view()?;
     let today = jiff::ZonedDateTime::now().date();
@@ -92,14 +85,14 @@ fn render(app: &App, q: &CalendarQuery) -> Result<Html<String>, WebError> {
     let (from, days, prev, next) = match view {
         View::Day => (date, 1, add_days(date, -1), add_days(date, 1)),
         View::Week => {
-            let m = monday_of(date);
+            let m = week_start(date);
             (m, 7, add_days(m, -7), add_days(m, 7))
         }
         View::Month => {
             let first = date.first_of_month();
-            let start = monday_of(first);
+            let start = week_start(first);
             let last = date.last_of_month();
-            let end = add_days(monday_of(last), 7);
+            let end = add_days(week_start(last), 7);
             let days = start.until(end).map_or(35, |s| s.get_days()) as u32;
             let prev = first.checked_sub(Span::new().months(1)).unwrap_or(first);
             let next = first.checked_add(Span::new().months(1)).unwrap_or(first);

@@ -9,8 +9,9 @@ use axum::extract::{Query, State};
 use axum::response::Html;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::{Span, Timestamp, ZonedDateTime};
+use jiff::{Timestamp, ZonedDateTime};
 use maud::{Markup, html};
+use rapport_model::calendar::{add_days, week_start};
 use rapport_model::{FieldValue, Kind, RecordId, RecordView};
 use serde::Deserialize;
 
@@ -139,7 +140,7 @@ fn read_work(app: &App, all: bool, now: &ZonedDateTime) -> Result<Work, WebError
 
     let today = now.date();
     let horizon = add_days(today, UPCOMING_DAYS);
-    let monday = add_days(today, -i64::from(today.weekday().to_monday_zero_offset()));
+    let monday = week_start(today);
     let next_monday = add_days(monday, 7);
     let (mut overdue, mut due_today, mut upcoming, mut later) = (vec![], vec![], vec![], 0);
     let mut meetings = Vec::new();
@@ -236,10 +237,6 @@ fn read_work(app: &App, all: bool, now: &ZonedDateTime) -> Result<Work, WebError
         tickets,
         reminders: Vec::new(),
     })
-}
-
-fn add_days(d: Date, days: i64) -> Date {
-    d.checked_add(Span::new().days(days)).unwrap_or(d)
 }
 
 fn priority_rank(p: &str) -> u8 {
@@ -583,7 +580,7 @@ mod tests {
         let t = TestUi::start().await;
         let now = Timestamp::now().to_zoned_datetime(TimeZone::system());
         let today = now.date();
-        let monday = add_days(today, -i64::from(today.weekday().to_monday_zero_offset()));
+        let monday = week_start(today);
         create(
             &t,
             Kind::Activity,
