@@ -233,6 +233,8 @@ mod tests {
             flags::<3>(),
             flags::<4>(),
             flags::<5>(),
+            flags::<6>(),
+            flags::<7>(),
         ];
         for (kind, flags) in Kind::ALL.into_iter().zip(all) {
             for def in &kind.fields()[1..] {

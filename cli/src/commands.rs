@@ -19,8 +19,8 @@ use serde_json::json;
 
 use crate::output::{Display, clip, local_time, short_id_len, table};
 use crate::{
-    ActivityCmd, CampaignCmd, Command, CompanyCmd, DealCmd, ExportFormat, PersonCmd, SpaceCmd,
-    TaskCmd, TicketCmd,
+    ActivityCmd, CampaignCmd, Command, CompanyCmd, DealCmd, ExportFormat, LineItemCmd, PersonCmd,
+    ProductCmd, SpaceCmd, TaskCmd, TicketCmd,
 };
 
 /// How a reply is shown: what the command was, where the reply alone does
@@ -188,6 +188,8 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
         Command::Activity(ActivityCmd::Add(a)) => add(Kind::Activity, &a.inputs, &a.extra)?,
         Command::Ticket(TicketCmd::Add(a)) => add(Kind::Ticket, &a.inputs, &a.extra)?,
         Command::Campaign(CampaignCmd::Add(a)) => add(Kind::Campaign, &a.inputs, &a.extra)?,
+        Command::Product(ProductCmd::Add(a)) => add(Kind::Product, &a.inputs, &a.extra)?,
+        Command::LineItem(LineItemCmd::Add(a)) => add(Kind::LineItem, &a.inputs, &a.extra)?,
         Command::Task(TaskCmd::Done { reference }) => plan(
             Request::CompleteTask {
                 record: record(reference),

@@ -114,10 +114,17 @@ pub enum Command {
     /// Marketing campaigns.
     #[command(subcommand)]
     Campaign(CampaignCmd),
+    /// What you sell: name, SKU, unit price, category.
+    #[command(subcommand)]
+    Product(ProductCmd),
+    /// A deal's lines: product, quantity, unit price, discount. A deal
+    /// with lines has their total as its amount, unless set by hand.
+    #[command(subcommand, name = "line-item")]
+    LineItem(LineItemCmd),
     /// Add a record of any kind, also one your space's admins added:
     /// `rapport add contract "Acme support 2027" --set ends=2027-03-31 --space Joint`.
     Add {
-        /// company, person, deal, activity, ticket, campaign, or a custom kind
+        /// company, person, deal, activity, ticket, campaign, product, line_item, or a custom kind
         kind: String,
         /// The record's name (title; an activity's type)
         title: Option<String>,
@@ -513,6 +520,18 @@ pub enum TicketCmd {
 pub enum CampaignCmd {
     /// Add a campaign.
     Add(add::AddArgs<5>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductCmd {
+    /// Add a product.
+    Add(add::AddArgs<6>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LineItemCmd {
+    /// Add a line to a deal: `rapport line-item add Rollout --product Widget --quantity 3`.
+    Add(add::AddArgs<7>),
 }
 
 fn main() -> ExitCode {

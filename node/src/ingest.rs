@@ -37,6 +37,9 @@ pub struct ApplyReport {
     /// Of `rejected`: waiting for dependencies, over a bound on waiting
     /// changes.
     pub waiting_refused: usize,
+    /// Deals whose lines were written: their amounts are settled once the
+    /// batch is stored (see `products.rs`).
+    pub deals_to_settle: Vec<RecordId>,
 }
 
 /// What a peer sent for one record: its encoded signed changes, in order.
@@ -160,6 +163,12 @@ impl Repo {
             if let Err(e) = self.settle_merges(space, &ids) {
                 tracing::warn!(space = %space, "carrying edits over to merged records failed: {e}");
             }
+        }
+        let deals = std::mem::take(&mut report.deals_to_settle);
+        if !deals.is_empty()
+            && let Err(e) = self.settle_amounts(&self.write_guard(), deals)
+        {
+            tracing::warn!(space = %space, "settling deals' amounts from their lines failed: {e}");
         }
         Ok(report)
     }
@@ -500,6 +509,11 @@ impl Repo {
                 ..
             } => (saved, heads, *shown),
         };
+        if let Shown::Record(v) = &shown {
+            report
+                .deals_to_settle
+                .extend(crate::products::deals_to_settle(old_view.as_ref(), v));
+        }
         // Only what would be written under this space as it is: a record
         // whose accepted part names another space keeps the write below.
         if let (Some(batch), Shown::Record(v), true, true) =

@@ -931,7 +931,7 @@ impl Repo {
 
     fn write_built(
         &self,
-        _guard: &std::sync::MutexGuard<'_, ()>,
+        guard: &std::sync::MutexGuard<'_, ()>,
         mut built: Vec<Built>,
         edits: Vec<(RecordView, Vec<Edit>)>,
     ) -> Result<Vec<RecordView>, NodeError> {
@@ -967,9 +967,17 @@ impl Repo {
         }
         self.store
             .write_batch(&built.iter().map(Built::write).collect::<Vec<_>>())?;
+        let mut deals = Vec::new();
         for b in &built {
             self.announce(b);
+            deals.extend(crate::products::deals_to_settle(
+                b.previous.as_ref(),
+                &b.view,
+            ));
         }
+        // Their deals' amounts follow the lines written (not the deals
+        // this write settles: those are no lines).
+        self.settle_amounts(guard, deals)?;
         Ok(built.into_iter().map(|b| b.view).collect())
     }
 
@@ -1059,6 +1067,30 @@ impl Repo {
             fields.insert(field.into(), zone.clone());
             edits.push(Edit::Set(field.into(), zone));
         }
+        if view.kind == Kind::LineItem {
+            self.settle_line(&mut fields, false)?;
+            if fields.get("currency") != view.fields.get("currency")
+                && let Some(c) = fields.get("currency")
+            {
+                edits.push(Edit::Set("currency".into(), c.clone()));
+            }
+        }
+        // An amount typed into a deal with lines is set by hand, and says
+        // so: its lines no longer change it (`manual_amount=no` undoes it).
+        let typed = |name: &str| {
+            edits
+                .iter()
+                .any(|e| matches!(e, Edit::Set(f, _) | Edit::Unset(f) if f == name))
+        };
+        if view.kind == Kind::Deal
+            && (typed("amount") || typed("currency"))
+            && !typed("manual_amount")
+            && !fields.contains_key("manual_amount")
+            && !self.line_items(view.id)?.is_empty()
+        {
+            fields.insert("manual_amount".into(), FieldValue::Flag(true));
+            edits.push(Edit::Set("manual_amount".into(), FieldValue::Flag(true)));
+        }
         check_record(view.kind, &fields)?;
         self.apply(view, &edits, ctx.now)
     }
@@ -1136,6 +1168,8 @@ impl Repo {
         let built = self.finish(&mut doc, old.id, Some(old))?;
         self.store.write(&built.write())?;
         self.announce(&built);
+        let deals = crate::products::deals_to_settle(built.previous.as_ref(), &built.view);
+        self.settle_amounts(&_guard, deals)?;
         Ok(built.view)
     }
 
@@ -1271,6 +1305,9 @@ impl Repo {
         }
         if let Some((field, zone)) = pin_zone(kind, &fields, ctx) {
             fields.insert(field.into(), zone);
+        }
+        if kind == Kind::LineItem {
+            self.settle_line(&mut fields, true)?;
         }
         check_record(kind, &fields)?;
         schema.check_new(kind, &fields).map_err(NodeError::Schema)?;

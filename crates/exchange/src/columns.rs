@@ -571,6 +571,43 @@ fn known(kind: Kind, fields: &[&'static FieldDef], header: &str) -> Option<Targe
                 None
             }
         }
+        // Salesforce's Product2 and PricebookEntry, HubSpot's products.
+        Kind::Product => {
+            if any(&["productname", "product"]) {
+                field("name")
+            } else if any(&["productcode", "code", "itemcode", "articlenumber"]) {
+                field("sku")
+            } else if any(&["unitprice", "listprice", "salesprice"]) {
+                field("price")
+            } else if any(&["family", "productfamily", "productline"]) {
+                field("category")
+            } else if any(&["isactive"]) {
+                field("active")
+            } else {
+                None
+            }
+        }
+        // Salesforce's OpportunityLineItem, HubSpot's line items.
+        Kind::LineItem => {
+            if any(&[
+                "opportunity",
+                "opportunityid",
+                "opportunityname",
+                "dealname",
+            ]) {
+                field("deal")
+            } else if any(&["productname", "product2", "product2id", "productid"]) {
+                field("product")
+            } else if any(&["qty", "units"]) {
+                field("quantity")
+            } else if any(&["unitprice", "salesprice", "listprice"]) {
+                field("price")
+            } else if any(&["discountpercent", "discountpercentage"]) {
+                field("discount")
+            } else {
+                None
+            }
+        }
         // A custom kind's columns map by its fields' names and labels.
         Kind::Custom(_) => None,
     };

@@ -15,12 +15,15 @@ use crate::table::Row;
 use crate::text::FileError;
 
 /// Kinds in the order an import takes them, so that what a record
-/// refers to exists before it: companies, people, deals, tickets,
-/// campaigns, then activities (which may be about any of them).
-pub const IMPORT_ORDER: [Kind; 6] = [
+/// refers to exists before it: companies, people, products, deals, their
+/// line items, tickets, campaigns, then activities (which may be about any
+/// of them).
+pub const IMPORT_ORDER: [Kind; 8] = [
     Kind::Company,
     Kind::Person,
+    Kind::Product,
     Kind::Deal,
+    Kind::LineItem,
     Kind::Ticket,
     Kind::Campaign,
     Kind::Activity,

@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod custom;
 pub mod doc;
 pub mod id;
+pub mod products;
 pub mod schema;
 pub mod space;
 pub mod stored;

@@ -18,6 +18,8 @@ pub enum Kind {
     Activity,
     Ticket,
     Campaign,
+    Product,
+    LineItem,
     Custom(CustomKind),
 }
 
@@ -284,6 +286,11 @@ const DEAL: &[FieldDef] = &[
     ),
     f("close", T::Date, "expected close date"),
     f("lost_reason", T::Text, "why the deal was lost"),
+    f(
+        "manual_amount",
+        T::Flag,
+        "the amount is set by hand; without it, a deal with line items has their total",
+    ),
     f("owner", T::Text, "who works the deal"),
     f("tags", T::Tags, "comma-separated tags"),
 ];
@@ -390,14 +397,53 @@ const CAMPAIGN: &[FieldDef] = &[
     f("tags", T::Tags, "comma-separated tags"),
 ];
 
+const PRODUCT: &[FieldDef] = &[
+    req("name", T::Text, "product name"),
+    f("sku", T::Text, "stock keeping unit: the product's code"),
+    f("price", T::Amount, "unit price, e.g. 49.90"),
+    f(
+        "currency",
+        T::Currency,
+        "ISO 4217 code of the price, e.g. EUR",
+    ),
+    f("category", T::Text, "product line or family"),
+    req("active", T::Flag, "whether it is still sold").or("yes"),
+    f("description", T::LongText, "what it is"),
+    f("tags", T::Tags, "comma-separated tags"),
+];
+
+const LINE_ITEM: &[FieldDef] = &[
+    req(
+        "deal",
+        T::Ref(&[Kind::Deal]),
+        "the deal the line belongs to",
+    ),
+    f("product", T::Ref(&[Kind::Product]), "what is sold"),
+    f(
+        "name",
+        T::Text,
+        "what the line says; the product's name unless given",
+    ),
+    req("quantity", T::Number, "how many, e.g. 3 or 2.5").or("1"),
+    f("price", T::Amount, "unit price; the product's unless given"),
+    f(
+        "currency",
+        T::Currency,
+        "ISO 4217 code of the price: the deal's",
+    ),
+    f("discount", T::Percent, "discount in percent, 0 to 100"),
+];
+
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Company,
         Kind::Person,
         Kind::Deal,
         Kind::Activity,
         Kind::Ticket,
         Kind::Campaign,
+        Kind::Product,
+        Kind::LineItem,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -408,6 +454,8 @@ impl Kind {
             Kind::Activity => "activity",
             Kind::Ticket => "ticket",
             Kind::Campaign => "campaign",
+            Kind::Product => "product",
+            Kind::LineItem => "line_item",
             Kind::Custom(c) => c.as_str(),
         }
     }
@@ -446,6 +494,8 @@ impl Kind {
             Kind::Activity => ACTIVITY,
             Kind::Ticket => TICKET,
             Kind::Campaign => CAMPAIGN,
+            Kind::Product => PRODUCT,
+            Kind::LineItem => LINE_ITEM,
             Kind::Custom(_) => CUSTOM,
         }
     }
@@ -459,6 +509,8 @@ impl Kind {
             Kind::Activity => &[Kind::Activity],
             Kind::Ticket => &[Kind::Ticket],
             Kind::Campaign => &[Kind::Campaign],
+            Kind::Product => &[Kind::Product],
+            Kind::LineItem => &[Kind::LineItem],
             Kind::Custom(c) => intern_kind(c.as_str(), false).map_or(&[], |(_, only)| only),
         }
     }
@@ -485,6 +537,8 @@ impl Kind {
             Kind::Activity => &["type", "subject", "when", "due", "done", "about"],
             Kind::Ticket => &["title", "status", "priority", "company", "owner"],
             Kind::Campaign => &["name", "channel", "start", "end", "budget", "currency"],
+            Kind::Product => &["name", "sku", "price", "currency", "category", "active"],
+            Kind::LineItem => &["name", "deal", "quantity", "price", "currency", "discount"],
             Kind::Custom(_) => CUSTOM_COLUMNS,
         }
     }
@@ -523,16 +577,11 @@ pub fn check_record(
             });
         }
     }
-    for amount in ["amount", "budget"] {
-        if kind.field(amount).is_some()
+    for amount in ["amount", "budget", "price"] {
+        if kind.field(amount).is_some_and(|d| !d.custom)
             && fields.contains_key(amount)
             && !fields.contains_key("currency")
         {
-            let amount = if amount == "amount" {
-                "amount"
-            } else {
-                "budget"
-            };
             return Err(RuleError::AmountWithoutCurrency { amount });
         }
     }
@@ -551,6 +600,16 @@ pub fn check_record(
         && ty != "task"
     {
         return Err(RuleError::DoneOnNonTask(ty.into()));
+    }
+    if kind == Kind::LineItem
+        && let Some(q) = text("quantity")
+        && q.parse::<crate::Decimal>()
+            .is_ok_and(|q| q.ten_thousandths() <= 0)
+    {
+        return Err(RuleError::Invalid {
+            field: "quantity",
+            message: format!("`{q}`: a line sells more than nothing (e.g. 1 or 2.5)"),
+        });
     }
     if kind == Kind::Activity {
         let invalid = |field: &'static str, message: String| RuleError::Invalid { field, message };
@@ -590,7 +649,7 @@ impl fmt::Display for Kind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown record kind `{0}`: use one of company, person, deal, activity, ticket, campaign, \
-     or the name of a kind your space's admins added (up to 40 lower-case letters, digits and _)"
+     product, line_item, or the name of a kind your space's admins added (up to 40 lower-case letters, digits and _)"
 )]
 pub struct UnknownKind(pub String);
 
@@ -603,6 +662,10 @@ fn builtin(lower: &str) -> Option<Kind> {
         "activity" | "activities" => Kind::Activity,
         "ticket" | "tickets" => Kind::Ticket,
         "campaign" | "campaigns" => Kind::Campaign,
+        "product" | "products" => Kind::Product,
+        "line_item" | "line_items" | "line-item" | "line-items" | "lineitem" | "lineitems" => {
+            Kind::LineItem
+        }
         _ => return None,
     })
 }

@@ -177,6 +177,8 @@ pub(crate) fn plural(kind: Kind) -> String {
         Kind::Activity => "Activities".into(),
         Kind::Ticket => "Tickets".into(),
         Kind::Campaign => "Campaigns".into(),
+        Kind::Product => "Products".into(),
+        Kind::LineItem => "Line items".into(),
         Kind::Custom(_) => label(&rapport_model::custom::plural_of(kind)),
     }
 }

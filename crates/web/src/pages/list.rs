@@ -393,6 +393,8 @@ fn example_filter(kind: Kind) -> &'static str {
         Kind::Activity => "type=task",
         Kind::Ticket => "priority=urgent",
         Kind::Campaign => "channel=email",
+        Kind::Product => "category=Licences",
+        Kind::LineItem => "deal=Rollout",
         Kind::Custom(_) => "name^=A",
     }
 }

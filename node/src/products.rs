@@ -1,0 +1,393 @@
+//! Products and deals' line items.
+//!
+//! A line item is a record of its own (like Salesforce's opportunity
+//! products and HubSpot's line items), not a list inside its deal: two
+//! people adding lines to one deal on two devices at once add two records,
+//! and neither line is lost when they sync.
+//!
+//! A deal with priced lines has their total as its amount and currency
+//! (see [`rapport_model::products`]), unless its `manual_amount` flag says
+//! the amount is set by hand. The total is written into the deal as an
+//! ordinary signed edit, so that lists, filters, the board, reports and
+//! exports read one amount. The node that writes a line settles its deal
+//! at once; lines that arrive from peers are settled when they are applied,
+//! by every member who may write the deal. Two nodes that settle at once
+//! write the same total, from the same lines, so their edits agree.
+
+use std::collections::BTreeMap;
+
+use rapport_model::products::{Total, total};
+use rapport_model::{Edit, FieldValue, Kind, RecordId, RecordView, RuleError};
+
+use crate::{NodeError, Repo};
+
+/// The deals whose amount may have to follow their lines after `new` was
+/// written over `old`: a line's deal (both, for a line moved to another
+/// deal), and a deal not set by hand whose amount changed or that was set
+/// by hand until now. (A peer's edit of the amount may be a total of
+/// fewer lines, written at the same time as another's of more.)
+pub(crate) fn deals_to_settle(old: Option<&RecordView>, new: &RecordView) -> Vec<RecordId> {
+    let deal_of = |v: &RecordView| v.text("deal").and_then(|d| d.parse::<RecordId>().ok());
+    match new.kind {
+        Kind::LineItem => {
+            let mut deals: Vec<RecordId> = old.and_then(deal_of).into_iter().collect();
+            deals.extend(deal_of(new));
+            deals.dedup();
+            deals
+        }
+        Kind::Deal
+            if !manual(new)
+                && old.is_some_and(|old| {
+                    manual(old)
+                        || old.text("amount") != new.text("amount")
+                        || old.text("currency") != new.text("currency")
+                }) =>
+        {
+            vec![new.id]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn manual(deal: &RecordView) -> bool {
+    deal.fields.get("manual_amount") == Some(&FieldValue::Flag(true))
+}
+
+fn invalid(field: &'static str, message: String) -> NodeError {
+    NodeError::Rule(RuleError::Invalid { field, message })
+}
+
+impl Repo {
+    /// A deal's live lines, oldest first.
+    pub fn line_items(&self, deal: RecordId) -> Result<Vec<RecordView>, NodeError> {
+        let mut lines: Vec<RecordView> = self
+            .related(deal)?
+            .into_iter()
+            .filter(|(field, v)| {
+                field == "deal" && v.kind == Kind::LineItem && !v.deleted && v.merged_into.is_none()
+            })
+            .map(|(_, v)| v)
+            .collect();
+        lines.sort_by_key(|v| v.id);
+        lines.dedup_by_key(|v| v.id);
+        Ok(lines)
+    }
+
+    /// Fills a new line from its product (name, price and currency, unless
+    /// given), and checks a line's currency against its deal's: a deal's
+    /// lines are in its currency. `new`: the line is being made.
+    pub(crate) fn settle_line(
+        &self,
+        fields: &mut BTreeMap<String, FieldValue>,
+        new: bool,
+    ) -> Result<(), NodeError> {
+        let view_of = |field: &str| -> Result<Option<RecordView>, NodeError> {
+            match fields.get(field).and_then(FieldValue::as_text) {
+                Some(id) => match id.parse::<RecordId>() {
+                    Ok(id) => self.view(id),
+                    Err(_) => Ok(None),
+                },
+                None => Ok(None),
+            }
+        };
+        let deal = view_of("deal")?;
+        let product = view_of("product")?;
+        let deal_currency = deal
+            .as_ref()
+            .and_then(|d| d.text("currency"))
+            .map(str::to_string);
+        if let Some(product) = product.as_ref().filter(|_| new) {
+            if product.fields.get("active") == Some(&FieldValue::Flag(false)) {
+                return Err(invalid(
+                    "product",
+                    format!(
+                        "{} is no longer sold (active: no): pick another, or mark it active",
+                        product.title()
+                    ),
+                ));
+            }
+            if !fields.contains_key("name") {
+                fields.insert("name".into(), FieldValue::Text(product.title()));
+            }
+            if !fields.contains_key("price")
+                && let (Some(price), Some(currency)) =
+                    (product.text("price"), product.text("currency"))
+            {
+                if deal_currency.as_deref().is_some_and(|c| c != currency) {
+                    return Err(invalid(
+                        "price",
+                        format!(
+                            "{} costs {price} {currency} but the deal is in {}: give the line's price in {}, e.g. --price {price}",
+                            product.title(),
+                            deal_currency.as_deref().unwrap_or_default(),
+                            deal_currency.as_deref().unwrap_or_default(),
+                        ),
+                    ));
+                }
+                fields.insert("price".into(), FieldValue::Text(price.into()));
+                fields.insert("currency".into(), FieldValue::Text(currency.into()));
+            }
+        }
+        if fields.contains_key("price") && !fields.contains_key("currency") {
+            if let Some(c) = &deal_currency {
+                fields.insert("currency".into(), FieldValue::Text(c.clone()));
+            }
+        }
+        if let (Some(line), Some(deal)) = (
+            fields.get("currency").and_then(FieldValue::as_text),
+            deal_currency.as_deref(),
+        ) && line != deal
+        {
+            return Err(invalid(
+                "currency",
+                format!("the deal is in {deal}: its lines are too (this one says {line})"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets each deal's amount and currency to its lines' total, where the
+    /// deal is live, not set by hand, this device may write it and the
+    /// total differs from what it says. A deal whose lines were all removed
+    /// loses the amount they gave it. The caller holds the write guard.
+    pub(crate) fn settle_amounts(
+        &self,
+        guard: &std::sync::MutexGuard<'_, ()>,
+        mut deals: Vec<RecordId>,
+    ) -> Result<(), NodeError> {
+        deals.sort();
+        deals.dedup();
+        let mut edits = Vec::new();
+        for id in deals {
+            let Some(deal) = self.view(id)? else {
+                continue;
+            };
+            if deal.kind != Kind::Deal
+                || deal.deleted
+                || deal.merged_into.is_some()
+                || manual(&deal)
+                || self.check_space_writable(deal.space).is_err()
+            {
+                continue;
+            }
+            let lines = self.line_items(id)?;
+            let set = |amount: String, currency: String| {
+                let mut e = Vec::new();
+                if deal.text("amount") != Some(amount.as_str()) {
+                    e.push(Edit::Set("amount".into(), FieldValue::Text(amount)));
+                }
+                if deal.text("currency") != Some(currency.as_str()) {
+                    e.push(Edit::Set("currency".into(), FieldValue::Text(currency)));
+                }
+                e
+            };
+            let change = match total(lines.iter().map(|l| &l.fields)) {
+                Total::One(sum, currency) => set(sum.to_string(), currency),
+                Total::Nothing if lines.is_empty() && deal.text("amount").is_some() => {
+                    // Only a deal that had lines: one never given any keeps
+                    // the amount typed into it.
+                    let had_lines = self
+                        .related(id)?
+                        .iter()
+                        .any(|(f, v)| f == "deal" && v.kind == Kind::LineItem);
+                    if had_lines {
+                        vec![Edit::Unset("amount".into())]
+                    } else {
+                        Vec::new()
+                    }
+                }
+                // Unpriced lines say nothing; lines in several currencies
+                // have no total (the deal's page says why).
+                Total::Nothing | Total::Mixed(_) => Vec::new(),
+            };
+            if !change.is_empty() {
+                edits.push((deal, change));
+            }
+        }
+        if !edits.is_empty() {
+            self.write_edits_guarded(guard, edits)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::tests::input;
+    use rapport_model::SpaceId;
+
+    fn repo() -> (tempfile::TempDir, Repo) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repo::open(&tmp.path().join("data"), crate::OpenMode::Create).expect("open");
+        (tmp, repo)
+    }
+
+    fn add(repo: &Repo, kind: Kind, pairs: &[(&str, &str)]) -> RecordView {
+        repo.create(kind, SpaceId::Private, &input(pairs))
+            .unwrap_or_else(|e| panic!("{kind} {pairs:?}: {e}"))
+    }
+
+    fn amount(repo: &Repo, deal: &RecordView) -> (Option<String>, Option<String>) {
+        let v = repo.view(deal.id).expect("read").expect("held");
+        (
+            v.text("amount").map(str::to_string),
+            v.text("currency").map(str::to_string),
+        )
+    }
+
+    fn some(a: &str, c: &str) -> (Option<String>, Option<String>) {
+        (Some(a.into()), Some(c.into()))
+    }
+
+    #[test]
+    fn a_deal_with_lines_has_their_total_until_its_amount_is_set_by_hand() {
+        let (_t, repo) = repo();
+        add(&repo, Kind::Company, &[("name", "Acme")]);
+        add(
+            &repo,
+            Kind::Product,
+            &[("name", "Seat"), ("price", "19.99"), ("currency", "EUR")],
+        );
+        add(
+            &repo,
+            Kind::Product,
+            &[("name", "Setup"), ("price", "500"), ("currency", "EUR")],
+        );
+        let deal = add(
+            &repo,
+            Kind::Deal,
+            &[("title", "Rollout"), ("company", "Acme")],
+        );
+        let seats = add(
+            &repo,
+            Kind::LineItem,
+            &[
+                ("deal", "Rollout"),
+                ("product", "Seat"),
+                ("quantity", "3"),
+                ("discount", "15"),
+            ],
+        );
+        assert_eq!(seats.text("name"), Some("Seat"), "the product's name");
+        assert_eq!(seats.text("price"), Some("19.99"), "and price");
+        assert_eq!(
+            amount(&repo, &deal),
+            some("50.97", "EUR"),
+            "3 × 19.99 − 15 %"
+        );
+        let setup = add(
+            &repo,
+            Kind::LineItem,
+            &[("deal", "Rollout"), ("product", "Setup")],
+        );
+        assert_eq!(amount(&repo, &deal), some("550.97", "EUR"));
+        repo.edit(&setup.id.to_string(), &input(&[("price", "450")]), &[])
+            .expect("edit a line");
+        assert_eq!(amount(&repo, &deal), some("500.97", "EUR"));
+        repo.delete(&setup.id.to_string()).expect("delete a line");
+        assert_eq!(amount(&repo, &deal), some("50.97", "EUR"));
+        repo.restore(&setup.id.to_string()).expect("restore it");
+        assert_eq!(amount(&repo, &deal), some("500.97", "EUR"));
+
+        // Set by hand: lines no longer change it, and it says so.
+        let by_hand = repo
+            .edit(&deal.id.to_string(), &input(&[("amount", "480")]), &[])
+            .expect("edit the amount");
+        assert_eq!(
+            by_hand.fields.get("manual_amount"),
+            Some(&FieldValue::Flag(true))
+        );
+        repo.delete(&seats.id.to_string()).expect("delete a line");
+        assert_eq!(amount(&repo, &deal), some("480.00", "EUR"));
+        // Back to the lines' total.
+        repo.edit(
+            &deal.id.to_string(),
+            &input(&[("manual_amount", "no")]),
+            &[],
+        )
+        .expect("computed again");
+        assert_eq!(amount(&repo, &deal), some("450.00", "EUR"));
+        repo.delete(&setup.id.to_string()).expect("the last line");
+        assert_eq!(amount(&repo, &deal), (None, Some("EUR".into())));
+
+        // A deal never given lines keeps what was typed.
+        let typed = add(
+            &repo,
+            Kind::Deal,
+            &[
+                ("title", "Renewal"),
+                ("company", "Acme"),
+                ("amount", "900"),
+                ("currency", "USD"),
+            ],
+        );
+        assert_eq!(amount(&repo, &typed), some("900.00", "USD"));
+    }
+
+    #[test]
+    fn a_line_is_in_its_deals_currency_and_of_a_product_still_sold() {
+        let (_t, repo) = repo();
+        add(&repo, Kind::Company, &[("name", "Acme")]);
+        add(
+            &repo,
+            Kind::Product,
+            &[("name", "Seat"), ("price", "20"), ("currency", "USD")],
+        );
+        add(
+            &repo,
+            Kind::Product,
+            &[
+                ("name", "Fax"),
+                ("price", "5"),
+                ("currency", "EUR"),
+                ("active", "no"),
+            ],
+        );
+        add(
+            &repo,
+            Kind::Deal,
+            &[
+                ("title", "Rollout"),
+                ("company", "Acme"),
+                ("amount", "100"),
+                ("currency", "EUR"),
+            ],
+        );
+        let err = repo
+            .create(
+                Kind::LineItem,
+                SpaceId::Private,
+                &input(&[("deal", "Rollout"), ("product", "Seat")]),
+            )
+            .expect_err("USD price on a EUR deal");
+        assert!(err.to_string().contains("--price 20"), "{err}");
+        let err = repo
+            .create(
+                Kind::LineItem,
+                SpaceId::Private,
+                &input(&[("deal", "Rollout"), ("product", "Fax")]),
+            )
+            .expect_err("not sold");
+        assert!(err.to_string().contains("no longer sold"), "{err}");
+        let err = repo
+            .create(
+                Kind::LineItem,
+                SpaceId::Private,
+                &input(&[("deal", "Rollout"), ("quantity", "0"), ("price", "3")]),
+            )
+            .expect_err("nothing sold");
+        assert!(err.to_string().contains("quantity"), "{err}");
+        // Priced in the deal's currency: taken from it.
+        let line = add(
+            &repo,
+            Kind::LineItem,
+            &[("deal", "Rollout"), ("product", "Seat"), ("price", "18.40")],
+        );
+        assert_eq!(line.text("currency"), Some("EUR"));
+        let err = repo
+            .edit(&line.id.to_string(), &input(&[("currency", "USD")]), &[])
+            .expect_err("a line in another currency");
+        assert!(err.to_string().contains("the deal is in EUR"), "{err}");
+    }
+}
