@@ -390,4 +390,55 @@ mod tests {
             .expect_err("a line in another currency");
         assert!(err.to_string().contains("the deal is in EUR"), "{err}");
     }
+
+    #[test]
+    fn lines_added_on_two_nodes_at_once_give_both_the_same_total() {
+        use crate::ingest::tests::{add as add_member, node, sync};
+        use rapport_model::Role;
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let (_tc, reader) = node();
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add_member(&a, shared.id, &b, Role::Writer);
+        add_member(&a, shared.id, &reader, Role::Reader);
+        let make = |kind, pairs: &[(&str, &str)]| {
+            a.create(kind, space, &input(pairs))
+                .unwrap_or_else(|e| panic!("{kind}: {e}"))
+        };
+        make(Kind::Company, &[("name", "Acme")]);
+        make(
+            Kind::Product,
+            &[("name", "Seat"), ("price", "19.99"), ("currency", "EUR")],
+        );
+        let deal = make(Kind::Deal, &[("title", "Rollout"), ("company", "Acme")]);
+        sync(&b, &a, space);
+        sync(&reader, &a, space);
+        // Each adds a line without the other's.
+        a.create(
+            Kind::LineItem,
+            space,
+            &input(&[("deal", "Rollout"), ("product", "Seat"), ("quantity", "2")]),
+        )
+        .expect("a's line");
+        b.create(
+            Kind::LineItem,
+            space,
+            &input(&[("deal", "Rollout"), ("product", "Seat"), ("quantity", "10")]),
+        )
+        .expect("b's line");
+        assert_eq!(amount(&a, &deal), some("39.98", "EUR"));
+        assert_eq!(amount(&b, &deal), some("199.90", "EUR"));
+        sync(&a, &b, space);
+        sync(&reader, &a, space);
+        sync(&reader, &b, space);
+        for (name, node) in [("a", &a), ("b", &b), ("reader", &reader)] {
+            assert_eq!(amount(node, &deal), some("239.88", "EUR"), "{name}: 12 seats");
+        }
+        // Settled: another round changes nothing.
+        let changes = a.change_count();
+        sync(&a, &b, space);
+        sync(&reader, &a, space);
+        assert_eq!(a.change_count(), changes);
+    }
 }
