@@ -11,7 +11,7 @@ use crate::output::table;
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// win-rate, forecast, abc, rfm, churn, service or campaigns.
+    /// win-rate, forecast, abc, rfm, churn, service, campaigns or cross-sell.
     #[arg(value_parser = parse_name)]
     pub name: ReportName,
     /// First day counted, e.g. 2026-01-01 (close day of deals, opening day of tickets).
@@ -38,6 +38,10 @@ pub struct ReportArgs {
     /// Convert amounts to one currency at the rates of `rapport rates`.
     #[arg(long)]
     pub convert: bool,
+    /// Cross-sell: the customer (company name or id) to suggest products for
+    /// [default: the 20 with the most won deals].
+    #[arg(long)]
+    pub customer: Option<String>,
     /// Print one section as CSV (spreadsheets); --section picks which.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
@@ -62,6 +66,7 @@ impl ReportArgs {
             days: self.days,
             abc: self.abc.clone(),
             convert: self.convert,
+            customer: self.customer.clone(),
         })
     }
 }

@@ -433,7 +433,11 @@ mod tests {
         sync(&reader, &a, space);
         sync(&reader, &b, space);
         for (name, node) in [("a", &a), ("b", &b), ("reader", &reader)] {
-            assert_eq!(amount(node, &deal), some("239.88", "EUR"), "{name}: 12 seats");
+            assert_eq!(
+                amount(node, &deal),
+                some("239.88", "EUR"),
+                "{name}: 12 seats"
+            );
         }
         // Settled: another round changes nothing.
         let changes = a.change_count();

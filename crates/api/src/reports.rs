@@ -57,6 +57,7 @@ pub(crate) struct ReportParams {
     abc: Option<String>,
     #[serde(default)]
     convert: bool,
+    customer: Option<String>,
     format: Option<String>,
     section: Option<usize>,
 }
@@ -66,7 +67,7 @@ pub(crate) struct ReportParams {
     path = "/api/v1/reports/{name}",
     tag = "reports",
     params(
-        ("name" = String, Path, description = "win-rate, forecast, abc, rfm, churn, service or campaigns"),
+        ("name" = String, Path, description = "win-rate, forecast, abc, rfm, churn, service, campaigns or cross-sell"),
         ("from" = Option<String>, Query, description = "First day counted, YYYY-MM-DD (close day of deals, opening day of tickets, start of campaigns)"),
         ("to" = Option<String>, Query, description = "Last day counted"),
         ("owner" = Option<String>, Query, description = "Only deals, tickets and campaigns (churn: customers) with this owner"),
@@ -75,6 +76,7 @@ pub(crate) struct ReportParams {
         ("days" = Option<u32>, Query, description = "Churn: days without activity that make a customer quiet [90]"),
         ("abc" = Option<String>, Query, description = "ABC: cumulative percentages ending A and B [80,95]"),
         ("convert" = Option<bool>, Query, description = "Convert amounts at the node user's exchange rates (`rapport rates`)"),
+        ("customer" = Option<String>, Query, description = "Cross-sell: the customer (company name or id) to suggest products for [the 20 with the most won deals]"),
         ("format" = Option<String>, Query, description = "json (default) or csv (one section)"),
         ("section" = Option<usize>, Query, description = "With format=csv: the section, from 1 [1]"),
     ),
@@ -105,6 +107,7 @@ pub(crate) async fn report(
         days: p.days,
         abc: p.abc,
         convert: p.convert,
+        customer: p.customer,
     });
     let reply = run(&state.ops, caller, request).await?;
     let Reply::Report(r) = reply else {

@@ -12,6 +12,7 @@
 //! [`Rates`] with the note saying at which rates; a currency without a
 //! rate stays apart.
 
+mod cross_sell;
 mod customers;
 mod rates;
 mod sales;
@@ -37,10 +38,11 @@ pub enum ReportName {
     Churn,
     Service,
     Campaigns,
+    CrossSell,
 }
 
 impl ReportName {
-    pub const ALL: [ReportName; 7] = [
+    pub const ALL: [ReportName; 8] = [
         ReportName::WinRate,
         ReportName::Forecast,
         ReportName::Abc,
@@ -48,6 +50,7 @@ impl ReportName {
         ReportName::Churn,
         ReportName::Service,
         ReportName::Campaigns,
+        ReportName::CrossSell,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl ReportName {
             ReportName::Churn => "churn",
             ReportName::Service => "service",
             ReportName::Campaigns => "campaigns",
+            ReportName::CrossSell => "cross-sell",
         }
     }
 
@@ -71,6 +75,7 @@ impl ReportName {
             ReportName::Churn => "Churn risk",
             ReportName::Service => "Service",
             ReportName::Campaigns => "Campaigns",
+            ReportName::CrossSell => "Cross-selling",
         }
     }
 
@@ -84,6 +89,7 @@ impl ReportName {
             }
             ReportName::Service => &[Kind::Ticket, Kind::Activity],
             ReportName::Campaigns => &[Kind::Campaign, Kind::Deal],
+            ReportName::CrossSell => &[Kind::Deal, Kind::LineItem, Kind::Product, Kind::Company],
         }
     }
 
@@ -121,6 +127,9 @@ impl ReportName {
                 "tickets by status and priority, time to first response and to resolution, backlog by month"
             }
             ReportName::Campaigns => "members, deals influenced and won revenue of each campaign",
+            ReportName::CrossSell => {
+                "products bought together (support, confidence, lift), and what a customer's look-alikes bought"
+            }
         }
     }
 }
@@ -137,7 +146,12 @@ impl std::str::FromStr for ReportName {
         let s = s.trim().to_lowercase().replace('_', "-");
         ReportName::ALL
             .into_iter()
-            .find(|r| r.as_str() == s || (s == "winrate" && *r == ReportName::WinRate))
+            .find(|r| {
+                r.as_str() == s
+                    || (s == "winrate" && *r == ReportName::WinRate)
+                    || (matches!(s.as_str(), "crosssell" | "cross-selling")
+                        && *r == ReportName::CrossSell)
+            })
             .ok_or_else(|| {
                 let names: Vec<&str> = ReportName::ALL.iter().map(|r| r.as_str()).collect();
                 format!("there is no report `{s}`: use one of {}", names.join(", "))
@@ -175,6 +189,10 @@ pub struct ReportQuery {
     /// Convert amounts to the base currency at the user's rates.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub convert: bool,
+    /// Cross-selling: the customer (a company's name or id) to suggest
+    /// products for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
 }
 
 impl ReportQuery {
@@ -189,6 +207,7 @@ impl ReportQuery {
             days: None,
             abc: None,
             convert: false,
+            customer: None,
         }
     }
 
@@ -251,6 +270,7 @@ impl ReportQuery {
             days,
             abc,
             convert: self.convert,
+            customer: words(&self.customer),
         })
     }
 }
@@ -269,6 +289,8 @@ pub struct Checked {
     /// Cumulative percentages ending class A and class B.
     pub abc: (u8, u8),
     pub convert: bool,
+    /// Lower case: a company's name or id.
+    pub customer: Option<String>,
 }
 
 impl Checked {
@@ -357,6 +379,7 @@ pub fn run(q: &Checked, inputs: &Inputs<'_>) -> Report {
         ReportName::Churn => customers::churn(q, &data, &mut book),
         ReportName::Service => service::service(q, &data),
         ReportName::Campaigns => sales::campaigns(q, &data, &mut book),
+        ReportName::CrossSell => cross_sell::cross_sell(q, &data),
     };
     let mut notes = data.notes;
     notes.extend(book.notes());
@@ -424,7 +447,10 @@ impl<'a> Data<'a> {
         let mut by_kind: BTreeMap<&'static str, Vec<&'a RecordView>> = BTreeMap::new();
         let mut titles = BTreeMap::new();
         for v in inputs.records.iter().filter(|v| !v.deleted) {
-            if matches!(v.kind, Kind::Company | Kind::Person | Kind::Campaign) {
+            if matches!(
+                v.kind,
+                Kind::Company | Kind::Person | Kind::Campaign | Kind::Product
+            ) {
                 titles.insert(v.id, v.title());
             }
             if !v.kind.is_custom() {

@@ -620,3 +620,126 @@ fn a_query_is_refused_with_the_field_and_what_to_type() {
     let e = "pareto".parse::<ReportName>().expect_err("unknown");
     assert!(e.contains("abc") && e.contains("churn"), "{e}");
 }
+
+/// Baskets, by customer, of products on won deals' lines (Fax is no
+/// longer sold):
+/// Acme {Seat, Training} + {Support} in a second deal, Beta {Seat,
+/// Training}, Cora {Support}, Dune {Training} (its lost deal's Seat does
+/// not count), Fern {Fax, Support}; Echo's deal is open. n = 5 customers.
+#[test]
+fn cross_selling_pairs_and_look_alikes() {
+    let mut f = Fixture::default();
+    let product = |f: &mut Fixture, name: &str, active: bool| {
+        let fields = [("name", t(name)), ("active", FieldValue::Flag(active))];
+        f.add(Kind::Product, ms(date(2025, 1, 1), 0), &fields)
+    };
+    let seat = product(&mut f, "Seat", true);
+    let training = product(&mut f, "Training", true);
+    let support = product(&mut f, "Support", true);
+    let fax = product(&mut f, "Fax", false);
+    let day = date(2026, 3, 1);
+    let won = |f: &mut Fixture, company: &str, stage: &str, products: &[RecordId]| {
+        let c = match f.records.iter().find(|r| r.title() == company) {
+            Some(c) => c.id,
+            None => f.company(company),
+        };
+        let deal = f.deal(c, stage, "100 EUR", day, Some(day), "ann");
+        for p in products {
+            let fields = [
+                ("deal", t(&deal.to_string())),
+                ("product", t(&p.to_string())),
+                ("quantity", t("1")),
+            ];
+            f.add(Kind::LineItem, ms(day, 10), &fields);
+        }
+        // A line without a product says nothing.
+        f.add(
+            Kind::LineItem,
+            ms(day, 11),
+            &[("deal", t(&deal.to_string()))],
+        );
+    };
+    won(&mut f, "Acme", "won", &[seat, training]);
+    won(&mut f, "Acme", "won", &[support]);
+    won(&mut f, "Beta", "won", &[seat, training]);
+    won(&mut f, "Cora", "won", &[support]);
+    won(&mut f, "Dune", "won", &[training]);
+    won(&mut f, "Dune", "lost", &[seat]);
+    won(&mut f, "Echo", "proposal", &[seat, support]);
+    won(&mut f, "Fern", "won", &[fax, support]);
+    let today = date(2026, 4, 1);
+
+    let r = f.run(query(ReportName::CrossSell), today, None);
+    let pairs = &r.sections[0];
+    assert!(pairs.title.contains("by 5 customers"), "{}", pairs.title);
+    // Only Seat and Training are bought together by two customers (Acme,
+    // Beta): support 2/5; Seat's 2 buyers both bought Training, 2 of
+    // Training's 3 bought Seat; lift 2·5 / (2·3) = 1.67 both ways.
+    assert_eq!(
+        pairs.rows,
+        [
+            [
+                "Seat → Training",
+                "Seat",
+                "Training",
+                "2",
+                "40.0",
+                "100.0",
+                "1.67"
+            ],
+            [
+                "Training → Seat",
+                "Training",
+                "Seat",
+                "2",
+                "40.0",
+                "66.7",
+                "1.67"
+            ],
+        ]
+    );
+
+    // Dune {Training}: Beta {Seat, Training} is 1/2 alike, Acme 1/3; Seat
+    // scores both (0.5 + 0.3333), Support Acme's alone.
+    let mut q = query(ReportName::CrossSell);
+    q.customer = Some("dune".into());
+    let r = f.run(q.clone(), today, None);
+    assert_eq!(
+        r.sections[1].rows,
+        [
+            ["Dune", "Seat", "Beta, Acme", "0.83"],
+            ["Dune", "Support", "Acme", "0.33"],
+        ]
+    );
+    // Cora {Support}: Fern is 1/2 alike but bought only Fax, no longer
+    // sold; Acme, 1/3 alike, bought Seat and Training.
+    q.customer = Some("cora".into());
+    let r = f.run(q.clone(), today, None);
+    assert_eq!(
+        r.sections[1].rows,
+        [
+            ["Cora", "Seat", "Acme", "0.33"],
+            ["Cora", "Training", "Acme", "0.33"],
+        ]
+    );
+    q.customer = Some("nobody".into());
+    let r = f.run(q, today, None);
+    assert!(r.sections[1].rows.is_empty());
+    assert!(r.sections[1].title.contains("no customer `nobody`"));
+
+    // Without a customer: those with the most won deals, Acme (2) first,
+    // then by name. Acme's look-alikes bought nothing it has not (Fax is
+    // not sold); Beta {Seat, Training} is 2/3 like Acme, which bought
+    // Support.
+    let r = f.run(query(ReportName::CrossSell), today, None);
+    assert!(r.sections[1].title.contains("for the 5 customers"));
+    assert_eq!(r.sections[1].rows[0], ["Beta", "Support", "Acme", "0.67"]);
+    // No products bought: nothing, and the title says why.
+    let r = Fixture::default().run(query(ReportName::CrossSell), today, None);
+    assert!(r.sections[0].rows.is_empty());
+    assert!(
+        r.sections[0].title.contains("none yet"),
+        "{}",
+        r.sections[0].title
+    );
+}

@@ -25,6 +25,7 @@ pub(crate) struct ReportForm {
     days: Option<String>,
     abc: Option<String>,
     convert: Option<String>,
+    customer: Option<String>,
     section: Option<usize>,
 }
 
@@ -51,6 +52,7 @@ impl ReportForm {
             days,
             abc: text(&self.abc),
             convert: self.convert.is_some(),
+            customer: text(&self.customer),
         }))
     }
 
@@ -67,6 +69,7 @@ impl ReportForm {
             ("days", &self.days),
             ("abc", &self.abc),
             ("convert", &self.convert),
+            ("customer", &self.customer),
         ] {
             if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
                 parts.push(format!("{k}={}", url_encode(v)));
@@ -136,6 +139,7 @@ fn render(app: &App, form: &ReportForm) -> Result<Html<String>, WebError> {
             div class="field" { label for="report-pipeline" { "Pipeline" } input id="report-pipeline" name="pipeline" placeholder="every pipeline" value=(value(&form.pipeline)); }
             div class="field" { label for="report-days" { "Quiet after (days, churn)" } input id="report-days" name="days" inputmode="numeric" placeholder="90" value=(value(&form.days)); }
             div class="field" { label for="report-abc" { "A and B end at (%, ABC)" } input id="report-abc" name="abc" placeholder="80,95" value=(value(&form.abc)); }
+            div class="field" { label for="report-customer" { "Customer (cross-selling)" } input id="report-customer" name="customer" placeholder="the busiest customers" value=(value(&form.customer)); }
             div class="field" {
                 label { input type="checkbox" name="convert" value="1" checked[form.convert.is_some()]; " Convert to one currency (" code { "rapport rates" } ")" }
             }
