@@ -255,7 +255,9 @@ fn kinds_pipelines_and_statuses_of_your_own() {
     assert!(found.contains("ACME-2027"), "{found}");
     let err = n.fails(&["list", "contracts"]);
     assert!(
-        err.contains("use one of company, person, deal, activity, ticket, campaign, contract"),
+        err.contains(
+            "use one of company, person, deal, activity, ticket, campaign, product, line_item, contract"
+        ),
         "{err}"
     );
     let err = n.fails(&["schema", "kind", "add", "Site Visit"]);
@@ -453,6 +455,89 @@ fn pipeline_totals_per_stage_and_currency() {
 /// conversion that says its rates, one section as CSV a spreadsheet opens,
 /// and filters refused with what to type.
 #[test]
+fn products_lines_and_the_deal_amount_from_the_command_line() {
+    let n = Node::new();
+    n.ok(&["company", "add", "Acme"]);
+    n.ok(&["company", "add", "Beta"]);
+    n.ok(&[
+        "product",
+        "add",
+        "Seat",
+        "--sku",
+        "S-1",
+        "--price",
+        "19.99",
+        "--currency",
+        "EUR",
+    ]);
+    n.ok(&[
+        "product",
+        "add",
+        "Setup",
+        "--price",
+        "500",
+        "--currency",
+        "EUR",
+    ]);
+    for (deal, company) in [("Rollout", "Acme"), ("Beta rollout", "Beta")] {
+        n.ok(&["deal", "add", deal, "--company", company, "--stage", "won"]);
+        n.ok(&[
+            "line-item",
+            "add",
+            deal,
+            "--product",
+            "Seat",
+            "--quantity",
+            "3",
+            "--discount",
+            "15",
+        ]);
+        n.ok(&["line-item", "add", deal, "--product", "Setup"]);
+    }
+    let deal = n.json(&["show", "Rollout"]);
+    assert_eq!(deal["amount"], "550.97", "{deal}");
+    assert_eq!(deal["currency"], "EUR", "{deal}");
+    let lines = n.json(&["list", "line_item", "--where", "deal=Rollout"]);
+    assert_eq!(lines.as_array().expect("lines").len(), 2, "{lines}");
+
+    // Set by hand, then back to the lines' total.
+    n.ok(&["edit", "Rollout", "--set", "amount=500"]);
+    let deal = n.json(&["show", "Rollout"]);
+    assert_eq!(deal["manual_amount"], true, "{deal}");
+    n.ok(&["edit", "Rollout", "--set", "manual_amount=no"]);
+    assert_eq!(n.json(&["show", "Rollout"])["amount"], "550.97");
+
+    let err = n.fails(&[
+        "line-item",
+        "add",
+        "Rollout",
+        "--quantity",
+        "0",
+        "--price",
+        "1",
+    ]);
+    assert!(err.contains("quantity"), "{err}");
+
+    // Both customers bought Seat and Setup: the pair's lift is 1.
+    let report = n.json(&["report", "cross-sell"]);
+    assert_eq!(
+        report["sections"][0]["rows"][0],
+        serde_json::json!([
+            "Seat → Setup",
+            "Seat",
+            "Setup",
+            "2",
+            "100.0",
+            "100.0",
+            "1.00"
+        ]),
+        "{report}"
+    );
+    let text = n.ok(&["report", "cross-sell", "--customer", "nobody"]);
+    assert!(text.contains("no customer `nobody`"), "{text}");
+}
+
+#[test]
 fn reports_and_rates_from_the_command_line() {
     let n = Node::new();
     n.ok(&["company", "add", "Acme"]);
@@ -626,7 +711,7 @@ fn export_as_json_and_as_automerge_documents() {
     let n = Node::new();
     n.demo();
     let all = n.json(&["export"]);
-    assert_eq!(all.as_array().expect("array").len(), 27);
+    assert_eq!(all.as_array().expect("array").len(), 33);
     let deals = n.json(&["export", "deal"]);
     assert_eq!(deals.as_array().expect("array").len(), 6);
 

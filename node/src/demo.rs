@@ -212,6 +212,44 @@ const CAMPAIGNS: Rows = &[&[
     ("members", "Ann Baker, Nora Lind, Alice Wong"),
 ]];
 
+const PRODUCTS: Rows = &[
+    &[
+        ("name", "Plant licence"),
+        ("sku", "PL-1"),
+        ("price", "1000"),
+        ("currency", "EUR"),
+        ("category", "Licences"),
+    ],
+    &[
+        ("name", "Onboarding"),
+        ("sku", "ON-1"),
+        ("price", "8000"),
+        ("currency", "EUR"),
+        ("category", "Services"),
+    ],
+    &[
+        ("name", "Support plan"),
+        ("sku", "SP-1"),
+        ("price", "12000"),
+        ("currency", "EUR"),
+        ("category", "Services"),
+    ],
+];
+
+/// Lines that come to the amounts their deals already have.
+const LINE_ITEMS: Rows = &[
+    &[
+        ("deal", "Acme plant rollout"),
+        ("product", "Plant licence"),
+        ("quantity", "40"),
+    ],
+    &[("deal", "Acme plant rollout"), ("product", "Onboarding")],
+    &[
+        ("deal", "Acme support renewal"),
+        ("product", "Support plan"),
+    ],
+];
+
 /// Adds the demo records if the store has none; returns how many it added.
 pub fn seed(repo: &Repo) -> Result<usize, NodeError> {
     if repo.store().record_count() > 0 {
@@ -225,6 +263,8 @@ pub fn seed(repo: &Repo) -> Result<usize, NodeError> {
         (Kind::Activity, ACTIVITIES),
         (Kind::Ticket, TICKETS),
         (Kind::Campaign, CAMPAIGNS),
+        (Kind::Product, PRODUCTS),
+        (Kind::LineItem, LINE_ITEMS),
     ] {
         let rows: Vec<Vec<Input>> = rows
             .iter()
@@ -249,9 +289,13 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = Repo::open(tmp.path(), OpenMode::Create).expect("open");
         let n = seed(&repo).expect("seed");
-        assert_eq!(n, 27);
+        assert_eq!(n, 33);
         assert_eq!(seed(&repo).expect("again"), 0);
         let acme = repo.resolve("Acme Corporation").expect("acme");
         assert!(repo.related(acme.id).expect("related").len() >= 4);
+        // Its lines come to what the deal said.
+        let rollout = repo.resolve("Acme plant rollout").expect("deal");
+        assert_eq!(repo.line_items(rollout.id).expect("lines").len(), 2);
+        assert_eq!(rollout.text("amount"), Some("48000.00"));
     }
 }

@@ -195,6 +195,9 @@ fn render(app: &App, reference: &str, q: &RecordQuery) -> Result<Html<String>, W
                 }
             }
         }
+        @if view.kind == Kind::Deal {
+            (line_items(&view, &related, &link))
+        }
         section aria-labelledby="related-h" id="related" {
             h2 id="related-h" { "Related" }
             @let refs = view.references();
@@ -244,6 +247,77 @@ fn render(app: &App, reference: &str, q: &RecordQuery) -> Result<Html<String>, W
             since: app.read_since.clone(),
         },
     ))
+}
+
+/// A deal's lines with what each comes to, their total, and whether the
+/// deal's amount is that total or set by hand.
+fn line_items(
+    deal: &RecordView,
+    related: &[(String, RecordView)],
+    link: &dyn Fn(RecordId) -> String,
+) -> Markup {
+    use rapport_model::products::{Total, line_of, total};
+    let mut lines: Vec<&RecordView> = related
+        .iter()
+        .filter(|(f, r)| f == "deal" && r.kind == Kind::LineItem && !r.deleted)
+        .map(|(_, r)| r)
+        .collect();
+    lines.sort_by_key(|r| r.id);
+    lines.dedup_by_key(|r| r.id);
+    let sum = total(lines.iter().map(|l| &l.fields));
+    let by_hand = deal.get("manual_amount") == Some(&FieldValue::Flag(true));
+    let amount = deal
+        .text("amount")
+        .map(|a| format!("{a} {}", deal.text("currency").unwrap_or_default()));
+    html! {
+        section aria-labelledby="lines-h" id="line-items" {
+            h2 id="lines-h" { "Line items" }
+            @if lines.is_empty() {
+                p class="muted" { "No lines yet: add the products sold, and the deal's amount becomes their total." }
+            } @else {
+                table class="list" {
+                    thead { tr {
+                        th scope="col" { "Line" } th scope="col" { "Quantity" } th scope="col" { "Unit price" }
+                        th scope="col" { "Discount" } th scope="col" { "Amount" }
+                    } }
+                    tbody {
+                        @for l in &lines {
+                            tr {
+                                td { a href=(link(l.id)) { (l.title()) } }
+                                td { (l.text("quantity").unwrap_or("1")) }
+                                td { (l.text("price").map(|p| format!("{p} {}", l.text("currency").unwrap_or_default())).unwrap_or_else(|| "–".into())) }
+                                td { @if let Some(d) = l.get("discount") { (d) " %" } @else { "–" } }
+                                td { (line_of(&l.fields).map(|(a, c)| format!("{a} {c}")).unwrap_or_else(|| "–".into())) }
+                            }
+                        }
+                    }
+                    @if let Total::One(sum, cur) = &sum {
+                        tfoot { tr { th scope="row" colspan="4" { "Total" } td { (sum) " " (cur) } } }
+                    }
+                }
+                p id="amount-source" {
+                    @match (&sum, by_hand) {
+                        (Total::One(..), false) => { "The deal's amount is the lines' total." }
+                        (Total::One(sum, cur), true) => {
+                            "The deal's amount is set by hand (" (amount.clone().unwrap_or_default()) "); the lines come to " (sum) " " (cur) ". "
+                        }
+                        (Total::Mixed(curs), _) => { "The lines are in several currencies (" (curs.join(", ")) "): they have no total. Give them the deal's currency." }
+                        (Total::Nothing, _) => { "No line has a price yet." }
+                    }
+                }
+                @if by_hand {
+                    form method="post" action={ "/r/" (deal.id) "/pick" } {
+                        input type="hidden" name="field" value="manual_amount";
+                        input type="hidden" name="value" value="no";
+                        button type="submit" class="secondary" { "Use the lines' total" }
+                    }
+                }
+            }
+            @if !deal.deleted {
+                p { a class="button secondary" href={ "/new/line_item?deal=" (deal.id) } { "Add a line" } }
+            }
+        }
+    }
 }
 
 fn actions(view: &RecordView) -> Markup {
