@@ -383,9 +383,7 @@ pub fn due(records: &[RecordView], now: Timestamp, window: &Window) -> Vec<Due> 
             }
             _ => continue,
         };
-        let dismissed = v
-            .text("dismissed")
-            .is_some_and(|d| d.split(',').any(|k| k.trim() == key));
+        let dismissed = dismissed_keys(v).contains(&key.as_str());
         let Some(fired) = remind.fires(&start) else {
             continue;
         };
@@ -413,13 +411,22 @@ pub fn due(records: &[RecordView], now: Timestamp, window: &Window) -> Vec<Due> 
     out
 }
 
+/// The occurrences whose reminders are dismissed. A list, so that two
+/// devices dismissing different occurrences at once both keep theirs
+/// (Automerge merges the additions); read from text too, as it was kept
+/// before.
+fn dismissed_keys(v: &RecordView) -> Vec<&str> {
+    match v.get("dismissed") {
+        Some(FieldValue::List(keys)) => keys.iter().map(String::as_str).collect(),
+        Some(FieldValue::Text(t)) => t.split(',').map(str::trim).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The `dismissed` value after dismissing `keys`: the newest 20 kept.
 pub fn dismissed_with(v: &RecordView, keys: &[String]) -> String {
-    let mut all: Vec<String> = v
-        .text("dismissed")
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
+    let mut all: Vec<String> = dismissed_keys(v)
+        .into_iter()
         .filter(|k| !k.is_empty())
         .map(str::to_string)
         .collect();
@@ -852,12 +859,53 @@ mod tests {
         let mut dismissed = records.clone();
         let keys = vec!["2026-03-24T09:00:00Z".to_string()];
         let value = dismissed_with(&dismissed[0], &keys);
-        dismissed[0]
-            .fields
-            .insert("dismissed".into(), FieldValue::Text(value));
+        dismissed[0].fields.insert(
+            "dismissed".into(),
+            FieldValue::List(value.split(',').map(String::from).collect()),
+        );
         assert_eq!(
             titles("2026-03-24T08:50:00Z", &dismissed),
             ["Offer 2026-03-24"]
         );
+    }
+
+    #[test]
+    fn dismissals_made_at_once_on_two_devices_are_both_kept() {
+        use crate::ingest::tests::{add, node, sync};
+        use crate::repo::tests::input;
+        use rapport_model::{Role, SpaceId};
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let shared = a.create_space("Team").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &b, Role::Writer);
+        let standup = a
+            .create(
+                Kind::Activity,
+                space,
+                &input(&[
+                    ("type", "meeting"),
+                    ("subject", "Stand-up"),
+                    ("when", "2026-03-02T08:00:00Z"),
+                    ("repeat", "daily"),
+                    ("remind", "10m"),
+                ]),
+            )
+            .expect("meeting");
+        sync(&b, &a, space);
+        let id = standup.id.to_string();
+        for (node, day) in [(&a, "2026-03-02"), (&b, "2026-03-03")] {
+            let v = node.view(standup.id).expect("read").expect("held");
+            let value = dismissed_with(&v, &[day.to_string()]);
+            node.edit(&id, &[("dismissed".into(), value)], &[])
+                .expect("dismiss");
+        }
+        sync(&a, &b, space);
+        for node in [&a, &b] {
+            let v = node.view(standup.id).expect("read").expect("held");
+            let mut keys = dismissed_keys(&v);
+            keys.sort();
+            assert_eq!(keys, ["2026-03-02", "2026-03-03"]);
+        }
     }
 }

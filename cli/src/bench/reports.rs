@@ -1,6 +1,7 @@
 //! `rapport bench reports`: every report over a store the size the issue
 //! names (at 100 %: 20,000 companies, 100,000 people, 50,000 deals, with
-//! 20,000 activities, 10,000 tickets and 20 campaigns), through the same
+//! 20,000 activities, 10,000 tickets, 20 campaigns, 200 products and one
+//! to three lines on each won deal), through the same
 //! `Ops::execute` the CLI, the web UI and the API call. Prints, per
 //! report, the p50 and slowest of a few runs, and the floor every report
 //! pays: reading the records out of the store.
@@ -135,7 +136,8 @@ fn fill(
     activities: usize,
     tickets: usize,
 ) -> Result<usize> {
-    let total = companies + people + deals + activities + tickets + 20;
+    let products = 200;
+    let total = companies + people + deals + activities + tickets + 20 + products;
     let bar = indicatif::ProgressBar::new(total as u64);
     let mut rng = SplitMix(0x4e907);
     let day = |rng: &mut SplitMix| {
@@ -172,9 +174,11 @@ fn fill(
         })
         .collect();
     let person_ids = put(Kind::Person, rows)?;
-    let rows = (0..deals)
+    let rows: Vec<Vec<Input>> = (0..deals)
         .map(|d| {
             vec![
+                // Its amount stays the one given: lines do not change it.
+                ("manual_amount".into(), "yes".into()),
                 ("title".into(), format!("Deal {d}")),
                 (
                     "company".into(),
@@ -194,7 +198,45 @@ fn fill(
             ]
         })
         .collect();
-    put(Kind::Deal, rows)?;
+    let deal_ids = put(Kind::Deal, rows.clone())?;
+    let catalogue = (0..products)
+        .map(|p| {
+            vec![
+                ("name".into(), format!("Product {p}")),
+                ("price".into(), format!("{}", 10 + rng.below(2_000))),
+                ("currency".into(), "EUR".into()),
+                ("category".into(), format!("Line {}", p % 12)),
+            ]
+        })
+        .collect();
+    let product_ids = put(Kind::Product, catalogue)?;
+    let mut lines: Vec<Vec<Input>> = Vec::new();
+    for (id, row) in deal_ids.iter().zip(&rows) {
+        let field = |name: &str| {
+            row.iter()
+                .find(|(f, _)| f == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        if field("stage") != "won" {
+            continue;
+        }
+        // Products come in families: most baskets mix one family's.
+        let family = rng.below(product_ids.len() / 10);
+        for _ in 0..1 + rng.below(3) {
+            let product = family * 10 + rng.below(10);
+            lines.push(vec![
+                ("deal".into(), id.to_string()),
+                ("product".into(), product_ids[product].to_string()),
+                ("quantity".into(), (1 + rng.below(20)).to_string()),
+                ("price".into(), format!("{}", 10 + rng.below(2_000))),
+                ("currency".into(), field("currency")),
+            ]);
+        }
+    }
+    bar.inc_length(lines.len() as u64);
+    let total = total + lines.len();
+    put(Kind::LineItem, lines)?;
     let rows = (0..tickets)
         .map(|t| {
             vec![

@@ -342,7 +342,7 @@ const ACTIVITY: &[FieldDef] = &[
     ),
     f(
         "dismissed",
-        T::Text,
+        T::Tags,
         "reminders dismissed, by occurrence (set by Dismiss; every device of its owner sees it)",
     ),
     f(

@@ -545,6 +545,52 @@ mod tests {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deal_page_lists_its_lines_and_where_its_amount_comes_from() {
+        let t = TestUi::start().await;
+        let deal = resolve(&t, "Acme plant rollout").await;
+        let page = t.get(&format!("/r/{}", deal.id)).await;
+        let lines = page
+            .body
+            .split("id=\"line-items\"")
+            .nth(1)
+            .expect("a line items section");
+        assert!(lines.contains("Plant licence"), "{lines}");
+        assert!(lines.contains("40000.00 EUR"), "40 × 1000: {lines}");
+        assert!(lines.contains("48000.00 EUR"), "the total: {lines}");
+        assert!(lines.contains("the lines' total"), "{lines}");
+        assert!(lines.contains(&format!("/new/line_item?deal={}", deal.id)));
+
+        // Typed by hand: said so, with the way back.
+        let repo = t.repo().clone();
+        let id = deal.id.to_string();
+        tokio::task::spawn_blocking(move || {
+            repo.edit(&id, &[("amount".into(), "45000".into())], &[])
+        })
+        .await
+        .expect("task")
+        .expect("edit");
+        let page = t.get(&format!("/r/{}", deal.id)).await;
+        assert!(
+            page.body.contains("set by hand (45000.00 EUR)"),
+            "{}",
+            page.body
+        );
+        let back = t
+            .post(
+                &format!("/r/{}/pick", deal.id),
+                &[("field", "manual_amount"), ("value", "no")],
+            )
+            .await;
+        assert_eq!(back.status, 303, "{}", back.body);
+        let deal = resolve(&t, "Acme plant rollout").await;
+        assert_eq!(deal.text("amount"), Some("48000.00"));
+
+        let form = t.get(&format!("/new/line_item?deal={}", deal.id)).await;
+        assert_eq!(form.status, 200);
+        assert!(form.body.contains("Acme plant rollout"), "{}", form.body);
+    }
+
     /// A second node, "Bob Field (Northwind)", writer in a space of the
     /// UI's node holding company "Joint Co", synced.
     fn second_node(a: &Repo) -> (tempfile::TempDir, Repo, SpaceId, RecordView) {
