@@ -704,6 +704,40 @@ fn the_agenda_of_a_week() {
         ])
         .contains("FREQ=WEEKLY")
     );
+    // Tuesday's stand-up alone moves to 11:00; Wednesday's stays at 09:00.
+    let moved = n.ok(&[
+        "calendar",
+        "move",
+        "Stand-up",
+        "--from",
+        "2026-03-24",
+        "--to",
+        "2026-03-24",
+        "--at",
+        "11:00",
+        "--only",
+    ]);
+    assert!(moved.starts_with("Moved"), "{moved}");
+    let week = n.ok(&[
+        "agenda",
+        "--week",
+        "--from",
+        "2026-03-23",
+        "--zone",
+        "Europe/Berlin",
+    ]);
+    assert!(
+        week.contains("11:00–11:30  meeting  Stand-up\n"),
+        "a meeting of its own: {week}"
+    );
+    assert!(
+        week.contains("Wednesday 2026-03-25\n  09:00–09:30  meeting  Stand-up [repeats]"),
+        "{week}"
+    );
+    assert!(
+        n.fails(&["calendar", "move", "Acme call", "--to", "someday"])
+            .contains("not a day")
+    );
 }
 
 #[test]

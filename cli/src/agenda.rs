@@ -157,6 +157,25 @@ pub enum CalendarCmd {
     /// subscribe to (`feed create NAME`, `feed list`, `feed revoke NAME`).
     #[command(subcommand)]
     Feed(FeedCmd),
+    /// Move a meeting, call or task to another day (and time), keeping its length:
+    /// `rapport calendar move Review --to 2026-03-17 --at 14:00`. A repeating meeting
+    /// moves as a series, or with --only just the occurrence of --from.
+    Move {
+        /// The meeting, call or task.
+        record: String,
+        /// The day it moves to.
+        #[arg(long, value_name = "DAY")]
+        to: String,
+        /// The time it starts at [default: the same].
+        #[arg(long, value_name = "HH:MM")]
+        at: Option<String>,
+        /// The day of the occurrence moved (a repeating meeting) [default: its first].
+        #[arg(long, value_name = "DAY")]
+        from: Option<String>,
+        /// Only that occurrence: it leaves the series and becomes a meeting of its own.
+        #[arg(long, requires = "from")]
+        only: bool,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -181,7 +200,24 @@ pub enum FeedCmd {
 
 impl CalendarCmd {
     pub fn request(&self) -> Request {
-        let CalendarCmd::Feed(cmd) = self;
+        let cmd = match self {
+            CalendarCmd::Feed(cmd) => cmd,
+            CalendarCmd::Move {
+                record,
+                to,
+                at,
+                from,
+                only,
+            } => {
+                return Request::Move(rapport_node::calendar::MoveQuery {
+                    record: record.clone(),
+                    from: from.clone(),
+                    day: to.clone(),
+                    time: at.clone(),
+                    only: *only,
+                });
+            }
+        };
         match cmd {
             FeedCmd::Create { name, owner, all } => Request::FeedCreate {
                 name: name.clone(),

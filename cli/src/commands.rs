@@ -294,6 +294,9 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
             plan(args.request()?, View::Wrote("Dismissed the reminders of"))
         }
         Command::Agenda(args) => plan(args.request()?, View::Plain),
+        Command::Calendar(cmd @ crate::agenda::CalendarCmd::Move { .. }) => {
+            plan(cmd.request(), View::Wrote("Moved"))
+        }
         Command::Calendar(cmd) => plan(cmd.request(), View::Plain),
         Command::Pipeline { name } => plan(
             Request::Pipeline,

@@ -33,6 +33,26 @@ pub struct AgendaQuery {
     pub zone: Option<String>,
 }
 
+/// A meeting, call or task to move (the web's Move form and drag,
+/// `rapport calendar move`, `POST /api/v1/agenda/move`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MoveQuery {
+    /// The record (id, prefix or title).
+    pub record: String,
+    /// The day the occurrence moved is on (a repeating meeting) [its first].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The day it moves to.
+    pub day: String,
+    /// The time it starts at, `HH:MM` [the same].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// Only this occurrence of a repeating meeting: it leaves the series
+    /// (its day is skipped) and becomes a meeting of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub only: bool,
+}
+
 /// A record an entry is about, or one of its attendees.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Link {
@@ -276,6 +296,34 @@ pub fn agenda(records: &[RecordView], window: &Window) -> Vec<Entry> {
 }
 
 impl crate::Repo {
+    /// Writes an occurrence taken out of its series ([`detached`]): the
+    /// meeting of its own and the series' skipped day, in one write, so
+    /// that a crash leaves both or neither.
+    pub fn detach_occurrence(
+        &self,
+        series: &RecordView,
+        skip: &str,
+        occurrence: &[crate::repo::Input],
+    ) -> Result<RecordView, crate::NodeError> {
+        self.check_space_writable(series.space)?;
+        let ctx = self.context();
+        let fields = self.prepare(Kind::Activity, series.space, occurrence, &ctx)?;
+        let def = self.field_in(Some(series.space), Kind::Activity, "skip")?;
+        let skip = self.parse_input(def, skip, &ctx, Some(series.space))?;
+        let new = crate::repo::NewRecord {
+            id: self.next_record_id(&mut 0)?,
+            kind: Kind::Activity,
+            space: series.space,
+            fields: fields.into_iter().collect(),
+        };
+        let edits = vec![(
+            series.clone(),
+            vec![rapport_model::Edit::Set("skip".into(), skip)],
+        )];
+        let mut written = self.write_records(vec![new], edits)?;
+        Ok(written.remove(0))
+    }
+
     /// The activities that may show in an agenda of the days `from` to
     /// `to` (both included), read through the field index rather than
     /// every activity: those that start within a day of it (zones), end
@@ -437,6 +485,99 @@ pub fn dismissed_with(v: &RecordView, keys: &[String]) -> String {
     }
     let skip = all.len().saturating_sub(20);
     all[skip..].join(",")
+}
+
+/// One occurrence of a repeating meeting, the one on `from`, taken out of
+/// its series and moved to `day` (and `time`): the series' `skip` with
+/// that day added, and the inputs of a meeting of its own, as the
+/// occurrence was (subject, place, people, reminder, length) at its new
+/// time. Calendar apps call it an exception; here it is two records, so
+/// that the feed, the agenda and every peer read it without a notion of
+/// exceptions.
+pub fn detached(
+    v: &RecordView,
+    from: &str,
+    day: &str,
+    time: Option<&str>,
+    zone: &TimeZone,
+) -> Result<(String, Vec<(String, String)>), String> {
+    let rule = v
+        .text("repeat")
+        .and_then(|r| r.parse::<Recurrence>().ok())
+        .ok_or("it does not repeat: move it as a whole")?;
+    let on: Date = from
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{from}` is not a day: expected one such as 2026-03-31"))?;
+    let when = v
+        .text("when")
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .ok_or("it has no time to move from")?;
+    let zone = v
+        .text("zone")
+        .and_then(|z| TimeZone::get(z).ok())
+        .unwrap_or_else(|| zone.clone());
+    let first = when.to_zoned_datetime(zone.clone());
+    let length = v
+        .text("ends")
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .and_then(|e| first.timestamp().until(e).ok())
+        .unwrap_or_default();
+    let skipped = v
+        .text("skip")
+        .and_then(|s| skip_days(s).ok())
+        .unwrap_or_default();
+    // The occurrence must be one the series has.
+    let window_from = on
+        .to_zoned_datetime(zone.clone())
+        .map_err(|e| e.to_string())?;
+    let window_to = window_from.tomorrow().map_err(|e| e.to_string())?;
+    let occurrence = occurrences(
+        &first,
+        length,
+        Some(&rule),
+        &skipped,
+        window_from.timestamp(),
+        window_to.timestamp(),
+    )
+    .into_iter()
+    .find(|o| o.date() == on)
+    .ok_or_else(|| format!("it does not take place on {on}"))?;
+    let mut fields = v.fields.clone();
+    for series_only in ["repeat", "skip", "dismissed", "uid"] {
+        fields.remove(series_only);
+    }
+    fields.insert(
+        "when".into(),
+        FieldValue::Text(rapport_model::value::format_instant(occurrence.timestamp())),
+    );
+    if let Some(end) = occurrence
+        .checked_add(length)
+        .ok()
+        .filter(|_| v.text("ends").is_some())
+    {
+        fields.insert(
+            "ends".into(),
+            FieldValue::Text(rapport_model::value::format_instant(end.timestamp())),
+        );
+    }
+    let alone = RecordView::new(v.id, v.kind, fields);
+    let moved_sets = moved(&alone, None, day, time, &zone)?;
+    let mut inputs: BTreeMap<String, String> = alone
+        .fields
+        .iter()
+        .map(|(name, value)| {
+            let text = match value {
+                FieldValue::List(items) => items.join(","),
+                other => other.to_string(),
+            };
+            (name.clone(), text)
+        })
+        .collect();
+    inputs.extend(moved_sets);
+    let mut skip: Vec<String> = skipped.iter().map(Date::to_string).collect();
+    skip.push(on.to_string());
+    Ok((skip.join(", "), inputs.into_iter().collect()))
 }
 
 /// The fields that move a meeting or call shown on `from` (an occurrence

@@ -119,6 +119,10 @@ pub enum Request {
     Rates,
     /// Meetings, calls and tasks of some days (`calendar`).
     Agenda(crate::calendar::AgendaQuery),
+    /// Moves a meeting or call (a repeating one as a series, or `only` the
+    /// occurrence shown) or a task; replies with the record moved (for
+    /// `only`, the occurrence, now a meeting of its own).
+    Move(crate::calendar::MoveQuery),
     /// This user's reminders that have fired and are not dismissed.
     Reminders,
     /// Dismisses reminders of a meeting, call or task (their occurrence
@@ -1002,6 +1006,7 @@ impl Request {
                 | Request::Delete { .. }
                 | Request::Restore { .. }
                 | Request::CompleteTask { .. }
+                | Request::Move(_)
                 | Request::Show { .. }
                 | Request::List(_)
                 | Request::Timeline { .. }
@@ -1426,6 +1431,28 @@ impl Ops {
                 Ok(Reply::Report(crate::reports::run(&checked, &inputs)))
             }
             Request::Rates => Ok(Reply::Rates(repo.rates())),
+            Request::Move(m) => {
+                let v = self.visible(caller, &m.record)?;
+                let zone = repo.context().tz;
+                let bad = |e: String| OpError::new(ErrorCode::Invalid, e);
+                let repeats = v.text("repeat").is_some();
+                if m.only && repeats {
+                    let from = m.from.as_deref().ok_or_else(|| {
+                        bad("say which occurrence: the day it is on (--from 2026-03-16)".into())
+                    })?;
+                    let (skip, copy) =
+                        crate::calendar::detached(&v, from, &m.day, m.time.as_deref(), &zone)
+                            .map_err(bad)?;
+                    let occurrence = repo.detach_occurrence(&v, &skip, &copy)?;
+                    return self.record_reply(occurrence, false);
+                }
+                let set =
+                    crate::calendar::moved(&v, m.from.as_deref(), &m.day, m.time.as_deref(), &zone)
+                        .map_err(bad)?;
+                let written = repo.edit(&v.id.to_string(), &set, &[])?;
+                let unchanged = written == v;
+                self.record_reply(written, unchanged)
+            }
             Request::Agenda(q) => {
                 let (window, activities) = self.agenda_inputs(caller, &q)?;
                 let mut entries = crate::calendar::agenda(&activities, &window);
@@ -3380,5 +3407,95 @@ mod tests {
             request
         );
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
+    }
+
+    #[test]
+    fn one_occurrence_moves_alone_and_the_series_skips_its_day() {
+        let (_t, ops) = ops();
+        let me = Caller::user();
+        create(&ops, &me, Kind::Company, &[("name", "Acme")]);
+        let weekly = create(
+            &ops,
+            &me,
+            Kind::Activity,
+            &[
+                ("type", "meeting"),
+                ("subject", "Review"),
+                ("when", "2026-03-02 09:00"),
+                ("ends", "2026-03-02 10:00"),
+                ("zone", "Europe/Berlin"),
+                ("repeat", "weekly"),
+                ("remind", "10m"),
+                ("about", "Acme"),
+            ],
+        );
+        let query = |only, from: Option<&str>| {
+            Request::Move(crate::calendar::MoveQuery {
+                record: weekly.id.to_string(),
+                from: from.map(String::from),
+                day: "2026-03-17".into(),
+                time: Some("14:00".into()),
+                only,
+            })
+        };
+        let Reply::Record(moved) = ops
+            .execute(&me, query(true, Some("2026-03-16")))
+            .expect("move")
+        else {
+            panic!("not a record");
+        };
+        let one = &moved.record;
+        assert_ne!(one.id, weekly.id, "a meeting of its own");
+        assert_eq!(
+            one.text("when"),
+            Some("2026-03-17T13:00:00Z"),
+            "14:00 in Berlin"
+        );
+        assert_eq!(
+            one.text("ends"),
+            Some("2026-03-17T14:00:00Z"),
+            "an hour, as before"
+        );
+        assert_eq!(one.text("repeat"), None);
+        assert_eq!(one.text("remind"), Some("10m"));
+        assert_eq!(one.get("about"), weekly.get("about"));
+        let week = crate::calendar::AgendaQuery {
+            from: Some("2026-03-16".into()),
+            days: Some(7),
+            everyone: true,
+            zone: Some("Europe/Berlin".into()),
+            ..Default::default()
+        };
+        let Reply::Agenda(agenda) = ops.execute(&me, Request::Agenda(week)).expect("agenda") else {
+            panic!("not an agenda");
+        };
+        let shown: Vec<(&str, Option<&str>)> = agenda
+            .entries
+            .iter()
+            .map(|e| (e.day.as_str(), e.start.as_deref()))
+            .collect();
+        assert_eq!(shown, [("2026-03-17", Some("14:00"))], "not on Monday");
+
+        // A day the series does not meet on, or no day at all, is refused.
+        let err = ops
+            .execute(&me, query(true, Some("2026-03-18")))
+            .expect_err("no occurrence then");
+        assert!(
+            err.to_string()
+                .contains("does not take place on 2026-03-18"),
+            "{err}"
+        );
+        let err = ops.execute(&me, query(true, None)).expect_err("which one");
+        assert!(err.to_string().contains("which occurrence"), "{err}");
+        // Without `only`, the series moves.
+        let Reply::Record(series) = ops
+            .execute(&me, query(false, Some("2026-03-23")))
+            .expect("move")
+        else {
+            panic!("not a record");
+        };
+        assert_eq!(series.record.id, weekly.id);
+        // The 23rd moved to the 17th: the whole series six days earlier.
+        assert_eq!(series.record.text("when"), Some("2026-02-24T13:00:00Z"));
     }
 }

@@ -306,3 +306,54 @@ pub(crate) async fn agenda(
             .collect(),
     }))
 }
+
+/// A meeting, call or task to move, keeping its length.
+#[derive(Debug, Clone, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveEntry {
+    /// The record (id, id prefix or title).
+    pub record: String,
+    /// The day it moves to, YYYY-MM-DD.
+    pub day: String,
+    /// The time it starts at, HH:MM, in its zone [the same].
+    #[serde(default)]
+    pub time: Option<String>,
+    /// The day of the occurrence moved, for a repeating meeting [its first].
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Only that occurrence: it leaves the series (its day is skipped) and
+    /// becomes a meeting of its own, which the reply is.
+    #[serde(default)]
+    pub only: bool,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/agenda/move",
+    tag = "reports",
+    request_body = MoveEntry,
+    responses(
+        (status = 200, description = "Moved: the record (with `only`, the occurrence, now a meeting of its own)", body = crate::dto::Written),
+        (status = 400, description = "Malformed JSON", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "A read-only token, or another space than the token's", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "A day or time that does not read, a record that is not a meeting, call or task, or a day the series does not meet on", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn move_entry(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    body: Result<Json<MoveEntry>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<crate::dto::Written>, Problem> {
+    let Json(m) = body?;
+    let request = Request::Move(rapport_node::calendar::MoveQuery {
+        record: m.record,
+        from: m.from,
+        day: m.day,
+        time: m.time,
+        only: m.only,
+    });
+    let (_, written) = crate::routes::written(run(&state.ops, caller, request).await?)?;
+    Ok(Json(written))
+}

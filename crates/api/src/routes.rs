@@ -60,6 +60,11 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             get(crate::reports::calendar_feed),
         ),
         (Method::GET, "/api/v1/agenda", get(crate::reports::agenda)),
+        (
+            Method::POST,
+            "/api/v1/agenda/move",
+            post(crate::reports::move_entry),
+        ),
         (Method::GET, "/api/v1/duplicates", get(duplicates)),
         (Method::POST, "/api/v1/merges", post(crate::merges::merge)),
         (
@@ -857,7 +862,7 @@ fn inputs(
     Ok((out, unset))
 }
 
-fn written(reply: Reply) -> Result<(rapport_node::ops::RecordReply, Written), Problem> {
+pub(crate) fn written(reply: Reply) -> Result<(rapport_node::ops::RecordReply, Written), Problem> {
     let Reply::Record(r) = reply else {
         return Err(unexpected(&reply));
     };

@@ -1242,6 +1242,60 @@ async fn a_calendar_feed_serves_the_owners_meetings_and_open_tasks() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
 
+    // Tuesday's stand-up alone moves to 11:00; a read-only token may not.
+    let body = r#"{"record": "Stand-up, daily", "from": "2026-03-17", "day": "2026-03-17",
+        "time": "11:00", "only": true}"#;
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/agenda/move",
+            Some(&token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    let writer = f.token("mover", false);
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/agenda/move",
+            Some(&writer),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["record"]["subject"], "Stand-up, daily", "{v}");
+    assert_eq!(
+        v["record"]["when"], "2026-03-17T10:00:00Z",
+        "11:00 in Berlin: {v}"
+    );
+    let moved = v["record"]["id"].as_str().expect("an id").to_string();
+    let (_, _, v) = f
+        .send(
+            Method::GET,
+            "/api/v1/agenda?from=2026-03-17&owner=ann&zone=Europe/Berlin",
+            Some(&token),
+            None,
+        )
+        .await;
+    let starts: Vec<&str> = v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["title"] == "Stand-up, daily")
+        .map(|e| e["start"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(starts, ["11:00"], "{v}");
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/agenda/move",
+            Some(&writer),
+            Some(&format!(r#"{{"record": "{moved}", "day": "soon"}}"#)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
     let (status, body) = get("/api/v1/calendar/rapport_cal_guess".into()).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     f.ops

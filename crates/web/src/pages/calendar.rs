@@ -207,7 +207,7 @@ fn render(app: &App, q: &CalendarQuery) -> Result<Html<String>, WebError> {
             }],
             help: html! {
                 p { "Meetings and calls are activities with a time (" code { "when" } ", " code { "ends" } "); tasks show on their due day, overdue ones on top. A meeting repeats by its " code { "repeat" } " field (daily, weekly, weekdays, monthly, or an iCalendar rule) in its own time zone (" code { "zone" } "), so a weekly 09:00 in Berlin stays 09:00 there; times here are in this node's time zone." }
-                p { "Meetings of the same person that overlap are marked. Drag a meeting or task to another day to move it (a repeating meeting moves with its whole series), or open its " strong { "Move" } " form to choose the day and time with the keyboard. The same agenda: " code { "rapport agenda --week" } "." }
+                p { "Meetings of the same person that overlap are marked. Drag a meeting or task to another day to move it (a repeating meeting moves with its whole series), or open its " strong { "Move" } " form to choose the day and time with the keyboard, and for a repeating meeting whether only that occurrence moves. The same agenda: " code { "rapport agenda --week" } "." }
             },
             body,
             watch: vec!["activity".into()],
@@ -258,6 +258,13 @@ fn entry(e: &Entry, back: &str, compact: bool) -> Markup {
                             @if e.start.is_some() {
                                 " " label { "Time " input type="time" name="time" value=[e.start.as_deref()]; }
                             }
+                            @if e.repeats {
+                                fieldset class="cal-which" {
+                                    legend { "Which" }
+                                    label { input type="radio" name="only" value="1" checked; " Only this one" }
+                                    " " label { input type="radio" name="only" value=""; " The whole series" }
+                                }
+                            }
                             " " button type="submit" { "Move" }
                         }
                     }
@@ -278,6 +285,10 @@ pub(crate) struct MoveForm {
     time: Option<String>,
     #[serde(default)]
     back: Option<String>,
+    /// Only this occurrence of a repeating meeting (not set: the series,
+    /// as dragging moves it).
+    #[serde(default)]
+    only: Option<String>,
 }
 
 /// `POST /calendar/move`: a meeting or call to another day (and time),
@@ -288,20 +299,13 @@ pub(crate) async fn move_entry(
 ) -> Result<Response, WebError> {
     let back = crate::redirect::local_or(f.back.as_deref(), "/calendar").to_string();
     app.blocking(move |app| {
-        let shown = app.show(&f.id)?;
-        let sets = rapport_node::calendar::moved(
-            &shown.record,
-            f.from.as_deref(),
-            &f.day,
-            f.time.as_deref(),
-            &jiff::tz::TimeZone::system(),
-        )
-        .map_err(WebError::BadRequest)?;
-        app.write(Request::Edit {
+        app.write(Request::Move(rapport_node::calendar::MoveQuery {
             record: f.id.clone(),
-            set: sets,
-            unset: Vec::new(),
-        })?;
+            from: f.from.clone(),
+            day: f.day.clone(),
+            time: f.time.clone(),
+            only: f.only.as_deref().is_some_and(|o| !o.is_empty()),
+        }))?;
         Ok(())
     })
     .await?;
@@ -442,7 +446,57 @@ mod tests {
                 &[("id", &kickoff.to_string()), ("day", "never")],
             )
             .await;
-        assert_eq!(bad.status, 400, "{}", bad.body);
+        assert_eq!(bad.status, 422, "{}", bad.body);
+
+        // A weekly stand-up: this Monday's alone moves to Wednesday.
+        let repo = t.repo().clone();
+        let first = at(8, 0);
+        let standup = tokio::task::spawn_blocking(move || {
+            repo.create(
+                Kind::Activity,
+                SpaceId::Private,
+                &[
+                    ("type".into(), "meeting".into()),
+                    ("subject".into(), "Stand-up".into()),
+                    ("when".into(), first),
+                    ("repeat".into(), "weekly".into()),
+                    ("owner".into(), "Zed".into()),
+                ],
+            )
+            .expect("stand-up")
+            .id
+        })
+        .await
+        .expect("task");
+        let week = t.get(&format!("/calendar?who=Zed&date={monday}")).await;
+        assert!(week.body.contains("Only this one"), "{}", week.body);
+        let wednesday = monday
+            .checked_add(jiff::Span::new().days(2))
+            .expect("wednesday");
+        let moved = t
+            .post(
+                "/calendar/move",
+                &[
+                    ("id", &standup.to_string()),
+                    ("from", &monday.to_string()),
+                    ("day", &wednesday.to_string()),
+                    ("time", "10:00"),
+                    ("only", "1"),
+                ],
+            )
+            .await;
+        assert_eq!(moved.status, 303, "{}", moved.body);
+        let path = |d: jiff::civil::Date| format!("/calendar?view=day&who=Zed&date={d}");
+        let mon = t.get(&path(monday)).await.body;
+        let wed = t.get(&path(wednesday)).await.body;
+        assert!(!mon.contains("Stand-up"), "{mon}");
+        assert!(wed.contains("10:00–10:30"), "{wed}");
+        let next = monday.checked_add(jiff::Span::new().days(7)).expect("next");
+        let next = t.get(&path(next)).await.body;
+        assert!(
+            next.contains("08:00–08:30") && next.contains("Stand-up"),
+            "the series stays: {next}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
