@@ -26,6 +26,9 @@ pub struct AgendaArgs {
     /// Show times in this time zone (IANA, e.g. America/New_York) [default: this machine's].
     #[arg(long)]
     pub zone: Option<String>,
+    /// Only this space's meetings and tasks (its name or id; `private` for your own).
+    #[arg(long)]
+    pub space: Option<String>,
     /// Dismiss the reminders of this meeting or task that are due (on every device of yours).
     #[arg(long, value_name = "REF", conflicts_with_all = ["week", "from", "days", "owner", "all"])]
     pub dismiss: Option<String>,
@@ -56,6 +59,7 @@ impl AgendaArgs {
             owner: self.owner.clone(),
             everyone: self.all,
             zone: self.zone.clone(),
+            space: self.space.clone(),
         }))
     }
 }

@@ -31,6 +31,10 @@ pub struct AgendaQuery {
     /// The reader's time zone (IANA) [this node's].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// Only this space's records (its name or id; `private` for this
+    /// device's own) [every space].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<String>,
 }
 
 /// A meeting, call or task to move (the web's Move form and drag,

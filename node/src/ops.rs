@@ -1789,10 +1789,14 @@ impl Ops {
         let last = from
             .checked_add(jiff::Span::new().days(i64::from(days)))
             .unwrap_or(from);
+        let space = match q.space.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => Some(self.scoped_space(caller, s)?),
+            _ => None,
+        };
         let activities: Vec<RecordView> = repo
             .agenda_candidates(from.min(today), last.max(today))?
             .into_iter()
-            .filter(|v| caller.may_see(v))
+            .filter(|v| caller.may_see(v) && space.is_none_or(|s| v.space == s))
             .collect();
         let window = crate::calendar::Window {
             from,
@@ -3497,5 +3501,48 @@ mod tests {
         assert_eq!(series.record.id, weekly.id);
         // The 23rd moved to the 17th: the whole series six days earlier.
         assert_eq!(series.record.text("when"), Some("2026-02-24T13:00:00Z"));
+    }
+
+    #[test]
+    fn an_agenda_of_one_space() {
+        let (_t, ops) = ops();
+        let me = Caller::user();
+        let shared = ops.repo.create_space("Team").expect("space");
+        for (subject, space) in [("Team sync", Some("Team")), ("Dentist", None)] {
+            let fields = input(&[
+                ("type", "meeting"),
+                ("subject", subject),
+                ("when", "2026-03-02T10:00:00Z"),
+            ]);
+            ops.execute(
+                &me,
+                Request::Create {
+                    kind: Kind::Activity,
+                    space: space.map(String::from),
+                    fields,
+                },
+            )
+            .expect("meeting");
+        }
+        let titles = |space: &str| -> Result<Vec<String>, OpError> {
+            let q = crate::calendar::AgendaQuery {
+                from: Some("2026-03-02".into()),
+                everyone: true,
+                zone: Some("UTC".into()),
+                space: Some(space.into()),
+                ..Default::default()
+            };
+            match ops.execute(&me, Request::Agenda(q))? {
+                Reply::Agenda(a) => Ok(a.entries.into_iter().map(|e| e.title).collect()),
+                _ => panic!("not an agenda"),
+            }
+        };
+        assert_eq!(titles("Team").expect("team"), ["Team sync"]);
+        assert_eq!(
+            titles(&shared.id.to_string()).expect("by id"),
+            ["Team sync"]
+        );
+        assert_eq!(titles("private").expect("mine"), ["Dentist"]);
+        assert!(titles("Nowhere").is_err());
     }
 }

@@ -112,6 +112,7 @@ fn measure(percent: usize) -> Result<serde_json::Value> {
                 owner: (!everyone).then(|| OWNERS[0].to_string()),
                 everyone,
                 zone: Some("Europe/Berlin".into()),
+                space: None,
             };
             let t = Instant::now();
             ops.execute(&Caller::user(), Request::Agenda(query))

@@ -195,6 +195,7 @@ pub(crate) struct AgendaParams {
     #[serde(default)]
     everyone: bool,
     zone: Option<String>,
+    space: Option<String>,
 }
 
 /// Meetings, calls and tasks of some days (`rapport agenda`).
@@ -250,6 +251,7 @@ pub struct AgendaEntry {
         ("owner" = Option<String>, Query, description = "Whose (records' owner) [the node user's]"),
         ("everyone" = Option<bool>, Query, description = "Everyone's"),
         ("zone" = Option<String>, Query, description = "Time zone of the times (IANA) [the node's]"),
+        ("space" = Option<String>, Query, description = "Only this space's (name or id; `private`) [every space the caller sees]"),
     ),
     responses(
         (status = 200, description = "The agenda", body = Agenda),
@@ -269,6 +271,7 @@ pub(crate) async fn agenda(
         owner: p.owner,
         everyone: p.everyone,
         zone: p.zone,
+        space: p.space,
     });
     let reply = run(&state.ops, caller, request).await?;
     let Reply::Agenda(a) = reply else {

@@ -31,6 +31,8 @@ pub(crate) struct CalendarQuery {
     date: Option<String>,
     /// `me` (default), `all`, or an owner's name.
     who: Option<String>,
+    /// One space's only (name or id; `private`).
+    space: Option<String>,
 }
 
 impl CalendarQuery {
@@ -53,7 +55,13 @@ pub(crate) async fn page(
     app.blocking(move |app| render(app, &q)).await
 }
 
-fn agenda(app: &App, from: Date, days: u32, who: &str) -> Result<Agenda, WebError> {
+fn agenda(
+    app: &App,
+    from: Date,
+    days: u32,
+    who: &str,
+    space: Option<&str>,
+) -> Result<Agenda, WebError> {
     let query = AgendaQuery {
         from: Some(from.to_string()),
         days: Some(days),
@@ -63,6 +71,7 @@ fn agenda(app: &App, from: Date, days: u32, who: &str) -> Result<Agenda, WebErro
         },
         everyone: who == "all",
         zone: None,
+        space: space.map(str::to_string),
     };
     match app.read(Request::Agenda(query))? {
         Reply::Agenda(a) => Ok(a),
@@ -99,14 +108,20 @@ fn render(app: &App, q: &CalendarQuery) -> Result<Html<String>, WebError> {
             (start, days, prev, next)
         }
     };
-    let agenda = agenda(app, from, days, &who)?;
+    let space = q.space.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let agenda = agenda(app, from, days, &who, space)?;
     let view_name = match view {
         View::Day => "day",
         View::Week => "week",
         View::Month => "month",
     };
-    let link =
-        |v: &str, d: Date, w: &str| format!("/calendar?view={v}&date={d}&who={}", url_encode(w));
+    let in_space = space.map_or(String::new(), |s| format!("&space={}", url_encode(s)));
+    let link = |v: &str, d: Date, w: &str| {
+        format!(
+            "/calendar?view={v}&date={d}&who={}{in_space}",
+            url_encode(w)
+        )
+    };
     let here = link(view_name, date, &who);
     let whose = match agenda.owner.as_deref() {
         Some(o) => format!("{o}'s"),
@@ -145,6 +160,8 @@ fn render(app: &App, q: &CalendarQuery) -> Result<Html<String>, WebError> {
                 input type="hidden" name="date" value=(date.to_string());
                 label for="cal-who" { "Colleague" }
                 input id="cal-who" name="who" placeholder="their name" value=[(who != "me" && who != "all").then_some(who.as_str())];
+                label for="cal-space" { "Space" }
+                input id="cal-space" name="space" placeholder="every space" value=[space];
                 button type="submit" class="secondary" { "Show" }
             }
         }
