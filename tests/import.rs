@@ -574,6 +574,18 @@ fn calendars_import_as_meetings_and_tasks_and_the_same_file_again_changes_nothin
     let again = n.json(&["import", &google]);
     assert_eq!(again["counts"]["unchanged"], 3, "{again}");
     assert_eq!(again["counts"]["create"], 0, "{again}");
+    // Google's weekday series keeps its rule, skipped day and zone.
+    let brain = n.json(&["show", "Brain Break"]);
+    assert_eq!(brain["zone"], "America/Denver", "{brain}");
+    assert_eq!(
+        brain["repeat"], "FREQ=WEEKLY;BYDAY=FR,MO,TH,TU,WE",
+        "{brain}"
+    );
+    assert_eq!(brain["skip"], "2020-10-15", "{brain}");
+    // A rule with a part nobody knows (`RRULE:AnythingRandom;...`) reads
+    // as the rest of it.
+    let academic = n.json(&["show", "Academic Time"]);
+    assert_eq!(academic["repeat"], brain["repeat"], "{academic}");
     // Apple Calendar and Nextcloud: one event each, read as they are.
     for file in ["apple-macos_radicale.ics", "nextcloud_nextcloud-server.ics"] {
         let r = n.json(&["import", &third_party(file)]);
@@ -604,6 +616,9 @@ fn calendars_import_as_meetings_and_tasks_and_the_same_file_again_changes_nothin
             .as_str()
             .is_some_and(|r| r.contains("not a time"))
     );
+    // Its yearly to-dos come in once, saying how they repeated.
+    let yearly = n.json(&["list", "activity", "--where", "body~=FREQ=YEARLY"]);
+    assert_eq!(yearly.as_array().map(Vec::len), Some(3), "{yearly}");
     let dishes = n.json(&["show", "Wash the Dishes"]);
     assert_eq!(dishes["type"], "task");
     assert_eq!(dishes["due"], "2004-12-01");

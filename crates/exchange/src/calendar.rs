@@ -22,7 +22,7 @@ use crate::cards::{components, escape, line, what};
 use crate::table::Row;
 
 /// The columns an event or a to-do fills.
-pub const CALENDAR_COLUMNS: [&str; 10] = [
+pub const CALENDAR_COLUMNS: [&str; 13] = [
     "UID",
     "Type",
     "Subject",
@@ -33,6 +33,9 @@ pub const CALENDAR_COLUMNS: [&str; 10] = [
     "Done",
     "Location",
     "Attendees",
+    "Zone",
+    "Repeat",
+    "Skip",
 ];
 
 /// The events and to-dos of `text` as rows, in file order. An occurrence
@@ -161,6 +164,55 @@ fn component_cells(
     };
     let summary = text(ICalendarProperty::Summary);
     let start = time(ICalendarProperty::Dtstart)?;
+    // The meeting's own zone, as IANA names it (calcard reads Outlook's
+    // Windows names as IANA ones): a repeating meeting keeps its
+    // wall-clock time in it.
+    let zone = comp
+        .property(&ICalendarProperty::Dtstart)
+        .and_then(ICalendarEntry::tz_id)
+        .and_then(|id| tz.resolve(id))
+        .and_then(|z| z.name())
+        .map(|n| n.to_string())
+        .filter(|n| rapport_model::calendar::zone(n).is_ok());
+    let in_zone = zone
+        .as_deref()
+        .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let rule = match comp
+        .property(&ICalendarProperty::Rrule)
+        .and_then(|e| e.values.first())
+    {
+        Some(ICalendarValue::RecurrenceRule(rule)) => repeat_of(rule, &in_zone)?,
+        Some(other) => other.as_text().unwrap_or("?").to_string(),
+        None => String::new(),
+    };
+    // A rule Rapport cannot repeat (yearly, BYSETPOS, a garbled one) is
+    // not a reason to leave the event out: it comes in once, at its first
+    // occurrence, and its description says how it repeated.
+    let mut body = text(ICalendarProperty::Description);
+    let repeat = if rule.is_empty() || rule.parse::<rapport_model::calendar::Recurrence>().is_ok() {
+        rule
+    } else {
+        if !body.is_empty() {
+            body.push_str("\n\n");
+        }
+        body.push_str(&format!(
+            "Repeats {rule} in the calendar it came from; Rapport repeats daily, weekly and monthly, so this is its first occurrence."
+        ));
+        String::new()
+    };
+    let mut skip: Vec<String> = Vec::new();
+    for e in comp.properties(&ICalendarProperty::Exdate) {
+        for v in &e.values {
+            let day = v
+                .as_partial_date_time()
+                .and_then(|d| day_of(d, &in_zone))
+                .ok_or("EXDATE is not a day or time this can read")?;
+            if !skip.contains(&day) {
+                skip.push(day);
+            }
+        }
+    }
     let uid = match comp.uid().map(str::trim).filter(|u| !u.is_empty()) {
         Some(uid) => uid.to_string(),
         // Without a UID (some exports leave it out), one made of what
@@ -171,14 +223,56 @@ fn component_cells(
         uid,
         if todo { "task" } else { "meeting" }.to_string(),
         summary,
-        text(ICalendarProperty::Description),
+        body,
         start,
         time(ICalendarProperty::Dtend)?,
         due,
         if done { "yes" } else { "" }.to_string(),
         text(ICalendarProperty::Location),
         attendees.join(", "),
+        zone.unwrap_or_default(),
+        repeat,
+        skip.join(", "),
     ])
+}
+
+/// A rule as the `repeat` field reads it: UNTIL as a day (in the
+/// meeting's zone, where the file gives a time), WKST left out (a week's
+/// first day changes nothing Rapport repeats). A rule Rapport cannot
+/// repeat (yearly, BYSETPOS, ...) is refused by the field, with why.
+fn repeat_of(
+    rule: &calcard::icalendar::ICalendarRecurrenceRule,
+    zone: &jiff::tz::TimeZone,
+) -> Result<String, String> {
+    let until = match &rule.until {
+        Some(u) => Some(
+            day_of(u, zone)
+                .ok_or("RRULE's UNTIL is not a day or time this can read")?
+                .replace('-', ""),
+        ),
+        None => None,
+    };
+    Ok(rule
+        .to_string()
+        .split(';')
+        .filter(|part| !part.starts_with("WKST="))
+        .map(|part| match (part.strip_prefix("UNTIL="), &until) {
+            (Some(_), Some(day)) => format!("UNTIL={day}"),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(";"))
+}
+
+/// The day of a DATE or DATE-TIME: as written, or for a UTC time, the day
+/// it is in `zone`.
+fn day_of(d: &calcard::common::PartialDateTime, zone: &jiff::tz::TimeZone) -> Option<String> {
+    let (y, m, day) = (d.year?, d.month?, d.day?);
+    if d.has_time() && d.has_zone() {
+        let t = jiff::Timestamp::from_second(d.to_timestamp()?).ok()?;
+        return Some(t.to_zoned_datetime(zone.clone()).date().to_string());
+    }
+    Some(format!("{y:04}-{m:02}-{day:02}"))
 }
 
 /// FNV-1a over the parts (with a separator): stable across runs and
@@ -510,6 +604,48 @@ mod tests {
             "{ics}"
         );
         assert!(ics.contains("EXDATE;VALUE=DATE:20260416\r\n"), "{ics}");
+
+        // Read back: the same rule, skipped day and zone.
+        let timed = meeting(&[
+            ("when", "2026-03-16T08:00:00Z"),
+            ("zone", "Europe/Berlin"),
+            ("repeat", "FREQ=WEEKLY;BYDAY=MO,WE;UNTIL=20260430"),
+            ("skip", "2026-03-23"),
+        ]);
+        let rows = calendar_rows(&activities_ics(&[timed]));
+        assert_eq!(cell(&rows[0], "Zone"), "Europe/Berlin");
+        assert_eq!(
+            cell(&rows[0], "Repeat"),
+            "FREQ=WEEKLY;UNTIL=20260430;BYDAY=MO,WE"
+        );
+        assert_eq!(cell(&rows[0], "Skip"), "2026-03-23");
+    }
+
+    #[test]
+    fn an_outlook_series_reads_with_its_rule_exceptions_and_zone() {
+        let text = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:series-1\nSUMMARY:Weekly review\n\
+                    DTSTART;TZID=America/New_York:20260302T090000\n\
+                    DTEND;TZID=America/New_York:20260302T100000\n\
+                    RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO;UNTIL=20260601T125959Z;WKST=SU\n\
+                    EXDATE;TZID=America/New_York:20260316T090000,20260330T090000\n\
+                    EXDATE:20260413T130000Z\nEND:VEVENT\n\
+                    BEGIN:VEVENT\nUID:series-1\nRECURRENCE-ID;TZID=America/New_York:20260427T090000\n\
+                    DTSTART;TZID=America/New_York:20260428T090000\nSUMMARY:Moved\nEND:VEVENT\n\
+                    BEGIN:VEVENT\nUID:bday\nSUMMARY:Birthday\nDTSTART;VALUE=DATE:20260310\n\
+                    RRULE:FREQ=YEARLY\nEND:VEVENT\nEND:VCALENDAR\n";
+        let rows = calendar_rows(text);
+        assert_eq!(rows.len(), 2, "the moved occurrence is part of its series");
+        let r = &rows[0];
+        assert_eq!(cell(r, "Zone"), "America/New_York");
+        // UNTIL at 12:59:59 UTC is 1 June in New York; WKST changes nothing.
+        assert_eq!(
+            cell(r, "Repeat"),
+            "FREQ=WEEKLY;UNTIL=20260601;INTERVAL=2;BYDAY=MO"
+        );
+        assert_eq!(cell(r, "Skip"), "2026-03-16, 2026-03-30, 2026-04-13");
+        // A yearly rule: the birthday comes in once, and says how it repeated.
+        assert_eq!(cell(&rows[1], "Repeat"), "");
+        assert!(cell(&rows[1], "Body").contains("Repeats FREQ=YEARLY"));
     }
 
     #[test]
