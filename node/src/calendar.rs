@@ -309,6 +309,9 @@ impl crate::Repo {
         skip: &str,
         occurrence: &[crate::repo::Input],
     ) -> Result<RecordView, crate::NodeError> {
+        if series.deleted {
+            return Err(crate::repo::deleted_error(series));
+        }
         self.check_space_writable(series.space)?;
         let ctx = self.context();
         let fields = self.prepare(Kind::Activity, series.space, occurrence, &ctx)?;

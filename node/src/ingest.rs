@@ -39,7 +39,7 @@ pub struct ApplyReport {
     pub waiting_refused: usize,
     /// Deals whose lines were written: their amounts are settled once the
     /// batch is stored (see `products.rs`).
-    pub deals_to_settle: Vec<RecordId>,
+    pub deals_to_settle: Vec<(RecordId, bool)>,
 }
 
 /// What a peer sent for one record: its encoded signed changes, in order.

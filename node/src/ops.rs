@@ -3491,6 +3491,16 @@ mod tests {
         );
         let err = ops.execute(&me, query(true, None)).expect_err("which one");
         assert!(err.to_string().contains("which occurrence"), "{err}");
+        // A deleted series has no occurrence to take out.
+        let id = weekly.id.to_string();
+        ops.execute(&me, Request::Delete { record: id.clone() })
+            .expect("delete");
+        let err = ops
+            .execute(&me, query(true, Some("2026-03-23")))
+            .expect_err("deleted");
+        assert!(err.to_string().contains("deleted"), "{err}");
+        ops.execute(&me, Request::Restore { record: id })
+            .expect("restore");
         // Without `only`, the series moves.
         let Reply::Record(series) = ops
             .execute(&me, query(false, Some("2026-03-23")))

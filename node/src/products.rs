@@ -21,18 +21,29 @@ use rapport_model::{Edit, FieldValue, Kind, RecordId, RecordView, RuleError};
 
 use crate::{NodeError, Repo};
 
+/// A deal whose amount may have to follow its lines, and whether a line
+/// left it (deleted, merged away or moved to another deal): only then
+/// does a deal left with no lines lose the amount they gave it.
+pub(crate) type ToSettle = (RecordId, bool);
+
 /// The deals whose amount may have to follow their lines after `new` was
 /// written over `old`: a line's deal (both, for a line moved to another
 /// deal), and a deal not set by hand whose amount changed or that was set
 /// by hand until now. (A peer's edit of the amount may be a total of
 /// fewer lines, written at the same time as another's of more.)
-pub(crate) fn deals_to_settle(old: Option<&RecordView>, new: &RecordView) -> Vec<RecordId> {
+pub(crate) fn deals_to_settle(old: Option<&RecordView>, new: &RecordView) -> Vec<ToSettle> {
     let deal_of = |v: &RecordView| v.text("deal").and_then(|d| d.parse::<RecordId>().ok());
     match new.kind {
         Kind::LineItem => {
-            let mut deals: Vec<RecordId> = old.and_then(deal_of).into_iter().collect();
-            deals.extend(deal_of(new));
-            deals.dedup();
+            let gone = new.deleted || new.merged_into.is_some();
+            let (before, now) = (old.and_then(deal_of), deal_of(new));
+            let mut deals = Vec::new();
+            if let Some(b) = before.filter(|b| Some(*b) != now) {
+                deals.push((b, true));
+            }
+            if let Some(n) = now {
+                deals.push((n, gone));
+            }
             deals
         }
         Kind::Deal
@@ -43,7 +54,7 @@ pub(crate) fn deals_to_settle(old: Option<&RecordView>, new: &RecordView) -> Vec
                         || old.text("currency") != new.text("currency")
                 }) =>
         {
-            vec![new.id]
+            vec![(new.id, false)]
         }
         _ => Vec::new(),
     }
@@ -58,13 +69,22 @@ fn invalid(field: &'static str, message: String) -> NodeError {
 }
 
 impl Repo {
-    /// A deal's live lines, oldest first.
+    /// A deal's live lines, oldest first: those of its space (a line
+    /// elsewhere is refused when written, and never counts: its price
+    /// would reach members who cannot see it).
     pub fn line_items(&self, deal: RecordId) -> Result<Vec<RecordView>, NodeError> {
+        let Some(space) = self.view(deal)?.map(|d| d.space) else {
+            return Ok(Vec::new());
+        };
         let mut lines: Vec<RecordView> = self
             .related(deal)?
             .into_iter()
             .filter(|(field, v)| {
-                field == "deal" && v.kind == Kind::LineItem && !v.deleted && v.merged_into.is_none()
+                field == "deal"
+                    && v.kind == Kind::LineItem
+                    && v.space == space
+                    && !v.deleted
+                    && v.merged_into.is_none()
             })
             .map(|(_, v)| v)
             .collect();
@@ -78,6 +98,7 @@ impl Repo {
     /// lines are in its currency. `new`: the line is being made.
     pub(crate) fn settle_line(
         &self,
+        space: rapport_model::SpaceId,
         fields: &mut BTreeMap<String, FieldValue>,
         new: bool,
     ) -> Result<(), NodeError> {
@@ -91,6 +112,15 @@ impl Repo {
             }
         };
         let deal = view_of("deal")?;
+        if let Some(d) = deal.as_ref().filter(|d| d.space != space) {
+            return Err(invalid(
+                "deal",
+                format!(
+                    "{} is in another space: a deal's lines are in its space (--space)",
+                    d.title()
+                ),
+            ));
+        }
         let product = view_of("product")?;
         let deal_currency = deal
             .as_ref()
@@ -117,7 +147,7 @@ impl Repo {
                     return Err(invalid(
                         "price",
                         format!(
-                            "{} costs {price} {currency} but the deal is in {}: give the line's price in {}, e.g. --price {price}",
+                            "{} costs {price} {currency} but the deal is in {}: give the line's price in {} (--price AMOUNT)",
                             product.title(),
                             deal_currency.as_deref().unwrap_or_default(),
                             deal_currency.as_deref().unwrap_or_default(),
@@ -128,10 +158,11 @@ impl Repo {
                 fields.insert("currency".into(), FieldValue::Text(currency.into()));
             }
         }
-        if fields.contains_key("price") && !fields.contains_key("currency") {
-            if let Some(c) = &deal_currency {
-                fields.insert("currency".into(), FieldValue::Text(c.clone()));
-            }
+        if fields.contains_key("price")
+            && !fields.contains_key("currency")
+            && let Some(c) = &deal_currency
+        {
+            fields.insert("currency".into(), FieldValue::Text(c.clone()));
         }
         if let (Some(line), Some(deal)) = (
             fields.get("currency").and_then(FieldValue::as_text),
@@ -153,12 +184,14 @@ impl Repo {
     pub(crate) fn settle_amounts(
         &self,
         guard: &std::sync::MutexGuard<'_, ()>,
-        mut deals: Vec<RecordId>,
+        deals: Vec<ToSettle>,
     ) -> Result<(), NodeError> {
-        deals.sort();
-        deals.dedup();
+        let mut left: BTreeMap<RecordId, bool> = BTreeMap::new();
+        for (id, gone) in deals {
+            *left.entry(id).or_default() |= gone;
+        }
         let mut edits = Vec::new();
-        for id in deals {
+        for (id, line_left) in left {
             let Some(deal) = self.view(id)? else {
                 continue;
             };
@@ -183,22 +216,17 @@ impl Repo {
             };
             let change = match total(lines.iter().map(|l| &l.fields)) {
                 Total::One(sum, currency) => set(sum.to_string(), currency),
-                Total::Nothing if lines.is_empty() && deal.text("amount").is_some() => {
-                    // Only a deal that had lines: one never given any keeps
-                    // the amount typed into it.
-                    let had_lines = self
-                        .related(id)?
-                        .iter()
-                        .any(|(f, v)| f == "deal" && v.kind == Kind::LineItem);
-                    if had_lines {
-                        vec![Edit::Unset("amount".into())]
-                    } else {
-                        Vec::new()
-                    }
+                // Its last line just left: the amount they gave goes. (A
+                // deal never given lines, or one typed into since, keeps
+                // what was typed.)
+                Total::Nothing
+                    if lines.is_empty() && line_left && deal.text("amount").is_some() =>
+                {
+                    vec![Edit::Unset("amount".into())]
                 }
                 // Unpriced lines say nothing; lines in several currencies
                 // have no total (the deal's page says why).
-                Total::Nothing | Total::Mixed(_) => Vec::new(),
+                Total::Nothing | Total::Mixed(_) | Total::TooLarge => Vec::new(),
             };
             if !change.is_empty() {
                 edits.push((deal, change));
@@ -308,8 +336,35 @@ mod tests {
         )
         .expect("computed again");
         assert_eq!(amount(&repo, &deal), some("450.00", "EUR"));
-        repo.delete(&setup.id.to_string()).expect("the last line");
+        // Typed again after that: by hand again, and it stays.
+        repo.edit(&deal.id.to_string(), &input(&[("amount", "470")]), &[])
+            .expect("typed again");
+        repo.edit(&setup.id.to_string(), &input(&[("quantity", "2")]), &[])
+            .expect("a line changes");
+        assert_eq!(amount(&repo, &deal), some("470.00", "EUR"));
+        repo.edit(
+            &deal.id.to_string(),
+            &input(&[("manual_amount", "no")]),
+            &[],
+        )
+        .expect("computed again");
+        assert_eq!(amount(&repo, &deal), some("900.00", "EUR"));
+        // Its last line moves to another deal: the amount it gave goes
+        // with it; an amount typed into the empty deal then stays.
+        let other = add(
+            &repo,
+            Kind::Deal,
+            &[("title", "Other"), ("company", "Acme")],
+        );
+        repo.edit(&setup.id.to_string(), &input(&[("deal", "Other")]), &[])
+            .expect("moved");
         assert_eq!(amount(&repo, &deal), (None, Some("EUR".into())));
+        assert_eq!(amount(&repo, &other), some("900.00", "EUR"));
+        repo.edit(&deal.id.to_string(), &input(&[("amount", "15")]), &[])
+            .expect("typed into a deal with no lines");
+        assert_eq!(amount(&repo, &deal), some("15.00", "EUR"));
+        repo.delete(&setup.id.to_string()).expect("the last line");
+        assert_eq!(amount(&repo, &other), (None, Some("EUR".into())));
 
         // A deal never given lines keeps what was typed.
         let typed = add(
@@ -361,7 +416,11 @@ mod tests {
                 &input(&[("deal", "Rollout"), ("product", "Seat")]),
             )
             .expect_err("USD price on a EUR deal");
-        assert!(err.to_string().contains("--price 20"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("Seat costs 20.00 USD but the deal is in EUR"),
+            "{err}"
+        );
         let err = repo
             .create(
                 Kind::LineItem,
@@ -389,6 +448,26 @@ mod tests {
             .edit(&line.id.to_string(), &input(&[("currency", "USD")]), &[])
             .expect_err("a line in another currency");
         assert!(err.to_string().contains("the deal is in EUR"), "{err}");
+        // A private line on a shared deal would add its price to a total
+        // members see, and cannot see the line of: refused.
+        let shared = SpaceId::Shared(repo.create_space("Joint").expect("space").id);
+        repo.create(Kind::Company, shared, &input(&[("name", "Joint Co")]))
+            .expect("company");
+        let joint = repo
+            .create(
+                Kind::Deal,
+                shared,
+                &input(&[("title", "Joint deal"), ("company", "Joint Co")]),
+            )
+            .expect("deal");
+        let err = repo
+            .create(
+                Kind::LineItem,
+                SpaceId::Private,
+                &input(&[("deal", &joint.id.to_string()), ("price", "3")]),
+            )
+            .expect_err("another space");
+        assert!(err.to_string().contains("another space"), "{err}");
     }
 
     #[test]

@@ -975,8 +975,8 @@ impl Repo {
                 &b.view,
             ));
         }
-        // Their deals' amounts follow the lines written (not the deals
-        // this write settles: those are no lines).
+        // Their deals' amounts follow the lines written. The settling
+        // write comes back here once, finds the amounts right, and stops.
         self.settle_amounts(guard, deals)?;
         Ok(built.into_iter().map(|b| b.view).collect())
     }
@@ -1068,7 +1068,7 @@ impl Repo {
             edits.push(Edit::Set(field.into(), zone));
         }
         if view.kind == Kind::LineItem {
-            self.settle_line(&mut fields, false)?;
+            self.settle_line(view.space, &mut fields, false)?;
             if fields.get("currency") != view.fields.get("currency")
                 && let Some(c) = fields.get("currency")
             {
@@ -1085,7 +1085,7 @@ impl Repo {
         if view.kind == Kind::Deal
             && (typed("amount") || typed("currency"))
             && !typed("manual_amount")
-            && !fields.contains_key("manual_amount")
+            && fields.get("manual_amount") != Some(&FieldValue::Flag(true))
             && !self.line_items(view.id)?.is_empty()
         {
             fields.insert("manual_amount".into(), FieldValue::Flag(true));
@@ -1307,7 +1307,7 @@ impl Repo {
             fields.insert(field.into(), zone);
         }
         if kind == Kind::LineItem {
-            self.settle_line(&mut fields, true)?;
+            self.settle_line(space, &mut fields, true)?;
         }
         check_record(kind, &fields)?;
         schema.check_new(kind, &fields).map_err(NodeError::Schema)?;
@@ -1473,7 +1473,7 @@ pub(crate) fn merged_error(from: &RecordView, into: &RecordView) -> NodeError {
     ))
 }
 
-fn deleted_error(v: &RecordView) -> NodeError {
+pub(crate) fn deleted_error(v: &RecordView) -> NodeError {
     NodeError::Deleted {
         id: v.id,
         kind: v.kind,

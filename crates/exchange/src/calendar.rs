@@ -38,10 +38,12 @@ pub const CALENDAR_COLUMNS: [&str; 13] = [
     "Skip",
 ];
 
-/// The events and to-dos of `text` as rows, in file order. An occurrence
-/// moved out of a series (RECURRENCE-ID) is part of its series, not a
-/// meeting of its own, and is left out; a series is one meeting at its
-/// first occurrence.
+/// The events and to-dos of `text` as rows, in file order. A series is
+/// one meeting with its rule; an occurrence moved out of it
+/// (RECURRENCE-ID) is skipped in the series and, unless cancelled, a
+/// meeting of its own, whose UID is the series' with the day it moved
+/// from (`UID;RECURRENCE-ID=YYYY-MM-DD`), so that importing again matches
+/// it. This is how Rapport keeps an occurrence moved alone.
 pub fn calendar_rows(text: &str) -> Vec<Row> {
     // Where each event and to-do begins, in file order: calcard keeps
     // components in that order too.
@@ -60,13 +62,23 @@ pub fn calendar_rows(text: &str) -> Vec<Row> {
                 // Built once per calendar: it reads every time zone the
                 // calendar defines.
                 let tz = cal.build_tz_resolver();
+                // The days moved out of each series, by UID.
+                let mut moved: HashMap<String, Vec<String>> = HashMap::new();
+                for comp in &cal.components {
+                    if let Some((uid, day)) = moved_from(comp, &tz) {
+                        moved.entry(uid).or_default().push(day);
+                    }
+                }
                 for comp in cal
                     .components
                     .iter()
                     .filter(|c| c.component_type.is_event_or_todo())
                 {
                     let (line, ended) = starts.next().unwrap_or((0, true));
-                    if comp.property(&ICalendarProperty::RecurrenceId).is_some() {
+                    let exception = moved_from(comp, &tz);
+                    if exception.is_some()
+                        && matches!(comp.status(), Some(ICalendarStatus::Cancelled))
+                    {
                         continue;
                     }
                     let mut row = Row {
@@ -82,7 +94,25 @@ pub fn calendar_rows(text: &str) -> Vec<Row> {
                         );
                     } else {
                         match component_cells(comp, &tz) {
-                            Ok(cells) => row.cells = cells,
+                            Ok(mut cells) => {
+                                let at =
+                                    |name: &str| CALENDAR_COLUMNS.iter().position(|c| *c == name);
+                                if let (Some((uid, day)), Some(i)) = (&exception, at("UID")) {
+                                    cells[i] = format!("{uid};RECURRENCE-ID={day}");
+                                } else if let (Some(days), Some(i)) =
+                                    (moved.get(&cells[0]), at("Skip"))
+                                {
+                                    for day in days {
+                                        if !cells[i].split(", ").any(|d| d == day) {
+                                            if !cells[i].is_empty() {
+                                                cells[i].push_str(", ");
+                                            }
+                                            cells[i].push_str(day);
+                                        }
+                                    }
+                                }
+                                row.cells = cells;
+                            }
                             Err(problem) => row.problem = Some(problem),
                         }
                     }
@@ -273,6 +303,21 @@ fn day_of(d: &calcard::common::PartialDateTime, zone: &jiff::tz::TimeZone) -> Op
         return Some(t.to_zoned_datetime(zone.clone()).date().to_string());
     }
     Some(format!("{y:04}-{m:02}-{day:02}"))
+}
+
+/// An occurrence moved out of its series: the series' UID and the day it
+/// was on (RECURRENCE-ID, in its own zone).
+fn moved_from(comp: &ICalendarComponent, tz: &TzResolver<&str>) -> Option<(String, String)> {
+    let e = comp.property(&ICalendarProperty::RecurrenceId)?;
+    let uid = comp.uid()?.trim().to_string();
+    let zone = e
+        .tz_id()
+        .and_then(|id| tz.resolve(id))
+        .and_then(|z| z.name())
+        .and_then(|n| jiff::tz::TimeZone::get(&n).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let day = day_of(e.values.first()?.as_partial_date_time()?, &zone)?;
+    Some((uid, day))
 }
 
 /// FNV-1a over the parts (with a separator): stable across runs and
@@ -634,7 +679,7 @@ mod tests {
                     BEGIN:VEVENT\nUID:bday\nSUMMARY:Birthday\nDTSTART;VALUE=DATE:20260310\n\
                     RRULE:FREQ=YEARLY\nEND:VEVENT\nEND:VCALENDAR\n";
         let rows = calendar_rows(text);
-        assert_eq!(rows.len(), 2, "the moved occurrence is part of its series");
+        assert_eq!(rows.len(), 3, "{rows:?}");
         let r = &rows[0];
         assert_eq!(cell(r, "Zone"), "America/New_York");
         // UNTIL at 12:59:59 UTC is 1 June in New York; WKST changes nothing.
@@ -642,10 +687,25 @@ mod tests {
             cell(r, "Repeat"),
             "FREQ=WEEKLY;UNTIL=20260601;INTERVAL=2;BYDAY=MO"
         );
-        assert_eq!(cell(r, "Skip"), "2026-03-16, 2026-03-30, 2026-04-13");
+        // Its skipped days, and the day an occurrence moved from.
+        assert_eq!(
+            cell(r, "Skip"),
+            "2026-03-16, 2026-03-30, 2026-04-13, 2026-04-27"
+        );
+        // The moved occurrence: a meeting of its own, matched by its UID.
+        let m = &rows[1];
+        assert_eq!(cell(m, "UID"), "series-1;RECURRENCE-ID=2026-04-27");
+        assert_eq!(cell(m, "Subject"), "Moved");
+        assert_eq!(cell(m, "When"), "2026-04-28T13:00:00Z");
+        assert_eq!(cell(m, "Repeat"), "");
         // A yearly rule: the birthday comes in once, and says how it repeated.
-        assert_eq!(cell(&rows[1], "Repeat"), "");
-        assert!(cell(&rows[1], "Body").contains("Repeats FREQ=YEARLY"));
+        assert_eq!(cell(&rows[2], "Repeat"), "");
+        assert!(cell(&rows[2], "Body").contains("Repeats FREQ=YEARLY"));
+        // A cancelled occurrence is only a skipped day.
+        let cancelled = text.replace("SUMMARY:Moved", "SUMMARY:Moved\nSTATUS:CANCELLED");
+        let rows = calendar_rows(&cancelled);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(cell(&rows[0], "Skip").ends_with("2026-04-27"));
     }
 
     #[test]

@@ -30,20 +30,30 @@ pub fn minor_units(currency: &str) -> u32 {
     }
 }
 
+/// The largest amount a field holds: 20 digits before the point.
+const MOST: i128 = 10i128.pow(24);
+
 /// One line's amount: `quantity × price`, less `discount` percent, rounded
-/// once to `currency`'s minor unit.
-pub fn line_amount(quantity: Decimal, price: Decimal, discount: i64, currency: &str) -> Decimal {
+/// once to `currency`'s minor unit; `None` past what an amount holds (20
+/// digits), never a wrapped or clipped figure.
+pub fn line_amount(
+    quantity: Decimal,
+    price: Decimal,
+    discount: i64,
+    currency: &str,
+) -> Option<Decimal> {
     let step = 10i128.pow(4 - minor_units(currency).min(4));
     // price and quantity are in ten-thousandths: the product is in 10⁻⁸,
     // times the percentage kept, in 10⁻¹⁰; one division back to the step.
     let exact = price
         .ten_thousandths()
-        .saturating_mul(quantity.ten_thousandths())
-        .saturating_mul(100 - discount.clamp(0, 100) as i128);
-    let den = 10_000 * 100 * step;
+        .checked_mul(quantity.ten_thousandths())?
+        .checked_mul(100 - discount.clamp(0, 100) as i128)?;
+    let den = (10_000 * 100 * step).unsigned_abs();
     let (abs, neg) = (exact.unsigned_abs(), exact < 0);
-    let steps = ((abs + den as u128 / 2) / den as u128) as i128;
-    Decimal::from_ten_thousandths(if neg { -steps } else { steps }.saturating_mul(step))
+    let steps = ((abs + den / 2) / den) as i128;
+    let v = if neg { -steps } else { steps }.checked_mul(step)?;
+    (v.abs() < MOST).then(|| Decimal::from_ten_thousandths(v))
 }
 
 /// A line as its record's fields say it; `None` for fields that do not
@@ -58,7 +68,7 @@ pub fn line_of(fields: &BTreeMap<String, FieldValue>) -> Option<(Decimal, String
         _ => 0,
     };
     Some((
-        line_amount(quantity, price, discount, currency),
+        line_amount(quantity, price, discount, currency)?,
         currency.to_string(),
     ))
 }
@@ -72,21 +82,34 @@ pub enum Total {
     One(Decimal, String),
     /// Lines in several currencies: no total (the currencies, sorted).
     Mixed(Vec<String>),
+    /// More than an amount holds (20 digits before the point).
+    TooLarge,
 }
 
 /// The total of a deal's live lines (their fields).
 pub fn total<'a>(lines: impl IntoIterator<Item = &'a BTreeMap<String, FieldValue>>) -> Total {
-    let mut sums: BTreeMap<String, Decimal> = BTreeMap::new();
-    for (amount, currency) in lines.into_iter().filter_map(line_of) {
-        let sum = sums.entry(currency).or_default();
-        *sum = *sum + amount;
+    let mut sums: BTreeMap<String, i128> = BTreeMap::new();
+    for fields in lines {
+        let priced = fields.contains_key("price") && fields.contains_key("currency");
+        match line_of(fields) {
+            Some((amount, currency)) => {
+                let sum = sums.entry(currency).or_default();
+                *sum += amount.ten_thousandths();
+                if sum.abs() >= MOST {
+                    return Total::TooLarge;
+                }
+            }
+            // Priced, yet no amount: one past what an amount holds.
+            None if priced => return Total::TooLarge,
+            None => {}
+        }
     }
     match sums.len() {
         0 => Total::Nothing,
-        1 => {
-            let (currency, sum) = sums.into_iter().next().expect("one");
-            Total::One(sum, currency)
-        }
+        1 => match sums.into_iter().next() {
+            Some((currency, sum)) => Total::One(Decimal::from_ten_thousandths(sum), currency),
+            None => Total::Nothing,
+        },
         _ => Total::Mixed(sums.into_keys().collect()),
     }
 }
@@ -102,14 +125,21 @@ mod tests {
     #[test]
     fn a_line_is_rounded_once_to_its_currency() {
         // 3 × 19.99 = 59.97, less 15 % = 50.9745 → 50.97
-        assert_eq!(line_amount(d("3"), d("19.99"), 15, "EUR"), d("50.97"));
+        assert_eq!(line_amount(d("3"), d("19.99"), 15, "EUR"), Some(d("50.97")));
         // 2.5 × 19.99 = 49.975: half a cent rounds away from zero.
-        assert_eq!(line_amount(d("2.5"), d("19.99"), 0, "EUR"), d("49.98"));
+        assert_eq!(
+            line_amount(d("2.5"), d("19.99"), 0, "EUR"),
+            Some(d("49.98"))
+        );
         // Rounded once: 0.333 × 0.015 = 0.004995 → 0.00, not 0.0050 → 0.01.
-        assert_eq!(line_amount(d("0.333"), d("0.015"), 0, "EUR"), d("0"));
-        assert_eq!(line_amount(d("3"), d("333.5"), 0, "JPY"), d("1001"));
-        assert_eq!(line_amount(d("1"), d("1.2345"), 0, "KWD"), d("1.235"));
-        assert_eq!(line_amount(d("7"), d("10"), 100, "EUR"), d("0"));
+        assert_eq!(line_amount(d("0.333"), d("0.015"), 0, "EUR"), Some(d("0")));
+        assert_eq!(line_amount(d("3"), d("333.5"), 0, "JPY"), Some(d("1001")));
+        assert_eq!(line_amount(d("1"), d("1.2345"), 0, "KWD"), Some(d("1.235")));
+        assert_eq!(line_amount(d("7"), d("10"), 100, "EUR"), Some(d("0")));
+        // Past 20 digits: no figure, never a wrapped one.
+        let huge = d("99999999999999999999");
+        assert_eq!(line_amount(huge, huge, 0, "EUR"), None);
+        assert_eq!(line_amount(d("2"), huge, 0, "EUR"), None);
     }
 
     fn line(pairs: &[(&str, &str)]) -> BTreeMap<String, FieldValue> {
@@ -134,6 +164,12 @@ mod tests {
         );
         assert_eq!(total([&half]), Total::One(d("29.99"), "EUR".into()));
         assert_eq!(total([&unpriced]), Total::Nothing);
+        let big = line(&[
+            ("quantity", "1"),
+            ("price", "99999999999999999999"),
+            ("currency", "EUR"),
+        ]);
+        assert_eq!(total([&big, &big]), Total::TooLarge);
         assert_eq!(total([]), Total::Nothing);
         let usd = line(&[("quantity", "1"), ("price", "5"), ("currency", "USD")]);
         assert_eq!(

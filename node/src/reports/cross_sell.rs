@@ -88,9 +88,11 @@ fn pairs(data: &Data<'_>, baskets: &BTreeMap<RecordId, Basket>) -> Section {
             ));
         }
     }
-    // lift = together·n / (a·b): compared across rules without division.
+    // lift = together·n / (a·b): compared across rules without division
+    // (in u128: the cross products grow as n⁴).
     rules.sort_by(|r, s| {
-        let lift = |r: &(String, String, usize, usize, usize)| (r.2 * n, r.3 * r.4);
+        let lift =
+            |r: &(String, String, usize, usize, usize)| ((r.2 * n) as u128, (r.3 * r.4) as u128);
         let ((rn, rd), (sn, sd)) = (lift(r), lift(s));
         (sn * rd)
             .cmp(&(rn * sd))

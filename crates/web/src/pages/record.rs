@@ -259,7 +259,9 @@ fn line_items(
     use rapport_model::products::{Total, line_of, total};
     let mut lines: Vec<&RecordView> = related
         .iter()
-        .filter(|(f, r)| f == "deal" && r.kind == Kind::LineItem && !r.deleted)
+        .filter(|(f, r)| {
+            f == "deal" && r.kind == Kind::LineItem && r.space == deal.space && !r.deleted
+        })
         .map(|(_, r)| r)
         .collect();
     lines.sort_by_key(|r| r.id);
@@ -303,6 +305,7 @@ fn line_items(
                         }
                         (Total::Mixed(curs), _) => { "The lines are in several currencies (" (curs.join(", ")) "): they have no total. Give them the deal's currency." }
                         (Total::Nothing, _) => { "No line has a price yet." }
+                        (Total::TooLarge, _) => { "The lines come to more than an amount holds (20 digits): they have no total." }
                     }
                 }
                 @if by_hand {
