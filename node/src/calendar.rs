@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, ZonedDateTime};
-use rapport_model::calendar::{Recurrence, days as skip_days, occurrences};
+use rapport_model::calendar::{Recurrence, occurrences, skipped};
 use rapport_model::{FieldValue, Kind, RecordId, RecordView};
 
 /// How long a meeting or call without an end is shown as lasting.
@@ -248,10 +248,7 @@ pub fn agenda(records: &[RecordView], window: &Window) -> Vec<Entry> {
                     (first_zoned, Span::new().seconds(length))
                 };
                 let rule = v.text("repeat").and_then(|r| r.parse::<Recurrence>().ok());
-                let skip = v
-                    .text("skip")
-                    .and_then(|s| skip_days(s).ok())
-                    .unwrap_or_default();
+                let skip = skipped(v.get("skip")).unwrap_or_default();
                 for start in occurrences(&first, length, rule.as_ref(), &skip, from, to) {
                     let end = start.checked_add(length).unwrap_or_else(|_| start.clone());
                     let local = start.timestamp().to_zoned_datetime(window.zone.clone());
@@ -530,10 +527,7 @@ pub fn detached(
         .and_then(|t| t.parse::<Timestamp>().ok())
         .and_then(|e| first.timestamp().until(e).ok())
         .unwrap_or_default();
-    let skipped = v
-        .text("skip")
-        .and_then(|s| skip_days(s).ok())
-        .unwrap_or_default();
+    let skip_days = skipped(v.get("skip")).unwrap_or_default();
     // The occurrence must be one the series has.
     let window_from = on
         .to_zoned_datetime(zone.clone())
@@ -543,7 +537,7 @@ pub fn detached(
         &first,
         length,
         Some(&rule),
-        &skipped,
+        &skip_days,
         window_from.timestamp(),
         window_to.timestamp(),
     )
@@ -582,7 +576,7 @@ pub fn detached(
         })
         .collect();
     inputs.extend(moved_sets);
-    let mut skip: Vec<String> = skipped.iter().map(Date::to_string).collect();
+    let mut skip: Vec<String> = skip_days.iter().map(Date::to_string).collect();
     skip.push(on.to_string());
     Ok((skip.join(", "), inputs.into_iter().collect()))
 }
@@ -668,7 +662,9 @@ pub fn moved(
         rule.by_day.sort_by_key(|d| d.to_monday_zero_offset());
         rule.until = rule.until.map(by);
         sets.push(("repeat".into(), rule.to_string()));
-        if let Some(skip) = v.text("skip").and_then(|s| skip_days(s).ok()) {
+        if let Ok(skip) = skipped(v.get("skip"))
+            && !skip.is_empty()
+        {
             let days: Vec<String> = skip.into_iter().map(|d| by(d).to_string()).collect();
             sets.push(("skip".into(), days.join(", ")));
         }
@@ -1054,6 +1050,50 @@ mod tests {
             let mut keys = dismissed_keys(&v);
             keys.sort();
             assert_eq!(keys, ["2026-03-02", "2026-03-03"]);
+        }
+    }
+
+    #[test]
+    fn occurrences_taken_out_at_once_on_two_devices_both_leave_the_series() {
+        use crate::ingest::tests::{add, node, sync};
+        use crate::repo::tests::input;
+        use rapport_model::{Role, SpaceId};
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let shared = a.create_space("Team").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(&a, shared.id, &b, Role::Writer);
+        let standup = a
+            .create(
+                Kind::Activity,
+                space,
+                &input(&[
+                    ("type", "meeting"),
+                    ("subject", "Stand-up"),
+                    ("when", "2026-03-02T08:00:00Z"),
+                    ("zone", "UTC"),
+                    ("repeat", "daily"),
+                    ("skip", "2026-03-07"),
+                ]),
+            )
+            .expect("meeting");
+        sync(&b, &a, space);
+        for (node, day) in [(&a, "2026-03-03"), (&b, "2026-03-04")] {
+            let v = node.view(standup.id).expect("read").expect("held");
+            let (skip, copy) =
+                detached(&v, day, day, Some("11:00"), &TimeZone::UTC).expect("detached");
+            node.detach_occurrence(&v, &skip, &copy).expect("written");
+        }
+        sync(&a, &b, space);
+        for node in [&a, &b] {
+            let v = node.view(standup.id).expect("read").expect("held");
+            let mut days: Vec<String> = skipped(v.get("skip"))
+                .expect("days")
+                .iter()
+                .map(Date::to_string)
+                .collect();
+            days.sort();
+            assert_eq!(days, ["2026-03-03", "2026-03-04", "2026-03-07"]);
         }
     }
 }

@@ -432,7 +432,7 @@ pub fn activities_ics(records: &[RecordView]) -> String {
 
 /// DTSTART, DTEND, RRULE and EXDATE of a meeting.
 fn event_times(out: &mut String, a: &RecordView) {
-    use rapport_model::calendar::{Recurrence, days};
+    use rapport_model::calendar::Recurrence;
     let text = |f: &str| a.text(f).filter(|t| !t.is_empty());
     let Some(when) = text("when").and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
         return;
@@ -453,7 +453,7 @@ fn event_times(out: &mut String, a: &RecordView) {
         .as_deref()
         .and_then(|z| jiff::tz::TimeZone::get(z).ok())
         .unwrap_or(jiff::tz::TimeZone::UTC);
-    let skip = text("skip").and_then(|s| days(s).ok()).unwrap_or_default();
+    let skip = rapport_model::calendar::skipped(a.get("skip")).unwrap_or_default();
     let start = when.to_zoned_datetime(zone.clone());
     if all_day {
         let first = start.date();

@@ -362,6 +362,23 @@ pub fn zone(name: &str) -> Result<TimeZone, String> {
 }
 
 /// Days as a list field holds them (`2026-12-24, 2026-12-31`).
+/// The days a repeating meeting skips, as its `skip` field holds them: a
+/// list (so that two devices taking different occurrences out at once
+/// both keep theirs), or, as it was kept before, text.
+pub fn skipped(value: Option<&crate::FieldValue>) -> Result<Vec<Date>, String> {
+    match value {
+        Some(crate::FieldValue::List(items)) => {
+            let mut out = Vec::new();
+            for item in items {
+                out.extend(days(item)?);
+            }
+            Ok(out)
+        }
+        Some(crate::FieldValue::Text(t)) => days(t),
+        _ => Ok(Vec::new()),
+    }
+}
+
 pub fn days(list: &str) -> Result<Vec<Date>, String> {
     list.split([',', ' '])
         .map(str::trim)

@@ -332,7 +332,7 @@ const ACTIVITY: &[FieldDef] = &[
     ),
     f(
         "skip",
-        T::Text,
+        T::Tags,
         "days a repeating meeting does not take place, e.g. 2026-12-24, 2026-12-31",
     ),
     f(
@@ -620,9 +620,7 @@ pub fn check_record(
             r.parse::<crate::calendar::Recurrence>()
                 .map_err(|e| invalid("repeat", format!("`{r}`: {e}")))?;
         }
-        if let Some(s) = text("skip") {
-            crate::calendar::days(s).map_err(|e| invalid("skip", e))?;
-        }
+        crate::calendar::skipped(fields.get("skip")).map_err(|e| invalid("skip", e))?;
         if let Some(r) = text("remind") {
             r.parse::<crate::calendar::Remind>()
                 .map_err(|e| invalid("remind", format!("`{r}`: {e}")))?;
