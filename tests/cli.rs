@@ -507,6 +507,24 @@ fn products_lines_and_the_deal_amount_from_the_command_line() {
     n.ok(&["edit", "Rollout", "--set", "manual_amount=no"]);
     assert_eq!(n.json(&["show", "Rollout"])["amount"], "550.97");
 
+    // An import that updates the amount sets it by hand too.
+    let csv = n.dir.parent().expect("dir").join("deals.csv");
+    std::fs::write(&csv, "title,amount,currency\nRollout,600,EUR\n").expect("write");
+    let imported = n.json(&[
+        "import",
+        csv.to_str().expect("path"),
+        "--kind",
+        "deal",
+        "--match",
+        "title",
+        "--mode",
+        "update",
+    ]);
+    assert_eq!(imported["counts"]["update"], 1, "{imported}");
+    let deal = n.json(&["show", "Rollout"]);
+    assert_eq!(deal["amount"], "600.00", "{deal}");
+    assert_eq!(deal["manual_amount"], true, "{deal}");
+
     let err = n.fails(&[
         "line-item",
         "add",

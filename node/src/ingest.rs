@@ -165,10 +165,8 @@ impl Repo {
             }
         }
         let deals = std::mem::take(&mut report.deals_to_settle);
-        if !deals.is_empty()
-            && let Err(e) = self.settle_amounts(&self.write_guard(), deals)
-        {
-            tracing::warn!(space = %space, "settling deals' amounts from their lines failed: {e}");
+        if !deals.is_empty() {
+            self.settle_deals(&self.write_guard(), deals);
         }
         Ok(report)
     }

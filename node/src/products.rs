@@ -177,6 +177,56 @@ impl Repo {
         Ok(())
     }
 
+    /// [`Repo::settle_amounts`] after a write that is already stored: a
+    /// failure (a full disk) is logged, not the write's, whose caller
+    /// would otherwise retry it (and add a line twice). The next write of
+    /// a line of the deal settles it.
+    pub(crate) fn settle_deals(&self, guard: &std::sync::MutexGuard<'_, ()>, deals: Vec<ToSettle>) {
+        if deals.is_empty() {
+            return;
+        }
+        if let Err(e) = self.settle_amounts(guard, deals) {
+            tracing::warn!("a deal's amount could not follow its lines: {e}");
+        }
+    }
+
+    /// What an edit of `view` (to `fields`, by `edits`) adds, wherever an
+    /// edit is made (`rapport edit`, an import's update): a line's currency
+    /// from its deal, checked; and `manual_amount` on a deal with lines
+    /// whose amount or currency is typed (its lines no longer change it;
+    /// `manual_amount=no` undoes it).
+    pub(crate) fn edit_of_lines(
+        &self,
+        view: &RecordView,
+        fields: &mut BTreeMap<String, FieldValue>,
+        edits: &[Edit],
+    ) -> Result<Vec<Edit>, NodeError> {
+        let mut more = Vec::new();
+        if view.kind == Kind::LineItem {
+            self.settle_line(view.space, fields, false)?;
+            if fields.get("currency") != view.fields.get("currency")
+                && let Some(c) = fields.get("currency")
+            {
+                more.push(Edit::Set("currency".into(), c.clone()));
+            }
+        }
+        let typed = |name: &str| {
+            edits
+                .iter()
+                .any(|e| matches!(e, Edit::Set(f, _) | Edit::Unset(f) if f == name))
+        };
+        if view.kind == Kind::Deal
+            && (typed("amount") || typed("currency"))
+            && !typed("manual_amount")
+            && fields.get("manual_amount") != Some(&FieldValue::Flag(true))
+            && !self.line_items(view.id)?.is_empty()
+        {
+            fields.insert("manual_amount".into(), FieldValue::Flag(true));
+            more.push(Edit::Set("manual_amount".into(), FieldValue::Flag(true)));
+        }
+        Ok(more)
+    }
+
     /// Sets each deal's amount and currency to its lines' total, where the
     /// deal is live, not set by hand, this device may write it and the
     /// total differs from what it says. A deal whose lines were all removed

@@ -977,7 +977,7 @@ impl Repo {
         }
         // Their deals' amounts follow the lines written. The settling
         // write comes back here once, finds the amounts right, and stops.
-        self.settle_amounts(guard, deals)?;
+        self.settle_deals(guard, deals);
         Ok(built.into_iter().map(|b| b.view).collect())
     }
 
@@ -1067,30 +1067,7 @@ impl Repo {
             fields.insert(field.into(), zone.clone());
             edits.push(Edit::Set(field.into(), zone));
         }
-        if view.kind == Kind::LineItem {
-            self.settle_line(view.space, &mut fields, false)?;
-            if fields.get("currency") != view.fields.get("currency")
-                && let Some(c) = fields.get("currency")
-            {
-                edits.push(Edit::Set("currency".into(), c.clone()));
-            }
-        }
-        // An amount typed into a deal with lines is set by hand, and says
-        // so: its lines no longer change it (`manual_amount=no` undoes it).
-        let typed = |name: &str| {
-            edits
-                .iter()
-                .any(|e| matches!(e, Edit::Set(f, _) | Edit::Unset(f) if f == name))
-        };
-        if view.kind == Kind::Deal
-            && (typed("amount") || typed("currency"))
-            && !typed("manual_amount")
-            && fields.get("manual_amount") != Some(&FieldValue::Flag(true))
-            && !self.line_items(view.id)?.is_empty()
-        {
-            fields.insert("manual_amount".into(), FieldValue::Flag(true));
-            edits.push(Edit::Set("manual_amount".into(), FieldValue::Flag(true)));
-        }
+        edits.extend(self.edit_of_lines(&view, &mut fields, &edits)?);
         check_record(view.kind, &fields)?;
         self.apply(view, &edits, ctx.now)
     }
@@ -1169,7 +1146,7 @@ impl Repo {
         self.store.write(&built.write())?;
         self.announce(&built);
         let deals = crate::products::deals_to_settle(built.previous.as_ref(), &built.view);
-        self.settle_amounts(&_guard, deals)?;
+        self.settle_deals(&_guard, deals);
         Ok(built.view)
     }
 

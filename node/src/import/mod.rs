@@ -1174,6 +1174,22 @@ impl Repo {
                     out.action = Action::Unchanged;
                     return Ok(out);
                 }
+                // A line's currency, a deal's amount typed over its lines:
+                // as `edit` settles them.
+                match self.edit_of_lines(&view, &mut fields, &edits) {
+                    Ok(more) => {
+                        for e in more {
+                            if let Edit::Set(name, v) = &e {
+                                before
+                                    .entry(name.clone())
+                                    .or_insert_with(|| view.fields.get(name).cloned());
+                                after.insert(name.clone(), Some(v.clone()));
+                            }
+                            edits.push(e);
+                        }
+                    }
+                    Err(e) => return Ok(self.row_error(s, out, &inputs, "", e)),
+                }
                 if let Err(e) = rapport_model::check_record(kind, &fields) {
                     return Ok(self.row_error(s, out, &inputs, "", e.into()));
                 }
