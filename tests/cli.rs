@@ -556,6 +556,53 @@ fn products_lines_and_the_deal_amount_from_the_command_line() {
 }
 
 #[test]
+fn a_persons_data_exports_into_a_directory() {
+    let n = Node::new();
+    n.demo();
+    let dir = n.dir.parent().expect("dir").join("ann-export");
+    let text = n.ok(&[
+        "privacy",
+        "export",
+        "Ann Baker",
+        "--out",
+        dir.to_str().expect("path"),
+    ]);
+    assert!(text.starts_with("Wrote 6 files to"), "{text}");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect(name);
+    assert!(read("person.json").contains("ann@acme.example"));
+    let related = read("related.json");
+    for title in [
+        "Acme plant rollout",
+        "Acme support renewal",
+        "Spring partner webinar",
+    ] {
+        assert!(related.contains(title), "{title}: {related}");
+    }
+    assert!(read("company.json").contains("Acme Corporation"));
+    assert!(read("history.json").contains("created"));
+    assert!(read("person.vcf").contains("FN:Ann Baker"));
+    assert!(read("README.md").contains("What Rapport holds about Ann Baker"));
+    // Never over another export, nor of what is no person.
+    let err = n.fails(&[
+        "privacy",
+        "export",
+        "Nora Lind",
+        "--out",
+        dir.to_str().expect("path"),
+    ]);
+    assert!(err.contains("is not empty"), "{err}");
+    let other = n.dir.parent().expect("dir").join("acme");
+    let err = n.fails(&[
+        "privacy",
+        "export",
+        "Acme Corporation",
+        "--out",
+        other.to_str().expect("path"),
+    ]);
+    assert!(err.contains("an export is of a person"), "{err}");
+}
+
+#[test]
 fn reports_and_rates_from_the_command_line() {
     let n = Node::new();
     n.ok(&["company", "add", "Acme"]);

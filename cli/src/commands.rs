@@ -63,6 +63,10 @@ pub enum View {
     Report {
         csv: Option<usize>,
     },
+    /// A person's export, written into this directory.
+    PrivacyExport {
+        out: PathBuf,
+    },
 }
 
 /// A command as an operation: what to ask, how to show the answer, and
@@ -298,6 +302,12 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
             plan(cmd.request(), View::Wrote("Moved"))
         }
         Command::Calendar(cmd) => plan(cmd.request(), View::Plain),
+        Command::Privacy(cmd) => plan(
+            cmd.request(),
+            View::PrivacyExport {
+                out: cmd.out().to_path_buf(),
+            },
+        ),
         Command::Pipeline { name } => plan(
             Request::Pipeline,
             View::Pipeline {
@@ -703,6 +713,12 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
                 return print_json(out, &records_json(&records));
             };
             export_json_files(out, &records, &dir, json)
+        }
+        Reply::PrivacyExport(export) => {
+            let View::PrivacyExport { out: dir } = view else {
+                return to_json(out, &export);
+            };
+            crate::privacy::write_export(out, &export, &dir, json)
         }
         Reply::Documents { documents } => {
             let View::Export { out: Some(dir), .. } = view else {

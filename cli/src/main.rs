@@ -24,6 +24,7 @@ mod integrations;
 mod membership;
 mod merge;
 mod output;
+mod privacy;
 mod recovery;
 mod relay;
 mod reports;
@@ -211,11 +212,15 @@ pub enum Command {
     /// Your meetings, calls and tasks of today (or --week, or some --days), in your time zone;
     /// overdue tasks first.
     Agenda(agenda::AgendaArgs),
-    /// Calendar feeds for calendar apps (`calendar feed create NAME`).
+    /// Calendar feeds for calendar apps (`calendar feed create NAME`), and moving a meeting
+    /// (`calendar move`).
     #[command(subcommand)]
     Calendar(agenda::CalendarCmd),
+    /// A person's data-protection requests: `privacy export PERSON --out DIR`.
+    #[command(subcommand)]
+    Privacy(privacy::PrivacyCmd),
     /// Reports from the records on this node: win-rate, forecast, abc, rfm, churn, service,
-    /// campaigns (`rapport report abc --csv > abc.csv`).
+    /// campaigns, cross-sell (`rapport report abc --csv > abc.csv`).
     Report(reports::ReportArgs),
     /// Exchange rates reports convert amounts at (`rates set USD=0.92 --base EUR`,
     /// `rates show`, `rates clear`).

@@ -24,6 +24,7 @@ pub mod net;
 pub mod ops;
 pub mod parallel;
 pub mod pipeline;
+pub mod privacy;
 pub mod products;
 pub mod recovery;
 pub mod replica;

@@ -110,6 +110,11 @@ pub enum Request {
     Timeline {
         record: String,
     },
+    /// Everything this node holds about a person, as files (a subject
+    /// access or portability request): `privacy`.
+    PrivacyExport {
+        person: String,
+    },
     /// Deals by stage.
     Pipeline,
     /// One of the reports (`reports`): win rate, forecast, ABC, RFM,
@@ -343,6 +348,7 @@ pub enum Reply {
     Show(ShowReply),
     List(Page),
     Timeline(TimelineReply),
+    PrivacyExport(crate::privacy::PersonExport),
     Pipeline {
         /// The built-in `sales` pipeline's stages.
         stages: Vec<Stage>,
@@ -968,6 +974,7 @@ impl Request {
                 | Request::Show { .. }
                 | Request::List(_)
                 | Request::Timeline { .. }
+                | Request::PrivacyExport { .. }
                 | Request::Pipeline
                 | Request::Report(_)
                 | Request::Rates
@@ -1010,6 +1017,7 @@ impl Request {
                 | Request::Show { .. }
                 | Request::List(_)
                 | Request::Timeline { .. }
+                | Request::PrivacyExport { .. }
                 | Request::Pipeline
                 | Request::Report(_)
                 | Request::Rates
@@ -1325,6 +1333,12 @@ impl Ops {
                 }))
             }
             Request::List(query) => self.list(caller, query).map(Reply::List),
+            Request::PrivacyExport { person } => {
+                let v = self.visible(caller, &person)?;
+                Ok(Reply::PrivacyExport(
+                    repo.privacy_export(&v, |r| caller.may_see(r))?,
+                ))
+            }
             Request::Timeline { record } => {
                 let v = self.visible(caller, &record)?;
                 let mut entries = repo.timeline(&v)?;

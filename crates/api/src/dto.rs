@@ -685,3 +685,19 @@ impl From<&Event> for EventBody {
 pub struct Reset {
     pub reason: String,
 }
+
+/// What a node holds about a person (a subject access or portability
+/// request), file by file.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PrivacyExport {
+    pub person: String,
+    pub files: Vec<PrivacyFile>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PrivacyFile {
+    /// `README.md`, `person.json`, `related.json`, `company.json`, `history.json`, `person.vcf`.
+    pub name: String,
+    pub about: String,
+    pub text: String,
+}

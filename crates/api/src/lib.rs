@@ -148,6 +148,7 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         routes::delete_record,
         routes::restore_record,
         routes::timeline,
+        routes::privacy_export,
         routes::pipeline,
         reports::report,
         reports::calendar_feed,

@@ -48,6 +48,11 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             post(restore_record),
         ),
         (Method::GET, "/api/v1/records/{id}/timeline", get(timeline)),
+        (
+            Method::GET,
+            "/api/v1/records/{id}/privacy-export",
+            get(privacy_export),
+        ),
         (Method::GET, "/api/v1/pipeline", get(pipeline)),
         (
             Method::GET,
@@ -478,6 +483,41 @@ pub(crate) async fn timeline(
     Ok(Json(dto::Timeline {
         record: Record::of(&t.record),
         entries: t.entries.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/records/{id}/privacy-export",
+    tag = "records",
+    params(("id" = String, Path, description = "A person (id, id prefix, name or e-mail)")),
+    responses(
+        (status = 200, description = "Everything this node holds about the person, as the files `rapport privacy export` writes", body = dto::PrivacyExport),
+        (status = 403, description = "Not a person", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such record (or not in the token's space)", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn privacy_export(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<dto::PrivacyExport>, Problem> {
+    let reply = run(&state.ops, caller, Request::PrivacyExport { person: id }).await?;
+    let Reply::PrivacyExport(e) = reply else {
+        return Err(unexpected(&reply));
+    };
+    Ok(Json(dto::PrivacyExport {
+        person: e.person,
+        files: e
+            .files
+            .into_iter()
+            .map(|f| dto::PrivacyFile {
+                name: f.name,
+                about: f.about,
+                text: f.text,
+            })
+            .collect(),
     }))
 }
 

@@ -322,6 +322,51 @@ async fn a_read_only_token_reads_but_may_not_write() {
 }
 
 #[tokio::test]
+async fn a_persons_data_exports_file_by_file() {
+    let f = fixture();
+    let writer = f.token("writer", false);
+    let reader = f.token("reader", true);
+    for body in [
+        r#"{"kind": "person", "fields": {"name": "Kim Lee", "emails": ["kim@acme.example"]}}"#,
+        r#"{"kind": "activity", "fields": {"type": "call", "subject": "Intro call", "about": ["Kim Lee"]}}"#,
+    ] {
+        let (status, _, v) = f
+            .send(Method::POST, "/api/v1/records", Some(&writer), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+    }
+    let (status, _, v) = f
+        .send(
+            Method::GET,
+            "/api/v1/records/Kim%20Lee/privacy-export",
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let file = |name: &str| {
+        v["files"]
+            .as_array()
+            .and_then(|fs| fs.iter().find(|f| f["name"] == name))
+            .and_then(|f| f["text"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(file("person.json").contains("kim@acme.example"), "{v}");
+    assert!(file("related.json").contains("Intro call"), "{v}");
+    assert!(file("person.vcf").contains("FN:Kim Lee"), "{v}");
+    let (status, _, v) = f
+        .send(
+            Method::GET,
+            "/api/v1/records/Intro%20call/privacy-export",
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "not a person: {v}");
+}
+
+#[tokio::test]
 async fn a_patch_from_a_stale_version_merges_and_names_what_changed_meanwhile() {
     let f = fixture();
     let token = f.token("sync", false);

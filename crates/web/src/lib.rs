@@ -280,6 +280,8 @@ fn router(app: App) -> Router {
             get(pages::form::edit_page).post(pages::form::update),
         )
         .route("/r/{id}/pick", post(pages::record::pick))
+        .route("/r/{id}/privacy", get(pages::privacy::page))
+        .route("/r/{id}/privacy/{file}", get(pages::privacy::file))
         .route("/r/{id}/stage", post(pages::board::move_deal))
         .route("/r/{id}/done", post(pages::record::complete))
         .route("/r/{id}/delete", post(pages::record::delete))

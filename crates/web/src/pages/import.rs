@@ -630,7 +630,7 @@ pub(crate) fn csv_response(csv: Vec<u8>, name: &str) -> Response {
     file_response(csv, "text/csv; charset=utf-8", name)
 }
 
-fn file_response(body: Vec<u8>, content_type: &str, name: &str) -> Response {
+pub(crate) fn file_response(body: Vec<u8>, content_type: &str, name: &str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type.to_string()),

@@ -9,6 +9,7 @@ pub(crate) mod form;
 pub(crate) mod import;
 pub(crate) mod list;
 pub(crate) mod merge;
+pub(crate) mod privacy;
 pub(crate) mod record;
 pub(crate) mod reports;
 pub(crate) mod schema;

@@ -338,6 +338,9 @@ fn actions(view: &RecordView) -> Markup {
                 a class="button secondary" href={ "/new/activity?about=" (id) } { "Log activity" }
                 a class="button secondary" href={ "/new/activity?type=task&about=" (id) } { "New task" }
             }
+            @if view.kind == Kind::Person {
+                a class="button secondary" href={ "/r/" (id) "/privacy" } { "Their data…" }
+            }
             @if view.kind == Kind::Company {
                 a class="button secondary" href={ "/new/deal?company=" (id) } { "New deal" }
                 a class="button secondary" href={ "/new/person?company=" (id) } { "New person" }
