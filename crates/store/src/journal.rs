@@ -7,15 +7,26 @@
 //! Layout of `DIR` (the data directory's `journal/`):
 //!
 //! ```text
-//! 0000000000000001.seg   "rapport-journal/1\n", then frames
+//! 0000000000000001.seg   "rapport-journal/2\n", then frames
 //! 0000000000000002.seg   a new segment once the last passes SEGMENT_BYTES
 //! ```
 //!
-//! A frame is `len: u32 LE | crc32(payload): u32 LE | payload`. Only the
-//! last segment is ever appended to, so only its tail can be torn (a kill
-//! mid-append): [`Journal::open`] cuts it at the first frame that does not
-//! check out. Such a frame was never acknowledged, since an append is
-//! synced before the write it carries is reported done.
+//! A frame is `len: u32 LE | crc32(payload): u32 LE | payload`; the top
+//! bit of `len` ([`MORE`]) says that more frames of the same append
+//! follow. Only the last segment is ever appended to, so only its tail can
+//! be torn (a kill mid-append): [`Journal::open`] cuts it back to the end
+//! of the last whole append, before the first frame that does not check
+//! out. A kill can leave an append's first frames whole and the rest
+//! missing (the kernel copies a large write a page at a time and stops at
+//! the signal): those frames go too, so that a batch is replayed whole or
+//! not at all. Nothing cut was acknowledged, since an append is synced
+//! before the write it carries is reported done.
+//!
+//! Segments of version 1 (`rapport-journal/1`, before appends were marked)
+//! are read as they are, every frame an append of its own; a journal whose
+//! last segment is of version 1 continues in a new segment, so that no
+//! version-1 segment holds a marked frame (a reader of version 1 would cut
+//! it as damage: it refuses a version-2 segment instead).
 //!
 //! Compaction ([`Journal::compact`]) writes the kept frames to `DIR.new`,
 //! then swaps directories (`DIR` → `DIR.old`, `DIR.new` → `DIR`); `open`
@@ -30,8 +41,12 @@ use rapport_model::{RecordId, SpaceId};
 
 use crate::{Result, StoreError};
 
-/// The first bytes of every segment file.
-pub const SEGMENT_MAGIC: &[u8] = b"rapport-journal/1\n";
+/// The first bytes of every segment file written now.
+pub const SEGMENT_MAGIC: &[u8] = b"rapport-journal/2\n";
+/// The first bytes of a segment written before appends were marked whole.
+const SEGMENT_MAGIC_V1: &[u8] = b"rapport-journal/1\n";
+/// In a frame's length: more frames of the same append follow.
+pub const MORE: u32 = 1 << 31;
 /// A segment is closed (and a new one started) once it passes this size.
 /// Every open reads the last segment whole to find a torn tail, so it is
 /// kept small enough for that to cost a few milliseconds.
@@ -161,7 +176,13 @@ impl Entry {
 
 /// Appends one frame holding `payload` to `out`.
 pub fn push_frame(out: &mut Vec<u8>, payload: &[u8]) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    push_marked(out, payload, false);
+}
+
+/// [`push_frame`], with [`MORE`] set when frames of the same append follow.
+fn push_marked(out: &mut Vec<u8>, payload: &[u8], more: bool) {
+    let len = payload.len() as u32 | if more { MORE } else { 0 };
+    out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     out.extend_from_slice(payload);
 }
@@ -179,15 +200,29 @@ pub enum Frame {
 
 /// Reads the next frame from `r`.
 pub fn read_frame(r: &mut impl Read) -> std::io::Result<Frame> {
+    read_marked(r).map(|(frame, _)| frame)
+}
+
+/// [`read_frame`], and whether the frame says more of its append follow.
+fn read_marked(r: &mut impl Read) -> std::io::Result<(Frame, bool)> {
     let mut header = [0u8; FRAME_HEADER];
     let got = read_full(r, &mut header)?;
     if got == 0 {
-        return Ok(Frame::End);
+        return Ok((Frame::End, false));
     }
     if got < FRAME_HEADER {
-        return Ok(Frame::Bad("a frame header is cut short".into()));
+        return Ok((Frame::Bad("a frame header is cut short".into()), false));
     }
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let marked = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let (len, more) = (marked & !MORE, marked & MORE != 0);
+    read_payload(r, &header, len).map(|frame| (frame, more))
+}
+
+fn read_payload(
+    r: &mut impl Read,
+    header: &[u8; FRAME_HEADER],
+    len: u32,
+) -> std::io::Result<Frame> {
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if len > MAX_FRAME {
         return Ok(Frame::Bad(format!("a frame claims {len} bytes")));
@@ -324,7 +359,7 @@ impl Journal {
             .open(&path)
             .map_err(|e| io_error(&path, e))?;
         let size = file.metadata().map_err(|e| io_error(&path, e))?.len();
-        let valid = valid_length(&mut file).map_err(|e| io_error(&path, e))?;
+        let (valid, version_1) = valid_length(&mut file).map_err(|e| io_error(&path, e))?;
         if valid == 0 && size >= SEGMENT_MAGIC.len() as u64 {
             // Not a torn tail: the header itself is wrong. Never cut it.
             return Err(StoreError::JournalDamaged {
@@ -353,6 +388,13 @@ impl Journal {
                 "cut the journal's torn tail (a write that was interrupted and never acknowledged)"
             );
         }
+        // Marked appends go into a segment of this version.
+        let (mut file, last) = if version_1 {
+            (new_segment(dir, last + 1)?, last + 1)
+        } else {
+            (file, last)
+        };
+        let path = segment_path(dir, last);
         let len = file.metadata().map_err(|e| io_error(&path, e))?.len();
         file.seek(SeekFrom::Start(len))
             .map_err(|e| io_error(&path, e))?;
@@ -403,8 +445,8 @@ impl Journal {
     /// partial frame for a later one to follow.
     pub fn append(&self, entries: &[Entry]) -> Result<(Position, Position)> {
         let mut buf = Vec::new();
-        for e in entries {
-            push_frame(&mut buf, &e.encode());
+        for (i, e) in entries.iter().enumerate() {
+            push_marked(&mut buf, &e.encode(), i + 1 < entries.len());
         }
         let mut t = self.tail();
         if t.len >= SEGMENT_BYTES {
@@ -590,7 +632,7 @@ impl Iterator for Reader {
                 let opened = File::open(&path).and_then(|mut f| {
                     let mut magic = [0u8; SEGMENT_MAGIC.len()];
                     let n = read_full(&mut f, &mut magic)?;
-                    if n < magic.len() || magic != SEGMENT_MAGIC {
+                    if n < magic.len() || segment_version_1(&magic).is_none() {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::InvalidData,
                             "not a Rapport journal segment",
@@ -726,19 +768,39 @@ fn new_segment(dir: &Path, n: u64) -> Result<File> {
     Ok(file)
 }
 
-/// The length of the part of a segment made of whole, valid frames.
-fn valid_length(file: &mut File) -> std::io::Result<u64> {
+/// Whether `magic` starts a segment: `Some(true)` for one of version 1.
+fn segment_version_1(magic: &[u8]) -> Option<bool> {
+    if magic == SEGMENT_MAGIC {
+        Some(false)
+    } else if magic == SEGMENT_MAGIC_V1 {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// The length of the part of a segment made of whole appends of valid
+/// frames (0: not a segment), and whether it is of version 1.
+fn valid_length(file: &mut File) -> std::io::Result<(u64, bool)> {
     file.seek(SeekFrom::Start(0))?;
     let mut r = BufReader::with_capacity(1 << 20, &mut *file);
     let mut magic = [0u8; SEGMENT_MAGIC.len()];
-    if read_full(&mut r, &mut magic)? < magic.len() || magic != SEGMENT_MAGIC {
-        return Ok(0);
+    let version_1 = match read_full(&mut r, &mut magic)? {
+        n if n < magic.len() => return Ok((0, false)),
+        _ => match segment_version_1(&magic) {
+            Some(v1) => v1,
+            None => return Ok((0, false)),
+        },
+    };
+    let mut read = SEGMENT_MAGIC.len() as u64;
+    let mut whole = read;
+    while let (Frame::Payload(p), more) = read_marked(&mut r)? {
+        read += (FRAME_HEADER + p.len()) as u64;
+        if !more {
+            whole = read;
+        }
     }
-    let mut valid = SEGMENT_MAGIC.len() as u64;
-    while let Frame::Payload(p) = read_frame(&mut r)? {
-        valid += (FRAME_HEADER + p.len()) as u64;
-    }
-    Ok(valid)
+    Ok((whole, version_1))
 }
 
 /// Makes a directory's entries (files created or renamed in it) durable.
@@ -929,5 +991,71 @@ mod tests {
         }
         assert!(Entry::decode(&[1, 2, 3]).is_err());
         assert!(Entry::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn an_append_cut_after_some_of_its_frames_is_cut_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal");
+        let (j, _) = Journal::open(&path, true).expect("open");
+        j.append(&[change(1)]).expect("append");
+        let (before, _) = j
+            .append(&(0..200).map(|n| change(n as u8)).collect::<Vec<_>>())
+            .expect("a batch");
+        j.sync().expect("sync");
+        drop(j);
+        // A kill while the kernel copied the batch: 189 whole frames, the
+        // 190th cut short, the rest never written.
+        let seg = segment_path(&path, 1);
+        let mut frames = Vec::new();
+        for n in 0..190u8 {
+            push_frame(&mut frames, &change(n).encode());
+        }
+        let cut = before.offset + frames.len() as u64 - 5;
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .and_then(|f| f.set_len(cut))
+            .expect("cut");
+        let (j, opened) = Journal::open(&path, false).expect("reopen");
+        assert_eq!(all(&j), vec![change(1)], "none of the batch");
+        assert_eq!(opened.torn_bytes, cut - before.offset);
+        // Appends go on after the last whole one.
+        j.append(&[change(7), change(8)]).expect("append");
+        j.sync().expect("sync");
+        drop(j);
+        let (j, _) = Journal::open(&path, false).expect("reopen");
+        assert_eq!(all(&j), vec![change(1), change(7), change(8)]);
+    }
+
+    #[test]
+    fn a_journal_of_version_1_is_read_and_goes_on_in_a_segment_of_version_2() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal");
+        fs::create_dir_all(&path).expect("dir");
+        // As a node before marked appends wrote it: one frame per entry.
+        let mut old = SEGMENT_MAGIC_V1.to_vec();
+        for n in 1..=3 {
+            push_frame(&mut old, &change(n).encode());
+        }
+        fs::write(segment_path(&path, 1), &old).expect("write");
+        let (j, opened) = Journal::open(&path, false).expect("open");
+        assert_eq!(opened.torn_bytes, 0);
+        assert_eq!(all(&j), vec![change(1), change(2), change(3)]);
+        j.append(&[change(4), change(5)]).expect("append");
+        j.sync().expect("sync");
+        drop(j);
+        assert_eq!(
+            fs::read(segment_path(&path, 1)).expect("read"),
+            old,
+            "untouched"
+        );
+        let new = fs::read(segment_path(&path, 2)).expect("a new segment");
+        assert!(new.starts_with(SEGMENT_MAGIC));
+        let (j, _) = Journal::open(&path, false).expect("reopen");
+        assert_eq!(
+            all(&j),
+            vec![change(1), change(2), change(3), change(4), change(5)]
+        );
     }
 }
