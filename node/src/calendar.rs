@@ -1013,30 +1013,40 @@ mod tests {
         );
     }
 
-    #[test]
-    fn dismissals_made_at_once_on_two_devices_are_both_kept() {
+    /// Two writers of a space, each holding a daily stand-up (08:00 UTC
+    /// from 2026-03-02, with `extra`) that `a` made.
+    fn shared_standup(
+        extra: &[(&str, &str)],
+    ) -> (
+        [(tempfile::TempDir, crate::Repo); 2],
+        rapport_model::SpaceId,
+        RecordView,
+    ) {
         use crate::ingest::tests::{add, node, sync};
-        use crate::repo::tests::input;
         use rapport_model::{Role, SpaceId};
-        let (_ta, a) = node();
-        let (_tb, b) = node();
+        let (ta, a) = node();
+        let (tb, b) = node();
         let shared = a.create_space("Team").expect("space");
         let space = SpaceId::Shared(shared.id);
         add(&a, shared.id, &b, Role::Writer);
+        let mut fields = vec![
+            ("type", "meeting"),
+            ("subject", "Stand-up"),
+            ("when", "2026-03-02T08:00:00Z"),
+            ("repeat", "daily"),
+        ];
+        fields.extend_from_slice(extra);
         let standup = a
-            .create(
-                Kind::Activity,
-                space,
-                &input(&[
-                    ("type", "meeting"),
-                    ("subject", "Stand-up"),
-                    ("when", "2026-03-02T08:00:00Z"),
-                    ("repeat", "daily"),
-                    ("remind", "10m"),
-                ]),
-            )
+            .create(Kind::Activity, space, &crate::repo::tests::input(&fields))
             .expect("meeting");
         sync(&b, &a, space);
+        ([(ta, a), (tb, b)], space, standup)
+    }
+
+    #[test]
+    fn dismissals_made_at_once_on_two_devices_are_both_kept() {
+        use crate::ingest::tests::sync;
+        let ([(_ta, a), (_tb, b)], space, standup) = shared_standup(&[("remind", "10m")]);
         let id = standup.id.to_string();
         for (node, day) in [(&a, "2026-03-02"), (&b, "2026-03-03")] {
             let v = node.view(standup.id).expect("read").expect("held");
@@ -1055,29 +1065,9 @@ mod tests {
 
     #[test]
     fn occurrences_taken_out_at_once_on_two_devices_both_leave_the_series() {
-        use crate::ingest::tests::{add, node, sync};
-        use crate::repo::tests::input;
-        use rapport_model::{Role, SpaceId};
-        let (_ta, a) = node();
-        let (_tb, b) = node();
-        let shared = a.create_space("Team").expect("space");
-        let space = SpaceId::Shared(shared.id);
-        add(&a, shared.id, &b, Role::Writer);
-        let standup = a
-            .create(
-                Kind::Activity,
-                space,
-                &input(&[
-                    ("type", "meeting"),
-                    ("subject", "Stand-up"),
-                    ("when", "2026-03-02T08:00:00Z"),
-                    ("zone", "UTC"),
-                    ("repeat", "daily"),
-                    ("skip", "2026-03-07"),
-                ]),
-            )
-            .expect("meeting");
-        sync(&b, &a, space);
+        use crate::ingest::tests::sync;
+        let ([(_ta, a), (_tb, b)], space, standup) =
+            shared_standup(&[("zone", "UTC"), ("skip", "2026-03-07")]);
         for (node, day) in [(&a, "2026-03-03"), (&b, "2026-03-04")] {
             let v = node.view(standup.id).expect("read").expect("held");
             let (skip, copy) =

@@ -295,7 +295,7 @@ mod tests {
         assert!(repo.related(acme.id).expect("related").len() >= 4);
         // Its lines come to what the deal said.
         let rollout = repo.resolve("Acme plant rollout").expect("deal");
-        assert_eq!(repo.line_items(rollout.id).expect("lines").len(), 2);
+        assert_eq!(repo.line_items(&rollout).expect("lines").len(), 2);
         assert_eq!(rollout.text("amount"), Some("48000.00"));
     }
 }

@@ -1341,20 +1341,7 @@ impl Ops {
             }
             Request::Timeline { record } => {
                 let v = self.visible(caller, &record)?;
-                let mut entries = repo.timeline(&v)?;
-                // An activity of another space may be about this record
-                // (a private note on a shared company): not for a token
-                // of this space.
-                if caller.space.is_some() {
-                    entries.retain(|e| match e {
-                        Entry::Activity { id, .. } => repo
-                            .view(*id)
-                            .ok()
-                            .flatten()
-                            .is_some_and(|a| caller.may_see(&a)),
-                        Entry::Change { .. } => true,
-                    });
-                }
+                let entries = repo.timeline(&v, |a| caller.may_see(a))?;
                 let titles = self.titles(std::slice::from_ref(&v));
                 Ok(Reply::Timeline(TimelineReply {
                     record: v,

@@ -65,16 +65,7 @@ impl Repo {
             .transpose()?
             .flatten()
             .filter(|c| may_see(c));
-        let history: Vec<Entry> = self
-            .timeline(person)?
-            .into_iter()
-            .filter(|e| match e {
-                Entry::Activity { id, .. } => {
-                    self.view(*id).ok().flatten().is_some_and(|a| may_see(&a))
-                }
-                Entry::Change { .. } => true,
-            })
-            .collect();
+        let history: Vec<Entry> = self.timeline(person, &may_see)?;
         let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
         let mut cards = vec![person.clone()];
         cards.extend(company.clone());

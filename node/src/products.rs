@@ -60,6 +60,30 @@ pub(crate) fn deals_to_settle(old: Option<&RecordView>, new: &RecordView) -> Vec
     }
 }
 
+/// A deal's live lines among the records that refer to it (`(field,
+/// record)`, as [`Repo::related`] gives them), oldest first: those of its
+/// space only (a line elsewhere is refused when written, and never counts:
+/// its price would reach members who cannot see it).
+pub fn lines_among<'a>(
+    deal: &RecordView,
+    related: impl IntoIterator<Item = (&'a str, &'a RecordView)>,
+) -> Vec<&'a RecordView> {
+    let mut lines: Vec<&RecordView> = related
+        .into_iter()
+        .filter(|(field, v)| {
+            *field == "deal"
+                && v.kind == Kind::LineItem
+                && v.space == deal.space
+                && !v.deleted
+                && v.merged_into.is_none()
+        })
+        .map(|(_, v)| v)
+        .collect();
+    lines.sort_by_key(|v| v.id);
+    lines.dedup_by_key(|v| v.id);
+    lines
+}
+
 fn manual(deal: &RecordView) -> bool {
     deal.fields.get("manual_amount") == Some(&FieldValue::Flag(true))
 }
@@ -69,28 +93,15 @@ fn invalid(field: &'static str, message: String) -> NodeError {
 }
 
 impl Repo {
-    /// A deal's live lines, oldest first: those of its space (a line
-    /// elsewhere is refused when written, and never counts: its price
-    /// would reach members who cannot see it).
-    pub fn line_items(&self, deal: RecordId) -> Result<Vec<RecordView>, NodeError> {
-        let Some(space) = self.view(deal)?.map(|d| d.space) else {
-            return Ok(Vec::new());
-        };
-        let mut lines: Vec<RecordView> = self
-            .related(deal)?
-            .into_iter()
-            .filter(|(field, v)| {
-                field == "deal"
-                    && v.kind == Kind::LineItem
-                    && v.space == space
-                    && !v.deleted
-                    && v.merged_into.is_none()
-            })
-            .map(|(_, v)| v)
-            .collect();
-        lines.sort_by_key(|v| v.id);
-        lines.dedup_by_key(|v| v.id);
-        Ok(lines)
+    /// A deal's live lines, oldest first ([`lines_among`]).
+    pub fn line_items(&self, deal: &RecordView) -> Result<Vec<RecordView>, NodeError> {
+        let related = self.related(deal.id)?;
+        Ok(
+            lines_among(deal, related.iter().map(|(f, v)| (f.as_str(), v)))
+                .into_iter()
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Fills a new line from its product (name, price and currency, unless
@@ -219,7 +230,7 @@ impl Repo {
             && (typed("amount") || typed("currency"))
             && !typed("manual_amount")
             && fields.get("manual_amount") != Some(&FieldValue::Flag(true))
-            && !self.line_items(view.id)?.is_empty()
+            && !self.line_items(view)?.is_empty()
         {
             fields.insert("manual_amount".into(), FieldValue::Flag(true));
             more.push(Edit::Set("manual_amount".into(), FieldValue::Flag(true)));
@@ -231,7 +242,7 @@ impl Repo {
     /// deal is live, not set by hand, this device may write it and the
     /// total differs from what it says. A deal whose lines were all removed
     /// loses the amount they gave it. The caller holds the write guard.
-    pub(crate) fn settle_amounts(
+    fn settle_amounts(
         &self,
         guard: &std::sync::MutexGuard<'_, ()>,
         deals: Vec<ToSettle>,
@@ -253,7 +264,7 @@ impl Repo {
             {
                 continue;
             }
-            let lines = self.line_items(id)?;
+            let lines = self.line_items(&deal)?;
             let set = |amount: String, currency: String| {
                 let mut e = Vec::new();
                 if deal.text("amount") != Some(amount.as_str()) {

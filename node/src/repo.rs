@@ -1016,29 +1016,23 @@ impl Repo {
             fields.remove(def.name);
             edits.push(Edit::Unset(def.name.to_string()));
         }
-        if view.kind == Kind::Deal {
-            let touched = |name: &str| {
-                edits
-                    .iter()
-                    .any(|e| matches!(e, Edit::Set(f, _) | Edit::Unset(f) if f == name))
-            };
-            if touched("pipeline") || touched("stage") {
-                let schema = self.schema(view.space)?;
-                let stage = fields.get("stage").cloned();
-                settle_deal(&schema, Some(&view.fields), &mut fields, touched("stage"))?;
-                // The pipeline as the space names it, written if it moved.
-                edits.retain(|e| !matches!(e, Edit::Set(f, _) | Edit::Unset(f) if f == "pipeline"));
-                if fields.get("pipeline") != view.fields.get("pipeline") {
-                    edits.push(match fields.get("pipeline") {
-                        Some(p) => Edit::Set("pipeline".into(), p.clone()),
-                        None => Edit::Unset("pipeline".into()),
-                    });
-                }
-                if fields.get("stage") != stage.as_ref()
-                    && let Some(stage) = fields.get("stage")
-                {
-                    edits.push(Edit::Set("stage".into(), stage.clone()));
-                }
+        if view.kind == Kind::Deal && (touches(&edits, "pipeline") || touches(&edits, "stage")) {
+            let schema = self.schema(view.space)?;
+            let stage = fields.get("stage").cloned();
+            let stage_given = touches(&edits, "stage");
+            settle_deal(&schema, Some(&view.fields), &mut fields, stage_given)?;
+            // The pipeline as the space names it, written if it moved.
+            edits.retain(|e| e.field() != Some("pipeline"));
+            if fields.get("pipeline") != view.fields.get("pipeline") {
+                edits.push(match fields.get("pipeline") {
+                    Some(p) => Edit::Set("pipeline".into(), p.clone()),
+                    None => Edit::Unset("pipeline".into()),
+                });
+            }
+            if fields.get("stage") != stage.as_ref()
+                && let Some(stage) = fields.get("stage")
+            {
+                edits.push(Edit::Set("stage".into(), stage.clone()));
             }
         }
         let closed_at = stamp_closing(
@@ -1049,10 +1043,7 @@ impl Repo {
             &ctx,
         );
         for (field, value) in closed_at {
-            let given = edits
-                .iter()
-                .any(|e| matches!(e, Edit::Set(f, _) | Edit::Unset(f) if f == field));
-            if !given {
+            if !touches(&edits, field) {
                 match &value {
                     Some(v) => fields.insert(field.to_string(), v.clone()),
                     None => fields.remove(field),
@@ -1438,6 +1429,11 @@ impl Built {
     }
 }
 
+/// Whether `edits` set or clear `field`.
+pub(crate) fn touches(edits: &[Edit], field: &str) -> bool {
+    edits.iter().any(|e| e.field() == Some(field))
+}
+
 /// `from` was merged into `into`: not a record to act on.
 pub(crate) fn merged_error(from: &RecordView, into: &RecordView) -> NodeError {
     NodeError::Forbidden(format!(
@@ -1810,7 +1806,7 @@ pub(crate) mod tests {
             made[0].get("company"),
             Some(&FieldValue::Text(shared.id.to_string()))
         );
-        let timeline = repo.timeline(&made[0]).expect("timeline");
+        let timeline = repo.timeline(&made[0], |_| true).expect("timeline");
         assert!(
             timeline.iter().any(|e| matches!(
                 e,

@@ -160,11 +160,17 @@ impl Entry {
 }
 
 impl Repo {
-    /// The record's history and linked activities, newest first.
-    pub fn timeline(&self, record: &RecordView) -> Result<Vec<Entry>, NodeError> {
+    /// The record's history and linked activities, newest first: the
+    /// activities `may_see` lets through (an activity of another space may
+    /// be about a shared record: a private note on a shared company).
+    pub fn timeline(
+        &self,
+        record: &RecordView,
+        may_see: impl Fn(&RecordView) -> bool,
+    ) -> Result<Vec<Entry>, NodeError> {
         let mut entries = self.change_entries(record.id)?;
         for (field, v) in self.related(record.id)? {
-            if v.kind != Kind::Activity || field != "about" || v.deleted {
+            if v.kind != Kind::Activity || field != "about" || v.deleted || !may_see(&v) {
                 continue;
             }
             let time = v
@@ -332,7 +338,7 @@ mod tests {
         )
         .expect("activity");
         let acme = repo.resolve("Acme").expect("acme");
-        let t = repo.timeline(&acme).expect("timeline");
+        let t = repo.timeline(&acme, |_| true).expect("timeline");
         assert_eq!(t.len(), 3);
         assert!(matches!(&t[0], Entry::Activity { subject, .. } if subject == "Intro call"));
         match &t[1] {

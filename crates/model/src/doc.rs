@@ -69,6 +69,16 @@ pub enum Edit {
     Carried(Vec<ChangeHash>),
 }
 
+impl Edit {
+    /// The field it sets or clears, if it is a field's.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Edit::Set(f, _) | Edit::Unset(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
 /// A new record document holding `fields`, as one change by `actor`.
 pub fn create(
     actor: ActorId,

@@ -257,15 +257,8 @@ fn line_items(
     link: &dyn Fn(RecordId) -> String,
 ) -> Markup {
     use rapport_model::products::{Total, line_of, total};
-    let mut lines: Vec<&RecordView> = related
-        .iter()
-        .filter(|(f, r)| {
-            f == "deal" && r.kind == Kind::LineItem && r.space == deal.space && !r.deleted
-        })
-        .map(|(_, r)| r)
-        .collect();
-    lines.sort_by_key(|r| r.id);
-    lines.dedup_by_key(|r| r.id);
+    let lines =
+        rapport_node::products::lines_among(deal, related.iter().map(|(f, r)| (f.as_str(), r)));
     let sum = total(lines.iter().map(|l| &l.fields));
     let by_hand = deal.get("manual_amount") == Some(&FieldValue::Flag(true));
     let amount = deal
