@@ -302,12 +302,18 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
             plan(cmd.request(), View::Wrote("Moved"))
         }
         Command::Calendar(cmd) => plan(cmd.request(), View::Plain),
-        Command::Privacy(cmd) => plan(
-            cmd.request(),
-            View::PrivacyExport {
-                out: cmd.out().to_path_buf(),
-            },
-        ),
+        Command::Privacy(cmd) => {
+            let Some(request) = cmd.request() else {
+                return Ok(None);
+            };
+            let view = match cmd {
+                crate::privacy::PrivacyCmd::Export { out, .. } => {
+                    View::PrivacyExport { out: out.clone() }
+                }
+                _ => View::Plain,
+            };
+            plan(request, view)
+        }
         Command::Pipeline { name } => plan(
             Request::Pipeline,
             View::Pipeline {
@@ -714,6 +720,8 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
             };
             export_json_files(out, &records, &dir, json)
         }
+        Reply::Erased(r) => crate::privacy::print_erased(out, &r, json),
+        Reply::Erasures(all) => crate::privacy::print_erasures(out, &all, json),
         Reply::PrivacyExport(export) => {
             let View::PrivacyExport { out: dir } = view else {
                 return to_json(out, &export);

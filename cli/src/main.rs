@@ -624,6 +624,7 @@ fn local(cli: Cli, dir: &std::path::Path, out: &mut String) -> anyhow::Result<()
             recovery::restore(out, dir, std::path::Path::new(&reference), json)
         }
         Command::Bench(cmd) => bench::run_command(cmd, out, json),
+        Command::Privacy(privacy::PrivacyCmd::Compact) => privacy::compact(out, dir, json),
         Command::Import(args) => import::run(args, dir, json, out),
         other => anyhow::bail!("`{other:?}` is not a local command"),
     }

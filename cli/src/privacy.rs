@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use rapport_node::erasure::{ErasureReport, ErasureStatus};
 use rapport_node::ops::Request;
 use rapport_node::privacy::PersonExport;
 
@@ -20,20 +21,161 @@ pub enum PrivacyCmd {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Erases a person (GDPR article 17) on every node of their space: a signed erase
+    /// statement that members and relays apply, then confirm. Needs the admin or
+    /// privacy role. The bytes leave this disk at `rapport privacy compact`.
+    Erase {
+        /// The person (name, e-mail, id or id prefix); any record can be erased.
+        person: String,
+        /// Erase the activities that refer to them too (calls, meetings, notes).
+        #[arg(long)]
+        with_activities: bool,
+        /// Why (kept in the space's history with the record ids, never the data):
+        /// for example "request of 2026-11-30, ticket 4411".
+        #[arg(long)]
+        reason: String,
+    },
+    /// Which members and relays have applied an erasure (ERASE-ID as `rapport privacy
+    /// erase` printed it); every erasure without one.
+    Status {
+        #[arg(value_name = "ERASE-ID")]
+        erasure: Option<String>,
+    },
+    /// Rewrites the journal and the store without what was erased, so that its bytes
+    /// leave the disk; also removes kept uploads, old stores moved aside, and erased
+    /// records from import and merge logs. Stop the node first.
+    Compact,
 }
 
 impl PrivacyCmd {
-    pub fn request(&self) -> Request {
-        let PrivacyCmd::Export { person, .. } = self;
-        Request::PrivacyExport {
-            person: person.clone(),
+    /// The operation, or `None` for `compact`, which the CLI runs itself.
+    pub fn request(&self) -> Option<Request> {
+        Some(match self {
+            PrivacyCmd::Export { person, .. } => Request::PrivacyExport {
+                person: person.clone(),
+            },
+            PrivacyCmd::Erase {
+                person,
+                with_activities,
+                reason,
+            } => Request::PrivacyErase {
+                person: person.clone(),
+                with_activities: *with_activities,
+                reason: reason.clone(),
+            },
+            PrivacyCmd::Status { erasure } => Request::Erasures {
+                erasure: erasure.clone(),
+            },
+            PrivacyCmd::Compact => return None,
+        })
+    }
+}
+
+/// Prints what an erasure did.
+pub fn print_erased(out: &mut String, r: &ErasureReport, json: bool) -> Result<()> {
+    if json {
+        return crate::commands::to_json(out, r);
+    }
+    outln!(
+        out,
+        "Erased {} record(s) in {} (erasure {}).",
+        r.ids.len(),
+        r.space,
+        r.erasure
+    );
+    if r.space == "private" {
+        outln!(
+            out,
+            "Run `rapport privacy compact` (with the node stopped) to remove the bytes from disk."
+        );
+    } else {
+        outln!(
+            out,
+            "{} member(s) and relay(s) have still to apply it; `rapport privacy status {}` shows who.",
+            r.waiting,
+            r.erasure
+        );
+        outln!(
+            out,
+            "Each node removes the bytes from its disk at `rapport privacy compact`."
+        );
+    }
+    Ok(())
+}
+
+/// Prints erasures and who confirmed them.
+pub fn print_erasures(out: &mut String, all: &[ErasureStatus], json: bool) -> Result<()> {
+    if json {
+        return crate::commands::to_json(out, &all);
+    }
+    if all.is_empty() {
+        outln!(out, "No erasures in the spaces this node holds.");
+        return Ok(());
+    }
+    for s in all {
+        let done = s.nodes.iter().filter(|n| n.confirmed.is_some()).count();
+        outln!(
+            out,
+            "Erasure {} in {}: {} record(s), by {} at {}: {}",
+            s.erasure,
+            s.space,
+            s.ids.len(),
+            s.by,
+            crate::output::local_time(s.at),
+            s.reason
+        );
+        outln!(out, "  confirmed by {done} of {} node(s)", s.nodes.len());
+        for n in &s.nodes {
+            match n.confirmed {
+                Some(at) => outln!(
+                    out,
+                    "  ✓ {} ({}) at {}",
+                    n.label,
+                    n.role,
+                    crate::output::local_time(at)
+                ),
+                None => outln!(out, "  · {} ({}) not yet", n.label, n.role),
+            }
         }
     }
+    Ok(())
+}
 
-    pub fn out(&self) -> &Path {
-        let PrivacyCmd::Export { out, .. } = self;
-        out
+/// `rapport privacy compact`.
+pub fn compact(out: &mut String, dir: &Path, json: bool) -> Result<()> {
+    if crate::client::node_running(dir) {
+        bail!(
+            "the running node holds the store open: stop it (Ctrl-C where `rapport up` runs), \
+             then run `rapport privacy compact`"
+        );
     }
+    let bar = indicatif::ProgressBar::new(0);
+    let report = rapport_node::recovery::privacy_compact(dir, &|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    if json {
+        return crate::commands::to_json(out, &report);
+    }
+    outln!(
+        out,
+        "Compacted: the journal went from {} to {}, the store was rebuilt from it, and the old store removed.",
+        rapport_node::limits::human_bytes(report.journal_before),
+        rapport_node::limits::human_bytes(report.journal_after)
+    );
+    outln!(
+        out,
+        "  {} erased record(s) known; {} file(s) removed; {} log(s) rewritten without them.",
+        report.erased,
+        report.files_removed,
+        report.logs_rewritten
+    );
+    outln!(
+        out,
+        "Backups made before the erasure still hold the data: delete them, or restore them only with `rapport restore`, which applies the erasures again."
+    );
+    Ok(())
 }
 
 /// Writes the export's files into `dir`, refusing to overwrite anything.

@@ -40,6 +40,10 @@ pub struct ApplyReport {
     /// Deals whose lines were written: their amounts are settled once the
     /// batch is stored (see `products.rs`).
     pub deals_to_settle: Vec<(RecordId, bool)>,
+    /// Records erased because a space document named them in an erasure.
+    pub erased: usize,
+    /// Changes dropped because their record was erased here.
+    pub dropped_erased: usize,
 }
 
 /// What a peer sent for one record: its encoded signed changes, in order.
@@ -116,7 +120,15 @@ impl Repo {
         let _guard = self.write_guard();
         let mut view = self.store().space_shared(space_id)?;
         let mut run: Vec<(RecordId, Vec<Verified>)> = Vec::new();
+        let any_erased = self.store().any_erased();
         for (record, verified, refused) in checked {
+            // An erased record's changes are dropped unread: never
+            // stored, applied or served again.
+            if any_erased && record != space_id && self.store().erased(record)?.is_some() {
+                report.dropped_erased += verified.len();
+                tracing::debug!(%record, "dropped changes of an erased record");
+                continue;
+            }
             for (author, reason) in refused {
                 report.rejected += 1;
                 self.log_rejection(space, record, author, &from_label, &reason);
@@ -168,6 +180,11 @@ impl Repo {
         if !deals.is_empty() {
             self.settle_deals(&self.write_guard(), deals);
         }
+        if report.erased > 0
+            && let Err(e) = self.confirm_erasures()
+        {
+            tracing::warn!(space = %space, "writing the receipt of an erasure failed: {e}");
+        }
         Ok(report)
     }
 
@@ -183,6 +200,18 @@ impl Repo {
         from: &str,
         report: &mut ApplyReport,
     ) -> Result<(), NodeError> {
+        let mut run = run;
+        if self.store().any_erased() {
+            let mut kept = Vec::with_capacity(run.len());
+            for (record, verified) in run {
+                if self.store().erased(record)?.is_some() {
+                    report.dropped_erased += verified.len();
+                } else {
+                    kept.push((record, verified));
+                }
+            }
+            run = kept;
+        }
         if run.is_empty() {
             return Ok(());
         }
@@ -320,6 +349,10 @@ impl Repo {
     ) -> Result<(), NodeError> {
         #[cfg(test)]
         tests::SETTLES.with(|n| n.set(n.get() + 1));
+        if record != space_id && self.store().erased(record)?.is_some() {
+            report.dropped_erased += incoming.len();
+            return Ok(());
+        }
         let judged = self.judge(space_id, record, view, incoming, origin_of(from))?;
         self.persist(space_id, view, judged, from, report, None)
     }
@@ -545,6 +578,7 @@ impl Repo {
         note_waiting()?;
         if let Shown::Space(after) = &shown {
             self.resettle_after_removals(space_id, view, after)?;
+            report.erased += self.apply_erasures(after)?;
         }
         Ok(())
     }

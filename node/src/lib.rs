@@ -12,6 +12,7 @@ pub mod datadir;
 pub mod demo;
 pub mod duplicates;
 pub mod env;
+pub mod erasure;
 pub mod filter;
 pub mod import;
 pub mod ingest;

@@ -597,6 +597,36 @@ impl Settle {
 
 /// Where merge `id`'s log is; `None` for an id no merge can have (they
 /// are hex), so that a name from outside never leaves the directory.
+/// For `rapport privacy compact`: removes the log of every merge that
+/// names an erased record (its fields, as they were, may hold their
+/// data; such a merge can no longer be undone). Returns how many.
+pub(crate) fn forget_erased(
+    data_dir: &std::path::Path,
+    erased: &std::collections::HashSet<RecordId>,
+) -> Result<usize, NodeError> {
+    let mut removed = 0;
+    for path in crate::datadir::files_with_extension(&data_dir.join(DIR), "json")? {
+        let bytes = fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
+        let names_erased = match serde_json::from_slice::<MergeRecord>(&bytes) {
+            Ok(r) => {
+                erased.contains(&r.kept)
+                    || r.merged.iter().any(|id| erased.contains(id))
+                    || r.fields
+                        .iter()
+                        .chain(&r.repointed)
+                        .any(|w| erased.contains(&w.record))
+            }
+            // Unreadable: it may name anyone.
+            Err(_) => true,
+        };
+        if names_erased {
+            fs::remove_file(&path).map_err(|e| NodeError::io(&path, e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 fn log_path(dir: &std::path::Path, id: &str) -> Option<std::path::PathBuf> {
     crate::import::safe_id(id).then(|| dir.join(DIR).join(format!("{id}.json")))
 }

@@ -115,6 +115,20 @@ pub enum Request {
     PrivacyExport {
         person: String,
     },
+    /// Erases a person (and with `with_activities`, the activities that
+    /// refer to them) on every node of their space (`erasure`).
+    PrivacyErase {
+        person: String,
+        #[serde(default)]
+        with_activities: bool,
+        reason: String,
+    },
+    /// Erasures and which nodes confirmed them: one (`erasure`: its id or
+    /// short id) or all.
+    Erasures {
+        #[serde(default)]
+        erasure: Option<String>,
+    },
     /// Deals by stage.
     Pipeline,
     /// One of the reports (`reports`): win rate, forecast, ABC, RFM,
@@ -349,6 +363,8 @@ pub enum Reply {
     List(Page),
     Timeline(TimelineReply),
     PrivacyExport(crate::privacy::PersonExport),
+    Erased(crate::erasure::ErasureReport),
+    Erasures(Vec<crate::erasure::ErasureStatus>),
     Pipeline {
         /// The built-in `sales` pipeline's stages.
         stages: Vec<Stage>,
@@ -975,6 +991,7 @@ impl Request {
                 | Request::List(_)
                 | Request::Timeline { .. }
                 | Request::PrivacyExport { .. }
+                | Request::Erasures { .. }
                 | Request::Pipeline
                 | Request::Report(_)
                 | Request::Rates
@@ -1018,6 +1035,8 @@ impl Request {
                 | Request::List(_)
                 | Request::Timeline { .. }
                 | Request::PrivacyExport { .. }
+                | Request::PrivacyErase { .. }
+                | Request::Erasures { .. }
                 | Request::Pipeline
                 | Request::Report(_)
                 | Request::Rates
@@ -1337,6 +1356,33 @@ impl Ops {
                 let v = self.visible(caller, &person)?;
                 Ok(Reply::PrivacyExport(
                     repo.privacy_export(&v, |r| caller.may_see(r))?,
+                ))
+            }
+            Request::PrivacyErase {
+                person,
+                with_activities,
+                reason,
+            } => {
+                let v = self.visible(caller, &person)?;
+                Ok(Reply::Erased(repo.erase(
+                    &v.id.to_string(),
+                    with_activities,
+                    &reason,
+                )?))
+            }
+            Request::Erasures { erasure } => {
+                let all = match erasure {
+                    Some(e) => vec![repo.erasure_status(&e)?],
+                    None => repo.erasures()?,
+                };
+                Ok(Reply::Erasures(
+                    all.into_iter()
+                        .filter(|s| {
+                            caller
+                                .space
+                                .is_none_or(|c| c == SpaceId::Shared(s.space_id))
+                        })
+                        .collect(),
                 ))
             }
             Request::Timeline { record } => {
@@ -2013,7 +2059,10 @@ impl Ops {
                 let title = match self.repo.store().view(id) {
                     Ok(Some(r)) if r.deleted => format!("{} (deleted)", r.title()),
                     Ok(Some(r)) => r.title(),
-                    _ => format!("(missing {id})"),
+                    _ => match self.repo.store().erased(id) {
+                        Ok(Some(e)) => format!("erased {}", e.kind),
+                        _ => format!("(missing {id})"),
+                    },
                 };
                 titles.insert(id, title);
             }
@@ -2350,6 +2399,22 @@ impl Ops {
                     Action::Cutoff { device, records } => format!(
                         "named {records} more records {} wrote before its removal",
                         short(device)
+                    ),
+                    Action::Erase { erasure, statement } => format!(
+                        "erased {} record(s) ({}) as erasure {}: {}",
+                        statement.ids.len(),
+                        statement
+                            .ids
+                            .iter()
+                            .map(|id| id.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        rapport_model::space::short_erasure_id(erasure),
+                        statement.reason
+                    ),
+                    Action::Receipt { erasure } => format!(
+                        "applied erasure {}",
+                        rapport_model::space::short_erasure_id(erasure)
                     ),
                     Action::Unknown => "an unrecognised change".into(),
                 })

@@ -263,6 +263,66 @@ pub fn repair(
     Ok((report, compacted))
 }
 
+/// What `rapport privacy compact` did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PrivacyCompacted {
+    pub journal_before: u64,
+    pub journal_after: u64,
+    /// Records erased on this node.
+    pub erased: usize,
+    /// Uploads, import error files and stores moved aside, removed.
+    pub files_removed: usize,
+    /// Import and merge logs rewritten (or removed) without erased records.
+    pub logs_rewritten: usize,
+}
+
+/// `rapport privacy compact`: erased records' bytes off the disk. The
+/// journal is rewritten without their changes, the store rebuilt from it
+/// into a new directory (sled keeps removed values in its files until it
+/// reuses them), the old store and any moved aside by earlier rebuilds
+/// removed, and the files beside them that may hold a person's data
+/// (uploads, import error files) removed, and the import and merge logs
+/// rewritten without erased records. No node may have the directory open.
+pub fn privacy_compact(dir: &Path, progress: Progress<'_>) -> Result<PrivacyCompacted, NodeError> {
+    if datadir::inspect(dir)? != DirState::Rapport {
+        return Err(NodeError::NotInitialized {
+            path: dir.to_path_buf(),
+        });
+    }
+    let env: Arc<dyn Environment> = Arc::new(crate::env::System);
+    let mut report = PrivacyCompacted::default();
+    let erased = {
+        let repo = Repo::open_in(dir, crate::OpenMode::Existing, env.clone())?;
+        let compacted = repo.store().compact_journal()?;
+        report.journal_before = compacted.bytes_before;
+        report.journal_after = compacted.bytes_after;
+        repo.store().erased_ids()?
+    };
+    report.erased = erased.len();
+    let rebuilt = rebuild(dir, env, "privacy compaction", progress)?;
+    let mut doomed: Vec<PathBuf> = rebuilt.moved_aside.into_iter().collect();
+    for entry in fs::read_dir(dir)
+        .map_err(|e| NodeError::io(dir, e))?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("store.replaced-") && !doomed.contains(&entry.path()) {
+            doomed.push(entry.path());
+        }
+    }
+    for path in doomed {
+        fs::remove_dir_all(&path).map_err(|e| NodeError::io(&path, e))?;
+        report.files_removed += 1;
+    }
+    let (removed, rewritten) = crate::import::forget_erased(dir, &erased)?;
+    report.files_removed += removed;
+    report.logs_rewritten += rewritten;
+    report.logs_rewritten += crate::merge::forget_erased(dir, &erased)?;
+    sync_dir(dir)?;
+    tracing::info!(erased = report.erased, "privacy compaction done");
+    Ok(report)
+}
+
 impl Repo {
     /// Replays what the journal holds past the point the store recorded
     /// (a crash between the journal's sync and sled's).
@@ -316,6 +376,10 @@ impl Repo {
             report.entries += 1;
             match entry {
                 Entry::Invite { hash, invite } => self.store().restore_invite(&hash, &invite)?,
+                Entry::Erased { record, erasure } => {
+                    self.store().restore_erased(record, &erasure)?;
+                    records.remove(&record);
+                }
                 Entry::Change {
                     record,
                     space: SpaceId::Shared(space),

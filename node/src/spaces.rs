@@ -135,6 +135,7 @@ impl Repo {
             index: Indexed::Space(&view),
         })?;
         self.resettle_after_removals(id, before.as_ref(), &view)?;
+        self.apply_erasures(&view)?;
         self.store().flush()?;
         self.notify(crate::repo::LocalChange {
             space: SpaceId::Shared(id),

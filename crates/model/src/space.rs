@@ -92,10 +92,19 @@ pub enum Role {
     Reader,
     /// Stores and forwards the space's changes; authors none.
     Relay,
+    /// Reads records and answers data-protection requests: exports a
+    /// person's data and erases it; writes no record.
+    Privacy,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Writer, Role::Reader, Role::Relay];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Writer,
+        Role::Reader,
+        Role::Relay,
+        Role::Privacy,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -103,12 +112,18 @@ impl Role {
             Role::Writer => "writer",
             Role::Reader => "reader",
             Role::Relay => "relay",
+            Role::Privacy => "privacy",
         }
     }
 
     /// May author record changes.
     pub fn writes_records(self) -> bool {
         matches!(self, Role::Admin | Role::Writer)
+    }
+
+    /// May erase records (an erase statement, see [`add_erasure`]).
+    pub fn erases(self) -> bool {
+        matches!(self, Role::Admin | Role::Privacy)
     }
 }
 
@@ -125,7 +140,9 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| format!("unknown role `{s}`: use admin, writer, reader or relay"))
+            .ok_or_else(|| {
+                format!("unknown role `{s}`: use admin, writer, reader, relay or privacy")
+            })
     }
 }
 
@@ -182,6 +199,11 @@ pub struct SpaceState {
     pub removed: BTreeMap<String, BTreeMap<automerge::ObjId, Removal>>,
     /// Schema statements by key (`schema.<author>.<n>`), as JSON text.
     pub schema: BTreeMap<String, String>,
+    /// Erase statements by key (`erase.<author>.<n>`), as JSON text.
+    pub erasures: BTreeMap<String, String>,
+    /// Receipts of erasures by key (`receipt.<device>.<erasure>`), with
+    /// when the device applied it (seconds since the Unix epoch).
+    pub receipts: BTreeMap<String, i64>,
 }
 
 impl SpaceState {
@@ -222,6 +244,13 @@ pub struct SpaceView {
     /// Accepted schema statements, in the order the rules settle them.
     #[serde(default)]
     pub schema: Vec<crate::custom::SchemaEntry>,
+    /// Accepted erase statements, in the order the rules settle them.
+    #[serde(default)]
+    pub erasures: Vec<Erasure>,
+    /// Accepted receipts: per erasure id, the devices that applied it
+    /// and when (seconds since the Unix epoch).
+    #[serde(default)]
+    pub receipts: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
 impl SpaceView {
@@ -231,6 +260,11 @@ impl SpaceView {
 
     pub fn role_of(&self, device_hex: &str) -> Option<Role> {
         self.members.get(device_hex).map(|m| m.role)
+    }
+
+    /// The accepted erasure that erases `record`, if any.
+    pub fn erasure_of(&self, record: RecordId) -> Option<&Erasure> {
+        self.erasures.iter().find(|e| e.ids.contains(&record))
     }
 
     /// The entry of a device, current or former.
@@ -376,6 +410,126 @@ pub fn add_schema_change(
         .map_err(|_| DocError::NotARecord("a schema statement that does not encode"))?;
     doc.put(ROOT, format!("{SCHEMA_KEY}{author}.{own}"), json)?;
     commit(doc, &change.describe(), time);
+    Ok(())
+}
+
+/// The prefix of an erase statement's key: `erase.<author>.<n>`; the
+/// erasure's id is what follows the prefix.
+pub const ERASE_KEY: &str = "erase.";
+
+/// The prefix of a receipt's key: `receipt.<device>.<erasure id>`.
+pub const RECEIPT_KEY: &str = "receipt.";
+
+/// Records one erase statement may name: 10,000 ids of 26 characters stay
+/// well under the 1 MiB limit on a change.
+pub const MAX_ERASED_IDS: usize = 10_000;
+
+/// Characters of an erasure's reason.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// What an erase statement says: which records every member must erase,
+/// and why. Never the personal data itself: ids and a reason only.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EraseStatement {
+    pub ids: Vec<RecordId>,
+    pub reason: String,
+}
+
+impl EraseStatement {
+    /// Whether the rules may accept it.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.ids.is_empty() {
+            return Err("an erase statement names no record".into());
+        }
+        if self.ids.len() > MAX_ERASED_IDS {
+            return Err(format!(
+                "an erase statement names {} records (at most {MAX_ERASED_IDS})",
+                self.ids.len()
+            ));
+        }
+        if self.reason.trim().is_empty() {
+            return Err("an erase statement gives no reason".into());
+        }
+        if self.reason.chars().count() > MAX_REASON_CHARS {
+            return Err(format!(
+                "an erasure's reason is longer than {MAX_REASON_CHARS} characters"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An accepted erase statement, as members see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Erasure {
+    /// `<author>.<n>`: the statement's key without its prefix.
+    pub id: String,
+    /// Hex of the device that erased.
+    pub by: String,
+    /// Seconds since the Unix epoch.
+    pub at: i64,
+    pub ids: Vec<RecordId>,
+    pub reason: String,
+}
+
+impl Erasure {
+    /// The short form people type: the author's first 8 hex digits and
+    /// the statement's number (`1a2b3c4d.0`).
+    pub fn short_id(&self) -> String {
+        short_erasure_id(&self.id)
+    }
+}
+
+/// The short form of an erasure id (see [`Erasure::short_id`]).
+pub fn short_erasure_id(id: &str) -> String {
+    match id.split_once('.') {
+        Some((author, n)) => format!("{}.{n}", author.get(..8).unwrap_or(author)),
+        None => id.to_string(),
+    }
+}
+
+/// The author an erase statement's key names (`erase.<hex>.<n>`).
+pub fn erase_key_author(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(ERASE_KEY)?;
+    let (author, n) = rest.split_once('.')?;
+    n.parse::<u64>().ok().map(|_| author)
+}
+
+/// The device and the erasure id a receipt's key names.
+pub fn receipt_key_parts(key: &str) -> Option<(&str, &str)> {
+    key.strip_prefix(RECEIPT_KEY)?.split_once('.')
+}
+
+/// Adds an erase statement, as one change by the document's actor;
+/// returns the erasure's id.
+pub fn add_erasure(
+    doc: &mut AutoCommit,
+    statement: &EraseStatement,
+    time: Timestamp,
+) -> Result<String, DocError> {
+    let author = doc.get_actor().to_hex_string();
+    let own = doc
+        .keys(ROOT)
+        .filter(|k| erase_key_author(k) == Some(author.as_str()))
+        .count();
+    let json = serde_json::to_string(statement)
+        .map_err(|_| DocError::NotARecord("an erase statement that does not encode"))?;
+    let id = format!("{author}.{own}");
+    doc.put(ROOT, format!("{ERASE_KEY}{id}"), json)?;
+    commit(doc, "erase records", time);
+    Ok(id)
+}
+
+/// Adds this device's receipt of erasure `erasure` (applied at `time`),
+/// as one change by the document's actor.
+pub fn add_receipt(doc: &mut AutoCommit, erasure: &str, time: Timestamp) -> Result<(), DocError> {
+    let author = doc.get_actor().to_hex_string();
+    doc.put(
+        ROOT,
+        format!("{RECEIPT_KEY}{author}.{erasure}"),
+        ScalarValue::Timestamp(time.as_second() * 1000),
+    )?;
+    commit(doc, "erasure applied", time);
     Ok(())
 }
 
@@ -663,6 +817,13 @@ pub fn read_state<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> SpaceSta
             && let Some(json) = at.str(&ROOT, &key)
         {
             state.schema.insert(key, json);
+        } else if key.starts_with(ERASE_KEY)
+            && let Some(json) = at.str(&ROOT, &key)
+        {
+            state.erasures.insert(key, json);
+        } else if key.starts_with(RECEIPT_KEY) {
+            let at_seconds = at.seconds(&ROOT, &key);
+            state.receipts.insert(key, at_seconds);
         }
     }
     if let Some(m) = at.map(&ROOT, "removed") {

@@ -102,10 +102,16 @@ pub enum Entry {
     /// (`InviteRecord` as JSON); a later entry for the same hash replaces
     /// an earlier one.
     Invite { hash: Vec<u8>, invite: Vec<u8> },
+    /// This node erased `record` (a data-protection erasure): its changes
+    /// are never replayed and never taken again. `erasure` is the kind the
+    /// record was, a newline, and the erasure's id (the space's erase
+    /// statement, or `local.<time>` for a private record).
+    Erased { record: RecordId, erasure: String },
 }
 
 const TAG_CHANGE: u8 = 1;
 const TAG_INVITE: u8 = 2;
+const TAG_ERASED: u8 = 3;
 
 impl Entry {
     pub fn encode(&self) -> Vec<u8> {
@@ -134,6 +140,13 @@ impl Entry {
                 b.push(hash.len().min(255) as u8);
                 b.extend_from_slice(&hash[..hash.len().min(255)]);
                 b.extend_from_slice(invite);
+                b
+            }
+            Entry::Erased { record, erasure } => {
+                let mut b = Vec::with_capacity(17 + erasure.len());
+                b.push(TAG_ERASED);
+                b.extend_from_slice(&record.to_bytes());
+                b.extend_from_slice(erasure.as_bytes());
                 b
             }
         }
@@ -169,6 +182,10 @@ impl Entry {
                     invite: b[2 + n..].to_vec(),
                 })
             }
+            Some(&TAG_ERASED) => Ok(Entry::Erased {
+                record: id(&b[1..])?,
+                erasure: String::from_utf8_lossy(&b[17..]).into_owned(),
+            }),
             other => Err(format!("unknown journal entry type {other:?}")),
         }
     }

@@ -23,6 +23,7 @@
 //! | `peers`       | device hex                | `PeerRecord` as JSON           |
 //! | `authored`    | author key (32 bytes), id | empty                          |
 //! | `usage`       | space                     | bytes of signed changes stored (u64, big-endian) |
+//! | `erased`      | id                        | the kind it was (`record` if never held), a newline, the erasure that erased it (`<author>.<n>`, or `local.<time>` for a private record) |
 //! | `waiting`     | `w`, change hash          | author key, record id (16 bytes), 0xff, when it started waiting (u64 seconds, big-endian), space (entries from before the time was kept have no 0xff and no time) |
 //! | `waiting`     | `t`, when it started waiting (u64, big-endian), change hash | empty (oldest first, for expiry) |
 //! | `waiting`     | `n` space / `a` space, 0, author / `r` record | changes waiting (u64, big-endian) |
@@ -59,6 +60,35 @@ use rapport_proto::SignedChange;
 use rapport_proto::items::{ItemSet, SyncItem, heads_digest};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+/// A record erased on this node (see [`Store::erase`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erased {
+    /// The kind it was, as text (`record` when it was never held here).
+    pub kind: String,
+    /// The erasure's id.
+    pub erasure: String,
+}
+
+impl Erased {
+    fn encode(&self) -> String {
+        format!("{}\n{}", self.kind, self.erasure)
+    }
+
+    fn decode(bytes: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(bytes);
+        match text.split_once('\n') {
+            Some((kind, erasure)) => Erased {
+                kind: kind.to_string(),
+                erasure: erasure.to_string(),
+            },
+            None => Erased {
+                kind: "record".into(),
+                erasure: text.into_owned(),
+            },
+        }
+    }
+}
 
 /// What `meta/format` holds in a Rapport store of this layout.
 pub const FORMAT: &[u8] = b"rapport-store/1";
@@ -237,6 +267,7 @@ pub struct Store {
     peers: sled::Tree,
     authored: sled::Tree,
     usage: sled::Tree,
+    erased: sled::Tree,
     /// Parsed space views (see [`Store::space_shared`]).
     space_views: Arc<Mutex<std::collections::HashMap<RecordId, Arc<SpaceView>>>>,
     /// Reconciliation items of the shared spaces synced since the store
@@ -414,6 +445,7 @@ impl Store {
             peers: db.open_tree("peers")?,
             authored: db.open_tree("authored")?,
             usage: db.open_tree("usage")?,
+            erased: db.open_tree("erased")?,
             waiting: db.open_tree("waiting")?,
             space_views: Arc::default(),
             items: Arc::default(),
@@ -733,6 +765,7 @@ impl Store {
                 }
             }
             Entry::Invite { hash, .. } => last_invite.get(hash) == Some(&at),
+            Entry::Erased { record, .. } => seen.insert((*record, [0; 32])),
         })?;
         if let Some(e) = failure {
             return Err(e.into());
@@ -1557,6 +1590,174 @@ impl Store {
         }
         self.tell_watchers(std::iter::once(id));
         Ok(())
+    }
+
+    /// Erases record `id` of `space` for good (a data-protection erasure):
+    /// the document, its view and index entries, every signed change held
+    /// for it by any author (applied, waiting or kept aside) and the
+    /// bookkeeping of them go in one transaction, and `id` is marked
+    /// erased so that no change of it is stored again
+    /// ([`Store::erased`]). The fact is journaled first, so a replay never
+    /// brings the record back. The bytes leave the disk at the next
+    /// compaction of the journal and rebuild of sled.
+    pub fn erase(&self, id: RecordId, space: SpaceId, erasure: &str) -> Result<()> {
+        let _commit = self.commit_lock();
+        let key = id.to_string();
+        let stored = self.view(id)?;
+        // Per change held: its hash, the space charged for it, its author.
+        type Held = (Vec<u8>, Vec<u8>, Option<[u8; 32]>);
+        let mut held: Vec<Held> = Vec::new();
+        for item in self.doc_changes.scan_prefix(key.as_bytes()) {
+            let (listed, charged) = item?;
+            let hash = listed[key.len()..].to_vec();
+            let author = self.signed_change(&hash)?.map(|s| s.author);
+            held.push((hash, charged.to_vec(), author));
+        }
+        let mark = Erased {
+            kind: stored
+                .as_ref()
+                .map_or_else(|| "record".to_string(), |v| v.kind.to_string()),
+            erasure: erasure.to_string(),
+        }
+        .encode();
+        let appended = self.journal_append(&[Entry::Erased {
+            record: id,
+            erasure: mark.clone(),
+        }])?;
+        self.sync_journal(appended)?;
+        let trees = [
+            &self.docs,
+            &self.records,
+            &self.by_kind,
+            &self.by_name,
+            &self.links,
+            &self.merged,
+            &self.by_space,
+            &self.counts,
+            &self.by_field,
+            &self.changes,
+            &self.doc_changes,
+            &self.usage,
+            &self.authored,
+            &self.erased,
+            &self.meta,
+        ];
+        let result: std::result::Result<(), TransactionError<()>> =
+            trees.as_slice().transaction(|t| {
+                let [
+                    docs,
+                    records,
+                    by_kind,
+                    by_name,
+                    links,
+                    merged,
+                    by_space,
+                    counts,
+                    by_field,
+                    changes,
+                    doc_changes,
+                    usage,
+                    authored,
+                    erased,
+                    meta,
+                ] = t.as_slice()
+                else {
+                    return Err(ConflictableTransactionError::Abort(()));
+                };
+                docs.remove(key.as_bytes())?;
+                records.remove(key.as_bytes())?;
+                merged.remove(key.as_bytes())?;
+                if by_space.remove(space_key(space, id))?.is_some() {
+                    add_to_count(
+                        counts,
+                        &count_key("items", space.to_string().as_bytes()),
+                        -1,
+                    )?;
+                }
+                if let Some(old) = &stored {
+                    by_kind.remove(kind_key(old.kind, old.id))?;
+                    by_name.remove(name_key(&old.title(), old.id))?;
+                    for (_, target) in old.references() {
+                        links.remove(link_key(target, old.id))?;
+                    }
+                    for k in fields::keys(old) {
+                        by_field.remove(k)?;
+                    }
+                    if !old.deleted {
+                        add_to_count(counts, &live_key(old.kind), -1)?;
+                    }
+                }
+                let mut forgotten = 0i64;
+                for (hash, charged, author) in &held {
+                    doc_changes.remove(concat(key.as_bytes(), hash))?;
+                    if let Some(author) = author {
+                        authored.remove(concat(author, key.as_bytes()))?;
+                    }
+                    let Some(bytes) = changes.remove(hash.as_slice())? else {
+                        continue;
+                    };
+                    forgotten += 1;
+                    if !charged.is_empty() {
+                        let used = usage.get(charged)?.map_or(0, |v| be_u64(&v));
+                        let left = used.saturating_sub(bytes.len() as u64);
+                        usage.insert(charged.as_slice(), &left.to_be_bytes()[..])?;
+                    }
+                }
+                add_to_count(counts, CHANGE_COUNT, -forgotten)?;
+                erased.insert(key.as_bytes(), mark.as_bytes())?;
+                if let Some((_, end)) = appended {
+                    meta.insert(JOURNAL_MARK, &end.encode()[..])?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        if let Err(e) = txn_result(result) {
+            self.journal_undo(appended);
+            return Err(e);
+        }
+        let ended: Vec<[u8; 32]> = held
+            .iter()
+            .filter_map(|(h, _, _)| <[u8; 32]>::try_from(h.as_slice()).ok())
+            .collect();
+        self.note_waiting(space, id, &[], &ended, 0)?;
+        if let SpaceId::Shared(space) = space {
+            self.items.note([(space, id.to_bytes(), None)]);
+        }
+        self.tell_watchers(std::iter::once(id));
+        Ok(())
+    }
+
+    /// Marks `id` erased without journaling it: a replay of the journal's
+    /// own entry (`mark` as [`Store::erase`] journaled it), before any
+    /// change of `id` is replayed.
+    pub fn restore_erased(&self, id: RecordId, mark: &str) -> Result<()> {
+        self.erased
+            .insert(id.to_string().as_bytes(), mark.as_bytes())?;
+        Ok(())
+    }
+
+    /// Whether `id` was erased on this node, and by which erasure.
+    pub fn erased(&self, id: RecordId) -> Result<Option<Erased>> {
+        Ok(self
+            .erased
+            .get(id.to_string().as_bytes())?
+            .map(|v| Erased::decode(&v)))
+    }
+
+    /// Every record erased on this node.
+    pub fn erased_ids(&self) -> Result<std::collections::HashSet<RecordId>> {
+        let mut ids = std::collections::HashSet::new();
+        for key in self.erased.iter().keys() {
+            if let Ok(id) = parse_id(&key?) {
+                ids.insert(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Whether nothing was ever erased here (one emptiness check per
+    /// batch from a peer, like `merged`).
+    pub fn any_erased(&self) -> bool {
+        !self.erased.is_empty()
     }
 
     /// Forgets a stored change that can never apply to `id` (it breaks the

@@ -28,7 +28,8 @@ use rapport_model::RecordId;
 use rapport_model::automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, legacy};
 use rapport_model::custom::{SchemaChange, SchemaEntry};
 use rapport_model::space::{
-    Member, Removal, Role, SpaceState, SpaceView, creator_matches, read_state, schema_key_author,
+    ERASE_KEY, EraseStatement, Erasure, Member, Removal, Role, SpaceState, SpaceView,
+    creator_matches, erase_key_author, read_state, receipt_key_parts, schema_key_author,
 };
 use rapport_proto::{hex, parse_hex};
 
@@ -265,6 +266,15 @@ pub enum Action {
     Schema {
         change: SchemaChange,
     },
+    /// An erase statement: every member erases these records.
+    Erase {
+        erasure: String,
+        statement: EraseStatement,
+    },
+    /// Its author applied erasure `erasure`.
+    Receipt {
+        erasure: String,
+    },
     /// Not a valid statement; the verdict says why.
     Unknown,
 }
@@ -451,6 +461,28 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
                 })
             })
             .collect();
+        let mut erasures: Vec<Erasure> = Vec::new();
+        let mut receipts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        for &i in dag.order.iter().filter(|&&i| verdicts[i].is_accepted()) {
+            for a in &actions[i] {
+                match a {
+                    Action::Erase { erasure, statement } => erasures.push(Erasure {
+                        id: erasure.clone(),
+                        by: metas[i].author.clone(),
+                        at: metas[i].time,
+                        ids: statement.ids.clone(),
+                        reason: statement.reason.clone(),
+                    }),
+                    Action::Receipt { erasure } => {
+                        receipts
+                            .entry(erasure.clone())
+                            .or_default()
+                            .insert(metas[i].author.clone(), metas[i].time);
+                    }
+                    _ => {}
+                }
+            }
+        }
         SpaceView {
             id,
             name: state.name,
@@ -458,6 +490,8 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
             members,
             removed,
             schema,
+            erasures,
+            receipts,
         }
     });
     let log = dag
@@ -619,16 +653,38 @@ fn judge(
     if before.is_removed(author) {
         return Err("its author had been removed".into());
     }
-    match before.members.get(author) {
-        Some(m) if m.role == Role::Admin => {}
-        Some(m) => {
-            return Err(format!(
-                "only admins change a space's membership or schema; its author is a {}",
-                m.role
-            ));
-        }
-        None => return Err("its author is not a member".into()),
+    let Some(role) = before.members.get(author).map(|m| m.role) else {
+        return Err("its author is not a member".into());
+    };
+    let actions = statements(before, after, author, id)?;
+    // Admins say anything; a privacy officer erases and confirms; every
+    // other member only confirms the erasures it applied.
+    let permitted = |a: &Action| match a {
+        Action::Receipt { .. } => true,
+        Action::Erase { .. } => role.erases(),
+        _ => role == Role::Admin,
+    };
+    if let Some(a) = actions.iter().find(|a| !permitted(a)) {
+        return Err(match a {
+            Action::Erase { .. } => {
+                format!("only admins and privacy officers erase records; its author is a {role}")
+            }
+            _ => {
+                format!("only admins change a space's membership or schema; its author is a {role}")
+            }
+        });
     }
+    Ok(actions)
+}
+
+/// What a change to a space document says (by anyone: `judge` checks
+/// the author's role), or why the rules refuse it whoever wrote it.
+fn statements(
+    before: &SpaceState,
+    after: &SpaceState,
+    author: &str,
+    id: RecordId,
+) -> Result<Vec<Action>, String> {
     let mut actions = Vec::new();
     if after.name != before.name {
         actions.push(Action::Rename {
@@ -723,6 +779,58 @@ fn judge(
             .validate()
             .map_err(|e| format!("a schema statement the rules refuse: {e}"))?;
         actions.push(Action::Schema { change });
+    }
+    if before
+        .erasures
+        .iter()
+        .any(|(k, v)| after.erasures.get(k) != Some(v))
+    {
+        return Err("erase statements are never edited".into());
+    }
+    for (key, json) in &after.erasures {
+        if before.erasures.contains_key(key) {
+            continue;
+        }
+        if erase_key_author(key) != Some(author) {
+            return Err("a member erases in its own name".into());
+        }
+        let statement: EraseStatement = serde_json::from_str(json)
+            .map_err(|e| format!("an erase statement that does not parse: {e}"))?;
+        statement.validate()?;
+        if statement.ids.contains(&id) {
+            return Err("a space is left, not erased".into());
+        }
+        actions.push(Action::Erase {
+            erasure: key[ERASE_KEY.len()..].to_string(),
+            statement,
+        });
+    }
+    if before
+        .receipts
+        .iter()
+        .any(|(k, v)| after.receipts.get(k) != Some(v))
+    {
+        return Err("receipts are never edited".into());
+    }
+    for key in after.receipts.keys() {
+        if before.receipts.contains_key(key) {
+            continue;
+        }
+        let Some((device, erasure)) = receipt_key_parts(key) else {
+            return Err("a receipt that names no erasure".into());
+        };
+        if device != author {
+            return Err("a member confirms an erasure in its own name".into());
+        }
+        if !after
+            .erasures
+            .contains_key(&format!("{ERASE_KEY}{erasure}"))
+        {
+            return Err("a receipt of an erasure the space does not hold".into());
+        }
+        actions.push(Action::Receipt {
+            erasure: erasure.to_string(),
+        });
     }
     if actions.is_empty() {
         return Err("the change says nothing the rules know".into());

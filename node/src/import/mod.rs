@@ -281,6 +281,58 @@ fn log_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(DIR).join(format!("{id}.jsonl"))
 }
 
+/// For `rapport privacy compact`: removes every kept upload and file of
+/// rows with errors (they are copies of files that may name an erased
+/// person), and rewrites each import log without the erased records (an
+/// undo then leaves them alone). Returns the files removed and the logs
+/// rewritten.
+pub(crate) fn forget_erased(
+    data_dir: &Path,
+    erased: &std::collections::HashSet<RecordId>,
+) -> Result<(usize, usize), NodeError> {
+    let dir = data_dir.join(DIR);
+    let mut removed = 0;
+    for path in crate::datadir::files_with_extension(&dir.join("uploads"), "csv")?
+        .into_iter()
+        .chain(crate::datadir::files_with_extension(&dir, "csv")?)
+    {
+        fs::remove_file(&path).map_err(|e| NodeError::io(&path, e))?;
+        removed += 1;
+    }
+    let mut rewritten = 0;
+    for path in crate::datadir::files_with_extension(&dir, "jsonl")? {
+        let mut lines = read_log(&path)?;
+        let mut changed = false;
+        for line in &mut lines {
+            if let Line::Batch {
+                created, updated, ..
+            } = line
+            {
+                let (c, u) = (created.len(), updated.len());
+                created.retain(|id| !erased.contains(id));
+                updated.retain(|u| !erased.contains(&u.id));
+                changed |= c != created.len() || u != updated.len();
+            }
+        }
+        if !changed {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        for line in &lines {
+            serde_json::to_writer(&mut bytes, line)
+                .map_err(|e| NodeError::Export(e.to_string()))?;
+            bytes.push(b'\n');
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::datadir::write_atomically(&dir, &name, &bytes, false)?;
+        rewritten += 1;
+    }
+    Ok((removed, rewritten))
+}
+
 /// The lines of a log; a last line cut short by a crash is skipped.
 fn read_log(path: &Path) -> Result<Vec<Line>, NodeError> {
     let bytes = fs::read(path).map_err(|e| NodeError::io(path, e))?;

@@ -712,3 +712,115 @@ fn only_admins_change_the_schema_and_concurrent_statements_converge() {
         Verdict::Rejected(r) if r.contains("bytes (at most")
     ));
 }
+
+/// Every statement a member could write about erasures: an admin's and a
+/// privacy officer's erase statements count; a writer's, a reader's, one
+/// in another's name, an edit of one, one naming the space itself and
+/// one without a reason are refused. Any member confirms an erasure the
+/// space holds, in its own name only, once.
+#[test]
+fn erasures_are_judged_like_membership_and_receipts_are_each_members_own() {
+    let id = new_space_id(&A, 1, [0, 9]);
+    let mut doc = space_with_members(id);
+    const P: [u8; 32] = [6; 32];
+    space::add_member(&mut doc, &member(&P, Role::Privacy, &A), t()).expect("add officer");
+    let person = rapport_model::space::new_record_id(&W, 2, [1, 1]);
+    let statement = |reason: &str, ids: Vec<RecordId>| EraseStatement {
+        ids,
+        reason: reason.into(),
+    };
+    let mut at = |actor: &[u8; 32]| doc.fork().with_actor(ActorId::from(&actor[..]));
+    let mut by_a = at(&A);
+    let erasure =
+        space::add_erasure(&mut by_a, &statement("request", vec![person]), t()).expect("a erases");
+    let mut by_p = at(&P);
+    space::add_erasure(&mut by_p, &statement("request 2", vec![person]), t()).expect("p");
+    let mut by_w = at(&W);
+    space::add_erasure(&mut by_w, &statement("sneaky", vec![person]), t()).expect("w");
+    let mut by_r = at(&R);
+    space::add_erasure(&mut by_r, &statement("sneaky", vec![person]), t()).expect("r");
+    let mut no_reason = at(&A);
+    no_reason
+        .put(
+            ROOT,
+            format!("erase.{}.5", hexs(&A)),
+            format!(r#"{{"ids":["{person}"],"reason":" "}}"#),
+        )
+        .expect("put");
+    no_reason.commit();
+    let mut the_space = at(&A);
+    space::add_erasure(&mut the_space, &statement("leave", vec![id]), t()).expect("space");
+    let mut forged = at(&P);
+    forged
+        .put(
+            ROOT,
+            format!("erase.{}.7", hexs(&A)),
+            format!(r#"{{"ids":["{person}"],"reason":"forged"}}"#),
+        )
+        .expect("put");
+    forged.commit();
+    for (fork, why) in [
+        (&mut by_w, "its author is a writer"),
+        (&mut by_r, "its author is a reader"),
+        (&mut no_reason, "gives no reason"),
+        (&mut the_space, "a space is left"),
+        (&mut forged, "in its own name"),
+    ] {
+        let m = evaluate_space(fork.document(), id);
+        assert!(
+            matches!(&m.log.last().expect("log").verdict, Verdict::Rejected(r) if r.contains(why)),
+            "{why}: {:?}",
+            m.log.last()
+        );
+        assert!(m.view.expect("view").erasures.is_empty());
+    }
+    let mut merged = doc.fork();
+    merged.merge(&mut by_a).expect("merge");
+    merged.merge(&mut by_p).expect("merge");
+    let view = evaluate_space(merged.document(), id).view.expect("view");
+    assert_eq!(view.erasures.len(), 2);
+    assert_eq!(
+        view.erasure_of(person).map(|e| e.ids.clone()),
+        Some(vec![person])
+    );
+
+    // Receipts: the reader confirms; the writer may not confirm in the
+    // reader's name, nor confirm an erasure the space does not hold, nor
+    // edit a receipt.
+    let mut by_reader = merged.fork().with_actor(ActorId::from(&R[..]));
+    space::add_receipt(&mut by_reader, &erasure, t()).expect("receipt");
+    let view = evaluate_space(by_reader.document(), id).view.expect("view");
+    assert!(view.receipts[&erasure].contains_key(&hexs(&R)));
+    let mut in_anothers_name = merged.fork().with_actor(ActorId::from(&W[..]));
+    in_anothers_name
+        .put(
+            ROOT,
+            format!("receipt.{}.{erasure}", hexs(&R)),
+            ScalarValue::Timestamp(1),
+        )
+        .expect("put");
+    in_anothers_name.commit();
+    let mut unknown = merged.fork().with_actor(ActorId::from(&W[..]));
+    space::add_receipt(&mut unknown, &format!("{}.9", hexs(&A)), t()).expect("receipt");
+    let mut edited = by_reader.fork().with_actor(ActorId::from(&R[..]));
+    edited
+        .put(
+            ROOT,
+            format!("receipt.{}.{erasure}", hexs(&R)),
+            ScalarValue::Timestamp(5),
+        )
+        .expect("put");
+    edited.commit();
+    for (fork, why) in [
+        (&mut in_anothers_name, "in its own name"),
+        (&mut unknown, "does not hold"),
+        (&mut edited, "never edited"),
+    ] {
+        let m = evaluate_space(fork.document(), id);
+        assert!(
+            matches!(&m.log.last().expect("log").verdict, Verdict::Rejected(r) if r.contains(why)),
+            "{why}: {:?}",
+            m.log.last()
+        );
+    }
+}

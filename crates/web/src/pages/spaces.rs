@@ -678,6 +678,7 @@ fn role_meaning(r: Role) -> &'static str {
         Role::Writer => "creates, edits and deletes records",
         Role::Reader => "reads records",
         Role::Relay => "stores and forwards changes, writes nothing",
+        Role::Privacy => "reads records, exports and erases a person's data",
     }
 }
 

@@ -66,6 +66,8 @@ fn world() -> World {
         members,
         removed: BTreeMap::new(),
         schema: Vec::new(),
+        erasures: Vec::new(),
+        receipts: BTreeMap::new(),
     };
     let record = new_record_id(&key(WRITER).device_id().0, 2, [0, 1]);
     let (doc, created) = create(WRITER, SpaceId::Shared(space));

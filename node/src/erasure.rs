@@ -1,0 +1,509 @@
+//! Erasure: a person's records erased on every node that holds them.
+//!
+//! In a shared space an erasure is a signed statement in the space's
+//! history (`rapport_model::space::add_erasure`), judged like a
+//! membership statement (`rapport_trust::policy`: admins and privacy
+//! officers only, ids and a reason, never edited). Every node that accepts
+//! it, members and relays alike, erases what it holds of those records
+//! (`Store::erase`: the documents, every change by every author, their
+//! index entries) and refuses any later change of them; then it writes a
+//! signed receipt in the space's history, so that the eraser sees which
+//! nodes have done it (`Repo::erasure_status`). A private record is
+//! erased on this node only, the reason kept in `erasures.jsonl`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use rapport_model::space::{self, EraseStatement, Erasure, short_erasure_id};
+use rapport_model::{Kind, RecordId, Role, SpaceId, SpaceView};
+
+use crate::{NodeError, Repo};
+
+/// The file of this node's erasures of private records (ids and reasons).
+pub const LOCAL_LOG: &str = "erasures.jsonl";
+
+/// What `rapport privacy erase` did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErasureReport {
+    /// The erasure's id, short form (`1a2b3c4d.0`, or `local.<time>`).
+    pub erasure: String,
+    /// The space's name, or `private`.
+    pub space: String,
+    /// The records erased: the person first, then their activities.
+    pub ids: Vec<RecordId>,
+    /// Members and relays that have still to confirm it.
+    pub waiting: usize,
+}
+
+/// Which nodes have applied an erasure.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErasureStatus {
+    pub erasure: String,
+    pub space: String,
+    pub space_id: RecordId,
+    /// Who erased (a device label), when (seconds since the Unix epoch),
+    /// why, and which records.
+    pub by: String,
+    pub at: i64,
+    pub reason: String,
+    pub ids: Vec<RecordId>,
+    /// Every current member and relay of the space: confirmed (when) or
+    /// not yet.
+    pub nodes: Vec<ErasureNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErasureNode {
+    pub device: String,
+    pub label: String,
+    pub role: Role,
+    /// When it applied the erasure; `None` while it has not confirmed.
+    pub confirmed: Option<i64>,
+}
+
+/// A line of [`LOCAL_LOG`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LocalErasure {
+    erasure: String,
+    at: i64,
+    ids: Vec<RecordId>,
+    reason: String,
+}
+
+impl Repo {
+    /// `rapport privacy erase`: erases record `reference` (and, with
+    /// `with_activities`, the activities that refer to it) on this node,
+    /// and in a shared space on every member's node, through a signed
+    /// erase statement. Needs the admin or privacy role in the space.
+    pub fn erase(
+        &self,
+        reference: &str,
+        with_activities: bool,
+        reason: &str,
+    ) -> Result<ErasureReport, NodeError> {
+        let record = self.resolve(reference)?;
+        let mut ids = vec![record.id];
+        if with_activities {
+            for (source, _) in self.store().backlinks(record.id)? {
+                if let Some(v) = self.store().view(source)?
+                    && v.kind == Kind::Activity
+                    && v.space == record.space
+                    && !ids.contains(&source)
+                {
+                    ids.push(source);
+                }
+            }
+        }
+        let statement = EraseStatement {
+            ids: ids.clone(),
+            reason: reason.trim().to_string(),
+        };
+        statement.validate().map_err(NodeError::Forbidden)?;
+        match record.space {
+            SpaceId::Private => {
+                let _guard = self.write_guard();
+                let at = self.now().as_second();
+                let erasure = format!("local.{at}");
+                self.log_local(&LocalErasure {
+                    erasure: erasure.clone(),
+                    at,
+                    ids: ids.clone(),
+                    reason: statement.reason.clone(),
+                })?;
+                for id in &ids {
+                    self.store().erase(*id, SpaceId::Private, &erasure)?;
+                }
+                self.store().flush()?;
+                tracing::info!(%erasure, records = ids.len(), "erased private records");
+                Ok(ErasureReport {
+                    erasure,
+                    space: space::PRIVATE.to_string(),
+                    ids,
+                    waiting: 0,
+                })
+            }
+            SpaceId::Shared(space_id) => {
+                let view = self
+                    .space(space_id)?
+                    .ok_or_else(|| NodeError::NotMember(space_id.to_string()))?;
+                match view.role_of(&self.device_id().to_string()) {
+                    Some(role) if role.erases() => {}
+                    Some(role) => {
+                        return Err(NodeError::Forbidden(format!(
+                            "you are a {role} in space {}: only its admins and privacy officers erase records",
+                            view.name
+                        )));
+                    }
+                    None => return Err(NodeError::NotMember(view.name)),
+                }
+                let _guard = self.write_guard();
+                let mut doc = self.load_doc(space_id)?;
+                let erasure = space::add_erasure(&mut doc, &statement, self.now())?;
+                let after = self.write_space_doc(&mut doc, space_id)?;
+                tracing::info!(erasure = %short_erasure_id(&erasure), records = ids.len(), "erase statement written");
+                Ok(ErasureReport {
+                    erasure: short_erasure_id(&erasure),
+                    space: after.name.clone(),
+                    ids,
+                    waiting: status_nodes(self, &after, &erasure, &self.device_id().to_string())
+                        .iter()
+                        .filter(|n| n.confirmed.is_none())
+                        .count(),
+                })
+            }
+        }
+    }
+
+    fn log_local(&self, entry: &LocalErasure) -> Result<(), NodeError> {
+        let path = self.dir().join(LOCAL_LOG);
+        let mut line = serde_json::to_vec(entry).map_err(|e| NodeError::Damaged {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        line.push(b'\n');
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| NodeError::io(&path, e))?;
+        file.write_all(&line)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| NodeError::io(&path, e))
+    }
+
+    /// Erases what this node holds of the records `view`'s accepted
+    /// erasures name and has not erased yet; returns how many. Called
+    /// whenever a space document is stored, from a peer or from the
+    /// journal, so a node that was offline applies an erasure as soon as
+    /// it hears of it.
+    pub(crate) fn apply_erasures(&self, view: &SpaceView) -> Result<usize, NodeError> {
+        let mut erased = 0;
+        for erasure in &view.erasures {
+            for id in &erasure.ids {
+                if self.store().erased(*id)?.is_none() {
+                    self.store()
+                        .erase(*id, SpaceId::Shared(view.id), &erasure.id)?;
+                    erased += 1;
+                }
+            }
+        }
+        if erased > 0 {
+            tracing::info!(space = %view.id, records = erased, "applied an erasure");
+        }
+        Ok(erased)
+    }
+
+    /// Writes this node's receipt of every erasure it applied and has not
+    /// confirmed yet, in every space it belongs to; returns how many.
+    pub fn confirm_erasures(&self) -> Result<usize, NodeError> {
+        let me = self.device_id().to_string();
+        let mut written = 0;
+        for view in self.store().spaces()? {
+            if !view.is_member(&me) {
+                continue;
+            }
+            let owed: Vec<&Erasure> = view
+                .erasures
+                .iter()
+                .filter(|e| e.by != me)
+                .filter(|e| {
+                    !view
+                        .receipts
+                        .get(&e.id)
+                        .is_some_and(|r| r.contains_key(&me))
+                })
+                .collect();
+            if owed.is_empty() {
+                continue;
+            }
+            let _guard = self.write_guard();
+            let mut doc = self.load_doc(view.id)?;
+            let mut here = 0;
+            for e in &owed {
+                // Only once every record it names is gone from this node.
+                let mut applied = true;
+                for id in &e.ids {
+                    applied &= self.store().erased(*id)?.is_some();
+                }
+                if applied {
+                    space::add_receipt(&mut doc, &e.id, self.now())?;
+                    here += 1;
+                }
+            }
+            if here > 0 {
+                self.write_space_doc(&mut doc, view.id)?;
+                written += here;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Every erasure of the spaces this node holds, newest first.
+    pub fn erasures(&self) -> Result<Vec<ErasureStatus>, NodeError> {
+        let me = self.device_id().to_string();
+        let mut all = Vec::new();
+        for view in self.store().spaces()? {
+            for e in &view.erasures {
+                all.push(self.status_of(&view, e, &me));
+            }
+        }
+        all.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.erasure.cmp(&b.erasure)));
+        Ok(all)
+    }
+
+    /// `rapport privacy status ERASE-ID`: which members and relays have
+    /// confirmed erasure `reference` (its id, short id or a prefix).
+    pub fn erasure_status(&self, reference: &str) -> Result<ErasureStatus, NodeError> {
+        let r = reference.trim();
+        let me = self.device_id().to_string();
+        let mut found: Vec<(SpaceView, Erasure)> = Vec::new();
+        for view in self.store().spaces()? {
+            for e in &view.erasures {
+                if e.id == r || e.short_id() == r || (r.len() >= 4 && e.id.starts_with(r)) {
+                    found.push((view.clone(), e.clone()));
+                }
+            }
+        }
+        match found.as_slice() {
+            [(view, e)] => Ok(self.status_of(view, e, &me)),
+            [] => Err(NodeError::Missing(format!(
+                "no erasure matches `{r}`; `rapport privacy status` lists them"
+            ))),
+            _ => Err(NodeError::Missing(format!(
+                "`{r}` matches several erasures; use the full id"
+            ))),
+        }
+    }
+
+    fn status_of(&self, view: &SpaceView, e: &Erasure, me: &str) -> ErasureStatus {
+        ErasureStatus {
+            erasure: e.short_id(),
+            space: view.name.clone(),
+            space_id: view.id,
+            by: self.device_label(view, &e.by),
+            at: e.at,
+            reason: e.reason.clone(),
+            ids: e.ids.clone(),
+            nodes: status_nodes(self, view, &e.id, me),
+        }
+    }
+}
+
+/// The current members of `view` with their receipt of erasure `id`; its
+/// author counts as confirmed when it wrote the statement.
+fn status_nodes(repo: &Repo, view: &SpaceView, id: &str, me: &str) -> Vec<ErasureNode> {
+    let receipts: BTreeMap<String, i64> = view.receipts.get(id).cloned().unwrap_or_default();
+    let statement = view.erasures.iter().find(|e| e.id == id);
+    view.members
+        .values()
+        .map(|m| {
+            let confirmed = receipts
+                .get(&m.device)
+                .copied()
+                .or_else(|| statement.filter(|e| e.by == m.device).map(|e| e.at));
+            let mut label = repo.device_label(view, &m.device);
+            if m.device == me {
+                label.push_str(" (this node)");
+            }
+            ErasureNode {
+                device: m.device.clone(),
+                label,
+                role: m.role,
+                confirmed,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::tests::{add, all_changes, node, sync};
+    use crate::repo::tests::input;
+
+    /// Admin `a`, writers `b` and `c`, a space "Joint" with Ann Lee, a
+    /// call with her and a deal naming her as its contact, on all three.
+    fn three_members() -> (
+        Vec<(tempfile::TempDir, Repo)>,
+        SpaceId,
+        RecordId,
+        RecordId,
+        RecordId,
+    ) {
+        let nodes = vec![node(), node(), node()];
+        let (a, b, c) = (&nodes[0].1, &nodes[1].1, &nodes[2].1);
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(a, shared.id, b, Role::Writer);
+        add(a, shared.id, c, Role::Writer);
+        let ann = a
+            .create(
+                Kind::Person,
+                space,
+                &input(&[("name", "Ann Lee"), ("emails", "ann@example.com")]),
+            )
+            .expect("person");
+        let call = a
+            .create(
+                Kind::Activity,
+                space,
+                &input(&[
+                    ("type", "call"),
+                    ("subject", "Call Ann"),
+                    ("about", "Ann Lee"),
+                ]),
+            )
+            .expect("call");
+        a.create(Kind::Company, space, &input(&[("name", "Acme")]))
+            .expect("company");
+        let deal = a
+            .create(
+                Kind::Deal,
+                space,
+                &input(&[
+                    ("title", "Rollout"),
+                    ("company", "Acme"),
+                    ("contacts", "Ann Lee"),
+                ]),
+            )
+            .expect("deal");
+        sync(b, a, space);
+        sync(c, a, space);
+        (nodes, space, ann.id, call.id, deal.id)
+    }
+
+    #[test]
+    fn an_erasure_reaches_every_member_and_a_stale_copy_never_comes_back() {
+        let (nodes, space, ann, call, deal) = three_members();
+        let (a, b, c) = (&nodes[0].1, &nodes[1].1, &nodes[2].1);
+        // c is offline and edits Ann meanwhile.
+        c.edit(
+            &ann.to_string(),
+            &input(&[("phones", "+44 20 7946 0000")]),
+            &[],
+        )
+        .expect("offline edit");
+        let erased = a
+            .erase(&ann.to_string(), true, "request of 2026-11-30")
+            .expect("erase");
+        assert_eq!(erased.ids, vec![ann, call]);
+        assert_eq!(erased.waiting, 2, "b and c have still to confirm");
+        assert!(a.store().view(ann).expect("view").is_none());
+        assert!(
+            all_changes(a, ann).is_empty(),
+            "every change of Ann is gone"
+        );
+
+        // b hears of it, erases, confirms.
+        sync(b, a, space);
+        assert!(b.store().view(ann).expect("view").is_none());
+        assert!(b.store().view(call).expect("view").is_none());
+        assert!(all_changes(b, ann).is_empty());
+        assert!(
+            b.store().view(deal).expect("view").is_some(),
+            "the deal stays"
+        );
+        assert_eq!(
+            b.store().erased(ann).expect("erased").expect("mark").kind,
+            "person"
+        );
+        sync(a, b, space);
+        let status = a.erasure_status(&erased.erasure).expect("status");
+        let confirmed = |s: &ErasureStatus, r: &Repo| {
+            s.nodes
+                .iter()
+                .find(|n| n.device == r.device_id().to_string())
+                .and_then(|n| n.confirmed)
+                .is_some()
+        };
+        assert!(confirmed(&status, a) && confirmed(&status, b));
+        assert!(!confirmed(&status, c), "c was offline");
+
+        // c comes back with its edit: it meets b first. b drops the edit,
+        // c erases its copy, and nothing of Ann is left anywhere.
+        sync(c, b, space);
+        sync(b, c, space);
+        for r in [a, b, c] {
+            assert!(r.store().view(ann).expect("view").is_none());
+            assert!(all_changes(r, ann).is_empty(), "a stale copy came back");
+            assert!(
+                r.store()
+                    .ids_by_title("ann lee", true, 5)
+                    .expect("names")
+                    .is_empty()
+            );
+        }
+        sync(a, b, space);
+        sync(a, c, space);
+        let status = a.erasure_status(&erased.erasure).expect("status");
+        assert!(
+            status.nodes.iter().all(|n| n.confirmed.is_some()),
+            "{status:?}"
+        );
+        assert_eq!(status.reason, "request of 2026-11-30");
+    }
+
+    #[test]
+    fn only_admins_and_privacy_officers_erase() {
+        let (nodes, space, ann, _, _) = three_members();
+        let (a, b) = (&nodes[0].1, &nodes[1].1);
+        let refused = b
+            .erase(&ann.to_string(), false, "because")
+            .expect_err("writer");
+        assert!(
+            refused
+                .to_string()
+                .contains("only its admins and privacy officers"),
+            "{refused}"
+        );
+        let SpaceId::Shared(space_id) = space else {
+            unreachable!()
+        };
+        let (_tmp, officer) = node();
+        add(a, space_id, &officer, Role::Privacy);
+        sync(&officer, a, space);
+        let e = officer
+            .erase(&ann.to_string(), false, "request by e-mail")
+            .expect("privacy officer erases");
+        assert!(
+            officer
+                .create(Kind::Person, space, &input(&[("name", "Bob")]))
+                .is_err(),
+            "a privacy officer writes no record"
+        );
+        sync(a, &officer, space);
+        assert!(a.store().view(ann).expect("view").is_none());
+        assert!(a.erasure_status(&e.erasure).is_ok());
+        let empty = a.erase(&ann.to_string(), false, "again");
+        assert!(empty.is_err(), "an erased person is not found again");
+    }
+
+    #[test]
+    fn a_private_erasure_survives_a_rebuild_from_the_journal() {
+        let (tmp, repo) = node();
+        let ann = repo
+            .create(
+                Kind::Person,
+                SpaceId::Private,
+                &input(&[("name", "Ann Lee")]),
+            )
+            .expect("person");
+        let e = repo
+            .erase("Ann Lee", false, "asked in person")
+            .expect("erase");
+        assert!(e.erasure.starts_with("local."));
+        drop(repo);
+        crate::recovery::rebuild(
+            tmp.path(),
+            std::sync::Arc::new(crate::env::System),
+            "test",
+            &|_, _| {},
+        )
+        .expect("rebuild");
+        let repo = Repo::open(tmp.path(), crate::OpenMode::Existing).expect("open");
+        assert!(repo.store().view(ann.id).expect("view").is_none());
+        assert!(repo.store().erased(ann.id).expect("erased").is_some());
+        let log = std::fs::read_to_string(tmp.path().join(LOCAL_LOG)).expect("log");
+        assert!(log.contains("asked in person") && !log.contains("Ann Lee"));
+    }
+}
