@@ -721,7 +721,7 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
             export_json_files(out, &records, &dir, json)
         }
         Reply::Erased(r) => crate::privacy::print_erased(out, &r, json),
-        Reply::Erasures(all) => crate::privacy::print_erasures(out, &all, json),
+        Reply::Erasures { erasures } => crate::privacy::print_erasures(out, &erasures, json),
         Reply::PrivacyExport(export) => {
             let View::PrivacyExport { out: dir } = view else {
                 return to_json(out, &export);

@@ -364,7 +364,9 @@ pub enum Reply {
     Timeline(TimelineReply),
     PrivacyExport(crate::privacy::PersonExport),
     Erased(crate::erasure::ErasureReport),
-    Erasures(Vec<crate::erasure::ErasureStatus>),
+    Erasures {
+        erasures: Vec<crate::erasure::ErasureStatus>,
+    },
     Pipeline {
         /// The built-in `sales` pipeline's stages.
         stages: Vec<Stage>,
@@ -1375,15 +1377,16 @@ impl Ops {
                     Some(e) => vec![repo.erasure_status(&e)?],
                     None => repo.erasures()?,
                 };
-                Ok(Reply::Erasures(
-                    all.into_iter()
+                Ok(Reply::Erasures {
+                    erasures: all
+                        .into_iter()
                         .filter(|s| {
                             caller
                                 .space
                                 .is_none_or(|c| c == SpaceId::Shared(s.space_id))
                         })
                         .collect(),
-                ))
+                })
             }
             Request::Timeline { record } => {
                 let v = self.visible(caller, &record)?;

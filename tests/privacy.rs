@@ -1,0 +1,214 @@
+//! Data-protection requests across real nodes on loopback: an erasure
+//! reaches three members and a relay (one member offline at the time),
+//! every node confirms it, a stale copy never brings the person back, and
+//! after `rapport privacy compact` no byte of the person is left on any
+//! node's disk.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Node, dir_contains, eventually};
+use serde_json::Value;
+
+const SPACE: &str = "Acme partners";
+const WAIT: Duration = Duration::from_secs(30);
+const NAME: &str = "Zelda Quintero";
+const EMAIL: &str = "zelda.quintero@example.org";
+const PHONE: &str = "+44 20 7946 0123";
+const OFFLINE_PHONE: &str = "+44 20 7946 0999";
+
+fn ticket(from: &Node, role: &str) -> String {
+    from.json(&["space", "invite", SPACE, "--role", role])["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_string()
+}
+
+fn shows(n: &Node, id: &str) -> bool {
+    n.run(&["show", id]).status.success()
+}
+
+/// Whether any byte of the person is in `n`'s data directory.
+fn holds_the_person(n: &Node) -> Vec<&'static str> {
+    [
+        NAME,
+        EMAIL,
+        PHONE,
+        OFFLINE_PHONE,
+        "Call Zelda about the rollout",
+    ]
+    .into_iter()
+    .filter(|s| dir_contains(&n.dir, s.as_bytes()))
+    .collect()
+}
+
+fn confirmed(status: &Value) -> usize {
+    status[0]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| !n["confirmed"].is_null())
+        .count()
+}
+
+#[test]
+fn an_erasure_reaches_every_node_and_leaves_no_byte_behind() {
+    let (a, b, c, r) = (Node::new(), Node::new(), Node::new(), Node::new());
+    for (n, name) in [(&a, "Ann"), (&b, "Bo"), (&c, "Cy")] {
+        n.ok(&["init", "--name", name, "--org", "Acme"]);
+    }
+    let mut na = a.start(&[]);
+    let mut nr = r.start_relay(&[]);
+    a.ok(&["space", "create", SPACE]);
+    r.ok(&["space", "join", &ticket(&a, "relay")]);
+    let mut nb = b.start(&[]);
+    b.ok(&["space", "join", &ticket(&a, "writer")]);
+    let mut nc = c.start(&[]);
+    c.ok(&["space", "join", &ticket(&a, "writer")]);
+
+    let person = a.json(&[
+        "person", "add", NAME, "--email", EMAIL, "--phone", PHONE, "--space", SPACE,
+    ]);
+    let person = person["id"].as_str().expect("id").to_string();
+    a.ok(&["company", "add", "Acme", "--space", SPACE]);
+    let deal = a.json(&[
+        "deal",
+        "add",
+        "Rollout",
+        "--company",
+        "Acme",
+        "--contact",
+        NAME,
+        "--space",
+        SPACE,
+    ]);
+    let deal = deal["id"].as_str().expect("id").to_string();
+    let call = a.json(&[
+        "activity",
+        "add",
+        "call",
+        "--subject",
+        "Call Zelda about the rollout",
+        "--about",
+        NAME,
+        "--space",
+        SPACE,
+    ]);
+    let call = call["id"].as_str().expect("id").to_string();
+    for n in [&b, &c, &r] {
+        assert!(
+            eventually(WAIT, || shows(n, &call) && shows(n, &deal)),
+            "{} did not get the records",
+            n.dir.display()
+        );
+    }
+    // A backup of B with the person in it: a stale copy for later.
+    let stale = b.dir.with_extension("stale.bak");
+    b.ok(&["backup", "--out", stale.to_str().expect("utf-8")]);
+
+    // C goes offline and edits the person there.
+    nc.stop();
+    c.ok(&["edit", &person, "--set", &format!("phones={OFFLINE_PHONE}")]);
+
+    // A writer may not erase; an admin may.
+    let refused = b.fails(&["privacy", "erase", NAME, "--reason", "asked"]);
+    assert!(refused.contains("admins and privacy officers"), "{refused}");
+    let erased = a.json(&[
+        "privacy",
+        "erase",
+        NAME,
+        "--with-activities",
+        "--reason",
+        "request of 2026-11-30, ticket 4411",
+    ]);
+    let erasure = erased["erasure"].as_str().expect("erasure").to_string();
+    assert_eq!(erased["ids"].as_array().map(Vec::len), Some(2), "{erased}");
+    assert!(!shows(&a, &person) && !shows(&a, &call));
+
+    // B and the relay apply it and confirm; C, offline, has not.
+    for n in [&b, &r] {
+        assert!(
+            eventually(WAIT, || !shows(n, &person) && !shows(n, &call)),
+            "{} still shows the person",
+            n.dir.display()
+        );
+    }
+    assert!(
+        eventually(WAIT, || confirmed(
+            &a.json(&["privacy", "status", &erasure])
+        ) == 3),
+        "{}",
+        a.ok(&["privacy", "status", &erasure])
+    );
+    let text = a.ok(&["privacy", "status", &erasure]);
+    assert!(
+        text.contains("not yet") && text.contains("ticket 4411"),
+        "{text}"
+    );
+    let deal_text = b.ok(&["show", &deal]);
+    assert!(deal_text.contains("erased person"), "{deal_text}");
+    assert!(!deal_text.contains(NAME), "{deal_text}");
+
+    // C comes back: its offline edit is dropped, and it erases its copy.
+    let nc2 = c.start(&[]);
+    assert!(
+        eventually(WAIT, || !shows(&c, &person)),
+        "C still shows the person"
+    );
+    assert!(
+        eventually(WAIT, || confirmed(
+            &a.json(&["privacy", "status", &erasure])
+        ) == 4),
+        "{}",
+        a.ok(&["privacy", "status", &erasure])
+    );
+    for n in [&a, &b, &r] {
+        assert!(!shows(n, &person), "C's edit brought the person back");
+    }
+    let audit = a.ok(&["audit", SPACE]);
+    assert!(
+        audit.contains("ticket 4411") && !audit.contains(NAME),
+        "{audit}"
+    );
+
+    // Until compaction the bytes are still on disk (the journal keeps
+    // them); after it, on no node.
+    for running in [&mut na, &mut nb, &mut nr] {
+        running.stop();
+    }
+    drop(nc2);
+    assert!(
+        !holds_the_person(&a).is_empty(),
+        "the byte search would find nothing even before compaction: it proves nothing"
+    );
+    for n in [&a, &b, &c, &r] {
+        let out = n.json(&["privacy", "compact"]);
+        assert!(out["erased"].as_u64() >= Some(2), "{out}");
+        let left = holds_the_person(n);
+        assert!(left.is_empty(), "{} still holds {left:?}", n.dir.display());
+        assert!(!shows(n, &person));
+    }
+
+    // B's backup from before the erasure comes back: restoring it and
+    // syncing brings the erasure, not the person.
+    let restored = Node::on(b.dir.with_extension("restored"));
+    restored.ok(&["restore", stale.to_str().expect("utf-8")]);
+    let _na = a.start(&[]);
+    let _nr = r.start_relay(&[]);
+    let _nd = restored.start(&[]);
+    assert!(
+        eventually(WAIT, || !shows(&restored, &person)),
+        "the restored backup kept the person after syncing"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !shows(&a, &person),
+        "the stale copy brought the person back"
+    );
+    assert!(
+        !shows(&r, &person),
+        "the stale copy brought the person back"
+    );
+    let _ = std::fs::remove_file(&stale);
+}
