@@ -810,7 +810,7 @@ fn export_as_json_and_as_automerge_documents() {
     let n = Node::new();
     n.demo();
     let all = n.json(&["export"]);
-    assert_eq!(all.as_array().expect("array").len(), 33);
+    assert_eq!(all.as_array().expect("array").len(), 37);
     let deals = n.json(&["export", "deal"]);
     assert_eq!(deals.as_array().expect("array").len(), 6);
 

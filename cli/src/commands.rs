@@ -19,8 +19,8 @@ use serde_json::json;
 
 use crate::output::{Display, clip, local_time, short_id_len, table};
 use crate::{
-    ActivityCmd, CampaignCmd, Command, CompanyCmd, DealCmd, ExportFormat, LineItemCmd, PersonCmd,
-    ProductCmd, SpaceCmd, TaskCmd, TicketCmd,
+    ActivityCmd, CampaignCmd, Command, CompanyCmd, ConsentCmd, DealCmd, ExportFormat, LineItemCmd,
+    PersonCmd, ProductCmd, SpaceCmd, TaskCmd, TicketCmd,
 };
 
 /// How a reply is shown: what the command was, where the reply alone does
@@ -194,6 +194,19 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
         Command::Campaign(CampaignCmd::Add(a)) => add(Kind::Campaign, &a.inputs, &a.extra)?,
         Command::Product(ProductCmd::Add(a)) => add(Kind::Product, &a.inputs, &a.extra)?,
         Command::LineItem(LineItemCmd::Add(a)) => add(Kind::LineItem, &a.inputs, &a.extra)?,
+        Command::Consent(ConsentCmd::Add(a)) => add(Kind::Consent, &a.inputs, &a.extra)?,
+        Command::Campaign(CampaignCmd::Enroll {
+            campaign,
+            people,
+            skip_without_consent,
+        }) => plan(
+            Request::Enroll {
+                campaign: campaign.clone(),
+                people: people.clone(),
+                skip_without_consent: *skip_without_consent,
+            },
+            View::Plain,
+        ),
         Command::Task(TaskCmd::Done { reference }) => plan(
             Request::CompleteTask {
                 record: record(reference),
@@ -721,6 +734,10 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
             export_json_files(out, &records, &dir, json)
         }
         Reply::Erased(r) => crate::privacy::print_erased(out, &r, json),
+        Reply::Enrolled(e) => crate::privacy::print_enrolled(out, &e, json),
+        Reply::Objections { objections } => {
+            crate::privacy::print_objections(out, &objections, json)
+        }
         Reply::Erasures { erasures } => crate::privacy::print_erasures(out, &erasures, json),
         Reply::PrivacyExport(export) => {
             let View::PrivacyExport { out: dir } = view else {

@@ -122,6 +122,10 @@ pub enum Command {
     /// with lines has their total as its amount, unless set by hand.
     #[command(subcommand, name = "line-item")]
     LineItem(LineItemCmd),
+    /// A person's consent (or objection) to a purpose: email, phone, post, events or
+    /// profiling. The newest record of a purpose counts; campaigns check it.
+    #[command(subcommand)]
+    Consent(ConsentCmd),
     /// Add a record of any kind, also one your space's admins added:
     /// `rapport add contract "Acme support 2027" --set ends=2027-03-31 --space Joint`.
     Add {
@@ -441,7 +445,7 @@ pub enum SpaceCmd {
     Invite {
         /// The space (name or id).
         space: String,
-        /// What the new member may do: admin, writer, reader or relay.
+        /// What the new member may do: admin, writer, reader, relay or privacy (reads, exports and erases a person's data, writes no record).
         #[arg(long, default_value = "writer")]
         role: rapport_model::Role,
         /// Certify the joiner as belonging to this organisation (else its own claim is recorded).
@@ -525,6 +529,26 @@ pub enum TicketCmd {
 pub enum CampaignCmd {
     /// Add a campaign.
     Add(add::AddArgs<5>),
+    /// Add people to a campaign's members. Everyone needs the consent the campaign's
+    /// channel needs (an email campaign: consent to email); without it nothing is added,
+    /// unless --skip-without-consent leaves them out and lists them.
+    Enroll {
+        /// The campaign (name, id or id prefix).
+        campaign: String,
+        /// The people (names, e-mails, ids).
+        #[arg(required = true)]
+        people: Vec<String>,
+        /// Add those who consented and list the others, instead of refusing.
+        #[arg(long)]
+        skip_without_consent: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCmd {
+    /// Record consent, a withdrawal or an objection:
+    /// `rapport consent add "Ann Lee" --purpose email --source form`.
+    Add(add::AddArgs<8>),
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use rapport_node::consent::{Enrolled, Objection};
 use rapport_node::erasure::{ErasureReport, ErasureStatus};
 use rapport_node::ops::Request;
 use rapport_node::privacy::PersonExport;
@@ -45,6 +46,9 @@ pub enum PrivacyCmd {
     /// leave the disk; also removes kept uploads, old stores moved aside, and erased
     /// records from import and merge logs. Stop the node first.
     Compact,
+    /// Who withdrew consent or objected (GDPR article 21), to what, since when, and which
+    /// campaigns still list them.
+    Objections,
 }
 
 impl PrivacyCmd {
@@ -66,6 +70,7 @@ impl PrivacyCmd {
             PrivacyCmd::Status { erasure } => Request::Erasures {
                 erasure: erasure.clone(),
             },
+            PrivacyCmd::Objections => Request::Objections,
             PrivacyCmd::Compact => return None,
         })
     }
@@ -99,6 +104,70 @@ pub fn print_erased(out: &mut String, r: &ErasureReport, json: bool) -> Result<(
             out,
             "Each node removes the bytes from its disk at `rapport privacy compact`."
         );
+    }
+    Ok(())
+}
+
+/// Prints what `rapport campaign enroll` did.
+pub fn print_enrolled(out: &mut String, e: &Enrolled, json: bool) -> Result<()> {
+    if json {
+        return crate::commands::to_json(out, e);
+    }
+    let names = |list: &[(rapport_model::RecordId, String)]| {
+        list.iter()
+            .map(|(_, n)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    outln!(
+        out,
+        "{}: {} added{}",
+        e.campaign.title(),
+        e.added.len(),
+        if e.added.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", names(&e.added))
+        }
+    );
+    if !e.already.is_empty() {
+        outln!(out, "  already members: {}", names(&e.already));
+    }
+    if !e.skipped.is_empty() {
+        outln!(out, "  left out for want of consent:");
+        for (_, name, why) in &e.skipped {
+            outln!(out, "    {name}: {why}");
+        }
+    }
+    Ok(())
+}
+
+/// Prints `rapport privacy objections`.
+pub fn print_objections(out: &mut String, all: &[Objection], json: bool) -> Result<()> {
+    if json {
+        return crate::commands::to_json(out, &all);
+    }
+    if all.is_empty() {
+        outln!(out, "Nobody has withdrawn consent or objected.");
+        return Ok(());
+    }
+    for o in all {
+        outln!(
+            out,
+            "{}: {} {} on {}{}",
+            o.name,
+            o.standing.status,
+            o.purpose,
+            o.standing.date,
+            o.standing
+                .source
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        );
+        for (_, title) in &o.campaigns {
+            outln!(out, "  still a member of campaign {title}");
+        }
     }
     Ok(())
 }

@@ -202,6 +202,37 @@ const TICKETS: Rows = &[
     ],
 ];
 
+/// Consent the webinar's members gave (a campaign by webinar needs
+/// consent to events), and one objection.
+const CONSENTS: Rows = &[
+    &[
+        ("person", "Ann Baker"),
+        ("purpose", "events"),
+        ("date", "-30d"),
+        ("source", "form"),
+    ],
+    &[
+        ("person", "Nora Lind"),
+        ("purpose", "events"),
+        ("date", "-20d"),
+        ("source", "call"),
+    ],
+    &[
+        ("person", "Alice Wong"),
+        ("purpose", "events"),
+        ("date", "-12d"),
+        ("source", "form"),
+    ],
+    &[
+        ("person", "Alice Wong"),
+        ("purpose", "profiling"),
+        ("status", "objected"),
+        ("date", "-5d"),
+        ("source", "email"),
+        ("notes", "asked not to be targeted by ads"),
+    ],
+];
+
 const CAMPAIGNS: Rows = &[&[
     ("name", "Spring partner webinar"),
     ("channel", "webinar"),
@@ -262,6 +293,7 @@ pub fn seed(repo: &Repo) -> Result<usize, NodeError> {
         (Kind::Deal, DEALS),
         (Kind::Activity, ACTIVITIES),
         (Kind::Ticket, TICKETS),
+        (Kind::Consent, CONSENTS),
         (Kind::Campaign, CAMPAIGNS),
         (Kind::Product, PRODUCTS),
         (Kind::LineItem, LINE_ITEMS),
@@ -289,7 +321,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = Repo::open(tmp.path(), OpenMode::Create).expect("open");
         let n = seed(&repo).expect("seed");
-        assert_eq!(n, 33);
+        assert_eq!(n, 37);
         assert_eq!(seed(&repo).expect("again"), 0);
         let acme = repo.resolve("Acme Corporation").expect("acme");
         assert!(repo.related(acme.id).expect("related").len() >= 4);

@@ -40,7 +40,8 @@ pub struct ErasureReport {
 pub struct ErasureStatus {
     pub erasure: String,
     pub space: String,
-    pub space_id: RecordId,
+    /// `None` for the private space.
+    pub space_id: Option<RecordId>,
     /// Who erased (a device label), when (seconds since the Unix epoch),
     /// why, and which records.
     pub by: String,
@@ -82,16 +83,16 @@ impl Repo {
         reason: &str,
     ) -> Result<ErasureReport, NodeError> {
         let record = self.resolve(reference)?;
+        // Consent records are about the person alone: they go with them.
         let mut ids = vec![record.id];
-        if with_activities {
-            for (source, _) in self.store().backlinks(record.id)? {
-                if let Some(v) = self.store().view(source)?
-                    && v.kind == Kind::Activity
-                    && v.space == record.space
-                    && !ids.contains(&source)
-                {
-                    ids.push(source);
-                }
+        for (source, field) in self.store().backlinks(record.id)? {
+            if let Some(v) = self.store().view(source)?
+                && ((v.kind == Kind::Consent && field == "person")
+                    || (with_activities && v.kind == Kind::Activity))
+                && v.space == record.space
+                && !ids.contains(&source)
+            {
+                ids.push(source);
             }
         }
         let statement = EraseStatement {
@@ -152,6 +153,16 @@ impl Repo {
                 })
             }
         }
+    }
+
+    /// What a reference to `id` shows when the record was erased here:
+    /// "erased person", never a dangling id.
+    pub fn erased_title(&self, id: RecordId) -> Option<String> {
+        self.store()
+            .erased(id)
+            .ok()
+            .flatten()
+            .map(|e| format!("erased {}", e.kind))
     }
 
     fn log_local(&self, entry: &LocalErasure) -> Result<(), NodeError> {
@@ -247,14 +258,48 @@ impl Repo {
                 all.push(self.status_of(&view, e, &me));
             }
         }
+        all.extend(self.local_erasures()?);
         all.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.erasure.cmp(&b.erasure)));
         Ok(all)
+    }
+
+    /// This node's erasures of private records, from [`LOCAL_LOG`].
+    fn local_erasures(&self) -> Result<Vec<ErasureStatus>, NodeError> {
+        let path = self.dir().join(LOCAL_LOG);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(NodeError::io(&path, e)),
+        };
+        let me = self.device_id().to_string();
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<LocalErasure>(l).ok())
+            .map(|l| ErasureStatus {
+                erasure: l.erasure,
+                space: space::PRIVATE.to_string(),
+                space_id: None,
+                by: "this node".into(),
+                at: l.at,
+                reason: l.reason,
+                ids: l.ids,
+                nodes: vec![ErasureNode {
+                    device: me.clone(),
+                    label: "this node".into(),
+                    role: Role::Admin,
+                    confirmed: Some(l.at),
+                }],
+            })
+            .collect())
     }
 
     /// `rapport privacy status ERASE-ID`: which members and relays have
     /// confirmed erasure `reference` (its id, short id or a prefix).
     pub fn erasure_status(&self, reference: &str) -> Result<ErasureStatus, NodeError> {
         let r = reference.trim();
+        if let Some(local) = self.local_erasures()?.into_iter().find(|l| l.erasure == r) {
+            return Ok(local);
+        }
         let me = self.device_id().to_string();
         let mut found: Vec<(SpaceView, Erasure)> = Vec::new();
         for view in self.store().spaces()? {
@@ -279,7 +324,7 @@ impl Repo {
         ErasureStatus {
             erasure: e.short_id(),
             space: view.name.clone(),
-            space_id: view.id,
+            space_id: Some(view.id),
             by: self.device_label(view, &e.by),
             at: e.at,
             reason: e.reason.clone(),

@@ -8,6 +8,7 @@
 pub mod addresses;
 pub mod api;
 pub mod calendar;
+pub mod consent;
 pub mod datadir;
 pub mod demo;
 pub mod duplicates;

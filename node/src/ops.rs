@@ -115,6 +115,17 @@ pub enum Request {
     PrivacyExport {
         person: String,
     },
+    /// Adds people to a campaign's members: those without the consent its
+    /// channel needs refuse the whole request, or with
+    /// `skip_without_consent` are left out and reported (`consent`).
+    Enroll {
+        campaign: String,
+        people: Vec<String>,
+        #[serde(default)]
+        skip_without_consent: bool,
+    },
+    /// Who withdrew consent or objected, to what (`consent`).
+    Objections,
     /// Erases a person (and with `with_activities`, the activities that
     /// refer to them) on every node of their space (`erasure`).
     PrivacyErase {
@@ -364,6 +375,10 @@ pub enum Reply {
     Timeline(TimelineReply),
     PrivacyExport(crate::privacy::PersonExport),
     Erased(crate::erasure::ErasureReport),
+    Enrolled(Box<crate::consent::Enrolled>),
+    Objections {
+        objections: Vec<crate::consent::Objection>,
+    },
     Erasures {
         erasures: Vec<crate::erasure::ErasureStatus>,
     },
@@ -994,6 +1009,7 @@ impl Request {
                 | Request::Timeline { .. }
                 | Request::PrivacyExport { .. }
                 | Request::Erasures { .. }
+                | Request::Objections
                 | Request::Pipeline
                 | Request::Report(_)
                 | Request::Rates
@@ -1039,6 +1055,8 @@ impl Request {
                 | Request::PrivacyExport { .. }
                 | Request::PrivacyErase { .. }
                 | Request::Erasures { .. }
+                | Request::Enroll { .. }
+                | Request::Objections
                 | Request::Pipeline
                 | Request::Report(_)
                 | Request::Rates
@@ -1372,6 +1390,25 @@ impl Ops {
                     &reason,
                 )?))
             }
+            Request::Enroll {
+                campaign,
+                people,
+                skip_without_consent,
+            } => {
+                let c = self.visible(caller, &campaign)?;
+                let mut ids = Vec::with_capacity(people.len());
+                for p in &people {
+                    ids.push(self.visible(caller, p)?.id.to_string());
+                }
+                Ok(Reply::Enrolled(Box::new(repo.enroll(
+                    &c.id.to_string(),
+                    &ids,
+                    skip_without_consent,
+                )?)))
+            }
+            Request::Objections => Ok(Reply::Objections {
+                objections: repo.objections(|r| caller.may_see(r))?,
+            }),
             Request::Erasures { erasure } => {
                 let all = match erasure {
                     Some(e) => vec![repo.erasure_status(&e)?],
@@ -1381,9 +1418,9 @@ impl Ops {
                     erasures: all
                         .into_iter()
                         .filter(|s| {
-                            caller
-                                .space
-                                .is_none_or(|c| c == SpaceId::Shared(s.space_id))
+                            caller.space.is_none_or(|c| {
+                                c == s.space_id.map_or(SpaceId::Private, SpaceId::Shared)
+                            })
                         })
                         .collect(),
                 })
@@ -2062,10 +2099,10 @@ impl Ops {
                 let title = match self.repo.store().view(id) {
                     Ok(Some(r)) if r.deleted => format!("{} (deleted)", r.title()),
                     Ok(Some(r)) => r.title(),
-                    _ => match self.repo.store().erased(id) {
-                        Ok(Some(e)) => format!("erased {}", e.kind),
-                        _ => format!("(missing {id})"),
-                    },
+                    _ => self
+                        .repo
+                        .erased_title(id)
+                        .unwrap_or_else(|| format!("(missing {id})")),
                 };
                 titles.insert(id, title);
             }

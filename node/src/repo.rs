@@ -1060,6 +1060,7 @@ impl Repo {
         }
         edits.extend(self.edit_of_lines(&view, &mut fields, &edits)?);
         check_record(view.kind, &fields)?;
+        self.check_consent(view.kind, Some(&view.fields), &fields)?;
         self.apply(view, &edits, ctx.now)
     }
 
@@ -1279,6 +1280,7 @@ impl Repo {
         }
         check_record(kind, &fields)?;
         schema.check_new(kind, &fields).map_err(NodeError::Schema)?;
+        self.check_consent(kind, None, &fields)?;
         Ok(fields)
     }
 

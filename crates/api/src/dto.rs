@@ -395,7 +395,7 @@ pub struct Space {
     pub name: String,
     pub members: usize,
     pub records: usize,
-    /// This device's role in it: admin, writer, reader or relay.
+    /// This device's role in it: admin, writer, reader, relay or privacy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
 }

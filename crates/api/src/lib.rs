@@ -14,6 +14,7 @@ mod dto;
 mod events;
 mod imports;
 mod merges;
+mod privacy;
 mod problem;
 mod reports;
 mod routes;
@@ -149,6 +150,11 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         routes::restore_record,
         routes::timeline,
         routes::privacy_export,
+        privacy::erase,
+        privacy::list_erasures,
+        privacy::get_erasure,
+        privacy::objections,
+        privacy::enroll,
         routes::pipeline,
         reports::report,
         reports::calendar_feed,
@@ -189,6 +195,13 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         merges::MergeInfo,
         merges::Merged,
         merges::MergeUndoResult,
+        privacy::NewErasure,
+        privacy::ErasureInfo,
+        privacy::ErasureNode,
+        privacy::Enrollment,
+        privacy::Enrolled,
+        privacy::Skipped,
+        privacy::ObjectionInfo,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -196,6 +209,7 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         (name = "deals", description = "The sales pipeline"),
         (name = "reports", description = "Win rate, forecast, ABC, RFM, churn, service, campaign and cross-selling reports; the agenda and calendar feeds"),
         (name = "spaces", description = "Shared spaces, their members and their fields (read only)"),
+        (name = "privacy", description = "Data-protection requests: erasures and their receipts, objections, consent-checked campaign enrollment"),
         (name = "events", description = "What happens to records, as it happens"),
         (name = "node", description = "This node"),
         (name = "imports", description = "CSV in (matched, dry-run, undone) and out"),

@@ -53,6 +53,31 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             "/api/v1/records/{id}/privacy-export",
             get(privacy_export),
         ),
+        (
+            Method::POST,
+            "/api/v1/records/{id}/enroll",
+            post(crate::privacy::enroll),
+        ),
+        (
+            Method::GET,
+            "/api/v1/erasures",
+            get(crate::privacy::list_erasures),
+        ),
+        (
+            Method::POST,
+            "/api/v1/erasures",
+            post(crate::privacy::erase),
+        ),
+        (
+            Method::GET,
+            "/api/v1/erasures/{id}",
+            get(crate::privacy::get_erasure),
+        ),
+        (
+            Method::GET,
+            "/api/v1/objections",
+            get(crate::privacy::objections),
+        ),
         (Method::GET, "/api/v1/pipeline", get(pipeline)),
         (
             Method::GET,

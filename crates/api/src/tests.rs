@@ -367,6 +367,92 @@ async fn a_persons_data_exports_file_by_file() {
 }
 
 #[tokio::test]
+async fn consent_gates_a_campaign_and_an_erasure_is_answered_over_the_api() {
+    let f = fixture();
+    let writer = f.token("writer", false);
+    let reader = f.token("reader", true);
+    for body in [
+        r#"{"kind": "person", "fields": {"name": "Kim Lee", "emails": ["kim@acme.example"]}}"#,
+        r#"{"kind": "person", "fields": {"name": "Lou Park"}}"#,
+        r#"{"kind": "consent", "fields": {"person": "Kim Lee", "purpose": "email", "source": "form"}}"#,
+        r#"{"kind": "campaign", "fields": {"name": "Winter mailing", "channel": "email"}}"#,
+    ] {
+        let (status, _, v) = f
+            .send(Method::POST, "/api/v1/records", Some(&writer), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+    }
+    let enroll = |skip: bool| {
+        format!(r#"{{"people": ["Kim Lee", "Lou Park"], "skip_without_consent": {skip}}}"#)
+    };
+    let path = "/api/v1/records/Winter%20mailing/enroll";
+    let (status, _, v) = f
+        .send(Method::POST, path, Some(&writer), Some(&enroll(false)))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Lou Park"),
+        "{v}"
+    );
+    let (status, _, v) = f
+        .send(Method::POST, path, Some(&writer), Some(&enroll(true)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["added"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["skipped"][0]["name"], "Lou Park", "{v}");
+    let (status, _, _) = f
+        .send(Method::POST, path, Some(&reader), Some(&enroll(true)))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a read-only token enrolls nobody"
+    );
+
+    let (status, _, v) = f
+        .send(
+            Method::POST,
+            "/api/v1/erasures",
+            Some(&writer),
+            Some(r#"{"person": "Kim Lee", "reason": "request by e-mail"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        v["records"].as_array().map(Vec::len),
+        Some(2),
+        "Kim and her consent: {v}"
+    );
+    let (status, _, v) = f
+        .send(
+            Method::GET,
+            &format!("/api/v1/erasures/{id}"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["reason"], "request by e-mail");
+    let (status, _, _) = f
+        .send(
+            Method::GET,
+            "/api/v1/records/Kim%20Lee",
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, v) = f
+        .send(Method::GET, "/api/v1/objections", Some(&reader), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
 async fn a_patch_from_a_stale_version_merges_and_names_what_changed_meanwhile() {
     let f = fixture();
     let token = f.token("sync", false);

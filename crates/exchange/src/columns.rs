@@ -587,6 +587,33 @@ fn known(kind: Kind, fields: &[&'static FieldDef], header: &str) -> Option<Targe
                 None
             }
         }
+        // Consent logs of newsletter tools (Mailchimp's OPTIN_TIME,
+        // CONFIRM_TIME; HubSpot's subscription exports).
+        Kind::Consent => {
+            if any(&[
+                "email",
+                "emailaddress",
+                "contact",
+                "contactname",
+                "subscriber",
+            ]) {
+                field("person")
+            } else if any(&["subscriptiontype", "type", "channel", "list"]) {
+                field("purpose")
+            } else if any(&[
+                "optintime",
+                "confirmtime",
+                "timestamp",
+                "consentdate",
+                "when",
+            ]) {
+                field("date")
+            } else if any(&["optinsource", "origin", "method"]) {
+                field("source")
+            } else {
+                None
+            }
+        }
         // Salesforce's OpportunityLineItem, HubSpot's line items.
         Kind::LineItem => {
             if any(&[

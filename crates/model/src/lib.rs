@@ -4,6 +4,7 @@
 //! Sans-IO: nothing here touches the disk, the network or the clock.
 
 pub mod calendar;
+pub mod consent;
 pub mod custom;
 pub mod doc;
 pub mod id;

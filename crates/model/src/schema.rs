@@ -20,6 +20,7 @@ pub enum Kind {
     Campaign,
     Product,
     LineItem,
+    Consent,
     Custom(CustomKind),
 }
 
@@ -219,6 +220,12 @@ pub const TICKET_STATUSES: &[&str] = &["new", "open", "pending", "resolved", "cl
 pub const TICKET_PRIORITIES: &[&str] = &["low", "normal", "high", "urgent"];
 pub const CAMPAIGN_CHANNELS: &[&str] = &[
     "email", "event", "webinar", "social", "ads", "print", "phone", "other",
+];
+/// What a person consents to (or objects to): see `crate::consent`.
+pub const CONSENT_PURPOSES: &[&str] = &["email", "phone", "post", "events", "profiling"];
+pub const CONSENT_STATUSES: &[&str] = &["granted", "withdrawn", "objected"];
+pub const CONSENT_SOURCES: &[&str] = &[
+    "form", "call", "email", "meeting", "import", "contract", "other",
 ];
 
 /// The probability (percent) a deal has while its own is not set.
@@ -434,8 +441,34 @@ const LINE_ITEM: &[FieldDef] = &[
     f("discount", T::Percent, "discount in percent, 0 to 100"),
 ];
 
+const CONSENT: &[FieldDef] = &[
+    req(
+        "person",
+        T::Ref(&[Kind::Person]),
+        "whose consent (or objection) it is",
+    ),
+    req(
+        "purpose",
+        T::Choice(CONSENT_PURPOSES),
+        "what for: email, phone, post, events or profiling",
+    ),
+    req(
+        "status",
+        T::Choice(CONSENT_STATUSES),
+        "granted, withdrawn, or objected (to processing for this purpose)",
+    )
+    .or("granted"),
+    req("date", T::Date, "when they gave, withdrew or objected").or("today"),
+    f(
+        "source",
+        T::Choice(CONSENT_SOURCES),
+        "how: form, call, email, meeting, import, contract or other",
+    ),
+    f("notes", T::Text, "what they said, and where the proof is"),
+];
+
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Company,
         Kind::Person,
         Kind::Deal,
@@ -444,6 +477,7 @@ impl Kind {
         Kind::Campaign,
         Kind::Product,
         Kind::LineItem,
+        Kind::Consent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -456,6 +490,7 @@ impl Kind {
             Kind::Campaign => "campaign",
             Kind::Product => "product",
             Kind::LineItem => "line_item",
+            Kind::Consent => "consent",
             Kind::Custom(c) => c.as_str(),
         }
     }
@@ -496,6 +531,7 @@ impl Kind {
             Kind::Campaign => CAMPAIGN,
             Kind::Product => PRODUCT,
             Kind::LineItem => LINE_ITEM,
+            Kind::Consent => CONSENT,
             Kind::Custom(_) => CUSTOM,
         }
     }
@@ -511,6 +547,7 @@ impl Kind {
             Kind::Campaign => &[Kind::Campaign],
             Kind::Product => &[Kind::Product],
             Kind::LineItem => &[Kind::LineItem],
+            Kind::Consent => &[Kind::Consent],
             Kind::Custom(c) => intern_kind(c.as_str(), false).map_or(&[], |(_, only)| only),
         }
     }
@@ -524,6 +561,7 @@ impl Kind {
         match self {
             Kind::Deal | Kind::Ticket => "title",
             Kind::Activity => "subject",
+            Kind::Consent => "purpose",
             _ => "name",
         }
     }
@@ -539,6 +577,7 @@ impl Kind {
             Kind::Campaign => &["name", "channel", "start", "end", "budget", "currency"],
             Kind::Product => &["name", "sku", "price", "currency", "category", "active"],
             Kind::LineItem => &["name", "deal", "quantity", "price", "currency", "discount"],
+            Kind::Consent => &["person", "purpose", "status", "date", "source"],
             Kind::Custom(_) => CUSTOM_COLUMNS,
         }
     }
@@ -647,7 +686,7 @@ impl fmt::Display for Kind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown record kind `{0}`: use one of company, person, deal, activity, ticket, campaign, \
-     product, line_item, or the name of a kind your space's admins added (up to 40 lower-case letters, digits and _)"
+     product, line_item, consent, or the name of a kind your space's admins added (up to 40 lower-case letters, digits and _)"
 )]
 pub struct UnknownKind(pub String);
 
@@ -664,6 +703,7 @@ fn builtin(lower: &str) -> Option<Kind> {
         "line_item" | "line_items" | "line-item" | "line-items" | "lineitem" | "lineitems" => {
             Kind::LineItem
         }
+        "consent" | "consents" => Kind::Consent,
         _ => return None,
     })
 }

@@ -179,6 +179,7 @@ pub(crate) fn plural(kind: Kind) -> String {
         Kind::Campaign => "Campaigns".into(),
         Kind::Product => "Products".into(),
         Kind::LineItem => "Line items".into(),
+        Kind::Consent => "Consents".into(),
         Kind::Custom(_) => label(&rapport_model::custom::plural_of(kind)),
     }
 }
@@ -254,7 +255,11 @@ pub(crate) fn field_value(
 
 /// The record's title, or its id when the record is not here.
 pub(crate) fn title_in(repo: &rapport_node::Repo, id: RecordId) -> Option<String> {
-    repo.view(id).ok().flatten().map(|v: RecordView| v.title())
+    repo.view(id)
+        .ok()
+        .flatten()
+        .map(|v: RecordView| v.title())
+        .or_else(|| repo.erased_title(id))
 }
 
 /// Seconds since the Unix epoch as local time, `2026-11-23 14:05`.

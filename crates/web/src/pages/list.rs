@@ -395,6 +395,7 @@ fn example_filter(kind: Kind) -> &'static str {
         Kind::Campaign => "channel=email",
         Kind::Product => "category=Licences",
         Kind::LineItem => "deal=Rollout",
+        Kind::Consent => "status=objected",
         Kind::Custom(_) => "name^=A",
     }
 }

@@ -334,6 +334,9 @@ fn actions(view: &RecordView) -> Markup {
             @if view.kind == Kind::Person {
                 a class="button secondary" href={ "/r/" (id) "/privacy" } { "Their data…" }
             }
+            @if view.kind == Kind::Campaign {
+                (super::privacy::enroll_form(id))
+            }
             @if view.kind == Kind::Company {
                 a class="button secondary" href={ "/new/deal?company=" (id) } { "New deal" }
                 a class="button secondary" href={ "/new/person?company=" (id) } { "New person" }

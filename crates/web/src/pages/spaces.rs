@@ -808,7 +808,7 @@ mod tests {
         assert!(
             bad_role
                 .body
-                .contains("unknown role `owner`: use admin, writer, reader or relay"),
+                .contains("unknown role `owner`: use admin, writer, reader, relay or privacy"),
             "{}",
             bad_role.body
         );
