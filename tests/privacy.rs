@@ -212,3 +212,153 @@ fn an_erasure_reaches_every_node_and_leaves_no_byte_behind() {
     );
     let _ = std::fs::remove_file(&stale);
 }
+
+/// One node, from the command line: consent gates a campaign, objections
+/// are listed, the export holds everything put in, a retention rule's dry
+/// run erases nothing and its run erases what it listed, and a private
+/// person's bytes leave the disk at compaction.
+#[test]
+fn consent_export_retention_and_a_private_erasure_from_the_command_line() {
+    let n = Node::new();
+    n.ok(&["init", "--name", "Dana", "--org", "Acme"]);
+    n.ok(&[
+        "person", "add", NAME, "--email", EMAIL, "--phone", PHONE, "--tag", "lead",
+    ]);
+    n.ok(&["person", "add", "Yuri Ostrova", "--tag", "lead"]);
+    n.ok(&[
+        "consent",
+        "add",
+        NAME,
+        "--purpose",
+        "email",
+        "--source",
+        "form",
+    ]);
+    n.ok(&[
+        "consent",
+        "add",
+        "Yuri Ostrova",
+        "--purpose",
+        "email",
+        "--status",
+        "objected",
+        "--date",
+        "2026-11-02",
+        "--source",
+        "email",
+    ]);
+    let refused = n.fails(&[
+        "campaign",
+        "add",
+        "Winter mailing",
+        "--channel",
+        "email",
+        "--member",
+        NAME,
+        "--member",
+        "Yuri Ostrova",
+    ]);
+    assert!(
+        refused.contains("consent to email")
+            && refused.contains("Yuri Ostrova (objected on 2026-11-02)"),
+        "{refused}"
+    );
+    n.ok(&["campaign", "add", "Winter mailing", "--channel", "email"]);
+    let e = n.fails(&["campaign", "enroll", "Winter mailing", NAME, "Yuri Ostrova"]);
+    assert!(e.contains("Yuri Ostrova"), "{e}");
+    let e = n.json(&[
+        "campaign",
+        "enroll",
+        "Winter mailing",
+        NAME,
+        "Yuri Ostrova",
+        "--skip-without-consent",
+    ]);
+    assert_eq!(e["added"].as_array().map(Vec::len), Some(1), "{e}");
+    assert_eq!(e["skipped"][0][1], "Yuri Ostrova", "{e}");
+    let objections = n.ok(&["privacy", "objections"]);
+    assert!(
+        objections.contains("Yuri Ostrova: objected email on 2026-11-02 (email)"),
+        "{objections}"
+    );
+
+    // The export holds the person, their consent and the campaign.
+    let out = n.dir.with_extension("export");
+    n.ok(&[
+        "privacy",
+        "export",
+        NAME,
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let related = std::fs::read_to_string(out.join("related.json")).expect("related");
+    assert!(
+        related.contains("Winter mailing") && related.contains("\"purpose\""),
+        "{related}"
+    );
+    let person = std::fs::read_to_string(out.join("person.json")).expect("person");
+    assert!(
+        person.contains(EMAIL) && person.contains("7946 0123"),
+        "{person}"
+    );
+    std::fs::remove_dir_all(&out).expect("clean");
+
+    // Retention: both leads were active this month, so the dry run lists
+    // none (what a rule erases once time has passed is tested on a moved
+    // clock in `node::retention`); applying needs a reason.
+    n.ok(&[
+        "privacy",
+        "retention",
+        "add",
+        "leads",
+        "--kind",
+        "person",
+        "--where",
+        "tags=lead",
+        "--inactive-months",
+        "1",
+    ]);
+    let rules = n.ok(&["privacy", "retention", "list"]);
+    assert!(
+        rules.contains("leads: person records where tags=lead"),
+        "{rules}"
+    );
+    let dry = n.json(&["privacy", "retention", "run"]);
+    assert_eq!(
+        dry[0]["candidates"].as_array().map(Vec::len),
+        Some(0),
+        "all active: {dry}"
+    );
+    let refused = n.fails(&["privacy", "retention", "run", "--apply"]);
+    assert!(refused.contains("--reason"), "{refused}");
+
+    // A private erasure, then compaction: no byte of the person is left.
+    let erased = n.json(&["privacy", "erase", NAME, "--reason", "asked by phone"]);
+    assert_eq!(
+        erased["ids"].as_array().map(Vec::len),
+        Some(2),
+        "with her consent: {erased}"
+    );
+    let campaign = n.ok(&["show", "Winter mailing"]);
+    assert!(
+        campaign.contains("erased person") && !campaign.contains(NAME),
+        "{campaign}"
+    );
+    assert!(
+        dir_contains(&n.dir, EMAIL.as_bytes()),
+        "the journal keeps it until compaction"
+    );
+    n.ok(&["privacy", "compact"]);
+    for needle in [NAME, EMAIL, PHONE] {
+        assert!(
+            !dir_contains(&n.dir, needle.as_bytes()),
+            "{needle} is still on disk"
+        );
+    }
+    assert!(
+        n.ok(&["show", "Yuri Ostrova"]).contains("Yuri Ostrova"),
+        "others stay"
+    );
+    let status = n.ok(&["privacy", "status"]);
+    assert!(status.contains("asked by phone"), "{status}");
+}

@@ -94,7 +94,7 @@ fn creating(request: Request, view: View) -> Planned {
     }
 }
 
-fn assignments(items: &[String]) -> Result<Vec<(String, String)>> {
+pub(crate) fn assignments(items: &[String]) -> Result<Vec<(String, String)>> {
     Ok(items
         .iter()
         .map(|s| parse_assignment(s))
@@ -316,7 +316,7 @@ pub fn plan_of(command: &Command) -> Result<Option<Planned>> {
         }
         Command::Calendar(cmd) => plan(cmd.request(), View::Plain),
         Command::Privacy(cmd) => {
-            let Some(request) = cmd.request() else {
+            let Some(request) = cmd.request()? else {
                 return Ok(None);
             };
             let view = match cmd {
@@ -735,6 +735,8 @@ fn render(out: &mut String, view: View, reply: Reply, json: bool) -> Result<()> 
         }
         Reply::Erased(r) => crate::privacy::print_erased(out, &r, json),
         Reply::Enrolled(e) => crate::privacy::print_enrolled(out, &e, json),
+        Reply::RetentionRules { rules } => crate::privacy::print_rules(out, &rules, json),
+        Reply::Retention { runs } => crate::privacy::print_retention(out, &runs, json),
         Reply::Objections { objections } => {
             crate::privacy::print_objections(out, &objections, json)
         }

@@ -9,6 +9,7 @@ use rapport_node::consent::{Enrolled, Objection};
 use rapport_node::erasure::{ErasureReport, ErasureStatus};
 use rapport_node::ops::Request;
 use rapport_node::privacy::PersonExport;
+use rapport_node::retention::{RetentionRule, RuleRun};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum PrivacyCmd {
@@ -49,12 +50,50 @@ pub enum PrivacyCmd {
     /// Who withdrew consent or objected (GDPR article 21), to what, since when, and which
     /// campaigns still list them.
     Objections,
+    /// Retention rules: how long records are kept. `run` lists what they would erase
+    /// (a dry run) and with --apply erases it, by the same erasure as `erase`.
+    #[command(subcommand)]
+    Retention(RetentionCmd),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RetentionCmd {
+    /// Add a rule (or replace the one of that name):
+    /// `rapport privacy retention add leads --kind person --where tags=lead --inactive-months 24`.
+    Add {
+        name: String,
+        /// The kind of record it erases.
+        #[arg(long)]
+        kind: String,
+        /// Only records whose FIELD equals VALUE (the comparisons of `rapport list --where`).
+        #[arg(long = "where", value_name = "FIELD=VALUE")]
+        filters: Vec<String>,
+        /// Erase when neither the record nor an activity about it changed or took place
+        /// for this many months.
+        #[arg(long, value_name = "MONTHS")]
+        inactive_months: u32,
+    },
+    /// The rules of this device.
+    List,
+    /// Remove a rule.
+    Remove { name: String },
+    /// What the rules (or the one named) would erase; nothing is erased without --apply.
+    Run {
+        name: Option<String>,
+        /// Erase what the rules select (needs --reason; admins and privacy officers of
+        /// each space).
+        #[arg(long, requires = "reason")]
+        apply: bool,
+        /// Why, kept with each erasure (the rule's name is added).
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 impl PrivacyCmd {
     /// The operation, or `None` for `compact`, which the CLI runs itself.
-    pub fn request(&self) -> Option<Request> {
-        Some(match self {
+    pub fn request(&self) -> Result<Option<Request>> {
+        Ok(Some(match self {
             PrivacyCmd::Export { person, .. } => Request::PrivacyExport {
                 person: person.clone(),
             },
@@ -71,8 +110,32 @@ impl PrivacyCmd {
                 erasure: erasure.clone(),
             },
             PrivacyCmd::Objections => Request::Objections,
-            PrivacyCmd::Compact => return None,
-        })
+            PrivacyCmd::Retention(RetentionCmd::Add {
+                name,
+                kind,
+                filters,
+                inactive_months,
+            }) => Request::SetRetentionRule(RetentionRule {
+                name: name.clone(),
+                kind: kind.parse()?,
+                filters: crate::commands::assignments(filters)?,
+                inactive_months: *inactive_months,
+            }),
+            PrivacyCmd::Retention(RetentionCmd::List) => Request::RetentionRules,
+            PrivacyCmd::Retention(RetentionCmd::Remove { name }) => {
+                Request::RemoveRetentionRule { name: name.clone() }
+            }
+            PrivacyCmd::Retention(RetentionCmd::Run {
+                name,
+                apply,
+                reason,
+            }) => Request::Retention {
+                name: name.clone(),
+                apply: *apply,
+                reason: reason.clone(),
+            },
+            PrivacyCmd::Compact => return Ok(None),
+        }))
     }
 }
 
@@ -138,6 +201,72 @@ pub fn print_enrolled(out: &mut String, e: &Enrolled, json: bool) -> Result<()> 
         for (_, name, why) in &e.skipped {
             outln!(out, "    {name}: {why}");
         }
+    }
+    Ok(())
+}
+
+/// Prints the retention rules.
+pub fn print_rules(out: &mut String, rules: &[RetentionRule], json: bool) -> Result<()> {
+    if json {
+        return crate::commands::to_json(out, &rules);
+    }
+    if rules.is_empty() {
+        outln!(
+            out,
+            "No retention rules; `rapport privacy retention add` makes one."
+        );
+    }
+    for r in rules {
+        let filters: Vec<String> = r.filters.iter().map(|(f, v)| format!("{f}={v}")).collect();
+        outln!(
+            out,
+            "{}: {} records{} with no activity for {} months",
+            r.name,
+            r.kind,
+            if filters.is_empty() {
+                String::new()
+            } else {
+                format!(" where {}", filters.join(", "))
+            },
+            r.inactive_months
+        );
+    }
+    Ok(())
+}
+
+/// Prints what retention rules would erase, or erased.
+pub fn print_retention(out: &mut String, runs: &[RuleRun], json: bool) -> Result<()> {
+    if json {
+        return crate::commands::to_json(out, &runs);
+    }
+    for run in runs {
+        let erased = !run.erasures.is_empty();
+        outln!(
+            out,
+            "{}: {} {} record(s){}",
+            run.rule.name,
+            if erased { "erased" } else { "would erase" },
+            run.candidates.len(),
+            if run.candidates.is_empty() { "" } else { ":" }
+        );
+        for c in &run.candidates {
+            outln!(
+                out,
+                "  {}  {}  last active {}",
+                c.id,
+                c.title,
+                crate::output::local_time(c.last_active)
+            );
+        }
+        for e in &run.erasures {
+            outln!(out, "  erasure {} in {}", e.erasure, e.space);
+        }
+    }
+    if runs.iter().all(|r| r.erasures.is_empty()) && runs.iter().any(|r| !r.candidates.is_empty()) {
+        outln!(
+            out,
+            "Nothing was erased: run again with --apply --reason \"...\" to erase them."
+        );
     }
     Ok(())
 }

@@ -57,6 +57,9 @@ pub struct Profile {
     /// The exchange rates reports convert amounts at (`rapport rates`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rates: Option<crate::reports::Rates>,
+    /// Retention rules (`rapport privacy retention`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retention: Vec<crate::retention::RetentionRule>,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/rapport` on Linux and the
@@ -127,6 +130,7 @@ pub fn create(
         relay: false,
         schema: Vec::new(),
         rates: None,
+        retention: Vec::new(),
     };
     save_profile(dir, &profile)?;
     Ok(profile)

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use rapport_model::space::{self, EraseStatement, Erasure, short_erasure_id};
-use rapport_model::{Kind, RecordId, Role, SpaceId, SpaceView};
+use rapport_model::{Kind, RecordId, RecordView, Role, SpaceId, SpaceView};
 
 use crate::{NodeError, Repo};
 
@@ -83,28 +83,86 @@ impl Repo {
         reason: &str,
     ) -> Result<ErasureReport, NodeError> {
         let record = self.resolve(reference)?;
-        // Consent records are about the person alone: they go with them.
-        let mut ids = vec![record.id];
-        for (source, field) in self.store().backlinks(record.id)? {
-            if let Some(v) = self.store().view(source)?
-                && ((v.kind == Kind::Consent && field == "person")
-                    || (with_activities && v.kind == Kind::Activity))
-                && v.space == record.space
-                && !ids.contains(&source)
-            {
-                ids.push(source);
+        let mut reports =
+            self.erase_records(std::slice::from_ref(&record), with_activities, reason)?;
+        reports
+            .pop()
+            .ok_or_else(|| NodeError::Missing("nothing was erased".into()))
+    }
+
+    /// Erases `records` (with their consent records, and with
+    /// `with_activities` the activities about them): one erase statement
+    /// per space (and per [`space::MAX_ERASED_IDS`] records). Checks that
+    /// this device may erase in every space before it erases anything.
+    pub fn erase_records(
+        &self,
+        records: &[RecordView],
+        with_activities: bool,
+        reason: &str,
+    ) -> Result<Vec<ErasureReport>, NodeError> {
+        let groups = crate::retention::by_space(records);
+        for group in groups.values() {
+            if let SpaceId::Shared(space_id) = group[0].space {
+                self.may_erase_in(space_id)?;
             }
         }
+        let mut reports = Vec::new();
+        for group in groups.values() {
+            let mut ids: Vec<RecordId> = Vec::new();
+            for record in group {
+                if !ids.contains(&record.id) {
+                    ids.push(record.id);
+                }
+                // Consent records are about the person alone: they go too.
+                for (source, field) in self.store().backlinks(record.id)? {
+                    if let Some(v) = self.store().view(source)?
+                        && ((v.kind == Kind::Consent && field == "person")
+                            || (with_activities && v.kind == Kind::Activity))
+                        && v.space == record.space
+                        && !ids.contains(&source)
+                    {
+                        ids.push(source);
+                    }
+                }
+            }
+            for chunk in ids.chunks(space::MAX_ERASED_IDS) {
+                reports.push(self.erase_in(group[0].space, chunk.to_vec(), reason)?);
+            }
+        }
+        Ok(reports)
+    }
+
+    fn may_erase_in(&self, space_id: RecordId) -> Result<SpaceView, NodeError> {
+        let view = self
+            .space(space_id)?
+            .ok_or_else(|| NodeError::NotMember(space_id.to_string()))?;
+        match view.role_of(&self.device_id().to_string()) {
+            Some(role) if role.erases() => Ok(view),
+            Some(role) => Err(NodeError::Forbidden(format!(
+                "you are a {role} in space {}: only its admins and privacy officers erase records",
+                view.name
+            ))),
+            None => Err(NodeError::NotMember(view.name)),
+        }
+    }
+
+    /// One erasure of `ids`, all of `space`.
+    fn erase_in(
+        &self,
+        space: SpaceId,
+        ids: Vec<RecordId>,
+        reason: &str,
+    ) -> Result<ErasureReport, NodeError> {
         let statement = EraseStatement {
             ids: ids.clone(),
             reason: reason.trim().to_string(),
         };
         statement.validate().map_err(NodeError::Forbidden)?;
-        match record.space {
+        match space {
             SpaceId::Private => {
                 let _guard = self.write_guard();
                 let at = self.now().as_second();
-                let erasure = format!("local.{at}");
+                let erasure = format!("local.{}", self.now().as_millisecond());
                 self.log_local(&LocalErasure {
                     erasure: erasure.clone(),
                     at,
@@ -124,19 +182,7 @@ impl Repo {
                 })
             }
             SpaceId::Shared(space_id) => {
-                let view = self
-                    .space(space_id)?
-                    .ok_or_else(|| NodeError::NotMember(space_id.to_string()))?;
-                match view.role_of(&self.device_id().to_string()) {
-                    Some(role) if role.erases() => {}
-                    Some(role) => {
-                        return Err(NodeError::Forbidden(format!(
-                            "you are a {role} in space {}: only its admins and privacy officers erase records",
-                            view.name
-                        )));
-                    }
-                    None => return Err(NodeError::NotMember(view.name)),
-                }
+                self.may_erase_in(space_id)?;
                 let _guard = self.write_guard();
                 let mut doc = self.load_doc(space_id)?;
                 let erasure = space::add_erasure(&mut doc, &statement, self.now())?;

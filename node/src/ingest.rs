@@ -1971,10 +1971,12 @@ pub(crate) mod tests {
     }
 
     /// A clock the test moves, with the system's randomness.
-    struct Clock(std::sync::Mutex<Timestamp>);
+    pub(crate) struct Clock(pub(crate) std::sync::Mutex<Timestamp>);
 
     /// A node whose clock the test moves, in a directory it may reopen.
-    fn clocked_node(start: Timestamp) -> (std::sync::Arc<Clock>, tempfile::TempDir, Repo) {
+    pub(crate) fn clocked_node(
+        start: Timestamp,
+    ) -> (std::sync::Arc<Clock>, tempfile::TempDir, Repo) {
         let clock = std::sync::Arc::new(Clock(std::sync::Mutex::new(start)));
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = Repo::open_in(tmp.path(), OpenMode::Create, clock.clone()).expect("open");

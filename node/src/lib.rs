@@ -32,6 +32,7 @@ pub mod recovery;
 pub mod replica;
 pub mod repo;
 pub mod reports;
+pub mod retention;
 pub mod schema;
 pub mod search;
 pub mod spaces;

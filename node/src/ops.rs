@@ -126,6 +126,23 @@ pub enum Request {
     },
     /// Who withdrew consent or objected, to what (`consent`).
     Objections,
+    /// This device's retention rules (`retention`).
+    RetentionRules,
+    /// Adds a retention rule, or replaces the one of its name.
+    SetRetentionRule(crate::retention::RetentionRule),
+    RemoveRetentionRule {
+        name: String,
+    },
+    /// What retention rule `name` (every rule if `None`) would erase, and
+    /// with `apply`, erases it (`reason` required).
+    Retention {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        apply: bool,
+        #[serde(default)]
+        reason: Option<String>,
+    },
     /// Erases a person (and with `with_activities`, the activities that
     /// refer to them) on every node of their space (`erasure`).
     PrivacyErase {
@@ -376,6 +393,12 @@ pub enum Reply {
     PrivacyExport(crate::privacy::PersonExport),
     Erased(crate::erasure::ErasureReport),
     Enrolled(Box<crate::consent::Enrolled>),
+    RetentionRules {
+        rules: Vec<crate::retention::RetentionRule>,
+    },
+    Retention {
+        runs: Vec<crate::retention::RuleRun>,
+    },
     Objections {
         objections: Vec<crate::consent::Objection>,
     },
@@ -1010,6 +1033,8 @@ impl Request {
                 | Request::PrivacyExport { .. }
                 | Request::Erasures { .. }
                 | Request::Objections
+                | Request::RetentionRules
+                | Request::Retention { apply: false, .. }
                 | Request::Pipeline
                 | Request::Report(_)
                 | Request::Rates
@@ -1057,6 +1082,7 @@ impl Request {
                 | Request::Erasures { .. }
                 | Request::Enroll { .. }
                 | Request::Objections
+                | Request::Retention { .. }
                 | Request::Pipeline
                 | Request::Report(_)
                 | Request::Rates
@@ -1405,6 +1431,42 @@ impl Ops {
                     &ids,
                     skip_without_consent,
                 )?)))
+            }
+            Request::RetentionRules => Ok(Reply::RetentionRules {
+                rules: repo.retention_rules(),
+            }),
+            Request::SetRetentionRule(rule) => {
+                repo.set_retention_rule(rule)?;
+                Ok(Reply::RetentionRules {
+                    rules: repo.retention_rules(),
+                })
+            }
+            Request::RemoveRetentionRule { name } => {
+                repo.remove_retention_rule(&name)?;
+                Ok(Reply::RetentionRules {
+                    rules: repo.retention_rules(),
+                })
+            }
+            Request::Retention {
+                name,
+                apply,
+                reason,
+            } => {
+                let reason = match (apply, reason.as_deref().map(str::trim)) {
+                    (false, _) => None,
+                    (true, Some(r)) if !r.is_empty() => Some(r.to_string()),
+                    (true, _) => {
+                        return Err(OpError::new(
+                            ErrorCode::Invalid,
+                            "applying retention erases records: give the reason to keep with the erasure".to_string(),
+                        )
+                        .field("reason"));
+                    }
+                };
+                Ok(Reply::Retention {
+                    runs: repo
+                        .run_retention(name.as_deref(), reason.as_deref(), |r| caller.may_see(r))?,
+                })
             }
             Request::Objections => Ok(Reply::Objections {
                 objections: repo.objections(|r| caller.may_see(r))?,

@@ -154,6 +154,7 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         privacy::list_erasures,
         privacy::get_erasure,
         privacy::objections,
+        privacy::retention,
         privacy::enroll,
         routes::pipeline,
         reports::report,
@@ -202,6 +203,7 @@ pub async fn start(ops: Ops, bind: SocketAddr, config: ApiConfig) -> Result<ApiS
         privacy::Enrolled,
         privacy::Skipped,
         privacy::ObjectionInfo,
+        privacy::RetentionRun,
     )),
     modifiers(&BearerAuth),
     tags(

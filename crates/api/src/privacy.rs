@@ -245,6 +245,48 @@ pub(crate) async fn objections(
     }
 }
 
+/// What a retention rule would erase now (a dry run).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RetentionRun {
+    pub rule: String,
+    pub kind: String,
+    pub inactive_months: u32,
+    /// Ids of the records it would erase.
+    pub records: Vec<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/retention",
+    tag = "privacy",
+    responses((status = 200, description = "What each retention rule of this node would erase now (nothing is erased: apply with `rapport privacy retention run --apply`)", body = Vec<RetentionRun>)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn retention(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Response, Problem> {
+    let request = Request::Retention {
+        name: None,
+        apply: false,
+        reason: None,
+    };
+    match run(&state.ops, caller, request).await? {
+        Reply::Retention { runs } => Ok(Json(
+            runs.into_iter()
+                .map(|r| RetentionRun {
+                    rule: r.rule.name,
+                    kind: r.rule.kind.to_string(),
+                    inactive_months: r.rule.inactive_months,
+                    records: r.candidates.iter().map(|c| c.id.to_string()).collect(),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response()),
+        _ => Err(Problem::internal("the node answered something else")),
+    }
+}
+
 #[utoipa::path(
     post,
     path = "/api/v1/records/{id}/enroll",

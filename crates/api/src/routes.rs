@@ -78,6 +78,11 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             "/api/v1/objections",
             get(crate::privacy::objections),
         ),
+        (
+            Method::GET,
+            "/api/v1/retention",
+            get(crate::privacy::retention),
+        ),
         (Method::GET, "/api/v1/pipeline", get(pipeline)),
         (
             Method::GET,

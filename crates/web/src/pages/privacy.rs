@@ -178,6 +178,14 @@ pub(crate) async fn overview(State(app): State<App>) -> Result<Html<String>, Web
             Reply::Objections { objections } => objections,
             _ => return Err(WebError::Internal("the node answered something else".into())),
         };
+        let runs = match app.read(Request::Retention {
+            name: None,
+            apply: false,
+            reason: None,
+        })? {
+            Reply::Retention { runs } => runs,
+            _ => return Err(WebError::Internal("the node answered something else".into())),
+        };
         let body = html! {
             h1 { "Data protection" }
             h2 { "Objections and withdrawn consent" }
@@ -199,6 +207,23 @@ pub(crate) async fn overview(State(app): State<App>) -> Result<Html<String>, Web
                                     }
                                 }
                             }
+                        }
+                    }
+                }
+            }
+            h2 { "Retention" }
+            @if runs.is_empty() {
+                p { "No retention rules. " code { "rapport privacy retention add NAME --kind person --where tags=lead --inactive-months 24" } " adds one." }
+            }
+            @for run in &runs {
+                h3 { (run.rule.name) ": " (run.rule.kind) " with no activity for " (run.rule.inactive_months) " months" }
+                @if run.candidates.is_empty() {
+                    p { "Nothing to erase now." }
+                } @else {
+                    p { "Would erase (a dry run; " code { "rapport privacy retention run " (run.rule.name) " --apply --reason …" } " erases them):" }
+                    ul {
+                        @for c in &run.candidates {
+                            li { a href={ "/r/" (c.id) } { (c.title) } " · last active " (page::local_time(c.last_active)) }
                         }
                     }
                 }
