@@ -125,6 +125,18 @@ fn records_of_every_kind_are_created_shown_and_listed() {
         "a person's company is filled in"
     );
     assert_eq!(ticket["status"], "new");
+    // A webinar takes only people who consented to events.
+    let consent = n.json(&[
+        "consent",
+        "add",
+        "Ann Baker",
+        "--purpose",
+        "events",
+        "--source",
+        "form",
+    ]);
+    assert_eq!(consent["person"], ann["id"]);
+    assert_eq!(consent["status"], "granted");
     let campaign = n.json(&[
         "campaign",
         "add",
@@ -256,7 +268,7 @@ fn kinds_pipelines_and_statuses_of_your_own() {
     let err = n.fails(&["list", "contracts"]);
     assert!(
         err.contains(
-            "use one of company, person, deal, activity, ticket, campaign, product, line_item, contract"
+            "use one of company, person, deal, activity, ticket, campaign, product, line_item, consent, contract"
         ),
         "{err}"
     );

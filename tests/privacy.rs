@@ -17,6 +17,8 @@ const NAME: &str = "Zelda Quintero";
 const EMAIL: &str = "zelda.quintero@example.org";
 const PHONE: &str = "+44 20 7946 0123";
 const OFFLINE_PHONE: &str = "+44 20 7946 0999";
+/// A company's former number, erased as a field: the company stays.
+const ACME_PHONE: &str = "+44 20 7946 0888";
 
 fn ticket(from: &Node, role: &str) -> String {
     from.json(&["space", "invite", SPACE, "--role", role])["ticket"]
@@ -36,6 +38,7 @@ fn holds_the_person(n: &Node) -> Vec<&'static str> {
         EMAIL,
         PHONE,
         OFFLINE_PHONE,
+        ACME_PHONE,
         "Call Zelda about the rollout",
     ]
     .into_iter()
@@ -71,7 +74,10 @@ fn an_erasure_reaches_every_node_and_leaves_no_byte_behind() {
         "person", "add", NAME, "--email", EMAIL, "--phone", PHONE, "--space", SPACE,
     ]);
     let person = person["id"].as_str().expect("id").to_string();
-    a.ok(&["company", "add", "Acme", "--space", SPACE]);
+    let acme = a.json(&[
+        "company", "add", "Acme", "--phone", ACME_PHONE, "--space", SPACE,
+    ]);
+    let acme = acme["id"].as_str().expect("id").to_string();
     let deal = a.json(&[
         "deal",
         "add",
@@ -165,6 +171,30 @@ fn an_erasure_reaches_every_node_and_leaves_no_byte_behind() {
     );
     for n in [&a, &b, &r] {
         assert!(!shows(n, &person), "C's edit brought the person back");
+    }
+    // The company's former number goes as a field; the company stays.
+    let field = a.json(&[
+        "privacy",
+        "erase",
+        "Acme",
+        "--field",
+        "phone",
+        "--reason",
+        "former number",
+    ]);
+    assert_eq!(field["ids"][0], acme.as_str(), "{field}");
+    for n in [&a, &b, &c, &r] {
+        assert!(
+            // (Between dropping its old history and receiving the rebuilt
+            // one, a node does not show the company.)
+            eventually(WAIT, || {
+                let out = n.run(&["--json", "show", &acme]);
+                let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                out.status.success() && v["name"] == "Acme" && v["phone"].is_null()
+            }),
+            "{} still shows the company's number",
+            n.dir.display()
+        );
     }
     let audit = a.ok(&["audit", SPACE]);
     assert!(

@@ -30,8 +30,12 @@ pub enum PrivacyCmd {
         /// The person (name, e-mail, id or id prefix); any record can be erased.
         person: String,
         /// Erase the activities that refer to them too (calls, meetings, notes).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "field")]
         with_activities: bool,
+        /// Erase only this field of a record that stays (a company's former phone number):
+        /// its history is rebuilt without it on every node of the space.
+        #[arg(long, value_name = "FIELD")]
+        field: Option<String>,
         /// Why (kept in the space's history with the record ids, never the data):
         /// for example "request of 2026-11-30, ticket 4411".
         #[arg(long)]
@@ -100,10 +104,12 @@ impl PrivacyCmd {
             PrivacyCmd::Erase {
                 person,
                 with_activities,
+                field,
                 reason,
             } => Request::PrivacyErase {
                 person: person.clone(),
                 with_activities: *with_activities,
+                field: field.clone(),
                 reason: reason.clone(),
             },
             PrivacyCmd::Status { erasure } => Request::Erasures {

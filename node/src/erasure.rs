@@ -62,6 +62,10 @@ pub struct ErasureNode {
     pub confirmed: Option<i64>,
 }
 
+/// How a change of a history rebuilt to erase a field names its first
+/// author (its `via`, then the author's key in hex).
+pub const REBUILT_FROM: &str = "rebuilt-from:";
+
 /// A line of [`LOCAL_LOG`].
 #[derive(serde::Serialize, serde::Deserialize)]
 struct LocalErasure {
@@ -250,6 +254,178 @@ impl Repo {
         Ok(erased)
     }
 
+    /// `rapport privacy erase RECORD --field F`: erases one field of a
+    /// record that stays, on every node of its space. Automerge keeps
+    /// every value in history, so the record's history is rebuilt: each
+    /// of its changes, in order, again without the field (the same values
+    /// and times, written by this device, naming the original author),
+    /// then one change to its current state; a signed rebase statement
+    /// names the rebuilt changes, and every node drops the old ones.
+    pub fn erase_field(
+        &self,
+        reference: &str,
+        field: &str,
+        reason: &str,
+    ) -> Result<ErasureReport, NodeError> {
+        let view = self.resolve(reference)?;
+        let SpaceId::Shared(space_id) = view.space else {
+            return Err(NodeError::Forbidden(
+                "one field is erased from records of a shared space; a private record is erased whole (then add it again without the field)".into(),
+            ));
+        };
+        self.may_erase_in(space_id)?;
+        let _guard = self.write_guard();
+        let chain = self.rebuilt_without(&view, field)?;
+        let hashes: Vec<String> = chain
+            .iter()
+            .map(|c| rapport_proto::hex(&c.hash().0))
+            .collect();
+        let statement = space::RebaseStatement {
+            record: view.id,
+            chain: hashes,
+            fields: vec![field.to_string()],
+            reason: reason.trim().to_string(),
+        };
+        statement.validate().map_err(NodeError::Forbidden)?;
+        let mut signed = Vec::with_capacity(chain.len());
+        for change in chain {
+            signed.push((self.key().sign_change(&change)?, change));
+        }
+        let mut doc = self.load_doc(space_id)?;
+        let rebase = space::add_rebase(&mut doc, &statement, self.now())?;
+        let after = self.write_space_doc(&mut doc, space_id)?;
+        let encoded: Vec<Vec<u8>> = signed.iter().map(|(s, _)| s.encode()).collect();
+        let mut report = crate::ingest::ApplyReport::default();
+        self.settle(space_id, view.id, Some(&after), signed, None, &mut report)?;
+        self.store().flush()?;
+        let heads = self.store().heads(view.space, view.id)?.unwrap_or_default();
+        self.notify(crate::repo::LocalChange {
+            space: view.space,
+            record: view.id,
+            heads,
+            changes: encoded,
+        });
+        tracing::info!(erasure = %short_erasure_id(&rebase), "a field erased; history rebuilt");
+        Ok(ErasureReport {
+            erasure: short_erasure_id(&rebase),
+            space: after.name.clone(),
+            ids: vec![view.id],
+            waiting: status_nodes(self, &after, &rebase, &self.device_id().to_string())
+                .iter()
+                .filter(|n| n.confirmed.is_none())
+                .count(),
+        })
+    }
+
+    /// `record`'s history again, without `field`, as new changes of this
+    /// device (see [`Repo::erase_field`]).
+    fn rebuilt_without(
+        &self,
+        record: &RecordView,
+        field: &str,
+    ) -> Result<Vec<rapport_model::automerge::Change>, NodeError> {
+        use rapport_model::doc::{self, Edit};
+        let mut old = self.load_doc(record.id)?;
+        let changes = old.get_changes(&[]);
+        let strip = |v: &RecordView| {
+            let mut f = v.fields.clone();
+            f.remove(field);
+            f
+        };
+        let mut seen = false;
+        // The oldest changes are folded into the first when the history
+        // is longer than a rebuilt one may be.
+        let skip = changes.len().saturating_sub(space::MAX_CHAIN - 2);
+        let mut new: Option<rapport_model::automerge::AutoCommit> = None;
+        for (i, change) in changes.iter().enumerate() {
+            let after = RecordView::read(&mut old, record.id, Some(&[change.hash()]))?;
+            seen |= after.fields.contains_key(field);
+            if i < skip {
+                continue;
+            }
+            let time =
+                jiff::Timestamp::from_second(change.timestamp()).unwrap_or_else(|_| self.now());
+            let via = format!("{REBUILT_FROM}{}", change.actor_id().to_hex_string());
+            match new.as_mut() {
+                None => {
+                    let fields: Vec<(String, rapport_model::FieldValue)> =
+                        strip(&after).into_iter().collect();
+                    let mut d = doc::create_via(
+                        self.device_id().actor_id(),
+                        record.kind,
+                        record.space,
+                        &fields,
+                        time,
+                        Some(&via),
+                    )?;
+                    if after.deleted {
+                        doc::edit_via(&mut d, &[Edit::Deleted(true)], time, Some(&via))?;
+                    }
+                    new = Some(d);
+                }
+                Some(d) => {
+                    let before = RecordView::read(&mut old, record.id, Some(change.deps()))?;
+                    let edits = edits_between(
+                        &strip(&before),
+                        before.deleted,
+                        &strip(&after),
+                        after.deleted,
+                    );
+                    if !edits.is_empty() {
+                        doc::edit_via(d, &edits, time, Some(&via))?;
+                    }
+                }
+            }
+        }
+        if !seen {
+            return Err(NodeError::Missing(format!(
+                "{} never had a value for `{field}`: there is nothing to erase",
+                record.title()
+            )));
+        }
+        let Some(mut d) = new else {
+            return Err(NodeError::Missing(format!(
+                "{} has no history",
+                record.title()
+            )));
+        };
+        // Concurrent branches were replayed one after the other: the last
+        // change brings the record to what it is now.
+        let replayed = RecordView::read(&mut d, record.id, None)?;
+        let edits = edits_between(
+            &replayed.fields,
+            replayed.deleted,
+            &strip(record),
+            record.deleted,
+        );
+        if !edits.is_empty() {
+            doc::edit(&mut d, &edits, self.now())?;
+        }
+        Ok(d.get_changes(&[]))
+    }
+
+    /// Drops the old history of every record `view`'s rebases rebuilt,
+    /// once per rebase, and stores the record again from its rebuilt
+    /// history (or withdraws it until that arrives). Called whenever a
+    /// space document is stored.
+    pub(crate) fn apply_rebases(&self, view: &SpaceView) -> Result<usize, NodeError> {
+        let mut applied = 0;
+        for r in &view.rebases {
+            if view.rebase_of(r.record).map(|x| &x.id) != Some(&r.id)
+                || self.store().rebased(&r.id)?
+            {
+                continue;
+            }
+            self.store()
+                .purge_history(r.record, SpaceId::Shared(view.id), &r.chain)?;
+            let mut report = crate::ingest::ApplyReport::default();
+            self.settle(view.id, r.record, Some(view), Vec::new(), None, &mut report)?;
+            self.store().mark_rebased(&r.id)?;
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
     /// Writes this node's receipt of every erasure it applied and has not
     /// confirmed yet, in every space it belongs to; returns how many.
     pub fn confirm_erasures(&self) -> Result<usize, NodeError> {
@@ -259,8 +435,8 @@ impl Repo {
             if !view.is_member(&me) {
                 continue;
             }
-            let owed: Vec<&Erasure> = view
-                .erasures
+            let all = statements_of(&view);
+            let owed: Vec<&Erasure> = all
                 .iter()
                 .filter(|e| e.by != me)
                 .filter(|e| {
@@ -277,10 +453,22 @@ impl Repo {
             let mut doc = self.load_doc(view.id)?;
             let mut here = 0;
             for e in &owed {
-                // Only once every record it names is gone from this node.
+                // Only once every record it names is gone from this node,
+                // or for a rebase, once its old history is and its rebuilt
+                // one is here.
                 let mut applied = true;
-                for id in &e.ids {
-                    applied &= self.store().erased(*id)?.is_some();
+                match view.rebases.iter().find(|r| r.id == e.id) {
+                    Some(r) => {
+                        applied &= self.store().rebased(&r.id)?;
+                        for h in &r.chain {
+                            applied &= self.store().signed_change(h)?.is_some();
+                        }
+                    }
+                    None => {
+                        for id in &e.ids {
+                            applied &= self.store().erased(*id)?.is_some();
+                        }
+                    }
                 }
                 if applied {
                     space::add_receipt(&mut doc, &e.id, self.now())?;
@@ -300,7 +488,7 @@ impl Repo {
         let me = self.device_id().to_string();
         let mut all = Vec::new();
         for view in self.store().spaces()? {
-            for e in &view.erasures {
+            for e in &statements_of(&view) {
                 all.push(self.status_of(&view, e, &me));
             }
         }
@@ -349,7 +537,7 @@ impl Repo {
         let me = self.device_id().to_string();
         let mut found: Vec<(SpaceView, Erasure)> = Vec::new();
         for view in self.store().spaces()? {
-            for e in &view.erasures {
+            for e in &statements_of(&view) {
                 if e.id == r || e.short_id() == r || (r.len() >= 4 && e.id.starts_with(r)) {
                     found.push((view.clone(), e.clone()));
                 }
@@ -380,11 +568,52 @@ impl Repo {
     }
 }
 
+/// A space's erasures, its field-level ones (rebases) among them, as
+/// erasures: one record each, the reason naming the fields.
+fn statements_of(view: &SpaceView) -> Vec<Erasure> {
+    let mut all = view.erasures.clone();
+    all.extend(view.rebases.iter().map(|r| Erasure {
+        id: r.id.clone(),
+        by: r.by.clone(),
+        at: r.at,
+        ids: vec![r.record],
+        reason: format!("field {} erased: {}", r.fields.join(", "), r.reason),
+    }));
+    all
+}
+
+/// The edits that take a record from `(before, deleted)` to `(after,
+/// deleted)`.
+fn edits_between(
+    before: &BTreeMap<String, rapport_model::FieldValue>,
+    was_deleted: bool,
+    after: &BTreeMap<String, rapport_model::FieldValue>,
+    deleted: bool,
+) -> Vec<rapport_model::Edit> {
+    use rapport_model::Edit;
+    let mut edits: Vec<Edit> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, v)| Edit::Set(k.clone(), v.clone()))
+        .collect();
+    edits.extend(
+        before
+            .keys()
+            .filter(|k| !after.contains_key(*k))
+            .map(|k| Edit::Unset(k.clone())),
+    );
+    if was_deleted != deleted {
+        edits.push(Edit::Deleted(deleted));
+    }
+    edits
+}
+
 /// The current members of `view` with their receipt of erasure `id`; its
 /// author counts as confirmed when it wrote the statement.
 fn status_nodes(repo: &Repo, view: &SpaceView, id: &str, me: &str) -> Vec<ErasureNode> {
     let receipts: BTreeMap<String, i64> = view.receipts.get(id).cloned().unwrap_or_default();
-    let statement = view.erasures.iter().find(|e| e.id == id);
+    let all = statements_of(view);
+    let statement = all.iter().find(|e| e.id == id);
     view.members
         .values()
         .map(|m| {
@@ -532,6 +761,105 @@ mod tests {
             "{status:?}"
         );
         assert_eq!(status.reason, "request of 2026-11-30");
+    }
+
+    fn holds_bytes(r: &Repo, record: RecordId, needle: &str) -> bool {
+        all_changes(r, record)
+            .iter()
+            .any(|c| c.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    }
+
+    /// A company's former number is erased: every other field and its
+    /// history stay, the number is in no stored change on any node, and
+    /// an edit made meanwhile on an offline node's old history is dropped.
+    #[test]
+    fn a_field_is_erased_from_every_change_and_the_rest_keeps_its_history() {
+        let nodes = [node(), node(), node()];
+        let (a, b, c) = (&nodes[0].1, &nodes[1].1, &nodes[2].1);
+        let shared = a.create_space("Joint").expect("space");
+        let space = SpaceId::Shared(shared.id);
+        add(a, shared.id, b, Role::Writer);
+        add(a, shared.id, c, Role::Writer);
+        let acme = a
+            .create(
+                Kind::Company,
+                space,
+                &input(&[("name", "Acme"), ("phone", "+44 20 7946 0555")]),
+            )
+            .expect("company");
+        let id = acme.id.to_string();
+        sync(b, a, space);
+        b.edit(&id, &input(&[("industry", "Logistics")]), &[])
+            .expect("b edits");
+        sync(a, b, space);
+        a.edit(&id, &input(&[("phone", "+44 20 7946 0777")]), &[])
+            .expect("new number");
+        a.edit(&id, &input(&[("domain", "acme.example")]), &[])
+            .expect("domain");
+        sync(b, a, space);
+        sync(c, a, space);
+        assert!(
+            holds_bytes(b, acme.id, "7946 0555"),
+            "the old number is in b's history"
+        );
+        // c, offline, edits the old history.
+        c.edit(&id, &input(&[("industry", "Freight")]), &[])
+            .expect("offline edit");
+
+        let e = a
+            .erase_field(&id, "phone", "former number of a person who left")
+            .expect("erase field");
+        let shown = a.store().view(acme.id).expect("view").expect("kept");
+        assert_eq!(shown.text("name"), Some("Acme"));
+        assert_eq!(shown.text("industry"), Some("Logistics"));
+        assert_eq!(shown.text("domain"), Some("acme.example"));
+        assert_eq!(shown.get("phone"), None);
+        for n in ["7946 0555", "7946 0777"] {
+            assert!(!holds_bytes(a, acme.id, n), "{n} is still in a change on a");
+        }
+        // The history of the other fields is still there, change by change.
+        let entries = a.timeline(&shown, |_| true).expect("timeline");
+        let text = format!("{entries:?}");
+        assert_eq!(entries.len(), 3, "created, industry, domain: {text}");
+        assert!(!text.contains("7946"), "{text}");
+        let b_label = format!("{:?}", b.device_id().to_string());
+        assert!(
+            text.contains(&b_label[1..9]),
+            "b's edit still names b: {text}"
+        );
+
+        sync(b, a, space);
+        let on_b = b.store().view(acme.id).expect("view").expect("kept");
+        assert_eq!(on_b.fields, shown.fields);
+        assert!(
+            !holds_bytes(b, acme.id, "7946 0555"),
+            "b dropped its old history"
+        );
+        // c comes back: its edit of the old history is dropped.
+        sync(c, b, space);
+        sync(b, c, space);
+        for r in [a, b, c] {
+            let v = r.store().view(acme.id).expect("view").expect("kept");
+            assert_eq!(
+                v.text("industry"),
+                Some("Logistics"),
+                "c's stale edit came through"
+            );
+            assert_eq!(v.get("phone"), None);
+            assert!(!holds_bytes(r, acme.id, "7946 0"), "a number is still held");
+        }
+        // Edits after the rebuild are ordinary ones.
+        b.edit(&id, &input(&[("industry", "Rail")]), &[])
+            .expect("edit after");
+        sync(a, b, space);
+        let v = a.store().view(acme.id).expect("view").expect("kept");
+        assert_eq!(v.text("industry"), Some("Rail"));
+        sync(a, c, space);
+        let status = a.erasure_status(&e.erasure).expect("status");
+        assert!(
+            status.nodes.iter().all(|n| n.confirmed.is_some()),
+            "{status:?}"
+        );
     }
 
     #[test]

@@ -169,6 +169,8 @@ impl Repo {
         }
         self.settle_run(space_id, view.as_deref(), run, &from_label, &mut report)?;
         drop(_guard);
+        // A rebuilt history that arrived completes a rebase: confirm it.
+        let rebuilt = report.applied > 0 && view.as_deref().is_some_and(|v| !v.rebases.is_empty());
         if report.applied > 0 {
             // Merges made elsewhere, or edits of records this node merged
             // away: see `merge.rs`. The batch is stored whatever happens.
@@ -180,7 +182,7 @@ impl Repo {
         if !deals.is_empty() {
             self.settle_deals(&self.write_guard(), deals);
         }
-        if report.erased > 0
+        if (report.erased > 0 || rebuilt)
             && let Err(e) = self.confirm_erasures()
         {
             tracing::warn!(space = %space, "writing the receipt of an erasure failed: {e}");
@@ -579,6 +581,7 @@ impl Repo {
         if let Shown::Space(after) = &shown {
             self.resettle_after_removals(space_id, view, after)?;
             report.erased += self.apply_erasures(after)?;
+            report.erased += self.apply_rebases(after)?;
         }
         Ok(())
     }

@@ -149,6 +149,10 @@ pub enum Request {
         person: String,
         #[serde(default)]
         with_activities: bool,
+        /// Erase only this field of a record that stays (its history
+        /// rebuilt without it, on every node).
+        #[serde(default)]
+        field: Option<String>,
         reason: String,
     },
     /// Erasures and which nodes confirmed them: one (`erasure`: its id or
@@ -1407,14 +1411,23 @@ impl Ops {
             Request::PrivacyErase {
                 person,
                 with_activities,
+                field,
                 reason,
             } => {
                 let v = self.visible(caller, &person)?;
-                Ok(Reply::Erased(repo.erase(
-                    &v.id.to_string(),
-                    with_activities,
-                    &reason,
-                )?))
+                let id = v.id.to_string();
+                Ok(Reply::Erased(match field {
+                    Some(f) if with_activities => {
+                        return Err(OpError::new(
+                            ErrorCode::Invalid,
+                            format!(
+                                "erase either the field `{f}` or the record with its activities, not both"
+                            ),
+                        ));
+                    }
+                    Some(f) => repo.erase_field(&id, f.trim(), &reason)?,
+                    None => repo.erase(&id, with_activities, &reason)?,
+                }))
             }
             Request::Enroll {
                 campaign,
@@ -2512,6 +2525,14 @@ impl Ops {
                             .collect::<Vec<_>>()
                             .join(", "),
                         rapport_model::space::short_erasure_id(erasure),
+                        statement.reason
+                    ),
+                    Action::Rebase { rebase, statement } => format!(
+                        "erased field(s) {} of record {} as erasure {} (its history rebuilt in {} change(s)): {}",
+                        statement.fields.join(", "),
+                        statement.record,
+                        rapport_model::space::short_erasure_id(rebase),
+                        statement.chain.len(),
                         statement.reason
                     ),
                     Action::Receipt { erasure } => format!(

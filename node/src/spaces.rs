@@ -136,6 +136,7 @@ impl Repo {
         })?;
         self.resettle_after_removals(id, before.as_ref(), &view)?;
         self.apply_erasures(&view)?;
+        self.apply_rebases(&view)?;
         self.store().flush()?;
         self.notify(crate::repo::LocalChange {
             space: SpaceId::Shared(id),

@@ -248,20 +248,28 @@ impl Repo {
                 Some(RecordView::read(&mut doc, id, Some(change.deps()))?)
             };
             let after = RecordView::read(&mut doc, id, Some(&[hash]))?;
+            let via = change
+                .message()
+                .and_then(rapport_model::doc::via_of)
+                .map(str::to_string);
+            // A history rebuilt to erase a field names who first wrote
+            // each change (`erasure::rebuilt_without`).
+            let first_author = via
+                .as_deref()
+                .and_then(|v| v.strip_prefix(crate::erasure::REBUILT_FROM))
+                .and_then(|hex| hex.parse::<rapport_model::automerge::ActorId>().ok())
+                .and_then(|a| DeviceId::from_actor(&a));
             let device = DeviceId::from_actor(change.actor_id());
             let hash_hex = rapport_proto::hex(&hash.0);
             entries.push(Entry::Change {
                 time: change.timestamp(),
-                author: self.author_label(device, &spaces),
+                author: self.author_label(first_author.or(device), &spaces),
                 device: device.map(|d| d.to_string()),
                 action: action(before.as_ref(), &after).into(),
                 fields: diff(before.as_ref(), &after),
                 verified: self.change_verifies(&hash, device),
                 race: race.as_ref().and_then(|r| r.note(&hash_hex)),
-                via: change
-                    .message()
-                    .and_then(rapport_model::doc::via_of)
-                    .map(str::to_string),
+                via,
                 hash: hash_hex,
             });
         }

@@ -28,6 +28,10 @@ pub struct NewErasure {
     /// Erase the activities about them too.
     #[serde(default)]
     pub with_activities: bool,
+    /// Erase only this field of a record that stays (its history rebuilt
+    /// without it on every node of the space).
+    #[serde(default)]
+    pub field: Option<String>,
     /// Why: kept in the space's history with the record ids, never the data.
     pub reason: String,
 }
@@ -161,6 +165,7 @@ pub(crate) async fn erase(
     let request = Request::PrivacyErase {
         person: body.person,
         with_activities: body.with_activities,
+        field: body.field,
         reason: body.reason,
     };
     let erased = match run(&state.ops, caller.clone(), request).await? {

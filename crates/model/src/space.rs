@@ -201,6 +201,8 @@ pub struct SpaceState {
     pub schema: BTreeMap<String, String>,
     /// Erase statements by key (`erase.<author>.<n>`), as JSON text.
     pub erasures: BTreeMap<String, String>,
+    /// Rebase statements by key (`rebase.<author>.<n>`), as JSON text.
+    pub rebases: BTreeMap<String, String>,
     /// Receipts of erasures by key (`receipt.<device>.<erasure>`), with
     /// when the device applied it (seconds since the Unix epoch).
     pub receipts: BTreeMap<String, i64>,
@@ -247,6 +249,10 @@ pub struct SpaceView {
     /// Accepted erase statements, in the order the rules settle them.
     #[serde(default)]
     pub erasures: Vec<Erasure>,
+    /// Accepted rebase statements (field-level erasures), in the order
+    /// the rules settle them.
+    #[serde(default)]
+    pub rebases: Vec<Rebase>,
     /// Accepted receipts: per erasure id, the devices that applied it
     /// and when (seconds since the Unix epoch).
     #[serde(default)]
@@ -265,6 +271,11 @@ impl SpaceView {
     /// The accepted erasure that erases `record`, if any.
     pub fn erasure_of(&self, record: RecordId) -> Option<&Erasure> {
         self.erasures.iter().find(|e| e.ids.contains(&record))
+    }
+
+    /// The rebase that counts for `record` (the last accepted), if any.
+    pub fn rebase_of(&self, record: RecordId) -> Option<&Rebase> {
+        self.rebases.iter().rev().find(|r| r.record == record)
     }
 
     /// The entry of a device, current or former.
@@ -486,6 +497,89 @@ pub fn short_erasure_id(id: &str) -> String {
         Some((author, n)) => format!("{}.{n}", author.get(..8).unwrap_or(author)),
         None => id.to_string(),
     }
+}
+
+/// The prefix of a rebase statement's key: `rebase.<author>.<n>`.
+pub const REBASE_KEY: &str = "rebase.";
+
+/// Changes a rebuilt history may hold (32-byte hashes as hex: 4,096 of
+/// them stay far under the limit on a change).
+pub const MAX_CHAIN: usize = 4_096;
+
+/// A field-level erasure: record `record` is rebuilt without `fields`,
+/// as the changes `chain` (hashes, hex, oldest first), written by the
+/// statement's author. Every node drops the record's other changes and
+/// keeps the chain and what builds on it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RebaseStatement {
+    pub record: RecordId,
+    pub chain: Vec<String>,
+    pub fields: Vec<String>,
+    pub reason: String,
+}
+
+impl RebaseStatement {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.chain.is_empty() || self.chain.len() > MAX_CHAIN {
+            return Err(format!(
+                "a rebuilt history of {} changes (1 to {MAX_CHAIN})",
+                self.chain.len()
+            ));
+        }
+        if self
+            .chain
+            .iter()
+            .any(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err("a rebuilt history names a change that is no hash".into());
+        }
+        if self.fields.is_empty() {
+            return Err("a rebase erases no field".into());
+        }
+        EraseStatement {
+            ids: vec![self.record],
+            reason: self.reason.clone(),
+        }
+        .validate()
+    }
+}
+
+/// An accepted rebase statement.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rebase {
+    /// `<author>.<n>`.
+    pub id: String,
+    pub by: String,
+    pub at: i64,
+    pub record: RecordId,
+    /// The rebuilt history's change hashes, oldest first.
+    pub chain: Vec<[u8; 32]>,
+    pub fields: Vec<String>,
+    pub reason: String,
+}
+
+/// Adds a rebase statement, as one change by the document's actor;
+/// returns its id.
+pub fn add_rebase(
+    doc: &mut AutoCommit,
+    statement: &RebaseStatement,
+    time: Timestamp,
+) -> Result<String, DocError> {
+    let author = doc.get_actor().to_hex_string();
+    let own = doc
+        .keys(ROOT)
+        .filter(|k| {
+            k.strip_prefix(REBASE_KEY)
+                .and_then(|r| r.split_once('.'))
+                .is_some_and(|(a, _)| a == author)
+        })
+        .count();
+    let json = serde_json::to_string(statement)
+        .map_err(|_| DocError::NotARecord("a rebase statement that does not encode"))?;
+    let id = format!("{author}.{own}");
+    doc.put(ROOT, format!("{REBASE_KEY}{id}"), json)?;
+    commit(doc, "erase a field", time);
+    Ok(id)
 }
 
 /// The author an erase statement's key names (`erase.<hex>.<n>`).
@@ -821,6 +915,10 @@ pub fn read_state<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> SpaceSta
             && let Some(json) = at.str(&ROOT, &key)
         {
             state.erasures.insert(key, json);
+        } else if key.starts_with(REBASE_KEY)
+            && let Some(json) = at.str(&ROOT, &key)
+        {
+            state.rebases.insert(key, json);
         } else if key.starts_with(RECEIPT_KEY) {
             let at_seconds = at.seconds(&ROOT, &key);
             state.receipts.insert(key, at_seconds);

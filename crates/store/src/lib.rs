@@ -1601,6 +1601,23 @@ impl Store {
     /// brings the record back. The bytes leave the disk at the next
     /// compaction of the journal and rebuild of sled.
     pub fn erase(&self, id: RecordId, space: SpaceId, erasure: &str) -> Result<()> {
+        self.remove_record(id, space, &[], Some(erasure))
+    }
+
+    /// Drops record `id`'s document, view and index entries and every
+    /// change held for it but those of `keep` (a rebuilt history: a field
+    /// erased). The caller stores the record again from what is kept.
+    pub fn purge_history(&self, id: RecordId, space: SpaceId, keep: &[[u8; 32]]) -> Result<()> {
+        self.remove_record(id, space, keep, None)
+    }
+
+    fn remove_record(
+        &self,
+        id: RecordId,
+        space: SpaceId,
+        keep: &[[u8; 32]],
+        erasure: Option<&str>,
+    ) -> Result<()> {
         let _commit = self.commit_lock();
         let key = id.to_string();
         let stored = self.view(id)?;
@@ -1610,20 +1627,28 @@ impl Store {
         for item in self.doc_changes.scan_prefix(key.as_bytes()) {
             let (listed, charged) = item?;
             let hash = listed[key.len()..].to_vec();
+            if keep.iter().any(|k| k[..] == hash[..]) {
+                continue;
+            }
             let author = self.signed_change(&hash)?.map(|s| s.author);
             held.push((hash, charged.to_vec(), author));
         }
-        let mark = Erased {
-            kind: stored
-                .as_ref()
-                .map_or_else(|| "record".to_string(), |v| v.kind.to_string()),
-            erasure: erasure.to_string(),
-        }
-        .encode();
-        let appended = self.journal_append(&[Entry::Erased {
-            record: id,
-            erasure: mark.clone(),
-        }])?;
+        let mark = erasure.map(|erasure| {
+            Erased {
+                kind: stored
+                    .as_ref()
+                    .map_or_else(|| "record".to_string(), |v| v.kind.to_string()),
+                erasure: erasure.to_string(),
+            }
+            .encode()
+        });
+        let appended = match &mark {
+            Some(mark) => self.journal_append(&[Entry::Erased {
+                record: id,
+                erasure: mark.clone(),
+            }])?,
+            None => None,
+        };
         self.sync_journal(appended)?;
         let trees = [
             &self.docs,
@@ -1704,7 +1729,9 @@ impl Store {
                     }
                 }
                 add_to_count(counts, CHANGE_COUNT, -forgotten)?;
-                erased.insert(key.as_bytes(), mark.as_bytes())?;
+                if let Some(mark) = &mark {
+                    erased.insert(key.as_bytes(), mark.as_bytes())?;
+                }
                 if let Some((_, end)) = appended {
                     meta.insert(JOURNAL_MARK, &end.encode()[..])?;
                 }
@@ -1733,6 +1760,22 @@ impl Store {
         self.erased
             .insert(id.to_string().as_bytes(), mark.as_bytes())?;
         Ok(())
+    }
+
+    /// Notes that rebase `rebase` (a field-level erasure) was applied
+    /// here: its record's old history is dropped once, not at every later
+    /// change of the space.
+    pub fn mark_rebased(&self, rebase: &str) -> Result<()> {
+        self.erased
+            .insert(format!("rebase:{rebase}").as_bytes(), &[][..])?;
+        Ok(())
+    }
+
+    /// Whether rebase `rebase` was applied here.
+    pub fn rebased(&self, rebase: &str) -> Result<bool> {
+        Ok(self
+            .erased
+            .contains_key(format!("rebase:{rebase}").as_bytes())?)
     }
 
     /// Whether `id` was erased on this node, and by which erasure.

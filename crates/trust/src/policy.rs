@@ -28,8 +28,9 @@ use rapport_model::RecordId;
 use rapport_model::automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, legacy};
 use rapport_model::custom::{SchemaChange, SchemaEntry};
 use rapport_model::space::{
-    ERASE_KEY, EraseStatement, Erasure, Member, Removal, Role, SpaceState, SpaceView,
-    creator_matches, erase_key_author, read_state, receipt_key_parts, schema_key_author,
+    ERASE_KEY, EraseStatement, Erasure, Member, REBASE_KEY, Rebase, RebaseStatement, Removal, Role,
+    SpaceState, SpaceView, creator_matches, erase_key_author, read_state, receipt_key_parts,
+    schema_key_author,
 };
 use rapport_proto::{hex, parse_hex};
 
@@ -271,6 +272,11 @@ pub enum Action {
         erasure: String,
         statement: EraseStatement,
     },
+    /// A field-level erasure: the record rebuilt without some fields.
+    Rebase {
+        rebase: String,
+        statement: RebaseStatement,
+    },
     /// Its author applied erasure `erasure`.
     Receipt {
         erasure: String,
@@ -462,6 +468,7 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
             })
             .collect();
         let mut erasures: Vec<Erasure> = Vec::new();
+        let mut rebases: Vec<Rebase> = Vec::new();
         let mut receipts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
         for &i in dag.order.iter().filter(|&&i| verdicts[i].is_accepted()) {
             for a in &actions[i] {
@@ -471,6 +478,19 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
                         by: metas[i].author.clone(),
                         at: metas[i].time,
                         ids: statement.ids.clone(),
+                        reason: statement.reason.clone(),
+                    }),
+                    Action::Rebase { rebase, statement } => rebases.push(Rebase {
+                        id: rebase.clone(),
+                        by: metas[i].author.clone(),
+                        at: metas[i].time,
+                        record: statement.record,
+                        chain: statement
+                            .chain
+                            .iter()
+                            .filter_map(|h| parse_hex(h)?.try_into().ok())
+                            .collect(),
+                        fields: statement.fields.clone(),
                         reason: statement.reason.clone(),
                     }),
                     Action::Receipt { erasure } => {
@@ -491,6 +511,7 @@ pub fn evaluate_space(doc: &Automerge, id: RecordId) -> Membership {
             removed,
             schema,
             erasures,
+            rebases,
             receipts,
         }
     });
@@ -661,12 +682,12 @@ fn judge(
     // other member only confirms the erasures it applied.
     let permitted = |a: &Action| match a {
         Action::Receipt { .. } => true,
-        Action::Erase { .. } => role.erases(),
+        Action::Erase { .. } | Action::Rebase { .. } => role.erases(),
         _ => role == Role::Admin,
     };
     if let Some(a) = actions.iter().find(|a| !permitted(a)) {
         return Err(match a {
-            Action::Erase { .. } => {
+            Action::Erase { .. } | Action::Rebase { .. } => {
                 format!("only admins and privacy officers erase records; its author is a {role}")
             }
             _ => {
@@ -806,6 +827,32 @@ fn statements(
         });
     }
     if before
+        .rebases
+        .iter()
+        .any(|(k, v)| after.rebases.get(k) != Some(v))
+    {
+        return Err("rebase statements are never edited".into());
+    }
+    for (key, json) in &after.rebases {
+        if before.rebases.contains_key(key) {
+            continue;
+        }
+        let rest = &key[REBASE_KEY.len()..];
+        if rest.split_once('.').map(|(a, _)| a) != Some(author) {
+            return Err("a member erases in its own name".into());
+        }
+        let statement: RebaseStatement = serde_json::from_str(json)
+            .map_err(|e| format!("a rebase statement that does not parse: {e}"))?;
+        statement.validate()?;
+        if statement.record == id {
+            return Err("a space is left, not erased".into());
+        }
+        actions.push(Action::Rebase {
+            rebase: rest.to_string(),
+            statement,
+        });
+    }
+    if before
         .receipts
         .iter()
         .any(|(k, v)| after.receipts.get(k) != Some(v))
@@ -825,6 +872,9 @@ fn statements(
         if !after
             .erasures
             .contains_key(&format!("{ERASE_KEY}{erasure}"))
+            && !after
+                .rebases
+                .contains_key(&format!("{REBASE_KEY}{erasure}"))
         {
             return Err("a receipt of an erasure the space does not hold".into());
         }
@@ -843,12 +893,33 @@ fn statements(
 pub fn judge_record(metas: &[ChangeMeta], space: &SpaceView, record: RecordId) -> Vec<Verdict> {
     let dag = Dag::new(metas);
     let mut histories: HashMap<&str, Option<HashSet<usize>>> = HashMap::new();
+    // A rebuilt record (a field erased): its rebuilt history, by the
+    // rebase's author, and what builds on it; nothing else.
+    let rebase = space.rebase_of(record);
+    let root = rebase
+        .and_then(|r| r.chain.first())
+        .and_then(|h| dag.index.get(h).copied());
     let allowed: Vec<Result<(), String>> = metas
         .iter()
-        .map(|m| match space.entry(&m.author) {
-            Some(e) if e.role.writes_records() => Ok(()),
-            Some(e) => Err(format!("a {} may not change records", e.role)),
-            None => Err("its author is not a member of the space".into()),
+        .enumerate()
+        .map(|(i, m)| {
+            if let Some(r) = rebase {
+                if in_chain(r, &m.hash, &m.author) {
+                    return Ok(());
+                }
+                if !root.is_some_and(|root| dag.ancestors(i).contains(&root)) {
+                    return Err(format!(
+                        "the record was rebuilt without {} (erasure {}): this change is of its old history",
+                        r.fields.join(", "),
+                        rapport_model::space::short_erasure_id(&r.id)
+                    ));
+                }
+            }
+            match space.entry(&m.author) {
+                Some(e) if e.role.writes_records() => Ok(()),
+                Some(e) => Err(format!("a {} may not change records", e.role)),
+                None => Err("its author is not a member of the space".into()),
+            }
         })
         .collect();
     let cut: Vec<Option<String>> = metas
@@ -904,6 +975,13 @@ pub fn authorize(
 ) -> Result<(), String> {
     let is_space_record = record == space;
     let author_hex = hex(author);
+    // A rebuilt record's history is its rebase's author's to write.
+    if !is_space_record
+        && let Some(r) = view.and_then(|v| v.rebase_of(record))
+        && in_chain(r, &change.hash().0, &author_hex)
+    {
+        return Ok(());
+    }
     match view.map(|v| v.entry(&author_hex)) {
         None if is_space_record => {}
         None | Some(None) => return Err("the author is not a member of the space".into()),
@@ -929,6 +1007,11 @@ pub fn authorize(
         return Err("a change may not move a document to another space".into());
     }
     Ok(())
+}
+
+/// Whether a change is of `rebase`'s rebuilt history.
+fn in_chain(rebase: &Rebase, hash: &Hash, author: &str) -> bool {
+    rebase.by == author && rebase.chain.contains(hash)
 }
 
 /// Which of [`authorize`]'s checks apply to a change.

@@ -260,6 +260,7 @@ pub fn plan(input: Ingest<'_>) -> Plan {
         |v: &Verified| view.is_some_and(|s| s.removed.contains_key(&hex(&v.0.author)));
     let needs_judging = is_space_record
         || origin == Origin::Rejudge
+        || view.is_some_and(|v| v.rebase_of(record).is_some())
         || fresh.iter().any(|(v, _)| removed_author(v));
     let mut space_view = None;
     // `None`: every change applies (no author of this batch was removed).

@@ -774,6 +774,27 @@ fn erasures_are_judged_like_membership_and_receipts_are_each_members_own() {
         );
         assert!(m.view.expect("view").erasures.is_empty());
     }
+    // A field-level erasure (rebase) is an eraser's too.
+    let rebase = rapport_model::space::RebaseStatement {
+        record: person,
+        chain: vec!["ab".repeat(32)],
+        fields: vec!["phones".into()],
+        reason: "former number".into(),
+    };
+    let mut rebase_by_w = at(&W);
+    space::add_rebase(&mut rebase_by_w, &rebase, t()).expect("w rebase");
+    let m = evaluate_space(rebase_by_w.document(), id);
+    assert!(
+        matches!(&m.log.last().expect("log").verdict, Verdict::Rejected(r) if r.contains("its author is a writer")),
+        "{:?}",
+        m.log.last()
+    );
+    let mut rebase_by_p = at(&P);
+    space::add_rebase(&mut rebase_by_p, &rebase, t()).expect("p rebase");
+    let view = evaluate_space(rebase_by_p.document(), id)
+        .view
+        .expect("view");
+    assert_eq!(view.rebase_of(person).map(|r| r.chain.len()), Some(1));
     let mut merged = doc.fork();
     merged.merge(&mut by_a).expect("merge");
     merged.merge(&mut by_p).expect("merge");

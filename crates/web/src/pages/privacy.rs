@@ -99,6 +99,29 @@ pub(crate) async fn page(
     .await
 }
 
+/// The form that erases one field of a record of a shared space, which
+/// stays: for a value that must go from every node and every change.
+pub(crate) fn erase_field_form(view: &rapport_model::RecordView) -> Markup {
+    let title_field = view.kind.title_field();
+    html! {
+        details {
+            summary class="button secondary" { "Erase a field…" }
+            form method="post" action={ "/r/" (view.id) "/erase" } {
+                p { "The value goes from this record's whole history, on every member's and relay's node; the other fields and their history stay. It cannot be undone." }
+                label { "Field: "
+                    select name="field" required {
+                        @for name in view.fields.keys().filter(|n| n.as_str() != title_field) {
+                            option value=(name) { (name) }
+                        }
+                    }
+                }
+                label { "Why: " input type="text" name="reason" required; }
+                button type="submit" class="danger" { "Erase the field" }
+            }
+        }
+    }
+}
+
 fn erase_form(id: RecordId) -> Markup {
     html! {
         details {
@@ -120,6 +143,9 @@ pub(crate) struct EraseForm {
     reason: String,
     #[serde(default)]
     with_activities: Option<String>,
+    /// Only this field of a record that stays.
+    #[serde(default)]
+    field: Option<String>,
 }
 
 /// `POST /r/{id}/erase`.
@@ -129,12 +155,18 @@ pub(crate) async fn erase(
     axum::Form(f): axum::Form<EraseForm>,
 ) -> Result<Redirect, WebError> {
     app.blocking(move |app| {
+        let field = f.field.filter(|x| !x.trim().is_empty());
+        let whole = field.is_none();
         match app.read(Request::PrivacyErase {
-            person: id,
+            person: id.clone(),
             with_activities: f.with_activities.is_some(),
+            field,
             reason: f.reason,
         })? {
-            Reply::Erased(r) => Ok(Redirect::to(&format!("/privacy?erased={}", r.erasure))),
+            Reply::Erased(r) if whole => {
+                Ok(Redirect::to(&format!("/privacy?erased={}", r.erasure)))
+            }
+            Reply::Erased(_) => Ok(Redirect::to(&format!("/r/{id}?saved=1"))),
             _ => Err(WebError::Internal(
                 "the node answered something else".into(),
             )),

@@ -337,6 +337,9 @@ fn actions(view: &RecordView) -> Markup {
             @if view.kind == Kind::Campaign {
                 (super::privacy::enroll_form(id))
             }
+            @if matches!(view.space, rapport_model::SpaceId::Shared(_)) && !view.deleted {
+                (super::privacy::erase_field_form(view))
+            }
             @if view.kind == Kind::Company {
                 a class="button secondary" href={ "/new/deal?company=" (id) } { "New deal" }
                 a class="button secondary" href={ "/new/person?company=" (id) } { "New person" }

@@ -67,6 +67,7 @@ fn world() -> World {
         removed: BTreeMap::new(),
         schema: Vec::new(),
         erasures: Vec::new(),
+        rebases: Vec::new(),
         receipts: BTreeMap::new(),
     };
     let record = new_record_id(&key(WRITER).device_id().0, 2, [0, 1]);
