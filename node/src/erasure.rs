@@ -897,6 +897,34 @@ mod tests {
         assert!(empty.is_err(), "an erased person is not found again");
     }
 
+    /// A kill after the journal took an erasure and before sled did: the
+    /// node erases the record when it opens again.
+    #[test]
+    fn an_erasure_the_journal_took_before_a_kill_is_applied_at_open() {
+        let (tmp, repo) = node();
+        let ann = repo
+            .create(
+                Kind::Person,
+                SpaceId::Private,
+                &input(&[("name", "Ann Lee")]),
+            )
+            .expect("person");
+        let journal = repo.store().journal().expect("journal").clone();
+        journal
+            .append(&[rapport_store::Entry::Erased {
+                record: ann.id,
+                erasure: "person\nlocal.1".into(),
+            }])
+            .expect("append");
+        journal.sync().expect("sync");
+        drop(journal);
+        drop(repo);
+        let repo = Repo::open(tmp.path(), crate::OpenMode::Existing).expect("open");
+        assert!(repo.store().view(ann.id).expect("view").is_none());
+        assert!(all_changes(&repo, ann.id).is_empty());
+        assert_eq!(repo.erased_title(ann.id).as_deref(), Some("erased person"));
+    }
+
     #[test]
     fn a_private_erasure_survives_a_rebuild_from_the_journal() {
         let (tmp, repo) = node();

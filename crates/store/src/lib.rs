@@ -1601,7 +1601,14 @@ impl Store {
     /// brings the record back. The bytes leave the disk at the next
     /// compaction of the journal and rebuild of sled.
     pub fn erase(&self, id: RecordId, space: SpaceId, erasure: &str) -> Result<()> {
-        self.remove_record(id, space, &[], Some(erasure))
+        let mark = Erased {
+            kind: self
+                .view(id)?
+                .map_or_else(|| "record".to_string(), |v| v.kind.to_string()),
+            erasure: erasure.to_string(),
+        }
+        .encode();
+        self.remove_record(id, space, &[], Some(mark))
     }
 
     /// Drops record `id`'s document, view and index entries and every
@@ -1616,7 +1623,7 @@ impl Store {
         id: RecordId,
         space: SpaceId,
         keep: &[[u8; 32]],
-        erasure: Option<&str>,
+        mark: Option<String>,
     ) -> Result<()> {
         let _commit = self.commit_lock();
         let key = id.to_string();
@@ -1633,15 +1640,6 @@ impl Store {
             let author = self.signed_change(&hash)?.map(|s| s.author);
             held.push((hash, charged.to_vec(), author));
         }
-        let mark = erasure.map(|erasure| {
-            Erased {
-                kind: stored
-                    .as_ref()
-                    .map_or_else(|| "record".to_string(), |v| v.kind.to_string()),
-                erasure: erasure.to_string(),
-            }
-            .encode()
-        });
         let appended = match &mark {
             Some(mark) => self.journal_append(&[Entry::Erased {
                 record: id,
@@ -1753,13 +1751,20 @@ impl Store {
         Ok(())
     }
 
-    /// Marks `id` erased without journaling it: a replay of the journal's
-    /// own entry (`mark` as [`Store::erase`] journaled it), before any
-    /// change of `id` is replayed.
+    /// Replays the journal's `Erased` entry for `id` (`mark` as
+    /// [`Store::erase`] journaled it; not journaled again): a store that
+    /// still holds the record (a crash between the journal's sync and
+    /// sled's transaction) erases it now; a store being rebuilt marks the
+    /// id, before any change of it is replayed.
     pub fn restore_erased(&self, id: RecordId, mark: &str) -> Result<()> {
-        self.erased
-            .insert(id.to_string().as_bytes(), mark.as_bytes())?;
-        Ok(())
+        match self.view(id)? {
+            Some(v) => self.remove_record(id, v.space, &[], Some(mark.to_string())),
+            None => {
+                self.erased
+                    .insert(id.to_string().as_bytes(), mark.as_bytes())?;
+                Ok(())
+            }
+        }
     }
 
     /// Notes that rebase `rebase` (a field-level erasure) was applied

@@ -682,13 +682,20 @@ fn judge(
     // other member only confirms the erasures it applied.
     let permitted = |a: &Action| match a {
         Action::Receipt { .. } => true,
-        Action::Erase { .. } | Action::Rebase { .. } => role.erases(),
+        Action::Erase { .. } => role.erases(),
+        // Rebuilding a record's history rewrites what it says: an admin's.
+        Action::Rebase { .. } => role == Role::Admin,
         _ => role == Role::Admin,
     };
     if let Some(a) = actions.iter().find(|a| !permitted(a)) {
         return Err(match a {
-            Action::Erase { .. } | Action::Rebase { .. } => {
+            Action::Erase { .. } => {
                 format!("only admins and privacy officers erase records; its author is a {role}")
+            }
+            Action::Rebase { .. } => {
+                format!(
+                    "only admins erase a field (it rebuilds the record's history); its author is a {role}"
+                )
             }
             _ => {
                 format!("only admins change a space's membership or schema; its author is a {role}")
