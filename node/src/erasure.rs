@@ -641,21 +641,27 @@ mod tests {
     use crate::ingest::tests::{add, all_changes, node, sync};
     use crate::repo::tests::input;
 
+    /// Admin `a` and writers `b` and `c` of a space "Joint".
+    fn joint_of_three() -> ([(tempfile::TempDir, Repo); 3], SpaceId) {
+        let nodes = [node(), node(), node()];
+        let (a, b, c) = (&nodes[0].1, &nodes[1].1, &nodes[2].1);
+        let shared = a.create_space("Joint").expect("space");
+        add(a, shared.id, b, Role::Writer);
+        add(a, shared.id, c, Role::Writer);
+        (nodes, SpaceId::Shared(shared.id))
+    }
+
     /// Admin `a`, writers `b` and `c`, a space "Joint" with Ann Lee, a
     /// call with her and a deal naming her as its contact, on all three.
     fn three_members() -> (
-        Vec<(tempfile::TempDir, Repo)>,
+        [(tempfile::TempDir, Repo); 3],
         SpaceId,
         RecordId,
         RecordId,
         RecordId,
     ) {
-        let nodes = vec![node(), node(), node()];
+        let (nodes, space) = joint_of_three();
         let (a, b, c) = (&nodes[0].1, &nodes[1].1, &nodes[2].1);
-        let shared = a.create_space("Joint").expect("space");
-        let space = SpaceId::Shared(shared.id);
-        add(a, shared.id, b, Role::Writer);
-        add(a, shared.id, c, Role::Writer);
         let ann = a
             .create(
                 Kind::Person,
@@ -774,12 +780,8 @@ mod tests {
     /// an edit made meanwhile on an offline node's old history is dropped.
     #[test]
     fn a_field_is_erased_from_every_change_and_the_rest_keeps_its_history() {
-        let nodes = [node(), node(), node()];
+        let (nodes, space) = joint_of_three();
         let (a, b, c) = (&nodes[0].1, &nodes[1].1, &nodes[2].1);
-        let shared = a.create_space("Joint").expect("space");
-        let space = SpaceId::Shared(shared.id);
-        add(a, shared.id, b, Role::Writer);
-        add(a, shared.id, c, Role::Writer);
         let acme = a
             .create(
                 Kind::Company,

@@ -61,6 +61,60 @@ use rapport_proto::items::{ItemSet, SyncItem, heads_digest};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+/// How many of the trees [`unshow`] takes, first in a transaction.
+const SHOWN_TREES: usize = 9;
+
+/// Inside a transaction over docs, records, by_kind, by_name, links,
+/// merged, by_space, counts and by_field (in that order): removes record
+/// `id`'s document, view and index entries, and its counts (`previous`:
+/// its view as stored). For a withdrawal and an erasure alike.
+fn unshow(
+    t: &[sled::transaction::TransactionalTree],
+    id: RecordId,
+    space: SpaceId,
+    previous: Option<&RecordView>,
+) -> std::result::Result<(), ConflictableTransactionError<()>> {
+    let [
+        docs,
+        records,
+        by_kind,
+        by_name,
+        links,
+        merged,
+        by_space,
+        counts,
+        by_field,
+    ] = t
+    else {
+        return Err(ConflictableTransactionError::Abort(()));
+    };
+    let key = id.to_string();
+    docs.remove(key.as_bytes())?;
+    records.remove(key.as_bytes())?;
+    merged.remove(key.as_bytes())?;
+    if by_space.remove(space_key(space, id))?.is_some() {
+        add_to_count(
+            counts,
+            &count_key("items", space.to_string().as_bytes()),
+            -1,
+        )?;
+    }
+    if let Some(old) = previous {
+        by_kind.remove(kind_key(old.kind, old.id))?;
+        by_name.remove(name_key(&old.title(), old.id))?;
+        for (_, target) in old.references() {
+            links.remove(link_key(target, old.id))?;
+        }
+        for k in fields::keys(old) {
+            by_field.remove(k)?;
+        }
+        if !old.deleted {
+            add_to_count(counts, &live_key(old.kind), -1)?;
+        }
+    }
+    Ok(())
+}
+
 /// A record erased on this node (see [`Store::erase`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Erased {
@@ -1547,41 +1601,7 @@ impl Store {
         ];
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {
-                let [
-                    docs,
-                    records,
-                    by_kind,
-                    by_name,
-                    links,
-                    merged,
-                    by_space,
-                    counts,
-                    by_field,
-                ] = t.as_slice()
-                else {
-                    return Err(ConflictableTransactionError::Abort(()));
-                };
-                let key = id.to_string();
-                docs.remove(key.as_bytes())?;
-                records.remove(key.as_bytes())?;
-                merged.remove(key.as_bytes())?;
-                if by_space.remove(space_key(space, id))?.is_some() {
-                    let key = count_key("items", space.to_string().as_bytes());
-                    add_to_count(counts, &key, -1)?;
-                }
-                if let Some(old) = previous {
-                    by_kind.remove(kind_key(old.kind, old.id))?;
-                    by_name.remove(name_key(&old.title(), old.id))?;
-                    for (_, target) in old.references() {
-                        links.remove(link_key(target, old.id))?;
-                    }
-                    for key in fields::keys(old) {
-                        by_field.remove(key)?;
-                    }
-                    if !old.deleted {
-                        add_to_count(counts, &live_key(old.kind), -1)?;
-                    }
-                }
+                unshow(t, id, space, previous)?;
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
         txn_result(result)?;
@@ -1667,49 +1687,9 @@ impl Store {
         ];
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {
-                let [
-                    docs,
-                    records,
-                    by_kind,
-                    by_name,
-                    links,
-                    merged,
-                    by_space,
-                    counts,
-                    by_field,
-                    changes,
-                    doc_changes,
-                    usage,
-                    authored,
-                    erased,
-                    meta,
-                ] = t.as_slice()
-                else {
-                    return Err(ConflictableTransactionError::Abort(()));
-                };
-                docs.remove(key.as_bytes())?;
-                records.remove(key.as_bytes())?;
-                merged.remove(key.as_bytes())?;
-                if by_space.remove(space_key(space, id))?.is_some() {
-                    add_to_count(
-                        counts,
-                        &count_key("items", space.to_string().as_bytes()),
-                        -1,
-                    )?;
-                }
-                if let Some(old) = &stored {
-                    by_kind.remove(kind_key(old.kind, old.id))?;
-                    by_name.remove(name_key(&old.title(), old.id))?;
-                    for (_, target) in old.references() {
-                        links.remove(link_key(target, old.id))?;
-                    }
-                    for k in fields::keys(old) {
-                        by_field.remove(k)?;
-                    }
-                    if !old.deleted {
-                        add_to_count(counts, &live_key(old.kind), -1)?;
-                    }
-                }
+                unshow(&t[..SHOWN_TREES], id, space, stored.as_ref())?;
+                let [counts, changes, doc_changes, usage, authored, erased, meta] =
+                    [7, 9, 10, 11, 12, 13, 14].map(|i| &t[i]);
                 let mut forgotten = 0i64;
                 for (hash, charged, author) in &held {
                     doc_changes.remove(concat(key.as_bytes(), hash))?;
