@@ -117,6 +117,14 @@ impl Repo {
                 if !ids.contains(&record.id) {
                     ids.push(record.id);
                 }
+                // Duplicates merged into them hold their data too.
+                let mut merged = self.store().merged_away_into(record.id)?;
+                while let Some(m) = merged.pop() {
+                    if !ids.contains(&m) {
+                        ids.push(m);
+                        merged.extend(self.store().merged_away_into(m)?);
+                    }
+                }
                 // Consent records are about the person alone: they go too.
                 for (source, field) in self.store().backlinks(record.id)? {
                     if let Some(v) = self.store().view(source)?
@@ -205,6 +213,20 @@ impl Repo {
         }
     }
 
+    /// Whether a statement of `space` may erase `id` here: a record this
+    /// node holds in that space, or one it does not hold at all (then the
+    /// mark keeps it from arriving later). Never a space, nor a record of
+    /// another space or the private one.
+    fn of_space(&self, id: RecordId, space: SpaceId) -> Result<bool, NodeError> {
+        if self.store().space(id)?.is_some() {
+            return Ok(false);
+        }
+        Ok(match self.store().view(id)? {
+            Some(v) => v.space == space,
+            None => self.store().holds_in(space, id)? || self.store().change_hashes(id)?.is_empty(),
+        })
+    }
+
     /// What a reference to `id` shows when the record was erased here:
     /// "erased person", never a dangling id.
     pub fn erased_title(&self, id: RecordId) -> Option<String> {
@@ -239,13 +261,14 @@ impl Repo {
     /// it hears of it.
     pub(crate) fn apply_erasures(&self, view: &SpaceView) -> Result<usize, NodeError> {
         let mut erased = 0;
+        let space = SpaceId::Shared(view.id);
         for erasure in &view.erasures {
             for id in &erasure.ids {
-                if self.store().erased(*id)?.is_none() {
-                    self.store()
-                        .erase(*id, SpaceId::Shared(view.id), &erasure.id)?;
-                    erased += 1;
+                if self.store().erased(*id)?.is_some() || !self.of_space(*id, space)? {
+                    continue;
                 }
+                self.store().erase(*id, space, &erasure.id)?;
+                erased += 1;
             }
         }
         if erased > 0 {
@@ -267,6 +290,9 @@ impl Repo {
         field: &str,
         reason: &str,
     ) -> Result<ErasureReport, NodeError> {
+        // Read under the write guard: no edit lands between the record read
+        // and its rebuilt history.
+        let _guard = self.write_guard();
         let view = self.resolve(reference)?;
         let SpaceId::Shared(space_id) = view.space else {
             return Err(NodeError::Forbidden(
@@ -274,7 +300,6 @@ impl Repo {
             ));
         };
         self.may_erase_in(space_id)?;
-        let _guard = self.write_guard();
         let chain = self.rebuilt_without(&view, field)?;
         let hashes: Vec<String> = chain
             .iter()
@@ -291,13 +316,21 @@ impl Repo {
         for change in chain {
             signed.push((self.key().sign_change(&change)?, change));
         }
+        // The rebuilt history is stored (held aside, journaled) before the
+        // statement that drops the old one: a crash in between leaves the
+        // record as it was, never without any history.
+        let encoded: Vec<Vec<u8>> = signed.iter().map(|(s, _)| s.encode()).collect();
+        let held: Vec<(Vec<u8>, rapport_proto::SignedChange)> = signed
+            .into_iter()
+            .map(|(s, c)| (c.hash().0.to_vec(), s))
+            .collect();
+        self.store().keep_pending(view.id, view.space, &held)?;
+        self.store().flush()?;
         let mut doc = self.load_doc(space_id)?;
         let rebase = space::add_rebase(&mut doc, &statement, self.now())?;
+        // Storing the statement drops the old history and stores the
+        // record again from the rebuilt one (`apply_rebases`).
         let after = self.write_space_doc(&mut doc, space_id)?;
-        let encoded: Vec<Vec<u8>> = signed.iter().map(|(s, _)| s.encode()).collect();
-        let mut report = crate::ingest::ApplyReport::default();
-        self.settle(space_id, view.id, Some(&after), signed, None, &mut report)?;
-        self.store().flush()?;
         let heads = self.store().heads(view.space, view.id)?.unwrap_or_default();
         self.notify(crate::repo::LocalChange {
             space: view.space,
@@ -413,6 +446,7 @@ impl Repo {
         for r in &view.rebases {
             if view.rebase_of(r.record).map(|x| &x.id) != Some(&r.id)
                 || self.store().rebased(&r.id)?
+                || !self.of_space(r.record, SpaceId::Shared(view.id))?
             {
                 continue;
             }
@@ -424,6 +458,35 @@ impl Repo {
             applied += 1;
         }
         Ok(applied)
+    }
+
+    /// At open: applies what the spaces' erasures and rebases say and this
+    /// node has not done yet (a crash after a space document was stored
+    /// and before its erasures were), finishes the private erasures
+    /// `erasures.jsonl` lists, and writes the receipts owed.
+    pub(crate) fn finish_erasures(&self) -> Result<(), NodeError> {
+        for view in self.store().spaces()? {
+            if view.erasures.is_empty() && view.rebases.is_empty() {
+                continue;
+            }
+            let _guard = self.write_guard();
+            self.apply_erasures(&view)?;
+            self.apply_rebases(&view)?;
+        }
+        for local in self.local_erasures()? {
+            for id in &local.ids {
+                if self.store().erased(*id)?.is_none()
+                    && self
+                        .store()
+                        .view(*id)?
+                        .is_some_and(|v| v.space == SpaceId::Private)
+                {
+                    self.store().erase(*id, SpaceId::Private, &local.erasure)?;
+                }
+            }
+        }
+        self.confirm_erasures()?;
+        Ok(())
     }
 
     /// Writes this node's receipt of every erasure it applied and has not
@@ -862,6 +925,59 @@ mod tests {
             status.nodes.iter().all(|n| n.confirmed.is_some()),
             "{status:?}"
         );
+    }
+
+    /// An admin of one space names, in an erase statement there, a record
+    /// of another space a member shares with others, that member's private
+    /// record, and the other space itself: the member's node erases none.
+    #[test]
+    fn an_erasure_reaches_only_records_of_its_own_space() {
+        let (_ta, a) = node();
+        let (_tb, b) = node();
+        let x = a.create_space("X").expect("x");
+        add(&a, x.id, &b, Role::Writer);
+        let y = b.create_space("Y").expect("y");
+        let theirs = b
+            .create(
+                Kind::Company,
+                SpaceId::Shared(y.id),
+                &input(&[("name", "Initech")]),
+            )
+            .expect("record of Y");
+        let private = b
+            .create(
+                Kind::Person,
+                SpaceId::Private,
+                &input(&[("name", "Bo Own")]),
+            )
+            .expect("private");
+        sync(&b, &a, SpaceId::Shared(x.id));
+        let mut doc = a.load_doc(x.id).expect("doc");
+        space::add_erasure(
+            &mut doc,
+            &EraseStatement {
+                ids: vec![theirs.id, private.id, y.id],
+                reason: "not yours".into(),
+            },
+            a.now(),
+        )
+        .expect("statement");
+        {
+            let _guard = a.write_guard();
+            a.write_space_doc(&mut doc, x.id).expect("accepted in X");
+        }
+        sync(&b, &a, SpaceId::Shared(x.id));
+        assert!(b.space(x.id).expect("x").expect("x").erasures.len() == 1);
+        assert!(
+            b.store().view(theirs.id).expect("view").is_some(),
+            "Y's record"
+        );
+        assert!(
+            b.store().view(private.id).expect("view").is_some(),
+            "the private record"
+        );
+        assert!(b.store().space(y.id).expect("space").is_some(), "space Y");
+        assert!(!all_changes(&b, theirs.id).is_empty());
     }
 
     #[test]

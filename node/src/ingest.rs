@@ -124,9 +124,26 @@ impl Repo {
         for (record, verified, refused) in checked {
             // An erased record's changes are dropped unread: never
             // stored, applied or served again.
-            if any_erased && record != space_id && self.store().erased(record)?.is_some() {
+            if any_erased
+                && record != space_id
+                && self
+                    .store()
+                    .erased(record)?
+                    .is_some_and(|e| e.refuses_in(space))
+            {
                 report.dropped_erased += verified.len();
                 tracing::debug!(%record, "dropped changes of an erased record");
+                continue;
+            }
+            // A rebuilt record (a field erased) keeps no change waiting for
+            // dependencies: those would be of its old history, and would
+            // keep the erased value on disk.
+            if view
+                .as_deref()
+                .is_some_and(|v| v.rebase_of(record).is_some())
+                && self.misses_dependencies(&verified)?
+            {
+                report.dropped_erased += verified.len();
                 continue;
             }
             for (author, reason) in refused {
@@ -206,7 +223,11 @@ impl Repo {
         if self.store().any_erased() {
             let mut kept = Vec::with_capacity(run.len());
             for (record, verified) in run {
-                if self.store().erased(record)?.is_some() {
+                if self
+                    .store()
+                    .erased(record)?
+                    .is_some_and(|e| e.refuses_in(SpaceId::Shared(space_id)))
+                {
                     report.dropped_erased += verified.len();
                 } else {
                     kept.push((record, verified));
@@ -351,7 +372,12 @@ impl Repo {
     ) -> Result<(), NodeError> {
         #[cfg(test)]
         tests::SETTLES.with(|n| n.set(n.get() + 1));
-        if record != space_id && self.store().erased(record)?.is_some() {
+        if record != space_id
+            && self
+                .store()
+                .erased(record)?
+                .is_some_and(|e| e.refuses_in(SpaceId::Shared(space_id)))
+        {
             report.dropped_erased += incoming.len();
             return Ok(());
         }

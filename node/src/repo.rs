@@ -179,6 +179,17 @@ impl Repo {
         };
         let repo = Self::with_store(dir, store, env)?;
         repo.replay_journal_tail()?;
+        // Erasures a crash interrupted, and receipts owed (`erasure`).
+        let erasing = repo.store().any_erased()
+            || repo.dir().join(crate::erasure::LOCAL_LOG).exists()
+            || repo
+                .store()
+                .spaces()?
+                .iter()
+                .any(|v| !v.erasures.is_empty() || !v.rebases.is_empty());
+        if erasing && let Err(e) = repo.finish_erasures() {
+            tracing::warn!("finishing erasures at start-up failed: {e}");
+        }
         // Changes that waited for their dependencies too long go (entries
         // from before their start was kept start now).
         let now = repo.now().as_second().max(0).cast_unsigned();

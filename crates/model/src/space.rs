@@ -566,20 +566,27 @@ pub fn add_rebase(
     time: Timestamp,
 ) -> Result<String, DocError> {
     let author = doc.get_actor().to_hex_string();
-    let own = doc
-        .keys(ROOT)
-        .filter(|k| {
-            k.strip_prefix(REBASE_KEY)
-                .and_then(|r| r.split_once('.'))
-                .is_some_and(|(a, _)| a == author)
-        })
-        .count();
+    let own = erasures_by(doc, &author);
     let json = serde_json::to_string(statement)
         .map_err(|_| DocError::NotARecord("a rebase statement that does not encode"))?;
     let id = format!("{author}.{own}");
     doc.put(ROOT, format!("{REBASE_KEY}{id}"), json)?;
     commit(doc, "erase a field", time);
     Ok(id)
+}
+
+/// How many erase and rebase statements `author` wrote: the number of
+/// its next one. One count for both, so that an erasure id names one
+/// statement (receipts are keyed by it).
+fn erasures_by(doc: &AutoCommit, author: &str) -> usize {
+    doc.keys(ROOT)
+        .filter(|k| {
+            k.strip_prefix(ERASE_KEY)
+                .or_else(|| k.strip_prefix(REBASE_KEY))
+                .and_then(|r| r.split_once('.'))
+                .is_some_and(|(a, _)| a == author)
+        })
+        .count()
 }
 
 /// The author an erase statement's key names (`erase.<hex>.<n>`).
@@ -602,10 +609,7 @@ pub fn add_erasure(
     time: Timestamp,
 ) -> Result<String, DocError> {
     let author = doc.get_actor().to_hex_string();
-    let own = doc
-        .keys(ROOT)
-        .filter(|k| erase_key_author(k) == Some(author.as_str()))
-        .count();
+    let own = erasures_by(doc, &author);
     let json = serde_json::to_string(statement)
         .map_err(|_| DocError::NotARecord("an erase statement that does not encode"))?;
     let id = format!("{author}.{own}");

@@ -122,25 +122,39 @@ pub struct Erased {
     pub kind: String,
     /// The erasure's id.
     pub erasure: String,
+    /// The space whose statement erased it (`None` in marks written
+    /// before it was kept): its changes are refused in that space only.
+    pub space: Option<String>,
 }
 
 impl Erased {
     fn encode(&self) -> String {
-        format!("{}\n{}", self.kind, self.erasure)
+        match &self.space {
+            Some(space) => format!("{}\n{}\n{space}", self.kind, self.erasure),
+            None => format!("{}\n{}", self.kind, self.erasure),
+        }
     }
 
     fn decode(bytes: &[u8]) -> Self {
         let text = String::from_utf8_lossy(bytes);
-        match text.split_once('\n') {
-            Some((kind, erasure)) => Erased {
+        let mut lines = text.splitn(3, '\n');
+        match (lines.next(), lines.next(), lines.next()) {
+            (Some(kind), Some(erasure), space) => Erased {
                 kind: kind.to_string(),
                 erasure: erasure.to_string(),
+                space: space.map(str::to_string),
             },
-            None => Erased {
+            _ => Erased {
                 kind: "record".into(),
                 erasure: text.into_owned(),
+                space: None,
             },
         }
+    }
+
+    /// Whether a change of the record arriving in `space` is refused.
+    pub fn refuses_in(&self, space: SpaceId) -> bool {
+        self.space.as_deref().is_none_or(|s| s == space.to_string())
     }
 }
 
@@ -1464,6 +1478,19 @@ impl Store {
             .transpose()
     }
 
+    /// The records merged away into `survivor` (directly).
+    pub fn merged_away_into(&self, survivor: RecordId) -> Result<Vec<RecordId>> {
+        let target = survivor.to_string();
+        let mut out = Vec::new();
+        for item in self.merged.iter() {
+            let (k, v) = item?;
+            if v.as_ref() == target.as_bytes() {
+                out.push(parse_id(&k)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether any record held here was merged away: when none was (the
     /// common case), nothing has to be redirected.
     pub fn any_merged(&self) -> bool {
@@ -1626,6 +1653,7 @@ impl Store {
                 .view(id)?
                 .map_or_else(|| "record".to_string(), |v| v.kind.to_string()),
             erasure: erasure.to_string(),
+            space: Some(space.to_string()),
         }
         .encode();
         self.remove_record(id, space, &[], Some(mark))

@@ -848,6 +848,9 @@ fn statements(
         if rest.split_once('.').map(|(a, _)| a) != Some(author) {
             return Err("a member erases in its own name".into());
         }
+        if after.erasures.contains_key(&format!("{ERASE_KEY}{rest}")) {
+            return Err("an erasure id names one statement".into());
+        }
         let statement: RebaseStatement = serde_json::from_str(json)
             .map_err(|e| format!("a rebase statement that does not parse: {e}"))?;
         statement.validate()?;
@@ -906,6 +909,18 @@ pub fn judge_record(metas: &[ChangeMeta], space: &SpaceView, record: RecordId) -
     let root = rebase
         .and_then(|r| r.chain.first())
         .and_then(|h| dag.index.get(h).copied());
+    // What builds on the rebuilt history's first change: one pass in
+    // causal order.
+    let mut descends = vec![false; metas.len()];
+    if let Some(root) = root {
+        for &i in &dag.order {
+            descends[i] = i == root
+                || metas[i]
+                    .deps
+                    .iter()
+                    .any(|d| dag.index.get(d).is_some_and(|&p| descends[p]));
+        }
+    }
     let allowed: Vec<Result<(), String>> = metas
         .iter()
         .enumerate()
@@ -914,7 +929,7 @@ pub fn judge_record(metas: &[ChangeMeta], space: &SpaceView, record: RecordId) -
                 if in_chain(r, &m.hash, &m.author) {
                     return Ok(());
                 }
-                if !root.is_some_and(|root| dag.ancestors(i).contains(&root)) {
+                if !descends[i] {
                     return Err(format!(
                         "the record was rebuilt without {} (erasure {}): this change is of its old history",
                         r.fields.join(", "),
