@@ -20,17 +20,6 @@ const OFFLINE_PHONE: &str = "+44 20 7946 0999";
 /// A company's former number, erased as a field: the company stays.
 const ACME_PHONE: &str = "+44 20 7946 0888";
 
-fn ticket(from: &Node, role: &str) -> String {
-    from.json(&["space", "invite", SPACE, "--role", role])["ticket"]
-        .as_str()
-        .expect("ticket")
-        .to_string()
-}
-
-fn shows(n: &Node, id: &str) -> bool {
-    n.run(&["show", id]).status.success()
-}
-
 /// Whether any byte of the person is in `n`'s data directory.
 fn holds_the_person(n: &Node) -> Vec<&'static str> {
     [
@@ -64,11 +53,11 @@ fn an_erasure_reaches_every_node_and_leaves_no_byte_behind() {
     let mut na = a.start(&[]);
     let mut nr = r.start_relay(&[]);
     a.ok(&["space", "create", SPACE]);
-    r.ok(&["space", "join", &ticket(&a, "relay")]);
+    r.ok(&["space", "join", &a.ticket(SPACE, "relay")]);
     let mut nb = b.start(&[]);
-    b.ok(&["space", "join", &ticket(&a, "writer")]);
+    b.ok(&["space", "join", &a.ticket(SPACE, "writer")]);
     let mut nc = c.start(&[]);
-    c.ok(&["space", "join", &ticket(&a, "writer")]);
+    c.ok(&["space", "join", &a.ticket(SPACE, "writer")]);
 
     let person = a.json(&[
         "person", "add", NAME, "--email", EMAIL, "--phone", PHONE, "--space", SPACE,
@@ -104,7 +93,7 @@ fn an_erasure_reaches_every_node_and_leaves_no_byte_behind() {
     let call = call["id"].as_str().expect("id").to_string();
     for n in [&b, &c, &r] {
         assert!(
-            eventually(WAIT, || shows(n, &call) && shows(n, &deal)),
+            eventually(WAIT, || n.shows(&call) && n.shows(&deal)),
             "{} did not get the records",
             n.dir.display()
         );
@@ -130,12 +119,12 @@ fn an_erasure_reaches_every_node_and_leaves_no_byte_behind() {
     ]);
     let erasure = erased["erasure"].as_str().expect("erasure").to_string();
     assert_eq!(erased["ids"].as_array().map(Vec::len), Some(2), "{erased}");
-    assert!(!shows(&a, &person) && !shows(&a, &call));
+    assert!(!a.shows(&person) && !a.shows(&call));
 
     // B and the relay apply it and confirm; C, offline, has not.
     for n in [&b, &r] {
         assert!(
-            eventually(WAIT, || !shows(n, &person) && !shows(n, &call)),
+            eventually(WAIT, || !n.shows(&person) && !n.shows(&call)),
             "{} still shows the person",
             n.dir.display()
         );
@@ -159,7 +148,7 @@ fn an_erasure_reaches_every_node_and_leaves_no_byte_behind() {
     // C comes back: its offline edit is dropped, and it erases its copy.
     let nc2 = c.start(&[]);
     assert!(
-        eventually(WAIT, || !shows(&c, &person)),
+        eventually(WAIT, || !c.shows(&person)),
         "C still shows the person"
     );
     assert!(
@@ -170,7 +159,7 @@ fn an_erasure_reaches_every_node_and_leaves_no_byte_behind() {
         a.ok(&["privacy", "status", &erasure])
     );
     for n in [&a, &b, &r] {
-        assert!(!shows(n, &person), "C's edit brought the person back");
+        assert!(!n.shows(&person), "C's edit brought the person back");
     }
     // The company's former number goes as a field; the company stays.
     let field = a.json(&[
@@ -217,7 +206,7 @@ fn an_erasure_reaches_every_node_and_leaves_no_byte_behind() {
         assert!(out["erased"].as_u64() >= Some(2), "{out}");
         let left = holds_the_person(n);
         assert!(left.is_empty(), "{} still holds {left:?}", n.dir.display());
-        assert!(!shows(n, &person));
+        assert!(!n.shows(&person));
     }
 
     // B's backup from before the erasure comes back: restoring it and
@@ -228,18 +217,12 @@ fn an_erasure_reaches_every_node_and_leaves_no_byte_behind() {
     let _nr = r.start_relay(&[]);
     let _nd = restored.start(&[]);
     assert!(
-        eventually(WAIT, || !shows(&restored, &person)),
+        eventually(WAIT, || !restored.shows(&person)),
         "the restored backup kept the person after syncing"
     );
     std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        !shows(&a, &person),
-        "the stale copy brought the person back"
-    );
-    assert!(
-        !shows(&r, &person),
-        "the stale copy brought the person back"
-    );
+    assert!(!a.shows(&person), "the stale copy brought the person back");
+    assert!(!r.shows(&person), "the stale copy brought the person back");
     let _ = std::fs::remove_file(&stale);
 }
 

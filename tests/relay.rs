@@ -11,19 +11,8 @@ use serde_json::Value;
 const SPACE: &str = "Acme field team";
 const WAIT: Duration = Duration::from_secs(20);
 
-fn ticket(from: &Node, role: &str) -> String {
-    from.json(&["space", "invite", SPACE, "--role", role])["ticket"]
-        .as_str()
-        .expect("ticket")
-        .to_string()
-}
-
 fn field(n: &Node, id: &str, name: &str) -> Value {
     n.json(&["show", id])[name].clone()
-}
-
-fn shows(n: &Node, id: &str) -> bool {
-    n.run(&["show", id]).status.success()
 }
 
 /// A writes and goes offline; B comes online afterwards, and back; the
@@ -37,9 +26,9 @@ fn two_nodes_never_online_together_converge_through_a_relay() {
     let mut na = a.start(&[]);
     let mut nr = r.start_relay(&[]);
     a.ok(&["space", "create", SPACE]);
-    r.ok(&["space", "join", &ticket(&a, "relay")]);
+    r.ok(&["space", "join", &a.ticket(SPACE, "relay")]);
     let mut nb = b.start(&[]);
-    b.ok(&["space", "join", &ticket(&a, "writer")]);
+    b.ok(&["space", "join", &a.ticket(SPACE, "writer")]);
     nb.stop();
 
     // A writes while B is away, then leaves.
@@ -56,7 +45,7 @@ fn two_nodes_never_online_together_converge_through_a_relay() {
     ]);
     let deal = deal["id"].as_str().expect("id").to_string();
     assert!(
-        eventually(WAIT, || shows(&r, &deal)),
+        eventually(WAIT, || r.shows(&deal)),
         "the relay did not get A's records"
     );
     na.stop();
@@ -65,7 +54,7 @@ fn two_nodes_never_online_together_converge_through_a_relay() {
     nr.stop();
     let mut nr = r.start_relay(&[]);
     assert!(
-        shows(&r, &acme) && shows(&r, &deal),
+        r.shows(&acme) && r.shows(&deal),
         "the relay lost records on restart"
     );
     let err = r.fails(&["edit", &acme, "--set", "industry=X"]);
@@ -74,7 +63,7 @@ fn two_nodes_never_online_together_converge_through_a_relay() {
     // B comes online with A away: it gets A's records from the relay.
     let mut nb = b.start(&[]);
     assert!(
-        eventually(WAIT, || shows(&b, &deal)),
+        eventually(WAIT, || b.shows(&deal)),
         "B did not get A's records from the relay"
     );
     b.ok(&["edit", &acme, "--set", "industry=Logistics"]);
@@ -105,7 +94,7 @@ fn a_non_member_gets_nothing_from_the_relay() {
     let _na = a.start(&[]);
     let _nr = r.start_relay(&[]);
     a.ok(&["space", "create", SPACE]);
-    r.ok(&["space", "join", &ticket(&a, "relay")]);
+    r.ok(&["space", "join", &a.ticket(SPACE, "relay")]);
     a.ok(&["company", "add", "Secret Account", "--space", SPACE]);
     let space_id = a.json(&["space", "list"])[0]["id"]
         .as_str()
@@ -160,7 +149,7 @@ fn the_relays_quota_and_rate_limit_trigger_with_clear_errors() {
     let metrics_addr = format!("127.0.0.1:{port}");
     let _nr = r.start_relay(&["--quota", "6k", "--rate", "30", "--metrics", &metrics_addr]);
     a.ok(&["space", "create", SPACE]);
-    r.ok(&["space", "join", &ticket(&a, "relay")]);
+    r.ok(&["space", "join", &a.ticket(SPACE, "relay")]);
     for i in 0..40 {
         a.ok(&[
             "company",
@@ -247,7 +236,7 @@ fn nodes_reach_each_other_through_the_relays_iroh_relay_server() {
     let mut stripped = None;
     assert!(
         eventually(WAIT, || {
-            let t = Ticket::decode(&ticket(&a, "writer")).expect("ticket");
+            let t = Ticket::decode(&a.ticket(SPACE, "writer")).expect("ticket");
             let usable = t.relay.is_some();
             stripped = Some(Ticket {
                 addrs: Vec::new(),
@@ -260,7 +249,7 @@ fn nodes_reach_each_other_through_the_relays_iroh_relay_server() {
     let stripped = stripped.expect("ticket").encode();
     b.ok(&["space", "join", &stripped]);
     assert!(
-        eventually(WAIT, || shows(&b, &acme)),
+        eventually(WAIT, || b.shows(&acme)),
         "B did not get A's record through the iroh relay"
     );
 }

@@ -124,13 +124,7 @@ impl Repo {
         for (record, verified, refused) in checked {
             // An erased record's changes are dropped unread: never
             // stored, applied or served again.
-            if any_erased
-                && record != space_id
-                && self
-                    .store()
-                    .erased(record)?
-                    .is_some_and(|e| e.refuses_in(space))
-            {
+            if any_erased && self.erased_in(space_id, record)? {
                 report.dropped_erased += verified.len();
                 tracing::debug!(%record, "dropped changes of an erased record");
                 continue;
@@ -223,11 +217,7 @@ impl Repo {
         if self.store().any_erased() {
             let mut kept = Vec::with_capacity(run.len());
             for (record, verified) in run {
-                if self
-                    .store()
-                    .erased(record)?
-                    .is_some_and(|e| e.refuses_in(SpaceId::Shared(space_id)))
-                {
+                if self.erased_in(space_id, record)? {
                     report.dropped_erased += verified.len();
                 } else {
                     kept.push((record, verified));
@@ -255,6 +245,16 @@ impl Repo {
         let writes: Vec<RecordWrite<'_>> = writes.iter().map(Built::write).collect();
         self.store().write_batch_deferred(&writes)?;
         Ok(())
+    }
+
+    /// Whether `record` was erased here in space `space_id`: its changes
+    /// there are dropped unread (`erasure`).
+    fn erased_in(&self, space_id: RecordId, record: RecordId) -> Result<bool, NodeError> {
+        Ok(record != space_id
+            && self
+                .store()
+                .erased(record)?
+                .is_some_and(|e| e.refuses_in(SpaceId::Shared(space_id))))
     }
 
     /// Whether a change names a dependency this node has never seen
@@ -372,12 +372,7 @@ impl Repo {
     ) -> Result<(), NodeError> {
         #[cfg(test)]
         tests::SETTLES.with(|n| n.set(n.get() + 1));
-        if record != space_id
-            && self
-                .store()
-                .erased(record)?
-                .is_some_and(|e| e.refuses_in(SpaceId::Shared(space_id)))
-        {
+        if self.erased_in(space_id, record)? {
             report.dropped_erased += incoming.len();
             return Ok(());
         }

@@ -5,8 +5,6 @@
 //! runs them needs the right to erase in each space; the other members
 //! receive the erasures, not the rules.
 
-use std::collections::BTreeMap;
-
 use rapport_model::{Kind, RecordId, RecordView};
 
 use crate::erasure::ErasureReport;
@@ -162,15 +160,6 @@ impl Repo {
         }
         Ok(last)
     }
-}
-
-/// Groups records by space, in order (for one erase statement per space).
-pub(crate) fn by_space(records: &[RecordView]) -> BTreeMap<String, Vec<&RecordView>> {
-    let mut out: BTreeMap<String, Vec<&RecordView>> = BTreeMap::new();
-    for r in records {
-        out.entry(r.space.to_string()).or_default().push(r);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -129,6 +129,19 @@ impl Node {
     pub fn snapshot(&self) -> Value {
         self.json(&["export"])
     }
+
+    /// A one-time ticket into `space` with `role` (the node must run).
+    pub fn ticket(&self, space: &str, role: &str) -> String {
+        self.json(&["space", "invite", space, "--role", role])["ticket"]
+            .as_str()
+            .expect("ticket")
+            .to_string()
+    }
+
+    /// Whether this node shows record `id`.
+    pub fn shows(&self, id: &str) -> bool {
+        self.run(&["show", id]).status.success()
+    }
 }
 
 /// A `rapport up` process; stopped (SIGTERM, then SIGKILL) when dropped.

@@ -1606,16 +1606,9 @@ impl Store {
             .collect()
     }
 
-    /// Withdraws a document whose every change the rules now refuse or
-    /// hold: the document, its view and its index entries go, in one
-    /// transaction; its signed changes stay, set aside. The index entries
-    /// removed are those of the view as stored.
-    pub fn withdraw(&self, id: RecordId, space: SpaceId) -> Result<()> {
-        // Item sets change in commit order, like after a write.
-        let _commit = self.commit_lock();
-        let stored = self.view(id)?;
-        let previous = stored.as_ref();
-        let trees = [
+    /// The trees [`unshow`] takes, in its order.
+    fn shown_trees(&self) -> [&sled::Tree; SHOWN_TREES] {
+        [
             &self.docs,
             &self.records,
             &self.by_kind,
@@ -1625,7 +1618,19 @@ impl Store {
             &self.by_space,
             &self.counts,
             &self.by_field,
-        ];
+        ]
+    }
+
+    /// Withdraws a document whose every change the rules now refuse or
+    /// hold: the document, its view and its index entries go, in one
+    /// transaction; its signed changes stay, set aside. The index entries
+    /// removed are those of the view as stored.
+    pub fn withdraw(&self, id: RecordId, space: SpaceId) -> Result<()> {
+        // Item sets change in commit order, like after a write.
+        let _commit = self.commit_lock();
+        let stored = self.view(id)?;
+        let previous = stored.as_ref();
+        let trees = self.shown_trees();
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {
                 unshow(t, id, space, previous)?;
@@ -1695,24 +1700,18 @@ impl Store {
             }])?,
             None => None,
         };
-        self.sync_journal(appended)?;
-        let trees = [
-            &self.docs,
-            &self.records,
-            &self.by_kind,
-            &self.by_name,
-            &self.links,
-            &self.merged,
-            &self.by_space,
-            &self.counts,
-            &self.by_field,
+        if appended.is_some() {
+            self.sync_journal(appended)?;
+        }
+        let mut trees = self.shown_trees().to_vec();
+        trees.extend([
             &self.changes,
             &self.doc_changes,
             &self.usage,
             &self.authored,
             &self.erased,
             &self.meta,
-        ];
+        ]);
         let result: std::result::Result<(), TransactionError<()>> =
             trees.as_slice().transaction(|t| {
                 unshow(&t[..SHOWN_TREES], id, space, stored.as_ref())?;
